@@ -1,0 +1,288 @@
+// The BankCluster resource: one set of types, defaults and validation rules shared by the
+// operator (whose CRD schema and CEL rules must say the same, checked by a test) and by
+// the local runtime (`shardbank up -f manifest.yaml`). Messages name the field.
+import type { Topology } from './topology.js';
+
+export const API_GROUP = 'shardbank.io';
+export const API_VERSION = 'v1alpha1';
+export const KIND = 'BankCluster';
+
+export const LIMITS = {
+  shardsMax: 64,
+  replicasPerShardMax: 7,
+  itemsPerShardMax: 1_000_000,
+  initialBalanceMax: 1_000_000_000_000,
+  maxTransferAmountMax: 1_000_000_000_000,
+} as const;
+
+export const IMAGE_PULL_POLICIES = ['Always', 'IfNotPresent', 'Never'] as const;
+export type ImagePullPolicy = (typeof IMAGE_PULL_POLICIES)[number];
+
+export interface StorageSpec {
+  size: string;
+  storageClassName?: string;
+  retainOnDelete: boolean;
+}
+
+export interface NatsSpec {
+  /** An existing NATS; empty means the operator (or `shardbank up`) runs one. */
+  url?: string;
+  managed: boolean;
+}
+
+export interface PodTemplateOverrides {
+  affinity?: Record<string, unknown>;
+  tolerations?: Record<string, unknown>[];
+  nodeSelector?: Record<string, string>;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+export interface BankClusterSpec {
+  shards: number;
+  replicasPerShard: number;
+  itemsPerShard: number;
+  initialBalance: number;
+  maxTransferAmount: number;
+  image: string;
+  imagePullPolicy: ImagePullPolicy;
+  resources?: Record<string, unknown>;
+  storage: StorageSpec;
+  nats: NatsSpec;
+  tls?: { secretName: string };
+  podTemplate?: PodTemplateOverrides;
+  paused: boolean;
+}
+
+export interface BankClusterMetadata {
+  name: string;
+  namespace?: string;
+  uid?: string;
+  generation?: number;
+  resourceVersion?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+export interface BankCluster {
+  apiVersion: string;
+  kind: string;
+  metadata: BankClusterMetadata;
+  spec: BankClusterSpec;
+  status?: Record<string, unknown>;
+}
+
+export const DEFAULT_SPEC: BankClusterSpec = {
+  shards: 3,
+  replicasPerShard: 3,
+  itemsPerShard: 3000,
+  initialBalance: 10,
+  maxTransferAmount: 1_000_000_000,
+  image: 'shardbank/node:0.1.0',
+  imagePullPolicy: 'IfNotPresent',
+  storage: { size: '1Gi', retainOnDelete: true },
+  nats: { managed: true },
+  paused: false,
+};
+
+export class ManifestError extends Error {
+  override name = 'ManifestError';
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(`${field}: ${message}`);
+  }
+}
+
+export type Validated<T> = { ok: true; value: T } | { ok: false; errors: ManifestError[] };
+
+const NAME_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const QUANTITY_PATTERN = /^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/;
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function integerField(
+  spec: Record<string, unknown>,
+  key: string,
+  fallback: number,
+  min: number,
+  max: number,
+  errors: ManifestError[],
+): number {
+  const value = spec[key];
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    errors.push(new ManifestError(`spec.${key}`, `must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`));
+    return fallback;
+  }
+  return value;
+}
+
+/** Applies defaults and checks a parsed manifest object; never throws on bad input. */
+export function validateBankCluster(input: unknown): Validated<BankCluster> {
+  const errors: ManifestError[] = [];
+  if (!isRecord(input)) return { ok: false, errors: [new ManifestError('(root)', 'must be a YAML/JSON object')] };
+  if (input.kind !== undefined && input.kind !== KIND) {
+    errors.push(new ManifestError('kind', `must be ${KIND}, got ${JSON.stringify(input.kind)}`));
+  }
+  const apiVersion = input.apiVersion ?? `${API_GROUP}/${API_VERSION}`;
+  if (apiVersion !== `${API_GROUP}/${API_VERSION}`) {
+    errors.push(new ManifestError('apiVersion', `must be ${API_GROUP}/${API_VERSION}, got ${JSON.stringify(apiVersion)}`));
+  }
+  const metadata = isRecord(input.metadata) ? input.metadata : {};
+  const name = metadata.name;
+  if (typeof name !== 'string' || name.length === 0 || name.length > 40 || !NAME_PATTERN.test(name)) {
+    errors.push(new ManifestError('metadata.name', 'must be a lowercase DNS label of at most 40 characters'));
+  }
+  const raw = input.spec === undefined ? {} : input.spec;
+  if (!isRecord(raw)) return { ok: false, errors: [...errors, new ManifestError('spec', 'must be an object')] };
+  const spec = buildSpec(raw, errors);
+  if (errors.length > 0) return { ok: false, errors };
+  const namespace = typeof metadata.namespace === 'string' ? metadata.namespace : undefined;
+  return {
+    ok: true,
+    value: {
+      apiVersion: `${API_GROUP}/${API_VERSION}`,
+      kind: KIND,
+      metadata: { ...(metadata as unknown as BankClusterMetadata), name: name as string, ...(namespace ? { namespace } : {}) },
+      spec,
+    },
+  };
+}
+
+function buildSpec(raw: Record<string, unknown>, errors: ManifestError[]): BankClusterSpec {
+  const d = DEFAULT_SPEC;
+  const shards = integerField(raw, 'shards', d.shards, 1, LIMITS.shardsMax, errors);
+  const replicasPerShard = integerField(raw, 'replicasPerShard', d.replicasPerShard, 1, LIMITS.replicasPerShardMax, errors);
+  if (replicasPerShard % 2 === 0) {
+    errors.push(new ManifestError('spec.replicasPerShard', `must be odd (1, 3, 5 or 7), got ${replicasPerShard}`));
+  }
+  const itemsPerShard = integerField(raw, 'itemsPerShard', d.itemsPerShard, 1, LIMITS.itemsPerShardMax, errors);
+  const initialBalance = integerField(raw, 'initialBalance', d.initialBalance, 0, LIMITS.initialBalanceMax, errors);
+  const maxTransferAmount = integerField(raw, 'maxTransferAmount', d.maxTransferAmount, 1, LIMITS.maxTransferAmountMax, errors);
+  const image = raw.image ?? d.image;
+  if (typeof image !== 'string' || image.length === 0) errors.push(new ManifestError('spec.image', 'must be a non-empty string'));
+  const imagePullPolicy = raw.imagePullPolicy ?? d.imagePullPolicy;
+  if (!IMAGE_PULL_POLICIES.includes(imagePullPolicy as ImagePullPolicy)) {
+    errors.push(new ManifestError('spec.imagePullPolicy', `must be one of ${IMAGE_PULL_POLICIES.join(', ')}`));
+  }
+  const storage = buildStorage(raw.storage, errors);
+  const nats = buildNats(raw.nats, errors);
+  const paused = raw.paused ?? false;
+  if (typeof paused !== 'boolean') errors.push(new ManifestError('spec.paused', 'must be true or false'));
+  const spec: BankClusterSpec = {
+    shards,
+    replicasPerShard,
+    itemsPerShard,
+    initialBalance,
+    maxTransferAmount,
+    image: image as string,
+    imagePullPolicy: imagePullPolicy as ImagePullPolicy,
+    storage,
+    nats,
+    paused: paused as boolean,
+  };
+  if (raw.resources !== undefined) {
+    if (isRecord(raw.resources)) spec.resources = raw.resources;
+    else errors.push(new ManifestError('spec.resources', 'must be an object'));
+  }
+  if (raw.tls !== undefined) {
+    if (isRecord(raw.tls) && typeof raw.tls.secretName === 'string' && raw.tls.secretName.length > 0) {
+      spec.tls = { secretName: raw.tls.secretName };
+    } else errors.push(new ManifestError('spec.tls.secretName', 'must be a non-empty string'));
+  }
+  if (raw.podTemplate !== undefined) {
+    if (isRecord(raw.podTemplate)) spec.podTemplate = raw.podTemplate as PodTemplateOverrides;
+    else errors.push(new ManifestError('spec.podTemplate', 'must be an object'));
+  }
+  return spec;
+}
+
+function buildStorage(raw: unknown, errors: ManifestError[]): StorageSpec {
+  const d = DEFAULT_SPEC.storage;
+  if (raw === undefined) return { ...d };
+  if (!isRecord(raw)) {
+    errors.push(new ManifestError('spec.storage', 'must be an object'));
+    return { ...d };
+  }
+  const size = raw.size ?? d.size;
+  if (typeof size !== 'string' || !QUANTITY_PATTERN.test(size)) {
+    errors.push(new ManifestError('spec.storage.size', `must be a quantity such as 1Gi, got ${JSON.stringify(size)}`));
+  }
+  const retainOnDelete = raw.retainOnDelete ?? d.retainOnDelete;
+  if (typeof retainOnDelete !== 'boolean') errors.push(new ManifestError('spec.storage.retainOnDelete', 'must be true or false'));
+  const storage: StorageSpec = { size: size as string, retainOnDelete: retainOnDelete as boolean };
+  if (raw.storageClassName !== undefined) {
+    if (typeof raw.storageClassName === 'string') storage.storageClassName = raw.storageClassName;
+    else errors.push(new ManifestError('spec.storage.storageClassName', 'must be a string'));
+  }
+  return storage;
+}
+
+function buildNats(raw: unknown, errors: ManifestError[]): NatsSpec {
+  if (raw === undefined) return { ...DEFAULT_SPEC.nats };
+  if (!isRecord(raw)) {
+    errors.push(new ManifestError('spec.nats', 'must be an object'));
+    return { ...DEFAULT_SPEC.nats };
+  }
+  const nats: NatsSpec = { managed: true };
+  if (raw.url !== undefined) {
+    if (typeof raw.url !== 'string' || !/^(nats|tls):\/\//.test(raw.url)) {
+      errors.push(new ManifestError('spec.nats.url', 'must be a nats:// or tls:// URL'));
+    } else {
+      nats.url = raw.url;
+      nats.managed = false;
+    }
+  }
+  if (raw.managed !== undefined) {
+    if (typeof raw.managed !== 'boolean') errors.push(new ManifestError('spec.nats.managed', 'must be true or false'));
+    else nats.managed = raw.managed;
+  }
+  return nats;
+}
+
+/** Changes the running system cannot make safely (mirrored by CEL rules in the CRD). */
+export function validateBankClusterUpdate(previous: BankClusterSpec, next: BankClusterSpec): ManifestError[] {
+  const errors: ManifestError[] = [];
+  if (previous.shards !== next.shards) {
+    errors.push(new ManifestError('spec.shards', 'is immutable: resharding a running cluster is not supported'));
+  }
+  if (previous.itemsPerShard !== next.itemsPerShard) {
+    errors.push(new ManifestError('spec.itemsPerShard', 'is immutable: it decides which shard owns each item'));
+  }
+  if (previous.initialBalance !== next.initialBalance) {
+    errors.push(new ManifestError('spec.initialBalance', 'is immutable: it defines the money the cluster holds'));
+  }
+  return errors;
+}
+
+export function topologyOf(spec: BankClusterSpec): Topology {
+  return {
+    shards: spec.shards,
+    itemsPerShard: spec.itemsPerShard,
+    replicasPerShard: spec.replicasPerShard,
+    initialBalance: spec.initialBalance,
+  };
+}
+
+export function defaultBankCluster(name = 'local'): BankCluster {
+  return {
+    apiVersion: `${API_GROUP}/${API_VERSION}`,
+    kind: KIND,
+    metadata: { name },
+    spec: structuredClone(DEFAULT_SPEC),
+  };
+}
+
+/** Kubernetes names for a shard's workloads (SPEC section 1). */
+export const names = {
+  statefulSet: (cluster: string, shard: number) => `${cluster}-s${shard}`,
+  headlessService: (cluster: string, shard: number) => `${cluster}-s${shard}`,
+  pod: (cluster: string, shard: number, ordinal: number) => `${cluster}-s${shard}-${ordinal}`,
+  clientService: (cluster: string) => `${cluster}-client`,
+  topologyConfigMap: (cluster: string) => `${cluster}-topology`,
+  pdb: (cluster: string, shard: number) => `${cluster}-s${shard}`,
+} as const;
