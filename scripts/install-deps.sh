@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the system packages shardbank needs (idempotent): nats-server for leader
+# discovery, protoc for regenerating protos. Run as root, or with sudo available.
+set -euo pipefail
+need=()
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "installing: ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+node -e 'const [a,b]=process.versions.node.split(".").map(Number); if (a<20||(a===20&&b<15)) { console.error("Node >= 20.15 is required, found "+process.version); process.exit(1) }'
