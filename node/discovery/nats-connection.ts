@@ -1,0 +1,121 @@
+// The NATS plumbing shared by the announcer and the watcher: a connection that keeps
+// trying forever without blocking its owner, and the one place that opens (and, the
+// first time, creates) the leader bucket, so that every creator uses the same config.
+import { connect, type KV, type NatsConnection } from 'nats';
+import type { Logger } from 'pino';
+import { leaderBucketName, recordBytesMax } from './leader-record.js';
+
+export const requestTimeoutMsDefault = 5_000;
+const connectRetryMsMin = 250;
+const connectRetryMsMax = 5_000;
+const reconnectTimeWaitMs = 1_000;
+const pingIntervalMs = 10_000;
+const bucketHistory = 5;
+const bucketOpenAttemptsMax = 3;
+/** NATS JetStream error code "wrong last sequence": the compare-and-set lost a race. */
+const wrongLastSequenceErrorCode = 10071;
+
+/** A promise-based sleep that ends early (resolving false) when `signal` aborts. */
+export function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal.aborted) {
+      resolve(false);
+      return;
+    }
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Connects to `servers`, retrying until it succeeds or `signal` aborts (then undefined).
+ * Once connected, nats.js reconnects forever by itself. The first connection is retried
+ * here rather than with nats.js `waitOnFirstConnect: true`, because that dial loop has no
+ * handle to cancel it: a component closed while NATS is down would otherwise leave a
+ * loop dialing in the background and a connection opened behind its back.
+ */
+export async function connectForever(
+  servers: string | string[],
+  name: string,
+  logger: Logger,
+  signal: AbortSignal,
+): Promise<NatsConnection | undefined> {
+  let retryMs = connectRetryMsMin;
+  let attempts = 0;
+  while (!signal.aborted) {
+    attempts += 1;
+    try {
+      const nc = await connect({
+        servers,
+        name,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: reconnectTimeWaitMs,
+        waitOnFirstConnect: false,
+        pingInterval: pingIntervalMs,
+        timeout: requestTimeoutMsDefault,
+      });
+      if (signal.aborted) {
+        await nc.close().catch(() => undefined);
+        return undefined;
+      }
+      logger.info({ servers, attempts }, 'nats connected');
+      return nc;
+    } catch (error) {
+      // Log the first failure loudly and the rest quietly: NATS may legitimately be down for long.
+      const level = attempts === 1 ? 'warn' : 'debug';
+      logger[level]({ servers, attempts, err: errorMessage(error) }, 'nats connect failed, retrying');
+    }
+    await sleep(retryMs, signal);
+    retryMs = Math.min(connectRetryMsMax, retryMs * 2);
+  }
+  return undefined;
+}
+
+/**
+ * Opens bucket `shardbank-leaders`, creating it if absent. Idempotent under races: two
+ * creators with the same config both succeed, and a creator that loses a race with a
+ * different config simply binds on the next attempt.
+ */
+export async function openLeaderBucket(nc: NatsConnection, timeoutMs = requestTimeoutMsDefault): Promise<KV> {
+  let lastError: unknown;
+  for (let attempt = 0; attempt < bucketOpenAttemptsMax; attempt++) {
+    try {
+      const js = nc.jetstream({ timeout: timeoutMs });
+      // allow_direct false: compare-and-set reads go to the stream leader, never a lagging mirror.
+      return await js.views.kv(leaderBucketName, {
+        history: bucketHistory,
+        // Headers (the compare-and-set's expected revision) count towards the limit too.
+        maxValueSize: recordBytesMax * 4,
+        allow_direct: false,
+        timeout: timeoutMs,
+      });
+    } catch (error) {
+      lastError = error;
+    }
+  }
+  throw lastError;
+}
+
+/** True if a KV create/update failed because the key's revision moved on. */
+export function isRevisionConflict(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const apiError = (error as { api_error?: { err_code?: number } }).api_error;
+  return apiError?.err_code === wrongLastSequenceErrorCode;
+}
+
+/** Stops an iterator nats.js hands out (status(), kv.watch()) whose type hides stop(). */
+export function stopIterator(iterator: unknown): void {
+  const stoppable = iterator as { stop?: () => void } | undefined;
+  stoppable?.stop?.();
+}
