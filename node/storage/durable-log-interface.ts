@@ -1,0 +1,66 @@
+// The acceptor's durable storage, as the consensus driver sees it. The implementation is
+// `durable-log.ts`; this file holds only the contract so that tests and simulators can
+// provide their own in-memory log behind the same interface.
+import type { Ballot } from '../gen/shardbank/v1/peer.js';
+
+export type { Ballot };
+
+export interface HardState {
+  promised: Ballot;
+}
+
+/** An accepted Paxos slot. */
+export interface StoredEntry {
+  slot: number;
+  ballot: Ballot;
+  value: Buffer;
+}
+
+/** A state machine image up to and including slot `index`. */
+export interface StoredSnapshot {
+  index: number;
+  data: Buffer;
+}
+
+export interface RecoveredState {
+  hardState: HardState | undefined;
+  snapshot: StoredSnapshot | undefined;
+  /** Latest record per slot, only slots > snapshot.index, sorted by slot. */
+  entries: StoredEntry[];
+  /** Bytes discarded from a torn or incomplete tail (0 normally). */
+  tornTailBytes: number;
+}
+
+export interface DurableLogStats {
+  syncs: number;
+  recordsWritten: number;
+  bytesWritten: number;
+  entriesPerSyncMax: number;
+  segments: number;
+}
+
+export interface DurableLog {
+  /** Queues records in memory; they become durable when a later sync() resolves. Order is preserved. */
+  append(hardState: HardState | undefined, entries: readonly StoredEntry[]): void;
+  /**
+   * Group commit: writes everything queued so far and fdatasyncs. Concurrent callers share one
+   * fsync: while one fsync runs, newly queued records wait and go out together in the next one.
+   * Resolves when everything queued before the call is durable.
+   */
+  sync(): Promise<void>;
+  /**
+   * Atomically stores a snapshot (temp file, fsync, rename, fsync dir); afterwards log segments
+   * holding only slots <= index may be deleted. The hard state survives the deletion.
+   */
+  saveSnapshot(snapshot: StoredSnapshot): Promise<void>;
+  stats(): DurableLogStats;
+  /** Makes everything queued durable, then releases the file descriptors. */
+  close(): Promise<void>;
+}
+
+export interface DurableLogOptions {
+  /** A segment rolls over once the next batch would take it past this size (default 64 MiB). */
+  segmentBytesMax?: number;
+  /** Skips fsync and fdatasync. For tests and development only: nothing is durable. */
+  noSync?: boolean;
+}

@@ -1,0 +1,328 @@
+// The Paxos acceptor's durable log: an append-only, segmented, checksummed file log with group
+// commit. See README.md in this directory for the format and the reasons for a purpose-built log.
+//
+// Directory layout: `log-000001.seg`, `log-000002.seg`, ... and at most one
+// `snapshot-<index>.snap`. Every segment starts with a segment header and, when one exists,
+// the latest hard state, so deleting older segments after a snapshot never loses the promised
+// ballot.
+import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { assert } from '../util/assert.js';
+import type {
+  Ballot,
+  DurableLog,
+  DurableLogOptions,
+  DurableLogStats,
+  HardState,
+  RecoveredState,
+  StoredEntry,
+  StoredSnapshot,
+} from './durable-log-interface.js';
+import { fsyncDirectory, writeAll } from './file-io.js';
+import { recoverDirectory, segmentFileName, type SegmentInfo } from './log-recovery.js';
+import { encodeEntry, encodeHardState, encodeSegmentHeader, sealBatch } from './record-codec.js';
+import { snapshotBytesMax, writeSnapshotFile } from './snapshot-file.js';
+import { DurableLogFailedError } from './storage-errors.js';
+
+export type * from './durable-log-interface.js';
+export { CorruptLogError, DurableLogFailedError } from './storage-errors.js';
+
+export const segmentBytesMaxDefault = 64 * 1024 * 1024;
+const segmentBytesMin = 4 * 1024;
+const segmentBytesLimit = 1024 * 1024 * 1024;
+/** Records appended but not yet written. The driver must sync long before this fills up. */
+export const queuedBytesMax = 256 * 1024 * 1024;
+/** sync() callers waiting at once; far above any sane number of concurrent proposals. */
+const syncWaitersMax = 1_000_000;
+
+interface SyncWaiter {
+  /** Resolved once this many appended records are durable. */
+  appendedRecords: number;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+interface ActiveSegment {
+  segmentSeq: number;
+  handle: FileHandle;
+  bytes: number;
+  /** Batches written besides the prelude; a segment without any never rolls over. */
+  payloadBatches: number;
+}
+
+/** Records a new active segment must start with before anything else. */
+interface PreludeNeeded {
+  header: boolean;
+  hardState: boolean;
+}
+
+export function compareBallots(left: Ballot, right: Ballot): number {
+  return left.round !== right.round ? left.round - right.round : left.ordinal - right.ordinal;
+}
+
+class SegmentedDurableLog implements DurableLog {
+  private queue: Buffer[] = [];
+  private queuedBytes = 0;
+  private queuedEntries = 0;
+  private queuedSlotMax = -1;
+  private queuedHardState: HardState | undefined;
+  private appendedHardState: HardState | undefined;
+  private writtenHardState: HardState | undefined;
+  private appendedRecords = 0;
+  private durableRecords = 0;
+  private waiters: SyncWaiter[] = [];
+  private flushing = false;
+  private failure: DurableLogFailedError | undefined;
+  private closed = false;
+  private preludeNeeded: PreludeNeeded;
+  /** Segments older than this one may be deleted: this one durably holds the latest hard state. */
+  private preludeDurableSegmentSeq: number;
+  private snapshotIndex: number | undefined;
+  private snapshotFile: string | undefined;
+  private snapshotQueue: Promise<void> = Promise.resolve();
+  private readonly counters = { syncs: 0, recordsWritten: 0, bytesWritten: 0, entriesPerSyncMax: 0 };
+
+  constructor(
+    private readonly directory: string,
+    private readonly segmentBytesMax: number,
+    private readonly noSync: boolean,
+    private active: ActiveSegment,
+    private readonly segments: SegmentInfo[],
+    recovered: RecoveredState,
+    preludeNeeded: PreludeNeeded,
+    snapshotFile: string | undefined,
+  ) {
+    assert(segments.at(-1)?.segmentSeq === active.segmentSeq, 'the active segment must be the last segment');
+    this.appendedHardState = recovered.hardState;
+    this.writtenHardState = recovered.hardState;
+    this.preludeNeeded = preludeNeeded;
+    this.preludeDurableSegmentSeq = preludeNeeded.header || preludeNeeded.hardState ? 0 : active.segmentSeq;
+    this.snapshotIndex = recovered.snapshot?.index;
+    this.snapshotFile = snapshotFile;
+  }
+
+  append(hardState: HardState | undefined, entries: readonly StoredEntry[]): void {
+    this.checkUsable();
+    if (hardState !== undefined) {
+      const previous = this.appendedHardState;
+      assert(previous === undefined || compareBallots(hardState.promised, previous.promised) >= 0, 'the promised ballot must never decrease');
+      this.enqueue(encodeHardState(hardState));
+      this.appendedHardState = hardState;
+      this.queuedHardState = hardState;
+    }
+    for (const entry of entries) {
+      this.enqueue(encodeEntry(entry));
+      this.queuedEntries += 1;
+      this.queuedSlotMax = Math.max(this.queuedSlotMax, entry.slot);
+    }
+  }
+
+  private enqueue(frame: Buffer): void {
+    this.queue.push(frame);
+    this.queuedBytes += frame.length;
+    this.appendedRecords += 1;
+    assert(this.queuedBytes <= queuedBytesMax, `${this.queuedBytes} bytes queued without sync(), limit ${queuedBytesMax}`);
+  }
+
+  sync(): Promise<void> {
+    this.checkUsable();
+    return this.syncQueued();
+  }
+
+  private syncQueued(): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.durableRecords === this.appendedRecords) return Promise.resolve();
+    assert(this.waiters.length < syncWaitersMax, `more than ${syncWaitersMax} concurrent sync() calls`);
+    const appendedRecords = this.appendedRecords;
+    const promise = new Promise<void>((resolve, reject) => this.waiters.push({ appendedRecords, resolve, reject }));
+    if (!this.flushing) void this.runFlushes();
+    return promise;
+  }
+
+  /** One flush at a time; callers that arrive during a flush share the next one. */
+  private async runFlushes(): Promise<void> {
+    assert(!this.flushing, 'two flush loops at once');
+    this.flushing = true;
+    try {
+      while (this.waiters.length > 0) {
+        await this.flushQueued();
+        const satisfied = this.waiters.findIndex((waiter) => waiter.appendedRecords > this.durableRecords);
+        const resolved = this.waiters.splice(0, satisfied === -1 ? this.waiters.length : satisfied);
+        for (const waiter of resolved) waiter.resolve();
+      }
+    } catch (error) {
+      const failure = this.fail('sync', error);
+      for (const waiter of this.waiters.splice(0)) waiter.reject(failure);
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  /** Writes everything queued (after the prelude a fresh segment needs) with one write and one fdatasync. */
+  private async flushQueued(): Promise<void> {
+    const chunks = this.queue;
+    const appendedRecords = this.appendedRecords;
+    const batchEntries = this.queuedEntries;
+    const batchSlotMax = this.queuedSlotMax;
+    const batchHardState = this.queuedHardState;
+    const batchBytes = this.queuedBytes;
+    this.queue = [];
+    this.queuedBytes = 0;
+    this.queuedEntries = 0;
+    this.queuedSlotMax = -1;
+    this.queuedHardState = undefined;
+
+    if (this.active.payloadBatches > 0 && this.active.bytes + batchBytes > this.segmentBytesMax) await this.rollSegment();
+    const prelude = this.takePrelude();
+    const batch = Buffer.concat([...prelude.frames, ...chunks]);
+    const records = sealBatch(batch);
+    assert(records === prelude.frames.length + chunks.length, 'sealed record count differs from the queue');
+    await writeAll(this.active.handle, batch);
+    if (!this.noSync) await this.active.handle.datasync();
+    // A new segment file is only durable once its directory entry is.
+    if (prelude.startsSegment && !this.noSync) await fsyncDirectory(this.directory);
+
+    this.active.bytes += batch.length;
+    if (chunks.length > 0) this.active.payloadBatches += 1;
+    const activeInfo = this.segments.at(-1)!;
+    assert(activeInfo.segmentSeq === this.active.segmentSeq, 'segment list out of step with the active segment');
+    activeInfo.slotMax = Math.max(activeInfo.slotMax, batchSlotMax);
+    if (batchHardState !== undefined) this.writtenHardState = batchHardState;
+    if (prelude.frames.length > 0) this.preludeDurableSegmentSeq = this.active.segmentSeq;
+    this.durableRecords = appendedRecords;
+    this.counters.syncs += 1;
+    this.counters.recordsWritten += records;
+    this.counters.bytesWritten += batch.length;
+    this.counters.entriesPerSyncMax = Math.max(this.counters.entriesPerSyncMax, batchEntries);
+  }
+
+  private takePrelude(): { frames: Buffer[]; startsSegment: boolean } {
+    const frames: Buffer[] = [];
+    const startsSegment = this.preludeNeeded.header;
+    if (this.preludeNeeded.header) frames.push(encodeSegmentHeader(this.active.segmentSeq));
+    if (this.preludeNeeded.hardState && this.writtenHardState !== undefined) frames.push(encodeHardState(this.writtenHardState));
+    assert(this.active.bytes > 0 || startsSegment, 'an empty segment must start with its header');
+    this.preludeNeeded = { header: false, hardState: false };
+    return { frames, startsSegment };
+  }
+
+  /** Only called between batches, so the old segment is complete and durable. */
+  private async rollSegment(): Promise<void> {
+    const segmentSeq = this.active.segmentSeq + 1;
+    // 'ax': append-only, and refuse to reuse a file that should not exist.
+    const handle = await open(join(this.directory, segmentFileName(segmentSeq)), 'ax');
+    const previous = this.active.handle;
+    this.active = { segmentSeq, handle, bytes: 0, payloadBatches: 0 };
+    this.segments.push({ segmentSeq, slotMax: -1 });
+    this.preludeNeeded = { header: true, hardState: true };
+    await previous.close();
+  }
+
+  /** Writes the prelude a recovered log still needs (a segment header, the hard state) before first use. */
+  async writePendingPrelude(): Promise<void> {
+    if (!this.preludeNeeded.header && !this.preludeNeeded.hardState) return;
+    assert(!this.flushing && this.queue.length === 0, 'the opening prelude must be written before any append');
+    try {
+      await this.flushQueued();
+    } catch (error) {
+      throw this.fail('open', error);
+    }
+  }
+
+  saveSnapshot(snapshot: StoredSnapshot): Promise<void> {
+    this.checkUsable();
+    assert(Number.isSafeInteger(snapshot.index) && snapshot.index >= 0, `snapshot index ${snapshot.index} must be a safe non-negative integer`);
+    assert(Buffer.isBuffer(snapshot.data) && snapshot.data.length <= snapshotBytesMax, `snapshot data must be a Buffer of at most ${snapshotBytesMax} bytes`);
+    const saved = this.snapshotQueue.then(() => this.saveSnapshotNow(snapshot));
+    this.snapshotQueue = saved.catch(() => undefined);
+    return saved;
+  }
+
+  private async saveSnapshotNow(snapshot: StoredSnapshot): Promise<void> {
+    if (this.failure !== undefined) throw this.failure;
+    assert(this.snapshotIndex === undefined || snapshot.index >= this.snapshotIndex, `snapshot index ${snapshot.index} is older than the stored ${this.snapshotIndex}`);
+    try {
+      const name = await writeSnapshotFile(this.directory, snapshot, this.noSync);
+      const previous = this.snapshotFile;
+      this.snapshotFile = name;
+      this.snapshotIndex = snapshot.index;
+      if (previous !== undefined && previous !== name) await unlink(join(this.directory, previous));
+      await this.deleteObsoleteSegments(snapshot.index);
+    } catch (error) {
+      throw this.fail('saveSnapshot', error);
+    }
+  }
+
+  /**
+   * Deletes the oldest segments while they hold no slot above the snapshot and a newer segment
+   * durably repeats the hard state. One directory fsync per deletion keeps the survivors a
+   * contiguous run of sequence numbers even across a crash.
+   */
+  private async deleteObsoleteSegments(snapshotIndex: number): Promise<void> {
+    while (this.segments.length > 1) {
+      const oldest = this.segments[0]!;
+      if (oldest.segmentSeq >= this.preludeDurableSegmentSeq || oldest.slotMax > snapshotIndex) return;
+      assert(oldest.segmentSeq < this.active.segmentSeq, 'never delete the active segment');
+      this.segments.shift();
+      await unlink(join(this.directory, segmentFileName(oldest.segmentSeq)));
+      if (!this.noSync) await fsyncDirectory(this.directory);
+    }
+  }
+
+  stats(): DurableLogStats {
+    return { ...this.counters, segments: this.segments.length };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      if (this.failure === undefined) {
+        await this.syncQueued();
+        await this.snapshotQueue;
+      }
+    } finally {
+      await this.active.handle.close();
+    }
+  }
+
+  private checkUsable(): void {
+    assert(!this.closed, 'durable log used after close()');
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  private fail(operation: string, error: unknown): DurableLogFailedError {
+    this.failure ??= error instanceof DurableLogFailedError ? error : new DurableLogFailedError(operation, error);
+    return this.failure;
+  }
+}
+
+export async function openDurableLog(
+  dir: string,
+  options: DurableLogOptions = {},
+): Promise<{ log: DurableLog; recovered: RecoveredState }> {
+  const segmentBytesMax = options.segmentBytesMax ?? segmentBytesMaxDefault;
+  const noSync = options.noSync ?? false;
+  assert(
+    Number.isSafeInteger(segmentBytesMax) && segmentBytesMax >= segmentBytesMin && segmentBytesMax <= segmentBytesLimit,
+    `segmentBytesMax ${segmentBytesMax} must be between ${segmentBytesMin} and ${segmentBytesLimit}`,
+  );
+  const layout = await recoverDirectory(dir, noSync);
+  const segments = layout.segments.length > 0 ? layout.segments : [{ segmentSeq: 1, slotMax: -1 }];
+  const segmentSeq = segments.at(-1)!.segmentSeq;
+  const isNewFile = layout.segments.length === 0;
+  const handle = await open(join(dir, segmentFileName(segmentSeq)), isNewFile ? 'ax' : 'a');
+  const bytes = layout.lastSegmentBytes;
+  const active: ActiveSegment = { segmentSeq, handle, bytes, payloadBatches: bytes > 0 ? 1 : 0 };
+  const hasHardState = layout.recovered.hardState !== undefined;
+  const preludeNeeded = { header: bytes === 0, hardState: hasHardState && !layout.lastSegmentHasHardState };
+  const log = new SegmentedDurableLog(dir, segmentBytesMax, noSync, active, segments, layout.recovered, preludeNeeded, layout.snapshotFile);
+  try {
+    await log.writePendingPrelude();
+  } catch (error) {
+    await handle.close();
+    throw error;
+  }
+  return { log, recovered: layout.recovered };
+}

@@ -1,0 +1,25 @@
+// Small file-system helpers shared by the segment and snapshot writers.
+import { open, type FileHandle } from 'node:fs/promises';
+
+import { assert } from '../util/assert.js';
+
+/** A write may be partial (signals, full disks); loop until every byte is in the file. */
+export async function writeAll(handle: FileHandle, bytes: Buffer): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) {
+    const { bytesWritten } = await handle.write(bytes, written, bytes.length - written, null);
+    assert(bytesWritten > 0, `write made no progress at byte ${written} of ${bytes.length}`);
+    written += bytesWritten;
+  }
+  assert(written === bytes.length, `wrote ${written} bytes, expected ${bytes.length}`);
+}
+
+/** Makes creations, renames and deletions in `directory` durable. */
+export async function fsyncDirectory(directory: string): Promise<void> {
+  const handle = await open(directory, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,140 @@
+// Startup: reads the data directory back into a RecoveredState plus the layout the writer
+// continues from. Torn tails are truncated here; damaged acknowledged data throws.
+import { mkdir, open, readdir, readFile, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { assert } from '../util/assert.js';
+import type { HardState, RecoveredState, StoredEntry, StoredSnapshot } from './durable-log-interface.js';
+import { fsyncDirectory } from './file-io.js';
+import { RecordType, type DecodedRecord } from './record-codec.js';
+import { scanSegment } from './segment-scanner.js';
+import { isSnapshotTempFileName, parseSnapshotFileName, readSnapshotFile } from './snapshot-file.js';
+import { CorruptLogError } from './storage-errors.js';
+
+const segmentNamePattern = /^log-(\d{6,})\.seg$/;
+
+export function segmentFileName(segmentSeq: number): string {
+  assert(Number.isSafeInteger(segmentSeq) && segmentSeq >= 1, `segment sequence ${segmentSeq} must be >= 1`);
+  return `log-${String(segmentSeq).padStart(6, '0')}.seg`;
+}
+
+function parseSegmentFileName(name: string): number | undefined {
+  const match = segmentNamePattern.exec(name);
+  if (match === null) return undefined;
+  const segmentSeq = Number(match[1]);
+  return Number.isSafeInteger(segmentSeq) && segmentSeq >= 1 ? segmentSeq : undefined;
+}
+
+/** What the writer needs to know about a segment file to decide when it may be deleted. */
+export interface SegmentInfo {
+  segmentSeq: number;
+  /** Highest slot of any entry record in the segment; -1 when it holds none. */
+  slotMax: number;
+}
+
+export interface RecoveredLayout {
+  recovered: RecoveredState;
+  /** Every segment file, oldest first; the last one is where appends continue. Empty for a new directory. */
+  segments: SegmentInfo[];
+  lastSegmentBytes: number;
+  lastSegmentHasHardState: boolean;
+  snapshotFile: string | undefined;
+}
+
+export async function recoverDirectory(directory: string, noSync: boolean): Promise<RecoveredLayout> {
+  await mkdir(directory, { recursive: true });
+  const names = await readdir(directory);
+  await removeLeftovers(directory, names.filter(isSnapshotTempFileName), noSync);
+  const { snapshot, snapshotFile } = await recoverSnapshot(directory, names, noSync);
+  const segmentSeqs = listSegments(directory, names);
+  if (segmentSeqs.length === 0 && snapshot !== undefined) {
+    throw new CorruptLogError(directory, 0, 'a snapshot exists but no log segment does: the promised ballot is lost');
+  }
+  const snapshotIndex = snapshot?.index ?? -1;
+  const latestBySlot = new Map<number, StoredEntry>();
+  let hardState: HardState | undefined;
+  let lastSegmentHasHardState = false;
+  let lastSegmentBytes = 0;
+  let tornTailBytes = 0;
+  const segments: SegmentInfo[] = [];
+  for (const [position, segmentSeq] of segmentSeqs.entries()) {
+    const isLastSegment = position === segmentSeqs.length - 1;
+    const fileName = segmentFileName(segmentSeq);
+    const bytes = await readFile(join(directory, fileName));
+    const info: SegmentInfo = { segmentSeq, slotMax: -1 };
+    let segmentHasHardState = false;
+    const sink = (record: DecodedRecord): void => {
+      if (record.type === RecordType.hardState) {
+        hardState = record.hardState;
+        segmentHasHardState = true;
+      } else if (record.type === RecordType.entry) {
+        info.slotMax = Math.max(info.slotMax, record.entry.slot);
+        // A later record for a slot supersedes an earlier one: the acceptor accepted again.
+        if (record.entry.slot > snapshotIndex) latestBySlot.set(record.entry.slot, record.entry);
+      }
+    };
+    const scan = scanSegment(bytes, { fileName, segmentSeq, isLastSegment }, sink);
+    assert(scan.validBytes + scan.tornTailBytes === bytes.length, `${fileName}: scan does not account for every byte`);
+    if (scan.tornTailBytes > 0) await truncateTornTail(join(directory, fileName), scan.validBytes, noSync);
+    segments.push(info);
+    tornTailBytes = scan.tornTailBytes;
+    lastSegmentBytes = scan.validBytes;
+    lastSegmentHasHardState = segmentHasHardState;
+  }
+  const entries = [...latestBySlot.values()].sort((left, right) => left.slot - right.slot);
+  assert(entries.every((entry) => entry.slot > snapshotIndex), 'recovered an entry at or below the snapshot index');
+  const recovered: RecoveredState = { hardState, snapshot, entries, tornTailBytes };
+  return { recovered, segments, lastSegmentBytes, lastSegmentHasHardState, snapshotFile };
+}
+
+/** Segment sequence numbers in order; a gap means a segment file went missing. */
+function listSegments(directory: string, names: readonly string[]): number[] {
+  const segmentSeqs = names
+    .map(parseSegmentFileName)
+    .filter((segmentSeq): segmentSeq is number => segmentSeq !== undefined)
+    .sort((left, right) => left - right);
+  for (let position = 1; position < segmentSeqs.length; position += 1) {
+    const expected = segmentSeqs[position - 1]! + 1;
+    if (segmentSeqs[position] !== expected) {
+      throw new CorruptLogError(join(directory, segmentFileName(expected)), 0, 'log segment is missing between its neighbours');
+    }
+  }
+  return segmentSeqs;
+}
+
+/**
+ * Loads the newest snapshot. Older ones are leftovers of a crash between the rename of a new
+ * snapshot and the deletion of the previous one, and are removed.
+ */
+async function recoverSnapshot(
+  directory: string,
+  names: readonly string[],
+  noSync: boolean,
+): Promise<{ snapshot: StoredSnapshot | undefined; snapshotFile: string | undefined }> {
+  const snapshotNames = names
+    .filter((name) => parseSnapshotFileName(name) !== undefined)
+    .sort((left, right) => parseSnapshotFileName(left)! - parseSnapshotFileName(right)!);
+  const snapshotFile = snapshotNames.at(-1);
+  if (snapshotFile === undefined) return { snapshot: undefined, snapshotFile: undefined };
+  const snapshot = await readSnapshotFile(directory, snapshotFile);
+  await removeLeftovers(directory, snapshotNames.slice(0, -1), noSync);
+  return { snapshot, snapshotFile };
+}
+
+async function removeLeftovers(directory: string, names: readonly string[], noSync: boolean): Promise<void> {
+  for (const name of names) await unlink(join(directory, name));
+  if (names.length > 0 && !noSync) await fsyncDirectory(directory);
+}
+
+/** The torn bytes were never acknowledged (their fsync never completed); cut them off for good. */
+async function truncateTornTail(path: string, validBytes: number, noSync: boolean): Promise<void> {
+  const handle = await open(path, 'r+');
+  try {
+    await handle.truncate(validBytes);
+    if (!noSync) await handle.sync();
+    const { size } = await handle.stat();
+    assert(size === validBytes, `${path}: truncated to ${size} bytes, expected ${validBytes}`);
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,192 @@
+// Binary framing of log records. Pure functions over Buffers: no file I/O here.
+//
+// Frame, little endian:
+//   [payloadLength u32][crc32 u32][type u8][payload: batchOffset u32, then type-specific bytes]
+// The checksum (zlib.crc32, the IEEE polynomial) covers the length, the type and the payload,
+// so a damaged length field is caught like any other damaged byte.
+//
+// `batchOffset` is the distance in bytes from the start of the write batch (one sync) that
+// holds the record back to the record's own start. Recovery uses it to tell a torn final
+// batch (pages of one unsynced write persisted out of order) from damage to earlier,
+// acknowledged batches.
+import { crc32 } from 'node:zlib';
+
+import { assert, assertNever } from '../util/assert.js';
+import type { HardState, StoredEntry } from './durable-log-interface.js';
+
+export const RecordType = { segmentHeader: 1, hardState: 2, entry: 3 } as const;
+export type RecordType = (typeof RecordType)[keyof typeof RecordType];
+
+export const frameHeaderBytes = 9;
+const batchOffsetBytes = 4;
+const segmentHeaderPayloadBytes = batchOffsetBytes + 16;
+const hardStatePayloadBytes = batchOffsetBytes + 8;
+const entryPayloadBytesMin = batchOffsetBytes + 16;
+
+export const segmentMagic = 0x474c4253; // "SBLG" read as little endian bytes.
+export const segmentFormatVersion = 1;
+
+/** The largest value one slot may hold; a batch of commands must fit in it. */
+export const valueBytesMax = 16 * 1024 * 1024;
+const payloadBytesMax = entryPayloadBytesMin + valueBytesMax;
+const u32Max = 0xffff_ffff;
+
+export type DecodedRecord =
+  | { type: typeof RecordType.segmentHeader; segmentSeq: number }
+  | { type: typeof RecordType.hardState; hardState: HardState }
+  | { type: typeof RecordType.entry; entry: StoredEntry };
+
+export type FrameResult =
+  /** A checksummed, well-formed record. */
+  | { status: 'valid'; record: DecodedRecord; frameBytes: number; batchOffset: number }
+  /** Not a record: cut short, impossible length or type, or a checksum mismatch. */
+  | { status: 'bad'; reason: string }
+  /** The checksum matches but the contents break the format: a writer bug or a forged frame. */
+  | { status: 'malformed'; reason: string };
+
+function writeU64(buffer: Buffer, offset: number, value: number): void {
+  assert(Number.isSafeInteger(value) && value >= 0, `u64 field must be a safe non-negative integer, got ${value}`);
+  buffer.writeUInt32LE(value % 0x1_0000_0000, offset);
+  buffer.writeUInt32LE(Math.floor(value / 0x1_0000_0000), offset + 4);
+}
+
+/** Returns undefined when the stored value is beyond Number.MAX_SAFE_INTEGER. */
+function readU64(buffer: Buffer, offset: number): number | undefined {
+  const low = buffer.readUInt32LE(offset);
+  const high = buffer.readUInt32LE(offset + 4);
+  if (high > 0x1f_ffff) return undefined;
+  return high * 0x1_0000_0000 + low;
+}
+
+function assertBallot(round: number, ordinal: number): void {
+  assert(Number.isInteger(round) && round >= 0 && round <= u32Max, `ballot round ${round} must be a u32`);
+  assert(Number.isInteger(ordinal) && ordinal >= 0 && ordinal <= u32Max, `ballot ordinal ${ordinal} must be a u32`);
+}
+
+function allocateFrame(type: RecordType, payloadBytes: number): Buffer {
+  assert(payloadBytes >= batchOffsetBytes && payloadBytes <= payloadBytesMax, `payload of ${payloadBytes} bytes out of range`);
+  const frame = Buffer.alloc(frameHeaderBytes + payloadBytes);
+  frame.writeUInt32LE(payloadBytes, 0);
+  frame.writeUInt8(type, 8);
+  // The checksum and batchOffset are filled in by sealBatch once the batch is known.
+  return frame;
+}
+
+export function encodeSegmentHeader(segmentSeq: number): Buffer {
+  assert(Number.isSafeInteger(segmentSeq) && segmentSeq >= 1, `segment sequence ${segmentSeq} must be >= 1`);
+  const frame = allocateFrame(RecordType.segmentHeader, segmentHeaderPayloadBytes);
+  frame.writeUInt32LE(segmentMagic, 13);
+  frame.writeUInt32LE(segmentFormatVersion, 17);
+  writeU64(frame, 21, segmentSeq);
+  return frame;
+}
+
+export function encodeHardState(hardState: HardState): Buffer {
+  const { round, ordinal } = hardState.promised;
+  assertBallot(round, ordinal);
+  const frame = allocateFrame(RecordType.hardState, hardStatePayloadBytes);
+  frame.writeUInt32LE(round, 13);
+  frame.writeUInt32LE(ordinal, 17);
+  return frame;
+}
+
+/** Copies the value, so the caller may reuse its buffer after append(). */
+export function encodeEntry(entry: StoredEntry): Buffer {
+  assertBallot(entry.ballot.round, entry.ballot.ordinal);
+  assert(Buffer.isBuffer(entry.value), `slot ${entry.slot}: value must be a Buffer`);
+  assert(entry.value.length <= valueBytesMax, `slot ${entry.slot}: value of ${entry.value.length} bytes exceeds ${valueBytesMax}`);
+  const frame = allocateFrame(RecordType.entry, entryPayloadBytesMin + entry.value.length);
+  writeU64(frame, 13, entry.slot);
+  frame.writeUInt32LE(entry.ballot.round, 21);
+  frame.writeUInt32LE(entry.ballot.ordinal, 25);
+  entry.value.copy(frame, 29);
+  return frame;
+}
+
+function frameChecksum(bytes: Buffer, offset: number, payloadBytes: number): number {
+  const lengthChecksum = crc32(bytes.subarray(offset, offset + 4));
+  return crc32(bytes.subarray(offset + 8, offset + frameHeaderBytes + payloadBytes), lengthChecksum);
+}
+
+/**
+ * Stamps every frame of a contiguous batch (the bytes one sync writes) with its batchOffset
+ * and checksum. Returns the number of frames.
+ */
+export function sealBatch(batch: Buffer): number {
+  let offset = 0;
+  let frames = 0;
+  while (offset < batch.length) {
+    assert(batch.length - offset >= frameHeaderBytes + batchOffsetBytes, `batch frame at ${offset} is cut short`);
+    const payloadBytes = batch.readUInt32LE(offset);
+    assert(payloadBytes >= batchOffsetBytes && payloadBytes <= payloadBytesMax, `batch frame at ${offset} has length ${payloadBytes}`);
+    batch.writeUInt32LE(offset, offset + frameHeaderBytes);
+    batch.writeUInt32LE(frameChecksum(batch, offset, payloadBytes), offset + 4);
+    offset += frameHeaderBytes + payloadBytes;
+    frames += 1;
+  }
+  assert(offset === batch.length, `batch frames overrun the batch: ${offset} > ${batch.length}`);
+  return frames;
+}
+
+function expectedPayloadBytes(type: number, payloadBytes: number): boolean {
+  switch (type) {
+    case RecordType.segmentHeader:
+      return payloadBytes === segmentHeaderPayloadBytes;
+    case RecordType.hardState:
+      return payloadBytes === hardStatePayloadBytes;
+    case RecordType.entry:
+      return payloadBytes >= entryPayloadBytesMin && payloadBytes <= payloadBytesMax;
+    default:
+      return false;
+  }
+}
+
+/** Reads the frame that starts at `offset`. Never throws on bad input. */
+export function decodeFrameAt(bytes: Buffer, offset: number): FrameResult {
+  assert(Number.isSafeInteger(offset) && offset >= 0 && offset <= bytes.length, `decode offset ${offset} out of range`);
+  if (bytes.length - offset < frameHeaderBytes) return { status: 'bad', reason: 'frame header cut short' };
+  const payloadBytes = bytes.readUInt32LE(offset);
+  const type = bytes.readUInt8(offset + 8);
+  if (!expectedPayloadBytes(type, payloadBytes)) {
+    return { status: 'bad', reason: `impossible frame: type ${type} with payload length ${payloadBytes}` };
+  }
+  const frameBytes = frameHeaderBytes + payloadBytes;
+  if (bytes.length - offset < frameBytes) return { status: 'bad', reason: 'frame cut short' };
+  if (bytes.readUInt32LE(offset + 4) !== frameChecksum(bytes, offset, payloadBytes)) {
+    return { status: 'bad', reason: 'checksum mismatch' };
+  }
+  const batchOffset = bytes.readUInt32LE(offset + frameHeaderBytes);
+  if (batchOffset > offset) return { status: 'malformed', reason: `batch offset ${batchOffset} points before the file start` };
+  const decoded = decodePayload(bytes, offset + frameHeaderBytes + batchOffsetBytes, offset + frameBytes, type as RecordType);
+  if (typeof decoded === 'string') return { status: 'malformed', reason: decoded };
+  return { status: 'valid', record: decoded, frameBytes, batchOffset };
+}
+
+/** Returns the record, or a string saying why the checksummed payload is unusable. */
+function decodePayload(bytes: Buffer, start: number, end: number, type: RecordType): DecodedRecord | string {
+  switch (type) {
+    case RecordType.segmentHeader: {
+      if (bytes.readUInt32LE(start) !== segmentMagic) return 'segment header has the wrong magic number';
+      const version = bytes.readUInt32LE(start + 4);
+      if (version !== segmentFormatVersion) return `unsupported segment format version ${version}`;
+      const segmentSeq = readU64(bytes, start + 8);
+      if (segmentSeq === undefined || segmentSeq < 1) return 'segment header has an impossible sequence number';
+      return { type, segmentSeq };
+    }
+    case RecordType.hardState: {
+      const promised = { round: bytes.readUInt32LE(start), ordinal: bytes.readUInt32LE(start + 4) };
+      return { type, hardState: { promised } };
+    }
+    case RecordType.entry: {
+      const slot = readU64(bytes, start);
+      if (slot === undefined) return 'entry slot beyond the safe integer range';
+      const ballot = { round: bytes.readUInt32LE(start + 8), ordinal: bytes.readUInt32LE(start + 12) };
+      // Copy: recovered values must not pin the whole segment buffer in memory.
+      const value = Buffer.from(bytes.subarray(start + 16, end));
+      assert(value.length === end - start - 16, 'decoded value length disagrees with the frame');
+      return { type, entry: { slot, ballot, value } };
+    }
+    default:
+      return assertNever(type, 'record type');
+  }
+}
