@@ -85,6 +85,31 @@ export const DEFAULT_SPEC: BankClusterSpec = {
   paused: false,
 };
 
+/**
+ * Messages for the rules the CRD also enforces with CEL (operator/crd/ generates the CRD
+ * from these), so `kubectl apply` and `shardbank up -f` say the same thing.
+ */
+export const RULE_MESSAGES = {
+  replicasPerShardOdd: 'must be odd (1, 3, 5 or 7)',
+  shardsImmutable: 'is immutable: resharding a running cluster is not supported',
+  itemsPerShardImmutable: 'is immutable: it decides which shard owns each item',
+  initialBalanceImmutable: 'is immutable: it defines the money the cluster holds',
+  storageSize: 'must be a quantity such as 1Gi',
+  storageSizePositive: 'must be greater than zero',
+  storageImmutable: 'is immutable: a StatefulSet cannot change its volume claim template',
+  natsUrl: 'must be a nats:// or tls:// URL',
+  metadataName: 'must be a lowercase DNS label of at most 40 characters',
+} as const;
+
+/** The patterns behind RULE_MESSAGES (the CRD uses the same source text). */
+export const RULE_PATTERNS = {
+  name: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$',
+  nameLengthMax: 40,
+  quantity: '^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$',
+  natsUrl: '^(nats|tls)://',
+  zeroQuantity: '^0+(\\.0+)?[A-Za-z]*$',
+} as const;
+
 export class ManifestError extends Error {
   override name = 'ManifestError';
   constructor(
@@ -97,8 +122,10 @@ export class ManifestError extends Error {
 
 export type Validated<T> = { ok: true; value: T } | { ok: false; errors: ManifestError[] };
 
-const NAME_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const QUANTITY_PATTERN = /^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/;
+const NAME_PATTERN = new RegExp(RULE_PATTERNS.name);
+const QUANTITY_PATTERN = new RegExp(RULE_PATTERNS.quantity);
+const NATS_URL_PATTERN = new RegExp(RULE_PATTERNS.natsUrl);
+const ZERO_QUANTITY_PATTERN = new RegExp(RULE_PATTERNS.zeroQuantity);
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -134,8 +161,8 @@ export function validateBankCluster(input: unknown): Validated<BankCluster> {
   }
   const metadata = isRecord(input.metadata) ? input.metadata : {};
   const name = metadata.name;
-  if (typeof name !== 'string' || name.length === 0 || name.length > 40 || !NAME_PATTERN.test(name)) {
-    errors.push(new ManifestError('metadata.name', 'must be a lowercase DNS label of at most 40 characters'));
+  if (typeof name !== 'string' || name.length === 0 || name.length > RULE_PATTERNS.nameLengthMax || !NAME_PATTERN.test(name)) {
+    errors.push(new ManifestError('metadata.name', RULE_MESSAGES.metadataName));
   }
   const raw = input.spec === undefined ? {} : input.spec;
   if (!isRecord(raw)) return { ok: false, errors: [...errors, new ManifestError('spec', 'must be an object')] };
@@ -158,7 +185,7 @@ function buildSpec(raw: Record<string, unknown>, errors: ManifestError[]): BankC
   const shards = integerField(raw, 'shards', d.shards, 1, LIMITS.shardsMax, errors);
   const replicasPerShard = integerField(raw, 'replicasPerShard', d.replicasPerShard, 1, LIMITS.replicasPerShardMax, errors);
   if (replicasPerShard % 2 === 0) {
-    errors.push(new ManifestError('spec.replicasPerShard', `must be odd (1, 3, 5 or 7), got ${replicasPerShard}`));
+    errors.push(new ManifestError('spec.replicasPerShard', `${RULE_MESSAGES.replicasPerShardOdd}, got ${replicasPerShard}`));
   }
   const itemsPerShard = integerField(raw, 'itemsPerShard', d.itemsPerShard, 1, LIMITS.itemsPerShardMax, errors);
   const initialBalance = integerField(raw, 'initialBalance', d.initialBalance, 0, LIMITS.initialBalanceMax, errors);
@@ -210,7 +237,9 @@ function buildStorage(raw: unknown, errors: ManifestError[]): StorageSpec {
   }
   const size = raw.size ?? d.size;
   if (typeof size !== 'string' || !QUANTITY_PATTERN.test(size)) {
-    errors.push(new ManifestError('spec.storage.size', `must be a quantity such as 1Gi, got ${JSON.stringify(size)}`));
+    errors.push(new ManifestError('spec.storage.size', `${RULE_MESSAGES.storageSize}, got ${JSON.stringify(size)}`));
+  } else if (ZERO_QUANTITY_PATTERN.test(size)) {
+    errors.push(new ManifestError('spec.storage.size', RULE_MESSAGES.storageSizePositive));
   }
   const retainOnDelete = raw.retainOnDelete ?? d.retainOnDelete;
   if (typeof retainOnDelete !== 'boolean') errors.push(new ManifestError('spec.storage.retainOnDelete', 'must be true or false'));
@@ -230,8 +259,8 @@ function buildNats(raw: unknown, errors: ManifestError[]): NatsSpec {
   }
   const nats: NatsSpec = { managed: true };
   if (raw.url !== undefined) {
-    if (typeof raw.url !== 'string' || !/^(nats|tls):\/\//.test(raw.url)) {
-      errors.push(new ManifestError('spec.nats.url', 'must be a nats:// or tls:// URL'));
+    if (typeof raw.url !== 'string' || !NATS_URL_PATTERN.test(raw.url)) {
+      errors.push(new ManifestError('spec.nats.url', RULE_MESSAGES.natsUrl));
     } else {
       nats.url = raw.url;
       nats.managed = false;
@@ -248,13 +277,19 @@ function buildNats(raw: unknown, errors: ManifestError[]): NatsSpec {
 export function validateBankClusterUpdate(previous: BankClusterSpec, next: BankClusterSpec): ManifestError[] {
   const errors: ManifestError[] = [];
   if (previous.shards !== next.shards) {
-    errors.push(new ManifestError('spec.shards', 'is immutable: resharding a running cluster is not supported'));
+    errors.push(new ManifestError('spec.shards', RULE_MESSAGES.shardsImmutable));
   }
   if (previous.itemsPerShard !== next.itemsPerShard) {
-    errors.push(new ManifestError('spec.itemsPerShard', 'is immutable: it decides which shard owns each item'));
+    errors.push(new ManifestError('spec.itemsPerShard', RULE_MESSAGES.itemsPerShardImmutable));
   }
   if (previous.initialBalance !== next.initialBalance) {
-    errors.push(new ManifestError('spec.initialBalance', 'is immutable: it defines the money the cluster holds'));
+    errors.push(new ManifestError('spec.initialBalance', RULE_MESSAGES.initialBalanceImmutable));
+  }
+  if (previous.storage.size !== next.storage.size) {
+    errors.push(new ManifestError('spec.storage.size', RULE_MESSAGES.storageImmutable));
+  }
+  if (previous.storage.storageClassName !== next.storage.storageClassName) {
+    errors.push(new ManifestError('spec.storage.storageClassName', RULE_MESSAGES.storageImmutable));
   }
   return errors;
 }

@@ -1,0 +1,45 @@
+// Locates the cached control-plane binaries built by build-binaries.sh.
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+export function cacheDir() {
+  return process.env.SHARDBANK_CACHE || join(homedir(), '.cache', 'shardbank');
+}
+
+/** KEY=value pairs of versions.sh. */
+export function versions() {
+  const text = readFileSync(join(here, 'versions.sh'), 'utf8');
+  const out = {};
+  for (const line of text.split('\n')) {
+    const m = /^([A-Z_]+)=(\S+)/.exec(line);
+    if (m) out[m[1]] = m[2];
+  }
+  return out;
+}
+
+export class MissingBinariesError extends Error {
+  name = 'MissingBinariesError';
+}
+
+/** Paths of etcd, kube-apiserver and helm; throws MissingBinariesError naming the build command. */
+export function binaries({ need = ['etcd', 'kube-apiserver'] } = {}) {
+  const v = versions();
+  const bin = join(cacheDir(), 'bin');
+  const paths = {
+    etcd: join(bin, 'etcd'),
+    'kube-apiserver': join(bin, `kube-apiserver-${v.KUBERNETES_VERSION}`),
+    helm: join(bin, `helm-${v.HELM_VERSION}`),
+  };
+  const missing = need.filter((name) => !existsSync(paths[name]));
+  if (missing.length > 0) {
+    throw new MissingBinariesError(
+      `control-plane binaries missing: ${missing.map((m) => paths[m]).join(', ')}. ` +
+        'Build them once with `bash scripts/controlplane/build-binaries.sh` (CI runs it from scripts/ci.d/20-controlplane.sh).',
+    );
+  }
+  return paths;
+}

@@ -1,0 +1,5 @@
+# Versions of the control-plane binaries used by tests and `npm run controlplane:up`.
+# Sourced by build-binaries.sh; read by test/operator/support (keep KEY=value lines).
+KUBERNETES_VERSION=v1.36.3
+KUBE_STAGING_VERSION=v0.36.3
+HELM_VERSION=v3.22.0
