@@ -68,7 +68,7 @@ export interface AnnounceOutcome {
 }
 
 const reannounceIntervalMsDefault = 3_000;
-const casAttemptsMax = 5;
+const casAttemptsMax = 10;
 
 export class LeaderAnnouncer {
   private readonly identity: ReplicaIdentity;
@@ -77,6 +77,8 @@ export class LeaderAnnouncer {
   private readonly ownsConnection: boolean;
   private readonly abort = new AbortController();
   private connection: NatsConnection | undefined;
+  /** False between a Disconnect and the next Reconnect status event. */
+  private connected = false;
   private bucket: KV | undefined;
   private last: LeaderRecord | undefined;
   /** Set when the KV showed that `last` is superseded: periodic re-announces stop. */
@@ -179,7 +181,7 @@ export class LeaderAnnouncer {
 
   private reannounce(reason: string): void {
     const record = this.last;
-    if (record === undefined || this.lastSuperseded || this.closed || this.connection === undefined) return;
+    if (record === undefined || this.lastSuperseded || this.closed || !this.connected) return;
     // One re-announce at a time: a slow or unreachable server must not pile them up. A
     // request made while one is pending (say, a reconnect during a timing-out write) runs
     // once that one is done, with whatever record is the last by then.
@@ -205,7 +207,10 @@ export class LeaderAnnouncer {
       return { published: false, kv: KvOutcome.notConnected };
     }
     const data = encode(record);
+    // While disconnected nats.js buffers the publish and sends it on reconnect.
     const published = this.publish(connection, record, data);
+    // A KV request sent now would only hang until its timeout; the reconnect re-announces.
+    if (!this.connected) return { published, kv: KvOutcome.notConnected };
     const outcome = await this.writeKv(connection, record, data);
     if (outcome.kv === KvOutcome.superseded && this.last !== undefined && sameRecord(this.last, record)) {
       this.lastSuperseded = true;
@@ -287,13 +292,18 @@ export class LeaderAnnouncer {
 
   private attach(connection: NatsConnection): void {
     this.connection = connection;
+    this.connected = true;
     const statusIterator = connection.status();
     this.statusIterator = statusIterator;
     void (async () => {
       for await (const status of statusIterator) {
         if (this.closed) return;
-        if (status.type === Events.Disconnect) this.logger.warn('nats disconnected');
+        if (status.type === Events.Disconnect) {
+          this.connected = false;
+          this.logger.warn('nats disconnected');
+        }
         if (status.type === Events.Reconnect) {
+          this.connected = true;
           this.logger.info('nats reconnected: re-announcing');
           // The server may have restarted without its store: reopen the bucket.
           this.bucket = undefined;

@@ -81,6 +81,8 @@ export class LeaderWatcher {
   private kvIterator: unknown;
   private synced = false;
   private readonly syncWaiters = new Set<() => void>();
+  /** waitFor() calls in progress, ended (with undefined) by close(). */
+  private readonly pendingWaits = new Set<(record: LeaderRecord | undefined) => void>();
   private closed = false;
 
   private constructor(options: LeaderWatcherOptions) {
@@ -142,10 +144,12 @@ export class LeaderWatcher {
   ): Promise<LeaderRecord | undefined> {
     const current = this.records.get(shard);
     if (current !== undefined && predicate(current)) return Promise.resolve(current);
+    if (this.closed) return Promise.resolve(undefined);
     return new Promise((resolve) => {
       const finish = (record: LeaderRecord | undefined): void => {
         clearTimeout(timer);
         unsubscribe();
+        this.pendingWaits.delete(finish);
         resolve(record);
       };
       const timer = setTimeout(() => finish(undefined), timeoutMs);
@@ -154,6 +158,7 @@ export class LeaderWatcher {
           finish(change.record);
         }
       });
+      this.pendingWaits.add(finish);
     });
   }
 
@@ -198,6 +203,7 @@ export class LeaderWatcher {
     this.kvGeneration += 1;
     stopIterator(this.kvIterator);
     stopIterator(this.statusIterator);
+    for (const finish of [...this.pendingWaits]) finish(undefined);
     this.listeners.clear();
     for (const waiter of [...this.syncWaiters]) waiter();
     const subscription = this.subscription;
