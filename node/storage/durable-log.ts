@@ -146,6 +146,10 @@ class SegmentedDurableLog implements DurableLog {
     this.flushing = true;
     try {
       while (this.waiters.length > 0) {
+        // Let every writer that is ready in this turn of the event loop (resolved sync()
+        // continuations, incoming messages) append first, so they share this fsync instead of
+        // the first one going out alone and the rest waiting for the next.
+        await new Promise<void>((resolve) => setImmediate(resolve));
         await this.flushQueued();
         const satisfied = this.waiters.findIndex((waiter) => waiter.appendedRecords > this.durableRecords);
         const resolved = this.waiters.splice(0, satisfied === -1 ? this.waiters.length : satisfied);
