@@ -126,7 +126,7 @@ class SegmentedDurableLog implements DurableLog {
   }
 
   sync(): Promise<void> {
-    this.checkUsable();
+    assert(!this.closed, 'durable log used after close()');
     return this.syncQueued();
   }
 
@@ -235,7 +235,8 @@ class SegmentedDurableLog implements DurableLog {
   }
 
   saveSnapshot(snapshot: StoredSnapshot): Promise<void> {
-    this.checkUsable();
+    assert(!this.closed, 'durable log used after close()');
+    if (this.failure !== undefined) return Promise.reject(this.failure);
     assert(Number.isSafeInteger(snapshot.index) && snapshot.index >= 0, `snapshot index ${snapshot.index} must be a safe non-negative integer`);
     assert(Buffer.isBuffer(snapshot.data) && snapshot.data.length <= snapshotBytesMax, `snapshot data must be a Buffer of at most ${snapshotBytesMax} bytes`);
     const saved = this.snapshotQueue.then(() => this.saveSnapshotNow(snapshot));

@@ -1,9 +1,9 @@
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-import { openDurableLog, type StoredEntry } from '../../node/storage/durable-log.js';
+import { DurableLogFailedError, openDurableLog, type StoredEntry } from '../../node/storage/durable-log.js';
 import { InvariantViolation } from '../../node/util/assert.js';
 import { entry, makeTempDir, plain, removeDir, segmentFiles } from './storage-fixtures.js';
 
@@ -235,6 +235,25 @@ describe('durable log: group commit', () => {
     const syncsBefore = log.stats().syncs;
     await log.sync();
     expect(log.stats().syncs).toBe(syncsBefore);
+    await log.close();
+  });
+});
+
+describe('durable log: I/O failure', () => {
+  it('fails stop: after a failed flush every operation is refused with DurableLogFailedError', async () => {
+    const { log } = await openDurableLog(dir, { segmentBytesMax: 4096, noSync: true });
+    log.append(undefined, [entry(1, 1, 0, 'f'.repeat(3000))]);
+    await log.sync();
+    // The rollover must create log-000002.seg; a file already there makes the flush fail.
+    await writeFile(join(dir, 'log-000002.seg'), 'in the way');
+    log.append(undefined, [entry(2, 1, 0, 'g'.repeat(3000))]);
+    const first = log.sync();
+    const second = log.sync();
+    await expect(first).rejects.toBeInstanceOf(DurableLogFailedError);
+    await expect(second).rejects.toBeInstanceOf(DurableLogFailedError);
+    expect(() => log.append(undefined, [entry(3)])).toThrow(DurableLogFailedError);
+    await expect(log.sync()).rejects.toThrow(DurableLogFailedError);
+    await expect(log.saveSnapshot({ index: 1, data: Buffer.alloc(0) })).rejects.toThrow(DurableLogFailedError);
     await log.close();
   });
 });
