@@ -214,6 +214,8 @@ export interface CoordDecision {
   commit: boolean;
   /** Why an abort: 0 participant voted no or timeout, 1 insufficient funds, 2 conflict. */
   reason: number;
+  /** Where to send the decision (needed for a tombstone made by presumed abort). */
+  participantShard: number;
 }
 
 /** The participant has applied the decision; the coordinator may forget the transaction. */
@@ -3158,7 +3160,7 @@ export const CoordPrepare: MessageFns<CoordPrepare> = {
 };
 
 function createBaseCoordDecision(): CoordDecision {
-  return { txid: undefined, commit: false, reason: 0 };
+  return { txid: undefined, commit: false, reason: 0, participantShard: 0 };
 }
 
 export const CoordDecision: MessageFns<CoordDecision> = {
@@ -3171,6 +3173,9 @@ export const CoordDecision: MessageFns<CoordDecision> = {
     }
     if (message.reason !== 0) {
       writer.uint32(24).uint32(message.reason);
+    }
+    if (message.participantShard !== 0) {
+      writer.uint32(32).uint32(message.participantShard);
     }
     return writer;
   },
@@ -3212,6 +3217,14 @@ export const CoordDecision: MessageFns<CoordDecision> = {
             message.reason = reader.uint32();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.participantShard = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3229,6 +3242,11 @@ export const CoordDecision: MessageFns<CoordDecision> = {
       txid: isSet(object.txid) ? TxId.fromJSON(object.txid) : undefined,
       commit: isSet(object.commit) ? globalThis.Boolean(object.commit) : false,
       reason: isSet(object.reason) ? globalThis.Number(object.reason) : 0,
+      participantShard: isSet(object.participantShard)
+        ? globalThis.Number(object.participantShard)
+        : isSet(object.participant_shard)
+        ? globalThis.Number(object.participant_shard)
+        : 0,
     };
   },
 
@@ -3243,6 +3261,9 @@ export const CoordDecision: MessageFns<CoordDecision> = {
     if (message.reason !== 0) {
       obj.reason = Math.round(message.reason);
     }
+    if (message.participantShard !== 0) {
+      obj.participantShard = Math.round(message.participantShard);
+    }
     return obj;
   },
 
@@ -3254,6 +3275,7 @@ export const CoordDecision: MessageFns<CoordDecision> = {
     message.txid = (object.txid !== undefined && object.txid !== null) ? TxId.fromPartial(object.txid) : undefined;
     message.commit = object.commit ?? false;
     message.reason = object.reason ?? 0;
+    message.participantShard = object.participantShard ?? 0;
     return message;
   },
 };

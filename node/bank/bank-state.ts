@@ -1,0 +1,534 @@
+// The bank state machine of one shard, applied from the chosen log: balances, escrow
+// reservations, two-phase-commit records (coordinator and participant), exactly-once
+// sessions and garbage-collection watermarks. Pure and deterministic: every replica that
+// applies the same commands reaches the same state, which the simulator checks.
+//
+// Escrow instead of exclusive locks: a prepared debit reserves funds (available = balance -
+// pending debits) and a prepared credit is only recorded (credits commute and never count as
+// available). Nothing waits on a lock, so there is no deadlock; a shortfall caused only by
+// pending debits is a conflict that the leader retries, never INSUFFICIENT_FUNDS.
+import { assert } from '../util/assert.js';
+import type { Topology } from '../cluster/topology.js';
+import { initialShardTotal, shardItemRange, shardOfItem, isItem } from '../cluster/topology.js';
+import type {
+  BankSnapshot,
+  Command,
+  CoordDecision,
+  CoordPrepare,
+  PartPrepare,
+  TransferCommand,
+  TxId,
+  TxRecord as TxRecordMessage,
+} from '../gen/shardbank/v1/peer.js';
+import { BankSnapshot as BankSnapshotCodec } from '../gen/shardbank/v1/peer.js';
+import { Outcome } from '../gen/shardbank/v1/bank.js';
+import { SessionTable, transferDigest, type SessionCheck } from './session-table.js';
+import { compareTxIds, nextTxId, txIdOf, txKey, ZERO_TXID } from './txid.js';
+
+export const ABORT_REASONS = {
+  participantNo: 0,
+  insufficientFunds: 1,
+  conflict: 2,
+  rejected: 3,
+  timeout: 4,
+} as const;
+
+export type TxState = 'prepared' | 'committed' | 'aborted';
+
+export interface TxRecord {
+  txid: TxId;
+  role: 'coordinator' | 'participant';
+  state: TxState;
+  from: number;
+  to: number;
+  amount: number;
+  peerShard: number;
+  clientId: string;
+  requestId: number;
+  prepareIndex: number;
+  decisionIndex: number;
+  abortReason: number;
+  /** A record made by a decision for an unknown transaction: a later PREPARE votes NO. */
+  tombstone: boolean;
+}
+
+/** What applying one command means for the leader (replies, votes, messages to send). */
+export type ApplyEvent =
+  | { kind: 'transfer-final'; clientId: string; requestId: number; outcome: number; index: number }
+  | { kind: 'transfer-conflict'; clientId: string; requestId: number; index: number }
+  | { kind: 'request-rejected'; clientId: string; requestId: number; code: 'stale' | 'mismatch'; message: string }
+  | { kind: 'request-duplicate'; clientId: string; requestId: number; outcome: number; index: number; inflightTxid?: TxId }
+  | { kind: 'coord-prepared'; record: TxRecord }
+  | { kind: 'coord-decided'; record: TxRecord }
+  | { kind: 'coord-finished'; txid: TxId }
+  | { kind: 'part-voted'; txid: TxId; coordinatorShard: number; yes: boolean }
+  | { kind: 'part-decided'; txid: TxId; coordinatorShard: number }
+  | { kind: 'noop' };
+
+export class BankState {
+  readonly shard: number;
+  readonly topology: Topology;
+  readonly firstItem: number;
+  private readonly balances: number[];
+  private readonly pendingDebit = new Map<number, number>();
+  /** Item -> keys of prepared incoming credits; reads of such an item wait for the decision. */
+  private readonly pendingCredit = new Map<number, Set<string>>();
+  private readonly transactions = new Map<string, TxRecord>();
+  private sessions = new SessionTable();
+  /** Participant side: per coordinator shard, ids below this are finished everywhere. */
+  private readonly watermarks = new Map<number, TxId>();
+  private lastCoordinatorTxid: TxId = ZERO_TXID;
+  private ownWatermarkCache: TxId | undefined;
+  /** Net money moved into this shard by committed cross-shard transfers. */
+  private totalDelta = 0;
+  appliedIndex = 0;
+
+  constructor(topology: Topology, shard: number) {
+    this.topology = topology;
+    this.shard = shard;
+    this.firstItem = shardItemRange(topology, shard).first;
+    this.balances = new Array<number>(topology.itemsPerShard).fill(topology.initialBalance);
+  }
+
+  // ---- Queries ----
+
+  ownsItem(item: number): boolean {
+    return isItem(this.topology, item) && shardOfItem(this.topology, item) === this.shard;
+  }
+
+  balance(item: number): number {
+    assert(this.ownsItem(item), `item ${item} is not on shard ${this.shard}`);
+    return this.balances[item - this.firstItem]!;
+  }
+
+  pendingCreditKeys(item: number): ReadonlySet<string> | undefined {
+    return this.pendingCredit.get(item);
+  }
+
+  transaction(txid: TxId): TxRecord | undefined {
+    return this.transactions.get(txKey(txid));
+  }
+
+  allTransactions(): IterableIterator<TxRecord> {
+    return this.transactions.values();
+  }
+
+  /** Transactions not yet finished: coordinators awaiting decision or ack, participants undecided. */
+  inflightCount(): number {
+    let count = 0;
+    for (const record of this.transactions.values()) {
+      if (record.role === 'coordinator' || record.state === 'prepared') count += 1;
+    }
+    return count;
+  }
+
+  sessionResult(clientId: string, requestId: number) {
+    return this.sessions.get(clientId, requestId);
+  }
+
+  checkSession(clientId: string, requestId: number, from: number, to: number, amount: number): SessionCheck {
+    return this.sessions.check(clientId, requestId, transferDigest(from, to, amount));
+  }
+
+  shardTotal(): number {
+    let total = 0;
+    for (const balance of this.balances) total += balance;
+    return total;
+  }
+
+  /**
+   * The coordinator watermark: every coordinator transaction of this shard with a smaller id
+   * is finished (decided and acknowledged). Exclusive bound.
+   */
+  ownWatermark(): TxId {
+    if (this.ownWatermarkCache) return this.ownWatermarkCache;
+    let lowest: TxId | undefined;
+    for (const record of this.transactions.values()) {
+      if (record.role !== 'coordinator') continue;
+      if (!lowest || compareTxIds(record.txid, lowest) < 0) lowest = record.txid;
+    }
+    const candidate = lowest ?? nextTxId(this.lastCoordinatorTxid);
+    this.ownWatermarkCache = { ...candidate, shard: this.shard };
+    return this.ownWatermarkCache;
+  }
+
+  watermarkOf(coordinatorShard: number): TxId {
+    return this.watermarks.get(coordinatorShard) ?? { ...ZERO_TXID, shard: coordinatorShard };
+  }
+
+  // ---- Apply ----
+
+  apply(index: number, command: Command): ApplyEvent[] {
+    assert(index >= this.appliedIndex, `apply went backwards: ${index} after ${this.appliedIndex}`);
+    this.appliedIndex = index;
+    const body = command.body;
+    if (!body) return [];
+    const totalBefore = this.shardTotal();
+    let events: ApplyEvent[];
+    switch (body.$case) {
+      case 'noop':
+        events = [];
+        break;
+      case 'transfer':
+        events = this.applyTransfer(index, body.transfer);
+        break;
+      case 'coordPrepare':
+        events = this.applyCoordPrepare(index, body.coordPrepare);
+        break;
+      case 'coordDecision':
+        events = this.applyCoordDecision(index, body.coordDecision);
+        break;
+      case 'coordAck':
+        events = this.applyCoordAck(txIdOf(body.coordAck.txid));
+        break;
+      case 'partPrepare':
+        events = this.applyPartPrepare(index, body.partPrepare);
+        break;
+      case 'partDecision':
+        events = this.applyPartDecision(index, txIdOf(body.partDecision.txid), body.partDecision.commit, body.partDecision.coordWatermark);
+        break;
+      default: {
+        const unknown: never = body;
+        throw new Error(`unknown command ${JSON.stringify(unknown)}`);
+      }
+    }
+    this.assertConservation(totalBefore);
+    return events;
+  }
+
+  /** A shard's own total moves only by the amounts of committed cross-shard transfers. */
+  private assertConservation(totalBefore: number): void {
+    const total = this.shardTotal();
+    assert(total === initialShardTotal(this.topology) + this.totalDelta, `shard ${this.shard} total ${total} != initial + committed moves`);
+    void totalBefore;
+  }
+
+  private setBalance(item: number, value: number): void {
+    assert(Number.isSafeInteger(value) && value >= 0, `balance of item ${item} would be ${value}`);
+    this.balances[item - this.firstItem] = value;
+  }
+
+  private available(item: number): number {
+    return this.balance(item) - (this.pendingDebit.get(item) ?? 0);
+  }
+
+  private checkRequest(clientId: string, requestId: number, from: number, to: number, amount: number): SessionCheck {
+    return this.sessions.check(clientId, requestId, transferDigest(from, to, amount));
+  }
+
+  private rejection(check: SessionCheck, clientId: string, requestId: number): ApplyEvent | undefined {
+    if (check.kind === 'stale') {
+      return {
+        kind: 'request-rejected',
+        clientId,
+        requestId,
+        code: 'stale',
+        message: `request_id: ${requestId} is at or below client ${clientId}'s watermark ${check.watermark} (already acknowledged or evicted); it will not run again`,
+      };
+    }
+    if (check.kind === 'mismatch') {
+      return {
+        kind: 'request-rejected',
+        clientId,
+        requestId,
+        code: 'mismatch',
+        message: `request_id: ${requestId} was already used by client ${clientId} with other from/to/amount`,
+      };
+    }
+    return undefined;
+  }
+
+  private applyTransfer(index: number, t: TransferCommand): ApplyEvent[] {
+    assert(this.ownsItem(t.from) && this.ownsItem(t.to) && t.from !== t.to, 'intra-shard transfer with foreign items');
+    const check = this.checkRequest(t.clientId, t.requestId, t.from, t.to, t.amount);
+    const rejected = this.rejection(check, t.clientId, t.requestId);
+    if (rejected) return [rejected];
+    if (check.kind === 'duplicate') {
+      const r = check.result;
+      return [{ kind: 'request-duplicate', clientId: t.clientId, requestId: t.requestId, outcome: r.outcome, index: r.index, inflightTxid: r.state === 'inflight' ? r.txid : undefined }];
+    }
+    const digest = transferDigest(t.from, t.to, t.amount);
+    if (this.balance(t.from) < t.amount) {
+      this.sessions.record(t.clientId, t.requestId, { digest, state: 'final', outcome: Outcome.INSUFFICIENT_FUNDS, index, txid: undefined });
+      return [{ kind: 'transfer-final', clientId: t.clientId, requestId: t.requestId, outcome: Outcome.INSUFFICIENT_FUNDS, index }];
+    }
+    if (this.available(t.from) < t.amount) {
+      this.sessions.record(t.clientId, t.requestId, { digest, state: 'aborted', outcome: Outcome.ABORTED, index, txid: undefined });
+      return [{ kind: 'transfer-conflict', clientId: t.clientId, requestId: t.requestId, index }];
+    }
+    this.setBalance(t.from, this.balance(t.from) - t.amount);
+    this.setBalance(t.to, this.balance(t.to) + t.amount);
+    this.sessions.record(t.clientId, t.requestId, { digest, state: 'final', outcome: Outcome.COMMITTED, index, txid: undefined });
+    return [{ kind: 'transfer-final', clientId: t.clientId, requestId: t.requestId, outcome: Outcome.COMMITTED, index }];
+  }
+
+  private newCoordinatorRecord(index: number, p: CoordPrepare, state: TxState, abortReason: number): TxRecord {
+    const txid = txIdOf(p.txid);
+    const record: TxRecord = {
+      txid,
+      role: 'coordinator',
+      state,
+      from: p.from,
+      to: p.to,
+      amount: p.amount,
+      peerShard: p.toShard,
+      clientId: p.clientId,
+      requestId: p.requestId,
+      prepareIndex: index,
+      decisionIndex: state === 'prepared' ? 0 : index,
+      abortReason,
+      tombstone: false,
+    };
+    this.transactions.set(txKey(txid), record);
+    this.ownWatermarkCache = undefined;
+    return record;
+  }
+
+  /**
+   * The coordinator's PREPARE. A PREPARE that fails its own checks (funds, conflict, a
+   * duplicate or rejected request) is at once its own ABORT decision: deterministic, chosen
+   * with this slot, and still announced to the participant, which may have prepared in parallel.
+   */
+  private applyCoordPrepare(index: number, p: CoordPrepare): ApplyEvent[] {
+    const txid = txIdOf(p.txid);
+    assert(txid.shard === this.shard && this.ownsItem(p.from) && !this.ownsItem(p.to), 'malformed coordinator prepare');
+    if (this.transactions.has(txKey(txid))) return [{ kind: 'noop' }];
+    if (compareTxIds(txid, this.ownWatermark()) < 0) return [{ kind: 'noop' }];
+    if (compareTxIds(txid, this.lastCoordinatorTxid) > 0) this.lastCoordinatorTxid = txid;
+    this.ownWatermarkCache = undefined;
+    const check = this.checkRequest(p.clientId, p.requestId, p.from, p.to, p.amount);
+    const rejected = this.rejection(check, p.clientId, p.requestId);
+    if (rejected) {
+      const record = this.newCoordinatorRecord(index, p, 'aborted', ABORT_REASONS.rejected);
+      return [rejected, { kind: 'coord-decided', record }];
+    }
+    if (check.kind === 'duplicate') {
+      const r = check.result;
+      const record = this.newCoordinatorRecord(index, p, 'aborted', ABORT_REASONS.rejected);
+      return [
+        { kind: 'request-duplicate', clientId: p.clientId, requestId: p.requestId, outcome: r.outcome, index: r.index, inflightTxid: r.state === 'inflight' ? r.txid : undefined },
+        { kind: 'coord-decided', record },
+      ];
+    }
+    const digest = transferDigest(p.from, p.to, p.amount);
+    if (this.balance(p.from) < p.amount) {
+      const record = this.newCoordinatorRecord(index, p, 'aborted', ABORT_REASONS.insufficientFunds);
+      this.sessions.record(p.clientId, p.requestId, { digest, state: 'final', outcome: Outcome.INSUFFICIENT_FUNDS, index, txid });
+      return [{ kind: 'coord-decided', record }];
+    }
+    if (this.available(p.from) < p.amount) {
+      const record = this.newCoordinatorRecord(index, p, 'aborted', ABORT_REASONS.conflict);
+      this.sessions.record(p.clientId, p.requestId, { digest, state: 'aborted', outcome: Outcome.ABORTED, index, txid });
+      return [{ kind: 'coord-decided', record }];
+    }
+    this.pendingDebit.set(p.from, (this.pendingDebit.get(p.from) ?? 0) + p.amount);
+    const record = this.newCoordinatorRecord(index, p, 'prepared', 0);
+    this.sessions.record(p.clientId, p.requestId, { digest, state: 'inflight', outcome: 0, index, txid });
+    return [{ kind: 'coord-prepared', record }];
+  }
+
+  /** The DECISION: the first one in log order for a transaction wins; later ones are no-ops. */
+  private applyCoordDecision(index: number, decision: CoordDecision): ApplyEvent[] {
+    const txid = txIdOf(decision.txid);
+    const { commit, reason } = decision;
+    assert(txid.shard === this.shard, 'decision for another coordinator shard');
+    const record = this.transactions.get(txKey(txid));
+    if (!record) {
+      assert(!commit, `COMMIT decided for unknown transaction ${txKey(txid)}`);
+      if (compareTxIds(txid, this.ownWatermark()) < 0) return [{ kind: 'noop' }];
+      // Presumed abort: a decision for an unknown transaction leaves a tombstone, so that a
+      // PREPARE applied later is a no-op and can never commit.
+      const tombstone: TxRecord = {
+        txid, role: 'coordinator', state: 'aborted', from: 0, to: 0, amount: 0, peerShard: decision.participantShard,
+        clientId: '', requestId: 0, prepareIndex: 0, decisionIndex: index, abortReason: reason, tombstone: true,
+      };
+      this.transactions.set(txKey(txid), tombstone);
+      this.ownWatermarkCache = undefined;
+      return [{ kind: 'coord-decided', record: tombstone }];
+    }
+    if (record.state !== 'prepared') return [{ kind: 'noop' }];
+    const pending = this.pendingDebit.get(record.from) ?? 0;
+    assert(pending >= record.amount, `reservation of item ${record.from} is smaller than its prepared debit`);
+    if (pending === record.amount) this.pendingDebit.delete(record.from);
+    else this.pendingDebit.set(record.from, pending - record.amount);
+    record.decisionIndex = index;
+    const digest = transferDigest(record.from, record.to, record.amount);
+    if (commit) {
+      this.setBalance(record.from, this.balance(record.from) - record.amount);
+      this.totalDelta -= record.amount;
+      record.state = 'committed';
+      this.sessions.record(record.clientId, record.requestId, { digest, state: 'final', outcome: Outcome.COMMITTED, index, txid });
+    } else {
+      record.state = 'aborted';
+      record.abortReason = reason;
+      this.sessions.record(record.clientId, record.requestId, { digest, state: 'aborted', outcome: Outcome.ABORTED, index, txid });
+    }
+    return [{ kind: 'coord-decided', record }];
+  }
+
+  private applyCoordAck(txid: TxId): ApplyEvent[] {
+    const key = txKey(txid);
+    const record = this.transactions.get(key);
+    if (!record || record.role !== 'coordinator' || record.state === 'prepared') return [{ kind: 'noop' }];
+    this.transactions.delete(key);
+    this.ownWatermarkCache = undefined;
+    return [{ kind: 'coord-finished', txid }];
+  }
+
+  private raiseWatermark(coordinatorShard: number, watermark: TxId | undefined): void {
+    if (!watermark) return;
+    const current = this.watermarkOf(coordinatorShard);
+    if (compareTxIds(watermark, current) <= 0) return;
+    this.watermarks.set(coordinatorShard, { ...watermark, shard: coordinatorShard });
+    // Decided participant records below the watermark are finished everywhere: forget them.
+    for (const [key, record] of this.transactions) {
+      if (record.role !== 'participant' || record.state === 'prepared' || record.peerShard !== coordinatorShard) continue;
+      if (compareTxIds(record.txid, watermark) < 0) this.transactions.delete(key);
+    }
+  }
+
+  private applyPartPrepare(index: number, p: PartPrepare): ApplyEvent[] {
+    const txid = txIdOf(p.txid);
+    const coordinatorShard = txid.shard;
+    assert(coordinatorShard !== this.shard && this.ownsItem(p.to), 'malformed participant prepare');
+    this.raiseWatermark(coordinatorShard, p.coordWatermark);
+    const existing = this.transactions.get(txKey(txid));
+    if (existing) {
+      return [{ kind: 'part-voted', txid, coordinatorShard, yes: existing.state !== 'aborted' }];
+    }
+    if (compareTxIds(txid, this.watermarkOf(coordinatorShard)) < 0) {
+      return [{ kind: 'part-voted', txid, coordinatorShard, yes: false }];
+    }
+    const key = txKey(txid);
+    this.transactions.set(key, {
+      txid, role: 'participant', state: 'prepared', from: p.from, to: p.to, amount: p.amount,
+      peerShard: coordinatorShard, clientId: '', requestId: 0, prepareIndex: index, decisionIndex: 0,
+      abortReason: 0, tombstone: false,
+    });
+    let credits = this.pendingCredit.get(p.to);
+    if (!credits) this.pendingCredit.set(p.to, (credits = new Set()));
+    credits.add(key);
+    return [{ kind: 'part-voted', txid, coordinatorShard, yes: true }];
+  }
+
+  private applyPartDecision(index: number, txid: TxId, commit: boolean, watermark: TxId | undefined): ApplyEvent[] {
+    const coordinatorShard = txid.shard;
+    this.raiseWatermark(coordinatorShard, watermark);
+    const key = txKey(txid);
+    const record = this.transactions.get(key);
+    if (!record) {
+      if (compareTxIds(txid, this.watermarkOf(coordinatorShard)) >= 0) {
+        assert(!commit, `COMMIT for transaction ${key} that this participant never prepared`);
+        this.transactions.set(key, {
+          txid, role: 'participant', state: 'aborted', from: 0, to: 0, amount: 0, peerShard: coordinatorShard,
+          clientId: '', requestId: 0, prepareIndex: 0, decisionIndex: index, abortReason: 0, tombstone: true,
+        });
+      }
+      return [{ kind: 'part-decided', txid, coordinatorShard }];
+    }
+    if (record.state !== 'prepared') {
+      assert((record.state === 'committed') === commit || record.tombstone, `conflicting decisions for ${key}`);
+      return [{ kind: 'part-decided', txid, coordinatorShard }];
+    }
+    const credits = this.pendingCredit.get(record.to);
+    credits?.delete(key);
+    if (credits && credits.size === 0) this.pendingCredit.delete(record.to);
+    record.decisionIndex = index;
+    if (commit) {
+      this.setBalance(record.to, this.balance(record.to) + record.amount);
+      this.totalDelta += record.amount;
+      record.state = 'committed';
+    } else {
+      record.state = 'aborted';
+    }
+    return [{ kind: 'part-decided', txid, coordinatorShard }];
+  }
+
+  // ---- Snapshots ----
+
+  toSnapshot(): Buffer {
+    const { sessions, evicted } = this.sessions.toRecords();
+    const snapshot: BankSnapshot = {
+      shard: this.shard,
+      firstItem: this.firstItem,
+      balances: this.balances.slice(),
+      transactions: [...this.transactions.values()].map(recordToMessage),
+      sessions,
+      evictedSessions: evicted,
+      watermarks: [...this.watermarks].map(([shard, watermark]) => ({ shard, watermark })),
+      appliedIndex: this.appliedIndex,
+      lastTxid: this.lastCoordinatorTxid,
+      initialTotal: initialShardTotal(this.topology),
+      totalDelta: this.totalDelta,
+    };
+    return Buffer.from(BankSnapshotCodec.encode(snapshot).finish());
+  }
+
+  static fromSnapshot(topology: Topology, shard: number, data: Buffer): BankState {
+    const snapshot = BankSnapshotCodec.decode(data);
+    assert(snapshot.shard === shard, `snapshot is of shard ${snapshot.shard}, not ${shard}`);
+    assert(snapshot.balances.length === topology.itemsPerShard, 'snapshot from a different topology');
+    assert(snapshot.initialTotal === initialShardTotal(topology), 'snapshot from a different initial balance');
+    const state = new BankState(topology, shard);
+    for (let i = 0; i < snapshot.balances.length; i += 1) state.balances[i] = snapshot.balances[i]!;
+    for (const message of snapshot.transactions) {
+      const record = recordFromMessage(message);
+      const key = txKey(record.txid);
+      state.transactions.set(key, record);
+      if (record.state !== 'prepared') continue;
+      if (record.role === 'coordinator') {
+        state.pendingDebit.set(record.from, (state.pendingDebit.get(record.from) ?? 0) + record.amount);
+      } else {
+        let credits = state.pendingCredit.get(record.to);
+        if (!credits) state.pendingCredit.set(record.to, (credits = new Set()));
+        credits.add(key);
+      }
+    }
+    state.sessions = SessionTable.fromRecords(snapshot.sessions, snapshot.evictedSessions);
+    for (const w of snapshot.watermarks) state.watermarks.set(w.shard, txIdOf(w.watermark));
+    state.appliedIndex = snapshot.appliedIndex;
+    state.lastCoordinatorTxid = txIdOf(snapshot.lastTxid);
+    state.totalDelta = snapshot.totalDelta;
+    state.assertConservation(0);
+    return state;
+  }
+
+  /** A fingerprint of the whole state, for replica-agreement checks. */
+  fingerprint(): string {
+    const txs = [...this.transactions.values()]
+      .map((r) => `${txKey(r.txid)}:${r.role}:${r.state}:${r.amount}`)
+      .sort()
+      .join(',');
+    return `${this.appliedIndex}|${this.balances.join(',')}|${txs}|${this.sessions.fingerprint()}|${this.totalDelta}`;
+  }
+
+  balancesCopy(): number[] {
+    return this.balances.slice();
+  }
+
+  get netTransferredIn(): number {
+    return this.totalDelta;
+  }
+}
+
+const STATE_CODES: Record<TxState, number> = { prepared: 0, committed: 1, aborted: 2 };
+const STATES_BY_CODE: TxState[] = ['prepared', 'committed', 'aborted'];
+
+function recordToMessage(r: TxRecord): TxRecordMessage {
+  return {
+    txid: r.txid, role: r.role === 'coordinator' ? 0 : 1, state: STATE_CODES[r.state], from: r.from, to: r.to,
+    amount: r.amount, peerShard: r.peerShard + 1, clientId: r.clientId, requestId: r.requestId,
+    prepareIndex: r.prepareIndex, decisionIndex: r.decisionIndex, abortReason: r.abortReason, fundsOk: true,
+    tombstone: r.tombstone,
+  };
+}
+
+function recordFromMessage(m: TxRecordMessage): TxRecord {
+  const state = STATES_BY_CODE[m.state];
+  assert(state !== undefined, `bad transaction state ${m.state} in snapshot`);
+  return {
+    txid: txIdOf(m.txid), role: m.role === 0 ? 'coordinator' : 'participant', state, from: m.from, to: m.to,
+    amount: m.amount, peerShard: m.peerShard - 1, clientId: m.clientId, requestId: m.requestId,
+    prepareIndex: m.prepareIndex, decisionIndex: m.decisionIndex, abortReason: m.abortReason, tombstone: m.tombstone,
+  };
+}

@@ -1,0 +1,173 @@
+// Exactly-once sessions, kept in the replicated state (never in leader memory) and bounded.
+// Eviction is deterministic (least recently used by apply order), so every replica evicts
+// the same sessions at the same log index.
+import { assert } from '../util/assert.js';
+import type { EvictedSession, SessionRecord, TxId } from '../gen/shardbank/v1/peer.js';
+
+export const SESSION_LIMITS = {
+  sessionsMax: 10_000,
+  resultsPerSessionMax: 2048,
+  evictedSessionsMax: 100_000,
+  clientIdBytesMax: 128,
+} as const;
+
+export const RESULT_STATES = ['inflight', 'final', 'aborted'] as const;
+export type ResultState = (typeof RESULT_STATES)[number];
+
+export interface SessionResult {
+  digest: number;
+  state: ResultState;
+  /** Outcome code (bank.proto Outcome) once final or aborted. */
+  outcome: number;
+  index: number;
+  txid: TxId | undefined;
+}
+
+interface Session {
+  evictedBelow: number;
+  results: Map<number, SessionResult>;
+}
+
+export type SessionCheck =
+  | { kind: 'new' }
+  | { kind: 'retry-after-abort'; previous: SessionResult }
+  | { kind: 'duplicate'; result: SessionResult }
+  | { kind: 'stale'; watermark: number }
+  | { kind: 'mismatch' };
+
+/** FNV-1a over the transfer's arguments: the same request id with other arguments is refused. */
+export function transferDigest(from: number, to: number, amount: number): number {
+  let hash = 0x811c9dc5;
+  for (const value of [from, to, amount]) {
+    const text = String(value);
+    for (let i = 0; i < text.length; i += 1) {
+      hash ^= text.charCodeAt(i);
+      hash = Math.imul(hash, 0x01000193) >>> 0;
+    }
+    hash ^= 0x2c;
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash >>> 0;
+}
+
+export class SessionTable {
+  // Map iteration order is insertion order; a session is re-inserted on use, so the first
+  // entry is always the least recently used one.
+  private readonly sessions = new Map<string, Session>();
+  private readonly evicted = new Map<string, number>();
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  check(clientId: string, requestId: number, digest: number): SessionCheck {
+    const session = this.sessions.get(clientId);
+    const floor = session ? session.evictedBelow : (this.evicted.get(clientId) ?? 0);
+    if (requestId <= floor) return { kind: 'stale', watermark: floor };
+    const result = session?.results.get(requestId);
+    if (!result) return { kind: 'new' };
+    if (result.digest !== digest) return { kind: 'mismatch' };
+    if (result.state === 'aborted') return { kind: 'retry-after-abort', previous: result };
+    return { kind: 'duplicate', result };
+  }
+
+  get(clientId: string, requestId: number): SessionResult | undefined {
+    return this.sessions.get(clientId)?.results.get(requestId);
+  }
+
+  record(clientId: string, requestId: number, result: SessionResult): void {
+    let session = this.sessions.get(clientId);
+    if (session) {
+      this.sessions.delete(clientId);
+    } else {
+      session = { evictedBelow: this.evicted.get(clientId) ?? 0, results: new Map() };
+      this.evicted.delete(clientId);
+    }
+    this.sessions.set(clientId, session);
+    assert(requestId > session.evictedBelow, 'recording a result below the session watermark');
+    session.results.set(requestId, result);
+    this.trimResults(session);
+    this.evictSessions();
+  }
+
+  /** Drops the oldest finished results beyond the per-session bound and raises the watermark. */
+  private trimResults(session: Session): void {
+    if (session.results.size <= SESSION_LIMITS.resultsPerSessionMax) return;
+    const ids = [...session.results.keys()].sort((a, b) => a - b);
+    for (const id of ids) {
+      if (session.results.size <= SESSION_LIMITS.resultsPerSessionMax) break;
+      const result = session.results.get(id)!;
+      if (result.state === 'inflight') continue;
+      session.results.delete(id);
+      session.evictedBelow = Math.max(session.evictedBelow, id);
+    }
+  }
+
+  private evictSessions(): void {
+    while (this.sessions.size > SESSION_LIMITS.sessionsMax) {
+      let victim: string | undefined;
+      for (const [clientId, session] of this.sessions) {
+        if (![...session.results.values()].some((r) => r.state === 'inflight')) {
+          victim = clientId;
+          break;
+        }
+      }
+      if (victim === undefined) return;
+      const session = this.sessions.get(victim)!;
+      let watermark = session.evictedBelow;
+      for (const id of session.results.keys()) watermark = Math.max(watermark, id);
+      this.sessions.delete(victim);
+      this.evicted.set(victim, watermark);
+      while (this.evicted.size > SESSION_LIMITS.evictedSessionsMax) {
+        const oldest = this.evicted.keys().next().value as string;
+        this.evicted.delete(oldest);
+      }
+    }
+  }
+
+  toRecords(): { sessions: SessionRecord[]; evicted: EvictedSession[] } {
+    const sessions: SessionRecord[] = [];
+    for (const [clientId, session] of this.sessions) {
+      sessions.push({
+        clientId,
+        evictedBelow: session.evictedBelow,
+        lastUsedIndex: 0,
+        results: [...session.results].map(([requestId, r]) => ({
+          requestId,
+          digest: r.digest,
+          outcome: r.outcome,
+          index: r.index,
+          txid: r.txid,
+          final: r.state === 'final',
+          // 'aborted' is encoded as not final with an outcome; 'inflight' has outcome 0.
+        })),
+      });
+    }
+    const evicted = [...this.evicted].map(([clientId, evictedBelow]) => ({ clientId, evictedBelow }));
+    return { sessions, evicted };
+  }
+
+  static fromRecords(sessions: SessionRecord[], evicted: EvictedSession[]): SessionTable {
+    const table = new SessionTable();
+    for (const record of evicted) table.evicted.set(record.clientId, record.evictedBelow);
+    for (const record of sessions) {
+      const results = new Map<number, SessionResult>();
+      for (const r of record.results) {
+        const state: ResultState = r.final ? 'final' : r.outcome !== 0 ? 'aborted' : 'inflight';
+        results.set(r.requestId, { digest: r.digest, state, outcome: r.outcome, index: r.index, txid: r.txid });
+      }
+      table.sessions.set(record.clientId, { evictedBelow: record.evictedBelow, results });
+    }
+    return table;
+  }
+
+  /** A content fingerprint for replica-agreement checks in tests and the simulator. */
+  fingerprint(): string {
+    const parts: string[] = [];
+    for (const [clientId, session] of [...this.sessions].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+      const results = [...session.results].sort((a, b) => a[0] - b[0]);
+      parts.push(`${clientId}:${session.evictedBelow}:${results.map(([id, r]) => `${id}/${r.state}/${r.outcome}`).join(',')}`);
+    }
+    return parts.join(';');
+  }
+}

@@ -1,0 +1,832 @@
+// A Multi-Paxos replica as a pure, deterministic state machine (the etcd-io/raft "Ready"
+// model). It owns no timers, sockets or files: inputs are step(message), tick(),
+// propose(value), readIndex(id) and persisted(id); ready() hands out what the driver must do.
+//
+// The driver's contract for one Ready, in this order:
+//   1. send `messages` at once (requests: Prepare, Accept, heartbeats; they promise nothing);
+//   2. append `persist` to durable storage and fsync; only then send `messagesAfterPersist`
+//      (Promised / Accepted replies, which claim durable state) and call persisted(persist.id);
+//   3. if `snapshotToApply` is set, restore the state machine from it, then apply `committed`
+//      in order (they are chosen: a majority has them durably);
+//   4. serve the reads in `readsReady` once the state machine has applied their index.
+// Readies may be pipelined: persisted(id) must be called in increasing id order.
+import { assert } from '../util/assert.js';
+import type {
+  AcceptedEntry,
+  Ballot,
+  PaxosMessage,
+  Promised,
+  SlotValue,
+} from '../gen/shardbank/v1/peer.js';
+import { ballotEquals, ballotLess, ballotOf, compareBallots, maxBallot, ZERO_BALLOT } from './ballot.js';
+
+export const ROLES = ['follower', 'candidate', 'leader'] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface PaxosConfig {
+  shard: number;
+  ordinal: number;
+  replicaCount: number;
+  /** Election timeouts are drawn uniformly from [min, max) ticks. */
+  electionTimeoutTicksMin: number;
+  electionTimeoutTicksMax: number;
+  heartbeatTicks: number;
+  /** Un-chosen slots are re-sent to silent acceptors after this many ticks. */
+  retransmitTicks: number;
+  /** Limits on everything: slots in flight, entries per message, catch-up batch. */
+  inflightSlotsMax: number;
+  entriesPerMessageMax: number;
+  /** Deterministic randomness (seeded in simulation). Returns [0, 1). */
+  random: () => number;
+}
+
+export interface HardState {
+  promised: Ballot;
+}
+
+export interface LogEntry {
+  slot: number;
+  ballot: Ballot;
+  value: Buffer;
+}
+
+export interface Snapshot {
+  index: number;
+  data: Buffer;
+}
+
+export interface PersistWork {
+  id: number;
+  hardState: HardState | undefined;
+  entries: LogEntry[];
+  snapshot: Snapshot | undefined;
+}
+
+export interface CommittedEntry {
+  slot: number;
+  value: Buffer;
+}
+
+export interface ReadReady {
+  id: number;
+  index: number;
+}
+
+export type CoreEvent =
+  | { type: 'became-leader'; ballot: Ballot }
+  | { type: 'stepped-down'; ballot: Ballot }
+  | { type: 'leader-changed'; leaderOrdinal: number; ballot: Ballot }
+  | { type: 'read-failed'; id: number };
+
+export interface Ready {
+  messages: PaxosMessage[];
+  persist: PersistWork | undefined;
+  messagesAfterPersist: PaxosMessage[];
+  snapshotToApply: Snapshot | undefined;
+  committed: CommittedEntry[];
+  readsReady: ReadReady[];
+  events: CoreEvent[];
+}
+
+export interface RecoveredAcceptorState {
+  hardState: HardState | undefined;
+  snapshot: Snapshot | undefined;
+  entries: LogEntry[];
+}
+
+/** The value of a no-op slot: an empty buffer (the state machine skips it). */
+export const NOOP_VALUE: Buffer = Buffer.alloc(0);
+
+interface InflightSlot {
+  value: Buffer;
+  votes: Set<number>;
+  /** Persist id of the leader's own copy at this ballot; its vote counts once that id is durable. */
+  selfPersistId: number;
+  sentTick: number;
+}
+
+interface FollowerProgress {
+  commitIndex: number;
+  lastAckTick: number;
+  readSeqAcked: number;
+  catchupSentTick: number;
+  snapshotSentTick: number;
+}
+
+interface PendingRead {
+  id: number;
+  index: number;
+  seq: number;
+}
+
+type BodyCase = NonNullable<PaxosMessage['body']>;
+
+export class PaxosCore {
+  readonly config: PaxosConfig;
+  // Durable acceptor state (mirrored by storage through `persist`).
+  private promised: Ballot = ZERO_BALLOT;
+  private readonly log = new Map<number, { ballot: Ballot; value: Buffer }>();
+  private snapshot: Snapshot = { index: 0, data: Buffer.alloc(0) };
+  // Volatile state.
+  private roleValue: Role = 'follower';
+  private leaderOrdinalValue = -1;
+  private leaderBallotValue: Ballot = ZERO_BALLOT;
+  private commitIndexValue = 0;
+  private appliedIndexValue = 0;
+  private tickNow = 0;
+  private electionElapsed = 0;
+  private electionTimeout = 0;
+  private heartbeatElapsed = 0;
+  private lastLeaderContactTick = Number.NEGATIVE_INFINITY;
+  private highestSeenRound = 0;
+  // Candidate state.
+  private promises = new Map<number, Promised>();
+  private promiseFromSlot = 0;
+  private selfPromisePersistId = 0;
+  // Leader state.
+  private nextSlot = 1;
+  private readonly inflight = new Map<number, InflightSlot>();
+  private readonly followers = new Map<number, FollowerProgress>();
+  private readyIndex = Number.POSITIVE_INFINITY;
+  private readSeq = 0;
+  private readonly pendingReads: PendingRead[] = [];
+  private unsentReads: { id: number; index: number }[] = [];
+  // Persistence bookkeeping.
+  private persistIdNext = 1;
+  private durableId = 0;
+  // Output buffers, drained by ready().
+  private out: PaxosMessage[] = [];
+  private outAfterPersist: PaxosMessage[] = [];
+  private hardStateDirty = false;
+  private entriesToPersist: LogEntry[] = [];
+  private snapshotToPersist: Snapshot | undefined;
+  private snapshotToApply: Snapshot | undefined;
+  private readsReady: ReadReady[] = [];
+  private events: CoreEvent[] = [];
+
+  constructor(config: PaxosConfig, recovered?: RecoveredAcceptorState) {
+    assert(config.replicaCount >= 1 && config.replicaCount % 2 === 1, 'replicaCount must be odd');
+    assert(config.ordinal >= 0 && config.ordinal < config.replicaCount, 'ordinal out of range');
+    assert(config.electionTimeoutTicksMin < config.electionTimeoutTicksMax, 'election timeout range is empty');
+    assert(config.heartbeatTicks < config.electionTimeoutTicksMin, 'heartbeats must be faster than elections');
+    this.config = config;
+    if (recovered) this.restore(recovered);
+    this.resetElectionTimer();
+  }
+
+  private restore(recovered: RecoveredAcceptorState): void {
+    this.promised = recovered.hardState?.promised ?? ZERO_BALLOT;
+    this.highestSeenRound = this.promised.round;
+    if (recovered.snapshot) {
+      this.snapshot = recovered.snapshot;
+      this.commitIndexValue = recovered.snapshot.index;
+      this.appliedIndexValue = recovered.snapshot.index;
+      this.snapshotToApply = recovered.snapshot;
+    }
+    for (const entry of recovered.entries) {
+      if (entry.slot <= this.snapshot.index) continue;
+      this.log.set(entry.slot, { ballot: entry.ballot, value: entry.value });
+    }
+  }
+
+  // ---- Read-only views ----
+
+  get role(): Role {
+    return this.roleValue;
+  }
+  get ordinal(): number {
+    return this.config.ordinal;
+  }
+  get leaderOrdinal(): number {
+    return this.leaderOrdinalValue;
+  }
+  get leaderBallot(): Ballot {
+    return this.leaderBallotValue;
+  }
+  get promisedBallot(): Ballot {
+    return this.promised;
+  }
+  get commitIndex(): number {
+    return this.commitIndexValue;
+  }
+  get appliedIndex(): number {
+    return this.appliedIndexValue;
+  }
+  get snapshotIndex(): number {
+    return this.snapshot.index;
+  }
+  get lastSlot(): number {
+    let last = this.snapshot.index;
+    for (const slot of this.log.keys()) if (slot > last) last = slot;
+    return last;
+  }
+  get ticks(): number {
+    return this.tickNow;
+  }
+  /** Ticks since this replica last heard from a leader (or led): for stale-read reporting. */
+  get ticksSinceLeader(): number {
+    if (this.roleValue === 'leader') return 0;
+    return this.tickNow - this.lastLeaderContactTick;
+  }
+  /** A leader serves requests only once it has applied the prefix it recovered in phase 1. */
+  get isReadyLeader(): boolean {
+    return this.roleValue === 'leader' && this.appliedIndexValue >= this.readyIndex;
+  }
+  get inflightSlotCount(): number {
+    return this.inflight.size;
+  }
+  /** Room to propose more slots now (the caller batches commands while this is false). */
+  get canPropose(): boolean {
+    return this.isReadyLeader && this.inflight.size < this.config.inflightSlotsMax;
+  }
+  /** Followers' known chosen prefixes (leader only): used to pick a hand-over target. */
+  followerCommitIndexes(): Map<number, number> {
+    const result = new Map<number, number>();
+    for (const [ordinal, progress] of this.followers) result.set(ordinal, progress.commitIndex);
+    return result;
+  }
+  private get majority(): number {
+    return Math.floor(this.config.replicaCount / 2) + 1;
+  }
+
+  // ---- Inputs ----
+
+  tick(): void {
+    this.tickNow += 1;
+    if (this.roleValue === 'leader') {
+      this.tickLeader();
+      return;
+    }
+    this.electionElapsed += 1;
+    if (this.electionElapsed >= this.electionTimeout) this.startElection(false);
+  }
+
+  /** Proposes a value in the next free slot; returns the slot, or undefined if not a ready leader. */
+  propose(value: Buffer): number | undefined {
+    if (!this.canPropose) return undefined;
+    const slot = this.nextSlot;
+    this.nextSlot += 1;
+    this.proposeAt(slot, value);
+    return slot;
+  }
+
+  /**
+   * Asks for a linearizable read point. Once a majority confirms this replica still leads,
+   * `readsReady` carries {id, index}: serve the read after applying `index`.
+   */
+  readIndex(id: number): boolean {
+    if (!this.isReadyLeader) return false;
+    this.unsentReads.push({ id, index: this.commitIndexValue });
+    return true;
+  }
+
+  /** The driver made persist work `id` (and every earlier one) durable. */
+  persisted(id: number): void {
+    assert(id > this.durableId, `persisted ids must increase: ${id} after ${this.durableId}`);
+    assert(id < this.persistIdNext, `persisted id ${id} was never handed out`);
+    this.durableId = id;
+    if (this.roleValue === 'candidate' && this.selfPromisePersistId !== 0 && id >= this.selfPromisePersistId) {
+      this.tryWinElection();
+    }
+    if (this.roleValue === 'leader') {
+      for (const [slot, entry] of this.inflight) {
+        if (entry.selfPersistId <= id) entry.votes.add(this.config.ordinal);
+        if (entry.votes.size >= this.majority) this.markChosen(slot);
+      }
+      this.advanceLeaderCommit();
+      this.resolveReads();
+    }
+  }
+
+  /** The state machine captured its state after applying `index`; older log slots can go. */
+  compact(index: number, data: Buffer): void {
+    assert(index <= this.appliedIndexValue, `cannot snapshot past the applied index ${this.appliedIndexValue}`);
+    if (index <= this.snapshot.index) return;
+    this.snapshot = { index, data };
+    for (const slot of [...this.log.keys()]) if (slot <= index) this.log.delete(slot);
+    this.snapshotToPersist = this.snapshot;
+  }
+
+  /** Leadership hand-over (graceful shutdown): ask a caught-up follower to run an election now. */
+  transferLeadership(target: number): void {
+    if (this.roleValue !== 'leader' || target === this.config.ordinal) return;
+    this.send(target, { $case: 'timeoutNow', timeoutNow: {} });
+  }
+
+  step(message: PaxosMessage): void {
+    if (message.shard !== this.config.shard || message.to !== this.config.ordinal) return;
+    if (message.from === this.config.ordinal || message.from >= this.config.replicaCount) return;
+    const body = message.body;
+    if (!body) return;
+    const ballot = ballotOf(message.ballot);
+    this.highestSeenRound = Math.max(this.highestSeenRound, ballot.round);
+    switch (body.$case) {
+      case 'prepare':
+        return this.onPrepare(message.from, ballot, body.prepare.fromSlot, body.prepare.force);
+      case 'promised':
+        return this.onPromised(message.from, ballot, body.promised);
+      case 'accept':
+        return this.onAccept(message.from, ballot, body.accept.entries, body.accept.commitIndex, body.accept.readSeq);
+      case 'accepted':
+        return this.onAccepted(message.from, ballot, body.accepted.slots, body.accepted.commitIndex, body.accepted.readSeq);
+      case 'installSnapshot':
+        return this.onInstallSnapshot(message.from, ballot, body.installSnapshot.index, body.installSnapshot.data);
+      case 'timeoutNow':
+        if (ballotEquals(ballot, this.leaderBallotValue) && this.roleValue !== 'leader') this.startElection(true);
+        return;
+      case 'reject':
+        return this.onReject(message.from, ballot, body.reject);
+      default: {
+        const unknown: never = body;
+        void unknown;
+      }
+    }
+  }
+
+  ready(): Ready {
+    this.flushReads();
+    let persist: PersistWork | undefined;
+    if (this.hardStateDirty || this.entriesToPersist.length > 0 || this.snapshotToPersist) {
+      persist = {
+        id: this.persistIdNext,
+        hardState: this.hardStateDirty ? { promised: this.promised } : undefined,
+        entries: this.entriesToPersist,
+        snapshot: this.snapshotToPersist,
+      };
+      this.persistIdNext += 1;
+    }
+    const committed = this.collectCommitted();
+    const ready: Ready = {
+      messages: this.out,
+      persist,
+      messagesAfterPersist: this.outAfterPersist,
+      snapshotToApply: this.snapshotToApply,
+      committed,
+      readsReady: this.readsReady,
+      events: this.events,
+    };
+    this.out = [];
+    this.outAfterPersist = [];
+    this.hardStateDirty = false;
+    this.entriesToPersist = [];
+    this.snapshotToPersist = undefined;
+    this.snapshotToApply = undefined;
+    this.readsReady = [];
+    this.events = [];
+    return ready;
+  }
+
+  /** The persist id the next Ready will carry; lets a leader tag its own accepts. */
+  private get pendingPersistId(): number {
+    return this.persistIdNext;
+  }
+
+  // ---- Acceptor role ----
+
+  private onPrepare(from: number, ballot: Ballot, fromSlot: number, force: boolean): void {
+    if (ballotLess(ballot, this.promised)) {
+      this.sendReject(from, ballot, false);
+      return;
+    }
+    // Leader stickiness: while a live leader is heard from, refuse to help depose it, so a
+    // replica that was partitioned away cannot disrupt a healthy shard when it returns.
+    const leaderAlive =
+      this.leaderOrdinalValue !== from &&
+      (this.roleValue === 'leader' ||
+        this.tickNow - this.lastLeaderContactTick < this.config.electionTimeoutTicksMin);
+    if (!force && leaderAlive && !ballotEquals(ballot, this.promised)) {
+      this.sendReject(from, ballot, false);
+      return;
+    }
+    if (fromSlot - 1 < this.snapshot.index) {
+      // The candidate lacks chosen slots this replica already compacted: it must catch up first.
+      this.sendReject(from, ballot, true);
+      return;
+    }
+    this.raisePromise(ballot);
+    if (this.roleValue !== 'follower') this.becomeFollower(-1, ballot);
+    this.electionElapsed = 0;
+    const accepted: AcceptedEntry[] = [];
+    for (const [slot, entry] of this.log) {
+      if (slot >= fromSlot) accepted.push({ slot, ballot: entry.ballot, value: entry.value });
+    }
+    accepted.sort((a, b) => a.slot - b.slot);
+    this.sendAfterPersist(from, ballot, {
+      $case: 'promised',
+      promised: { accepted, commitIndex: this.commitIndexValue, snapshotIndex: this.snapshot.index },
+    });
+  }
+
+  private onAccept(from: number, ballot: Ballot, entries: SlotValue[], leaderCommit: number, readSeq: number): void {
+    if (ballotLess(ballot, this.promised)) {
+      this.sendReject(from, ballot, false);
+      return;
+    }
+    this.raisePromise(ballot);
+    if (this.roleValue !== 'follower' || this.leaderOrdinalValue !== from || !ballotEquals(this.leaderBallotValue, ballot)) {
+      this.becomeFollower(from, ballot);
+    }
+    this.electionElapsed = 0;
+    this.lastLeaderContactTick = this.tickNow;
+    const slots: number[] = [];
+    for (const entry of entries) {
+      if (entry.slot <= this.snapshot.index) continue;
+      const existing = this.log.get(entry.slot);
+      if (existing && this.isChosenLocally(entry.slot)) {
+        // A chosen slot never changes: the leader can only be re-sending the same value.
+        assert(existing.value.equals(entry.value), `chosen slot ${entry.slot} would change`);
+      }
+      this.log.set(entry.slot, { ballot, value: entry.value });
+      this.entriesToPersist.push({ slot: entry.slot, ballot, value: entry.value });
+      slots.push(entry.slot);
+    }
+    this.learnCommit(ballot, leaderCommit);
+    const body: BodyCase = {
+      $case: 'accepted',
+      accepted: { slots, commitIndex: this.commitIndexValue, readSeq },
+    };
+    if (slots.length > 0) this.sendAfterPersist(from, ballot, body);
+    else this.sendNow(from, ballot, body);
+  }
+
+  private isChosenLocally(slot: number): boolean {
+    return slot <= this.commitIndexValue;
+  }
+
+  /** Slots up to the leader's commit index are chosen; ours match if accepted at its ballot. */
+  private learnCommit(ballot: Ballot, leaderCommit: number): void {
+    let commit = this.commitIndexValue;
+    while (commit < leaderCommit) {
+      const entry = this.log.get(commit + 1);
+      if (!entry || !ballotEquals(entry.ballot, ballot)) break;
+      commit += 1;
+    }
+    this.commitIndexValue = commit;
+  }
+
+  private onInstallSnapshot(from: number, ballot: Ballot, index: number, data: Buffer): void {
+    if (ballotLess(ballot, this.promised)) {
+      this.sendReject(from, ballot, false);
+      return;
+    }
+    this.raisePromise(ballot);
+    if (this.roleValue !== 'follower' || this.leaderOrdinalValue !== from) this.becomeFollower(from, ballot);
+    this.electionElapsed = 0;
+    this.lastLeaderContactTick = this.tickNow;
+    if (index <= this.commitIndexValue) return;
+    this.snapshot = { index, data };
+    for (const slot of [...this.log.keys()]) if (slot <= index) this.log.delete(slot);
+    this.entriesToPersist = this.entriesToPersist.filter((e) => e.slot > index);
+    this.commitIndexValue = index;
+    this.appliedIndexValue = index;
+    this.snapshotToPersist = this.snapshot;
+    this.snapshotToApply = this.snapshot;
+    this.sendNow(from, ballot, { $case: 'accepted', accepted: { slots: [], commitIndex: index, readSeq: 0 } });
+  }
+
+  private raisePromise(ballot: Ballot): void {
+    if (ballotLess(this.promised, ballot)) {
+      this.promised = ballot;
+      this.hardStateDirty = true;
+    }
+  }
+
+  // ---- Candidate role ----
+
+  private startElection(force: boolean): void {
+    const round = Math.max(this.highestSeenRound, this.promised.round) + 1;
+    const ballot: Ballot = { round, ordinal: this.config.ordinal };
+    this.highestSeenRound = round;
+    this.roleValue = 'candidate';
+    this.clearLeaderState();
+    this.leaderOrdinalValue = -1;
+    this.promised = ballot;
+    this.hardStateDirty = true;
+    this.promises = new Map();
+    this.promiseFromSlot = this.commitIndexValue + 1;
+    this.selfPromisePersistId = this.pendingPersistId;
+    this.resetElectionTimer();
+    for (let peer = 0; peer < this.config.replicaCount; peer += 1) {
+      if (peer === this.config.ordinal) continue;
+      this.sendNow(peer, ballot, { $case: 'prepare', prepare: { fromSlot: this.promiseFromSlot, force } });
+    }
+  }
+
+  private onPromised(from: number, ballot: Ballot, promised: Promised): void {
+    if (this.roleValue !== 'candidate' || !ballotEquals(ballot, this.promised)) return;
+    this.promises.set(from, promised);
+    this.tryWinElection();
+  }
+
+  private tryWinElection(): void {
+    if (this.roleValue !== 'candidate') return;
+    const selfDurable = this.selfPromisePersistId !== 0 && this.durableId >= this.selfPromisePersistId;
+    if (!selfDurable || this.promises.size + 1 < this.majority) return;
+    this.becomeLeader();
+  }
+
+  /**
+   * Phase-1 recovery: for every slot above our chosen prefix, re-propose the value accepted
+   * with the highest ballot by the promise quorum (ours included), and fill gaps with no-ops.
+   */
+  private becomeLeader(): void {
+    const ballot = this.promised;
+    const fromSlot = this.promiseFromSlot;
+    const best = new Map<number, { ballot: Ballot; value: Buffer }>();
+    let maxSlot = fromSlot - 1;
+    const consider = (slot: number, entryBallot: Ballot, value: Buffer) => {
+      if (slot < fromSlot) return;
+      const current = best.get(slot);
+      if (!current || ballotLess(current.ballot, entryBallot)) best.set(slot, { ballot: entryBallot, value });
+      if (slot > maxSlot) maxSlot = slot;
+    };
+    for (const [slot, entry] of this.log) consider(slot, entry.ballot, entry.value);
+    for (const promise of this.promises.values()) {
+      assert(promise.snapshotIndex < fromSlot, 'a promiser compacted slots the candidate lacks');
+      for (const entry of promise.accepted) consider(entry.slot, ballotOf(entry.ballot), entry.value);
+    }
+    this.roleValue = 'leader';
+    this.leaderOrdinalValue = this.config.ordinal;
+    this.leaderBallotValue = ballot;
+    this.lastLeaderContactTick = this.tickNow;
+    this.heartbeatElapsed = 0;
+    this.followers.clear();
+    for (let peer = 0; peer < this.config.replicaCount; peer += 1) {
+      if (peer === this.config.ordinal) continue;
+      const promise = this.promises.get(peer);
+      this.followers.set(peer, {
+        commitIndex: promise ? promise.commitIndex : 0,
+        lastAckTick: this.tickNow,
+        readSeqAcked: 0,
+        catchupSentTick: Number.NEGATIVE_INFINITY,
+        snapshotSentTick: Number.NEGATIVE_INFINITY,
+      });
+    }
+    this.commitAnnouncedLast = this.commitIndexValue;
+    this.commitAnnouncedBefore = this.commitIndexValue;
+    this.nextSlot = maxSlot + 1;
+    for (let slot = fromSlot; slot <= maxSlot; slot += 1) {
+      this.proposeAt(slot, best.get(slot)?.value ?? NOOP_VALUE);
+    }
+    // A no-op in a fresh slot marks the end of the recovered prefix: once it is applied, every
+    // value chosen under an earlier ballot has been applied here, so the leader may serve.
+    this.readyIndex = this.nextSlot;
+    this.proposeAt(this.nextSlot, NOOP_VALUE);
+    this.nextSlot += 1;
+    this.events.push({ type: 'became-leader', ballot });
+  }
+
+  // ---- Leader role ----
+
+  private proposeAt(slot: number, value: Buffer): void {
+    assert(this.roleValue === 'leader', 'only a leader proposes');
+    assert(slot > this.snapshot.index, `slot ${slot} is already compacted`);
+    const ballot = this.leaderBallotValue;
+    this.log.set(slot, { ballot, value });
+    this.entriesToPersist.push({ slot, ballot, value });
+    this.inflight.set(slot, { value, votes: new Set(), selfPersistId: this.pendingPersistId, sentTick: this.tickNow });
+    this.pendingAccepts.push({ slot, value });
+    if (this.pendingAccepts.length >= this.config.entriesPerMessageMax) this.flushAccepts();
+  }
+
+  private pendingAccepts: SlotValue[] = [];
+
+  private flushAccepts(): void {
+    if (this.pendingAccepts.length === 0) return;
+    const entries = this.pendingAccepts;
+    this.pendingAccepts = [];
+    for (const peer of this.followers.keys()) this.sendAccept(peer, entries, 0);
+  }
+
+  private sendAccept(peer: number, entries: SlotValue[], readSeq: number): void {
+    this.sendNow(peer, this.leaderBallotValue, {
+      $case: 'accept',
+      accept: { entries, commitIndex: this.commitIndexValue, readSeq },
+    });
+  }
+
+  private onAccepted(from: number, ballot: Ballot, slots: number[], followerCommit: number, readSeq: number): void {
+    if (this.roleValue !== 'leader' || !ballotEquals(ballot, this.leaderBallotValue)) return;
+    const progress = this.followers.get(from);
+    if (!progress) return;
+    progress.lastAckTick = this.tickNow;
+    // Not a max: a follower that restarted forgets its commit index and must be caught up again.
+    progress.commitIndex = followerCommit;
+    progress.readSeqAcked = Math.max(progress.readSeqAcked, readSeq);
+    for (const slot of slots) {
+      const entry = this.inflight.get(slot);
+      if (!entry) continue;
+      entry.votes.add(from);
+      if (entry.votes.size >= this.majority) this.markChosen(slot);
+    }
+    // A follower that knows a slot is chosen tells us so through its commit index; the value
+    // it knows is necessarily ours (Paxos), so the slot is chosen for us too.
+    for (const [slot] of this.inflight) if (slot <= followerCommit) this.markChosen(slot);
+    this.advanceLeaderCommit();
+    this.resolveReads();
+    this.catchUp(from, progress);
+  }
+
+  private readonly chosenSlots = new Set<number>();
+  private commitAnnouncedLast = 0;
+  private commitAnnouncedBefore = 0;
+
+  private markChosen(slot: number): void {
+    if (!this.inflight.delete(slot)) return;
+    this.chosenSlots.add(slot);
+  }
+
+  private advanceLeaderCommit(): void {
+    while (this.chosenSlots.has(this.commitIndexValue + 1)) {
+      this.chosenSlots.delete(this.commitIndexValue + 1);
+      this.commitIndexValue += 1;
+    }
+  }
+
+  /** Sends a lagging follower the chosen slots it misses, or the snapshot if they are compacted. */
+  private catchUp(peer: number, progress: FollowerProgress): void {
+    // A follower that is merely one heartbeat behind learns the commit index by itself; only
+    // one that still lacks what we announced a full heartbeat ago needs slots re-sent.
+    if (progress.commitIndex >= this.commitAnnouncedBefore) return;
+    if (this.tickNow - progress.catchupSentTick < this.config.retransmitTicks) return;
+    progress.catchupSentTick = this.tickNow;
+    if (progress.commitIndex < this.snapshot.index) {
+      if (this.tickNow - progress.snapshotSentTick < this.config.retransmitTicks * 4) return;
+      progress.snapshotSentTick = this.tickNow;
+      this.sendNow(peer, this.leaderBallotValue, {
+        $case: 'installSnapshot',
+        installSnapshot: { index: this.snapshot.index, data: this.snapshot.data },
+      });
+      return;
+    }
+    const entries: SlotValue[] = [];
+    const last = Math.min(this.commitIndexValue, progress.commitIndex + this.config.entriesPerMessageMax);
+    for (let slot = progress.commitIndex + 1; slot <= last; slot += 1) {
+      const entry = this.log.get(slot);
+      assert(entry !== undefined, `leader lacks chosen slot ${slot}`);
+      entries.push({ slot, value: entry.value });
+    }
+    this.sendAccept(peer, entries, 0);
+  }
+
+  private tickLeader(): void {
+    this.heartbeatElapsed += 1;
+    if (this.heartbeatElapsed >= this.config.heartbeatTicks) {
+      this.heartbeatElapsed = 0;
+      this.commitAnnouncedBefore = this.commitAnnouncedLast;
+      this.commitAnnouncedLast = this.commitIndexValue;
+      for (const peer of this.followers.keys()) this.sendAccept(peer, [], this.readSeq);
+    }
+    this.retransmit();
+    this.checkQuorum();
+  }
+
+  private retransmit(): void {
+    const resend = new Map<number, SlotValue[]>();
+    for (const [slot, entry] of this.inflight) {
+      if (this.tickNow - entry.sentTick < this.config.retransmitTicks) continue;
+      entry.sentTick = this.tickNow;
+      for (const peer of this.followers.keys()) {
+        if (entry.votes.has(peer)) continue;
+        const list = resend.get(peer) ?? [];
+        if (list.length < this.config.entriesPerMessageMax) list.push({ slot, value: entry.value });
+        resend.set(peer, list);
+      }
+    }
+    for (const [peer, entries] of resend) this.sendAccept(peer, entries, 0);
+  }
+
+  /** A leader that has not heard from a majority for an election timeout steps down. */
+  private checkQuorum(): void {
+    if (this.tickNow % this.config.electionTimeoutTicksMin !== 0) return;
+    let live = 1;
+    for (const progress of this.followers.values()) {
+      if (this.tickNow - progress.lastAckTick < this.config.electionTimeoutTicksMin) live += 1;
+    }
+    if (live < this.majority) this.becomeFollower(-1, this.leaderBallotValue);
+  }
+
+  private onReject(from: number, ballot: Ballot, reject: { promised: Ballot | undefined; behind: boolean }): void {
+    const promised = ballotOf(reject.promised);
+    this.highestSeenRound = Math.max(this.highestSeenRound, promised.round);
+    if (this.roleValue === 'leader' && ballotEquals(ballot, this.leaderBallotValue) && ballotLess(ballot, promised)) {
+      this.becomeFollower(-1, promised);
+      return;
+    }
+    if (this.roleValue === 'candidate' && ballotEquals(ballot, this.promised) && reject.behind) {
+      // Someone compacted past our chosen prefix: let an up-to-date replica lead; its
+      // catch-up will bring us the snapshot.
+      this.becomeFollower(-1, this.promised);
+    }
+    void from;
+  }
+
+  // ---- Reads ----
+
+  private flushReads(): void {
+    this.flushAccepts();
+    if (this.unsentReads.length === 0) return;
+    if (this.roleValue !== 'leader') {
+      for (const read of this.unsentReads) this.events.push({ type: 'read-failed', id: read.id });
+      this.unsentReads = [];
+      return;
+    }
+    this.readSeq += 1;
+    for (const read of this.unsentReads) this.pendingReads.push({ id: read.id, index: read.index, seq: this.readSeq });
+    this.unsentReads = [];
+    for (const peer of this.followers.keys()) this.sendAccept(peer, [], this.readSeq);
+    this.resolveReads();
+  }
+
+  private resolveReads(): void {
+    if (this.pendingReads.length === 0) return;
+    let confirmedSeq = 0;
+    const acks = [...this.followers.values()].map((p) => p.readSeqAcked).sort((a, b) => b - a);
+    // Our own vote is implicit; the (majority-1)-th highest follower ack is confirmed by a majority.
+    const needed = this.majority - 1;
+    confirmedSeq = needed === 0 ? Number.POSITIVE_INFINITY : (acks[needed - 1] ?? 0);
+    while (this.pendingReads.length > 0 && this.pendingReads[0]!.seq <= confirmedSeq) {
+      const read = this.pendingReads.shift()!;
+      this.readsReady.push({ id: read.id, index: read.index });
+    }
+  }
+
+  // ---- Role changes ----
+
+  private becomeFollower(leader: number, ballot: Ballot): void {
+    const wasLeader = this.roleValue === 'leader';
+    this.roleValue = 'follower';
+    this.clearLeaderState();
+    if (wasLeader) this.events.push({ type: 'stepped-down', ballot: this.leaderBallotValue });
+    const changed = leader !== this.leaderOrdinalValue || !ballotEquals(ballot, this.leaderBallotValue);
+    this.leaderOrdinalValue = leader;
+    this.leaderBallotValue = maxBallot(ballot, ZERO_BALLOT);
+    if (leader >= 0) this.lastLeaderContactTick = this.tickNow;
+    if (changed && leader >= 0) this.events.push({ type: 'leader-changed', leaderOrdinal: leader, ballot });
+    this.resetElectionTimer();
+  }
+
+  private clearLeaderState(): void {
+    this.inflight.clear();
+    this.chosenSlots.clear();
+    this.followers.clear();
+    this.pendingAccepts = [];
+    this.readyIndex = Number.POSITIVE_INFINITY;
+    for (const read of this.pendingReads) this.events.push({ type: 'read-failed', id: read.id });
+    this.pendingReads.length = 0;
+    for (const read of this.unsentReads) this.events.push({ type: 'read-failed', id: read.id });
+    this.unsentReads = [];
+  }
+
+  private resetElectionTimer(): void {
+    const { electionTimeoutTicksMin: min, electionTimeoutTicksMax: max } = this.config;
+    this.electionElapsed = 0;
+    this.electionTimeout = min + Math.floor(this.config.random() * (max - min));
+  }
+
+  // ---- Output ----
+
+  private collectCommitted(): CommittedEntry[] {
+    const committed: CommittedEntry[] = [];
+    while (this.appliedIndexValue < this.commitIndexValue) {
+      const slot = this.appliedIndexValue + 1;
+      const entry = this.log.get(slot);
+      assert(entry !== undefined, `chosen slot ${slot} has no value`);
+      committed.push({ slot, value: entry.value });
+      this.appliedIndexValue = slot;
+    }
+    return committed;
+  }
+
+  private send(to: number, body: BodyCase): void {
+    this.sendNow(to, this.leaderBallotValue, body);
+  }
+
+  private sendNow(to: number, ballot: Ballot, body: BodyCase): void {
+    this.out.push({ shard: this.config.shard, from: this.config.ordinal, to, ballot, body });
+  }
+
+  private sendAfterPersist(to: number, ballot: Ballot, body: BodyCase): void {
+    this.outAfterPersist.push({ shard: this.config.shard, from: this.config.ordinal, to, ballot, body });
+  }
+
+  private sendReject(to: number, ballot: Ballot, behind: boolean): void {
+    const hint = this.roleValue === 'leader' ? this.config.ordinal : this.leaderOrdinalValue;
+    this.sendNow(to, ballot, {
+      $case: 'reject',
+      reject: {
+        promised: this.promised,
+        behind,
+        snapshotIndex: this.snapshot.index,
+        leaderHint: Math.max(hint, 0),
+        hasLeaderHint: hint >= 0,
+      },
+    });
+  }
+}
+
+export function compareSlots(a: { slot: number }, b: { slot: number }): number {
+  return a.slot - b.slot;
+}
+
+export { compareBallots };

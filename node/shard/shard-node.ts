@@ -1,0 +1,679 @@
+// One replica of one shard as a pure, deterministic state machine: the Paxos core, the bank
+// state machine applied from its log, and the leader's volatile work (client requests
+// waiting for their outcome, two-phase-commit timers, conflict retries). Like the core, it
+// performs no I/O: the real driver (node/replica) and the simulator (test/sim) feed it
+// messages, ticks and persistence acknowledgements, and carry out its ShardReady.
+//
+// Replies to clients and messages to other shards are produced only from applied state.
+import { assert } from '../util/assert.js';
+import type { Topology } from '../cluster/topology.js';
+import { shardOfItem } from '../cluster/topology.js';
+import { Outcome } from '../gen/shardbank/v1/bank.js';
+import type { Command, PaxosMessage, TxId, TxMessage } from '../gen/shardbank/v1/peer.js';
+import { CommandBatch } from '../gen/shardbank/v1/peer.js';
+import { BankState, ABORT_REASONS, type ApplyEvent, type TxRecord } from '../bank/bank-state.js';
+import { compareTxIds, txIdOf, txKey } from '../bank/txid.js';
+import { transferDigest } from '../bank/session-table.js';
+import { PaxosCore, type CoreEvent, type PaxosConfig, type PersistWork, type RecoveredAcceptorState } from '../paxos/paxos-core.js';
+
+export interface ShardTimingConfig {
+  /** Ticks between scans of in-flight transactions for resends and timeouts. */
+  txScanTicks: number;
+  txResendTicks: number;
+  /** A coordinator that has no vote after this long decides ABORT. */
+  txAbortTicks: number;
+  /** A prepared participant asks the coordinator for the outcome after this long. */
+  txInquiryTicks: number;
+  /** A linearizable read waits at most this long for pending credits to be decided. */
+  readWaitTicksMax: number;
+  conflictRetriesMax: number;
+  conflictBackoffTicksMax: number;
+}
+
+export interface ShardNodeConfig {
+  topology: Topology;
+  shard: number;
+  ordinal: number;
+  paxos: Omit<PaxosConfig, 'shard' | 'ordinal' | 'replicaCount' | 'random'>;
+  timing: ShardTimingConfig;
+  commandsPerSlotMax: number;
+  snapshotEverySlots: number;
+  random: () => number;
+  /** Observation hook (simulator, tests): every applied slot, in order. Must not mutate. */
+  onApply?: (slot: number, value: Buffer) => void;
+}
+
+export const DEFAULT_TIMING: ShardTimingConfig = {
+  txScanTicks: 2,
+  txResendTicks: 8,
+  txAbortTicks: 200,
+  txInquiryTicks: 40,
+  readWaitTicksMax: 80,
+  conflictRetriesMax: 6,
+  conflictBackoffTicksMax: 8,
+};
+
+export interface TransferInput {
+  clientId: string;
+  requestId: number;
+  from: number;
+  to: number;
+  amount: number;
+}
+
+export type ErrorCode = 'not-leader' | 'aborted' | 'stale' | 'mismatch' | 'unavailable';
+
+export type ClientReply =
+  | { token: number; kind: 'transfer'; outcome: number; index: number }
+  | { token: number; kind: 'error'; code: ErrorCode; message: string; leaderOrdinal: number }
+  | { token: number; kind: 'read'; balances: number[]; index: number };
+
+export interface ShardReady {
+  messages: PaxosMessage[];
+  persist: PersistWork | undefined;
+  messagesAfterPersist: PaxosMessage[];
+  txMessages: TxMessage[];
+  replies: ClientReply[];
+  events: CoreEvent[];
+}
+
+interface Waiter {
+  tokens: number[];
+  input: TransferInput;
+  attempts: number;
+}
+
+interface TxTimer {
+  sinceTick: number;
+  lastSentTick: number;
+}
+
+interface PendingRead {
+  token: number;
+  items: number[];
+  index: number;
+  waitKeys: Set<string> | undefined;
+  deadlineTick: number;
+}
+
+type BodyOf<K extends NonNullable<TxMessage['body']>['$case']> = Extract<NonNullable<TxMessage['body']>, { $case: K }>;
+
+export class ShardNode {
+  readonly config: ShardNodeConfig;
+  readonly core: PaxosCore;
+  private bankState: BankState;
+  private ticks = 0;
+  private lastSnapshotIndex = 0;
+  private wasReadyLeader = false;
+  // Leader-volatile state; rebuilt from replicated state by each new leader.
+  private readonly waiters = new Map<string, Waiter>();
+  private queue: Command[] = [];
+  private txSeq = 0;
+  private readonly ownProposedTx = new Map<string, string>();
+  private readonly earlyVotes = new Map<string, boolean>();
+  private readonly decisionProposed = new Set<string>();
+  private readonly ackProposed = new Set<string>();
+  private readonly participantProposed = new Set<string>();
+  private readonly txTimers = new Map<string, TxTimer>();
+  private retries: { dueTick: number; key: string }[] = [];
+  private readId = 0;
+  private readonly readsByCoreId = new Map<number, { token: number; items: number[] }>();
+  private readsWaiting: PendingRead[] = [];
+  // Outputs.
+  private txOut: TxMessage[] = [];
+  private replies: ClientReply[] = [];
+
+  constructor(config: ShardNodeConfig, recovered?: RecoveredAcceptorState) {
+    this.config = config;
+    const { topology, shard, ordinal } = config;
+    this.core = new PaxosCore(
+      { ...config.paxos, shard, ordinal, replicaCount: topology.replicasPerShard, random: config.random },
+      recovered,
+    );
+    this.bankState = new BankState(topology, shard);
+  }
+
+  get bank(): BankState {
+    return this.bankState;
+  }
+
+  get isReadyLeader(): boolean {
+    return this.core.isReadyLeader;
+  }
+
+  // ---- Inputs ----
+
+  tick(): void {
+    this.ticks += 1;
+    this.core.tick();
+    if (!this.core.isReadyLeader) return;
+    this.runRetries();
+    if (this.ticks % this.config.timing.txScanTicks === 0) this.scanTransactions();
+    this.expireReads();
+  }
+
+  stepPaxos(message: PaxosMessage): void {
+    this.core.step(message);
+  }
+
+  persisted(id: number): void {
+    this.core.persisted(id);
+  }
+
+  submitTransfer(input: TransferInput, token: number): void {
+    if (!this.core.isReadyLeader) {
+      this.replyError(token, 'not-leader', 'not the leader of this shard');
+      return;
+    }
+    const key = requestKey(input.clientId, input.requestId);
+    const existing = this.waiters.get(key);
+    if (existing) {
+      if (!sameTransfer(existing.input, input)) {
+        this.replyError(token, 'mismatch', `request_id: ${input.requestId} is in flight with other from/to/amount`);
+      } else {
+        existing.tokens.push(token);
+      }
+      return;
+    }
+    // Fast path on applied state; the authoritative check runs again when the entry applies.
+    const check = this.bankState.checkSession(input.clientId, input.requestId, input.from, input.to, input.amount);
+    if (check.kind === 'stale') {
+      this.replyError(token, 'stale', `request_id: ${input.requestId} is at or below the client's watermark ${check.watermark}; it will not run again`);
+      return;
+    }
+    if (check.kind === 'mismatch') {
+      this.replyError(token, 'mismatch', `request_id: ${input.requestId} was already used with other from/to/amount`);
+      return;
+    }
+    if (check.kind === 'duplicate' && check.result.state === 'final') {
+      this.replies.push({ token, kind: 'transfer', outcome: check.result.outcome, index: check.result.index });
+      return;
+    }
+    const waiter: Waiter = { tokens: [token], input, attempts: 0 };
+    this.waiters.set(key, waiter);
+    // A request already in flight (an attempt by an earlier leader) is joined, not re-run.
+    if (check.kind === 'duplicate') return;
+    this.startAttempt(waiter);
+  }
+
+  /** A linearizable read of items of this shard: read-index, then wait for pending credits. */
+  submitRead(items: number[], token: number): void {
+    this.readId += 1;
+    if (!this.core.readIndex(this.readId)) {
+      this.replyError(token, 'not-leader', 'linearizable reads are served by the leader');
+      return;
+    }
+    this.readsByCoreId.set(this.readId, { token, items });
+  }
+
+  stepTx(message: TxMessage): void {
+    if (message.toShard !== this.config.shard || !message.body) return;
+    if (!this.core.isReadyLeader) return;
+    const body = message.body;
+    switch (body.$case) {
+      case 'prepare':
+        return this.onTxPrepare(message.fromShard, body);
+      case 'vote':
+        return this.onTxVote(message.fromShard, txIdOf(body.vote.txid), body.vote.yes);
+      case 'inquiry':
+        return this.onTxVote(message.fromShard, txIdOf(body.inquiry.txid), true);
+      case 'decision':
+        return this.onTxDecision(message.fromShard, body);
+      case 'ack':
+        return this.onTxAck(txIdOf(body.ack.txid));
+      default: {
+        const unknown: never = body;
+        void unknown;
+      }
+    }
+  }
+
+  /** Hand leadership to the most caught-up follower (graceful shutdown). */
+  transferLeadership(): number {
+    if (this.core.role !== 'leader') return -1;
+    let best = -1;
+    let bestCommit = -1;
+    for (const [ordinal, commit] of this.core.followerCommitIndexes()) {
+      if (commit > bestCommit) {
+        best = ordinal;
+        bestCommit = commit;
+      }
+    }
+    if (best >= 0) this.core.transferLeadership(best);
+    return best;
+  }
+
+  ready(): ShardReady {
+    this.flushProposals();
+    const core = this.core.ready();
+    if (core.snapshotToApply) {
+      this.bankState = BankState.fromSnapshot(this.config.topology, this.config.shard, core.snapshotToApply.data);
+      this.lastSnapshotIndex = core.snapshotToApply.index;
+      assert(this.bankState.appliedIndex === core.snapshotToApply.index, 'snapshot index mismatch');
+    }
+    for (const entry of core.committed) this.applySlot(entry.slot, entry.value);
+    for (const event of core.events) this.onCoreEvent(event);
+    for (const read of core.readsReady) this.onReadIndex(read.id, read.index);
+    this.serveWaitingReads();
+    if (this.core.isReadyLeader && !this.wasReadyLeader) this.onLeadershipReady();
+    if (!this.core.isReadyLeader && this.wasReadyLeader) this.onLeadershipLost();
+    this.wasReadyLeader = this.core.isReadyLeader;
+    this.maybeSnapshot();
+    const ready: ShardReady = {
+      messages: core.messages,
+      persist: core.persist,
+      messagesAfterPersist: core.messagesAfterPersist,
+      txMessages: this.txOut,
+      replies: this.replies,
+      events: core.events,
+    };
+    this.txOut = [];
+    this.replies = [];
+    return ready;
+  }
+
+  /** True when ready() would hand out something or has proposals to flush. */
+  hasQueuedWork(): boolean {
+    return this.queue.length > 0 && this.core.canPropose;
+  }
+
+  // ---- Proposals ----
+
+  private startAttempt(waiter: Waiter): void {
+    const { input } = waiter;
+    const toShard = shardOfItem(this.config.topology, input.to);
+    if (toShard === this.config.shard) {
+      this.queue.push({ body: { $case: 'transfer', transfer: { ...input } } });
+      return;
+    }
+    const ballot = this.core.leaderBallot;
+    this.txSeq += 1;
+    const txid: TxId = { shard: this.config.shard, round: ballot.round, ordinal: ballot.ordinal, seq: this.txSeq };
+    this.ownProposedTx.set(txKey(txid), requestKey(input.clientId, input.requestId));
+    this.queue.push({
+      body: {
+        $case: 'coordPrepare',
+        coordPrepare: { txid, clientId: input.clientId, requestId: input.requestId, from: input.from, to: input.to, amount: input.amount, toShard },
+      },
+    });
+    // The participant prepares in parallel with our own PREPARE.
+    this.sendTx(toShard, { $case: 'prepare', prepare: { txid, from: input.from, to: input.to, amount: input.amount, watermark: this.bankState.ownWatermark() } });
+  }
+
+  private propose(command: Command): void {
+    this.queue.push(command);
+  }
+
+  private flushProposals(): void {
+    if (this.queue.length === 0) return;
+    if (this.core.role !== 'leader') {
+      this.queue = [];
+      return;
+    }
+    while (this.queue.length > 0 && this.core.canPropose) {
+      const commands = this.queue.splice(0, this.config.commandsPerSlotMax);
+      const value = Buffer.from(CommandBatch.encode({ commands }).finish());
+      const slot = this.core.propose(value);
+      assert(slot !== undefined, 'canPropose promised a slot');
+    }
+  }
+
+  // ---- Apply ----
+
+  private applySlot(slot: number, value: Buffer): void {
+    this.config.onApply?.(slot, value);
+    if (value.length === 0) {
+      this.bankState.apply(slot, { body: { $case: 'noop', noop: {} } });
+      return;
+    }
+    const batch = CommandBatch.decode(value);
+    const leader = this.core.role === 'leader';
+    for (const command of batch.commands) {
+      const events = this.bankState.apply(slot, command);
+      if (leader) for (const event of events) this.onApplied(event);
+    }
+  }
+
+  private onApplied(event: ApplyEvent): void {
+    switch (event.kind) {
+      case 'noop':
+        return;
+      case 'transfer-final':
+        return this.resolve(requestKey(event.clientId, event.requestId), event.outcome, event.index);
+      case 'transfer-conflict':
+        return this.retryOrAbort(requestKey(event.clientId, event.requestId));
+      case 'request-rejected':
+        return this.rejectWaiter(requestKey(event.clientId, event.requestId), event.code, event.message);
+      case 'request-duplicate':
+        if (event.inflightTxid) return; // joined: resolved when that attempt is decided
+        return this.resolve(requestKey(event.clientId, event.requestId), event.outcome, event.index);
+      case 'coord-prepared':
+        return this.onCoordPrepared(event.record);
+      case 'coord-decided':
+        return this.onCoordDecided(event.record);
+      case 'coord-finished':
+        this.forgetTx(txKey(event.txid));
+        return;
+      case 'part-voted':
+        this.participantProposed.delete(txKey(event.txid));
+        this.sendTx(event.coordinatorShard, { $case: 'vote', vote: { txid: event.txid, yes: event.yes } });
+        if (event.yes) this.touchTimer(txKey(event.txid));
+        return;
+      case 'part-decided':
+        this.participantProposed.delete(txKey(event.txid));
+        this.forgetTx(txKey(event.txid));
+        this.sendTx(event.coordinatorShard, { $case: 'ack', ack: { txid: event.txid } });
+        return;
+      default: {
+        const unknown: never = event;
+        void unknown;
+      }
+    }
+  }
+
+  private onCoordPrepared(record: TxRecord): void {
+    const key = txKey(record.txid);
+    this.ownProposedTx.delete(key);
+    this.touchTimer(key);
+    const vote = this.earlyVotes.get(key);
+    if (vote === undefined) return;
+    this.earlyVotes.delete(key);
+    this.proposeDecision(record.txid, vote, vote ? 0 : ABORT_REASONS.participantNo, record.peerShard);
+  }
+
+  private onCoordDecided(record: TxRecord): void {
+    const key = txKey(record.txid);
+    this.ownProposedTx.delete(key);
+    this.earlyVotes.delete(key);
+    this.decisionProposed.delete(key);
+    if (!record.tombstone && record.abortReason !== ABORT_REASONS.rejected) {
+      const waiterKey = requestKey(record.clientId, record.requestId);
+      if (record.state === 'committed') this.resolve(waiterKey, Outcome.COMMITTED, record.decisionIndex);
+      else if (record.abortReason === ABORT_REASONS.insufficientFunds) this.resolve(waiterKey, Outcome.INSUFFICIENT_FUNDS, record.decisionIndex);
+      else this.retryOrAbort(waiterKey);
+    }
+    this.sendDecision(record);
+    this.touchTimer(key, true);
+  }
+
+  private proposeDecision(txid: TxId, commit: boolean, reason: number, participantShard: number): void {
+    const key = txKey(txid);
+    if (this.decisionProposed.has(key)) return;
+    this.decisionProposed.add(key);
+    this.propose({ body: { $case: 'coordDecision', coordDecision: { txid, commit, reason, participantShard } } });
+  }
+
+  private sendDecision(record: TxRecord): void {
+    if (record.peerShard < 0) return;
+    this.sendTx(record.peerShard, {
+      $case: 'decision',
+      decision: { txid: record.txid, commit: record.state === 'committed', watermark: this.bankState.ownWatermark() },
+    });
+  }
+
+  // ---- Two-phase commit messages ----
+
+  private onTxPrepare(fromShard: number, body: BodyOf<'prepare'>): void {
+    const p = body.prepare;
+    const txid = txIdOf(p.txid);
+    if (txid.shard !== fromShard || !this.bankState.ownsItem(p.to)) return;
+    const key = txKey(txid);
+    const existing = this.bankState.transaction(txid);
+    if (existing) {
+      this.sendTx(fromShard, { $case: 'vote', vote: { txid, yes: existing.state !== 'aborted' } });
+      return;
+    }
+    if (this.participantProposed.has(key)) return;
+    this.participantProposed.add(key);
+    this.propose({ body: { $case: 'partPrepare', partPrepare: { txid, from: p.from, to: p.to, amount: p.amount, coordWatermark: p.watermark } } });
+  }
+
+  private onTxVote(fromShard: number, txid: TxId, yes: boolean): void {
+    if (txid.shard !== this.config.shard) return;
+    const key = txKey(txid);
+    const record = this.bankState.transaction(txid);
+    if (record && record.role === 'coordinator') {
+      if (record.state === 'prepared') this.proposeDecision(txid, yes, yes ? 0 : ABORT_REASONS.participantNo, record.peerShard);
+      else this.sendDecision(record);
+      return;
+    }
+    if (this.ownProposedTx.has(key)) {
+      // The participant answered before our own PREPARE applied: remember the vote.
+      this.earlyVotes.set(key, yes);
+      return;
+    }
+    if (compareTxIds(txid, this.bankState.ownWatermark()) < 0) {
+      // Finished or never logged: it cannot commit any more.
+      this.sendTx(fromShard, { $case: 'decision', decision: { txid, commit: false, watermark: this.bankState.ownWatermark() } });
+      return;
+    }
+    // Presumed abort: record ABORT first, so that a late PREPARE can never commit.
+    this.proposeDecision(txid, false, ABORT_REASONS.participantNo, fromShard);
+  }
+
+  private onTxDecision(fromShard: number, body: BodyOf<'decision'>): void {
+    const d = body.decision;
+    const txid = txIdOf(d.txid);
+    if (txid.shard !== fromShard) return;
+    const key = txKey(txid);
+    const record = this.bankState.transaction(txid);
+    if (record && record.state !== 'prepared') {
+      this.sendTx(fromShard, { $case: 'ack', ack: { txid } });
+      return;
+    }
+    if (!record && compareTxIds(txid, this.bankState.watermarkOf(fromShard)) < 0) {
+      this.sendTx(fromShard, { $case: 'ack', ack: { txid } });
+      return;
+    }
+    const proposedKey = `decision:${key}`;
+    if (this.participantProposed.has(proposedKey)) return;
+    this.participantProposed.add(proposedKey);
+    this.propose({ body: { $case: 'partDecision', partDecision: { txid, commit: d.commit, coordWatermark: d.watermark } } });
+  }
+
+  private onTxAck(txid: TxId): void {
+    if (txid.shard !== this.config.shard) return;
+    const key = txKey(txid);
+    const record = this.bankState.transaction(txid);
+    if (!record || record.state === 'prepared' || this.ackProposed.has(key)) return;
+    this.ackProposed.add(key);
+    this.propose({ body: { $case: 'coordAck', coordAck: { txid } } });
+  }
+
+  private sendTx(toShard: number, body: NonNullable<TxMessage['body']>): void {
+    this.txOut.push({ fromShard: this.config.shard, toShard, body });
+  }
+
+  // ---- Timers: resends, coordinator timeouts, participant inquiries ----
+
+  private touchTimer(key: string, reset = false): void {
+    const timer = this.txTimers.get(key);
+    if (timer && !reset) return;
+    this.txTimers.set(key, { sinceTick: this.ticks, lastSentTick: this.ticks });
+  }
+
+  private forgetTx(key: string): void {
+    this.txTimers.delete(key);
+    this.ackProposed.delete(key);
+    this.decisionProposed.delete(key);
+    this.participantProposed.delete(`decision:${key}`);
+  }
+
+  private scanTransactions(): void {
+    const t = this.config.timing;
+    for (const record of this.bankState.allTransactions()) {
+      const key = txKey(record.txid);
+      let timer = this.txTimers.get(key);
+      if (!timer) {
+        timer = { sinceTick: this.ticks, lastSentTick: Number.NEGATIVE_INFINITY };
+        this.txTimers.set(key, timer);
+      }
+      const resendDue = this.ticks - timer.lastSentTick >= t.txResendTicks;
+      if (record.role === 'coordinator') {
+        if (record.state === 'prepared') {
+          if (this.ticks - timer.sinceTick >= t.txAbortTicks) {
+            this.proposeDecision(record.txid, false, ABORT_REASONS.timeout, record.peerShard);
+          } else if (resendDue) {
+            timer.lastSentTick = this.ticks;
+            this.sendTx(record.peerShard, {
+              $case: 'prepare',
+              prepare: { txid: record.txid, from: record.from, to: record.to, amount: record.amount, watermark: this.bankState.ownWatermark() },
+            });
+          }
+        } else if (resendDue) {
+          timer.lastSentTick = this.ticks;
+          this.sendDecision(record);
+        }
+      } else if (record.state === 'prepared' && this.ticks - timer.sinceTick >= t.txInquiryTicks && resendDue) {
+        // A prepared participant never aborts on its own: it asks the coordinator shard.
+        timer.lastSentTick = this.ticks;
+        this.sendTx(record.peerShard, { $case: 'inquiry', inquiry: { txid: record.txid } });
+      }
+    }
+  }
+
+  private onLeadershipReady(): void {
+    this.txSeq = 0;
+    this.txTimers.clear();
+    // Everything in flight is in the replicated state: re-ask votes and re-send decisions now.
+    for (const record of this.bankState.allTransactions()) {
+      this.txTimers.set(txKey(record.txid), { sinceTick: this.ticks, lastSentTick: Number.NEGATIVE_INFINITY });
+    }
+  }
+
+  private onLeadershipLost(): void {
+    for (const [, waiter] of this.waiters) {
+      for (const token of waiter.tokens) {
+        this.replies.push({ token, kind: 'error', code: 'not-leader', message: 'leadership lost; the outcome is unknown: retry with the same request id', leaderOrdinal: this.core.leaderOrdinal });
+      }
+    }
+    this.waiters.clear();
+    this.queue = [];
+    this.ownProposedTx.clear();
+    this.earlyVotes.clear();
+    this.decisionProposed.clear();
+    this.ackProposed.clear();
+    this.participantProposed.clear();
+    this.txTimers.clear();
+    this.retries = [];
+    for (const read of this.readsWaiting) this.replyError(read.token, 'not-leader', 'leadership lost during the read');
+    this.readsWaiting = [];
+  }
+
+  // ---- Client outcomes ----
+
+  private resolve(key: string, outcome: number, index: number): void {
+    const waiter = this.waiters.get(key);
+    if (!waiter) return;
+    this.waiters.delete(key);
+    for (const token of waiter.tokens) this.replies.push({ token, kind: 'transfer', outcome, index });
+  }
+
+  private rejectWaiter(key: string, code: ErrorCode, message: string): void {
+    const waiter = this.waiters.get(key);
+    if (!waiter) return;
+    this.waiters.delete(key);
+    for (const token of waiter.tokens) this.replyError(token, code, message);
+  }
+
+  /** A transient conflict is retried within a bound, then returned as a retryable ABORTED. */
+  private retryOrAbort(key: string): void {
+    const waiter = this.waiters.get(key);
+    if (!waiter) return;
+    if (waiter.attempts >= this.config.timing.conflictRetriesMax) {
+      this.rejectWaiter(key, 'aborted', 'transaction aborted after repeated conflicts; retry with the same request id');
+      return;
+    }
+    waiter.attempts += 1;
+    const spread = Math.min(2 ** waiter.attempts, this.config.timing.conflictBackoffTicksMax);
+    const delay = 1 + Math.floor(this.config.random() * spread);
+    this.retries.push({ dueTick: this.ticks + delay, key });
+  }
+
+  private runRetries(): void {
+    if (this.retries.length === 0) return;
+    const due = this.retries.filter((r) => r.dueTick <= this.ticks);
+    this.retries = this.retries.filter((r) => r.dueTick > this.ticks);
+    for (const retry of due) {
+      const waiter = this.waiters.get(retry.key);
+      if (waiter) this.startAttempt(waiter);
+    }
+  }
+
+  private replyError(token: number, code: ErrorCode, message: string): void {
+    this.replies.push({ token, kind: 'error', code, message, leaderOrdinal: this.core.leaderOrdinal });
+  }
+
+  // ---- Reads ----
+
+  private onCoreEvent(event: CoreEvent): void {
+    if (event.type !== 'read-failed') return;
+    const read = this.readsByCoreId.get(event.id);
+    if (!read) return;
+    this.readsByCoreId.delete(event.id);
+    this.replyError(read.token, 'not-leader', 'leadership changed during the read; retry');
+  }
+
+  private onReadIndex(id: number, index: number): void {
+    const read = this.readsByCoreId.get(id);
+    if (!read) return;
+    this.readsByCoreId.delete(id);
+    this.readsWaiting.push({ token: read.token, items: read.items, index, waitKeys: undefined, deadlineTick: this.ticks + this.config.timing.readWaitTicksMax });
+  }
+
+  /**
+   * A read never shows a prepared-but-undecided change, and must show a credit whose transfer
+   * was acknowledged: so it waits for the credits pending at its read point to be decided.
+   */
+  private serveWaitingReads(): void {
+    if (this.readsWaiting.length === 0) return;
+    const still: PendingRead[] = [];
+    for (const read of this.readsWaiting) {
+      if (this.bankState.appliedIndex < read.index) {
+        still.push(read);
+        continue;
+      }
+      if (!read.waitKeys) {
+        read.waitKeys = new Set();
+        for (const item of read.items) for (const key of this.bankState.pendingCreditKeys(item) ?? []) read.waitKeys.add(key);
+      }
+      for (const key of [...read.waitKeys]) {
+        const stillPending = read.items.some((item) => this.bankState.pendingCreditKeys(item)?.has(key));
+        if (!stillPending) read.waitKeys.delete(key);
+      }
+      if (read.waitKeys.size > 0) {
+        still.push(read);
+        continue;
+      }
+      this.replies.push({ token: read.token, kind: 'read', balances: read.items.map((item) => this.bankState.balance(item)), index: read.index });
+    }
+    this.readsWaiting = still;
+  }
+
+  private expireReads(): void {
+    if (this.readsWaiting.length === 0) return;
+    const still: PendingRead[] = [];
+    for (const read of this.readsWaiting) {
+      if (read.deadlineTick <= this.ticks) this.replyError(read.token, 'unavailable', 'items: a prepared transfer on these items is still undecided; retry');
+      else still.push(read);
+    }
+    this.readsWaiting = still;
+  }
+
+  // ---- Snapshots ----
+
+  private maybeSnapshot(): void {
+    const applied = this.bankState.appliedIndex;
+    if (applied - this.lastSnapshotIndex < this.config.snapshotEverySlots) return;
+    this.lastSnapshotIndex = applied;
+    this.core.compact(applied, this.bankState.toSnapshot());
+  }
+}
+
+export function requestKey(clientId: string, requestId: number): string {
+  return `${clientId}\u0000${requestId}`;
+}
+
+function sameTransfer(a: TransferInput, b: TransferInput): boolean {
+  return transferDigest(a.from, a.to, a.amount) === transferDigest(b.from, b.to, b.amount) && a.from === b.from && a.to === b.to && a.amount === b.amount;
+}

@@ -1,0 +1,35 @@
+// Named simulation scenarios: a seed plus a scenario fully determine a run.
+import { SimCluster, type SimOptions, type SimResult } from './sim-cluster.js';
+
+export function scenarioFor(name: string, seed: number): SimOptions {
+  const base: SimOptions = {
+    seed,
+    topology: { shards: 1, replicasPerShard: 3, itemsPerShard: 20, initialBalance: 10 },
+    clients: 3,
+    requestsPerClient: 6,
+    safetyMs: 2500,
+    livenessMsMax: 20_000,
+    dropProbability: 0.05,
+    duplicateProbability: 0.03,
+    crashProbabilityPerTick: 0.004,
+    partitionProbabilityPerTick: 0.01,
+    crossShardRatio: 0,
+    hotItems: 0,
+  };
+  switch (name) {
+    case 'single-shard':
+      return base;
+    case 'cross-shard':
+      return { ...base, topology: { shards: 2, replicasPerShard: 3, itemsPerShard: 10, initialBalance: 10 }, crossShardRatio: 0.7, crashProbabilityPerTick: 0.003 };
+    case 'hot-items':
+      return { ...base, topology: { shards: 3, replicasPerShard: 3, itemsPerShard: 10, initialBalance: 5 }, crossShardRatio: 0.6, hotItems: 4, clients: 4 };
+    case 'five-replicas':
+      return { ...base, topology: { shards: 2, replicasPerShard: 5, itemsPerShard: 10, initialBalance: 10 }, crossShardRatio: 0.5 };
+    default:
+      throw new Error(`unknown scenario ${name}`);
+  }
+}
+
+export function runSeed(options: SimOptions): SimResult {
+  return new SimCluster(options).run();
+}

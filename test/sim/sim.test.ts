@@ -1,0 +1,38 @@
+// Deterministic simulation in the default test run: >= 500 seeds across scenarios.
+// Heavier runs: SHARDBANK_SIM_SEEDS=5000 npm test -- test/sim, or `npm run sim -- --seeds 20000`.
+import { describe, expect, it } from 'vitest';
+import { runSeed, scenarioFor } from './scenarios.js';
+
+const scale = Number(process.env.SHARDBANK_SIM_SEEDS ?? '0') / 650 || 1;
+const plan: [string, number][] = [
+  ['single-shard', Math.round(250 * scale)],
+  ['cross-shard', Math.round(250 * scale)],
+  ['hot-items', Math.round(100 * scale)],
+  ['five-replicas', Math.round(50 * scale)],
+];
+
+describe('deterministic simulation', () => {
+  for (const [scenario, seeds] of plan) {
+    it(`${scenario}: ${seeds} seeds with loss, duplication, reordering, partitions, crashes`, () => {
+      const failures: string[] = [];
+      let committed = 0;
+      let crashes = 0;
+      let elections = 0;
+      for (let seed = 1; seed <= seeds; seed += 1) {
+        try {
+          const result = runSeed(scenarioFor(scenario, seed));
+          committed += result.committed;
+          crashes += result.crashes;
+          elections += result.elections;
+        } catch (error) {
+          failures.push(`${String(error instanceof Error ? error.message : error)} (replay: npm run sim -- --scenario ${scenario} --seed ${seed})`);
+        }
+      }
+      expect(failures).toEqual([]);
+      // The runs must actually exercise the protocol, not pass vacuously.
+      expect(committed).toBeGreaterThan(seeds * 5);
+      expect(crashes).toBeGreaterThan(seeds / 4);
+      expect(elections).toBeGreaterThan(seeds);
+    }, 600_000);
+  }
+});
