@@ -19,7 +19,9 @@ import {
   errorMessage,
   isRevisionConflict,
   openLeaderBucket,
+  redialDelayMs,
   requestTimeoutMsDefault,
+  sleep,
   stopIterator,
 } from './nats-connection.js';
 
@@ -287,12 +289,31 @@ export class LeaderAnnouncer {
       return;
     }
     this.attach(connection);
+    this.redialWhenClosed(connection, servers);
     this.reannounce('connected');
+  }
+
+  /**
+   * nats.js gives up on a connection only on fatal errors (say, an authorization
+   * violation); an owned connection is then dialed again from scratch.
+   */
+  private redialWhenClosed(connection: NatsConnection, servers: string | string[]): void {
+    void connection.closed().then((error) => {
+      if (this.closed) return;
+      this.logger.error({ err: error ? errorMessage(error) : undefined }, 'nats connection closed, dialing again');
+      if (this.connection === connection) {
+        this.connection = undefined;
+        this.connected = false;
+      }
+      // A pause, so that a server that accepts and then drops us is not dialed in a tight loop.
+      void sleep(redialDelayMs, this.abort.signal).then(() => this.connectOwned(servers));
+    });
   }
 
   private attach(connection: NatsConnection): void {
     this.connection = connection;
     this.connected = true;
+    this.bucket = undefined;
     const statusIterator = connection.status();
     this.statusIterator = statusIterator;
     void (async () => {

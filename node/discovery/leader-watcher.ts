@@ -21,6 +21,7 @@ import {
   connectForever,
   errorMessage,
   openLeaderBucket,
+  redialDelayMs,
   requestTimeoutMsDefault,
   sleep,
   stopIterator,
@@ -280,6 +281,20 @@ export class LeaderWatcher {
       return;
     }
     this.attach(connection);
+  }
+
+  /**
+   * nats.js gives up on a connection only on fatal errors (say, an authorization
+   * violation); an owned connection is then dialed again from scratch.
+   */
+  private redialWhenClosed(connection: NatsConnection, servers: string | string[]): void {
+    void connection.closed().then((error) => {
+      if (this.closed) return;
+      this.logger.error({ err: error ? errorMessage(error) : undefined }, 'nats connection closed, dialing again');
+      if (this.connection === connection) this.connection = undefined;
+      // A pause, so that a server that accepts and then drops us is not dialed in a tight loop.
+      void sleep(redialDelayMs, this.abort.signal).then(() => this.connectOwned(servers));
+    });
   }
 
   private attach(connection: NatsConnection): void {

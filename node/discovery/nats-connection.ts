@@ -6,6 +6,8 @@ import type { Logger } from 'pino';
 import { leaderBucketName, recordBytesMax } from './leader-record.js';
 
 export const requestTimeoutMsDefault = 5_000;
+/** Pause before dialing again after nats.js closed an owned connection for good. */
+export const redialDelayMs = 1_000;
 const connectRetryMsMin = 250;
 const connectRetryMsMax = 5_000;
 const reconnectTimeWaitMs = 1_000;

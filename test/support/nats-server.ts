@@ -61,15 +61,17 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** The nats-server executable: $NATS_SERVER_BIN, then $PATH, then the Debian location. */
-export function findNatsServer(): string {
-  const fromEnv = process.env['NATS_SERVER_BIN'];
-  const pathDirs = (process.env['PATH'] ?? '').split(delimiter).filter((d) => d !== '');
-  const candidates = [
-    ...(fromEnv ? [fromEnv] : []),
-    ...pathDirs.map((d) => join(d, 'nats-server')),
-    ...binaryCandidates,
-  ];
+/**
+ * The nats-server executable: $NATS_SERVER_BIN, then $PATH, then the usual install
+ * locations (Debian puts it in /usr/sbin, which is not on every user's PATH).
+ */
+export function findNatsServer(
+  env: NodeJS.ProcessEnv = process.env,
+  fallbacks: readonly string[] = binaryCandidates,
+): string {
+  const fromEnv = env['NATS_SERVER_BIN'];
+  const pathDirs = (env['PATH'] ?? '').split(delimiter).filter((d) => d !== '');
+  const candidates = [...(fromEnv ? [fromEnv] : []), ...pathDirs.map((d) => join(d, 'nats-server')), ...fallbacks];
   for (const candidate of candidates) {
     try {
       accessSync(candidate, fsConstants.X_OK);
