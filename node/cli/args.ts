@@ -1,0 +1,141 @@
+// Shared argument handling: durations, numbers, and where a command's cluster is (the local
+// address book by default, or --endpoints/--cluster).
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { Topology } from '../cluster/topology.js';
+import { EndpointsError, parseEndpoints } from '../client/endpoints.js';
+import type { ShardbankClientOptions } from '../client/bank-client.js';
+import { AddressBookError, isSupervisorRunning, readAddressBook, type AddressBook } from '../local/address-book.js';
+import { clientOptionsFromBook } from '../local/cluster-client.js';
+import { resolveStateDir } from '../local/runtime.js';
+import { UsageError } from './cli-io.js';
+
+export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
+
+/** Options every client command accepts: where the cluster is, and JSON output. */
+export const TARGET_OPTIONS = {
+  'state-dir': { type: 'string' },
+  endpoints: { type: 'string' },
+  cluster: { type: 'string' },
+  'items-per-shard': { type: 'string' },
+  'initial-balance': { type: 'string' },
+  'nats-url': { type: 'string' },
+  namespace: { type: 'string' },
+  json: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const satisfies OptionSpec;
+
+export const TARGET_HELP = `Cluster selection (default: the local cluster of --state-dir):
+  --state-dir DIR         local state dir (default .shardbank, or $SHARDBANK_STATE_DIR)
+  --endpoints LIST        a remote cluster: h:p,h:p;h:p,h:p (shards by ';', replicas by ',')
+  --cluster NAME          its name (required with --endpoints)
+  --items-per-shard N     its items per shard (default 3000)
+  --initial-balance N     its initial balance per item (default 10)
+  --nats-url URL          its NATS, for leader discovery (optional)
+  --namespace NS          its namespace in NATS keys (default "default")`;
+
+export function parseCommandArgs<T extends OptionSpec>(argv: readonly string[], options: T, allowPositionals: boolean) {
+  try {
+    return parseArgs({ args: [...argv], options, allowPositionals, strict: true });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+const DURATION_PATTERN = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?$/;
+const DURATION_UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+
+/** `10s`, `500ms`, `2m`, `1.5s`, or a bare number of seconds. */
+export function parseDurationMs(option: string, text: string): number {
+  const match = DURATION_PATTERN.exec(text.trim());
+  if (match === null) throw new UsageError(`--${option}: expected a duration such as 10s, 500ms or 2m, got ${JSON.stringify(text)}`);
+  const unit = (match[2] ?? 's') as keyof typeof DURATION_UNIT_MS;
+  const ms = Math.round(Number(match[1]) * DURATION_UNIT_MS[unit]);
+  if (ms <= 0) throw new UsageError(`--${option}: must be more than zero, got ${JSON.stringify(text)}`);
+  return ms;
+}
+
+export function parseIntegerOption(option: string, text: string | undefined, fallback: number, min: number, max: number): number {
+  if (text === undefined) return fallback;
+  const value = /^-?[0-9]+$/.test(text.trim()) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new UsageError(`--${option}: expected an integer from ${min} to ${max}, got ${JSON.stringify(text)}`);
+  }
+  return value;
+}
+
+export function parseNumberOption(option: string, text: string | undefined, fallback: number, min: number, max: number): number {
+  if (text === undefined) return fallback;
+  const value = text.trim() === '' ? Number.NaN : Number(text);
+  if (!Number.isFinite(value) || value < min || value > max) {
+    throw new UsageError(`--${option}: expected a number from ${min} to ${max}, got ${JSON.stringify(text)}`);
+  }
+  return value;
+}
+
+export interface TargetValues {
+  'state-dir'?: string;
+  endpoints?: string;
+  cluster?: string;
+  'items-per-shard'?: string;
+  'initial-balance'?: string;
+  'nats-url'?: string;
+  namespace?: string;
+}
+
+export interface Target {
+  readonly options: ShardbankClientOptions;
+  /** Present for a local cluster. */
+  readonly book: AddressBook | undefined;
+  readonly stateDir: string | undefined;
+  readonly running: boolean;
+}
+
+export function endpointsTarget(values: TargetValues): Target {
+  if (values.cluster === undefined) throw new UsageError('--endpoints needs --cluster NAME (requests name the cluster they are meant for)');
+  let endpoints: string[][];
+  try {
+    endpoints = parseEndpoints(values.endpoints!);
+  } catch (error) {
+    if (error instanceof EndpointsError) throw new UsageError(error.message);
+    throw error;
+  }
+  const topology: Topology = {
+    shards: endpoints.length,
+    replicasPerShard: endpoints[0]!.length,
+    itemsPerShard: parseIntegerOption('items-per-shard', values['items-per-shard'], 3000, 1, 1_000_000),
+    initialBalance: parseIntegerOption('initial-balance', values['initial-balance'], 10, 0, Number.MAX_SAFE_INTEGER),
+  };
+  return {
+    options: {
+      cluster: values.cluster,
+      topology,
+      endpoints,
+      namespace: values.namespace ?? 'default',
+      ...(values['nats-url'] ? { natsUrl: values['nats-url'] } : {}),
+    },
+    book: undefined,
+    stateDir: undefined,
+    running: true,
+  };
+}
+
+/** The cluster a command talks to; `requireRunning` refuses a local cluster that is not up. */
+export function resolveTarget(values: TargetValues, requireRunning: boolean): Target {
+  if (values.endpoints !== undefined) return endpointsTarget(values);
+  const stateDir = resolveStateDir(values['state-dir']);
+  let book: AddressBook | undefined;
+  try {
+    book = readAddressBook(stateDir);
+  } catch (error) {
+    if (error instanceof AddressBookError) throw new UsageError(error.message);
+    throw error;
+  }
+  if (book === undefined) {
+    throw new UsageError(`no local cluster in ${stateDir}: start one with 'shardbank up --detach', or point at one with --endpoints and --cluster`);
+  }
+  const running = isSupervisorRunning(book);
+  if (requireRunning && !running) {
+    throw new UsageError(`the local cluster in ${stateDir} is not running: start it with 'shardbank up --detach --state-dir ${stateDir}'`);
+  }
+  return { options: clientOptionsFromBook(book), book, stateDir, running };
+}

@@ -1,0 +1,183 @@
+// `shardbank bench`: closed-loop load (each client sends its next request when the last
+// one answered), a progress bar on a terminal, and a report as text, JSON or HTML.
+import { writeFileSync } from 'node:fs';
+import { ShardbankClient, type ClientSession, type TransferResult } from '../client/bank-client.js';
+import { parseCommandArgs, parseDurationMs, parseIntegerOption, parseNumberOption, resolveTarget, TARGET_HELP, TARGET_OPTIONS } from './args.js';
+import { EXIT, UsageError, type CliIo } from './cli-io.js';
+import { renderHtmlReport } from './html-report.js';
+import { LeaderTracker } from './leader-tracker.js';
+import { RunStats } from './run-stats.js';
+import { PairGenerator } from './workload.js';
+
+export const BENCH_CLIENTS_MAX = 4096;
+export const BENCH_BATCH_MAX = 1000;
+export const PROGRESS_INTERVAL_MS = 250;
+
+export const BENCH_HELP = `Usage: shardbank bench [--clients N] [--duration 10s] [--cross-shard-ratio R] [--zipf S] [--batch B] [--json] [--report FILE.html]
+
+Closed-loop load: N clients each send a transfer (or a batch of B) as soon as the last one
+answered, for the duration. Reference workload: uniform random pairs, amount 1, two in
+three cross-shard.
+
+Options:
+  --clients N              concurrent clients (default 16)
+  --duration D             how long to run (default 10s)
+  --cross-shard-ratio R    share of cross-shard transfers, 0..1 (default 0.67)
+  --zipf S                 Zipf exponent for item choice; 0 = uniform (default 0)
+  --batch B                transfers per BatchTransfer call; 1 = single Transfer (default 1)
+  --amount N               amount per transfer (default 1)
+  --timeout D              deadline per call, retries included (default 10s)
+  --report FILE.html       write a self-contained HTML report
+  --json                   print the result as JSON
+${TARGET_HELP}`;
+
+const BENCH_OPTIONS = {
+  ...TARGET_OPTIONS,
+  clients: { type: 'string' },
+  duration: { type: 'string' },
+  'cross-shard-ratio': { type: 'string' },
+  zipf: { type: 'string' },
+  batch: { type: 'string' },
+  amount: { type: 'string' },
+  timeout: { type: 'string' },
+  report: { type: 'string' },
+} as const;
+
+export interface BenchSettings {
+  clients: number;
+  durationMs: number;
+  crossShardRatio: number;
+  zipf: number;
+  batchSize: number;
+  amount: number;
+  timeoutMs: number;
+}
+
+export interface BenchResultJson {
+  clients: number;
+  durationS: number;
+  crossShardRatio: number;
+  batchSize: number;
+  transfers: number;
+  transfersPerS: number;
+  latencyMs: { p50: number; p95: number; p99: number; max: number };
+  outcomes: Record<string, number>;
+}
+
+export function parseBenchSettings(values: Record<string, string | boolean | undefined>): BenchSettings {
+  const text = (key: string) => values[key] as string | undefined;
+  return {
+    clients: parseIntegerOption('clients', text('clients'), 16, 1, BENCH_CLIENTS_MAX),
+    durationMs: parseDurationMs('duration', text('duration') ?? '10s'),
+    crossShardRatio: parseNumberOption('cross-shard-ratio', text('cross-shard-ratio'), 0.67, 0, 1),
+    zipf: parseNumberOption('zipf', text('zipf'), 0, 0, 10),
+    batchSize: parseIntegerOption('batch', text('batch'), 1, 1, BENCH_BATCH_MAX),
+    amount: parseIntegerOption('amount', text('amount'), 1, 1, 1_000_000_000),
+    timeoutMs: parseDurationMs('timeout', text('timeout') ?? '10s'),
+  };
+}
+
+export function benchJson(settings: BenchSettings, stats: RunStats, elapsedMs: number): BenchResultJson {
+  const durationS = Math.round(elapsedMs) / 1000;
+  return {
+    clients: settings.clients,
+    durationS,
+    crossShardRatio: settings.crossShardRatio,
+    batchSize: settings.batchSize,
+    transfers: stats.transfers,
+    transfersPerS: durationS > 0 ? Math.round((stats.transfers / durationS) * 10) / 10 : 0,
+    latencyMs: stats.latencySummary(),
+    outcomes: { ...stats.outcomes },
+  };
+}
+
+export function benchText(result: BenchResultJson): string {
+  const outcomes = Object.entries(result.outcomes).map(([outcome, count]) => `${outcome} ${count}`).join(', ') || 'none';
+  return [
+    `bench: ${result.clients} clients, ${result.durationS} s, cross-shard ratio ${result.crossShardRatio}, batch ${result.batchSize}`,
+    `transfers   ${result.transfers} (${result.transfersPerS}/s)`,
+    `latency ms  p50 ${result.latencyMs.p50}  p95 ${result.latencyMs.p95}  p99 ${result.latencyMs.p99}  max ${result.latencyMs.max}`,
+    `outcomes    ${outcomes}`,
+  ].join('\n');
+}
+
+export function progressBar(elapsedMs: number, totalMs: number, transfers: number, width = 30): string {
+  const fraction = Math.min(1, elapsedMs / totalMs);
+  const filled = Math.round(fraction * width);
+  const rate = elapsedMs > 0 ? Math.round((transfers / elapsedMs) * 1000) : 0;
+  return `\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${Math.round(fraction * 100)}%  ${transfers} transfers  ${rate}/s`;
+}
+
+async function runClient(client: ShardbankClient, session: ClientSession, generator: PairGenerator, settings: BenchSettings, endAtMs: number, stats: RunStats): Promise<void> {
+  while (Date.now() < endAtMs) {
+    const startedAtMs = performance.now();
+    let results: TransferResult[];
+    if (settings.batchSize === 1) {
+      results = [await client.transfer({ ...generator.next(), amount: settings.amount }, { session, deadlineMs: settings.timeoutMs })];
+    } else {
+      const entries = Array.from({ length: settings.batchSize }, () => ({ ...generator.next(), amount: settings.amount }));
+      results = await client.batchTransfer(entries, { session, deadlineMs: settings.timeoutMs });
+    }
+    const latencyMs = performance.now() - startedAtMs;
+    const nowMs = Date.now();
+    for (const result of results) stats.record(result.outcome, latencyMs, nowMs);
+  }
+}
+
+export async function benchCommand(argv: readonly string[], io: CliIo): Promise<number> {
+  const { values } = parseCommandArgs(argv, BENCH_OPTIONS, false);
+  if (values.help) {
+    io.out(BENCH_HELP);
+    return EXIT.ok;
+  }
+  const settings = parseBenchSettings(values);
+  if (values.report !== undefined && !values.report.endsWith('.html')) throw new UsageError(`--report: expected a FILE.html, got ${JSON.stringify(values.report)}`);
+  const target = resolveTarget(values, true);
+  const client = await ShardbankClient.connect(target.options);
+  const startedAtMs = Date.now();
+  const stats = new RunStats(startedAtMs);
+  const tracker = new LeaderTracker(client, startedAtMs);
+  if (values.report) tracker.start();
+  const progress = io.stderrIsTTY && !values.json ? setInterval(() => io.progress(progressBar(Date.now() - startedAtMs, settings.durationMs, stats.transfers)), PROGRESS_INTERVAL_MS) : undefined;
+  try {
+    const endAtMs = startedAtMs + settings.durationMs;
+    const generator = new PairGenerator({ topology: target.options.topology, crossShardRatio: settings.crossShardRatio, zipfExponent: settings.zipf });
+    await Promise.all(Array.from({ length: settings.clients }, () => runClient(client, client.newSession(), generator, settings, endAtMs, stats)));
+    const elapsedMs = Date.now() - startedAtMs;
+    if (progress) {
+      clearInterval(progress);
+      io.progress(`${progressBar(elapsedMs, settings.durationMs, stats.transfers)}\n`);
+    }
+    const result = benchJson(settings, stats, elapsedMs);
+    io.out(values.json ? JSON.stringify(result) : benchText(result));
+    if (values.report) {
+      writeFileSync(values.report, renderHtmlReport({
+        title: `shardbank bench: ${settings.clients} clients, batch ${settings.batchSize}`,
+        generatedAt: new Date().toISOString(),
+        series: stats.series(Math.ceil(elapsedMs / 1000)).map((point) => ({ second: point.second, transfersPerS: point.transfers, p99Ms: point.p99Ms })),
+        markers: tracker.markers,
+        summary: benchSummaryRows(result, settings),
+      }));
+      if (!values.json) io.out(`report written to ${values.report}`);
+    }
+    return result.transfers > 0 ? EXIT.ok : EXIT.failure;
+  } finally {
+    if (progress) clearInterval(progress);
+    tracker.stop();
+    await client.close();
+  }
+}
+
+function benchSummaryRows(result: BenchResultJson, settings: BenchSettings): [string, string | number][] {
+  return [
+    ['clients', result.clients],
+    ['duration', `${result.durationS} s`],
+    ['cross-shard ratio', result.crossShardRatio],
+    ['zipf exponent', settings.zipf],
+    ['batch size', result.batchSize],
+    ['transfers', result.transfers],
+    ['throughput', `${result.transfersPerS} transfers/s`],
+    ['latency p50 / p95 / p99 / max', `${result.latencyMs.p50} / ${result.latencyMs.p95} / ${result.latencyMs.p99} / ${result.latencyMs.max} ms`],
+    ['outcomes', Object.entries(result.outcomes).map(([k, v]) => `${k} ${v}`).join(', ')],
+  ];
+}

@@ -1,0 +1,346 @@
+// `shardbank chaos`: a workload while replicas (and with --nats, nats-server) are
+// SIGKILLed at an interval, then, once every in-flight transaction is decided, the bank
+// invariants of SPEC section 2 are checked. The local equivalent of deleting pods.
+import { writeFileSync } from 'node:fs';
+import { shardItemRange } from '../cluster/topology.js';
+import { initialClusterTotal } from '../cluster/topology.js';
+import { sleep } from '../client/backoff.js';
+import { Consistency, ShardbankClient, type ClientSession } from '../client/bank-client.js';
+import { checkBank, ExpectationLedger, type BankVerdict, type ShardReplicaReads } from '../client/bank-invariants.js';
+import { everyShardHasLeader, type ClusterView } from '../client/status-view.js';
+import { readAddressBook, type AddressBook } from '../local/address-book.js';
+import { parseCommandArgs, parseDurationMs, parseIntegerOption, parseNumberOption, resolveTarget } from './args.js';
+import { EXIT, UsageError, type CliIo } from './cli-io.js';
+import { renderHtmlReport, type ReportMarker } from './html-report.js';
+import { LeaderTracker } from './leader-tracker.js';
+import { RunStats } from './run-stats.js';
+import { PairGenerator } from './workload.js';
+
+export const CHAOS_CLIENTS_MAX = 64;
+export const CALL_DEADLINE_MS = 8_000;
+export const SETTLE_POLL_MS = 500;
+export const AMOUNT_MAX = 3;
+
+export const CHAOS_HELP = `Usage: shardbank chaos [--duration 60s] [--interval 5s] [--target leader|random] [--nats] [--json] [--report FILE.html]
+
+Runs a workload against the local cluster while SIGKILLing, at every interval, the leader
+of a random shard (or a random replica) and, with --nats, nats-server every other
+interval; the supervisor restarts them. Then it resolves every transfer whose outcome was
+unknown (retrying with the same request id), waits until no transaction is in flight and
+the replicas have caught up, and checks: total money conserved, no negative balance,
+every COMMITTED transfer applied exactly once, replicas of each shard agree.
+Exit code 0 only when every invariant held.
+
+Options:
+  --duration D          how long the workload and the kills run (default 60s)
+  --interval D          time between kills (default 5s)
+  --target T            leader (default) or random
+  --nats                also kill nats-server (a managed one)
+  --clients N           concurrent workload clients (default 4)
+  --cross-shard-ratio R share of cross-shard transfers (default 0.67)
+  --settle-timeout D    bound on each wait after the run (default 120s)
+  --report FILE.html    write a self-contained HTML report
+  --json                print the verdict with the counts it checked
+  --state-dir DIR       the local cluster (default .shardbank)`;
+
+const CHAOS_OPTIONS = {
+  'state-dir': { type: 'string' },
+  endpoints: { type: 'string' },
+  duration: { type: 'string' },
+  interval: { type: 'string' },
+  target: { type: 'string' },
+  nats: { type: 'boolean', default: false },
+  clients: { type: 'string' },
+  'cross-shard-ratio': { type: 'string' },
+  'settle-timeout': { type: 'string' },
+  report: { type: 'string' },
+  json: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
+interface ChaosSettings {
+  durationMs: number;
+  intervalMs: number;
+  target: 'leader' | 'random';
+  nats: boolean;
+  clients: number;
+  crossShardRatio: number;
+  settleMs: number;
+}
+
+interface PendingTransfer {
+  from: number;
+  to: number;
+  amount: number;
+  requestId: number;
+  session: ClientSession;
+  /** Once an attempt's outcome was unknown, a later rejection does not prove it had no effect. */
+  everUnknown: boolean;
+}
+
+interface Faults {
+  replicaKills: number;
+  natsKills: number;
+}
+
+function parseSettings(values: Record<string, string | boolean | undefined>): ChaosSettings {
+  const text = (key: string) => values[key] as string | undefined;
+  const target = text('target') ?? 'leader';
+  if (target !== 'leader' && target !== 'random') throw new UsageError(`--target: expected leader or random, got ${JSON.stringify(target)}`);
+  return {
+    durationMs: parseDurationMs('duration', text('duration') ?? '60s'),
+    intervalMs: parseDurationMs('interval', text('interval') ?? '5s'),
+    target,
+    nats: values.nats === true,
+    clients: parseIntegerOption('clients', text('clients'), 4, 1, CHAOS_CLIENTS_MAX),
+    crossShardRatio: parseNumberOption('cross-shard-ratio', text('cross-shard-ratio'), 0.67, 0, 1),
+    settleMs: parseDurationMs('settle-timeout', text('settle-timeout') ?? '120s'),
+  };
+}
+
+function pick<T>(values: readonly T[]): T | undefined {
+  return values.length === 0 ? undefined : values[Math.floor(Math.random() * values.length)];
+}
+
+function kill(pid: number): boolean {
+  try {
+    process.kill(pid, 'SIGKILL');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Chooses and SIGKILLs one replica: the leader of a random shard, or any replica. */
+function killReplica(book: AddressBook, view: ClusterView | undefined, target: 'leader' | 'random'): string | undefined {
+  const alive = book.replicas.filter((entry) => entry.pid !== null);
+  let victim = pick(alive);
+  if (target === 'leader' && view !== undefined) {
+    const leaders = view.shards.flatMap((shard) => (shard.leader === null ? [] : [{ shard: shard.shard, ordinal: shard.leader.ordinal }]));
+    const chosen = pick(leaders);
+    const entry = chosen && alive.find((e) => e.shard === chosen.shard && e.ordinal === chosen.ordinal);
+    if (entry) victim = entry;
+  }
+  if (victim === undefined || !kill(victim.pid!)) return undefined;
+  return `s${victim.shard}-${victim.ordinal} (pid ${victim.pid}${target === 'leader' ? ', leader' : ''})`;
+}
+
+class ChaosRun {
+  readonly ledger = new ExpectationLedger();
+  readonly unresolved: PendingTransfer[] = [];
+  readonly faults: Faults = { replicaKills: 0, natsKills: 0 };
+  readonly stats: RunStats;
+  readonly tracker: LeaderTracker;
+
+  constructor(
+    readonly client: ShardbankClient,
+    readonly settings: ChaosSettings,
+    readonly stateDir: string,
+    readonly startedAtMs: number,
+  ) {
+    this.stats = new RunStats(startedAtMs);
+    this.tracker = new LeaderTracker(client, startedAtMs);
+  }
+
+  private settle(pending: PendingTransfer, outcome: string): boolean {
+    if (outcome === 'UNKNOWN') {
+      pending.everUnknown = true;
+      return false;
+    }
+    const provedNoEffect = outcome !== 'COMMITTED' && outcome !== 'INSUFFICIENT_FUNDS';
+    this.ledger.record({ ...pending, outcome: provedNoEffect && pending.everUnknown ? 'UNKNOWN' : outcome });
+    return true;
+  }
+
+  async attempt(pending: PendingTransfer, deadlineMs: number): Promise<boolean> {
+    const startedAtMs = performance.now();
+    const result = await this.client.transfer({ from: pending.from, to: pending.to, amount: pending.amount, requestId: pending.requestId }, { session: pending.session, deadlineMs });
+    this.stats.record(result.outcome, performance.now() - startedAtMs, Date.now());
+    return this.settle(pending, result.outcome);
+  }
+
+  /** One closed-loop client: a new request only once the previous one has a definite outcome. */
+  async worker(generator: PairGenerator, endAtMs: number): Promise<void> {
+    const session = this.client.newSession();
+    let pending: PendingTransfer | undefined;
+    while (Date.now() < endAtMs) {
+      pending ??= { ...generator.next(), amount: 1 + Math.floor(Math.random() * AMOUNT_MAX), requestId: session.nextRequestId(), session, everUnknown: false };
+      if (await this.attempt(pending, CALL_DEADLINE_MS)) pending = undefined;
+    }
+    if (pending !== undefined) this.unresolved.push(pending);
+  }
+
+  async killer(endAtMs: number): Promise<void> {
+    for (let tick = 1; ; tick += 1) {
+      const nextAtMs = this.startedAtMs + tick * this.settings.intervalMs;
+      if (nextAtMs >= endAtMs) return;
+      await sleep(nextAtMs - Date.now());
+      const book = readAddressBook(this.stateDir);
+      if (book === undefined) return;
+      const atS = (Date.now() - this.startedAtMs) / 1000;
+      const victim = killReplica(book, this.tracker.latest, this.settings.target);
+      if (victim) {
+        this.faults.replicaKills += 1;
+        this.tracker.addMarker({ atS, kind: 'kill', label: `SIGKILL replica ${victim}` });
+      }
+      if (this.settings.nats && tick % 2 === 1 && book.natsPid !== null && kill(book.natsPid)) {
+        this.faults.natsKills += 1;
+        this.tracker.addMarker({ atS, kind: 'nats-kill', label: `SIGKILL nats-server (pid ${book.natsPid})` });
+      }
+    }
+  }
+
+  /** Retries every outcome-unknown transfer with its own id until it has a definite answer. */
+  async resolve(deadlineAtMs: number): Promise<void> {
+    while (this.unresolved.length > 0 && Date.now() < deadlineAtMs) {
+      const pending = this.unresolved[0]!;
+      if (await this.attempt(pending, Math.min(CALL_DEADLINE_MS * 2, Math.max(1, deadlineAtMs - Date.now())))) this.unresolved.shift();
+    }
+    for (const pending of this.unresolved) this.ledger.record({ ...pending, outcome: 'UNKNOWN' });
+  }
+}
+
+async function waitFor<T>(deadlineAtMs: number, probe: () => Promise<T | undefined>): Promise<T | undefined> {
+  while (Date.now() < deadlineAtMs) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    await sleep(SETTLE_POLL_MS);
+  }
+  return undefined;
+}
+
+/** Every shard has a leader, every replica answers and no cross-shard transaction is in flight. */
+async function waitQuiescent(client: ShardbankClient, deadlineAtMs: number): Promise<ClusterView | undefined> {
+  return waitFor(deadlineAtMs, async () => {
+    const view = await client.clusterStatus();
+    const quiet = everyShardHasLeader(view) && view.shards.every((shard) => shard.inflightTransactions === 0 && shard.replicas.every((r) => r.role !== 'down'));
+    return quiet ? view : undefined;
+  });
+}
+
+async function allBalances(client: ShardbankClient): Promise<Map<number, number>> {
+  const items = Array.from({ length: client.topology.shards * client.topology.itemsPerShard }, (_, index) => index + 1);
+  return client.balance(items, Consistency.LINEARIZABLE, { deadlineMs: 60_000 });
+}
+
+/** Reads one shard from every replica (ANY_REPLICA) once they all report the same applied index. */
+async function readShardReplicas(client: ShardbankClient, shard: number, deadlineAtMs: number): Promise<ShardReplicaReads> {
+  const range = shardItemRange(client.topology, shard);
+  const items = Array.from({ length: range.last - range.first + 1 }, (_, index) => range.first + index);
+  const addresses = client.endpoints[shard]!;
+  let last: ShardReplicaReads = { shard, replicas: [] };
+  const agreed = await waitFor(deadlineAtMs, async () => {
+    const view = await client.clusterStatus();
+    const applied = view.shards[shard]!.replicas.map((replica) => replica.appliedIndex);
+    if (applied.some((index) => index === null) || new Set(applied).size !== 1) return undefined;
+    const replies = await Promise.all(addresses.map((address) => client.balanceAt(address, items, Consistency.ANY_REPLICA)));
+    if (replies.some((reply) => !reply.ok)) return undefined;
+    const replicas = replies.map((reply, ordinal) => {
+      const value = (reply as { ok: true; value: { appliedIndex: number; balances: { item: number; balance: number }[] } }).value;
+      return { ordinal, appliedIndex: value.appliedIndex, balances: new Map(value.balances.map((entry) => [entry.item, entry.balance])) };
+    });
+    last = { shard, replicas };
+    return new Set(replicas.map((replica) => replica.appliedIndex)).size === 1 ? last : undefined;
+  });
+  return agreed ?? last;
+}
+
+export function chaosJson(verdict: BankVerdict, faults: Faults, settings: ChaosSettings, stats: RunStats, elapsedMs: number): Record<string, unknown> {
+  return {
+    ok: verdict.ok,
+    durationS: Math.round(elapsedMs) / 1000,
+    target: settings.target,
+    faults,
+    transfers: stats.transfers,
+    outcomes: { ...stats.outcomes },
+    checks: verdict.checks,
+    counts: verdict.counts,
+  };
+}
+
+export function chaosText(verdict: BankVerdict, faults: Faults): string {
+  const lines = Object.entries(verdict.checks).map(([name, check]) => `${check.ok ? 'ok  ' : 'FAIL'} ${name}: ${check.detail}`);
+  const counts = verdict.counts;
+  lines.push(`faults: ${faults.replicaKills} replica kills, ${faults.natsKills} nats-server kills`);
+  lines.push(`checked ${counts.items} items, ${counts.committed} committed transfers (${counts.movedAmount} moved), ${counts.insufficientFunds} insufficient funds, ${counts.notApplied} not applied, ${counts.replicasCompared} replicas compared`);
+  lines.push(verdict.ok ? 'PASS: every invariant held' : 'FAIL: an invariant was violated');
+  return lines.join('\n');
+}
+
+export async function chaosCommand(argv: readonly string[], io: CliIo): Promise<number> {
+  const { values } = parseCommandArgs(argv, CHAOS_OPTIONS, false);
+  if (values.help) {
+    io.out(CHAOS_HELP);
+    return EXIT.ok;
+  }
+  if (values.endpoints !== undefined) throw new UsageError('chaos kills local processes: it runs against a local cluster (--state-dir), not --endpoints');
+  const settings = parseSettings(values);
+  const target = resolveTarget(values, true);
+  const book = target.book!;
+  if (settings.nats && !book.natsManaged) throw new UsageError('--nats: this cluster uses an external NATS (up --nats URL), which chaos does not kill');
+  const client = await ShardbankClient.connect({ ...target.options, pidOf: undefined });
+  const log = (line: string) => {
+    if (!values.json) io.err(line);
+  };
+  try {
+    return await runChaos(client, settings, target.stateDir!, io, log, values.json, values.report);
+  } finally {
+    await client.close();
+  }
+}
+
+async function runChaos(client: ShardbankClient, settings: ChaosSettings, stateDir: string, io: CliIo, log: (line: string) => void, json: boolean, report: string | undefined): Promise<number> {
+  log('waiting for a quiet cluster (a leader per shard, nothing in flight)');
+  if ((await waitQuiescent(client, Date.now() + settings.settleMs)) === undefined) {
+    io.err('chaos: the cluster did not become quiet (leader per shard, all replicas up, nothing in flight) before the run; not starting');
+    return EXIT.failure;
+  }
+  const startBalances = await allBalances(client);
+  const startedAtMs = Date.now();
+  const run = new ChaosRun(client, settings, stateDir, startedAtMs);
+  run.tracker.start();
+  const endAtMs = startedAtMs + settings.durationMs;
+  log(`running ${settings.clients} clients for ${settings.durationMs / 1000} s, killing the ${settings.target === 'leader' ? 'leader of a random shard' : 'a random replica'} every ${settings.intervalMs / 1000} s${settings.nats ? ' and nats-server every other time' : ''}`);
+  const generator = new PairGenerator({ topology: client.topology, crossShardRatio: settings.crossShardRatio, zipfExponent: 0 });
+  await Promise.all([run.killer(endAtMs), ...Array.from({ length: settings.clients }, () => run.worker(generator, endAtMs))]);
+  const workloadMs = Date.now() - startedAtMs;
+  log(`workload done; resolving ${run.unresolved.length} transfers with unknown outcome`);
+  await run.resolve(Date.now() + settings.settleMs);
+  log('waiting until no transaction is in flight');
+  const quiet = await waitQuiescent(client, Date.now() + settings.settleMs);
+  run.tracker.stop();
+  const finalBalances = await allBalances(client);
+  log('comparing replicas');
+  const replicaReads: ShardReplicaReads[] = [];
+  for (let shard = 0; shard < client.topology.shards; shard += 1) replicaReads.push(await readShardReplicas(client, shard, Date.now() + settings.settleMs));
+  const verdict = checkBank({ initialTotal: initialClusterTotal(client.topology), startBalances, finalBalances, ledger: run.ledger, replicaReads });
+  if (quiet === undefined) {
+    verdict.ok = false;
+    verdict.checks.outcomesResolved.ok = false;
+    verdict.checks.outcomesResolved.detail += '; the cluster never became quiet (in-flight transactions or replicas down) within the settle timeout';
+  }
+  io.out(json ? JSON.stringify(chaosJson(verdict, run.faults, settings, run.stats, workloadMs)) : chaosText(verdict, run.faults));
+  if (report) writeChaosReport(report, run, verdict, workloadMs);
+  return verdict.ok ? EXIT.ok : EXIT.failure;
+}
+
+function writeChaosReport(path: string, run: ChaosRun, verdict: BankVerdict, workloadMs: number): void {
+  const markers: ReportMarker[] = run.tracker.markers;
+  writeFileSync(path, renderHtmlReport({
+    title: `shardbank chaos: ${run.settings.target} kills every ${run.settings.intervalMs / 1000} s${run.settings.nats ? ' + nats-server' : ''}`,
+    generatedAt: new Date().toISOString(),
+    series: run.stats.series(Math.ceil(workloadMs / 1000)).map((point) => ({ second: point.second, transfersPerS: point.transfers, p99Ms: point.p99Ms })),
+    markers,
+    summary: [
+      ['verdict', verdict.ok ? 'PASS' : 'FAIL'],
+      ['replica kills', run.faults.replicaKills],
+      ['nats-server kills', run.faults.natsKills],
+      ['transfers (attempts)', run.stats.transfers],
+      ['committed', verdict.counts.committed],
+      ['amount moved', verdict.counts.movedAmount],
+      ...Object.entries(verdict.checks).map(([name, check]) => [name, `${check.ok ? 'ok' : 'FAIL'}: ${check.detail}`] as [string, string]),
+    ],
+    verdict: { ok: verdict.ok, text: verdict.ok ? 'every invariant held' : 'an invariant was violated' },
+    details: JSON.stringify(verdict, null, 2),
+  }));
+}

@@ -1,0 +1,190 @@
+// `shardbank transfer`, `balance` and `status`: one request each against the local
+// cluster (address book) or --endpoints.
+import { Consistency, ShardbankClient, type TransferResult } from '../client/bank-client.js';
+import { statusJson } from '../client/status-view.js';
+import { checkItem, parseIntegerArgument } from '../client/transfer-input.js';
+import { renderShardTable } from '../local/live-table.js';
+import { parseCommandArgs, parseDurationMs, resolveTarget, TARGET_HELP, TARGET_OPTIONS } from './args.js';
+import { EXIT, UsageError, type CliIo } from './cli-io.js';
+
+export const TRANSFER_HELP = `Usage: shardbank transfer FROM TO AMOUNT [--client-id ID --request-id N] [--json]
+
+Moves AMOUNT (a positive integer) from item FROM to item TO. Exit code 0 for a definite
+answer (COMMITTED or INSUFFICIENT_FUNDS), non-zero otherwise. Given the same --client-id
+and --request-id, a repeated transfer is a safe retry (it has at most one effect);
+without them each call is a new request.
+
+Options:
+  --client-id ID       client session id (default: a random one)
+  --request-id N       request id, increasing per client (default: 1 for a new client id)
+  --timeout DURATION   overall deadline including retries (default 30s)
+  --json               print {"outcome": ..., ...}
+${TARGET_HELP}`;
+
+export const BALANCE_HELP = `Usage: shardbank balance ITEM... [--consistency linearizable|any-replica] [--json]
+
+Prints the balance of each item. --json prints {"balances": {"1001": 0, ...}}.
+A read of several items is not a snapshot across shards.
+
+Options:
+  --consistency C      linearizable (default: never stale) or any-replica (may be stale)
+  --json               machine-readable output
+${TARGET_HELP}`;
+
+export const STATUS_HELP = `Usage: shardbank status [--json]
+
+Asks every replica about itself and prints, per shard, the leader, its ballot and each
+replica's role, readiness and commit index. A replica that does not answer is "down".
+
+Options:
+  --json               the stable JSON shape (pid only for local clusters)
+${TARGET_HELP}`;
+
+const TRANSFER_OPTIONS = {
+  ...TARGET_OPTIONS,
+  'client-id': { type: 'string' },
+  'request-id': { type: 'string' },
+  timeout: { type: 'string' },
+} as const;
+
+export function transferJson(result: TransferResult): Record<string, unknown> {
+  return {
+    outcome: result.outcome,
+    clientId: result.clientId,
+    requestId: result.requestId,
+    from: result.from,
+    to: result.to,
+    amount: result.amount,
+    ...(result.decisionIndex !== undefined ? { decisionIndex: result.decisionIndex } : {}),
+    ...(result.coordinatorShard !== undefined ? { coordinatorShard: result.coordinatorShard } : {}),
+    attempts: result.attempts,
+    ...(result.message ? { message: result.message } : {}),
+  };
+}
+
+export function transferExitCode(result: TransferResult): number {
+  if (result.outcome === 'COMMITTED' || result.outcome === 'INSUFFICIENT_FUNDS') return EXIT.ok;
+  return result.outcome === 'INVALID_ARGUMENT' && result.attempts === 0 ? EXIT.usage : EXIT.failure;
+}
+
+function parseRequestIdentity(clientId: string | undefined, requestIdText: string | undefined): { clientId?: string; requestId?: number } {
+  if (requestIdText !== undefined && clientId === undefined) throw new UsageError('--request-id needs --client-id (a request is named by both)');
+  if (clientId === undefined) return {};
+  if (requestIdText === undefined) {
+    // A fresh id above any this client id used before from this machine's clock.
+    return { clientId, requestId: Date.now() * 1000 + Math.floor(Math.random() * 1000) };
+  }
+  const requestId = parseIntegerArgument(requestIdText);
+  if (typeof requestId !== 'number' || requestId <= 0) throw new UsageError(`--request-id: must be a positive integer, got ${JSON.stringify(requestIdText)}`);
+  return { clientId, requestId };
+}
+
+export async function transferCommand(argv: readonly string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseCommandArgs(argv, TRANSFER_OPTIONS, true);
+  if (values.help) {
+    io.out(TRANSFER_HELP);
+    return EXIT.ok;
+  }
+  if (positionals.length !== 3) throw new UsageError(`transfer takes FROM TO AMOUNT, got ${positionals.length} arguments`);
+  const [from, to, amount] = positionals.map(parseIntegerArgument) as [number, number, number];
+  const identity = parseRequestIdentity(values['client-id'], values['request-id']);
+  const deadlineMs = values.timeout === undefined ? undefined : parseDurationMs('timeout', values.timeout);
+  const target = resolveTarget(values, true);
+  const client = await ShardbankClient.connect(target.options);
+  try {
+    const result = await client.transfer({ from, to, amount, ...identity }, deadlineMs ? { deadlineMs } : {});
+    if (values.json) io.out(JSON.stringify(transferJson(result)));
+    else io.out(describeTransfer(result));
+    return transferExitCode(result);
+  } finally {
+    await client.close();
+  }
+}
+
+export function describeTransfer(result: TransferResult): string {
+  const what = `${result.from} -> ${result.to} amount ${result.amount}`;
+  const request = `client ${result.clientId}, request ${result.requestId}`;
+  switch (result.outcome) {
+    case 'COMMITTED':
+      return `COMMITTED ${what} (${request}; decision index ${result.decisionIndex} on shard ${result.coordinatorShard})`;
+    case 'INSUFFICIENT_FUNDS':
+      return `INSUFFICIENT_FUNDS ${what}: item ${result.from} does not hold ${result.amount} (${request})`;
+    case 'UNKNOWN':
+      return `UNKNOWN ${what}: no definite answer before the deadline (${result.errorCode ?? 'error'}: ${result.message ?? ''}); retry with --client-id ${result.clientId} --request-id ${result.requestId}`;
+    default:
+      return `${result.outcome} ${what}: ${result.message ?? ''} (${request})`;
+  }
+}
+
+const BALANCE_OPTIONS = { ...TARGET_OPTIONS, consistency: { type: 'string' }, timeout: { type: 'string' } } as const;
+
+function parseConsistency(text: string | undefined): Consistency {
+  if (text === undefined || text === 'linearizable') return Consistency.LINEARIZABLE;
+  if (text === 'any-replica' || text === 'any_replica') return Consistency.ANY_REPLICA;
+  throw new UsageError(`--consistency: expected linearizable or any-replica, got ${JSON.stringify(text)}`);
+}
+
+export async function balanceCommand(argv: readonly string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseCommandArgs(argv, BALANCE_OPTIONS, true);
+  if (values.help) {
+    io.out(BALANCE_HELP);
+    return EXIT.ok;
+  }
+  if (positionals.length === 0) throw new UsageError('balance takes at least one ITEM');
+  const consistency = parseConsistency(values.consistency);
+  const deadlineMs = values.timeout === undefined ? undefined : parseDurationMs('timeout', values.timeout);
+  const target = resolveTarget(values, true);
+  const items = positionals.map(parseIntegerArgument);
+  for (const item of items) {
+    const check = checkItem(target.options.topology, 'item', item);
+    if (!check.ok) throw new UsageError(check.message);
+  }
+  const client = await ShardbankClient.connect(target.options);
+  try {
+    const balances = await client.balance(items as number[], consistency, deadlineMs ? { deadlineMs } : {});
+    if (values.json) io.out(JSON.stringify(balanceJson(items as number[], balances)));
+    else for (const item of items as number[]) io.out(`${item}\t${balances.get(item)}`);
+    return EXIT.ok;
+  } finally {
+    await client.close();
+  }
+}
+
+export function balanceJson(items: readonly number[], balances: ReadonlyMap<number, number>): { balances: Record<string, number> } {
+  const result: Record<string, number> = {};
+  for (const item of items) {
+    const balance = balances.get(item);
+    if (balance !== undefined) result[String(item)] = balance;
+  }
+  return { balances: result };
+}
+
+export async function statusCommand(argv: readonly string[], io: CliIo): Promise<number> {
+  const { values } = parseCommandArgs(argv, TARGET_OPTIONS, false);
+  if (values.help) {
+    io.out(STATUS_HELP);
+    return EXIT.ok;
+  }
+  const target = resolveTarget(values, false);
+  const client = new ShardbankClient(target.options);
+  try {
+    const view = await client.clusterStatus();
+    if (values.json) {
+      io.out(JSON.stringify(statusJson(view, target.book !== undefined)));
+      return EXIT.ok;
+    }
+    const state = target.book === undefined ? '' : target.running ? ` (local, ${target.stateDir})` : ` (local, NOT RUNNING, ${target.stateDir})`;
+    io.out(`cluster ${view.cluster}${state}`);
+    for (const line of renderShardTable(view)) io.out(line);
+    io.out('');
+    for (const shard of view.shards) {
+      for (const replica of shard.replicas) {
+        const pid = replica.pid === null ? '' : ` pid ${replica.pid}`;
+        io.out(`s${shard.shard}-${replica.ordinal}  ${replica.role.padEnd(9)} ${replica.ready ? 'ready    ' : 'not ready'} ${replica.address}${pid} commit ${replica.commitIndex ?? '-'} applied ${replica.appliedIndex ?? '-'}`);
+      }
+    }
+    return EXIT.ok;
+  } finally {
+    await client.close();
+  }
+}

@@ -1,0 +1,455 @@
+// The shardbank client library (CLI, bench, chaos, tests). Routes each request to the
+// shard that owns it, prefers the known leader (NATS watcher, then the replica's leader
+// hint, then the last replica that answered), and retries outcome-unknown failures with
+// the SAME request id until an overall deadline: exactly-once on the server makes that safe.
+import { randomBytes } from 'node:crypto';
+import { credentials } from '@grpc/grpc-js';
+import { shardOfItem, type Topology } from '../cluster/topology.js';
+import {
+  BankClient as BankStub,
+  Consistency,
+  Outcome,
+  type BatchTransferReply,
+  type ClusterStatusReply,
+  type GetBalanceReply,
+  type TransferReply,
+} from '../gen/shardbank/v1/bank.js';
+import { assert } from '../util/assert.js';
+import { backoffDelayMs, DEFAULT_BACKOFF, sleep, type BackoffPolicy } from './backoff.js';
+import { codeName, isRetryable, unaryCall, type CallError, type CallResult } from './grpc-call.js';
+import { startLeaderSource, type LeaderSource } from './leader-source.js';
+import { mergeClusterStatus, type ClusterView, type ReplicaProbe } from './status-view.js';
+import { checkClientId, checkRequestId, checkTransferInput, type InputCheck } from './transfer-input.js';
+
+export { Consistency } from '../gen/shardbank/v1/bank.js';
+
+export const TRANSFER_DEADLINE_MS_DEFAULT = 30_000;
+export const ATTEMPT_TIMEOUT_MS_DEFAULT = 5_000;
+export const STATUS_TIMEOUT_MS_DEFAULT = 2_000;
+export const ABORT_RETRIES_MAX_DEFAULT = 8;
+export const BATCH_ENTRIES_MAX = 4096;
+export const BALANCE_ITEMS_PER_CALL_MAX = 4096;
+export const MAX_TRANSFER_AMOUNT_DEFAULT = 1_000_000_000;
+
+export const TRANSFER_OUTCOMES = ['COMMITTED', 'INSUFFICIENT_FUNDS', 'ABORTED', 'INVALID_ARGUMENT', 'FAILED_PRECONDITION', 'UNKNOWN'] as const;
+export type TransferOutcome = (typeof TRANSFER_OUTCOMES)[number];
+
+/** COMMITTED and INSUFFICIENT_FUNDS are final answers; ABORTED and rejections certainly did nothing. */
+export function isDefiniteOutcome(outcome: TransferOutcome): boolean {
+  return outcome !== 'UNKNOWN';
+}
+
+export interface ShardbankClientOptions {
+  readonly cluster: string;
+  readonly topology: Topology;
+  /** Addresses by `[shard][ordinal]`. */
+  readonly endpoints: readonly (readonly string[])[];
+  readonly natsUrl?: string;
+  readonly namespace?: string;
+  readonly incarnation?: string;
+  readonly clientId?: string;
+  readonly maxTransferAmount?: number;
+  readonly deadlineMs?: number;
+  readonly attemptTimeoutMs?: number;
+  readonly abortRetriesMax?: number;
+  /** Client-side input checks (on by default); tests turn them off to reach the server's. */
+  readonly validate?: boolean;
+  readonly leaderSource?: LeaderSource;
+  readonly backoff?: BackoffPolicy;
+  /** Known pids of local replicas, for status. */
+  readonly pidOf?: (shard: number, ordinal: number) => number | null;
+}
+
+export interface TransferRequestInput {
+  readonly from: number;
+  readonly to: number;
+  readonly amount: number;
+  readonly clientId?: string;
+  readonly requestId?: number;
+}
+
+export interface TransferResult {
+  outcome: TransferOutcome;
+  clientId: string;
+  requestId: number;
+  from: number;
+  to: number;
+  amount: number;
+  decisionIndex?: number;
+  coordinatorShard?: number;
+  attempts: number;
+  message?: string;
+  errorCode?: string;
+}
+
+export interface CallOptions {
+  readonly deadlineMs?: number;
+  readonly session?: ClientSession;
+}
+
+export class ShardbankClientError extends Error {
+  override name = 'ShardbankClientError';
+  constructor(
+    message: string,
+    readonly codeName: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** A client id and its increasing request ids; one request in flight per session keeps ids in order. */
+export class ClientSession {
+  private lastRequestId: number;
+  constructor(
+    readonly clientId: string = randomClientId(),
+    firstRequestId = 1,
+  ) {
+    assert(checkClientId(clientId).ok, `invalid client id ${JSON.stringify(clientId)}`);
+    assert(Number.isSafeInteger(firstRequestId) && firstRequestId >= 1, 'firstRequestId must be a positive integer');
+    this.lastRequestId = firstRequestId - 1;
+  }
+  nextRequestId(): number {
+    this.lastRequestId += 1;
+    return this.lastRequestId;
+  }
+  /** Keeps later generated ids above an id the caller chose. */
+  observe(requestId: number): void {
+    this.lastRequestId = Math.max(this.lastRequestId, requestId);
+  }
+}
+
+export function randomClientId(): string {
+  return `c-${randomBytes(12).toString('hex')}`;
+}
+
+interface RouteState {
+  readonly shard: number;
+  hint: string | undefined;
+  readonly failed: Set<string>;
+  rotation: number;
+  failures: number;
+}
+
+type ShardCall<Reply> = { ok: true; value: Reply; address: string; attempts: number } | { ok: false; error: CallError; attempts: number };
+
+export class ShardbankClient {
+  readonly cluster: string;
+  readonly topology: Topology;
+  readonly endpoints: readonly (readonly string[])[];
+  readonly session: ClientSession;
+  private readonly stubs = new Map<string, BankStub>();
+  private readonly lastAnswered = new Map<number, string>();
+  private leaderSource: LeaderSource | undefined;
+  private readonly options: ShardbankClientOptions;
+  private closed = false;
+
+  constructor(options: ShardbankClientOptions) {
+    assert(options.endpoints.length === options.topology.shards, `endpoints list ${options.endpoints.length} shards, topology has ${options.topology.shards}`);
+    assert(options.endpoints.every((replicas) => replicas.length > 0), 'every shard needs at least one endpoint');
+    this.options = options;
+    this.cluster = options.cluster;
+    this.topology = options.topology;
+    this.endpoints = options.endpoints;
+    this.session = new ClientSession(options.clientId ?? randomClientId());
+    this.leaderSource = options.leaderSource;
+  }
+
+  /** Creates a client and, when a NATS URL is given, starts the leader watcher (best effort). */
+  static async connect(options: ShardbankClientOptions): Promise<ShardbankClient> {
+    const client = new ShardbankClient(options);
+    if (options.natsUrl && !options.leaderSource) {
+      const started = await startLeaderSource({
+        servers: options.natsUrl,
+        namespace: options.namespace ?? 'default',
+        cluster: options.cluster,
+        ...(options.incarnation ? { incarnation: options.incarnation } : {}),
+      });
+      if (started.ok) client.leaderSource = started.value;
+    }
+    return client;
+  }
+
+  newSession(clientId?: string): ClientSession {
+    return new ClientSession(clientId ?? randomClientId());
+  }
+
+  async transfer(input: TransferRequestInput, options: CallOptions = {}): Promise<TransferResult> {
+    const session = this.sessionFor(input.clientId, options.session);
+    const requestId = input.requestId ?? session.nextRequestId();
+    if (input.requestId !== undefined && input.clientId === undefined) session.observe(input.requestId);
+    const base = { clientId: session.clientId, requestId, from: input.from, to: input.to, amount: input.amount };
+    const invalid = this.checkInput(input, session.clientId, requestId);
+    if (invalid) return { ...base, outcome: 'INVALID_ARGUMENT', attempts: 0, message: invalid };
+    const deadlineAtMs = Date.now() + (options.deadlineMs ?? this.options.deadlineMs ?? TRANSFER_DEADLINE_MS_DEFAULT);
+    const shard = shardOfItem(this.topology, input.from);
+    const request = { cluster: this.cluster, clientId: session.clientId, requestId, from: input.from, to: input.to, amount: input.amount };
+    let attempts = 0;
+    for (let aborts = 0; ; aborts += 1) {
+      const call = await this.callShard<TransferReply>(shard, 'transfer', request, deadlineAtMs, isUsableTransferReply);
+      attempts += call.attempts;
+      const result = transferResultOf(base, call, attempts);
+      const abortRetriesMax = this.options.abortRetriesMax ?? ABORT_RETRIES_MAX_DEFAULT;
+      if (result.outcome !== 'ABORTED' || aborts >= abortRetriesMax || Date.now() >= deadlineAtMs) return result;
+      await sleep(Math.min(backoffDelayMs(this.backoff(), aborts + 2), deadlineAtMs - Date.now()));
+    }
+  }
+
+  /** Many transfers in one call per round; entries that come back ABORTED or UNAVAILABLE are re-sent with their ids. */
+  async batchTransfer(inputs: readonly TransferRequestInput[], options: CallOptions = {}): Promise<TransferResult[]> {
+    assert(inputs.length <= BATCH_ENTRIES_MAX, `batch of ${inputs.length} entries, at most ${BATCH_ENTRIES_MAX}`);
+    const session = options.session ?? this.session;
+    const results: TransferResult[] = inputs.map((input) => {
+      const requestId = input.requestId ?? session.nextRequestId();
+      const base = { clientId: session.clientId, requestId, from: input.from, to: input.to, amount: input.amount, attempts: 0 };
+      const invalid = this.checkInput(input, session.clientId, requestId);
+      return invalid ? { ...base, outcome: 'INVALID_ARGUMENT', message: invalid } : { ...base, outcome: 'UNKNOWN' };
+    });
+    if (inputs.length === 0) return results;
+    const deadlineAtMs = Date.now() + (options.deadlineMs ?? this.options.deadlineMs ?? TRANSFER_DEADLINE_MS_DEFAULT);
+    const abortRetriesMax = this.options.abortRetriesMax ?? ABORT_RETRIES_MAX_DEFAULT;
+    for (let round = 0; round <= abortRetriesMax && Date.now() < deadlineAtMs; round += 1) {
+      const pending = results.filter((result) => result.outcome === 'UNKNOWN' || (result.outcome === 'ABORTED' && round > 0));
+      if (pending.length === 0) break;
+      if (round > 0) await sleep(Math.min(backoffDelayMs(this.backoff(), round + 1), deadlineAtMs - Date.now()));
+      await this.batchRound(session.clientId, pending, deadlineAtMs);
+      if (!pending.some((result) => result.outcome === 'ABORTED' || result.outcome === 'UNKNOWN')) break;
+    }
+    return results;
+  }
+
+  private async batchRound(clientId: string, pending: TransferResult[], deadlineAtMs: number): Promise<void> {
+    const shard = shardOfItem(this.topology, pending[0]!.from);
+    const request = {
+      cluster: this.cluster,
+      clientId,
+      entries: pending.map((result) => ({ requestId: result.requestId, from: result.from, to: result.to, amount: result.amount })),
+    };
+    const call = await this.callShard<BatchTransferReply>(shard, 'batchTransfer', request, deadlineAtMs, (reply) => reply.results.length === pending.length);
+    pending.forEach((result, index) => {
+      result.attempts += call.attempts;
+      if (!call.ok) {
+        Object.assign(result, failureOutcome(call.error));
+        return;
+      }
+      const reply = call.value.results[index]!;
+      result.outcome = batchEntryOutcome(reply.outcome);
+      result.decisionIndex = reply.decisionIndex;
+      result.coordinatorShard = reply.coordinatorShard;
+      if (reply.message) result.message = reply.message;
+    });
+  }
+
+  /** Balances of the given items, one call per shard (not a snapshot across shards). */
+  async balance(items: readonly number[], consistency: Consistency = Consistency.LINEARIZABLE, options: CallOptions = {}): Promise<Map<number, number>> {
+    const byShard = new Map<number, number[]>();
+    for (const item of items) {
+      const check = checkItemInTopology(this.topology, item);
+      if (!check.ok) throw new ShardbankClientError(check.message, 'INVALID_ARGUMENT');
+      const shard = shardOfItem(this.topology, item);
+      byShard.set(shard, [...(byShard.get(shard) ?? []), item]);
+    }
+    const deadlineAtMs = Date.now() + (options.deadlineMs ?? this.options.deadlineMs ?? TRANSFER_DEADLINE_MS_DEFAULT);
+    const balances = new Map<number, number>();
+    const calls = [...byShard].flatMap(([shard, shardItems]) => chunk(shardItems, BALANCE_ITEMS_PER_CALL_MAX).map((part) => ({ shard, part })));
+    const replies = await Promise.all(
+      calls.map(({ shard, part }) =>
+        this.callShard<GetBalanceReply>(shard, 'getBalance', { cluster: this.cluster, items: part, consistency }, deadlineAtMs, () => true),
+      ),
+    );
+    for (const reply of replies) {
+      if (!reply.ok) throw new ShardbankClientError(`balance: ${reply.error.codeName}: ${reply.error.details}`, reply.error.codeName);
+      for (const entry of reply.value.balances) balances.set(entry.item, entry.balance);
+    }
+    return balances;
+  }
+
+  /** One GetBalance on one replica, no retry (chaos compares replicas this way). */
+  async balanceAt(address: string, items: readonly number[], consistency: Consistency, timeoutMs = STATUS_TIMEOUT_MS_DEFAULT * 5): Promise<CallResult<GetBalanceReply>> {
+    return unaryCall<unknown, GetBalanceReply>(this.stub(address), 'getBalance', { cluster: this.cluster, items: [...items], consistency }, timeoutMs);
+  }
+
+  /** Asks every replica about itself (local_only) and merges; a replica that does not answer is `down`. */
+  async clusterStatus(timeoutMs = STATUS_TIMEOUT_MS_DEFAULT): Promise<ClusterView> {
+    const targets = this.endpoints.flatMap((replicas, shard) => replicas.map((address, ordinal) => ({ shard, ordinal, address })));
+    const probes: ReplicaProbe[] = await Promise.all(
+      targets.map(async ({ shard, ordinal, address }) => {
+        const reply = await unaryCall<unknown, ClusterStatusReply>(this.stub(address), 'clusterStatus', { cluster: this.cluster, localOnly: true }, timeoutMs);
+        const status = reply.ok ? reply.value.shards.flatMap((entry) => entry.replicas).find((r) => r.shard === shard && r.ordinal === ordinal) ?? reply.value.shards[0]?.replicas[0] : undefined;
+        return { shard, ordinal, address, status, pid: this.options.pidOf?.(shard, ordinal) ?? null };
+      }),
+    );
+    return mergeClusterStatus(this.cluster, this.topology, probes);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const stub of this.stubs.values()) stub.close();
+    this.stubs.clear();
+    await this.leaderSource?.close();
+  }
+
+  private sessionFor(clientId: string | undefined, session: ClientSession | undefined): ClientSession {
+    if (clientId !== undefined) return new ClientSession(checkClientId(clientId).ok ? clientId : 'invalid');
+    return session ?? this.session;
+  }
+
+  private checkInput(input: TransferRequestInput, clientId: string, requestId: number): string | undefined {
+    if (this.options.validate === false) return undefined;
+    const checks: InputCheck[] = [
+      checkClientId(input.clientId ?? clientId),
+      checkRequestId(requestId),
+      checkTransferInput(this.topology, input, this.options.maxTransferAmount ?? MAX_TRANSFER_AMOUNT_DEFAULT),
+    ];
+    for (const check of checks) if (!check.ok) return check.message;
+    return undefined;
+  }
+
+  private backoff(): BackoffPolicy {
+    return this.options.backoff ?? DEFAULT_BACKOFF;
+  }
+
+  private stub(address: string): BankStub {
+    let stub = this.stubs.get(address);
+    if (stub === undefined) {
+      assert(!this.closed, 'client is closed');
+      stub = new BankStub(address, credentials.createInsecure(), {
+        'grpc.initial_reconnect_backoff_ms': 100,
+        'grpc.max_reconnect_backoff_ms': 1000,
+        'grpc.enable_retries': 0,
+      });
+      this.stubs.set(address, stub);
+    }
+    return stub;
+  }
+
+  /**
+   * Calls the shard until a usable answer, a non-retryable error or the deadline.
+   * Order of preference: a fresh leader hint, the NATS leader, the last replica that
+   * answered, then the others in turn; jittered backoff between failures.
+   */
+  private async callShard<Reply>(
+    shard: number,
+    method: 'transfer' | 'batchTransfer' | 'getBalance',
+    request: unknown,
+    deadlineAtMs: number,
+    usable: (reply: Reply) => boolean,
+  ): Promise<ShardCall<Reply>> {
+    const route: RouteState = { shard, hint: undefined, failed: new Set(), rotation: Math.floor(Math.random() * 1024), failures: 0 };
+    let lastError: CallError = { code: 4, codeName: 'DEADLINE_EXCEEDED', details: 'deadline passed before any attempt', leaderHint: undefined };
+    let attempts = 0;
+    while (Date.now() < deadlineAtMs) {
+      const address = this.pickAddress(route);
+      const timeoutMs = Math.min(this.options.attemptTimeoutMs ?? ATTEMPT_TIMEOUT_MS_DEFAULT, deadlineAtMs - Date.now());
+      attempts += 1;
+      const result = await unaryCall<unknown, Reply>(this.stub(address), method, request, timeoutMs);
+      if (result.ok && usable(result.value)) {
+        this.lastAnswered.set(shard, address);
+        return { ok: true, value: result.value, address, attempts };
+      }
+      lastError = result.ok ? { code: 13, codeName: 'INTERNAL', details: `unusable reply from ${address}`, leaderHint: undefined } : result.error;
+      if (!isRetryable(lastError.code)) return { ok: false, error: lastError, attempts };
+      const followHint = this.noteFailure(route, address, lastError);
+      if (!followHint) {
+        route.failures += 1;
+        await sleep(Math.min(backoffDelayMs(this.backoff(), route.failures), deadlineAtMs - Date.now()));
+      }
+    }
+    return { ok: false, error: lastError, attempts };
+  }
+
+  private pickAddress(route: RouteState): string {
+    const replicas = this.endpoints[route.shard]!;
+    if (route.hint !== undefined) {
+      const hint = route.hint;
+      route.hint = undefined;
+      return hint;
+    }
+    const watched = this.leaderSource?.leader(route.shard);
+    if (watched && !route.failed.has(this.addressOf(route.shard, watched.leaderOrdinal, watched.address))) {
+      return this.addressOf(route.shard, watched.leaderOrdinal, watched.address);
+    }
+    const last = this.lastAnswered.get(route.shard);
+    if (last !== undefined && !route.failed.has(last)) return last;
+    if (route.failed.size >= replicas.length) route.failed.clear();
+    for (let step = 0; step < replicas.length; step += 1) {
+      route.rotation += 1;
+      const candidate = replicas[route.rotation % replicas.length]!;
+      if (!route.failed.has(candidate)) return candidate;
+    }
+    return replicas[route.rotation % replicas.length]!;
+  }
+
+  /** Records a failed attempt; returns true when a fresh leader hint should be tried at once. */
+  private noteFailure(route: RouteState, address: string, error: CallError): boolean {
+    route.failed.add(address);
+    if (this.lastAnswered.get(route.shard) === address) this.lastAnswered.delete(route.shard);
+    const watched = this.leaderSource?.leader(route.shard);
+    if (watched && this.addressOf(route.shard, watched.leaderOrdinal, watched.address) === address && error.leaderHint?.ordinal !== watched.leaderOrdinal) {
+      this.leaderSource?.forgetLeader(route.shard, watched.ballot);
+    }
+    const hint = error.leaderHint;
+    if (hint === undefined) return false;
+    const hinted = this.addressOf(route.shard, hint.ordinal, hint.address);
+    if (hinted === address || route.failed.has(hinted)) return false;
+    route.hint = hinted;
+    return true;
+  }
+
+  /** Our own endpoint for an ordinal wins over an announced address (which may be a pod name). */
+  private addressOf(shard: number, ordinal: number, announced: string | undefined): string {
+    return this.endpoints[shard]?.[ordinal] ?? announced ?? this.endpoints[shard]![0]!;
+  }
+}
+
+function isUsableTransferReply(reply: TransferReply): boolean {
+  return reply.outcome === Outcome.COMMITTED || reply.outcome === Outcome.INSUFFICIENT_FUNDS || reply.outcome === Outcome.ABORTED;
+}
+
+function transferResultOf(base: Omit<TransferResult, 'outcome' | 'attempts'>, call: ShardCall<TransferReply>, attempts: number): TransferResult {
+  if (!call.ok) return { ...base, attempts, ...failureOutcome(call.error) };
+  const reply = call.value;
+  const outcome: TransferOutcome = reply.outcome === Outcome.COMMITTED ? 'COMMITTED' : reply.outcome === Outcome.INSUFFICIENT_FUNDS ? 'INSUFFICIENT_FUNDS' : 'ABORTED';
+  return {
+    ...base,
+    outcome,
+    attempts,
+    decisionIndex: reply.decisionIndex,
+    coordinatorShard: reply.coordinatorShard,
+    ...(reply.message ? { message: reply.message } : {}),
+  };
+}
+
+function failureOutcome(error: CallError): Pick<TransferResult, 'outcome' | 'message' | 'errorCode'> {
+  const outcome: TransferOutcome =
+    error.codeName === 'INVALID_ARGUMENT' ? 'INVALID_ARGUMENT'
+    : error.codeName === 'FAILED_PRECONDITION' ? 'FAILED_PRECONDITION'
+    : error.codeName === 'ABORTED' ? 'ABORTED'
+    : 'UNKNOWN';
+  return { outcome, message: error.details, errorCode: codeName(error.code) };
+}
+
+function batchEntryOutcome(outcome: Outcome): TransferOutcome {
+  switch (outcome) {
+    case Outcome.COMMITTED: return 'COMMITTED';
+    case Outcome.INSUFFICIENT_FUNDS: return 'INSUFFICIENT_FUNDS';
+    case Outcome.ABORTED: return 'ABORTED';
+    case Outcome.INVALID_ARGUMENT: return 'INVALID_ARGUMENT';
+    case Outcome.FAILED_PRECONDITION: return 'FAILED_PRECONDITION';
+    default: return 'UNKNOWN';
+  }
+}
+
+function checkItemInTopology(topology: Topology, item: number): InputCheck {
+  if (!Number.isSafeInteger(item) || item < 1 || item > topology.shards * topology.itemsPerShard) {
+    return { ok: false, field: 'items', message: `items: ${String(item)} is not an item from 1 to ${topology.shards * topology.itemsPerShard}` };
+  }
+  return { ok: true };
+}
+
+function chunk<T>(values: readonly T[], size: number): T[][] {
+  const parts: T[][] = [];
+  for (let index = 0; index < values.length; index += size) parts.push(values.slice(index, index + size));
+  return parts;
+}

@@ -1,0 +1,286 @@
+// The local runtime's supervisor: nats-server (unless an existing one is given) and every
+// replica as supervised child processes, each replica with its own data dir and log
+// file, and the address book kept up to date with their pids.
+import { randomUUID } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import type { BankCluster } from '../cluster/bankcluster.js';
+import type { Topology } from '../cluster/topology.js';
+import { formatEndpoints } from '../client/endpoints.js';
+import { assert } from '../util/assert.js';
+import {
+  ADDRESS_BOOK_VERSION,
+  isProcessAlive,
+  readAddressBook,
+  writeAddressBook,
+  type AddressBook,
+  type ReplicaEntry,
+} from './address-book.js';
+import { describeTopology, manifestTopology, sameTopology } from './manifest.js';
+import { findNatsServer, NATS_INSTALL_HELP } from './nats-binary.js';
+import { freePorts, isPortFree, LOOPBACK_HOST, waitForPort } from './ports.js';
+import { SupervisedProcess } from './supervised-process.js';
+
+export const NATS_READY_TIMEOUT_MS = 15_000;
+export const LOCK_FILE = 'supervisor.lock';
+export const TOPOLOGY_MARKER_FILE = 'topology.json';
+
+export class LocalRuntimeError extends Error {
+  override name = 'LocalRuntimeError';
+}
+
+export interface SupervisorOptions {
+  readonly stateDir: string;
+  readonly manifest: BankCluster;
+  /** An existing NATS; otherwise the supervisor runs nats-server. */
+  readonly natsUrl?: string;
+  readonly replicaMain: string;
+  readonly logLevel?: string;
+  readonly log: (line: string) => void;
+}
+
+/** Refuses a state dir whose cluster is running, or whose data was written for another cluster or topology. */
+export function checkStateDir(stateDir: string, manifest: BankCluster): void {
+  const book = readAddressBook(stateDir);
+  const topology = manifestTopology(manifest);
+  if (book !== undefined) {
+    if (isProcessAlive(book.supervisorPid) && book.supervisorPid !== process.pid) {
+      throw new LocalRuntimeError(`a cluster is already running from ${stateDir} (supervisor pid ${book.supervisorPid}); stop it with: shardbank down --state-dir ${stateDir}`);
+    }
+    if (book.cluster !== manifest.metadata.name) {
+      throw new LocalRuntimeError(`${stateDir} holds cluster "${book.cluster}", the manifest names "${manifest.metadata.name}"; use another --state-dir`);
+    }
+  }
+  const marker = readTopologyMarker(stateDir);
+  const recorded = marker ?? book?.topology;
+  if (recorded !== undefined && !sameTopology(recorded, topology)) {
+    throw new LocalRuntimeError(
+      `the data in ${stateDir} was written with topology (${describeTopology(recorded)}), the manifest asks for (${describeTopology(topology)}); ` +
+        'a running ledger cannot be re-sharded: use another --state-dir, or delete this one to start from scratch',
+    );
+  }
+}
+
+function readTopologyMarker(stateDir: string): Topology | undefined {
+  const path = join(stateDir, 'data', TOPOLOGY_MARKER_FILE);
+  if (!existsSync(path)) return undefined;
+  return (JSON.parse(readFileSync(path, 'utf8')) as { topology: Topology }).topology;
+}
+
+function acquireLock(stateDir: string): void {
+  const path = join(stateDir, LOCK_FILE);
+  for (let attempt = 0; attempt < 2; attempt += 1) {
+    try {
+      const fd = openSync(path, 'wx');
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const owner = Number(readFileSync(path, 'utf8'));
+      if (isProcessAlive(owner) && owner !== process.pid) {
+        throw new LocalRuntimeError(`a cluster is already running from ${stateDir} (supervisor pid ${owner}); stop it with: shardbank down --state-dir ${stateDir}`);
+      }
+      rmSync(path, { force: true });
+    }
+  }
+  throw new LocalRuntimeError(`could not take the lock ${path}`);
+}
+
+export class LocalSupervisor {
+  private readonly replicas: SupervisedProcess[] = [];
+  private nats: SupervisedProcess | undefined;
+  private stopping: Promise<void> | undefined;
+
+  private constructor(
+    readonly book: AddressBook,
+    private readonly options: SupervisorOptions,
+  ) {}
+
+  static async start(options: SupervisorOptions): Promise<LocalSupervisor> {
+    const { stateDir, manifest } = options;
+    for (const directory of [stateDir, join(stateDir, 'data'), join(stateDir, 'logs')]) mkdirSync(directory, { recursive: true });
+    checkStateDir(stateDir, manifest);
+    acquireLock(stateDir);
+    try {
+      const book = await planAddressBook(options);
+      const supervisor = new LocalSupervisor(book, options);
+      writeFileSync(join(stateDir, 'data', TOPOLOGY_MARKER_FILE), `${JSON.stringify({ cluster: book.cluster, topology: book.topology }, null, 2)}\n`);
+      await supervisor.startNats();
+      supervisor.save();
+      supervisor.startReplicas();
+      return supervisor;
+    } catch (error) {
+      rmSync(join(stateDir, LOCK_FILE), { force: true });
+      throw error;
+    }
+  }
+
+  private save(): void {
+    writeAddressBook(this.options.stateDir, this.book);
+  }
+
+  private async startNats(): Promise<void> {
+    if (!this.book.natsManaged) return;
+    const binary = findNatsServer();
+    if (binary === undefined) throw new LocalRuntimeError(NATS_INSTALL_HELP);
+    const port = this.book.natsPort!;
+    const storeDir = join(this.options.stateDir, 'nats');
+    mkdirSync(storeDir, { recursive: true });
+    const spawnError: { value?: NodeJS.ErrnoException } = {};
+    this.nats = new SupervisedProcess(
+      { name: 'nats-server', command: binary, args: ['-js', '-a', LOOPBACK_HOST, '-p', String(port), '-sd', storeDir], logFile: join(this.options.stateDir, 'logs', 'nats-server.log') },
+      {
+        onStart: (pid) => {
+          this.book.natsPid = pid;
+          this.save();
+          this.options.log(`nats-server started (pid ${pid}, ${this.book.natsUrl})`);
+        },
+        onExit: (code, signal, willRestart) => {
+          this.book.natsPid = null;
+          this.save();
+          if (willRestart) this.options.log(`nats-server exited (${signal ?? `code ${code}`}); restarting`);
+        },
+        onSpawnError: (error) => {
+          spawnError.value = error;
+        },
+      },
+    );
+    this.nats.start();
+    if (!(await waitForPort(port, NATS_READY_TIMEOUT_MS))) {
+      await this.nats.stop(1000);
+      if (spawnError.value?.code === 'ENOENT') throw new LocalRuntimeError(NATS_INSTALL_HELP);
+      throw new LocalRuntimeError(`nats-server did not listen on ${LOOPBACK_HOST}:${port} within ${NATS_READY_TIMEOUT_MS} ms; see ${join(this.options.stateDir, 'logs', 'nats-server.log')}`);
+    }
+  }
+
+  private startReplicas(): void {
+    const peers = formatEndpoints(endpointsFromEntries(this.book));
+    for (const entry of this.book.replicas) {
+      mkdirSync(entry.dataDir, { recursive: true });
+      const process = new SupervisedProcess(
+        { name: `replica s${entry.shard}-${entry.ordinal}`, command: globalThis.process.execPath, args: this.replicaArgs(entry, peers), logFile: entry.logFile },
+        {
+          onStart: (pid) => {
+            entry.pid = pid;
+            this.save();
+          },
+          onExit: (code, signal, willRestart) => {
+            entry.pid = null;
+            entry.restarts += willRestart ? 1 : 0;
+            this.save();
+            if (willRestart) this.options.log(`replica s${entry.shard}-${entry.ordinal} exited (${signal ?? `code ${code}`}); restarting`);
+          },
+        },
+      );
+      this.replicas.push(process);
+      process.start();
+    }
+  }
+
+  private replicaArgs(entry: ReplicaEntry, peers: string): string[] {
+    const { book, manifest } = { book: this.book, manifest: this.options.manifest };
+    const args = [
+      this.options.replicaMain,
+      '--cluster', book.cluster,
+      '--namespace', book.namespace,
+      '--incarnation', book.incarnation,
+      '--shard', String(entry.shard),
+      '--ordinal', String(entry.ordinal),
+      '--shards', String(book.topology.shards),
+      '--replicas-per-shard', String(book.topology.replicasPerShard),
+      '--items-per-shard', String(book.topology.itemsPerShard),
+      '--initial-balance', String(book.topology.initialBalance),
+      '--max-transfer-amount', String(manifest.spec.maxTransferAmount),
+      '--peers', peers,
+      '--data-dir', entry.dataDir,
+      '--listen-host', LOOPBACK_HOST,
+      '--grpc-port', String(entry.grpcPort),
+      '--http-port', String(entry.httpPort),
+      '--log-level', this.options.logLevel ?? 'info',
+    ];
+    if (book.natsUrl) args.push('--nats-url', book.natsUrl);
+    return args;
+  }
+
+  /** Stops replicas (SIGTERM, in parallel), then nats-server; idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.options.log('stopping replicas');
+      await Promise.all(this.replicas.map((replica) => replica.stop()));
+      if (this.nats) {
+        this.options.log('stopping nats-server');
+        await this.nats.stop(5000);
+      }
+      this.book.supervisorPid = null;
+      this.book.natsPid = null;
+      for (const entry of this.book.replicas) entry.pid = null;
+      this.save();
+      rmSync(join(this.options.stateDir, LOCK_FILE), { force: true });
+      this.options.log('stopped');
+    })();
+    return this.stopping;
+  }
+}
+
+function endpointsFromEntries(book: AddressBook): string[][] {
+  const endpoints: string[][] = Array.from({ length: book.topology.shards }, () => []);
+  for (const entry of book.replicas) endpoints[entry.shard]![entry.ordinal] = entry.address;
+  return endpoints;
+}
+
+/** Reuses the ports and incarnation of a previous run (resume), or chooses free ports. */
+async function planAddressBook(options: SupervisorOptions): Promise<AddressBook> {
+  const { stateDir, manifest } = options;
+  const previous = readAddressBook(stateDir);
+  const topology = manifestTopology(manifest);
+  const externalNats = options.natsUrl ?? manifest.spec.nats.url;
+  const replicaCount = topology.shards * topology.replicasPerShard;
+  const fresh = await freePorts(replicaCount * 2 + 1);
+  const natsPort = externalNats ? null : (previous?.natsManaged ? previous.natsPort : null) ?? fresh[replicaCount * 2]!;
+  const replicas: ReplicaEntry[] = [];
+  for (let shard = 0; shard < topology.shards; shard += 1) {
+    for (let ordinal = 0; ordinal < topology.replicasPerShard; ordinal += 1) {
+      const index = shard * topology.replicasPerShard + ordinal;
+      const old = previous?.replicas.find((entry) => entry.shard === shard && entry.ordinal === ordinal);
+      const grpcPort = old?.grpcPort ?? fresh[index * 2]!;
+      const httpPort = old?.httpPort ?? fresh[index * 2 + 1]!;
+      replicas.push({
+        shard, ordinal, grpcPort, httpPort, pid: null, restarts: 0,
+        address: `${LOOPBACK_HOST}:${grpcPort}`,
+        httpAddress: `${LOOPBACK_HOST}:${httpPort}`,
+        dataDir: join(stateDir, 'data', `s${shard}-${ordinal}`),
+        logFile: join(stateDir, 'logs', `s${shard}-${ordinal}.log`),
+      });
+    }
+  }
+  await checkPortsFree([...replicas.flatMap((entry) => [entry.grpcPort, entry.httpPort]), ...(natsPort === null ? [] : [natsPort])], stateDir);
+  assert(replicas.length === replicaCount, 'one address book entry per replica');
+  return {
+    version: ADDRESS_BOOK_VERSION,
+    cluster: manifest.metadata.name,
+    namespace: manifest.metadata.namespace ?? 'default',
+    incarnation: previous?.incarnation ?? randomUUID(),
+    natsUrl: externalNats ?? `nats://${LOOPBACK_HOST}:${natsPort}`,
+    natsManaged: externalNats === undefined,
+    natsPort,
+    natsPid: null,
+    topology,
+    maxTransferAmount: manifest.spec.maxTransferAmount,
+    replicas,
+    supervisorPid: process.pid,
+    supervisorLog: previous?.supervisorLog ?? null,
+    stateDir,
+    startedAtMs: Date.now(),
+  };
+}
+
+async function checkPortsFree(ports: readonly number[], stateDir: string): Promise<void> {
+  const busy: number[] = [];
+  for (const port of ports) if (!(await isPortFree(port))) busy.push(port);
+  if (busy.length > 0) {
+    throw new LocalRuntimeError(
+      `ports ${busy.join(', ')} recorded in ${join(stateDir, 'cluster.json')} are in use by another process; stop it (an old replica?) and run up again`,
+    );
+  }
+}
