@@ -1,7 +1,7 @@
 // Startup: reads the data directory back into a RecoveredState plus the layout the writer
 // continues from. Torn tails are truncated here; damaged acknowledged data throws.
 import { mkdir, open, readdir, readFile, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 import { assert } from '../util/assert.js';
 import type { HardState, RecoveredState, StoredEntry, StoredSnapshot } from './durable-log-interface.js';
@@ -42,7 +42,9 @@ export interface RecoveredLayout {
 }
 
 export async function recoverDirectory(directory: string, noSync: boolean): Promise<RecoveredLayout> {
-  await mkdir(directory, { recursive: true });
+  const firstCreated = await mkdir(directory, { recursive: true });
+  // A directory created here is only durable once its own parent's entry for it is.
+  if (firstCreated !== undefined && !noSync) await fsyncDirectory(dirname(firstCreated));
   const names = await readdir(directory);
   await removeLeftovers(directory, names.filter(isSnapshotTempFileName), noSync);
   const { snapshot, snapshotFile } = await recoverSnapshot(directory, names, noSync);

@@ -87,7 +87,9 @@ describe('durable log: crash by SIGKILL', () => {
     const ackedEver = new Set<number>();
     let hardStateRoundMax = 0;
     let firstSlot = 1;
+    let segmentsLeft = 0;
     let tornTailsSeen = 0;
+    let snapshotIndexLast = 0;
     for (let round = 0; round < rounds; round += 1) {
       const killAfterAcks = 100 + Math.floor(random() * 1500);
       const result = await runUntilKilled(firstSlot, killAfterAcks);
@@ -97,6 +99,7 @@ describe('durable log: crash by SIGKILL', () => {
       const { log, recovered } = await openDurableLog(dir);
       if (recovered.tornTailBytes > 0) tornTailsSeen += 1;
       const snapshotIndex = recovered.snapshot?.index ?? 0;
+      snapshotIndexLast = snapshotIndex;
       if (recovered.snapshot !== undefined) expect(recovered.snapshot.data.toString()).toBe(`image ${snapshotIndex}`);
       const bySlot = new Map(recovered.entries.map((stored) => [stored.slot, stored]));
       const lost = [...ackedEver].filter((slot) => slot > snapshotIndex && !bySlot.has(slot));
@@ -108,10 +111,14 @@ describe('durable log: crash by SIGKILL', () => {
       expect(recovered.hardState?.promised.round ?? 0).toBeGreaterThanOrEqual(hardStateRoundMax);
       const highest = Math.max(snapshotIndex, ...recovered.entries.map((stored) => stored.slot), ...ackedEver);
       firstSlot = highest + 1;
+      segmentsLeft = log.stats().segments;
       await log.close();
     }
     expect(ackedEver.size).toBeGreaterThan(rounds * 100 - 1);
     // Torn tails depend on timing; they are reported, not required.
-    console.log(`crash test: ${ackedEver.size} acknowledged slots over ${rounds} kills, ${tornTailsSeen} torn tails`);
+    console.log(
+      `crash test (seed ${seed}): ${ackedEver.size} acknowledged slots over ${rounds} kills, ` +
+        `${tornTailsSeen} torn tails, last snapshot at slot ${snapshotIndexLast}, ${segmentsLeft} segments left`,
+    );
   });
 });
