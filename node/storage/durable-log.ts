@@ -104,17 +104,25 @@ class SegmentedDurableLog implements DurableLog {
 
   append(hardState: HardState | undefined, entries: readonly StoredEntry[]): void {
     this.checkUsable();
-    if (hardState !== undefined) {
-      const previous = this.appendedHardState;
-      assert(previous === undefined || compareBallots(hardState.promised, previous.promised) >= 0, 'the promised ballot must never decrease');
-      this.enqueue(encodeHardState(hardState));
-      this.appendedHardState = hardState;
-      this.queuedHardState = hardState;
+    const previous = this.appendedHardState;
+    assert(
+      hardState === undefined || previous === undefined || compareBallots(hardState.promised, previous.promised) >= 0,
+      'the promised ballot must never decrease',
+    );
+    // Encode everything before queueing anything, so a rejected entry leaves no partial append.
+    const hardStateFrame = hardState === undefined ? undefined : encodeHardState(hardState);
+    const entryFrames = entries.map((entry) => encodeEntry(entry));
+    if (hardState !== undefined && hardStateFrame !== undefined) {
+      this.enqueue(hardStateFrame);
+      // A copy: the prelude of a later segment re-encodes it, whatever the caller does with its object.
+      const copy = { promised: { round: hardState.promised.round, ordinal: hardState.promised.ordinal } };
+      this.appendedHardState = copy;
+      this.queuedHardState = copy;
     }
-    for (const entry of entries) {
-      this.enqueue(encodeEntry(entry));
+    for (const [position, frame] of entryFrames.entries()) {
+      this.enqueue(frame);
       this.queuedEntries += 1;
-      this.queuedSlotMax = Math.max(this.queuedSlotMax, entry.slot);
+      this.queuedSlotMax = Math.max(this.queuedSlotMax, entries[position]!.slot);
     }
   }
 
