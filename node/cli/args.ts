@@ -33,9 +33,22 @@ export const TARGET_HELP = `Cluster selection (default: the local cluster of --s
   --nats-url URL          its NATS, for leader discovery (optional)
   --namespace NS          its namespace in NATS keys (default "default")`;
 
+const NEGATIVE_NUMBER = /^-[0-9]/;
+const NEGATIVE_MARK = '\u0000';
+
+/**
+ * parseArgs in strict mode; a negative number (`transfer 1 2 -1`) stays a positional so that
+ * the command can say what is wrong with it, instead of "unknown option -1".
+ */
 export function parseCommandArgs<T extends OptionSpec>(argv: readonly string[], options: T, allowPositionals: boolean) {
+  const args = allowPositionals ? argv.map((arg) => (NEGATIVE_NUMBER.test(arg) ? NEGATIVE_MARK + arg : arg)) : [...argv];
   try {
-    return parseArgs({ args: [...argv], options, allowPositionals, strict: true });
+    const parsed = parseArgs({ args, options, allowPositionals, strict: true });
+    const unmark = (arg: string) => (arg.startsWith(NEGATIVE_MARK) ? arg.slice(1) : arg);
+    for (const [key, value] of Object.entries(parsed.values)) {
+      if (typeof value === 'string') (parsed.values as Record<string, unknown>)[key] = unmark(value);
+    }
+    return { ...parsed, positionals: parsed.positionals.map(unmark) };
   } catch (error) {
     throw new UsageError((error as Error).message);
   }

@@ -1,0 +1,158 @@
+import { status } from '@grpc/grpc-js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Consistency, ShardbankClient } from '../../node/client/bank-client.js';
+import { Outcome, type TransferRequest } from '../../node/gen/shardbank/v1/bank.js';
+import { committed, replicaStatus, startFakeReplica, unavailable, type FakeReplica } from './fake-bank-server.js';
+
+const topology = { shards: 2, itemsPerShard: 100, replicasPerShard: 3, initialBalance: 10 };
+const fast = { baseMs: 1, capMs: 5 };
+let replicas: FakeReplica[] = [];
+let client: ShardbankClient | undefined;
+
+async function cluster(): Promise<FakeReplica[]> {
+  replicas = await Promise.all(Array.from({ length: 6 }, () => startFakeReplica()));
+  return replicas;
+}
+
+function makeClient(extra: Partial<ConstructorParameters<typeof ShardbankClient>[0]> = {}): ShardbankClient {
+  client = new ShardbankClient({
+    cluster: 'test', topology, backoff: fast, deadlineMs: 10_000,
+    endpoints: [replicas.slice(0, 3).map((r) => r.address), replicas.slice(3).map((r) => r.address)],
+    ...extra,
+  });
+  return client;
+}
+
+afterEach(async () => {
+  await client?.close();
+  client = undefined;
+  await Promise.all(replicas.map((replica) => replica.stop()));
+  replicas = [];
+});
+
+describe('ShardbankClient.transfer', () => {
+  it('routes to the shard owning from, follows the leader hint, keeps the request id', async () => {
+    const [a, b, c] = await cluster();
+    for (const follower of [a!, b!]) follower.behaviour.transfer = () => unavailable('not the leader', `2,${c!.address}`);
+    c!.behaviour.transfer = () => committed(42, 0);
+    const result = await makeClient().transfer({ from: 1, to: 150, amount: 10 });
+    expect(result.outcome).toBe('COMMITTED');
+    expect(result.decisionIndex).toBe(42);
+    const sent = [a!, b!, c!].flatMap((r) => r.calls).map((call) => call.request as TransferRequest);
+    expect(sent.length).toBeGreaterThanOrEqual(1);
+    expect(new Set(sent.map((request) => `${request.clientId}/${request.requestId}`)).size).toBe(1);
+    expect(sent.every((request) => request.cluster === 'test' && request.from === 1 && request.to === 150)).toBe(true);
+    expect(replicas.slice(3).every((r) => r.calls.length === 0)).toBe(true);
+  });
+
+  it('retries UNAVAILABLE and dead replicas with the same id until one answers', async () => {
+    const shard1 = (await cluster()).slice(3);
+    await shard1[0]!.stop();
+    let failures = 3;
+    shard1[1]!.behaviour.transfer = () => (failures-- > 0 ? unavailable('no leader yet') : committed(9, 1));
+    shard1[2]!.behaviour.transfer = () => unavailable('no leader yet');
+    const result = await makeClient().transfer({ from: 150, to: 2, amount: 1, clientId: 'me', requestId: 77 });
+    expect(result).toMatchObject({ outcome: 'COMMITTED', clientId: 'me', requestId: 77, coordinatorShard: 1 });
+    const ids = shard1.slice(1).flatMap((r) => r.calls).map((call) => (call.request as TransferRequest).requestId);
+    expect(new Set(ids)).toEqual(new Set([77]));
+  });
+
+  it('retries ABORTED a bounded number of times, then surfaces it', async () => {
+    await cluster();
+    for (const replica of replicas) replica.behaviour.transfer = () => ({ error: { code: status.ABORTED, details: 'conflict' } });
+    const result = await makeClient({ abortRetriesMax: 2 }).transfer({ from: 1, to: 2, amount: 1 });
+    expect(result.outcome).toBe('ABORTED');
+    const calls = replicas.flatMap((r) => r.calls);
+    expect(calls).toHaveLength(3);
+    expect(new Set(calls.map((call) => (call.request as TransferRequest).requestId)).size).toBe(1);
+  });
+
+  it('surfaces INVALID_ARGUMENT from the server at once', async () => {
+    await cluster();
+    for (const replica of replicas) replica.behaviour.transfer = () => ({ error: { code: status.INVALID_ARGUMENT, details: 'amount: must be a positive integer' } });
+    const result = await makeClient({ validate: false }).transfer({ from: 1, to: 2, amount: 0 });
+    expect(result).toMatchObject({ outcome: 'INVALID_ARGUMENT', message: 'amount: must be a positive integer' });
+    expect(replicas.flatMap((r) => r.calls)).toHaveLength(1);
+  });
+
+  it('rejects bad input client-side with a message naming the field, sending nothing', async () => {
+    await cluster();
+    const c = makeClient();
+    for (const [amount, text] of [[1.5, 'got 1.5'], [0, 'got 0'], [-1, 'got -1'], ['5' as unknown as number, 'got "5"']] as const) {
+      const result = await c.transfer({ from: 1, to: 2, amount });
+      expect(result.outcome).toBe('INVALID_ARGUMENT');
+      expect(result.message).toMatch(/^amount: must be a positive integer/);
+      expect(result.message).toContain(text);
+    }
+    expect((await c.transfer({ from: 1, to: 1, amount: 1 })).message).toMatch(/^to: /);
+    expect((await c.transfer({ from: 0, to: 1, amount: 1 })).message).toMatch(/^from: /);
+    expect((await c.transfer({ from: 1, to: 201, amount: 1 })).message).toMatch(/^to: /);
+    expect(replicas.flatMap((r) => r.calls)).toHaveLength(0);
+  });
+
+  it('gives up with UNKNOWN at the deadline and says which id to retry', async () => {
+    await cluster();
+    for (const replica of replicas) replica.behaviour.transfer = () => unavailable('no quorum');
+    const result = await makeClient().transfer({ from: 1, to: 2, amount: 1 }, { deadlineMs: 300 });
+    expect(result.outcome).toBe('UNKNOWN');
+    expect(result.errorCode).toBe('UNAVAILABLE');
+    expect(result.attempts).toBeGreaterThan(1);
+  });
+
+  it('generates increasing request ids per client', async () => {
+    await cluster();
+    for (const replica of replicas) replica.behaviour.transfer = () => committed();
+    const c = makeClient();
+    const first = await c.transfer({ from: 1, to: 2, amount: 1 });
+    const second = await c.transfer({ from: 1, to: 2, amount: 1 });
+    expect(second.clientId).toBe(first.clientId);
+    expect(second.requestId).toBeGreaterThan(first.requestId);
+  });
+});
+
+describe('ShardbankClient.balance and batchTransfer', () => {
+  it('groups items per shard and merges the answers', async () => {
+    await cluster();
+    for (const replica of replicas) {
+      replica.behaviour.getBalance = (request) => ({ value: { balances: request.items.map((item) => ({ item, balance: item * 2 })), shard: 0, replica: 0, indexLag: 0, msSinceLeader: 0, appliedIndex: 1 } });
+    }
+    const balances = await makeClient().balance([1, 150, 2], Consistency.LINEARIZABLE);
+    expect(Object.fromEntries(balances)).toEqual({ 1: 2, 2: 4, 150: 300 });
+    const requests = replicas.flatMap((r) => r.calls.map((call) => call.request as { items: number[] }));
+    expect(requests.map((request) => request.items.sort((a, b) => a - b))).toEqual(expect.arrayContaining([[1, 2], [150]]));
+  });
+
+  it('re-sends only the aborted entries of a batch, with their ids', async () => {
+    await cluster();
+    let round = 0;
+    for (const replica of replicas) {
+      replica.behaviour.batchTransfer = (request) => {
+        round += 1;
+        return { value: { results: request.entries.map((entry, index) => ({ outcome: round === 1 && index === 1 ? Outcome.ABORTED : Outcome.COMMITTED, decisionIndex: entry.requestId, coordinatorShard: 0, message: '' })) } };
+      };
+    }
+    const results = await makeClient().batchTransfer([{ from: 1, to: 2, amount: 1 }, { from: 3, to: 4, amount: 1 }]);
+    expect(results.map((r) => r.outcome)).toEqual(['COMMITTED', 'COMMITTED']);
+    const second = replicas.flatMap((r) => r.calls)[1]!.request as { entries: { requestId: number }[] };
+    expect(second.entries.map((e) => e.requestId)).toEqual([results[1]!.requestId]);
+  });
+});
+
+describe('ShardbankClient.clusterStatus', () => {
+  it('asks every replica with local_only and marks the silent ones down', async () => {
+    const all = await cluster();
+    all.forEach((replica, index) => {
+      const shard = Math.floor(index / 3);
+      const ordinal = index % 3;
+      replica.behaviour.clusterStatus = (request) => {
+        expect(request.localOnly).toBe(true);
+        return replicaStatus(shard, ordinal, ordinal === 1 ? 'leader' : 'follower', { round: 3 });
+      };
+    });
+    await all[5]!.stop();
+    const view = await makeClient().clusterStatus();
+    expect(view.shards.map((shard) => shard.leader?.ordinal)).toEqual([1, 1]);
+    expect(view.shards[0]!.leader).toEqual({ ordinal: 1, ballot: [3, 1], address: all[1]!.address });
+    expect(view.shards[1]!.replicas[2]).toMatchObject({ role: 'down', ready: false, commitIndex: null });
+  });
+});
