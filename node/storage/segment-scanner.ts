@@ -92,6 +92,10 @@ function classifyBadFrame(
 /** Byte-by-byte search for the next checksummed frame; only runs on a damaged tail. */
 function nextValidFrame(bytes: Buffer, from: number): { offset: number; batchOffset: number; frameBytes: number } | undefined {
   for (let offset = from; offset + frameHeaderBytes <= bytes.length; offset += 1) {
+    // Cheap filter before the checksum: a real frame's batch offset never points before the
+    // file start. Without it, random bytes make this search spend seconds on checksums.
+    const batchOffsetAt = offset + frameHeaderBytes;
+    if (batchOffsetAt + 4 <= bytes.length && bytes.readUInt32LE(batchOffsetAt) > offset) continue;
     const frame = decodeFrameAt(bytes, offset);
     if (frame.status === 'valid') return { offset, batchOffset: frame.batchOffset, frameBytes: frame.frameBytes };
   }
