@@ -9,5 +9,5 @@ protoc \
   --plugin=protoc-gen-ts_proto=./node_modules/.bin/protoc-gen-ts_proto \
   --ts_proto_out="$out" \
   --ts_proto_opt=outputServices=grpc-js,esModuleInterop=true,importSuffix=.js,forceLong=number,oneof=unions,env=node,useExactTypes=false \
-  -I proto proto/shardbank/v1/*.proto
+  -I proto proto/shardbank/v1/*.proto proto/grpc/health/v1/health.proto
 echo "generated into $out"

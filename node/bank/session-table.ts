@@ -7,6 +7,8 @@ import type { EvictedSession, SessionRecord, TxId } from '../gen/shardbank/v1/pe
 export const SESSION_LIMITS = {
   sessionsMax: 10_000,
   resultsPerSessionMax: 2048,
+  /** Bounds the snapshot: whole least-recently-used sessions go once the total passes this. */
+  resultsTotalMax: 200_000,
   evictedSessionsMax: 100_000,
   clientIdBytesMax: 128,
 } as const;
@@ -55,6 +57,8 @@ export class SessionTable {
   // entry is always the least recently used one.
   private readonly sessions = new Map<string, Session>();
   private readonly evicted = new Map<string, number>();
+  /** Results held across all sessions; derived from the table, so a restored replica agrees. */
+  private resultsCount = 0;
 
   get size(): number {
     return this.sessions.size;
@@ -85,6 +89,7 @@ export class SessionTable {
     }
     this.sessions.set(clientId, session);
     assert(requestId > session.evictedBelow, 'recording a result below the session watermark');
+    if (!session.results.has(requestId)) this.resultsCount += 1;
     session.results.set(requestId, result);
     this.trimResults(session);
     this.evictSessions();
@@ -99,11 +104,19 @@ export class SessionTable {
       const result = session.results.get(id)!;
       if (result.state === 'inflight') continue;
       session.results.delete(id);
+      this.resultsCount -= 1;
       session.evictedBelow = Math.max(session.evictedBelow, id);
     }
   }
 
   private evictSessions(): void {
+    if (this.resultsCount > SESSION_LIMITS.resultsTotalMax) {
+      for (const [clientId, session] of [...this.sessions]) {
+        if (this.resultsCount <= SESSION_LIMITS.resultsTotalMax) break;
+        if ([...session.results.values()].some((r) => r.state === 'inflight')) continue;
+        this.evictSession(clientId, session);
+      }
+    }
     while (this.sessions.size > SESSION_LIMITS.sessionsMax) {
       let victim: string | undefined;
       for (const [clientId, session] of this.sessions) {
@@ -113,15 +126,19 @@ export class SessionTable {
         }
       }
       if (victim === undefined) return;
-      const session = this.sessions.get(victim)!;
-      let watermark = session.evictedBelow;
-      for (const id of session.results.keys()) watermark = Math.max(watermark, id);
-      this.sessions.delete(victim);
-      this.evicted.set(victim, watermark);
-      while (this.evicted.size > SESSION_LIMITS.evictedSessionsMax) {
-        const oldest = this.evicted.keys().next().value as string;
-        this.evicted.delete(oldest);
-      }
+      this.evictSession(victim, this.sessions.get(victim)!);
+    }
+  }
+
+  private evictSession(clientId: string, session: Session): void {
+    let watermark = session.evictedBelow;
+    for (const id of session.results.keys()) watermark = Math.max(watermark, id);
+    this.sessions.delete(clientId);
+    this.resultsCount -= session.results.size;
+    this.evicted.set(clientId, watermark);
+    while (this.evicted.size > SESSION_LIMITS.evictedSessionsMax) {
+      const oldest = this.evicted.keys().next().value as string;
+      this.evicted.delete(oldest);
     }
   }
 
@@ -157,6 +174,7 @@ export class SessionTable {
         results.set(r.requestId, { digest: r.digest, state, outcome: r.outcome, index: r.index, txid: r.txid });
       }
       table.sessions.set(record.clientId, { evictedBelow: record.evictedBelow, results });
+      table.resultsCount += results.size;
     }
     return table;
   }

@@ -36,6 +36,14 @@ export interface PeerFrame {
   cluster: string;
   paxos: PaxosMessage[];
   tx: TxMessage[];
+  /**
+   * Who sent the frame: a frame with tx messages comes from its shard's leader, so the
+   * receiver learns where to send replies even without NATS.
+   */
+  senderShard: number;
+  senderOrdinal: number;
+  /** Set when a follower passes tx messages on to its leader; never forwarded twice. */
+  forwarded: boolean;
 }
 
 /** A ballot (round, ordinal) is totally ordered: round first, then the proposer's ordinal. */
@@ -352,7 +360,7 @@ export const PeerStreamEnd: MessageFns<PeerStreamEnd> = {
 };
 
 function createBasePeerFrame(): PeerFrame {
-  return { cluster: "", paxos: [], tx: [] };
+  return { cluster: "", paxos: [], tx: [], senderShard: 0, senderOrdinal: 0, forwarded: false };
 }
 
 export const PeerFrame: MessageFns<PeerFrame> = {
@@ -365,6 +373,15 @@ export const PeerFrame: MessageFns<PeerFrame> = {
     }
     for (const v of message.tx) {
       TxMessage.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.senderShard !== 0) {
+      writer.uint32(32).uint32(message.senderShard);
+    }
+    if (message.senderOrdinal !== 0) {
+      writer.uint32(40).uint32(message.senderOrdinal);
+    }
+    if (message.forwarded !== false) {
+      writer.uint32(48).bool(message.forwarded);
     }
     return writer;
   },
@@ -406,6 +423,30 @@ export const PeerFrame: MessageFns<PeerFrame> = {
             message.tx.push(TxMessage.decode(reader, reader.uint32()));
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.senderShard = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.senderOrdinal = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.forwarded = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -423,6 +464,17 @@ export const PeerFrame: MessageFns<PeerFrame> = {
       cluster: isSet(object.cluster) ? globalThis.String(object.cluster) : "",
       paxos: globalThis.Array.isArray(object?.paxos) ? object.paxos.map((e: any) => PaxosMessage.fromJSON(e)) : [],
       tx: globalThis.Array.isArray(object?.tx) ? object.tx.map((e: any) => TxMessage.fromJSON(e)) : [],
+      senderShard: isSet(object.senderShard)
+        ? globalThis.Number(object.senderShard)
+        : isSet(object.sender_shard)
+        ? globalThis.Number(object.sender_shard)
+        : 0,
+      senderOrdinal: isSet(object.senderOrdinal)
+        ? globalThis.Number(object.senderOrdinal)
+        : isSet(object.sender_ordinal)
+        ? globalThis.Number(object.sender_ordinal)
+        : 0,
+      forwarded: isSet(object.forwarded) ? globalThis.Boolean(object.forwarded) : false,
     };
   },
 
@@ -437,6 +489,15 @@ export const PeerFrame: MessageFns<PeerFrame> = {
     if (message.tx?.length) {
       obj.tx = message.tx.map((e) => TxMessage.toJSON(e));
     }
+    if (message.senderShard !== 0) {
+      obj.senderShard = Math.round(message.senderShard);
+    }
+    if (message.senderOrdinal !== 0) {
+      obj.senderOrdinal = Math.round(message.senderOrdinal);
+    }
+    if (message.forwarded !== false) {
+      obj.forwarded = message.forwarded;
+    }
     return obj;
   },
 
@@ -448,6 +509,9 @@ export const PeerFrame: MessageFns<PeerFrame> = {
     message.cluster = object.cluster ?? "";
     message.paxos = object.paxos?.map((e) => PaxosMessage.fromPartial(e)) || [];
     message.tx = object.tx?.map((e) => TxMessage.fromPartial(e)) || [];
+    message.senderShard = object.senderShard ?? 0;
+    message.senderOrdinal = object.senderOrdinal ?? 0;
+    message.forwarded = object.forwarded ?? false;
     return message;
   },
 };

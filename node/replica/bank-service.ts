@@ -1,0 +1,315 @@
+// The client API (shardbank.v1.Bank) of one replica: validates every field, serves what
+// this replica leads, and forwards the rest once (a follower to its leader; an item of
+// another shard to that shard), so a client may call any replica.
+import * as grpc from '@grpc/grpc-js';
+import { shardOfItem, shardItemRange } from '../cluster/topology.js';
+import {
+  Consistency,
+  Outcome,
+  type BankServer,
+  type BatchTransferReply,
+  type BatchTransferRequest,
+  type ClusterStatusReply,
+  type GetBalanceReply,
+  type ReplicaStatus,
+  type ShardStatus,
+  type TransferReply,
+} from '../gen/shardbank/v1/bank.js';
+import type { ClientReply, ErrorCode, TransferInput } from '../shard/shard-node.js';
+import { Forwarder, FORWARDED_HEADER } from './forwarder.js';
+import type { Replica } from './replica.js';
+import { checkCluster, checkItem, checkTransferFields, REQUEST_LIMITS, type Invalid, type ValidationContext } from './request-validation.js';
+
+const STATUS_BY_ERROR: Record<ErrorCode, grpc.status> = {
+  'not-leader': grpc.status.UNAVAILABLE,
+  aborted: grpc.status.ABORTED,
+  stale: grpc.status.FAILED_PRECONDITION,
+  mismatch: grpc.status.INVALID_ARGUMENT,
+  unavailable: grpc.status.UNAVAILABLE,
+};
+
+const OUTCOME_BY_ERROR: Record<ErrorCode, Outcome> = {
+  'not-leader': Outcome.UNAVAILABLE,
+  aborted: Outcome.ABORTED,
+  stale: Outcome.FAILED_PRECONDITION,
+  mismatch: Outcome.INVALID_ARGUMENT,
+  unavailable: Outcome.UNAVAILABLE,
+};
+
+export class ServiceError extends Error {
+  constructor(
+    readonly code: grpc.status,
+    message: string,
+    readonly metadata?: grpc.Metadata,
+  ) {
+    super(message);
+  }
+}
+
+export class BankService {
+  private readonly context: ValidationContext;
+
+  constructor(
+    private readonly replica: Replica,
+    private readonly forwarder: Forwarder,
+    private readonly advertisedAddress: string,
+  ) {
+    const { cluster, topology, maxTransferAmount } = replica.config;
+    this.context = { cluster, topology, maxTransferAmount };
+  }
+
+  implementation(): BankServer {
+    return {
+      transfer: (call, callback) => this.unary(call, callback, () => this.transfer(call.request, call.metadata)),
+      batchTransfer: (call, callback) => this.unary(call, callback, () => this.batchTransfer(call.request, call.metadata)),
+      getBalance: (call, callback) => this.unary(call, callback, () => this.getBalance(call.request.cluster, call.request.items, call.request.consistency, call.metadata)),
+      clusterStatus: (call, callback) => this.unary(call, callback, () => this.clusterStatus(call.request.cluster, call.request.localOnly)),
+    };
+  }
+
+  private unary<Req, Res>(
+    call: grpc.ServerUnaryCall<Req, Res>,
+    callback: grpc.sendUnaryData<Res>,
+    run: () => Promise<Res>,
+  ): void {
+    this.replica.metrics.grpcRequests += 1;
+    void call;
+    run().then(
+      (value) => callback(null, value),
+      (error: unknown) => {
+        const passed = error as { passThrough?: boolean; code?: number; details?: string; metadata?: grpc.Metadata };
+        if (error instanceof ServiceError) {
+          callback({ code: error.code, details: error.message, metadata: error.metadata ?? new grpc.Metadata() });
+        } else if (passed.passThrough && typeof passed.code === 'number') {
+          callback({ code: passed.code, details: passed.details ?? '', metadata: passed.metadata ?? new grpc.Metadata() });
+        } else {
+          this.replica.logger.error({ err: error }, 'request failed');
+          callback({ code: grpc.status.INTERNAL, details: error instanceof Error ? error.message : String(error) });
+        }
+      },
+    );
+  }
+
+  // ---- Transfer ----
+
+  private async transfer(request: { cluster: string; clientId: string; requestId: number; from: number; to: number; amount: number }, metadata: grpc.Metadata): Promise<TransferReply> {
+    throwIfInvalid(checkCluster(request.cluster, this.context));
+    const checked = checkTransferFields(request, request.clientId, this.context);
+    if (!checked.ok) throwIfInvalid(checked);
+    const input = (checked as { value: TransferInput }).value;
+    const { topology, shard } = this.replica.config;
+    const targetShard = shardOfItem(topology, input.from);
+    if (targetShard !== shard || !this.replica.node.isReadyLeader) {
+      return this.forwardOrRefuse(targetShard, metadata, (client, md, options) =>
+        client.transferAsync({ ...request }, md, options),
+      );
+    }
+    const reply = await this.submit(input);
+    if (reply.kind !== 'transfer') throw this.errorFor(reply);
+    return { outcome: reply.outcome, decisionIndex: reply.index, coordinatorShard: shard, message: '' };
+  }
+
+  private submit(input: TransferInput): Promise<ClientReply> {
+    return new Promise((resolve) => this.replica.submitTransfer(input, resolve));
+  }
+
+  private errorFor(reply: ClientReply): ServiceError {
+    if (reply.kind !== 'error') return new ServiceError(grpc.status.INTERNAL, 'unexpected reply');
+    return new ServiceError(STATUS_BY_ERROR[reply.code], reply.message, this.leaderHintMetadata());
+  }
+
+  private leaderHintMetadata(): grpc.Metadata {
+    const metadata = new grpc.Metadata();
+    const leader = this.replica.node.core.leaderOrdinal;
+    if (leader >= 0) metadata.set('shardbank-leader', `${leader},${this.replica.config.peers[this.replica.config.shard]![leader]}`);
+    return metadata;
+  }
+
+  /**
+   * One hop at most: a request that was already forwarded is answered here (UNAVAILABLE with
+   * a leader hint), so two replicas with stale views can never bounce a request forever.
+   */
+  private async forwardOrRefuse<T>(
+    targetShard: number,
+    metadata: grpc.Metadata,
+    call: (client: import('./forwarder.js').AsyncBankClient, md: grpc.Metadata, options: grpc.CallOptions) => Promise<T>,
+  ): Promise<T> {
+    const alreadyForwarded = metadata.get(FORWARDED_HEADER).length > 0;
+    const { shard } = this.replica.config;
+    const leader = targetShard === shard ? this.replica.node.core.leaderOrdinal : this.replica.router.leaderOf(targetShard);
+    if (alreadyForwarded || (targetShard === shard && (leader === undefined || leader < 0 || leader === this.replica.config.ordinal))) {
+      throw new ServiceError(grpc.status.UNAVAILABLE, `not leader: shard ${targetShard} has no known leader here; retry`, this.leaderHintMetadata());
+    }
+    this.replica.metrics.forwardedRequests += 1;
+    return this.forwarder.call(targetShard, leader, call);
+  }
+
+  // ---- BatchTransfer ----
+
+  private async batchTransfer(request: BatchTransferRequest, metadata: grpc.Metadata): Promise<BatchTransferReply> {
+    throwIfInvalid(checkCluster(request.cluster, this.context));
+    if (request.entries.length > REQUEST_LIMITS.batchEntriesMax) {
+      throw new ServiceError(grpc.status.INVALID_ARGUMENT, `entries: at most ${REQUEST_LIMITS.batchEntriesMax} per batch, got ${request.entries.length}`);
+    }
+    const results: TransferReply[] = new Array(request.entries.length);
+    const byShard = new Map<number, number[]>();
+    const { topology, shard } = this.replica.config;
+    request.entries.forEach((entry, index) => {
+      const checked = checkTransferFields(entry, request.clientId, this.context);
+      if (!checked.ok) {
+        results[index] = { outcome: Outcome.INVALID_ARGUMENT, decisionIndex: 0, coordinatorShard: 0, message: checked.message };
+        return;
+      }
+      const target = shardOfItem(topology, entry.from);
+      const list = byShard.get(target) ?? [];
+      list.push(index);
+      byShard.set(target, list);
+    });
+    const work: Promise<void>[] = [];
+    for (const [target, indexes] of byShard) {
+      if (target === shard && this.replica.node.isReadyLeader) {
+        for (const index of indexes) {
+          const entry = request.entries[index]!;
+          work.push(
+            this.submit({ clientId: request.clientId, requestId: entry.requestId, from: entry.from, to: entry.to, amount: entry.amount }).then((reply) => {
+              results[index] = reply.kind === 'transfer'
+                ? { outcome: reply.outcome, decisionIndex: reply.index, coordinatorShard: shard, message: '' }
+                : { outcome: reply.kind === 'error' ? OUTCOME_BY_ERROR[reply.code] : Outcome.UNAVAILABLE, decisionIndex: 0, coordinatorShard: shard, message: reply.kind === 'error' ? reply.message : '' };
+            }),
+          );
+        }
+        continue;
+      }
+      const sub: BatchTransferRequest = { cluster: request.cluster, clientId: request.clientId, entries: indexes.map((i) => request.entries[i]!) };
+      work.push(
+        this.forwardOrRefuse(target, metadata, (client, md, options) => client.batchTransferAsync(sub, md, options)).then(
+          (reply) => indexes.forEach((index, k) => (results[index] = reply.results[k] ?? unavailableResult(target, 'missing result'))),
+          (error: unknown) => indexes.forEach((index) => (results[index] = unavailableResult(target, error instanceof Error ? error.message : String(error)))),
+        ),
+      );
+    }
+    await Promise.all(work);
+    return { results };
+  }
+
+  // ---- GetBalance ----
+
+  private async getBalance(cluster: string, items: number[], consistency: Consistency, metadata: grpc.Metadata): Promise<GetBalanceReply> {
+    throwIfInvalid(checkCluster(cluster, this.context));
+    const { topology, shard, ordinal } = this.replica.config;
+    if (items.length === 0) throw new ServiceError(grpc.status.INVALID_ARGUMENT, 'items: at least one item is required');
+    if (items.length > REQUEST_LIMITS.balanceItemsMax) throw new ServiceError(grpc.status.INVALID_ARGUMENT, `items: at most ${REQUEST_LIMITS.balanceItemsMax}`);
+    for (const item of items) {
+      throwIfInvalid(checkItem('items', item, topology));
+      const owner = shardOfItem(topology, item);
+      if (owner !== shard) throw new ServiceError(grpc.status.INVALID_ARGUMENT, `items: item ${item} belongs to shard ${owner}, this replica serves shard ${shard}`);
+    }
+    const core = this.replica.node.core;
+    if (consistency === Consistency.ANY_REPLICA) {
+      const bank = this.replica.node.bank;
+      return {
+        balances: items.map((item) => ({ item, balance: bank.balance(item) })),
+        shard,
+        replica: ordinal,
+        indexLag: Math.max(0, core.commitIndex - bank.appliedIndex),
+        msSinceLeader: Number.isFinite(core.ticksSinceLeader) ? core.ticksSinceLeader * this.replica.config.tickMs : -1,
+        appliedIndex: bank.appliedIndex,
+      };
+    }
+    if (consistency !== Consistency.LINEARIZABLE) throw new ServiceError(grpc.status.INVALID_ARGUMENT, `consistency: unknown value ${consistency}`);
+    if (!this.replica.node.isReadyLeader) {
+      return this.forwardOrRefuse(shard, metadata, (client, md, options) => client.getBalanceAsync({ cluster, items, consistency }, md, options));
+    }
+    const reply = await new Promise<ClientReply>((resolve) => this.replica.submitRead(items, resolve));
+    if (reply.kind !== 'read') throw this.errorFor(reply);
+    return {
+      balances: items.map((item, i) => ({ item, balance: reply.balances[i]! })),
+      shard,
+      replica: ordinal,
+      indexLag: 0,
+      msSinceLeader: 0,
+      appliedIndex: reply.index,
+    };
+  }
+
+  // ---- ClusterStatus ----
+
+  localStatus(): ReplicaStatus {
+    const { shard, ordinal } = this.replica.config;
+    const core = this.replica.node.core;
+    const ballot = core.role === 'leader' ? core.leaderBallot : core.promisedBallot;
+    return {
+      shard,
+      ordinal,
+      role: core.role,
+      ready: this.isReady(),
+      address: this.advertisedAddress,
+      commitIndex: core.commitIndex,
+      appliedIndex: this.replica.node.bank.appliedIndex,
+      ballot: { round: ballot.round, ordinal: ballot.ordinal },
+      leaderOrdinal: core.leaderOrdinal,
+      inflightTransactions: this.replica.node.bank.inflightCount(),
+      pid: process.pid,
+      snapshotIndex: core.snapshotIndex,
+      shardTotal: this.replica.node.bank.shardTotal(),
+    };
+  }
+
+  isReady(): boolean {
+    const node = this.replica.node;
+    return this.replica.healthy && (node.isReadyLeader || (node.core.role === 'follower' && node.core.leaderOrdinal >= 0));
+  }
+
+  private async clusterStatus(cluster: string, localOnly: boolean): Promise<ClusterStatusReply> {
+    throwIfInvalid(checkCluster(cluster, this.context));
+    const { topology, peers } = this.replica.config;
+    const statuses: ReplicaStatus[] = localOnly
+      ? [this.localStatus()]
+      : await Promise.all(
+          peers.flatMap((group, shard) =>
+            group.map((address, ordinal) =>
+              shard === this.replica.config.shard && ordinal === this.replica.config.ordinal
+                ? Promise.resolve(this.localStatus())
+                : this.forwarder.statusOf(address, cluster).then(
+                    (reply) => reply.shards[0]?.replicas[0] ?? downStatus(shard, ordinal, address),
+                    () => downStatus(shard, ordinal, address),
+                  ),
+            ),
+          ),
+        );
+    const shards: ShardStatus[] = [];
+    for (let shard = 0; shard < topology.shards; shard += 1) {
+      const replicas = statuses.filter((s) => s.shard === shard);
+      if (replicas.length === 0) continue;
+      const leader = replicas.find((r) => r.role === 'leader');
+      const range = shardItemRange(topology, shard);
+      shards.push({
+        shard,
+        firstItem: range.first,
+        lastItem: range.last,
+        leaderOrdinal: leader ? leader.ordinal : -1,
+        leaderBallot: leader?.ballot,
+        leaderAddress: leader?.address ?? '',
+        replicas,
+        inflightTransactions: leader?.inflightTransactions ?? Math.max(0, ...replicas.map((r) => r.inflightTransactions)),
+      });
+    }
+    return { cluster: this.replica.config.cluster, shards };
+  }
+}
+
+function downStatus(shard: number, ordinal: number, address: string): ReplicaStatus {
+  return {
+    shard, ordinal, role: 'down', ready: false, address, commitIndex: 0, appliedIndex: 0, ballot: undefined,
+    leaderOrdinal: -1, inflightTransactions: 0, pid: 0, snapshotIndex: 0, shardTotal: 0,
+  };
+}
+
+function unavailableResult(shard: number, message: string): TransferReply {
+  return { outcome: Outcome.UNAVAILABLE, decisionIndex: 0, coordinatorShard: shard, message };
+}
+
+function throwIfInvalid(failure: Invalid | undefined | { ok: true }): void {
+  if (!failure || failure.ok) return;
+  throw new ServiceError(failure.code === 'failed-precondition' ? grpc.status.FAILED_PRECONDITION : grpc.status.INVALID_ARGUMENT, failure.message);
+}

@@ -1,0 +1,108 @@
+// gRPC calls from one replica to another (forwarded client requests, status fan-out): one
+// channel per address, reused. A forwarded request carries a header so it is never
+// forwarded a second time.
+import * as grpc from '@grpc/grpc-js';
+import {
+  BankClient,
+  type BatchTransferReply,
+  type BatchTransferRequest,
+  type ClusterStatusReply,
+  type GetBalanceReply,
+  type GetBalanceRequest,
+  type TransferReply,
+  type TransferRequest,
+} from '../gen/shardbank/v1/bank.js';
+import { CHANNEL_OPTIONS } from '../transport/peer-transport.js';
+
+export const FORWARDED_HEADER = 'shardbank-forwarded';
+const FORWARD_DEADLINE_MS = 15_000;
+const STATUS_DEADLINE_MS = 1_500;
+
+export interface AsyncBankClient {
+  transferAsync(request: TransferRequest, metadata: grpc.Metadata, options: grpc.CallOptions): Promise<TransferReply>;
+  batchTransferAsync(request: BatchTransferRequest, metadata: grpc.Metadata, options: grpc.CallOptions): Promise<BatchTransferReply>;
+  getBalanceAsync(request: GetBalanceRequest, metadata: grpc.Metadata, options: grpc.CallOptions): Promise<GetBalanceReply>;
+  clusterStatusAsync(request: { cluster: string; localOnly: boolean }, metadata: grpc.Metadata, options: grpc.CallOptions): Promise<ClusterStatusReply>;
+}
+
+function promisify<Req, Res>(
+  client: BankClient,
+  method: (request: Req, metadata: grpc.Metadata, options: Partial<grpc.CallOptions>, callback: (error: grpc.ServiceError | null, response: Res) => void) => unknown,
+): (request: Req, metadata: grpc.Metadata, options: grpc.CallOptions) => Promise<Res> {
+  return (request, metadata, options) =>
+    new Promise<Res>((resolve, reject) => {
+      method.call(client, request, metadata, options, (error, response) => (error ? reject(error) : resolve(response)));
+    });
+}
+
+export function asyncBankClient(client: BankClient): AsyncBankClient {
+  return {
+    transferAsync: promisify(client, client.transfer as never),
+    batchTransferAsync: promisify(client, client.batchTransfer as never),
+    getBalanceAsync: promisify(client, client.getBalance as never),
+    clusterStatusAsync: promisify(client, client.clusterStatus as never),
+  };
+}
+
+/** Errors after which another replica of the shard may well succeed. */
+export function isRetryableElsewhere(error: unknown): boolean {
+  const code = (error as { code?: number }).code;
+  return code === grpc.status.UNAVAILABLE || code === grpc.status.DEADLINE_EXCEEDED || code === grpc.status.CANCELLED || code === undefined;
+}
+
+export class Forwarder {
+  private readonly clients = new Map<string, AsyncBankClient & { raw: BankClient }>();
+
+  constructor(private readonly peers: string[][]) {}
+
+  client(address: string): AsyncBankClient {
+    let client = this.clients.get(address);
+    if (!client) {
+      const raw = new BankClient(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+      client = Object.assign(asyncBankClient(raw), { raw });
+      this.clients.set(address, client);
+    }
+    return client;
+  }
+
+  /** Tries the known leader first, then every other replica of the shard, once each. */
+  async call<T>(
+    shard: number,
+    leader: number | undefined,
+    run: (client: AsyncBankClient, metadata: grpc.Metadata, options: grpc.CallOptions) => Promise<T>,
+  ): Promise<T> {
+    const group = this.peers[shard] ?? [];
+    const order = [...group.keys()];
+    if (leader !== undefined && leader >= 0) order.sort((a, b) => (a === leader ? -1 : b === leader ? 1 : 0));
+    let lastError: unknown = new Error(`no replica of shard ${shard} answered`);
+    for (const ordinal of order) {
+      const metadata = new grpc.Metadata();
+      metadata.set(FORWARDED_HEADER, '1');
+      try {
+        return await run(this.client(group[ordinal]!), metadata, { deadline: Date.now() + FORWARD_DEADLINE_MS });
+      } catch (error) {
+        lastError = error;
+        if (!isRetryableElsewhere(error)) throw passThrough(error);
+      }
+    }
+    throw passThrough(lastError);
+  }
+
+  statusOf(address: string, cluster: string): Promise<ClusterStatusReply> {
+    return this.client(address).clusterStatusAsync({ cluster, localOnly: true }, new grpc.Metadata(), { deadline: Date.now() + STATUS_DEADLINE_MS });
+  }
+
+  close(): void {
+    for (const client of this.clients.values()) client.raw.close();
+    this.clients.clear();
+  }
+}
+
+/** Keeps the remote gRPC status (and its metadata) when answering our own caller. */
+function passThrough(error: unknown): Error {
+  const e = error as grpc.ServiceError;
+  if (typeof e?.code === 'number') {
+    return Object.assign(new Error(e.details ?? e.message), { code: e.code, details: e.details, metadata: e.metadata, passThrough: true });
+  }
+  return error instanceof Error ? error : new Error(String(error));
+}

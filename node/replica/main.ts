@@ -1,0 +1,116 @@
+// Entry point of one replica process: configuration, storage recovery, the gRPC server
+// (client API, peer protocol, health), HTTP endpoints, NATS leader announcements, signals.
+import * as grpc from '@grpc/grpc-js';
+import { pino } from 'pino';
+import { BankService as BankServiceDefinition } from '../gen/shardbank/v1/bank.js';
+import { PeerService } from '../gen/shardbank/v1/peer.js';
+import { HealthService, HealthCheckResponse_ServingStatus, type HealthServer } from '../gen/grpc/health/v1/health.js';
+import { LeaderAnnouncer, LeaderWatcher } from '../discovery/index.js';
+import { GRPC_MESSAGE_BYTES_MAX } from '../transport/peer-transport.js';
+import { ConfigError, parseReplicaConfig, type ReplicaConfig } from './replica-config.js';
+import { Replica } from './replica.js';
+import { BankService } from './bank-service.js';
+import { Forwarder } from './forwarder.js';
+import { startHttpServer } from './http-server.js';
+
+const SHUTDOWN_GRACE_MS = 8_000;
+
+async function main(): Promise<void> {
+  let config: ReplicaConfig;
+  try {
+    config = parseReplicaConfig(process.argv.slice(2), process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`shardbank replica: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const logger = pino({ level: config.logLevel, base: { cluster: config.cluster, shard: config.shard, replica: config.ordinal } });
+  const replica = await Replica.open(config, logger);
+  const advertised = config.peers[config.shard]![config.ordinal]!;
+  const forwarder = new Forwarder(config.peers);
+  const service = new BankService(replica, forwarder, advertised);
+
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': GRPC_MESSAGE_BYTES_MAX,
+    'grpc.max_send_message_length': GRPC_MESSAGE_BYTES_MAX,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+  });
+  server.addService(BankServiceDefinition, service.implementation());
+  server.addService(PeerService, replica.transport.serverImplementation(replica));
+  const health: HealthServer = {
+    check: (_call, callback) =>
+      callback(null, { status: service.isReady() ? HealthCheckResponse_ServingStatus.SERVING : HealthCheckResponse_ServingStatus.NOT_SERVING }),
+  };
+  server.addService(HealthService, health);
+  const grpcPort = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${config.listenHost}:${config.grpcPort}`, grpc.ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port))),
+  );
+  const http = await startHttpServer(replica, service, config.listenHost, config.httpPort);
+
+  const nats = config.natsUrl ? await startDiscovery(config, replica, advertised, logger) : undefined;
+  replica.start();
+  logger.info({ grpcPort, httpPort: (http.address() as { port: number }).port, nats: config.natsUrl ?? null, incarnation: replica.incarnation }, 'replica started');
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    const forceExit = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS).unref();
+    await replica.handOver(2_000);
+    await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    http.close();
+    await nats?.close();
+    forwarder.close();
+    await replica.stop();
+    clearTimeout(forceExit);
+    logger.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+async function startDiscovery(config: ReplicaConfig, replica: Replica, advertised: string, logger: pino.Logger) {
+  const identity = { namespace: config.namespace, cluster: config.cluster, shard: config.shard, ordinal: config.ordinal };
+  const announcer = new LeaderAnnouncer({ servers: config.natsUrl!, identity, logger });
+  const watcher = await LeaderWatcher.start({ servers: config.natsUrl!, namespace: config.namespace, cluster: config.cluster, incarnation: replica.incarnation, logger });
+  watcher.onChange((change) => {
+    if (change.record && change.shard !== config.shard) {
+      replica.router.learnLeader(change.shard, change.record.leaderOrdinal, change.record.ballot.round);
+    }
+  });
+  for (const [shard, record] of watcher.leaders()) {
+    if (shard !== config.shard) replica.router.learnLeader(shard, record.leaderOrdinal, record.ballot.round);
+  }
+  replica.onLeadership((leading) => {
+    if (!leading) {
+      announcer.stopAnnouncing();
+      return;
+    }
+    const ballot = replica.node.core.leaderBallot;
+    void announcer.announce({
+      cluster: config.cluster,
+      namespace: config.namespace,
+      shard: config.shard,
+      ballot: { round: ballot.round, ordinal: ballot.ordinal },
+      leaderOrdinal: config.ordinal,
+      address: advertised,
+      incarnation: replica.incarnation,
+      announcedAtMs: Date.now(),
+    });
+  });
+  return {
+    close: async () => {
+      await Promise.allSettled([announcer.close(), watcher.close()]);
+    },
+  };
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`shardbank replica failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exit(1);
+});

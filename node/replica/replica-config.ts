@@ -1,0 +1,167 @@
+// Replica configuration from flags and the environment (docs/CONTRACTS.md). A flag wins over
+// SHARDBANK_<FLAG> in the environment. Bad values fail fast with a message naming the flag.
+import { parseArgs } from 'node:util';
+import type { Topology } from '../cluster/topology.js';
+
+export interface ReplicaConfig {
+  cluster: string;
+  namespace: string;
+  incarnation: string | undefined;
+  shard: number;
+  ordinal: number;
+  topology: Topology;
+  maxTransferAmount: number;
+  /** [shard][ordinal] -> host:port */
+  peers: string[][];
+  dataDir: string;
+  natsUrl: string | undefined;
+  listenHost: string;
+  grpcPort: number;
+  httpPort: number;
+  logLevel: string;
+  /** Development only: skip fsync (never in production; acknowledged would not mean durable). */
+  unsafeNoFsync: boolean;
+  tickMs: number;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const OPTIONS = {
+  cluster: { type: 'string' },
+  namespace: { type: 'string' },
+  incarnation: { type: 'string' },
+  shard: { type: 'string' },
+  ordinal: { type: 'string' },
+  shards: { type: 'string' },
+  'replicas-per-shard': { type: 'string' },
+  'items-per-shard': { type: 'string' },
+  'initial-balance': { type: 'string' },
+  'max-transfer-amount': { type: 'string' },
+  peers: { type: 'string' },
+  'peer-address-template': { type: 'string' },
+  'data-dir': { type: 'string' },
+  'nats-url': { type: 'string' },
+  'listen-host': { type: 'string' },
+  'grpc-port': { type: 'string' },
+  'http-port': { type: 'string' },
+  'log-level': { type: 'string' },
+  'unsafe-no-fsync': { type: 'boolean' },
+  'tick-ms': { type: 'string' },
+} as const;
+
+type Flag = keyof typeof OPTIONS;
+
+export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): ReplicaConfig {
+  let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; strict: true; allowPositionals: false }>>['values'];
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: false }).values;
+  } catch (error) {
+    throw new ConfigError(error instanceof Error ? error.message : String(error));
+  }
+  const get = (flag: Flag): string | undefined => {
+    const value = parsed[flag];
+    if (typeof value === 'string') return value;
+    const fromEnv = env[`SHARDBANK_${flag.toUpperCase().replaceAll('-', '_')}`];
+    return fromEnv === undefined || fromEnv === '' ? undefined : fromEnv;
+  };
+  const int = (flag: Flag, fallback: number | undefined, min: number, max: number): number => {
+    const text = get(flag);
+    if (text === undefined) {
+      if (fallback === undefined) throw new ConfigError(`--${flag} is required`);
+      return fallback;
+    }
+    const value = Number(text);
+    if (!Number.isSafeInteger(value) || value < min || value > max) {
+      throw new ConfigError(`--${flag} must be an integer from ${min} to ${max}, got ${JSON.stringify(text)}`);
+    }
+    return value;
+  };
+  const cluster = get('cluster');
+  if (!cluster) throw new ConfigError('--cluster is required');
+  const namespace = get('namespace') ?? env.POD_NAMESPACE ?? 'default';
+  const shard = int('shard', undefined, 0, 63);
+  const topology: Topology = {
+    shards: int('shards', 3, 1, 64),
+    replicasPerShard: int('replicas-per-shard', 3, 1, 7),
+    itemsPerShard: int('items-per-shard', 3000, 1, 1_000_000),
+    initialBalance: int('initial-balance', 10, 0, 1_000_000_000_000),
+  };
+  if (topology.replicasPerShard % 2 === 0) throw new ConfigError('--replicas-per-shard must be odd');
+  if (shard >= topology.shards) throw new ConfigError(`--shard ${shard} is not below --shards ${topology.shards}`);
+  const ordinal = get('ordinal') !== undefined ? int('ordinal', undefined, 0, 6) : ordinalFromPodName(env.POD_NAME);
+  if (ordinal >= topology.replicasPerShard) throw new ConfigError(`--ordinal ${ordinal} is not below --replicas-per-shard ${topology.replicasPerShard}`);
+  const grpcPort = int('grpc-port', 50051, 1, 65535);
+  const peers = parsePeers(get('peers'), get('peer-address-template'), { cluster, namespace, topology, grpcPort });
+  const pullBool = (flag: Flag): boolean => {
+    const value = parsed[flag];
+    if (typeof value === 'boolean') return value;
+    const fromEnv = env[`SHARDBANK_${flag.toUpperCase().replaceAll('-', '_')}`];
+    return fromEnv === 'true' || fromEnv === '1';
+  };
+  return {
+    cluster,
+    namespace,
+    incarnation: get('incarnation'),
+    shard,
+    ordinal,
+    topology,
+    maxTransferAmount: int('max-transfer-amount', 1_000_000_000, 1, Number.MAX_SAFE_INTEGER),
+    peers,
+    dataDir: get('data-dir') ?? '/var/lib/shardbank',
+    natsUrl: get('nats-url') ?? (env.NATS_URL || undefined),
+    listenHost: get('listen-host') ?? '0.0.0.0',
+    grpcPort,
+    httpPort: int('http-port', 8080, 0, 65535),
+    logLevel: get('log-level') ?? 'info',
+    unsafeNoFsync: pullBool('unsafe-no-fsync'),
+    tickMs: int('tick-ms', 25, 5, 1000),
+  };
+}
+
+function ordinalFromPodName(podName: string | undefined): number {
+  const match = podName ? /-(\d+)$/.exec(podName) : null;
+  if (!match) throw new ConfigError('--ordinal is required (or POD_NAME ending in -<ordinal>)');
+  return Number(match[1]);
+}
+
+function parsePeers(
+  list: string | undefined,
+  template: string | undefined,
+  context: { cluster: string; namespace: string; topology: Topology; grpcPort: number },
+): string[][] {
+  const { topology } = context;
+  if (list) {
+    const shards = list.split(';').map((group) => group.split(',').map((address) => address.trim()));
+    if (shards.length !== topology.shards) throw new ConfigError(`--peers lists ${shards.length} shards, expected ${topology.shards}`);
+    shards.forEach((group, shard) => {
+      if (group.length !== topology.replicasPerShard) {
+        throw new ConfigError(`--peers lists ${group.length} replicas for shard ${shard}, expected ${topology.replicasPerShard}`);
+      }
+      for (const address of group) {
+        if (!/^[^\s:]+:\d+$/.test(address)) throw new ConfigError(`--peers: ${JSON.stringify(address)} is not host:port`);
+      }
+    });
+    return shards;
+  }
+  if (template) {
+    const result: string[][] = [];
+    for (let shard = 0; shard < topology.shards; shard += 1) {
+      const group: string[] = [];
+      for (let ordinal = 0; ordinal < topology.replicasPerShard; ordinal += 1) {
+        group.push(
+          template
+            .replaceAll('{cluster}', context.cluster)
+            .replaceAll('{namespace}', context.namespace)
+            .replaceAll('{shard}', String(shard))
+            .replaceAll('{ordinal}', String(ordinal))
+            .replaceAll('{port}', String(context.grpcPort)),
+        );
+      }
+      result.push(group);
+    }
+    return result;
+  }
+  throw new ConfigError('--peers or --peer-address-template is required');
+}

@@ -1,0 +1,289 @@
+// The driver around one ShardNode: it carries out each ShardReady in the order the core's
+// contract requires (send requests at once; append + fsync, then send replies that claim
+// durable state and acknowledge the persist id; route 2PC messages; resolve client calls),
+// ticks the node on a timer, and feeds it frames from peers.
+import { mkdir, readFile, writeFile, rename } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { assert } from '../util/assert.js';
+import type { PeerFrame } from '../gen/shardbank/v1/peer.js';
+import { openDurableLog } from '../storage/durable-log.js';
+import type { DurableLog } from '../storage/durable-log-interface.js';
+import { ShardNode, DEFAULT_TIMING, type ClientReply, type ShardReady, type TransferInput } from '../shard/shard-node.js';
+import { PeerTransport } from '../transport/peer-transport.js';
+import type { ReplicaConfig } from './replica-config.js';
+import { TxRouter } from './tx-router.js';
+import { ReplicaMetrics } from './replica-metrics.js';
+
+export type ReplyHandler = (reply: ClientReply) => void;
+
+/** Limits on client work held in memory while waiting for consensus. */
+const PENDING_CALLS_MAX = 200_000;
+
+export class Replica {
+  readonly node: ShardNode;
+  readonly transport: PeerTransport;
+  readonly router: TxRouter;
+  readonly metrics = new ReplicaMetrics();
+  private readonly calls = new Map<number, ReplyHandler>();
+  private nextToken = 1;
+  private processScheduled = false;
+  private persistChain: Promise<void> = Promise.resolve();
+  private ticker: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private failed: Error | undefined;
+  private leaderListeners: ((leading: boolean) => void)[] = [];
+
+  private constructor(
+    readonly config: ReplicaConfig,
+    readonly incarnation: string,
+    private readonly log: DurableLog,
+    node: ShardNode,
+    readonly logger: Logger,
+  ) {
+    this.node = node;
+    this.transport = new PeerTransport(config.cluster, { shard: config.shard, ordinal: config.ordinal }, config.peers, logger);
+    this.router = new TxRouter(config, this.transport);
+  }
+
+  static async open(config: ReplicaConfig, logger: Logger): Promise<Replica> {
+    await mkdir(config.dataDir, { recursive: true });
+    await checkTopology(config);
+    const incarnation = await loadIncarnation(config);
+    const { log, recovered } = await openDurableLog(path.join(config.dataDir, 'log'), { noSync: config.unsafeNoFsync });
+    if (recovered.tornTailBytes > 0) logger.warn({ bytes: recovered.tornTailBytes }, 'discarded a torn, never-acknowledged tail of the log');
+    const node = new ShardNode(
+      {
+        topology: config.topology,
+        shard: config.shard,
+        ordinal: config.ordinal,
+        paxos: {
+          electionTimeoutTicksMin: Math.round(500 / config.tickMs),
+          electionTimeoutTicksMax: Math.round(1000 / config.tickMs),
+          heartbeatTicks: Math.max(1, Math.round(100 / config.tickMs)),
+          retransmitTicks: Math.max(2, Math.round(200 / config.tickMs)),
+          inflightSlotsMax: 16,
+          entriesPerMessageMax: 256,
+        },
+        timing: {
+          ...DEFAULT_TIMING,
+          txScanTicks: Math.max(1, Math.round(50 / config.tickMs)),
+          txResendTicks: Math.max(2, Math.round(200 / config.tickMs)),
+          txAbortTicks: Math.round(5000 / config.tickMs),
+          txInquiryTicks: Math.round(1000 / config.tickMs),
+          readWaitTicksMax: Math.round(2000 / config.tickMs),
+          conflictBackoffTicksMax: 4,
+        },
+        commandsPerSlotMax: 4096,
+        snapshotEverySlots: 4096,
+        random: Math.random,
+      },
+      { hardState: recovered.hardState, snapshot: recovered.snapshot, entries: recovered.entries },
+    );
+    logger.info(
+      { promised: recovered.hardState?.promised, snapshotIndex: recovered.snapshot?.index ?? 0, entries: recovered.entries.length },
+      'recovered acceptor state',
+    );
+    return new Replica(config, incarnation, log, node, logger);
+  }
+
+  start(): void {
+    this.ticker = setInterval(() => {
+      this.node.tick();
+      this.scheduleProcess();
+    }, this.config.tickMs);
+    this.scheduleProcess();
+  }
+
+  onLeadership(listener: (leading: boolean) => void): void {
+    this.leaderListeners.push(listener);
+  }
+
+  get healthy(): boolean {
+    return this.failed === undefined && !this.stopped;
+  }
+
+  // ---- Client calls ----
+
+  submitTransfer(input: TransferInput, handler: ReplyHandler): void {
+    const token = this.register(handler);
+    if (token === undefined) return;
+    this.node.submitTransfer(input, token);
+    this.scheduleProcess();
+  }
+
+  submitRead(items: number[], handler: ReplyHandler): void {
+    const token = this.register(handler);
+    if (token === undefined) return;
+    this.node.submitRead(items, token);
+    this.scheduleProcess();
+  }
+
+  private register(handler: ReplyHandler): number | undefined {
+    if (this.calls.size >= PENDING_CALLS_MAX || this.failed) {
+      handler({ token: 0, kind: 'error', code: 'unavailable', message: 'replica overloaded; retry', leaderOrdinal: this.node.core.leaderOrdinal });
+      return undefined;
+    }
+    const token = this.nextToken++;
+    this.calls.set(token, handler);
+    return token;
+  }
+
+  // ---- Peer frames ----
+
+  onFrame(frame: PeerFrame): void {
+    for (const message of frame.paxos) this.node.stepPaxos(message);
+    if (frame.tx.length > 0) {
+      if (frame.senderShard !== this.config.shard) this.router.learnLeader(frame.senderShard, frame.senderOrdinal);
+      const leader = this.node.core.leaderOrdinal;
+      if (!this.node.isReadyLeader && !frame.forwarded && leader >= 0 && leader !== this.config.ordinal) {
+        // Only the leader acts on 2PC messages; a follower passes them on, once.
+        for (const message of frame.tx) this.transport.sendTx(this.config.shard, leader, message, true);
+      } else {
+        for (const message of frame.tx) this.node.stepTx(message);
+      }
+    }
+    this.scheduleProcess();
+  }
+
+  // ---- The Ready loop ----
+
+  private scheduleProcess(): void {
+    if (this.processScheduled || this.stopped) return;
+    this.processScheduled = true;
+    setImmediate(() => {
+      this.processScheduled = false;
+      this.process();
+    });
+  }
+
+  private process(): void {
+    if (this.stopped || this.failed) return;
+    for (let round = 0; round < 4; round += 1) {
+      const wasLeader = this.node.isReadyLeader;
+      const ready = this.node.ready();
+      const busy = this.carryOut(ready);
+      if (wasLeader !== this.node.isReadyLeader) for (const listener of this.leaderListeners) listener(this.node.isReadyLeader);
+      if (!busy) return;
+    }
+    this.scheduleProcess();
+  }
+
+  private carryOut(ready: ShardReady): boolean {
+    const { shard } = this.config;
+    for (const message of ready.messages) this.transport.sendPaxos(shard, message.to, message);
+    for (const message of ready.txMessages) this.router.send(message);
+    for (const reply of ready.replies) this.reply(reply);
+    for (const event of ready.events) {
+      if (event.type === 'became-leader') {
+        this.metrics.elections += 1;
+        this.logger.info({ ballot: event.ballot }, 'became leader');
+      } else if (event.type === 'stepped-down') this.logger.info({ ballot: event.ballot }, 'stepped down');
+    }
+    const persist = ready.persist;
+    if (persist) {
+      this.log.append(persist.hardState, persist.entries);
+      const synced = this.log.sync();
+      const snapshotSaved = persist.snapshot ? this.log.saveSnapshot(persist.snapshot) : Promise.resolve();
+      const after = ready.messagesAfterPersist;
+      this.persistChain = this.persistChain
+        .then(() => Promise.all([synced, snapshotSaved]))
+        .then(() => {
+          this.metrics.persistBatches += 1;
+          for (const message of after) this.transport.sendPaxos(shard, message.to, message);
+          this.node.persisted(persist.id);
+          this.scheduleProcess();
+        })
+        .catch((error: unknown) => this.fail(error));
+    } else {
+      for (const message of ready.messagesAfterPersist) this.transport.sendPaxos(shard, message.to, message);
+    }
+    return Boolean(persist) || ready.messages.length > 0 || ready.replies.length > 0 || ready.txMessages.length > 0 || this.node.hasQueuedWork();
+  }
+
+  private reply(reply: ClientReply): void {
+    const handler = this.calls.get(reply.token);
+    if (!handler) return;
+    this.calls.delete(reply.token);
+    if (reply.kind === 'transfer') this.metrics.countOutcome(reply.outcome);
+    handler(reply);
+  }
+
+  /** A storage failure is fail-stop: a replica that cannot persist must not answer. */
+  private fail(error: unknown): void {
+    if (this.failed) return;
+    this.failed = error instanceof Error ? error : new Error(String(error));
+    this.logger.fatal({ err: this.failed }, 'storage failed: stopping this replica');
+    this.stop().finally(() => process.exit(70));
+  }
+
+  // ---- Shutdown ----
+
+  /** Graceful: hand leadership to the most caught-up follower, then flush and close. */
+  async handOver(timeoutMs: number): Promise<void> {
+    const target = this.node.transferLeadership();
+    this.scheduleProcess();
+    if (target < 0) return;
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline && this.node.core.role === 'leader') {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.ticker) clearInterval(this.ticker);
+    for (const [token, handler] of this.calls) {
+      handler({ token, kind: 'error', code: 'unavailable', message: 'replica shutting down; the outcome is unknown: retry with the same request id', leaderOrdinal: -1 });
+    }
+    this.calls.clear();
+    await this.persistChain.catch(() => undefined);
+    this.transport.close();
+    await this.log.close().catch(() => undefined);
+  }
+
+  stats() {
+    return this.log.stats();
+  }
+}
+
+async function checkTopology(config: ReplicaConfig): Promise<void> {
+  const file = path.join(config.dataDir, 'topology.json');
+  const wanted = { cluster: config.cluster, shard: config.shard, ordinal: config.ordinal, ...config.topology };
+  let existing: string | undefined;
+  try {
+    existing = await readFile(file, 'utf8');
+  } catch {
+    existing = undefined;
+  }
+  if (existing === undefined) {
+    await writeFile(`${file}.tmp`, JSON.stringify(wanted));
+    await rename(`${file}.tmp`, file);
+    return;
+  }
+  const previous = JSON.parse(existing) as Record<string, unknown>;
+  for (const [key, value] of Object.entries(wanted)) {
+    if (previous[key] !== value) {
+      throw new Error(`data dir ${config.dataDir} belongs to a different topology: ${key} was ${JSON.stringify(previous[key])}, now ${JSON.stringify(value)}; refusing to start`);
+    }
+  }
+}
+
+async function loadIncarnation(config: ReplicaConfig): Promise<string> {
+  const file = path.join(config.dataDir, 'incarnation');
+  if (config.incarnation) {
+    await writeFile(file, config.incarnation);
+    return config.incarnation;
+  }
+  try {
+    const value = (await readFile(file, 'utf8')).trim();
+    assert(value.length > 0, 'empty incarnation file');
+    return value;
+  } catch {
+    const value = randomUUID();
+    await writeFile(file, value);
+    return value;
+  }
+}

@@ -1,0 +1,67 @@
+// Validation of client requests: pure, and every message names the field. Bad input changes
+// nothing: it is refused before it reaches the log.
+import type { Topology } from '../cluster/topology.js';
+import { isItem, itemCount } from '../cluster/topology.js';
+import { SESSION_LIMITS } from '../bank/session-table.js';
+import type { TransferInput } from '../shard/shard-node.js';
+
+export const REQUEST_LIMITS = {
+  batchEntriesMax: 10_000,
+  balanceItemsMax: 10_000,
+  clientIdBytesMax: SESSION_LIMITS.clientIdBytesMax,
+} as const;
+
+export type Invalid = { ok: false; code: 'invalid-argument' | 'failed-precondition'; message: string };
+export type Checked<T> = { ok: true; value: T } | Invalid;
+
+export interface ValidationContext {
+  cluster: string;
+  topology: Topology;
+  maxTransferAmount: number;
+}
+
+const invalid = (message: string): Invalid => ({ ok: false, code: 'invalid-argument', message });
+
+export function checkCluster(cluster: string, context: ValidationContext): Invalid | undefined {
+  if (cluster === '') return invalid(`cluster: must name the cluster (this replica belongs to ${JSON.stringify(context.cluster)})`);
+  if (cluster !== context.cluster) {
+    return { ok: false, code: 'failed-precondition', message: `cluster: request is for ${JSON.stringify(cluster)}, but this replica belongs to ${JSON.stringify(context.cluster)}` };
+  }
+  return undefined;
+}
+
+export function checkClientId(clientId: string): Invalid | undefined {
+  if (clientId.length === 0) return invalid('client_id: must not be empty');
+  const bytes = Buffer.byteLength(clientId, 'utf8');
+  if (bytes > REQUEST_LIMITS.clientIdBytesMax) return invalid(`client_id: at most ${REQUEST_LIMITS.clientIdBytesMax} bytes, got ${bytes}`);
+  return undefined;
+}
+
+export function checkItem(field: string, item: number, topology: Topology): Invalid | undefined {
+  if (!isItem(topology, item)) return invalid(`${field}: unknown item ${item} (items are 1..${itemCount(topology)})`);
+  return undefined;
+}
+
+export function checkTransferFields(
+  entry: { requestId: number; from: number; to: number; amount: number },
+  clientId: string,
+  context: ValidationContext,
+): Checked<TransferInput> {
+  const failure =
+    checkClientId(clientId) ??
+    (Number.isSafeInteger(entry.requestId) && entry.requestId > 0 ? undefined : invalid(`request_id: must be a positive integer, got ${entry.requestId}`)) ??
+    checkItem('from', entry.from, context.topology) ??
+    checkItem('to', entry.to, context.topology) ??
+    (entry.from === entry.to ? invalid(`to: must differ from from (both are ${entry.from})`) : undefined) ??
+    checkAmount(entry.amount, context.maxTransferAmount);
+  if (failure) return failure;
+  return { ok: true, value: { clientId, requestId: entry.requestId, from: entry.from, to: entry.to, amount: entry.amount } };
+}
+
+export function checkAmount(amount: unknown, maxTransferAmount: number): Invalid | undefined {
+  if (typeof amount !== 'number' || !Number.isSafeInteger(amount) || amount <= 0) {
+    return invalid(`amount: must be a positive integer, got ${JSON.stringify(amount)}`);
+  }
+  if (amount > maxTransferAmount) return invalid(`amount: at most ${maxTransferAmount}, got ${amount}`);
+  return undefined;
+}

@@ -1,0 +1,220 @@
+// Integration-test support: a cluster of real replica processes on loopback, each with its
+// own data dir, talking real gRPC (and optionally a real nats-server). Tests kill and restart
+// replicas with real signals.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { BankClient, Consistency, type ClusterStatusReply, type ReplicaStatus, type TransferReply } from '../../node/gen/shardbank/v1/bank.js';
+import type { Topology } from '../../node/cluster/topology.js';
+import { shardOfItem } from '../../node/cluster/topology.js';
+import { asyncBankClient, type AsyncBankClient } from '../../node/replica/forwarder.js';
+import { freePort } from './nats-server.js';
+
+const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+const REPLICA_MAIN = path.join(REPO.endsWith('dist') ? path.dirname(REPO) : REPO, 'dist/node/replica/main.js');
+
+export interface ReplicaProcess {
+  shard: number;
+  ordinal: number;
+  address: string;
+  httpPort: number;
+  dataDir: string;
+  child: ChildProcess | undefined;
+  exited: Promise<number | null> | undefined;
+}
+
+export interface ClusterOptions {
+  cluster?: string;
+  topology: Topology;
+  natsUrl?: string;
+  maxTransferAmount?: number;
+  extraArgs?: string[];
+}
+
+export async function pollUntil<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000, intervalMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe();
+      if (value !== undefined && value !== false) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
+}
+
+export class ReplicaCluster {
+  readonly cluster: string;
+  readonly replicas: ReplicaProcess[][] = [];
+  private readonly clients = new Map<string, { raw: BankClient; async: AsyncBankClient }>();
+
+  private constructor(
+    readonly options: ClusterOptions,
+    readonly root: string,
+  ) {
+    this.cluster = options.cluster ?? 'test';
+  }
+
+  static async start(options: ClusterOptions): Promise<ReplicaCluster> {
+    const root = await mkdtemp(path.join(os.tmpdir(), 'shardbank-it-'));
+    const cluster = new ReplicaCluster(options, root);
+    const { topology } = options;
+    for (let shard = 0; shard < topology.shards; shard += 1) {
+      const group: ReplicaProcess[] = [];
+      for (let ordinal = 0; ordinal < topology.replicasPerShard; ordinal += 1) {
+        const port = await freePort();
+        group.push({ shard, ordinal, address: `127.0.0.1:${port}`, httpPort: await freePort(), dataDir: path.join(root, `s${shard}-${ordinal}`), child: undefined, exited: undefined });
+      }
+      cluster.replicas.push(group);
+    }
+    for (const group of cluster.replicas) for (const replica of group) cluster.spawn(replica);
+    return cluster;
+  }
+
+  get peersFlag(): string {
+    return this.replicas.map((group) => group.map((r) => r.address).join(',')).join(';');
+  }
+
+  spawn(replica: ReplicaProcess): void {
+    const { topology } = this.options;
+    const args = [
+      REPLICA_MAIN,
+      '--cluster', this.cluster,
+      '--incarnation', `it-${path.basename(this.root)}`,
+      '--shard', String(replica.shard),
+      '--ordinal', String(replica.ordinal),
+      '--shards', String(topology.shards),
+      '--replicas-per-shard', String(topology.replicasPerShard),
+      '--items-per-shard', String(topology.itemsPerShard),
+      '--initial-balance', String(topology.initialBalance),
+      '--max-transfer-amount', String(this.options.maxTransferAmount ?? 1_000_000),
+      '--peers', this.peersFlag,
+      '--data-dir', replica.dataDir,
+      '--listen-host', '127.0.0.1',
+      '--grpc-port', replica.address.split(':')[1]!,
+      '--http-port', String(replica.httpPort),
+      ...(this.options.natsUrl ? ['--nats-url', this.options.natsUrl] : []),
+      ...(this.options.extraArgs ?? []),
+    ];
+    const log = createWriteStream(path.join(this.root, `s${replica.shard}-${replica.ordinal}.log`), { flags: 'a' });
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout!.pipe(log);
+    child.stderr!.pipe(log);
+    replica.child = child;
+    replica.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+  }
+
+  async kill(shard: number, ordinal: number, signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
+    const replica = this.replicas[shard]![ordinal]!;
+    const child = replica.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return null;
+    child.kill(signal);
+    const code = await replica.exited;
+    replica.child = undefined;
+    return code ?? null;
+  }
+
+  async restart(shard: number, ordinal: number, options: { wipe?: boolean } = {}): Promise<void> {
+    const replica = this.replicas[shard]![ordinal]!;
+    await this.kill(shard, ordinal);
+    if (options.wipe) await rm(replica.dataDir, { recursive: true, force: true });
+    this.spawn(replica);
+  }
+
+  client(address: string): AsyncBankClient {
+    let entry = this.clients.get(address);
+    if (!entry) {
+      const raw = new BankClient(address, grpc.credentials.createInsecure());
+      entry = { raw, async: asyncBankClient(raw) };
+      this.clients.set(address, entry);
+    }
+    return entry.async;
+  }
+
+  rawClient(address: string): BankClient {
+    this.client(address);
+    return this.clients.get(address)!.raw;
+  }
+
+  async replicaStatus(shard: number, ordinal: number): Promise<ReplicaStatus | undefined> {
+    const address = this.replicas[shard]![ordinal]!.address;
+    const reply: ClusterStatusReply = await this.client(address).clusterStatusAsync({ cluster: this.cluster, localOnly: true }, new grpc.Metadata(), { deadline: Date.now() + 2000 });
+    return reply.shards[0]?.replicas[0];
+  }
+
+  /** The ordinal of the shard's ready leader, polling until there is exactly one. */
+  async leaderOf(shard: number, timeoutMs = 60_000, excluding = -1): Promise<number> {
+    return pollUntil(`a leader of shard ${shard}`, async () => {
+      const statuses = await Promise.all(this.replicas[shard]!.map((r) => (r.child ? this.replicaStatus(shard, r.ordinal).catch(() => undefined) : undefined)));
+      const leaders = statuses.filter((s) => s?.role === 'leader' && s.ready && s.ordinal !== excluding);
+      return leaders.length === 1 ? leaders[0]!.ordinal : undefined;
+    }, timeoutMs);
+  }
+
+  async waitForLeaders(timeoutMs = 90_000): Promise<number[]> {
+    const result: number[] = [];
+    for (let shard = 0; shard < this.replicas.length; shard += 1) result.push(await this.leaderOf(shard, timeoutMs));
+    return result;
+  }
+
+  /** Transfer through any replica of the owning shard, retrying with the same id until a definite answer. */
+  async transfer(clientId: string, requestId: number, from: number, to: number, amount: number, timeoutMs = 60_000): Promise<TransferReply> {
+    const shard = shardOfItem(this.options.topology, from);
+    const deadline = Date.now() + timeoutMs;
+    let attempt = 0;
+    let lastError: unknown;
+    while (Date.now() < deadline) {
+      const group = this.replicas[shard]!.filter((r) => r.child);
+      const replica = group[attempt % Math.max(1, group.length)];
+      attempt += 1;
+      if (!replica) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        continue;
+      }
+      try {
+        return await this.client(replica.address).transferAsync(
+          { cluster: this.cluster, clientId, requestId, from, to, amount },
+          new grpc.Metadata(),
+          { deadline: Date.now() + 10_000 },
+        );
+      } catch (error) {
+        lastError = error;
+        const code = (error as { code?: number }).code;
+        if (code === grpc.status.INVALID_ARGUMENT || code === grpc.status.FAILED_PRECONDITION) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 50 + Math.random() * 100));
+      }
+    }
+    throw new Error(`transfer ${clientId}/${requestId} had no definite outcome: ${String(lastError)}`);
+  }
+
+  async balances(shard: number, ordinal: number, items: number[], consistency = Consistency.ANY_REPLICA): Promise<number[]> {
+    const reply = await this.client(this.replicas[shard]![ordinal]!.address).getBalanceAsync(
+      { cluster: this.cluster, items, consistency },
+      new grpc.Metadata(),
+      { deadline: Date.now() + 10_000 },
+    );
+    return reply.balances.map((b) => b.balance);
+  }
+
+  async stop(): Promise<void> {
+    for (const { raw } of this.clients.values()) raw.close();
+    this.clients.clear();
+    const exits: Promise<unknown>[] = [];
+    for (const group of this.replicas) {
+      for (const replica of group) {
+        if (replica.child && replica.child.exitCode === null) {
+          replica.child.kill('SIGKILL');
+          exits.push(replica.exited!);
+        }
+      }
+    }
+    await Promise.all(exits);
+    if (!process.env.SHARDBANK_KEEP_TEST_DIRS) await rm(this.root, { recursive: true, force: true });
+  }
+}
