@@ -164,6 +164,7 @@ export class LocalSupervisor {
           onStart: (pid) => {
             entry.pid = pid;
             this.save();
+            if (entry.restarts > 0) this.options.log(`replica s${entry.shard}-${entry.ordinal} started again (pid ${pid}, restart ${entry.restarts})`);
           },
           onExit: (code, signal, willRestart) => {
             entry.pid = null;

@@ -1,0 +1,223 @@
+// End to end through the real CLI as a subprocess: `up --detach` starts nats-server and 9
+// replica processes in a temporary state dir; transfers, balances, status, a leader
+// SIGKILL, bench, a short chaos run with nats-server kills, down, and up again on the same
+// data. Needs `npm run build` (npm test runs it) and nats-server. Polls with generous
+// deadlines; never asserts on timing.
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const REPO = resolve(import.meta.dirname, '../..');
+const CLI = join(REPO, 'bin/shardbank.js');
+const REPLICA_MAIN = join(REPO, 'dist/node/replica/main.js');
+const CLI_MAIN = join(REPO, 'dist/node/cli/main.js');
+const COMMAND_TIMEOUT_MS = 240_000;
+const POLL_MS = 1_000;
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+let stateDir = '';
+
+function shardbank(args: readonly string[], timeoutMs = COMMAND_TIMEOUT_MS): Promise<Run> {
+  return new Promise((done) => {
+    execFile(process.execPath, [CLI, ...args, '--state-dir', stateDir], { cwd: REPO, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+      const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? (error as { code: number }).code : 1) : 0;
+      done({ code, stdout, stderr });
+    });
+  });
+}
+
+function describeRun(run: Run): string {
+  return `exit ${run.code}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`;
+}
+
+async function json<T>(args: readonly string[]): Promise<T> {
+  const run = await shardbank([...args, '--json']);
+  expect(run.code, describeRun(run)).toBe(0);
+  return JSON.parse(run.stdout) as T;
+}
+
+async function poll<T>(what: string, deadlineMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadlineAtMs = Date.now() + deadlineMs;
+  let last: unknown;
+  while (Date.now() < deadlineAtMs) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+  throw new Error(`timed out after ${deadlineMs / 1000} s waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
+}
+
+interface StatusJson {
+  cluster: string;
+  shards: {
+    shard: number;
+    items: [number, number];
+    leader: { ordinal: number; ballot: [number, number]; address: string } | null;
+    replicas: { ordinal: number; role: string; ready: boolean; address: string; pid: number | null; commitIndex: number | null }[];
+  }[];
+}
+
+function bookPids(): number[] {
+  const path = join(stateDir, 'cluster.json');
+  if (!existsSync(path)) return [];
+  const book = JSON.parse(readFileSync(path, 'utf8')) as { supervisorPid: number | null; natsPid: number | null; replicas: { pid: number | null }[] };
+  return [book.supervisorPid, book.natsPid, ...book.replicas.map((r) => r.pid)].filter((pid): pid is number => typeof pid === 'number' && pid > 0);
+}
+
+beforeAll(() => {
+  if (!existsSync(CLI_MAIN)) throw new Error(`${CLI_MAIN} not found: build first (npm run build; npm test does it)`);
+  if (!existsSync(REPLICA_MAIN)) throw new Error(`${REPLICA_MAIN} not found: the replica entry point (node/replica/main.ts) is missing or not built`);
+  stateDir = mkdtempSync(join(tmpdir(), 'shardbank-local-'));
+});
+
+afterAll(async () => {
+  if (stateDir === '') return;
+  await shardbank(['down'], 120_000);
+  // Whatever survived a failed test: the supervisor, nats-server and replicas we started.
+  for (const pid of bookPids()) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+  rmSync(stateDir, { recursive: true, force: true });
+}, 180_000);
+
+describe('shardbank local cluster (real processes)', () => {
+  let balancesBeforeDown: Record<string, number> = {};
+
+  it('up --detach returns once every shard has a leader', async () => {
+    const run = await shardbank(['up', '--detach']);
+    expect(run.code, describeRun(run)).toBe(0);
+    const book = JSON.parse(readFileSync(join(stateDir, 'cluster.json'), 'utf8'));
+    expect(book.replicas).toHaveLength(9);
+    expect(book.natsUrl).toMatch(/^nats:\/\/127\.0\.0\.1:\d+$/);
+  }, 300_000);
+
+  it('a second up on the running state dir is refused', async () => {
+    const run = await shardbank(['up', '--detach']);
+    expect(run.code).not.toBe(0);
+    expect(run.stderr).toMatch(/already running/);
+  }, 60_000);
+
+  it('transfer 1001 3001 10 commits; balance shows 0 and 20', async () => {
+    const transfer = await json<{ outcome: string }>(['transfer', '1001', '3001', '10']);
+    expect(transfer.outcome).toBe('COMMITTED');
+    expect(await json(['balance', '1001', '3001'])).toEqual({ balances: { 1001: 0, 3001: 20 } });
+  }, 180_000);
+
+  it('a repeated transfer with the same client and request id has one effect', async () => {
+    const args = ['transfer', '2001', '5001', '3', '--client-id', 'it-retry', '--request-id', '1'];
+    const first = await json<{ outcome: string }>(args);
+    const second = await json<{ outcome: string }>(args);
+    expect([first.outcome, second.outcome]).toEqual(['COMMITTED', 'COMMITTED']);
+    expect(await json(['balance', '2001', '5001'])).toEqual({ balances: { 2001: 7, 5001: 13 } });
+    const poor = await shardbank(['transfer', '1001', '3001', '5', '--json']);
+    expect(poor.code, describeRun(poor)).toBe(0);
+    expect(JSON.parse(poor.stdout).outcome).toBe('INSUFFICIENT_FUNDS');
+    const bad = await shardbank(['transfer', '1001', '3001', '1.5', '--json']);
+    expect(bad.code).not.toBe(0);
+  }, 180_000);
+
+  it('status --json has the SPEC shape with a leader per shard', async () => {
+    const status = await json<StatusJson>(['status']);
+    expect(status.cluster).toBe('local');
+    expect(status.shards.map((s) => s.items)).toEqual([[1, 3000], [3001, 6000], [6001, 9000]]);
+    for (const shard of status.shards) {
+      expect(Object.keys(shard)).toEqual(['shard', 'items', 'leader', 'replicas']);
+      expect(shard.leader).not.toBeNull();
+      expect(shard.leader!.ballot).toHaveLength(2);
+      expect(shard.replicas.map((r) => r.ordinal)).toEqual([0, 1, 2]);
+      for (const replica of shard.replicas) {
+        expect(Object.keys(replica)).toEqual(['ordinal', 'role', 'ready', 'address', 'pid', 'commitIndex']);
+        expect(['leader', 'follower', 'candidate', 'down']).toContain(replica.role);
+      }
+    }
+  }, 60_000);
+
+  it('after SIGKILL of a shard leader, status shows a new leader and the replica comes back', async () => {
+    const before = await json<StatusJson>(['status']);
+    const leader = before.shards[0]!.leader!;
+    const pid = before.shards[0]!.replicas[leader.ordinal]!.pid!;
+    expect(pid).toBeGreaterThan(0);
+    process.kill(pid, 'SIGKILL');
+    await poll('a new leader of shard 0', 120_000, async () => {
+      const status = await json<StatusJson>(['status']);
+      const next = status.shards[0]!.leader;
+      const newer = next !== null && (next.ballot[0] > leader.ballot[0] || (next.ballot[0] === leader.ballot[0] && next.ballot[1] > leader.ballot[1]));
+      return newer ? next : undefined;
+    });
+    await poll('every replica up again', 120_000, async () => {
+      const status = await json<StatusJson>(['status']);
+      return status.shards.every((s) => s.replicas.every((r) => r.role !== 'down')) ? true : undefined;
+    });
+    const transfer = await json<{ outcome: string }>(['transfer', '10', '20', '1']);
+    expect(transfer.outcome).toBe('COMMITTED');
+  }, 300_000);
+
+  it('bench --json prints the SPEC shape', async () => {
+    const result = await json<Record<string, unknown>>(['bench', '--clients', '4', '--duration', '3s']);
+    expect(Object.keys(result)).toEqual(['clients', 'durationS', 'crossShardRatio', 'batchSize', 'transfers', 'transfersPerS', 'latencyMs', 'outcomes']);
+    expect(result.clients).toBe(4);
+    expect(result.transfers).toBeGreaterThan(0);
+  }, 180_000);
+
+  it('a short chaos run with leader and nats-server kills keeps every invariant', async () => {
+    const report = join(stateDir, 'chaos.html');
+    const run = await shardbank(['chaos', '--duration', '20s', '--interval', '4s', '--nats', '--json', '--report', report], 600_000);
+    expect(run.code, describeRun(run)).toBe(0);
+    const verdict = JSON.parse(run.stdout);
+    expect(verdict.ok).toBe(true);
+    expect(verdict.faults.replicaKills).toBeGreaterThan(0);
+    expect(verdict.faults.natsKills).toBeGreaterThan(0);
+    expect(verdict.counts.committed).toBeGreaterThan(0);
+    expect(readFileSync(report, 'utf8')).toMatch(/<svg/);
+  }, 660_000);
+
+  it('down stops every process; the data stays', async () => {
+    balancesBeforeDown = (await json<{ balances: Record<string, number> }>(['balance', '1001', '3001', '2001', '5001', '10', '20'])).balances;
+    const pids = bookPids();
+    const run = await shardbank(['down'], 180_000);
+    expect(run.code, describeRun(run)).toBe(0);
+    await poll('every process gone', 60_000, async () => (pids.every((pid) => !isAlive(pid)) ? true : undefined));
+    const status = await shardbank(['balance', '1']);
+    expect(status.code).not.toBe(0);
+    expect(status.stderr).toMatch(/not running/);
+  }, 240_000);
+
+  it('up with another topology on the same data is refused', async () => {
+    const manifest = join(stateDir, 'other.yaml');
+    writeFileSync(manifest, 'apiVersion: shardbank.io/v1alpha1\nkind: BankCluster\nmetadata: {name: local}\nspec: {shards: 2}\n');
+    const run = await shardbank(['up', '--detach', '-f', manifest]);
+    expect(run.code).not.toBe(0);
+    expect(run.stderr).toMatch(/topology/);
+  }, 60_000);
+
+  it('up again resumes: balances survived', async () => {
+    const run = await shardbank(['up', '--detach']);
+    expect(run.code, describeRun(run)).toBe(0);
+    const after = await json<{ balances: Record<string, number> }>(['balance', '1001', '3001', '2001', '5001', '10', '20']);
+    expect(after.balances).toEqual(balancesBeforeDown);
+  }, 300_000);
+});
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
