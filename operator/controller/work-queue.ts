@@ -80,6 +80,8 @@ export class WorkQueue {
 
   shutDown(): void {
     this.shuttingDown = true;
+    this.queue.length = 0;
+    this.dirty.clear();
     for (const t of this.delayed.values()) clearTimeout(t);
     this.delayed.clear();
     for (const w of this.waiters.splice(0)) w(undefined);

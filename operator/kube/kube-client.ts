@@ -175,6 +175,8 @@ export class KubeClient {
     const lines = createInterface({ input: response, crlfDelay: Infinity });
     const done = new Promise<void>((resolve) => {
       lines.on('close', resolve);
+      // readline forwards the input's errors ('aborted' when we abort): the stream just ends.
+      lines.on('error', () => resolve());
       response.on('error', () => resolve());
       request.on('error', () => resolve());
       request.on('close', () => resolve());

@@ -1,0 +1,151 @@
+// Desired StatefulSet of one shard: stable pod identity `<cluster>-s<shard>-<ordinal>`,
+// one PVC per replica, probes on the replica's HTTP port, replicas spread across nodes
+// and zones, and the replica flags of docs/CONTRACTS.md. A pure function of the spec.
+import type { V1Container, V1PodSpec, V1StatefulSet, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
+import { names, type BankCluster } from '../../node/cluster/bankcluster.js';
+import { namespaceOf, ownedMetadata, shardLabels, shardSelector } from './labels.js';
+import { DATA_DIR, DATA_VOLUME, GRPC_PORT, HTTP_PORT, PEER_ADDRESS_TEMPLATE } from './ports.js';
+
+export interface BuildOptions {
+  /** NATS URL used when the BankCluster asks for a managed NATS (spec.nats.url unset). */
+  managedNatsUrl?: string;
+}
+
+const TLS_DIR = '/etc/shardbank/tls';
+const RUN_AS_USER = 10001;
+export const TERMINATION_GRACE_SECONDS = 60;
+
+/** The NATS URL a cluster's replicas use, or undefined for none (hints and probing only). */
+export function natsUrlOf(cluster: BankCluster, options: BuildOptions = {}): string | undefined {
+  if (cluster.spec.nats.url) return cluster.spec.nats.url;
+  return cluster.spec.nats.managed ? options.managedNatsUrl : undefined;
+}
+
+export function replicaArgs(cluster: BankCluster, shard: number, options: BuildOptions = {}): string[] {
+  const s = cluster.spec;
+  const args = [
+    `--cluster=${cluster.metadata.name}`,
+    `--namespace=${namespaceOf(cluster)}`,
+    `--incarnation=${cluster.metadata.uid ?? ''}`,
+    `--shard=${shard}`,
+    `--shards=${s.shards}`,
+    `--replicas-per-shard=${s.replicasPerShard}`,
+    `--items-per-shard=${s.itemsPerShard}`,
+    `--initial-balance=${s.initialBalance}`,
+    `--max-transfer-amount=${s.maxTransferAmount}`,
+    `--peer-address-template=${PEER_ADDRESS_TEMPLATE}`,
+    `--data-dir=${DATA_DIR}`,
+    `--grpc-port=${GRPC_PORT}`,
+    `--http-port=${HTTP_PORT}`,
+  ];
+  const natsUrl = natsUrlOf(cluster, options);
+  if (natsUrl) args.push(`--nats-url=${natsUrl}`);
+  return args;
+}
+
+function container(cluster: BankCluster, shard: number, options: BuildOptions): V1Container {
+  const mounts: V1VolumeMount[] = [
+    { name: DATA_VOLUME, mountPath: DATA_DIR },
+    { name: 'tmp', mountPath: '/tmp' },
+  ];
+  if (cluster.spec.tls) mounts.push({ name: 'tls', mountPath: TLS_DIR, readOnly: true });
+  return {
+    name: 'replica',
+    image: cluster.spec.image,
+    imagePullPolicy: cluster.spec.imagePullPolicy,
+    args: replicaArgs(cluster, shard, options),
+    env: [
+      { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+      { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+    ],
+    ports: [
+      { name: 'grpc', containerPort: GRPC_PORT, protocol: 'TCP' },
+      { name: 'http', containerPort: HTTP_PORT, protocol: 'TCP' },
+    ],
+    readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 3 },
+    livenessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 6 },
+    startupProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 60 },
+    resources: (cluster.spec.resources ?? {}) as V1Container['resources'],
+    volumeMounts: mounts,
+    securityContext: {
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      runAsNonRoot: true,
+      capabilities: { drop: ['ALL'] },
+    },
+  };
+}
+
+function podSpec(cluster: BankCluster, shard: number, options: BuildOptions): V1PodSpec {
+  const overrides = cluster.spec.podTemplate ?? {};
+  const volumes: V1Volume[] = [{ name: 'tmp', emptyDir: { sizeLimit: '64Mi' } }];
+  if (cluster.spec.tls) volumes.push({ name: 'tls', secret: { secretName: cluster.spec.tls.secretName } });
+  const spread = (topologyKey: string) => ({
+    maxSkew: 1,
+    topologyKey,
+    whenUnsatisfiable: 'ScheduleAnyway',
+    labelSelector: { matchLabels: shardSelector(cluster, shard) },
+  });
+  const spec: V1PodSpec = {
+    terminationGracePeriodSeconds: TERMINATION_GRACE_SECONDS,
+    enableServiceLinks: false,
+    automountServiceAccountToken: false,
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: RUN_AS_USER,
+      runAsGroup: RUN_AS_USER,
+      fsGroup: RUN_AS_USER,
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    topologySpreadConstraints: [spread('kubernetes.io/hostname'), spread('topology.kubernetes.io/zone')],
+    containers: [container(cluster, shard, options)],
+    volumes,
+  };
+  if (overrides.affinity) spec.affinity = overrides.affinity as V1PodSpec['affinity'];
+  if (overrides.tolerations) spec.tolerations = overrides.tolerations as V1PodSpec['tolerations'];
+  if (overrides.nodeSelector) spec.nodeSelector = overrides.nodeSelector;
+  return spec;
+}
+
+export function buildStatefulSet(cluster: BankCluster, shard: number, options: BuildOptions = {}): V1StatefulSet {
+  const name = names.statefulSet(cluster.metadata.name, shard);
+  const labels = shardLabels(cluster, shard);
+  const overrides = cluster.spec.podTemplate ?? {};
+  const storage = cluster.spec.storage;
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'StatefulSet',
+    metadata: ownedMetadata(cluster, name, labels),
+    spec: {
+      serviceName: names.headlessService(cluster.metadata.name, shard),
+      replicas: cluster.spec.replicasPerShard,
+      // Paxos needs a majority up before any replica is ready: start them all at once.
+      podManagementPolicy: 'Parallel',
+      updateStrategy: { type: 'RollingUpdate' },
+      persistentVolumeClaimRetentionPolicy: {
+        whenDeleted: storage.retainOnDelete ? 'Retain' : 'Delete',
+        whenScaled: 'Retain',
+      },
+      selector: { matchLabels: shardSelector(cluster, shard) },
+      template: {
+        metadata: {
+          labels: { ...(overrides.labels ?? {}), ...labels },
+          ...(overrides.annotations ? { annotations: overrides.annotations } : {}),
+        },
+        spec: podSpec(cluster, shard, options),
+      },
+      volumeClaimTemplates: [
+        {
+          apiVersion: 'v1',
+          kind: 'PersistentVolumeClaim',
+          metadata: { name: DATA_VOLUME, labels: shardSelector(cluster, shard) },
+          spec: {
+            accessModes: ['ReadWriteOnce'],
+            resources: { requests: { storage: storage.size } },
+            ...(storage.storageClassName ? { storageClassName: storage.storageClassName } : {}),
+          },
+        },
+      ],
+    },
+  };
+}

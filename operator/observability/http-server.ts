@@ -1,0 +1,41 @@
+// /metrics, /healthz and /readyz of the operator process.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface HealthSource {
+  /** The process can make progress (informers not wedged). */
+  healthy(): { ok: boolean; detail: string };
+  /** Ready to serve: a leader with synced caches, or a standby waiting on the Lease. */
+  ready(): { ok: boolean; detail: string };
+  metrics(): string;
+}
+
+export async function startHttpServer(port: number, host: string, source: HealthSource): Promise<{ port: number; close(): Promise<void> }> {
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/metrics') {
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+      res.end(source.metrics());
+      return;
+    }
+    if (path === '/healthz' || path === '/readyz') {
+      const r = path === '/healthz' ? source.healthy() : source.ready();
+      res.writeHead(r.ok ? 200 : 503, { 'content-type': 'text/plain' });
+      res.end(`${r.ok ? 'ok' : 'not ok'}: ${r.detail}\n`);
+      return;
+    }
+    res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,147 @@
+// The operator process as a library: leader election gates the controller; HTTP serves
+// metrics and health; stop() shuts down gracefully (finish running reconciles, release
+// the Lease, close NATS watches). main.ts runs it from flags; tests run it in-process.
+import { hostname } from 'node:os';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { pino, type Logger } from 'pino';
+import { FIELD_MANAGER } from './builders/labels.js';
+import { Controller } from './controller/controller.js';
+import type { InformerOptions } from './controller/informer.js';
+import { LeaderElector } from './controller/leader-election.js';
+import { KubeClient } from './kube/kube-client.js';
+import { NatsLeaderDirectory, type LeaderDirectory } from './leaders/leader-directory.js';
+import { EventRecorder } from './observability/event-recorder.js';
+import { startHttpServer } from './observability/http-server.js';
+import { OperatorMetrics } from './observability/metrics.js';
+import { Reconciler } from './reconcile/reconciler.js';
+
+export interface OperatorOptions {
+  kubeConfig: KubeConfig;
+  /** Namespace of the Lease (the operator's own namespace). */
+  leaseNamespace: string;
+  leaseName?: string;
+  identity?: string;
+  /** 0 picks a free port; undefined serves no HTTP. */
+  httpPort?: number;
+  httpHost?: string;
+  managedNatsUrl?: string;
+  logger?: Logger;
+  leaseDurationMs?: number;
+  renewDeadlineMs?: number;
+  retryPeriodMs?: number;
+  notReadyRequeueMs?: number;
+  informer?: InformerOptions;
+  /** Exit the process (code 1) when the Lease is lost, so the Deployment restarts it clean. */
+  exitOnLostLease?: boolean;
+  /** Replaces the NATS leader directory (tests). */
+  leaders?: LeaderDirectory;
+}
+
+export class Operator {
+  private controller: Controller | undefined;
+  private leaders: LeaderDirectory | undefined;
+  private http: { port: number; close(): Promise<void> } | undefined;
+  private stopping = false;
+  readonly metrics = new OperatorMetrics();
+  readonly client: KubeClient;
+  readonly elector: LeaderElector;
+  readonly identity: string;
+  private readonly logger: Logger;
+
+  constructor(private readonly options: OperatorOptions) {
+    this.logger = options.logger ?? pino({ name: 'shardbank-operator' });
+    this.identity = options.identity ?? `${hostname()}-${process.pid}`;
+    this.client = new KubeClient(options.kubeConfig, FIELD_MANAGER);
+    this.elector = new LeaderElector(
+      this.client,
+      {
+        namespace: options.leaseNamespace,
+        name: options.leaseName ?? 'shardbank-operator',
+        identity: this.identity,
+        leaseDurationMs: options.leaseDurationMs,
+        renewDeadlineMs: options.renewDeadlineMs,
+        retryPeriodMs: options.retryPeriodMs,
+        onStartedLeading: () => void this.lead(),
+        onStoppedLeading: () => void this.stop(1),
+      },
+      this.logger,
+    );
+  }
+
+  get httpPort(): number | undefined {
+    return this.http?.port;
+  }
+
+  get isLeader(): boolean {
+    return this.elector.isLeader;
+  }
+
+  /** True once this replica leads and its caches are synced. */
+  get isActive(): boolean {
+    return this.elector.isLeader && (this.controller?.synced ?? false);
+  }
+
+  async start(): Promise<void> {
+    if (this.options.httpPort !== undefined) {
+      this.http = await startHttpServer(this.options.httpPort, this.options.httpHost ?? '0.0.0.0', {
+        healthy: () => ({ ok: !this.stopping, detail: this.stopping ? 'shutting down' : 'alive' }),
+        ready: () => {
+          if (this.stopping) return { ok: false, detail: 'shutting down' };
+          if (!this.elector.isLeader) return { ok: true, detail: 'standby: waiting for the lease' };
+          const synced = this.controller?.synced ?? false;
+          return { ok: synced, detail: synced ? 'leader, caches synced' : 'leader, caches syncing' };
+        },
+        metrics: () => this.renderMetrics(),
+      });
+    }
+    this.elector.start();
+    this.logger.info({ identity: this.identity, httpPort: this.http?.port }, 'operator started; waiting for the lease');
+  }
+
+  private renderMetrics(): string {
+    this.metrics.isLeader.set(this.elector.isLeader ? 1 : 0);
+    for (const s of this.controller?.informerStats() ?? []) {
+      this.metrics.relists.set(s.relists, { resource: s.resource });
+      this.metrics.stalls.set(s.stalls, { resource: s.resource });
+    }
+    return this.metrics.render();
+  }
+
+  private async lead(): Promise<void> {
+    if (this.stopping) return;
+    const logger = this.logger.child({ component: 'controller' });
+    const controller = new Controller(this.client, this.metrics, logger, { informer: this.options.informer });
+    this.controller = controller;
+    this.leaders = this.options.leaders ?? new NatsLeaderDirectory((ns, name) => controller.enqueue(ns, name), logger);
+    const events = new EventRecorder(this.client, FIELD_MANAGER, this.identity, logger);
+    controller.setReconciler(
+      new Reconciler({
+        client: this.client,
+        cache: controller,
+        leaders: this.leaders,
+        events,
+        metrics: this.metrics,
+        logger,
+        build: { managedNatsUrl: this.options.managedNatsUrl },
+        notReadyRequeueMs: this.options.notReadyRequeueMs,
+      }),
+    );
+    await controller.start();
+    this.logger.info('caches synced; reconciling');
+  }
+
+  /**
+   * Graceful shutdown: stop taking work and finish running reconciles, then release the
+   * Lease (a standby takes over at once), then close NATS watches and HTTP.
+   */
+  async stop(exitCode?: number): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    await this.controller?.stop();
+    await this.elector.stop();
+    await this.leaders?.close();
+    await this.http?.close();
+    this.logger.info('operator stopped');
+    if (exitCode !== undefined && this.options.exitOnLostLease) process.exit(exitCode);
+  }
+}

@@ -1,0 +1,27 @@
+// Every object a BankCluster should own, built by the pure builders, in apply order.
+import type { BankCluster } from '../../node/cluster/bankcluster.js';
+import { buildPodDisruptionBudget } from '../builders/pod-disruption-budget.js';
+import { buildClientService, buildHeadlessService } from '../builders/services.js';
+import { buildStatefulSet, type BuildOptions } from '../builders/statefulset.js';
+import { buildTopologyConfigMap } from '../builders/topology-config-map.js';
+import type { KubeObject } from '../kube/kube-object.js';
+import { RESOURCES, type ResourceKind } from '../kube/resources.js';
+
+export interface DesiredObject {
+  resource: ResourceKind;
+  object: KubeObject;
+}
+
+export function desiredObjects(cluster: BankCluster, options: BuildOptions): DesiredObject[] {
+  const out: DesiredObject[] = [
+    { resource: RESOURCES.configMap, object: buildTopologyConfigMap(cluster) as KubeObject },
+    { resource: RESOURCES.service, object: buildClientService(cluster) as KubeObject },
+  ];
+  for (let shard = 0; shard < cluster.spec.shards; shard++) {
+    out.push({ resource: RESOURCES.service, object: buildHeadlessService(cluster, shard) as KubeObject });
+    const pdb = buildPodDisruptionBudget(cluster, shard);
+    if (pdb) out.push({ resource: RESOURCES.podDisruptionBudget, object: pdb as KubeObject });
+    out.push({ resource: RESOURCES.statefulSet, object: buildStatefulSet(cluster, shard, options) as KubeObject });
+  }
+  return out;
+}

@@ -1,0 +1,209 @@
+// Reconcile one BankCluster: a flat list of guarded steps (load → validate → finalize on
+// deletion → finalizer → paused → objects → leader labels → status). Each step either
+// lets the next one run or ends the reconcile with a result.
+import type { Logger } from 'pino';
+import { API_GROUP, API_VERSION, KIND, validateBankCluster, type BankCluster } from '../../node/cluster/bankcluster.js';
+import { names } from '../../node/cluster/bankcluster.js';
+import { FINALIZER } from '../builders/labels.js';
+import { natsUrlOf, type BuildOptions } from '../builders/statefulset.js';
+import { errorMessage, isNotFound } from '../kube/api-error.js';
+import type { KubeClient } from '../kube/kube-client.js';
+import type { KubeObject } from '../kube/kube-object.js';
+import { RESOURCES } from '../kube/resources.js';
+import { stableJson } from '../kube/stable-json.js';
+import type { LeaderDirectory, ClusterRef } from '../leaders/leader-directory.js';
+import type { EventRecorder } from '../observability/event-recorder.js';
+import type { OperatorMetrics } from '../observability/metrics.js';
+import { computeStatus, PHASE, type BankClusterStatus, type ObservedShard } from '../status/bankcluster-status.js';
+import { AppliedMemo, applyIfChanged, hashOf } from './apply-if-changed.js';
+import { desiredObjects } from './desired-objects.js';
+import { addFinalizer, finalizeCluster, removeFinalizer } from './finalize.js';
+import { labelLeaderPods } from './leader-labels.js';
+import { ownedBy, type ObjectCache } from './object-cache.js';
+
+export interface ReconcileResult {
+  /** Reconcile again after this long even without a change (status not final yet). */
+  requeueAfterMs?: number;
+}
+
+export interface ReconcilerDeps {
+  client: KubeClient;
+  cache: ObjectCache;
+  leaders: LeaderDirectory;
+  events: EventRecorder;
+  metrics: OperatorMetrics;
+  logger: Logger;
+  build: BuildOptions;
+  /** How often to look again at a cluster that is not Ready yet. */
+  notReadyRequeueMs?: number;
+}
+
+const DONE: ReconcileResult = {};
+
+export class Reconciler {
+  private readonly memo = new AppliedMemo();
+
+  constructor(private readonly deps: ReconcilerDeps) {}
+
+  async reconcile(namespace: string, name: string): Promise<ReconcileResult> {
+    const raw = await this.load(namespace, name);
+    if (!raw) {
+      await this.deps.leaders.forget({ namespace, name });
+      return DONE;
+    }
+    const parsed = validateBankCluster(raw);
+    if (!parsed.ok) return this.rejectSpec(raw, parsed.errors.map((e) => e.message).join('; '));
+    const cluster: BankCluster = { ...parsed.value, metadata: { ...parsed.value.metadata, namespace } };
+    if (raw.metadata.deletionTimestamp) return this.finalize(raw, cluster);
+    if (!(raw.metadata.finalizers ?? []).includes(FINALIZER)) await addFinalizer(this.deps.client, raw);
+    const ref = this.clusterRef(cluster);
+    await this.deps.leaders.ensure(ref).catch((err: unknown) => this.deps.logger.warn({ err: errorMessage(err) }, 'leader watch failed'));
+    if (cluster.spec.paused) return this.writeStatus(raw, cluster, undefined);
+    let reconcileError: string | undefined;
+    try {
+      await this.applyObjects(cluster);
+      await this.deleteStalePdbs(cluster);
+      await this.labelLeaders(cluster, ref);
+    } catch (err) {
+      reconcileError = errorMessage(err);
+    }
+    const result = await this.writeStatus(raw, cluster, reconcileError);
+    if (reconcileError) throw new Error(reconcileError);
+    return result;
+  }
+
+  private async load(namespace: string, name: string): Promise<KubeObject | undefined> {
+    try {
+      return await this.deps.client.get<KubeObject>(RESOURCES.bankCluster, namespace, name);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  private clusterRef(cluster: BankCluster): ClusterRef {
+    return {
+      namespace: cluster.metadata.namespace ?? 'default',
+      name: cluster.metadata.name,
+      incarnation: cluster.metadata.uid ?? '',
+      natsUrl: natsUrlOf(cluster, this.deps.build),
+    };
+  }
+
+  private target(raw: KubeObject) {
+    return { apiVersion: `${API_GROUP}/${API_VERSION}`, kind: KIND, metadata: raw.metadata };
+  }
+
+  private async rejectSpec(raw: KubeObject, message: string): Promise<ReconcileResult> {
+    await this.deps.events.record(this.target(raw), 'Warning', 'InvalidSpec', message);
+    const previous = (raw.status ?? {}) as Partial<BankClusterStatus>;
+    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    const conditions = (previous.conditions ?? []).filter((c) => c.type !== 'Degraded');
+    conditions.push({ type: 'Degraded', status: 'True', reason: 'InvalidSpec', message, lastTransitionTime: now, observedGeneration: raw.metadata.generation });
+    await this.applyStatus(raw, { ...previous, phase: PHASE.degraded, observedGeneration: raw.metadata.generation, conditions });
+    return DONE;
+  }
+
+  private async finalize(raw: KubeObject, cluster: BankCluster): Promise<ReconcileResult> {
+    if (!(raw.metadata.finalizers ?? []).includes(FINALIZER)) return DONE;
+    const outcome = await finalizeCluster(this.deps.client, cluster);
+    const target = this.target(raw);
+    if (outcome.deleted.length > 0) await this.deps.events.record(target, 'Normal', 'Deleted', `deleted ${outcome.deleted.join(', ')}`);
+    if (outcome.pvcsRetained.length > 0) {
+      await this.deps.events.record(target, 'Normal', 'VolumesRetained', `kept ${outcome.pvcsRetained.length} PVCs (spec.storage.retainOnDelete): ${outcome.pvcsRetained.join(', ')}`);
+    }
+    if (outcome.pvcsDeleted.length > 0) await this.deps.events.record(target, 'Normal', 'VolumesDeleted', `deleted PVCs ${outcome.pvcsDeleted.join(', ')}`);
+    await this.deps.leaders.forget({ namespace: cluster.metadata.namespace ?? 'default', name: cluster.metadata.name });
+    await removeFinalizer(this.deps.client, raw);
+    this.deps.logger.info({ cluster: cluster.metadata.name, ...outcome }, 'BankCluster finalized');
+    return DONE;
+  }
+
+  private async applyObjects(cluster: BankCluster): Promise<void> {
+    const namespace = cluster.metadata.namespace ?? 'default';
+    for (const { resource, object } of desiredObjects(cluster, this.deps.build)) {
+      const live = this.deps.cache.get(resource, namespace, object.metadata.name);
+      if (live && !ownedBy(live, cluster.metadata.uid)) {
+        throw new Error(`${resource.kind} ${object.metadata.name} exists and is not owned by this BankCluster; not touching it`);
+      }
+      if (await applyIfChanged(this.deps.client, this.memo, resource, object, live)) {
+        this.deps.metrics.applies.inc({ kind: resource.kind });
+        const verb = live ? 'Updated' : 'Created';
+        await this.deps.events.record(this.target(cluster as unknown as KubeObject), 'Normal', verb, `${verb.toLowerCase()} ${resource.kind} ${object.metadata.name} (${hashOf(object).slice(0, 8)})`);
+      }
+    }
+  }
+
+  /** A cluster scaled to one replica per shard keeps no PodDisruptionBudget. */
+  private async deleteStalePdbs(cluster: BankCluster): Promise<void> {
+    if (cluster.spec.replicasPerShard > 1) return;
+    const namespace = cluster.metadata.namespace ?? 'default';
+    for (let shard = 0; shard < cluster.spec.shards; shard++) {
+      const name = names.pdb(cluster.metadata.name, shard);
+      const live = this.deps.cache.get(RESOURCES.podDisruptionBudget, namespace, name);
+      if (live && ownedBy(live, cluster.metadata.uid)) {
+        await this.deps.client.delete(RESOURCES.podDisruptionBudget, namespace, name).catch((err: unknown) => {
+          if (!isNotFound(err)) throw err;
+        });
+      }
+    }
+    await this.deps.events.record(
+      this.target(cluster as unknown as KubeObject),
+      'Warning',
+      'NoDisruptionBudget',
+      'replicasPerShard is 1: no PodDisruptionBudget can keep a majority; a node drain stops each shard',
+    );
+  }
+
+  private async labelLeaders(cluster: BankCluster, ref: ClusterRef): Promise<void> {
+    for (let shard = 0; shard < cluster.spec.shards; shard++) {
+      await labelLeaderPods(this.deps.client, this.deps.cache, cluster, shard, this.deps.leaders.leader(ref, shard)?.ordinal);
+    }
+  }
+
+  private observeShards(cluster: BankCluster): ObservedShard[] {
+    const namespace = cluster.metadata.namespace ?? 'default';
+    const ref = this.clusterRef(cluster);
+    return Array.from({ length: cluster.spec.shards }, (_, shard) => {
+      const sts = this.deps.cache.get(RESOURCES.statefulSet, namespace, names.statefulSet(cluster.metadata.name, shard));
+      const status = (sts?.status ?? {}) as Record<string, unknown>;
+      const leader = this.deps.leaders.leader(ref, shard);
+      return {
+        exists: sts !== undefined && !sts.metadata.deletionTimestamp,
+        generation: sts?.metadata.generation,
+        observedGeneration: status.observedGeneration as number | undefined,
+        replicas: status.replicas as number | undefined,
+        readyReplicas: status.readyReplicas as number | undefined,
+        updatedReplicas: status.updatedReplicas as number | undefined,
+        currentRevision: status.currentRevision as string | undefined,
+        updateRevision: status.updateRevision as string | undefined,
+        ...(leader ? { leader } : {}),
+      };
+    });
+  }
+
+  private async writeStatus(raw: KubeObject, cluster: BankCluster, reconcileError: string | undefined): Promise<ReconcileResult> {
+    const previous = (raw.status ?? {}) as Partial<BankClusterStatus>;
+    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    const leadersKnowable = this.clusterRef(cluster).natsUrl !== undefined;
+    const status = computeStatus({ cluster, shards: this.observeShards(cluster), previous, leadersKnowable, reconcileError, now });
+    this.deps.metrics.clusterPhase.set(status.phase === PHASE.ready ? 1 : 0, { namespace: cluster.metadata.namespace ?? '', cluster: cluster.metadata.name });
+    if (stableJson(status) !== stableJson(previous)) {
+      await this.applyStatus(raw, status);
+      if (previous.phase !== status.phase) {
+        await this.deps.events.record(this.target(raw), status.phase === PHASE.degraded ? 'Warning' : 'Normal', `Phase${status.phase}`, `phase ${previous.phase ?? '(none)'} -> ${status.phase}`);
+      }
+    }
+    if (status.phase === PHASE.ready || status.phase === PHASE.paused) return DONE;
+    return { requeueAfterMs: this.deps.notReadyRequeueMs ?? 30_000 };
+  }
+
+  /** Status goes only through the status subresource, applied with our field manager. */
+  private async applyStatus(raw: KubeObject, status: Partial<BankClusterStatus>): Promise<void> {
+    await this.deps.client.apply(
+      RESOURCES.bankCluster,
+      { apiVersion: `${API_GROUP}/${API_VERSION}`, kind: KIND, metadata: { name: raw.metadata.name, namespace: raw.metadata.namespace }, status },
+      { subresource: 'status' },
+    );
+  }
+}

@@ -1,0 +1,163 @@
+// BankCluster.status, computed from what the operator observed: a pure function.
+import type { BankCluster } from '../../node/cluster/bankcluster.js';
+import { names } from '../../node/cluster/bankcluster.js';
+import { quorumSize } from '../builders/pod-disruption-budget.js';
+import { removeCondition, setCondition, type Condition } from './conditions.js';
+
+export const CONDITION = {
+  ready: 'Ready',
+  progressing: 'Progressing',
+  degraded: 'Degraded',
+  quorumProtected: 'QuorumProtected',
+} as const;
+
+export const PHASE = {
+  pending: 'Pending',
+  progressing: 'Progressing',
+  ready: 'Ready',
+  degraded: 'Degraded',
+  paused: 'Paused',
+} as const;
+export type Phase = (typeof PHASE)[keyof typeof PHASE];
+
+export interface ShardLeaderStatus {
+  ordinal: number;
+  pod: string;
+  address: string;
+  ballot: { round: number; ordinal: number };
+}
+
+export interface ShardStatus {
+  shard: number;
+  replicas: number;
+  readyReplicas: number;
+  leader?: ShardLeaderStatus;
+}
+
+export interface BankClusterStatus {
+  observedGeneration?: number;
+  phase: Phase;
+  ready: string;
+  leaders: string;
+  readyReplicas: number;
+  incarnation?: string;
+  conditions: Condition[];
+  shards: ShardStatus[];
+}
+
+/** What the operator saw of one shard's StatefulSet (undefined fields: not reported yet). */
+export interface ObservedShard {
+  exists: boolean;
+  generation?: number;
+  observedGeneration?: number;
+  replicas?: number;
+  readyReplicas?: number;
+  updatedReplicas?: number;
+  currentRevision?: string;
+  updateRevision?: string;
+  leader?: { ordinal: number; address: string; ballot: { round: number; ordinal: number } };
+}
+
+export interface StatusInput {
+  cluster: BankCluster;
+  shards: ObservedShard[];
+  previous?: Partial<BankClusterStatus>;
+  /** False when the cluster has no NATS: leaders cannot be known, so Ready needs only majorities. */
+  leadersKnowable: boolean;
+  /** A reconcile step failed with this message. */
+  reconcileError?: string;
+  now: string;
+}
+
+function rolledOut(cluster: BankCluster, s: ObservedShard): boolean {
+  const desired = cluster.spec.replicasPerShard;
+  return (
+    s.exists &&
+    s.observedGeneration !== undefined &&
+    s.generation !== undefined &&
+    s.observedGeneration >= s.generation &&
+    (s.updatedReplicas ?? 0) === desired &&
+    (s.replicas ?? 0) === desired &&
+    (s.currentRevision === undefined || s.currentRevision === s.updateRevision)
+  );
+}
+
+function shardStatus(cluster: BankCluster, shard: number, s: ObservedShard): ShardStatus {
+  const out: ShardStatus = { shard, replicas: cluster.spec.replicasPerShard, readyReplicas: s.readyReplicas ?? 0 };
+  if (s.leader) {
+    out.leader = { ...s.leader, pod: names.pod(cluster.metadata.name, shard, s.leader.ordinal) };
+  }
+  return out;
+}
+
+export function computeStatus(input: StatusInput): BankClusterStatus {
+  const { cluster, now } = input;
+  const generation = cluster.metadata.generation;
+  const desired = cluster.spec.replicasPerShard;
+  const quorum = quorumSize(desired);
+  const shards = input.shards.map((s, shard) => shardStatus(cluster, shard, s));
+  const readyReplicas = shards.reduce((sum, s) => sum + s.readyReplicas, 0);
+  const leaders = shards.filter((s) => s.leader !== undefined).length;
+  const pending = input.shards.filter((s) => !rolledOut(cluster, s) || (s.readyReplicas ?? 0) < desired).length;
+  const belowQuorumSettled = input.shards.filter((s) => rolledOut(cluster, s) && (s.readyReplicas ?? 0) < quorum).length;
+  const majorities = input.shards.every((s) => (s.readyReplicas ?? 0) >= quorum);
+  const serving = majorities && (!input.leadersKnowable || leaders === shards.length);
+  let conditions = input.previous?.conditions ?? [];
+  const set = (c: Parameters<typeof setCondition>[1]) => (conditions = setCondition(conditions, c, generation, now));
+
+  if (cluster.spec.paused) {
+    set({ type: CONDITION.progressing, status: 'False', reason: 'Paused', message: 'spec.paused is true: the operator leaves the workloads as they are' });
+  } else if (pending > 0) {
+    set({ type: CONDITION.progressing, status: 'True', reason: 'RollingOut', message: `${pending} of ${shards.length} shards are not fully rolled out and ready` });
+  } else {
+    set({ type: CONDITION.progressing, status: 'False', reason: 'RolledOut', message: 'every StatefulSet is up to date and ready' });
+  }
+  if (input.reconcileError) {
+    set({ type: CONDITION.degraded, status: 'True', reason: 'ReconcileFailed', message: input.reconcileError });
+  } else if (belowQuorumSettled > 0) {
+    set({ type: CONDITION.degraded, status: 'True', reason: 'QuorumLost', message: `${belowQuorumSettled} shards have fewer than ${quorum} ready replicas` });
+  } else {
+    set({ type: CONDITION.degraded, status: 'False', reason: 'AsExpected', message: 'no shard is below its majority' });
+  }
+  set(
+    serving
+      ? {
+          type: CONDITION.ready,
+          status: 'True',
+          reason: 'AllShardsServing',
+          message: input.leadersKnowable ? 'every shard has a ready majority and a leader' : 'every shard has a ready majority (no NATS: leaders unknown)',
+        }
+      : { type: CONDITION.ready, status: 'False', reason: 'ShardsNotServing', message: `${leaders} of ${shards.length} shards have a known leader; ${readyReplicas} of ${shards.length * desired} replicas ready` },
+  );
+  if (desired === 1) {
+    set({
+      type: CONDITION.quorumProtected,
+      status: 'False',
+      reason: 'SingleReplica',
+      message: 'replicasPerShard is 1: no PodDisruptionBudget; a node drain stops each shard (development only)',
+    });
+  } else {
+    conditions = removeCondition(conditions, CONDITION.quorumProtected);
+  }
+
+  const degraded = conditions.find((c) => c.type === CONDITION.degraded)?.status === 'True';
+  const phase: Phase = cluster.spec.paused
+    ? PHASE.paused
+    : degraded
+      ? PHASE.degraded
+      : serving && pending === 0
+        ? PHASE.ready
+        : input.shards.some((s) => s.exists)
+          ? PHASE.progressing
+          : PHASE.pending;
+  return {
+    ...(generation !== undefined ? { observedGeneration: generation } : {}),
+    phase,
+    ready: `${readyReplicas}/${shards.length * desired}`,
+    leaders: `${leaders}/${shards.length}`,
+    readyReplicas,
+    ...(cluster.metadata.uid ? { incarnation: cluster.metadata.uid } : {}),
+    conditions,
+    shards,
+  };
+}

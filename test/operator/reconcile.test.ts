@@ -1,0 +1,205 @@
+// The operator against a real kube-apiserver: owned objects, spec edits, self-healing,
+// status conditions and deletion. No kube-controller-manager runs here, so nothing is
+// garbage-collected by owner references and no StatefulSet controller reports status:
+// the operator deletes what it owns itself, and the tests report StatefulSet status.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { KubeObject } from '../../operator/kube/kube-object.js';
+import type { Operator } from '../../operator/operator.js';
+import { FINALIZER } from '../../operator/builders/labels.js';
+import { startTestControlPlane, RESOURCES, type TestControlPlane } from './support/control-plane.js';
+import { eventually } from './support/eventually.js';
+import { OPERATOR_NAMESPACE, startTestOperator } from './support/operator.js';
+import {
+  condition,
+  createBankCluster,
+  getBankCluster,
+  getOrUndefined,
+  reportStatefulSetStatus,
+  type BankClusterObject,
+} from './support/bank-clusters.js';
+
+const NS = 'bank';
+type Sts = KubeObject & { spec: { replicas: number; template: { spec: { containers: { image: string; args: string[]; resources?: Record<string, Record<string, string>> }[] } } } };
+
+let tcp: TestControlPlane;
+let operator: Operator;
+
+beforeAll(async () => {
+  tcp = await startTestControlPlane();
+  await tcp.createNamespace(OPERATOR_NAMESPACE);
+  await tcp.createNamespace(NS);
+  operator = await startTestOperator(tcp);
+});
+
+afterAll(async () => {
+  await operator?.stop();
+  await tcp?.stop();
+});
+
+describe('operator reconcile', () => {
+  let demo: BankClusterObject;
+
+  it('creates the per-shard Services, StatefulSets and PDBs, the client Service and the ConfigMap, all owned', async () => {
+    demo = await createBankCluster(tcp.client, NS, 'demo', { shards: 2, replicasPerShard: 3, itemsPerShard: 100 });
+    const uid = demo.metadata.uid!;
+    const owned = (o: KubeObject | undefined) => o?.metadata.ownerReferences?.some((r) => r.uid === uid && r.controller && r.kind === 'BankCluster');
+    for (const shard of [0, 1]) {
+      const sts = await eventually(`StatefulSet demo-s${shard}`, () => getOrUndefined<Sts>(tcp.client, RESOURCES.statefulSet, NS, `demo-s${shard}`));
+      expect(owned(sts)).toBe(true);
+      expect(sts.spec.replicas).toBe(3);
+      const args = sts.spec.template.spec.containers[0]!.args;
+      expect(args).toContain(`--incarnation=${uid}`);
+      expect(args).toContain(`--shard=${shard}`);
+      expect(args).toContain('--peer-address-template={cluster}-s{shard}-{ordinal}.{cluster}-s{shard}.{namespace}.svc:50051');
+      const svc = await eventually(`Service demo-s${shard}`, () => getOrUndefined<KubeObject & { spec: { clusterIP: string } }>(tcp.client, RESOURCES.service, NS, `demo-s${shard}`));
+      expect(svc.spec.clusterIP).toBe('None');
+      expect(owned(svc)).toBe(true);
+      const pdb = await eventually(`PDB demo-s${shard}`, () => getOrUndefined<KubeObject & { spec: { minAvailable: number } }>(tcp.client, RESOURCES.podDisruptionBudget, NS, `demo-s${shard}`));
+      expect(pdb.spec.minAvailable).toBe(2);
+      expect(owned(pdb)).toBe(true);
+    }
+    const client = await eventually('client Service', () => getOrUndefined(tcp.client, RESOURCES.service, NS, 'demo-client'));
+    expect(owned(client)).toBe(true);
+    const cm = await eventually('topology ConfigMap', () => getOrUndefined<KubeObject & { data: Record<string, string> }>(tcp.client, RESOURCES.configMap, NS, 'demo-topology'));
+    expect(owned(cm)).toBe(true);
+    const topology = JSON.parse(cm.data['topology.json']!);
+    expect(topology.shards[1].items).toEqual([101, 200]);
+    expect(topology.incarnation).toBe(uid);
+    const withFinalizer = await eventually('finalizer', async () => {
+      const o = await getBankCluster(tcp.client, NS, 'demo');
+      return o.metadata.finalizers?.includes(FINALIZER) ? o : undefined;
+    });
+    expect(withFinalizer.metadata.finalizers).toContain(FINALIZER);
+  });
+
+  it('reports observedGeneration and Progressing until the StatefulSets are ready, then Ready, then Degraded below a majority', async () => {
+    const progressing = await eventually('Progressing status', async () => {
+      const o = await getBankCluster(tcp.client, NS, 'demo');
+      return o.status?.observedGeneration === o.metadata.generation && condition(o, 'Progressing')?.status === 'True' ? o : undefined;
+    });
+    expect(condition(progressing, 'Ready')?.status).toBe('False');
+    expect(progressing.status?.phase).toBe('Progressing');
+    for (const c of progressing.status!.conditions!) expect(c.reason.length).toBeGreaterThan(0);
+
+    await reportStatefulSetStatus(tcp.client, NS, 'demo-s0', 3);
+    await reportStatefulSetStatus(tcp.client, NS, 'demo-s1', 3);
+    const ready = await eventually('Ready status', async () => {
+      const o = await getBankCluster(tcp.client, NS, 'demo');
+      return o.status?.phase === 'Ready' ? o : undefined;
+    });
+    expect(condition(ready, 'Ready')).toMatchObject({ status: 'True', reason: 'AllShardsServing' });
+    expect(condition(ready, 'Progressing')?.status).toBe('False');
+    expect(condition(ready, 'Degraded')?.status).toBe('False');
+    expect(ready.status?.ready).toBe('6/6');
+
+    await reportStatefulSetStatus(tcp.client, NS, 'demo-s0', 1);
+    const degraded = await eventually('Degraded status', async () => {
+      const o = await getBankCluster(tcp.client, NS, 'demo');
+      return o.status?.phase === 'Degraded' ? o : undefined;
+    });
+    expect(condition(degraded, 'Degraded')).toMatchObject({ status: 'True', reason: 'QuorumLost' });
+    expect(condition(degraded, 'Ready')?.status).toBe('False');
+    await reportStatefulSetStatus(tcp.client, NS, 'demo-s0', 3);
+  });
+
+  it('applies spec edits (image, resources) to the StatefulSets and follows the new generation', async () => {
+    const before = await getBankCluster(tcp.client, NS, 'demo');
+    await tcp.client.mergePatch(RESOURCES.bankCluster, NS, 'demo', {
+      spec: { image: 'shardbank/node:0.2.0', resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { memory: '512Mi' } } },
+    });
+    for (const shard of [0, 1]) {
+      const sts = await eventually(`StatefulSet demo-s${shard} updated`, async () => {
+        const s = await tcp.client.get<Sts>(RESOURCES.statefulSet, NS, `demo-s${shard}`);
+        return s.spec.template.spec.containers[0]!.image === 'shardbank/node:0.2.0' ? s : undefined;
+      });
+      expect(sts.spec.template.spec.containers[0]!.resources).toEqual({ requests: { cpu: '250m', memory: '256Mi' }, limits: { memory: '512Mi' } });
+    }
+    const after = await eventually('observedGeneration follows', async () => {
+      const o = await getBankCluster(tcp.client, NS, 'demo');
+      return o.status?.observedGeneration === o.metadata.generation && o.metadata.generation! > before.metadata.generation! ? o : undefined;
+    });
+    expect(condition(after, 'Progressing')?.observedGeneration).toBe(after.metadata.generation);
+  });
+
+  it('keeps labels that others add to owned objects', async () => {
+    await tcp.client.mergePatch(RESOURCES.service, NS, 'demo-client', { metadata: { labels: { 'team.example/owner': 'payments' } } });
+    await tcp.client.mergePatch(RESOURCES.bankCluster, NS, 'demo', { spec: { maxTransferAmount: 5000 } });
+    await eventually('ConfigMap reflects the new spec', async () => {
+      const cm = await tcp.client.get<KubeObject & { data: Record<string, string> }>(RESOURCES.configMap, NS, 'demo-topology');
+      return JSON.parse(cm.data['topology.json']!).maxTransferAmount === 5000;
+    });
+    const svc = await tcp.client.get(RESOURCES.service, NS, 'demo-client');
+    expect(svc.metadata.labels?.['team.example/owner']).toBe('payments');
+  });
+
+  it('recreates a deleted StatefulSet', async () => {
+    const old = await tcp.client.get(RESOURCES.statefulSet, NS, 'demo-s1');
+    await tcp.client.delete(RESOURCES.statefulSet, NS, 'demo-s1');
+    const recreated = await eventually('StatefulSet demo-s1 recreated', async () => {
+      const s = await getOrUndefined(tcp.client, RESOURCES.statefulSet, NS, 'demo-s1');
+      return s && s.metadata.uid !== old.metadata.uid ? s : undefined;
+    });
+    expect(recreated.metadata.ownerReferences?.[0]?.uid).toBe(demo.metadata.uid);
+  });
+
+  it('gives a single-replica cluster no PodDisruptionBudget and says so in a condition and an event', async () => {
+    const solo = await createBankCluster(tcp.client, NS, 'solo', { shards: 1, replicasPerShard: 1 });
+    await eventually('StatefulSet solo-s0', () => getOrUndefined(tcp.client, RESOURCES.statefulSet, NS, 'solo-s0'));
+    const o = await eventually('QuorumProtected condition', async () => {
+      const c = await getBankCluster(tcp.client, NS, 'solo');
+      return condition(c, 'QuorumProtected') ? c : undefined;
+    });
+    expect(condition(o, 'QuorumProtected')).toMatchObject({ status: 'False', reason: 'SingleReplica' });
+    expect(await getOrUndefined(tcp.client, RESOURCES.podDisruptionBudget, NS, 'solo-s0')).toBeUndefined();
+    const events = await eventually('NoDisruptionBudget event', async () => {
+      const list = await tcp.client.list<KubeObject & { reason: string; involvedObject: { uid: string } }>(RESOURCES.event, NS);
+      const mine = list.items.filter((e) => e.involvedObject.uid === solo.metadata.uid && e.reason === 'NoDisruptionBudget');
+      return mine.length > 0 ? mine : undefined;
+    });
+    expect(events.length).toBeGreaterThan(0);
+  });
+
+  it('on deletion removes the workloads it owns and keeps the PVCs when retainOnDelete is true (the default)', async () => {
+    // The PVC the StatefulSet controller would have made for demo-s0-0.
+    await tcp.client.create(RESOURCES.persistentVolumeClaim, {
+      apiVersion: 'v1',
+      kind: 'PersistentVolumeClaim',
+      metadata: { name: 'data-demo-s0-0', namespace: NS, labels: { 'shardbank.io/cluster': 'demo', 'shardbank.io/shard': '0' } },
+      spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } },
+    });
+    await tcp.client.delete(RESOURCES.bankCluster, NS, 'demo');
+    await eventually('BankCluster demo gone', async () => (await getOrUndefined(tcp.client, RESOURCES.bankCluster, NS, 'demo')) === undefined);
+    for (const [resource, name] of [
+      [RESOURCES.statefulSet, 'demo-s0'],
+      [RESOURCES.statefulSet, 'demo-s1'],
+      [RESOURCES.service, 'demo-s0'],
+      [RESOURCES.service, 'demo-client'],
+      [RESOURCES.podDisruptionBudget, 'demo-s1'],
+      [RESOURCES.configMap, 'demo-topology'],
+    ] as const) {
+      const live = await getOrUndefined(tcp.client, resource, NS, name);
+      expect(live === undefined || live.metadata.deletionTimestamp !== undefined, `${resource.kind} ${name} deleted`).toBe(true);
+    }
+    const pvc = await getOrUndefined(tcp.client, RESOURCES.persistentVolumeClaim, NS, 'data-demo-s0-0');
+    expect(pvc?.metadata.deletionTimestamp).toBeUndefined();
+  });
+
+  it('deletes the PVCs when retainOnDelete is false', async () => {
+    await createBankCluster(tcp.client, NS, 'scratch', { shards: 1, storage: { retainOnDelete: false } });
+    await eventually('StatefulSet scratch-s0', () => getOrUndefined(tcp.client, RESOURCES.statefulSet, NS, 'scratch-s0'));
+    await eventually('finalizer on scratch', async () => (await getBankCluster(tcp.client, NS, 'scratch')).metadata.finalizers?.includes(FINALIZER));
+    await tcp.client.create(RESOURCES.persistentVolumeClaim, {
+      apiVersion: 'v1',
+      kind: 'PersistentVolumeClaim',
+      metadata: { name: 'data-scratch-s0-2', namespace: NS, labels: { 'shardbank.io/cluster': 'scratch', 'shardbank.io/shard': '0' } },
+      spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } },
+    });
+    await tcp.client.delete(RESOURCES.bankCluster, NS, 'scratch');
+    // With no kube-controller-manager the pvc-protection finalizer stays: a PVC whose
+    // deletion was requested shows a deletionTimestamp instead of disappearing.
+    await eventually('PVC deletion requested', async () => {
+      const pvc = await getOrUndefined(tcp.client, RESOURCES.persistentVolumeClaim, NS, 'data-scratch-s0-2');
+      return pvc === undefined || pvc.metadata.deletionTimestamp !== undefined;
+    });
+  });
+});
