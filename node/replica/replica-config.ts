@@ -22,6 +22,7 @@ export interface ReplicaConfig {
   /** Development only: skip fsync (never in production; acknowledged would not mean durable). */
   unsafeNoFsync: boolean;
   tickMs: number;
+  snapshotEverySlots: number;
 }
 
 export class ConfigError extends Error {
@@ -49,6 +50,7 @@ const OPTIONS = {
   'log-level': { type: 'string' },
   'unsafe-no-fsync': { type: 'boolean' },
   'tick-ms': { type: 'string' },
+  'snapshot-every-slots': { type: 'string' },
 } as const;
 
 type Flag = keyof typeof OPTIONS;
@@ -117,6 +119,7 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
     logLevel: get('log-level') ?? 'info',
     unsafeNoFsync: pullBool('unsafe-no-fsync'),
     tickMs: int('tick-ms', 25, 5, 1000),
+    snapshotEverySlots: int('snapshot-every-slots', 4096, 2, 10_000_000),
   };
 }
 

@@ -76,7 +76,7 @@ export class Replica {
           conflictBackoffTicksMax: 4,
         },
         commandsPerSlotMax: 4096,
-        snapshotEverySlots: 4096,
+        snapshotEverySlots: config.snapshotEverySlots,
         random: Math.random,
       },
       { hardState: recovered.hardState, snapshot: recovered.snapshot, entries: recovered.entries },

@@ -1,0 +1,187 @@
+// One shard of three real replica processes on loopback: exactly-once transfers through
+// leader crashes, catch-up after restart and after a wiped data dir (snapshot transfer).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as grpc from '@grpc/grpc-js';
+import { Outcome, Consistency } from '../../node/gen/shardbank/v1/bank.js';
+import { ReplicaCluster, pollUntil } from '../support/replica-cluster.js';
+import { BankLedger } from '../support/bank-ledger.js';
+
+const topology = { shards: 1, replicasPerShard: 3, itemsPerShard: 40, initialBalance: 100 };
+const ITEMS = Array.from({ length: topology.itemsPerShard }, (_, i) => i + 1);
+
+async function convergedBalances(cluster: ReplicaCluster): Promise<number[][]> {
+  // Replicas agree once they have applied the same index; then compare every balance.
+  return pollUntil('replicas to converge', async () => {
+    const statuses = await Promise.all([0, 1, 2].map((o) => cluster.replicaStatus(0, o)));
+    const applied = statuses.map((s) => s?.appliedIndex);
+    if (new Set(applied).size !== 1 || statuses.some((s) => !s || s.inflightTransactions > 0)) return undefined;
+    const all = await Promise.all([0, 1, 2].map((o) => cluster.balances(0, o, ITEMS)));
+    const again = await Promise.all([0, 1, 2].map((o) => cluster.replicaStatus(0, o)));
+    if (again.some((s, i) => s?.appliedIndex !== applied[i])) return undefined;
+    return all;
+  }, 90_000, 200);
+}
+
+describe('a shard of three replica processes', () => {
+  let cluster: ReplicaCluster;
+
+  beforeAll(async () => {
+    cluster = await ReplicaCluster.start({ topology, extraArgs: ['--snapshot-every-slots', '64'] });
+    await cluster.waitForLeaders();
+  });
+
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it('applies every COMMITTED transfer exactly once while the leader is SIGKILLed twice', async () => {
+    const ledger = new BankLedger(topology);
+    const clients = 6;
+    const perClient = 40;
+    let killed = 0;
+    let progress = 0;
+    const workload = Array.from({ length: clients }, async (_, c) => {
+      for (let r = 1; r <= perClient; r += 1) {
+        const from = 1 + ((c * 7 + r * 3) % topology.itemsPerShard);
+        const to = 1 + ((c * 11 + r * 5 + 1) % topology.itemsPerShard);
+        if (from === to) continue;
+        const amount = 1 + ((c + r) % 7);
+        const reply = await cluster.transfer(`client-${c}`, r, from, to, amount, 90_000);
+        ledger.record({ clientId: `client-${c}`, requestId: r, from, to, amount, outcome: reply.outcome, decisionIndex: reply.decisionIndex });
+        progress += 1;
+      }
+    });
+    const chaos = (async () => {
+      for (const threshold of [40, 120]) {
+        await pollUntil('load to progress', () => progress >= threshold || undefined, 90_000, 20);
+        const leader = await cluster.leaderOf(0);
+        await cluster.kill(0, leader, 'SIGKILL');
+        killed += 1;
+        await cluster.leaderOf(0, 60_000, leader);
+        cluster.spawn(cluster.replicas[0]![leader]!);
+      }
+    })();
+    await Promise.all([...workload, chaos]);
+    expect(killed).toBe(2);
+    expect(ledger.committed.length).toBeGreaterThan(100);
+
+    const expected = ledger.expectedBalances();
+    const perReplica = await convergedBalances(cluster);
+    for (const balances of perReplica) {
+      expect(balances).toEqual(ITEMS.map((item) => expected[item]));
+      expect(balances.reduce((a, b) => a + b, 0)).toBe(topology.itemsPerShard * topology.initialBalance);
+      expect(Math.min(...balances)).toBeGreaterThanOrEqual(0);
+    }
+
+    // A retried request id gets its first outcome back and changes nothing.
+    for (const entry of ledger.entries.slice(0, 10)) {
+      const again = await cluster.transfer(entry.clientId, entry.requestId, entry.from, entry.to, entry.amount);
+      expect(again.outcome).toBe(entry.outcome);
+      expect(again.decisionIndex).toBe(entry.decisionIndex);
+    }
+    const after = await convergedBalances(cluster);
+    expect(after[0]).toEqual(perReplica[0]);
+  });
+
+  it('refuses the same request id with other arguments, and an id below the watermark is never run', async () => {
+    const first = await cluster.transfer('reuse', 1, 1, 2, 3);
+    expect(first.outcome).toBe(Outcome.COMMITTED);
+    await expect(cluster.transfer('reuse', 1, 1, 2, 4)).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+  });
+
+  it('a replica restarted from its data dir after SIGKILL rejoins and catches up', async () => {
+    const leader = await cluster.leaderOf(0);
+    const follower = (leader + 1) % 3;
+    await cluster.kill(0, follower, 'SIGKILL');
+    for (let r = 1; r <= 30; r += 1) await cluster.transfer('while-down', r, 3, 4, 1);
+    cluster.spawn(cluster.replicas[0]![follower]!);
+    const leaderStatus = await cluster.replicaStatus(0, await cluster.leaderOf(0));
+    await pollUntil('the restarted follower to catch up', async () => {
+      const status = await cluster.replicaStatus(0, follower);
+      return status && status.appliedIndex >= leaderStatus!.commitIndex ? status : undefined;
+    }, 60_000);
+    const balances = await convergedBalances(cluster);
+    expect(balances[follower]).toEqual(balances[leader]);
+  });
+
+  it('a replica whose data dir was wiped catches up by snapshot transfer', async () => {
+    const leader = await cluster.leaderOf(0);
+    const follower = (leader + 2) % 3;
+    for (let r = 1; r <= 80; r += 1) await cluster.transfer('before-wipe', r, 5, 6, 1);
+    await cluster.restart(0, follower, { wipe: true });
+    const status = await pollUntil('the wiped follower to install a snapshot and catch up', async () => {
+      const leaderNow = await cluster.replicaStatus(0, await cluster.leaderOf(0));
+      const s = await cluster.replicaStatus(0, follower);
+      return s && leaderNow && s.snapshotIndex > 0 && s.appliedIndex >= leaderNow.snapshotIndex ? s : undefined;
+    }, 90_000, 200);
+    expect(status.snapshotIndex).toBeGreaterThan(0);
+    const balances = await convergedBalances(cluster);
+    expect(balances[follower]).toEqual(balances[(follower + 1) % 3]);
+  });
+
+  it('answers every bad input with a clear error naming the field, and changes nothing', async () => {
+    const leader = await cluster.leaderOf(0);
+    const address = cluster.replicas[0]![leader]!.address;
+    const client = cluster.client(address);
+    const before = await cluster.balances(0, leader, ITEMS, Consistency.LINEARIZABLE);
+    const commitBefore = (await cluster.replicaStatus(0, leader))!.commitIndex;
+    const base = { cluster: cluster.cluster, clientId: 'bad-input', requestId: 1, from: 1, to: 2, amount: 1 };
+    const cases: [string, Partial<typeof base>, grpc.status, RegExp][] = [
+      ['unknown item', { to: 99_999 }, grpc.status.INVALID_ARGUMENT, /^to: unknown item 99999/],
+      ['unknown from', { from: 0 }, grpc.status.INVALID_ARGUMENT, /^from: unknown item 0/],
+      ['from == to', { to: 1 }, grpc.status.INVALID_ARGUMENT, /^to: must differ from from/],
+      ['amount 0', { amount: 0 }, grpc.status.INVALID_ARGUMENT, /^amount: must be a positive integer/],
+      ['amount -1', { amount: -1 }, grpc.status.INVALID_ARGUMENT, /^amount: must be a positive integer/],
+      ['amount above the maximum', { amount: 2_000_000 }, grpc.status.INVALID_ARGUMENT, /^amount: at most 1000000/],
+      ['empty client id', { clientId: '' }, grpc.status.INVALID_ARGUMENT, /^client_id: must not be empty/],
+      ['oversized client id', { clientId: 'x'.repeat(10_000) }, grpc.status.INVALID_ARGUMENT, /^client_id: at most 128 bytes/],
+      ['request id 0', { requestId: 0 }, grpc.status.INVALID_ARGUMENT, /^request_id: must be a positive integer/],
+      ['wrong cluster', { cluster: 'other' }, grpc.status.FAILED_PRECONDITION, /^cluster: request is for "other"/],
+    ];
+    for (const [name, change, code, message] of cases) {
+      const error = await client.transferAsync({ ...base, ...change }, new grpc.Metadata(), { deadline: Date.now() + 10_000 }).then(
+        () => undefined,
+        (e: grpc.ServiceError) => e,
+      );
+      expect(error, name).toBeDefined();
+      expect(error!.code, name).toBe(code);
+      expect(error!.details, name).toMatch(message);
+    }
+
+    // 1.5 cannot be encoded as an int64 by a typed client; a hand-made message that carries a
+    // double in the amount field is read as no amount at all, and refused naming the field.
+    const raw = cluster.rawClient(address);
+    const valid = Buffer.from([0x0a, ...lengthPrefixed(cluster.cluster), 0x12, ...lengthPrefixed('bad-input'), 0x18, 1, 0x20, 1, 0x28, 2]);
+    const amountAsDouble = Buffer.alloc(9);
+    amountAsDouble[0] = (6 << 3) | 1;
+    amountAsDouble.writeDoubleLE(1.5, 1);
+    const fractional = await new Promise<grpc.ServiceError | undefined>((resolve) =>
+      raw.makeUnaryRequest('/shardbank.v1.Bank/Transfer', (b: Buffer) => b, (b: Buffer) => b, Buffer.concat([valid, amountAsDouble]), (error) => resolve(error ?? undefined)),
+    );
+    expect(fractional?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(fractional?.details).toMatch(/^amount: must be a positive integer/);
+
+    // Oversized: too many batch entries, and a message above the gRPC size limit.
+    const tooMany = await client.batchTransferAsync(
+      { cluster: cluster.cluster, clientId: 'bad-input', entries: Array.from({ length: 10_001 }, (_, i) => ({ requestId: i + 1, from: 1, to: 2, amount: 1 })) },
+      new grpc.Metadata(),
+      { deadline: Date.now() + 10_000 },
+    ).then(() => undefined, (e: grpc.ServiceError) => e);
+    expect(tooMany?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(tooMany?.details).toMatch(/^entries: at most 10000/);
+    const huge = await client.transferAsync({ ...base, clientId: 'x'.repeat(70 * 1024 * 1024) }, new grpc.Metadata(), { deadline: Date.now() + 20_000 }).then(
+      () => undefined,
+      (e: grpc.ServiceError) => e,
+    );
+    expect(huge?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+
+    const after = await cluster.balances(0, leader, ITEMS, Consistency.LINEARIZABLE);
+    expect(after).toEqual(before);
+    expect((await cluster.replicaStatus(0, leader))!.commitIndex).toBe(commitBefore);
+  });
+});
+
+function lengthPrefixed(text: string): number[] {
+  const bytes = Buffer.from(text);
+  return [bytes.length, ...bytes];
+}
