@@ -183,7 +183,12 @@ export class Replica {
     }
     const persist = ready.persist;
     if (persist) {
-      this.log.append(persist.hardState, persist.entries);
+      try {
+        this.log.append(persist.hardState, persist.entries);
+      } catch (error) {
+        this.fail(error);
+        return false;
+      }
       const synced = this.log.sync();
       const snapshotSaved = persist.snapshot ? this.log.saveSnapshot(persist.snapshot) : Promise.resolve();
       const after = ready.messagesAfterPersist;

@@ -32,6 +32,7 @@ export interface ClusterOptions {
   natsUrl?: string;
   maxTransferAmount?: number;
   extraArgs?: string[];
+  env?: Record<string, string>;
 }
 
 export async function pollUntil<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000, intervalMs = 100): Promise<T> {
@@ -103,7 +104,7 @@ export class ReplicaCluster {
       ...(this.options.extraArgs ?? []),
     ];
     const log = createWriteStream(path.join(this.root, `s${replica.shard}-${replica.ordinal}.log`), { flags: 'a' });
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...this.options.env } });
     child.stdout!.pipe(log);
     child.stderr!.pipe(log);
     replica.child = child;
