@@ -1,0 +1,116 @@
+// deploy/ and the Helm chart: lint, template, and acceptance by a real kube-apiserver
+// (server-side dry run); RBAC in both says the same; Dockerfiles are multi-stage,
+// non-root and name no registry host.
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { binaries } from '../../scripts/controlplane/binaries.mjs';
+import type { KubeObject } from '../../operator/kube/kube-object.js';
+import { startTestControlPlane, type TestControlPlane } from './support/control-plane.js';
+import { applyManifests, parseManifests, readManifests } from './support/manifests.js';
+
+const root = join(import.meta.dirname, '..', '..');
+const chart = join(root, 'charts', 'shardbank-operator');
+let tcp: TestControlPlane;
+let helm: string;
+
+function helmRun(args: string[]): string {
+  return execFileSync(helm, args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HELM_CACHE_HOME: join(tcp.cp.dir, 'helm-cache'), HELM_CONFIG_HOME: join(tcp.cp.dir, 'helm-config'), HELM_DATA_HOME: join(tcp.cp.dir, 'helm-data') } });
+}
+
+beforeAll(async () => {
+  helm = binaries({ need: ['helm'] }).helm;
+  tcp = await startTestControlPlane();
+});
+
+afterAll(async () => {
+  await tcp?.stop();
+});
+
+/** True if an image reference starts with a registry host (`host.tld/...`, `host:port/...`). */
+function namesRegistryHost(image: string): boolean {
+  const parts = image.split('/');
+  return parts.length > 1 && /[.:]|^localhost$/.test(parts[0]!);
+}
+
+function kustomizeResources(): KubeObject[] {
+  const k = parse(readFileSync(join(root, 'deploy', 'kustomization.yaml'), 'utf8')) as { resources: string[] };
+  return k.resources.flatMap((r) => readManifests(join(root, 'deploy', r)));
+}
+
+function rulesOf(objects: KubeObject[]): unknown {
+  return objects.find((o) => o.kind === 'ClusterRole')?.rules;
+}
+
+describe('helm chart', () => {
+  it('passes helm lint', () => {
+    const out = helmRun(['lint', chart]);
+    expect(out).toContain('0 chart(s) failed');
+  });
+
+  it('rejects values that break its schema', () => {
+    expect(() => helmRun(['template', 't', chart, '--set', 'replicaCount=0'])).toThrow(/replicaCount/);
+  });
+
+  it('templates manifests that the API server accepts (server-side dry run), with and without NATS', async () => {
+    await tcp.createNamespace('shardbank-system');
+    for (const extra of [[], ['--set', 'nats.enabled=false', '--set', 'nats.managedUrl=nats://nats.example:4222']]) {
+      const objects = parseManifests(helmRun(['template', 'sb', chart, '--namespace', 'shardbank-system', '--include-crds', ...extra]));
+      const kinds = objects.map((o) => o.kind);
+      expect(kinds).toEqual(expect.arrayContaining(['CustomResourceDefinition', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'Deployment']));
+      expect(kinds.includes('StatefulSet')).toBe(extra.length === 0);
+      const applied = await applyManifests(tcp.client, objects, { dryRun: true, namespace: 'shardbank-system' });
+      expect(applied).toHaveLength(objects.length);
+    }
+  });
+
+  it('has the same operator RBAC rules as deploy/', () => {
+    const templated = parseManifests(helmRun(['template', 'sb', chart, '--namespace', 'shardbank-system']));
+    expect(rulesOf(templated)).toEqual(rulesOf(readManifests(join(root, 'deploy', 'rbac.yaml'))));
+  });
+});
+
+describe('deploy/', () => {
+  it('kustomization resources and the sample BankCluster are accepted by the API server', async () => {
+    const objects = kustomizeResources();
+    expect(objects.map((o) => o.kind)).toEqual(
+      expect.arrayContaining(['CustomResourceDefinition', 'Namespace', 'ServiceAccount', 'ClusterRole', 'Deployment', 'StatefulSet', 'Service', 'ConfigMap']),
+    );
+    // The namespace for real (a dry run cannot create objects inside a dry-run namespace).
+    const [namespaces, rest] = [objects.filter((o) => o.kind === 'Namespace'), objects.filter((o) => o.kind !== 'Namespace')];
+    await applyManifests(tcp.client, namespaces);
+    await applyManifests(tcp.client, rest, { dryRun: true });
+    const sample = readManifests(join(root, 'deploy', 'samples', 'bankcluster.yaml'));
+    const [created] = await applyManifests(tcp.client, sample, { dryRun: true });
+    expect((created as KubeObject & { spec: { shards: number } }).spec.shards).toBe(3);
+  });
+
+  it('Dockerfiles are multi-stage, run as non-root and name no registry host', () => {
+    const dir = join(root, 'deploy', 'docker');
+    const files = readdirSync(dir).filter((f) => f.endsWith('Dockerfile'));
+    expect(files.sort()).toEqual(['node.Dockerfile', 'operator.Dockerfile']);
+    for (const f of files) {
+      const text = readFileSync(join(dir, f), 'utf8');
+      const froms = [...text.matchAll(/^FROM\s+(\S+)/gm)].map((m) => m[1]!);
+      expect(froms.length, f).toBeGreaterThanOrEqual(2);
+      for (const image of froms) expect(namesRegistryHost(image), `${f}: ${image} names a registry host`).toBe(false);
+      expect(text).toMatch(/^USER 10001/m);
+    }
+    expect(readFileSync(join(dir, 'node.Dockerfile'), 'utf8')).toContain('"dist/node/replica/main.js"');
+    expect(readFileSync(join(dir, 'operator.Dockerfile'), 'utf8')).toContain('"dist/operator/main.js"');
+  });
+
+  it('names images without a registry host anywhere in deploy/ and the chart', () => {
+    const texts = [
+      JSON.stringify(kustomizeResources()),
+      helmRun(['template', 'sb', chart, '--namespace', 'shardbank-system']),
+    ];
+    for (const text of texts) {
+      const images = [...text.matchAll(/"?image"?:\s*"?([^"\s,]+)/g)].map((m) => m[1]!);
+      expect(images.length).toBeGreaterThan(0);
+      for (const image of images) expect(namesRegistryHost(image), image).toBe(false);
+    }
+  });
+});
