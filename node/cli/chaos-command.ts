@@ -300,7 +300,7 @@ async function runChaos(client: ShardbankClient, settings: ChaosSettings, stateD
   const run = new ChaosRun(client, settings, stateDir, startedAtMs);
   run.tracker.start();
   const endAtMs = startedAtMs + settings.durationMs;
-  log(`running ${settings.clients} clients for ${settings.durationMs / 1000} s, killing the ${settings.target === 'leader' ? 'leader of a random shard' : 'a random replica'} every ${settings.intervalMs / 1000} s${settings.nats ? ' and nats-server every other time' : ''}`);
+  log(`running ${settings.clients} clients for ${settings.durationMs / 1000} s, killing ${settings.target === 'leader' ? 'the leader of a random shard' : 'a random replica'} every ${settings.intervalMs / 1000} s${settings.nats ? ' and nats-server every other time' : ''}`);
   const generator = new PairGenerator({ topology: client.topology, crossShardRatio: settings.crossShardRatio, zipfExponent: 0 });
   await Promise.all([run.killer(endAtMs), ...Array.from({ length: settings.clients }, () => run.worker(generator, endAtMs))]);
   const workloadMs = Date.now() - startedAtMs;

@@ -12,18 +12,23 @@ export const NATS_INSTALL_HELP = [
   'or use an existing server: shardbank up --nats nats://127.0.0.1:4222',
 ].join('\n');
 
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** `$SHARDBANK_NATS_SERVER` if set (and executable), else the first nats-server on PATH or in the usual dirs. */
 export function findNatsServer(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  if (env.SHARDBANK_NATS_SERVER) return env.SHARDBANK_NATS_SERVER;
+  if (env.SHARDBANK_NATS_SERVER) return isExecutable(env.SHARDBANK_NATS_SERVER) ? env.SHARDBANK_NATS_SERVER : undefined;
   const directories = [...(env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/local/bin', '/usr/local/sbin', '/usr/bin'];
   for (const directory of directories) {
     if (directory.length === 0) continue;
     const candidate = join(directory, 'nats-server');
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // Not in this directory.
-    }
+    if (isExecutable(candidate)) return candidate;
   }
   return undefined;
 }

@@ -10,6 +10,7 @@ import { everyShardHasLeader } from '../client/status-view.js';
 import { isProcessAlive, isSupervisorRunning, readAddressBook, writeAddressBook, type AddressBook } from './address-book.js';
 import { connectToBook } from './cluster-client.js';
 import { LiveTable, renderShardTable } from './live-table.js';
+import { findNatsServer, NATS_INSTALL_HELP } from './nats-binary.js';
 import { checkStateDir, LocalRuntimeError, LocalSupervisor } from './supervisor.js';
 
 export const DEFAULT_STATE_DIR = '.shardbank';
@@ -107,6 +108,7 @@ export async function upDetached(options: UpOptions, output: Output): Promise<nu
   checkReplicaMain();
   mkdirSync(join(options.stateDir, 'logs'), { recursive: true });
   checkStateDir(options.stateDir, options.manifest);
+  if (!options.natsUrl && !options.manifest.spec.nats.url && findNatsServer() === undefined) throw new LocalRuntimeError(NATS_INSTALL_HELP);
   const manifestCopy = join(options.stateDir, MANIFEST_COPY_FILE);
   writeFileSync(manifestCopy, `${JSON.stringify(options.manifest, null, 2)}\n`);
   const logPath = join(options.stateDir, 'logs', SUPERVISOR_LOG_FILE);

@@ -281,7 +281,7 @@ async function checkPortsFree(ports: readonly number[], stateDir: string): Promi
   for (const port of ports) if (!(await isPortFree(port))) busy.push(port);
   if (busy.length > 0) {
     throw new LocalRuntimeError(
-      `ports ${busy.join(', ')} recorded in ${join(stateDir, 'cluster.json')} are in use by another process; stop it (an old replica?) and run up again`,
+      `ports ${busy.join(', ')} recorded in ${join(stateDir, 'cluster.json')} are in use by another process (replicas left by a supervisor that was killed? 'shardbank down --state-dir ${stateDir}' stops them); free them and run up again`,
     );
   }
 }
