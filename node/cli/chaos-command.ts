@@ -38,6 +38,8 @@ Options:
   --nats                also kill nats-server (a managed one)
   --clients N           concurrent workload clients (default 4)
   --cross-shard-ratio R share of cross-shard transfers (default 0.67)
+  --call-timeout D      deadline of one transfer call, retries included (default 8s);
+                        shorter values leave more outcomes unknown for the resolution phase
   --settle-timeout D    bound on each wait after the run (default 120s)
   --report FILE.html    write a self-contained HTML report
   --json                print the verdict with the counts it checked
@@ -53,6 +55,7 @@ const CHAOS_OPTIONS = {
   clients: { type: 'string' },
   'cross-shard-ratio': { type: 'string' },
   'settle-timeout': { type: 'string' },
+  'call-timeout': { type: 'string' },
   report: { type: 'string' },
   json: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
@@ -66,6 +69,7 @@ interface ChaosSettings {
   clients: number;
   crossShardRatio: number;
   settleMs: number;
+  callTimeoutMs: number;
 }
 
 interface PendingTransfer {
@@ -95,6 +99,7 @@ function parseSettings(values: Record<string, string | boolean | undefined>): Ch
     clients: parseIntegerOption('clients', text('clients'), 4, 1, CHAOS_CLIENTS_MAX),
     crossShardRatio: parseNumberOption('cross-shard-ratio', text('cross-shard-ratio'), 0.67, 0, 1),
     settleMs: parseDurationMs('settle-timeout', text('settle-timeout') ?? '120s'),
+    callTimeoutMs: parseDurationMs('call-timeout', text('call-timeout') ?? `${CALL_DEADLINE_MS}ms`),
   };
 }
 
@@ -129,6 +134,9 @@ class ChaosRun {
   readonly ledger = new ExpectationLedger();
   readonly unresolved: PendingTransfer[] = [];
   readonly faults: Faults = { replicaKills: 0, natsKills: 0 };
+  /** Transfers whose outcome was unknown at some point, and later attempts made for them. */
+  outcomeUnknownSeen = 0;
+  resolvedRetries = 0;
   readonly stats: RunStats;
   readonly tracker: LeaderTracker;
 
@@ -144,6 +152,7 @@ class ChaosRun {
 
   private settle(pending: PendingTransfer, outcome: string): boolean {
     if (outcome === 'UNKNOWN') {
+      if (!pending.everUnknown) this.outcomeUnknownSeen += 1;
       pending.everUnknown = true;
       return false;
     }
@@ -165,7 +174,7 @@ class ChaosRun {
     let pending: PendingTransfer | undefined;
     while (Date.now() < endAtMs) {
       pending ??= { ...generator.next(), amount: 1 + Math.floor(Math.random() * AMOUNT_MAX), requestId: session.nextRequestId(), session, everUnknown: false };
-      if (await this.attempt(pending, CALL_DEADLINE_MS)) pending = undefined;
+      if (await this.attempt(pending, this.settings.callTimeoutMs)) pending = undefined;
     }
     if (pending !== undefined) this.unresolved.push(pending);
   }
@@ -195,6 +204,7 @@ class ChaosRun {
     while (this.unresolved.length > 0 && Date.now() < deadlineAtMs) {
       const pending = this.unresolved[0]!;
       if (await this.attempt(pending, Math.min(CALL_DEADLINE_MS * 2, Math.max(1, deadlineAtMs - Date.now())))) this.unresolved.shift();
+      this.resolvedRetries += 1;
     }
     for (const pending of this.unresolved) this.ledger.record({ ...pending, outcome: 'UNKNOWN' });
   }
@@ -245,12 +255,20 @@ async function readShardReplicas(client: ShardbankClient, shard: number, deadlin
   return agreed ?? last;
 }
 
-export function chaosJson(verdict: BankVerdict, faults: Faults, settings: ChaosSettings, stats: RunStats, elapsedMs: number): Record<string, unknown> {
+export interface Resolution {
+  /** Transfers whose outcome was unknown at least once (then retried with the same id). */
+  outcomeUnknown: number;
+  /** Of those, still pending when the workload stopped and resolved afterwards (or not). */
+  pendingAtEnd: number;
+}
+
+export function chaosJson(verdict: BankVerdict, faults: Faults, settings: ChaosSettings, stats: RunStats, elapsedMs: number, resolution: Resolution): Record<string, unknown> {
   return {
     ok: verdict.ok,
     durationS: Math.round(elapsedMs) / 1000,
     target: settings.target,
     faults,
+    resolution,
     transfers: stats.transfers,
     outcomes: { ...stats.outcomes },
     checks: verdict.checks,
@@ -304,7 +322,8 @@ async function runChaos(client: ShardbankClient, settings: ChaosSettings, stateD
   const generator = new PairGenerator({ topology: client.topology, crossShardRatio: settings.crossShardRatio, zipfExponent: 0 });
   await Promise.all([run.killer(endAtMs), ...Array.from({ length: settings.clients }, () => run.worker(generator, endAtMs))]);
   const workloadMs = Date.now() - startedAtMs;
-  log(`workload done; resolving ${run.unresolved.length} transfers with unknown outcome`);
+  const pendingAtEnd = run.unresolved.length;
+  log(`workload done; resolving ${pendingAtEnd} transfers with unknown outcome`);
   await run.resolve(Date.now() + settings.settleMs);
   log('waiting until no transaction is in flight');
   const quiet = await waitQuiescent(client, Date.now() + settings.settleMs);
@@ -319,7 +338,8 @@ async function runChaos(client: ShardbankClient, settings: ChaosSettings, stateD
     verdict.checks.outcomesResolved.ok = false;
     verdict.checks.outcomesResolved.detail += '; the cluster never became quiet (in-flight transactions or replicas down) within the settle timeout';
   }
-  io.out(json ? JSON.stringify(chaosJson(verdict, run.faults, settings, run.stats, workloadMs)) : chaosText(verdict, run.faults));
+  io.out(json ? JSON.stringify(chaosJson(verdict, run.faults, settings, run.stats, workloadMs, { outcomeUnknown: run.outcomeUnknownSeen, pendingAtEnd })) : chaosText(verdict, run.faults));
+  if (!json) io.out(`outcome unknown at some point: ${run.outcomeUnknownSeen} transfers (${pendingAtEnd} still pending when the workload stopped), all retried with their ids`);
   if (report) writeChaosReport(report, run, verdict, workloadMs);
   return verdict.ok ? EXIT.ok : EXIT.failure;
 }
@@ -335,6 +355,7 @@ function writeChaosReport(path: string, run: ChaosRun, verdict: BankVerdict, wor
       ['verdict', verdict.ok ? 'PASS' : 'FAIL'],
       ['replica kills', run.faults.replicaKills],
       ['nats-server kills', run.faults.natsKills],
+      ['transfers with an unknown outcome, retried', run.outcomeUnknownSeen],
       ['transfers (attempts)', run.stats.transfers],
       ['committed', verdict.counts.committed],
       ['amount moved', verdict.counts.movedAmount],
