@@ -1,0 +1,193 @@
+// Per-rule tests of the Multi-Paxos core, driving step/tick/persisted directly (no I/O).
+// Rules cite Lamport's "Paxos Made Simple" (PMS) sections or say which design rule they check.
+import { describe, expect, it } from 'vitest';
+import { PaxosCore, NOOP_VALUE, type PaxosConfig, type Ready } from '../../node/paxos/paxos-core.js';
+import type { PaxosMessage } from '../../node/gen/shardbank/v1/peer.js';
+import { InvariantViolation } from '../../node/util/assert.js';
+
+const base: Omit<PaxosConfig, 'ordinal' | 'random'> = {
+  shard: 0,
+  replicaCount: 3,
+  electionTimeoutTicksMin: 10,
+  electionTimeoutTicksMax: 20,
+  heartbeatTicks: 3,
+  retransmitTicks: 4,
+  inflightSlotsMax: 8,
+  entriesPerMessageMax: 64,
+};
+
+/** A tiny harness: instant durable storage, and a network the test controls message by message. */
+class Harness {
+  readonly cores: PaxosCore[];
+  readonly inbox: PaxosMessage[] = [];
+  readonly applied: Map<number, string>[] = [new Map(), new Map(), new Map()];
+  readonly down = new Set<number>();
+
+  constructor(randoms: number[] = [0.0, 0.5, 0.9]) {
+    this.cores = [0, 1, 2].map((ordinal) => new PaxosCore({ ...base, ordinal, random: () => randoms[ordinal]! }));
+  }
+
+  /** Carries out each core's Ready: persists at once, queues messages, records applied values. */
+  pump(): void {
+    for (let round = 0; round < 50; round += 1) {
+      let any = false;
+      this.cores.forEach((core, ordinal) => {
+        if (this.down.has(ordinal)) return;
+        const ready: Ready = core.ready();
+        this.inbox.push(...ready.messages);
+        if (ready.persist) core.persisted(ready.persist.id);
+        this.inbox.push(...ready.messagesAfterPersist);
+        for (const entry of ready.committed) this.applied[ordinal]!.set(entry.slot, entry.value.toString());
+        any ||= ready.messages.length + ready.messagesAfterPersist.length + ready.committed.length > 0 || ready.persist !== undefined;
+      });
+      const batch = this.inbox.splice(0);
+      for (const message of batch) if (!this.down.has(message.to)) this.cores[message.to]!.step(message);
+      if (!any && batch.length === 0) return;
+    }
+  }
+
+  tick(times: number): void {
+    for (let i = 0; i < times; i += 1) {
+      this.cores.forEach((core, ordinal) => !this.down.has(ordinal) && core.tick());
+      this.pump();
+    }
+  }
+
+  leader(): PaxosCore | undefined {
+    const leaders = this.cores.filter((core, ordinal) => !this.down.has(ordinal) && core.isReadyLeader);
+    return leaders.length === 1 ? leaders[0] : undefined;
+  }
+}
+
+describe('Multi-Paxos core', () => {
+  it('elects exactly one leader, the replica whose election timer fires first', () => {
+    const h = new Harness();
+    h.tick(25);
+    expect(h.leader()?.ordinal).toBe(0);
+    expect(h.cores.filter((c) => c.role === 'leader')).toHaveLength(1);
+  });
+
+  it('chooses proposed values in slot order and every replica applies the same values (PMS 3)', () => {
+    const h = new Harness();
+    h.tick(25);
+    const leader = h.leader()!;
+    for (const text of ['a', 'b', 'c']) leader.propose(Buffer.from(text));
+    h.pump();
+    h.tick(4); // heartbeats carry the commit index to followers
+    const slots = [...h.applied[0]!.entries()].filter(([, v]) => v !== '').map(([, v]) => v);
+    expect(slots).toEqual(['a', 'b', 'c']);
+    expect(h.applied[1]).toEqual(h.applied[0]);
+    expect(h.applied[2]).toEqual(h.applied[0]);
+  });
+
+  it('an acceptor answers a Prepare only after its promise is durable, and never below its promise (PMS 2.2, P1a)', () => {
+    const core = new PaxosCore({ ...base, ordinal: 1, random: () => 0.5 });
+    core.step({ shard: 0, from: 2, to: 1, ballot: { round: 5, ordinal: 2 }, body: { $case: 'prepare', prepare: { fromSlot: 1, force: true } } });
+    const ready = core.ready();
+    expect(ready.messages).toHaveLength(0);
+    expect(ready.messagesAfterPersist[0]?.body?.$case).toBe('promised');
+    expect(ready.persist?.hardState?.promised).toEqual({ round: 5, ordinal: 2 });
+    core.persisted(ready.persist!.id);
+    core.step({ shard: 0, from: 0, to: 1, ballot: { round: 4, ordinal: 0 }, body: { $case: 'accept', accept: { entries: [{ slot: 1, value: Buffer.from('x') }], commitIndex: 0, readSeq: 0 } } });
+    const refusal = core.ready();
+    expect(refusal.persist).toBeUndefined();
+    expect(refusal.messages[0]?.body?.$case).toBe('reject');
+  });
+
+  it('a new leader re-proposes the value accepted with the highest ballot, and fills gaps with no-ops (PMS 2.2, 3)', () => {
+    const h = new Harness();
+    h.tick(25);
+    const first = h.leader()!;
+    expect(first.ordinal).toBe(0);
+    // Slot 2 and 3 are accepted only by replica 1; then the leader dies before they are chosen.
+    h.down.add(2);
+    first.propose(Buffer.from('kept-1'));
+    first.propose(Buffer.from('kept-2'));
+    const ready = first.ready();
+    if (ready.persist) first.persisted(ready.persist.id);
+    for (const message of ready.messages) if (message.to === 1) h.cores[1]!.step(message);
+    const reply = h.cores[1]!.ready();
+    if (reply.persist) h.cores[1]!.persisted(reply.persist.id);
+    h.down.add(0);
+    h.down.delete(2);
+    h.inbox.length = 0;
+    h.tick(40);
+    const second = h.leader()!;
+    expect(second.ordinal).not.toBe(0);
+    h.tick(5);
+    const applied = [...h.applied[second.ordinal]!.values()].filter((v) => v !== '');
+    expect(applied).toEqual(['kept-1', 'kept-2']);
+    expect(NOOP_VALUE.length).toBe(0);
+  });
+
+  it('a chosen slot never changes: an acceptor refuses a different value for a slot it knows is chosen', () => {
+    const h = new Harness();
+    h.tick(25);
+    h.leader()!.propose(Buffer.from('chosen'));
+    h.pump();
+    h.tick(4);
+    const follower = h.cores[1]!;
+    expect(follower.commitIndex).toBeGreaterThanOrEqual(2);
+    const slot = [...h.applied[1]!.entries()].find(([, v]) => v === 'chosen')![0];
+    const rewrite: PaxosMessage = {
+      shard: 0, from: 0, to: 1, ballot: h.cores[0]!.leaderBallot,
+      body: { $case: 'accept', accept: { entries: [{ slot, value: Buffer.from('changed') }], commitIndex: 0, readSeq: 0 } },
+    };
+    expect(() => follower.step(rewrite)).toThrow(InvariantViolation);
+  });
+
+  it('a leader that loses its majority steps down (check quorum)', () => {
+    const h = new Harness();
+    h.tick(25);
+    const leader = h.leader()!;
+    h.down.add(1);
+    h.down.add(2);
+    h.tick(30);
+    expect(leader.role).not.toBe('leader');
+    expect(leader.isReadyLeader).toBe(false);
+  });
+
+  it('leader stickiness: a replica that heard a live leader refuses to help depose it', () => {
+    const h = new Harness();
+    h.tick(25);
+    const leader = h.leader()!;
+    const prepare: PaxosMessage = { shard: 0, from: 2, to: 1, ballot: { round: 99, ordinal: 2 }, body: { $case: 'prepare', prepare: { fromSlot: 1, force: false } } };
+    h.cores[1]!.step(prepare);
+    const ready = h.cores[1]!.ready();
+    expect(ready.messages[0]?.body?.$case).toBe('reject');
+    expect(h.cores[1]!.promisedBallot).toEqual(leader.leaderBallot);
+  });
+
+  it('linearizable reads: a read index is released only after a majority confirms the leader', () => {
+    const h = new Harness();
+    h.tick(25);
+    const leader = h.leader()!;
+    expect(leader.readIndex(7)).toBe(true);
+    const ready = leader.ready();
+    expect(ready.readsReady).toEqual([]);
+    h.inbox.push(...ready.messages);
+    const batch = h.inbox.splice(0);
+    for (const message of batch) h.cores[message.to]!.step(message);
+    for (const ordinal of [1, 2]) {
+      const r = h.cores[ordinal]!.ready();
+      for (const message of r.messages) h.cores[message.to]!.step(message);
+    }
+    expect(leader.ready().readsReady.map((r) => r.id)).toEqual([7]);
+    expect(h.cores[1]!.readIndex(8)).toBe(false);
+  });
+
+  it('a follower behind the leader snapshot is caught up by snapshot transfer', () => {
+    const h = new Harness();
+    h.tick(25);
+    const leader = h.leader()!;
+    h.down.add(2);
+    for (let i = 0; i < 10; i += 1) leader.propose(Buffer.from(`v${i}`));
+    h.pump();
+    leader.compact(leader.appliedIndex, Buffer.from('image'));
+    h.pump();
+    h.down.delete(2);
+    h.tick(15);
+    expect(h.cores[2]!.snapshotIndex).toBe(leader.snapshotIndex);
+    expect(h.cores[2]!.commitIndex).toBeGreaterThanOrEqual(leader.snapshotIndex);
+  });
+});
