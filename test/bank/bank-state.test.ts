@@ -1,0 +1,100 @@
+// Unit tests of the bank state machine: escrow reservations, exactly-once sessions,
+// two-phase-commit records, watermarks and snapshots.
+import { describe, expect, it } from 'vitest';
+import { BankState, ABORT_REASONS } from '../../node/bank/bank-state.js';
+import { Outcome } from '../../node/gen/shardbank/v1/bank.js';
+import type { Command, TxId } from '../../node/gen/shardbank/v1/peer.js';
+import { InvariantViolation } from '../../node/util/assert.js';
+
+const topology = { shards: 2, replicasPerShard: 3, itemsPerShard: 10, initialBalance: 10 };
+const tx = (seq: number, shard = 0): TxId => ({ shard, round: 1, ordinal: 0, seq });
+
+const transfer = (clientId: string, requestId: number, from: number, to: number, amount: number): Command => ({
+  body: { $case: 'transfer', transfer: { clientId, requestId, from, to, amount } },
+});
+const coordPrepare = (txid: TxId, clientId: string, requestId: number, from: number, to: number, amount: number): Command => ({
+  body: { $case: 'coordPrepare', coordPrepare: { txid, clientId, requestId, from, to, amount, toShard: 1 } },
+});
+const decision = (txid: TxId, commit: boolean): Command => ({
+  body: { $case: 'coordDecision', coordDecision: { txid, commit, reason: commit ? 0 : ABORT_REASONS.participantNo, participantShard: 1 } },
+});
+
+describe('bank state machine', () => {
+  it('an intra-shard transfer moves money once; a duplicate is a no-op that returns the first outcome', () => {
+    const bank = new BankState(topology, 0);
+    const [first] = bank.apply(1, transfer('c', 1, 1, 2, 4));
+    expect(first).toMatchObject({ kind: 'transfer-final', outcome: Outcome.COMMITTED, index: 1 });
+    const [again] = bank.apply(2, transfer('c', 1, 1, 2, 4));
+    expect(again).toMatchObject({ kind: 'request-duplicate', outcome: Outcome.COMMITTED, index: 1 });
+    expect([bank.balance(1), bank.balance(2)]).toEqual([6, 14]);
+  });
+
+  it('the same request id with other arguments is refused and changes nothing', () => {
+    const bank = new BankState(topology, 0);
+    bank.apply(1, transfer('c', 1, 1, 2, 4));
+    const [event] = bank.apply(2, transfer('c', 1, 1, 2, 5));
+    expect(event).toMatchObject({ kind: 'request-rejected', code: 'mismatch' });
+    expect(bank.balance(1)).toBe(6);
+  });
+
+  it('a shortfall caused only by pending debits is a conflict, a real one is INSUFFICIENT_FUNDS', () => {
+    const bank = new BankState(topology, 0);
+    const [prepared] = bank.apply(1, coordPrepare(tx(1), 'x', 1, 1, 11, 8));
+    expect(prepared?.kind).toBe('coord-prepared');
+    // 10 - 8 pending = 2 available: 5 is a conflict, not insufficient funds.
+    expect(bank.apply(2, transfer('y', 1, 1, 2, 5))[0]).toMatchObject({ kind: 'transfer-conflict' });
+    expect(bank.apply(3, transfer('y', 2, 1, 2, 11))[0]).toMatchObject({ kind: 'transfer-final', outcome: Outcome.INSUFFICIENT_FUNDS });
+    // Once the reservation is released by an abort, the retry of the conflicting request runs.
+    bank.apply(4, decision(tx(1), false));
+    expect(bank.apply(5, transfer('y', 1, 1, 2, 5))[0]).toMatchObject({ kind: 'transfer-final', outcome: Outcome.COMMITTED });
+    expect(bank.balance(1)).toBe(5);
+  });
+
+  it('the first DECISION in log order wins; a later one is a no-op', () => {
+    const bank = new BankState(topology, 0);
+    bank.apply(1, coordPrepare(tx(1), 'x', 1, 1, 11, 3));
+    expect(bank.apply(2, decision(tx(1), true))[0]).toMatchObject({ kind: 'coord-decided' });
+    expect(bank.apply(3, decision(tx(1), false))[0]).toMatchObject({ kind: 'noop' });
+    expect(bank.balance(1)).toBe(7);
+    expect(bank.transaction(tx(1))?.state).toBe('committed');
+  });
+
+  it('presumed abort: a decision for an unknown transaction leaves a tombstone, so a late PREPARE is a no-op', () => {
+    const bank = new BankState(topology, 0);
+    expect(bank.apply(1, decision(tx(5), false))[0]).toMatchObject({ kind: 'coord-decided' });
+    expect(bank.apply(2, coordPrepare(tx(5), 'x', 1, 1, 11, 3))[0]).toMatchObject({ kind: 'noop' });
+    expect(bank.balance(1)).toBe(10);
+    expect(() => bank.apply(3, decision(tx(6), true))).toThrow(InvariantViolation);
+  });
+
+  it('participant: prepare records a pending credit, commit applies it once, and the watermark rejects old prepares', () => {
+    const bank = new BankState(topology, 1);
+    const prepare = (seq: number, watermark?: TxId): Command => ({
+      body: { $case: 'partPrepare', partPrepare: { txid: tx(seq), from: 1, to: 11, amount: 2, coordWatermark: watermark } },
+    });
+    expect(bank.apply(1, prepare(3))[0]).toMatchObject({ kind: 'part-voted', yes: true });
+    expect(bank.pendingCreditKeys(11)?.size).toBe(1);
+    expect(bank.balance(11)).toBe(10); // a read never shows a prepared change
+    bank.apply(2, { body: { $case: 'partDecision', partDecision: { txid: tx(3), commit: true, coordWatermark: undefined } } });
+    bank.apply(3, { body: { $case: 'partDecision', partDecision: { txid: tx(3), commit: true, coordWatermark: undefined } } });
+    expect(bank.balance(11)).toBe(12);
+    expect(bank.pendingCreditKeys(11)).toBeUndefined();
+    // The coordinator says everything below seq 10 is finished: the record is forgotten and a
+    // duplicated old PREPARE votes NO instead of crediting again.
+    bank.apply(4, prepare(11, tx(10)));
+    expect(bank.transaction(tx(3))).toBeUndefined();
+    expect(bank.apply(5, prepare(3))[0]).toMatchObject({ kind: 'part-voted', yes: false });
+    expect(bank.balance(11)).toBe(12);
+  });
+
+  it('a snapshot restores the whole state: balances, reservations, transactions and sessions', () => {
+    const bank = new BankState(topology, 0);
+    bank.apply(1, transfer('c', 1, 1, 2, 4));
+    bank.apply(2, coordPrepare(tx(1), 'x', 1, 3, 11, 8));
+    const copy = BankState.fromSnapshot(topology, 0, bank.toSnapshot());
+    expect(copy.fingerprint()).toBe(bank.fingerprint());
+    // The reservation survived: a conflicting debit is still a conflict after the restore.
+    expect(copy.apply(3, transfer('y', 1, 3, 4, 5))[0]).toMatchObject({ kind: 'transfer-conflict' });
+    expect(copy.apply(4, transfer('c', 1, 1, 2, 4))[0]).toMatchObject({ kind: 'request-duplicate', outcome: Outcome.COMMITTED });
+  });
+});
