@@ -33,6 +33,8 @@ export interface ClusterOptions {
   maxTransferAmount?: number;
   extraArgs?: string[];
   env?: Record<string, string>;
+  /** Node flags for the replica processes (e.g. --cpu-prof for profiling runs). */
+  nodeArgs?: string[];
 }
 
 export async function pollUntil<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000, intervalMs = 100): Promise<T> {
@@ -85,6 +87,7 @@ export class ReplicaCluster {
   spawn(replica: ReplicaProcess): void {
     const { topology } = this.options;
     const args = [
+      ...(this.options.nodeArgs ?? []),
       REPLICA_MAIN,
       '--cluster', this.cluster,
       '--incarnation', `it-${path.basename(this.root)}`,
