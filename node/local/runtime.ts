@@ -181,7 +181,8 @@ export async function down(stateDir: string, output: Output): Promise<number> {
     output.err(`no cluster in ${stateDir} (no cluster.json); nothing to stop`);
     return 1;
   }
-  if (isSupervisorRunning(book)) {
+  const wasRunning = isSupervisorRunning(book);
+  if (wasRunning) {
     const pid = book.supervisorPid!;
     process.kill(pid, 'SIGTERM');
     if (!(await waitUntilGone([pid], DOWN_WAIT_MS))) {
@@ -199,6 +200,10 @@ export async function down(stateDir: string, output: Output): Promise<number> {
     latest.natsPid = null;
     for (const entry of latest.replicas) entry.pid = null;
     writeAddressBook(stateDir, latest);
+  }
+  if (!wasRunning && leftovers.length === 0) {
+    output.out(`cluster "${book.cluster}" in ${stateDir} was not running; nothing to stop`);
+    return 0;
   }
   output.out(`cluster "${book.cluster}" stopped; data kept in ${stateDir}`);
   return 0;

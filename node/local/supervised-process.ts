@@ -2,13 +2,23 @@
 // started again (same arguments, same data) after a backoff that grows while it keeps
 // crashing and resets once it has run for a while. stop() sends SIGTERM, then SIGKILL.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, renameSync, statSync } from 'node:fs';
 import { assert } from '../util/assert.js';
 
 export const RESTART_DELAY_MS_MIN = 250;
 export const RESTART_DELAY_MS_MAX = 8_000;
 export const STABLE_RUN_MS = 20_000;
 export const STOP_GRACE_MS_DEFAULT = 15_000;
+/** A log file above this size is moved to `<file>.1` (replacing the previous one) at the next start. */
+export const LOG_FILE_BYTES_MAX = 64 * 1024 * 1024;
+
+function rotateLogIfLarge(path: string): void {
+  try {
+    if (statSync(path).size > LOG_FILE_BYTES_MAX) renameSync(path, `${path}.1`);
+  } catch {
+    // No log yet.
+  }
+}
 
 export interface ProcessSpec {
   readonly name: string;
@@ -46,6 +56,7 @@ export class SupervisedProcess {
 
   start(): void {
     this.transition(['idle', 'waiting'], 'running');
+    rotateLogIfLarge(this.spec.logFile);
     const logFd = openSync(this.spec.logFile, 'a');
     let child: ChildProcess;
     try {
