@@ -1,0 +1,249 @@
+// Desired-state builders are pure functions: their output is compared with the expected
+// manifests.
+import { describe, expect, it } from 'vitest';
+import { defaultBankCluster, type BankCluster } from '../../node/cluster/bankcluster.js';
+import { buildPodDisruptionBudget, quorumSize } from '../../operator/builders/pod-disruption-budget.js';
+import { buildClientService, buildHeadlessService } from '../../operator/builders/services.js';
+import { buildStatefulSet, natsUrlOf } from '../../operator/builders/statefulset.js';
+import { buildTopologyConfigMap } from '../../operator/builders/topology-config-map.js';
+import { desiredObjects } from '../../operator/reconcile/desired-objects.js';
+import { isClusterPvcName } from '../../operator/reconcile/finalize.js';
+import { leaderLabelChanges } from '../../operator/reconcile/leader-labels.js';
+
+function cluster(overrides: Partial<BankCluster['spec']> = {}): BankCluster {
+  const c = defaultBankCluster('demo');
+  c.metadata = { name: 'demo', namespace: 'money', uid: '1111-2222', generation: 1 };
+  c.spec = { ...c.spec, ...overrides };
+  return c;
+}
+
+const owner = [{ apiVersion: 'shardbank.io/v1alpha1', kind: 'BankCluster', name: 'demo', uid: '1111-2222', controller: true, blockOwnerDeletion: true }];
+const labels1 = {
+  'app.kubernetes.io/name': 'shardbank',
+  'app.kubernetes.io/instance': 'demo',
+  'app.kubernetes.io/managed-by': 'shardbank-operator',
+  'shardbank.io/cluster': 'demo',
+  'app.kubernetes.io/component': 'replica',
+  'shardbank.io/shard': '1',
+};
+const selector1 = { 'shardbank.io/cluster': 'demo', 'shardbank.io/shard': '1' };
+
+describe('buildStatefulSet', () => {
+  it('builds the expected StatefulSet for shard 1 of a default cluster', () => {
+    const spread = (topologyKey: string) => ({ maxSkew: 1, topologyKey, whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: selector1 } });
+    expect(buildStatefulSet(cluster(), 1, { managedNatsUrl: 'nats://nats.shardbank-system.svc:4222' })).toEqual({
+      apiVersion: 'apps/v1',
+      kind: 'StatefulSet',
+      metadata: { name: 'demo-s1', namespace: 'money', labels: labels1, ownerReferences: owner },
+      spec: {
+        serviceName: 'demo-s1',
+        replicas: 3,
+        podManagementPolicy: 'Parallel',
+        updateStrategy: { type: 'RollingUpdate' },
+        persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
+        selector: { matchLabels: selector1 },
+        template: {
+          metadata: { labels: labels1 },
+          spec: {
+            terminationGracePeriodSeconds: 60,
+            enableServiceLinks: false,
+            automountServiceAccountToken: false,
+            securityContext: { runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, fsGroup: 10001, seccompProfile: { type: 'RuntimeDefault' } },
+            topologySpreadConstraints: [spread('kubernetes.io/hostname'), spread('topology.kubernetes.io/zone')],
+            containers: [
+              {
+                name: 'replica',
+                image: 'shardbank/node:0.1.0',
+                imagePullPolicy: 'IfNotPresent',
+                args: [
+                  '--cluster=demo',
+                  '--namespace=money',
+                  '--incarnation=1111-2222',
+                  '--shard=1',
+                  '--shards=3',
+                  '--replicas-per-shard=3',
+                  '--items-per-shard=3000',
+                  '--initial-balance=10',
+                  '--max-transfer-amount=1000000000',
+                  '--peer-address-template={cluster}-s{shard}-{ordinal}.{cluster}-s{shard}.{namespace}.svc:50051',
+                  '--data-dir=/var/lib/shardbank',
+                  '--grpc-port=50051',
+                  '--http-port=8080',
+                  '--nats-url=nats://nats.shardbank-system.svc:4222',
+                ],
+                env: [
+                  { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+                  { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+                ],
+                ports: [
+                  { name: 'grpc', containerPort: 50051, protocol: 'TCP' },
+                  { name: 'http', containerPort: 8080, protocol: 'TCP' },
+                ],
+                readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 3 },
+                livenessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 6 },
+                startupProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 60 },
+                resources: {},
+                volumeMounts: [
+                  { name: 'data', mountPath: '/var/lib/shardbank' },
+                  { name: 'tmp', mountPath: '/tmp' },
+                ],
+                securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true, capabilities: { drop: ['ALL'] } },
+              },
+            ],
+            volumes: [{ name: 'tmp', emptyDir: { sizeLimit: '64Mi' } }],
+          },
+        },
+        volumeClaimTemplates: [
+          {
+            apiVersion: 'v1',
+            kind: 'PersistentVolumeClaim',
+            metadata: { name: 'data', labels: selector1 },
+            spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } },
+          },
+        ],
+      },
+    });
+  });
+
+  it('carries resources, storage class, retention, TLS and pod template overrides', () => {
+    const sts = buildStatefulSet(
+      cluster({
+        resources: { limits: { memory: '1Gi' } },
+        storage: { size: '5Gi', storageClassName: 'fast', retainOnDelete: false },
+        tls: { secretName: 'bank-tls' },
+        podTemplate: { labels: { team: 'payments', 'shardbank.io/shard': 'spoofed' }, annotations: { a: 'b' }, nodeSelector: { disk: 'ssd' }, tolerations: [{ key: 'k', operator: 'Exists' }] },
+      }),
+      0,
+    );
+    const pod = sts.spec!.template.spec!;
+    expect(pod.containers[0]!.resources).toEqual({ limits: { memory: '1Gi' } });
+    expect(sts.spec!.volumeClaimTemplates![0]!.spec).toEqual({ accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '5Gi' } }, storageClassName: 'fast' });
+    expect(sts.spec!.persistentVolumeClaimRetentionPolicy).toEqual({ whenDeleted: 'Delete', whenScaled: 'Retain' });
+    expect(pod.volumes).toContainEqual({ name: 'tls', secret: { secretName: 'bank-tls' } });
+    expect(pod.containers[0]!.volumeMounts).toContainEqual({ name: 'tls', mountPath: '/etc/shardbank/tls', readOnly: true });
+    expect(sts.spec!.template.metadata!.labels!['team']).toBe('payments');
+    // Overrides never change the selector labels.
+    expect(sts.spec!.template.metadata!.labels!['shardbank.io/shard']).toBe('0');
+    expect(sts.spec!.template.metadata!.annotations).toEqual({ a: 'b' });
+    expect(pod.nodeSelector).toEqual({ disk: 'ssd' });
+    expect(pod.tolerations).toEqual([{ key: 'k', operator: 'Exists' }]);
+  });
+
+  it('uses spec.nats.url, the managed NATS, or none', () => {
+    expect(natsUrlOf(cluster({ nats: { url: 'nats://mine:4222', managed: false } }), { managedNatsUrl: 'nats://op:4222' })).toBe('nats://mine:4222');
+    expect(natsUrlOf(cluster(), { managedNatsUrl: 'nats://op:4222' })).toBe('nats://op:4222');
+    expect(natsUrlOf(cluster({ nats: { managed: false } }), { managedNatsUrl: 'nats://op:4222' })).toBeUndefined();
+    expect(buildStatefulSet(cluster(), 0).spec!.template.spec!.containers[0]!.args!.some((a) => a.startsWith('--nats-url'))).toBe(false);
+  });
+
+  it('is pure: same input, same output, input untouched', () => {
+    const c = cluster();
+    const copy = structuredClone(c);
+    expect(buildStatefulSet(c, 2)).toEqual(buildStatefulSet(c, 2));
+    expect(c).toEqual(copy);
+  });
+});
+
+describe('Services, PodDisruptionBudget, ConfigMap', () => {
+  it('builds a headless Service that publishes not-ready replicas', () => {
+    expect(buildHeadlessService(cluster(), 1)).toEqual({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'demo-s1', namespace: 'money', labels: labels1, ownerReferences: owner },
+      spec: {
+        clusterIP: 'None',
+        publishNotReadyAddresses: true,
+        selector: selector1,
+        ports: [
+          { name: 'grpc', port: 50051, targetPort: 'grpc', protocol: 'TCP', appProtocol: 'grpc' },
+          { name: 'http', port: 8080, targetPort: 'http', protocol: 'TCP' },
+        ],
+      },
+    });
+  });
+
+  it('builds a client Service over every replica of the cluster', () => {
+    const svc = buildClientService(cluster());
+    expect(svc.metadata!.name).toBe('demo-client');
+    expect(svc.spec!.selector).toEqual({ 'shardbank.io/cluster': 'demo' });
+    expect(svc.spec!.type).toBe('ClusterIP');
+  });
+
+  it('keeps a majority with the PodDisruptionBudget and builds none for one replica', () => {
+    expect([1, 3, 5, 7].map(quorumSize)).toEqual([1, 2, 3, 4]);
+    expect(buildPodDisruptionBudget(cluster({ replicasPerShard: 5 }), 1)).toEqual({
+      apiVersion: 'policy/v1',
+      kind: 'PodDisruptionBudget',
+      metadata: { name: 'demo-s1', namespace: 'money', labels: labels1, ownerReferences: owner },
+      spec: { minAvailable: 3, selector: { matchLabels: selector1 } },
+    });
+    expect(buildPodDisruptionBudget(cluster({ replicasPerShard: 1 }), 0)).toBeUndefined();
+  });
+
+  it('writes the topology ConfigMap with item ranges and replica addresses', () => {
+    const cm = buildTopologyConfigMap(cluster({ shards: 2, itemsPerShard: 100, replicasPerShard: 1 }));
+    expect(JSON.parse(cm.data!['topology.json']!)).toEqual({
+      cluster: 'demo',
+      namespace: 'money',
+      incarnation: '1111-2222',
+      shards: [
+        { shard: 0, items: [1, 100], statefulSet: 'demo-s0', replicas: ['demo-s0-0.demo-s0.money.svc:50051'] },
+        { shard: 1, items: [101, 200], statefulSet: 'demo-s1', replicas: ['demo-s1-0.demo-s1.money.svc:50051'] },
+      ],
+      itemsPerShard: 100,
+      replicasPerShard: 1,
+      initialBalance: 10,
+      maxTransferAmount: 1_000_000_000,
+      clientService: 'demo-client.money.svc:50051',
+    });
+  });
+
+  it('lists every desired object once, each owned by the cluster', () => {
+    const objects = desiredObjects(cluster(), {});
+    expect(objects.map((o) => `${o.resource.kind}/${o.object.metadata.name}`)).toEqual([
+      'ConfigMap/demo-topology',
+      'Service/demo-client',
+      'Service/demo-s0',
+      'PodDisruptionBudget/demo-s0',
+      'StatefulSet/demo-s0',
+      'Service/demo-s1',
+      'PodDisruptionBudget/demo-s1',
+      'StatefulSet/demo-s1',
+      'Service/demo-s2',
+      'PodDisruptionBudget/demo-s2',
+      'StatefulSet/demo-s2',
+    ]);
+    for (const o of objects) expect(o.object.metadata.ownerReferences).toEqual(owner);
+  });
+
+  it('refuses to build for a cluster without a uid (it must come from the API server)', () => {
+    const c = cluster();
+    delete c.metadata.uid;
+    expect(() => buildStatefulSet(c, 0)).toThrow(/no uid/);
+  });
+});
+
+describe('deletion and leader label helpers', () => {
+  it('recognises only the PVC names the StatefulSets make', () => {
+    const c = cluster({ shards: 2 });
+    expect(isClusterPvcName(c, 'data-demo-s0-0')).toBe(true);
+    expect(isClusterPvcName(c, 'data-demo-s1-12')).toBe(true);
+    expect(isClusterPvcName(c, 'data-demo-s2-0')).toBe(false);
+    expect(isClusterPvcName(c, 'data-demo-s0-x')).toBe(false);
+    expect(isClusterPvcName(c, 'other-demo-s0-0')).toBe(false);
+  });
+
+  it('moves the leader label to the leader pod only', () => {
+    const pods = [
+      { name: 'demo-s0-0', labeled: true },
+      { name: 'demo-s0-1', labeled: false },
+      { name: 'demo-s0-2', labeled: false },
+    ];
+    expect(leaderLabelChanges(cluster(), 0, 1, pods)).toEqual([
+      ['demo-s0-0', false],
+      ['demo-s0-1', true],
+    ]);
+    expect(leaderLabelChanges(cluster(), 0, undefined, pods)).toEqual([['demo-s0-0', false]]);
+    expect(leaderLabelChanges(cluster(), 0, 0, pods)).toEqual([]);
+  });
+});
