@@ -166,7 +166,8 @@ export async function statusCommand(argv: readonly string[], io: CliIo): Promise
     return EXIT.ok;
   }
   const target = resolveTarget(values, false);
-  const client = new ShardbankClient(target.options);
+  // Status asks every replica itself: no NATS watcher needed.
+  const client = new ShardbankClient({ ...target.options, natsUrl: undefined });
   try {
     const view = await client.clusterStatus();
     if (values.json) {

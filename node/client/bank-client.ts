@@ -141,6 +141,7 @@ export class ShardbankClient {
   private readonly stubs = new Map<string, BankStub>();
   private readonly lastAnswered = new Map<number, string>();
   private leaderSource: LeaderSource | undefined;
+  private watcherStarting: Promise<void> | undefined;
   private readonly options: ShardbankClientOptions;
   private closed = false;
 
@@ -153,21 +154,27 @@ export class ShardbankClient {
     this.endpoints = options.endpoints;
     this.session = new ClientSession(options.clientId ?? randomClientId());
     this.leaderSource = options.leaderSource;
+    if (options.natsUrl && !options.leaderSource) this.watcherStarting = this.startWatcher(options.natsUrl);
   }
 
-  /** Creates a client and, when a NATS URL is given, starts the leader watcher (best effort). */
+  /** Creates a client and waits until its NATS leader watcher (if a NATS URL is given) is set up. */
   static async connect(options: ShardbankClientOptions): Promise<ShardbankClient> {
     const client = new ShardbankClient(options);
-    if (options.natsUrl && !options.leaderSource) {
-      const started = await startLeaderSource({
-        servers: options.natsUrl,
-        namespace: options.namespace ?? 'default',
-        cluster: options.cluster,
-        ...(options.incarnation ? { incarnation: options.incarnation } : {}),
-      });
-      if (started.ok) client.leaderSource = started.value;
-    }
+    await client.watcherStarting;
     return client;
+  }
+
+  /** Best effort: without NATS the client routes by the replicas' hints and probing. */
+  private async startWatcher(natsUrl: string): Promise<void> {
+    const started = await startLeaderSource({
+      servers: natsUrl,
+      namespace: this.options.namespace ?? 'default',
+      cluster: this.options.cluster,
+      ...(this.options.incarnation ? { incarnation: this.options.incarnation } : {}),
+    });
+    if (!started.ok) return;
+    if (this.closed) await started.value.close();
+    else this.leaderSource = started.value;
   }
 
   newSession(clientId?: string): ClientSession {
@@ -287,6 +294,7 @@ export class ShardbankClient {
     this.closed = true;
     for (const stub of this.stubs.values()) stub.close();
     this.stubs.clear();
+    await this.watcherStarting;
     await this.leaderSource?.close();
   }
 

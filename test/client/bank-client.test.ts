@@ -99,6 +99,29 @@ describe('ShardbankClient.transfer', () => {
     expect(result.attempts).toBeGreaterThan(1);
   });
 
+  it('goes to the leader the watcher knows first, and forgets it when it fails', async () => {
+    const [a, b, c] = await cluster();
+    const forgotten: number[] = [];
+    let known: { ballot: { round: number; ordinal: number }; leaderOrdinal: number; address: string } | undefined = { ballot: { round: 4, ordinal: 1 }, leaderOrdinal: 1, address: 'ignored:1' };
+    const leaderSource = {
+      leader: (shard: number) => (shard === 0 ? known : undefined),
+      forgetLeader: (shard: number) => {
+        forgotten.push(shard);
+        known = undefined;
+      },
+      close: () => undefined,
+    };
+    b!.behaviour.transfer = () => committed(5, 0);
+    const c1 = makeClient({ leaderSource });
+    expect((await c1.transfer({ from: 1, to: 2, amount: 1 })).outcome).toBe('COMMITTED');
+    expect([a!.calls.length, b!.calls.length, c!.calls.length]).toEqual([0, 1, 0]);
+    await b!.stop();
+    a!.behaviour.transfer = () => committed(6, 0);
+    c!.behaviour.transfer = () => committed(6, 0);
+    expect((await c1.transfer({ from: 1, to: 2, amount: 1 })).outcome).toBe('COMMITTED');
+    expect(forgotten).toEqual([0]);
+  });
+
   it('generates increasing request ids per client', async () => {
     await cluster();
     for (const replica of replicas) replica.behaviour.transfer = () => committed();
