@@ -108,8 +108,9 @@ export function progressBar(elapsedMs: number, totalMs: number, transfers: numbe
   return `\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${Math.round(fraction * 100)}%  ${transfers} transfers  ${rate}/s`;
 }
 
+/** Every client sends at least one request, however short the duration. */
 async function runClient(client: ShardbankClient, session: ClientSession, generator: PairGenerator, settings: BenchSettings, endAtMs: number, stats: RunStats): Promise<void> {
-  while (Date.now() < endAtMs) {
+  do {
     const startedAtMs = performance.now();
     let results: TransferResult[];
     if (settings.batchSize === 1) {
@@ -121,7 +122,7 @@ async function runClient(client: ShardbankClient, session: ClientSession, genera
     const latencyMs = performance.now() - startedAtMs;
     const nowMs = Date.now();
     for (const result of results) stats.record(result.outcome, latencyMs, nowMs);
-  }
+  } while (Date.now() < endAtMs);
 }
 
 export async function benchCommand(argv: readonly string[], io: CliIo): Promise<number> {

@@ -93,7 +93,7 @@ describe('ShardbankClient.transfer', () => {
   it('gives up with UNKNOWN at the deadline and says which id to retry', async () => {
     await cluster();
     for (const replica of replicas) replica.behaviour.transfer = () => unavailable('no quorum');
-    const result = await makeClient().transfer({ from: 1, to: 2, amount: 1 }, { deadlineMs: 300 });
+    const result = await makeClient().transfer({ from: 1, to: 2, amount: 1 }, { deadlineMs: 2000 });
     expect(result.outcome).toBe('UNKNOWN');
     expect(['UNAVAILABLE', 'DEADLINE_EXCEEDED']).toContain(result.errorCode);
     expect(result.attempts).toBeGreaterThan(1);
