@@ -1,0 +1,49 @@
+// `npm run controlplane:up` / `controlplane:down` for people: a detached control plane
+// whose last output line is KUBECONFIG=<path>, reachable with that kubeconfig, with the
+// CRD installed; `down` stops it.
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { KubeConfig } from '@kubernetes/client-node';
+import { afterAll, describe, expect, it } from 'vitest';
+import { binaries } from '../../scripts/controlplane/binaries.mjs';
+import { KubeClient } from '../../operator/kube/kube-client.js';
+
+const run = promisify(execFile);
+const root = join(import.meta.dirname, '..', '..');
+const stateDir = join(mkdtempSync(join(tmpdir(), 'shardbank-cli-')), 'cp');
+const env = { ...process.env, SHARDBANK_CONTROLPLANE_DIR: stateDir };
+
+afterAll(async () => {
+  await run('node', ['scripts/controlplane/cli.mjs', 'down'], { cwd: root, env }).catch(() => undefined);
+  rmSync(join(stateDir, '..'), { recursive: true, force: true });
+});
+
+describe('controlplane:up / controlplane:down', () => {
+  it('starts a control plane, prints KUBECONFIG last, and stops it', async () => {
+    binaries({ need: ['etcd', 'kube-apiserver'] });
+    const up = await run('node', ['scripts/controlplane/cli.mjs', 'up'], { cwd: root, env, timeout: 300_000 });
+    const lines = up.stdout.trim().split('\n');
+    const last = lines[lines.length - 1]!;
+    expect(last).toMatch(/^KUBECONFIG=\//);
+    const kubeconfig = last.slice('KUBECONFIG='.length);
+    const kc = new KubeConfig();
+    kc.loadFromFile(kubeconfig);
+    const client = new KubeClient(kc, 'cli-test');
+    const crd = await client.request<{ metadata: { name: string } }>({
+      method: 'GET',
+      path: '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/bankclusters.shardbank.io',
+    });
+    expect(crd.metadata.name).toBe('bankclusters.shardbank.io');
+
+    const again = await run('node', ['scripts/controlplane/cli.mjs', 'up'], { cwd: root, env, timeout: 60_000 });
+    expect(again.stdout.trim().split('\n').pop()).toBe(last);
+
+    const down = await run('node', ['scripts/controlplane/cli.mjs', 'down'], { cwd: root, env, timeout: 60_000 });
+    expect(down.stdout).toContain('stopped');
+    expect(existsSync(kubeconfig)).toBe(false);
+    await expect(client.request({ method: 'GET', path: '/readyz' })).rejects.toThrow();
+  });
+});
