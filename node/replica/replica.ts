@@ -135,7 +135,10 @@ export class Replica {
   onFrame(frame: PeerFrame): void {
     for (const message of frame.paxos) this.node.stepPaxos(message);
     if (frame.tx.length > 0) {
-      if (frame.senderShard !== this.config.shard) this.router.learnLeader(frame.senderShard, frame.senderOrdinal);
+      // Only a leader sends 2PC messages, so each names its shard's leader (as of sending).
+      for (const message of frame.tx) {
+        if (message.fromShard !== this.config.shard) this.router.learnLeader(message.fromShard, message.fromOrdinal);
+      }
       const leader = this.node.core.leaderOrdinal;
       if (!this.node.isReadyLeader && !frame.forwarded && leader >= 0 && leader !== this.config.ordinal) {
         // Only the leader acts on 2PC messages; a follower passes them on, once.

@@ -481,7 +481,7 @@ export class ShardNode {
   }
 
   private sendTx(toShard: number, body: NonNullable<TxMessage['body']>): void {
-    this.txOut.push({ fromShard: this.config.shard, toShard, body });
+    this.txOut.push({ fromShard: this.config.shard, toShard, fromOrdinal: this.config.ordinal, body });
   }
 
   // ---- Timers: resends, coordinator timeouts, participant inquiries ----

@@ -1,14 +1,15 @@
-// Deterministic simulation in the default test run: >= 500 seeds across scenarios.
+// Deterministic simulation in the default test run: 500 single-shard seeds and 800
+// multi-shard (cross-shard) seeds.
 // Heavier runs: SHARDBANK_SIM_SEEDS=5000 npm test -- test/sim, or `npm run sim -- --seeds 20000`.
 import { describe, expect, it } from 'vitest';
 import { runSeed, scenarioFor } from './scenarios.js';
 
-const scale = Number(process.env.SHARDBANK_SIM_SEEDS ?? '0') / 650 || 1;
+const scale = Number(process.env.SHARDBANK_SIM_SEEDS ?? '0') / 1300 || 1;
 const plan: [string, number][] = [
-  ['single-shard', Math.round(250 * scale)],
-  ['cross-shard', Math.round(250 * scale)],
-  ['hot-items', Math.round(100 * scale)],
-  ['five-replicas', Math.round(50 * scale)],
+  ['single-shard', Math.round(500 * scale)],
+  ['cross-shard', Math.round(500 * scale)],
+  ['hot-items', Math.round(200 * scale)],
+  ['five-replicas', Math.round(100 * scale)],
 ];
 
 describe('deterministic simulation', () => {

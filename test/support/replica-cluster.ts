@@ -56,6 +56,7 @@ export class ReplicaCluster {
   readonly cluster: string;
   readonly replicas: ReplicaProcess[][] = [];
   private readonly clients = new Map<string, { raw: BankClient; async: AsyncBankClient }>();
+  private readonly lastServed = new Map<number, ReplicaProcess>();
 
   private constructor(
     readonly options: ClusterOptions,
@@ -175,20 +176,25 @@ export class ReplicaCluster {
     let lastError: unknown;
     while (Date.now() < deadline) {
       const group = this.replicas[shard]!.filter((r) => r.child);
-      const replica = group[attempt % Math.max(1, group.length)];
+      // The replica that last served this shard first (usually the leader), then round robin.
+      const cached = this.lastServed.get(shard);
+      const replica = attempt === 0 && cached?.child ? cached : group[attempt % Math.max(1, group.length)];
       attempt += 1;
       if (!replica) {
         await new Promise((resolve) => setTimeout(resolve, 100));
         continue;
       }
       try {
-        return await this.client(replica.address).transferAsync(
+        const reply = await this.client(replica.address).transferAsync(
           { cluster: this.cluster, clientId, requestId, from, to, amount },
           new grpc.Metadata(),
           { deadline: Date.now() + 10_000 },
         );
+        this.lastServed.set(shard, replica);
+        return reply;
       } catch (error) {
         lastError = error;
+        this.lastServed.delete(shard);
         const code = (error as { code?: number }).code;
         if (code === grpc.status.INVALID_ARGUMENT || code === grpc.status.FAILED_PRECONDITION) throw error;
         await new Promise((resolve) => setTimeout(resolve, 50 + Math.random() * 100));

@@ -141,6 +141,8 @@ export interface TxId {
 export interface TxMessage {
   fromShard: number;
   toShard: number;
+  /** The sending replica (its shard's leader when it sent): receivers learn where to reply. */
+  fromOrdinal: number;
   body:
     | { $case: "prepare"; prepare: TxPrepare }
     | { $case: "vote"; vote: TxVote }
@@ -1905,7 +1907,7 @@ export const TxId: MessageFns<TxId> = {
 };
 
 function createBaseTxMessage(): TxMessage {
-  return { fromShard: 0, toShard: 0, body: undefined };
+  return { fromShard: 0, toShard: 0, fromOrdinal: 0, body: undefined };
 }
 
 export const TxMessage: MessageFns<TxMessage> = {
@@ -1915,6 +1917,9 @@ export const TxMessage: MessageFns<TxMessage> = {
     }
     if (message.toShard !== 0) {
       writer.uint32(16).uint32(message.toShard);
+    }
+    if (message.fromOrdinal !== 0) {
+      writer.uint32(24).uint32(message.fromOrdinal);
     }
     switch (message.body?.$case) {
       case "prepare":
@@ -1963,6 +1968,14 @@ export const TxMessage: MessageFns<TxMessage> = {
             }
 
             message.toShard = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.fromOrdinal = reader.uint32();
             continue;
           }
           case 10: {
@@ -2029,6 +2042,11 @@ export const TxMessage: MessageFns<TxMessage> = {
         : isSet(object.to_shard)
         ? globalThis.Number(object.to_shard)
         : 0,
+      fromOrdinal: isSet(object.fromOrdinal)
+        ? globalThis.Number(object.fromOrdinal)
+        : isSet(object.from_ordinal)
+        ? globalThis.Number(object.from_ordinal)
+        : 0,
       body: isSet(object.prepare)
         ? { $case: "prepare", prepare: TxPrepare.fromJSON(object.prepare) }
         : isSet(object.vote)
@@ -2051,6 +2069,9 @@ export const TxMessage: MessageFns<TxMessage> = {
     if (message.toShard !== 0) {
       obj.toShard = Math.round(message.toShard);
     }
+    if (message.fromOrdinal !== 0) {
+      obj.fromOrdinal = Math.round(message.fromOrdinal);
+    }
     if (message.body?.$case === "prepare") {
       obj.prepare = TxPrepare.toJSON(message.body.prepare);
     } else if (message.body?.$case === "vote") {
@@ -2072,6 +2093,7 @@ export const TxMessage: MessageFns<TxMessage> = {
     const message = createBaseTxMessage();
     message.fromShard = object.fromShard ?? 0;
     message.toShard = object.toShard ?? 0;
+    message.fromOrdinal = object.fromOrdinal ?? 0;
     switch (object.body?.$case) {
       case "prepare": {
         if (object.body?.prepare !== undefined && object.body?.prepare !== null) {
