@@ -10,6 +10,11 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { binaries } from '../../scripts/controlplane/binaries.mjs';
 import { KubeClient } from '../../operator/kube/kube-client.js';
+import type { KubeObject } from '../../operator/kube/kube-object.js';
+import { RESOURCES } from '../../operator/kube/resources.js';
+import { freePort } from '../../scripts/controlplane/control-plane.mjs';
+import { eventually } from './support/eventually.js';
+import { compileOperator, runOperator } from './support/operator-process.js';
 
 const run = promisify(execFile);
 const root = join(import.meta.dirname, '..', '..');
@@ -37,6 +42,26 @@ describe('controlplane:up / controlplane:down', () => {
       path: '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/bankclusters.shardbank.io',
     });
     expect(crd.metadata.name).toBe('bankclusters.shardbank.io');
+
+    // The operator as a process (the image's entry point) against that kubeconfig: it
+    // takes the Lease, serves health, and on SIGTERM releases the Lease and exits 0.
+    const { main, dir } = await compileOperator();
+    const port = await freePort();
+    const op = runOperator(main, { KUBECONFIG: kubeconfig, POD_NAMESPACE: 'default', POD_NAME: 'operator-process', SHARDBANK_HTTP_PORT: String(port), SHARDBANK_LOG_LEVEL: 'warn' });
+    try {
+      await eventually('operator process leading and ready', async () => {
+        const r = await fetch(`http://127.0.0.1:${port}/readyz`);
+        return r.status === 200 && (await r.text()).includes('caches synced');
+      });
+      expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+      op.child.kill('SIGTERM');
+      expect(await op.exited, op.output()).toBe(0);
+      const lease = await client.get<KubeObject & { spec: { holderIdentity?: string } }>(RESOURCES.lease, 'default', 'shardbank-operator');
+      expect(lease.spec.holderIdentity ?? '').toBe('');
+    } finally {
+      if (op.child.exitCode === null) op.child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
 
     const again = await run('node', ['scripts/controlplane/cli.mjs', 'up'], { cwd: root, env, timeout: 60_000 });
     expect(again.stdout.trim().split('\n').pop()).toBe(last);
