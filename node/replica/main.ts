@@ -60,8 +60,12 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info({ signal }, 'shutting down');
     const forceExit = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS).unref();
+    // Stop accepting new calls; calls in flight may finish while leadership moves.
+    const drained = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
     await replica.handOver(2_000);
-    await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    // Peer streams never end on their own: after a short drain, close what is left.
+    await Promise.race([drained, new Promise((resolve) => setTimeout(resolve, 500))]);
+    server.forceShutdown();
     http.close();
     await nats?.close();
     forwarder.close();

@@ -2,7 +2,8 @@
 // contract requires (send requests at once; append + fsync, then send replies that claim
 // durable state and acknowledge the persist id; route 2PC messages; resolve client calls),
 // ticks the node on a timer, and feeds it frames from peers.
-import { mkdir, readFile, writeFile, rename } from 'node:fs/promises';
+import { mkdir, readFile, writeFile, rename, rm } from 'node:fs/promises';
+import { unlinkSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -49,6 +50,7 @@ export class Replica {
 
   static async open(config: ReplicaConfig, logger: Logger): Promise<Replica> {
     await mkdir(config.dataDir, { recursive: true });
+    await lockDataDir(config.dataDir);
     await checkTopology(config);
     const incarnation = await loadIncarnation(config);
     const { log, recovered } = await openDurableLog(path.join(config.dataDir, 'log'), { noSync: config.unsafeNoFsync });
@@ -254,6 +256,41 @@ export class Replica {
 
   stats() {
     return this.log.stats();
+  }
+}
+
+/** Two replica processes on one data dir would corrupt it: the second one refuses to start. */
+async function lockDataDir(dataDir: string): Promise<void> {
+  const file = path.join(dataDir, 'LOCK');
+  for (let attempt = 0; attempt < 2; attempt += 1) {
+    try {
+      await writeFile(file, String(process.pid), { flag: 'wx' });
+      process.once('exit', () => {
+        try {
+          unlinkSync(file);
+        } catch {
+          // already gone
+        }
+      });
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const holder = Number((await readFile(file, 'utf8').catch(() => '')).trim());
+      if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && isAlive(holder)) {
+        throw new Error(`data dir ${dataDir} is in use by process ${holder}; refusing to start a second replica on it`);
+      }
+      await rm(file, { force: true }); // left by a process that died (SIGKILL): take it over
+    }
+  }
+  throw new Error(`could not lock data dir ${dataDir}`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

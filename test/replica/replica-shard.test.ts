@@ -87,6 +87,18 @@ describe('a shard of three replica processes', () => {
     const first = await cluster.transfer('reuse', 1, 1, 2, 3);
     expect(first.outcome).toBe(Outcome.COMMITTED);
     await expect(cluster.transfer('reuse', 1, 1, 2, 4)).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+
+    // One client with more results than its session keeps (2048): the oldest are evicted and
+    // their ids, retried, get FAILED_PRECONDITION instead of running again.
+    const leader = cluster.replicas[0]![await cluster.leaderOf(0)]!;
+    const entries = Array.from({ length: 2100 }, (_, i) => ({ requestId: i + 1, from: 9 + (i % 2), to: 11 + (i % 2), amount: 1 }));
+    const batch = await cluster.client(leader.address).batchTransferAsync({ cluster: cluster.cluster, clientId: 'evicted', entries }, new grpc.Metadata(), { deadline: Date.now() + 60_000 });
+    expect(batch.results.filter((r) => r.outcome === Outcome.COMMITTED || r.outcome === Outcome.INSUFFICIENT_FUNDS)).toHaveLength(2100);
+    const before = await cluster.balances(0, await cluster.leaderOf(0), [9, 10, 11, 12], Consistency.LINEARIZABLE);
+    await expect(cluster.transfer('evicted', 1, 9, 11, 1)).rejects.toMatchObject({ code: grpc.status.FAILED_PRECONDITION });
+    expect(await cluster.balances(0, await cluster.leaderOf(0), [9, 10, 11, 12], Consistency.LINEARIZABLE)).toEqual(before);
+    const recent = await cluster.transfer('evicted', 2100, entries[2099]!.from, entries[2099]!.to, 1);
+    expect(recent.outcome).toBe(batch.results[2099]!.outcome);
   });
 
   it('a replica restarted from its data dir after SIGKILL rejoins and catches up', async () => {
@@ -117,6 +129,34 @@ describe('a shard of three replica processes', () => {
     expect(status.snapshotIndex).toBeGreaterThan(0);
     const balances = await convergedBalances(cluster);
     expect(balances[follower]).toEqual(balances[(follower + 1) % 3]);
+  });
+
+  it('serves /healthz, /readyz, /metrics, /status and gRPC health', async () => {
+    const leader = await cluster.leaderOf(0);
+    const replica = cluster.replicas[0]![leader]!;
+    const get = (path: string) => fetch(`http://127.0.0.1:${replica.httpPort}${path}`);
+    expect((await get('/healthz')).status).toBe(200);
+    expect((await get('/readyz')).status).toBe(200);
+    const metrics = await (await get('/metrics')).text();
+    expect(metrics).toMatch(/shardbank_commit_index\{cluster="test",shard="0",replica="\d"\} \d+/);
+    expect(metrics).toMatch(/shardbank_transfers_total\{[^}]*outcome="COMMITTED"\} \d+/);
+    const status = (await (await get('/status')).json()) as { role: string };
+    expect(status.role).toBe('leader');
+    const health = await new Promise<Buffer>((resolve, reject) =>
+      cluster.rawClient(replica.address).makeUnaryRequest('/grpc.health.v1.Health/Check', (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), (error, value) => (error ? reject(error) : resolve(value!))),
+    );
+    expect([...health]).toEqual([0x08, 0x01]); // status: SERVING
+  });
+
+  it('SIGTERM on the leader hands leadership over and exits 0', async () => {
+    const leader = await cluster.leaderOf(0);
+    const code = await cluster.kill(0, leader, 'SIGTERM');
+    expect(code).toBe(0);
+    const next = await cluster.leaderOf(0, 60_000, leader);
+    expect(next).not.toBe(leader);
+    expect((await cluster.transfer('after-handover', 1, 7, 8, 1)).outcome).toBe(Outcome.COMMITTED);
+    cluster.spawn(cluster.replicas[0]![leader]!);
+    await pollUntil('the stopped replica to rejoin', async () => ((await cluster.replicaStatus(0, leader))?.role === 'follower' ? true : undefined));
   });
 
   it('answers every bad input with a clear error naming the field, and changes nothing', async () => {
