@@ -1,7 +1,7 @@
 // `shardbank up` (foreground with a live table, --detach with a background supervisor, or
 // the hidden --supervise mode that detached supervisor runs in) and `shardbank down`.
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BankCluster } from '../cluster/bankcluster.js';
@@ -54,23 +54,23 @@ function checkReplicaMain(): string {
 
 /** Runs the cluster in this process with a live table until Ctrl-C or SIGTERM. */
 export async function upForeground(options: UpOptions, output: Output): Promise<number> {
+  // After a terminal hang-up, writes fail (EIO); the cluster must still be stopped in order.
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
   const table = new LiveTable(process.stdout);
   const supervisor = await LocalSupervisor.start({
     stateDir: options.stateDir, manifest: options.manifest, replicaMain: checkReplicaMain(),
     ...(options.natsUrl ? { natsUrl: options.natsUrl } : {}),
     ...(options.logLevel ? { logLevel: options.logLevel } : {}),
-    log: (line) => table.note(line),
+    log: (line) => {
+      appendLog(options.stateDir, line);
+      table.note(line);
+    },
   });
   output.out(`cluster "${supervisor.book.cluster}" starting from ${options.stateDir} (Ctrl-C stops it)`);
   const client = await connectToBook(supervisor.book);
   let stopRequested = false;
-  const stopSignal = new Promise<void>((done) => {
-    const handler = () => {
-      stopRequested = true;
-      done();
-    };
-    process.once('SIGINT', handler);
-    process.once('SIGTERM', handler);
+  const stopSignal = stopRequest(() => {
+    stopRequested = true;
   });
   while (!stopRequested) {
     const view = await client.clusterStatus();
@@ -80,6 +80,23 @@ export async function upForeground(options: UpOptions, output: Output): Promise<
   await client.close();
   await supervisor.stop();
   return 0;
+}
+
+/**
+ * Resolves on the first stop signal. The listeners stay: a second Ctrl-C or SIGTERM must not
+ * kill the supervisor half-way through stopping its (detached) children.
+ */
+function stopRequest(onStop: () => void, signals: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']): Promise<void> {
+  return new Promise((done) => {
+    let requested = false;
+    const handler = () => {
+      if (requested) return;
+      requested = true;
+      onStop();
+      done();
+    };
+    for (const signal of signals) process.on(signal, handler);
+  });
 }
 
 /** The background supervisor process behind `up --detach`; logs go to its own file. */
@@ -94,10 +111,7 @@ export async function upSupervise(options: UpOptions, output: Output): Promise<n
   writeAddressBook(options.stateDir, supervisor.book);
   log(`supervisor ${process.pid} running cluster "${supervisor.book.cluster}" (${supervisor.book.replicas.length} replicas)`);
   process.on('SIGHUP', () => log('SIGHUP ignored'));
-  await new Promise<void>((done) => {
-    process.once('SIGINT', () => done());
-    process.once('SIGTERM', () => done());
-  });
+  await stopRequest(() => undefined, ['SIGINT', 'SIGTERM']);
   log('stop requested');
   await supervisor.stop();
   return 0;
@@ -155,6 +169,15 @@ async function waitForLeaders(stateDir: string, supervisorPid: number, waitMs: n
     return 'timeout';
   } finally {
     await client?.close();
+  }
+}
+
+/** The foreground supervisor keeps the same log file as a detached one. */
+function appendLog(stateDir: string, line: string): void {
+  try {
+    appendFileSync(join(stateDir, 'logs', SUPERVISOR_LOG_FILE), `${new Date().toISOString()} ${line}\n`);
+  } catch {
+    // The log is a convenience; the table shows the same.
   }
 }
 

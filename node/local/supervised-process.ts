@@ -60,9 +60,12 @@ export class SupervisedProcess {
     const logFd = openSync(this.spec.logFile, 'a');
     let child: ChildProcess;
     try {
+      // Its own process group: Ctrl-C or a terminal hang-up reaches the supervisor only,
+      // which then stops the children in order (replicas hand leadership over first).
       child = spawn(this.spec.command, [...this.spec.args], {
         stdio: ['ignore', logFd, logFd],
         env: this.spec.env ?? process.env,
+        detached: true,
       });
     } finally {
       closeSync(logFd);
