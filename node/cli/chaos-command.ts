@@ -2,12 +2,12 @@
 // SIGKILLed at an interval, then, once every in-flight transaction is decided, the bank
 // invariants of SPEC section 2 are checked. The local equivalent of deleting pods.
 import { writeFileSync } from 'node:fs';
-import { shardItemRange } from '../cluster/topology.js';
 import { initialClusterTotal } from '../cluster/topology.js';
+import { readAllBalances, readShardReplicas, waitQuiescent } from '../client/bank-audit.js';
 import { sleep } from '../client/backoff.js';
-import { Consistency, ShardbankClient, type ClientSession } from '../client/bank-client.js';
+import { ShardbankClient, type ClientSession } from '../client/bank-client.js';
 import { checkBank, ExpectationLedger, type BankVerdict, type ShardReplicaReads } from '../client/bank-invariants.js';
-import { everyShardHasLeader, type ClusterView } from '../client/status-view.js';
+import type { ClusterView } from '../client/status-view.js';
 import { readAddressBook, type AddressBook } from '../local/address-book.js';
 import { parseCommandArgs, parseDurationMs, parseIntegerOption, parseNumberOption, resolveTarget } from './args.js';
 import { EXIT, UsageError, type CliIo } from './cli-io.js';
@@ -18,7 +18,6 @@ import { PairGenerator } from './workload.js';
 
 export const CHAOS_CLIENTS_MAX = 64;
 export const CALL_DEADLINE_MS = 8_000;
-export const SETTLE_POLL_MS = 500;
 export const AMOUNT_MAX = 3;
 
 export const CHAOS_HELP = `Usage: shardbank chaos [--duration 60s] [--interval 5s] [--target leader|random] [--nats] [--json] [--report FILE.html]
@@ -210,51 +209,6 @@ class ChaosRun {
   }
 }
 
-async function waitFor<T>(deadlineAtMs: number, probe: () => Promise<T | undefined>): Promise<T | undefined> {
-  while (Date.now() < deadlineAtMs) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    await sleep(SETTLE_POLL_MS);
-  }
-  return undefined;
-}
-
-/** Every shard has a leader, every replica answers and no cross-shard transaction is in flight. */
-async function waitQuiescent(client: ShardbankClient, deadlineAtMs: number): Promise<ClusterView | undefined> {
-  return waitFor(deadlineAtMs, async () => {
-    const view = await client.clusterStatus();
-    const quiet = everyShardHasLeader(view) && view.shards.every((shard) => shard.inflightTransactions === 0 && shard.replicas.every((r) => r.role !== 'down'));
-    return quiet ? view : undefined;
-  });
-}
-
-async function allBalances(client: ShardbankClient): Promise<Map<number, number>> {
-  const items = Array.from({ length: client.topology.shards * client.topology.itemsPerShard }, (_, index) => index + 1);
-  return client.balance(items, Consistency.LINEARIZABLE, { deadlineMs: 60_000 });
-}
-
-/** Reads one shard from every replica (ANY_REPLICA) once they all report the same applied index. */
-async function readShardReplicas(client: ShardbankClient, shard: number, deadlineAtMs: number): Promise<ShardReplicaReads> {
-  const range = shardItemRange(client.topology, shard);
-  const items = Array.from({ length: range.last - range.first + 1 }, (_, index) => range.first + index);
-  const addresses = client.endpoints[shard]!;
-  let last: ShardReplicaReads = { shard, replicas: [] };
-  const agreed = await waitFor(deadlineAtMs, async () => {
-    const view = await client.clusterStatus();
-    const applied = view.shards[shard]!.replicas.map((replica) => replica.appliedIndex);
-    if (applied.some((index) => index === null) || new Set(applied).size !== 1) return undefined;
-    const replies = await Promise.all(addresses.map((address) => client.balanceAt(address, items, Consistency.ANY_REPLICA)));
-    if (replies.some((reply) => !reply.ok)) return undefined;
-    const replicas = replies.map((reply, ordinal) => {
-      const value = (reply as { ok: true; value: { appliedIndex: number; balances: { item: number; balance: number }[] } }).value;
-      return { ordinal, appliedIndex: value.appliedIndex, balances: new Map(value.balances.map((entry) => [entry.item, entry.balance])) };
-    });
-    last = { shard, replicas };
-    return new Set(replicas.map((replica) => replica.appliedIndex)).size === 1 ? last : undefined;
-  });
-  return agreed ?? last;
-}
-
 export interface Resolution {
   /** Transfers whose outcome was unknown at least once (then retried with the same id). */
   outcomeUnknown: number;
@@ -313,7 +267,7 @@ async function runChaos(client: ShardbankClient, settings: ChaosSettings, stateD
     io.err('chaos: the cluster did not become quiet (leader per shard, all replicas up, nothing in flight) before the run; not starting');
     return EXIT.failure;
   }
-  const startBalances = await allBalances(client);
+  const startBalances = await readAllBalances(client);
   const startedAtMs = Date.now();
   const run = new ChaosRun(client, settings, stateDir, startedAtMs);
   run.tracker.start();
@@ -328,7 +282,7 @@ async function runChaos(client: ShardbankClient, settings: ChaosSettings, stateD
   log('waiting until no transaction is in flight');
   const quiet = await waitQuiescent(client, Date.now() + settings.settleMs);
   run.tracker.stop();
-  const finalBalances = await allBalances(client);
+  const finalBalances = await readAllBalances(client);
   log('comparing replicas');
   const replicaReads: ShardReplicaReads[] = [];
   for (let shard = 0; shard < client.topology.shards; shard += 1) replicaReads.push(await readShardReplicas(client, shard, Date.now() + settings.settleMs));
