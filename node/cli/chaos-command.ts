@@ -230,10 +230,11 @@ export function chaosJson(verdict: BankVerdict, faults: Faults, settings: ChaosS
   };
 }
 
-export function chaosText(verdict: BankVerdict, faults: Faults): string {
+export function chaosText(verdict: BankVerdict, faults: Faults, resolution: Resolution): string {
   const lines = Object.entries(verdict.checks).map(([name, check]) => `${check.ok ? 'ok  ' : 'FAIL'} ${name}: ${check.detail}`);
   const counts = verdict.counts;
   lines.push(`faults: ${faults.replicaKills} replica kills, ${faults.natsKills} nats-server kills`);
+  lines.push(`outcome unknown at some point: ${resolution.outcomeUnknown} transfers (${resolution.pendingAtEnd} still pending when the workload stopped), each retried with its own id`);
   lines.push(`checked ${counts.items} items, ${counts.committed} committed transfers (${counts.movedAmount} moved), ${counts.insufficientFunds} insufficient funds, ${counts.notApplied} not applied, ${counts.replicasCompared} replicas compared`);
   lines.push(verdict.ok ? 'PASS: every invariant held' : 'FAIL: an invariant was violated');
   return lines.join('\n');
@@ -292,8 +293,8 @@ async function runChaos(client: ShardbankClient, settings: ChaosSettings, stateD
     verdict.checks.outcomesResolved.ok = false;
     verdict.checks.outcomesResolved.detail += '; the cluster never became quiet (in-flight transactions or replicas down) within the settle timeout';
   }
-  io.out(json ? JSON.stringify(chaosJson(verdict, run.faults, settings, run.stats, workloadMs, { outcomeUnknown: run.outcomeUnknownSeen, pendingAtEnd })) : chaosText(verdict, run.faults));
-  if (!json) io.out(`outcome unknown at some point: ${run.outcomeUnknownSeen} transfers (${pendingAtEnd} still pending when the workload stopped), all retried with their ids`);
+  const resolution = { outcomeUnknown: run.outcomeUnknownSeen, pendingAtEnd };
+  io.out(json ? JSON.stringify(chaosJson(verdict, run.faults, settings, run.stats, workloadMs, resolution)) : chaosText(verdict, run.faults, resolution));
   if (report) writeChaosReport(report, run, verdict, workloadMs);
   return verdict.ok ? EXIT.ok : EXIT.failure;
 }
