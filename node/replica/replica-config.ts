@@ -23,6 +23,8 @@ export interface ReplicaConfig {
   unsafeNoFsync: boolean;
   tickMs: number;
   snapshotEverySlots: number;
+  /** Slots a leader keeps in flight; while they are full, new commands batch into the next slot. */
+  inflightSlotsMax: number;
 }
 
 export class ConfigError extends Error {
@@ -51,6 +53,7 @@ const OPTIONS = {
   'unsafe-no-fsync': { type: 'boolean' },
   'tick-ms': { type: 'string' },
   'snapshot-every-slots': { type: 'string' },
+  'inflight-slots': { type: 'string' },
 } as const;
 
 type Flag = keyof typeof OPTIONS;
@@ -120,6 +123,7 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
     unsafeNoFsync: pullBool('unsafe-no-fsync'),
     tickMs: int('tick-ms', 25, 5, 1000),
     snapshotEverySlots: int('snapshot-every-slots', 4096, 2, 10_000_000),
+    inflightSlotsMax: int('inflight-slots', 4, 1, 256),
   };
 }
 

@@ -64,8 +64,9 @@ export class Replica {
           electionTimeoutTicksMin: Math.round(500 / config.tickMs),
           electionTimeoutTicksMax: Math.round(1000 / config.tickMs),
           heartbeatTicks: Math.max(1, Math.round(100 / config.tickMs)),
-          retransmitTicks: Math.max(2, Math.round(200 / config.tickMs)),
-          inflightSlotsMax: 16,
+          // The peer streams are reliable except across reconnects, so resends are rare and slow.
+          retransmitTicks: Math.max(2, Math.round(500 / config.tickMs)),
+          inflightSlotsMax: config.inflightSlotsMax,
           entriesPerMessageMax: 256,
         },
         timing: {

@@ -25,6 +25,22 @@ export function scenarioFor(name: string, seed: number): SimOptions {
       return { ...base, topology: { shards: 3, replicasPerShard: 3, itemsPerShard: 10, initialBalance: 5 }, crossShardRatio: 0.6, hotItems: 4, clients: 4 };
     case 'five-replicas':
       return { ...base, topology: { shards: 2, replicasPerShard: 5, itemsPerShard: 10, initialBalance: 10 }, crossShardRatio: 0.5 };
+    case 'stormy':
+      // Heavier faults for soak runs (npm run sim -- --scenario stormy --seeds N).
+      return {
+        ...base,
+        topology: { shards: 3, replicasPerShard: 3, itemsPerShard: 8, initialBalance: 6 },
+        clients: 5,
+        requestsPerClient: 10,
+        safetyMs: 6000,
+        livenessMsMax: 40_000,
+        dropProbability: 0.2,
+        duplicateProbability: 0.1,
+        crashProbabilityPerTick: 0.01,
+        partitionProbabilityPerTick: 0.03,
+        crossShardRatio: 0.7,
+        hotItems: 6,
+      };
     default:
       throw new Error(`unknown scenario ${name}`);
   }

@@ -106,6 +106,7 @@ export class ReplicaCluster {
       '--http-port', String(replica.httpPort),
       ...(this.options.natsUrl ? ['--nats-url', this.options.natsUrl] : []),
       ...(this.options.extraArgs ?? []),
+      ...(process.env.SHARDBANK_TEST_REPLICA_ARGS ? process.env.SHARDBANK_TEST_REPLICA_ARGS.split(' ') : []),
     ];
     const log = createWriteStream(path.join(this.root, `s${replica.shard}-${replica.ordinal}.log`), { flags: 'a' });
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...this.options.env } });

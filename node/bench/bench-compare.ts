@@ -1,0 +1,171 @@
+// `npm run bench:compare -- [--json] [--duration 10] [--clients 1,64]`: the reference workload
+// (3 shards x 3 replicas, 9000 items, uniform pairs, amount 1, two in three cross-shard, fsync
+// on) against shardbank and the comparison systems in ../shared/anchors (PostgreSQL one node,
+// etcd three members), in one run on one machine, printed as one table with the ratios.
+import { execFile } from 'node:child_process';
+import { cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const CLI = path.join(REPO, 'bin/shardbank.js');
+
+export interface Row {
+  system: string;
+  clients: number;
+  batchSize: number;
+  transfersPerS: number;
+  p50Ms: number;
+  p99Ms: number;
+  note?: string;
+}
+
+function run(command: string, args: string[], options: { cwd?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(command, args, { cwd: options.cwd, timeout: options.timeoutMs ?? 600_000, maxBuffer: 64 * 1024 * 1024, env: options.env ?? process.env }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`${command} ${args.join(' ')} failed: ${error.message}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+function lastJsonLine(output: string): Record<string, unknown> {
+  const lines = output.trim().split('\n').filter((line) => line.trim().startsWith('{'));
+  if (lines.length === 0) throw new Error(`no JSON in output: ${output.slice(-500)}`);
+  return JSON.parse(lines[lines.length - 1]!) as Record<string, unknown>;
+}
+
+async function benchShardbank(clients: number[], durationS: number, batch: number, log: (text: string) => void): Promise<Row[]> {
+  const stateDir = await mkdtemp(path.join(os.tmpdir(), 'shardbank-bench-'));
+  const rows: Row[] = [];
+  try {
+    log('starting the reference cluster (3 shards x 3 replicas, fsync on)');
+    await run(process.execPath, [CLI, 'up', '--detach', '--state-dir', stateDir], { timeoutMs: 180_000 });
+    const sizes = batch > 1 ? [[...clients].sort((a, b) => a - b).at(-1)!] : clients;
+    for (const n of sizes) {
+      log(`shardbank: ${n} clients, batch ${batch}, ${durationS} s`);
+      const report = lastJsonLine(
+        await run(process.execPath, [CLI, 'bench', '--state-dir', stateDir, '--clients', String(n), '--duration', `${durationS}s`, '--batch', String(batch), '--json'], { timeoutMs: (durationS + 120) * 1000 }),
+      );
+      const latency = report.latencyMs as Record<string, number>;
+      rows.push({ system: 'shardbank 3x3', clients: n, batchSize: batch, transfersPerS: Number(report.transfersPerS), p50Ms: latency.p50!, p99Ms: latency.p99! });
+    }
+  } finally {
+    await run(process.execPath, [CLI, 'down', '--state-dir', stateDir], { timeoutMs: 60_000 }).catch(() => undefined);
+    await rm(stateDir, { recursive: true, force: true });
+  }
+  return rows;
+}
+
+async function anchorsDir(): Promise<string> {
+  const source = process.env.SHARDBANK_ANCHORS ?? path.resolve(REPO, '../shared/anchors');
+  if (!existsSync(path.join(source, 'pg-bank.js'))) throw new Error(`comparison workloads not found at ${source} (set SHARDBANK_ANCHORS)`);
+  // A writable copy with its own node_modules, cached outside the repository.
+  const cache = path.join(process.env.SHARDBANK_CACHE ?? path.join(os.homedir(), '.cache/shardbank'), 'anchors');
+  await mkdir(cache, { recursive: true });
+  for (const file of ['pg-bank.js', 'etcd-bank.js', 'pg-up.sh', 'etcd3-up.sh', 'package.json']) await cp(path.join(source, file), path.join(cache, file));
+  if (!existsSync(path.join(cache, 'node_modules/pg')) || !existsSync(path.join(cache, 'node_modules/etcd3'))) {
+    await run('npm', ['install', '--no-audit', '--no-fund', '--silent'], { cwd: cache, timeoutMs: 300_000 });
+  }
+  return cache;
+}
+
+async function benchPostgres(dir: string, clients: number[], durationS: number, log: (text: string) => void): Promise<Row[]> {
+  log('starting PostgreSQL (one node, fsync on)');
+  await run('bash', [path.join(dir, 'pg-up.sh')], { timeoutMs: 600_000 });
+  const rows: Row[] = [];
+  for (const n of clients) {
+    log(`postgresql: ${n} clients, ${durationS} s`);
+    const result = lastJsonLine(await run(process.execPath, [path.join(dir, 'pg-bank.js'), String(n), String(durationS)], { cwd: dir, timeoutMs: (durationS + 120) * 1000 }));
+    rows.push({ system: String(result.system), clients: n, batchSize: 1, transfersPerS: Number(result.transfers_per_s), p50Ms: Number(result.p50_ms), p99Ms: Number(result.p99_ms) });
+  }
+  return rows;
+}
+
+async function benchEtcd(dir: string, clients: number[], durationS: number, log: (text: string) => void): Promise<Row[]> {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'shardbank-etcd-'));
+  log('starting etcd (3 members on loopback)');
+  await run('bash', [path.join(dir, 'etcd3-up.sh'), dataDir], { timeoutMs: 600_000 });
+  const rows: Row[] = [];
+  try {
+    for (const n of clients) {
+      log(`etcd: ${n} clients, ${durationS} s`);
+      const result = lastJsonLine(await run(process.execPath, [path.join(dir, 'etcd-bank.js'), String(n), String(durationS)], { cwd: dir, timeoutMs: (durationS + 120) * 1000 }));
+      rows.push({ system: String(result.system), clients: n, batchSize: 1, transfersPerS: Number(result.transfers_per_s), p50Ms: Number(result.p50_ms), p99Ms: Number(result.p99_ms) });
+    }
+  } finally {
+    const pids = (await readFile(path.join(dataDir, 'pids'), 'utf8').catch(() => '')).split('\n').filter(Boolean);
+    for (const pid of pids) {
+      try {
+        process.kill(Number(pid), 'SIGTERM');
+      } catch {
+        // already gone
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await rm(dataDir, { recursive: true, force: true });
+  }
+  return rows;
+}
+
+export function ratios(rows: Row[]): Record<string, number> {
+  const result: Record<string, number> = {};
+  const find = (prefix: string, clients: number) => rows.find((r) => r.system.startsWith(prefix) && r.clients === clients && r.batchSize === 1);
+  for (const clients of new Set(rows.map((r) => r.clients))) {
+    const ours = find('shardbank', clients);
+    if (!ours) continue;
+    for (const [name, prefix] of [['postgresql', 'postgresql'], ['etcd', 'etcd']] as const) {
+      const other = find(prefix, clients);
+      if (other && other.transfersPerS > 0) result[`shardbank/${name} throughput @${clients}`] = Number((ours.transfersPerS / other.transfersPerS).toFixed(2));
+    }
+  }
+  return result;
+}
+
+function table(rows: Row[]): string {
+  const header = ['system', 'clients', 'batch', 'transfers/s', 'p50 ms', 'p99 ms'];
+  const body = rows.map((r) => [r.system, String(r.clients), String(r.batchSize), String(r.transfersPerS), r.p50Ms.toFixed(2), r.p99Ms.toFixed(2)]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
+  return [header, ...body].map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ')).join('\n');
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      json: { type: 'boolean', default: false },
+      duration: { type: 'string', default: '10' },
+      clients: { type: 'string', default: '1,64' },
+      batch: { type: 'string', default: '1000' },
+      only: { type: 'string' },
+    },
+  });
+  const durationS = Number(values.duration);
+  const clients = values.clients!.split(',').map(Number);
+  const only = values.only?.split(',');
+  const log = (text: string) => process.stderr.write(`bench:compare: ${text}\n`);
+  const rows: Row[] = [];
+  const want = (name: string) => !only || only.includes(name);
+  if (want('shardbank')) rows.push(...(await benchShardbank(clients, durationS, 1, log)));
+  if (want('batch') && Number(values.batch) > 1) rows.push(...(await benchShardbank(clients, durationS, Number(values.batch), log)));
+  if (want('postgresql') || want('etcd')) {
+    const dir = await anchorsDir();
+    if (want('postgresql')) rows.push(...(await benchPostgres(dir, clients, durationS, log).catch((error: unknown) => failedRow('postgresql', error, log))));
+    if (want('etcd')) rows.push(...(await benchEtcd(dir, clients, durationS, log).catch((error: unknown) => failedRow('etcd', error, log))));
+  }
+  const result = { machine: { cpus: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version }, date: new Date().toISOString(), rows, ratios: ratios(rows) };
+  if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+  else process.stdout.write(`${table(rows)}\n\n${Object.entries(result.ratios).map(([k, v]) => `${k}: ${v}`).join('\n')}\n`);
+}
+
+function failedRow(system: string, error: unknown, log: (text: string) => void): Row[] {
+  log(`${system} could not be measured: ${error instanceof Error ? error.message : String(error)}`);
+  return [];
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench:compare failed: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});
