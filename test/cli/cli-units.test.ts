@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { endpointsTarget, parseDurationMs, parseIntegerOption, parseNumberOption } from '../../node/cli/args.js';
 import { benchJson, benchText, parseBenchSettings, progressBar } from '../../node/cli/bench-command.js';
 import { UsageError } from '../../node/cli/cli-io.js';
+import { chaosJson, chaosText } from '../../node/cli/chaos-command.js';
+import { checkBank, ExpectationLedger } from '../../node/client/bank-invariants.js';
 import { escapeHtml, renderHtmlReport } from '../../node/cli/html-report.js';
 import { leaderChanges } from '../../node/cli/leader-tracker.js';
 import { percentile, RunStats } from '../../node/cli/run-stats.js';
@@ -155,5 +157,23 @@ describe('leader change markers', () => {
     expect(leaderChanges(undefined, view([[0, 1, 0]]), 0)).toEqual([]);
     expect(leaderChanges(view([[0, 1, 0]]), view([[0, 1, 0]]), 1)).toEqual([]);
     expect(leaderChanges(view([[0, 1, 0], [1, 1, 1]]), view([[2, 2, 2], null]), 2.5)).toEqual([{ atS: 2.5, kind: 'leader-change', label: 'shard 0: leader 2 ballot 2.2' }]);
+  });
+});
+
+describe('chaos output', () => {
+  it('prints the verdict with the counts it checked', () => {
+    const ledger = new ExpectationLedger();
+    ledger.record({ from: 1, to: 2, amount: 1, outcome: 'COMMITTED' });
+    const balances = new Map([[1, 9], [2, 11]]);
+    const verdict = checkBank({ initialTotal: 20, startBalances: new Map([[1, 10], [2, 10]]), finalBalances: balances, ledger, replicaReads: [{ shard: 0, replicas: [{ ordinal: 0, appliedIndex: 3, balances }, { ordinal: 1, appliedIndex: 3, balances }] }] });
+    const stats = new RunStats(0);
+    stats.record('COMMITTED', 3, 10);
+    const settings = { durationMs: 1000, intervalMs: 500, target: 'leader' as const, nats: true, clients: 1, crossShardRatio: 0.67, settleMs: 1000, callTimeoutMs: 1000 };
+    const json = JSON.parse(JSON.stringify(chaosJson(verdict, { replicaKills: 2, natsKills: 1 }, settings, stats, 1000, { outcomeUnknown: 1, pendingAtEnd: 0 })));
+    expect(Object.keys(json)).toEqual(['ok', 'durationS', 'target', 'faults', 'resolution', 'transfers', 'outcomes', 'checks', 'counts']);
+    expect(json).toMatchObject({ ok: true, durationS: 1, faults: { replicaKills: 2, natsKills: 1 }, counts: { committed: 1, items: 2, replicasCompared: 2 } });
+    const text = chaosText(verdict, { replicaKills: 2, natsKills: 1 }, { outcomeUnknown: 1, pendingAtEnd: 0 });
+    expect(text.split('\n').at(-1)).toBe('PASS: every invariant held');
+    expect(text).toMatch(/ok   exactlyOnce: 1 committed transfers applied exactly once/);
   });
 });
