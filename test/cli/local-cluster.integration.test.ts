@@ -132,7 +132,11 @@ describe('shardbank local cluster (real processes)', () => {
   }, 180_000);
 
   it('status --json has the SPEC shape with a leader per shard', async () => {
-    const status = await json<StatusJson>(['status']);
+    // A loaded machine may hold an election now and then: wait for a leader everywhere.
+    const status = await poll('a leader in every shard', 120_000, async () => {
+      const current = await json<StatusJson>(['status']);
+      return current.shards.every((s) => s.leader !== null) ? current : undefined;
+    });
     expect(status.cluster).toBe('local');
     expect(status.shards.map((s) => s.items)).toEqual([[1, 3000], [3001, 6000], [6001, 9000]]);
     for (const shard of status.shards) {
@@ -148,7 +152,10 @@ describe('shardbank local cluster (real processes)', () => {
   }, 60_000);
 
   it('after SIGKILL of a shard leader, status shows a new leader and the replica comes back', async () => {
-    const before = await json<StatusJson>(['status']);
+    const before = await poll('a leader of shard 0', 120_000, async () => {
+      const current = await json<StatusJson>(['status']);
+      return current.shards[0]!.leader !== null ? current : undefined;
+    });
     const leader = before.shards[0]!.leader!;
     const pid = before.shards[0]!.replicas[leader.ordinal]!.pid!;
     expect(pid).toBeGreaterThan(0);
