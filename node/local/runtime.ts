@@ -139,6 +139,7 @@ export async function upDetached(options: UpOptions, output: Output): Promise<nu
   child.unref();
   const pid = child.pid!;
   const waitMs = options.waitMs ?? DETACH_WAIT_MS_DEFAULT;
+  output.err(`starting cluster "${options.manifest.metadata.name}" in the background (supervisor pid ${pid}, logs in ${join(options.stateDir, 'logs')}); waiting for a leader in every shard`);
   const result = await waitForLeaders(options.stateDir, pid, waitMs, () => exited);
   if (result === 'ready') {
     output.out(`cluster running in the background (supervisor pid ${pid}); state in ${options.stateDir}; stop it with: shardbank down --state-dir ${options.stateDir}`);
