@@ -61,10 +61,25 @@ export function checkStateDir(stateDir: string, manifest: BankCluster): void {
   }
 }
 
-function readTopologyMarker(stateDir: string): Topology | undefined {
+interface DataMarker {
+  cluster: string;
+  topology: Topology;
+  incarnation?: string;
+}
+
+/** What the data dir was written for; survives a lost address book. */
+function readDataMarker(stateDir: string): DataMarker | undefined {
   const path = join(stateDir, 'data', TOPOLOGY_MARKER_FILE);
   if (!existsSync(path)) return undefined;
-  return (JSON.parse(readFileSync(path, 'utf8')) as { topology: Topology }).topology;
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as DataMarker;
+  } catch (error) {
+    throw new LocalRuntimeError(`${path}: unreadable (${(error as Error).message}); it records which topology the data was written with`);
+  }
+}
+
+function readTopologyMarker(stateDir: string): Topology | undefined {
+  return readDataMarker(stateDir)?.topology;
 }
 
 function acquireLock(stateDir: string): void {
@@ -105,7 +120,8 @@ export class LocalSupervisor {
     try {
       const book = await planAddressBook(options);
       const supervisor = new LocalSupervisor(book, options);
-      writeFileSync(join(stateDir, 'data', TOPOLOGY_MARKER_FILE), `${JSON.stringify({ cluster: book.cluster, topology: book.topology }, null, 2)}\n`);
+      const marker: DataMarker = { cluster: book.cluster, topology: book.topology, incarnation: book.incarnation };
+      writeFileSync(join(stateDir, 'data', TOPOLOGY_MARKER_FILE), `${JSON.stringify(marker, null, 2)}\n`);
       await supervisor.startNats();
       supervisor.save();
       supervisor.startReplicas();
@@ -261,7 +277,7 @@ async function planAddressBook(options: SupervisorOptions): Promise<AddressBook>
     version: ADDRESS_BOOK_VERSION,
     cluster: manifest.metadata.name,
     namespace: manifest.metadata.namespace ?? 'default',
-    incarnation: previous?.incarnation ?? randomUUID(),
+    incarnation: previous?.incarnation ?? readDataMarker(stateDir)?.incarnation ?? randomUUID(),
     natsUrl: externalNats ?? `nats://${LOOPBACK_HOST}:${natsPort}`,
     natsManaged: externalNats === undefined,
     natsPort,
