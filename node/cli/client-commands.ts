@@ -4,6 +4,7 @@ import { Consistency, ShardbankClient, type TransferResult } from '../client/ban
 import { statusJson } from '../client/status-view.js';
 import { checkItem, parseIntegerArgument } from '../client/transfer-input.js';
 import { renderShardTable } from '../local/live-table.js';
+import { assertNever } from '../util/assert.js';
 import { parseCommandArgs, parseDurationMs, resolveTarget, TARGET_HELP, TARGET_OPTIONS } from './args.js';
 import { EXIT, UsageError, type CliIo } from './cli-io.js';
 
@@ -111,8 +112,13 @@ export function describeTransfer(result: TransferResult): string {
       return `INSUFFICIENT_FUNDS ${what}: item ${result.from} does not hold ${result.amount} (${request})`;
     case 'UNKNOWN':
       return `UNKNOWN ${what}: no definite answer before the deadline (${result.errorCode ?? 'error'}: ${result.message ?? ''}); retry with --client-id ${result.clientId} --request-id ${result.requestId}`;
-    default:
+    case 'ABORTED':
+      return `ABORTED ${what}: conflicts persisted, nothing was applied; retry (${request}): ${result.message ?? ''}`;
+    case 'INVALID_ARGUMENT':
+    case 'FAILED_PRECONDITION':
       return `${result.outcome} ${what}: ${result.message ?? ''} (${request})`;
+    default:
+      return assertNever(result.outcome, 'transfer outcome');
   }
 }
 

@@ -14,7 +14,7 @@ import {
   type GetBalanceReply,
   type TransferReply,
 } from '../gen/shardbank/v1/bank.js';
-import { assert } from '../util/assert.js';
+import { assert, assertNever } from '../util/assert.js';
 import { backoffDelayMs, DEFAULT_BACKOFF, sleep, type BackoffPolicy } from './backoff.js';
 import { codeName, isRetryable, unaryCall, type CallError, type CallResult } from './grpc-call.js';
 import { startLeaderSource, type LeaderSource } from './leader-source.js';
@@ -445,7 +445,12 @@ function batchEntryOutcome(outcome: Outcome): TransferOutcome {
     case Outcome.ABORTED: return 'ABORTED';
     case Outcome.INVALID_ARGUMENT: return 'INVALID_ARGUMENT';
     case Outcome.FAILED_PRECONDITION: return 'FAILED_PRECONDITION';
-    default: return 'UNKNOWN';
+    case Outcome.UNAVAILABLE:
+    case Outcome.OUTCOME_UNSPECIFIED:
+    case Outcome.UNRECOGNIZED:
+      return 'UNKNOWN';
+    default:
+      return assertNever(outcome, 'batch entry outcome');
   }
 }
 
