@@ -35,6 +35,10 @@ export function startHttpServer(replica: Replica, service: BankService, host: st
             log_segments: storage.segments,
             shard_total_balance: status.shardTotal,
             process_resident_memory_bytes: process.memoryUsage().rss,
+            commands_proposed_total: replica.node.counters.commandsProposed,
+            slots_proposed_total: replica.node.counters.slotsProposed,
+            tx_messages_sent_total: replica.node.counters.txMessagesSent,
+            peer_frames_sent_total: replica.transport.framesSent,
           },
           { cluster, shard, replica: ordinal },
         );

@@ -119,6 +119,8 @@ export class ShardNode {
   private readId = 0;
   private readonly readsByCoreId = new Map<number, { token: number; items: number[] }>();
   private readsWaiting: PendingRead[] = [];
+  /** Counters for /metrics: how well commands batch into slots. */
+  readonly counters = { commandsProposed: 0, slotsProposed: 0, txMessagesSent: 0 };
   // Outputs.
   private txOut: TxMessage[] = [];
   private replies: ClientReply[] = [];
@@ -315,6 +317,8 @@ export class ShardNode {
       const value = Buffer.from(CommandBatch.encode({ commands }).finish());
       const slot = this.core.propose(value);
       assert(slot !== undefined, 'canPropose promised a slot');
+      this.counters.commandsProposed += commands.length;
+      this.counters.slotsProposed += 1;
     }
   }
 
@@ -481,6 +485,7 @@ export class ShardNode {
   }
 
   private sendTx(toShard: number, body: NonNullable<TxMessage['body']>): void {
+    this.counters.txMessagesSent += 1;
     this.txOut.push({ fromShard: this.config.shard, toShard, fromOrdinal: this.config.ordinal, body });
   }
 

@@ -41,6 +41,7 @@ export class PeerTransport {
   private readonly destinations = new Map<string, Destination>();
   private flushScheduled = false;
   private closed = false;
+  framesSent = 0;
 
   constructor(
     private readonly cluster: string,
@@ -142,6 +143,7 @@ export class PeerTransport {
       if (!stream) continue;
       if (stream.writableLength > BUFFERED_BYTES_MAX) continue; // the peer is not keeping up: drop
       stream.write(frame);
+      this.framesSent += 1;
     }
   }
 
