@@ -16,6 +16,12 @@ import { freePort } from './nats-server.js';
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const REPLICA_MAIN = path.join(REPO.endsWith('dist') ? path.dirname(REPO) : REPO, 'dist/node/replica/main.js');
 
+// Replica processes must not outlive the test process that started them, even when it dies.
+const liveChildren = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of liveChildren) child.kill('SIGKILL');
+});
+
 export interface ReplicaProcess {
   shard: number;
   ordinal: number;
@@ -110,6 +116,8 @@ export class ReplicaCluster {
     ];
     const log = createWriteStream(path.join(this.root, `s${replica.shard}-${replica.ordinal}.log`), { flags: 'a' });
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...this.options.env } });
+    liveChildren.add(child);
+    child.once('exit', () => liveChildren.delete(child));
     child.stdout!.pipe(log);
     child.stderr!.pipe(log);
     replica.child = child;
