@@ -79,8 +79,13 @@ export class BankState {
   private readonly watermarks = new Map<number, TxId>();
   private lastCoordinatorTxid: TxId = ZERO_TXID;
   private ownWatermarkCache: TxId | undefined;
+  private coordinatorRecords = 0;
   /** Net money moved into this shard by committed cross-shard transfers. */
   private totalDelta = 0;
+  /** Running sum of the balances, kept by setBalance and recounted in full at every snapshot. */
+  private total: number;
+  /** The applied index at which decided participant records were last collected. */
+  private collectedAtIndex = -1;
   appliedIndex = 0;
 
   constructor(topology: Topology, shard: number) {
@@ -88,6 +93,7 @@ export class BankState {
     this.shard = shard;
     this.firstItem = shardItemRange(topology, shard).first;
     this.balances = new Array<number>(topology.itemsPerShard).fill(topology.initialBalance);
+    this.total = initialShardTotal(topology);
   }
 
   // ---- Queries ----
@@ -163,7 +169,6 @@ export class BankState {
     this.appliedIndex = index;
     const body = command.body;
     if (!body) return [];
-    const totalBefore = this.shardTotal();
     let events: ApplyEvent[];
     switch (body.$case) {
       case 'noop':
@@ -192,20 +197,23 @@ export class BankState {
         throw new Error(`unknown command ${JSON.stringify(unknown)}`);
       }
     }
-    this.assertConservation(totalBefore);
+    this.assertConservation(this.total);
     return events;
   }
 
-  /** A shard's own total moves only by the amounts of committed cross-shard transfers. */
-  private assertConservation(totalBefore: number): void {
-    const total = this.shardTotal();
+  /**
+   * A shard's own total moves only by the amounts of committed cross-shard transfers. Checked
+   * after every command on the running sum, and on a full recount at every snapshot.
+   */
+  private assertConservation(total: number): void {
     assert(total === initialShardTotal(this.topology) + this.totalDelta, `shard ${this.shard} total ${total} != initial + committed moves`);
-    void totalBefore;
   }
 
   private setBalance(item: number, value: number): void {
     assert(Number.isSafeInteger(value) && value >= 0, `balance of item ${item} would be ${value}`);
-    this.balances[item - this.firstItem] = value;
+    const index = item - this.firstItem;
+    this.total += value - this.balances[index]!;
+    this.balances[index] = value;
   }
 
   private available(item: number): number {
@@ -280,8 +288,22 @@ export class BankState {
       tombstone: false,
     };
     this.transactions.set(txKey(txid), record);
-    this.ownWatermarkCache = undefined;
+    this.noteCoordinatorRecordAdded(txid);
     return record;
+  }
+
+  /** Keeps the watermark cache valid without a scan in the common case (ids only grow). */
+  private noteCoordinatorRecordAdded(txid: TxId): void {
+    const cached = this.ownWatermarkCache;
+    if (cached && compareTxIds(txid, cached) < 0) this.ownWatermarkCache = undefined;
+    else if (cached && this.coordinatorRecords === 0) this.ownWatermarkCache = undefined;
+    this.coordinatorRecords += 1;
+  }
+
+  private noteCoordinatorRecordRemoved(txid: TxId): void {
+    this.coordinatorRecords -= 1;
+    const cached = this.ownWatermarkCache;
+    if (!cached || compareTxIds(txid, cached) <= 0 || this.coordinatorRecords === 0) this.ownWatermarkCache = undefined;
   }
 
   /**
@@ -294,8 +316,10 @@ export class BankState {
     assert(txid.shard === this.shard && this.ownsItem(p.from) && !this.ownsItem(p.to), 'malformed coordinator prepare');
     if (this.transactions.has(txKey(txid))) return [{ kind: 'noop' }];
     if (compareTxIds(txid, this.ownWatermark()) < 0) return [{ kind: 'noop' }];
-    if (compareTxIds(txid, this.lastCoordinatorTxid) > 0) this.lastCoordinatorTxid = txid;
-    this.ownWatermarkCache = undefined;
+    if (compareTxIds(txid, this.lastCoordinatorTxid) > 0) {
+      this.lastCoordinatorTxid = txid;
+      if (this.coordinatorRecords === 0) this.ownWatermarkCache = undefined;
+    }
     const check = this.checkRequest(p.clientId, p.requestId, p.from, p.to, p.amount);
     const rejected = this.rejection(check, p.clientId, p.requestId);
     if (rejected) {
@@ -343,7 +367,7 @@ export class BankState {
         clientId: '', requestId: 0, prepareIndex: 0, decisionIndex: index, abortReason: reason, tombstone: true,
       };
       this.transactions.set(txKey(txid), tombstone);
-      this.ownWatermarkCache = undefined;
+      this.noteCoordinatorRecordAdded(txid);
       return [{ kind: 'coord-decided', record: tombstone }];
     }
     if (record.state !== 'prepared') return [{ kind: 'noop' }];
@@ -371,7 +395,7 @@ export class BankState {
     const record = this.transactions.get(key);
     if (!record || record.role !== 'coordinator' || record.state === 'prepared') return [{ kind: 'noop' }];
     this.transactions.delete(key);
-    this.ownWatermarkCache = undefined;
+    this.noteCoordinatorRecordRemoved(txid);
     return [{ kind: 'coord-finished', txid }];
   }
 
@@ -381,9 +405,13 @@ export class BankState {
     if (compareTxIds(watermark, current) <= 0) return;
     this.watermarks.set(coordinatorShard, { ...watermark, shard: coordinatorShard });
     // Decided participant records below the watermark are finished everywhere: forget them.
+    // Memory only (the watermark itself already refuses old PREPAREs), so once per slot is
+    // enough; the slot index keeps it deterministic across replicas.
+    if (this.collectedAtIndex === this.appliedIndex) return;
+    this.collectedAtIndex = this.appliedIndex;
     for (const [key, record] of this.transactions) {
-      if (record.role !== 'participant' || record.state === 'prepared' || record.peerShard !== coordinatorShard) continue;
-      if (compareTxIds(record.txid, watermark) < 0) this.transactions.delete(key);
+      if (record.role !== 'participant' || record.state === 'prepared') continue;
+      if (compareTxIds(record.txid, this.watermarkOf(record.peerShard)) < 0) this.transactions.delete(key);
     }
   }
 
@@ -447,6 +475,7 @@ export class BankState {
   // ---- Snapshots ----
 
   toSnapshot(): Buffer {
+    assert(this.shardTotal() === this.total, `shard ${this.shard}: running total ${this.total} differs from a recount`);
     const { sessions, evicted } = this.sessions.toRecords();
     const snapshot: BankSnapshot = {
       shard: this.shard,
@@ -489,7 +518,9 @@ export class BankState {
     state.appliedIndex = snapshot.appliedIndex;
     state.lastCoordinatorTxid = txIdOf(snapshot.lastTxid);
     state.totalDelta = snapshot.totalDelta;
-    state.assertConservation(0);
+    state.total = state.shardTotal();
+    state.coordinatorRecords = [...state.transactions.values()].filter((r) => r.role === 'coordinator').length;
+    state.assertConservation(state.total);
     return state;
   }
 

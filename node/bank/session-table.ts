@@ -88,21 +88,26 @@ export class SessionTable {
       this.evicted.delete(clientId);
     }
     this.sessions.set(clientId, session);
-    assert(requestId > session.evictedBelow, 'recording a result below the session watermark');
-    if (!session.results.has(requestId)) this.resultsCount += 1;
+    if (!session.results.has(requestId)) {
+      // A new result below the watermark would be a request that check() refused: a bug.
+      assert(requestId > session.evictedBelow, 'recording a result below the session watermark');
+      this.resultsCount += 1;
+    }
     session.results.set(requestId, result);
     this.trimResults(session);
     this.evictSessions();
   }
 
-  /** Drops the oldest finished results beyond the per-session bound and raises the watermark. */
+  /**
+   * Drops the oldest finished results beyond the per-session bound and raises the watermark.
+   * Request ids increase per client, so insertion order is id order; trimming stops at the
+   * first result still in flight, so the watermark never passes an attempt that can finish.
+   */
   private trimResults(session: Session): void {
     if (session.results.size <= SESSION_LIMITS.resultsPerSessionMax) return;
-    const ids = [...session.results.keys()].sort((a, b) => a - b);
-    for (const id of ids) {
+    for (const [id, result] of session.results) {
       if (session.results.size <= SESSION_LIMITS.resultsPerSessionMax) break;
-      const result = session.results.get(id)!;
-      if (result.state === 'inflight') continue;
+      if (result.state === 'inflight') break;
       session.results.delete(id);
       this.resultsCount -= 1;
       session.evictedBelow = Math.max(session.evictedBelow, id);

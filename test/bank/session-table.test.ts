@@ -1,0 +1,34 @@
+// Unit tests of the exactly-once session table: bounds, watermarks and eviction.
+import { describe, expect, it } from 'vitest';
+import { SessionTable, SESSION_LIMITS, transferDigest } from '../../node/bank/session-table.js';
+
+const final = (index: number) => ({ digest: transferDigest(1, 2, 1), state: 'final' as const, outcome: 1, index, txid: undefined });
+
+describe('session table', () => {
+  it('keeps a bounded window per client and refuses ids below its watermark', () => {
+    const table = new SessionTable();
+    const count = SESSION_LIMITS.resultsPerSessionMax + 10;
+    for (let id = 1; id <= count; id += 1) table.record('c', id, final(id));
+    expect(table.check('c', 1, transferDigest(1, 2, 1))).toEqual({ kind: 'stale', watermark: 10 });
+    expect(table.check('c', 11, transferDigest(1, 2, 1)).kind).toBe('duplicate');
+    expect(table.check('c', count + 1, transferDigest(1, 2, 1)).kind).toBe('new');
+  });
+
+  it('never raises the watermark past an attempt still in flight, which may still finish', () => {
+    const table = new SessionTable();
+    table.record('c', 1, { digest: 7, state: 'inflight', outcome: 0, index: 1, txid: undefined });
+    for (let id = 2; id <= SESSION_LIMITS.resultsPerSessionMax + 50; id += 1) table.record('c', id, final(id));
+    // The old attempt finishes later: recording its outcome must work and be visible.
+    table.record('c', 1, { digest: 7, state: 'final', outcome: 1, index: 99, txid: undefined });
+    expect(table.get('c', 1)?.state).toBe('final');
+  });
+
+  it('evicts whole sessions deterministically and remembers their watermark', () => {
+    const table = new SessionTable();
+    for (let c = 0; c <= SESSION_LIMITS.sessionsMax; c += 1) table.record(`client-${c}`, 5, final(c));
+    expect(table.size).toBe(SESSION_LIMITS.sessionsMax);
+    // The least recently used session (client-0) went; its ids at or below 5 stay refused.
+    expect(table.check('client-0', 5, transferDigest(1, 2, 1))).toEqual({ kind: 'stale', watermark: 5 });
+    expect(table.check('client-0', 6, transferDigest(1, 2, 1)).kind).toBe('new');
+  });
+});
