@@ -18,9 +18,12 @@ describe('session table', () => {
     const table = new SessionTable();
     table.record('c', 1, { digest: 7, state: 'inflight', outcome: 0, index: 1, txid: undefined });
     for (let id = 2; id <= SESSION_LIMITS.resultsPerSessionMax + 50; id += 1) table.record('c', id, final(id));
-    // The old attempt finishes later: recording its outcome must work and be visible.
-    table.record('c', 1, { digest: 7, state: 'final', outcome: 1, index: 99, txid: undefined });
-    expect(table.get('c', 1)?.state).toBe('final');
+    // While in flight the request is still known (a retry joins it, it is not refused)...
+    expect(table.check('c', 1, 7).kind).toBe('duplicate');
+    expect(table.get('c', 1)?.state).toBe('inflight');
+    // ...and its late outcome can be recorded; then the full window trims it like any other.
+    expect(() => table.record('c', 1, { digest: 7, state: 'final', outcome: 1, index: 99, txid: undefined })).not.toThrow();
+    expect(table.check('c', 1, 7).kind).toBe('stale');
   });
 
   it('evicts whole sessions deterministically and remembers their watermark', () => {
