@@ -28,9 +28,12 @@ export class TxRouter {
    * lets a test kill a coordinator between its decision and the participant learning it.
    */
   private holdingDecisions(message: TxMessage): boolean {
-    const file = process.env.SHARDBANK_FAULT_HOLD_DECISIONS_FILE;
-    return Boolean(file) && message.body?.$case === 'decision' && existsSync(file!);
+    const file = this.holdDecisionsFile;
+    return file !== undefined && message.body?.$case === 'decision' && existsSync(file);
   }
+
+  // Read once: process.env lookups are slow on a hot path.
+  private readonly holdDecisionsFile = process.env.SHARDBANK_FAULT_HOLD_DECISIONS_FILE || undefined;
 
   leaderOf(shard: number): number | undefined {
     return this.leaderHint.get(shard)?.ordinal;
