@@ -506,8 +506,12 @@ export class ShardNode {
 
   private scanTransactions(): void {
     const t = this.config.timing;
+    const live = new Set<string>();
     for (const record of this.bankState.allTransactions()) {
+      // Decided participant records only wait for garbage collection: nothing to drive.
+      if (record.role === 'participant' && record.state !== 'prepared') continue;
       const key = txKey(record.txid);
+      live.add(key);
       let timer = this.txTimers.get(key);
       if (!timer) {
         timer = { sinceTick: this.ticks, lastSentTick: Number.NEGATIVE_INFINITY };
@@ -529,11 +533,15 @@ export class ShardNode {
           timer.lastSentTick = this.ticks;
           this.sendDecision(record);
         }
-      } else if (record.state === 'prepared' && this.ticks - timer.sinceTick >= t.txInquiryTicks && resendDue) {
+      } else if (this.ticks - timer.sinceTick >= t.txInquiryTicks && resendDue) {
         // A prepared participant never aborts on its own: it asks the coordinator shard.
         timer.lastSentTick = this.ticks;
         this.sendTx(record.peerShard, { $case: 'inquiry', inquiry: { txid: record.txid } });
       }
+    }
+    // Timers of transactions that finished or were collected go with them (bounded memory).
+    if (this.txTimers.size > live.size) {
+      for (const key of this.txTimers.keys()) if (!live.has(key)) this.txTimers.delete(key);
     }
   }
 
