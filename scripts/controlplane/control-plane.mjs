@@ -140,9 +140,10 @@ export async function installCrd(cp, crdYaml = readFileSync(CRD_FILE, 'utf8')) {
 
 /**
  * Starts a control plane in stateDir. detached: processes outlive this Node process
- * (controlplane:up). Returns {kubeconfigPath, server, apiserverPort, pids, stop()}.
+ * (controlplane:up). extraApiserverArgs: more kube-apiserver flags (tests).
+ * Returns {kubeconfigPath, server, apiserverPort, pids, stop()}.
  */
-export async function startControlPlane({ stateDir, detached = false, installCrd: withCrd = true } = {}) {
+export async function startControlPlane({ stateDir, detached = false, installCrd: withCrd = true, extraApiserverArgs = [] } = {}) {
   const bin = binaries();
   const dir = resolve(stateDir);
   mkdirSync(join(dir, 'etcd'), { recursive: true });
@@ -166,7 +167,7 @@ export async function startControlPlane({ stateDir, detached = false, installCrd
   try {
     await waitFor('etcd', () => httpOk(etcdPort, '/health'), etcd, etcdLog);
     const apiLog = join(dir, 'kube-apiserver.log');
-    const apiserver = launch(bin['kube-apiserver'], apiserverArgs(dir, etcdPort, apiserverPort), apiLog, detached);
+    const apiserver = launch(bin['kube-apiserver'], [...apiserverArgs(dir, etcdPort, apiserverPort), ...extraApiserverArgs], apiLog, detached);
     children.push(apiserver);
     await waitFor('kube-apiserver', async () => (await adminRequest(cp, 'GET', '/readyz')).status === 200, apiserver, apiLog);
     writeFileSync(cp.kubeconfigPath, kubeconfigYaml(cp), { mode: 0o600 });

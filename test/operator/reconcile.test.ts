@@ -5,7 +5,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KubeObject } from '../../operator/kube/kube-object.js';
 import type { Operator } from '../../operator/operator.js';
+import { pino } from 'pino';
 import { FINALIZER } from '../../operator/builders/labels.js';
+import { Informer } from '../../operator/controller/informer.js';
 import { startTestControlPlane, RESOURCES, type TestControlPlane } from './support/control-plane.js';
 import { eventually } from './support/eventually.js';
 import { OPERATOR_NAMESPACE, startTestOperator } from './support/operator.js';
@@ -25,7 +27,8 @@ let tcp: TestControlPlane;
 let operator: Operator;
 
 beforeAll(async () => {
-  tcp = await startTestControlPlane();
+  // ConfigMap watches bypass the watch cache, so that etcd compaction yields real 410s.
+  tcp = await startTestControlPlane({ extraApiserverArgs: ['--watch-cache-sizes=configmaps#0'] });
   await tcp.createNamespace(OPERATOR_NAMESPACE);
   await tcp.createNamespace(NS);
   operator = await startTestOperator(tcp);
@@ -201,5 +204,53 @@ describe('operator reconcile', () => {
       const pvc = await getOrUndefined(tcp.client, RESOURCES.persistentVolumeClaim, NS, 'data-scratch-s0-2');
       return pvc === undefined || pvc.metadata.deletionTimestamp !== undefined;
     });
+  });
+});
+
+describe('watch resourceVersion handling on the real API server', () => {
+  async function compactEtcd(): Promise<void> {
+    // Move the revision past every ConfigMap event (two writes: a watch from `old` starts at
+    // old+1, and compacting at R keeps R itself), then compact up to it.
+    const secrets = { apiVersion: 'v1', kind: 'Secret', plural: 'secrets', namespaced: true } as const;
+    for (let i = 0; i < 2; i++) {
+      await tcp.client.create(secrets, { apiVersion: 'v1', kind: 'Secret', metadata: { generateName: 'bump-', namespace: NS } as never });
+    }
+    const etcd = `http://127.0.0.1:${tcp.cp.etcdPort}`;
+    const range = await fetch(`${etcd}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key: Buffer.from('/none').toString('base64') }) });
+    const revision = ((await range.json()) as { header: { revision: string } }).header.revision;
+    const r = await fetch(`${etcd}/v3/kv/compaction`, { method: 'POST', body: JSON.stringify({ revision, physical: true }) });
+    expect(r.status).toBe(200);
+  }
+
+  it('answers a watch from a compacted resourceVersion with a 410 Gone ERROR event', async () => {
+    const old = (await tcp.client.list(RESOURCES.configMap, NS)).metadata.resourceVersion!;
+    await compactEtcd();
+    const events: { type: string; code?: number }[] = [];
+    const handle = await tcp.client.watch(RESOURCES.configMap, { resourceVersion: old, timeoutSeconds: 30 }, (e) =>
+      events.push({ type: e.type, code: e.object.code }),
+    );
+    try {
+      await eventually('410 ERROR event', () => events.some((e) => e.type === 'ERROR' && e.code === 410));
+    } finally {
+      handle.abort();
+    }
+  });
+
+  it('an informer whose resourceVersion was compacted away relists and keeps up', async () => {
+    const seen: string[] = [];
+    const informer = new Informer<KubeObject>(tcp.client, RESOURCES.configMap, (t, o) => seen.push(`${t}:${o.metadata.name}`), pino({ level: 'silent' }), {
+      watchTimeoutSeconds: 2,
+      retryMs: 100,
+    });
+    informer.start();
+    try {
+      await eventually('informer synced', () => informer.hasSynced);
+      await compactEtcd();
+      await eventually('relist after 410', () => informer.stats.relists >= 2);
+      await tcp.client.create(RESOURCES.configMap, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'after-relist', namespace: NS }, data: {} });
+      await eventually('informer sees a new object', () => seen.includes('add:after-relist'));
+    } finally {
+      await informer.stop();
+    }
   });
 });

@@ -20,21 +20,27 @@ export interface TestControlPlane {
   stop(): Promise<void>;
 }
 
-export async function startTestControlPlane(): Promise<TestControlPlane> {
+export async function startTestControlPlane(options: { extraApiserverArgs?: string[] } = {}): Promise<TestControlPlane> {
   binaries({ need: ['etcd', 'kube-apiserver'] });
   const dir = mkdtempSync(join(tmpdir(), 'shardbank-cp-'));
-  let cp: ControlPlane;
-  try {
-    cp = await start({ stateDir: dir });
-  } catch (err) {
-    rmSync(dir, { recursive: true, force: true });
-    throw err;
+  let cp: ControlPlane | undefined;
+  // A free port can be taken by another process between choosing and binding it: one retry.
+  for (let attempt = 1; cp === undefined; attempt++) {
+    try {
+      cp = await start({ stateDir: join(dir, `attempt-${attempt}`), extraApiserverArgs: options.extraApiserverArgs });
+    } catch (err) {
+      if (attempt >= 2) {
+        rmSync(dir, { recursive: true, force: true });
+        throw err;
+      }
+    }
   }
+  const started: ControlPlane = cp;
   const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromFile(cp.kubeconfigPath);
+  kubeConfig.loadFromFile(started.kubeconfigPath);
   const client = new KubeClient(kubeConfig, 'shardbank-test-user');
   const killOnExit = () => {
-    for (const pid of cp.pids()) {
+    for (const pid of started.pids()) {
       try {
         process.kill(pid, 'SIGKILL');
       } catch {
@@ -44,16 +50,16 @@ export async function startTestControlPlane(): Promise<TestControlPlane> {
   };
   process.once('exit', killOnExit);
   return {
-    cp,
+    cp: started,
     kubeConfig,
-    kubeconfigPath: cp.kubeconfigPath,
+    kubeconfigPath: started.kubeconfigPath,
     client,
     createNamespace: async (name) => {
       await client.create({ apiVersion: 'v1', kind: 'Namespace', plural: 'namespaces', namespaced: false }, { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
     },
     stop: async () => {
       process.removeListener('exit', killOnExit);
-      await cp.stop();
+      await started.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
