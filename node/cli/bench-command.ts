@@ -27,6 +27,8 @@ Options:
   --batch B                transfers per BatchTransfer call; 1 = single Transfer (default 1)
   --amount N               amount per transfer (default 1)
   --timeout D              deadline per call, retries included (default 10s)
+  --no-coalesce            one gRPC call per transfer (default: the client library sends
+                           the transfers its clients start together in one call per shard)
   --report FILE.html       write a self-contained HTML report
   --json                   print the result as JSON
 ${TARGET_HELP}`;
@@ -41,6 +43,7 @@ const BENCH_OPTIONS = {
   amount: { type: 'string' },
   timeout: { type: 'string' },
   report: { type: 'string' },
+  'no-coalesce': { type: 'boolean' },
 } as const;
 
 export interface BenchSettings {
@@ -134,7 +137,7 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
   const settings = parseBenchSettings(values);
   if (values.report !== undefined && !values.report.endsWith('.html')) throw new UsageError(`--report: expected a FILE.html, got ${JSON.stringify(values.report)}`);
   const target = resolveTarget(values, true);
-  const client = await ShardbankClient.connect(target.options);
+  const client = await ShardbankClient.connect({ ...target.options, coalesce: values['no-coalesce'] !== true });
   const startedAtMs = Date.now();
   const stats = new RunStats(startedAtMs);
   const tracker = new LeaderTracker(client, startedAtMs);

@@ -20,6 +20,7 @@ import { codeName, isRetryable, unaryCall, type CallError, type CallResult } fro
 import { startLeaderSource, type LeaderSource } from './leader-source.js';
 import { mergeClusterStatus, type ClusterView, type ReplicaProbe } from './status-view.js';
 import { checkClientId, checkRequestId, checkTransferInput, type InputCheck } from './transfer-input.js';
+import { TransferCoalescer, type CoalescedResult } from './transfer-coalescer.js';
 
 export { Consistency } from '../gen/shardbank/v1/bank.js';
 
@@ -58,6 +59,11 @@ export interface ShardbankClientOptions {
   readonly backoff?: BackoffPolicy;
   /** Known pids of local replicas, for status. */
   readonly pidOf?: (shard: number, ordinal: number) => number | null;
+  /**
+   * Send the single transfers started in one event-loop turn (from any sessions) to their
+   * shard in one BatchTransfer call (default true). Each keeps its own ids and outcome.
+   */
+  readonly coalesce?: boolean;
 }
 
 export interface TransferRequestInput {
@@ -144,6 +150,7 @@ export class ShardbankClient {
   private watcherStarting: Promise<void> | undefined;
   private readonly options: ShardbankClientOptions;
   private closed = false;
+  private readonly coalescer = new TransferCoalescer((shard, entries) => this.sendCoalesced(shard, entries), BATCH_ENTRIES_MAX);
 
   constructor(options: ShardbankClientOptions) {
     assert(options.endpoints.length === options.topology.shards, `endpoints list ${options.endpoints.length} shards, topology has ${options.topology.shards}`);
@@ -191,6 +198,7 @@ export class ShardbankClient {
     const deadlineAtMs = Date.now() + (options.deadlineMs ?? this.options.deadlineMs ?? TRANSFER_DEADLINE_MS_DEFAULT);
     const shard = shardOfItem(this.topology, input.from);
     const request = { cluster: this.cluster, clientId: session.clientId, requestId, from: input.from, to: input.to, amount: input.amount };
+    if (this.options.coalesce !== false) return this.transferCoalesced(shard, request, deadlineAtMs);
     let attempts = 0;
     for (let aborts = 0; ; aborts += 1) {
       const call = await this.callShard<TransferReply>(shard, 'transfer', request, deadlineAtMs, isUsableTransferReply);
@@ -200,6 +208,55 @@ export class ShardbankClient {
       if (result.outcome !== 'ABORTED' || aborts >= abortRetriesMax || Date.now() >= deadlineAtMs) return result;
       await sleep(Math.min(backoffDelayMs(this.backoff(), aborts + 2), deadlineAtMs - Date.now()));
     }
+  }
+
+  /**
+   * One transfer through the coalescer: retried with the same ids until a definite answer,
+   * a refusal, the ABORTED retry bound or the deadline (then the outcome is UNKNOWN).
+   */
+  private async transferCoalesced(
+    shard: number,
+    request: { clientId: string; requestId: number; from: number; to: number; amount: number },
+    deadlineAtMs: number,
+  ): Promise<TransferResult> {
+    const base = { clientId: request.clientId, requestId: request.requestId, from: request.from, to: request.to, amount: request.amount };
+    const abortRetriesMax = this.options.abortRetriesMax ?? ABORT_RETRIES_MAX_DEFAULT;
+    let attempts = 0;
+    let aborts = 0;
+    let failures = 0;
+    for (;;) {
+      attempts += 1;
+      const result: CoalescedResult = await this.coalescer.submit(shard, request);
+      let outcome: TransferOutcome;
+      let message: string | undefined;
+      if (result.ok) {
+        outcome = batchEntryOutcome(result.reply.outcome);
+        message = result.reply.message || undefined;
+        if (outcome === 'COMMITTED' || outcome === 'INSUFFICIENT_FUNDS') {
+          return { ...base, outcome, attempts, decisionIndex: result.reply.decisionIndex, coordinatorShard: result.reply.coordinatorShard };
+        }
+        if (outcome === 'INVALID_ARGUMENT' || outcome === 'FAILED_PRECONDITION') return { ...base, outcome, attempts, ...(message ? { message } : {}) };
+      } else {
+        const failure = failureOutcome({ ...result.error, leaderHint: undefined });
+        if (!isRetryable(result.error.code) && failure.outcome !== 'ABORTED') return { ...base, attempts, ...failure };
+        outcome = failure.outcome;
+        message = failure.message;
+      }
+      if (outcome === 'ABORTED') aborts += 1;
+      else failures += 1;
+      if (Date.now() >= deadlineAtMs || aborts > abortRetriesMax) {
+        return { ...base, outcome: outcome === 'ABORTED' ? 'ABORTED' : 'UNKNOWN', attempts, ...(message ? { message } : {}) };
+      }
+      await sleep(Math.min(backoffDelayMs(this.backoff(), aborts + failures + 1), Math.max(0, deadlineAtMs - Date.now())));
+    }
+  }
+
+  private async sendCoalesced(shard: number, entries: { requestId: number; from: number; to: number; amount: number; clientId: string }[]): Promise<CoalescedResult[]> {
+    const deadlineAtMs = Date.now() + (this.options.attemptTimeoutMs ?? ATTEMPT_TIMEOUT_MS_DEFAULT);
+    const request = { cluster: this.cluster, clientId: entries[0]!.clientId, entries };
+    const call = await this.callShard<BatchTransferReply>(shard, 'batchTransfer', request, deadlineAtMs, (reply) => reply.results.length === entries.length);
+    if (!call.ok) return entries.map(() => ({ ok: false as const, error: call.error }));
+    return call.value.results.map((reply) => ({ ok: true as const, reply }));
   }
 
   /** Many transfers in one call per round; entries that come back ABORTED or UNAVAILABLE are re-sent with their ids. */

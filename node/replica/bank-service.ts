@@ -155,7 +155,7 @@ export class BankService {
     const byShard = new Map<number, number[]>();
     const { topology, shard } = this.replica.config;
     request.entries.forEach((entry, index) => {
-      const checked = checkTransferFields(entry, request.clientId, this.context);
+      const checked = checkTransferFields(entry, entry.clientId || request.clientId, this.context);
       if (!checked.ok) {
         results[index] = { outcome: Outcome.INVALID_ARGUMENT, decisionIndex: 0, coordinatorShard: 0, message: checked.message };
         return;
@@ -171,7 +171,7 @@ export class BankService {
         for (const index of indexes) {
           const entry = request.entries[index]!;
           work.push(
-            this.submit({ clientId: request.clientId, requestId: entry.requestId, from: entry.from, to: entry.to, amount: entry.amount }).then((reply) => {
+            this.submit({ clientId: entry.clientId || request.clientId, requestId: entry.requestId, from: entry.from, to: entry.to, amount: entry.amount }).then((reply) => {
               results[index] = reply.kind === 'transfer'
                 ? { outcome: reply.outcome, decisionIndex: reply.index, coordinatorShard: shard, message: '' }
                 : { outcome: reply.kind === 'error' ? OUTCOME_BY_ERROR[reply.code] : Outcome.UNAVAILABLE, decisionIndex: 0, coordinatorShard: shard, message: reply.kind === 'error' ? reply.message : '' };

@@ -18,6 +18,8 @@ function makeClient(extra: Partial<ConstructorParameters<typeof ShardbankClient>
   client = new ShardbankClient({
     cluster: 'test', topology, backoff: fast, deadlineMs: 10_000,
     endpoints: [replicas.slice(0, 3).map((r) => r.address), replicas.slice(3).map((r) => r.address)],
+    // The unary Transfer path; the coalescing path has its own tests below.
+    coalesce: false,
     ...extra,
   });
   return client;
@@ -158,6 +160,52 @@ describe('ShardbankClient.balance and batchTransfer', () => {
     expect(results.map((r) => r.outcome)).toEqual(['COMMITTED', 'COMMITTED']);
     const second = replicas.flatMap((r) => r.calls)[1]!.request as { entries: { requestId: number }[] };
     expect(second.entries.map((e) => e.requestId)).toEqual([results[1]!.requestId]);
+  });
+});
+
+describe('ShardbankClient.transfer with coalescing (the default)', () => {
+  it('sends the transfers of several sessions started together as one BatchTransfer, each with its own ids', async () => {
+    await cluster();
+    for (const replica of replicas) {
+      replica.behaviour.batchTransfer = (request) => ({
+        value: { results: request.entries.map((entry) => ({ outcome: Outcome.COMMITTED, decisionIndex: entry.requestId * 10, coordinatorShard: 0, message: '' })) },
+      });
+    }
+    const c = makeClient({ coalesce: true });
+    const [x, y] = await Promise.all([
+      c.transfer({ from: 1, to: 2, amount: 1, clientId: 'alice', requestId: 5 }),
+      c.transfer({ from: 3, to: 150, amount: 2, clientId: 'bob', requestId: 9 }),
+    ]);
+    expect([x.outcome, x.decisionIndex, y.outcome, y.decisionIndex]).toEqual(['COMMITTED', 50, 'COMMITTED', 90]);
+    const calls = replicas.flatMap((r) => r.calls);
+    expect(calls).toHaveLength(1);
+    const entries = (calls[0]!.request as { entries: { clientId: string; requestId: number }[] }).entries;
+    expect(entries.map((e) => `${e.clientId}/${e.requestId}`)).toEqual(['alice/5', 'bob/9']);
+  });
+
+  it('retries an entry that came back UNAVAILABLE with the same ids, and surfaces a refusal at once', async () => {
+    await cluster();
+    let calls = 0;
+    for (const replica of replicas) {
+      replica.behaviour.batchTransfer = (request) => {
+        calls += 1;
+        return {
+          value: {
+            results: request.entries.map((entry) => ({
+              outcome: entry.amount === 0 ? Outcome.INVALID_ARGUMENT : calls === 1 ? Outcome.UNAVAILABLE : Outcome.COMMITTED,
+              decisionIndex: 7, coordinatorShard: 0, message: entry.amount === 0 ? 'amount: must be a positive integer' : '',
+            })),
+          },
+        };
+      };
+    }
+    const c = makeClient({ coalesce: true, validate: false });
+    const [retried, refused] = await Promise.all([
+      c.transfer({ from: 1, to: 2, amount: 1, clientId: 'carol', requestId: 3 }),
+      c.transfer({ from: 1, to: 2, amount: 0, clientId: 'dave', requestId: 4 }),
+    ]);
+    expect(retried).toMatchObject({ outcome: 'COMMITTED', clientId: 'carol', requestId: 3, attempts: 2 });
+    expect(refused).toMatchObject({ outcome: 'INVALID_ARGUMENT', attempts: 1 });
   });
 });
 

@@ -91,7 +91,7 @@ describe('a shard of three replica processes', () => {
     // One client with more results than its session keeps (2048): the oldest are evicted and
     // their ids, retried, get FAILED_PRECONDITION instead of running again.
     const leader = cluster.replicas[0]![await cluster.leaderOf(0)]!;
-    const entries = Array.from({ length: 2100 }, (_, i) => ({ requestId: i + 1, from: 9 + (i % 2), to: 11 + (i % 2), amount: 1 }));
+    const entries = Array.from({ length: 2100 }, (_, i) => ({ requestId: i + 1, from: 9 + (i % 2), to: 11 + (i % 2), amount: 1, clientId: '' }));
     const batch = await cluster.client(leader.address).batchTransferAsync({ cluster: cluster.cluster, clientId: 'evicted', entries }, new grpc.Metadata(), { deadline: Date.now() + 60_000 });
     expect(batch.results.filter((r) => r.outcome === Outcome.COMMITTED || r.outcome === Outcome.INSUFFICIENT_FUNDS)).toHaveLength(2100);
     const before = await cluster.balances(0, await cluster.leaderOf(0), [9, 10, 11, 12], Consistency.LINEARIZABLE);
@@ -203,7 +203,7 @@ describe('a shard of three replica processes', () => {
 
     // Oversized: too many batch entries, and a message above the gRPC size limit.
     const tooMany = await client.batchTransferAsync(
-      { cluster: cluster.cluster, clientId: 'bad-input', entries: Array.from({ length: 10_001 }, (_, i) => ({ requestId: i + 1, from: 1, to: 2, amount: 1 })) },
+      { cluster: cluster.cluster, clientId: 'bad-input', entries: Array.from({ length: 10_001 }, (_, i) => ({ requestId: i + 1, from: 1, to: 2, amount: 1, clientId: '' })) },
       new grpc.Metadata(),
       { deadline: Date.now() + 10_000 },
     ).then(() => undefined, (e: grpc.ServiceError) => e);

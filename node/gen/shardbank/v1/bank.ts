@@ -148,6 +148,11 @@ export interface BatchEntry {
   from: number;
   to: number;
   amount: number;
+  /**
+   * When set, this entry belongs to another client session than the request's client_id
+   * (a client library coalescing the concurrent transfers of many sessions into one call).
+   */
+  clientId: string;
 }
 
 export interface BatchTransferRequest {
@@ -515,7 +520,7 @@ export const TransferReply: MessageFns<TransferReply> = {
 };
 
 function createBaseBatchEntry(): BatchEntry {
-  return { requestId: 0, from: 0, to: 0, amount: 0 };
+  return { requestId: 0, from: 0, to: 0, amount: 0, clientId: "" };
 }
 
 export const BatchEntry: MessageFns<BatchEntry> = {
@@ -531,6 +536,9 @@ export const BatchEntry: MessageFns<BatchEntry> = {
     }
     if (message.amount !== 0) {
       writer.uint32(32).int64(message.amount);
+    }
+    if (message.clientId !== "") {
+      writer.uint32(42).string(message.clientId);
     }
     return writer;
   },
@@ -580,6 +588,14 @@ export const BatchEntry: MessageFns<BatchEntry> = {
             message.amount = longToNumber(reader.int64());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.clientId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -602,6 +618,11 @@ export const BatchEntry: MessageFns<BatchEntry> = {
       from: isSet(object.from) ? globalThis.Number(object.from) : 0,
       to: isSet(object.to) ? globalThis.Number(object.to) : 0,
       amount: isSet(object.amount) ? globalThis.Number(object.amount) : 0,
+      clientId: isSet(object.clientId)
+        ? globalThis.String(object.clientId)
+        : isSet(object.client_id)
+        ? globalThis.String(object.client_id)
+        : "",
     };
   },
 
@@ -619,6 +640,9 @@ export const BatchEntry: MessageFns<BatchEntry> = {
     if (message.amount !== 0) {
       obj.amount = Math.round(message.amount);
     }
+    if (message.clientId !== "") {
+      obj.clientId = message.clientId;
+    }
     return obj;
   },
 
@@ -631,6 +655,7 @@ export const BatchEntry: MessageFns<BatchEntry> = {
     message.from = object.from ?? 0;
     message.to = object.to ?? 0;
     message.amount = object.amount ?? 0;
+    message.clientId = object.clientId ?? "";
     return message;
   },
 };
