@@ -61,8 +61,10 @@ export class Replica {
         shard: config.shard,
         ordinal: config.ordinal,
         paxos: {
-          electionTimeoutTicksMin: Math.round(500 / config.tickMs),
-          electionTimeoutTicksMax: Math.round(1000 / config.tickMs),
+          // Long enough that a replica starved of CPU for a moment (9 replicas on 2 cores) does
+          // not cause an election; short enough to fail over well within 3 s.
+          electionTimeoutTicksMin: Math.round(800 / config.tickMs),
+          electionTimeoutTicksMax: Math.round(1600 / config.tickMs),
           heartbeatTicks: Math.max(1, Math.round(100 / config.tickMs)),
           // The peer streams are reliable except across reconnects, so resends are rare and slow.
           retransmitTicks: Math.max(2, Math.round(500 / config.tickMs)),

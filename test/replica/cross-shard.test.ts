@@ -6,7 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { Consistency, Outcome } from '../../node/gen/shardbank/v1/bank.js';
+import { Outcome } from '../../node/gen/shardbank/v1/bank.js';
 import { LeaderWatcher } from '../../node/discovery/index.js';
 import { ReplicaCluster, pollUntil } from '../support/replica-cluster.js';
 import { BankLedger } from '../support/bank-ledger.js';
@@ -22,15 +22,7 @@ describe('cross-shard transfers (3 shards x 3 replicas, real NATS)', () => {
   let tmp: string;
   const ledger = new BankLedger(topology);
 
-  const read = async (items: number[]): Promise<number[]> => {
-    const result: number[] = [];
-    for (const item of items) {
-      const shard = Math.floor((item - 1) / topology.itemsPerShard);
-      const leader = await cluster.leaderOf(shard);
-      result.push((await cluster.balances(shard, leader, [item], Consistency.LINEARIZABLE))[0]!);
-    }
-    return result;
-  };
+  const read = (items: number[]): Promise<number[]> => cluster.readLinearizable(items);
 
   const noneInFlight = () =>
     pollUntil('every transaction to finish', async () => {

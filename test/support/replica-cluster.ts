@@ -221,6 +221,23 @@ export class ReplicaCluster {
     return reply.balances.map((b) => b.balance);
   }
 
+  /**
+   * Linearizable balances through the shard's current leader, retried across leader changes
+   * (a loaded machine can starve a leader into an election at any time).
+   */
+  async readLinearizable(items: number[], timeoutMs = 60_000): Promise<number[]> {
+    const result: number[] = [];
+    for (const item of items) {
+      const shard = shardOfItem(this.options.topology, item);
+      const [balance] = await pollUntil(`a linearizable read of item ${item}`, async () => {
+        const leader = await this.leaderOf(shard, timeoutMs);
+        return this.balances(shard, leader, [item], Consistency.LINEARIZABLE);
+      }, timeoutMs, 100);
+      result.push(balance!);
+    }
+    return result;
+  }
+
   async stop(): Promise<void> {
     for (const { raw } of this.clients.values()) raw.close();
     this.clients.clear();
