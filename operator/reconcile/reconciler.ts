@@ -9,7 +9,7 @@ import { natsUrlOf, type BuildOptions } from '../builders/statefulset.js';
 import { errorMessage, isNotFound } from '../kube/api-error.js';
 import type { KubeClient } from '../kube/kube-client.js';
 import type { KubeObject } from '../kube/kube-object.js';
-import { RESOURCES } from '../kube/resources.js';
+import { RESOURCES, type ResourceKind } from '../kube/resources.js';
 import { stableJson } from '../kube/stable-json.js';
 import type { LeaderDirectory, ClusterRef } from '../leaders/leader-directory.js';
 import type { EventRecorder } from '../observability/event-recorder.js';
@@ -122,7 +122,8 @@ export class Reconciler {
   private async applyObjects(cluster: BankCluster): Promise<void> {
     const namespace = cluster.metadata.namespace ?? 'default';
     for (const { resource, object } of desiredObjects(cluster, this.deps.build)) {
-      const live = this.deps.cache.get(resource, namespace, object.metadata.name);
+      // The caches only hold objects with our labels: one missing there may still exist.
+      const live = this.deps.cache.get(resource, namespace, object.metadata.name) ?? (await this.getLive(resource, namespace, object.metadata.name));
       if (live && !ownedBy(live, cluster.metadata.uid)) {
         throw new Error(`${resource.kind} ${object.metadata.name} exists and is not owned by this BankCluster; not touching it`);
       }
@@ -131,6 +132,15 @@ export class Reconciler {
         const verb = live ? 'Updated' : 'Created';
         await this.deps.events.record(this.target(cluster as unknown as KubeObject), 'Normal', verb, `${verb.toLowerCase()} ${resource.kind} ${object.metadata.name} (${hashOf(object).slice(0, 8)})`);
       }
+    }
+  }
+
+  private async getLive(resource: ResourceKind, namespace: string, name: string): Promise<KubeObject | undefined> {
+    try {
+      return await this.deps.client.get<KubeObject>(resource, namespace, name);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
     }
   }
 

@@ -162,6 +162,32 @@ describe('operator reconcile', () => {
     expect(events.length).toBeGreaterThan(0);
   });
 
+  it('never takes over an object it does not own: Degraded with a message that says which', async () => {
+    await tcp.client.create(RESOURCES.configMap, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'taken-topology', namespace: NS }, data: { mine: 'yes' } });
+    await createBankCluster(tcp.client, NS, 'taken', { shards: 1 });
+    const o = await eventually('Degraded ReconcileFailed', async () => {
+      const c = await getBankCluster(tcp.client, NS, 'taken');
+      return condition(c, 'Degraded')?.reason === 'ReconcileFailed' ? c : undefined;
+    });
+    expect(condition(o, 'Degraded')?.message).toContain('ConfigMap taken-topology exists and is not owned by this BankCluster');
+    expect(o.status?.phase).toBe('Degraded');
+    const cm = await tcp.client.get<KubeObject & { data: Record<string, string> }>(RESOURCES.configMap, NS, 'taken-topology');
+    expect(cm.data).toEqual({ mine: 'yes' });
+    expect(cm.metadata.ownerReferences).toBeUndefined();
+  });
+
+  it('leaves the workloads alone while paused', async () => {
+    await createBankCluster(tcp.client, NS, 'resting', { shards: 1, paused: true });
+    const o = await eventually('Paused phase', async () => {
+      const c = await getBankCluster(tcp.client, NS, 'resting');
+      return c.status?.phase === 'Paused' ? c : undefined;
+    });
+    expect(condition(o, 'Progressing')).toMatchObject({ status: 'False', reason: 'Paused' });
+    expect(await getOrUndefined(tcp.client, RESOURCES.statefulSet, NS, 'resting-s0')).toBeUndefined();
+    await tcp.client.mergePatch(RESOURCES.bankCluster, NS, 'resting', { spec: { paused: false } });
+    await eventually('StatefulSet once unpaused', () => getOrUndefined(tcp.client, RESOURCES.statefulSet, NS, 'resting-s0'));
+  });
+
   it('on deletion removes the workloads it owns and keeps the PVCs when retainOnDelete is true (the default)', async () => {
     // The PVC the StatefulSet controller would have made for demo-s0-0.
     await tcp.client.create(RESOURCES.persistentVolumeClaim, {
