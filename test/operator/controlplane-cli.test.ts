@@ -9,7 +9,9 @@ import { promisify } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { binaries } from '../../scripts/controlplane/binaries.mjs';
+import { pino } from 'pino';
 import { KubeClient } from '../../operator/kube/kube-client.js';
+import { Operator } from '../../operator/operator.js';
 import type { KubeObject } from '../../operator/kube/kube-object.js';
 import { RESOURCES } from '../../operator/kube/resources.js';
 import { freePort } from '../../scripts/controlplane/control-plane.mjs';
@@ -27,7 +29,7 @@ afterAll(async () => {
 });
 
 describe('controlplane:up / controlplane:down', () => {
-  it('starts a control plane, prints KUBECONFIG last, and stops it', async () => {
+  it('starts a control plane (KUBECONFIG last); the operator process leads, exits 0 on SIGTERM releasing the Lease, and a crashed leader is replaced; down stops it', async () => {
     binaries({ need: ['etcd', 'kube-apiserver'] });
     const up = await run('node', ['scripts/controlplane/cli.mjs', 'up'], { cwd: root, env, timeout: 300_000 });
     const lines = up.stdout.trim().split('\n');
@@ -47,6 +49,9 @@ describe('controlplane:up / controlplane:down', () => {
     // takes the Lease, serves health, and on SIGTERM releases the Lease and exits 0.
     const { main, dir } = await compileOperator();
     const port = await freePort();
+    const leaseHolder = async () =>
+      (await client.get<KubeObject & { spec: { holderIdentity?: string } }>(RESOURCES.lease, 'default', 'shardbank-operator')).spec.holderIdentity;
+    let crashed: ReturnType<typeof runOperator> | undefined;
     const op = runOperator(main, { KUBECONFIG: kubeconfig, POD_NAMESPACE: 'default', POD_NAME: 'operator-process', SHARDBANK_HTTP_PORT: String(port), SHARDBANK_LOG_LEVEL: 'warn' });
     try {
       await eventually('operator process leading and ready', async () => {
@@ -56,10 +61,25 @@ describe('controlplane:up / controlplane:down', () => {
       expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
       op.child.kill('SIGTERM');
       expect(await op.exited, op.output()).toBe(0);
-      const lease = await client.get<KubeObject & { spec: { holderIdentity?: string } }>(RESOURCES.lease, 'default', 'shardbank-operator');
-      expect(lease.spec.holderIdentity ?? '').toBe('');
+      expect((await leaseHolder()) ?? '').toBe('');
+
+      // A leader that crashes (SIGKILL: the Lease is not released) is replaced by a standby
+      // once the Lease has not been renewed for its whole duration.
+      crashed = runOperator(main, { KUBECONFIG: kubeconfig, POD_NAMESPACE: 'default', POD_NAME: 'operator-crashed', SHARDBANK_HTTP_PORT: String(port), SHARDBANK_LOG_LEVEL: 'warn' });
+      await eventually('crashing operator leads', async () => (await leaseHolder()) === 'operator-crashed');
+      crashed.child.kill('SIGKILL');
+      await crashed.exited;
+      const standby = new Operator({ kubeConfig: kc, leaseNamespace: 'default', identity: 'standby', logger: pino({ level: 'silent' }), retryPeriodMs: 500 });
+      await standby.start();
+      try {
+        await eventually('standby takes over the expired Lease', () => standby.isActive);
+        expect(await leaseHolder()).toBe('standby');
+      } finally {
+        await standby.stop();
+      }
     } finally {
       if (op.child.exitCode === null) op.child.kill('SIGKILL');
+      if (crashed && crashed.child.exitCode === null) crashed.child.kill('SIGKILL');
       rmSync(dir, { recursive: true, force: true });
     }
 

@@ -66,6 +66,16 @@ describe('helm chart', () => {
     }
   });
 
+  it('installs and uninstalls with helm against the API server', async () => {
+    const kube = ['--kubeconfig', tcp.kubeconfigPath, '--namespace', 'sb-helm'];
+    const out = helmRun(['install', 'sb', chart, '--create-namespace', ...kube]);
+    expect(out).toContain('STATUS: deployed');
+    expect(out).toContain('kubectl get bank');
+    const deployment = await tcp.client.get({ apiVersion: 'apps/v1', kind: 'Deployment', plural: 'deployments', namespaced: true }, 'sb-helm', 'sb-shardbank-operator');
+    expect(deployment.metadata.labels?.['app.kubernetes.io/managed-by']).toBe('Helm');
+    expect(helmRun(['uninstall', 'sb', ...kube])).toContain('uninstalled');
+  });
+
   it('has the same operator RBAC rules as deploy/', () => {
     const templated = parseManifests(helmRun(['template', 'sb', chart, '--namespace', 'shardbank-system']));
     expect(rulesOf(templated)).toEqual(rulesOf(readManifests(join(root, 'deploy', 'rbac.yaml'))));
