@@ -27,6 +27,7 @@ export class Controller implements ObjectCache {
   private readonly informers = new Map<string, Informer<KubeObject>>();
   private workers: Promise<void>[] = [];
   private reconciler: Reconciler | undefined;
+  private stopped = false;
 
   constructor(
     client: KubeClient,
@@ -87,7 +88,8 @@ export class Controller implements ObjectCache {
 
   async start(): Promise<void> {
     for (const informer of this.informers.values()) informer.start();
-    while (!this.synced) await new Promise((r) => setTimeout(r, 100));
+    while (!this.synced && !this.stopped) await new Promise((r) => setTimeout(r, 100));
+    if (this.stopped) return;
     const workers = this.options.workers ?? 2;
     this.workers = Array.from({ length: workers }, () => this.work());
   }
@@ -117,6 +119,7 @@ export class Controller implements ObjectCache {
 
   /** Stops taking work, lets running reconciles finish, then stops the watches. */
   async stop(): Promise<void> {
+    this.stopped = true;
     this.queue.shutDown();
     await Promise.all(this.workers);
     await Promise.all([...this.informers.values()].map((i) => i.stop()));

@@ -112,7 +112,9 @@ export class Informer<T extends KubeObject> {
           continue;
         }
         this.logger.warn({ resource: this.resource.plural, err: errorMessage(err) }, 'list/watch failed; retrying');
-        needList = !(err instanceof KubeApiError) ? needList : true;
+        // An API error may mean our resourceVersion is unusable: list again. A network
+        // error just resumes the watch from where it was.
+        if (err instanceof KubeApiError) needList = true;
         await this.pause(this.opts.retryMs);
       }
     }

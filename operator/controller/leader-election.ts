@@ -71,6 +71,7 @@ export class LeaderElector {
   }
 
   private async tick(): Promise<void> {
+    if (this.stopped) return;
     try {
       const ok = await this.tryAcquireOrRenew();
       if (ok) {
