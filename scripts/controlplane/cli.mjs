@@ -2,9 +2,11 @@
 // `npm run controlplane:up` / `controlplane:down`: a long-lived local control plane for people.
 // State (certs, etcd data, logs, kubeconfig) lives in ${SHARDBANK_CACHE}/controlplane/default
 // or $SHARDBANK_CONTROLPLANE_DIR. `up` prints KUBECONFIG=<path> as its last line.
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { cacheDir } from './binaries.mjs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { binaries, cacheDir, MissingBinariesError } from './binaries.mjs';
 import { startControlPlane } from './control-plane.mjs';
 
 const stateDir = process.env.SHARDBANK_CONTROLPLANE_DIR || join(cacheDir(), 'controlplane', 'default');
@@ -38,6 +40,19 @@ async function down() {
   console.log('control plane: stopped');
 }
 
+/** Builds the binaries once (cached outside the repo); build output goes to stderr. */
+function ensureBinaries() {
+  try {
+    binaries();
+  } catch (err) {
+    if (!(err instanceof MissingBinariesError)) throw err;
+    console.error('control plane: building etcd/kube-apiserver once (cached in ' + cacheDir() + '/bin)');
+    const script = join(dirname(fileURLToPath(import.meta.url)), 'build-binaries.sh');
+    const r = spawnSync('bash', [script, 'etcd kube-apiserver'], { stdio: ['ignore', 2, 2] });
+    if (r.status !== 0) throw new Error(`building the control-plane binaries failed (exit ${r.status})`);
+  }
+}
+
 async function up() {
   const state = readState();
   if (state && state.pids.every(alive)) {
@@ -46,6 +61,7 @@ async function up() {
     return;
   }
   if (state) await down();
+  ensureBinaries();
   const cp = await startControlPlane({ stateDir, detached: true });
   console.log(`control plane: kube-apiserver ${cp.server}, etcd 127.0.0.1:${cp.etcdPort}, logs in ${stateDir}`);
   console.log(`KUBECONFIG=${cp.kubeconfigPath}`);
