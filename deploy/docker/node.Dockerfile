@@ -8,7 +8,6 @@ COPY package.json package-lock.json tsconfig.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY node ./node
 COPY operator ./operator
-COPY test ./test
 RUN npx tsc -p tsconfig.json && npm prune --omit=dev --ignore-scripts
 
 FROM node:20-bookworm-slim
