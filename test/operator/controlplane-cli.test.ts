@@ -90,5 +90,5 @@ describe('controlplane:up / controlplane:down', () => {
     expect(down.stdout).toContain('stopped');
     expect(existsSync(kubeconfig)).toBe(false);
     await expect(client.request({ method: 'GET', path: '/readyz' })).rejects.toThrow();
-  });
+  }, 400_000);
 });
