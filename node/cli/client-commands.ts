@@ -91,7 +91,8 @@ export async function transferCommand(argv: readonly string[], io: CliIo): Promi
   const identity = parseRequestIdentity(values['client-id'], values['request-id']);
   const deadlineMs = values.timeout === undefined ? undefined : parseDurationMs('timeout', values.timeout);
   const target = resolveTarget(values, true);
-  const client = await ShardbankClient.connect(target.options);
+  // One transfer: the plain Transfer call (coalescing only pays when many are in flight).
+  const client = await ShardbankClient.connect({ ...target.options, coalesce: false });
   try {
     const result = await client.transfer({ from, to, amount, ...identity }, deadlineMs ? { deadlineMs } : {});
     if (values.json) io.out(JSON.stringify(transferJson(result)));

@@ -19,6 +19,10 @@ beforeAll(async () => {
         if (request.amount > 100) return { value: { outcome: Outcome.INSUFFICIENT_FUNDS, decisionIndex: 3, coordinatorShard: shard, message: '' } };
         return ordinal === 0 ? committed(12, shard) : unavailable('not the leader', `0,${replicas[shard * 2]!.address}`);
       },
+      batchTransfer: (request) =>
+        ordinal === 0
+          ? { value: { results: request.entries.map(() => ({ outcome: Outcome.COMMITTED, decisionIndex: 12, coordinatorShard: shard, message: '' })) } }
+          : unavailable('not the leader', `0,${replicas[shard * 2]!.address}`),
       getBalance: (request) => ({ value: { balances: request.items.map((item) => ({ item, balance: item === 1001 ? 0 : 20 })), shard, replica: ordinal, indexLag: 0, msSinceLeader: 0, appliedIndex: 4 } }),
       clusterStatus: () => replicaStatus(shard, ordinal, ordinal === 0 ? 'leader' : 'follower', { round: 2, commitIndex: 42 }),
     };
