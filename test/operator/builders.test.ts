@@ -9,6 +9,7 @@ import { buildTopologyConfigMap } from '../../operator/builders/topology-config-
 import { desiredObjects } from '../../operator/reconcile/desired-objects.js';
 import { isClusterPvcName } from '../../operator/reconcile/finalize.js';
 import { leaderLabelChanges } from '../../operator/reconcile/leader-labels.js';
+import { parseReplicaConfig } from '../../node/replica/replica-config.js';
 
 function cluster(overrides: Partial<BankCluster['spec']> = {}): BankCluster {
   const c = defaultBankCluster('demo');
@@ -134,6 +135,27 @@ describe('buildStatefulSet', () => {
     expect(natsUrlOf(cluster(), { managedNatsUrl: 'nats://op:4222' })).toBe('nats://op:4222');
     expect(natsUrlOf(cluster({ nats: { managed: false } }), { managedNatsUrl: 'nats://op:4222' })).toBeUndefined();
     expect(buildStatefulSet(cluster(), 0).spec!.template.spec!.containers[0]!.args!.some((a) => a.startsWith('--nats-url'))).toBe(false);
+  });
+
+  it('passes arguments the replica itself accepts (its own flag parser, env as the pod gets it)', () => {
+    const c = cluster({ shards: 2, itemsPerShard: 50, initialBalance: 7, maxTransferAmount: 99 });
+    const container = buildStatefulSet(c, 1, { managedNatsUrl: 'nats://nats:4222' }).spec!.template.spec!.containers[0]!;
+    const config = parseReplicaConfig(container.args!, { POD_NAME: 'demo-s1-2', POD_NAMESPACE: 'money' });
+    expect(config).toMatchObject({
+      cluster: 'demo',
+      namespace: 'money',
+      incarnation: '1111-2222',
+      shard: 1,
+      ordinal: 2,
+      topology: { shards: 2, replicasPerShard: 3, itemsPerShard: 50, initialBalance: 7 },
+      maxTransferAmount: 99,
+      dataDir: '/var/lib/shardbank',
+      natsUrl: 'nats://nats:4222',
+      grpcPort: 50051,
+      httpPort: 8080,
+    });
+    expect(config.peers[1]).toEqual(['demo-s1-0.demo-s1.money.svc:50051', 'demo-s1-1.demo-s1.money.svc:50051', 'demo-s1-2.demo-s1.money.svc:50051']);
+    expect(config.peers[0]![0]).toBe('demo-s0-0.demo-s0.money.svc:50051');
   });
 
   it('is pure: same input, same output, input untouched', () => {
