@@ -410,7 +410,9 @@ export class ShardbankClient {
       attempts += 1;
       const result = await unaryCall<unknown, Reply>(this.stub(address), method, request, timeoutMs);
       if (result.ok && usable(result.value)) {
-        this.lastAnswered.set(shard, address);
+        // The replica that served it (the leader, if a follower forwarded) is tried first next time.
+        const served = result.leaderHint ? this.addressOf(shard, result.leaderHint.ordinal, result.leaderHint.address) : address;
+        this.lastAnswered.set(shard, served);
         return { ok: true, value: result.value, address, attempts };
       }
       lastError = result.ok ? { code: 13, codeName: 'INTERNAL', details: `unusable reply from ${address}`, leaderHint: undefined } : result.error;

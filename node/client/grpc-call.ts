@@ -4,7 +4,7 @@
 import { Metadata, status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
 import type { BankClient as BankStub } from '../gen/shardbank/v1/bank.js';
 
-export type CallResult<T> = { ok: true; value: T } | { ok: false; error: CallError };
+export type CallResult<T> = { ok: true; value: T; leaderHint?: LeaderHint } | { ok: false; error: CallError };
 
 export interface CallError {
   readonly code: GrpcStatus;
@@ -80,18 +80,29 @@ export function unaryCall<Request, Reply>(
   timeoutMs: number,
 ): Promise<CallResult<Reply>> {
   return new Promise((resolve) => {
-    const callback = (error: ServiceError | null, reply: Reply) => {
-      if (error) resolve({ ok: false, error: toCallError(error) });
-      else resolve({ ok: true, value: reply });
+    // A success resolves on the status event, which carries the trailing metadata naming
+    // the replica that served the call (the callback comes just before it).
+    let reply: Reply | undefined;
+    let failed = false;
+    const callback = (error: ServiceError | null, value: Reply) => {
+      if (error) {
+        failed = true;
+        resolve({ ok: false, error: toCallError(error) });
+      } else reply = value;
     };
     const invoke = stub[method] as unknown as (
       request: Request,
       metadata: Metadata,
       options: { deadline: number },
       callback: (error: ServiceError | null, reply: Reply) => void,
-    ) => unknown;
+    ) => { on(event: 'status', listener: (status: { code: number; metadata: Metadata }) => void): unknown };
     try {
-      invoke.call(stub, request, new Metadata(), { deadline: Date.now() + Math.max(1, timeoutMs) }, callback);
+      const call = invoke.call(stub, request, new Metadata(), { deadline: Date.now() + Math.max(1, timeoutMs) }, callback);
+      call.on('status', (status) => {
+        if (failed || status.code !== GrpcStatus.OK || reply === undefined) return;
+        const leaderHint = hintOf(status.metadata);
+        resolve(leaderHint ? { ok: true, value: reply, leaderHint } : { ok: true, value: reply });
+      });
     } catch (error) {
       resolve({ ok: false, error: toCallError(error as Error) });
     }

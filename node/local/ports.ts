@@ -2,6 +2,7 @@
 // while choosing, so one call never hands out the same port twice.
 import { createConnection, createServer, type Server } from 'node:net';
 import { sleep } from '../client/backoff.js';
+import { freeListeningPorts } from '../util/listen-ports.js';
 
 export const LOOPBACK_HOST = '127.0.0.1';
 
@@ -17,22 +18,9 @@ function close(server: Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
+/** Ports below the ephemeral range (see node/util/listen-ports.ts for why). */
 export async function freePorts(count: number): Promise<number[]> {
-  const servers: Server[] = [];
-  try {
-    for (let index = 0; index < count; index += 1) {
-      const server = await listen(0);
-      if (server === undefined) throw new Error('could not bind a loopback port');
-      servers.push(server);
-    }
-    return servers.map((server) => {
-      const address = server.address();
-      if (address === null || typeof address === 'string') throw new Error('unexpected server address');
-      return address.port;
-    });
-  } finally {
-    await Promise.all(servers.map(close));
-  }
+  return freeListeningPorts(count, LOOPBACK_HOST);
 }
 
 export async function isPortFree(port: number): Promise<boolean> {

@@ -36,6 +36,12 @@ const OUTCOME_BY_ERROR: Record<ErrorCode, Outcome> = {
   unavailable: Outcome.UNAVAILABLE,
 };
 
+/** Which replica of this shard served a call (filled in while it runs). */
+interface ServedBy {
+  ordinal: number;
+  address: string;
+}
+
 export class ServiceError extends Error {
   constructor(
     readonly code: grpc.status,
@@ -60,22 +66,31 @@ export class BankService {
 
   implementation(): BankServer {
     return {
-      transfer: (call, callback) => this.unary(call, callback, () => this.transfer(call.request, call.metadata)),
-      batchTransfer: (call, callback) => this.unary(call, callback, () => this.batchTransfer(call.request, call.metadata)),
-      getBalance: (call, callback) => this.unary(call, callback, () => this.getBalance(call.request.cluster, call.request.items, call.request.consistency, call.metadata)),
-      clusterStatus: (call, callback) => this.unary(call, callback, () => this.clusterStatus(call.request.cluster, call.request.localOnly)),
+      transfer: (call, callback) => this.unary(callback, (served) => this.transfer(call.request, call.metadata, served)),
+      batchTransfer: (call, callback) => this.unary(callback, (served) => this.batchTransfer(call.request, call.metadata, served)),
+      getBalance: (call, callback) => this.unary(callback, (served) => this.getBalance(call.request.cluster, call.request.items, call.request.consistency, call.metadata, served)),
+      clusterStatus: (call, callback) => this.unary(callback, () => this.clusterStatus(call.request.cluster, call.request.localOnly)),
     };
   }
 
-  private unary<Req, Res>(
-    call: grpc.ServerUnaryCall<Req, Res>,
-    callback: grpc.sendUnaryData<Res>,
-    run: () => Promise<Res>,
-  ): void {
+  /**
+   * Runs a call; a successful reply names, in trailing metadata `shardbank-leader`, the
+   * replica of this shard that served it, so a client that reached a follower (which
+   * forwarded) goes straight to the leader next time.
+   */
+  private unary<Res>(callback: grpc.sendUnaryData<Res>, run: (served: ServedBy) => Promise<Res>): void {
     this.replica.metrics.grpcRequests += 1;
-    void call;
-    run().then(
-      (value) => callback(null, value),
+    const served: ServedBy = { ordinal: -1, address: '' };
+    run(served).then(
+      (value) => {
+        if (served.ordinal < 0) {
+          callback(null, value);
+          return;
+        }
+        const trailer = new grpc.Metadata();
+        trailer.set('shardbank-leader', `${served.ordinal},${served.address}`);
+        callback(null, value, trailer);
+      },
       (error: unknown) => {
         const passed = error as { passThrough?: boolean; code?: number; details?: string; metadata?: grpc.Metadata };
         if (error instanceof ServiceError) {
@@ -92,7 +107,7 @@ export class BankService {
 
   // ---- Transfer ----
 
-  private async transfer(request: { cluster: string; clientId: string; requestId: number; from: number; to: number; amount: number }, metadata: grpc.Metadata): Promise<TransferReply> {
+  private async transfer(request: { cluster: string; clientId: string; requestId: number; from: number; to: number; amount: number }, metadata: grpc.Metadata, served: ServedBy): Promise<TransferReply> {
     throwIfInvalid(checkCluster(request.cluster, this.context));
     const checked = checkTransferFields(request, request.clientId, this.context);
     if (!checked.ok) throwIfInvalid(checked);
@@ -100,10 +115,9 @@ export class BankService {
     const { topology, shard } = this.replica.config;
     const targetShard = shardOfItem(topology, input.from);
     if (targetShard !== shard || !this.replica.node.isReadyLeader) {
-      return this.forwardOrRefuse(targetShard, metadata, (client, md, options) =>
-        client.transferAsync({ ...request }, md, options),
-      );
+      return this.forwardOrRefuse(targetShard, metadata, (client, md, options) => client.transferAsync({ ...request }, md, options), served);
     }
+    this.servedHere(served);
     const reply = await this.submit(input);
     if (reply.kind !== 'transfer') throw this.errorFor(reply);
     return { outcome: reply.outcome, decisionIndex: reply.index, coordinatorShard: shard, message: '' };
@@ -129,10 +143,16 @@ export class BankService {
    * One hop at most: a request that was already forwarded is answered here (UNAVAILABLE with
    * a leader hint), so two replicas with stale views can never bounce a request forever.
    */
+  private servedHere(served: ServedBy): void {
+    served.ordinal = this.replica.config.ordinal;
+    served.address = this.advertisedAddress;
+  }
+
   private async forwardOrRefuse<T>(
     targetShard: number,
     metadata: grpc.Metadata,
     call: (client: import('./forwarder.js').AsyncBankClient, md: grpc.Metadata, options: grpc.CallOptions) => Promise<T>,
+    served?: ServedBy,
   ): Promise<T> {
     const alreadyForwarded = metadata.get(FORWARDED_HEADER).length > 0;
     const { shard } = this.replica.config;
@@ -141,12 +161,15 @@ export class BankService {
       throw new ServiceError(grpc.status.UNAVAILABLE, `not leader: shard ${targetShard} has no known leader here; retry`, this.leaderHintMetadata());
     }
     this.replica.metrics.forwardedRequests += 1;
-    return this.forwarder.call(targetShard, leader, call);
+    const sameShard = targetShard === shard;
+    return this.forwarder.call(targetShard, leader, call, (ordinal, address) => {
+      if (served && sameShard) Object.assign(served, { ordinal, address });
+    });
   }
 
   // ---- BatchTransfer ----
 
-  private async batchTransfer(request: BatchTransferRequest, metadata: grpc.Metadata): Promise<BatchTransferReply> {
+  private async batchTransfer(request: BatchTransferRequest, metadata: grpc.Metadata, served: ServedBy): Promise<BatchTransferReply> {
     throwIfInvalid(checkCluster(request.cluster, this.context));
     if (request.entries.length > REQUEST_LIMITS.batchEntriesMax) {
       throw new ServiceError(grpc.status.INVALID_ARGUMENT, `entries: at most ${REQUEST_LIMITS.batchEntriesMax} per batch, got ${request.entries.length}`);
@@ -168,6 +191,7 @@ export class BankService {
     const work: Promise<void>[] = [];
     for (const [target, indexes] of byShard) {
       if (target === shard && this.replica.node.isReadyLeader) {
+        this.servedHere(served);
         for (const index of indexes) {
           const entry = request.entries[index]!;
           work.push(
@@ -182,7 +206,7 @@ export class BankService {
       }
       const sub: BatchTransferRequest = { cluster: request.cluster, clientId: request.clientId, entries: indexes.map((i) => request.entries[i]!) };
       work.push(
-        this.forwardOrRefuse(target, metadata, (client, md, options) => client.batchTransferAsync(sub, md, options)).then(
+        this.forwardOrRefuse(target, metadata, (client, md, options) => client.batchTransferAsync(sub, md, options), served).then(
           (reply) => indexes.forEach((index, k) => (results[index] = reply.results[k] ?? unavailableResult(target, 'missing result'))),
           (error: unknown) => indexes.forEach((index) => (results[index] = unavailableResult(target, error instanceof Error ? error.message : String(error)))),
         ),
@@ -194,7 +218,7 @@ export class BankService {
 
   // ---- GetBalance ----
 
-  private async getBalance(cluster: string, items: number[], consistency: Consistency, metadata: grpc.Metadata): Promise<GetBalanceReply> {
+  private async getBalance(cluster: string, items: number[], consistency: Consistency, metadata: grpc.Metadata, served: ServedBy): Promise<GetBalanceReply> {
     throwIfInvalid(checkCluster(cluster, this.context));
     const { topology, shard, ordinal } = this.replica.config;
     if (items.length === 0) throw new ServiceError(grpc.status.INVALID_ARGUMENT, 'items: at least one item is required');
@@ -218,8 +242,9 @@ export class BankService {
     }
     if (consistency !== Consistency.LINEARIZABLE) throw new ServiceError(grpc.status.INVALID_ARGUMENT, `consistency: unknown value ${consistency}`);
     if (!this.replica.node.isReadyLeader) {
-      return this.forwardOrRefuse(shard, metadata, (client, md, options) => client.getBalanceAsync({ cluster, items, consistency }, md, options));
+      return this.forwardOrRefuse(shard, metadata, (client, md, options) => client.getBalanceAsync({ cluster, items, consistency }, md, options), served);
     }
+    this.servedHere(served);
     const reply = await new Promise<ClientReply>((resolve) => this.replica.submitRead(items, resolve));
     if (reply.kind !== 'read') throw this.errorFor(reply);
     return {

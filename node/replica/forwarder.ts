@@ -70,6 +70,7 @@ export class Forwarder {
     shard: number,
     leader: number | undefined,
     run: (client: AsyncBankClient, metadata: grpc.Metadata, options: grpc.CallOptions) => Promise<T>,
+    servedBy?: (ordinal: number, address: string) => void,
   ): Promise<T> {
     const group = this.peers[shard] ?? [];
     const order = [...group.keys()];
@@ -79,7 +80,9 @@ export class Forwarder {
       const metadata = new grpc.Metadata();
       metadata.set(FORWARDED_HEADER, '1');
       try {
-        return await run(this.client(group[ordinal]!), metadata, { deadline: Date.now() + FORWARD_DEADLINE_MS });
+        const value = await run(this.client(group[ordinal]!), metadata, { deadline: Date.now() + FORWARD_DEADLINE_MS });
+        servedBy?.(ordinal, group[ordinal]!);
+        return value;
       } catch (error) {
         lastError = error;
         if (!isRetryableElsewhere(error)) throw passThrough(error);

@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants, mkdtempSync, rmSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
+import { freeListeningPorts } from '../../node/util/listen-ports.js';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 
@@ -43,22 +44,10 @@ const logLinesMax = 200;
 const startAttemptsMax = 3;
 const binaryCandidates = ['/usr/sbin/nats-server', '/usr/local/bin/nats-server', '/usr/bin/nats-server'];
 
-/** A currently free TCP port on 127.0.0.1 (the OS picks it; it may be taken again later). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      if (address === null || typeof address === 'string') {
-        server.close();
-        reject(new Error('freePort: no port assigned'));
-        return;
-      }
-      server.close(() => resolve(address.port));
-    });
-  });
+/** A currently free TCP port on 127.0.0.1, below the ephemeral range (node/util/listen-ports.ts). */
+export async function freePort(): Promise<number> {
+  const [port] = await freeListeningPorts(1);
+  return port!;
 }
 
 /**

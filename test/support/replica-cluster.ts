@@ -11,7 +11,7 @@ import { BankClient, Consistency, type ClusterStatusReply, type ReplicaStatus, t
 import type { Topology } from '../../node/cluster/topology.js';
 import { shardOfItem } from '../../node/cluster/topology.js';
 import { asyncBankClient, type AsyncBankClient } from '../../node/replica/forwarder.js';
-import { freePort } from './nats-server.js';
+import { freeListeningPorts } from '../../node/util/listen-ports.js';
 
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const REPLICA_MAIN = path.join(REPO.endsWith('dist') ? path.dirname(REPO) : REPO, 'dist/node/replica/main.js');
@@ -75,11 +75,12 @@ export class ReplicaCluster {
     const root = await mkdtemp(path.join(os.tmpdir(), 'shardbank-it-'));
     const cluster = new ReplicaCluster(options, root);
     const { topology } = options;
+    const ports = await freeListeningPorts(topology.shards * topology.replicasPerShard * 2);
     for (let shard = 0; shard < topology.shards; shard += 1) {
       const group: ReplicaProcess[] = [];
       for (let ordinal = 0; ordinal < topology.replicasPerShard; ordinal += 1) {
-        const port = await freePort();
-        group.push({ shard, ordinal, address: `127.0.0.1:${port}`, httpPort: await freePort(), dataDir: path.join(root, `s${shard}-${ordinal}`), child: undefined, exited: undefined });
+        const [port, httpPort] = ports.splice(0, 2) as [number, number];
+        group.push({ shard, ordinal, address: `127.0.0.1:${port}`, httpPort, dataDir: path.join(root, `s${shard}-${ordinal}`), child: undefined, exited: undefined });
       }
       cluster.replicas.push(group);
     }
