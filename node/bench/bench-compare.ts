@@ -38,7 +38,7 @@ function lastJsonLine(output: string): Record<string, unknown> {
   return JSON.parse(lines[lines.length - 1]!) as Record<string, unknown>;
 }
 
-async function benchShardbank(clients: number[], durationS: number, batch: number, log: (text: string) => void): Promise<Row[]> {
+async function benchShardbank(clients: number[], durationS: number, batch: number, log: (text: string) => void, coalesce = true): Promise<Row[]> {
   const stateDir = await mkdtemp(path.join(os.tmpdir(), 'shardbank-bench-'));
   const rows: Row[] = [];
   try {
@@ -46,12 +46,12 @@ async function benchShardbank(clients: number[], durationS: number, batch: numbe
     await run(process.execPath, [CLI, 'up', '--detach', '--state-dir', stateDir], { timeoutMs: 180_000 });
     const sizes = batch > 1 ? [[...clients].sort((a, b) => a - b).at(-1)!] : clients;
     for (const n of sizes) {
-      log(`shardbank: ${n} clients, batch ${batch}, ${durationS} s`);
-      const report = lastJsonLine(
-        await run(process.execPath, [CLI, 'bench', '--state-dir', stateDir, '--clients', String(n), '--duration', `${durationS}s`, '--batch', String(batch), '--json'], { timeoutMs: (durationS + 120) * 1000 }),
-      );
+      log(`shardbank: ${n} clients, batch ${batch}, ${durationS} s${coalesce ? '' : ', one call per transfer'}`);
+      const args = [CLI, 'bench', '--state-dir', stateDir, '--clients', String(n), '--duration', `${durationS}s`, '--batch', String(batch), '--json', ...(coalesce ? [] : ['--no-coalesce'])];
+      const report = lastJsonLine(await run(process.execPath, args, { timeoutMs: (durationS + 120) * 1000 }));
       const latency = report.latencyMs as Record<string, number>;
-      rows.push({ system: 'shardbank 3x3', clients: n, batchSize: batch, transfersPerS: Number(report.transfersPerS), p50Ms: latency.p50!, p99Ms: latency.p99! });
+      const system = coalesce ? 'shardbank 3x3' : 'shardbank 3x3 (no client batching)';
+      rows.push({ system, clients: n, batchSize: batch, transfersPerS: Number(report.transfersPerS), p50Ms: latency.p50!, p99Ms: latency.p99! });
     }
   } finally {
     await run(process.execPath, [CLI, 'down', '--state-dir', stateDir], { timeoutMs: 60_000 }).catch(() => undefined);
@@ -113,7 +113,7 @@ async function benchEtcd(dir: string, clients: number[], durationS: number, log:
 
 export function ratios(rows: Row[]): Record<string, number> {
   const result: Record<string, number> = {};
-  const find = (prefix: string, clients: number) => rows.find((r) => r.system.startsWith(prefix) && r.clients === clients && r.batchSize === 1);
+  const find = (prefix: string, clients: number) => rows.find((r) => r.system.startsWith(prefix) && !r.system.includes('no client batching') && r.clients === clients && r.batchSize === 1);
   for (const clients of new Set(rows.map((r) => r.clients))) {
     const ours = find('shardbank', clients);
     if (!ours) continue;
@@ -149,6 +149,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const want = (name: string) => !only || only.includes(name);
   if (want('shardbank')) rows.push(...(await benchShardbank(clients, durationS, 1, log)));
+  if (want('no-coalesce')) rows.push(...(await benchShardbank(clients.filter((n) => n > 1), durationS, 1, log, false)));
   if (want('batch') && Number(values.batch) > 1) rows.push(...(await benchShardbank(clients, durationS, Number(values.batch), log)));
   if (want('postgresql') || want('etcd')) {
     const dir = await anchorsDir();
