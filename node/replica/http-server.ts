@@ -35,6 +35,7 @@ export function startHttpServer(replica: Replica, service: BankService, host: st
             log_segments: storage.segments,
             shard_total_balance: status.shardTotal,
             process_resident_memory_bytes: process.memoryUsage().rss,
+            heap_used_bytes: process.memoryUsage().heapUsed,
             commands_proposed_total: replica.node.counters.commandsProposed,
             slots_proposed_total: replica.node.counters.slotsProposed,
             tx_messages_sent_total: replica.node.counters.txMessagesSent,
