@@ -36,6 +36,8 @@ export function startHttpServer(replica: Replica, service: BankService, host: st
             shard_total_balance: status.shardTotal,
             process_resident_memory_bytes: process.memoryUsage().rss,
             heap_used_bytes: process.memoryUsage().heapUsed,
+            heap_total_bytes: process.memoryUsage().heapTotal,
+            external_memory_bytes: process.memoryUsage().external,
             commands_proposed_total: replica.node.counters.commandsProposed,
             slots_proposed_total: replica.node.counters.slotsProposed,
             tx_messages_sent_total: replica.node.counters.txMessagesSent,
