@@ -77,10 +77,15 @@ async function benchPostgres(dir: string, clients: number[], durationS: number, 
   log('starting PostgreSQL (one node, fsync on)');
   await run('bash', [path.join(dir, 'pg-up.sh')], { timeoutMs: 600_000 });
   const rows: Row[] = [];
-  for (const n of clients) {
-    log(`postgresql: ${n} clients, ${durationS} s`);
-    const result = lastJsonLine(await run(process.execPath, [path.join(dir, 'pg-bank.js'), String(n), String(durationS)], { cwd: dir, timeoutMs: (durationS + 120) * 1000 }));
-    rows.push({ system: String(result.system), clients: n, batchSize: 1, transfersPerS: Number(result.transfers_per_s), p50Ms: Number(result.p50_ms), p99Ms: Number(result.p99_ms) });
+  try {
+    for (const n of clients) {
+      log(`postgresql: ${n} clients, ${durationS} s`);
+      const result = lastJsonLine(await run(process.execPath, [path.join(dir, 'pg-bank.js'), String(n), String(durationS)], { cwd: dir, timeoutMs: (durationS + 120) * 1000 }));
+      rows.push({ system: String(result.system), clients: n, batchSize: 1, transfersPerS: Number(result.transfers_per_s), p50Ms: Number(result.p50_ms), p99Ms: Number(result.p99_ms) });
+    }
+  } finally {
+    // Leave the machine as we found it: the Debian cluster that pg-up.sh started is stopped.
+    await run('bash', ['-c', 'v=$(ls /etc/postgresql | head -1); pg_ctlcluster --skip-systemctl-redirect "$v" main stop'], { timeoutMs: 60_000 }).catch(() => undefined);
   }
   return rows;
 }
