@@ -16,7 +16,7 @@ import {
   type TransferReply,
 } from '../gen/shardbank/v1/bank.js';
 import type { ClientReply, ErrorCode, TransferInput } from '../shard/shard-node.js';
-import { Forwarder, FORWARDED_HEADER } from './forwarder.js';
+import { Forwarder, FORWARDED_HEADER, type AsyncBankClient } from './forwarder.js';
 import type { Replica } from './replica.js';
 import { checkCluster, checkItem, checkTransferFields, REQUEST_LIMITS, type Invalid, type ValidationContext } from './request-validation.js';
 
@@ -151,7 +151,7 @@ export class BankService {
   private async forwardOrRefuse<T>(
     targetShard: number,
     metadata: grpc.Metadata,
-    call: (client: import('./forwarder.js').AsyncBankClient, md: grpc.Metadata, options: grpc.CallOptions) => Promise<T>,
+    call: (client: AsyncBankClient, md: grpc.Metadata, options: grpc.CallOptions) => Promise<T>,
     served?: ServedBy,
   ): Promise<T> {
     const alreadyForwarded = metadata.get(FORWARDED_HEADER).length > 0;
