@@ -116,6 +116,7 @@ export interface SimResult {
   elections: number;
   simulatedMs: number;
   slotsApplied: number;
+  readsChecked: number;
 }
 
 export class SimCluster {
@@ -129,6 +130,9 @@ export class SimCluster {
   private readonly chosen: Map<number, string>[] = [];
   private readonly requests: ClientRequest[] = [];
   private readonly tokens = new Map<number, ClientRequest>();
+  /** Linearizable reads in flight: the item, and the balance it must show. */
+  private readonly reads = new Map<number, { item: number; expected: number }>();
+  private readsChecked = 0;
   private nextToken = 1;
   private faultsOn = true;
   private crashes = 0;
@@ -233,7 +237,7 @@ export class SimCluster {
     }
     let slotsApplied = 0;
     for (const map of this.chosen) slotsApplied += map.size;
-    return { seed: this.options.seed, committed, insufficient, aborted, crashes: this.crashes, elections: this.elections, simulatedMs: this.nowMs, slotsApplied };
+    return { seed: this.options.seed, committed, insufficient, aborted, crashes: this.crashes, elections: this.elections, simulatedMs: this.nowMs, slotsApplied, readsChecked: this.readsChecked };
   }
 
   private heal(): void {
@@ -398,7 +402,37 @@ export class SimCluster {
 
   // ---- Clients ----
 
+  /**
+   * Linearizable reads of quiescent items: every transfer that touches the item has a
+   * definite outcome and none is in flight, so the read must show exactly the initial balance
+   * plus the committed transfers, even when a participant has not applied a decision yet (the
+   * read waits for pending credits) and across leader changes (read-index, never stale).
+   */
+  private driveReads(): void {
+    if (!this.rng.chance(0.3)) return;
+    const { topology } = this.options;
+    const item = this.rng.int(1, itemCount(topology) + 1);
+    let expected = topology.initialBalance;
+    for (const request of this.requests) {
+      if (request.from !== item && request.to !== item) continue;
+      if (request.outcome === undefined || request.inflightToken !== undefined || request.attempts === 0) {
+        if (request.attempts > 0 || request.inflightToken !== undefined) return; // touched and not settled
+        continue; // never sent: cannot have run
+      }
+      if (request.outcome === Outcome.COMMITTED) expected += request.from === item ? -request.amount : request.amount;
+    }
+    const shard = shardOfItem(topology, item);
+    const candidates = this.replicas[shard]!.filter((r) => r.up);
+    if (candidates.length === 0) return;
+    const replica = this.rng.pick(candidates);
+    const token = this.nextToken++;
+    this.reads.set(token, { item, expected });
+    replica.node.submitRead([item], token);
+    this.process(replica);
+  }
+
   private driveClients(): void {
+    this.driveReads();
     const inflightPerClient = new Map<string, number>();
     for (const request of this.requests) {
       if (request.inflightToken !== undefined) inflightPerClient.set(request.clientId, (inflightPerClient.get(request.clientId) ?? 0) + 1);
@@ -437,6 +471,17 @@ export class SimCluster {
   private timeouts: { atMs: number; token: number }[] = [];
 
   private onReply(reply: ClientReply): void {
+    const read = this.reads.get(reply.token);
+    if (read) {
+      this.reads.delete(reply.token);
+      if (reply.kind === 'read') {
+        this.readsChecked += 1;
+        if (reply.balances[0] !== read.expected) {
+          throw new SimFailure('safety', `linearizable read of item ${read.item} returned ${reply.balances[0]}, expected ${read.expected}`, this.options.seed);
+        }
+      }
+      return;
+    }
     const request = this.tokens.get(reply.token);
     if (!request || request.inflightToken !== reply.token) return;
     this.tokens.delete(reply.token);

@@ -14,17 +14,19 @@ const plan: [string, number][] = [
 
 describe('deterministic simulation', () => {
   for (const [scenario, seeds] of plan) {
-    it(`${scenario}: ${seeds} seeds with loss, duplication, reordering, partitions, crashes`, () => {
+    it(`${scenario}: ${seeds} seeds with loss, duplication, reordering, partitions, crashes, linearizable reads`, () => {
       const failures: string[] = [];
       let committed = 0;
       let crashes = 0;
       let elections = 0;
+      let readsChecked = 0;
       for (let seed = 1; seed <= seeds; seed += 1) {
         try {
           const result = runSeed(scenarioFor(scenario, seed));
           committed += result.committed;
           crashes += result.crashes;
           elections += result.elections;
+          readsChecked += result.readsChecked;
         } catch (error) {
           failures.push(`${String(error instanceof Error ? error.message : error)} (replay: npm run sim -- --scenario ${scenario} --seed ${seed})`);
         }
@@ -34,6 +36,7 @@ describe('deterministic simulation', () => {
       expect(committed).toBeGreaterThan(seeds * 5);
       expect(crashes).toBeGreaterThan(seeds / 4);
       expect(elections).toBeGreaterThan(seeds);
+      expect(readsChecked).toBeGreaterThan(seeds);
     }, 600_000);
   }
 });
