@@ -220,6 +220,11 @@ export class BankState {
     return this.balance(item) - (this.pendingDebit.get(item) ?? 0);
   }
 
+  /** The client's acknowledged watermark, applied with its request (never past that request). */
+  private acknowledge(clientId: string, requestId: number, acknowledgedBelow: number): void {
+    if (acknowledgedBelow > 0) this.sessions.acknowledge(clientId, Math.min(acknowledgedBelow, requestId - 1));
+  }
+
   private checkRequest(clientId: string, requestId: number, from: number, to: number, amount: number): SessionCheck {
     return this.sessions.check(clientId, requestId, transferDigest(from, to, amount));
   }
@@ -248,6 +253,7 @@ export class BankState {
 
   private applyTransfer(index: number, t: TransferCommand): ApplyEvent[] {
     assert(this.ownsItem(t.from) && this.ownsItem(t.to) && t.from !== t.to, 'intra-shard transfer with foreign items');
+    this.acknowledge(t.clientId, t.requestId, t.acknowledgedBelow);
     const check = this.checkRequest(t.clientId, t.requestId, t.from, t.to, t.amount);
     const rejected = this.rejection(check, t.clientId, t.requestId);
     if (rejected) return [rejected];
@@ -316,6 +322,7 @@ export class BankState {
     assert(txid.shard === this.shard && this.ownsItem(p.from) && !this.ownsItem(p.to), 'malformed coordinator prepare');
     if (this.transactions.has(txKey(txid))) return [{ kind: 'noop' }];
     if (compareTxIds(txid, this.ownWatermark()) < 0) return [{ kind: 'noop' }];
+    this.acknowledge(p.clientId, p.requestId, p.acknowledgedBelow);
     if (compareTxIds(txid, this.lastCoordinatorTxid) > 0) {
       this.lastCoordinatorTxid = txid;
       if (this.coordinatorRecords === 0) this.ownWatermarkCache = undefined;

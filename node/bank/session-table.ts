@@ -75,6 +75,25 @@ export class SessionTable {
     return { kind: 'duplicate', result };
   }
 
+  /**
+   * The client has every outcome at or below `below`: forget them and refuse those ids from
+   * now on. The watermark stops below any attempt still in flight, which can still finish.
+   */
+  acknowledge(clientId: string, below: number): void {
+    const session = this.sessions.get(clientId);
+    if (!session || below <= session.evictedBelow) return;
+    let watermark = below;
+    for (const [id, result] of session.results) {
+      if (id <= below && result.state === 'inflight') watermark = Math.min(watermark, id - 1);
+    }
+    for (const [id] of session.results) {
+      if (id > watermark) continue;
+      session.results.delete(id);
+      this.resultsCount -= 1;
+    }
+    session.evictedBelow = Math.max(session.evictedBelow, watermark);
+  }
+
   get(clientId: string, requestId: number): SessionResult | undefined {
     return this.sessions.get(clientId)?.results.get(requestId);
   }

@@ -9,6 +9,7 @@ import {
   BankClient as BankStub,
   Consistency,
   Outcome,
+  type BatchEntry,
   type BatchTransferReply,
   type ClusterStatusReply,
   type GetBalanceReply,
@@ -119,6 +120,19 @@ export class ClientSession {
     this.lastRequestId += 1;
     return this.lastRequestId;
   }
+  // Request ids whose final outcome the caller has: the contiguous prefix is acknowledged to
+  // the server (which may then forget them and refuses them from then on).
+  private acknowledged = 0;
+  private readonly completedAbove = new Set<number>();
+  complete(requestId: number): void {
+    if (requestId <= this.acknowledged) return;
+    this.completedAbove.add(requestId);
+    while (this.completedAbove.delete(this.acknowledged + 1)) this.acknowledged += 1;
+  }
+  /** The acknowledged watermark to send with `requestId` (always below it). */
+  acknowledgedBelow(requestId: number): number {
+    return Math.min(this.acknowledged, requestId - 1);
+  }
   /** Keeps later generated ids above an id the caller chose. */
   observe(requestId: number): void {
     this.lastRequestId = Math.max(this.lastRequestId, requestId);
@@ -190,6 +204,12 @@ export class ShardbankClient {
 
   async transfer(input: TransferRequestInput, options: CallOptions = {}): Promise<TransferResult> {
     const session = this.sessionFor(input.clientId, options.session);
+    const result = await this.transferInSession(input, session, options);
+    if (result.outcome !== 'UNKNOWN' && result.outcome !== 'ABORTED') session.complete(result.requestId);
+    return result;
+  }
+
+  private async transferInSession(input: TransferRequestInput, session: ClientSession, options: CallOptions): Promise<TransferResult> {
     const requestId = input.requestId ?? session.nextRequestId();
     if (input.requestId !== undefined && input.clientId === undefined) session.observe(input.requestId);
     const base = { clientId: session.clientId, requestId, from: input.from, to: input.to, amount: input.amount };
@@ -197,7 +217,7 @@ export class ShardbankClient {
     if (invalid) return { ...base, outcome: 'INVALID_ARGUMENT', attempts: 0, message: invalid };
     const deadlineAtMs = Date.now() + (options.deadlineMs ?? this.options.deadlineMs ?? TRANSFER_DEADLINE_MS_DEFAULT);
     const shard = shardOfItem(this.topology, input.from);
-    const request = { cluster: this.cluster, clientId: session.clientId, requestId, from: input.from, to: input.to, amount: input.amount };
+    const request = { cluster: this.cluster, clientId: session.clientId, requestId, from: input.from, to: input.to, amount: input.amount, acknowledgedBelow: session.acknowledgedBelow(requestId) };
     if (this.options.coalesce !== false) return this.transferCoalesced(shard, request, deadlineAtMs);
     let attempts = 0;
     for (let aborts = 0; ; aborts += 1) {
@@ -216,7 +236,7 @@ export class ShardbankClient {
    */
   private async transferCoalesced(
     shard: number,
-    request: { clientId: string; requestId: number; from: number; to: number; amount: number },
+    request: { clientId: string; requestId: number; from: number; to: number; amount: number; acknowledgedBelow: number },
     deadlineAtMs: number,
   ): Promise<TransferResult> {
     const base = { clientId: request.clientId, requestId: request.requestId, from: request.from, to: request.to, amount: request.amount };
@@ -251,7 +271,7 @@ export class ShardbankClient {
     }
   }
 
-  private async sendCoalesced(shard: number, entries: { requestId: number; from: number; to: number; amount: number; clientId: string }[]): Promise<CoalescedResult[]> {
+  private async sendCoalesced(shard: number, entries: BatchEntry[]): Promise<CoalescedResult[]> {
     const deadlineAtMs = Date.now() + (this.options.attemptTimeoutMs ?? ATTEMPT_TIMEOUT_MS_DEFAULT);
     const request = { cluster: this.cluster, clientId: entries[0]!.clientId, entries };
     const call = await this.callShard<BatchTransferReply>(shard, 'batchTransfer', request, deadlineAtMs, (reply) => reply.results.length === entries.length);
@@ -287,7 +307,7 @@ export class ShardbankClient {
     const request = {
       cluster: this.cluster,
       clientId,
-      entries: pending.map((result) => ({ requestId: result.requestId, from: result.from, to: result.to, amount: result.amount })),
+      entries: pending.map((result) => ({ requestId: result.requestId, from: result.from, to: result.to, amount: result.amount, clientId: '', acknowledgedBelow: 0 })),
     };
     const call = await this.callShard<BatchTransferReply>(shard, 'batchTransfer', request, deadlineAtMs, (reply) => reply.results.length === pending.length);
     pending.forEach((result, index) => {

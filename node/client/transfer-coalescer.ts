@@ -12,6 +12,7 @@ export interface CoalescedTransfer {
   from: number;
   to: number;
   amount: number;
+  acknowledgedBelow: number;
 }
 
 /** A per-entry answer, or the call's failure (the outcome is then unknown). */
@@ -39,7 +40,7 @@ export class TransferCoalescer {
     return new Promise((resolve) => {
       const list = this.waiting.get(shard) ?? [];
       list.push({
-        entry: { requestId: transfer.requestId, from: transfer.from, to: transfer.to, amount: transfer.amount, clientId: transfer.clientId },
+        entry: { requestId: transfer.requestId, from: transfer.from, to: transfer.to, amount: transfer.amount, clientId: transfer.clientId, acknowledgedBelow: transfer.acknowledgedBelow },
         resolve,
       });
       this.waiting.set(shard, list);

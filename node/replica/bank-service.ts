@@ -14,6 +14,7 @@ import {
   type ReplicaStatus,
   type ShardStatus,
   type TransferReply,
+  type TransferRequest,
 } from '../gen/shardbank/v1/bank.js';
 import type { ClientReply, ErrorCode, TransferInput } from '../shard/shard-node.js';
 import { Forwarder, FORWARDED_HEADER, type AsyncBankClient } from './forwarder.js';
@@ -107,7 +108,7 @@ export class BankService {
 
   // ---- Transfer ----
 
-  private async transfer(request: { cluster: string; clientId: string; requestId: number; from: number; to: number; amount: number }, metadata: grpc.Metadata, served: ServedBy): Promise<TransferReply> {
+  private async transfer(request: TransferRequest, metadata: grpc.Metadata, served: ServedBy): Promise<TransferReply> {
     throwIfInvalid(checkCluster(request.cluster, this.context));
     const checked = checkTransferFields(request, request.clientId, this.context);
     if (!checked.ok) throwIfInvalid(checked);
@@ -195,7 +196,7 @@ export class BankService {
         for (const index of indexes) {
           const entry = request.entries[index]!;
           work.push(
-            this.submit({ clientId: entry.clientId || request.clientId, requestId: entry.requestId, from: entry.from, to: entry.to, amount: entry.amount }).then((reply) => {
+            this.submit({ clientId: entry.clientId || request.clientId, requestId: entry.requestId, from: entry.from, to: entry.to, amount: entry.amount, acknowledgedBelow: entry.acknowledgedBelow }).then((reply) => {
               results[index] = reply.kind === 'transfer'
                 ? { outcome: reply.outcome, decisionIndex: reply.index, coordinatorShard: shard, message: '' }
                 : { outcome: reply.kind === 'error' ? OUTCOME_BY_ERROR[reply.code] : Outcome.UNAVAILABLE, decisionIndex: 0, coordinatorShard: shard, message: reply.kind === 'error' ? reply.message : '' };

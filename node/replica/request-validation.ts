@@ -43,7 +43,7 @@ export function checkItem(field: string, item: number, topology: Topology): Inva
 }
 
 export function checkTransferFields(
-  entry: { requestId: number; from: number; to: number; amount: number },
+  entry: { requestId: number; from: number; to: number; amount: number; acknowledgedBelow?: number },
   clientId: string,
   context: ValidationContext,
 ): Checked<TransferInput> {
@@ -53,9 +53,10 @@ export function checkTransferFields(
     checkItem('from', entry.from, context.topology) ??
     checkItem('to', entry.to, context.topology) ??
     (entry.from === entry.to ? invalid(`to: must differ from from (both are ${entry.from})`) : undefined) ??
-    checkAmount(entry.amount, context.maxTransferAmount);
+    checkAmount(entry.amount, context.maxTransferAmount) ??
+    ((entry.acknowledgedBelow ?? 0) >= entry.requestId ? invalid(`acknowledged_below: must be below request_id ${entry.requestId}, got ${entry.acknowledgedBelow}`) : undefined);
   if (failure) return failure;
-  return { ok: true, value: { clientId, requestId: entry.requestId, from: entry.from, to: entry.to, amount: entry.amount } };
+  return { ok: true, value: { clientId, requestId: entry.requestId, from: entry.from, to: entry.to, amount: entry.amount, acknowledgedBelow: entry.acknowledgedBelow ?? 0 } };
 }
 
 export function checkAmount(amount: unknown, maxTransferAmount: number): Invalid | undefined {

@@ -59,6 +59,8 @@ export interface TransferInput {
   from: number;
   to: number;
   amount: number;
+  /** The client's acknowledged watermark (0: none). */
+  acknowledgedBelow: number;
 }
 
 export type ErrorCode = 'not-leader' | 'aborted' | 'stale' | 'mismatch' | 'unavailable';
@@ -295,7 +297,7 @@ export class ShardNode {
     this.queue.push({
       body: {
         $case: 'coordPrepare',
-        coordPrepare: { txid, clientId: input.clientId, requestId: input.requestId, from: input.from, to: input.to, amount: input.amount, toShard },
+        coordPrepare: { txid, clientId: input.clientId, requestId: input.requestId, from: input.from, to: input.to, amount: input.amount, toShard, acknowledgedBelow: input.acknowledgedBelow },
       },
     });
     // The participant prepares in parallel with our own PREPARE.

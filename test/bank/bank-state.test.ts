@@ -10,10 +10,10 @@ const topology = { shards: 2, replicasPerShard: 3, itemsPerShard: 10, initialBal
 const tx = (seq: number, shard = 0): TxId => ({ shard, round: 1, ordinal: 0, seq });
 
 const transfer = (clientId: string, requestId: number, from: number, to: number, amount: number): Command => ({
-  body: { $case: 'transfer', transfer: { clientId, requestId, from, to, amount } },
+  body: { $case: 'transfer', transfer: { clientId, requestId, from, to, amount, acknowledgedBelow: 0 } },
 });
 const coordPrepare = (txid: TxId, clientId: string, requestId: number, from: number, to: number, amount: number): Command => ({
-  body: { $case: 'coordPrepare', coordPrepare: { txid, clientId, requestId, from, to, amount, toShard: 1 } },
+  body: { $case: 'coordPrepare', coordPrepare: { txid, clientId, requestId, from, to, amount, toShard: 1, acknowledgedBelow: 0 } },
 });
 const decision = (txid: TxId, commit: boolean): Command => ({
   body: { $case: 'coordDecision', coordDecision: { txid, commit, reason: commit ? 0 : ABORT_REASONS.participantNo, participantShard: 1 } },

@@ -26,6 +26,16 @@ describe('session table', () => {
     expect(table.check('c', 1, 7).kind).toBe('stale');
   });
 
+  it('forgets acknowledged outcomes and refuses their ids, but never past an attempt in flight', () => {
+    const table = new SessionTable();
+    for (let id = 1; id <= 5; id += 1) table.record('c', id, final(id));
+    table.record('c', 6, { digest: 7, state: 'inflight', outcome: 0, index: 6, txid: undefined });
+    table.acknowledge('c', 8);
+    expect(table.check('c', 5, transferDigest(1, 2, 1))).toEqual({ kind: 'stale', watermark: 5 });
+    expect(table.check('c', 6, 7).kind).toBe('duplicate');
+    expect(table.get('c', 3)).toBeUndefined();
+  });
+
   it('evicts whole sessions deterministically and remembers their watermark', () => {
     const table = new SessionTable();
     for (let c = 0; c <= SESSION_LIMITS.sessionsMax; c += 1) table.record(`client-${c}`, 5, final(c));

@@ -91,7 +91,7 @@ describe('a shard of three replica processes', () => {
     // One client with more results than its session keeps (2048): the oldest are evicted and
     // their ids, retried, get FAILED_PRECONDITION instead of running again.
     const leader = cluster.replicas[0]![await cluster.leaderOf(0)]!;
-    const entries = Array.from({ length: 2100 }, (_, i) => ({ requestId: i + 1, from: 9 + (i % 2), to: 11 + (i % 2), amount: 1, clientId: '' }));
+    const entries = Array.from({ length: 2100 }, (_, i) => ({ requestId: i + 1, from: 9 + (i % 2), to: 11 + (i % 2), amount: 1, clientId: '', acknowledgedBelow: 0 }));
     const batch = await cluster.client(leader.address).batchTransferAsync({ cluster: cluster.cluster, clientId: 'evicted', entries }, new grpc.Metadata(), { deadline: Date.now() + 60_000 });
     const definite = (outcome: number) => outcome === Outcome.COMMITTED || outcome === Outcome.INSUFFICIENT_FUNDS;
     // Entries caught by a leader change come back UNAVAILABLE: retried in order with their ids.
@@ -110,6 +110,18 @@ describe('a shard of three replica processes', () => {
     expect(await cluster.readLinearizable([9, 10, 11, 12])).toEqual(before);
     const recent = await cluster.transfer('evicted', 2100, entries[2099]!.from, entries[2099]!.to, 1);
     expect(recent.outcome).toBe(batch.results[2099]!.outcome);
+  });
+
+  it('an acknowledged watermark makes the server forget those outcomes and refuse those ids', async () => {
+    expect((await cluster.transfer('acker', 1, 13, 14, 1)).outcome).toBe(Outcome.COMMITTED);
+    expect((await cluster.transfer('acker', 2, 13, 14, 1)).outcome).toBe(Outcome.COMMITTED);
+    const leader = cluster.replicas[0]![await cluster.leaderOf(0)]!;
+    const send = (requestId: number, acknowledgedBelow: number) =>
+      cluster.client(leader.address).transferAsync({ cluster: cluster.cluster, clientId: 'acker', requestId, from: 13, to: 14, amount: 1, acknowledgedBelow }, new grpc.Metadata(), { deadline: Date.now() + 10_000 });
+    await expect(send(3, 3)).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/^acknowledged_below: must be below request_id/) });
+    expect((await send(3, 2)).outcome).toBe(Outcome.COMMITTED);
+    await expect(cluster.transfer('acker', 2, 13, 14, 1)).rejects.toMatchObject({ code: grpc.status.FAILED_PRECONDITION });
+    expect((await cluster.transfer('acker', 3, 13, 14, 1)).outcome).toBe(Outcome.COMMITTED);
   });
 
   it('a replica restarted from its data dir after SIGKILL rejoins and catches up', async () => {
@@ -175,7 +187,7 @@ describe('a shard of three replica processes', () => {
     const address = cluster.replicas[0]![leader]!.address;
     const client = cluster.client(address);
     const before = await cluster.readLinearizable(ITEMS);
-    const base = { cluster: cluster.cluster, clientId: 'bad-input', requestId: 1, from: 1, to: 2, amount: 1 };
+    const base = { cluster: cluster.cluster, clientId: 'bad-input', requestId: 1, from: 1, to: 2, amount: 1, acknowledgedBelow: 0 };
     const cases: [string, Partial<typeof base>, grpc.status, RegExp][] = [
       ['unknown item', { to: 99_999 }, grpc.status.INVALID_ARGUMENT, /^to: unknown item 99999/],
       ['unknown from', { from: 0 }, grpc.status.INVALID_ARGUMENT, /^from: unknown item 0/],
@@ -213,7 +225,7 @@ describe('a shard of three replica processes', () => {
 
     // Oversized: too many batch entries, and a message above the gRPC size limit.
     const tooMany = await client.batchTransferAsync(
-      { cluster: cluster.cluster, clientId: 'bad-input', entries: Array.from({ length: 10_001 }, (_, i) => ({ requestId: i + 1, from: 1, to: 2, amount: 1, clientId: '' })) },
+      { cluster: cluster.cluster, clientId: 'bad-input', entries: Array.from({ length: 10_001 }, (_, i) => ({ requestId: i + 1, from: 1, to: 2, amount: 1, clientId: '', acknowledgedBelow: 0 })) },
       new grpc.Metadata(),
       { deadline: Date.now() + 10_000 },
     ).then(() => undefined, (e: grpc.ServiceError) => e);

@@ -196,7 +196,7 @@ export class ReplicaCluster {
       }
       try {
         const reply = await this.client(replica.address).transferAsync(
-          { cluster: this.cluster, clientId, requestId, from, to, amount },
+          { cluster: this.cluster, clientId, requestId, from, to, amount, acknowledgedBelow: 0 },
           new grpc.Metadata(),
           { deadline: Date.now() + 10_000 },
         );

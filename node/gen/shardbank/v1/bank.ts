@@ -133,6 +133,11 @@ export interface TransferRequest {
   from: number;
   to: number;
   amount: number;
+  /**
+   * The client has every outcome of its request ids at or below this: the server may forget
+   * them, and such an id is refused (FAILED_PRECONDITION) from then on. Must be below request_id.
+   */
+  acknowledgedBelow: number;
 }
 
 export interface TransferReply {
@@ -153,6 +158,8 @@ export interface BatchEntry {
    * (a client library coalescing the concurrent transfers of many sessions into one call).
    */
   clientId: string;
+  /** As in TransferRequest, for this entry's client. */
+  acknowledgedBelow: number;
 }
 
 export interface BatchTransferRequest {
@@ -238,7 +245,7 @@ export interface ClusterStatusReply {
 }
 
 function createBaseTransferRequest(): TransferRequest {
-  return { cluster: "", clientId: "", requestId: 0, from: 0, to: 0, amount: 0 };
+  return { cluster: "", clientId: "", requestId: 0, from: 0, to: 0, amount: 0, acknowledgedBelow: 0 };
 }
 
 export const TransferRequest: MessageFns<TransferRequest> = {
@@ -260,6 +267,9 @@ export const TransferRequest: MessageFns<TransferRequest> = {
     }
     if (message.amount !== 0) {
       writer.uint32(48).int64(message.amount);
+    }
+    if (message.acknowledgedBelow !== 0) {
+      writer.uint32(56).uint64(message.acknowledgedBelow);
     }
     return writer;
   },
@@ -325,6 +335,14 @@ export const TransferRequest: MessageFns<TransferRequest> = {
             message.amount = longToNumber(reader.int64());
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.acknowledgedBelow = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -353,6 +371,11 @@ export const TransferRequest: MessageFns<TransferRequest> = {
       from: isSet(object.from) ? globalThis.Number(object.from) : 0,
       to: isSet(object.to) ? globalThis.Number(object.to) : 0,
       amount: isSet(object.amount) ? globalThis.Number(object.amount) : 0,
+      acknowledgedBelow: isSet(object.acknowledgedBelow)
+        ? globalThis.Number(object.acknowledgedBelow)
+        : isSet(object.acknowledged_below)
+        ? globalThis.Number(object.acknowledged_below)
+        : 0,
     };
   },
 
@@ -376,6 +399,9 @@ export const TransferRequest: MessageFns<TransferRequest> = {
     if (message.amount !== 0) {
       obj.amount = Math.round(message.amount);
     }
+    if (message.acknowledgedBelow !== 0) {
+      obj.acknowledgedBelow = Math.round(message.acknowledgedBelow);
+    }
     return obj;
   },
 
@@ -390,6 +416,7 @@ export const TransferRequest: MessageFns<TransferRequest> = {
     message.from = object.from ?? 0;
     message.to = object.to ?? 0;
     message.amount = object.amount ?? 0;
+    message.acknowledgedBelow = object.acknowledgedBelow ?? 0;
     return message;
   },
 };
@@ -520,7 +547,7 @@ export const TransferReply: MessageFns<TransferReply> = {
 };
 
 function createBaseBatchEntry(): BatchEntry {
-  return { requestId: 0, from: 0, to: 0, amount: 0, clientId: "" };
+  return { requestId: 0, from: 0, to: 0, amount: 0, clientId: "", acknowledgedBelow: 0 };
 }
 
 export const BatchEntry: MessageFns<BatchEntry> = {
@@ -539,6 +566,9 @@ export const BatchEntry: MessageFns<BatchEntry> = {
     }
     if (message.clientId !== "") {
       writer.uint32(42).string(message.clientId);
+    }
+    if (message.acknowledgedBelow !== 0) {
+      writer.uint32(48).uint64(message.acknowledgedBelow);
     }
     return writer;
   },
@@ -596,6 +626,14 @@ export const BatchEntry: MessageFns<BatchEntry> = {
             message.clientId = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.acknowledgedBelow = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -623,6 +661,11 @@ export const BatchEntry: MessageFns<BatchEntry> = {
         : isSet(object.client_id)
         ? globalThis.String(object.client_id)
         : "",
+      acknowledgedBelow: isSet(object.acknowledgedBelow)
+        ? globalThis.Number(object.acknowledgedBelow)
+        : isSet(object.acknowledged_below)
+        ? globalThis.Number(object.acknowledged_below)
+        : 0,
     };
   },
 
@@ -643,6 +686,9 @@ export const BatchEntry: MessageFns<BatchEntry> = {
     if (message.clientId !== "") {
       obj.clientId = message.clientId;
     }
+    if (message.acknowledgedBelow !== 0) {
+      obj.acknowledgedBelow = Math.round(message.acknowledgedBelow);
+    }
     return obj;
   },
 
@@ -656,6 +702,7 @@ export const BatchEntry: MessageFns<BatchEntry> = {
     message.to = object.to ?? 0;
     message.amount = object.amount ?? 0;
     message.clientId = object.clientId ?? "";
+    message.acknowledgedBelow = object.acknowledgedBelow ?? 0;
     return message;
   },
 };

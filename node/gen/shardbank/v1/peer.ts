@@ -205,6 +205,7 @@ export interface TransferCommand {
   from: number;
   to: number;
   amount: number;
+  acknowledgedBelow: number;
 }
 
 /** The coordinator's PREPARE: funds check and reservation on the debit side. */
@@ -216,6 +217,7 @@ export interface CoordPrepare {
   to: number;
   amount: number;
   toShard: number;
+  acknowledgedBelow: number;
 }
 
 /** The DECISION, its own command: the first one in log order for a txid wins. */
@@ -2928,7 +2930,7 @@ export const Noop: MessageFns<Noop> = {
 };
 
 function createBaseTransferCommand(): TransferCommand {
-  return { clientId: "", requestId: 0, from: 0, to: 0, amount: 0 };
+  return { clientId: "", requestId: 0, from: 0, to: 0, amount: 0, acknowledgedBelow: 0 };
 }
 
 export const TransferCommand: MessageFns<TransferCommand> = {
@@ -2947,6 +2949,9 @@ export const TransferCommand: MessageFns<TransferCommand> = {
     }
     if (message.amount !== 0) {
       writer.uint32(40).uint64(message.amount);
+    }
+    if (message.acknowledgedBelow !== 0) {
+      writer.uint32(48).uint64(message.acknowledgedBelow);
     }
     return writer;
   },
@@ -3004,6 +3009,14 @@ export const TransferCommand: MessageFns<TransferCommand> = {
             message.amount = longToNumber(reader.uint64());
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.acknowledgedBelow = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3031,6 +3044,11 @@ export const TransferCommand: MessageFns<TransferCommand> = {
       from: isSet(object.from) ? globalThis.Number(object.from) : 0,
       to: isSet(object.to) ? globalThis.Number(object.to) : 0,
       amount: isSet(object.amount) ? globalThis.Number(object.amount) : 0,
+      acknowledgedBelow: isSet(object.acknowledgedBelow)
+        ? globalThis.Number(object.acknowledgedBelow)
+        : isSet(object.acknowledged_below)
+        ? globalThis.Number(object.acknowledged_below)
+        : 0,
     };
   },
 
@@ -3051,6 +3069,9 @@ export const TransferCommand: MessageFns<TransferCommand> = {
     if (message.amount !== 0) {
       obj.amount = Math.round(message.amount);
     }
+    if (message.acknowledgedBelow !== 0) {
+      obj.acknowledgedBelow = Math.round(message.acknowledgedBelow);
+    }
     return obj;
   },
 
@@ -3064,12 +3085,13 @@ export const TransferCommand: MessageFns<TransferCommand> = {
     message.from = object.from ?? 0;
     message.to = object.to ?? 0;
     message.amount = object.amount ?? 0;
+    message.acknowledgedBelow = object.acknowledgedBelow ?? 0;
     return message;
   },
 };
 
 function createBaseCoordPrepare(): CoordPrepare {
-  return { txid: undefined, clientId: "", requestId: 0, from: 0, to: 0, amount: 0, toShard: 0 };
+  return { txid: undefined, clientId: "", requestId: 0, from: 0, to: 0, amount: 0, toShard: 0, acknowledgedBelow: 0 };
 }
 
 export const CoordPrepare: MessageFns<CoordPrepare> = {
@@ -3094,6 +3116,9 @@ export const CoordPrepare: MessageFns<CoordPrepare> = {
     }
     if (message.toShard !== 0) {
       writer.uint32(56).uint32(message.toShard);
+    }
+    if (message.acknowledgedBelow !== 0) {
+      writer.uint32(64).uint64(message.acknowledgedBelow);
     }
     return writer;
   },
@@ -3167,6 +3192,14 @@ export const CoordPrepare: MessageFns<CoordPrepare> = {
             message.toShard = reader.uint32();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.acknowledgedBelow = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3200,6 +3233,11 @@ export const CoordPrepare: MessageFns<CoordPrepare> = {
         : isSet(object.to_shard)
         ? globalThis.Number(object.to_shard)
         : 0,
+      acknowledgedBelow: isSet(object.acknowledgedBelow)
+        ? globalThis.Number(object.acknowledgedBelow)
+        : isSet(object.acknowledged_below)
+        ? globalThis.Number(object.acknowledged_below)
+        : 0,
     };
   },
 
@@ -3226,6 +3264,9 @@ export const CoordPrepare: MessageFns<CoordPrepare> = {
     if (message.toShard !== 0) {
       obj.toShard = Math.round(message.toShard);
     }
+    if (message.acknowledgedBelow !== 0) {
+      obj.acknowledgedBelow = Math.round(message.acknowledgedBelow);
+    }
     return obj;
   },
 
@@ -3241,6 +3282,7 @@ export const CoordPrepare: MessageFns<CoordPrepare> = {
     message.to = object.to ?? 0;
     message.amount = object.amount ?? 0;
     message.toShard = object.toShard ?? 0;
+    message.acknowledgedBelow = object.acknowledgedBelow ?? 0;
     return message;
   },
 };
