@@ -82,12 +82,14 @@ export class SessionTable {
   acknowledge(clientId: string, below: number): void {
     const session = this.sessions.get(clientId);
     if (!session || below <= session.evictedBelow) return;
+    // Results are in id order (ids increase per client), so this touches only what it drops.
     let watermark = below;
     for (const [id, result] of session.results) {
-      if (id <= below && result.state === 'inflight') watermark = Math.min(watermark, id - 1);
-    }
-    for (const [id] of session.results) {
-      if (id > watermark) continue;
+      if (id > below) break;
+      if (result.state === 'inflight') {
+        watermark = id - 1;
+        break;
+      }
       session.results.delete(id);
       this.resultsCount -= 1;
     }

@@ -183,7 +183,9 @@ export async function statusCommand(argv: readonly string[], io: CliIo): Promise
     }
     const state = target.book === undefined ? '' : target.running ? ` (local, ${target.stateDir})` : ` (local, NOT RUNNING, ${target.stateDir})`;
     io.out(`cluster ${view.cluster}${state}`);
-    for (const line of renderShardTable(view)) io.out(line);
+    const book = target.book;
+    const restartsOf = (shard: number) => book?.replicas.filter((r) => r.shard === shard).reduce((sum, r) => sum + r.restarts, 0) ?? 0;
+    for (const line of renderShardTable(view, restartsOf)) io.out(line);
     io.out('');
     for (const shard of view.shards) {
       for (const replica of shard.replicas) {

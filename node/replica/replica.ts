@@ -19,6 +19,8 @@ import { ReplicaMetrics } from './replica-metrics.js';
 
 export type ReplyHandler = (reply: ClientReply) => void;
 
+const LOG_SEGMENT_BYTES = 16 * 1024 * 1024;
+
 /** Limits on client work held in memory while waiting for consensus. */
 const PENDING_CALLS_MAX = 200_000;
 
@@ -53,7 +55,9 @@ export class Replica {
     await lockDataDir(config.dataDir);
     await checkTopology(config);
     const incarnation = await loadIncarnation(config);
-    const { log, recovered } = await openDurableLog(path.join(config.dataDir, 'log'), { noSync: config.unsafeNoFsync });
+    // 16 MiB segments: the oldest is deleted as soon as a snapshot covers it, so a replica's
+    // log stays within a few segments whatever the load.
+    const { log, recovered } = await openDurableLog(path.join(config.dataDir, 'log'), { noSync: config.unsafeNoFsync, segmentBytesMax: LOG_SEGMENT_BYTES });
     if (recovered.tornTailBytes > 0) logger.warn({ bytes: recovered.tornTailBytes }, 'discarded a torn, never-acknowledged tail of the log');
     const node = new ShardNode(
       {
