@@ -18,7 +18,7 @@ import type {
   Promised,
   SlotValue,
 } from '../gen/shardbank/v1/peer.js';
-import { ballotEquals, ballotLess, ballotOf, compareBallots, maxBallot, ZERO_BALLOT } from './ballot.js';
+import { ballotEquals, ballotLess, ballotOf, maxBallot, ZERO_BALLOT } from './ballot.js';
 
 export const ROLES = ['follower', 'candidate', 'leader'] as const;
 export type Role = (typeof ROLES)[number];
@@ -824,9 +824,3 @@ export class PaxosCore {
     });
   }
 }
-
-export function compareSlots(a: { slot: number }, b: { slot: number }): number {
-  return a.slot - b.slot;
-}
-
-export { compareBallots };
