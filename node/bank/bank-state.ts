@@ -128,10 +128,6 @@ export class BankState {
     return count;
   }
 
-  sessionResult(clientId: string, requestId: number) {
-    return this.sessions.get(clientId, requestId);
-  }
-
   checkSession(clientId: string, requestId: number, from: number, to: number, amount: number): SessionCheck {
     return this.sessions.check(clientId, requestId, transferDigest(from, to, amount));
   }
@@ -225,9 +221,6 @@ export class BankState {
     if (acknowledgedBelow > 0) this.sessions.acknowledge(clientId, Math.min(acknowledgedBelow, requestId - 1));
   }
 
-  private checkRequest(clientId: string, requestId: number, from: number, to: number, amount: number): SessionCheck {
-    return this.sessions.check(clientId, requestId, transferDigest(from, to, amount));
-  }
 
   private rejection(check: SessionCheck, clientId: string, requestId: number): ApplyEvent | undefined {
     if (check.kind === 'stale') {
@@ -254,7 +247,7 @@ export class BankState {
   private applyTransfer(index: number, t: TransferCommand): ApplyEvent[] {
     assert(this.ownsItem(t.from) && this.ownsItem(t.to) && t.from !== t.to, 'intra-shard transfer with foreign items');
     this.acknowledge(t.clientId, t.requestId, t.acknowledgedBelow);
-    const check = this.checkRequest(t.clientId, t.requestId, t.from, t.to, t.amount);
+    const check = this.checkSession(t.clientId, t.requestId, t.from, t.to, t.amount);
     const rejected = this.rejection(check, t.clientId, t.requestId);
     if (rejected) return [rejected];
     if (check.kind === 'duplicate') {
@@ -327,7 +320,7 @@ export class BankState {
       this.lastCoordinatorTxid = txid;
       if (this.coordinatorRecords === 0) this.ownWatermarkCache = undefined;
     }
-    const check = this.checkRequest(p.clientId, p.requestId, p.from, p.to, p.amount);
+    const check = this.checkSession(p.clientId, p.requestId, p.from, p.to, p.amount);
     const rejected = this.rejection(check, p.clientId, p.requestId);
     if (rejected) {
       const record = this.newCoordinatorRecord(index, p, 'aborted', ABORT_REASONS.rejected);

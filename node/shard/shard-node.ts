@@ -287,14 +287,14 @@ export class ShardNode {
     const { input } = waiter;
     const toShard = shardOfItem(this.config.topology, input.to);
     if (toShard === this.config.shard) {
-      this.queue.push({ body: { $case: 'transfer', transfer: { ...input } } });
+      this.propose({ body: { $case: 'transfer', transfer: { ...input } } });
       return;
     }
     const ballot = this.core.leaderBallot;
     this.txSeq += 1;
     const txid: TxId = { shard: this.config.shard, round: ballot.round, ordinal: ballot.ordinal, seq: this.txSeq };
     this.ownProposedTx.set(txKey(txid), requestKey(input.clientId, input.requestId));
-    this.queue.push({
+    this.propose({
       body: {
         $case: 'coordPrepare',
         coordPrepare: { txid, clientId: input.clientId, requestId: input.requestId, from: input.from, to: input.to, amount: input.amount, toShard, acknowledgedBelow: input.acknowledgedBelow },

@@ -1,25 +1,11 @@
-// Waiting for a condition in integration tests: poll with a generous deadline, never
-// sleep-then-assert, so that a loaded 2-core machine makes tests slower, not flaky.
+// Waiting for a condition in integration tests (see test/support/poll.ts).
+import { pollUntil } from '../support/poll.js';
 
-export async function eventually<T>(
+export function eventually<T>(
   probe: () => T | undefined | Promise<T | undefined>,
   what: string,
   timeoutMs = 20_000,
   intervalMs = 50,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined && value !== false) return value;
-    } catch (error) {
-      lastError = error;
-    }
-    if (Date.now() >= deadline) {
-      const cause = lastError instanceof Error ? `: ${lastError.message}` : '';
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${cause}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
+  return pollUntil(what, probe, timeoutMs, intervalMs);
 }

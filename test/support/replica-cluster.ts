@@ -12,6 +12,9 @@ import type { Topology } from '../../node/cluster/topology.js';
 import { shardOfItem } from '../../node/cluster/topology.js';
 import { asyncBankClient, type AsyncBankClient } from '../../node/replica/forwarder.js';
 import { freeListeningPorts } from '../../node/util/listen-ports.js';
+import { pollUntil } from './poll.js';
+
+export { pollUntil };
 
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const REPLICA_MAIN = path.join(REPO.endsWith('dist') ? path.dirname(REPO) : REPO, 'dist/node/replica/main.js');
@@ -41,21 +44,6 @@ export interface ClusterOptions {
   env?: Record<string, string>;
   /** Node flags for the replica processes (e.g. --cpu-prof for profiling runs). */
   nodeArgs?: string[];
-}
-
-export async function pollUntil<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000, intervalMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined && value !== false) return value;
-    } catch (error) {
-      lastError = error;
-    }
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
 }
 
 export class ReplicaCluster {
