@@ -12,7 +12,17 @@ import {
   type TransferReply,
   type TransferRequest,
 } from '../gen/shardbank/v1/bank.js';
-import { CHANNEL_OPTIONS } from '../transport/peer-transport.js';
+import { MESSAGE_BYTES_MAX } from '../transport/peer-transport.js';
+
+const CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  'grpc.max_receive_message_length': MESSAGE_BYTES_MAX,
+  'grpc.max_send_message_length': MESSAGE_BYTES_MAX,
+  'grpc.keepalive_time_ms': 10_000,
+  'grpc.keepalive_timeout_ms': 5_000,
+  'grpc.keepalive_permit_without_calls': 1,
+  'grpc.initial_reconnect_backoff_ms': 100,
+  'grpc.max_reconnect_backoff_ms': 1_000,
+};
 
 export const FORWARDED_HEADER = 'shardbank-forwarded';
 const FORWARD_DEADLINE_MS = 15_000;

@@ -1,12 +1,13 @@
-// Entry point of one replica process: configuration, storage recovery, the gRPC server
-// (client API, peer protocol, health), HTTP endpoints, NATS leader announcements, signals.
+// Entry point of one replica process: configuration, storage recovery, one port for the gRPC
+// server (client API, health) and the peer protocol, HTTP endpoints, NATS leader
+// announcements, signals.
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { BankService as BankServiceDefinition } from '../gen/shardbank/v1/bank.js';
-import { PeerService } from '../gen/shardbank/v1/peer.js';
 import { HealthService, HealthCheckResponse_ServingStatus, type HealthServer } from '../gen/grpc/health/v1/health.js';
 import { LeaderAnnouncer, LeaderWatcher } from '../discovery/index.js';
-import { GRPC_MESSAGE_BYTES_MAX } from '../transport/peer-transport.js';
+import { MESSAGE_BYTES_MAX } from '../transport/peer-transport.js';
+import { listenSharedPort } from '../transport/shared-port.js';
 import { ConfigError, parseReplicaConfig, type ReplicaConfig } from './replica-config.js';
 import { Replica } from './replica.js';
 import { BankService } from './bank-service.js';
@@ -33,21 +34,19 @@ async function main(): Promise<void> {
   const service = new BankService(replica, forwarder, advertised);
 
   const server = new grpc.Server({
-    'grpc.max_receive_message_length': GRPC_MESSAGE_BYTES_MAX,
-    'grpc.max_send_message_length': GRPC_MESSAGE_BYTES_MAX,
+    'grpc.max_receive_message_length': MESSAGE_BYTES_MAX,
+    'grpc.max_send_message_length': MESSAGE_BYTES_MAX,
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
   });
   server.addService(BankServiceDefinition, service.implementation());
-  server.addService(PeerService, replica.transport.serverImplementation(replica));
   const health: HealthServer = {
     check: (_call, callback) =>
       callback(null, { status: service.isReady() ? HealthCheckResponse_ServingStatus.SERVING : HealthCheckResponse_ServingStatus.NOT_SERVING }),
   };
   server.addService(HealthService, health);
-  const grpcPort = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${config.listenHost}:${config.grpcPort}`, grpc.ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port))),
-  );
+  const listener = await listenSharedPort(config.listenHost, config.grpcPort, server, (socket, rest) => replica.transport.acceptConnection(socket, rest, replica));
+  const grpcPort = listener.port;
   const http = await startHttpServer(replica, service, config.listenHost, config.httpPort);
 
   const nats = config.natsUrl ? await startDiscovery(config, replica, advertised, logger) : undefined;
@@ -60,12 +59,14 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info({ signal }, 'shutting down');
     const forceExit = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS).unref();
-    // Stop accepting new calls; calls in flight may finish while leadership moves.
+    // Stop accepting new calls; calls in flight may finish while leadership moves (the peer
+    // connections stay open for the hand-over).
+    listener.stopAccepting();
     const drained = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
     await replica.handOver(2_000);
-    // Peer streams never end on their own: after a short drain, close what is left.
     await Promise.race([drained, new Promise((resolve) => setTimeout(resolve, 500))]);
     server.forceShutdown();
+    listener.destroy();
     http.close();
     await nats?.close();
     forwarder.close();

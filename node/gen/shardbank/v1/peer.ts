@@ -6,18 +6,6 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
-import {
-  type CallOptions,
-  type ChannelCredentials,
-  Client,
-  type ClientOptions,
-  type ClientWritableStream,
-  type handleClientStreamingCall,
-  makeGenericClientConstructor,
-  type Metadata,
-  type ServiceError,
-  type UntypedServiceImplementation,
-} from "@grpc/grpc-js";
 
 export const protobufPackage = "shardbank.v1";
 
@@ -29,9 +17,11 @@ export const protobufFileName = "shardbank/v1/peer.proto";
  * these generated interfaces as plain data; only the transport encodes them.
  */
 
-export interface PeerStreamEnd {
-}
-
+/**
+ * Replicas exchange PeerFrames on one long-lived TCP connection per (sender, receiver) pair,
+ * on the replica's gRPC port: the connection opens with the 8 bytes "SBPEER01", then each
+ * frame is a 4-byte big-endian length and the encoded PeerFrame (node/transport/).
+ */
 export interface PeerFrame {
   cluster: string;
   paxos: PaxosMessage[];
@@ -310,58 +300,6 @@ export interface BankSnapshot {
   initialTotal: number;
   totalDelta: number;
 }
-
-function createBasePeerStreamEnd(): PeerStreamEnd {
-  return {};
-}
-
-export const PeerStreamEnd: MessageFns<PeerStreamEnd> = {
-  encode(_: PeerStreamEnd, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): PeerStreamEnd {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBasePeerStreamEnd();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(_: any): PeerStreamEnd {
-    return {};
-  },
-
-  toJSON(_: PeerStreamEnd): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create(base?: DeepPartial<PeerStreamEnd>): PeerStreamEnd {
-    return PeerStreamEnd.fromPartial(base ?? {});
-  },
-  fromPartial(_: DeepPartial<PeerStreamEnd>): PeerStreamEnd {
-    const message = createBasePeerStreamEnd();
-    return message;
-  },
-};
 
 function createBasePeerFrame(): PeerFrame {
   return { cluster: "", paxos: [], tx: [], senderShard: 0, senderOrdinal: 0, forwarded: false };
@@ -4790,49 +4728,6 @@ export const BankSnapshot: MessageFns<BankSnapshot> = {
     message.totalDelta = object.totalDelta ?? 0;
     return message;
   },
-};
-
-export type PeerService = typeof PeerService;
-export const PeerService = {
-  /** One long-lived stream per (sender, receiver) pair; each frame carries a batch. */
-  stream: {
-    path: "/shardbank.v1.Peer/Stream" as const,
-    requestStream: true as const,
-    responseStream: false as const,
-    requestSerialize: (value: PeerFrame): Buffer => Buffer.from(PeerFrame.encode(value).finish()),
-    requestDeserialize: (value: Buffer): PeerFrame => PeerFrame.decode(value),
-    responseSerialize: (value: PeerStreamEnd): Buffer => Buffer.from(PeerStreamEnd.encode(value).finish()),
-    responseDeserialize: (value: Buffer): PeerStreamEnd => PeerStreamEnd.decode(value),
-  },
-} as const;
-
-export interface PeerServer extends UntypedServiceImplementation {
-  /** One long-lived stream per (sender, receiver) pair; each frame carries a batch. */
-  stream: handleClientStreamingCall<PeerFrame, PeerStreamEnd>;
-}
-
-export interface PeerClient extends Client {
-  /** One long-lived stream per (sender, receiver) pair; each frame carries a batch. */
-  stream(callback: (error: ServiceError | null, response: PeerStreamEnd) => void): ClientWritableStream<PeerFrame>;
-  stream(
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: PeerStreamEnd) => void,
-  ): ClientWritableStream<PeerFrame>;
-  stream(
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: PeerStreamEnd) => void,
-  ): ClientWritableStream<PeerFrame>;
-  stream(
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: PeerStreamEnd) => void,
-  ): ClientWritableStream<PeerFrame>;
-}
-
-export const PeerClient = makeGenericClientConstructor(PeerService, "shardbank.v1.Peer") as unknown as {
-  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): PeerClient;
-  service: typeof PeerService;
-  serviceName: string;
 };
 
 function bytesFromBase64(b64: string): Uint8Array {
