@@ -119,6 +119,11 @@ export class BankState {
     return this.transactions.values();
   }
 
+  /** Records with their keys (txKey of their txid), for scans that need both. */
+  transactionEntries(): IterableIterator<[string, TxRecord]> {
+    return this.transactions.entries();
+  }
+
   /** Transactions not yet finished: coordinators awaiting decision or ack, participants undecided. */
   inflightCount(): number {
     let count = 0;

@@ -86,6 +86,8 @@ interface Waiter {
 }
 
 interface TxTimer {
+  /** The scan that last saw this transaction live; older timers belong to finished ones. */
+  seenInScan: number;
   sinceTick: number;
   lastSentTick: number;
 }
@@ -110,6 +112,7 @@ export class ShardNode {
   // Leader-volatile state; rebuilt from replicated state by each new leader.
   private readonly waiters = new Map<string, Waiter>();
   private queue: Command[] = [];
+  private readonly proposedCommands = new WeakMap<Buffer, Command[]>();
   private txSeq = 0;
   private readonly ownProposedTx = new Map<string, string>();
   private readonly earlyVotes = new Map<string, boolean>();
@@ -117,6 +120,7 @@ export class ShardNode {
   private readonly ackProposed = new Set<string>();
   private readonly participantProposed = new Set<string>();
   private readonly txTimers = new Map<string, TxTimer>();
+  private scans = 0;
   private retries: { dueTick: number; key: string }[] = [];
   private readId = 0;
   private readonly readsByCoreId = new Map<number, { token: number; items: number[] }>();
@@ -317,6 +321,7 @@ export class ShardNode {
     while (this.queue.length > 0 && this.core.canPropose) {
       const commands = this.queue.splice(0, this.config.commandsPerSlotMax);
       const value = Buffer.from(CommandBatch.encode({ commands }).finish());
+      this.proposedCommands.set(value, commands);
       const slot = this.core.propose(value);
       assert(slot !== undefined, 'canPropose promised a slot');
       this.counters.commandsProposed += commands.length;
@@ -332,9 +337,12 @@ export class ShardNode {
       this.bankState.apply(slot, { body: { $case: 'noop', noop: {} } });
       return;
     }
-    const batch = CommandBatch.decode(value);
+    // The very buffer this replica proposed comes back when it is chosen: apply the commands it
+    // was encoded from instead of decoding it again (identity, so never another value's).
+    const commands = this.proposedCommands.get(value) ?? CommandBatch.decode(value).commands;
+    this.proposedCommands.delete(value);
     const leader = this.core.role === 'leader';
-    for (const command of batch.commands) {
+    for (const command of commands) {
       const events = this.bankState.apply(slot, command);
       if (leader) for (const event of events) this.onApplied(event);
     }
@@ -496,7 +504,7 @@ export class ShardNode {
   private touchTimer(key: string, reset = false): void {
     const timer = this.txTimers.get(key);
     if (timer && !reset) return;
-    this.txTimers.set(key, { sinceTick: this.ticks, lastSentTick: this.ticks });
+    this.txTimers.set(key, { sinceTick: this.ticks, lastSentTick: this.ticks, seenInScan: this.scans });
   }
 
   private forgetTx(key: string): void {
@@ -508,17 +516,20 @@ export class ShardNode {
 
   private scanTransactions(): void {
     const t = this.config.timing;
-    const live = new Set<string>();
-    for (const record of this.bankState.allTransactions()) {
+    // Runs every txScanTicks over every record (tens of thousands under batch load): no
+    // allocation per record, timers of finished transactions found by their scan number.
+    this.scans += 1;
+    let live = 0;
+    for (const [key, record] of this.bankState.transactionEntries()) {
       // Decided participant records only wait for garbage collection: nothing to drive.
       if (record.role === 'participant' && record.state !== 'prepared') continue;
-      const key = txKey(record.txid);
-      live.add(key);
+      live += 1;
       let timer = this.txTimers.get(key);
       if (!timer) {
-        timer = { sinceTick: this.ticks, lastSentTick: Number.NEGATIVE_INFINITY };
+        timer = { sinceTick: this.ticks, lastSentTick: Number.NEGATIVE_INFINITY, seenInScan: this.scans };
         this.txTimers.set(key, timer);
       }
+      timer.seenInScan = this.scans;
       const resendDue = this.ticks - timer.lastSentTick >= t.txResendTicks;
       if (record.role === 'coordinator') {
         if (record.state === 'prepared') {
@@ -542,8 +553,8 @@ export class ShardNode {
       }
     }
     // Timers of transactions that finished or were collected go with them (bounded memory).
-    if (this.txTimers.size > live.size) {
-      for (const key of this.txTimers.keys()) if (!live.has(key)) this.txTimers.delete(key);
+    if (this.txTimers.size > live) {
+      for (const [key, timer] of this.txTimers) if (timer.seenInScan !== this.scans) this.txTimers.delete(key);
     }
   }
 
@@ -552,7 +563,7 @@ export class ShardNode {
     this.txTimers.clear();
     // Everything in flight is in the replicated state: re-ask votes and re-send decisions now.
     for (const record of this.bankState.allTransactions()) {
-      this.txTimers.set(txKey(record.txid), { sinceTick: this.ticks, lastSentTick: Number.NEGATIVE_INFINITY });
+      this.txTimers.set(txKey(record.txid), { sinceTick: this.ticks, lastSentTick: Number.NEGATIVE_INFINITY, seenInScan: this.scans });
     }
   }
 
