@@ -189,6 +189,11 @@ export class LeaderAnnouncer {
     // once that one is done, with whatever record is the last by then.
     if (this.reannouncePending) {
       this.reannounceAgain = true;
+      // The pending KV write may take a while (a server that just started answers JetStream
+      // requests only once its store is ready, and each request may wait out its timeout);
+      // the subject announcement must not wait behind it.
+      const connection = this.connection;
+      if (connection !== undefined && !connection.isClosed()) this.publish(connection, record, encode(record));
       return;
     }
     this.reannouncePending = true;
