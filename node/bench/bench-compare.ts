@@ -61,7 +61,8 @@ async function benchShardbank(runs: ShardbankRun[], durationS: number, warmupS: 
     }
     for (const { clients, batch, coalesce } of runs) {
       log(`shardbank: ${clients} clients, batch ${batch}, ${durationS} s${coalesce ? '' : ', one call per transfer'}`);
-      const args = [CLI, 'bench', '--state-dir', stateDir, '--clients', String(clients), '--duration', `${durationS}s`, '--batch', String(batch), '--json', ...(coalesce ? [] : ['--no-coalesce'])];
+      // Each row is a new client process: it warms its own JIT up first, unmeasured.
+      const args = [CLI, 'bench', '--state-dir', stateDir, '--clients', String(clients), '--duration', `${durationS}s`, '--warmup', '3s', '--batch', String(batch), '--json', ...(coalesce ? [] : ['--no-coalesce'])];
       const report = lastJsonLine(await run(process.execPath, args, { timeoutMs: (durationS + 120) * 1000 }));
       const latency = report.latencyMs as Record<string, number>;
       const system = coalesce ? 'shardbank 3x3' : 'shardbank 3x3 (no client batching)';

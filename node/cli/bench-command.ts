@@ -27,6 +27,8 @@ Options:
   --batch B                transfers per BatchTransfer call; 1 = single Transfer (default 1)
   --amount N               amount per transfer (default 1)
   --timeout D              deadline per call, retries included (default 10s)
+  --warmup D               run the same load for D first, unmeasured (default 0s): a fresh
+                           process spends its first seconds compiling (JIT)
   --no-coalesce            one gRPC call per transfer (default: the client library sends
                            the transfers its clients start together in one call per shard)
   --report FILE.html       write a self-contained HTML report
@@ -37,6 +39,7 @@ const BENCH_OPTIONS = {
   ...TARGET_OPTIONS,
   clients: { type: 'string' },
   duration: { type: 'string' },
+  warmup: { type: 'string' },
   'cross-shard-ratio': { type: 'string' },
   zipf: { type: 'string' },
   batch: { type: 'string' },
@@ -49,6 +52,7 @@ const BENCH_OPTIONS = {
 export interface BenchSettings {
   clients: number;
   durationMs: number;
+  warmupMs: number;
   crossShardRatio: number;
   zipf: number;
   batchSize: number;
@@ -72,6 +76,7 @@ export function parseBenchSettings(values: Record<string, string | boolean | und
   return {
     clients: parseIntegerOption('clients', text('clients'), 16, 1, BENCH_CLIENTS_MAX),
     durationMs: parseDurationMs('duration', text('duration') ?? '10s'),
+    warmupMs: text('warmup') === undefined || /^0+(\.0*)?(ms|s|m)?$/.test(text('warmup')!.trim()) ? 0 : parseDurationMs('warmup', text('warmup')!),
     crossShardRatio: parseNumberOption('cross-shard-ratio', text('cross-shard-ratio'), 0.67, 0, 1),
     zipf: parseNumberOption('zipf', text('zipf'), 0, 0, 10),
     batchSize: parseIntegerOption('batch', text('batch'), 1, 1, BENCH_BATCH_MAX),
@@ -138,6 +143,12 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
   if (values.report !== undefined && !values.report.endsWith('.html')) throw new UsageError(`--report: expected a FILE.html, got ${JSON.stringify(values.report)}`);
   const target = resolveTarget(values, true);
   const client = await ShardbankClient.connect({ ...target.options, coalesce: values['no-coalesce'] !== true });
+  const generator = new PairGenerator({ topology: target.options.topology, crossShardRatio: settings.crossShardRatio, zipfExponent: settings.zipf });
+  if (settings.warmupMs > 0) {
+    const warmupEndAtMs = Date.now() + settings.warmupMs;
+    const discarded = new RunStats(Date.now());
+    await Promise.all(Array.from({ length: settings.clients }, () => runClient(client, client.newSession(), generator, settings, warmupEndAtMs, discarded)));
+  }
   const startedAtMs = Date.now();
   const stats = new RunStats(startedAtMs);
   const tracker = new LeaderTracker(client, startedAtMs);
@@ -145,7 +156,6 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
   const progress = io.stderrIsTTY && !values.json ? setInterval(() => io.progress(progressBar(Date.now() - startedAtMs, settings.durationMs, stats.transfers)), PROGRESS_INTERVAL_MS) : undefined;
   try {
     const endAtMs = startedAtMs + settings.durationMs;
-    const generator = new PairGenerator({ topology: target.options.topology, crossShardRatio: settings.crossShardRatio, zipfExponent: settings.zipf });
     await Promise.all(Array.from({ length: settings.clients }, () => runClient(client, client.newSession(), generator, settings, endAtMs, stats)));
     const elapsedMs = Date.now() - startedAtMs;
     if (progress) {

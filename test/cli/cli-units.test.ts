@@ -45,7 +45,10 @@ describe('argument parsing', () => {
     expect(() => endpointsTarget({ endpoints: 'a', cluster: 'x' })).toThrow(/not host:port/);
   });
   it('bench defaults follow the reference workload', () => {
-    expect(parseBenchSettings({})).toEqual({ clients: 16, durationMs: 10_000, crossShardRatio: 0.67, zipf: 0, batchSize: 1, amount: 1, timeoutMs: 10_000 });
+    expect(parseBenchSettings({})).toEqual({ clients: 16, durationMs: 10_000, warmupMs: 0, crossShardRatio: 0.67, zipf: 0, batchSize: 1, amount: 1, timeoutMs: 10_000 });
+    expect(parseBenchSettings({ warmup: '2s' }).warmupMs).toBe(2000);
+    expect(parseBenchSettings({ warmup: '0s' }).warmupMs).toBe(0);
+    expect(() => parseBenchSettings({ warmup: 'soon' })).toThrow(/--warmup/);
     expect(() => parseBenchSettings({ batch: '0' })).toThrow(/--batch/);
   });
 });
