@@ -302,8 +302,23 @@ export class ShardbankClient {
     return results;
   }
 
+  /**
+   * One BatchTransfer per coordinator shard (the shard of each entry's `from`), in parallel:
+   * each goes straight to its shard's leader instead of through one leader that forwards
+   * the others' entries (a second call, and that leader's CPU).
+   */
   private async batchRound(clientId: string, pending: TransferResult[], deadlineAtMs: number): Promise<void> {
-    const shard = shardOfItem(this.topology, pending[0]!.from);
+    const byShard = new Map<number, TransferResult[]>();
+    for (const result of pending) {
+      const shard = shardOfItem(this.topology, result.from);
+      const group = byShard.get(shard);
+      if (group) group.push(result);
+      else byShard.set(shard, [result]);
+    }
+    await Promise.all([...byShard].map(([shard, group]) => this.batchRoundOnShard(shard, clientId, group, deadlineAtMs)));
+  }
+
+  private async batchRoundOnShard(shard: number, clientId: string, pending: TransferResult[], deadlineAtMs: number): Promise<void> {
     const request = {
       cluster: this.cluster,
       clientId,

@@ -161,6 +161,22 @@ describe('ShardbankClient.balance and batchTransfer', () => {
     const second = replicas.flatMap((r) => r.calls)[1]!.request as { entries: { requestId: number }[] };
     expect(second.entries.map((e) => e.requestId)).toEqual([results[1]!.requestId]);
   });
+
+  it('sends each entry of a batch to the shard that owns its from item, one call per shard, answers in input order', async () => {
+    await cluster();
+    for (const replica of replicas) {
+      replica.behaviour.batchTransfer = (request) => ({
+        value: { results: request.entries.map((entry) => ({ outcome: Outcome.COMMITTED, decisionIndex: entry.from, coordinatorShard: entry.from > 100 ? 1 : 0, message: '' })) },
+      });
+    }
+    const inputs = [{ from: 1, to: 150, amount: 1 }, { from: 120, to: 2, amount: 1 }, { from: 3, to: 4, amount: 1 }, { from: 199, to: 101, amount: 1 }];
+    const results = await makeClient().batchTransfer(inputs);
+    expect(results.map((r) => [r.outcome, r.decisionIndex])).toEqual(inputs.map((input) => ['COMMITTED', input.from]));
+    const froms = (group: FakeReplica[]) => group.flatMap((r) => r.calls).flatMap((call) => (call.request as { entries: { from: number }[] }).entries.map((e) => e.from));
+    expect(froms(replicas.slice(0, 3)).sort((a, b) => a - b)).toEqual([1, 3]);
+    expect(froms(replicas.slice(3)).sort((a, b) => a - b)).toEqual([120, 199]);
+    expect(replicas.flatMap((r) => r.calls).filter((call) => call.method === 'batchTransfer')).toHaveLength(2);
+  });
 });
 
 describe('ShardbankClient.transfer with coalescing (the default)', () => {
