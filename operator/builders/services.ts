@@ -5,8 +5,16 @@ import { names, type BankCluster } from '../../node/cluster/bankcluster.js';
 import { clusterLabels, LABEL_CLUSTER, ownedMetadata, shardLabels, shardSelector } from './labels.js';
 import { GRPC_PORT, HTTP_PORT } from './ports.js';
 
-const ports = [
+const clientPorts = [
   { name: 'grpc', port: GRPC_PORT, targetPort: 'grpc', protocol: 'TCP', appProtocol: 'grpc' },
+  { name: 'http', port: HTTP_PORT, targetPort: 'http', protocol: 'TCP' },
+];
+
+// Replicas reach each other through the headless Services, and their peer protocol shares the
+// gRPC port but is not gRPC (length-prefixed frames on TCP): no appProtocol there, so that a
+// service mesh does not try to parse it as HTTP/2.
+const peerPorts = [
+  { name: 'grpc', port: GRPC_PORT, targetPort: 'grpc', protocol: 'TCP' },
   { name: 'http', port: HTTP_PORT, targetPort: 'http', protocol: 'TCP' },
 ];
 
@@ -19,7 +27,7 @@ export function buildHeadlessService(cluster: BankCluster, shard: number): V1Ser
       clusterIP: 'None',
       publishNotReadyAddresses: true,
       selector: shardSelector(cluster, shard),
-      ports,
+      ports: peerPorts,
     },
   };
 }
@@ -35,7 +43,7 @@ export function buildClientService(cluster: BankCluster): V1Service {
     spec: {
       type: 'ClusterIP',
       selector: { [LABEL_CLUSTER]: cluster.metadata.name },
-      ports,
+      ports: clientPorts,
     },
   };
 }

@@ -177,7 +177,7 @@ describe('Services, PodDisruptionBudget, ConfigMap', () => {
         publishNotReadyAddresses: true,
         selector: selector1,
         ports: [
-          { name: 'grpc', port: 50051, targetPort: 'grpc', protocol: 'TCP', appProtocol: 'grpc' },
+          { name: 'grpc', port: 50051, targetPort: 'grpc', protocol: 'TCP' },
           { name: 'http', port: 8080, targetPort: 'http', protocol: 'TCP' },
         ],
       },
@@ -189,6 +189,7 @@ describe('Services, PodDisruptionBudget, ConfigMap', () => {
     expect(svc.metadata!.name).toBe('demo-client');
     expect(svc.spec!.selector).toEqual({ 'shardbank.io/cluster': 'demo' });
     expect(svc.spec!.type).toBe('ClusterIP');
+    expect(svc.spec!.ports![0]).toEqual({ name: 'grpc', port: 50051, targetPort: 'grpc', protocol: 'TCP', appProtocol: 'grpc' });
   });
 
   it('keeps a majority with the PodDisruptionBudget and builds none for one replica', () => {
