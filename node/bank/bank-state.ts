@@ -115,10 +115,6 @@ export class BankState {
     return this.transactions.get(txKey(txid));
   }
 
-  allTransactions(): IterableIterator<TxRecord> {
-    return this.transactions.values();
-  }
-
   /** Records with their keys (txKey of their txid), for scans that need both. */
   transactionEntries(): IterableIterator<[string, TxRecord]> {
     return this.transactions.entries();
@@ -225,7 +221,6 @@ export class BankState {
   private acknowledge(clientId: string, requestId: number, acknowledgedBelow: number): void {
     if (acknowledgedBelow > 0) this.sessions.acknowledge(clientId, Math.min(acknowledgedBelow, requestId - 1));
   }
-
 
   private rejection(check: SessionCheck, clientId: string, requestId: number): ApplyEvent | undefined {
     if (check.kind === 'stale') {

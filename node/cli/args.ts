@@ -57,13 +57,13 @@ export function parseCommandArgs<T extends OptionSpec>(argv: readonly string[], 
 const DURATION_PATTERN = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?$/;
 const DURATION_UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
 
-/** `10s`, `500ms`, `2m`, `1.5s`, or a bare number of seconds. */
-export function parseDurationMs(option: string, text: string): number {
+/** `10s`, `500ms`, `2m`, `1.5s`, or a bare number of seconds; zero only where `allowZero`. */
+export function parseDurationMs(option: string, text: string, { allowZero = false } = {}): number {
   const match = DURATION_PATTERN.exec(text.trim());
   if (match === null) throw new UsageError(`--${option}: expected a duration such as 10s, 500ms or 2m, got ${JSON.stringify(text)}`);
   const unit = (match[2] ?? 's') as keyof typeof DURATION_UNIT_MS;
   const ms = Math.round(Number(match[1]) * DURATION_UNIT_MS[unit]);
-  if (ms <= 0) throw new UsageError(`--${option}: must be more than zero, got ${JSON.stringify(text)}`);
+  if (ms < 0 || (ms === 0 && !allowZero)) throw new UsageError(`--${option}: must be more than zero, got ${JSON.stringify(text)}`);
   return ms;
 }
 

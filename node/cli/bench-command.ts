@@ -76,7 +76,7 @@ export function parseBenchSettings(values: Record<string, string | boolean | und
   return {
     clients: parseIntegerOption('clients', text('clients'), 16, 1, BENCH_CLIENTS_MAX),
     durationMs: parseDurationMs('duration', text('duration') ?? '10s'),
-    warmupMs: text('warmup') === undefined || /^0+(\.0*)?(ms|s|m)?$/.test(text('warmup')!.trim()) ? 0 : parseDurationMs('warmup', text('warmup')!),
+    warmupMs: parseDurationMs('warmup', text('warmup') ?? '0s', { allowZero: true }),
     crossShardRatio: parseNumberOption('cross-shard-ratio', text('cross-shard-ratio'), 0.67, 0, 1),
     zipf: parseNumberOption('zipf', text('zipf'), 0, 0, 10),
     batchSize: parseIntegerOption('batch', text('batch'), 1, 1, BENCH_BATCH_MAX),

@@ -13,15 +13,6 @@
 import type { BatchEntry, TransferReply } from '../gen/shardbank/v1/bank.js';
 import { assert } from '../util/assert.js';
 
-export interface CoalescedTransfer {
-  clientId: string;
-  requestId: number;
-  from: number;
-  to: number;
-  amount: number;
-  acknowledgedBelow: number;
-}
-
 /** A per-entry answer, or the call's failure (the outcome is then unknown). */
 export type CoalescedResult = { ok: true; reply: TransferReply } | { ok: false; error: { code: number; codeName: string; details: string } };
 
@@ -50,7 +41,8 @@ export class TransferCoalescer {
     assert(entriesPerCallMax >= 1, 'entriesPerCallMax must be positive');
   }
 
-  submit(shard: number, transfer: CoalescedTransfer): Promise<CoalescedResult> {
+  /** Only the entry's own fields are sent (a caller's request object may carry more). */
+  submit(shard: number, transfer: BatchEntry): Promise<CoalescedResult> {
     return new Promise((resolve) => {
       const list = this.waiting.get(shard) ?? [];
       list.push({

@@ -70,7 +70,7 @@ export class Replica {
           electionTimeoutTicksMin: Math.round(800 / config.tickMs),
           electionTimeoutTicksMax: Math.round(1600 / config.tickMs),
           heartbeatTicks: Math.max(1, Math.round(100 / config.tickMs)),
-          // The peer streams are reliable except across reconnects, so resends are rare and slow.
+          // Peer connections are reliable except across reconnects, so resends are rare and slow.
           retransmitTicks: Math.max(2, Math.round(500 / config.tickMs)),
           inflightSlotsMax: config.inflightSlotsMax,
           entriesPerMessageMax: 256,

@@ -562,8 +562,8 @@ export class ShardNode {
     this.txSeq = 0;
     this.txTimers.clear();
     // Everything in flight is in the replicated state: re-ask votes and re-send decisions now.
-    for (const record of this.bankState.allTransactions()) {
-      this.txTimers.set(txKey(record.txid), { sinceTick: this.ticks, lastSentTick: Number.NEGATIVE_INFINITY, seenInScan: this.scans });
+    for (const [key] of this.bankState.transactionEntries()) {
+      this.txTimers.set(key, { sinceTick: this.ticks, lastSentTick: Number.NEGATIVE_INFINITY, seenInScan: this.scans });
     }
   }
 
