@@ -88,34 +88,34 @@ async function anchorsDir(): Promise<string> {
   return cache;
 }
 
+/** One row per client count from a comparison workload script (`node SCRIPT CLIENTS SECONDS`). */
+async function runAnchorWorkload(dir: string, script: string, name: string, clients: number[], durationS: number, log: (text: string) => void): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const n of clients) {
+    log(`${name}: ${n} clients, ${durationS} s`);
+    const result = lastJsonLine(await run(process.execPath, [path.join(dir, script), String(n), String(durationS)], { cwd: dir, timeoutMs: (durationS + 120) * 1000 }));
+    rows.push({ system: String(result.system), clients: n, batchSize: 1, transfersPerS: Number(result.transfers_per_s), p50Ms: Number(result.p50_ms), p99Ms: Number(result.p99_ms) });
+  }
+  return rows;
+}
+
 async function benchPostgres(dir: string, clients: number[], durationS: number, log: (text: string) => void): Promise<Row[]> {
   log('starting PostgreSQL (one node, fsync on)');
   await run('bash', [path.join(dir, 'pg-up.sh')], { timeoutMs: 600_000 });
-  const rows: Row[] = [];
   try {
-    for (const n of clients) {
-      log(`postgresql: ${n} clients, ${durationS} s`);
-      const result = lastJsonLine(await run(process.execPath, [path.join(dir, 'pg-bank.js'), String(n), String(durationS)], { cwd: dir, timeoutMs: (durationS + 120) * 1000 }));
-      rows.push({ system: String(result.system), clients: n, batchSize: 1, transfersPerS: Number(result.transfers_per_s), p50Ms: Number(result.p50_ms), p99Ms: Number(result.p99_ms) });
-    }
+    return await runAnchorWorkload(dir, 'pg-bank.js', 'postgresql', clients, durationS, log);
   } finally {
     // Leave the machine as we found it: the Debian cluster that pg-up.sh started is stopped.
     await run('bash', ['-c', 'v=$(ls /etc/postgresql | head -1); pg_ctlcluster --skip-systemctl-redirect "$v" main stop'], { timeoutMs: 60_000 }).catch(() => undefined);
   }
-  return rows;
 }
 
 async function benchEtcd(dir: string, clients: number[], durationS: number, log: (text: string) => void): Promise<Row[]> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'shardbank-etcd-'));
   log('starting etcd (3 members on loopback)');
   await run('bash', [path.join(dir, 'etcd3-up.sh'), dataDir], { timeoutMs: 600_000 });
-  const rows: Row[] = [];
   try {
-    for (const n of clients) {
-      log(`etcd: ${n} clients, ${durationS} s`);
-      const result = lastJsonLine(await run(process.execPath, [path.join(dir, 'etcd-bank.js'), String(n), String(durationS)], { cwd: dir, timeoutMs: (durationS + 120) * 1000 }));
-      rows.push({ system: String(result.system), clients: n, batchSize: 1, transfersPerS: Number(result.transfers_per_s), p50Ms: Number(result.p50_ms), p99Ms: Number(result.p99_ms) });
-    }
+    return await runAnchorWorkload(dir, 'etcd-bank.js', 'etcd', clients, durationS, log);
   } finally {
     const pids = (await readFile(path.join(dataDir, 'pids'), 'utf8').catch(() => '')).split('\n').filter(Boolean);
     for (const pid of pids) {
@@ -128,7 +128,6 @@ async function benchEtcd(dir: string, clients: number[], durationS: number, log:
     await new Promise((resolve) => setTimeout(resolve, 500));
     await rm(dataDir, { recursive: true, force: true });
   }
-  return rows;
 }
 
 export function ratios(rows: Row[]): Record<string, number> {

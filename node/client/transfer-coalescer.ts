@@ -12,6 +12,7 @@
 // less CPU per transfer in both the client and the leaders (fewer gRPC calls).
 import type { BatchEntry, TransferReply } from '../gen/shardbank/v1/bank.js';
 import { assert } from '../util/assert.js';
+import { NextTurn } from '../util/next-turn.js';
 
 /** A per-entry answer, or the call's failure (the outcome is then unknown). */
 export type CoalescedResult = { ok: true; reply: TransferReply } | { ok: false; error: { code: number; codeName: string; details: string } };
@@ -30,7 +31,7 @@ export class TransferCoalescer {
   private readonly waiting = new Map<number, Waiting[]>();
   private readonly inFlight = new Map<number, number>();
   private readonly holdTimers = new Map<number, NodeJS.Timeout>();
-  private flushScheduled = false;
+  private readonly flushNextTurn = new NextTurn(() => this.flush());
 
   constructor(
     private readonly send: BatchSender,
@@ -50,18 +51,11 @@ export class TransferCoalescer {
         resolve,
       });
       this.waiting.set(shard, list);
-      this.scheduleFlush();
+      this.flushNextTurn.request();
     });
   }
 
-  private scheduleFlush(): void {
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    setImmediate(() => this.flush());
-  }
-
   private flush(): void {
-    this.flushScheduled = false;
     for (const shard of [...this.waiting.keys()]) this.flushShard(shard);
   }
 
@@ -91,7 +85,7 @@ export class TransferCoalescer {
       // in the same call as those already waiting.
       const done = () => {
         this.inFlight.set(shard, (this.inFlight.get(shard) ?? 1) - 1);
-        this.scheduleFlush();
+        this.flushNextTurn.request();
       };
       this.send(shard, part.map((w) => w.entry)).then(
         (results) => {

@@ -16,6 +16,7 @@ import { PeerTransport } from '../transport/peer-transport.js';
 import type { ReplicaConfig } from './replica-config.js';
 import { TxRouter } from './tx-router.js';
 import { ReplicaMetrics } from './replica-metrics.js';
+import { NextTurn } from '../util/next-turn.js';
 
 export type ReplyHandler = (reply: ClientReply) => void;
 
@@ -31,7 +32,7 @@ export class Replica {
   readonly metrics = new ReplicaMetrics();
   private readonly calls = new Map<number, ReplyHandler>();
   private nextToken = 1;
-  private processScheduled = false;
+  private readonly processNextTurn = new NextTurn(() => this.process());
   private persistChain: Promise<void> = Promise.resolve();
   private ticker: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -162,12 +163,7 @@ export class Replica {
   // ---- The Ready loop ----
 
   private scheduleProcess(): void {
-    if (this.processScheduled || this.stopped) return;
-    this.processScheduled = true;
-    setImmediate(() => {
-      this.processScheduled = false;
-      this.process();
-    });
+    if (!this.stopped) this.processNextTurn.request();
   }
 
   private process(): void {

@@ -14,6 +14,7 @@
 import net from 'node:net';
 import type { Logger } from 'pino';
 import { PeerFrame, type PaxosMessage, type TxMessage } from '../gen/shardbank/v1/peer.js';
+import { NextTurn } from '../util/next-turn.js';
 
 /** Largest message on any replica connection (peer frames, client calls). */
 export const MESSAGE_BYTES_MAX = 64 * 1024 * 1024;
@@ -48,9 +49,9 @@ export interface FrameSink {
 export class PeerTransport {
   private readonly destinations = new Map<string, Destination>();
   private readonly accepted = new Set<net.Socket>();
-  private flushScheduled = false;
+  private readonly flushNextTurn = new NextTurn(() => this.flush());
   private closed = false;
-  private livenessTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
   framesSent = 0;
 
   constructor(
@@ -71,12 +72,8 @@ export class PeerTransport {
     }
     socket.setNoDelay(true);
     this.accepted.add(socket);
-    const keepalive = setInterval(() => socket.write(KEEPALIVE_BYTE), KEEPALIVE_INTERVAL_MS);
-    keepalive.unref();
-    socket.on('close', () => {
-      clearInterval(keepalive);
-      this.accepted.delete(socket);
-    });
+    this.startHeartbeat();
+    socket.on('close', () => this.accepted.delete(socket));
     socket.on('error', () => undefined);
     const reader = new FrameReader((bytes) => {
       let frame: PeerFrame;
@@ -105,14 +102,14 @@ export class PeerTransport {
 
   sendPaxos(shard: number, ordinal: number, message: PaxosMessage): void {
     this.destination(shard, ordinal).paxos.push(message);
-    this.scheduleFlush();
+    this.flushNextTurn.request();
   }
 
   sendTx(shard: number, ordinal: number, message: TxMessage, forwarded = false): void {
     const destination = this.destination(shard, ordinal);
     destination.tx.push(message);
     destination.forwarded ||= forwarded;
-    this.scheduleFlush();
+    this.flushNextTurn.request();
   }
 
   /** Whether the connection to a replica is up or worth trying (used to skip dead replicas when routing). */
@@ -124,7 +121,7 @@ export class PeerTransport {
 
   close(): void {
     this.closed = true;
-    if (this.livenessTimer) clearInterval(this.livenessTimer);
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     for (const destination of this.destinations.values()) destination.socket?.destroy();
     for (const socket of this.accepted) socket.destroy();
     this.destinations.clear();
@@ -140,19 +137,12 @@ export class PeerTransport {
       const { host, port } = splitHostPort(address);
       destination = { host, port, socket: undefined, connected: false, lastHeardMs: 0, paxos: [], tx: [], forwarded: false, lastOpenAttemptMs: 0, openFailures: 0 };
       this.destinations.set(key, destination);
-      this.startLivenessChecks();
+      this.startHeartbeat();
     }
     return destination;
   }
 
-  private scheduleFlush(): void {
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    setImmediate(() => this.flush());
-  }
-
   private flush(): void {
-    this.flushScheduled = false;
     if (this.closed) return;
     for (const destination of this.destinations.values()) {
       if (destination.paxos.length === 0 && destination.tx.length === 0) continue;
@@ -206,10 +196,15 @@ export class PeerTransport {
     return socket;
   }
 
-  /** Drops connections whose receiver has been silent too long (a half-open TCP connection never errors). */
-  private startLivenessChecks(): void {
-    if (this.livenessTimer) return;
-    this.livenessTimer = setInterval(() => {
+  /**
+   * Once a second: one byte to every peer that connected to us, and a re-dial of every
+   * connection of ours whose receiver has been silent too long (a half-open TCP connection
+   * never errors).
+   */
+  private startHeartbeat(): void {
+    if (this.heartbeatTimer) return;
+    this.heartbeatTimer = setInterval(() => {
+      for (const socket of this.accepted) socket.write(KEEPALIVE_BYTE);
       const now = Date.now();
       for (const destination of this.destinations.values()) {
         if (destination.socket && now - destination.lastHeardMs > LIVENESS_TIMEOUT_MS) {
@@ -218,7 +213,7 @@ export class PeerTransport {
         }
       }
     }, KEEPALIVE_INTERVAL_MS);
-    this.livenessTimer.unref();
+    this.heartbeatTimer.unref();
   }
 }
 
