@@ -4,6 +4,7 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Topology } from '../cluster/topology.js';
+import { isProcessAlive } from '../util/process-alive.js';
 
 export const ADDRESS_BOOK_FILE = 'cluster.json';
 export const ADDRESS_BOOK_VERSION = 1;
@@ -76,16 +77,6 @@ export function endpointsOf(book: AddressBook): string[][] {
   const endpoints: string[][] = Array.from({ length: book.topology.shards }, () => []);
   for (const replica of book.replicas) endpoints[replica.shard]![replica.ordinal] = replica.address;
   return endpoints;
-}
-
-export function isProcessAlive(pid: number | null | undefined): boolean {
-  if (pid === null || pid === undefined || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** A supervisor is running when its pid is alive and still a node process (pids get reused). */

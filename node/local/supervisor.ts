@@ -8,9 +8,9 @@ import type { BankCluster } from '../cluster/bankcluster.js';
 import type { Topology } from '../cluster/topology.js';
 import { formatEndpoints } from '../client/endpoints.js';
 import { assert } from '../util/assert.js';
+import { isProcessAlive } from '../util/process-alive.js';
 import {
   ADDRESS_BOOK_VERSION,
-  isProcessAlive,
   readAddressBook,
   writeAddressBook,
   type AddressBook,

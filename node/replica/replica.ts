@@ -17,6 +17,7 @@ import type { ReplicaConfig } from './replica-config.js';
 import { TxRouter } from './tx-router.js';
 import { ReplicaMetrics } from './replica-metrics.js';
 import { NextTurn } from '../util/next-turn.js';
+import { isProcessAlive } from '../util/process-alive.js';
 
 export type ReplyHandler = (reply: ClientReply) => void;
 
@@ -279,22 +280,13 @@ async function lockDataDir(dataDir: string): Promise<void> {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       const holder = Number((await readFile(file, 'utf8').catch(() => '')).trim());
-      if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && isAlive(holder)) {
+      if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && isProcessAlive(holder)) {
         throw new Error(`data dir ${dataDir} is in use by process ${holder}; refusing to start a second replica on it`);
       }
       await rm(file, { force: true }); // left by a process that died (SIGKILL): take it over
     }
   }
   throw new Error(`could not lock data dir ${dataDir}`);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 async function checkTopology(config: ReplicaConfig): Promise<void> {
