@@ -35,6 +35,8 @@ export class Replica {
   private nextToken = 1;
   private readonly processNextTurn = new NextTurn(() => this.process());
   private persistChain: Promise<void> = Promise.resolve();
+  /** Persists handed to the asynchronous chain and not yet durable: a synchronous one must not overtake them. */
+  private asyncPersists = 0;
   private ticker: NodeJS.Timeout | undefined;
   private stopped = false;
   private failed: Error | undefined;
@@ -198,12 +200,30 @@ export class Replica {
         this.fail(error);
         return false;
       }
+      // A follower with nothing else in flight writes on this thread (see DurableLog.syncNow).
+      if (!persist.snapshot && this.asyncPersists === 0 && this.node.core.role !== 'leader') {
+        let durable: boolean;
+        try {
+          durable = this.log.syncNow();
+        } catch (error) {
+          this.fail(error);
+          return false;
+        }
+        if (durable) {
+          this.metrics.persistBatches += 1;
+          for (const message of ready.messagesAfterPersist) this.transport.sendPaxos(shard, message.to, message);
+          this.node.persisted(persist.id);
+          return true;
+        }
+      }
+      this.asyncPersists += 1;
       const synced = this.log.sync();
       const snapshotSaved = persist.snapshot ? this.log.saveSnapshot(persist.snapshot) : Promise.resolve();
       const after = ready.messagesAfterPersist;
       this.persistChain = this.persistChain
         .then(() => Promise.all([synced, snapshotSaved]))
         .then(() => {
+          this.asyncPersists -= 1;
           this.metrics.persistBatches += 1;
           for (const message of after) this.transport.sendPaxos(shard, message.to, message);
           this.node.persisted(persist.id);

@@ -49,6 +49,13 @@ export interface DurableLog {
    */
   sync(): Promise<void>;
   /**
+   * Writes everything queued now, on the calling thread, and returns true once it is durable;
+   * false (nothing written) when that cannot be done synchronously (a flush is running, a
+   * segment must be rolled or started): then sync() is the way. Throws, and the log fails,
+   * on an I/O error.
+   */
+  syncNow(): boolean;
+  /**
    * Atomically stores a snapshot (temp file, fsync, rename, fsync dir); afterwards log segments
    * holding only slots <= index may be deleted. The hard state survives the deletion.
    */

@@ -1,4 +1,5 @@
 // Small file-system helpers shared by the segment and snapshot writers.
+import { writeSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 
 import { assert } from '../util/assert.js';
@@ -12,6 +13,16 @@ export async function writeAll(handle: FileHandle, bytes: Buffer): Promise<void>
     written += bytesWritten;
   }
   assert(written === bytes.length, `wrote ${written} bytes, expected ${bytes.length}`);
+}
+
+/** writeAll on the calling thread (a synchronous system call). */
+export function writeAllNow(fd: number, bytes: Buffer): void {
+  let written = 0;
+  while (written < bytes.length) {
+    const bytesWritten = writeSync(fd, bytes, written, bytes.length - written, null);
+    assert(bytesWritten > 0, `write made no progress at byte ${written} of ${bytes.length}`);
+    written += bytesWritten;
+  }
 }
 
 /** Makes creations, renames and deletions in `directory` durable. */

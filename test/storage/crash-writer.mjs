@@ -1,6 +1,8 @@
 // Child process of crash.test.ts. Several concurrent writers append one slot each and await
 // sync(); a slot is printed as "ack <slot>" only after its sync resolved, i.e. once it is
-// acknowledged. Every few hundred acknowledgements it saves a snapshot of the acknowledged
+// acknowledged. Every third slot is written with syncNow() (the follower's synchronous path)
+// when the log allows it, so both ways of making a record durable are killed mid-flight.
+// Every few hundred acknowledgements it saves a snapshot of the acknowledged
 // prefix. The parent SIGKILLs this process at an arbitrary moment.
 // Usage: node crash-writer.mjs <dir> <firstSlot> <writers>
 import { openDurableLog } from '../../dist/node/storage/durable-log.js';
@@ -22,8 +24,8 @@ function valueOf(slot) {
   return Buffer.from(`slot ${slot} `.padEnd(100, '.'));
 }
 
-function acknowledge(slot) {
-  process.stdout.write(`ack ${slot}\n`);
+function acknowledge(slot, how) {
+  process.stdout.write(`ack ${slot} ${how}\n`);
   acked.add(slot);
   while (acked.has(prefixEnd + 1)) acked.delete(++prefixEnd);
   acks += 1;
@@ -42,8 +44,13 @@ async function writer() {
     const slot = nextSlot++;
     const hardState = slot % hardStateEverySlots === 0 ? { promised: { round: slot, ordinal: 1 } } : undefined;
     log.append(hardState, [{ slot, ballot: { round: 1, ordinal: 0 }, value: valueOf(slot) }]);
+    if (slot % 3 === 0 && log.syncNow()) {
+      acknowledge(slot, 'now');
+      await new Promise((resolve) => setImmediate(resolve));
+      continue;
+    }
     await log.sync();
-    acknowledge(slot);
+    acknowledge(slot, 'async');
   }
 }
 

@@ -239,6 +239,57 @@ describe('durable log: group commit', () => {
   });
 });
 
+describe('durable log: syncNow (synchronous write)', () => {
+  it('writes on the calling thread: durable when it returns true, recovered after a reopen', async () => {
+    const { log } = await openDurableLog(dir);
+    await log.sync(); // the new segment's header (a segment start always goes through sync())
+    const syncsBefore = log.stats().syncs;
+    log.append({ promised: { round: 4, ordinal: 2 } }, [entry(1, 4, 2), entry(2, 4, 2)]);
+    expect(log.syncNow()).toBe(true);
+    // Done before returning: no await happened.
+    expect(log.stats().syncs).toBe(syncsBefore + 1);
+    expect(log.syncNow()).toBe(true); // nothing queued: nothing to write
+    expect(log.stats().syncs).toBe(syncsBefore + 1);
+    await log.close();
+    const reopened = await openDurableLog(dir);
+    expect(reopened.recovered.hardState).toEqual({ promised: { round: 4, ordinal: 2 } });
+    expect(plain(reopened.recovered.entries)).toEqual(plain([entry(1, 4, 2), entry(2, 4, 2)]));
+    await reopened.log.close();
+  });
+
+  it('declines (writing nothing) while an asynchronous flush runs, so it never overtakes one', async () => {
+    const { log } = await openDurableLog(dir, { noSync: true });
+    await log.sync();
+    log.append(undefined, [entry(1)]);
+    const flushing = log.sync();
+    log.append(undefined, [entry(2)]);
+    const written = log.stats().recordsWritten;
+    expect(log.syncNow()).toBe(false);
+    expect(log.stats().recordsWritten).toBe(written);
+    await flushing;
+    expect(log.syncNow()).toBe(true);
+    await log.close();
+    const reopened = await openDurableLog(dir, { noSync: true });
+    expect(reopened.recovered.entries.map((stored) => stored.slot)).toEqual([1, 2]);
+    await reopened.log.close();
+  });
+
+  it('declines when the segment must roll over; sync() then rolls and writes', async () => {
+    const { log } = await openDurableLog(dir, { segmentBytesMax: 4096, noSync: true });
+    log.append(undefined, [entry(1, 1, 0, 'a'.repeat(3000))]);
+    await log.sync();
+    log.append(undefined, [entry(2, 1, 0, 'b'.repeat(3000))]);
+    expect(log.syncNow()).toBe(false);
+    expect(log.stats().segments).toBe(1);
+    await log.sync();
+    expect(log.stats().segments).toBe(2);
+    await log.close();
+    const reopened = await openDurableLog(dir, { noSync: true });
+    expect(reopened.recovered.entries.map((stored) => stored.slot)).toEqual([1, 2]);
+    await reopened.log.close();
+  });
+});
+
 describe('durable log: I/O failure', () => {
   it('fails stop: after a failed flush every operation is refused with DurableLogFailedError', async () => {
     const { log } = await openDurableLog(dir, { segmentBytesMax: 4096, noSync: true });
@@ -253,6 +304,7 @@ describe('durable log: I/O failure', () => {
     await expect(second).rejects.toBeInstanceOf(DurableLogFailedError);
     expect(() => log.append(undefined, [entry(3)])).toThrow(DurableLogFailedError);
     await expect(log.sync()).rejects.toThrow(DurableLogFailedError);
+    expect(() => log.syncNow()).toThrow(DurableLogFailedError);
     await expect(log.saveSnapshot({ index: 1, data: Buffer.alloc(0) })).rejects.toThrow(DurableLogFailedError);
     await log.close();
   });
