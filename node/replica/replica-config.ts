@@ -123,7 +123,7 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
     unsafeNoFsync: pullBool('unsafe-no-fsync'),
     tickMs: int('tick-ms', 25, 5, 1000),
     snapshotEverySlots: int('snapshot-every-slots', 4096, 2, 10_000_000),
-    inflightSlotsMax: int('inflight-slots', 2, 1, 256),
+    inflightSlotsMax: int('inflight-slots', 1, 1, 256),
   };
 }
 

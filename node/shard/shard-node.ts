@@ -112,6 +112,12 @@ export class ShardNode {
   // Leader-volatile state; rebuilt from replicated state by each new leader.
   private readonly waiters = new Map<string, Waiter>();
   private queue: Command[] = [];
+  /**
+   * Commands nobody waits for (a coordinator's ACK bookkeeping): they ride along in the next
+   * slot that carries other commands, or go alone at the next tick. They never take a slot
+   * of their own while a client's command could need it.
+   */
+  private background: Command[] = [];
   private readonly proposedCommands = new WeakMap<Buffer, Command[]>();
   private txSeq = 0;
   private readonly ownProposedTx = new Map<string, string>();
@@ -155,6 +161,7 @@ export class ShardNode {
     this.ticks += 1;
     this.core.tick();
     if (!this.core.isReadyLeader) return;
+    if (this.background.length > 0 && this.queue.length === 0) this.queue = this.background.splice(0);
     this.runRetries();
     if (this.ticks % this.config.timing.txScanTicks === 0) this.scanTransactions();
     this.expireReads();
@@ -313,11 +320,14 @@ export class ShardNode {
   }
 
   private flushProposals(): void {
-    if (this.queue.length === 0) return;
+    if (this.queue.length === 0 && this.background.length < BACKGROUND_COMMANDS_MAX) return;
     if (this.core.role !== 'leader') {
       this.queue = [];
+      this.background = [];
       return;
     }
+    if (!this.core.canPropose) return;
+    if (this.background.length > 0) this.queue.push(...this.background.splice(0));
     while (this.queue.length > 0 && this.core.canPropose) {
       const commands = this.queue.splice(0, this.config.commandsPerSlotMax);
       const value = Buffer.from(CommandBatch.encode({ commands }).finish());
@@ -491,7 +501,7 @@ export class ShardNode {
     const record = this.bankState.transaction(txid);
     if (!record || record.state === 'prepared' || this.ackProposed.has(key)) return;
     this.ackProposed.add(key);
-    this.propose({ body: { $case: 'coordAck', coordAck: { txid } } });
+    this.background.push({ body: { $case: 'coordAck', coordAck: { txid } } });
   }
 
   private sendTx(toShard: number, body: NonNullable<TxMessage['body']>): void {
@@ -575,6 +585,7 @@ export class ShardNode {
     }
     this.waiters.clear();
     this.queue = [];
+    this.background = [];
     this.ownProposedTx.clear();
     this.earlyVotes.clear();
     this.decisionProposed.clear();
@@ -695,6 +706,9 @@ export class ShardNode {
     this.core.compact(applied, this.bankState.toSnapshot());
   }
 }
+
+/** Background commands go in a slot of their own, without waiting for a tick, past this many. */
+const BACKGROUND_COMMANDS_MAX = 1024;
 
 export function requestKey(clientId: string, requestId: number): string {
   return `${clientId}\u0000${requestId}`;
