@@ -1,7 +1,14 @@
-// `npm run bench:compare -- [--json] [--duration 10] [--clients 1,64] [--warmup 30] [--batch 1000 --batch-clients 16]`: the reference workload
-// (3 shards x 3 replicas, 9000 items, uniform pairs, amount 1, two in three cross-shard, fsync
-// on) against shardbank and the comparison systems in ../shared/anchors (PostgreSQL one node,
-// etcd three members), in one run on one machine, printed as one table with the ratios.
+// `npm run bench:compare -- [--json] [--duration 10] [--clients 1,64] [--warmup 30] [--rounds 3] [--batch 1000 --batch-clients 16]`:
+// the reference workload (3 shards x 3 replicas, 9000 items, uniform pairs, amount 1, two in
+// three cross-shard, fsync on) against shardbank and the comparison systems in ../shared/anchors
+// (PostgreSQL one node, etcd three members), in one run on one machine, printed as one table
+// with the ratios.
+//
+// Rounds: every system is started once and stays up; each round then measures every row of
+// every system, one after the other, and the table reports each row's median over the rounds.
+// On a shared machine the speed of the host drifts by tens of percent within minutes, so rows
+// measured minutes apart compare the host as much as the systems; interleaving them and taking
+// medians compares the systems.
 import { execFile } from 'node:child_process';
 import { cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
@@ -10,18 +17,11 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 
+import { medianRows, ratios, table, type Row } from './compare-table.js';
+
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const CLI = path.join(REPO, 'bin/shardbank.js');
 
-export interface Row {
-  system: string;
-  clients: number;
-  batchSize: number;
-  transfersPerS: number;
-  p50Ms: number;
-  p99Ms: number;
-  note?: string;
-}
 
 function run(command: string, args: string[], options: { cwd?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -44,10 +44,20 @@ interface ShardbankRun {
   coalesce: boolean;
 }
 
+/** A system under test, up for the whole run: each round measures its rows once. */
+interface SystemSession {
+  name: string;
+  measure(log: (text: string) => void): Promise<Row[]>;
+  stop(): Promise<void>;
+}
+
 /** Every shardbank row on one cluster, started once and warmed up once. */
-async function benchShardbank(runs: ShardbankRun[], durationS: number, warmupS: number, log: (text: string) => void): Promise<Row[]> {
+async function startShardbank(runs: ShardbankRun[], durationS: number, warmupS: number, log: (text: string) => void): Promise<SystemSession> {
   const stateDir = await mkdtemp(path.join(os.tmpdir(), 'shardbank-bench-'));
-  const rows: Row[] = [];
+  const stop = async () => {
+    await run(process.execPath, [CLI, 'down', '--state-dir', stateDir], { timeoutMs: 60_000 }).catch(() => undefined);
+    await rm(stateDir, { recursive: true, force: true });
+  };
   try {
     log('starting the reference cluster (3 shards x 3 replicas, fsync on)');
     await run(process.execPath, [CLI, 'up', '--detach', '--state-dir', stateDir], { timeoutMs: 180_000 });
@@ -59,8 +69,14 @@ async function benchShardbank(runs: ShardbankRun[], durationS: number, warmupS: 
       log(`shardbank: warm-up, 64 clients, ${warmupS} s (not measured)`);
       await run(process.execPath, [CLI, 'bench', '--state-dir', stateDir, '--clients', '64', '--duration', `${warmupS}s`, '--json'], { timeoutMs: (warmupS + 120) * 1000 });
     }
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  const measure = async (roundLog: (text: string) => void): Promise<Row[]> => {
+    const rows: Row[] = [];
     for (const { clients, batch, coalesce } of runs) {
-      log(`shardbank: ${clients} clients, batch ${batch}, ${durationS} s${coalesce ? '' : ', one call per transfer'}`);
+      roundLog(`shardbank: ${clients} clients, batch ${batch}, ${durationS} s${coalesce ? '' : ', one call per transfer'}`);
       // Each row is a new client process: it warms its own JIT up first, unmeasured.
       const args = [CLI, 'bench', '--state-dir', stateDir, '--clients', String(clients), '--duration', `${durationS}s`, '--warmup', '3s', '--batch', String(batch), '--json', ...(coalesce ? [] : ['--no-coalesce'])];
       const report = lastJsonLine(await run(process.execPath, args, { timeoutMs: (durationS + 120) * 1000 }));
@@ -68,11 +84,9 @@ async function benchShardbank(runs: ShardbankRun[], durationS: number, warmupS: 
       const system = coalesce ? 'shardbank 3x3' : 'shardbank 3x3 (no client batching)';
       rows.push({ system, clients, batchSize: batch, transfersPerS: Number(report.transfersPerS), p50Ms: latency.p50!, p99Ms: latency.p99! });
     }
-  } finally {
-    await run(process.execPath, [CLI, 'down', '--state-dir', stateDir], { timeoutMs: 60_000 }).catch(() => undefined);
-    await rm(stateDir, { recursive: true, force: true });
-  }
-  return rows;
+    return rows;
+  };
+  return { name: 'shardbank', measure, stop };
 }
 
 async function anchorsDir(): Promise<string> {
@@ -99,24 +113,22 @@ async function runAnchorWorkload(dir: string, script: string, name: string, clie
   return rows;
 }
 
-async function benchPostgres(dir: string, clients: number[], durationS: number, log: (text: string) => void): Promise<Row[]> {
+async function startPostgres(dir: string, clients: number[], durationS: number, log: (text: string) => void): Promise<SystemSession> {
   log('starting PostgreSQL (one node, fsync on)');
-  await run('bash', [path.join(dir, 'pg-up.sh')], { timeoutMs: 600_000 });
+  // Leave the machine as we found it: the Debian cluster that pg-up.sh started is stopped.
+  const stop = () => run('bash', ['-c', 'v=$(ls /etc/postgresql | head -1); pg_ctlcluster --skip-systemctl-redirect "$v" main stop'], { timeoutMs: 60_000 }).then(() => undefined, () => undefined);
   try {
-    return await runAnchorWorkload(dir, 'pg-bank.js', 'postgresql', clients, durationS, log);
-  } finally {
-    // Leave the machine as we found it: the Debian cluster that pg-up.sh started is stopped.
-    await run('bash', ['-c', 'v=$(ls /etc/postgresql | head -1); pg_ctlcluster --skip-systemctl-redirect "$v" main stop'], { timeoutMs: 60_000 }).catch(() => undefined);
+    await run('bash', [path.join(dir, 'pg-up.sh')], { timeoutMs: 600_000 });
+  } catch (error) {
+    await stop();
+    throw error;
   }
+  return { name: 'postgresql', measure: (roundLog) => runAnchorWorkload(dir, 'pg-bank.js', 'postgresql', clients, durationS, roundLog), stop };
 }
 
-async function benchEtcd(dir: string, clients: number[], durationS: number, log: (text: string) => void): Promise<Row[]> {
+async function startEtcd(dir: string, clients: number[], durationS: number, log: (text: string) => void): Promise<SystemSession> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'shardbank-etcd-'));
-  log('starting etcd (3 members on loopback)');
-  await run('bash', [path.join(dir, 'etcd3-up.sh'), dataDir], { timeoutMs: 600_000 });
-  try {
-    return await runAnchorWorkload(dir, 'etcd-bank.js', 'etcd', clients, durationS, log);
-  } finally {
+  const stop = async () => {
     const pids = (await readFile(path.join(dataDir, 'pids'), 'utf8').catch(() => '')).split('\n').filter(Boolean);
     for (const pid of pids) {
       try {
@@ -127,28 +139,15 @@ async function benchEtcd(dir: string, clients: number[], durationS: number, log:
     }
     await new Promise((resolve) => setTimeout(resolve, 500));
     await rm(dataDir, { recursive: true, force: true });
+  };
+  log('starting etcd (3 members on loopback)');
+  try {
+    await run('bash', [path.join(dir, 'etcd3-up.sh'), dataDir], { timeoutMs: 600_000 });
+  } catch (error) {
+    await stop();
+    throw error;
   }
-}
-
-export function ratios(rows: Row[]): Record<string, number> {
-  const result: Record<string, number> = {};
-  const find = (prefix: string, clients: number) => rows.find((r) => r.system.startsWith(prefix) && !r.system.includes('no client batching') && r.clients === clients && r.batchSize === 1);
-  for (const clients of new Set(rows.map((r) => r.clients))) {
-    const ours = find('shardbank', clients);
-    if (!ours) continue;
-    for (const [name, prefix] of [['postgresql', 'postgresql'], ['etcd', 'etcd']] as const) {
-      const other = find(prefix, clients);
-      if (other && other.transfersPerS > 0) result[`shardbank/${name} throughput @${clients}`] = Number((ours.transfersPerS / other.transfersPerS).toFixed(2));
-    }
-  }
-  return result;
-}
-
-function table(rows: Row[]): string {
-  const header = ['system', 'clients', 'batch', 'transfers/s', 'p50 ms', 'p99 ms'];
-  const body = rows.map((r) => [r.system, String(r.clients), String(r.batchSize), String(r.transfersPerS), r.p50Ms.toFixed(2), r.p99Ms.toFixed(2)]);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
-  return [header, ...body].map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ')).join('\n');
+  return { name: 'etcd', measure: (roundLog) => runAnchorWorkload(dir, 'etcd-bank.js', 'etcd', clients, durationS, roundLog), stop };
 }
 
 async function main(): Promise<void> {
@@ -159,16 +158,18 @@ async function main(): Promise<void> {
       clients: { type: 'string', default: '1,64' },
       batch: { type: 'string', default: '1000' },
       warmup: { type: 'string', default: '30' },
+      rounds: { type: 'string', default: '3' },
       'batch-clients': { type: 'string', default: '16' },
       only: { type: 'string' },
     },
   });
   const durationS = Number(values.duration);
   const warmupS = Number(values.warmup);
+  const roundCount = Number(values.rounds);
+  if (!Number.isSafeInteger(roundCount) || roundCount < 1 || roundCount > 100) throw new Error(`--rounds must be an integer from 1 to 100, got ${JSON.stringify(values.rounds)}`);
   const clients = values.clients!.split(',').map(Number);
   const only = values.only?.split(',');
   const log = (text: string) => process.stderr.write(`bench:compare: ${text}\n`);
-  const rows: Row[] = [];
   const want = (name: string) => !only || only.includes(name);
   const runs: ShardbankRun[] = [];
   if (want('shardbank')) runs.push(...clients.map((n) => ({ clients: n, batch: 1, coalesce: true })));
@@ -176,18 +177,45 @@ async function main(): Promise<void> {
   // 16 clients x 1000 keeps 16,000 transfers in flight, enough to saturate the cluster; 64 x
   // 1000 only lengthens queues (and deadlines pass), it does not add throughput.
   if (want('batch') && Number(values.batch) > 1) runs.push({ clients: Number(values['batch-clients']), batch: Number(values.batch), coalesce: true });
-  if (runs.length > 0) rows.push(...(await benchShardbank(runs, durationS, warmupS, log)));
-  if (want('postgresql') || want('etcd')) {
-    const dir = await anchorsDir();
-    if (want('postgresql')) rows.push(...(await benchPostgres(dir, clients, durationS, log).catch((error: unknown) => failedRow('postgresql', error, log))));
-    if (want('etcd')) rows.push(...(await benchEtcd(dir, clients, durationS, log).catch((error: unknown) => failedRow('etcd', error, log))));
+
+  const sessions: SystemSession[] = [];
+  const rounds: Row[][] = [];
+  try {
+    if (runs.length > 0) sessions.push(await startShardbank(runs, durationS, warmupS, log));
+    if (want('postgresql') || want('etcd')) {
+      const dir = await anchorsDir();
+      if (want('postgresql')) await startPostgres(dir, clients, durationS, log).then((session) => sessions.push(session), (error: unknown) => failedSystem('postgresql', error, log));
+      if (want('etcd')) await startEtcd(dir, clients, durationS, log).then((session) => sessions.push(session), (error: unknown) => failedSystem('etcd', error, log));
+    }
+    for (let round = 1; round <= roundCount; round += 1) {
+      const rows: Row[] = [];
+      for (const session of sessions) {
+        const roundLog = (text: string) => log(`round ${round}/${roundCount}: ${text}`);
+        rows.push(...(await session.measure(roundLog).catch((error: unknown) => failedSystem(session.name, error, log))));
+      }
+      rounds.push(rows);
+    }
+  } finally {
+    for (const session of sessions) await session.stop();
   }
-  const result = { warmupS, machine: { cpus: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version }, date: new Date().toISOString(), rows, ratios: ratios(rows) };
+  const rows = medianRows(rounds);
+  const result = {
+    warmupS,
+    rounds: roundCount,
+    machine: { cpus: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
+    date: new Date().toISOString(),
+    rows,
+    ratios: ratios(rows),
+    ratiosPerRound: rounds.map((roundRows) => ratios(roundRows)),
+  };
   if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
-  else process.stdout.write(`${table(rows)}\n\n${Object.entries(result.ratios).map(([k, v]) => `${k}: ${v}`).join('\n')}\n`);
+  else {
+    const perRound = result.ratiosPerRound.map((r, i) => `round ${i + 1}: ${Object.entries(r).map(([k, v]) => `${k} ${v}`).join(', ')}`).join('\n');
+    process.stdout.write(`${table(rows)}\n\nmedians over ${roundCount} round(s):\n${Object.entries(result.ratios).map(([k, v]) => `${k}: ${v}`).join('\n')}\n\n${perRound}\n`);
+  }
 }
 
-function failedRow(system: string, error: unknown, log: (text: string) => void): Row[] {
+function failedSystem(system: string, error: unknown, log: (text: string) => void): Row[] {
   log(`${system} could not be measured: ${error instanceof Error ? error.message : String(error)}`);
   return [];
 }

@@ -1,0 +1,60 @@
+// The comparison's table: rows of measured figures, their medians over rounds, and the ratios.
+
+export interface Row {
+  system: string;
+  clients: number;
+  batchSize: number;
+  transfersPerS: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** Throughput of this row in each round; the row reports the medians. */
+  samples?: number[];
+  note?: string;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+/** One row per (system, clients, batch): the median of each figure over the rounds that measured it. */
+export function medianRows(rounds: Row[][]): Row[] {
+  const groups = new Map<string, Row[]>();
+  for (const rows of rounds) {
+    for (const row of rows) {
+      const key = `${row.system}|${row.clients}|${row.batchSize}`;
+      groups.set(key, [...(groups.get(key) ?? []), row]);
+    }
+  }
+  return [...groups.values()].map((samples) => ({
+    system: samples[0]!.system,
+    clients: samples[0]!.clients,
+    batchSize: samples[0]!.batchSize,
+    transfersPerS: Math.round(median(samples.map((r) => r.transfersPerS)) * 10) / 10,
+    p50Ms: Math.round(median(samples.map((r) => r.p50Ms)) * 1000) / 1000,
+    p99Ms: Math.round(median(samples.map((r) => r.p99Ms)) * 1000) / 1000,
+    samples: samples.map((r) => r.transfersPerS),
+  }));
+}
+
+export function ratios(rows: Row[]): Record<string, number> {
+  const result: Record<string, number> = {};
+  const find = (prefix: string, clients: number) => rows.find((r) => r.system.startsWith(prefix) && !r.system.includes('no client batching') && r.clients === clients && r.batchSize === 1);
+  for (const clients of new Set(rows.map((r) => r.clients))) {
+    const ours = find('shardbank', clients);
+    if (!ours) continue;
+    for (const [name, prefix] of [['postgresql', 'postgresql'], ['etcd', 'etcd']] as const) {
+      const other = find(prefix, clients);
+      if (other && other.transfersPerS > 0) result[`shardbank/${name} throughput @${clients}`] = Number((ours.transfersPerS / other.transfersPerS).toFixed(2));
+    }
+  }
+  return result;
+}
+
+export function table(rows: Row[]): string {
+  const header = ['system', 'clients', 'batch', 'transfers/s', 'p50 ms', 'p99 ms', 'transfers/s per round'];
+  const body = rows.map((r) => [r.system, String(r.clients), String(r.batchSize), String(r.transfersPerS), r.p50Ms.toFixed(2), r.p99Ms.toFixed(2), (r.samples ?? []).join(' ')]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
+  return [header, ...body].map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ')).join('\n');
+}
