@@ -180,9 +180,12 @@ export class BankState {
       case 'coordDecision':
         events = this.applyCoordDecision(index, body.coordDecision);
         break;
-      case 'coordAck':
-        events = this.applyCoordAck(txIdOf(body.coordAck.txid));
+      case 'coordAck': {
+        const { txid, txids } = body.coordAck;
+        events = txid ? this.applyCoordAck(txid) : [];
+        for (const acked of txids) events.push(...this.applyCoordAck(acked));
         break;
+      }
       case 'partPrepare':
         events = this.applyPartPrepare(index, body.partPrepare);
         break;
@@ -393,7 +396,7 @@ export class BankState {
   private applyCoordAck(txid: TxId): ApplyEvent[] {
     const key = txKey(txid);
     const record = this.transactions.get(key);
-    if (!record || record.role !== 'coordinator' || record.state === 'prepared') return [{ kind: 'noop' }];
+    if (!record || record.role !== 'coordinator' || record.state === 'prepared') return [];
     this.transactions.delete(key);
     this.noteCoordinatorRecordRemoved(txid);
     return [{ kind: 'coord-finished', txid }];

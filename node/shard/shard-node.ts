@@ -113,11 +113,11 @@ export class ShardNode {
   private readonly waiters = new Map<string, Waiter>();
   private queue: Command[] = [];
   /**
-   * Commands nobody waits for (a coordinator's ACK bookkeeping): they ride along in the next
-   * slot that carries other commands, or go alone at the next tick. They never take a slot
-   * of their own while a client's command could need it.
+   * Acknowledged transactions to forget: bookkeeping nobody waits for. They go as one CoordAck
+   * command in the next slot that carries other commands, or alone at the next tick, so they
+   * never take a slot that a client's command could need.
    */
-  private background: Command[] = [];
+  private pendingAcks: TxId[] = [];
   private readonly proposedCommands = new WeakMap<Buffer, Command[]>();
   private txSeq = 0;
   private readonly ownProposedTx = new Map<string, string>();
@@ -161,7 +161,7 @@ export class ShardNode {
     this.ticks += 1;
     this.core.tick();
     if (!this.core.isReadyLeader) return;
-    if (this.background.length > 0 && this.queue.length === 0) this.queue = this.background.splice(0);
+    if (this.pendingAcks.length > 0 && this.queue.length === 0) this.queueAcks();
     this.runRetries();
     if (this.ticks % this.config.timing.txScanTicks === 0) this.scanTransactions();
     this.expireReads();
@@ -319,15 +319,20 @@ export class ShardNode {
     this.queue.push(command);
   }
 
+  private queueAcks(): void {
+    this.queue.push({ body: { $case: 'coordAck', coordAck: { txid: undefined, txids: this.pendingAcks } } });
+    this.pendingAcks = [];
+  }
+
   private flushProposals(): void {
-    if (this.queue.length === 0 && this.background.length < BACKGROUND_COMMANDS_MAX) return;
+    if (this.queue.length === 0 && this.pendingAcks.length < PENDING_ACKS_MAX) return;
     if (this.core.role !== 'leader') {
       this.queue = [];
-      this.background = [];
+      this.pendingAcks = [];
       return;
     }
     if (!this.core.canPropose) return;
-    if (this.background.length > 0) this.queue.push(...this.background.splice(0));
+    if (this.pendingAcks.length > 0) this.queueAcks();
     while (this.queue.length > 0 && this.core.canPropose) {
       const commands = this.queue.splice(0, this.config.commandsPerSlotMax);
       const value = Buffer.from(CommandBatch.encode({ commands }).finish());
@@ -501,7 +506,7 @@ export class ShardNode {
     const record = this.bankState.transaction(txid);
     if (!record || record.state === 'prepared' || this.ackProposed.has(key)) return;
     this.ackProposed.add(key);
-    this.background.push({ body: { $case: 'coordAck', coordAck: { txid } } });
+    this.pendingAcks.push(txid);
   }
 
   private sendTx(toShard: number, body: NonNullable<TxMessage['body']>): void {
@@ -585,7 +590,7 @@ export class ShardNode {
     }
     this.waiters.clear();
     this.queue = [];
-    this.background = [];
+    this.pendingAcks = [];
     this.ownProposedTx.clear();
     this.earlyVotes.clear();
     this.decisionProposed.clear();
@@ -707,8 +712,8 @@ export class ShardNode {
   }
 }
 
-/** Background commands go in a slot of their own, without waiting for a tick, past this many. */
-const BACKGROUND_COMMANDS_MAX = 1024;
+/** Past this many, acknowledgements go in a slot of their own without waiting for a tick. */
+const PENDING_ACKS_MAX = 1024;
 
 export function requestKey(clientId: string, requestId: number): string {
   return `${clientId}\u0000${requestId}`;

@@ -59,6 +59,27 @@ describe('bank state machine', () => {
     expect(bank.transaction(tx(1))?.state).toBe('committed');
   });
 
+  it('one CoordAck forgets every decided transaction it names; undecided and unknown ones are left alone', () => {
+    const bank = new BankState(topology, 0);
+    for (const seq of [1, 2, 3]) bank.apply(seq, coordPrepare(tx(seq), 'x', seq, seq, 11, 1));
+    bank.apply(4, decision(tx(1), true));
+    bank.apply(5, decision(tx(2), false));
+    const events = bank.apply(6, { body: { $case: 'coordAck', coordAck: { txid: undefined, txids: [tx(1), tx(2), tx(3), tx(9)] } } });
+    expect(events).toEqual([
+      { kind: 'coord-finished', txid: tx(1) },
+      { kind: 'coord-finished', txid: tx(2) },
+    ]);
+    expect(bank.transaction(tx(1))).toBeUndefined();
+    expect(bank.transaction(tx(2))).toBeUndefined();
+    // Still prepared: an acknowledgement cannot finish it (only its decision can).
+    expect(bank.transaction(tx(3))?.state).toBe('prepared');
+    expect(bank.ownWatermark()).toEqual(tx(3));
+    // The single-txid form written by earlier versions still applies.
+    bank.apply(7, decision(tx(3), true));
+    expect(bank.apply(8, { body: { $case: 'coordAck', coordAck: { txid: tx(3), txids: [] } } })).toEqual([{ kind: 'coord-finished', txid: tx(3) }]);
+    expect(bank.inflightCount()).toBe(0);
+  });
+
   it('presumed abort: a decision for an unknown transaction leaves a tombstone, so a late PREPARE is a no-op', () => {
     const bank = new BankState(topology, 0);
     expect(bank.apply(1, decision(tx(5), false))[0]).toMatchObject({ kind: 'coord-decided' });

@@ -220,9 +220,15 @@ export interface CoordDecision {
   participantShard: number;
 }
 
-/** The participant has applied the decision; the coordinator may forget the transaction. */
+/**
+ * The participant has applied the decision; the coordinator may forget the transaction.
+ * Participants learned these decisions: the coordinator forgets the transactions. The leader
+ * gathers acknowledgements and sends them in one command with its next slot.
+ */
 export interface CoordAck {
+  /** A single acknowledgement (logs written before txids existed). */
   txid: TxId | undefined;
+  txids: TxId[];
 }
 
 export interface PartPrepare {
@@ -3347,13 +3353,16 @@ export const CoordDecision: MessageFns<CoordDecision> = {
 };
 
 function createBaseCoordAck(): CoordAck {
-  return { txid: undefined };
+  return { txid: undefined, txids: [] };
 }
 
 export const CoordAck: MessageFns<CoordAck> = {
   encode(message: CoordAck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.txid !== undefined) {
       TxId.encode(message.txid, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.txids) {
+      TxId.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -3379,6 +3388,14 @@ export const CoordAck: MessageFns<CoordAck> = {
             message.txid = TxId.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.txids.push(TxId.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3392,13 +3409,19 @@ export const CoordAck: MessageFns<CoordAck> = {
   },
 
   fromJSON(object: any): CoordAck {
-    return { txid: isSet(object.txid) ? TxId.fromJSON(object.txid) : undefined };
+    return {
+      txid: isSet(object.txid) ? TxId.fromJSON(object.txid) : undefined,
+      txids: globalThis.Array.isArray(object?.txids) ? object.txids.map((e: any) => TxId.fromJSON(e)) : [],
+    };
   },
 
   toJSON(message: CoordAck): unknown {
     const obj: any = {};
     if (message.txid !== undefined) {
       obj.txid = TxId.toJSON(message.txid);
+    }
+    if (message.txids?.length) {
+      obj.txids = message.txids.map((e) => TxId.toJSON(e));
     }
     return obj;
   },
@@ -3409,6 +3432,7 @@ export const CoordAck: MessageFns<CoordAck> = {
   fromPartial(object: DeepPartial<CoordAck>): CoordAck {
     const message = createBaseCoordAck();
     message.txid = (object.txid !== undefined && object.txid !== null) ? TxId.fromPartial(object.txid) : undefined;
+    message.txids = object.txids?.map((e) => TxId.fromPartial(e)) || [];
     return message;
   },
 };
