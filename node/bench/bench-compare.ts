@@ -142,6 +142,9 @@ async function startEtcd(dir: string, clients: number[], durationS: number, log:
   };
   log('starting etcd (3 members on loopback)');
   try {
+    // etcd3-up.sh installs etcd-server and etcd-client only when etcd itself is missing; a
+    // machine with the server alone (the operator's tests need only that) lacks etcdctl.
+    await run('bash', ['-c', 'command -v etcdctl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-client >/dev/null; }'], { timeoutMs: 600_000 });
     await run('bash', [path.join(dir, 'etcd3-up.sh'), dataDir], { timeoutMs: 600_000 });
   } catch (error) {
     await stop();
