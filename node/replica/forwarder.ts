@@ -22,6 +22,7 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.initial_reconnect_backoff_ms': 100,
   'grpc.max_reconnect_backoff_ms': 1_000,
+  'grpc.enable_channelz': 0,
 };
 
 export const FORWARDED_HEADER = 'shardbank-forwarded';
