@@ -40,7 +40,8 @@ export function medianRows(rounds: Row[][]): Row[] {
 
 export function ratios(rows: Row[]): Record<string, number> {
   const result: Record<string, number> = {};
-  const find = (prefix: string, clients: number) => rows.find((r) => r.system.startsWith(prefix) && !r.system.includes('no client batching') && r.clients === clients && r.batchSize === 1);
+  // Like with like: the reference mix, one transfer per request, with client batching.
+  const find = (prefix: string, clients: number) => rows.find((r) => r.system.startsWith(prefix) && !r.system.includes('(') && r.clients === clients && r.batchSize === 1);
   for (const clients of new Set(rows.map((r) => r.clients))) {
     const ours = find('shardbank', clients);
     if (!ours) continue;

@@ -29,6 +29,7 @@ describe('bench:compare table', () => {
     const rows = [
       row('shardbank 3x3', 64, 3000),
       row('shardbank 3x3 (no client batching)', 64, 2000),
+      row('shardbank 3x3 (cross-shard only)', 1, 300),
       row('shardbank 3x3', 16, 25000, 500, 900, 1000),
       row('etcd', 64, 1000),
       row('postgresql', 1, 1000),
