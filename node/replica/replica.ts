@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { assert } from '../util/assert.js';
-import type { PeerFrame } from '../gen/shardbank/v1/peer.js';
+import type { PaxosMessage, PeerFrame } from '../gen/shardbank/v1/peer.js';
 import { openDurableLog } from '../storage/durable-log.js';
 import type { DurableLog } from '../storage/durable-log-interface.js';
 import { ShardNode, DEFAULT_TIMING, type ClientReply, type ShardReady, type TransferInput } from '../shard/shard-node.js';
@@ -210,9 +210,7 @@ export class Replica {
           return false;
         }
         if (durable) {
-          this.metrics.persistBatches += 1;
-          for (const message of ready.messagesAfterPersist) this.transport.sendPaxos(shard, message.to, message);
-          this.node.persisted(persist.id);
+          this.persistDone(persist.id, ready.messagesAfterPersist);
           return true;
         }
       }
@@ -224,9 +222,7 @@ export class Replica {
         .then(() => Promise.all([synced, snapshotSaved]))
         .then(() => {
           this.asyncPersists -= 1;
-          this.metrics.persistBatches += 1;
-          for (const message of after) this.transport.sendPaxos(shard, message.to, message);
-          this.node.persisted(persist.id);
+          this.persistDone(persist.id, after);
           this.scheduleProcess();
         })
         .catch((error: unknown) => this.fail(error));
@@ -234,6 +230,13 @@ export class Replica {
       for (const message of ready.messagesAfterPersist) this.transport.sendPaxos(shard, message.to, message);
     }
     return Boolean(persist) || ready.messages.length > 0 || ready.replies.length > 0 || ready.txMessages.length > 0 || this.node.hasQueuedWork();
+  }
+
+  /** A persist is durable: now the replies that claim it may go, and the core may count it. */
+  private persistDone(id: number, messagesAfterPersist: PaxosMessage[]): void {
+    this.metrics.persistBatches += 1;
+    for (const message of messagesAfterPersist) this.transport.sendPaxos(this.config.shard, message.to, message);
+    this.node.persisted(id);
   }
 
   private reply(reply: ClientReply): void {

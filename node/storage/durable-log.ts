@@ -196,7 +196,7 @@ class SegmentedDurableLog implements DurableLog {
 
   /** Writes everything queued (after the prelude a fresh segment needs) with one O_DSYNC write. */
   private async flushQueued(): Promise<void> {
-    if (this.active.payloadBatches > 0 && this.active.bytes + this.queuedBytes > this.segmentBytesMax) await this.rollSegment();
+    if (this.queueOverflowsSegment()) await this.rollSegment();
     const batch = this.takeBatch();
     // Segments are opened with O_DSYNC: a write returns once its data (and the file size) is
     // on stable storage, the guarantee of write + fdatasync in one system call and one trip
@@ -218,7 +218,7 @@ class SegmentedDurableLog implements DurableLog {
     if (this.flushing || this.waiters.length > 0 || this.failure !== undefined) return false;
     if (this.durableRecords === this.appendedRecords) return true;
     if (this.preludeNeeded.header) return false;
-    if (this.active.payloadBatches > 0 && this.active.bytes + this.queuedBytes > this.segmentBytesMax) return false;
+    if (this.queueOverflowsSegment()) return false;
     const batch = this.takeBatch();
     try {
       writeAllNow(this.active.handle.fd, batch.bytes);
@@ -227,6 +227,11 @@ class SegmentedDurableLog implements DurableLog {
     }
     this.batchWritten(batch);
     return true;
+  }
+
+  /** The queued records would push a segment that already holds payload past its size: roll first. */
+  private queueOverflowsSegment(): boolean {
+    return this.active.payloadBatches > 0 && this.active.bytes + this.queuedBytes > this.segmentBytesMax;
   }
 
   private takeBatch(): WriteBatch {
