@@ -22,7 +22,6 @@ import { medianRows, ratios, table, type Row } from './compare-table.js';
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const CLI = path.join(REPO, 'bin/shardbank.js');
 
-
 function run(command: string, args: string[], options: { cwd?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(command, args, { cwd: options.cwd, timeout: options.timeoutMs ?? 600_000, maxBuffer: 64 * 1024 * 1024, env: options.env ?? process.env }, (error, stdout, stderr) => {
@@ -62,6 +61,16 @@ interface SystemSession {
   stop(): Promise<void>;
 }
 
+/** Runs `start`; if it fails, `stop` cleans up whatever it had started before the error goes on. */
+async function startOrStop(start: () => Promise<void>, stop: () => Promise<void>): Promise<void> {
+  try {
+    await start();
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
 /** Every shardbank row on one cluster, started once and warmed up once. */
 async function startShardbank(runs: ShardbankRun[], durationS: number, warmupS: number, log: (text: string) => void): Promise<SystemSession> {
   const stateDir = await mkdtemp(path.join(os.tmpdir(), 'shardbank-bench-'));
@@ -69,7 +78,7 @@ async function startShardbank(runs: ShardbankRun[], durationS: number, warmupS: 
     await run(process.execPath, [CLI, 'down', '--state-dir', stateDir], { timeoutMs: 60_000 }).catch(() => undefined);
     await rm(stateDir, { recursive: true, force: true });
   };
-  try {
+  await startOrStop(async () => {
     log('starting the reference cluster (3 shards x 3 replicas, fsync on)');
     await run(process.execPath, [CLI, 'up', '--detach', '--state-dir', stateDir], { timeoutMs: 180_000 });
     // A freshly started replica spends its first seconds of load in the JIT compiler (15% of
@@ -80,10 +89,7 @@ async function startShardbank(runs: ShardbankRun[], durationS: number, warmupS: 
       log(`shardbank: warm-up, 64 clients, ${warmupS} s (not measured)`);
       await run(process.execPath, [CLI, 'bench', '--state-dir', stateDir, '--clients', '64', '--duration', `${warmupS}s`, '--json'], { timeoutMs: (warmupS + 120) * 1000 });
     }
-  } catch (error) {
-    await stop();
-    throw error;
-  }
+  }, stop);
   const measure = async (roundLog: (text: string) => void): Promise<Row[]> => {
     const rows: Row[] = [];
     for (const { clients, batch, coalesce, kind } of runs) {
@@ -130,12 +136,9 @@ async function startPostgres(dir: string, clients: number[], durationS: number, 
   log('starting PostgreSQL (one node, fsync on)');
   // Leave the machine as we found it: the Debian cluster that pg-up.sh started is stopped.
   const stop = () => run('bash', ['-c', 'v=$(ls /etc/postgresql | head -1); pg_ctlcluster --skip-systemctl-redirect "$v" main stop'], { timeoutMs: 60_000 }).then(() => undefined, () => undefined);
-  try {
+  await startOrStop(async () => {
     await run('bash', [path.join(dir, 'pg-up.sh')], { timeoutMs: 600_000 });
-  } catch (error) {
-    await stop();
-    throw error;
-  }
+  }, stop);
   return { name: 'postgresql', measure: (roundLog) => runAnchorWorkload(dir, 'pg-bank.js', 'postgresql', clients, durationS, roundLog), stop };
 }
 
@@ -154,15 +157,12 @@ async function startEtcd(dir: string, clients: number[], durationS: number, log:
     await rm(dataDir, { recursive: true, force: true });
   };
   log('starting etcd (3 members on loopback)');
-  try {
+  await startOrStop(async () => {
     // etcd3-up.sh installs etcd-server and etcd-client only when etcd itself is missing; a
     // machine with the server alone (the operator's tests need only that) lacks etcdctl.
     await run('bash', ['-c', 'command -v etcdctl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-client >/dev/null; }'], { timeoutMs: 600_000 });
     await run('bash', [path.join(dir, 'etcd3-up.sh'), dataDir], { timeoutMs: 600_000 });
-  } catch (error) {
-    await stop();
-    throw error;
-  }
+  }, stop);
   return { name: 'etcd', measure: (roundLog) => runAnchorWorkload(dir, 'etcd-bank.js', 'etcd', clients, durationS, roundLog), stop };
 }
 
