@@ -40,6 +40,7 @@ export function startHttpServer(replica: Replica, service: BankService, host: st
             external_memory_bytes: process.memoryUsage().external,
             commands_proposed_total: replica.node.counters.commandsProposed,
             slots_proposed_total: replica.node.counters.slotsProposed,
+            pacing_holds_total: replica.node.counters.pacingHolds,
             tx_messages_sent_total: replica.node.counters.txMessagesSent,
             peer_frames_sent_total: replica.transport.framesSent,
           },

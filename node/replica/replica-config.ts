@@ -22,6 +22,10 @@ export interface ReplicaConfig {
   /** Development only: skip fsync (never in production; acknowledged would not mean durable). */
   unsafeNoFsync: boolean;
   tickMs: number;
+  /** Pacing (see PacingConfig in node/shard/shard-node.ts); 0 turns it off. */
+  pacingHoldMs: number;
+  pacingMinWaiters: number;
+  pacingTargetCommands: number;
   snapshotEverySlots: number;
   /** Slots a leader keeps in flight; while they are full, new commands batch into the next slot. */
   inflightSlotsMax: number;
@@ -52,6 +56,9 @@ const OPTIONS = {
   'log-level': { type: 'string' },
   'unsafe-no-fsync': { type: 'boolean' },
   'tick-ms': { type: 'string' },
+  'pacing-hold-ms': { type: 'string' },
+  'pacing-min-waiters': { type: 'string' },
+  'pacing-target-commands': { type: 'string' },
   'snapshot-every-slots': { type: 'string' },
   'inflight-slots': { type: 'string' },
 } as const;
@@ -124,6 +131,9 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
     tickMs: int('tick-ms', 25, 5, 1000),
     snapshotEverySlots: int('snapshot-every-slots', 4096, 2, 10_000_000),
     inflightSlotsMax: int('inflight-slots', 1, 1, 256),
+    pacingHoldMs: int('pacing-hold-ms', 3, 0, 100),
+    pacingMinWaiters: int('pacing-min-waiters', 8, 1, 1_000_000),
+    pacingTargetCommands: int('pacing-target-commands', 48, 2, 4096),
   };
 }
 

@@ -34,6 +34,7 @@ export class Replica {
   private readonly calls = new Map<number, ReplyHandler>();
   private nextToken = 1;
   private readonly processNextTurn = new NextTurn(() => this.process());
+  private pacingTimer: NodeJS.Timeout | undefined;
   private persistChain: Promise<void> = Promise.resolve();
   /** Persists handed to the asynchronous chain and not yet durable: a synchronous one must not overtake them. */
   private asyncPersists = 0;
@@ -90,6 +91,7 @@ export class Replica {
         },
         commandsPerSlotMax: 4096,
         snapshotEverySlots: config.snapshotEverySlots,
+        ...(config.pacingHoldMs > 0 ? { pacing: { minWaiters: config.pacingMinWaiters, targetCommands: config.pacingTargetCommands } } : {}),
         random: Math.random,
       },
       { hardState: recovered.hardState, snapshot: recovered.snapshot, entries: recovered.entries },
@@ -165,6 +167,16 @@ export class Replica {
 
   // ---- The Ready loop ----
 
+  /** Pacing: a held batch goes after pacingHoldMs at the latest (see PacingConfig). */
+  private armPacingRelease(): void {
+    if (this.pacingTimer) return;
+    this.pacingTimer = setTimeout(() => {
+      this.pacingTimer = undefined;
+      this.node.releaseHeldProposals();
+      this.scheduleProcess();
+    }, this.config.pacingHoldMs);
+  }
+
   private scheduleProcess(): void {
     if (!this.stopped) this.processNextTurn.request();
   }
@@ -175,6 +187,7 @@ export class Replica {
       const wasLeader = this.node.isReadyLeader;
       const ready = this.node.ready();
       const busy = this.carryOut(ready);
+      if (this.node.proposalsHeld) this.armPacingRelease();
       if (wasLeader !== this.node.isReadyLeader) for (const listener of this.leaderListeners) listener(this.node.isReadyLeader);
       if (!busy) return;
     }
@@ -272,6 +285,7 @@ export class Replica {
     if (this.stopped) return;
     this.stopped = true;
     if (this.ticker) clearInterval(this.ticker);
+    if (this.pacingTimer) clearTimeout(this.pacingTimer);
     for (const [token, handler] of this.calls) {
       handler({ token, kind: 'error', code: 'unavailable', message: 'replica shutting down; the outcome is unknown: retry with the same request id', leaderOrdinal: -1 });
     }

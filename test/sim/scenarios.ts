@@ -23,6 +23,10 @@ export function scenarioFor(name: string, seed: number): SimOptions {
       return { ...base, topology: { shards: 2, replicasPerShard: 3, itemsPerShard: 10, initialBalance: 10 }, crossShardRatio: 0.7, crashProbabilityPerTick: 0.003 };
     case 'hot-items':
       return { ...base, topology: { shards: 3, replicasPerShard: 3, itemsPerShard: 10, initialBalance: 5 }, crossShardRatio: 0.6, hotItems: 4, clients: 4 };
+    case 'paced':
+      // Cross-shard load with leader pacing on: held batches, releases at ticks, crashes and
+      // elections while a batch is held.
+      return { ...base, topology: { shards: 2, replicasPerShard: 3, itemsPerShard: 10, initialBalance: 10 }, crossShardRatio: 0.7, clients: 5, pacing: { minWaiters: 2, targetCommands: 4 } };
     case 'five-replicas':
       return { ...base, topology: { shards: 2, replicasPerShard: 5, itemsPerShard: 10, initialBalance: 10 }, crossShardRatio: 0.5 };
     case 'stormy':

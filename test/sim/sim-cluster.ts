@@ -17,7 +17,7 @@ import { Outcome } from '../../node/gen/shardbank/v1/bank.js';
 import type { PaxosMessage, TxMessage } from '../../node/gen/shardbank/v1/peer.js';
 import { PaxosMessage as PaxosCodec, TxMessage as TxCodec } from '../../node/gen/shardbank/v1/peer.js';
 import type { LogEntry, RecoveredAcceptorState, Snapshot, HardState } from '../../node/paxos/paxos-core.js';
-import { ShardNode, DEFAULT_TIMING, type ClientReply, type ShardReady } from '../../node/shard/shard-node.js';
+import { ShardNode, DEFAULT_TIMING, type ClientReply, type PacingConfig, type ShardReady } from '../../node/shard/shard-node.js';
 import { Prng } from './prng.js';
 
 export interface SimOptions {
@@ -33,6 +33,8 @@ export interface SimOptions {
   partitionProbabilityPerTick: number;
   crossShardRatio: number;
   hotItems: number;
+  /** Leader pacing; a held batch is released by the next tick (the simulator has no sub-tick timer). */
+  pacing?: PacingConfig;
 }
 
 export const TICK_MS = 25;
@@ -117,6 +119,8 @@ export interface SimResult {
   simulatedMs: number;
   slotsApplied: number;
   readsChecked: number;
+  /** Ready passes that ended with pacing holding a leader's queue. */
+  holds: number;
 }
 
 export class SimCluster {
@@ -137,6 +141,7 @@ export class SimCluster {
   private faultsOn = true;
   private crashes = 0;
   private elections = 0;
+  private holds = 0;
 
   constructor(readonly options: SimOptions) {
     this.rng = new Prng(options.seed);
@@ -164,6 +169,7 @@ export class SimCluster {
               timing: { ...DEFAULT_TIMING, txAbortTicks: 60, txInquiryTicks: 12 },
               commandsPerSlotMax: 16,
               snapshotEverySlots: 40,
+              ...(options.pacing ? { pacing: options.pacing } : {}),
               random: () => nodeRng.next(),
               onApply: (slot, value) => this.checkChosen(shard, ordinal, slot, value),
             },
@@ -237,7 +243,7 @@ export class SimCluster {
     }
     let slotsApplied = 0;
     for (const map of this.chosen) slotsApplied += map.size;
-    return { seed: this.options.seed, committed, insufficient, aborted, crashes: this.crashes, elections: this.elections, simulatedMs: this.nowMs, slotsApplied, readsChecked: this.readsChecked };
+    return { seed: this.options.seed, committed, insufficient, aborted, crashes: this.crashes, elections: this.elections, simulatedMs: this.nowMs, slotsApplied, readsChecked: this.readsChecked, holds: this.holds };
   }
 
   private heal(): void {
@@ -334,6 +340,7 @@ export class SimCluster {
       for (const message of ready.txMessages) this.sendTx(message);
       for (const reply of ready.replies) this.onReply(reply);
       for (const event of ready.events) if (event.type === 'became-leader') this.elections += 1;
+      if (replica.node.proposalsHeld) this.holds += 1;
       if (ready.persist) {
         const last = replica.unsynced[replica.unsynced.length - 1];
         const doneAtMs = Math.max(last?.doneAtMs ?? 0, this.nowMs + this.rng.int(1, 4));

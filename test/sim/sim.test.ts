@@ -1,15 +1,16 @@
-// Deterministic simulation in the default test run: 500 single-shard seeds and 800
-// multi-shard (cross-shard) seeds.
+// Deterministic simulation in the default test run: 500 single-shard seeds and 950
+// multi-shard (cross-shard) seeds, 150 of them with leader pacing.
 // Heavier runs: SHARDBANK_SIM_SEEDS=5000 npm test -- test/sim, or `npm run sim -- --seeds 20000`.
 import { describe, expect, it } from 'vitest';
 import { runSeed, scenarioFor } from './scenarios.js';
 
-const scale = Number(process.env.SHARDBANK_SIM_SEEDS ?? '0') / 1300 || 1;
+const scale = Number(process.env.SHARDBANK_SIM_SEEDS ?? '0') / 1450 || 1;
 const plan: [string, number][] = [
   ['single-shard', Math.round(500 * scale)],
   ['cross-shard', Math.round(500 * scale)],
   ['hot-items', Math.round(200 * scale)],
   ['five-replicas', Math.round(100 * scale)],
+  ['paced', Math.round(150 * scale)],
 ];
 
 describe('deterministic simulation', () => {
@@ -20,6 +21,7 @@ describe('deterministic simulation', () => {
       let crashes = 0;
       let elections = 0;
       let readsChecked = 0;
+      let holds = 0;
       for (let seed = 1; seed <= seeds; seed += 1) {
         try {
           const result = runSeed(scenarioFor(scenario, seed));
@@ -27,6 +29,7 @@ describe('deterministic simulation', () => {
           crashes += result.crashes;
           elections += result.elections;
           readsChecked += result.readsChecked;
+          holds += result.holds;
         } catch (error) {
           failures.push(`${String(error instanceof Error ? error.message : error)} (replay: npm run sim -- --scenario ${scenario} --seed ${seed})`);
         }
@@ -37,6 +40,9 @@ describe('deterministic simulation', () => {
       expect(crashes).toBeGreaterThan(seeds / 4);
       expect(elections).toBeGreaterThan(seeds);
       expect(readsChecked).toBeGreaterThan(seeds);
+      // Pacing must really hold batches in its scenario, and never elsewhere.
+      if (scenarioFor(scenario, 1).pacing) expect(holds).toBeGreaterThan(seeds);
+      else expect(holds).toBe(0);
     }, 600_000);
   }
 });
