@@ -312,7 +312,8 @@ export class ShardNode {
 
   /** True when ready() would hand out something or has proposals to flush. */
   hasQueuedWork(): boolean {
-    return this.queue.length > 0 && this.core.canPropose && !this.held;
+    // A held queue counts again once commands applied since then have filled it.
+    return this.queue.length > 0 && this.core.canPropose && !(this.held && this.shouldHold());
   }
 
   /** Pacing holds the queue: the driver should call releaseHeldProposals() soon. */
