@@ -181,7 +181,7 @@ export class ShardNode {
   tick(): void {
     this.ticks += 1;
     // A held batch never waits longer than a tick, whatever the driver does.
-    if (this.held) this.holdReleased = true;
+    this.releaseHeldProposals();
     this.core.tick();
     if (!this.core.isReadyLeader) return;
     if (this.pendingAcks.length > 0 && this.queue.length === 0) this.queueAcks();
