@@ -36,6 +36,14 @@ export interface PaxosConfig {
   /** Limits on everything: slots in flight, entries per message, catch-up batch. */
   inflightSlotsMax: number;
   entriesPerMessageMax: number;
+  /**
+   * Thrifty Accepts: a leader sends each new slot at once only to the followers it needs for
+   * a majority (one, of three replicas); the others get the slots gathered since the last tick
+   * in one Accept per tick. Each slot then costs one follower wake-up, write and reply instead
+   * of two, and the other follower one per tick. A slow or silent quick follower is replaced
+   * by whichever follower's vote chooses a slot first, so the fallback costs at most a tick.
+   */
+  thriftyAccepts?: boolean;
   /** Deterministic randomness (seeded in simulation). Returns [0, 1). */
   random: () => number;
 }
@@ -147,6 +155,11 @@ export class PaxosCore {
   private nextSlot = 1;
   private readonly inflight = new Map<number, InflightSlot>();
   private readonly followers = new Map<number, FollowerProgress>();
+  /** Followers that get each new slot at once (thrifty Accepts); the others get it at the tick. */
+  private quickFollowers: number[] = [];
+  /** Slots proposed since the last tick, per follower not in quickFollowers. */
+  private readonly deferredAccepts = new Map<number, SlotValue[]>();
+  private quickFollowerChangesValue = 0;
   private readyIndex = Number.POSITIVE_INFINITY;
   private readSeq = 0;
   private readonly pendingReads: PendingRead[] = [];
@@ -231,6 +244,10 @@ export class PaxosCore {
   /** A leader serves requests only once it has applied the prefix it recovered in phase 1. */
   get isReadyLeader(): boolean {
     return this.roleValue === 'leader' && this.appliedIndexValue >= this.readyIndex;
+  }
+  /** How often a deferred follower replaced a silent quick one (thrifty Accepts' fallback). */
+  get quickFollowerChanges(): number {
+    return this.quickFollowerChangesValue;
   }
   get inflightSlotCount(): number {
     return this.inflight.size;
@@ -564,6 +581,7 @@ export class PaxosCore {
     }
     this.commitAnnouncedLast = this.commitIndexValue;
     this.commitAnnouncedBefore = this.commitIndexValue;
+    this.chooseQuickFollowers();
     this.nextSlot = maxSlot + 1;
     for (let slot = fromSlot; slot <= maxSlot; slot += 1) {
       this.proposeAt(slot, best.get(slot)?.value ?? NOOP_VALUE);
@@ -595,7 +613,42 @@ export class PaxosCore {
     if (this.pendingAccepts.length === 0) return;
     const entries = this.pendingAccepts;
     this.pendingAccepts = [];
-    for (const peer of this.followers.keys()) this.sendAccept(peer, entries, 0);
+    for (const peer of this.followers.keys()) {
+      if (!this.config.thriftyAccepts || this.quickFollowers.includes(peer)) {
+        this.sendAccept(peer, entries, 0);
+        continue;
+      }
+      const deferred = this.deferredAccepts.get(peer);
+      if (deferred === undefined) this.deferredAccepts.set(peer, entries.slice());
+      else for (const entry of entries) deferred.push(entry);
+      if ((deferred?.length ?? entries.length) >= this.config.entriesPerMessageMax) this.flushDeferredAccepts(peer);
+    }
+  }
+
+  private flushDeferredAccepts(peer: number): void {
+    const deferred = this.deferredAccepts.get(peer);
+    if (deferred === undefined || deferred.length === 0) return;
+    this.deferredAccepts.delete(peer);
+    this.sendAccept(peer, deferred, 0);
+  }
+
+  /** Thrifty Accepts: the first majority-1 followers after us, in ordinal order, start as quick. */
+  private chooseQuickFollowers(): void {
+    this.quickFollowers = [];
+    this.deferredAccepts.clear();
+    const n = this.config.replicaCount;
+    for (let step = 1; step < n && this.quickFollowers.length < this.majority - 1; step += 1) {
+      this.quickFollowers.push((this.config.ordinal + step) % n);
+    }
+  }
+
+  /** A deferred follower's vote chose a slot before the quick ones answered: it becomes quick. */
+  private promoteQuickFollower(from: number, entry: InflightSlot): void {
+    if (!this.config.thriftyAccepts || this.quickFollowers.includes(from)) return;
+    const silent = this.quickFollowers.findIndex((peer) => !entry.votes.has(peer));
+    if (silent === -1) return;
+    this.quickFollowers[silent] = from;
+    this.quickFollowerChangesValue += 1;
   }
 
   private sendAccept(peer: number, entries: SlotValue[], readSeq: number): void {
@@ -617,7 +670,10 @@ export class PaxosCore {
       const entry = this.inflight.get(slot);
       if (!entry) continue;
       entry.votes.add(from);
-      if (entry.votes.size >= this.majority) this.markChosen(slot);
+      if (entry.votes.size >= this.majority) {
+        this.promoteQuickFollower(from, entry);
+        this.markChosen(slot);
+      }
     }
     // A follower that knows a slot is chosen tells us so through its commit index; the value
     // it knows is necessarily ours (Paxos), so the slot is chosen for us too.
@@ -670,6 +726,8 @@ export class PaxosCore {
   }
 
   private tickLeader(): void {
+    this.flushAccepts();
+    for (const peer of [...this.deferredAccepts.keys()]) this.flushDeferredAccepts(peer);
     this.heartbeatElapsed += 1;
     if (this.heartbeatElapsed >= this.config.heartbeatTicks) {
       this.heartbeatElapsed = 0;
@@ -771,6 +829,8 @@ export class PaxosCore {
     this.chosenSlots.clear();
     this.followers.clear();
     this.pendingAccepts = [];
+    this.quickFollowers = [];
+    this.deferredAccepts.clear();
     this.readyIndex = Number.POSITIVE_INFINITY;
     for (const read of this.pendingReads) this.events.push({ type: 'read-failed', id: read.id });
     this.pendingReads.length = 0;

@@ -29,6 +29,7 @@ export interface ReplicaConfig {
   snapshotEverySlots: number;
   /** Slots a leader keeps in flight; while they are full, new commands batch into the next slot. */
   inflightSlotsMax: number;
+  thriftyAccepts: boolean;
 }
 
 export class ConfigError extends Error {
@@ -56,6 +57,7 @@ const OPTIONS = {
   'log-level': { type: 'string' },
   'unsafe-no-fsync': { type: 'boolean' },
   'tick-ms': { type: 'string' },
+  'thrifty-accepts': { type: 'string' },
   'pacing-hold-ms': { type: 'string' },
   'pacing-min-waiters': { type: 'string' },
   'pacing-target-commands': { type: 'string' },
@@ -131,6 +133,7 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
     tickMs: int('tick-ms', 25, 5, 1000),
     snapshotEverySlots: int('snapshot-every-slots', 4096, 2, 10_000_000),
     inflightSlotsMax: int('inflight-slots', 1, 1, 256),
+    thriftyAccepts: int('thrifty-accepts', 1, 0, 1) === 1,
     pacingHoldMs: int('pacing-hold-ms', 3, 0, 100),
     pacingMinWaiters: int('pacing-min-waiters', 8, 1, 1_000_000),
     pacingTargetCommands: int('pacing-target-commands', 48, 2, 4096),

@@ -79,6 +79,7 @@ export class Replica {
           retransmitTicks: Math.max(2, Math.round(500 / config.tickMs)),
           inflightSlotsMax: config.inflightSlotsMax,
           entriesPerMessageMax: 256,
+          thriftyAccepts: config.thriftyAccepts,
         },
         timing: {
           ...DEFAULT_TIMING,

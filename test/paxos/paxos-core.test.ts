@@ -20,11 +20,12 @@ const base: Omit<PaxosConfig, 'ordinal' | 'random'> = {
 class Harness {
   readonly cores: PaxosCore[];
   readonly inbox: PaxosMessage[] = [];
-  readonly applied: Map<number, string>[] = [new Map(), new Map(), new Map()];
+  readonly applied: Map<number, string>[];
   readonly down = new Set<number>();
 
-  constructor(randoms: number[] = [0.0, 0.5, 0.9]) {
-    this.cores = [0, 1, 2].map((ordinal) => new PaxosCore({ ...base, ordinal, random: () => randoms[ordinal]! }));
+  constructor(randoms: number[] = [0.0, 0.5, 0.9], overrides: Partial<PaxosConfig> = {}) {
+    this.cores = randoms.map((random, ordinal) => new PaxosCore({ ...base, replicaCount: randoms.length, ...overrides, ordinal, random: () => random }));
+    this.applied = randoms.map(() => new Map());
   }
 
   /** Carries out each core's Ready: persists at once, queues messages, records applied values. */
@@ -189,5 +190,78 @@ describe('Multi-Paxos core', () => {
     h.tick(15);
     expect(h.cores[2]!.snapshotIndex).toBe(leader.snapshotIndex);
     expect(h.cores[2]!.commitIndex).toBeGreaterThanOrEqual(leader.snapshotIndex);
+  });
+});
+
+describe('thrifty Accepts', () => {
+  const thrifty = { thriftyAccepts: true };
+  /** Proposes `text` on the leader and returns its Ready's Accepts that carry entries, by recipient. */
+  const proposeAndCollect = (h: Harness, leader: PaxosCore, text: string): number[] => {
+    leader.propose(Buffer.from(text));
+    const ready = leader.ready();
+    if (ready.persist) leader.persisted(ready.persist.id);
+    h.inbox.push(...ready.messages);
+    return ready.messages
+      .filter((m) => m.body?.$case === 'accept' && m.body.accept.entries.length > 0)
+      .map((m) => m.to)
+      .sort();
+  };
+  const appliedValues = (h: Harness, ordinal: number) => [...h.applied[ordinal]!.values()].filter((v) => v !== '');
+
+  it('sends a new slot at once only to the follower a majority needs; the other gets it at the next tick', () => {
+    const h = new Harness([0.0, 0.5, 0.9], thrifty);
+    h.tick(25);
+    const leader = h.leader()!;
+    expect(leader.ordinal).toBe(0);
+    expect(proposeAndCollect(h, leader, 'a')).toEqual([1]);
+    h.pump();
+    // Chosen by the leader and replica 1 alone; replica 2 has not even seen it.
+    expect(appliedValues(h, 0)).toEqual(['a']);
+    expect(h.cores[2]!.lastSlot).toBeLessThan(leader.lastSlot);
+    h.tick(1);
+    expect(h.cores[2]!.lastSlot).toBe(leader.lastSlot);
+    h.tick(4);
+    expect(appliedValues(h, 2)).toEqual(['a']);
+    expect(appliedValues(h, 1)).toEqual(['a']);
+    expect(leader.quickFollowerChanges).toBe(0);
+  });
+
+  it('a silent quick follower is replaced by the deferred follower whose vote chose the slot', () => {
+    const h = new Harness([0.0, 0.5, 0.9], thrifty);
+    h.tick(25);
+    const leader = h.leader()!;
+    h.down.add(1);
+    expect(proposeAndCollect(h, leader, 'x')).toEqual([1]);
+    h.pump();
+    expect(appliedValues(h, 0)).toEqual([]);
+    // At the tick the deferred follower receives the slot; its vote makes the majority.
+    h.tick(1);
+    expect(appliedValues(h, 0)).toEqual(['x']);
+    expect(leader.quickFollowerChanges).toBe(1);
+    // From now on new slots go at once to replica 2, and are chosen without waiting for a tick.
+    expect(proposeAndCollect(h, leader, 'y')).toEqual([2]);
+    h.pump();
+    expect(appliedValues(h, 0)).toEqual(['x', 'y']);
+    // The replaced follower catches up once it is back.
+    h.down.delete(1);
+    h.tick(12);
+    expect(appliedValues(h, 1)).toEqual(['x', 'y']);
+  });
+
+  it('with five replicas, two quick followers make the majority', () => {
+    const h = new Harness([0.0, 0.5, 0.6, 0.7, 0.9], thrifty);
+    h.tick(25);
+    const leader = h.leader()!;
+    expect(proposeAndCollect(h, leader, 'five').length).toBe(2);
+    h.pump();
+    expect(appliedValues(h, leader.ordinal)).toEqual(['five']);
+    h.tick(5);
+    for (let ordinal = 0; ordinal < 5; ordinal += 1) expect(appliedValues(h, ordinal)).toEqual(['five']);
+  });
+
+  it('without thrifty Accepts every follower gets every new slot at once', () => {
+    const h = new Harness();
+    h.tick(25);
+    expect(proposeAndCollect(h, h.leader()!, 'all')).toEqual([1, 2]);
   });
 });

@@ -27,6 +27,9 @@ export function scenarioFor(name: string, seed: number): SimOptions {
       // Cross-shard load with leader pacing on: held batches, releases at ticks, crashes and
       // elections while a batch is held.
       return { ...base, topology: { shards: 2, replicasPerShard: 3, itemsPerShard: 10, initialBalance: 10 }, crossShardRatio: 0.7, clients: 5, pacing: { minWaiters: 2, targetCommands: 4 } };
+    case 'eager-accepts':
+      // Every new slot to every follower at once, as before thrifty Accepts (still a supported setting).
+      return { ...base, topology: { shards: 2, replicasPerShard: 3, itemsPerShard: 10, initialBalance: 10 }, crossShardRatio: 0.7, eagerAccepts: true };
     case 'five-replicas':
       return { ...base, topology: { shards: 2, replicasPerShard: 5, itemsPerShard: 10, initialBalance: 10 }, crossShardRatio: 0.5 };
     case 'stormy':

@@ -35,6 +35,8 @@ export interface SimOptions {
   hotItems: number;
   /** Leader pacing; a held batch is released by the next tick (the simulator has no sub-tick timer). */
   pacing?: PacingConfig;
+  /** Every new slot to every follower at once (production sends thrifty Accepts: see PaxosConfig). */
+  eagerAccepts?: boolean;
 }
 
 export const TICK_MS = 25;
@@ -76,7 +78,11 @@ class SimReplica {
     this.node = makeNode(undefined);
   }
 
+  /** quickFollowerChanges of the nodes this replica ran before its last restart. */
+  quickFollowerChangesBefore = 0;
+
   crash(): void {
+    this.quickFollowerChangesBefore += this.node.core.quickFollowerChanges;
     this.up = false;
     this.unsynced = [];
   }
@@ -121,6 +127,8 @@ export interface SimResult {
   readsChecked: number;
   /** Ready passes that ended with pacing holding a leader's queue. */
   holds: number;
+  /** Times a leader replaced a silent quick follower (thrifty Accepts' fallback). */
+  quickFollowerChanges: number;
 }
 
 export class SimCluster {
@@ -165,6 +173,7 @@ export class SimCluster {
                 retransmitTicks: 4,
                 inflightSlotsMax: 8,
                 entriesPerMessageMax: 64,
+                thriftyAccepts: !options.eagerAccepts,
               },
               timing: { ...DEFAULT_TIMING, txAbortTicks: 60, txInquiryTicks: 12 },
               commandsPerSlotMax: 16,
@@ -243,7 +252,9 @@ export class SimCluster {
     }
     let slotsApplied = 0;
     for (const map of this.chosen) slotsApplied += map.size;
-    return { seed: this.options.seed, committed, insufficient, aborted, crashes: this.crashes, elections: this.elections, simulatedMs: this.nowMs, slotsApplied, readsChecked: this.readsChecked, holds: this.holds };
+    let quickFollowerChanges = 0;
+    for (const group of this.replicas) for (const replica of group) quickFollowerChanges += replica.quickFollowerChangesBefore + replica.node.core.quickFollowerChanges;
+    return { seed: this.options.seed, committed, insufficient, aborted, crashes: this.crashes, elections: this.elections, simulatedMs: this.nowMs, slotsApplied, readsChecked: this.readsChecked, holds: this.holds, quickFollowerChanges };
   }
 
   private heal(): void {
