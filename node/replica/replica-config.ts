@@ -134,7 +134,7 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
     snapshotEverySlots: int('snapshot-every-slots', 4096, 2, 10_000_000),
     inflightSlotsMax: int('inflight-slots', 1, 1, 256),
     thriftyAccepts: int('thrifty-accepts', 1, 0, 1) === 1,
-    pacingHoldMs: int('pacing-hold-ms', 3, 0, 100),
+    pacingHoldMs: int('pacing-hold-ms', 0, 0, 100),
     pacingMinWaiters: int('pacing-min-waiters', 8, 1, 1_000_000),
     pacingTargetCommands: int('pacing-target-commands', 48, 2, 4096),
   };
