@@ -30,6 +30,7 @@ export interface ReplicaConfig {
   /** Slots a leader keeps in flight; while they are full, new commands batch into the next slot. */
   inflightSlotsMax: number;
   thriftyAccepts: boolean;
+  preallocateSegments: boolean;
 }
 
 export class ConfigError extends Error {
@@ -58,6 +59,7 @@ const OPTIONS = {
   'unsafe-no-fsync': { type: 'boolean' },
   'tick-ms': { type: 'string' },
   'thrifty-accepts': { type: 'string' },
+  'preallocate-segments': { type: 'string' },
   'pacing-hold-ms': { type: 'string' },
   'pacing-min-waiters': { type: 'string' },
   'pacing-target-commands': { type: 'string' },
@@ -134,6 +136,7 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
     snapshotEverySlots: int('snapshot-every-slots', 4096, 2, 10_000_000),
     inflightSlotsMax: int('inflight-slots', 1, 1, 256),
     thriftyAccepts: int('thrifty-accepts', 1, 0, 1) === 1,
+    preallocateSegments: int('preallocate-segments', 1, 0, 1) === 1,
     pacingHoldMs: int('pacing-hold-ms', 0, 0, 100),
     pacingMinWaiters: int('pacing-min-waiters', 8, 1, 1_000_000),
     pacingTargetCommands: int('pacing-target-commands', 48, 2, 4096),

@@ -61,8 +61,14 @@ export class Replica {
     await checkTopology(config);
     const incarnation = await loadIncarnation(config);
     // 16 MiB segments: the oldest is deleted as soon as a snapshot covers it, so a replica's
-    // log stays within a few segments whatever the load.
-    const { log, recovered } = await openDurableLog(path.join(config.dataDir, 'log'), { noSync: config.unsafeNoFsync, segmentBytesMax: LOG_SEGMENT_BYTES });
+    // log stays within a few segments whatever the load. Preallocated (zero-filled, the next
+    // one in the background): a durable write then overwrites allocated blocks instead of
+    // growing the file, measured 5-7% more transfers/s at 64 clients (docs/PERFORMANCE.md).
+    const { log, recovered } = await openDurableLog(path.join(config.dataDir, 'log'), {
+      noSync: config.unsafeNoFsync,
+      segmentBytesMax: LOG_SEGMENT_BYTES,
+      preallocateSegments: config.preallocateSegments,
+    });
     if (recovered.tornTailBytes > 0) logger.warn({ bytes: recovered.tornTailBytes }, 'discarded a torn, never-acknowledged tail of the log');
     const node = new ShardNode(
       {

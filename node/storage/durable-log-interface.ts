@@ -70,4 +70,10 @@ export interface DurableLogOptions {
   segmentBytesMax?: number;
   /** Skips fsync and fdatasync. For tests and development only: nothing is durable. */
   noSync?: boolean;
+  /**
+   * Writes every segment into a file zero-filled to segmentBytesMax in advance (the next one
+   * is prepared in the background), so a durable write overwrites allocated blocks instead of
+   * growing the file: no block allocation and no inode update per write (default false).
+   */
+  preallocateSegments?: boolean;
 }

@@ -6,7 +6,7 @@
 // the latest hard state, so deleting older segments after a snapshot never loses the promised
 // ballot.
 import { constants as fsConstants } from 'node:fs';
-import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { assert } from '../util/assert.js';
@@ -21,7 +21,7 @@ import type {
   StoredSnapshot,
 } from './durable-log-interface.js';
 import { fsyncDirectory, writeAll, writeAllNow } from './file-io.js';
-import { recoverDirectory, segmentFileName, type SegmentInfo } from './log-recovery.js';
+import { preparedSegmentFileName, recoverDirectory, segmentFileName, type SegmentInfo } from './log-recovery.js';
 import { encodeEntry, encodeHardState, encodeSegmentHeader, sealBatch } from './record-codec.js';
 import { snapshotBytesMax, writeSnapshotFile } from './snapshot-file.js';
 import { DurableLogFailedError } from './storage-errors.js';
@@ -47,9 +47,55 @@ interface SyncWaiter {
 interface ActiveSegment {
   segmentSeq: number;
   handle: FileHandle;
+  /** Bytes of records written; the next write goes at this offset. */
   bytes: number;
   /** Batches written besides the prelude; a segment without any never rolls over. */
   payloadBatches: number;
+  /** Bytes of records in the previous segment, for this segment's header. */
+  previousSegmentBytes: number;
+}
+
+/** The next segment, being zero-filled in the background (preallocateSegments). */
+interface PreparedSegment {
+  segmentSeq: number;
+  done: Promise<void>;
+}
+
+const zeroChunkBytes = 1024 * 1024;
+
+/**
+ * Creates segment `segmentSeq` for its first write: a new empty file, or (preallocateBytes >
+ * 0) the zero-filled file prepared for it, renamed into place. Its name is durable only after
+ * the directory fsync that follows the first batch written into it.
+ */
+async function createSegmentFile(
+  directory: string,
+  segmentSeq: number,
+  preallocateBytes: number,
+  noSync: boolean,
+  prepared: Promise<void> | undefined,
+): Promise<FileHandle> {
+  const path = join(directory, segmentFileName(segmentSeq));
+  if (preallocateBytes === 0) return open(path, segmentOpenFlags(true, noSync));
+  await (prepared ?? prepareSegmentFile(directory, segmentSeq, preallocateBytes, noSync));
+  await rename(join(directory, preparedSegmentFileName(segmentSeq)), path);
+  return open(path, segmentOpenFlags(false, noSync));
+}
+
+/**
+ * Creates `log-<seq>.seg.tmp` filled with zeros up to `bytes` and makes it durable; rolling
+ * over renames it into place. Real zeros, not fallocate: an fallocated extent is "unwritten"
+ * and its first write still changes metadata, which is the cost this avoids.
+ */
+async function prepareSegmentFile(directory: string, segmentSeq: number, bytes: number, noSync: boolean): Promise<void> {
+  const handle = await open(join(directory, preparedSegmentFileName(segmentSeq)), fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC);
+  try {
+    const zeros = Buffer.alloc(Math.min(zeroChunkBytes, bytes));
+    for (let at = 0; at < bytes; at += zeros.length) await writeAll(handle, zeros.subarray(0, Math.min(zeros.length, bytes - at)), at);
+    if (!noSync) await handle.datasync();
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Records a new active segment must start with before anything else. */
@@ -59,11 +105,12 @@ interface PreludeNeeded {
 }
 
 /**
- * Append-only (and, for a new segment, refuse to reuse an existing file); O_DSYNC unless
- * durability is switched off for tests.
+ * Positional writes at the end of the records (a preallocated file is longer than that); a
+ * new segment refuses to reuse an existing file; O_DSYNC unless durability is switched off
+ * for tests.
  */
 function segmentOpenFlags(isNewFile: boolean, noSync: boolean): number {
-  const base = fsConstants.O_WRONLY | fsConstants.O_APPEND | (isNewFile ? fsConstants.O_CREAT | fsConstants.O_EXCL : 0);
+  const base = fsConstants.O_WRONLY | (isNewFile ? fsConstants.O_CREAT | fsConstants.O_EXCL : 0);
   return noSync ? base : base | fsConstants.O_DSYNC;
 }
 
@@ -104,12 +151,14 @@ class SegmentedDurableLog implements DurableLog {
   private snapshotIndex: number | undefined;
   private snapshotFile: string | undefined;
   private snapshotQueue: Promise<void> = Promise.resolve();
+  private prepared: PreparedSegment | undefined;
   private readonly counters = { syncs: 0, recordsWritten: 0, bytesWritten: 0, entriesPerSyncMax: 0 };
 
   constructor(
     private readonly directory: string,
     private readonly segmentBytesMax: number,
     private readonly noSync: boolean,
+    private readonly preallocate: boolean,
     private active: ActiveSegment,
     private readonly segments: SegmentInfo[],
     recovered: RecoveredState,
@@ -201,7 +250,7 @@ class SegmentedDurableLog implements DurableLog {
     // Segments are opened with O_DSYNC: a write returns once its data (and the file size) is
     // on stable storage, the guarantee of write + fdatasync in one system call and one trip
     // through the thread pool, which matters on a loaded machine.
-    await writeAll(this.active.handle, batch.bytes);
+    await writeAll(this.active.handle, batch.bytes, this.active.bytes);
     // A new segment file is only durable once its directory entry is.
     if (batch.startsSegment && !this.noSync) await fsyncDirectory(this.directory);
     this.batchWritten(batch);
@@ -221,7 +270,7 @@ class SegmentedDurableLog implements DurableLog {
     if (this.queueOverflowsSegment()) return false;
     const batch = this.takeBatch();
     try {
-      writeAllNow(this.active.handle.fd, batch.bytes);
+      writeAllNow(this.active.handle.fd, batch.bytes, this.active.bytes);
     } catch (error) {
       throw this.fail('sync', error);
     }
@@ -271,7 +320,7 @@ class SegmentedDurableLog implements DurableLog {
   private takePrelude(): { frames: Buffer[]; startsSegment: boolean } {
     const frames: Buffer[] = [];
     const startsSegment = this.preludeNeeded.header;
-    if (this.preludeNeeded.header) frames.push(encodeSegmentHeader(this.active.segmentSeq));
+    if (this.preludeNeeded.header) frames.push(encodeSegmentHeader(this.active.segmentSeq, this.active.previousSegmentBytes));
     if (this.preludeNeeded.hardState && this.writtenHardState !== undefined) frames.push(encodeHardState(this.writtenHardState));
     assert(this.active.bytes > 0 || startsSegment, 'an empty segment must start with its header');
     this.preludeNeeded = { header: false, hardState: false };
@@ -281,13 +330,38 @@ class SegmentedDurableLog implements DurableLog {
   /** Only called between batches, so the old segment is complete and durable. */
   private async rollSegment(): Promise<void> {
     const segmentSeq = this.active.segmentSeq + 1;
-    // 'ax': append-only, and refuse to reuse a file that should not exist.
-    const handle = await open(join(this.directory, segmentFileName(segmentSeq)), segmentOpenFlags(true, this.noSync));
+    const handle = await this.openNewSegment(segmentSeq);
     const previous = this.active.handle;
-    this.active = { segmentSeq, handle, bytes: 0, payloadBatches: 0 };
+    this.active = { segmentSeq, handle, bytes: 0, payloadBatches: 0, previousSegmentBytes: this.active.bytes };
     this.segments.push({ segmentSeq, slotMax: -1 });
     this.preludeNeeded = { header: true, hardState: true };
     await previous.close();
+    this.prepareNextSegment();
+  }
+
+  /**
+   * Opens segment `segmentSeq` for its first write: the zero-filled file prepared for it
+   * (renamed into place) or a new empty one. Either way its name is durable only after the
+   * directory fsync that follows the first batch written into it.
+   */
+  private async openNewSegment(segmentSeq: number): Promise<FileHandle> {
+    const prepared = this.prepared;
+    this.prepared = undefined;
+    if (prepared !== undefined && prepared.segmentSeq !== segmentSeq) await prepared.done.catch(() => undefined);
+    const preparedDone = prepared?.segmentSeq === segmentSeq ? prepared.done : undefined;
+    return createSegmentFile(this.directory, segmentSeq, this.preallocate ? this.segmentBytesMax : 0, this.noSync, preparedDone);
+  }
+
+  /** Zero-fills the segment after the active one in the background (preallocateSegments). */
+  prepareNextSegment(): void {
+    if (this.failure !== undefined) return;
+    if (!this.preallocate || this.closed) return;
+    const segmentSeq = this.active.segmentSeq + 1;
+    if (this.prepared?.segmentSeq === segmentSeq) return;
+    const done = prepareSegmentFile(this.directory, segmentSeq, this.segmentBytesMax, this.noSync);
+    // A failure surfaces when the roll-over awaits it (and fails the log there), not here.
+    done.catch(() => undefined);
+    this.prepared = { segmentSeq, done };
   }
 
   /** Writes the prelude a recovered log still needs (a segment header, the hard state) before first use. */
@@ -355,6 +429,7 @@ class SegmentedDurableLog implements DurableLog {
         await this.snapshotQueue;
       }
     } finally {
+      await this.prepared?.done.catch(() => undefined);
       await this.active.handle.close();
     }
   }
@@ -376,6 +451,7 @@ export async function openDurableLog(
 ): Promise<{ log: DurableLog; recovered: RecoveredState }> {
   const segmentBytesMax = options.segmentBytesMax ?? segmentBytesMaxDefault;
   const noSync = options.noSync ?? false;
+  const preallocate = options.preallocateSegments ?? false;
   assert(
     Number.isSafeInteger(segmentBytesMax) && segmentBytesMax >= segmentBytesMin && segmentBytesMax <= segmentBytesLimit,
     `segmentBytesMax ${segmentBytesMax} must be between ${segmentBytesMin} and ${segmentBytesLimit}`,
@@ -384,17 +460,20 @@ export async function openDurableLog(
   const segments = layout.segments.length > 0 ? layout.segments : [{ segmentSeq: 1, slotMax: -1 }];
   const segmentSeq = segments.at(-1)!.segmentSeq;
   const isNewFile = layout.segments.length === 0;
-  const handle = await open(join(dir, segmentFileName(segmentSeq)), segmentOpenFlags(isNewFile, noSync));
+  const handle = isNewFile
+    ? await createSegmentFile(dir, segmentSeq, preallocate ? segmentBytesMax : 0, noSync, undefined)
+    : await open(join(dir, segmentFileName(segmentSeq)), segmentOpenFlags(false, noSync));
   const bytes = layout.lastSegmentBytes;
-  const active: ActiveSegment = { segmentSeq, handle, bytes, payloadBatches: bytes > 0 ? 1 : 0 };
+  const active: ActiveSegment = { segmentSeq, handle, bytes, payloadBatches: bytes > 0 ? 1 : 0, previousSegmentBytes: layout.previousSegmentBytes };
   const hasHardState = layout.recovered.hardState !== undefined;
   const preludeNeeded = { header: bytes === 0, hardState: hasHardState && !layout.lastSegmentHasHardState };
-  const log = new SegmentedDurableLog(dir, segmentBytesMax, noSync, active, segments, layout.recovered, preludeNeeded, layout.snapshotFile);
+  const log = new SegmentedDurableLog(dir, segmentBytesMax, noSync, preallocate, active, segments, layout.recovered, preludeNeeded, layout.snapshotFile);
   try {
     await log.writePendingPrelude();
   } catch (error) {
     await handle.close();
     throw error;
   }
+  log.prepareNextSegment();
   return { log, recovered: layout.recovered };
 }

@@ -12,6 +12,12 @@ import { isSnapshotTempFileName, parseSnapshotFileName, readSnapshotFile } from 
 import { CorruptLogError } from './storage-errors.js';
 
 const segmentNamePattern = /^log-(\d{6,})\.seg$/;
+/** A segment being zero-filled in advance; renamed to its segment name when it is needed. */
+const preparedSegmentPattern = /^log-(\d{6,})\.seg\.tmp$/;
+
+export function preparedSegmentFileName(segmentSeq: number): string {
+  return `${segmentFileName(segmentSeq)}.tmp`;
+}
 
 export function segmentFileName(segmentSeq: number): string {
   assert(Number.isSafeInteger(segmentSeq) && segmentSeq >= 1, `segment sequence ${segmentSeq} must be >= 1`);
@@ -37,6 +43,8 @@ export interface RecoveredLayout {
   /** Every segment file, oldest first; the last one is where appends continue. Empty for a new directory. */
   segments: SegmentInfo[];
   lastSegmentBytes: number;
+  /** Bytes of records in the segment before the last (0 if none): its header records it. */
+  previousSegmentBytes: number;
   lastSegmentHasHardState: boolean;
   snapshotFile: string | undefined;
 }
@@ -46,7 +54,8 @@ export async function recoverDirectory(directory: string, noSync: boolean): Prom
   // A directory created here is only durable once its own parent's entry for it is.
   if (firstCreated !== undefined && !noSync) await fsyncDirectory(dirname(firstCreated));
   const names = await readdir(directory);
-  await removeLeftovers(directory, names.filter(isSnapshotTempFileName), noSync);
+  // A zero-filled segment prepared in advance may be incomplete; a new one is made when needed.
+  await removeLeftovers(directory, names.filter((name) => isSnapshotTempFileName(name) || preparedSegmentPattern.test(name)), noSync);
   const { snapshot, snapshotFile } = await recoverSnapshot(directory, names, noSync);
   const segmentSeqs = listSegments(directory, names);
   if (segmentSeqs.length === 0 && snapshot !== undefined) {
@@ -57,6 +66,8 @@ export async function recoverDirectory(directory: string, noSync: boolean): Prom
   let hardState: HardState | undefined;
   let lastSegmentHasHardState = false;
   let lastSegmentBytes = 0;
+  let previousSegmentBytes = 0;
+  let previousZeroTailBytes = 0;
   let tornTailBytes = 0;
   const segments: SegmentInfo[] = [];
   for (const [position, segmentSeq] of segmentSeqs.entries()) {
@@ -66,6 +77,9 @@ export async function recoverDirectory(directory: string, noSync: boolean): Prom
     const info: SegmentInfo = { segmentSeq, slotMax: -1 };
     let segmentHasHardState = false;
     const sink = (record: DecodedRecord): void => {
+      if (record.type === RecordType.segmentHeader && position > 0) {
+        checkPreviousSegmentEnd(fileName, segmentFileName(segmentSeqs[position - 1]!), record, lastSegmentBytes, previousZeroTailBytes);
+      }
       if (record.type === RecordType.hardState) {
         hardState = record.hardState;
         segmentHasHardState = true;
@@ -76,17 +90,46 @@ export async function recoverDirectory(directory: string, noSync: boolean): Prom
       }
     };
     const scan = scanSegment(bytes, { fileName, segmentSeq, isLastSegment }, sink);
-    assert(scan.validBytes + scan.tornTailBytes === bytes.length, `${fileName}: scan does not account for every byte`);
+    assert(scan.validBytes + scan.tornTailBytes + scan.zeroTailBytes === bytes.length, `${fileName}: scan does not account for every byte`);
     if (scan.tornTailBytes > 0) await truncateTornTail(join(directory, fileName), scan.validBytes, noSync);
     segments.push(info);
     tornTailBytes = scan.tornTailBytes;
+    previousSegmentBytes = position > 0 ? lastSegmentBytes : 0;
     lastSegmentBytes = scan.validBytes;
+    previousZeroTailBytes = scan.zeroTailBytes;
     lastSegmentHasHardState = segmentHasHardState;
   }
   const entries = [...latestBySlot.values()].sort((left, right) => left.slot - right.slot);
   assert(entries.every((entry) => entry.slot > snapshotIndex), 'recovered an entry at or below the snapshot index');
   const recovered: RecoveredState = { hardState, snapshot, entries, tornTailBytes };
-  return { recovered, segments, lastSegmentBytes, lastSegmentHasHardState, snapshotFile };
+  return { recovered, segments, lastSegmentBytes, previousSegmentBytes, lastSegmentHasHardState, snapshotFile };
+}
+
+/**
+ * A segment's header records how many bytes of records the previous segment holds (version
+ * 2). A preallocated segment ends in zeros, so this is what proves that no acknowledged record
+ * at its end was lost; a version 1 header (append-only files) allows no zero tail at all.
+ */
+function checkPreviousSegmentEnd(
+  fileName: string,
+  previousFileName: string,
+  header: Extract<DecodedRecord, { type: typeof RecordType.segmentHeader }>,
+  previousValidBytes: number,
+  previousZeroTailBytes: number,
+): void {
+  if (header.previousSegmentBytes === undefined) {
+    if (previousZeroTailBytes > 0) {
+      throw new CorruptLogError(previousFileName, previousValidBytes, `zero bytes after the records of a segment followed by a version ${header.version} segment`);
+    }
+    return;
+  }
+  if (header.previousSegmentBytes !== previousValidBytes) {
+    throw new CorruptLogError(
+      previousFileName,
+      previousValidBytes,
+      `its records end at byte ${previousValidBytes} but ${fileName} says ${header.previousSegmentBytes}: acknowledged data is lost`,
+    );
+  }
 }
 
 /** Segment sequence numbers in order; a gap means a segment file went missing. */

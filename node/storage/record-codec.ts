@@ -19,12 +19,20 @@ export type RecordType = (typeof RecordType)[keyof typeof RecordType];
 
 export const frameHeaderBytes = 9;
 const batchOffsetBytes = 4;
-const segmentHeaderPayloadBytes = batchOffsetBytes + 16;
+/** Version 1: magic, version, sequence. Version 2 adds the previous segment's length. */
+const segmentHeaderV1PayloadBytes = batchOffsetBytes + 16;
+const segmentHeaderPayloadBytes = batchOffsetBytes + 24;
 const hardStatePayloadBytes = batchOffsetBytes + 8;
 const entryPayloadBytesMin = batchOffsetBytes + 16;
 
 export const segmentMagic = 0x474c4253; // "SBLG" read as little endian bytes.
-export const segmentFormatVersion = 1;
+/**
+ * Version 2 (preallocated segments): the header also records how many bytes of records the
+ * previous segment holds, because a segment written into a zero-filled file ends in zeros and
+ * its length alone no longer proves that none of its acknowledged records were lost. Version 1
+ * segments (append-only files) are still read.
+ */
+export const segmentFormatVersion = 2;
 
 /** The largest value one slot may hold; a batch of commands must fit in it. */
 export const valueBytesMax = 16 * 1024 * 1024;
@@ -32,7 +40,7 @@ const payloadBytesMax = entryPayloadBytesMin + valueBytesMax;
 const u32Max = 0xffff_ffff;
 
 export type DecodedRecord =
-  | { type: typeof RecordType.segmentHeader; segmentSeq: number }
+  | { type: typeof RecordType.segmentHeader; segmentSeq: number; version: number; previousSegmentBytes: number | undefined }
   | { type: typeof RecordType.hardState; hardState: HardState }
   | { type: typeof RecordType.entry; entry: StoredEntry };
 
@@ -72,12 +80,14 @@ function allocateFrame(type: RecordType, payloadBytes: number): Buffer {
   return frame;
 }
 
-export function encodeSegmentHeader(segmentSeq: number): Buffer {
+/** `previousSegmentBytes`: the records' length in the previous segment (0 for the first). */
+export function encodeSegmentHeader(segmentSeq: number, previousSegmentBytes: number): Buffer {
   assert(Number.isSafeInteger(segmentSeq) && segmentSeq >= 1, `segment sequence ${segmentSeq} must be >= 1`);
   const frame = allocateFrame(RecordType.segmentHeader, segmentHeaderPayloadBytes);
   frame.writeUInt32LE(segmentMagic, 13);
   frame.writeUInt32LE(segmentFormatVersion, 17);
   writeU64(frame, 21, segmentSeq);
+  writeU64(frame, 29, previousSegmentBytes);
   return frame;
 }
 
@@ -131,7 +141,7 @@ export function sealBatch(batch: Buffer): number {
 function expectedPayloadBytes(type: number, payloadBytes: number): boolean {
   switch (type) {
     case RecordType.segmentHeader:
-      return payloadBytes === segmentHeaderPayloadBytes;
+      return payloadBytes === segmentHeaderPayloadBytes || payloadBytes === segmentHeaderV1PayloadBytes;
     case RecordType.hardState:
       return payloadBytes === hardStatePayloadBytes;
     case RecordType.entry:
@@ -168,10 +178,15 @@ function decodePayload(bytes: Buffer, start: number, end: number, type: RecordTy
     case RecordType.segmentHeader: {
       if (bytes.readUInt32LE(start) !== segmentMagic) return 'segment header has the wrong magic number';
       const version = bytes.readUInt32LE(start + 4);
-      if (version !== segmentFormatVersion) return `unsupported segment format version ${version}`;
+      const expectedEnd = start + (version === 1 ? segmentHeaderV1PayloadBytes : segmentHeaderPayloadBytes) - batchOffsetBytes;
+      if (version !== 1 && version !== segmentFormatVersion) return `unsupported segment format version ${version}`;
+      if (end !== expectedEnd) return `segment header of version ${version} has the wrong length`;
       const segmentSeq = readU64(bytes, start + 8);
       if (segmentSeq === undefined || segmentSeq < 1) return 'segment header has an impossible sequence number';
-      return { type, segmentSeq };
+      if (version === 1) return { type, segmentSeq, version, previousSegmentBytes: undefined };
+      const previousSegmentBytes = readU64(bytes, start + 16);
+      if (previousSegmentBytes === undefined) return 'segment header has an impossible previous segment length';
+      return { type, segmentSeq, version, previousSegmentBytes };
     }
     case RecordType.hardState: {
       const promised = { round: bytes.readUInt32LE(start), ordinal: bytes.readUInt32LE(start + 4) };

@@ -5,6 +5,10 @@
 // when nothing valid follows it, or when everything valid that follows belongs to the same
 // write batch as the damage: a crash may persist the pages of one unsynced write in any
 // order. Anything else is damage to acknowledged data and throws CorruptLogError.
+//
+// A segment written into a preallocated, zero-filled file ends in zeros: a bad frame followed
+// only by zero bytes is the end of the records, in any segment. (That a non-last segment's
+// records really end there is checked by recovery against the next segment's header.)
 import { assert } from '../util/assert.js';
 import { decodeFrameAt, frameHeaderBytes, RecordType, type DecodedRecord } from './record-codec.js';
 import { CorruptLogError } from './storage-errors.js';
@@ -19,6 +23,8 @@ export interface SegmentScanResult {
   /** Length of the intact prefix; the file is truncated to it when there is a torn tail. */
   validBytes: number;
   tornTailBytes: number;
+  /** Zero bytes after the records (the unused part of a preallocated segment). */
+  zeroTailBytes: number;
 }
 
 export type RecordSink = (record: DecodedRecord, offset: number) => void;
@@ -29,7 +35,11 @@ export function scanSegment(bytes: Buffer, context: SegmentScanContext, sink: Re
   while (offset < bytes.length) {
     const frame = decodeFrameAt(bytes, offset);
     if (frame.status === 'malformed') throw new CorruptLogError(context.fileName, offset, frame.reason);
-    if (frame.status === 'bad') return classifyBadFrame(bytes, context, offset, batchStart, frame.reason);
+    if (frame.status === 'bad') {
+      const lastNonZero = lastNonZeroByte(bytes, offset);
+      if (lastNonZero < offset) return { validBytes: offset, tornTailBytes: 0, zeroTailBytes: bytes.length - offset };
+      return classifyBadFrame(bytes, context, offset, batchStart, frame.reason, lastNonZero);
+    }
     const recordBatchStart = offset - frame.batchOffset;
     checkPlacement(context, offset, frame.record, recordBatchStart, batchStart);
     sink(frame.record, offset);
@@ -37,7 +47,14 @@ export function scanSegment(bytes: Buffer, context: SegmentScanContext, sink: Re
     offset += frame.frameBytes;
   }
   assert(offset === bytes.length, `scan overran ${context.fileName}: ${offset} > ${bytes.length}`);
-  return { validBytes: offset, tornTailBytes: 0 };
+  return { validBytes: offset, tornTailBytes: 0, zeroTailBytes: 0 };
+}
+
+/** Index of the last non-zero byte at or after `from`, or from - 1 when there is none. */
+function lastNonZeroByte(bytes: Buffer, from: number): number {
+  let index = bytes.length - 1;
+  while (index >= from && bytes[index] === 0) index -= 1;
+  return index;
 }
 
 /** A segment starts with its own header, and a record either continues the batch or starts one. */
@@ -65,6 +82,7 @@ function classifyBadFrame(
   badOffset: number,
   lastBatchStart: number,
   reason: string,
+  lastNonZero: number,
 ): SegmentScanResult {
   if (!context.isLastSegment) {
     throw new CorruptLogError(context.fileName, badOffset, `${reason} in a segment that is not the last one`);
@@ -72,7 +90,7 @@ function classifyBadFrame(
   let tornBatchStart: number | undefined;
   let cursor = badOffset + 1;
   for (;;) {
-    const found = nextValidFrame(bytes, cursor);
+    const found = nextValidFrame(bytes, cursor, lastNonZero);
     if (found === undefined) break;
     const foundBatchStart = found.offset - found.batchOffset;
     const sameBatchAsDamage = foundBatchStart === badOffset || foundBatchStart === lastBatchStart;
@@ -86,12 +104,16 @@ function classifyBadFrame(
     tornBatchStart = foundBatchStart;
     cursor = found.offset + found.frameBytes;
   }
-  return { validBytes: badOffset, tornTailBytes: bytes.length - badOffset };
+  return { validBytes: badOffset, tornTailBytes: bytes.length - badOffset, zeroTailBytes: 0 };
 }
 
-/** Byte-by-byte search for the next checksummed frame; only runs on a damaged tail. */
-function nextValidFrame(bytes: Buffer, from: number): { offset: number; batchOffset: number; frameBytes: number } | undefined {
-  for (let offset = from; offset + frameHeaderBytes <= bytes.length; offset += 1) {
+/**
+ * Byte-by-byte search for the next checksummed frame; only runs on a damaged tail. A frame's
+ * length field is never zero, so no frame starts after the last non-zero byte: the zeros of
+ * a preallocated segment are not searched.
+ */
+function nextValidFrame(bytes: Buffer, from: number, lastNonZero: number): { offset: number; batchOffset: number; frameBytes: number } | undefined {
+  for (let offset = from; offset <= lastNonZero && offset + frameHeaderBytes <= bytes.length; offset += 1) {
     // Cheap filter before the checksum: a real frame's batch offset never points before the
     // file start. Without it, random bytes make this search spend seconds on checksums.
     const batchOffsetAt = offset + frameHeaderBytes;

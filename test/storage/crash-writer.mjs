@@ -4,16 +4,16 @@
 // when the log allows it, so both ways of making a record durable are killed mid-flight.
 // Every few hundred acknowledgements it saves a snapshot of the acknowledged
 // prefix. The parent SIGKILLs this process at an arbitrary moment.
-// Usage: node crash-writer.mjs <dir> <firstSlot> <writers>
+// Usage: node crash-writer.mjs <dir> <firstSlot> <writers> [append|preallocated]
 import { openDurableLog } from '../../dist/node/storage/durable-log.js';
 
-const [dir, firstSlotText, writersText] = process.argv.slice(2);
+const [dir, firstSlotText, writersText, mode = 'append'] = process.argv.slice(2);
 const firstSlot = Number(firstSlotText);
 const writers = Number(writersText);
 const hardStateEverySlots = 40;
 const snapshotEveryAcks = 300;
 
-const { log } = await openDurableLog(dir, { segmentBytesMax: 16 * 1024 });
+const { log } = await openDurableLog(dir, { segmentBytesMax: 16 * 1024, preallocateSegments: mode === 'preallocated' });
 let nextSlot = firstSlot;
 const acked = new Set();
 let prefixEnd = firstSlot - 1;

@@ -3,6 +3,8 @@
 // acknowledged slot, and is killed; the parent then recovers and checks every acknowledged slot.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,13 +20,15 @@ const writers = 8;
 const roundTimeoutMs = 30_000;
 const seed = 20261126;
 
-let dir: string;
+let root: string;
 beforeAll(async () => {
-  dir = await makeTempDir('crash');
+  root = await makeTempDir('crash');
 });
 afterAll(async () => {
-  await removeDir(dir);
+  await removeDir(root);
 });
+
+type Mode = 'append' | 'preallocated';
 
 /** A small seeded generator, so a failing run can be replayed with the same kill points. */
 function makeRandom(initial: number): () => number {
@@ -43,9 +47,9 @@ interface RoundResult {
 }
 
 /** Runs the writer until it has acknowledged `killAfterAcks` slots, then SIGKILLs it. */
-function runUntilKilled(firstSlot: number, killAfterAcks: number): Promise<RoundResult> {
+function runUntilKilled(dir: string, mode: Mode, firstSlot: number, killAfterAcks: number): Promise<RoundResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [writerScript, dir, String(firstSlot), String(writers)], {
+    const child = spawn(process.execPath, [writerScript, dir, String(firstSlot), String(writers), mode], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const acked: number[] = [];
@@ -85,8 +89,10 @@ function runUntilKilled(firstSlot: number, killAfterAcks: number): Promise<Round
 }
 
 describe('durable log: crash by SIGKILL', () => {
-  it('recovers every acknowledged slot after each of several kills', async () => {
+  it.each<Mode>(['append', 'preallocated'])('recovers every acknowledged slot after each of several kills (%s segments)', async (mode) => {
     expect(existsSync(compiledLog), `build first (npx tsc -p .): ${compiledLog} is missing`).toBe(true);
+    const dir = join(root, mode);
+    await mkdir(dir);
     const random = makeRandom(seed);
     const ackedEver = new Set<number>();
     let hardStateRoundMax = 0;
@@ -97,12 +103,12 @@ describe('durable log: crash by SIGKILL', () => {
     let snapshotIndexLast = 0;
     for (let round = 0; round < rounds; round += 1) {
       const killAfterAcks = 100 + Math.floor(random() * 1500);
-      const result = await runUntilKilled(firstSlot, killAfterAcks);
+      const result = await runUntilKilled(dir, mode, firstSlot, killAfterAcks);
       for (const slot of result.acked) ackedEver.add(slot);
       ackedNowTotal += result.ackedNow;
       hardStateRoundMax = Math.max(hardStateRoundMax, result.hardStateRoundMax);
 
-      const { log, recovered } = await openDurableLog(dir);
+      const { log, recovered } = await openDurableLog(dir, { segmentBytesMax: 16 * 1024, preallocateSegments: mode === 'preallocated' });
       if (recovered.tornTailBytes > 0) tornTailsSeen += 1;
       const snapshotIndex = recovered.snapshot?.index ?? 0;
       snapshotIndexLast = snapshotIndex;
@@ -125,7 +131,7 @@ describe('durable log: crash by SIGKILL', () => {
     expect(ackedNowTotal).toBeGreaterThan(0);
     // Torn tails depend on timing; they are reported, not required.
     console.log(
-      `crash test (seed ${seed}): ${ackedEver.size} acknowledged slots over ${rounds} kills, ` +
+      `crash test (${mode}, seed ${seed}): ${ackedEver.size} acknowledged slots over ${rounds} kills, ` +
         `${ackedNowTotal} of them written by syncNow(), ${tornTailsSeen} torn tails, last snapshot at slot ${snapshotIndexLast}, ${segmentsLeft} segments left`,
     );
   });

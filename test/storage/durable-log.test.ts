@@ -1,4 +1,4 @@
-import { readdir, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -167,6 +167,88 @@ describe('durable log: segments and snapshots', () => {
     const files = await segmentFiles(dir);
     expect(files.length).toBeGreaterThan(5);
     for (const name of files) expect((await stat(join(dir, name))).size).toBeLessThanOrEqual(8192);
+  });
+});
+
+describe('durable log: preallocated segments', () => {
+  const segmentBytesMax = 8192;
+  const options = { segmentBytesMax, preallocateSegments: true };
+  const slotsOf = (entries: readonly StoredEntry[]) => entries.map((stored) => stored.slot);
+  const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+  async function writeSlots(log: Awaited<ReturnType<typeof openDurableLog>>['log'], from: number, to: number): Promise<void> {
+    for (let slot = from; slot <= to; slot += 1) {
+      log.append(undefined, [entry(slot, 1, 0, 'p'.repeat(200))]);
+      await log.sync();
+    }
+  }
+
+  it('writes into a zero-filled file of segmentBytesMax; a reopen continues after the records, truncating nothing', async () => {
+    const first = await openDurableLog(dir, options);
+    first.log.append({ promised: { round: 3, ordinal: 1 } }, []);
+    await writeSlots(first.log, 1, 10);
+    expect((await stat(join(dir, 'log-000001.seg'))).size).toBe(segmentBytesMax);
+    await first.log.close();
+    // The next segment was prepared in the background, zero-filled as well.
+    expect((await stat(join(dir, 'log-000002.seg.tmp'))).size).toBe(segmentBytesMax);
+
+    const second = await openDurableLog(dir, options);
+    expect(second.recovered.tornTailBytes).toBe(0);
+    expect(slotsOf(second.recovered.entries)).toEqual(range(1, 10));
+    expect(second.recovered.hardState).toEqual({ promised: { round: 3, ordinal: 1 } });
+    await writeSlots(second.log, 11, 20);
+    await second.log.close();
+    expect((await stat(join(dir, 'log-000001.seg'))).size).toBe(segmentBytesMax);
+
+    const third = await openDurableLog(dir, options);
+    expect(slotsOf(third.recovered.entries)).toEqual(range(1, 20));
+    await third.log.close();
+  });
+
+  it('rolls over into the prepared files; every segment keeps its size and every slot is recovered', async () => {
+    const { log } = await openDurableLog(dir, options);
+    log.append({ promised: { round: 1, ordinal: 0 } }, []);
+    await writeSlots(log, 1, 200);
+    await log.close();
+    const files = await segmentFiles(dir);
+    expect(files.length).toBeGreaterThan(4);
+    for (const name of files) expect((await stat(join(dir, name))).size).toBe(segmentBytesMax);
+    const reopened = await openDurableLog(dir, options);
+    expect(slotsOf(reopened.recovered.entries)).toEqual(range(1, 200));
+    expect(reopened.recovered.hardState).toEqual({ promised: { round: 1, ordinal: 0 } });
+    await reopened.log.close();
+  });
+
+  it('a log written append-only is continued with preallocation and back, losing nothing', async () => {
+    const plainLog = await openDurableLog(dir, { segmentBytesMax });
+    await writeSlots(plainLog.log, 1, 60);
+    await plainLog.log.close();
+    const preallocated = await openDurableLog(dir, options);
+    expect(slotsOf(preallocated.recovered.entries)).toEqual(range(1, 60));
+    await writeSlots(preallocated.log, 61, 120);
+    await preallocated.log.close();
+    const again = await openDurableLog(dir, { segmentBytesMax });
+    expect(slotsOf(again.recovered.entries)).toEqual(range(1, 120));
+    // The leftover prepared segment was removed by recovery.
+    expect((await readdir(dir)).filter((name) => name.endsWith('.tmp'))).toEqual([]);
+    await again.log.close();
+  });
+
+  it('refuses a non-last segment whose last records were lost to zeros (its successor records its length)', async () => {
+    const { log } = await openDurableLog(dir, options);
+    await writeSlots(log, 1, 100);
+    await log.close();
+    const files = await segmentFiles(dir);
+    expect(files.length).toBeGreaterThan(2);
+    // Zero the last record of the first segment, as a lost write would leave it.
+    const path = join(dir, files[0]!);
+    const bytes = await readFile(path);
+    let end = bytes.length;
+    while (end > 0 && bytes[end - 1] === 0) end -= 1;
+    const recordBytes = 9 + 20 + 200;
+    bytes.fill(0, end - recordBytes, end);
+    await writeFile(path, bytes);
+    await expect(openDurableLog(dir, options)).rejects.toThrow(/acknowledged data is lost/);
   });
 });
 

@@ -15,7 +15,7 @@ function batchOf(...frames: Buffer[]): Buffer {
 describe('record codec', () => {
   it('round-trips every record type, with u64 slots and u32 ballots', () => {
     const batch = batchOf(
-      encodeSegmentHeader(3),
+      encodeSegmentHeader(3, 123_456_789),
       encodeHardState({ promised: { round: 0xffff_ffff, ordinal: 4 } }),
       encodeEntry({ slot: Number.MAX_SAFE_INTEGER, ballot: { round: 9, ordinal: 2 }, value: Buffer.from([0, 1, 2, 255]) }),
     );
@@ -29,10 +29,27 @@ describe('record codec', () => {
       offset += frame.frameBytes;
     }
     expect(records).toEqual([
-      { type: RecordType.segmentHeader, segmentSeq: 3 },
+      { type: RecordType.segmentHeader, segmentSeq: 3, version: 2, previousSegmentBytes: 123_456_789 },
       { type: RecordType.hardState, hardState: { promised: { round: 0xffff_ffff, ordinal: 4 } } },
       { type: RecordType.entry, entry: { slot: Number.MAX_SAFE_INTEGER, ballot: { round: 9, ordinal: 2 }, value: Buffer.from([0, 1, 2, 255]) } },
     ]);
+  });
+
+  it('still reads a version 1 segment header (append-only segments, no previous length)', () => {
+    // Version 1 layout: magic, version, sequence; no previous segment length.
+    const v1 = Buffer.alloc(9 + 20);
+    v1.writeUInt32LE(20, 0);
+    v1.writeUInt8(RecordType.segmentHeader, 8);
+    v1.writeUInt32LE(0x474c4253, 13);
+    v1.writeUInt32LE(1, 17);
+    v1.writeUInt32LE(7, 21);
+    sealBatch(v1);
+    const frame = decodeFrameAt(v1, 0);
+    expect(frame.status === 'valid' && frame.record).toEqual({ type: RecordType.segmentHeader, segmentSeq: 7, version: 1, previousSegmentBytes: undefined });
+    // A version 2 number on a version 1 length is refused, not misread.
+    v1.writeUInt32LE(2, 17);
+    sealBatch(v1);
+    expect(decodeFrameAt(v1, 0).status).toBe('malformed');
   });
 
   it('reports every strict prefix of a frame as bad, never throwing', () => {
@@ -52,7 +69,7 @@ describe('record codec', () => {
 describe('segment scanner', () => {
   const context = { fileName: 'log-000001.seg', segmentSeq: 1, isLastSegment: true };
   const segment = Buffer.concat([
-    batchOf(encodeSegmentHeader(1), encodeHardState({ promised: { round: 1, ordinal: 0 } })),
+    batchOf(encodeSegmentHeader(1, 0), encodeHardState({ promised: { round: 1, ordinal: 0 } })),
     batchOf(encodeEntry({ slot: 1, ballot: { round: 1, ordinal: 0 }, value: Buffer.from('one') })),
     batchOf(encodeEntry({ slot: 2, ballot: { round: 1, ordinal: 0 }, value: Buffer.from('two') })),
   ]);
@@ -61,7 +78,35 @@ describe('segment scanner', () => {
     const types: number[] = [];
     const result = scanSegment(segment, context, (record) => types.push(record.type));
     expect(types).toEqual([RecordType.segmentHeader, RecordType.hardState, RecordType.entry, RecordType.entry]);
-    expect(result).toEqual({ validBytes: segment.length, tornTailBytes: 0 });
+    expect(result).toEqual({ validBytes: segment.length, tornTailBytes: 0, zeroTailBytes: 0 });
+  });
+
+  it('ends the records at a zero-filled tail (a preallocated segment), in any segment, truncating nothing', () => {
+    const preallocated = Buffer.concat([segment, Buffer.alloc(4096)]);
+    for (const isLastSegment of [true, false]) {
+      const types: number[] = [];
+      const result = scanSegment(preallocated, { ...context, isLastSegment }, (record) => types.push(record.type));
+      expect(result).toEqual({ validBytes: segment.length, tornTailBytes: 0, zeroTailBytes: 4096 });
+      expect(types).toHaveLength(4);
+    }
+  });
+
+  it('a torn record followed by zeros is a torn tail in the last segment and corruption elsewhere', () => {
+    const torn = Buffer.concat([segment, Buffer.alloc(4096)]);
+    torn[segment.length - 2] ^= 0xff;
+    const result = scanSegment(torn, context, () => undefined);
+    expect(result.tornTailBytes).toBe(torn.length - result.validBytes);
+    expect(result.validBytes).toBeLessThan(segment.length);
+    expect(result.zeroTailBytes).toBe(0);
+    expect(() => scanSegment(torn, { ...context, isLastSegment: false }, () => undefined)).toThrow(CorruptLogError);
+  });
+
+  it('damage before later acknowledged batches is corruption even when zeros follow them', () => {
+    const damaged = Buffer.concat([segment, Buffer.alloc(4096)]);
+    // Flip a byte in the first entry: the second entry, a later batch, is still valid after it.
+    const secondBatch = batchOf(encodeEntry({ slot: 2, ballot: { round: 1, ordinal: 0 }, value: Buffer.from('two') }));
+    damaged[segment.length - secondBatch.length - 2] ^= 0xff;
+    expect(() => scanSegment(damaged, context, () => undefined)).toThrow(/later write batch/);
   });
 
   it('treats the same damage as torn in the last segment and as corruption elsewhere', () => {
@@ -71,7 +116,7 @@ describe('segment scanner', () => {
   });
 
   it('refuses a segment that does not start with its own header', () => {
-    const headerless = segment.subarray(batchOf(encodeSegmentHeader(1), encodeHardState({ promised: { round: 1, ordinal: 0 } })).length);
+    const headerless = segment.subarray(batchOf(encodeSegmentHeader(1, 0), encodeHardState({ promised: { round: 1, ordinal: 0 } })).length);
     expect(() => scanSegment(headerless, context, () => undefined)).toThrow(/does not start with a segment header/);
   });
 });

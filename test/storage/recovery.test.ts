@@ -132,7 +132,7 @@ describe('recovery: damaged acknowledged data', () => {
     const { bytes } = await buildLog();
     // Record of slot 3: header record, hard state record, then one entry record per sync.
     const recordBytes = 9 + 20 + 'value-3'.length;
-    const headerAndHardState = 9 + 20 + 9 + 12;
+    const headerAndHardState = 9 + 28 + 9 + 12; // a version 2 segment header is 28 bytes of payload
     const start = headerAndHardState + 2 * recordBytes;
     for (let offset = start; offset < start + recordBytes; offset += 1) {
       const damaged = Buffer.from(bytes);
