@@ -6,7 +6,7 @@
 // the latest hard state, so deleting older segments after a snapshot never loses the promised
 // ballot.
 import { constants as fsConstants } from 'node:fs';
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { link, open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { assert } from '../util/assert.js';
@@ -65,7 +65,7 @@ const zeroChunkBytes = 1024 * 1024;
 
 /**
  * Creates segment `segmentSeq` for its first write: a new empty file, or (preallocateBytes >
- * 0) the zero-filled file prepared for it, renamed into place. Its name is durable only after
+ * 0) the zero-filled file prepared for it, linked into place. Its name is durable only after
  * the directory fsync that follows the first batch written into it.
  */
 async function createSegmentFile(
@@ -78,13 +78,17 @@ async function createSegmentFile(
   const path = join(directory, segmentFileName(segmentSeq));
   if (preallocateBytes === 0) return open(path, segmentOpenFlags(true, noSync));
   await (prepared ?? prepareSegmentFile(directory, segmentSeq, preallocateBytes, noSync));
-  await rename(join(directory, preparedSegmentFileName(segmentSeq)), path);
+  // link + unlink rather than rename: like O_EXCL for a new file, it refuses to replace a
+  // segment that should not exist. (A crash between the two leaves the .tmp, which recovery deletes.)
+  const preparedPath = join(directory, preparedSegmentFileName(segmentSeq));
+  await link(preparedPath, path);
+  await unlink(preparedPath);
   return open(path, segmentOpenFlags(false, noSync));
 }
 
 /**
  * Creates `log-<seq>.seg.tmp` filled with zeros up to `bytes` and makes it durable; rolling
- * over renames it into place. Real zeros, not fallocate: an fallocated extent is "unwritten"
+ * over links it into place. Real zeros, not fallocate: an fallocated extent is "unwritten"
  * and its first write still changes metadata, which is the cost this avoids.
  */
 async function prepareSegmentFile(directory: string, segmentSeq: number, bytes: number, noSync: boolean): Promise<void> {
@@ -341,7 +345,7 @@ class SegmentedDurableLog implements DurableLog {
 
   /**
    * Opens segment `segmentSeq` for its first write: the zero-filled file prepared for it
-   * (renamed into place) or a new empty one. Either way its name is durable only after the
+   * (linked into place) or a new empty one. Either way its name is durable only after the
    * directory fsync that follows the first batch written into it.
    */
   private async openNewSegment(segmentSeq: number): Promise<FileHandle> {

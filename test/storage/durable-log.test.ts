@@ -1,4 +1,4 @@
-import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { link, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -232,6 +232,24 @@ describe('durable log: preallocated segments', () => {
     // The leftover prepared segment was removed by recovery.
     expect((await readdir(dir)).filter((name) => name.endsWith('.tmp'))).toEqual([]);
     await again.log.close();
+  });
+
+  it('a crash right after the prepared segment was linked into place (no record in it yet) recovers and continues', async () => {
+    const first = await openDurableLog(dir, options);
+    first.log.append({ promised: { round: 2, ordinal: 0 } }, []);
+    await writeSlots(first.log, 1, 10);
+    await first.log.close();
+    // The roll-over's link happened, its unlink of the .tmp and its first write did not.
+    await link(join(dir, 'log-000002.seg.tmp'), join(dir, 'log-000002.seg'));
+    const second = await openDurableLog(dir, options);
+    expect(slotsOf(second.recovered.entries)).toEqual(range(1, 10));
+    expect(second.recovered.hardState).toEqual({ promised: { round: 2, ordinal: 0 } });
+    await writeSlots(second.log, 11, 15);
+    await second.log.close();
+    const third = await openDurableLog(dir, options);
+    expect(slotsOf(third.recovered.entries)).toEqual(range(1, 15));
+    expect(third.recovered.hardState).toEqual({ promised: { round: 2, ordinal: 0 } });
+    await third.log.close();
   });
 
   it('refuses a non-last segment whose last records were lost to zeros (its successor records its length)', async () => {
