@@ -618,10 +618,10 @@ export class PaxosCore {
         this.sendAccept(peer, entries, 0);
         continue;
       }
-      const deferred = this.deferredAccepts.get(peer);
-      if (deferred === undefined) this.deferredAccepts.set(peer, entries.slice());
-      else for (const entry of entries) deferred.push(entry);
-      if ((deferred?.length ?? entries.length) >= this.config.entriesPerMessageMax) this.flushDeferredAccepts(peer);
+      const deferred = this.deferredAccepts.get(peer) ?? [];
+      deferred.push(...entries);
+      this.deferredAccepts.set(peer, deferred);
+      if (deferred.length >= this.config.entriesPerMessageMax) this.flushDeferredAccepts(peer);
     }
   }
 

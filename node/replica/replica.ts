@@ -63,7 +63,7 @@ export class Replica {
     // 16 MiB segments: the oldest is deleted as soon as a snapshot covers it, so a replica's
     // log stays within a few segments whatever the load. Preallocated (zero-filled, the next
     // one in the background): a durable write then overwrites allocated blocks instead of
-    // growing the file, measured 5-7% more transfers/s at 64 clients (docs/PERFORMANCE.md).
+    // growing the file: 1-7% more transfers/s at 64 clients (docs/PERFORMANCE.md, item 14).
     const { log, recovered } = await openDurableLog(path.join(config.dataDir, 'log'), {
       noSync: config.unsafeNoFsync,
       segmentBytesMax: LOG_SEGMENT_BYTES,

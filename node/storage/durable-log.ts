@@ -351,15 +351,13 @@ class SegmentedDurableLog implements DurableLog {
   private async openNewSegment(segmentSeq: number): Promise<FileHandle> {
     const prepared = this.prepared;
     this.prepared = undefined;
-    if (prepared !== undefined && prepared.segmentSeq !== segmentSeq) await prepared.done.catch(() => undefined);
-    const preparedDone = prepared?.segmentSeq === segmentSeq ? prepared.done : undefined;
-    return createSegmentFile(this.directory, segmentSeq, this.preallocate ? this.segmentBytesMax : 0, this.noSync, preparedDone);
+    assert(prepared === undefined || prepared.segmentSeq === segmentSeq, 'the prepared segment is not the next one');
+    return createSegmentFile(this.directory, segmentSeq, this.preallocate ? this.segmentBytesMax : 0, this.noSync, prepared?.done);
   }
 
   /** Zero-fills the segment after the active one in the background (preallocateSegments). */
   prepareNextSegment(): void {
-    if (this.failure !== undefined) return;
-    if (!this.preallocate || this.closed) return;
+    if (!this.preallocate || this.closed || this.failure !== undefined) return;
     const segmentSeq = this.active.segmentSeq + 1;
     if (this.prepared?.segmentSeq === segmentSeq) return;
     const done = prepareSegmentFile(this.directory, segmentSeq, this.segmentBytesMax, this.noSync);

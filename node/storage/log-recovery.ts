@@ -12,7 +12,7 @@ import { isSnapshotTempFileName, parseSnapshotFileName, readSnapshotFile } from 
 import { CorruptLogError } from './storage-errors.js';
 
 const segmentNamePattern = /^log-(\d{6,})\.seg$/;
-/** A segment being zero-filled in advance; renamed to its segment name when it is needed. */
+/** A segment being zero-filled in advance; linked to its segment name when it is needed. */
 const preparedSegmentPattern = /^log-(\d{6,})\.seg\.tmp$/;
 
 export function preparedSegmentFileName(segmentSeq: number): string {

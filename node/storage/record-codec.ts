@@ -178,9 +178,9 @@ function decodePayload(bytes: Buffer, start: number, end: number, type: RecordTy
     case RecordType.segmentHeader: {
       if (bytes.readUInt32LE(start) !== segmentMagic) return 'segment header has the wrong magic number';
       const version = bytes.readUInt32LE(start + 4);
-      const expectedEnd = start + (version === 1 ? segmentHeaderV1PayloadBytes : segmentHeaderPayloadBytes) - batchOffsetBytes;
       if (version !== 1 && version !== segmentFormatVersion) return `unsupported segment format version ${version}`;
-      if (end !== expectedEnd) return `segment header of version ${version} has the wrong length`;
+      const payloadBytes = version === 1 ? segmentHeaderV1PayloadBytes : segmentHeaderPayloadBytes;
+      if (end - start !== payloadBytes - batchOffsetBytes) return `segment header of version ${version} has the wrong length`;
       const segmentSeq = readU64(bytes, start + 8);
       if (segmentSeq === undefined || segmentSeq < 1) return 'segment header has an impossible sequence number';
       if (version === 1) return { type, segmentSeq, version, previousSegmentBytes: undefined };
