@@ -10,4 +10,6 @@ protoc \
   --ts_proto_out="$out" \
   --ts_proto_opt=outputServices=grpc-js,esModuleInterop=true,importSuffix=.js,forceLong=number,oneof=unions,env=node,useExactTypes=false \
   -I proto proto/shardbank/v1/*.proto proto/grpc/health/v1/health.proto
+# 64-bit integer fields: fast paths for small values (node/util/proto-int64.ts).
+node scripts/fast-int64.mjs $(find "$out" -name '*.ts')
 echo "generated into $out"

@@ -6,6 +6,7 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { readInt64, readUint64, writeInt64, writeUint64 } from "../../../util/proto-int64.js";
 import {
   type CallOptions,
   type ChannelCredentials,
@@ -257,19 +258,19 @@ export const TransferRequest: MessageFns<TransferRequest> = {
       writer.uint32(18).string(message.clientId);
     }
     if (message.requestId !== 0) {
-      writer.uint32(24).uint64(message.requestId);
+      writeUint64(writer.uint32(24), message.requestId);
     }
     if (message.from !== 0) {
-      writer.uint32(32).uint64(message.from);
+      writeUint64(writer.uint32(32), message.from);
     }
     if (message.to !== 0) {
-      writer.uint32(40).uint64(message.to);
+      writeUint64(writer.uint32(40), message.to);
     }
     if (message.amount !== 0) {
-      writer.uint32(48).int64(message.amount);
+      writeInt64(writer.uint32(48), message.amount);
     }
     if (message.acknowledgedBelow !== 0) {
-      writer.uint32(56).uint64(message.acknowledgedBelow);
+      writeUint64(writer.uint32(56), message.acknowledgedBelow);
     }
     return writer;
   },
@@ -308,7 +309,7 @@ export const TransferRequest: MessageFns<TransferRequest> = {
               break;
             }
 
-            message.requestId = longToNumber(reader.uint64());
+            message.requestId = readUint64(reader);
             continue;
           }
           case 4: {
@@ -316,7 +317,7 @@ export const TransferRequest: MessageFns<TransferRequest> = {
               break;
             }
 
-            message.from = longToNumber(reader.uint64());
+            message.from = readUint64(reader);
             continue;
           }
           case 5: {
@@ -324,7 +325,7 @@ export const TransferRequest: MessageFns<TransferRequest> = {
               break;
             }
 
-            message.to = longToNumber(reader.uint64());
+            message.to = readUint64(reader);
             continue;
           }
           case 6: {
@@ -332,7 +333,7 @@ export const TransferRequest: MessageFns<TransferRequest> = {
               break;
             }
 
-            message.amount = longToNumber(reader.int64());
+            message.amount = readInt64(reader);
             continue;
           }
           case 7: {
@@ -340,7 +341,7 @@ export const TransferRequest: MessageFns<TransferRequest> = {
               break;
             }
 
-            message.acknowledgedBelow = longToNumber(reader.uint64());
+            message.acknowledgedBelow = readUint64(reader);
             continue;
           }
         }
@@ -431,7 +432,7 @@ export const TransferReply: MessageFns<TransferReply> = {
       writer.uint32(8).int32(message.outcome);
     }
     if (message.decisionIndex !== 0) {
-      writer.uint32(16).uint64(message.decisionIndex);
+      writeUint64(writer.uint32(16), message.decisionIndex);
     }
     if (message.coordinatorShard !== 0) {
       writer.uint32(24).uint32(message.coordinatorShard);
@@ -468,7 +469,7 @@ export const TransferReply: MessageFns<TransferReply> = {
               break;
             }
 
-            message.decisionIndex = longToNumber(reader.uint64());
+            message.decisionIndex = readUint64(reader);
             continue;
           }
           case 3: {
@@ -553,22 +554,22 @@ function createBaseBatchEntry(): BatchEntry {
 export const BatchEntry: MessageFns<BatchEntry> = {
   encode(message: BatchEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.requestId !== 0) {
-      writer.uint32(8).uint64(message.requestId);
+      writeUint64(writer.uint32(8), message.requestId);
     }
     if (message.from !== 0) {
-      writer.uint32(16).uint64(message.from);
+      writeUint64(writer.uint32(16), message.from);
     }
     if (message.to !== 0) {
-      writer.uint32(24).uint64(message.to);
+      writeUint64(writer.uint32(24), message.to);
     }
     if (message.amount !== 0) {
-      writer.uint32(32).int64(message.amount);
+      writeInt64(writer.uint32(32), message.amount);
     }
     if (message.clientId !== "") {
       writer.uint32(42).string(message.clientId);
     }
     if (message.acknowledgedBelow !== 0) {
-      writer.uint32(48).uint64(message.acknowledgedBelow);
+      writeUint64(writer.uint32(48), message.acknowledgedBelow);
     }
     return writer;
   },
@@ -591,7 +592,7 @@ export const BatchEntry: MessageFns<BatchEntry> = {
               break;
             }
 
-            message.requestId = longToNumber(reader.uint64());
+            message.requestId = readUint64(reader);
             continue;
           }
           case 2: {
@@ -599,7 +600,7 @@ export const BatchEntry: MessageFns<BatchEntry> = {
               break;
             }
 
-            message.from = longToNumber(reader.uint64());
+            message.from = readUint64(reader);
             continue;
           }
           case 3: {
@@ -607,7 +608,7 @@ export const BatchEntry: MessageFns<BatchEntry> = {
               break;
             }
 
-            message.to = longToNumber(reader.uint64());
+            message.to = readUint64(reader);
             continue;
           }
           case 4: {
@@ -615,7 +616,7 @@ export const BatchEntry: MessageFns<BatchEntry> = {
               break;
             }
 
-            message.amount = longToNumber(reader.int64());
+            message.amount = readInt64(reader);
             continue;
           }
           case 5: {
@@ -631,7 +632,7 @@ export const BatchEntry: MessageFns<BatchEntry> = {
               break;
             }
 
-            message.acknowledgedBelow = longToNumber(reader.uint64());
+            message.acknowledgedBelow = readUint64(reader);
             continue;
           }
         }
@@ -895,7 +896,7 @@ export const GetBalanceRequest: MessageFns<GetBalanceRequest> = {
     if (message.items.length !== 0) {
       writer.uint32(18).fork();
       for (const v of message.items) {
-        writer.uint64(v);
+        writeUint64(writer, v);
       }
       writer.join();
     }
@@ -928,7 +929,7 @@ export const GetBalanceRequest: MessageFns<GetBalanceRequest> = {
           }
           case 2: {
             if (tag === 16) {
-              message.items.push(longToNumber(reader.uint64()));
+              message.items.push(readUint64(reader));
 
               continue;
             }
@@ -936,7 +937,7 @@ export const GetBalanceRequest: MessageFns<GetBalanceRequest> = {
             if (tag === 18) {
               const end2 = reader.uint32() + reader.pos;
               while (reader.pos < end2) {
-                message.items.push(longToNumber(reader.uint64()));
+                message.items.push(readUint64(reader));
               }
 
               continue;
@@ -1005,10 +1006,10 @@ function createBaseItemBalance(): ItemBalance {
 export const ItemBalance: MessageFns<ItemBalance> = {
   encode(message: ItemBalance, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.item !== 0) {
-      writer.uint32(8).uint64(message.item);
+      writeUint64(writer.uint32(8), message.item);
     }
     if (message.balance !== 0) {
-      writer.uint32(16).uint64(message.balance);
+      writeUint64(writer.uint32(16), message.balance);
     }
     return writer;
   },
@@ -1031,7 +1032,7 @@ export const ItemBalance: MessageFns<ItemBalance> = {
               break;
             }
 
-            message.item = longToNumber(reader.uint64());
+            message.item = readUint64(reader);
             continue;
           }
           case 2: {
@@ -1039,7 +1040,7 @@ export const ItemBalance: MessageFns<ItemBalance> = {
               break;
             }
 
-            message.balance = longToNumber(reader.uint64());
+            message.balance = readUint64(reader);
             continue;
           }
         }
@@ -1099,13 +1100,13 @@ export const GetBalanceReply: MessageFns<GetBalanceReply> = {
       writer.uint32(24).uint32(message.replica);
     }
     if (message.indexLag !== 0) {
-      writer.uint32(32).uint64(message.indexLag);
+      writeUint64(writer.uint32(32), message.indexLag);
     }
     if (message.msSinceLeader !== 0) {
-      writer.uint32(40).int64(message.msSinceLeader);
+      writeInt64(writer.uint32(40), message.msSinceLeader);
     }
     if (message.appliedIndex !== 0) {
-      writer.uint32(48).uint64(message.appliedIndex);
+      writeUint64(writer.uint32(48), message.appliedIndex);
     }
     return writer;
   },
@@ -1152,7 +1153,7 @@ export const GetBalanceReply: MessageFns<GetBalanceReply> = {
               break;
             }
 
-            message.indexLag = longToNumber(reader.uint64());
+            message.indexLag = readUint64(reader);
             continue;
           }
           case 5: {
@@ -1160,7 +1161,7 @@ export const GetBalanceReply: MessageFns<GetBalanceReply> = {
               break;
             }
 
-            message.msSinceLeader = longToNumber(reader.int64());
+            message.msSinceLeader = readInt64(reader);
             continue;
           }
           case 6: {
@@ -1168,7 +1169,7 @@ export const GetBalanceReply: MessageFns<GetBalanceReply> = {
               break;
             }
 
-            message.appliedIndex = longToNumber(reader.uint64());
+            message.appliedIndex = readUint64(reader);
             continue;
           }
         }
@@ -1456,10 +1457,10 @@ export const ReplicaStatus: MessageFns<ReplicaStatus> = {
       writer.uint32(42).string(message.address);
     }
     if (message.commitIndex !== 0) {
-      writer.uint32(48).uint64(message.commitIndex);
+      writeUint64(writer.uint32(48), message.commitIndex);
     }
     if (message.appliedIndex !== 0) {
-      writer.uint32(56).uint64(message.appliedIndex);
+      writeUint64(writer.uint32(56), message.appliedIndex);
     }
     if (message.ballot !== undefined) {
       BallotView.encode(message.ballot, writer.uint32(66).fork()).join();
@@ -1474,10 +1475,10 @@ export const ReplicaStatus: MessageFns<ReplicaStatus> = {
       writer.uint32(88).int32(message.pid);
     }
     if (message.snapshotIndex !== 0) {
-      writer.uint32(96).uint64(message.snapshotIndex);
+      writeUint64(writer.uint32(96), message.snapshotIndex);
     }
     if (message.shardTotal !== 0) {
-      writer.uint32(104).uint64(message.shardTotal);
+      writeUint64(writer.uint32(104), message.shardTotal);
     }
     return writer;
   },
@@ -1540,7 +1541,7 @@ export const ReplicaStatus: MessageFns<ReplicaStatus> = {
               break;
             }
 
-            message.commitIndex = longToNumber(reader.uint64());
+            message.commitIndex = readUint64(reader);
             continue;
           }
           case 7: {
@@ -1548,7 +1549,7 @@ export const ReplicaStatus: MessageFns<ReplicaStatus> = {
               break;
             }
 
-            message.appliedIndex = longToNumber(reader.uint64());
+            message.appliedIndex = readUint64(reader);
             continue;
           }
           case 8: {
@@ -1588,7 +1589,7 @@ export const ReplicaStatus: MessageFns<ReplicaStatus> = {
               break;
             }
 
-            message.snapshotIndex = longToNumber(reader.uint64());
+            message.snapshotIndex = readUint64(reader);
             continue;
           }
           case 13: {
@@ -1596,7 +1597,7 @@ export const ReplicaStatus: MessageFns<ReplicaStatus> = {
               break;
             }
 
-            message.shardTotal = longToNumber(reader.uint64());
+            message.shardTotal = readUint64(reader);
             continue;
           }
         }
@@ -1740,10 +1741,10 @@ export const ShardStatus: MessageFns<ShardStatus> = {
       writer.uint32(8).uint32(message.shard);
     }
     if (message.firstItem !== 0) {
-      writer.uint32(16).uint64(message.firstItem);
+      writeUint64(writer.uint32(16), message.firstItem);
     }
     if (message.lastItem !== 0) {
-      writer.uint32(24).uint64(message.lastItem);
+      writeUint64(writer.uint32(24), message.lastItem);
     }
     if (message.leaderOrdinal !== 0) {
       writer.uint32(32).int32(message.leaderOrdinal);
@@ -1789,7 +1790,7 @@ export const ShardStatus: MessageFns<ShardStatus> = {
               break;
             }
 
-            message.firstItem = longToNumber(reader.uint64());
+            message.firstItem = readUint64(reader);
             continue;
           }
           case 3: {
@@ -1797,7 +1798,7 @@ export const ShardStatus: MessageFns<ShardStatus> = {
               break;
             }
 
-            message.lastItem = longToNumber(reader.uint64());
+            message.lastItem = readUint64(reader);
             continue;
           }
           case 4: {
@@ -2155,16 +2156,6 @@ export type DeepPartial<T> = T extends Builtin ? T
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
 
-function longToNumber(int64: { toString(): string }): number {
-  const num = globalThis.Number(int64.toString());
-  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
-  }
-  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
-  }
-  return num;
-}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;

@@ -6,6 +6,7 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { readInt64, readUint64, writeInt64, writeUint64 } from "../../../util/proto-int64.js";
 
 export const protobufPackage = "shardbank.v1";
 
@@ -556,7 +557,7 @@ function createBaseAcceptedEntry(): AcceptedEntry {
 export const AcceptedEntry: MessageFns<AcceptedEntry> = {
   encode(message: AcceptedEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.slot !== 0) {
-      writer.uint32(8).uint64(message.slot);
+      writeUint64(writer.uint32(8), message.slot);
     }
     if (message.ballot !== undefined) {
       Ballot.encode(message.ballot, writer.uint32(18).fork()).join();
@@ -585,7 +586,7 @@ export const AcceptedEntry: MessageFns<AcceptedEntry> = {
               break;
             }
 
-            message.slot = longToNumber(reader.uint64());
+            message.slot = readUint64(reader);
             continue;
           }
           case 2: {
@@ -659,7 +660,7 @@ function createBaseSlotValue(): SlotValue {
 export const SlotValue: MessageFns<SlotValue> = {
   encode(message: SlotValue, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.slot !== 0) {
-      writer.uint32(8).uint64(message.slot);
+      writeUint64(writer.uint32(8), message.slot);
     }
     if (message.value.length !== 0) {
       writer.uint32(18).bytes(message.value);
@@ -685,7 +686,7 @@ export const SlotValue: MessageFns<SlotValue> = {
               break;
             }
 
-            message.slot = longToNumber(reader.uint64());
+            message.slot = readUint64(reader);
             continue;
           }
           case 2: {
@@ -1026,7 +1027,7 @@ function createBasePrepare(): Prepare {
 export const Prepare: MessageFns<Prepare> = {
   encode(message: Prepare, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.fromSlot !== 0) {
-      writer.uint32(8).uint64(message.fromSlot);
+      writeUint64(writer.uint32(8), message.fromSlot);
     }
     if (message.force !== false) {
       writer.uint32(16).bool(message.force);
@@ -1052,7 +1053,7 @@ export const Prepare: MessageFns<Prepare> = {
               break;
             }
 
-            message.fromSlot = longToNumber(reader.uint64());
+            message.fromSlot = readUint64(reader);
             continue;
           }
           case 2: {
@@ -1118,10 +1119,10 @@ export const Promised: MessageFns<Promised> = {
       AcceptedEntry.encode(v!, writer.uint32(10).fork()).join();
     }
     if (message.commitIndex !== 0) {
-      writer.uint32(16).uint64(message.commitIndex);
+      writeUint64(writer.uint32(16), message.commitIndex);
     }
     if (message.snapshotIndex !== 0) {
-      writer.uint32(24).uint64(message.snapshotIndex);
+      writeUint64(writer.uint32(24), message.snapshotIndex);
     }
     return writer;
   },
@@ -1152,7 +1153,7 @@ export const Promised: MessageFns<Promised> = {
               break;
             }
 
-            message.commitIndex = longToNumber(reader.uint64());
+            message.commitIndex = readUint64(reader);
             continue;
           }
           case 3: {
@@ -1160,7 +1161,7 @@ export const Promised: MessageFns<Promised> = {
               break;
             }
 
-            message.snapshotIndex = longToNumber(reader.uint64());
+            message.snapshotIndex = readUint64(reader);
             continue;
           }
         }
@@ -1229,10 +1230,10 @@ export const Accept: MessageFns<Accept> = {
       SlotValue.encode(v!, writer.uint32(10).fork()).join();
     }
     if (message.commitIndex !== 0) {
-      writer.uint32(16).uint64(message.commitIndex);
+      writeUint64(writer.uint32(16), message.commitIndex);
     }
     if (message.readSeq !== 0) {
-      writer.uint32(24).uint64(message.readSeq);
+      writeUint64(writer.uint32(24), message.readSeq);
     }
     return writer;
   },
@@ -1263,7 +1264,7 @@ export const Accept: MessageFns<Accept> = {
               break;
             }
 
-            message.commitIndex = longToNumber(reader.uint64());
+            message.commitIndex = readUint64(reader);
             continue;
           }
           case 3: {
@@ -1271,7 +1272,7 @@ export const Accept: MessageFns<Accept> = {
               break;
             }
 
-            message.readSeq = longToNumber(reader.uint64());
+            message.readSeq = readUint64(reader);
             continue;
           }
         }
@@ -1337,15 +1338,15 @@ export const Accepted: MessageFns<Accepted> = {
     if (message.slots.length !== 0) {
       writer.uint32(10).fork();
       for (const v of message.slots) {
-        writer.uint64(v);
+        writeUint64(writer, v);
       }
       writer.join();
     }
     if (message.commitIndex !== 0) {
-      writer.uint32(16).uint64(message.commitIndex);
+      writeUint64(writer.uint32(16), message.commitIndex);
     }
     if (message.readSeq !== 0) {
-      writer.uint32(24).uint64(message.readSeq);
+      writeUint64(writer.uint32(24), message.readSeq);
     }
     return writer;
   },
@@ -1365,7 +1366,7 @@ export const Accepted: MessageFns<Accepted> = {
         switch (tag >>> 3) {
           case 1: {
             if (tag === 8) {
-              message.slots.push(longToNumber(reader.uint64()));
+              message.slots.push(readUint64(reader));
 
               continue;
             }
@@ -1373,7 +1374,7 @@ export const Accepted: MessageFns<Accepted> = {
             if (tag === 10) {
               const end2 = reader.uint32() + reader.pos;
               while (reader.pos < end2) {
-                message.slots.push(longToNumber(reader.uint64()));
+                message.slots.push(readUint64(reader));
               }
 
               continue;
@@ -1386,7 +1387,7 @@ export const Accepted: MessageFns<Accepted> = {
               break;
             }
 
-            message.commitIndex = longToNumber(reader.uint64());
+            message.commitIndex = readUint64(reader);
             continue;
           }
           case 3: {
@@ -1394,7 +1395,7 @@ export const Accepted: MessageFns<Accepted> = {
               break;
             }
 
-            message.readSeq = longToNumber(reader.uint64());
+            message.readSeq = readUint64(reader);
             continue;
           }
         }
@@ -1458,7 +1459,7 @@ function createBaseInstallSnapshot(): InstallSnapshot {
 export const InstallSnapshot: MessageFns<InstallSnapshot> = {
   encode(message: InstallSnapshot, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.index !== 0) {
-      writer.uint32(8).uint64(message.index);
+      writeUint64(writer.uint32(8), message.index);
     }
     if (message.data.length !== 0) {
       writer.uint32(18).bytes(message.data);
@@ -1484,7 +1485,7 @@ export const InstallSnapshot: MessageFns<InstallSnapshot> = {
               break;
             }
 
-            message.index = longToNumber(reader.uint64());
+            message.index = readUint64(reader);
             continue;
           }
           case 2: {
@@ -1601,7 +1602,7 @@ export const Reject: MessageFns<Reject> = {
       writer.uint32(16).bool(message.behind);
     }
     if (message.snapshotIndex !== 0) {
-      writer.uint32(24).uint64(message.snapshotIndex);
+      writeUint64(writer.uint32(24), message.snapshotIndex);
     }
     if (message.leaderHint !== 0) {
       writer.uint32(32).uint32(message.leaderHint);
@@ -1646,7 +1647,7 @@ export const Reject: MessageFns<Reject> = {
               break;
             }
 
-            message.snapshotIndex = longToNumber(reader.uint64());
+            message.snapshotIndex = readUint64(reader);
             continue;
           }
           case 4: {
@@ -1751,7 +1752,7 @@ export const TxId: MessageFns<TxId> = {
       writer.uint32(24).uint32(message.ordinal);
     }
     if (message.seq !== 0) {
-      writer.uint32(32).uint64(message.seq);
+      writeUint64(writer.uint32(32), message.seq);
     }
     return writer;
   },
@@ -1798,7 +1799,7 @@ export const TxId: MessageFns<TxId> = {
               break;
             }
 
-            message.seq = longToNumber(reader.uint64());
+            message.seq = readUint64(reader);
             continue;
           }
         }
@@ -2086,13 +2087,13 @@ export const TxPrepare: MessageFns<TxPrepare> = {
       TxId.encode(message.txid, writer.uint32(10).fork()).join();
     }
     if (message.from !== 0) {
-      writer.uint32(16).uint64(message.from);
+      writeUint64(writer.uint32(16), message.from);
     }
     if (message.to !== 0) {
-      writer.uint32(24).uint64(message.to);
+      writeUint64(writer.uint32(24), message.to);
     }
     if (message.amount !== 0) {
-      writer.uint32(32).uint64(message.amount);
+      writeUint64(writer.uint32(32), message.amount);
     }
     if (message.watermark !== undefined) {
       TxId.encode(message.watermark, writer.uint32(42).fork()).join();
@@ -2126,7 +2127,7 @@ export const TxPrepare: MessageFns<TxPrepare> = {
               break;
             }
 
-            message.from = longToNumber(reader.uint64());
+            message.from = readUint64(reader);
             continue;
           }
           case 3: {
@@ -2134,7 +2135,7 @@ export const TxPrepare: MessageFns<TxPrepare> = {
               break;
             }
 
-            message.to = longToNumber(reader.uint64());
+            message.to = readUint64(reader);
             continue;
           }
           case 4: {
@@ -2142,7 +2143,7 @@ export const TxPrepare: MessageFns<TxPrepare> = {
               break;
             }
 
-            message.amount = longToNumber(reader.uint64());
+            message.amount = readUint64(reader);
             continue;
           }
           case 5: {
@@ -2883,19 +2884,19 @@ export const TransferCommand: MessageFns<TransferCommand> = {
       writer.uint32(10).string(message.clientId);
     }
     if (message.requestId !== 0) {
-      writer.uint32(16).uint64(message.requestId);
+      writeUint64(writer.uint32(16), message.requestId);
     }
     if (message.from !== 0) {
-      writer.uint32(24).uint64(message.from);
+      writeUint64(writer.uint32(24), message.from);
     }
     if (message.to !== 0) {
-      writer.uint32(32).uint64(message.to);
+      writeUint64(writer.uint32(32), message.to);
     }
     if (message.amount !== 0) {
-      writer.uint32(40).uint64(message.amount);
+      writeUint64(writer.uint32(40), message.amount);
     }
     if (message.acknowledgedBelow !== 0) {
-      writer.uint32(48).uint64(message.acknowledgedBelow);
+      writeUint64(writer.uint32(48), message.acknowledgedBelow);
     }
     return writer;
   },
@@ -2926,7 +2927,7 @@ export const TransferCommand: MessageFns<TransferCommand> = {
               break;
             }
 
-            message.requestId = longToNumber(reader.uint64());
+            message.requestId = readUint64(reader);
             continue;
           }
           case 3: {
@@ -2934,7 +2935,7 @@ export const TransferCommand: MessageFns<TransferCommand> = {
               break;
             }
 
-            message.from = longToNumber(reader.uint64());
+            message.from = readUint64(reader);
             continue;
           }
           case 4: {
@@ -2942,7 +2943,7 @@ export const TransferCommand: MessageFns<TransferCommand> = {
               break;
             }
 
-            message.to = longToNumber(reader.uint64());
+            message.to = readUint64(reader);
             continue;
           }
           case 5: {
@@ -2950,7 +2951,7 @@ export const TransferCommand: MessageFns<TransferCommand> = {
               break;
             }
 
-            message.amount = longToNumber(reader.uint64());
+            message.amount = readUint64(reader);
             continue;
           }
           case 6: {
@@ -2958,7 +2959,7 @@ export const TransferCommand: MessageFns<TransferCommand> = {
               break;
             }
 
-            message.acknowledgedBelow = longToNumber(reader.uint64());
+            message.acknowledgedBelow = readUint64(reader);
             continue;
           }
         }
@@ -3047,22 +3048,22 @@ export const CoordPrepare: MessageFns<CoordPrepare> = {
       writer.uint32(18).string(message.clientId);
     }
     if (message.requestId !== 0) {
-      writer.uint32(24).uint64(message.requestId);
+      writeUint64(writer.uint32(24), message.requestId);
     }
     if (message.from !== 0) {
-      writer.uint32(32).uint64(message.from);
+      writeUint64(writer.uint32(32), message.from);
     }
     if (message.to !== 0) {
-      writer.uint32(40).uint64(message.to);
+      writeUint64(writer.uint32(40), message.to);
     }
     if (message.amount !== 0) {
-      writer.uint32(48).uint64(message.amount);
+      writeUint64(writer.uint32(48), message.amount);
     }
     if (message.toShard !== 0) {
       writer.uint32(56).uint32(message.toShard);
     }
     if (message.acknowledgedBelow !== 0) {
-      writer.uint32(64).uint64(message.acknowledgedBelow);
+      writeUint64(writer.uint32(64), message.acknowledgedBelow);
     }
     return writer;
   },
@@ -3101,7 +3102,7 @@ export const CoordPrepare: MessageFns<CoordPrepare> = {
               break;
             }
 
-            message.requestId = longToNumber(reader.uint64());
+            message.requestId = readUint64(reader);
             continue;
           }
           case 4: {
@@ -3109,7 +3110,7 @@ export const CoordPrepare: MessageFns<CoordPrepare> = {
               break;
             }
 
-            message.from = longToNumber(reader.uint64());
+            message.from = readUint64(reader);
             continue;
           }
           case 5: {
@@ -3117,7 +3118,7 @@ export const CoordPrepare: MessageFns<CoordPrepare> = {
               break;
             }
 
-            message.to = longToNumber(reader.uint64());
+            message.to = readUint64(reader);
             continue;
           }
           case 6: {
@@ -3125,7 +3126,7 @@ export const CoordPrepare: MessageFns<CoordPrepare> = {
               break;
             }
 
-            message.amount = longToNumber(reader.uint64());
+            message.amount = readUint64(reader);
             continue;
           }
           case 7: {
@@ -3141,7 +3142,7 @@ export const CoordPrepare: MessageFns<CoordPrepare> = {
               break;
             }
 
-            message.acknowledgedBelow = longToNumber(reader.uint64());
+            message.acknowledgedBelow = readUint64(reader);
             continue;
           }
         }
@@ -3447,13 +3448,13 @@ export const PartPrepare: MessageFns<PartPrepare> = {
       TxId.encode(message.txid, writer.uint32(10).fork()).join();
     }
     if (message.from !== 0) {
-      writer.uint32(16).uint64(message.from);
+      writeUint64(writer.uint32(16), message.from);
     }
     if (message.to !== 0) {
-      writer.uint32(24).uint64(message.to);
+      writeUint64(writer.uint32(24), message.to);
     }
     if (message.amount !== 0) {
-      writer.uint32(32).uint64(message.amount);
+      writeUint64(writer.uint32(32), message.amount);
     }
     if (message.coordWatermark !== undefined) {
       TxId.encode(message.coordWatermark, writer.uint32(42).fork()).join();
@@ -3487,7 +3488,7 @@ export const PartPrepare: MessageFns<PartPrepare> = {
               break;
             }
 
-            message.from = longToNumber(reader.uint64());
+            message.from = readUint64(reader);
             continue;
           }
           case 3: {
@@ -3495,7 +3496,7 @@ export const PartPrepare: MessageFns<PartPrepare> = {
               break;
             }
 
-            message.to = longToNumber(reader.uint64());
+            message.to = readUint64(reader);
             continue;
           }
           case 4: {
@@ -3503,7 +3504,7 @@ export const PartPrepare: MessageFns<PartPrepare> = {
               break;
             }
 
-            message.amount = longToNumber(reader.uint64());
+            message.amount = readUint64(reader);
             continue;
           }
           case 5: {
@@ -3690,7 +3691,7 @@ function createBaseSessionResult(): SessionResult {
 export const SessionResult: MessageFns<SessionResult> = {
   encode(message: SessionResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.requestId !== 0) {
-      writer.uint32(8).uint64(message.requestId);
+      writeUint64(writer.uint32(8), message.requestId);
     }
     if (message.digest !== 0) {
       writer.uint32(16).uint32(message.digest);
@@ -3699,7 +3700,7 @@ export const SessionResult: MessageFns<SessionResult> = {
       writer.uint32(24).uint32(message.outcome);
     }
     if (message.index !== 0) {
-      writer.uint32(32).uint64(message.index);
+      writeUint64(writer.uint32(32), message.index);
     }
     if (message.txid !== undefined) {
       TxId.encode(message.txid, writer.uint32(42).fork()).join();
@@ -3728,7 +3729,7 @@ export const SessionResult: MessageFns<SessionResult> = {
               break;
             }
 
-            message.requestId = longToNumber(reader.uint64());
+            message.requestId = readUint64(reader);
             continue;
           }
           case 2: {
@@ -3752,7 +3753,7 @@ export const SessionResult: MessageFns<SessionResult> = {
               break;
             }
 
-            message.index = longToNumber(reader.uint64());
+            message.index = readUint64(reader);
             continue;
           }
           case 5: {
@@ -3846,10 +3847,10 @@ export const SessionRecord: MessageFns<SessionRecord> = {
       writer.uint32(10).string(message.clientId);
     }
     if (message.evictedBelow !== 0) {
-      writer.uint32(16).uint64(message.evictedBelow);
+      writeUint64(writer.uint32(16), message.evictedBelow);
     }
     if (message.lastUsedIndex !== 0) {
-      writer.uint32(24).uint64(message.lastUsedIndex);
+      writeUint64(writer.uint32(24), message.lastUsedIndex);
     }
     for (const v of message.results) {
       SessionResult.encode(v!, writer.uint32(34).fork()).join();
@@ -3883,7 +3884,7 @@ export const SessionRecord: MessageFns<SessionRecord> = {
               break;
             }
 
-            message.evictedBelow = longToNumber(reader.uint64());
+            message.evictedBelow = readUint64(reader);
             continue;
           }
           case 3: {
@@ -3891,7 +3892,7 @@ export const SessionRecord: MessageFns<SessionRecord> = {
               break;
             }
 
-            message.lastUsedIndex = longToNumber(reader.uint64());
+            message.lastUsedIndex = readUint64(reader);
             continue;
           }
           case 4: {
@@ -3977,7 +3978,7 @@ export const EvictedSession: MessageFns<EvictedSession> = {
       writer.uint32(10).string(message.clientId);
     }
     if (message.evictedBelow !== 0) {
-      writer.uint32(16).uint64(message.evictedBelow);
+      writeUint64(writer.uint32(16), message.evictedBelow);
     }
     return writer;
   },
@@ -4008,7 +4009,7 @@ export const EvictedSession: MessageFns<EvictedSession> = {
               break;
             }
 
-            message.evictedBelow = longToNumber(reader.uint64());
+            message.evictedBelow = readUint64(reader);
             continue;
           }
         }
@@ -4091,13 +4092,13 @@ export const TxRecord: MessageFns<TxRecord> = {
       writer.uint32(24).uint32(message.state);
     }
     if (message.from !== 0) {
-      writer.uint32(32).uint64(message.from);
+      writeUint64(writer.uint32(32), message.from);
     }
     if (message.to !== 0) {
-      writer.uint32(40).uint64(message.to);
+      writeUint64(writer.uint32(40), message.to);
     }
     if (message.amount !== 0) {
-      writer.uint32(48).uint64(message.amount);
+      writeUint64(writer.uint32(48), message.amount);
     }
     if (message.peerShard !== 0) {
       writer.uint32(56).uint32(message.peerShard);
@@ -4106,13 +4107,13 @@ export const TxRecord: MessageFns<TxRecord> = {
       writer.uint32(66).string(message.clientId);
     }
     if (message.requestId !== 0) {
-      writer.uint32(72).uint64(message.requestId);
+      writeUint64(writer.uint32(72), message.requestId);
     }
     if (message.prepareIndex !== 0) {
-      writer.uint32(80).uint64(message.prepareIndex);
+      writeUint64(writer.uint32(80), message.prepareIndex);
     }
     if (message.decisionIndex !== 0) {
-      writer.uint32(88).uint64(message.decisionIndex);
+      writeUint64(writer.uint32(88), message.decisionIndex);
     }
     if (message.abortReason !== 0) {
       writer.uint32(96).uint32(message.abortReason);
@@ -4168,7 +4169,7 @@ export const TxRecord: MessageFns<TxRecord> = {
               break;
             }
 
-            message.from = longToNumber(reader.uint64());
+            message.from = readUint64(reader);
             continue;
           }
           case 5: {
@@ -4176,7 +4177,7 @@ export const TxRecord: MessageFns<TxRecord> = {
               break;
             }
 
-            message.to = longToNumber(reader.uint64());
+            message.to = readUint64(reader);
             continue;
           }
           case 6: {
@@ -4184,7 +4185,7 @@ export const TxRecord: MessageFns<TxRecord> = {
               break;
             }
 
-            message.amount = longToNumber(reader.uint64());
+            message.amount = readUint64(reader);
             continue;
           }
           case 7: {
@@ -4208,7 +4209,7 @@ export const TxRecord: MessageFns<TxRecord> = {
               break;
             }
 
-            message.requestId = longToNumber(reader.uint64());
+            message.requestId = readUint64(reader);
             continue;
           }
           case 10: {
@@ -4216,7 +4217,7 @@ export const TxRecord: MessageFns<TxRecord> = {
               break;
             }
 
-            message.prepareIndex = longToNumber(reader.uint64());
+            message.prepareIndex = readUint64(reader);
             continue;
           }
           case 11: {
@@ -4224,7 +4225,7 @@ export const TxRecord: MessageFns<TxRecord> = {
               break;
             }
 
-            message.decisionIndex = longToNumber(reader.uint64());
+            message.decisionIndex = readUint64(reader);
             continue;
           }
           case 12: {
@@ -4489,12 +4490,12 @@ export const BankSnapshot: MessageFns<BankSnapshot> = {
       writer.uint32(8).uint32(message.shard);
     }
     if (message.firstItem !== 0) {
-      writer.uint32(16).uint64(message.firstItem);
+      writeUint64(writer.uint32(16), message.firstItem);
     }
     if (message.balances.length !== 0) {
       writer.uint32(26).fork();
       for (const v of message.balances) {
-        writer.uint64(v);
+        writeUint64(writer, v);
       }
       writer.join();
     }
@@ -4511,16 +4512,16 @@ export const BankSnapshot: MessageFns<BankSnapshot> = {
       ShardWatermark.encode(v!, writer.uint32(58).fork()).join();
     }
     if (message.appliedIndex !== 0) {
-      writer.uint32(64).uint64(message.appliedIndex);
+      writeUint64(writer.uint32(64), message.appliedIndex);
     }
     if (message.lastTxid !== undefined) {
       TxId.encode(message.lastTxid, writer.uint32(74).fork()).join();
     }
     if (message.initialTotal !== 0) {
-      writer.uint32(80).uint64(message.initialTotal);
+      writeUint64(writer.uint32(80), message.initialTotal);
     }
     if (message.totalDelta !== 0) {
-      writer.uint32(88).int64(message.totalDelta);
+      writeInt64(writer.uint32(88), message.totalDelta);
     }
     return writer;
   },
@@ -4551,12 +4552,12 @@ export const BankSnapshot: MessageFns<BankSnapshot> = {
               break;
             }
 
-            message.firstItem = longToNumber(reader.uint64());
+            message.firstItem = readUint64(reader);
             continue;
           }
           case 3: {
             if (tag === 24) {
-              message.balances.push(longToNumber(reader.uint64()));
+              message.balances.push(readUint64(reader));
 
               continue;
             }
@@ -4564,7 +4565,7 @@ export const BankSnapshot: MessageFns<BankSnapshot> = {
             if (tag === 26) {
               const end2 = reader.uint32() + reader.pos;
               while (reader.pos < end2) {
-                message.balances.push(longToNumber(reader.uint64()));
+                message.balances.push(readUint64(reader));
               }
 
               continue;
@@ -4609,7 +4610,7 @@ export const BankSnapshot: MessageFns<BankSnapshot> = {
               break;
             }
 
-            message.appliedIndex = longToNumber(reader.uint64());
+            message.appliedIndex = readUint64(reader);
             continue;
           }
           case 9: {
@@ -4625,7 +4626,7 @@ export const BankSnapshot: MessageFns<BankSnapshot> = {
               break;
             }
 
-            message.initialTotal = longToNumber(reader.uint64());
+            message.initialTotal = readUint64(reader);
             continue;
           }
           case 11: {
@@ -4633,7 +4634,7 @@ export const BankSnapshot: MessageFns<BankSnapshot> = {
               break;
             }
 
-            message.totalDelta = longToNumber(reader.int64());
+            message.totalDelta = readInt64(reader);
             continue;
           }
         }
@@ -4771,16 +4772,6 @@ export type DeepPartial<T> = T extends Builtin ? T
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
 
-function longToNumber(int64: { toString(): string }): number {
-  const num = globalThis.Number(int64.toString());
-  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
-  }
-  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
-  }
-  return num;
-}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;
