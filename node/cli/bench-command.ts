@@ -1,7 +1,7 @@
 // `shardbank bench`: closed-loop load (each client sends its next request when the last
 // one answered), a progress bar on a terminal, and a report as text, JSON or HTML.
 import { writeFileSync } from 'node:fs';
-import { ShardbankClient, type ClientSession, type TransferResult } from '../client/bank-client.js';
+import { ShardbankClient, type ClientSession, type TransferRequestInput, type TransferResult } from '../client/bank-client.js';
 import { parseCommandArgs, parseDurationMs, parseIntegerOption, parseNumberOption, resolveTarget, TARGET_HELP, TARGET_OPTIONS } from './args.js';
 import { EXIT, UsageError, type CliIo } from './cli-io.js';
 import { renderHtmlReport } from './html-report.js';
@@ -124,7 +124,11 @@ async function runClient(client: ShardbankClient, session: ClientSession, genera
     if (settings.batchSize === 1) {
       results = [await client.transfer({ ...generator.next(), amount: settings.amount }, { session, deadlineMs: settings.timeoutMs })];
     } else {
-      const entries = Array.from({ length: settings.batchSize }, () => ({ ...generator.next(), amount: settings.amount }));
+      const entries = new Array<TransferRequestInput>(settings.batchSize);
+      for (let i = 0; i < entries.length; i += 1) {
+        const { from, to } = generator.next();
+        entries[i] = { from, to, amount: settings.amount };
+      }
       results = await client.batchTransfer(entries, { session, deadlineMs: settings.timeoutMs });
     }
     const latencyMs = performance.now() - startedAtMs;

@@ -285,9 +285,8 @@ export class ShardbankClient {
     const session = options.session ?? this.session;
     const results: TransferResult[] = inputs.map((input) => {
       const requestId = input.requestId ?? session.nextRequestId();
-      const base = { clientId: session.clientId, requestId, from: input.from, to: input.to, amount: input.amount, attempts: 0 };
       const invalid = this.checkInput(input, session.clientId, requestId);
-      return invalid ? { ...base, outcome: 'INVALID_ARGUMENT', message: invalid } : { ...base, outcome: 'UNKNOWN' };
+      return newTransferResult(session.clientId, requestId, input, invalid === undefined ? 'UNKNOWN' : 'INVALID_ARGUMENT', invalid);
     });
     if (inputs.length === 0) return results;
     const deadlineAtMs = Date.now() + (options.deadlineMs ?? this.options.deadlineMs ?? TRANSFER_DEADLINE_MS_DEFAULT);
@@ -325,18 +324,26 @@ export class ShardbankClient {
       entries: pending.map((result) => ({ requestId: result.requestId, from: result.from, to: result.to, amount: result.amount, clientId: '', acknowledgedBelow: 0 })),
     };
     const call = await this.callShard<BatchTransferReply>(shard, 'batchTransfer', request, deadlineAtMs, (reply) => reply.results.length === pending.length);
-    pending.forEach((result, index) => {
-      result.attempts += call.attempts;
-      if (!call.ok) {
-        Object.assign(result, failureOutcome(call.error));
-        return;
+    if (!call.ok) {
+      const failure = failureOutcome(call.error);
+      for (const result of pending) {
+        result.attempts += call.attempts;
+        result.outcome = failure.outcome;
+        result.message = failure.message;
+        result.errorCode = failure.errorCode;
       }
-      const reply = call.value.results[index]!;
+      return;
+    }
+    const replies = call.value.results;
+    for (let index = 0; index < pending.length; index += 1) {
+      const result = pending[index]!;
+      const reply = replies[index]!;
+      result.attempts += call.attempts;
       result.outcome = batchEntryOutcome(reply.outcome);
       result.decisionIndex = reply.decisionIndex;
       result.coordinatorShard = reply.coordinatorShard;
       if (reply.message) result.message = reply.message;
-    });
+    }
   }
 
   /** Balances of the given items, one call per shard (not a snapshot across shards). */
@@ -397,13 +404,13 @@ export class ShardbankClient {
 
   private checkInput(input: TransferRequestInput, clientId: string, requestId: number): string | undefined {
     if (this.options.validate === false) return undefined;
-    const checks: InputCheck[] = [
-      checkClientId(input.clientId ?? clientId),
-      checkRequestId(requestId),
-      checkTransferInput(this.topology, input, this.options.maxTransferAmount ?? MAX_TRANSFER_AMOUNT_DEFAULT),
-    ];
-    for (const check of checks) if (!check.ok) return check.message;
-    return undefined;
+    // One check at a time: a batch of a thousand entries runs this a thousand times.
+    const client = checkClientId(input.clientId ?? clientId);
+    if (!client.ok) return client.message;
+    const request = checkRequestId(requestId);
+    if (!request.ok) return request.message;
+    const transfer = checkTransferInput(this.topology, input, this.options.maxTransferAmount ?? MAX_TRANSFER_AMOUNT_DEFAULT);
+    return transfer.ok ? undefined : transfer.message;
   }
 
   private backoff(): BackoffPolicy {
@@ -523,6 +530,14 @@ function transferResultOf(base: Omit<TransferResult, 'outcome' | 'attempts'>, ca
     coordinatorShard: reply.coordinatorShard,
     ...(reply.message ? { message: reply.message } : {}),
   };
+}
+
+/**
+ * Every field present from the start, so the thousands of results of a batch share one
+ * object shape (adding fields later cost a batch client a sixth of its time in profiles).
+ */
+function newTransferResult(clientId: string, requestId: number, input: TransferRequestInput, outcome: TransferOutcome, message: string | undefined): TransferResult {
+  return { outcome, clientId, requestId, from: input.from, to: input.to, amount: input.amount, decisionIndex: undefined, coordinatorShard: undefined, attempts: 0, message, errorCode: undefined };
 }
 
 function failureOutcome(error: CallError): Pick<TransferResult, 'outcome' | 'message' | 'errorCode'> {
