@@ -9,7 +9,10 @@
 // together. A lone client is never delayed (nothing is in flight), and nobody waits more than
 // HOLD_MS_MAX behind a slow call (say, one whose entries retry a conflict): then a call goes
 // anyway. Measured at 64 clients on the reference workload: about 15% more transfers/s, and
-// less CPU per transfer in both the client and the leaders (fewer gRPC calls).
+// less CPU per transfer in both the client and the leaders (fewer gRPC calls), with two calls
+// in flight; one call in flight (and a 20 ms hold instead of 5 ms) then measured another
+// x1.11 at 64 clients and x1.04 at 16, faster in every alternating round, with lower p50
+// latency too: a gRPC call costs the client ~0.6 ms of CPU, more than the wait it saves.
 import type { BatchEntry, TransferReply } from '../gen/shardbank/v1/bank.js';
 import { assert } from '../util/assert.js';
 import { NextTurn } from '../util/next-turn.js';
@@ -24,8 +27,8 @@ interface Waiting {
   resolve: (result: CoalescedResult) => void;
 }
 
-const CALLS_IN_FLIGHT_MAX = 2;
-const HOLD_MS_MAX = 5;
+const CALLS_IN_FLIGHT_MAX = 1;
+const HOLD_MS_MAX = 20;
 
 export class TransferCoalescer {
   private readonly waiting = new Map<number, Waiting[]>();
