@@ -59,6 +59,12 @@ export class SessionTable {
   private readonly evicted = new Map<string, number>();
   /** Results held across all sessions; derived from the table, so a restored replica agrees. */
   private resultsCount = 0;
+  /**
+   * The session inserted last (the most recently used one), if it is still in the table:
+   * recording for it again needs no re-insertion. A BatchTransfer's entries all share one
+   * client id, and the delete + set per entry showed in replicas' profiles.
+   */
+  private mostRecent: string | undefined;
 
   get size(): number {
     return this.sessions.size;
@@ -102,13 +108,15 @@ export class SessionTable {
 
   record(clientId: string, requestId: number, result: SessionResult): void {
     let session = this.sessions.get(clientId);
-    if (session) {
-      this.sessions.delete(clientId);
-    } else {
+    if (!session) {
       session = { evictedBelow: this.evicted.get(clientId) ?? 0, results: new Map() };
       this.evicted.delete(clientId);
+      this.sessions.set(clientId, session);
+    } else if (this.mostRecent !== clientId) {
+      this.sessions.delete(clientId);
+      this.sessions.set(clientId, session);
     }
-    this.sessions.set(clientId, session);
+    this.mostRecent = clientId;
     if (!session.results.has(requestId)) {
       // A new result below the watermark would be a request that check() refused: a bug.
       assert(requestId > session.evictedBelow, 'recording a result below the session watermark');
@@ -160,6 +168,7 @@ export class SessionTable {
     let watermark = session.evictedBelow;
     for (const id of session.results.keys()) watermark = Math.max(watermark, id);
     this.sessions.delete(clientId);
+    if (this.mostRecent === clientId) this.mostRecent = undefined;
     this.resultsCount -= session.results.size;
     this.evicted.set(clientId, watermark);
     while (this.evicted.size > SESSION_LIMITS.evictedSessionsMax) {

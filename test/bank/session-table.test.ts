@@ -44,6 +44,29 @@ describe('session table', () => {
     expect(table.check('client-0', 5, transferDigest(1, 2, 1))).toEqual({ kind: 'stale', watermark: 5 });
     expect(table.check('client-0', 6, transferDigest(1, 2, 1)).kind).toBe('new');
   });
+
+  it('orders sessions by last use, whether a client records once or many times in a row', () => {
+    const table = new SessionTable();
+    for (let c = 0; c < SESSION_LIMITS.sessionsMax; c += 1) table.record(`client-${c}`, 1, final(c));
+    // client-0 used again, several times running (a batch): it is now the most recent...
+    for (let id = 2; id <= 4; id += 1) table.record('client-0', id, final(id));
+    table.record('client-1', 2, final(2));
+    table.record('client-1', 3, final(3));
+    table.record('newcomer-a', 1, final(1));
+    // ...so the two least recently used, client-2 and client-3, are the ones evicted.
+    table.record('newcomer-b', 1, final(1));
+    expect(table.size).toBe(SESSION_LIMITS.sessionsMax);
+    for (const evicted of ['client-2', 'client-3']) expect(table.get(evicted, 1)).toBeUndefined();
+    for (const kept of ['client-0', 'client-1', 'client-4', 'newcomer-a', 'newcomer-b']) expect(table.get(kept, 1)).toBeDefined();
+    expect(table.get('client-0', 4)).toBeDefined();
+    // A restored table (a snapshot) keeps the same order, and so the same next victim.
+    const restoredRecords = table.toRecords();
+    const restored = SessionTable.fromRecords(restoredRecords.sessions, restoredRecords.evicted);
+    for (const copy of [table, restored]) copy.record('newcomer-b', 2, final(2));
+    for (const copy of [table, restored]) copy.record('newcomer-c', 1, final(1));
+    for (const copy of [table, restored]) expect(copy.get('client-4', 1)).toBeUndefined();
+    expect(restored.fingerprint()).toBe(table.fingerprint());
+  });
 });
 
 describe('transfer digest', () => {
