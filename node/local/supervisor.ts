@@ -9,6 +9,7 @@ import type { Topology } from '../cluster/topology.js';
 import { formatEndpoints } from '../client/endpoints.js';
 import { assert } from '../util/assert.js';
 import { isProcessAlive } from '../util/process-alive.js';
+import { peerSocketPath, UNIX_SOCKET_PATH_BYTES_MAX } from '../transport/peer-transport.js';
 import {
   ADDRESS_BOOK_VERSION,
   readAddressBook,
@@ -217,7 +218,22 @@ export class LocalSupervisor {
       '--log-level', this.options.logLevel ?? 'info',
     ];
     if (book.natsUrl) args.push('--nats-url', book.natsUrl);
+    const socketDirectory = this.peerSocketDirectory();
+    if (socketDirectory !== undefined) args.push('--peer-socket-dir', socketDirectory);
     return args;
+  }
+
+  /**
+   * Every replica runs on this host, so peers talk over Unix sockets in the state directory
+   * (cheaper than loopback TCP; see peer-transport.ts). A state directory whose socket paths
+   * would be too long for the kernel keeps TCP.
+   */
+  private peerSocketDirectory(): string | undefined {
+    const directory = join(this.options.stateDir, 'sockets');
+    const { topology } = this.book;
+    if (Buffer.byteLength(peerSocketPath(directory, topology.shards - 1, topology.replicasPerShard - 1)) > UNIX_SOCKET_PATH_BYTES_MAX) return undefined;
+    mkdirSync(directory, { recursive: true });
+    return directory;
   }
 
   /** Stops replicas (SIGTERM, in parallel), then nats-server; idempotent. */

@@ -7,6 +7,7 @@ import { BankService as BankServiceDefinition } from '../gen/shardbank/v1/bank.j
 import { HealthService, HealthCheckResponse_ServingStatus, type HealthServer } from '../gen/grpc/health/v1/health.js';
 import { LeaderAnnouncer, LeaderWatcher } from '../discovery/index.js';
 import { MESSAGE_BYTES_MAX } from '../transport/peer-transport.js';
+import { peerSocketPath } from '../transport/peer-transport.js';
 import { listenSharedPort } from '../transport/shared-port.js';
 import { ConfigError, parseReplicaConfig, type ReplicaConfig } from './replica-config.js';
 import { Replica } from './replica.js';
@@ -47,7 +48,8 @@ async function main(): Promise<void> {
       callback(null, { status: service.isReady() ? HealthCheckResponse_ServingStatus.SERVING : HealthCheckResponse_ServingStatus.NOT_SERVING }),
   };
   server.addService(HealthService, health);
-  const listener = await listenSharedPort(config.listenHost, config.grpcPort, server, (socket, rest) => replica.transport.acceptConnection(socket, rest, replica));
+  const peerSocket = config.peerSocketDir === undefined ? undefined : peerSocketPath(config.peerSocketDir, config.shard, config.ordinal);
+  const listener = await listenSharedPort(config.listenHost, config.grpcPort, server, (socket, rest) => replica.transport.acceptConnection(socket, rest, replica), peerSocket);
   const grpcPort = listener.port;
   const http = await startHttpServer(replica, service, config.listenHost, config.httpPort);
 

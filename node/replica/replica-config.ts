@@ -2,6 +2,7 @@
 // SHARDBANK_<FLAG> in the environment. Bad values fail fast with a message naming the flag.
 import { parseArgs } from 'node:util';
 import type { Topology } from '../cluster/topology.js';
+import { peerSocketPath, UNIX_SOCKET_PATH_BYTES_MAX } from '../transport/peer-transport.js';
 
 export interface ReplicaConfig {
   cluster: string;
@@ -31,6 +32,8 @@ export interface ReplicaConfig {
   inflightSlotsMax: number;
   thriftyAccepts: boolean;
   preallocateSegments: boolean;
+  /** Every replica of the cluster listens for peers in this directory too (same host only). */
+  peerSocketDir: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -60,6 +63,7 @@ const OPTIONS = {
   'tick-ms': { type: 'string' },
   'thrifty-accepts': { type: 'string' },
   'preallocate-segments': { type: 'string' },
+  'peer-socket-dir': { type: 'string' },
   'pacing-hold-ms': { type: 'string' },
   'pacing-min-waiters': { type: 'string' },
   'pacing-target-commands': { type: 'string' },
@@ -110,6 +114,13 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
   if (ordinal >= topology.replicasPerShard) throw new ConfigError(`--ordinal ${ordinal} is not below --replicas-per-shard ${topology.replicasPerShard}`);
   const grpcPort = int('grpc-port', 50051, 1, 65535);
   const peers = parsePeers(get('peers'), get('peer-address-template'), { cluster, namespace, topology, grpcPort });
+  const peerSocketDir = get('peer-socket-dir') || undefined;
+  if (peerSocketDir !== undefined) {
+    const longest = peerSocketPath(peerSocketDir, topology.shards - 1, topology.replicasPerShard - 1);
+    if (Buffer.byteLength(longest) > UNIX_SOCKET_PATH_BYTES_MAX) {
+      throw new ConfigError(`--peer-socket-dir ${peerSocketDir}: socket paths such as ${longest} are longer than ${UNIX_SOCKET_PATH_BYTES_MAX} bytes`);
+    }
+  }
   const pullBool = (flag: Flag): boolean => {
     const value = parsed[flag];
     if (typeof value === 'boolean') return value;
@@ -137,6 +148,7 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
     inflightSlotsMax: int('inflight-slots', 1, 1, 256),
     thriftyAccepts: int('thrifty-accepts', 1, 0, 1) === 1,
     preallocateSegments: int('preallocate-segments', 1, 0, 1) === 1,
+    peerSocketDir,
     pacingHoldMs: int('pacing-hold-ms', 0, 0, 100),
     pacingMinWaiters: int('pacing-min-waiters', 8, 1, 1_000_000),
     pacingTargetCommands: int('pacing-target-commands', 48, 2, 4096),

@@ -51,7 +51,7 @@ export class Replica {
     readonly logger: Logger,
   ) {
     this.node = node;
-    this.transport = new PeerTransport(config.cluster, { shard: config.shard, ordinal: config.ordinal }, config.peers, logger);
+    this.transport = new PeerTransport(config.cluster, { shard: config.shard, ordinal: config.ordinal }, config.peers, logger, config.peerSocketDir);
     this.router = new TxRouter(config, this.transport);
   }
 

@@ -7,11 +7,18 @@
 // framing and its extra socket writes, and an HTTP/2 hop costs several times a TCP one. A
 // frame here is one socket write of [u32 length][PeerFrame].
 //
+// Replicas on one host (the local runtime) may also listen on a Unix socket each, in a shared
+// directory (`--peer-socket-dir`): peers then dial that path instead of loopback TCP, which
+// spares every frame the TCP stack (measured here: a Node ping-pong costs 22 µs of CPU per
+// round trip on each side over a Unix socket, 29-39 µs over loopback TCP). Same frames, same
+// handshake; in Kubernetes replicas are on different hosts and use TCP.
+//
 // Delivery is best effort: the protocols above retransmit, so a broken connection just
 // drops what it held and is re-opened on the next send. A receiver writes one byte back every
 // second; a sender that hears nothing for LIVENESS_TIMEOUT_MS drops the connection and dials
 // again (resolving the name again), so a peer that came back at a new address is found.
 import net from 'node:net';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { PeerFrame, type PaxosMessage, type TxMessage } from '../gen/shardbank/v1/peer.js';
 import { NextTurn } from '../util/next-turn.js';
@@ -29,9 +36,19 @@ const KEEPALIVE_INTERVAL_MS = 1000;
 const LIVENESS_TIMEOUT_MS = 5000;
 const KEEPALIVE_BYTE = Buffer.from([0]);
 
+/** Longest Unix socket path the kernel takes (sun_path is 108 bytes with its terminating NUL). */
+export const UNIX_SOCKET_PATH_BYTES_MAX = 107;
+
+/** Where a replica listens for peers in a shared socket directory. */
+export function peerSocketPath(directory: string, shard: number, ordinal: number): string {
+  return join(directory, `s${shard}-${ordinal}.sock`);
+}
+
 interface Destination {
   host: string;
   port: number;
+  /** A Unix socket to dial instead of host:port (replicas sharing a socket directory). */
+  socketPath: string | undefined;
   socket: net.Socket | undefined;
   connected: boolean;
   lastHeardMs: number;
@@ -59,6 +76,8 @@ export class PeerTransport {
     private readonly self: { shard: number; ordinal: number },
     private readonly peers: string[][],
     private readonly logger: Logger,
+    /** A directory where every peer listens on peerSocketPath(); TCP when undefined. */
+    private readonly socketDirectory?: string,
   ) {}
 
   /**
@@ -135,7 +154,8 @@ export class PeerTransport {
       const address = this.peers[shard]?.[ordinal];
       if (!address) throw new Error(`no address for shard ${shard} replica ${ordinal}`);
       const { host, port } = splitHostPort(address);
-      destination = { host, port, socket: undefined, connected: false, lastHeardMs: 0, paxos: [], tx: [], forwarded: false, lastOpenAttemptMs: 0, openFailures: 0 };
+      const socketPath = this.socketDirectory === undefined ? undefined : peerSocketPath(this.socketDirectory, shard, ordinal);
+      destination = { host, port, socketPath, socket: undefined, connected: false, lastHeardMs: 0, paxos: [], tx: [], forwarded: false, lastOpenAttemptMs: 0, openFailures: 0 };
       this.destinations.set(key, destination);
       this.startHeartbeat();
     }
@@ -172,7 +192,7 @@ export class PeerTransport {
     if (now - destination.lastOpenAttemptMs < backoff) return undefined;
     destination.lastOpenAttemptMs = now;
     destination.lastHeardMs = now;
-    const socket = net.connect({ host: destination.host, port: destination.port, noDelay: true });
+    const socket = destination.socketPath !== undefined ? net.connect({ path: destination.socketPath }) : net.connect({ host: destination.host, port: destination.port, noDelay: true });
     destination.socket = socket;
     destination.connected = false;
     socket.write(PEER_MAGIC);

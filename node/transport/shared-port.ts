@@ -1,7 +1,9 @@
 // One listening port for everything a replica serves over TCP: the client API and health
 // (gRPC, HTTP/2) and the peer protocol (peer-transport.ts). The first bytes of a connection
 // decide: PEER_MAGIC makes it a peer stream; anything else (an HTTP/2 preface) is handed, with
-// the bytes already read, to the gRPC server through its connection injector.
+// the bytes already read, to the gRPC server through its connection injector. The same
+// listener may also accept on a Unix socket (peers on the same host; see peer-transport.ts).
+import { rmSync } from 'node:fs';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { PEER_MAGIC } from './peer-transport.js';
@@ -22,10 +24,11 @@ export async function listenSharedPort(
   port: number,
   grpcServer: grpc.Server,
   onPeerConnection: (socket: net.Socket, rest: Buffer) => void,
+  unixSocketPath?: string,
 ): Promise<SharedPort> {
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const open = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
+  const onConnection = (socket: net.Socket) => {
     open.add(socket);
     socket.on('close', () => open.delete(socket));
     socket.on('error', () => undefined);
@@ -47,21 +50,44 @@ export async function listenSharedPort(
       }
     };
     socket.on('data', onData);
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  };
+  const server = net.createServer(onConnection);
+  await listen(server, (callback) => server.listen(port, host, callback));
+  let unixServer: net.Server | undefined;
+  if (unixSocketPath !== undefined) {
+    // A socket file left by a replica that died is in the way; the data directory's lock
+    // already ensures no other process is this replica.
+    rmSync(unixSocketPath, { force: true });
+    const listening = net.createServer(onConnection);
+    try {
+      await listen(listening, (callback) => listening.listen(unixSocketPath, callback));
+    } catch (error) {
+      server.close();
+      throw error;
+    }
+    unixServer = listening;
+  }
+  const stopAccepting = () => {
+    server.close();
+    unixServer?.close(); // also removes the socket file
+  };
   return {
     port: (server.address() as net.AddressInfo).port,
-    stopAccepting: () => server.close(),
+    stopAccepting,
     destroy: () => {
-      server.close();
+      stopAccepting();
       injector.destroy();
       for (const socket of open) socket.destroy();
     },
   };
+}
+
+function listen(server: net.Server, start: (callback: () => void) => void): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    start(() => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
 }

@@ -8,7 +8,7 @@ import { BankService } from '../../node/gen/shardbank/v1/bank.js';
 
 const { values } = parseArgs({
   options: Object.fromEntries(
-    ['cluster', 'namespace', 'incarnation', 'shard', 'ordinal', 'shards', 'replicas-per-shard', 'items-per-shard', 'initial-balance', 'max-transfer-amount', 'peers', 'data-dir', 'nats-url', 'listen-host', 'grpc-port', 'http-port', 'log-level'].map((flag) => [flag, { type: 'string' as const }]),
+    ['cluster', 'namespace', 'incarnation', 'shard', 'ordinal', 'shards', 'replicas-per-shard', 'items-per-shard', 'initial-balance', 'max-transfer-amount', 'peers', 'data-dir', 'nats-url', 'listen-host', 'grpc-port', 'http-port', 'log-level', 'peer-socket-dir'].map((flag) => [flag, { type: 'string' as const }]),
   ),
   strict: true,
 });

@@ -1,13 +1,17 @@
 // The replica-to-replica transport over real sockets: length-prefixed frames on a port that
 // also serves gRPC, frames for another cluster refused, re-dialling after a receiver goes
 // away or falls silent.
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HealthClient, HealthService, HealthCheckResponse_ServingStatus } from '../../node/gen/grpc/health/v1/health.js';
 import { PeerFrame, type PaxosMessage } from '../../node/gen/shardbank/v1/peer.js';
-import { FrameReader, PEER_MAGIC, PeerTransport, encodeFrame, splitHostPort } from '../../node/transport/peer-transport.js';
+import { parseReplicaConfig } from '../../node/replica/replica-config.js';
+import { FrameReader, PEER_MAGIC, PeerTransport, encodeFrame, peerSocketPath, splitHostPort } from '../../node/transport/peer-transport.js';
 import { listenSharedPort, type SharedPort } from '../../node/transport/shared-port.js';
 import { pollUntil } from '../support/poll.js';
 
@@ -94,6 +98,38 @@ describe('peer connections on the gRPC port', () => {
     expect(frames.flatMap((f) => f.paxos.map((m) => m.ballot!.round))).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
     expect(frames.length).toBeGreaterThan(1);
     expect(frames.every((f) => f.cluster === 'bank' && f.senderOrdinal === 1)).toBe(true);
+  });
+
+  it('carries peer frames over a Unix socket in a shared directory, and removes the socket file on close', async () => {
+    const directory = mkdtempSync(join(tmpdir(), 'sb-sock-'));
+    cleanups.push(() => rmSync(directory, { recursive: true, force: true }));
+    const path = peerSocketPath(directory, 0, 0);
+    writeFileSync(path, 'left by a replica that died'); // a stale file is replaced
+    const frames: PeerFrame[] = [];
+    const server = new grpc.Server();
+    const receiving = new PeerTransport('bank', { shard: 0, ordinal: 0 }, [], logger);
+    // TCP port 0 and an address nobody listens on for the sender: only the socket can work.
+    const shared = await listenSharedPort('127.0.0.1', 0, server, (socket, rest) => receiving.acceptConnection(socket, rest, { onFrame: (f) => frames.push(f) }), path);
+    cleanups.push(() => {
+      receiving.close();
+      shared.destroy();
+      server.forceShutdown();
+    });
+    expect(statSync(path).isSocket()).toBe(true);
+    const sending = new PeerTransport('bank', { shard: 0, ordinal: 1 }, [['127.0.0.1:1']], logger, directory);
+    cleanups.push(() => sending.close());
+    for (let round = 1; round <= 50; round += 1) sending.sendPaxos(0, 0, heartbeat(0, round));
+    await pollUntil('50 messages over the Unix socket', () => frames.flatMap((f) => f.paxos).length === 50, 30_000);
+    expect(frames.flatMap((f) => f.paxos.map((m) => m.ballot!.round))).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    shared.destroy();
+    await pollUntil('socket file removed', () => !existsSync(path), 10_000);
+  });
+
+  it('refuses a socket directory whose paths the kernel would not take, naming the flag', () => {
+    const base = ['--cluster', 'c', '--shard', '0', '--ordinal', '0', '--peers', '127.0.0.1:1,127.0.0.1:2,127.0.0.1:3;127.0.0.1:4,127.0.0.1:5,127.0.0.1:6;127.0.0.1:7,127.0.0.1:8,127.0.0.1:9'];
+    expect(parseReplicaConfig([...base, '--peer-socket-dir', '/tmp/s'], {}).peerSocketDir).toBe('/tmp/s');
+    expect(parseReplicaConfig(base, {}).peerSocketDir).toBeUndefined();
+    expect(() => parseReplicaConfig([...base, '--peer-socket-dir', `/tmp/${'x'.repeat(120)}`], {})).toThrow(/--peer-socket-dir .* longer than 107 bytes/);
   });
 
   it('closes a connection whose frames name another cluster, delivering none of them', async () => {
