@@ -205,7 +205,7 @@ export class PeerTransport {
       destination.lastHeardMs = Date.now();
     });
     socket.on('error', (error) => {
-      this.logger.debug({ peer: `${destination.host}:${destination.port}`, err: error.message }, 'peer connection failed');
+      this.logger.debug({ peer: destination.socketPath ?? `${destination.host}:${destination.port}`, err: error.message }, 'peer connection failed');
     });
     socket.on('close', () => {
       if (destination.socket !== socket) return;
@@ -228,7 +228,7 @@ export class PeerTransport {
       const now = Date.now();
       for (const destination of this.destinations.values()) {
         if (destination.socket && now - destination.lastHeardMs > LIVENESS_TIMEOUT_MS) {
-          this.logger.debug({ peer: `${destination.host}:${destination.port}` }, 'peer connection silent: re-dialling');
+          this.logger.debug({ peer: destination.socketPath ?? `${destination.host}:${destination.port}` }, 'peer connection silent: re-dialling');
           destination.socket.destroy();
         }
       }
