@@ -328,9 +328,7 @@ export class ShardbankClient {
       const failure = failureOutcome(call.error);
       for (const result of pending) {
         result.attempts += call.attempts;
-        result.outcome = failure.outcome;
-        result.message = failure.message;
-        result.errorCode = failure.errorCode;
+        Object.assign(result, failure);
       }
       return;
     }

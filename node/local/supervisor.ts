@@ -9,7 +9,7 @@ import type { Topology } from '../cluster/topology.js';
 import { formatEndpoints } from '../client/endpoints.js';
 import { assert } from '../util/assert.js';
 import { isProcessAlive } from '../util/process-alive.js';
-import { peerSocketPath, UNIX_SOCKET_PATH_BYTES_MAX } from '../transport/peer-transport.js';
+import { peerSocketPathTooLong } from '../transport/peer-transport.js';
 import {
   ADDRESS_BOOK_VERSION,
   readAddressBook,
@@ -230,8 +230,7 @@ export class LocalSupervisor {
    */
   private peerSocketDirectory(): string | undefined {
     const directory = join(this.options.stateDir, 'sockets');
-    const { topology } = this.book;
-    if (Buffer.byteLength(peerSocketPath(directory, topology.shards - 1, topology.replicasPerShard - 1)) > UNIX_SOCKET_PATH_BYTES_MAX) return undefined;
+    if (peerSocketPathTooLong(directory, this.book.topology) !== undefined) return undefined;
     mkdirSync(directory, { recursive: true });
     return directory;
   }

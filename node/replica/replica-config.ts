@@ -2,7 +2,7 @@
 // SHARDBANK_<FLAG> in the environment. Bad values fail fast with a message naming the flag.
 import { parseArgs } from 'node:util';
 import type { Topology } from '../cluster/topology.js';
-import { peerSocketPath, UNIX_SOCKET_PATH_BYTES_MAX } from '../transport/peer-transport.js';
+import { peerSocketPathTooLong, UNIX_SOCKET_PATH_BYTES_MAX } from '../transport/peer-transport.js';
 
 export interface ReplicaConfig {
   cluster: string;
@@ -115,11 +115,9 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
   const grpcPort = int('grpc-port', 50051, 1, 65535);
   const peers = parsePeers(get('peers'), get('peer-address-template'), { cluster, namespace, topology, grpcPort });
   const peerSocketDir = get('peer-socket-dir') || undefined;
-  if (peerSocketDir !== undefined) {
-    const longest = peerSocketPath(peerSocketDir, topology.shards - 1, topology.replicasPerShard - 1);
-    if (Buffer.byteLength(longest) > UNIX_SOCKET_PATH_BYTES_MAX) {
-      throw new ConfigError(`--peer-socket-dir ${peerSocketDir}: socket paths such as ${longest} are longer than ${UNIX_SOCKET_PATH_BYTES_MAX} bytes`);
-    }
+  const tooLong = peerSocketDir === undefined ? undefined : peerSocketPathTooLong(peerSocketDir, topology);
+  if (tooLong !== undefined) {
+    throw new ConfigError(`--peer-socket-dir ${peerSocketDir}: socket paths such as ${tooLong} are longer than ${UNIX_SOCKET_PATH_BYTES_MAX} bytes`);
   }
   const pullBool = (flag: Flag): boolean => {
     const value = parsed[flag];

@@ -44,6 +44,15 @@ export function peerSocketPath(directory: string, shard: number, ordinal: number
   return join(directory, `s${shard}-${ordinal}.sock`);
 }
 
+/**
+ * The longest socket path of a cluster of this shape in `directory` if it is too long for
+ * the kernel (one check for the replica's flag and the local supervisor); undefined if all fit.
+ */
+export function peerSocketPathTooLong(directory: string, shape: { shards: number; replicasPerShard: number }): string | undefined {
+  const longest = peerSocketPath(directory, shape.shards - 1, shape.replicasPerShard - 1);
+  return Buffer.byteLength(longest) > UNIX_SOCKET_PATH_BYTES_MAX ? longest : undefined;
+}
+
 interface Destination {
   host: string;
   port: number;
