@@ -31,6 +31,8 @@ Options:
                            process spends its first seconds compiling (JIT)
   --no-coalesce            one gRPC call per transfer (default: the client library sends
                            the transfers its clients start together in one call per shard)
+  --no-stream              coalesced transfers go in BatchTransfer calls (default: over a
+                           TransferStream to each shard's leader once it is found)
   --report FILE.html       write a self-contained HTML report
   --json                   print the result as JSON
 ${TARGET_HELP}`;
@@ -47,6 +49,7 @@ const BENCH_OPTIONS = {
   timeout: { type: 'string' },
   report: { type: 'string' },
   'no-coalesce': { type: 'boolean' },
+  'no-stream': { type: 'boolean' },
 } as const;
 
 export interface BenchSettings {
@@ -146,7 +149,7 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
   const settings = parseBenchSettings(values);
   if (values.report !== undefined && !values.report.endsWith('.html')) throw new UsageError(`--report: expected a FILE.html, got ${JSON.stringify(values.report)}`);
   const target = resolveTarget(values, true);
-  const client = await ShardbankClient.connect({ ...target.options, coalesce: values['no-coalesce'] !== true });
+  const client = await ShardbankClient.connect({ ...target.options, coalesce: values['no-coalesce'] !== true, stream: values['no-stream'] !== true });
   const generator = new PairGenerator({ topology: target.options.topology, crossShardRatio: settings.crossShardRatio, zipfExponent: settings.zipf });
   if (settings.warmupMs > 0) {
     const warmupEndAtMs = Date.now() + settings.warmupMs;

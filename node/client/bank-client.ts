@@ -22,6 +22,7 @@ import { startLeaderSource, type LeaderSource } from './leader-source.js';
 import { mergeClusterStatus, type ClusterView, type ReplicaProbe } from './status-view.js';
 import { checkClientId, checkRequestId, checkTransferInput, type InputCheck } from './transfer-input.js';
 import { TransferCoalescer, type CoalescedResult } from './transfer-coalescer.js';
+import { TransferStreamChannel, type ChannelBreak } from './transfer-stream-channel.js';
 
 export { Consistency } from '../gen/shardbank/v1/bank.js';
 
@@ -65,6 +66,11 @@ export interface ShardbankClientOptions {
    * shard in one BatchTransfer call (default true). Each keeps its own ids and outcome.
    */
   readonly coalesce?: boolean;
+  /**
+   * Coalesced transfers go over a TransferStream to the shard's leader once a call has found
+   * it (default true): each result comes back as soon as its transfer is decided.
+   */
+  readonly stream?: boolean;
 }
 
 export interface TransferRequestInput {
@@ -164,7 +170,16 @@ export class ShardbankClient {
   private watcherStarting: Promise<void> | undefined;
   private readonly options: ShardbankClientOptions;
   private closed = false;
-  private readonly coalescer = new TransferCoalescer((shard, entries) => this.sendCoalesced(shard, entries), BATCH_ENTRIES_MAX);
+  private readonly coalescer = new TransferCoalescer(
+    (shard, entries) => this.sendCoalesced(shard, entries),
+    BATCH_ENTRIES_MAX,
+    undefined,
+    undefined,
+    (shard) => this.streamFor(shard),
+  );
+  private readonly streams = new Map<number, TransferStreamChannel>();
+  /** Set when a replica does not know TransferStream (an older version): calls only from then on. */
+  private streamsUnsupported = false;
 
   constructor(options: ShardbankClientOptions) {
     assert(options.endpoints.length === options.topology.shards, `endpoints list ${options.endpoints.length} shards, topology has ${options.topology.shards}`);
@@ -279,6 +294,34 @@ export class ShardbankClient {
     return call.value.results.map((reply) => ({ ok: true as const, reply }));
   }
 
+  /**
+   * The stream to the replica that last served this shard as its leader, opened on first use.
+   * None until a call has found the leader (the call path knows how to look for one).
+   */
+  private streamFor(shard: number): TransferStreamChannel | undefined {
+    if (this.options.stream === false || this.streamsUnsupported || this.closed) return undefined;
+    const address = this.lastAnswered.get(shard);
+    if (address === undefined) return undefined;
+    const open = this.streams.get(shard);
+    if (open !== undefined && !open.broken && open.address === address) return open;
+    open?.close();
+    const attemptTimeoutMs = this.options.attemptTimeoutMs ?? ATTEMPT_TIMEOUT_MS_DEFAULT;
+    const channel = new TransferStreamChannel(this.stub(address), address, this.cluster, attemptTimeoutMs, (broken, why) => this.streamBroken(shard, broken, why));
+    this.streams.set(shard, channel);
+    return channel;
+  }
+
+  private streamBroken(shard: number, channel: TransferStreamChannel, why: ChannelBreak): void {
+    if (this.streams.get(shard) === channel) this.streams.delete(shard);
+    if (why.reason === 'closed') return;
+    if (why.details.startsWith('UNIMPLEMENTED')) this.streamsUnsupported = true;
+    if (this.lastAnswered.get(shard) !== channel.address) return;
+    // The next transfers find the leader by call (or go straight to the one the replica named).
+    const hinted = why.leaderHint ? this.addressOf(shard, why.leaderHint.ordinal, why.leaderHint.address) : undefined;
+    if (hinted !== undefined && hinted !== channel.address) this.lastAnswered.set(shard, hinted);
+    else this.lastAnswered.delete(shard);
+  }
+
   /** Many transfers in one call per round; entries that come back ABORTED or UNAVAILABLE are re-sent with their ids. */
   async batchTransfer(inputs: readonly TransferRequestInput[], options: CallOptions = {}): Promise<TransferResult[]> {
     assert(inputs.length <= BATCH_ENTRIES_MAX, `batch of ${inputs.length} entries, at most ${BATCH_ENTRIES_MAX}`);
@@ -389,6 +432,8 @@ export class ShardbankClient {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const channel of [...this.streams.values()]) channel.close();
+    this.streams.clear();
     for (const stub of this.stubs.values()) stub.close();
     this.stubs.clear();
     await this.watcherStarting;

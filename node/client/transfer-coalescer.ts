@@ -13,6 +13,10 @@
 // in flight; one call in flight (and a 20 ms hold instead of 5 ms) then measured another
 // x1.11 at 64 clients and x1.04 at 16, faster in every alternating round, with lower p50
 // latency too: a gRPC call costs the client ~0.6 ms of CPU, more than the wait it saves.
+//
+// When the client has a TransferStream open to the shard's leader, the transfers of each turn
+// go as one stream message instead, at once: no call in flight to wait for, and each result
+// comes back as soon as its transfer is decided, not with the slowest of its call.
 import type { BatchEntry, TransferReply } from '../gen/shardbank/v1/bank.js';
 import { assert } from '../util/assert.js';
 import { NextTurn } from '../util/next-turn.js';
@@ -21,6 +25,13 @@ import { NextTurn } from '../util/next-turn.js';
 export type CoalescedResult = { ok: true; reply: TransferReply } | { ok: false; error: { code: number; codeName: string; details: string } };
 
 export type BatchSender = (shard: number, entries: BatchEntry[]) => Promise<CoalescedResult[]>;
+
+/** A TransferStream that takes entries now; results come back one by one, in any order. */
+export interface StreamTarget {
+  send(entries: readonly BatchEntry[], deliver: (index: number, result: CoalescedResult) => void): void;
+}
+/** The open stream to a shard's leader, if any (else the transfers go by BatchTransfer call). */
+export type StreamFinder = (shard: number) => StreamTarget | undefined;
 
 interface Waiting {
   entry: BatchEntry;
@@ -41,6 +52,7 @@ export class TransferCoalescer {
     private readonly entriesPerCallMax: number,
     private readonly callsInFlightMax = CALLS_IN_FLIGHT_MAX,
     private readonly holdMsMax = HOLD_MS_MAX,
+    private readonly streamFor: StreamFinder = () => undefined,
   ) {
     assert(entriesPerCallMax >= 1, 'entriesPerCallMax must be positive');
   }
@@ -65,6 +77,16 @@ export class TransferCoalescer {
   private flushShard(shard: number, force = false): void {
     const list = this.waiting.get(shard);
     if (!list || list.length === 0) return;
+    const stream = this.streamFor(shard);
+    if (stream !== undefined) {
+      // A stream message costs little and its results come back one by one: no holding.
+      this.waiting.delete(shard);
+      for (let start = 0; start < list.length; start += this.entriesPerCallMax) {
+        const part = list.slice(start, start + this.entriesPerCallMax);
+        stream.send(part.map((w) => w.entry), (index, result) => part[index]!.resolve(result));
+      }
+      return;
+    }
     if (!force && (this.inFlight.get(shard) ?? 0) >= this.callsInFlightMax) {
       // Sent when a call returns, or after holdMsMax at the latest.
       if (!this.holdTimers.has(shard)) {

@@ -20,6 +20,7 @@ import type { ClientReply, ErrorCode, TransferInput } from '../shard/shard-node.
 import { Forwarder, FORWARDED_HEADER, type AsyncBankClient } from './forwarder.js';
 import type { Replica } from './replica.js';
 import { checkCluster, checkItem, checkTransferFields, REQUEST_LIMITS, type Invalid, type ValidationContext } from './request-validation.js';
+import { entryResultOf, serveTransferStream } from './transfer-stream.js';
 
 const STATUS_BY_ERROR: Record<ErrorCode, grpc.status> = {
   'not-leader': grpc.status.UNAVAILABLE,
@@ -27,14 +28,6 @@ const STATUS_BY_ERROR: Record<ErrorCode, grpc.status> = {
   stale: grpc.status.FAILED_PRECONDITION,
   mismatch: grpc.status.INVALID_ARGUMENT,
   unavailable: grpc.status.UNAVAILABLE,
-};
-
-const OUTCOME_BY_ERROR: Record<ErrorCode, Outcome> = {
-  'not-leader': Outcome.UNAVAILABLE,
-  aborted: Outcome.ABORTED,
-  stale: Outcome.FAILED_PRECONDITION,
-  mismatch: Outcome.INVALID_ARGUMENT,
-  unavailable: Outcome.UNAVAILABLE,
 };
 
 /** Which replica of this shard served a call (filled in while it runs). */
@@ -69,6 +62,18 @@ export class BankService {
     return {
       transfer: (call, callback) => this.unary(callback, (served) => this.transfer(call.request, call.metadata, served)),
       batchTransfer: (call, callback) => this.unary(callback, (served) => this.batchTransfer(call.request, call.metadata, served)),
+      transferStream: (call) =>
+        serveTransferStream(call, {
+          context: this.context,
+          shard: this.replica.config.shard,
+          isReadyLeader: () => this.replica.node.isReadyLeader,
+          leaderHint: () => this.leaderHintText(),
+          submit: (input, done) => this.replica.submitTransfer(input, done),
+          countMessage: (entries) => {
+            this.replica.metrics.grpcRequests += 1;
+            this.replica.metrics.transferStreamEntries += entries;
+          },
+        }),
       getBalance: (call, callback) => this.unary(callback, (served) => this.getBalance(call.request.cluster, call.request.items, call.request.consistency, call.metadata, served)),
       clusterStatus: (call, callback) => this.unary(callback, () => this.clusterStatus(call.request.cluster, call.request.localOnly)),
     };
@@ -135,9 +140,14 @@ export class BankService {
 
   private leaderHintMetadata(): grpc.Metadata {
     const metadata = new grpc.Metadata();
-    const leader = this.replica.node.core.leaderOrdinal;
-    if (leader >= 0) metadata.set('shardbank-leader', `${leader},${this.replica.config.peers[this.replica.config.shard]![leader]}`);
+    const hint = this.leaderHintText();
+    if (hint !== '') metadata.set('shardbank-leader', hint);
     return metadata;
+  }
+
+  private leaderHintText(): string {
+    const leader = this.replica.node.core.leaderOrdinal;
+    return leader >= 0 ? `${leader},${this.replica.config.peers[this.replica.config.shard]![leader]}` : '';
   }
 
   /**
@@ -197,9 +207,7 @@ export class BankService {
           const entry = request.entries[index]!;
           work.push(
             this.submit({ clientId: entry.clientId || request.clientId, requestId: entry.requestId, from: entry.from, to: entry.to, amount: entry.amount, acknowledgedBelow: entry.acknowledgedBelow }).then((reply) => {
-              results[index] = reply.kind === 'transfer'
-                ? { outcome: reply.outcome, decisionIndex: reply.index, coordinatorShard: shard, message: '' }
-                : { outcome: reply.kind === 'error' ? OUTCOME_BY_ERROR[reply.code] : Outcome.UNAVAILABLE, decisionIndex: 0, coordinatorShard: shard, message: reply.kind === 'error' ? reply.message : '' };
+              results[index] = entryResultOf(reply, shard);
             }),
           );
         }

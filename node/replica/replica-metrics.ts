@@ -7,6 +7,8 @@ export class ReplicaMetrics {
   readonly outcomes = new Map<number, number>();
   grpcRequests = 0;
   forwardedRequests = 0;
+  /** Transfers received over TransferStream (each stream message also counts as a gRPC request). */
+  transferStreamEntries = 0;
 
   countOutcome(outcome: number): void {
     this.outcomes.set(outcome, (this.outcomes.get(outcome) ?? 0) + 1);
@@ -25,6 +27,7 @@ export class ReplicaMetrics {
     metric('shardbank_persist_batches_total', 'counter', this.persistBatches);
     metric('shardbank_grpc_requests_total', 'counter', this.grpcRequests);
     metric('shardbank_forwarded_requests_total', 'counter', this.forwardedRequests);
+    metric('shardbank_transfer_stream_entries_total', 'counter', this.transferStreamEntries);
     lines.push('# TYPE shardbank_transfers_total counter');
     for (const [outcome, count] of this.outcomes) {
       lines.push(`shardbank_transfers_total{${labelText},outcome="${Outcome[outcome] ?? outcome}"} ${count}`);

@@ -179,7 +179,7 @@ describe('ShardbankClient.balance and batchTransfer', () => {
   });
 });
 
-describe('ShardbankClient.transfer with coalescing (the default)', () => {
+describe('ShardbankClient.transfer coalesced into BatchTransfer calls', () => {
   it('sends the transfers of several sessions started together as one BatchTransfer, each with its own ids', async () => {
     await cluster();
     for (const replica of replicas) {
@@ -187,7 +187,7 @@ describe('ShardbankClient.transfer with coalescing (the default)', () => {
         value: { results: request.entries.map((entry) => ({ outcome: Outcome.COMMITTED, decisionIndex: entry.requestId * 10, coordinatorShard: 0, message: '' })) },
       });
     }
-    const c = makeClient({ coalesce: true });
+    const c = makeClient({ coalesce: true, stream: false });
     const [x, y] = await Promise.all([
       c.transfer({ from: 1, to: 2, amount: 1, clientId: 'alice', requestId: 5 }),
       c.transfer({ from: 3, to: 150, amount: 2, clientId: 'bob', requestId: 9 }),
@@ -215,13 +215,61 @@ describe('ShardbankClient.transfer with coalescing (the default)', () => {
         };
       };
     }
-    const c = makeClient({ coalesce: true, validate: false });
+    const c = makeClient({ coalesce: true, stream: false, validate: false });
     const [retried, refused] = await Promise.all([
       c.transfer({ from: 1, to: 2, amount: 1, clientId: 'carol', requestId: 3 }),
       c.transfer({ from: 1, to: 2, amount: 0, clientId: 'dave', requestId: 4 }),
     ]);
     expect(retried).toMatchObject({ outcome: 'COMMITTED', clientId: 'carol', requestId: 3, attempts: 2 });
     expect(refused).toMatchObject({ outcome: 'INVALID_ARGUMENT', attempts: 1 });
+  });
+});
+
+describe('ShardbankClient.transfer over a TransferStream (the default)', () => {
+  const committedEntries = (request: { entries: { requestId: number }[] }) =>
+    request.entries.map((entry) => ({ outcome: Outcome.COMMITTED, decisionIndex: entry.requestId * 10, coordinatorShard: 0, message: '' }));
+
+  it('streams to the replica a call found as leader; an UNAVAILABLE entry breaks the stream and goes by call with the same ids', async () => {
+    await cluster();
+    let streamed = 0;
+    for (const replica of replicas) {
+      replica.behaviour.batchTransfer = (request) => ({ value: { results: committedEntries(request) } });
+      replica.behaviour.transferStream = (request) => {
+        streamed += 1;
+        return streamed === 2
+          ? request.entries.map(() => ({ outcome: Outcome.UNAVAILABLE, decisionIndex: 0, coordinatorShard: 0, message: 'not leader' }))
+          : committedEntries(request);
+      };
+    }
+    const c = makeClient({ coalesce: true });
+    const methods = () => replicas.flatMap((r) => r.calls.map((call) => call.method));
+    expect(await c.transfer({ from: 1, to: 2, amount: 1, clientId: 'erin', requestId: 1 })).toMatchObject({ outcome: 'COMMITTED', decisionIndex: 10 });
+    expect(methods()).toEqual(['batchTransfer']);
+    expect(await c.transfer({ from: 1, to: 2, amount: 1, clientId: 'erin', requestId: 2 })).toMatchObject({ outcome: 'COMMITTED', decisionIndex: 20, attempts: 1 });
+    expect(methods()).toEqual(['batchTransfer', 'transferStream', 'transferStream.message']);
+    const retried = await c.transfer({ from: 1, to: 2, amount: 1, clientId: 'erin', requestId: 3 });
+    expect(retried).toMatchObject({ outcome: 'COMMITTED', decisionIndex: 30, attempts: 2 });
+    // The retry's call may go to any replica (the one streamed to named no leader).
+    expect(methods().sort()).toEqual(['batchTransfer', 'batchTransfer', 'transferStream', 'transferStream.message', 'transferStream.message']);
+    const sent = replicas.flatMap((r) => r.calls).filter((call) => call.method !== 'transferStream').map((call) => (call.request as { entries: { clientId: string; requestId: number }[] }).entries.map((e) => `${e.clientId}/${e.requestId}`).join());
+    expect(sent.sort()).toEqual(['erin/1', 'erin/2', 'erin/3', 'erin/3']);
+  });
+
+  it('falls back to calls for good when a replica does not know TransferStream', async () => {
+    await cluster();
+    for (const replica of replicas) replica.behaviour.batchTransfer = (request) => ({ value: { results: committedEntries(request) } });
+    const c = makeClient({ coalesce: true });
+    const attempts: number[] = [];
+    for (let requestId = 1; requestId <= 4; requestId += 1) {
+      const result = await c.transfer({ from: 1, to: 2, amount: 1, clientId: 'frank', requestId });
+      expect(result).toMatchObject({ outcome: 'COMMITTED', decisionIndex: requestId * 10 });
+      attempts.push(result.attempts);
+    }
+    // The second transfer tried the stream once (refused), then went by call like the others.
+    expect(attempts).toEqual([1, 2, 1, 1]);
+    const methods = replicas.flatMap((r) => r.calls.map((call) => call.method));
+    expect(methods.filter((m) => m === 'transferStream')).toHaveLength(1);
+    expect(methods.filter((m) => m === 'batchTransfer')).toHaveLength(4);
   });
 });
 

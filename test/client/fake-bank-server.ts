@@ -1,6 +1,6 @@
 // An in-process gRPC Bank server whose behaviour each test scripts: enough to test the
 // client's routing, retries and output shapes without replicas.
-import { Metadata, Server, ServerCredentials, status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { Metadata, Server, ServerCredentials, status, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall } from '@grpc/grpc-js';
 import {
   BankService,
   Outcome,
@@ -12,6 +12,8 @@ import {
   type GetBalanceRequest,
   type TransferReply,
   type TransferRequest,
+  type TransferStreamReply,
+  type TransferStreamRequest,
 } from '../../node/gen/shardbank/v1/bank.js';
 
 export type Reply<T> = { value: T } | { error: { code: status; details: string; leaderHint?: string } };
@@ -21,6 +23,8 @@ export interface FakeBehaviour {
   batchTransfer?(request: BatchTransferRequest): Reply<BatchTransferReply>;
   getBalance?(request: GetBalanceRequest): Reply<GetBalanceReply>;
   clusterStatus?(request: ClusterStatusRequest): Reply<ClusterStatusReply>;
+  /** One result per entry of a stream message, sent back at once; unset: UNIMPLEMENTED (an older server). */
+  transferStream?(request: TransferStreamRequest): TransferReply[];
 }
 
 export interface FakeReplica {
@@ -58,6 +62,20 @@ export async function startFakeReplica(behaviour: FakeBehaviour = {}): Promise<F
     batchTransfer: handler('batchTransfer'),
     getBalance: handler('getBalance'),
     clusterStatus: handler('clusterStatus'),
+    transferStream: (call: ServerDuplexStream<TransferStreamRequest, TransferStreamReply>) => {
+      calls.push({ method: 'transferStream', request: undefined });
+      if (replica.behaviour.transferStream === undefined) {
+        call.emit('error', { code: status.UNIMPLEMENTED, details: 'not scripted', metadata: new Metadata() });
+        return;
+      }
+      call.on('data', (request: TransferStreamRequest) => {
+        calls.push({ method: 'transferStream.message', request });
+        const results = replica.behaviour.transferStream?.(request) ?? [];
+        call.write({ tags: request.tags.slice(0, results.length), results, leaderHint: '' });
+      });
+      call.on('end', () => call.end());
+      call.on('error', () => {});
+    },
   });
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))),

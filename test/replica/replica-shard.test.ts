@@ -2,7 +2,8 @@
 // leader crashes, catch-up after restart and after a wiped data dir (snapshot transfer).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
-import { Outcome, Consistency } from '../../node/gen/shardbank/v1/bank.js';
+import { Outcome, Consistency, type TransferStreamReply, type TransferStreamRequest } from '../../node/gen/shardbank/v1/bank.js';
+import { ShardbankClient } from '../../node/client/bank-client.js';
 import { ReplicaCluster, pollUntil } from '../support/replica-cluster.js';
 import { BankLedger } from '../support/bank-ledger.js';
 
@@ -122,6 +123,111 @@ describe('a shard of three replica processes', () => {
     expect((await send(3, 2)).outcome).toBe(Outcome.COMMITTED);
     await expect(cluster.transfer('acker', 2, 13, 14, 1)).rejects.toMatchObject({ code: grpc.status.FAILED_PRECONDITION });
     expect((await cluster.transfer('acker', 3, 13, 14, 1)).outcome).toBe(Outcome.COMMITTED);
+  });
+
+  it('TransferStream: results by tag as each entry is decided, bad entries named, followers and a wrong cluster refused', async () => {
+    const leader = await cluster.leaderOf(0);
+    const leaderAddress = cluster.replicas[0]![leader]!.address;
+    const follower = cluster.replicas[0]![(leader + 1) % 3]!;
+    const before = await cluster.readLinearizable([21, 22, 23, 24]);
+    const stream = cluster.rawClient(leaderAddress).transferStream();
+    const replies: TransferStreamReply[] = [];
+    stream.on('data', (reply: TransferStreamReply) => replies.push(reply));
+    const ended = new Promise<void>((resolve, reject) => {
+      stream.on('end', resolve);
+      stream.on('error', reject);
+    });
+    const entry = (requestId: number, from: number, to: number, amount: number) => ({ requestId, from, to, amount, clientId: 'streamer', acknowledgedBelow: 0 });
+    stream.write({ cluster: cluster.cluster, entries: [entry(1, 21, 22, 5), entry(2, 23, 24, 0), entry(3, 23, 24, 7)], tags: [7, 8, 9] });
+    const byTag = () => new Map(replies.flatMap((reply) => reply.tags.map((tag, k) => [tag, reply.results[k]!] as const)));
+    const results = await pollUntil('three results', () => (byTag().size === 3 ? byTag() : undefined), 60_000, 10);
+    expect(results.get(7)!.outcome).toBe(Outcome.COMMITTED);
+    expect(results.get(9)!.outcome).toBe(Outcome.COMMITTED);
+    expect(results.get(7)!.decisionIndex).toBeGreaterThan(0);
+    expect(results.get(8)).toMatchObject({ outcome: Outcome.INVALID_ARGUMENT, message: expect.stringMatching(/^amount: must be a positive integer/) });
+    // The server ends the stream once the client has and every entry is answered.
+    stream.end();
+    await ended;
+    const after = await cluster.readLinearizable([21, 22, 23, 24]);
+    expect(after).toEqual([before[0]! - 5, before[1]! + 5, before[2]! - 7, before[3]! + 7]);
+    // Same ids by call: the recorded outcome, the same decision, nothing applied twice.
+    const again = await cluster.transfer('streamer', 1, 21, 22, 5);
+    expect(again.outcome).toBe(Outcome.COMMITTED);
+    expect(again.decisionIndex).toBe(results.get(7)!.decisionIndex);
+    expect(await cluster.readLinearizable([21, 22])).toEqual([after[0], after[1]]);
+
+    // A follower runs nothing and names the leader.
+    const atFollower = cluster.rawClient(follower.address).transferStream();
+    const followerReply = new Promise<TransferStreamReply>((resolve, reject) => {
+      atFollower.on('data', resolve);
+      atFollower.on('error', reject);
+    });
+    atFollower.write({ cluster: cluster.cluster, entries: [entry(4, 21, 22, 1)], tags: [1] });
+    const refused = await followerReply;
+    expect(refused.tags).toEqual([1]);
+    expect(refused.results[0]!.outcome).toBe(Outcome.UNAVAILABLE);
+    expect(refused.leaderHint).toBe(`${leader},${leaderAddress}`);
+    atFollower.cancel();
+
+    // A wrong cluster or mismatched tags end the stream with an error naming the field.
+    const badMessages: [TransferStreamRequest, RegExp, grpc.status][] = [
+      [{ cluster: 'other', entries: [entry(5, 21, 22, 1)], tags: [1] }, /^cluster:/, grpc.status.FAILED_PRECONDITION],
+      [{ cluster: cluster.cluster, entries: [entry(5, 21, 22, 1)], tags: [] }, /^tags: one per entry/, grpc.status.INVALID_ARGUMENT],
+    ];
+    for (const [message, pattern, code] of badMessages) {
+      const bad = cluster.rawClient(leaderAddress).transferStream();
+      const failure = new Promise<grpc.ServiceError>((resolve) => bad.on('error', resolve));
+      bad.on('data', () => {});
+      bad.write(message);
+      const error = await failure;
+      expect(error.code).toBe(code);
+      expect(error.details).toMatch(pattern);
+    }
+    expect(await cluster.readLinearizable([21, 22])).toEqual([after[0], after[1]]);
+  });
+
+  it('the client library streams to the leader and stays exactly-once when the leader is SIGKILLed', async () => {
+    const endpoints = [cluster.replicas[0]!.map((r) => r.address)];
+    const client = new ShardbankClient({ cluster: cluster.cluster, topology, endpoints, deadlineMs: 90_000, attemptTimeoutMs: 3_000 });
+    const ledger = new BankLedger(topology);
+    const before = await cluster.readLinearizable(ITEMS);
+    const leader = await cluster.leaderOf(0);
+    const streamed = async (ordinal: number) => {
+      const text = await (await fetch(`http://127.0.0.1:${cluster.replicas[0]![ordinal]!.httpPort}/metrics`)).text();
+      return Number(/shardbank_transfer_stream_entries_total\{[^}]*\} (\d+)/.exec(text)?.[1] ?? 0);
+    };
+    let progress = 0;
+    const sessions = Array.from({ length: 8 }, () => client.newSession());
+    const workload = sessions.map(async (session, c) => {
+      for (let r = 1; r <= 30; r += 1) {
+        const from = 1 + ((c * 5 + r * 3) % topology.itemsPerShard);
+        const to = 1 + ((c * 13 + r * 7 + 2) % topology.itemsPerShard);
+        if (from === to) continue;
+        const amount = 1 + ((c + r) % 5);
+        const result = await client.transfer({ from, to, amount }, { session });
+        expect(result.outcome === 'COMMITTED' || result.outcome === 'INSUFFICIENT_FUNDS').toBe(true);
+        ledger.record({ clientId: result.clientId, requestId: result.requestId, from, to, amount, outcome: result.outcome === 'COMMITTED' ? Outcome.COMMITTED : Outcome.INSUFFICIENT_FUNDS, decisionIndex: result.decisionIndex ?? 0 });
+        progress += 1;
+      }
+    });
+    const chaos = (async () => {
+      await pollUntil('load through the stream', async () => (progress >= 40 && (await streamed(leader)) > 0) || undefined, 90_000, 20);
+      await cluster.kill(0, leader, 'SIGKILL');
+      await cluster.leaderOf(0, 60_000, leader);
+      cluster.spawn(cluster.replicas[0]![leader]!);
+    })();
+    try {
+      await Promise.all([...workload, chaos]);
+    } finally {
+      await client.close();
+    }
+    expect(ledger.entries.length).toBeGreaterThan(200);
+    const next = await cluster.leaderOf(0);
+    expect(await streamed(next)).toBeGreaterThan(0);
+    const expected = ledger.expectedBalances();
+    const after = await cluster.readLinearizable(ITEMS);
+    expect(after).toEqual(ITEMS.map((item, i) => before[i]! + expected[item]! - topology.initialBalance));
+    await pollUntil('the killed replica to rejoin', async () => ((await cluster.replicaStatus(0, leader))?.role === 'follower' ? true : undefined));
   });
 
   it('a replica restarted from its data dir after SIGKILL rejoins and catches up', async () => {

@@ -11,8 +11,10 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -171,6 +173,24 @@ export interface BatchTransferRequest {
 
 export interface BatchTransferReply {
   results: TransferReply[];
+}
+
+export interface TransferStreamRequest {
+  cluster: string;
+  /** Every entry names its client_id. */
+  entries: BatchEntry[];
+  /** One per entry, chosen by the client; a result carries its entry's tag. */
+  tags: number[];
+}
+
+export interface TransferStreamReply {
+  tags: number[];
+  results: TransferReply[];
+  /**
+   * `<ordinal>,<host:port>` of this shard's leader as this replica knows it, when an entry came
+   * back UNAVAILABLE because this replica does not lead (empty when unknown).
+   */
+  leaderHint: string;
 }
 
 export interface GetBalanceRequest {
@@ -880,6 +900,242 @@ export const BatchTransferReply: MessageFns<BatchTransferReply> = {
   fromPartial(object: DeepPartial<BatchTransferReply>): BatchTransferReply {
     const message = createBaseBatchTransferReply();
     message.results = object.results?.map((e) => TransferReply.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseTransferStreamRequest(): TransferStreamRequest {
+  return { cluster: "", entries: [], tags: [] };
+}
+
+export const TransferStreamRequest: MessageFns<TransferStreamRequest> = {
+  encode(message: TransferStreamRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.cluster !== "") {
+      writer.uint32(10).string(message.cluster);
+    }
+    for (const v of message.entries) {
+      BatchEntry.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.tags.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.tags) {
+        writeUint64(writer, v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferStreamRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferStreamRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.cluster = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.entries.push(BatchEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag === 24) {
+              message.tags.push(readUint64(reader));
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.tags.push(readUint64(reader));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransferStreamRequest {
+    return {
+      cluster: isSet(object.cluster) ? globalThis.String(object.cluster) : "",
+      entries: globalThis.Array.isArray(object?.entries) ? object.entries.map((e: any) => BatchEntry.fromJSON(e)) : [],
+      tags: globalThis.Array.isArray(object?.tags) ? object.tags.map((e: any) => globalThis.Number(e)) : [],
+    };
+  },
+
+  toJSON(message: TransferStreamRequest): unknown {
+    const obj: any = {};
+    if (message.cluster !== "") {
+      obj.cluster = message.cluster;
+    }
+    if (message.entries?.length) {
+      obj.entries = message.entries.map((e) => BatchEntry.toJSON(e));
+    }
+    if (message.tags?.length) {
+      obj.tags = message.tags.map((e) => Math.round(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TransferStreamRequest>): TransferStreamRequest {
+    return TransferStreamRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TransferStreamRequest>): TransferStreamRequest {
+    const message = createBaseTransferStreamRequest();
+    message.cluster = object.cluster ?? "";
+    message.entries = object.entries?.map((e) => BatchEntry.fromPartial(e)) || [];
+    message.tags = object.tags?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseTransferStreamReply(): TransferStreamReply {
+  return { tags: [], results: [], leaderHint: "" };
+}
+
+export const TransferStreamReply: MessageFns<TransferStreamReply> = {
+  encode(message: TransferStreamReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tags.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.tags) {
+        writeUint64(writer, v);
+      }
+      writer.join();
+    }
+    for (const v of message.results) {
+      TransferReply.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.leaderHint !== "") {
+      writer.uint32(26).string(message.leaderHint);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferStreamReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferStreamReply();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 8) {
+              message.tags.push(readUint64(reader));
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.tags.push(readUint64(reader));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.results.push(TransferReply.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.leaderHint = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransferStreamReply {
+    return {
+      tags: globalThis.Array.isArray(object?.tags) ? object.tags.map((e: any) => globalThis.Number(e)) : [],
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => TransferReply.fromJSON(e))
+        : [],
+      leaderHint: isSet(object.leaderHint)
+        ? globalThis.String(object.leaderHint)
+        : isSet(object.leader_hint)
+        ? globalThis.String(object.leader_hint)
+        : "",
+    };
+  },
+
+  toJSON(message: TransferStreamReply): unknown {
+    const obj: any = {};
+    if (message.tags?.length) {
+      obj.tags = message.tags.map((e) => Math.round(e));
+    }
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => TransferReply.toJSON(e));
+    }
+    if (message.leaderHint !== "") {
+      obj.leaderHint = message.leaderHint;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TransferStreamReply>): TransferStreamReply {
+    return TransferStreamReply.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TransferStreamReply>): TransferStreamReply {
+    const message = createBaseTransferStreamReply();
+    message.tags = object.tags?.map((e) => e) || [];
+    message.results = object.results?.map((e) => TransferReply.fromPartial(e)) || [];
+    message.leaderHint = object.leaderHint ?? "";
     return message;
   },
 };
@@ -2047,6 +2303,24 @@ export const BankService = {
     responseSerialize: (value: BatchTransferReply): Buffer => Buffer.from(BatchTransferReply.encode(value).finish()),
     responseDeserialize: (value: Buffer): BatchTransferReply => BatchTransferReply.decode(value),
   },
+  /**
+   * The client library's path for many concurrent transfers to one shard: a long-lived stream
+   * to that shard's leader. Each request message carries entries tagged by the client; each
+   * reply message carries the results of the entries that finished, in any order, so a quick
+   * transfer never waits for a slow one (as it does inside one BatchTransfer). Same exactly-once
+   * rules as BatchTransfer. Served only by the ready leader of the shard that owns each entry's
+   * `from`: any other entry comes back UNAVAILABLE with `leader_hint`, and is never forwarded.
+   */
+  transferStream: {
+    path: "/shardbank.v1.Bank/TransferStream" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: TransferStreamRequest): Buffer =>
+      Buffer.from(TransferStreamRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): TransferStreamRequest => TransferStreamRequest.decode(value),
+    responseSerialize: (value: TransferStreamReply): Buffer => Buffer.from(TransferStreamReply.encode(value).finish()),
+    responseDeserialize: (value: Buffer): TransferStreamReply => TransferStreamReply.decode(value),
+  },
   getBalance: {
     path: "/shardbank.v1.Bank/GetBalance" as const,
     requestStream: false as const,
@@ -2072,6 +2346,15 @@ export interface BankServer extends UntypedServiceImplementation {
   transfer: handleUnaryCall<TransferRequest, TransferReply>;
   /** Many transfers, each with its own request id and outcome; not atomic as a whole. */
   batchTransfer: handleUnaryCall<BatchTransferRequest, BatchTransferReply>;
+  /**
+   * The client library's path for many concurrent transfers to one shard: a long-lived stream
+   * to that shard's leader. Each request message carries entries tagged by the client; each
+   * reply message carries the results of the entries that finished, in any order, so a quick
+   * transfer never waits for a slow one (as it does inside one BatchTransfer). Same exactly-once
+   * rules as BatchTransfer. Served only by the ready leader of the shard that owns each entry's
+   * `from`: any other entry comes back UNAVAILABLE with `leader_hint`, and is never forwarded.
+   */
+  transferStream: handleBidiStreamingCall<TransferStreamRequest, TransferStreamReply>;
   getBalance: handleUnaryCall<GetBalanceRequest, GetBalanceReply>;
   clusterStatus: handleUnaryCall<ClusterStatusRequest, ClusterStatusReply>;
 }
@@ -2109,6 +2392,20 @@ export interface BankClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: BatchTransferReply) => void,
   ): ClientUnaryCall;
+  /**
+   * The client library's path for many concurrent transfers to one shard: a long-lived stream
+   * to that shard's leader. Each request message carries entries tagged by the client; each
+   * reply message carries the results of the entries that finished, in any order, so a quick
+   * transfer never waits for a slow one (as it does inside one BatchTransfer). Same exactly-once
+   * rules as BatchTransfer. Served only by the ready leader of the shard that owns each entry's
+   * `from`: any other entry comes back UNAVAILABLE with `leader_hint`, and is never forwarded.
+   */
+  transferStream(): ClientDuplexStream<TransferStreamRequest, TransferStreamReply>;
+  transferStream(options: Partial<CallOptions>): ClientDuplexStream<TransferStreamRequest, TransferStreamReply>;
+  transferStream(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<TransferStreamRequest, TransferStreamReply>;
   getBalance(
     request: GetBalanceRequest,
     callback: (error: ServiceError | null, response: GetBalanceReply) => void,
