@@ -147,7 +147,9 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
     thriftyAccepts: int('thrifty-accepts', 1, 0, 1) === 1,
     preallocateSegments: int('preallocate-segments', 1, 0, 1) === 1,
     peerSocketDir,
-    pacingHoldMs: int('pacing-hold-ms', 0, 0, 100),
+    // On (2 ms) since the TransferStream: streamed requests arrive a few at a time, and holding
+    // a short queue for 2 ms measured x1.09-1.18 at 64 clients (docs/PERFORMANCE.md item 21).
+    pacingHoldMs: int('pacing-hold-ms', 2, 0, 100),
     pacingMinWaiters: int('pacing-min-waiters', 8, 1, 1_000_000),
     pacingTargetCommands: int('pacing-target-commands', 48, 2, 4096),
   };
