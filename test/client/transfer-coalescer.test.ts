@@ -2,7 +2,7 @@
 // how many calls are in flight per shard, and that nothing waits behind a slow call for long.
 import { describe, expect, it } from 'vitest';
 import { Outcome, type BatchEntry } from '../../node/gen/shardbank/v1/bank.js';
-import { TransferCoalescer, type CoalescedResult } from '../../node/client/transfer-coalescer.js';
+import { TransferCoalescer, type CoalescedResult, type StreamTarget } from '../../node/client/transfer-coalescer.js';
 import { pollUntil } from '../support/poll.js';
 
 interface Call {
@@ -86,6 +86,36 @@ describe('TransferCoalescer', () => {
     await pollUntil('the held transfer sent after the failure', () => calls.length === 2, 5_000, 1);
     calls[1]!.answer();
     expect((await later).ok).toBe(true);
+  });
+
+  it('with a stream open, sends every turn at once as one message and resolves each transfer when its own result comes', async () => {
+    const { calls, send } = scriptedSender();
+    const messages: { shard: number; ids: number[]; deliver: (index: number, result: CoalescedResult) => void }[] = [];
+    let streaming = false;
+    const streamFor = (shard: number): StreamTarget | undefined =>
+      streaming ? { send: (entries, deliver) => void messages.push({ shard, ids: entries.map((e) => e.requestId), deliver }) } : undefined;
+    const coalescer = new TransferCoalescer(send, 1000, 1, 60_000, streamFor);
+    const byCall = coalescer.submit(0, transfer(1));
+    await pollUntil('the call', () => calls.length === 1, 5_000, 1);
+    streaming = true;
+    // A call is in flight, yet nothing waits for it: two turns, two messages.
+    const first = [coalescer.submit(0, transfer(2)), coalescer.submit(0, transfer(3))];
+    await turn();
+    const second = coalescer.submit(0, transfer(4));
+    await pollUntil('two messages', () => messages.length === 2, 5_000, 1);
+    expect(messages.map((m) => m.ids)).toEqual([[2, 3], [4]]);
+    const settled: number[] = [];
+    first.forEach((p, i) => void p.then(() => settled.push(i + 2)));
+    messages[0]!.deliver(1, { ok: true, reply: { outcome: Outcome.COMMITTED, decisionIndex: 30, coordinatorShard: 0, message: '' } });
+    await pollUntil('transfer 3 settled alone', () => settled.length === 1, 5_000, 1);
+    expect(settled).toEqual([3]);
+    messages[0]!.deliver(0, { ok: false, error: { code: 14, codeName: 'UNAVAILABLE', details: 'stream broke' } });
+    expect(await first[0]).toEqual({ ok: false, error: { code: 14, codeName: 'UNAVAILABLE', details: 'stream broke' } });
+    messages[1]!.deliver(0, { ok: true, reply: { outcome: Outcome.COMMITTED, decisionIndex: 40, coordinatorShard: 0, message: '' } });
+    expect((await second).ok).toBe(true);
+    calls[0]!.answer();
+    expect((await byCall).ok).toBe(true);
+    expect(calls).toHaveLength(1);
   });
 
   it('splits a turn larger than the per-call limit', async () => {
