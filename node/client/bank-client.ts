@@ -16,6 +16,7 @@ import {
   type TransferReply,
 } from '../gen/shardbank/v1/bank.js';
 import { assert, assertNever } from '../util/assert.js';
+import { chunk } from '../util/chunk.js';
 import { backoffDelayMs, DEFAULT_BACKOFF, sleep, type BackoffPolicy } from './backoff.js';
 import { codeName, isRetryable, unaryCall, type CallError, type CallResult } from './grpc-call.js';
 import { startLeaderSource, type LeaderSource } from './leader-source.js';
@@ -314,7 +315,7 @@ export class ShardbankClient {
   private streamBroken(shard: number, channel: TransferStreamChannel, why: ChannelBreak): void {
     if (this.streams.get(shard) === channel) this.streams.delete(shard);
     if (why.reason === 'closed') return;
-    if (why.details.startsWith('UNIMPLEMENTED')) this.streamsUnsupported = true;
+    if (why.reason === 'unsupported') this.streamsUnsupported = true;
     if (this.lastAnswered.get(shard) !== channel.address) return;
     // The next transfers find the leader by call (or go straight to the one the replica named).
     const hinted = why.leaderHint ? this.addressOf(shard, why.leaderHint.ordinal, why.leaderHint.address) : undefined;
@@ -613,10 +614,4 @@ function checkItemInTopology(topology: Topology, item: number): InputCheck {
     return { ok: false, field: 'items', message: `items: ${String(item)} is not an item from 1 to ${topology.shards * topology.itemsPerShard}` };
   }
   return { ok: true };
-}
-
-function chunk<T>(values: readonly T[], size: number): T[][] {
-  const parts: T[][] = [];
-  for (let index = 0; index < values.length; index += size) parts.push(values.slice(index, index + size));
-  return parts;
 }

@@ -19,6 +19,7 @@
 // comes back as soon as its transfer is decided, not with the slowest of its call.
 import type { BatchEntry, TransferReply } from '../gen/shardbank/v1/bank.js';
 import { assert } from '../util/assert.js';
+import { chunk } from '../util/chunk.js';
 import { NextTurn } from '../util/next-turn.js';
 
 /** A per-entry answer, or the call's failure (the outcome is then unknown). */
@@ -81,8 +82,7 @@ export class TransferCoalescer {
     if (stream !== undefined) {
       // A stream message costs little and its results come back one by one: no holding.
       this.waiting.delete(shard);
-      for (let start = 0; start < list.length; start += this.entriesPerCallMax) {
-        const part = list.slice(start, start + this.entriesPerCallMax);
+      for (const part of chunk(list, this.entriesPerCallMax)) {
         stream.send(part.map((w) => w.entry), (index, result) => part[index]!.resolve(result));
       }
       return;
@@ -103,8 +103,7 @@ export class TransferCoalescer {
       this.holdTimers.delete(shard);
     }
     this.waiting.delete(shard);
-    for (let start = 0; start < list.length; start += this.entriesPerCallMax) {
-      const part = list.slice(start, start + this.entriesPerCallMax);
+    for (const part of chunk(list, this.entriesPerCallMax)) {
       this.inFlight.set(shard, (this.inFlight.get(shard) ?? 0) + 1);
       // After the results are handed out, so that the transfers their callers start next go
       // in the same call as those already waiting.

@@ -18,7 +18,8 @@ interface Waiting {
 }
 
 export interface ChannelBreak {
-  readonly reason: 'not-leader' | 'timeout' | 'stream-ended' | 'closed';
+  /** `unsupported`: the replica does not know TransferStream (an older version). */
+  readonly reason: 'not-leader' | 'timeout' | 'stream-ended' | 'unsupported' | 'closed';
   readonly details: string;
   readonly leaderHint: LeaderHint | undefined;
 }
@@ -43,7 +44,7 @@ export class TransferStreamChannel {
     this.call.on('data', (reply: TransferStreamReply) => this.receive(reply));
     this.call.on('error', (error: Error & { code?: number; details?: string }) => {
       const code = typeof error.code === 'number' ? codeName(error.code) : 'UNAVAILABLE';
-      this.break({ reason: 'stream-ended', details: `${code}: ${error.details ?? error.message}`, leaderHint: undefined });
+      this.break({ reason: error.code === GrpcStatus.UNIMPLEMENTED ? 'unsupported' : 'stream-ended', details: `${code}: ${error.details ?? error.message}`, leaderHint: undefined });
     });
     this.call.on('end', () => this.break({ reason: 'stream-ended', details: 'stream ended by the replica', leaderHint: undefined }));
     this.timeoutCheck = setInterval(() => this.checkTimeouts(), TIMEOUT_CHECK_MS);

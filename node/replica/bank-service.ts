@@ -19,7 +19,7 @@ import {
 import type { ClientReply, ErrorCode, TransferInput } from '../shard/shard-node.js';
 import { Forwarder, FORWARDED_HEADER, type AsyncBankClient } from './forwarder.js';
 import type { Replica } from './replica.js';
-import { checkCluster, checkItem, checkTransferFields, REQUEST_LIMITS, type Invalid, type ValidationContext } from './request-validation.js';
+import { checkCluster, checkItem, checkTransferFields, grpcStatusOf, REQUEST_LIMITS, type Invalid, type ValidationContext } from './request-validation.js';
 import { entryResultOf, serveTransferStream } from './transfer-stream.js';
 
 const STATUS_BY_ERROR: Record<ErrorCode, grpc.status> = {
@@ -345,5 +345,5 @@ function unavailableResult(shard: number, message: string): TransferReply {
 
 function throwIfInvalid(failure: Invalid | undefined | { ok: true }): void {
   if (!failure || failure.ok) return;
-  throw new ServiceError(failure.code === 'failed-precondition' ? grpc.status.FAILED_PRECONDITION : grpc.status.INVALID_ARGUMENT, failure.message);
+  throw new ServiceError(grpcStatusOf(failure), failure.message);
 }

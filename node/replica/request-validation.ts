@@ -1,5 +1,6 @@
 // Validation of client requests: pure, and every message names the field. Bad input changes
 // nothing: it is refused before it reaches the log.
+import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { Topology } from '../cluster/topology.js';
 import { isItem, itemCount } from '../cluster/topology.js';
 import { SESSION_LIMITS } from '../bank/session-table.js';
@@ -18,6 +19,11 @@ export interface ValidationContext {
   cluster: string;
   topology: Topology;
   maxTransferAmount: number;
+}
+
+/** The gRPC status a refused request ends with. */
+export function grpcStatusOf(failure: Invalid): GrpcStatus {
+  return failure.code === 'failed-precondition' ? GrpcStatus.FAILED_PRECONDITION : GrpcStatus.INVALID_ARGUMENT;
 }
 
 const invalid = (message: string): Invalid => ({ ok: false, code: 'invalid-argument', message });

@@ -14,7 +14,7 @@ import { shardOfItem } from '../cluster/topology.js';
 import { Outcome, type TransferReply, type TransferStreamReply, type TransferStreamRequest } from '../gen/shardbank/v1/bank.js';
 import type { ClientReply, ErrorCode, TransferInput } from '../shard/shard-node.js';
 import { NextTurn } from '../util/next-turn.js';
-import { checkCluster, checkTransferFields, REQUEST_LIMITS, type ValidationContext } from './request-validation.js';
+import { checkCluster, checkTransferFields, grpcStatusOf, REQUEST_LIMITS, type ValidationContext } from './request-validation.js';
 
 export interface TransferStreamHost {
   readonly context: ValidationContext;
@@ -80,7 +80,7 @@ export function serveTransferStream(call: grpc.ServerDuplexStream<TransferStream
     if (!open) return;
     const wrongCluster = checkCluster(request.cluster, host.context);
     if (wrongCluster) {
-      fail(wrongCluster.code === 'failed-precondition' ? grpc.status.FAILED_PRECONDITION : grpc.status.INVALID_ARGUMENT, wrongCluster.message);
+      fail(grpcStatusOf(wrongCluster), wrongCluster.message);
       return;
     }
     if (request.tags.length !== request.entries.length) {
