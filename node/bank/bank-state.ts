@@ -22,7 +22,7 @@ import type {
 } from '../gen/shardbank/v1/peer.js';
 import { BankSnapshot as BankSnapshotCodec } from '../gen/shardbank/v1/peer.js';
 import { Outcome } from '../gen/shardbank/v1/bank.js';
-import { SessionTable, transferDigest, type SessionCheck } from './session-table.js';
+import { SessionTable, expiredMessage, transferDigest, type SessionCheck } from './session-table.js';
 import { compareTxIds, nextTxId, txIdOf, txKey, ZERO_TXID } from './txid.js';
 
 export const ABORT_REASONS = {
@@ -56,7 +56,8 @@ export interface TxRecord {
 export type ApplyEvent =
   | { kind: 'transfer-final'; clientId: string; requestId: number; outcome: number; index: number }
   | { kind: 'transfer-conflict'; clientId: string; requestId: number; index: number }
-  | { kind: 'request-rejected'; clientId: string; requestId: number; code: 'stale' | 'mismatch'; message: string }
+  | { kind: 'request-rejected'; clientId: string; requestId: number; code: 'stale' | 'mismatch' | 'expired'; message: string }
+  | { kind: 'session-opened'; clientId: string; epoch: number; index: number }
   | { kind: 'request-duplicate'; clientId: string; requestId: number; outcome: number; index: number; inflightTxid?: TxId }
   | { kind: 'coord-prepared'; record: TxRecord }
   | { kind: 'coord-decided'; record: TxRecord }
@@ -129,8 +130,13 @@ export class BankState {
     return count;
   }
 
-  checkSession(clientId: string, requestId: number, from: number, to: number, amount: number): SessionCheck {
-    return this.sessions.check(clientId, requestId, transferDigest(from, to, amount));
+  checkSession(clientId: string, sessionEpoch: number, requestId: number, from: number, to: number, amount: number): SessionCheck {
+    return this.sessions.check(clientId, sessionEpoch, requestId, transferDigest(from, to, amount));
+  }
+
+  /** The epoch of the client's open session on this shard, if it has one (applied state). */
+  sessionEpochOf(clientId: string): number | undefined {
+    return this.sessions.epochOf(clientId);
   }
 
   shardTotal(): number {
@@ -192,6 +198,11 @@ export class BankState {
       case 'partDecision':
         events = this.applyPartDecision(index, txIdOf(body.partDecision.txid), body.partDecision.commit, body.partDecision.coordWatermark);
         break;
+      case 'openSession': {
+        const { clientId } = body.openSession;
+        events = [{ kind: 'session-opened', clientId, epoch: this.sessions.open(clientId).epoch, index }];
+        break;
+      }
       default: {
         const unknown: never = body;
         throw new Error(`unknown command ${JSON.stringify(unknown)}`);
@@ -221,11 +232,12 @@ export class BankState {
   }
 
   /** The client's acknowledged watermark, applied with its request (never past that request). */
-  private acknowledge(clientId: string, requestId: number, acknowledgedBelow: number): void {
-    if (acknowledgedBelow > 0) this.sessions.acknowledge(clientId, Math.min(acknowledgedBelow, requestId - 1));
+  private acknowledge(clientId: string, sessionEpoch: number, requestId: number, acknowledgedBelow: number): void {
+    if (acknowledgedBelow > 0) this.sessions.acknowledge(clientId, sessionEpoch, Math.min(acknowledgedBelow, requestId - 1));
   }
 
   private rejection(check: SessionCheck, clientId: string, requestId: number): ApplyEvent | undefined {
+    if (check.kind === 'expired') return { kind: 'request-rejected', clientId, requestId, code: 'expired', message: expiredMessage(clientId, check) };
     if (check.kind === 'stale') {
       return {
         kind: 'request-rejected',
@@ -249,8 +261,8 @@ export class BankState {
 
   private applyTransfer(index: number, t: TransferCommand): ApplyEvent[] {
     assert(this.ownsItem(t.from) && this.ownsItem(t.to) && t.from !== t.to, 'intra-shard transfer with foreign items');
-    this.acknowledge(t.clientId, t.requestId, t.acknowledgedBelow);
-    const check = this.checkSession(t.clientId, t.requestId, t.from, t.to, t.amount);
+    this.acknowledge(t.clientId, t.sessionEpoch, t.requestId, t.acknowledgedBelow);
+    const check = this.checkSession(t.clientId, t.sessionEpoch, t.requestId, t.from, t.to, t.amount);
     const rejected = this.rejection(check, t.clientId, t.requestId);
     if (rejected) return [rejected];
     if (check.kind === 'duplicate') {
@@ -318,12 +330,12 @@ export class BankState {
     assert(txid.shard === this.shard && this.ownsItem(p.from) && !this.ownsItem(p.to), 'malformed coordinator prepare');
     if (this.transactions.has(txKey(txid))) return [{ kind: 'noop' }];
     if (compareTxIds(txid, this.ownWatermark()) < 0) return [{ kind: 'noop' }];
-    this.acknowledge(p.clientId, p.requestId, p.acknowledgedBelow);
+    this.acknowledge(p.clientId, p.sessionEpoch, p.requestId, p.acknowledgedBelow);
     if (compareTxIds(txid, this.lastCoordinatorTxid) > 0) {
       this.lastCoordinatorTxid = txid;
       if (this.coordinatorRecords === 0) this.ownWatermarkCache = undefined;
     }
-    const check = this.checkSession(p.clientId, p.requestId, p.from, p.to, p.amount);
+    const check = this.checkSession(p.clientId, p.sessionEpoch, p.requestId, p.from, p.to, p.amount);
     const rejected = this.rejection(check, p.clientId, p.requestId);
     if (rejected) {
       const record = this.newCoordinatorRecord(index, p, 'aborted', ABORT_REASONS.rejected);
@@ -479,14 +491,14 @@ export class BankState {
 
   toSnapshot(): Buffer {
     assert(this.shardTotal() === this.total, `shard ${this.shard}: running total ${this.total} differs from a recount`);
-    const { sessions, evicted } = this.sessions.toRecords();
+    const { sessions, nextEpoch } = this.sessions.toRecords();
     const snapshot: BankSnapshot = {
       shard: this.shard,
       firstItem: this.firstItem,
       balances: this.balances.slice(),
       transactions: [...this.transactions.values()].map(recordToMessage),
       sessions,
-      evictedSessions: evicted,
+      nextSessionEpoch: nextEpoch,
       watermarks: [...this.watermarks].map(([shard, watermark]) => ({ shard, watermark })),
       appliedIndex: this.appliedIndex,
       lastTxid: this.lastCoordinatorTxid,
@@ -516,7 +528,7 @@ export class BankState {
         credits.add(key);
       }
     }
-    state.sessions = SessionTable.fromRecords(snapshot.sessions, snapshot.evictedSessions);
+    state.sessions = SessionTable.fromRecords(snapshot.sessions, snapshot.nextSessionEpoch);
     for (const w of snapshot.watermarks) state.watermarks.set(w.shard, txIdOf(w.watermark));
     state.appliedIndex = snapshot.appliedIndex;
     state.lastCoordinatorTxid = txIdOf(snapshot.lastTxid);

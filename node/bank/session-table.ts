@@ -1,15 +1,25 @@
 // Exactly-once sessions, kept in the replicated state (never in leader memory) and bounded.
-// Eviction is deterministic (least recently used by apply order), so every replica evicts
-// the same sessions at the same log index.
+//
+// A client opens a session on a shard (an effect-free OpenSession command: it returns the
+// client's session if the table has one, else makes one) and gets its epoch, a number this
+// shard never hands out twice. Every request of the client to that shard names the epoch.
+// A request whose epoch is not the table's current session of that client is refused, never
+// run: its session was forgotten (or never existed), so nothing is known about which of its
+// ids already ran. That is why forgetting a session can never make an old request id run a
+// second time, however many clients come and go; the table needs no memory of forgotten
+// clients at all (docs/ARCHITECTURE.md "Sessions").
+//
+// Eviction is deterministic (least recently used by apply order), so every replica evicts the
+// same sessions at the same log index; a snapshot keeps that order.
 import { assert } from '../util/assert.js';
-import type { EvictedSession, SessionRecord, TxId } from '../gen/shardbank/v1/peer.js';
+import type { SessionRecord, TxId } from '../gen/shardbank/v1/peer.js';
 
 export const SESSION_LIMITS = {
   sessionsMax: 10_000,
+  /** Finished outcomes kept per session (attempts in flight are kept in addition, always). */
   resultsPerSessionMax: 2048,
   /** Bounds the snapshot: whole least-recently-used sessions go once the total passes this. */
   resultsTotalMax: 200_000,
-  evictedSessionsMax: 100_000,
   clientIdBytesMax: 128,
 } as const;
 
@@ -26,8 +36,21 @@ export interface SessionResult {
 }
 
 interface Session {
+  epoch: number;
+  /** Ids at or below this that have no result here are refused (acknowledged or trimmed). */
   evictedBelow: number;
   results: Map<number, SessionResult>;
+  /** Results with state 'inflight': a session with any is never evicted. */
+  inflight: number;
+  /**
+   * Results in the order they were last recorded (oldest first), for trimming: `ids[i]` with
+   * the very object `refs[i]` that was recorded; an entry whose object is no longer the id's
+   * result (recorded again since, or dropped) is skipped. Trimming drops the least recently
+   * recorded finished result, so an attempt that finishes late is as fresh as its decision.
+   */
+  ids: number[];
+  refs: SessionResult[];
+  head: number;
 }
 
 export type SessionCheck =
@@ -35,7 +58,9 @@ export type SessionCheck =
   | { kind: 'retry-after-abort'; previous: SessionResult }
   | { kind: 'duplicate'; result: SessionResult }
   | { kind: 'stale'; watermark: number }
-  | { kind: 'mismatch' };
+  | { kind: 'mismatch' }
+  /** No open session of this client with this epoch: refused, never run. */
+  | { kind: 'expired'; epoch: number; current: number | undefined; issued: boolean };
 
 /** FNV-1a over the transfer's arguments: the same request id with other arguments is refused. */
 export function transferDigest(from: number, to: number, amount: number): number {
@@ -52,11 +77,19 @@ export function transferDigest(from: number, to: number, amount: number): number
   return hash >>> 0;
 }
 
+/** The refusal text for a request whose session epoch is not the client's open session. */
+export function expiredMessage(clientId: string, check: Extract<SessionCheck, { kind: 'expired' }>): string {
+  if (check.epoch === 0) return `session_epoch: client ${clientId} must open a session on this shard (OpenSession) and name its epoch`;
+  if (!check.issued) return `session_epoch: ${check.epoch} was never issued to client ${clientId} by this shard; open a session (OpenSession)`;
+  return `session expired: client ${clientId}'s session ${check.epoch} on this shard was forgotten; whether its requests ran is no longer known and they will never run again; open a new session for new requests`;
+}
+
 export class SessionTable {
   // Map iteration order is insertion order; a session is re-inserted on use, so the first
   // entry is always the least recently used one.
   private readonly sessions = new Map<string, Session>();
-  private readonly evicted = new Map<string, number>();
+  /** The epoch the next opened session gets: unique per shard, only grows. */
+  private nextEpoch = 1;
   /** Results held across all sessions; derived from the table, so a restored replica agrees. */
   private resultsCount = 0;
   /**
@@ -70,91 +103,165 @@ export class SessionTable {
     return this.sessions.size;
   }
 
-  check(clientId: string, requestId: number, digest: number): SessionCheck {
+  get epochCounter(): number {
+    return this.nextEpoch;
+  }
+
+  /** The client's open session's epoch, if it has one. */
+  epochOf(clientId: string): number | undefined {
+    return this.sessions.get(clientId)?.epoch;
+  }
+
+  /**
+   * OpenSession: the client's session if there is one (a repeated open is harmless and returns
+   * the same epoch), else a new one with a fresh epoch. Counts as a use (LRU).
+   */
+  open(clientId: string): { epoch: number; created: boolean } {
+    const existing = this.sessions.get(clientId);
+    if (existing) {
+      this.touch(clientId, existing);
+      return { epoch: existing.epoch, created: false };
+    }
+    const session: Session = { epoch: this.nextEpoch, evictedBelow: 0, results: new Map(), inflight: 0, ids: [], refs: [], head: 0 };
+    this.nextEpoch += 1;
+    this.sessions.set(clientId, session);
+    this.mostRecent = clientId;
+    this.evictSessions();
+    return { epoch: session.epoch, created: true };
+  }
+
+  check(clientId: string, epoch: number, requestId: number, digest: number): SessionCheck {
     const session = this.sessions.get(clientId);
-    const floor = session ? session.evictedBelow : (this.evicted.get(clientId) ?? 0);
-    if (requestId <= floor) return { kind: 'stale', watermark: floor };
-    const result = session?.results.get(requestId);
-    if (!result) return { kind: 'new' };
-    if (result.digest !== digest) return { kind: 'mismatch' };
-    if (result.state === 'aborted') return { kind: 'retry-after-abort', previous: result };
-    return { kind: 'duplicate', result };
+    if (!session || session.epoch !== epoch) {
+      return { kind: 'expired', epoch, current: session?.epoch, issued: epoch > 0 && epoch < this.nextEpoch };
+    }
+    // A result kept here answers its id even below the watermark (an attempt that finished
+    // after the watermark passed it).
+    const result = session.results.get(requestId);
+    if (result) {
+      if (result.digest !== digest) return { kind: 'mismatch' };
+      if (result.state === 'aborted') return { kind: 'retry-after-abort', previous: result };
+      return { kind: 'duplicate', result };
+    }
+    if (requestId <= session.evictedBelow) return { kind: 'stale', watermark: session.evictedBelow };
+    return { kind: 'new' };
   }
 
   /**
    * The client has every outcome at or below `below`: forget them and refuse those ids from
-   * now on. The watermark stops below any attempt still in flight, which can still finish.
+   * now on. An attempt still in flight keeps its result (it can still finish, and a retry of
+   * it joins it), whatever the order results were recorded in.
    */
-  acknowledge(clientId: string, below: number): void {
+  acknowledge(clientId: string, epoch: number, below: number): void {
     const session = this.sessions.get(clientId);
-    if (!session || below <= session.evictedBelow) return;
-    // Results are in id order (ids increase per client), so this touches only what it drops.
-    let watermark = below;
-    for (const [id, result] of session.results) {
-      if (id > below) break;
-      if (result.state === 'inflight') {
-        watermark = id - 1;
-        break;
-      }
-      session.results.delete(id);
-      this.resultsCount -= 1;
+    if (!session || session.epoch !== epoch || below <= session.evictedBelow) return;
+    const { results } = session;
+    if (below - session.evictedBelow <= results.size) {
+      for (let id = session.evictedBelow + 1; id <= below; id += 1) this.forget(session, id);
+    } else {
+      for (const id of [...results.keys()]) if (id <= below) this.forget(session, id);
     }
-    session.evictedBelow = Math.max(session.evictedBelow, watermark);
+    session.evictedBelow = below;
   }
 
   get(clientId: string, requestId: number): SessionResult | undefined {
     return this.sessions.get(clientId)?.results.get(requestId);
   }
 
+  /** Records an outcome for a session that check() found open (or that has it in flight). */
   record(clientId: string, requestId: number, result: SessionResult): void {
-    let session = this.sessions.get(clientId);
-    if (!session) {
-      session = { evictedBelow: this.evicted.get(clientId) ?? 0, results: new Map() };
-      this.evicted.delete(clientId);
-      this.sessions.set(clientId, session);
-    } else if (this.mostRecent !== clientId) {
-      this.sessions.delete(clientId);
-      this.sessions.set(clientId, session);
-    }
-    this.mostRecent = clientId;
-    if (!session.results.has(requestId)) {
+    const session = this.sessions.get(clientId);
+    assert(session !== undefined, `recording a result for client ${clientId}, which has no open session`);
+    this.touch(clientId, session);
+    const previous = session.results.get(requestId);
+    if (previous === undefined) {
       // A new result below the watermark would be a request that check() refused: a bug.
       assert(requestId > session.evictedBelow, 'recording a result below the session watermark');
       this.resultsCount += 1;
+    } else if (previous.state === 'inflight') {
+      session.inflight -= 1;
     }
+    if (result.state === 'inflight') session.inflight += 1;
     session.results.set(requestId, result);
+    // In flight: not a trimming candidate; it is queued again when its outcome is recorded.
+    if (result.state !== 'inflight') this.enqueue(session, requestId, result);
     this.trimResults(session);
     this.evictSessions();
   }
 
-  /**
-   * Drops the oldest finished results beyond the per-session bound and raises the watermark.
-   * Request ids increase per client, so insertion order is id order; trimming stops at the
-   * first result still in flight, so the watermark never passes an attempt that can finish.
-   */
-  private trimResults(session: Session): void {
-    if (session.results.size <= SESSION_LIMITS.resultsPerSessionMax) return;
-    for (const [id, result] of session.results) {
-      if (session.results.size <= SESSION_LIMITS.resultsPerSessionMax) break;
-      if (result.state === 'inflight') break;
-      session.results.delete(id);
-      this.resultsCount -= 1;
-      session.evictedBelow = Math.max(session.evictedBelow, id);
+  private touch(clientId: string, session: Session): void {
+    if (this.mostRecent === clientId) return;
+    this.sessions.delete(clientId);
+    this.sessions.set(clientId, session);
+    this.mostRecent = clientId;
+  }
+
+  private enqueue(session: Session, id: number, result: SessionResult): void {
+    session.ids.push(id);
+    session.refs.push(result);
+    // Skipped entries pile up when results are recorded again or acknowledged: compact now and
+    // then (amortised O(1) per record).
+    const queued = session.ids.length - session.head;
+    if (queued > 2 * session.results.size + 64) {
+      const ids: number[] = [];
+      const refs: SessionResult[] = [];
+      for (let i = session.head; i < session.ids.length; i += 1) {
+        if (session.results.get(session.ids[i]!) === session.refs[i]) {
+          ids.push(session.ids[i]!);
+          refs.push(session.refs[i]!);
+        }
+      }
+      session.ids = ids;
+      session.refs = refs;
+      session.head = 0;
     }
   }
 
+  /** Drops a kept result that is not in flight (an in-flight attempt is never forgotten). */
+  private forget(session: Session, id: number): void {
+    const result = session.results.get(id);
+    if (!result || result.state === 'inflight') return;
+    session.results.delete(id);
+    this.resultsCount -= 1;
+  }
+
+  /**
+   * Beyond the per-session bound, drops the least recently recorded finished results and
+   * raises the watermark past each dropped id. Attempts in flight are never dropped, and a
+   * result still kept below the watermark keeps answering its id, so the order in which
+   * outcomes arrive never makes one unreachable. O(1) amortised per record.
+   */
+  private trimResults(session: Session): void {
+    const max = SESSION_LIMITS.resultsPerSessionMax;
+    while (session.results.size > max && session.results.size > session.inflight && session.head < session.ids.length) {
+      const id = session.ids[session.head]!;
+      const ref = session.refs[session.head]!;
+      session.head += 1;
+      if (session.results.get(id) !== ref || ref.state === 'inflight') continue;
+      session.results.delete(id);
+      this.resultsCount -= 1;
+      if (id > session.evictedBelow) session.evictedBelow = id;
+    }
+    if (session.head > 1024 && session.head * 2 > session.ids.length) {
+      session.ids = session.ids.slice(session.head);
+      session.refs = session.refs.slice(session.head);
+      session.head = 0;
+    }
+  }
+
+  /** Whole sessions go, least recently used first; never one with an attempt in flight, nor the one in use. */
   private evictSessions(): void {
     if (this.resultsCount > SESSION_LIMITS.resultsTotalMax) {
       for (const [clientId, session] of [...this.sessions]) {
         if (this.resultsCount <= SESSION_LIMITS.resultsTotalMax) break;
-        if ([...session.results.values()].some((r) => r.state === 'inflight')) continue;
+        if (session.inflight > 0 || clientId === this.mostRecent) continue;
         this.evictSession(clientId, session);
       }
     }
     while (this.sessions.size > SESSION_LIMITS.sessionsMax) {
       let victim: string | undefined;
       for (const [clientId, session] of this.sessions) {
-        if (![...session.results.values()].some((r) => r.state === 'inflight')) {
+        if (session.inflight === 0 && clientId !== this.mostRecent) {
           victim = clientId;
           break;
         }
@@ -165,26 +272,29 @@ export class SessionTable {
   }
 
   private evictSession(clientId: string, session: Session): void {
-    let watermark = session.evictedBelow;
-    for (const id of session.results.keys()) watermark = Math.max(watermark, id);
+    // Nothing of the session is kept: its epoch is refused from now on (check() finds no
+    // session with it), which is all that exactly-once needs.
     this.sessions.delete(clientId);
     if (this.mostRecent === clientId) this.mostRecent = undefined;
     this.resultsCount -= session.results.size;
-    this.evicted.set(clientId, watermark);
-    while (this.evicted.size > SESSION_LIMITS.evictedSessionsMax) {
-      const oldest = this.evicted.keys().next().value as string;
-      this.evicted.delete(oldest);
-    }
   }
 
-  toRecords(): { sessions: SessionRecord[]; evicted: EvictedSession[] } {
+  /** Sessions in LRU order, each session's results in trimming order (oldest recorded first). */
+  toRecords(): { sessions: SessionRecord[]; nextEpoch: number } {
     const sessions: SessionRecord[] = [];
     for (const [clientId, session] of this.sessions) {
+      const ordered: [number, SessionResult][] = [];
+      for (let i = session.head; i < session.ids.length; i += 1) {
+        const id = session.ids[i]!;
+        if (session.results.get(id) === session.refs[i]) ordered.push([id, session.refs[i]!]);
+      }
+      for (const [id, r] of session.results) if (r.state === 'inflight') ordered.push([id, r]);
       sessions.push({
         clientId,
         evictedBelow: session.evictedBelow,
         lastUsedIndex: 0,
-        results: [...session.results].map(([requestId, r]) => ({
+        epoch: session.epoch,
+        results: ordered.map(([requestId, r]) => ({
           requestId,
           digest: r.digest,
           outcome: r.outcome,
@@ -195,31 +305,39 @@ export class SessionTable {
         })),
       });
     }
-    const evicted = [...this.evicted].map(([clientId, evictedBelow]) => ({ clientId, evictedBelow }));
-    return { sessions, evicted };
+    return { sessions, nextEpoch: this.nextEpoch };
   }
 
-  static fromRecords(sessions: SessionRecord[], evicted: EvictedSession[]): SessionTable {
+  static fromRecords(sessions: SessionRecord[], nextEpoch: number): SessionTable {
     const table = new SessionTable();
-    for (const record of evicted) table.evicted.set(record.clientId, record.evictedBelow);
+    table.nextEpoch = Math.max(1, nextEpoch);
     for (const record of sessions) {
-      const results = new Map<number, SessionResult>();
+      const session: Session = { epoch: record.epoch, evictedBelow: record.evictedBelow, results: new Map(), inflight: 0, ids: [], refs: [], head: 0 };
       for (const r of record.results) {
         const state: ResultState = r.final ? 'final' : r.outcome !== 0 ? 'aborted' : 'inflight';
-        results.set(r.requestId, { digest: r.digest, state, outcome: r.outcome, index: r.index, txid: r.txid });
+        const result: SessionResult = { digest: r.digest, state, outcome: r.outcome, index: r.index, txid: r.txid };
+        session.results.set(r.requestId, result);
+        if (state === 'inflight') session.inflight += 1;
+        else {
+          session.ids.push(r.requestId);
+          session.refs.push(result);
+        }
       }
-      table.sessions.set(record.clientId, { evictedBelow: record.evictedBelow, results });
-      table.resultsCount += results.size;
+      assert(record.epoch < table.nextEpoch || record.epoch === 0, `snapshot session epoch ${record.epoch} not below the epoch counter ${table.nextEpoch}`);
+      table.sessions.set(record.clientId, session);
+      table.resultsCount += session.results.size;
+      // The session used last is always the table's last entry (see touch()).
+      table.mostRecent = record.clientId;
     }
     return table;
   }
 
   /** A content fingerprint for replica-agreement checks in tests and the simulator. */
   fingerprint(): string {
-    const parts: string[] = [];
+    const parts: string[] = [`next=${this.nextEpoch}`];
     for (const [clientId, session] of [...this.sessions].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
       const results = [...session.results].sort((a, b) => a[0] - b[0]);
-      parts.push(`${clientId}:${session.evictedBelow}:${results.map(([id, r]) => `${id}/${r.state}/${r.outcome}`).join(',')}`);
+      parts.push(`${clientId}@${session.epoch}:${session.evictedBelow}:${results.map(([id, r]) => `${id}/${r.state}/${r.outcome}`).join(',')}`);
     }
     return parts.join(';');
   }

@@ -8,16 +8,21 @@ import { assertNever } from '../util/assert.js';
 import { parseCommandArgs, parseDurationMs, resolveTarget, TARGET_HELP, TARGET_OPTIONS } from './args.js';
 import { EXIT, UsageError, type CliIo } from './cli-io.js';
 
-export const TRANSFER_HELP = `Usage: shardbank transfer FROM TO AMOUNT [--client-id ID --request-id N] [--json]
+export const TRANSFER_HELP = `Usage: shardbank transfer FROM TO AMOUNT [--client-id ID --request-id N [--session-epoch E]] [--json]
 
 Moves AMOUNT (a positive integer) from item FROM to item TO. Exit code 0 for a definite
-answer (COMMITTED or INSUFFICIENT_FUNDS), non-zero otherwise. Given the same --client-id
-and --request-id, a repeated transfer is a safe retry (it has at most one effect);
-without them each call is a new request.
+answer (COMMITTED or INSUFFICIENT_FUNDS), non-zero otherwise. Without --client-id each call
+is a new request. Given the same --client-id, --request-id and --session-epoch (printed by
+the first call, "session E"), a repeated transfer is a safe retry however much later: it has
+at most one effect, and once the cluster has forgotten the session it is refused
+(FAILED_PRECONDITION "session expired"), never run again. Without --session-epoch a repeat
+finds the client's session while the shard still remembers it (it keeps 10,000 sessions,
+least recently used first out); after that it would open a new one and run as new.
 
 Options:
   --client-id ID       client session id (default: a random one)
-  --request-id N       request id, increasing per client (default: 1 for a new client id)
+  --request-id N       request id, increasing per client (default: from the clock)
+  --session-epoch E    the session epoch an earlier call with this client id printed
   --timeout DURATION   overall deadline including retries (default 30s)
   --json               print {"outcome": ..., ...}
 ${TARGET_HELP}`;
@@ -45,6 +50,7 @@ const TRANSFER_OPTIONS = {
   ...TARGET_OPTIONS,
   'client-id': { type: 'string' },
   'request-id': { type: 'string' },
+  'session-epoch': { type: 'string' },
   timeout: { type: 'string' },
 } as const;
 
@@ -58,6 +64,7 @@ export function transferJson(result: TransferResult): Record<string, unknown> {
     amount: result.amount,
     ...(result.decisionIndex !== undefined ? { decisionIndex: result.decisionIndex } : {}),
     ...(result.coordinatorShard !== undefined ? { coordinatorShard: result.coordinatorShard } : {}),
+    ...(result.sessionEpoch !== undefined ? { sessionEpoch: result.sessionEpoch } : {}),
     attempts: result.attempts,
     ...(result.message ? { message: result.message } : {}),
   };
@@ -68,9 +75,19 @@ export function transferExitCode(result: TransferResult): number {
   return result.outcome === 'INVALID_ARGUMENT' && result.attempts === 0 ? EXIT.usage : EXIT.failure;
 }
 
-function parseRequestIdentity(clientId: string | undefined, requestIdText: string | undefined): { clientId?: string; requestId?: number } {
+function parseRequestIdentity(
+  clientId: string | undefined,
+  requestIdText: string | undefined,
+  sessionEpochText: string | undefined,
+): { clientId?: string; requestId?: number; sessionEpoch?: number } {
   if (requestIdText !== undefined && clientId === undefined) throw new UsageError('--request-id needs --client-id (a request is named by both)');
+  if (sessionEpochText !== undefined && requestIdText === undefined) throw new UsageError('--session-epoch needs --client-id and --request-id (it makes a retry of that request safe)');
   if (clientId === undefined) return {};
+  if (sessionEpochText !== undefined) {
+    const sessionEpoch = parseIntegerArgument(sessionEpochText);
+    if (typeof sessionEpoch !== 'number' || sessionEpoch <= 0) throw new UsageError(`--session-epoch: must be a positive integer, got ${JSON.stringify(sessionEpochText)}`);
+    return { ...parseRequestIdentity(clientId, requestIdText, undefined), sessionEpoch };
+  }
   if (requestIdText === undefined) {
     // A fresh id above any this client id used before from this machine's clock.
     return { clientId, requestId: Date.now() * 1000 + Math.floor(Math.random() * 1000) };
@@ -88,7 +105,7 @@ export async function transferCommand(argv: readonly string[], io: CliIo): Promi
   }
   if (positionals.length !== 3) throw new UsageError(`transfer takes FROM TO AMOUNT, got ${positionals.length} arguments`);
   const [from, to, amount] = positionals.map(parseIntegerArgument) as [number, number, number];
-  const identity = parseRequestIdentity(values['client-id'], values['request-id']);
+  const identity = parseRequestIdentity(values['client-id'], values['request-id'], values['session-epoch']);
   const deadlineMs = values.timeout === undefined ? undefined : parseDurationMs('timeout', values.timeout);
   const target = resolveTarget(values, true);
   // One transfer: the plain Transfer call (coalescing only pays when many are in flight).
@@ -105,16 +122,17 @@ export async function transferCommand(argv: readonly string[], io: CliIo): Promi
 
 export function describeTransfer(result: TransferResult): string {
   const what = `${result.from} -> ${result.to} amount ${result.amount}`;
-  const request = `client ${result.clientId}, request ${result.requestId}`;
+  const request = `client ${result.clientId}, request ${result.requestId}${result.sessionEpoch !== undefined ? `, session ${result.sessionEpoch}` : ''}`;
+  const retry = `--client-id ${result.clientId} --request-id ${result.requestId}${result.sessionEpoch !== undefined ? ` --session-epoch ${result.sessionEpoch}` : ''}`;
   switch (result.outcome) {
     case 'COMMITTED':
       return `COMMITTED ${what} (${request}; decision index ${result.decisionIndex} on shard ${result.coordinatorShard})`;
     case 'INSUFFICIENT_FUNDS':
       return `INSUFFICIENT_FUNDS ${what}: item ${result.from} does not hold ${result.amount} (${request})`;
     case 'UNKNOWN':
-      return `UNKNOWN ${what}: no definite answer before the deadline (${result.errorCode ?? 'error'}: ${result.message ?? ''}); retry with --client-id ${result.clientId} --request-id ${result.requestId}`;
+      return `UNKNOWN ${what}: no definite answer before the deadline (${result.errorCode ?? 'error'}: ${result.message ?? ''}); retry with ${retry}`;
     case 'ABORTED':
-      return `ABORTED ${what}: conflicts persisted, nothing was applied; retry (${request}): ${result.message ?? ''}`;
+      return `ABORTED ${what}: conflicts persisted, nothing was applied; retry with ${retry}: ${result.message ?? ''}`;
     case 'INVALID_ARGUMENT':
     case 'FAILED_PRECONDITION':
       return `${result.outcome} ${what}: ${result.message ?? ''} (${request})`;

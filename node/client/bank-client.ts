@@ -13,6 +13,7 @@ import {
   type BatchTransferReply,
   type ClusterStatusReply,
   type GetBalanceReply,
+  type OpenSessionReply,
   type TransferReply,
 } from '../gen/shardbank/v1/bank.js';
 import { assert, assertNever } from '../util/assert.js';
@@ -80,6 +81,12 @@ export interface TransferRequestInput {
   readonly amount: number;
   readonly clientId?: string;
   readonly requestId?: number;
+  /**
+   * The epoch of the client's session on the shard of `from`, from an earlier result: makes a
+   * retry safe however long ago the first try was (without it the client opens the session,
+   * which finds it while the shard still remembers it, else makes a new one).
+   */
+  readonly sessionEpoch?: number;
 }
 
 export interface TransferResult {
@@ -94,6 +101,8 @@ export interface TransferResult {
   attempts: number;
   message?: string;
   errorCode?: string;
+  /** The session epoch the request was sent with (its retries must name the same one). */
+  sessionEpoch?: number;
 }
 
 export interface CallOptions {
@@ -112,8 +121,25 @@ export class ShardbankClientError extends Error {
   }
 }
 
-/** A client id and its increasing request ids; one request in flight per session keeps ids in order. */
+/**
+ * A client id, its increasing request ids and its session epoch on each shard (opened lazily
+ * with OpenSession, sent with every request; a request keeps the epoch it was first sent with
+ * through all its retries, so that a forgotten session refuses it instead of running it again).
+ */
 export class ClientSession {
+  private readonly epochs = new Map<number, number>();
+  /** An OpenSession call in flight per shard: concurrent first transfers share it. */
+  readonly opening = new Map<number, Promise<SessionOpen>>();
+  epochOn(shard: number): number | undefined {
+    return this.epochs.get(shard);
+  }
+  setEpoch(shard: number, epoch: number): void {
+    this.epochs.set(shard, epoch);
+  }
+  /** After a refusal under `epoch`: the next new request asks the shard again. */
+  forgetEpoch(shard: number, epoch: number): void {
+    if (this.epochs.get(shard) === epoch) this.epochs.delete(shard);
+  }
   private lastRequestId: number;
   constructor(
     readonly clientId: string = randomClientId(),
@@ -145,6 +171,8 @@ export class ClientSession {
     this.lastRequestId = Math.max(this.lastRequestId, requestId);
   }
 }
+
+type SessionOpen = { ok: true; epoch: number } | { ok: false; error: CallError };
 
 export function randomClientId(): string {
   return `c-${randomBytes(12).toString('hex')}`;
@@ -233,8 +261,23 @@ export class ShardbankClient {
     if (invalid) return { ...base, outcome: 'INVALID_ARGUMENT', attempts: 0, message: invalid };
     const deadlineAtMs = Date.now() + (options.deadlineMs ?? this.options.deadlineMs ?? TRANSFER_DEADLINE_MS_DEFAULT);
     const shard = shardOfItem(this.topology, input.from);
-    const request = { cluster: this.cluster, clientId: session.clientId, requestId, from: input.from, to: input.to, amount: input.amount, acknowledgedBelow: session.acknowledgedBelow(requestId) };
-    if (this.options.coalesce !== false) return this.transferCoalesced(shard, request, deadlineAtMs);
+    if (input.sessionEpoch !== undefined) session.setEpoch(shard, input.sessionEpoch);
+    const opened = await this.sessionEpoch(session, shard, deadlineAtMs);
+    // Not sent: nothing ran (but the caller cannot tell that from other failures: UNKNOWN).
+    if (!opened.ok) return { ...base, attempts: 1, ...failureOutcome(opened.error) };
+    const sessionEpoch = opened.epoch;
+    const request = { cluster: this.cluster, clientId: session.clientId, requestId, from: input.from, to: input.to, amount: input.amount, acknowledgedBelow: session.acknowledgedBelow(requestId), sessionEpoch };
+    const result = this.options.coalesce !== false ? await this.transferCoalesced(shard, request, deadlineAtMs) : await this.transferByCalls(shard, base, request, deadlineAtMs);
+    if (result.outcome === 'FAILED_PRECONDITION') session.forgetEpoch(shard, sessionEpoch);
+    return { ...result, sessionEpoch };
+  }
+
+  private async transferByCalls(
+    shard: number,
+    base: Omit<TransferResult, 'outcome' | 'attempts'>,
+    request: { cluster: string; clientId: string; requestId: number; from: number; to: number; amount: number; acknowledgedBelow: number; sessionEpoch: number },
+    deadlineAtMs: number,
+  ): Promise<TransferResult> {
     let attempts = 0;
     for (let aborts = 0; ; aborts += 1) {
       const call = await this.callShard<TransferReply>(shard, 'transfer', request, deadlineAtMs, isUsableTransferReply);
@@ -247,12 +290,34 @@ export class ShardbankClient {
   }
 
   /**
+   * The session's epoch on the shard, opening the session there on first use (OpenSession
+   * returns the existing session if the shard has one, so a retried open is harmless).
+   */
+  private async sessionEpoch(session: ClientSession, shard: number, deadlineAtMs: number): Promise<SessionOpen> {
+    const known = session.epochOn(shard);
+    if (known !== undefined) return { ok: true, epoch: known };
+    let opening = session.opening.get(shard);
+    if (opening === undefined) {
+      opening = this.callShard<OpenSessionReply>(shard, 'openSession', { cluster: this.cluster, clientId: session.clientId, shard }, deadlineAtMs, (reply) => reply.sessionEpoch > 0).then(
+        (call): SessionOpen => {
+          if (!call.ok) return { ok: false, error: call.error };
+          session.setEpoch(shard, call.value.sessionEpoch);
+          return { ok: true, epoch: call.value.sessionEpoch };
+        },
+      );
+      session.opening.set(shard, opening);
+      void opening.finally(() => session.opening.delete(shard));
+    }
+    return opening;
+  }
+
+  /**
    * One transfer through the coalescer: retried with the same ids until a definite answer,
    * a refusal, the ABORTED retry bound or the deadline (then the outcome is UNKNOWN).
    */
   private async transferCoalesced(
     shard: number,
-    request: { clientId: string; requestId: number; from: number; to: number; amount: number; acknowledgedBelow: number },
+    request: { clientId: string; requestId: number; from: number; to: number; amount: number; acknowledgedBelow: number; sessionEpoch: number },
     deadlineAtMs: number,
   ): Promise<TransferResult> {
     const base = { clientId: request.clientId, requestId: request.requestId, from: request.from, to: request.to, amount: request.amount };
@@ -339,7 +404,7 @@ export class ShardbankClient {
       const pending = results.filter((result) => result.outcome === 'UNKNOWN' || (result.outcome === 'ABORTED' && round > 0));
       if (pending.length === 0) break;
       if (round > 0) await sleep(Math.min(backoffDelayMs(this.backoff(), round + 1), deadlineAtMs - Date.now()));
-      await this.batchRound(session.clientId, pending, deadlineAtMs);
+      await this.batchRound(session, pending, deadlineAtMs);
       if (!pending.some((result) => result.outcome === 'ABORTED' || result.outcome === 'UNKNOWN')) break;
     }
     return results;
@@ -350,7 +415,7 @@ export class ShardbankClient {
    * each goes straight to its shard's leader instead of through one leader that forwards
    * the others' entries (a second call, and that leader's CPU).
    */
-  private async batchRound(clientId: string, pending: TransferResult[], deadlineAtMs: number): Promise<void> {
+  private async batchRound(session: ClientSession, pending: TransferResult[], deadlineAtMs: number): Promise<void> {
     const byShard = new Map<number, TransferResult[]>();
     for (const result of pending) {
       const shard = shardOfItem(this.topology, result.from);
@@ -358,14 +423,26 @@ export class ShardbankClient {
       if (group) group.push(result);
       else byShard.set(shard, [result]);
     }
-    await Promise.all([...byShard].map(([shard, group]) => this.batchRoundOnShard(shard, clientId, group, deadlineAtMs)));
+    await Promise.all([...byShard].map(([shard, group]) => this.batchRoundOnShard(shard, session, group, deadlineAtMs)));
   }
 
-  private async batchRoundOnShard(shard: number, clientId: string, pending: TransferResult[], deadlineAtMs: number): Promise<void> {
+  private async batchRoundOnShard(shard: number, session: ClientSession, pending: TransferResult[], deadlineAtMs: number): Promise<void> {
+    if (pending.some((result) => result.sessionEpoch === undefined)) {
+      const opened = await this.sessionEpoch(session, shard, deadlineAtMs);
+      if (!opened.ok) {
+        const failure = failureOutcome(opened.error);
+        for (const result of pending) if (result.sessionEpoch === undefined) Object.assign(result, failure, { attempts: result.attempts + 1 });
+        pending = pending.filter((result) => result.sessionEpoch !== undefined);
+        if (pending.length === 0) return;
+      } else {
+        // Fixed at the first send: every retry of an entry names the same session.
+        for (const result of pending) result.sessionEpoch ??= opened.epoch;
+      }
+    }
     const request = {
       cluster: this.cluster,
-      clientId,
-      entries: pending.map((result) => ({ requestId: result.requestId, from: result.from, to: result.to, amount: result.amount, clientId: '', acknowledgedBelow: 0 })),
+      clientId: session.clientId,
+      entries: pending.map((result) => ({ requestId: result.requestId, from: result.from, to: result.to, amount: result.amount, clientId: '', acknowledgedBelow: 0, sessionEpoch: result.sessionEpoch! })),
     };
     const call = await this.callShard<BatchTransferReply>(shard, 'batchTransfer', request, deadlineAtMs, (reply) => reply.results.length === pending.length);
     if (!call.ok) {
@@ -385,6 +462,7 @@ export class ShardbankClient {
       result.decisionIndex = reply.decisionIndex;
       result.coordinatorShard = reply.coordinatorShard;
       if (reply.message) result.message = reply.message;
+      if (result.outcome === 'FAILED_PRECONDITION') session.forgetEpoch(shard, result.sessionEpoch!);
     }
   }
 
@@ -484,7 +562,7 @@ export class ShardbankClient {
    */
   private async callShard<Reply>(
     shard: number,
-    method: 'transfer' | 'batchTransfer' | 'getBalance',
+    method: 'openSession' | 'transfer' | 'batchTransfer' | 'getBalance',
     request: unknown,
     deadlineAtMs: number,
     usable: (reply: Reply) => boolean,
@@ -581,7 +659,7 @@ function transferResultOf(base: Omit<TransferResult, 'outcome' | 'attempts'>, ca
  * object shape (adding fields later cost a batch client a sixth of its time in profiles).
  */
 function newTransferResult(clientId: string, requestId: number, input: TransferRequestInput, outcome: TransferOutcome, message: string | undefined): TransferResult {
-  return { outcome, clientId, requestId, from: input.from, to: input.to, amount: input.amount, decisionIndex: undefined, coordinatorShard: undefined, attempts: 0, message, errorCode: undefined };
+  return { outcome, clientId, requestId, from: input.from, to: input.to, amount: input.amount, decisionIndex: undefined, coordinatorShard: undefined, attempts: 0, message, errorCode: undefined, sessionEpoch: input.sessionEpoch };
 }
 
 function failureOutcome(error: CallError): Pick<TransferResult, 'outcome' | 'message' | 'errorCode'> {

@@ -71,7 +71,7 @@ export function isRetryable(code: number): boolean {
   return RETRYABLE_CODES.has(code);
 }
 
-type UnaryMethod = 'transfer' | 'batchTransfer' | 'getBalance' | 'clusterStatus';
+type UnaryMethod = 'openSession' | 'transfer' | 'batchTransfer' | 'getBalance' | 'clusterStatus';
 
 export function unaryCall<Request, Reply>(
   stub: BankStub,

@@ -63,7 +63,7 @@ export class TransferCoalescer {
     return new Promise((resolve) => {
       const list = this.waiting.get(shard) ?? [];
       list.push({
-        entry: { requestId: transfer.requestId, from: transfer.from, to: transfer.to, amount: transfer.amount, clientId: transfer.clientId, acknowledgedBelow: transfer.acknowledgedBelow },
+        entry: { requestId: transfer.requestId, from: transfer.from, to: transfer.to, amount: transfer.amount, clientId: transfer.clientId, acknowledgedBelow: transfer.acknowledgedBelow, sessionEpoch: transfer.sessionEpoch },
         resolve,
       });
       this.waiting.set(shard, list);

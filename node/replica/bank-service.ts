@@ -11,6 +11,8 @@ import {
   type BatchTransferRequest,
   type ClusterStatusReply,
   type GetBalanceReply,
+  type OpenSessionReply,
+  type OpenSessionRequest,
   type ReplicaStatus,
   type ShardStatus,
   type TransferReply,
@@ -19,13 +21,14 @@ import {
 import type { ClientReply, ErrorCode, TransferInput } from '../shard/shard-node.js';
 import { Forwarder, FORWARDED_HEADER, type AsyncBankClient } from './forwarder.js';
 import type { Replica } from './replica.js';
-import { checkCluster, checkItem, checkTransferFields, grpcStatusOf, REQUEST_LIMITS, type Invalid, type ValidationContext } from './request-validation.js';
+import { checkClientId, checkCluster, checkItem, checkTransferFields, grpcStatusOf, REQUEST_LIMITS, type Invalid, type ValidationContext } from './request-validation.js';
 import { entryResultOf, serveTransferStream } from './transfer-stream.js';
 
 const STATUS_BY_ERROR: Record<ErrorCode, grpc.status> = {
   'not-leader': grpc.status.UNAVAILABLE,
   aborted: grpc.status.ABORTED,
   stale: grpc.status.FAILED_PRECONDITION,
+  expired: grpc.status.FAILED_PRECONDITION,
   mismatch: grpc.status.INVALID_ARGUMENT,
   unavailable: grpc.status.UNAVAILABLE,
 };
@@ -60,6 +63,7 @@ export class BankService {
 
   implementation(): BankServer {
     return {
+      openSession: (call, callback) => this.unary(callback, (served) => this.openSession(call.request, call.metadata, served)),
       transfer: (call, callback) => this.unary(callback, (served) => this.transfer(call.request, call.metadata, served)),
       batchTransfer: (call, callback) => this.unary(callback, (served) => this.batchTransfer(call.request, call.metadata, served)),
       transferStream: (call) =>
@@ -109,6 +113,24 @@ export class BankService {
         }
       },
     );
+  }
+
+  // ---- OpenSession ----
+
+  private async openSession(request: OpenSessionRequest, metadata: grpc.Metadata, served: ServedBy): Promise<OpenSessionReply> {
+    throwIfInvalid(checkCluster(request.cluster, this.context));
+    throwIfInvalid(checkClientId(request.clientId));
+    const { topology, shard } = this.replica.config;
+    if (!Number.isInteger(request.shard) || request.shard < 0 || request.shard >= topology.shards) {
+      throw new ServiceError(grpc.status.INVALID_ARGUMENT, `shard: must be 0..${topology.shards - 1}, got ${request.shard}`);
+    }
+    if (request.shard !== shard || !this.replica.node.isReadyLeader) {
+      return this.forwardOrRefuse(request.shard, metadata, (client, md, options) => client.openSessionAsync({ ...request }, md, options), served);
+    }
+    this.servedHere(served);
+    const reply = await new Promise<ClientReply>((resolve) => this.replica.submitOpenSession(request.clientId, resolve));
+    if (reply.kind !== 'session') throw this.errorFor(reply);
+    return { sessionEpoch: reply.epoch, shard };
   }
 
   // ---- Transfer ----
@@ -191,7 +213,7 @@ export class BankService {
     request.entries.forEach((entry, index) => {
       const checked = checkTransferFields(entry, entry.clientId || request.clientId, this.context);
       if (!checked.ok) {
-        results[index] = { outcome: Outcome.INVALID_ARGUMENT, decisionIndex: 0, coordinatorShard: 0, message: checked.message };
+        results[index] = { outcome: checked.code === 'failed-precondition' ? Outcome.FAILED_PRECONDITION : Outcome.INVALID_ARGUMENT, decisionIndex: 0, coordinatorShard: 0, message: checked.message };
         return;
       }
       const target = shardOfItem(topology, entry.from);
@@ -206,7 +228,7 @@ export class BankService {
         for (const index of indexes) {
           const entry = request.entries[index]!;
           work.push(
-            this.submit({ clientId: entry.clientId || request.clientId, requestId: entry.requestId, from: entry.from, to: entry.to, amount: entry.amount, acknowledgedBelow: entry.acknowledgedBelow }).then((reply) => {
+            this.submit({ clientId: entry.clientId || request.clientId, requestId: entry.requestId, from: entry.from, to: entry.to, amount: entry.amount, acknowledgedBelow: entry.acknowledgedBelow, sessionEpoch: entry.sessionEpoch }).then((reply) => {
               results[index] = entryResultOf(reply, shard);
             }),
           );

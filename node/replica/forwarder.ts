@@ -9,6 +9,8 @@ import {
   type ClusterStatusReply,
   type GetBalanceReply,
   type GetBalanceRequest,
+  type OpenSessionReply,
+  type OpenSessionRequest,
   type TransferReply,
   type TransferRequest,
 } from '../gen/shardbank/v1/bank.js';
@@ -30,6 +32,7 @@ const FORWARD_DEADLINE_MS = 15_000;
 const STATUS_DEADLINE_MS = 1_500;
 
 export interface AsyncBankClient {
+  openSessionAsync(request: OpenSessionRequest, metadata: grpc.Metadata, options: grpc.CallOptions): Promise<OpenSessionReply>;
   transferAsync(request: TransferRequest, metadata: grpc.Metadata, options: grpc.CallOptions): Promise<TransferReply>;
   batchTransferAsync(request: BatchTransferRequest, metadata: grpc.Metadata, options: grpc.CallOptions): Promise<BatchTransferReply>;
   getBalanceAsync(request: GetBalanceRequest, metadata: grpc.Metadata, options: grpc.CallOptions): Promise<GetBalanceReply>;
@@ -48,6 +51,7 @@ function promisify<Req, Res>(
 
 export function asyncBankClient(client: BankClient): AsyncBankClient {
   return {
+    openSessionAsync: promisify(client, client.openSession as never),
     transferAsync: promisify(client, client.transfer as never),
     batchTransferAsync: promisify(client, client.batchTransfer as never),
     getBalanceAsync: promisify(client, client.getBalance as never),

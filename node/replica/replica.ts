@@ -135,6 +135,13 @@ export class Replica {
     this.scheduleProcess();
   }
 
+  submitOpenSession(clientId: string, handler: ReplyHandler): void {
+    const token = this.register(handler);
+    if (token === undefined) return;
+    this.node.submitOpenSession(clientId, token);
+    this.scheduleProcess();
+  }
+
   submitRead(items: number[], handler: ReplyHandler): void {
     const token = this.register(handler);
     if (token === undefined) return;

@@ -49,7 +49,7 @@ export function checkItem(field: string, item: number, topology: Topology): Inva
 }
 
 export function checkTransferFields(
-  entry: { requestId: number; from: number; to: number; amount: number; acknowledgedBelow?: number },
+  entry: { requestId: number; from: number; to: number; amount: number; acknowledgedBelow?: number; sessionEpoch?: number },
   clientId: string,
   context: ValidationContext,
 ): Checked<TransferInput> {
@@ -60,9 +60,22 @@ export function checkTransferFields(
     checkItem('to', entry.to, context.topology) ??
     (entry.from === entry.to ? invalid(`to: must differ from from (both are ${entry.from})`) : undefined) ??
     checkAmount(entry.amount, context.maxTransferAmount) ??
-    ((entry.acknowledgedBelow ?? 0) >= entry.requestId ? invalid(`acknowledged_below: must be below request_id ${entry.requestId}, got ${entry.acknowledgedBelow}`) : undefined);
+    ((entry.acknowledgedBelow ?? 0) >= entry.requestId ? invalid(`acknowledged_below: must be below request_id ${entry.requestId}, got ${entry.acknowledgedBelow}`) : undefined) ??
+    checkSessionEpoch(entry.sessionEpoch ?? 0);
   if (failure) return failure;
-  return { ok: true, value: { clientId, requestId: entry.requestId, from: entry.from, to: entry.to, amount: entry.amount, acknowledgedBelow: entry.acknowledgedBelow ?? 0 } };
+  return { ok: true, value: { clientId, requestId: entry.requestId, from: entry.from, to: entry.to, amount: entry.amount, acknowledgedBelow: entry.acknowledgedBelow ?? 0, sessionEpoch: entry.sessionEpoch ?? 0 } };
+}
+
+/**
+ * A transfer must name the epoch of its client's session on the shard of `from`
+ * (OpenSession). 0 (unset) is refused with FAILED_PRECONDITION: there is no implicit session,
+ * because a first request whose reply was lost could not be told from a new one once its
+ * session was forgotten (docs/ARCHITECTURE.md "Sessions").
+ */
+export function checkSessionEpoch(epoch: number): Invalid | undefined {
+  if (!Number.isSafeInteger(epoch) || epoch < 0) return invalid(`session_epoch: must be a positive integer, got ${epoch}`);
+  if (epoch === 0) return { ok: false, code: 'failed-precondition', message: 'session_epoch: missing; open a session on the shard of from (OpenSession) and send its epoch with every transfer' };
+  return undefined;
 }
 
 export function checkAmount(amount: unknown, maxTransferAmount: number): Invalid | undefined {

@@ -32,6 +32,7 @@ const OUTCOME_BY_ERROR: Record<ErrorCode, Outcome> = {
   'not-leader': Outcome.UNAVAILABLE,
   aborted: Outcome.ABORTED,
   stale: Outcome.FAILED_PRECONDITION,
+  expired: Outcome.FAILED_PRECONDITION,
   mismatch: Outcome.INVALID_ARGUMENT,
   unavailable: Outcome.UNAVAILABLE,
 };
@@ -97,7 +98,7 @@ export function serveTransferStream(call: grpc.ServerDuplexStream<TransferStream
       const tag = request.tags[index]!;
       const checked = checkTransferFields(entry, entry.clientId, host.context);
       if (!checked.ok) {
-        answer(tag, { outcome: Outcome.INVALID_ARGUMENT, decisionIndex: 0, coordinatorShard: 0, message: checked.message });
+        answer(tag, { outcome: checked.code === 'failed-precondition' ? Outcome.FAILED_PRECONDITION : Outcome.INVALID_ARGUMENT, decisionIndex: 0, coordinatorShard: 0, message: checked.message });
         continue;
       }
       const target = shardOfItem(host.context.topology, entry.from);

@@ -13,7 +13,7 @@ import type { Command, PaxosMessage, TxId, TxMessage } from '../gen/shardbank/v1
 import { CommandBatch } from '../gen/shardbank/v1/peer.js';
 import { BankState, ABORT_REASONS, type ApplyEvent, type TxRecord } from '../bank/bank-state.js';
 import { compareTxIds, txIdOf, txKey } from '../bank/txid.js';
-import { transferDigest } from '../bank/session-table.js';
+import { expiredMessage, transferDigest } from '../bank/session-table.js';
 import { PaxosCore, type CoreEvent, type PaxosConfig, type PersistWork, type RecoveredAcceptorState } from '../paxos/paxos-core.js';
 
 export interface ShardTimingConfig {
@@ -79,14 +79,17 @@ export interface TransferInput {
   amount: number;
   /** The client's acknowledged watermark (0: none). */
   acknowledgedBelow: number;
+  /** The epoch of the client's session on this shard (submitOpenSession). */
+  sessionEpoch: number;
 }
 
-export type ErrorCode = 'not-leader' | 'aborted' | 'stale' | 'mismatch' | 'unavailable';
+export type ErrorCode = 'not-leader' | 'aborted' | 'stale' | 'mismatch' | 'expired' | 'unavailable';
 
 export type ClientReply =
   | { token: number; kind: 'transfer'; outcome: number; index: number }
   | { token: number; kind: 'error'; code: ErrorCode; message: string; leaderOrdinal: number }
-  | { token: number; kind: 'read'; balances: number[]; index: number };
+  | { token: number; kind: 'read'; balances: number[]; index: number }
+  | { token: number; kind: 'session'; epoch: number; index: number };
 
 export interface ShardReady {
   messages: PaxosMessage[];
@@ -129,6 +132,8 @@ export class ShardNode {
   private wasReadyLeader = false;
   // Leader-volatile state; rebuilt from replicated state by each new leader.
   private readonly waiters = new Map<string, Waiter>();
+  /** OpenSession requests by client id, answered when their command applies. */
+  private readonly openWaiters = new Map<string, number[]>();
   private queue: Command[] = [];
   /**
    * Acknowledged transactions to forget: bookkeeping nobody waits for. They go as one CoordAck
@@ -214,7 +219,11 @@ export class ShardNode {
       return;
     }
     // Fast path on applied state; the authoritative check runs again when the entry applies.
-    const check = this.bankState.checkSession(input.clientId, input.requestId, input.from, input.to, input.amount);
+    const check = this.bankState.checkSession(input.clientId, input.sessionEpoch, input.requestId, input.from, input.to, input.amount);
+    if (check.kind === 'expired') {
+      this.replyError(token, 'expired', expiredMessage(input.clientId, check));
+      return;
+    }
     if (check.kind === 'stale') {
       this.replyError(token, 'stale', `request_id: ${input.requestId} is at or below the client's watermark ${check.watermark}; it will not run again`);
       return;
@@ -232,6 +241,30 @@ export class ShardNode {
     // A request already in flight (an attempt by an earlier leader) is joined, not re-run.
     if (check.kind === 'duplicate') return;
     this.startAttempt(waiter);
+  }
+
+  /**
+   * Opens the client's session on this shard, or finds the one it has: replies its epoch. An
+   * open session in the applied state is answered at once; otherwise an OpenSession command
+   * goes through the log (an effect-free command, so a retried open is harmless).
+   */
+  submitOpenSession(clientId: string, token: number): void {
+    if (!this.core.isReadyLeader) {
+      this.replyError(token, 'not-leader', 'not the leader of this shard');
+      return;
+    }
+    const epoch = this.bankState.sessionEpochOf(clientId);
+    if (epoch !== undefined) {
+      this.replies.push({ token, kind: 'session', epoch, index: this.bankState.appliedIndex });
+      return;
+    }
+    const waiting = this.openWaiters.get(clientId);
+    if (waiting) {
+      waiting.push(token);
+      return;
+    }
+    this.openWaiters.set(clientId, [token]);
+    this.propose({ body: { $case: 'openSession', openSession: { clientId } } });
   }
 
   /** A linearizable read of items of this shard: read-index, then wait for pending credits. */
@@ -341,7 +374,7 @@ export class ShardNode {
     this.propose({
       body: {
         $case: 'coordPrepare',
-        coordPrepare: { txid, clientId: input.clientId, requestId: input.requestId, from: input.from, to: input.to, amount: input.amount, toShard, acknowledgedBelow: input.acknowledgedBelow },
+        coordPrepare: { txid, clientId: input.clientId, requestId: input.requestId, from: input.from, to: input.to, amount: input.amount, toShard, acknowledgedBelow: input.acknowledgedBelow, sessionEpoch: input.sessionEpoch },
       },
     });
     // The participant prepares in parallel with our own PREPARE.
@@ -431,6 +464,12 @@ export class ShardNode {
       case 'coord-finished':
         this.forgetTx(txKey(event.txid));
         return;
+      case 'session-opened': {
+        const tokens = this.openWaiters.get(event.clientId) ?? [];
+        this.openWaiters.delete(event.clientId);
+        for (const token of tokens) this.replies.push({ token, kind: 'session', epoch: event.epoch, index: event.index });
+        return;
+      }
       case 'part-voted':
         this.participantProposed.delete(txKey(event.txid));
         this.sendTx(event.coordinatorShard, { $case: 'vote', vote: { txid: event.txid, yes: event.yes } });
@@ -637,6 +676,8 @@ export class ShardNode {
       }
     }
     this.waiters.clear();
+    for (const tokens of this.openWaiters.values()) for (const token of tokens) this.replyError(token, 'not-leader', 'leadership lost while opening the session; retry');
+    this.openWaiters.clear();
     this.queue = [];
     this.pendingAcks = [];
     this.ownProposedTx.clear();
@@ -768,5 +809,5 @@ export function requestKey(clientId: string, requestId: number): string {
 }
 
 function sameTransfer(a: TransferInput, b: TransferInput): boolean {
-  return transferDigest(a.from, a.to, a.amount) === transferDigest(b.from, b.to, b.amount) && a.from === b.from && a.to === b.to && a.amount === b.amount;
+  return a.sessionEpoch === b.sessionEpoch && transferDigest(a.from, a.to, a.amount) === transferDigest(b.from, b.to, b.amount) && a.from === b.from && a.to === b.to && a.amount === b.amount;
 }

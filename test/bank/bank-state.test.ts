@@ -9,11 +9,18 @@ import { InvariantViolation } from '../../node/util/assert.js';
 const topology = { shards: 2, replicasPerShard: 3, itemsPerShard: 10, initialBalance: 10 };
 const tx = (seq: number, shard = 0): TxId => ({ shard, round: 1, ordinal: 0, seq });
 
+// Every test's bank has the sessions of clients c, x and y open, with these epochs.
+const EPOCHS: Record<string, number> = { c: 1, x: 2, y: 3 };
+function newBank(shard: number): BankState {
+  const bank = new BankState(topology, shard);
+  for (const clientId of Object.keys(EPOCHS)) bank.apply(0, { body: { $case: 'openSession', openSession: { clientId } } });
+  return bank;
+}
 const transfer = (clientId: string, requestId: number, from: number, to: number, amount: number): Command => ({
-  body: { $case: 'transfer', transfer: { clientId, requestId, from, to, amount, acknowledgedBelow: 0 } },
+  body: { $case: 'transfer', transfer: { clientId, requestId, from, to, amount, acknowledgedBelow: 0, sessionEpoch: EPOCHS[clientId] ?? 0 } },
 });
 const coordPrepare = (txid: TxId, clientId: string, requestId: number, from: number, to: number, amount: number): Command => ({
-  body: { $case: 'coordPrepare', coordPrepare: { txid, clientId, requestId, from, to, amount, toShard: 1, acknowledgedBelow: 0 } },
+  body: { $case: 'coordPrepare', coordPrepare: { txid, clientId, requestId, from, to, amount, toShard: 1, acknowledgedBelow: 0, sessionEpoch: EPOCHS[clientId] ?? 0 } },
 });
 const decision = (txid: TxId, commit: boolean): Command => ({
   body: { $case: 'coordDecision', coordDecision: { txid, commit, reason: commit ? 0 : ABORT_REASONS.participantNo, participantShard: 1 } },
@@ -21,7 +28,7 @@ const decision = (txid: TxId, commit: boolean): Command => ({
 
 describe('bank state machine', () => {
   it('an intra-shard transfer moves money once; a duplicate is a no-op that returns the first outcome', () => {
-    const bank = new BankState(topology, 0);
+    const bank = newBank(0);
     const [first] = bank.apply(1, transfer('c', 1, 1, 2, 4));
     expect(first).toMatchObject({ kind: 'transfer-final', outcome: Outcome.COMMITTED, index: 1 });
     const [again] = bank.apply(2, transfer('c', 1, 1, 2, 4));
@@ -30,7 +37,7 @@ describe('bank state machine', () => {
   });
 
   it('the same request id with other arguments is refused and changes nothing', () => {
-    const bank = new BankState(topology, 0);
+    const bank = newBank(0);
     bank.apply(1, transfer('c', 1, 1, 2, 4));
     const [event] = bank.apply(2, transfer('c', 1, 1, 2, 5));
     expect(event).toMatchObject({ kind: 'request-rejected', code: 'mismatch' });
@@ -38,7 +45,7 @@ describe('bank state machine', () => {
   });
 
   it('a shortfall caused only by pending debits is a conflict, a real one is INSUFFICIENT_FUNDS', () => {
-    const bank = new BankState(topology, 0);
+    const bank = newBank(0);
     const [prepared] = bank.apply(1, coordPrepare(tx(1), 'x', 1, 1, 11, 8));
     expect(prepared?.kind).toBe('coord-prepared');
     // 10 - 8 pending = 2 available: 5 is a conflict, not insufficient funds.
@@ -51,7 +58,7 @@ describe('bank state machine', () => {
   });
 
   it('the first DECISION in log order wins; a later one is a no-op', () => {
-    const bank = new BankState(topology, 0);
+    const bank = newBank(0);
     bank.apply(1, coordPrepare(tx(1), 'x', 1, 1, 11, 3));
     expect(bank.apply(2, decision(tx(1), true))[0]).toMatchObject({ kind: 'coord-decided' });
     expect(bank.apply(3, decision(tx(1), false))[0]).toMatchObject({ kind: 'noop' });
@@ -60,7 +67,7 @@ describe('bank state machine', () => {
   });
 
   it('one CoordAck forgets every decided transaction it names; undecided and unknown ones are left alone', () => {
-    const bank = new BankState(topology, 0);
+    const bank = newBank(0);
     for (const seq of [1, 2, 3]) bank.apply(seq, coordPrepare(tx(seq), 'x', seq, seq, 11, 1));
     bank.apply(4, decision(tx(1), true));
     bank.apply(5, decision(tx(2), false));
@@ -81,7 +88,7 @@ describe('bank state machine', () => {
   });
 
   it('presumed abort: a decision for an unknown transaction leaves a tombstone, so a late PREPARE is a no-op', () => {
-    const bank = new BankState(topology, 0);
+    const bank = newBank(0);
     expect(bank.apply(1, decision(tx(5), false))[0]).toMatchObject({ kind: 'coord-decided' });
     expect(bank.apply(2, coordPrepare(tx(5), 'x', 1, 1, 11, 3))[0]).toMatchObject({ kind: 'noop' });
     expect(bank.balance(1)).toBe(10);
@@ -89,7 +96,7 @@ describe('bank state machine', () => {
   });
 
   it('participant: prepare records a pending credit, commit applies it once, and the watermark rejects old prepares', () => {
-    const bank = new BankState(topology, 1);
+    const bank = newBank(1);
     const prepare = (seq: number, watermark?: TxId): Command => ({
       body: { $case: 'partPrepare', partPrepare: { txid: tx(seq), from: 1, to: 11, amount: 2, coordWatermark: watermark } },
     });
@@ -109,7 +116,7 @@ describe('bank state machine', () => {
   });
 
   it('a snapshot restores the whole state: balances, reservations, transactions and sessions', () => {
-    const bank = new BankState(topology, 0);
+    const bank = newBank(0);
     bank.apply(1, transfer('c', 1, 1, 2, 4));
     bank.apply(2, coordPrepare(tx(1), 'x', 1, 3, 11, 8));
     const copy = BankState.fromSnapshot(topology, 0, bank.toSnapshot());

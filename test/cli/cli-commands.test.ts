@@ -1,8 +1,9 @@
 // The CLI commands run in process against scripted gRPC replicas (--endpoints).
+import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMANDS, runCli } from '../../node/cli/main.js';
 import { Outcome } from '../../node/gen/shardbank/v1/bank.js';
-import { committed, replicaStatus, startFakeReplica, unavailable, type FakeReplica } from '../client/fake-bank-server.js';
+import { committed, FAKE_SESSION_EPOCH, replicaStatus, startFakeReplica, unavailable, type FakeReplica } from '../client/fake-bank-server.js';
 import { captureIo } from './capture-io.js';
 
 let replicas: FakeReplica[] = [];
@@ -16,6 +17,7 @@ beforeAll(async () => {
     const ordinal = index % 2;
     replica.behaviour = {
       transfer: (request) => {
+        if (request.sessionEpoch === 66) return { error: { code: status.FAILED_PRECONDITION, details: `session expired: client ${request.clientId}'s session 66 on this shard was forgotten` } };
         if (request.amount > 100) return { value: { outcome: Outcome.INSUFFICIENT_FUNDS, decisionIndex: 3, coordinatorShard: shard, message: '' } };
         return ordinal === 0 ? committed(12, shard) : unavailable('not the leader', `0,${replicas[shard * 2]!.address}`);
       },
@@ -53,6 +55,34 @@ describe('shardbank CLI', () => {
     expect(JSON.parse(io.stdout[0]!)).toMatchObject({ outcome: 'COMMITTED', clientId: 'alice', requestId: 9, coordinatorShard: 1 });
     const sent = replicas.flatMap((r) => r.calls).filter((call) => call.method === 'transfer').map((call) => call.request as { clientId: string; requestId: number });
     expect(sent.some((request) => request.clientId === 'alice' && request.requestId === 9)).toBe(true);
+  });
+
+  it('transfer prints its session epoch; --session-epoch is sent as is; an expired session is said so', async () => {
+    const io = captureIo();
+    expect(await runCli(['transfer', '1001', '3001', '5', '--client-id', 'carol', '--request-id', '3', '--json', ...target()], io)).toBe(0);
+    expect(JSON.parse(io.stdout[0]!)).toMatchObject({ outcome: 'COMMITTED', clientId: 'carol', requestId: 3, sessionEpoch: FAKE_SESSION_EPOCH });
+    const text = captureIo();
+    expect(await runCli(['transfer', '1001', '3001', '5', '--client-id', 'carol', '--request-id', '3', ...target()], text)).toBe(0);
+    expect(text.stdout.join('\n')).toContain(`client carol, request 3, session ${FAKE_SESSION_EPOCH}`);
+    const given = captureIo();
+    expect(await runCli(['transfer', '1001', '3001', '5', '--client-id', 'dan', '--request-id', '4', '--session-epoch', '55', '--json', ...target()], given)).toBe(0);
+    expect(JSON.parse(given.stdout[0]!)).toMatchObject({ outcome: 'COMMITTED', sessionEpoch: 55 });
+    const sent = replicas.flatMap((r) => r.calls).map((call) => call.request as { clientId: string; sessionEpoch: number }).filter((request) => request.clientId === 'dan');
+    expect(sent.length).toBeGreaterThan(0);
+    expect(sent.every((request) => request.sessionEpoch === 55)).toBe(true);
+    expect(replicas.flatMap((r) => r.opens).filter((open) => open.clientId === 'dan')).toHaveLength(0);
+    const expired = captureIo();
+    expect(await runCli(['transfer', '1001', '3001', '5', '--client-id', 'erin', '--request-id', '4', '--session-epoch', '66', ...target()], expired)).toBe(1);
+    expect(expired.stdout.join('\n')).toMatch(/^FAILED_PRECONDITION 1001 -> 3001 amount 5: session expired: client erin's session 66 .*\(client erin, request 4, session 66\)/);
+    for (const [args, message] of [
+      [['--client-id', 'x', '--request-id', '1', '--session-epoch', 'soon'], /--session-epoch: must be a positive integer, got "soon"/],
+      [['--client-id', 'x', '--request-id', '1', '--session-epoch', '0'], /--session-epoch: must be a positive integer, got "0"/],
+      [['--client-id', 'x', '--session-epoch', '3'], /--session-epoch needs --client-id and --request-id/],
+    ] as const) {
+      const bad = captureIo();
+      expect(await runCli(['transfer', '1', '2', '3', ...args, ...target()], bad)).toBe(2);
+      expect(bad.stderr.join('\n')).toMatch(message);
+    }
   });
 
   it('transfer rejects bad amounts with a message naming the field and a non-zero exit', async () => {

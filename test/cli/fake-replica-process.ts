@@ -17,6 +17,7 @@ const ordinal = Number(values.ordinal);
 const unavailable = (_call: unknown, callback: (error: { code: number; details: string }) => void) => callback({ code: status.UNAVAILABLE, details: 'fake replica' });
 const server = new Server();
 server.addService(BankService, {
+  openSession: unavailable,
   transfer: unavailable,
   batchTransfer: unavailable,
   getBalance: unavailable,

@@ -120,9 +120,16 @@ describe('shardbank local cluster (real processes)', () => {
 
   it('a repeated transfer with the same client and request id has one effect', async () => {
     const args = ['transfer', '2001', '5001', '3', '--client-id', 'it-retry', '--request-id', '1'];
-    const first = await json<{ outcome: string }>(args);
-    const second = await json<{ outcome: string }>(args);
+    const first = await json<{ outcome: string; sessionEpoch: number }>(args);
+    const second = await json<{ outcome: string; sessionEpoch: number }>(args);
     expect([first.outcome, second.outcome]).toEqual(['COMMITTED', 'COMMITTED']);
+    expect(second.sessionEpoch).toBe(first.sessionEpoch);
+    // With the printed session epoch the retry is safe however much later; another epoch is refused.
+    const third = await json<{ outcome: string }>([...args, '--session-epoch', String(first.sessionEpoch)]);
+    expect(third.outcome).toBe('COMMITTED');
+    const wrong = await shardbank(['transfer', '2001', '5001', '3', '--client-id', 'it-retry', '--request-id', '2', '--session-epoch', String(first.sessionEpoch + 1_000_000), '--json']);
+    expect(wrong.code, describeRun(wrong)).not.toBe(0);
+    expect(JSON.parse(wrong.stdout)).toMatchObject({ outcome: 'FAILED_PRECONDITION', message: expect.stringMatching(/^session_epoch: \d+ was never issued to client it-retry/) });
     expect(await json(['balance', '2001', '5001'])).toEqual({ balances: { 2001: 7, 5001: 13 } });
     const poor = await shardbank(['transfer', '1001', '3001', '5', '--json']);
     expect(poor.code, describeRun(poor)).toBe(0);

@@ -2,7 +2,7 @@ import { status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Consistency, ShardbankClient } from '../../node/client/bank-client.js';
 import { Outcome, type TransferRequest } from '../../node/gen/shardbank/v1/bank.js';
-import { committed, replicaStatus, startFakeReplica, unavailable, type FakeReplica } from './fake-bank-server.js';
+import { committed, FAKE_SESSION_EPOCH, replicaStatus, startFakeReplica, unavailable, type FakeReplica } from './fake-bank-server.js';
 
 const topology = { shards: 2, itemsPerShard: 100, replicasPerShard: 3, initialBalance: 10 };
 const fast = { baseMs: 1, capMs: 5 };
@@ -135,6 +135,96 @@ describe('ShardbankClient.transfer', () => {
   });
 });
 
+describe('ShardbankClient sessions (OpenSession, epochs)', () => {
+  const epochOf = (call: { request: unknown }) => {
+    const request = call.request as { sessionEpoch?: number; entries?: { sessionEpoch: number }[] };
+    return request.entries ? request.entries.map((e) => e.sessionEpoch) : [request.sessionEpoch];
+  };
+
+  it('opens lazily once per shard, and every call and retry names the epoch it was first sent with', async () => {
+    await cluster();
+    let epoch = 40;
+    for (const replica of replicas) replica.behaviour.openSession = (request) => ({ value: { sessionEpoch: (epoch += 1), shard: request.shard } });
+    let calls = 0;
+    for (const replica of replicas) replica.behaviour.transfer = () => ((calls += 1) % 2 === 1 ? unavailable('lost') : committed(calls));
+    const c = makeClient();
+    const a = await c.transfer({ from: 1, to: 2, amount: 1 });
+    const b = await c.transfer({ from: 3, to: 4, amount: 1 });
+    const other = await c.transfer({ from: 150, to: 4, amount: 1 });
+    expect([a.outcome, b.outcome, other.outcome]).toEqual(['COMMITTED', 'COMMITTED', 'COMMITTED']);
+    const opens = replicas.flatMap((r) => r.opens);
+    expect(opens.map((o) => o.shard).sort()).toEqual([0, 1]);
+    expect(opens.every((o) => o.clientId === c.session.clientId && o.cluster === 'test')).toBe(true);
+    expect([a.sessionEpoch, b.sessionEpoch, other.sessionEpoch]).toEqual([41, 41, 42]);
+    // Six calls (each transfer once refused, once retried), every one with its shard's epoch.
+    const sent = replicas.flatMap((r) => r.calls).flatMap(epochOf);
+    expect(sent.sort()).toEqual([41, 41, 41, 41, 42, 42]);
+  });
+
+  it('after a refusal (session expired) the next new request opens again; the refused one is never re-sent', async () => {
+    await cluster();
+    let epoch = 0;
+    for (const replica of replicas) replica.behaviour.openSession = (request) => ({ value: { sessionEpoch: (epoch += 1), shard: request.shard } });
+    for (const replica of replicas) {
+      replica.behaviour.transfer = (request) =>
+        request.sessionEpoch === 1 && request.requestId === 2
+          ? { error: { code: status.FAILED_PRECONDITION, details: 'session expired: client x\'s session 1 on this shard was forgotten' } }
+          : committed(request.requestId);
+    }
+    const c = makeClient();
+    expect(await c.transfer({ from: 1, to: 2, amount: 1 })).toMatchObject({ outcome: 'COMMITTED', sessionEpoch: 1 });
+    expect(await c.transfer({ from: 1, to: 2, amount: 1 })).toMatchObject({ outcome: 'FAILED_PRECONDITION', sessionEpoch: 1, message: expect.stringContaining('session expired') });
+    expect(await c.transfer({ from: 1, to: 2, amount: 1 })).toMatchObject({ outcome: 'COMMITTED', sessionEpoch: 2, requestId: 3 });
+    expect(replicas.flatMap((r) => r.opens)).toHaveLength(2);
+    const sent = replicas.flatMap((r) => r.calls).map((call) => `${(call.request as TransferRequest).requestId}@${(call.request as TransferRequest).sessionEpoch}`);
+    expect(sent).toEqual(['1@1', '2@1', '3@2']);
+  });
+
+  it('a caller-given session epoch is used as is (a retry safe forever), without opening', async () => {
+    await cluster();
+    for (const replica of replicas) replica.behaviour.transfer = () => committed(3);
+    const result = await makeClient().transfer({ from: 1, to: 2, amount: 1, clientId: 'me', requestId: 9, sessionEpoch: 1234 });
+    expect(result).toMatchObject({ outcome: 'COMMITTED', sessionEpoch: 1234 });
+    expect(replicas.flatMap((r) => r.opens)).toHaveLength(0);
+    expect(replicas.flatMap((r) => r.calls).flatMap(epochOf)).toEqual([1234]);
+  });
+
+  it('a batch opens each shard it debits once; re-sent entries keep their epoch', async () => {
+    await cluster();
+    let epoch = 10;
+    for (const replica of replicas) replica.behaviour.openSession = (request) => ({ value: { sessionEpoch: (epoch += 1), shard: request.shard } });
+    let round = 0;
+    for (const replica of replicas) {
+      replica.behaviour.batchTransfer = (request) => {
+        round += 1;
+        return { value: { results: request.entries.map((entry) => ({ outcome: round <= 2 ? Outcome.ABORTED : Outcome.COMMITTED, decisionIndex: entry.requestId, coordinatorShard: 0, message: '' })) } };
+      };
+    }
+    const results = await makeClient().batchTransfer([{ from: 1, to: 2, amount: 1 }, { from: 120, to: 2, amount: 1 }, { from: 3, to: 4, amount: 1 }]);
+    expect(results.map((r) => r.outcome)).toEqual(['COMMITTED', 'COMMITTED', 'COMMITTED']);
+    expect(replicas.flatMap((r) => r.opens)).toHaveLength(2);
+    const byShard = (group: FakeReplica[]) => new Set(group.flatMap((r) => r.calls).flatMap(epochOf));
+    expect(byShard(replicas.slice(0, 3)).size).toBe(1);
+    expect(byShard(replicas.slice(3)).size).toBe(1);
+    expect(results[0]!.sessionEpoch).toBe(results[2]!.sessionEpoch);
+    expect(results[1]!.sessionEpoch).not.toBe(results[0]!.sessionEpoch);
+  });
+
+  it('the coalesced and stream paths carry each entry\'s epoch', async () => {
+    await cluster();
+    for (const replica of replicas) {
+      replica.behaviour.batchTransfer = (request) => ({ value: { results: request.entries.map((entry) => ({ outcome: Outcome.COMMITTED, decisionIndex: entry.requestId, coordinatorShard: 0, message: '' })) } });
+      replica.behaviour.transferStream = (request) => request.entries.map((entry) => ({ outcome: Outcome.COMMITTED, decisionIndex: entry.requestId, coordinatorShard: 0, message: '' }));
+    }
+    const c = makeClient({ coalesce: true });
+    await Promise.all([c.transfer({ from: 1, to: 2, amount: 1 }), c.transfer({ from: 3, to: 4, amount: 1 })]);
+    await c.transfer({ from: 5, to: 6, amount: 1 });
+    const entries = replicas.flatMap((r) => r.calls).filter((call) => call.method !== 'transferStream').flatMap(epochOf);
+    expect(entries).toEqual([FAKE_SESSION_EPOCH, FAKE_SESSION_EPOCH, FAKE_SESSION_EPOCH]);
+    expect(replicas.flatMap((r) => r.opens)).toHaveLength(1);
+  });
+});
+
 describe('ShardbankClient.balance and batchTransfer', () => {
   it('groups items per shard and merges the answers', async () => {
     await cluster();
@@ -243,16 +333,16 @@ describe('ShardbankClient.transfer over a TransferStream (the default)', () => {
     }
     const c = makeClient({ coalesce: true });
     const methods = () => replicas.flatMap((r) => r.calls.map((call) => call.method));
-    expect(await c.transfer({ from: 1, to: 2, amount: 1, clientId: 'erin', requestId: 1 })).toMatchObject({ outcome: 'COMMITTED', decisionIndex: 10 });
-    expect(methods()).toEqual(['batchTransfer']);
-    expect(await c.transfer({ from: 1, to: 2, amount: 1, clientId: 'erin', requestId: 2 })).toMatchObject({ outcome: 'COMMITTED', decisionIndex: 20, attempts: 1 });
-    expect(methods()).toEqual(['batchTransfer', 'transferStream', 'transferStream.message']);
-    const retried = await c.transfer({ from: 1, to: 2, amount: 1, clientId: 'erin', requestId: 3 });
-    expect(retried).toMatchObject({ outcome: 'COMMITTED', decisionIndex: 30, attempts: 2 });
+    // The OpenSession call found the leader: the first transfer already streams.
+    expect(await c.transfer({ from: 1, to: 2, amount: 1, clientId: 'erin', requestId: 1 })).toMatchObject({ outcome: 'COMMITTED', decisionIndex: 10, attempts: 1, sessionEpoch: FAKE_SESSION_EPOCH });
+    expect(methods()).toEqual(['transferStream', 'transferStream.message']);
+    const retried = await c.transfer({ from: 1, to: 2, amount: 1, clientId: 'erin', requestId: 2 });
+    expect(retried).toMatchObject({ outcome: 'COMMITTED', decisionIndex: 20, attempts: 2 });
     // The retry's call may go to any replica (the one streamed to named no leader).
-    expect(methods().sort()).toEqual(['batchTransfer', 'batchTransfer', 'transferStream', 'transferStream.message', 'transferStream.message']);
-    const sent = replicas.flatMap((r) => r.calls).filter((call) => call.method !== 'transferStream').map((call) => (call.request as { entries: { clientId: string; requestId: number }[] }).entries.map((e) => `${e.clientId}/${e.requestId}`).join());
-    expect(sent.sort()).toEqual(['erin/1', 'erin/2', 'erin/3', 'erin/3']);
+    expect(methods().sort()).toEqual(['batchTransfer', 'transferStream', 'transferStream.message', 'transferStream.message']);
+    const sent = replicas.flatMap((r) => r.calls).filter((call) => call.method !== 'transferStream').map((call) => (call.request as { entries: { clientId: string; requestId: number; sessionEpoch: number }[] }).entries.map((e) => `${e.clientId}/${e.requestId}@${e.sessionEpoch}`).join());
+    expect(sent.sort()).toEqual([`erin/1@${FAKE_SESSION_EPOCH}`, `erin/2@${FAKE_SESSION_EPOCH}`, `erin/2@${FAKE_SESSION_EPOCH}`]);
+    expect(replicas.flatMap((r) => r.opens).every((open) => open.clientId === 'erin' && open.shard === 0)).toBe(true);
   });
 
   it('falls back to calls for good when a replica does not know TransferStream', async () => {
@@ -265,8 +355,9 @@ describe('ShardbankClient.transfer over a TransferStream (the default)', () => {
       expect(result).toMatchObject({ outcome: 'COMMITTED', decisionIndex: requestId * 10 });
       attempts.push(result.attempts);
     }
-    // The second transfer tried the stream once (refused), then went by call like the others.
-    expect(attempts).toEqual([1, 2, 1, 1]);
+    // The first transfer tried the stream once (refused; its OpenSession call had found the
+    // leader), then went by call like the others.
+    expect(attempts).toEqual([2, 1, 1, 1]);
     const methods = replicas.flatMap((r) => r.calls.map((call) => call.method));
     expect(methods.filter((m) => m === 'transferStream')).toHaveLength(1);
     expect(methods.filter((m) => m === 'batchTransfer')).toHaveLength(4);

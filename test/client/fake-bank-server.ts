@@ -10,6 +10,8 @@ import {
   type ClusterStatusRequest,
   type GetBalanceReply,
   type GetBalanceRequest,
+  type OpenSessionReply,
+  type OpenSessionRequest,
   type TransferReply,
   type TransferRequest,
   type TransferStreamReply,
@@ -19,6 +21,8 @@ import {
 export type Reply<T> = { value: T } | { error: { code: status; details: string; leaderHint?: string } };
 
 export interface FakeBehaviour {
+  /** Unset: every open answers session epoch FAKE_SESSION_EPOCH for the requested shard. */
+  openSession?(request: OpenSessionRequest): Reply<OpenSessionReply>;
   transfer?(request: TransferRequest): Reply<TransferReply>;
   batchTransfer?(request: BatchTransferRequest): Reply<BatchTransferReply>;
   getBalance?(request: GetBalanceRequest): Reply<GetBalanceReply>;
@@ -30,6 +34,8 @@ export interface FakeBehaviour {
 export interface FakeReplica {
   readonly address: string;
   readonly calls: { method: string; request: unknown }[];
+  /** OpenSession calls, kept apart from `calls` (which tests count per transfer call). */
+  readonly opens: OpenSessionRequest[];
   behaviour: FakeBehaviour;
   stop(): Promise<void>;
 }
@@ -51,6 +57,7 @@ function answer<T>(reply: Reply<T> | undefined, callback: sendUnaryData<T>): voi
 export async function startFakeReplica(behaviour: FakeBehaviour = {}): Promise<FakeReplica> {
   const server = new Server();
   const calls: { method: string; request: unknown }[] = [];
+  const opens: OpenSessionRequest[] = [];
   const replica = { behaviour } as { behaviour: FakeBehaviour };
   const handler = <Req, Res>(method: keyof FakeBehaviour) => (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
     calls.push({ method, request: call.request });
@@ -58,6 +65,11 @@ export async function startFakeReplica(behaviour: FakeBehaviour = {}): Promise<F
     answer(fn?.(call.request), callback);
   };
   server.addService(BankService, {
+    openSession: (call: ServerUnaryCall<OpenSessionRequest, OpenSessionReply>, callback: sendUnaryData<OpenSessionReply>) => {
+      opens.push(call.request);
+      const scripted = replica.behaviour.openSession;
+      answer(scripted ? scripted(call.request) : { value: { sessionEpoch: FAKE_SESSION_EPOCH, shard: call.request.shard } }, callback);
+    },
     transfer: handler('transfer'),
     batchTransfer: handler('batchTransfer'),
     getBalance: handler('getBalance'),
@@ -83,9 +95,12 @@ export async function startFakeReplica(behaviour: FakeBehaviour = {}): Promise<F
   return Object.assign(replica, {
     address: `127.0.0.1:${port}`,
     calls,
+    opens,
     stop: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
   }) as FakeReplica;
 }
+
+export const FAKE_SESSION_EPOCH = 7;
 
 export function committed(decisionIndex = 7, coordinatorShard = 0): Reply<TransferReply> {
   return { value: { outcome: Outcome.COMMITTED, decisionIndex, coordinatorShard, message: '' } };

@@ -26,7 +26,7 @@ function scriptedSender() {
   return { calls, send };
 }
 
-const transfer = (requestId: number) => ({ clientId: `c${requestId}`, requestId, from: 1, to: 2, amount: 1, acknowledgedBelow: 0 });
+const transfer = (requestId: number) => ({ clientId: `c${requestId}`, requestId, from: 1, to: 2, amount: 1, acknowledgedBelow: 0, sessionEpoch: 1 });
 const turn = () => new Promise((resolve) => setImmediate(resolve));
 const ids = (call: Call) => call.entries.map((e) => e.requestId);
 

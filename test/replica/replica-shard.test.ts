@@ -92,7 +92,8 @@ describe('a shard of three replica processes', () => {
     // One client with more results than its session keeps (2048): the oldest are evicted and
     // their ids, retried, get FAILED_PRECONDITION instead of running again.
     const leader = cluster.replicas[0]![await cluster.leaderOf(0)]!;
-    const entries = Array.from({ length: 2100 }, (_, i) => ({ requestId: i + 1, from: 9 + (i % 2), to: 11 + (i % 2), amount: 1, clientId: '', acknowledgedBelow: 0 }));
+    const sessionEpoch = await cluster.sessionEpoch('evicted', 0);
+    const entries = Array.from({ length: 2100 }, (_, i) => ({ requestId: i + 1, from: 9 + (i % 2), to: 11 + (i % 2), amount: 1, clientId: '', acknowledgedBelow: 0, sessionEpoch }));
     const batch = await cluster.client(leader.address).batchTransferAsync({ cluster: cluster.cluster, clientId: 'evicted', entries }, new grpc.Metadata(), { deadline: Date.now() + 60_000 });
     const definite = (outcome: number) => outcome === Outcome.COMMITTED || outcome === Outcome.INSUFFICIENT_FUNDS;
     // Entries caught by a leader change come back UNAVAILABLE: retried in order with their ids.
@@ -113,12 +114,33 @@ describe('a shard of three replica processes', () => {
     expect(recent.outcome).toBe(batch.results[2099]!.outcome);
   });
 
+  it('OpenSession: served or forwarded by any replica, repeatable; a transfer under another epoch is refused, never run', async () => {
+    const leader = await cluster.leaderOf(0);
+    const follower = cluster.replicas[0]![(leader + 1) % 3]!;
+    const viaFollower = await cluster.client(follower.address).openSessionAsync({ cluster: cluster.cluster, clientId: 'opener', shard: 0 }, new grpc.Metadata(), { deadline: Date.now() + 10_000 });
+    const viaLeader = await cluster.client(cluster.replicas[0]![leader]!.address).openSessionAsync({ cluster: cluster.cluster, clientId: 'opener', shard: 0 }, new grpc.Metadata(), { deadline: Date.now() + 10_000 });
+    expect(viaFollower.sessionEpoch).toBeGreaterThan(0);
+    expect(viaLeader).toEqual(viaFollower);
+    const before = await cluster.readLinearizable([15, 16]);
+    const stale = await cluster
+      .client(cluster.replicas[0]![leader]!.address)
+      .transferAsync({ cluster: cluster.cluster, clientId: 'opener', requestId: 1, from: 15, to: 16, amount: 1, acknowledgedBelow: 0, sessionEpoch: viaLeader.sessionEpoch - 1 }, new grpc.Metadata(), { deadline: Date.now() + 10_000 })
+      .then(() => undefined, (e: grpc.ServiceError) => e);
+    expect(stale?.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(stale?.details).toMatch(/session/);
+    expect(await cluster.readLinearizable([15, 16])).toEqual(before);
+    const badShard = await cluster.client(follower.address).openSessionAsync({ cluster: cluster.cluster, clientId: 'opener', shard: 99 }, new grpc.Metadata(), { deadline: Date.now() + 10_000 }).then(() => undefined, (e: grpc.ServiceError) => e);
+    expect(badShard?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(badShard?.details).toMatch(/^shard: must be 0\.\./);
+  });
+
   it('an acknowledged watermark makes the server forget those outcomes and refuse those ids', async () => {
     expect((await cluster.transfer('acker', 1, 13, 14, 1)).outcome).toBe(Outcome.COMMITTED);
     expect((await cluster.transfer('acker', 2, 13, 14, 1)).outcome).toBe(Outcome.COMMITTED);
     const leader = cluster.replicas[0]![await cluster.leaderOf(0)]!;
+    const sessionEpoch = await cluster.sessionEpoch('acker', 0);
     const send = (requestId: number, acknowledgedBelow: number) =>
-      cluster.client(leader.address).transferAsync({ cluster: cluster.cluster, clientId: 'acker', requestId, from: 13, to: 14, amount: 1, acknowledgedBelow }, new grpc.Metadata(), { deadline: Date.now() + 10_000 });
+      cluster.client(leader.address).transferAsync({ cluster: cluster.cluster, clientId: 'acker', requestId, from: 13, to: 14, amount: 1, acknowledgedBelow, sessionEpoch }, new grpc.Metadata(), { deadline: Date.now() + 10_000 });
     await expect(send(3, 3)).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/^acknowledged_below: must be below request_id/) });
     expect((await send(3, 2)).outcome).toBe(Outcome.COMMITTED);
     await expect(cluster.transfer('acker', 2, 13, 14, 1)).rejects.toMatchObject({ code: grpc.status.FAILED_PRECONDITION });
@@ -137,7 +159,8 @@ describe('a shard of three replica processes', () => {
       stream.on('end', resolve);
       stream.on('error', reject);
     });
-    const entry = (requestId: number, from: number, to: number, amount: number) => ({ requestId, from, to, amount, clientId: 'streamer', acknowledgedBelow: 0 });
+    const sessionEpoch = await cluster.sessionEpoch('streamer', 0);
+    const entry = (requestId: number, from: number, to: number, amount: number) => ({ requestId, from, to, amount, clientId: 'streamer', acknowledgedBelow: 0, sessionEpoch });
     stream.write({ cluster: cluster.cluster, entries: [entry(1, 21, 22, 5), entry(2, 23, 24, 0), entry(3, 23, 24, 7)], tags: [7, 8, 9] });
     const byTag = () => new Map(replies.flatMap((reply) => reply.tags.map((tag, k) => [tag, reply.results[k]!] as const)));
     const results = await pollUntil('three results', () => (byTag().size === 3 ? byTag() : undefined), 60_000, 10);
@@ -293,7 +316,7 @@ describe('a shard of three replica processes', () => {
     const address = cluster.replicas[0]![leader]!.address;
     const client = cluster.client(address);
     const before = await cluster.readLinearizable(ITEMS);
-    const base = { cluster: cluster.cluster, clientId: 'bad-input', requestId: 1, from: 1, to: 2, amount: 1, acknowledgedBelow: 0 };
+    const base = { cluster: cluster.cluster, clientId: 'bad-input', requestId: 1, from: 1, to: 2, amount: 1, acknowledgedBelow: 0, sessionEpoch: 1 };
     const cases: [string, Partial<typeof base>, grpc.status, RegExp][] = [
       ['unknown item', { to: 99_999 }, grpc.status.INVALID_ARGUMENT, /^to: unknown item 99999/],
       ['unknown from', { from: 0 }, grpc.status.INVALID_ARGUMENT, /^from: unknown item 0/],
@@ -305,6 +328,8 @@ describe('a shard of three replica processes', () => {
       ['oversized client id', { clientId: 'x'.repeat(10_000) }, grpc.status.INVALID_ARGUMENT, /^client_id: at most 128 bytes/],
       ['request id 0', { requestId: 0 }, grpc.status.INVALID_ARGUMENT, /^request_id: must be a positive integer/],
       ['wrong cluster', { cluster: 'other' }, grpc.status.FAILED_PRECONDITION, /^cluster: request is for "other"/],
+      ['no session epoch', { sessionEpoch: 0 }, grpc.status.FAILED_PRECONDITION, /^session_epoch: missing; open a session/],
+      ['a session epoch never issued', { sessionEpoch: 2 ** 40 }, grpc.status.FAILED_PRECONDITION, /^session_epoch: 1099511627776 was never issued to client bad-input/],
     ];
     for (const [name, change, code, message] of cases) {
       const error = await client.transferAsync({ ...base, ...change }, new grpc.Metadata(), { deadline: Date.now() + 10_000 }).then(
@@ -331,7 +356,7 @@ describe('a shard of three replica processes', () => {
 
     // Oversized: too many batch entries, and a message above the gRPC size limit.
     const tooMany = await client.batchTransferAsync(
-      { cluster: cluster.cluster, clientId: 'bad-input', entries: Array.from({ length: 10_001 }, (_, i) => ({ requestId: i + 1, from: 1, to: 2, amount: 1, clientId: '', acknowledgedBelow: 0 })) },
+      { cluster: cluster.cluster, clientId: 'bad-input', entries: Array.from({ length: 10_001 }, (_, i) => ({ requestId: i + 1, from: 1, to: 2, amount: 1, clientId: '', acknowledgedBelow: 0, sessionEpoch: 1 })) },
       new grpc.Metadata(),
       { deadline: Date.now() + 10_000 },
     ).then(() => undefined, (e: grpc.ServiceError) => e);

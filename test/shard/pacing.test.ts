@@ -6,6 +6,8 @@ import { CommandBatch } from '../../node/gen/shardbank/v1/peer.js';
 
 const topology = { shards: 1, replicasPerShard: 1, itemsPerShard: 100, initialBalance: 10 };
 
+const proposedBy = new WeakMap<ShardNode, number[]>();
+
 function leader(pacing: PacingConfig | undefined): { node: ShardNode; proposed: number[] } {
   const proposed: number[] = [];
   const node = new ShardNode({
@@ -28,6 +30,7 @@ function leader(pacing: PacingConfig | undefined): { node: ShardNode; proposed: 
   }
   expect(node.isReadyLeader).toBe(true);
   proposed.length = 0;
+  proposedBy.set(node, proposed);
   return { node, proposed };
 }
 
@@ -43,9 +46,15 @@ function drain(node: ShardNode): ShardReady[] {
   return readies;
 }
 
+/** Opens the clients' sessions first (their slots are not counted), then submits one transfer each. */
 function submit(node: ShardNode, count: number, firstToken: number): void {
+  const epochs: number[] = [];
+  for (let i = 0; i < count; i += 1) node.submitOpenSession(`c${firstToken + i}`, -1 - i);
+  for (const ready of drain(node)) for (const reply of ready.replies) if (reply.kind === 'session') epochs[-1 - reply.token] = reply.epoch;
+  expect(epochs.filter((epoch) => epoch > 0)).toHaveLength(count);
+  proposedBy.get(node)!.length = 0;
   for (let i = 0; i < count; i += 1) {
-    node.submitTransfer({ clientId: `c${firstToken + i}`, requestId: 1, from: 1 + i, to: 50 + i, amount: 1, acknowledgedBelow: 0 }, firstToken + i);
+    node.submitTransfer({ clientId: `c${firstToken + i}`, requestId: 1, from: 1 + i, to: 50 + i, amount: 1, acknowledgedBelow: 0, sessionEpoch: epochs[i]! }, firstToken + i);
   }
 }
 

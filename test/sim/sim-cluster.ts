@@ -113,6 +113,8 @@ interface ClientRequest {
   attempts: number;
   inflightToken: number | undefined;
   nextTryMs: number;
+  /** Fixed at the first send. */
+  sessionEpoch?: number;
 }
 
 export interface SimResult {
@@ -146,6 +148,10 @@ export class SimCluster {
   private readonly reads = new Map<number, { item: number; expected: number; overlapped: boolean }>();
   private readsChecked = 0;
   private nextToken = 1;
+  /** Clients' session epochs by `shard/client`, and the OpenSession requests in flight by token. */
+  private readonly sessionEpochs = new Map<string, number>();
+  private readonly opening = new Map<string, { token: number; sinceMs: number }>();
+  private readonly openTokens = new Map<number, string>();
   private faultsOn = true;
   private crashes = 0;
   private elections = 0;
@@ -463,6 +469,23 @@ export class SimCluster {
       if (candidates.length === 0) continue;
       // Clients do not know the leader: they ask a random replica, as after a NATS outage.
       const replica = this.rng.pick(candidates);
+      // A client opens its session on a shard before its first transfer there (OpenSession is
+      // effect-free, so a lost reply is simply retried).
+      const sessionKey = `${shard}/${request.clientId}`;
+      const sessionEpoch = request.sessionEpoch ?? this.sessionEpochs.get(sessionKey);
+      if (sessionEpoch === undefined) {
+        const open = this.opening.get(sessionKey);
+        if (open && this.nowMs - open.sinceMs < 3000) continue;
+        if (open) this.openTokens.delete(open.token);
+        const token = this.nextToken++;
+        this.opening.set(sessionKey, { token, sinceMs: this.nowMs });
+        this.openTokens.set(token, sessionKey);
+        replica.node.submitOpenSession(request.clientId, token);
+        this.process(replica);
+        continue;
+      }
+      // Every retry of a request names the epoch it was first sent with.
+      request.sessionEpoch = sessionEpoch;
       const token = this.nextToken++;
       request.inflightToken = token;
       request.attempts += 1;
@@ -472,7 +495,7 @@ export class SimCluster {
       this.tokens.set(token, request);
       inflightPerClient.set(request.clientId, (inflightPerClient.get(request.clientId) ?? 0) + 1);
       replica.node.submitTransfer(
-        { clientId: request.clientId, requestId: request.requestId, from: request.from, to: request.to, amount: request.amount, acknowledgedBelow: this.acknowledgedBelow(request) },
+        { clientId: request.clientId, requestId: request.requestId, from: request.from, to: request.to, amount: request.amount, acknowledgedBelow: this.acknowledgedBelow(request), sessionEpoch },
         token,
       );
       this.process(replica);
@@ -506,6 +529,13 @@ export class SimCluster {
   }
 
   private onReply(reply: ClientReply): void {
+    const sessionKey = this.openTokens.get(reply.token);
+    if (sessionKey !== undefined) {
+      this.openTokens.delete(reply.token);
+      this.opening.delete(sessionKey);
+      if (reply.kind === 'session') this.sessionEpochs.set(sessionKey, reply.epoch);
+      return;
+    }
     const read = this.reads.get(reply.token);
     if (read) {
       this.reads.delete(reply.token);
@@ -530,7 +560,7 @@ export class SimCluster {
         return;
       }
     }
-    if (reply.kind === 'error' && (reply.code === 'stale' || reply.code === 'mismatch')) {
+    if (reply.kind === 'error' && (reply.code === 'stale' || reply.code === 'mismatch' || reply.code === 'expired')) {
       throw new SimFailure('safety', `request ${request.clientId}/${request.requestId} refused: ${reply.message}`, this.options.seed);
     }
     // not-leader, aborted, unavailable: retry the same request id later.

@@ -166,9 +166,31 @@ export class ReplicaCluster {
     return result;
   }
 
+  private readonly sessionEpochs = new Map<string, number>();
+
+  /** The client's session epoch on the shard (OpenSession through any replica, once). */
+  async sessionEpoch(clientId: string, shard: number, timeoutMs = 60_000): Promise<number> {
+    const key = `${shard}/${clientId}`;
+    const known = this.sessionEpochs.get(key);
+    if (known !== undefined) return known;
+    const reply = await pollUntil(`a session for ${clientId} on shard ${shard}`, async () => {
+      for (const replica of this.replicas[shard]!.filter((r) => r.child)) {
+        try {
+          return await this.client(replica.address).openSessionAsync({ cluster: this.cluster, clientId, shard }, new grpc.Metadata(), { deadline: Date.now() + 10_000 });
+        } catch {
+          // another replica, or the next round
+        }
+      }
+      return undefined;
+    }, timeoutMs);
+    this.sessionEpochs.set(key, reply.sessionEpoch);
+    return reply.sessionEpoch;
+  }
+
   /** Transfer through any replica of the owning shard, retrying with the same id until a definite answer. */
   async transfer(clientId: string, requestId: number, from: number, to: number, amount: number, timeoutMs = 60_000): Promise<TransferReply> {
     const shard = shardOfItem(this.options.topology, from);
+    const sessionEpoch = await this.sessionEpoch(clientId, shard, timeoutMs);
     const deadline = Date.now() + timeoutMs;
     let attempt = 0;
     let lastError: unknown;
@@ -184,7 +206,7 @@ export class ReplicaCluster {
       }
       try {
         const reply = await this.client(replica.address).transferAsync(
-          { cluster: this.cluster, clientId, requestId, from, to, amount, acknowledgedBelow: 0 },
+          { cluster: this.cluster, clientId, requestId, from, to, amount, acknowledgedBelow: 0, sessionEpoch },
           new grpc.Metadata(),
           { deadline: Date.now() + 10_000 },
         );

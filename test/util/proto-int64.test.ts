@@ -48,7 +48,7 @@ describe('fast 64-bit integer fields', () => {
   });
 
   it('is what the generated messages use: a round trip through TransferRequest', () => {
-    const message = { cluster: 'c', clientId: 'x', requestId: 2 ** 40 + 5, from: 3, to: 2 ** 32, amount: 2 ** 31, acknowledgedBelow: 2 ** 53 - 1 };
+    const message = { cluster: 'c', clientId: 'x', requestId: 2 ** 40 + 5, from: 3, to: 2 ** 32, amount: 2 ** 31, acknowledgedBelow: 2 ** 53 - 1, sessionEpoch: 2 ** 33 + 1 };
     const decoded = TransferRequest.decode(TransferRequest.encode(message).finish());
     expect(decoded).toMatchObject(message);
   });

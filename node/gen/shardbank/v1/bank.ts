@@ -141,6 +141,23 @@ export interface TransferRequest {
    * them, and such an id is refused (FAILED_PRECONDITION) from then on. Must be below request_id.
    */
   acknowledgedBelow: number;
+  /**
+   * The epoch of the client's session on the shard of `from` (OpenSession). A request naming
+   * any other epoch (0, a forgotten session's) is refused with FAILED_PRECONDITION, never run.
+   */
+  sessionEpoch: number;
+}
+
+export interface OpenSessionRequest {
+  cluster: string;
+  clientId: string;
+  /** The shard to open the session on (the shard of the items the client will debit). */
+  shard: number;
+}
+
+export interface OpenSessionReply {
+  sessionEpoch: number;
+  shard: number;
 }
 
 export interface TransferReply {
@@ -163,6 +180,8 @@ export interface BatchEntry {
   clientId: string;
   /** As in TransferRequest, for this entry's client. */
   acknowledgedBelow: number;
+  /** As in TransferRequest: the entry's client's session epoch on the shard of `from`. */
+  sessionEpoch: number;
 }
 
 export interface BatchTransferRequest {
@@ -266,7 +285,7 @@ export interface ClusterStatusReply {
 }
 
 function createBaseTransferRequest(): TransferRequest {
-  return { cluster: "", clientId: "", requestId: 0, from: 0, to: 0, amount: 0, acknowledgedBelow: 0 };
+  return { cluster: "", clientId: "", requestId: 0, from: 0, to: 0, amount: 0, acknowledgedBelow: 0, sessionEpoch: 0 };
 }
 
 export const TransferRequest: MessageFns<TransferRequest> = {
@@ -291,6 +310,9 @@ export const TransferRequest: MessageFns<TransferRequest> = {
     }
     if (message.acknowledgedBelow !== 0) {
       writeUint64(writer.uint32(56), message.acknowledgedBelow);
+    }
+    if (message.sessionEpoch !== 0) {
+      writeUint64(writer.uint32(64), message.sessionEpoch);
     }
     return writer;
   },
@@ -364,6 +386,14 @@ export const TransferRequest: MessageFns<TransferRequest> = {
             message.acknowledgedBelow = readUint64(reader);
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.sessionEpoch = readUint64(reader);
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -397,6 +427,11 @@ export const TransferRequest: MessageFns<TransferRequest> = {
         : isSet(object.acknowledged_below)
         ? globalThis.Number(object.acknowledged_below)
         : 0,
+      sessionEpoch: isSet(object.sessionEpoch)
+        ? globalThis.Number(object.sessionEpoch)
+        : isSet(object.session_epoch)
+        ? globalThis.Number(object.session_epoch)
+        : 0,
     };
   },
 
@@ -423,6 +458,9 @@ export const TransferRequest: MessageFns<TransferRequest> = {
     if (message.acknowledgedBelow !== 0) {
       obj.acknowledgedBelow = Math.round(message.acknowledgedBelow);
     }
+    if (message.sessionEpoch !== 0) {
+      obj.sessionEpoch = Math.round(message.sessionEpoch);
+    }
     return obj;
   },
 
@@ -438,6 +476,201 @@ export const TransferRequest: MessageFns<TransferRequest> = {
     message.to = object.to ?? 0;
     message.amount = object.amount ?? 0;
     message.acknowledgedBelow = object.acknowledgedBelow ?? 0;
+    message.sessionEpoch = object.sessionEpoch ?? 0;
+    return message;
+  },
+};
+
+function createBaseOpenSessionRequest(): OpenSessionRequest {
+  return { cluster: "", clientId: "", shard: 0 };
+}
+
+export const OpenSessionRequest: MessageFns<OpenSessionRequest> = {
+  encode(message: OpenSessionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.cluster !== "") {
+      writer.uint32(10).string(message.cluster);
+    }
+    if (message.clientId !== "") {
+      writer.uint32(18).string(message.clientId);
+    }
+    if (message.shard !== 0) {
+      writer.uint32(24).uint32(message.shard);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OpenSessionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOpenSessionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.cluster = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.clientId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.shard = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OpenSessionRequest {
+    return {
+      cluster: isSet(object.cluster) ? globalThis.String(object.cluster) : "",
+      clientId: isSet(object.clientId)
+        ? globalThis.String(object.clientId)
+        : isSet(object.client_id)
+        ? globalThis.String(object.client_id)
+        : "",
+      shard: isSet(object.shard) ? globalThis.Number(object.shard) : 0,
+    };
+  },
+
+  toJSON(message: OpenSessionRequest): unknown {
+    const obj: any = {};
+    if (message.cluster !== "") {
+      obj.cluster = message.cluster;
+    }
+    if (message.clientId !== "") {
+      obj.clientId = message.clientId;
+    }
+    if (message.shard !== 0) {
+      obj.shard = Math.round(message.shard);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<OpenSessionRequest>): OpenSessionRequest {
+    return OpenSessionRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<OpenSessionRequest>): OpenSessionRequest {
+    const message = createBaseOpenSessionRequest();
+    message.cluster = object.cluster ?? "";
+    message.clientId = object.clientId ?? "";
+    message.shard = object.shard ?? 0;
+    return message;
+  },
+};
+
+function createBaseOpenSessionReply(): OpenSessionReply {
+  return { sessionEpoch: 0, shard: 0 };
+}
+
+export const OpenSessionReply: MessageFns<OpenSessionReply> = {
+  encode(message: OpenSessionReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionEpoch !== 0) {
+      writeUint64(writer.uint32(8), message.sessionEpoch);
+    }
+    if (message.shard !== 0) {
+      writer.uint32(16).uint32(message.shard);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OpenSessionReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOpenSessionReply();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.sessionEpoch = readUint64(reader);
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.shard = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OpenSessionReply {
+    return {
+      sessionEpoch: isSet(object.sessionEpoch)
+        ? globalThis.Number(object.sessionEpoch)
+        : isSet(object.session_epoch)
+        ? globalThis.Number(object.session_epoch)
+        : 0,
+      shard: isSet(object.shard) ? globalThis.Number(object.shard) : 0,
+    };
+  },
+
+  toJSON(message: OpenSessionReply): unknown {
+    const obj: any = {};
+    if (message.sessionEpoch !== 0) {
+      obj.sessionEpoch = Math.round(message.sessionEpoch);
+    }
+    if (message.shard !== 0) {
+      obj.shard = Math.round(message.shard);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<OpenSessionReply>): OpenSessionReply {
+    return OpenSessionReply.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<OpenSessionReply>): OpenSessionReply {
+    const message = createBaseOpenSessionReply();
+    message.sessionEpoch = object.sessionEpoch ?? 0;
+    message.shard = object.shard ?? 0;
     return message;
   },
 };
@@ -568,7 +801,7 @@ export const TransferReply: MessageFns<TransferReply> = {
 };
 
 function createBaseBatchEntry(): BatchEntry {
-  return { requestId: 0, from: 0, to: 0, amount: 0, clientId: "", acknowledgedBelow: 0 };
+  return { requestId: 0, from: 0, to: 0, amount: 0, clientId: "", acknowledgedBelow: 0, sessionEpoch: 0 };
 }
 
 export const BatchEntry: MessageFns<BatchEntry> = {
@@ -590,6 +823,9 @@ export const BatchEntry: MessageFns<BatchEntry> = {
     }
     if (message.acknowledgedBelow !== 0) {
       writeUint64(writer.uint32(48), message.acknowledgedBelow);
+    }
+    if (message.sessionEpoch !== 0) {
+      writeUint64(writer.uint32(56), message.sessionEpoch);
     }
     return writer;
   },
@@ -655,6 +891,14 @@ export const BatchEntry: MessageFns<BatchEntry> = {
             message.acknowledgedBelow = readUint64(reader);
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.sessionEpoch = readUint64(reader);
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -687,6 +931,11 @@ export const BatchEntry: MessageFns<BatchEntry> = {
         : isSet(object.acknowledged_below)
         ? globalThis.Number(object.acknowledged_below)
         : 0,
+      sessionEpoch: isSet(object.sessionEpoch)
+        ? globalThis.Number(object.sessionEpoch)
+        : isSet(object.session_epoch)
+        ? globalThis.Number(object.session_epoch)
+        : 0,
     };
   },
 
@@ -710,6 +959,9 @@ export const BatchEntry: MessageFns<BatchEntry> = {
     if (message.acknowledgedBelow !== 0) {
       obj.acknowledgedBelow = Math.round(message.acknowledgedBelow);
     }
+    if (message.sessionEpoch !== 0) {
+      obj.sessionEpoch = Math.round(message.sessionEpoch);
+    }
     return obj;
   },
 
@@ -724,6 +976,7 @@ export const BatchEntry: MessageFns<BatchEntry> = {
     message.amount = object.amount ?? 0;
     message.clientId = object.clientId ?? "";
     message.acknowledgedBelow = object.acknowledgedBelow ?? 0;
+    message.sessionEpoch = object.sessionEpoch ?? 0;
     return message;
   },
 };
@@ -2283,6 +2536,20 @@ export const ClusterStatusReply: MessageFns<ClusterStatusReply> = {
 
 export type BankService = typeof BankService;
 export const BankService = {
+  /**
+   * Opens the caller's exactly-once session on one shard, or returns the one it already has
+   * there (no other effect: safe to repeat). Every transfer whose `from` is on that shard names
+   * the returned epoch. Sent to any replica of the shard; a follower forwards to its leader.
+   */
+  openSession: {
+    path: "/shardbank.v1.Bank/OpenSession" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: OpenSessionRequest): Buffer => Buffer.from(OpenSessionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): OpenSessionRequest => OpenSessionRequest.decode(value),
+    responseSerialize: (value: OpenSessionReply): Buffer => Buffer.from(OpenSessionReply.encode(value).finish()),
+    responseDeserialize: (value: Buffer): OpenSessionReply => OpenSessionReply.decode(value),
+  },
   /** One transfer; sent to any replica of the shard that owns `from`. */
   transfer: {
     path: "/shardbank.v1.Bank/Transfer" as const,
@@ -2342,6 +2609,12 @@ export const BankService = {
 } as const;
 
 export interface BankServer extends UntypedServiceImplementation {
+  /**
+   * Opens the caller's exactly-once session on one shard, or returns the one it already has
+   * there (no other effect: safe to repeat). Every transfer whose `from` is on that shard names
+   * the returned epoch. Sent to any replica of the shard; a follower forwards to its leader.
+   */
+  openSession: handleUnaryCall<OpenSessionRequest, OpenSessionReply>;
   /** One transfer; sent to any replica of the shard that owns `from`. */
   transfer: handleUnaryCall<TransferRequest, TransferReply>;
   /** Many transfers, each with its own request id and outcome; not atomic as a whole. */
@@ -2360,6 +2633,26 @@ export interface BankServer extends UntypedServiceImplementation {
 }
 
 export interface BankClient extends Client {
+  /**
+   * Opens the caller's exactly-once session on one shard, or returns the one it already has
+   * there (no other effect: safe to repeat). Every transfer whose `from` is on that shard names
+   * the returned epoch. Sent to any replica of the shard; a follower forwards to its leader.
+   */
+  openSession(
+    request: OpenSessionRequest,
+    callback: (error: ServiceError | null, response: OpenSessionReply) => void,
+  ): ClientUnaryCall;
+  openSession(
+    request: OpenSessionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: OpenSessionReply) => void,
+  ): ClientUnaryCall;
+  openSession(
+    request: OpenSessionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: OpenSessionReply) => void,
+  ): ClientUnaryCall;
   /** One transfer; sent to any replica of the shard that owns `from`. */
   transfer(
     request: TransferRequest,

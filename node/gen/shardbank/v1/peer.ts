@@ -183,7 +183,16 @@ export interface Command {
     | { $case: "coordAck"; coordAck: CoordAck }
     | { $case: "partPrepare"; partPrepare: PartPrepare }
     | { $case: "partDecision"; partDecision: PartDecision }
+    | { $case: "openSession"; openSession: OpenSession }
     | undefined;
+}
+
+/**
+ * Opens the client's exactly-once session on this shard, or finds the one it has: no other
+ * effect, so a retry is harmless. The session's epoch is this shard's counter at the open.
+ */
+export interface OpenSession {
+  clientId: string;
 }
 
 export interface Noop {
@@ -197,6 +206,8 @@ export interface TransferCommand {
   to: number;
   amount: number;
   acknowledgedBelow: number;
+  /** The epoch of the client's session on this shard (OpenSession); another is refused. */
+  sessionEpoch: number;
 }
 
 /** The coordinator's PREPARE: funds check and reservation on the debit side. */
@@ -209,6 +220,7 @@ export interface CoordPrepare {
   amount: number;
   toShard: number;
   acknowledgedBelow: number;
+  sessionEpoch: number;
 }
 
 /** The DECISION, its own command: the first one in log order for a txid wins. */
@@ -256,16 +268,16 @@ export interface SessionResult {
   final: boolean;
 }
 
+/**
+ * Sessions are listed least recently used first, each session's results in the order they
+ * were last recorded (oldest first): that order decides the next eviction and trimming.
+ */
 export interface SessionRecord {
   clientId: string;
   evictedBelow: number;
   lastUsedIndex: number;
   results: SessionResult[];
-}
-
-export interface EvictedSession {
-  clientId: string;
-  evictedBelow: number;
+  epoch: number;
 }
 
 export interface TxRecord {
@@ -300,12 +312,13 @@ export interface BankSnapshot {
   balances: number[];
   transactions: TxRecord[];
   sessions: SessionRecord[];
-  evictedSessions: EvictedSession[];
   watermarks: ShardWatermark[];
   appliedIndex: number;
   lastTxid: TxId | undefined;
   initialTotal: number;
   totalDelta: number;
+  /** The epoch the next opened session gets. */
+  nextSessionEpoch: number;
 }
 
 function createBasePeerFrame(): PeerFrame {
@@ -2631,6 +2644,9 @@ export const Command: MessageFns<Command> = {
       case "partDecision":
         PartDecision.encode(message.body.partDecision, writer.uint32(58).fork()).join();
         break;
+      case "openSession":
+        OpenSession.encode(message.body.openSession, writer.uint32(130).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2704,6 +2720,14 @@ export const Command: MessageFns<Command> = {
             message.body = { $case: "partDecision", partDecision: PartDecision.decode(reader, reader.uint32()) };
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.body = { $case: "openSession", openSession: OpenSession.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2742,6 +2766,10 @@ export const Command: MessageFns<Command> = {
         ? { $case: "partDecision", partDecision: PartDecision.fromJSON(object.partDecision) }
         : isSet(object.part_decision)
         ? { $case: "partDecision", partDecision: PartDecision.fromJSON(object.part_decision) }
+        : isSet(object.openSession)
+        ? { $case: "openSession", openSession: OpenSession.fromJSON(object.openSession) }
+        : isSet(object.open_session)
+        ? { $case: "openSession", openSession: OpenSession.fromJSON(object.open_session) }
         : undefined,
     };
   },
@@ -2762,6 +2790,8 @@ export const Command: MessageFns<Command> = {
       obj.partPrepare = PartPrepare.toJSON(message.body.partPrepare);
     } else if (message.body?.$case === "partDecision") {
       obj.partDecision = PartDecision.toJSON(message.body.partDecision);
+    } else if (message.body?.$case === "openSession") {
+      obj.openSession = OpenSession.toJSON(message.body.openSession);
     }
     return obj;
   },
@@ -2817,7 +2847,86 @@ export const Command: MessageFns<Command> = {
         }
         break;
       }
+      case "openSession": {
+        if (object.body?.openSession !== undefined && object.body?.openSession !== null) {
+          message.body = { $case: "openSession", openSession: OpenSession.fromPartial(object.body.openSession) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseOpenSession(): OpenSession {
+  return { clientId: "" };
+}
+
+export const OpenSession: MessageFns<OpenSession> = {
+  encode(message: OpenSession, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.clientId !== "") {
+      writer.uint32(10).string(message.clientId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OpenSession {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOpenSession();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.clientId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OpenSession {
+    return {
+      clientId: isSet(object.clientId)
+        ? globalThis.String(object.clientId)
+        : isSet(object.client_id)
+        ? globalThis.String(object.client_id)
+        : "",
+    };
+  },
+
+  toJSON(message: OpenSession): unknown {
+    const obj: any = {};
+    if (message.clientId !== "") {
+      obj.clientId = message.clientId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<OpenSession>): OpenSession {
+    return OpenSession.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<OpenSession>): OpenSession {
+    const message = createBaseOpenSession();
+    message.clientId = object.clientId ?? "";
     return message;
   },
 };
@@ -2875,7 +2984,7 @@ export const Noop: MessageFns<Noop> = {
 };
 
 function createBaseTransferCommand(): TransferCommand {
-  return { clientId: "", requestId: 0, from: 0, to: 0, amount: 0, acknowledgedBelow: 0 };
+  return { clientId: "", requestId: 0, from: 0, to: 0, amount: 0, acknowledgedBelow: 0, sessionEpoch: 0 };
 }
 
 export const TransferCommand: MessageFns<TransferCommand> = {
@@ -2897,6 +3006,9 @@ export const TransferCommand: MessageFns<TransferCommand> = {
     }
     if (message.acknowledgedBelow !== 0) {
       writeUint64(writer.uint32(48), message.acknowledgedBelow);
+    }
+    if (message.sessionEpoch !== 0) {
+      writeUint64(writer.uint32(56), message.sessionEpoch);
     }
     return writer;
   },
@@ -2962,6 +3074,14 @@ export const TransferCommand: MessageFns<TransferCommand> = {
             message.acknowledgedBelow = readUint64(reader);
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.sessionEpoch = readUint64(reader);
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2994,6 +3114,11 @@ export const TransferCommand: MessageFns<TransferCommand> = {
         : isSet(object.acknowledged_below)
         ? globalThis.Number(object.acknowledged_below)
         : 0,
+      sessionEpoch: isSet(object.sessionEpoch)
+        ? globalThis.Number(object.sessionEpoch)
+        : isSet(object.session_epoch)
+        ? globalThis.Number(object.session_epoch)
+        : 0,
     };
   },
 
@@ -3017,6 +3142,9 @@ export const TransferCommand: MessageFns<TransferCommand> = {
     if (message.acknowledgedBelow !== 0) {
       obj.acknowledgedBelow = Math.round(message.acknowledgedBelow);
     }
+    if (message.sessionEpoch !== 0) {
+      obj.sessionEpoch = Math.round(message.sessionEpoch);
+    }
     return obj;
   },
 
@@ -3031,12 +3159,23 @@ export const TransferCommand: MessageFns<TransferCommand> = {
     message.to = object.to ?? 0;
     message.amount = object.amount ?? 0;
     message.acknowledgedBelow = object.acknowledgedBelow ?? 0;
+    message.sessionEpoch = object.sessionEpoch ?? 0;
     return message;
   },
 };
 
 function createBaseCoordPrepare(): CoordPrepare {
-  return { txid: undefined, clientId: "", requestId: 0, from: 0, to: 0, amount: 0, toShard: 0, acknowledgedBelow: 0 };
+  return {
+    txid: undefined,
+    clientId: "",
+    requestId: 0,
+    from: 0,
+    to: 0,
+    amount: 0,
+    toShard: 0,
+    acknowledgedBelow: 0,
+    sessionEpoch: 0,
+  };
 }
 
 export const CoordPrepare: MessageFns<CoordPrepare> = {
@@ -3064,6 +3203,9 @@ export const CoordPrepare: MessageFns<CoordPrepare> = {
     }
     if (message.acknowledgedBelow !== 0) {
       writeUint64(writer.uint32(64), message.acknowledgedBelow);
+    }
+    if (message.sessionEpoch !== 0) {
+      writeUint64(writer.uint32(72), message.sessionEpoch);
     }
     return writer;
   },
@@ -3145,6 +3287,14 @@ export const CoordPrepare: MessageFns<CoordPrepare> = {
             message.acknowledgedBelow = readUint64(reader);
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.sessionEpoch = readUint64(reader);
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3183,6 +3333,11 @@ export const CoordPrepare: MessageFns<CoordPrepare> = {
         : isSet(object.acknowledged_below)
         ? globalThis.Number(object.acknowledged_below)
         : 0,
+      sessionEpoch: isSet(object.sessionEpoch)
+        ? globalThis.Number(object.sessionEpoch)
+        : isSet(object.session_epoch)
+        ? globalThis.Number(object.session_epoch)
+        : 0,
     };
   },
 
@@ -3212,6 +3367,9 @@ export const CoordPrepare: MessageFns<CoordPrepare> = {
     if (message.acknowledgedBelow !== 0) {
       obj.acknowledgedBelow = Math.round(message.acknowledgedBelow);
     }
+    if (message.sessionEpoch !== 0) {
+      obj.sessionEpoch = Math.round(message.sessionEpoch);
+    }
     return obj;
   },
 
@@ -3228,6 +3386,7 @@ export const CoordPrepare: MessageFns<CoordPrepare> = {
     message.amount = object.amount ?? 0;
     message.toShard = object.toShard ?? 0;
     message.acknowledgedBelow = object.acknowledgedBelow ?? 0;
+    message.sessionEpoch = object.sessionEpoch ?? 0;
     return message;
   },
 };
@@ -3838,7 +3997,7 @@ export const SessionResult: MessageFns<SessionResult> = {
 };
 
 function createBaseSessionRecord(): SessionRecord {
-  return { clientId: "", evictedBelow: 0, lastUsedIndex: 0, results: [] };
+  return { clientId: "", evictedBelow: 0, lastUsedIndex: 0, results: [], epoch: 0 };
 }
 
 export const SessionRecord: MessageFns<SessionRecord> = {
@@ -3854,6 +4013,9 @@ export const SessionRecord: MessageFns<SessionRecord> = {
     }
     for (const v of message.results) {
       SessionResult.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.epoch !== 0) {
+      writeUint64(writer.uint32(40), message.epoch);
     }
     return writer;
   },
@@ -3903,6 +4065,14 @@ export const SessionRecord: MessageFns<SessionRecord> = {
             message.results.push(SessionResult.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.epoch = readUint64(reader);
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3935,6 +4105,7 @@ export const SessionRecord: MessageFns<SessionRecord> = {
       results: globalThis.Array.isArray(object?.results)
         ? object.results.map((e: any) => SessionResult.fromJSON(e))
         : [],
+      epoch: isSet(object.epoch) ? globalThis.Number(object.epoch) : 0,
     };
   },
 
@@ -3952,6 +4123,9 @@ export const SessionRecord: MessageFns<SessionRecord> = {
     if (message.results?.length) {
       obj.results = message.results.map((e) => SessionResult.toJSON(e));
     }
+    if (message.epoch !== 0) {
+      obj.epoch = Math.round(message.epoch);
+    }
     return obj;
   },
 
@@ -3964,99 +4138,7 @@ export const SessionRecord: MessageFns<SessionRecord> = {
     message.evictedBelow = object.evictedBelow ?? 0;
     message.lastUsedIndex = object.lastUsedIndex ?? 0;
     message.results = object.results?.map((e) => SessionResult.fromPartial(e)) || [];
-    return message;
-  },
-};
-
-function createBaseEvictedSession(): EvictedSession {
-  return { clientId: "", evictedBelow: 0 };
-}
-
-export const EvictedSession: MessageFns<EvictedSession> = {
-  encode(message: EvictedSession, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.clientId !== "") {
-      writer.uint32(10).string(message.clientId);
-    }
-    if (message.evictedBelow !== 0) {
-      writeUint64(writer.uint32(16), message.evictedBelow);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): EvictedSession {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseEvictedSession();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.clientId = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.evictedBelow = readUint64(reader);
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): EvictedSession {
-    return {
-      clientId: isSet(object.clientId)
-        ? globalThis.String(object.clientId)
-        : isSet(object.client_id)
-        ? globalThis.String(object.client_id)
-        : "",
-      evictedBelow: isSet(object.evictedBelow)
-        ? globalThis.Number(object.evictedBelow)
-        : isSet(object.evicted_below)
-        ? globalThis.Number(object.evicted_below)
-        : 0,
-    };
-  },
-
-  toJSON(message: EvictedSession): unknown {
-    const obj: any = {};
-    if (message.clientId !== "") {
-      obj.clientId = message.clientId;
-    }
-    if (message.evictedBelow !== 0) {
-      obj.evictedBelow = Math.round(message.evictedBelow);
-    }
-    return obj;
-  },
-
-  create(base?: DeepPartial<EvictedSession>): EvictedSession {
-    return EvictedSession.fromPartial(base ?? {});
-  },
-  fromPartial(object: DeepPartial<EvictedSession>): EvictedSession {
-    const message = createBaseEvictedSession();
-    message.clientId = object.clientId ?? "";
-    message.evictedBelow = object.evictedBelow ?? 0;
+    message.epoch = object.epoch ?? 0;
     return message;
   },
 };
@@ -4475,12 +4557,12 @@ function createBaseBankSnapshot(): BankSnapshot {
     balances: [],
     transactions: [],
     sessions: [],
-    evictedSessions: [],
     watermarks: [],
     appliedIndex: 0,
     lastTxid: undefined,
     initialTotal: 0,
     totalDelta: 0,
+    nextSessionEpoch: 0,
   };
 }
 
@@ -4505,9 +4587,6 @@ export const BankSnapshot: MessageFns<BankSnapshot> = {
     for (const v of message.sessions) {
       SessionRecord.encode(v!, writer.uint32(42).fork()).join();
     }
-    for (const v of message.evictedSessions) {
-      EvictedSession.encode(v!, writer.uint32(50).fork()).join();
-    }
     for (const v of message.watermarks) {
       ShardWatermark.encode(v!, writer.uint32(58).fork()).join();
     }
@@ -4522,6 +4601,9 @@ export const BankSnapshot: MessageFns<BankSnapshot> = {
     }
     if (message.totalDelta !== 0) {
       writeInt64(writer.uint32(88), message.totalDelta);
+    }
+    if (message.nextSessionEpoch !== 0) {
+      writeUint64(writer.uint32(128), message.nextSessionEpoch);
     }
     return writer;
   },
@@ -4589,14 +4671,6 @@ export const BankSnapshot: MessageFns<BankSnapshot> = {
             message.sessions.push(SessionRecord.decode(reader, reader.uint32()));
             continue;
           }
-          case 6: {
-            if (tag !== 50) {
-              break;
-            }
-
-            message.evictedSessions.push(EvictedSession.decode(reader, reader.uint32()));
-            continue;
-          }
           case 7: {
             if (tag !== 58) {
               break;
@@ -4637,6 +4711,14 @@ export const BankSnapshot: MessageFns<BankSnapshot> = {
             message.totalDelta = readInt64(reader);
             continue;
           }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.nextSessionEpoch = readUint64(reader);
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4664,11 +4746,6 @@ export const BankSnapshot: MessageFns<BankSnapshot> = {
       sessions: globalThis.Array.isArray(object?.sessions)
         ? object.sessions.map((e: any) => SessionRecord.fromJSON(e))
         : [],
-      evictedSessions: globalThis.Array.isArray(object?.evictedSessions)
-        ? object.evictedSessions.map((e: any) => EvictedSession.fromJSON(e))
-        : globalThis.Array.isArray(object?.evicted_sessions)
-        ? object.evicted_sessions.map((e: any) => EvictedSession.fromJSON(e))
-        : [],
       watermarks: globalThis.Array.isArray(object?.watermarks)
         ? object.watermarks.map((e: any) => ShardWatermark.fromJSON(e))
         : [],
@@ -4692,6 +4769,11 @@ export const BankSnapshot: MessageFns<BankSnapshot> = {
         : isSet(object.total_delta)
         ? globalThis.Number(object.total_delta)
         : 0,
+      nextSessionEpoch: isSet(object.nextSessionEpoch)
+        ? globalThis.Number(object.nextSessionEpoch)
+        : isSet(object.next_session_epoch)
+        ? globalThis.Number(object.next_session_epoch)
+        : 0,
     };
   },
 
@@ -4712,9 +4794,6 @@ export const BankSnapshot: MessageFns<BankSnapshot> = {
     if (message.sessions?.length) {
       obj.sessions = message.sessions.map((e) => SessionRecord.toJSON(e));
     }
-    if (message.evictedSessions?.length) {
-      obj.evictedSessions = message.evictedSessions.map((e) => EvictedSession.toJSON(e));
-    }
     if (message.watermarks?.length) {
       obj.watermarks = message.watermarks.map((e) => ShardWatermark.toJSON(e));
     }
@@ -4730,6 +4809,9 @@ export const BankSnapshot: MessageFns<BankSnapshot> = {
     if (message.totalDelta !== 0) {
       obj.totalDelta = Math.round(message.totalDelta);
     }
+    if (message.nextSessionEpoch !== 0) {
+      obj.nextSessionEpoch = Math.round(message.nextSessionEpoch);
+    }
     return obj;
   },
 
@@ -4743,7 +4825,6 @@ export const BankSnapshot: MessageFns<BankSnapshot> = {
     message.balances = object.balances?.map((e) => e) || [];
     message.transactions = object.transactions?.map((e) => TxRecord.fromPartial(e)) || [];
     message.sessions = object.sessions?.map((e) => SessionRecord.fromPartial(e)) || [];
-    message.evictedSessions = object.evictedSessions?.map((e) => EvictedSession.fromPartial(e)) || [];
     message.watermarks = object.watermarks?.map((e) => ShardWatermark.fromPartial(e)) || [];
     message.appliedIndex = object.appliedIndex ?? 0;
     message.lastTxid = (object.lastTxid !== undefined && object.lastTxid !== null)
@@ -4751,6 +4832,7 @@ export const BankSnapshot: MessageFns<BankSnapshot> = {
       : undefined;
     message.initialTotal = object.initialTotal ?? 0;
     message.totalDelta = object.totalDelta ?? 0;
+    message.nextSessionEpoch = object.nextSessionEpoch ?? 0;
     return message;
   },
 };
