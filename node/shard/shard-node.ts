@@ -211,7 +211,9 @@ export class ShardNode {
     const key = requestKey(input.clientId, input.requestId);
     const existing = this.waiters.get(key);
     if (existing) {
-      if (!sameTransfer(existing.input, input)) {
+      if (existing.input.sessionEpoch !== input.sessionEpoch) {
+        this.replyError(token, 'unavailable', `request_id: ${input.requestId} is in flight under session epoch ${existing.input.sessionEpoch}, not ${input.sessionEpoch}; retry`);
+      } else if (!sameTransfer(existing.input, input)) {
         this.replyError(token, 'mismatch', `request_id: ${input.requestId} is in flight with other from/to/amount`);
       } else {
         existing.tokens.push(token);
@@ -809,5 +811,5 @@ export function requestKey(clientId: string, requestId: number): string {
 }
 
 function sameTransfer(a: TransferInput, b: TransferInput): boolean {
-  return a.sessionEpoch === b.sessionEpoch && transferDigest(a.from, a.to, a.amount) === transferDigest(b.from, b.to, b.amount) && a.from === b.from && a.to === b.to && a.amount === b.amount;
+  return transferDigest(a.from, a.to, a.amount) === transferDigest(b.from, b.to, b.amount) && a.from === b.from && a.to === b.to && a.amount === b.amount;
 }
