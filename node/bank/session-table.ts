@@ -120,6 +120,9 @@ export class SessionTable {
     const existing = this.sessions.get(clientId);
     if (existing) {
       this.touch(clientId, existing);
+      // A session from before epochs gets one, and keeps its outcomes and watermark (a retry
+      // of a request sent before the upgrade still finds its outcome).
+      if (existing.epoch === 0) existing.epoch = this.nextEpoch++;
       return { epoch: existing.epoch, created: false };
     }
     const session: Session = { epoch: this.nextEpoch, evictedBelow: 0, results: new Map(), inflight: 0, ids: [], refs: [], head: 0 };
@@ -132,7 +135,8 @@ export class SessionTable {
 
   check(clientId: string, epoch: number, requestId: number, digest: number): SessionCheck {
     const session = this.sessions.get(clientId);
-    if (!session || session.epoch !== epoch) {
+    // Epoch 0 is never a session's (a snapshot from before epochs restores sessions with 0).
+    if (!session || session.epoch !== epoch || epoch === 0) {
       return { kind: 'expired', epoch, current: session?.epoch, issued: epoch > 0 && epoch < this.nextEpoch };
     }
     // A result kept here answers its id even below the watermark (an attempt that finished
@@ -154,7 +158,7 @@ export class SessionTable {
    */
   acknowledge(clientId: string, epoch: number, below: number): void {
     const session = this.sessions.get(clientId);
-    if (!session || session.epoch !== epoch || below <= session.evictedBelow) return;
+    if (!session || session.epoch !== epoch || epoch === 0 || below <= session.evictedBelow) return;
     const { results } = session;
     if (below - session.evictedBelow <= results.size) {
       for (let id = session.evictedBelow + 1; id <= below; id += 1) this.forget(session, id);

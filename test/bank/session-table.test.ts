@@ -38,6 +38,16 @@ describe('session table: epochs (issue 15, bug 4)', () => {
     expect(table.check('c', epoch, 1, DIGEST).kind).toBe('new');
   });
 
+  it('a session restored from a snapshot written before epochs (epoch 0) answers nothing until opened, then keeps its outcomes', () => {
+    const result = { requestId: 4, digest: DIGEST, outcome: 1, index: 9, txid: undefined, final: true };
+    const legacy = SessionTable.fromRecords([{ clientId: 'old', evictedBelow: 2, lastUsedIndex: 0, epoch: 0, results: [result] }], 0);
+    expect(legacy.check('old', 0, 4, DIGEST)).toMatchObject({ kind: 'expired', issued: false });
+    expect(legacy.open('old')).toEqual({ epoch: 1, created: false });
+    expect(legacy.check('old', 1, 4, DIGEST)).toMatchObject({ kind: 'duplicate', result: { index: 9 } });
+    expect(legacy.check('old', 1, 2, DIGEST).kind).toBe('stale');
+    expect(legacy.open('new').epoch).toBe(2);
+  });
+
   it('an old request id never runs again after more than 110,000 other clients came and went', () => {
     const { table, epoch } = tableWith('victim');
     table.record('victim', 1, final(1));
