@@ -77,8 +77,11 @@ export class BankState {
   private sessions = new SessionTable();
   /** Participant side: per coordinator shard, ids below this are finished everywhere. */
   private readonly watermarks = new Map<number, TxId>();
+  /** The highest txid of any coordinator record ever created here, tombstones included. */
   private lastCoordinatorTxid: TxId = ZERO_TXID;
   private ownWatermarkCache: TxId | undefined;
+  /** The last watermark computed (for the assertion that it never goes down). */
+  private ownWatermarkLast: TxId = ZERO_TXID;
   private coordinatorRecords = 0;
   /** Net money moved into this shard by committed cross-shard transfers. */
   private totalDelta = 0;
@@ -151,8 +154,14 @@ export class BankState {
       if (!lowest || compareTxIds(record.txid, lowest) < 0) lowest = record.txid;
     }
     const candidate = lowest ?? nextTxId(this.lastCoordinatorTxid);
-    this.ownWatermarkCache = { ...candidate, shard: this.shard };
-    return this.ownWatermarkCache;
+    const watermark = { ...candidate, shard: this.shard };
+    // Every record is created at or above the watermark and lastCoordinatorTxid covers every
+    // record ever created (tombstones too), so the watermark can only rise. It must: a
+    // participant forgets decided records below it and a CoordPrepare below it is refused.
+    assert(compareTxIds(watermark, this.ownWatermarkLast) >= 0, `coordinator watermark went down: ${txKey(watermark)} after ${txKey(this.ownWatermarkLast)}`);
+    this.ownWatermarkLast = watermark;
+    this.ownWatermarkCache = watermark;
+    return watermark;
   }
 
   watermarkOf(coordinatorShard: number): TxId {
@@ -296,6 +305,8 @@ export class BankState {
 
   /** Keeps the watermark cache valid without a scan in the common case (ids only grow). */
   private noteCoordinatorRecordAdded(txid: TxId): void {
+    assert(compareTxIds(txid, this.ownWatermark()) >= 0, `coordinator record ${txKey(txid)} below the watermark`);
+    if (compareTxIds(txid, this.lastCoordinatorTxid) > 0) this.lastCoordinatorTxid = txid;
     const cached = this.ownWatermarkCache;
     if (cached && compareTxIds(txid, cached) < 0) this.ownWatermarkCache = undefined;
     else if (cached && this.coordinatorRecords === 0) this.ownWatermarkCache = undefined;
@@ -319,10 +330,6 @@ export class BankState {
     if (this.transactions.has(txKey(txid))) return [{ kind: 'noop' }];
     if (compareTxIds(txid, this.ownWatermark()) < 0) return [{ kind: 'noop' }];
     this.acknowledge(p.clientId, p.requestId, p.acknowledgedBelow);
-    if (compareTxIds(txid, this.lastCoordinatorTxid) > 0) {
-      this.lastCoordinatorTxid = txid;
-      if (this.coordinatorRecords === 0) this.ownWatermarkCache = undefined;
-    }
     const check = this.checkSession(p.clientId, p.requestId, p.from, p.to, p.amount);
     const rejected = this.rejection(check, p.clientId, p.requestId);
     if (rejected) {
