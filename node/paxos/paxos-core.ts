@@ -10,6 +10,9 @@
 //      in order (they are chosen: a majority has them durably);
 //   4. serve the reads in `readsReady` once the state machine has applied their index.
 // Readies may be pipelined: persisted(id) must be called in increasing id order.
+// `messagesAfterPersist` is empty in a Ready without `persist`: a reply whose claim lies in an
+// earlier persist that is not durable yet is held by the core and comes out in `messages` of
+// the first Ready after persisted() says so.
 import { assert } from '../util/assert.js';
 import type {
   AcceptedEntry,
@@ -170,6 +173,8 @@ export class PaxosCore {
   // Output buffers, drained by ready().
   private out: PaxosMessage[] = [];
   private outAfterPersist: PaxosMessage[] = [];
+  /** Replies from Readies without a persist, waiting for an earlier persist to be durable. */
+  private readonly heldReplies: { persistId: number; messages: PaxosMessage[] }[] = [];
   private hardStateDirty = false;
   private entriesToPersist: LogEntry[] = [];
   private snapshotToPersist: Snapshot | undefined;
@@ -302,6 +307,7 @@ export class PaxosCore {
     assert(id > this.durableId, `persisted ids must increase: ${id} after ${this.durableId}`);
     assert(id < this.persistIdNext, `persisted id ${id} was never handed out`);
     this.durableId = id;
+    this.releaseHeldReplies();
     if (this.roleValue === 'candidate' && this.selfPromisePersistId !== 0 && id >= this.selfPromisePersistId) {
       this.tryWinElection();
     }
@@ -372,11 +378,19 @@ export class PaxosCore {
       };
       this.persistIdNext += 1;
     }
+    let messagesAfterPersist = this.outAfterPersist;
+    if (persist === undefined && messagesAfterPersist.length > 0) {
+      // Replies that claim durable state, in a Ready with no persist of its own (a duplicated
+      // Prepare at the promised ballot, say): what they claim may still be in an earlier
+      // persist that is not durable yet. They wait for it here, so no driver can send them early.
+      this.holdReplies(messagesAfterPersist);
+      messagesAfterPersist = [];
+    }
     const committed = this.collectCommitted();
     const ready: Ready = {
       messages: this.out,
       persist,
-      messagesAfterPersist: this.outAfterPersist,
+      messagesAfterPersist,
       snapshotToApply: this.snapshotToApply,
       committed,
       readsReady: this.readsReady,
@@ -391,6 +405,27 @@ export class PaxosCore {
     this.readsReady = [];
     this.events = [];
     return ready;
+  }
+
+  /**
+   * Replies that claim durable state wait until every persist handed out before them is
+   * durable (persisted() is called in id order, so the last one handed out is enough).
+   */
+  private holdReplies(messages: PaxosMessage[]): void {
+    const waitFor = this.persistIdNext - 1;
+    if (waitFor <= this.durableId) {
+      this.out.push(...messages);
+      return;
+    }
+    const last = this.heldReplies.at(-1);
+    if (last !== undefined && last.persistId === waitFor) last.messages.push(...messages);
+    else this.heldReplies.push({ persistId: waitFor, messages });
+  }
+
+  private releaseHeldReplies(): void {
+    while (this.heldReplies.length > 0 && this.heldReplies[0]!.persistId <= this.durableId) {
+      this.out.push(...this.heldReplies.shift()!.messages);
+    }
   }
 
   /** The persist id the next Ready will carry; lets a leader tag its own accepts. */

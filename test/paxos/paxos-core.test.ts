@@ -265,3 +265,38 @@ describe('thrifty Accepts', () => {
     expect(proposeAndCollect(h, h.leader()!, 'all')).toEqual([1, 2]);
   });
 });
+
+describe('replies that claim durable state (safety review, bug 2)', () => {
+  const prepare = (ballotRound: number): PaxosMessage => ({
+    shard: 0, from: 1, to: 0, ballot: { round: ballotRound, ordinal: 1 }, body: { $case: 'prepare', prepare: { fromSlot: 1, force: true } },
+  });
+  const promisedIn = (messages: PaxosMessage[]) => messages.filter((m) => m.body?.$case === 'promised');
+
+  it('a duplicated Prepare at the promised ballot gets no Promised before the promise is durable', () => {
+    const core = new PaxosCore({ ...base, ordinal: 0, random: () => 0.5 });
+    core.step(prepare(5));
+    const first = core.ready();
+    expect(first.persist?.hardState?.promised).toEqual({ round: 5, ordinal: 1 });
+    expect(promisedIn(first.messagesAfterPersist)).toHaveLength(1);
+    // The same Prepare again while the first persist is still being written: nothing new to
+    // persist, but its Promised claims the promise that is not on disk yet.
+    core.step(prepare(5));
+    const duplicate = core.ready();
+    expect(duplicate.persist).toBeUndefined();
+    expect(promisedIn(duplicate.messages)).toHaveLength(0);
+    expect(promisedIn(duplicate.messagesAfterPersist)).toHaveLength(0);
+    // Once the promise is durable, the held Promised goes out.
+    core.persisted(first.persist!.id);
+    expect(promisedIn(core.ready().messages)).toHaveLength(1);
+  });
+
+  it('a reply whose claim is already durable goes out at once', () => {
+    const core = new PaxosCore({ ...base, ordinal: 0, random: () => 0.5 });
+    core.step(prepare(5));
+    core.persisted(core.ready().persist!.id);
+    core.step(prepare(5));
+    const ready = core.ready();
+    expect(ready.persist).toBeUndefined();
+    expect(promisedIn(ready.messages)).toHaveLength(1);
+  });
+});
