@@ -229,6 +229,25 @@ export class BankState {
     return this.balance(item) - (this.pendingDebit.get(item) ?? 0);
   }
 
+  /** Sum of the prepared, undecided credits to `item` (they never count as available). */
+  private pendingCreditTotal(item: number): number {
+    let total = 0;
+    for (const key of this.pendingCredit.get(item) ?? []) total += this.transactions.get(key)!.amount;
+    return total;
+  }
+
+  /**
+   * INSUFFICIENT_FUNDS is final, so it must be true when it is decided: a shortfall that
+   * pending credits could cover (a credit whose transfer may already be answered COMMITTED
+   * but whose decision this participant has not applied yet) is a conflict, retried like
+   * one caused by pending debits, never a final refusal that a committed credit contradicts.
+   */
+  private fundsShort(item: number, amount: number): 'insufficient' | 'conflict' | undefined {
+    const balance = this.balance(item);
+    if (balance < amount) return balance + this.pendingCreditTotal(item) >= amount ? 'conflict' : 'insufficient';
+    return this.available(item) < amount ? 'conflict' : undefined;
+  }
+
   /** The client's acknowledged watermark, applied with its request (never past that request). */
   private acknowledge(clientId: string, requestId: number, acknowledgedBelow: number): void {
     if (acknowledgedBelow > 0) this.sessions.acknowledge(clientId, Math.min(acknowledgedBelow, requestId - 1));
@@ -267,11 +286,12 @@ export class BankState {
       return [{ kind: 'request-duplicate', clientId: t.clientId, requestId: t.requestId, outcome: r.outcome, index: r.index, inflightTxid: r.state === 'inflight' ? r.txid : undefined }];
     }
     const digest = transferDigest(t.from, t.to, t.amount);
-    if (this.balance(t.from) < t.amount) {
+    const short = this.fundsShort(t.from, t.amount);
+    if (short === 'insufficient') {
       this.sessions.record(t.clientId, t.requestId, { digest, state: 'final', outcome: Outcome.INSUFFICIENT_FUNDS, index, txid: undefined });
       return [{ kind: 'transfer-final', clientId: t.clientId, requestId: t.requestId, outcome: Outcome.INSUFFICIENT_FUNDS, index }];
     }
-    if (this.available(t.from) < t.amount) {
+    if (short === 'conflict') {
       this.sessions.record(t.clientId, t.requestId, { digest, state: 'aborted', outcome: Outcome.ABORTED, index, txid: undefined });
       return [{ kind: 'transfer-conflict', clientId: t.clientId, requestId: t.requestId, index }];
     }
@@ -345,12 +365,13 @@ export class BankState {
       ];
     }
     const digest = transferDigest(p.from, p.to, p.amount);
-    if (this.balance(p.from) < p.amount) {
+    const short = this.fundsShort(p.from, p.amount);
+    if (short === 'insufficient') {
       const record = this.newCoordinatorRecord(index, p, 'aborted', ABORT_REASONS.insufficientFunds);
       this.sessions.record(p.clientId, p.requestId, { digest, state: 'final', outcome: Outcome.INSUFFICIENT_FUNDS, index, txid });
       return [{ kind: 'coord-decided', record }];
     }
-    if (this.available(p.from) < p.amount) {
+    if (short === 'conflict') {
       const record = this.newCoordinatorRecord(index, p, 'aborted', ABORT_REASONS.conflict);
       this.sessions.record(p.clientId, p.requestId, { digest, state: 'aborted', outcome: Outcome.ABORTED, index, txid });
       return [{ kind: 'coord-decided', record }];
