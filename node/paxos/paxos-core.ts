@@ -47,6 +47,8 @@ export interface PaxosConfig {
    * by whichever follower's vote chooses a slot first, so the fallback costs at most a tick.
    */
   thriftyAccepts?: boolean;
+  /** Bytes of slot values per Promised page or Accept (default MESSAGE_VALUE_BYTES_MAX; the simulator makes it small). */
+  messageValueBytesMax?: number;
   /** Deterministic randomness (seeded in simulation). Returns [0, 1). */
   random: () => number;
 }
@@ -105,6 +107,26 @@ export interface RecoveredAcceptorState {
   entries: LogEntry[];
 }
 
+/**
+ * Bytes of slot values in one Promised page or one Accept, well below the transport's 64 MiB
+ * frame limit (a full slot of 4,096 commands is about 245 KB, so a Promised for a few hundred
+ * slots would not fit in one frame; the receiver would drop the connection on every retry).
+ * At least one entry always goes, and no single value exceeds the log's 16 MiB value limit.
+ */
+export const MESSAGE_VALUE_BYTES_MAX = 4 * 1024 * 1024;
+/** Per-entry overhead assumed in those budgets (slot, ballot, field tags). */
+const ENTRY_OVERHEAD_BYTES = 32;
+
+function entryBytes(value: Buffer): number {
+  return value.length + ENTRY_OVERHEAD_BYTES;
+}
+
+function valuesBytes(entries: readonly SlotValue[]): number {
+  let bytes = 0;
+  for (const entry of entries) bytes += entryBytes(entry.value);
+  return bytes;
+}
+
 /** The value of a no-op slot: an empty buffer (the state machine skips it). */
 export const NOOP_VALUE: Buffer = Buffer.alloc(0);
 
@@ -130,10 +152,19 @@ interface PendingRead {
   seq: number;
 }
 
+interface PromiseInProgress {
+  commitIndex: number;
+  snapshotIndex: number;
+  accepted: AcceptedEntry[];
+  /** The slot the next page must start from; 0 once the last page arrived. */
+  nextSlot: number;
+}
+
 type BodyCase = NonNullable<PaxosMessage['body']>;
 
 export class PaxosCore {
   readonly config: PaxosConfig;
+  private readonly messageValueBytesMax: number;
   // Durable acceptor state (mirrored by storage through `persist`).
   private promised: Ballot = ZERO_BALLOT;
   private readonly log = new Map<number, { ballot: Ballot; value: Buffer }>();
@@ -151,7 +182,8 @@ export class PaxosCore {
   private lastLeaderContactTick = Number.NEGATIVE_INFINITY;
   private highestSeenRound = 0;
   // Candidate state.
-  private promises = new Map<number, Promised>();
+  /** Promises of this election, page by page; a promise counts once its last page arrived. */
+  private promises = new Map<number, PromiseInProgress>();
   private promiseFromSlot = 0;
   private selfPromisePersistId = 0;
   // Leader state.
@@ -188,6 +220,8 @@ export class PaxosCore {
     assert(config.electionTimeoutTicksMin < config.electionTimeoutTicksMax, 'election timeout range is empty');
     assert(config.heartbeatTicks < config.electionTimeoutTicksMin, 'heartbeats must be faster than elections');
     this.config = config;
+    this.messageValueBytesMax = config.messageValueBytesMax ?? MESSAGE_VALUE_BYTES_MAX;
+    assert(this.messageValueBytesMax > 0, 'messageValueBytesMax must be positive');
     if (recovered) this.restore(recovered);
     this.resetElectionTimer();
   }
@@ -458,14 +492,24 @@ export class PaxosCore {
     this.raisePromise(ballot);
     if (this.roleValue !== 'follower') this.becomeFollower(-1, ballot);
     this.electionElapsed = 0;
+    const slots: number[] = [];
+    for (const slot of this.log.keys()) if (slot >= fromSlot) slots.push(slot);
+    slots.sort((a, b) => a - b);
     const accepted: AcceptedEntry[] = [];
-    for (const [slot, entry] of this.log) {
-      if (slot >= fromSlot) accepted.push({ slot, ballot: entry.ballot, value: entry.value });
+    let bytes = 0;
+    let nextSlot = 0;
+    for (const slot of slots) {
+      const entry = this.log.get(slot)!;
+      if (accepted.length > 0 && bytes + entryBytes(entry.value) > this.messageValueBytesMax) {
+        nextSlot = slot;
+        break;
+      }
+      bytes += entryBytes(entry.value);
+      accepted.push({ slot, ballot: entry.ballot, value: entry.value });
     }
-    accepted.sort((a, b) => a.slot - b.slot);
     this.sendAfterPersist(from, ballot, {
       $case: 'promised',
-      promised: { accepted, commitIndex: this.commitIndexValue, snapshotIndex: this.snapshot.index },
+      promised: { accepted, commitIndex: this.commitIndexValue, snapshotIndex: this.snapshot.index, fromSlot, nextSlot },
     });
   }
 
@@ -566,14 +610,34 @@ export class PaxosCore {
 
   private onPromised(from: number, ballot: Ballot, promised: Promised): void {
     if (this.roleValue !== 'candidate' || !ballotEquals(ballot, this.promised)) return;
-    this.promises.set(from, promised);
+    let promise = this.promises.get(from);
+    if (promise === undefined) {
+      if (promised.fromSlot !== this.promiseFromSlot) return; // a later page of a lost first one
+      promise = { commitIndex: promised.commitIndex, snapshotIndex: promised.snapshotIndex, accepted: [], nextSlot: this.promiseFromSlot };
+      this.promises.set(from, promise);
+    }
+    // Pages apply in order, once each: a duplicated or reordered page is ignored.
+    if (promise.nextSlot === 0 || promised.fromSlot !== promise.nextSlot) return;
+    assert(promised.nextSlot === 0 || promised.nextSlot > promised.fromSlot, 'a Promised page must make progress');
+    promise.accepted.push(...promised.accepted);
+    promise.nextSlot = promised.nextSlot;
+    if (promise.nextSlot !== 0) {
+      this.sendNow(from, ballot, { $case: 'prepare', prepare: { fromSlot: promise.nextSlot, force: false } });
+      return;
+    }
     this.tryWinElection();
+  }
+
+  private get completePromises(): number {
+    let complete = 0;
+    for (const promise of this.promises.values()) if (promise.nextSlot === 0) complete += 1;
+    return complete;
   }
 
   private tryWinElection(): void {
     if (this.roleValue !== 'candidate') return;
     const selfDurable = this.selfPromisePersistId !== 0 && this.durableId >= this.selfPromisePersistId;
-    if (!selfDurable || this.promises.size + 1 < this.majority) return;
+    if (!selfDurable || this.completePromises + 1 < this.majority) return;
     this.becomeLeader();
   }
 
@@ -594,6 +658,7 @@ export class PaxosCore {
     };
     for (const [slot, entry] of this.log) consider(slot, entry.ballot, entry.value);
     for (const promise of this.promises.values()) {
+      if (promise.nextSlot !== 0) continue; // incomplete: it did not count
       assert(promise.snapshotIndex < fromSlot, 'a promiser compacted slots the candidate lacks');
       for (const entry of promise.accepted) consider(entry.slot, ballotOf(entry.ballot), entry.value);
     }
@@ -607,7 +672,7 @@ export class PaxosCore {
       if (peer === this.config.ordinal) continue;
       const promise = this.promises.get(peer);
       this.followers.set(peer, {
-        commitIndex: promise ? promise.commitIndex : 0,
+        commitIndex: promise && promise.nextSlot === 0 ? promise.commitIndex : 0,
         lastAckTick: this.tickNow,
         readSeqAcked: 0,
         catchupSentTick: Number.NEGATIVE_INFINITY,
@@ -638,22 +703,30 @@ export class PaxosCore {
     this.log.set(slot, { ballot, value });
     this.entriesToPersist.push({ slot, ballot, value });
     this.inflight.set(slot, { value, votes: new Set(), selfPersistId: this.pendingPersistId, sentTick: this.tickNow });
+    if (this.pendingAccepts.length > 0 && this.pendingAcceptsBytes + entryBytes(value) > this.messageValueBytesMax) this.flushAccepts();
     this.pendingAccepts.push({ slot, value });
+    this.pendingAcceptsBytes += entryBytes(value);
     if (this.pendingAccepts.length >= this.config.entriesPerMessageMax) this.flushAccepts();
   }
 
   private pendingAccepts: SlotValue[] = [];
+  private pendingAcceptsBytes = 0;
 
   private flushAccepts(): void {
     if (this.pendingAccepts.length === 0) return;
     const entries = this.pendingAccepts;
     this.pendingAccepts = [];
+    this.pendingAcceptsBytes = 0;
     for (const peer of this.followers.keys()) {
       if (!this.config.thriftyAccepts || this.quickFollowers.includes(peer)) {
         this.sendAccept(peer, entries, 0);
         continue;
       }
-      const deferred = this.deferredAccepts.get(peer) ?? [];
+      let deferred = this.deferredAccepts.get(peer) ?? [];
+      if (deferred.length > 0 && valuesBytes(deferred) + valuesBytes(entries) > this.messageValueBytesMax) {
+        this.flushDeferredAccepts(peer);
+        deferred = [];
+      }
       deferred.push(...entries);
       this.deferredAccepts.set(peer, deferred);
       if (deferred.length >= this.config.entriesPerMessageMax) this.flushDeferredAccepts(peer);
@@ -752,9 +825,12 @@ export class PaxosCore {
     }
     const entries: SlotValue[] = [];
     const last = Math.min(this.commitIndexValue, progress.commitIndex + this.config.entriesPerMessageMax);
+    let bytes = 0;
     for (let slot = progress.commitIndex + 1; slot <= last; slot += 1) {
       const entry = this.log.get(slot);
       assert(entry !== undefined, `leader lacks chosen slot ${slot}`);
+      if (entries.length > 0 && bytes + entryBytes(entry.value) > this.messageValueBytesMax) break;
+      bytes += entryBytes(entry.value);
       entries.push({ slot, value: entry.value });
     }
     this.sendAccept(peer, entries, 0);
@@ -775,18 +851,23 @@ export class PaxosCore {
   }
 
   private retransmit(): void {
-    const resend = new Map<number, SlotValue[]>();
+    const resend = new Map<number, { entries: SlotValue[]; bytes: number }>();
     for (const [slot, entry] of this.inflight) {
       if (this.tickNow - entry.sentTick < this.config.retransmitTicks) continue;
       entry.sentTick = this.tickNow;
       for (const peer of this.followers.keys()) {
         if (entry.votes.has(peer)) continue;
-        const list = resend.get(peer) ?? [];
-        if (list.length < this.config.entriesPerMessageMax) list.push({ slot, value: entry.value });
+        const list = resend.get(peer) ?? { entries: [], bytes: 0 };
+        const fits = list.entries.length === 0 || list.bytes + entryBytes(entry.value) <= this.messageValueBytesMax;
+        // What does not fit goes at the next retransmission: sentTick is per slot.
+        if (list.entries.length < this.config.entriesPerMessageMax && fits) {
+          list.entries.push({ slot, value: entry.value });
+          list.bytes += entryBytes(entry.value);
+        } else entry.sentTick = this.tickNow - this.config.retransmitTicks;
         resend.set(peer, list);
       }
     }
-    for (const [peer, entries] of resend) this.sendAccept(peer, entries, 0);
+    for (const [peer, list] of resend) this.sendAccept(peer, list.entries, 0);
   }
 
   /** A leader that has not heard from a majority for an election timeout steps down. */
@@ -864,6 +945,7 @@ export class PaxosCore {
     this.chosenSlots.clear();
     this.followers.clear();
     this.pendingAccepts = [];
+    this.pendingAcceptsBytes = 0;
     this.quickFollowers = [];
     this.deferredAccepts.clear();
     this.readyIndex = Number.POSITIVE_INFINITY;

@@ -82,6 +82,13 @@ export interface Promised {
   accepted: AcceptedEntry[];
   commitIndex: number;
   snapshotIndex: number;
+  /**
+   * Phase 1 is paginated by bytes: this page holds the accepted entries from `from_slot` (the
+   * Prepare's) up to, not including, `next_slot`; 0 means nothing more. The candidate asks
+   * for the next page with a Prepare at the same ballot from `next_slot`.
+   */
+  fromSlot: number;
+  nextSlot: number;
 }
 
 /** Phase 2a, also the heartbeat (no entries). commit_index lets followers learn chosen slots. */
@@ -1110,7 +1117,7 @@ export const Prepare: MessageFns<Prepare> = {
 };
 
 function createBasePromised(): Promised {
-  return { accepted: [], commitIndex: 0, snapshotIndex: 0 };
+  return { accepted: [], commitIndex: 0, snapshotIndex: 0, fromSlot: 0, nextSlot: 0 };
 }
 
 export const Promised: MessageFns<Promised> = {
@@ -1123,6 +1130,12 @@ export const Promised: MessageFns<Promised> = {
     }
     if (message.snapshotIndex !== 0) {
       writeUint64(writer.uint32(24), message.snapshotIndex);
+    }
+    if (message.fromSlot !== 0) {
+      writeUint64(writer.uint32(32), message.fromSlot);
+    }
+    if (message.nextSlot !== 0) {
+      writeUint64(writer.uint32(40), message.nextSlot);
     }
     return writer;
   },
@@ -1164,6 +1177,22 @@ export const Promised: MessageFns<Promised> = {
             message.snapshotIndex = readUint64(reader);
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.fromSlot = readUint64(reader);
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.nextSlot = readUint64(reader);
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1191,6 +1220,16 @@ export const Promised: MessageFns<Promised> = {
         : isSet(object.snapshot_index)
         ? globalThis.Number(object.snapshot_index)
         : 0,
+      fromSlot: isSet(object.fromSlot)
+        ? globalThis.Number(object.fromSlot)
+        : isSet(object.from_slot)
+        ? globalThis.Number(object.from_slot)
+        : 0,
+      nextSlot: isSet(object.nextSlot)
+        ? globalThis.Number(object.nextSlot)
+        : isSet(object.next_slot)
+        ? globalThis.Number(object.next_slot)
+        : 0,
     };
   },
 
@@ -1205,6 +1244,12 @@ export const Promised: MessageFns<Promised> = {
     if (message.snapshotIndex !== 0) {
       obj.snapshotIndex = Math.round(message.snapshotIndex);
     }
+    if (message.fromSlot !== 0) {
+      obj.fromSlot = Math.round(message.fromSlot);
+    }
+    if (message.nextSlot !== 0) {
+      obj.nextSlot = Math.round(message.nextSlot);
+    }
     return obj;
   },
 
@@ -1216,6 +1261,8 @@ export const Promised: MessageFns<Promised> = {
     message.accepted = object.accepted?.map((e) => AcceptedEntry.fromPartial(e)) || [];
     message.commitIndex = object.commitIndex ?? 0;
     message.snapshotIndex = object.snapshotIndex ?? 0;
+    message.fromSlot = object.fromSlot ?? 0;
+    message.nextSlot = object.nextSlot ?? 0;
     return message;
   },
 };
