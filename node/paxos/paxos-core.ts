@@ -15,6 +15,7 @@
 // the first Ready after persisted() says so.
 import { assert } from '../util/assert.js';
 import type {
+  Accepted,
   AcceptedEntry,
   Ballot,
   PaxosMessage,
@@ -49,6 +50,8 @@ export interface PaxosConfig {
   thriftyAccepts?: boolean;
   /** Bytes of slot values per Promised page or Accept (default MESSAGE_VALUE_BYTES_MAX; the simulator makes it small). */
   messageValueBytesMax?: number;
+  /** 'probing' for a replica whose data dir was empty (see VotingState); default 'voter'. */
+  votingState?: VotingState;
   /** Deterministic randomness (seeded in simulation). Returns [0, 1). */
   random: () => number;
 }
@@ -89,7 +92,24 @@ export type CoreEvent =
   | { type: 'became-leader'; ballot: Ballot }
   | { type: 'stepped-down'; ballot: Ballot }
   | { type: 'leader-changed'; leaderOrdinal: number; ballot: Ballot }
-  | { type: 'read-failed'; id: number };
+  | { type: 'read-failed'; id: number }
+  /**
+   * A non-voting replica may vote now: its peers showed the shard never ran (first start) or
+   * it re-learned what it may have promised or accepted (rebuilt). The driver makes that
+   * durable (removes its not-voting marker), then calls startVoting().
+   */
+  | { type: 'voting-ready'; reason: 'first-start' | 'rebuilt' };
+
+/**
+ * Protocol-aware recovery. A voter votes. A replica that started with an empty data dir is
+ * `probing`: it asks its peers whether the shard ever ran; if not (the cluster's first start)
+ * it becomes a voter; if so it is `rebuilding`: it learns the chosen log as a learner (never
+ * sends a promise, an accepting vote or a read confirmation, never stands for election)
+ * until a leader elected by every other replica (so no promise it may have given before its
+ * disk was lost can still be used) has a recovered prefix that it has applied.
+ */
+export const VOTING_STATES = ['voter', 'probing', 'rebuilding'] as const;
+export type VotingState = (typeof VOTING_STATES)[number];
 
 export interface Ready {
   messages: PaxosMessage[];
@@ -165,6 +185,16 @@ type BodyCase = NonNullable<PaxosMessage['body']>;
 export class PaxosCore {
   readonly config: PaxosConfig;
   private readonly messageValueBytesMax: number;
+  private votingStateValue: VotingState = 'voter';
+  /** Probing: which peers answered, and whether any of them has state. */
+  private readonly probeReplies = new Map<number, boolean>();
+  private votingReadyEmitted = false;
+  /** Leader: the ordinals whose promises elected it, itself included (a bit mask). */
+  private promiseQuorumMask = 0;
+  private becameLeaderTick = 0;
+  private lastReelectionTick = Number.NEGATIVE_INFINITY;
+  /** Leader: followers that said they do not vote (rebuilding), and when. */
+  private readonly nonVotingSeenTick = new Map<number, number>();
   // Durable acceptor state (mirrored by storage through `persist`).
   private promised: Ballot = ZERO_BALLOT;
   private readonly log = new Map<number, { ballot: Ballot; value: Buffer }>();
@@ -221,6 +251,8 @@ export class PaxosCore {
     assert(config.heartbeatTicks < config.electionTimeoutTicksMin, 'heartbeats must be faster than elections');
     this.config = config;
     this.messageValueBytesMax = config.messageValueBytesMax ?? MESSAGE_VALUE_BYTES_MAX;
+    // A single replica has nobody to ask: an empty data dir is its first start.
+    this.votingStateValue = config.replicaCount > 1 ? (config.votingState ?? 'voter') : 'voter';
     assert(this.messageValueBytesMax > 0, 'messageValueBytesMax must be positive');
     if (recovered) this.restore(recovered);
     this.resetElectionTimer();
@@ -245,6 +277,9 @@ export class PaxosCore {
 
   get role(): Role {
     return this.roleValue;
+  }
+  get votingState(): VotingState {
+    return this.votingStateValue;
   }
   get ordinal(): number {
     return this.config.ordinal;
@@ -313,6 +348,11 @@ export class PaxosCore {
       this.tickLeader();
       return;
     }
+    if (this.votingStateValue !== 'voter') {
+      // Never a candidate: its own log may lack what it promised or accepted before.
+      if (this.votingStateValue === 'probing' && this.tickNow % this.config.retransmitTicks === 1) this.sendProbes();
+      return;
+    }
     this.electionElapsed += 1;
     if (this.electionElapsed >= this.electionTimeout) this.startElection(false);
   }
@@ -355,6 +395,55 @@ export class PaxosCore {
     }
   }
 
+  /** The driver made the 'voting-ready' decision durable: from now on this replica votes. */
+  startVoting(): void {
+    assert(this.votingReadyEmitted && this.votingStateValue !== 'voter', 'startVoting() without a voting-ready event');
+    this.votingStateValue = 'voter';
+    this.resetElectionTimer();
+  }
+
+  private sendProbes(): void {
+    for (let peer = 0; peer < this.config.replicaCount; peer += 1) {
+      if (peer !== this.config.ordinal) this.sendNow(peer, ZERO_BALLOT, { $case: 'probe', probe: {} });
+    }
+  }
+
+  /** Anything an empty replica must not ignore: a promise, an accepted slot, a snapshot, or a rebuild of its own. */
+  private get hasAcceptorState(): boolean {
+    return this.votingStateValue === 'rebuilding' || this.promised.round > 0 || this.snapshot.index > 0 || this.log.size > 0;
+  }
+
+  /**
+   * A peer's answer to our probe. Any peer with state: the shard has run, rebuild. A majority
+   * of the shard's replicas, all without state, from peers only: first start (had the shard
+   * run, the other members of the quorum that elected its first leader hold state, and any
+   * `majority` of our peers includes one of them).
+   */
+  private onProbeReply(from: number, hasState: boolean): void {
+    if (this.votingStateValue !== 'probing') return;
+    if (hasState) {
+      this.votingStateValue = 'rebuilding';
+      return;
+    }
+    this.probeReplies.set(from, false);
+    if (this.probeReplies.size >= this.majority) this.emitVotingReady('first-start');
+  }
+
+  private emitVotingReady(reason: 'first-start' | 'rebuilt'): void {
+    if (this.votingReadyEmitted) return;
+    this.votingReadyEmitted = true;
+    this.events.push({ type: 'voting-ready', reason });
+  }
+
+  /** Rebuilding: a leader elected by every other replica, whose recovered prefix we have applied. */
+  private checkRebuilt(leaderMask: number, leaderReadyIndex: number): void {
+    if (this.votingStateValue !== 'rebuilding') return;
+    const everyoneElse = ((1 << this.config.replicaCount) - 1) & ~(1 << this.config.ordinal);
+    if (leaderMask !== everyoneElse || leaderReadyIndex === 0) return;
+    if (this.commitIndexValue < leaderReadyIndex) return;
+    this.emitVotingReady('rebuilt');
+  }
+
   /** The state machine captured its state after applying `index`; older log slots can go. */
   compact(index: number, data: Buffer): void {
     assert(index <= this.appliedIndexValue, `cannot snapshot past the applied index ${this.appliedIndexValue}`);
@@ -383,14 +472,22 @@ export class PaxosCore {
       case 'promised':
         return this.onPromised(message.from, ballot, body.promised);
       case 'accept':
-        return this.onAccept(message.from, ballot, body.accept.entries, body.accept.commitIndex, body.accept.readSeq);
+        this.onAccept(message.from, ballot, body.accept.entries, body.accept.commitIndex, body.accept.readSeq);
+        if (ballotEquals(ballot, this.leaderBallotValue)) this.checkRebuilt(body.accept.promiseQuorumMask, body.accept.readyIndex);
+        return;
       case 'accepted':
-        return this.onAccepted(message.from, ballot, body.accepted.slots, body.accepted.commitIndex, body.accepted.readSeq);
+        return this.onAccepted(message.from, ballot, body.accepted);
       case 'installSnapshot':
         return this.onInstallSnapshot(message.from, ballot, body.installSnapshot.index, body.installSnapshot.data);
       case 'timeoutNow':
+        if (this.votingStateValue !== 'voter') return;
         if (ballotEquals(ballot, this.leaderBallotValue) && this.roleValue !== 'leader') this.startElection(true);
         return;
+      case 'probe':
+        this.sendNow(message.from, ZERO_BALLOT, { $case: 'probeReply', probeReply: { hasState: this.hasAcceptorState } });
+        return;
+      case 'probeReply':
+        return this.onProbeReply(message.from, body.probeReply.hasState);
       case 'reject':
         return this.onReject(message.from, ballot, body.reject);
       default: {
@@ -470,6 +567,8 @@ export class PaxosCore {
   // ---- Acceptor role ----
 
   private onPrepare(from: number, ballot: Ballot, fromSlot: number, force: boolean): void {
+    // A non-voting replica's promise would vouch for a log it may have lost.
+    if (this.votingStateValue !== 'voter') return;
     if (ballotLess(ballot, this.promised)) {
       this.sendReject(from, ballot, false);
       return;
@@ -537,9 +636,14 @@ export class PaxosCore {
       slots.push(entry.slot);
     }
     this.learnCommit(ballot, leaderCommit);
+    if (this.votingStateValue !== 'voter') {
+      // A learner: its commit index lets the leader catch it up; it votes for nothing.
+      this.sendNow(from, ballot, { $case: 'accepted', accepted: { slots: [], commitIndex: this.commitIndexValue, readSeq: 0, nonVoting: true } });
+      return;
+    }
     const body: BodyCase = {
       $case: 'accepted',
-      accepted: { slots, commitIndex: this.commitIndexValue, readSeq },
+      accepted: { slots, commitIndex: this.commitIndexValue, readSeq, nonVoting: false },
     };
     if (slots.length > 0) this.sendAfterPersist(from, ballot, body);
     else this.sendNow(from, ballot, body);
@@ -577,7 +681,7 @@ export class PaxosCore {
     this.appliedIndexValue = index;
     this.snapshotToPersist = this.snapshot;
     this.snapshotToApply = this.snapshot;
-    this.sendNow(from, ballot, { $case: 'accepted', accepted: { slots: [], commitIndex: index, readSeq: 0 } });
+    this.sendNow(from, ballot, { $case: 'accepted', accepted: { slots: [], commitIndex: index, readSeq: 0, nonVoting: this.votingStateValue !== 'voter' } });
   }
 
   private raisePromise(ballot: Ballot): void {
@@ -590,6 +694,7 @@ export class PaxosCore {
   // ---- Candidate role ----
 
   private startElection(force: boolean): void {
+    assert(this.votingStateValue === 'voter', 'a non-voting replica stood for election');
     const round = Math.max(this.highestSeenRound, this.promised.round) + 1;
     const ballot: Ballot = { round, ordinal: this.config.ordinal };
     this.highestSeenRound = round;
@@ -609,6 +714,12 @@ export class PaxosCore {
   }
 
   private onPromised(from: number, ballot: Ballot, promised: Promised): void {
+    if (this.roleValue === 'leader' && ballotEquals(ballot, this.leaderBallotValue)) {
+      // A promise that came after the election was won still binds its sender to this ballot:
+      // it counts for the mask a rebuilding replica waits for (see checkRebuilt).
+      this.promiseQuorumMask |= 1 << from;
+      return;
+    }
     if (this.roleValue !== 'candidate' || !ballotEquals(ballot, this.promised)) return;
     let promise = this.promises.get(from);
     if (promise === undefined) {
@@ -665,6 +776,10 @@ export class PaxosCore {
     this.roleValue = 'leader';
     this.leaderOrdinalValue = this.config.ordinal;
     this.leaderBallotValue = ballot;
+    this.becameLeaderTick = this.tickNow;
+    this.nonVotingSeenTick.clear();
+    this.promiseQuorumMask = 1 << this.config.ordinal;
+    for (const [peer, promise] of this.promises) if (promise.nextSlot === 0) this.promiseQuorumMask |= 1 << peer;
     this.lastLeaderContactTick = this.tickNow;
     this.heartbeatElapsed = 0;
     this.followers.clear();
@@ -760,19 +875,35 @@ export class PaxosCore {
   }
 
   private sendAccept(peer: number, entries: SlotValue[], readSeq: number): void {
+    const heartbeat = entries.length === 0;
     this.sendNow(peer, this.leaderBallotValue, {
       $case: 'accept',
-      accept: { entries, commitIndex: this.commitIndexValue, readSeq },
+      accept: {
+        entries,
+        commitIndex: this.commitIndexValue,
+        readSeq,
+        promiseQuorumMask: heartbeat ? this.promiseQuorumMask : 0,
+        readyIndex: heartbeat ? this.readyIndex : 0,
+      },
     });
   }
 
-  private onAccepted(from: number, ballot: Ballot, slots: number[], followerCommit: number, readSeq: number): void {
+  private onAccepted(from: number, ballot: Ballot, accepted: Accepted): void {
     if (this.roleValue !== 'leader' || !ballotEquals(ballot, this.leaderBallotValue)) return;
     const progress = this.followers.get(from);
     if (!progress) return;
-    progress.lastAckTick = this.tickNow;
+    const { slots, commitIndex: followerCommit, readSeq } = accepted;
     // Not a max: a follower that restarted forgets its commit index and must be caught up again.
     progress.commitIndex = followerCommit;
+    if (accepted.nonVoting) {
+      // A rebuilding learner: catch it up, but it counts for no quorum, read or liveness check.
+      assert(slots.length === 0 && readSeq === 0, 'a non-voting replica voted');
+      this.nonVotingSeenTick.set(from, this.tickNow);
+      this.catchUp(from, progress);
+      return;
+    }
+    this.nonVotingSeenTick.delete(from);
+    progress.lastAckTick = this.tickNow;
     progress.readSeqAcked = Math.max(progress.readSeqAcked, readSeq);
     for (const slot of slots) {
       const entry = this.inflight.get(slot);
@@ -848,6 +979,32 @@ export class PaxosCore {
     }
     this.retransmit();
     this.checkQuorum();
+    this.reelectForRebuild();
+  }
+
+  /**
+   * A rebuilding follower may vote again only under a leader elected by every other replica
+   * (see VotingState). If this leader's election does not qualify (it counted that replica's
+   * old promise, or lacked another replica), and every other replica is live, it runs a new
+   * election: a short pause, once per rebuild, instead of a learner that never votes again.
+   */
+  private reelectForRebuild(): void {
+    if (this.nonVotingSeenTick.size === 0 || this.roleValue !== 'leader') return;
+    const { electionTimeoutTicksMin: min, electionTimeoutTicksMax: max } = this.config;
+    if (this.tickNow - this.becameLeaderTick < min || this.tickNow - this.lastReelectionTick < 2 * max) return;
+    const all = (1 << this.config.replicaCount) - 1;
+    for (const [peer, seenTick] of this.nonVotingSeenTick) {
+      if (this.tickNow - seenTick >= min) continue;
+      if (this.promiseQuorumMask === (all & ~(1 << peer))) continue; // qualifies already
+      let othersLive = true;
+      for (const [other, progress] of this.followers) {
+        if (other !== peer && this.tickNow - progress.lastAckTick >= min) othersLive = false;
+      }
+      if (!othersLive) return;
+      this.lastReelectionTick = this.tickNow;
+      this.startElection(true);
+      return;
+    }
   }
 
   private retransmit(): void {

@@ -1,64 +1,10 @@
 // Per-rule tests of the Multi-Paxos core, driving step/tick/persisted directly (no I/O).
 // Rules cite Lamport's "Paxos Made Simple" (PMS) sections or say which design rule they check.
 import { describe, expect, it } from 'vitest';
-import { PaxosCore, NOOP_VALUE, type PaxosConfig, type Ready } from '../../node/paxos/paxos-core.js';
+import { PaxosCore, NOOP_VALUE } from '../../node/paxos/paxos-core.js';
+import { Harness, base } from './paxos-harness.js';
 import type { PaxosMessage } from '../../node/gen/shardbank/v1/peer.js';
 import { InvariantViolation } from '../../node/util/assert.js';
-
-const base: Omit<PaxosConfig, 'ordinal' | 'random'> = {
-  shard: 0,
-  replicaCount: 3,
-  electionTimeoutTicksMin: 10,
-  electionTimeoutTicksMax: 20,
-  heartbeatTicks: 3,
-  retransmitTicks: 4,
-  inflightSlotsMax: 8,
-  entriesPerMessageMax: 64,
-};
-
-/** A tiny harness: instant durable storage, and a network the test controls message by message. */
-class Harness {
-  readonly cores: PaxosCore[];
-  readonly inbox: PaxosMessage[] = [];
-  readonly applied: Map<number, string>[];
-  readonly down = new Set<number>();
-
-  constructor(randoms: number[] = [0.0, 0.5, 0.9], overrides: Partial<PaxosConfig> = {}) {
-    this.cores = randoms.map((random, ordinal) => new PaxosCore({ ...base, replicaCount: randoms.length, ...overrides, ordinal, random: () => random }));
-    this.applied = randoms.map(() => new Map());
-  }
-
-  /** Carries out each core's Ready: persists at once, queues messages, records applied values. */
-  pump(): void {
-    for (let round = 0; round < 50; round += 1) {
-      let any = false;
-      this.cores.forEach((core, ordinal) => {
-        if (this.down.has(ordinal)) return;
-        const ready: Ready = core.ready();
-        this.inbox.push(...ready.messages);
-        if (ready.persist) core.persisted(ready.persist.id);
-        this.inbox.push(...ready.messagesAfterPersist);
-        for (const entry of ready.committed) this.applied[ordinal]!.set(entry.slot, entry.value.toString());
-        any ||= ready.messages.length + ready.messagesAfterPersist.length + ready.committed.length > 0 || ready.persist !== undefined;
-      });
-      const batch = this.inbox.splice(0);
-      for (const message of batch) if (!this.down.has(message.to)) this.cores[message.to]!.step(message);
-      if (!any && batch.length === 0) return;
-    }
-  }
-
-  tick(times: number): void {
-    for (let i = 0; i < times; i += 1) {
-      this.cores.forEach((core, ordinal) => !this.down.has(ordinal) && core.tick());
-      this.pump();
-    }
-  }
-
-  leader(): PaxosCore | undefined {
-    const leaders = this.cores.filter((core, ordinal) => !this.down.has(ordinal) && core.isReadyLeader);
-    return leaders.length === 1 ? leaders[0] : undefined;
-  }
-}
 
 describe('Multi-Paxos core', () => {
   it('elects exactly one leader, the replica whose election timer fires first', () => {
@@ -89,7 +35,7 @@ describe('Multi-Paxos core', () => {
     expect(ready.messagesAfterPersist[0]?.body?.$case).toBe('promised');
     expect(ready.persist?.hardState?.promised).toEqual({ round: 5, ordinal: 2 });
     core.persisted(ready.persist!.id);
-    core.step({ shard: 0, from: 0, to: 1, ballot: { round: 4, ordinal: 0 }, body: { $case: 'accept', accept: { entries: [{ slot: 1, value: Buffer.from('x') }], commitIndex: 0, readSeq: 0 } } });
+    core.step({ shard: 0, from: 0, to: 1, ballot: { round: 4, ordinal: 0 }, body: { $case: 'accept', accept: { entries: [{ slot: 1, value: Buffer.from('x') }], commitIndex: 0, readSeq: 0, promiseQuorumMask: 0, readyIndex: 0 } } });
     const refusal = core.ready();
     expect(refusal.persist).toBeUndefined();
     expect(refusal.messages[0]?.body?.$case).toBe('reject');
@@ -132,7 +78,7 @@ describe('Multi-Paxos core', () => {
     const slot = [...h.applied[1]!.entries()].find(([, v]) => v === 'chosen')![0];
     const rewrite: PaxosMessage = {
       shard: 0, from: 0, to: 1, ballot: h.cores[0]!.leaderBallot,
-      body: { $case: 'accept', accept: { entries: [{ slot, value: Buffer.from('changed') }], commitIndex: 0, readSeq: 0 } },
+      body: { $case: 'accept', accept: { entries: [{ slot, value: Buffer.from('changed') }], commitIndex: 0, readSeq: 0, promiseQuorumMask: 0, readyIndex: 0 } },
     };
     expect(() => follower.step(rewrite)).toThrow(InvariantViolation);
   });

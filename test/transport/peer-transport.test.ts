@@ -189,7 +189,7 @@ describe('peer connections on the gRPC port', () => {
 describe('frames within the size limit', () => {
   const accept = (to: number, bytes: number): PaxosMessage => ({
     shard: 0, from: 0, to, ballot: { round: 1, ordinal: 0 },
-    body: { $case: 'accept', accept: { entries: [{ slot: 1, value: Buffer.alloc(bytes, 7) }], commitIndex: 0, readSeq: 0 } },
+    body: { $case: 'accept', accept: { entries: [{ slot: 1, value: Buffer.alloc(bytes, 7) }], commitIndex: 0, readSeq: 0, promiseQuorumMask: 0, readyIndex: 0 } },
   });
   const frameOf = (paxos: PaxosMessage[]): PeerFrame => ({ cluster: 'c', paxos, tx: [], senderShard: 0, senderOrdinal: 0, forwarded: false });
 
