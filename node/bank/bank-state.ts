@@ -78,8 +78,11 @@ export class BankState {
   private sessions = new SessionTable();
   /** Participant side: per coordinator shard, ids below this are finished everywhere. */
   private readonly watermarks = new Map<number, TxId>();
+  /** The highest txid of any coordinator record ever created here, tombstones included. */
   private lastCoordinatorTxid: TxId = ZERO_TXID;
   private ownWatermarkCache: TxId | undefined;
+  /** The last watermark computed (for the assertion that it never goes down). */
+  private ownWatermarkLast: TxId = ZERO_TXID;
   private coordinatorRecords = 0;
   /** Net money moved into this shard by committed cross-shard transfers. */
   private totalDelta = 0;
@@ -157,8 +160,14 @@ export class BankState {
       if (!lowest || compareTxIds(record.txid, lowest) < 0) lowest = record.txid;
     }
     const candidate = lowest ?? nextTxId(this.lastCoordinatorTxid);
-    this.ownWatermarkCache = { ...candidate, shard: this.shard };
-    return this.ownWatermarkCache;
+    const watermark = { ...candidate, shard: this.shard };
+    // Every record is created at or above the watermark and lastCoordinatorTxid covers every
+    // record ever created (tombstones too), so the watermark can only rise. It must: a
+    // participant forgets decided records below it and a CoordPrepare below it is refused.
+    assert(compareTxIds(watermark, this.ownWatermarkLast) >= 0, `coordinator watermark went down: ${txKey(watermark)} after ${txKey(this.ownWatermarkLast)}`);
+    this.ownWatermarkLast = watermark;
+    this.ownWatermarkCache = watermark;
+    return watermark;
   }
 
   watermarkOf(coordinatorShard: number): TxId {
@@ -231,6 +240,25 @@ export class BankState {
     return this.balance(item) - (this.pendingDebit.get(item) ?? 0);
   }
 
+  /** Sum of the prepared, undecided credits to `item` (they never count as available). */
+  private pendingCreditTotal(item: number): number {
+    let total = 0;
+    for (const key of this.pendingCredit.get(item) ?? []) total += this.transactions.get(key)!.amount;
+    return total;
+  }
+
+  /**
+   * INSUFFICIENT_FUNDS is final, so it must be true when it is decided: a shortfall that
+   * pending credits could cover (a credit whose transfer may already be answered COMMITTED
+   * but whose decision this participant has not applied yet) is a conflict, retried like
+   * one caused by pending debits, never a final refusal that a committed credit contradicts.
+   */
+  private fundsShort(item: number, amount: number): 'insufficient' | 'conflict' | undefined {
+    const balance = this.balance(item);
+    if (balance < amount) return balance + this.pendingCreditTotal(item) >= amount ? 'conflict' : 'insufficient';
+    return this.available(item) < amount ? 'conflict' : undefined;
+  }
+
   /** The client's acknowledged watermark, applied with its request (never past that request). */
   private acknowledge(clientId: string, sessionEpoch: number, requestId: number, acknowledgedBelow: number): void {
     if (acknowledgedBelow > 0) this.sessions.acknowledge(clientId, sessionEpoch, Math.min(acknowledgedBelow, requestId - 1));
@@ -270,11 +298,12 @@ export class BankState {
       return [{ kind: 'request-duplicate', clientId: t.clientId, requestId: t.requestId, outcome: r.outcome, index: r.index, inflightTxid: r.state === 'inflight' ? r.txid : undefined }];
     }
     const digest = transferDigest(t.from, t.to, t.amount);
-    if (this.balance(t.from) < t.amount) {
+    const short = this.fundsShort(t.from, t.amount);
+    if (short === 'insufficient') {
       this.sessions.record(t.clientId, t.requestId, { digest, state: 'final', outcome: Outcome.INSUFFICIENT_FUNDS, index, txid: undefined });
       return [{ kind: 'transfer-final', clientId: t.clientId, requestId: t.requestId, outcome: Outcome.INSUFFICIENT_FUNDS, index }];
     }
-    if (this.available(t.from) < t.amount) {
+    if (short === 'conflict') {
       this.sessions.record(t.clientId, t.requestId, { digest, state: 'aborted', outcome: Outcome.ABORTED, index, txid: undefined });
       return [{ kind: 'transfer-conflict', clientId: t.clientId, requestId: t.requestId, index }];
     }
@@ -308,6 +337,8 @@ export class BankState {
 
   /** Keeps the watermark cache valid without a scan in the common case (ids only grow). */
   private noteCoordinatorRecordAdded(txid: TxId): void {
+    assert(compareTxIds(txid, this.ownWatermark()) >= 0, `coordinator record ${txKey(txid)} below the watermark`);
+    if (compareTxIds(txid, this.lastCoordinatorTxid) > 0) this.lastCoordinatorTxid = txid;
     const cached = this.ownWatermarkCache;
     if (cached && compareTxIds(txid, cached) < 0) this.ownWatermarkCache = undefined;
     else if (cached && this.coordinatorRecords === 0) this.ownWatermarkCache = undefined;
@@ -331,10 +362,6 @@ export class BankState {
     if (this.transactions.has(txKey(txid))) return [{ kind: 'noop' }];
     if (compareTxIds(txid, this.ownWatermark()) < 0) return [{ kind: 'noop' }];
     this.acknowledge(p.clientId, p.sessionEpoch, p.requestId, p.acknowledgedBelow);
-    if (compareTxIds(txid, this.lastCoordinatorTxid) > 0) {
-      this.lastCoordinatorTxid = txid;
-      if (this.coordinatorRecords === 0) this.ownWatermarkCache = undefined;
-    }
     const check = this.checkSession(p.clientId, p.sessionEpoch, p.requestId, p.from, p.to, p.amount);
     const rejected = this.rejection(check, p.clientId, p.requestId);
     if (rejected) {
@@ -350,12 +377,13 @@ export class BankState {
       ];
     }
     const digest = transferDigest(p.from, p.to, p.amount);
-    if (this.balance(p.from) < p.amount) {
+    const short = this.fundsShort(p.from, p.amount);
+    if (short === 'insufficient') {
       const record = this.newCoordinatorRecord(index, p, 'aborted', ABORT_REASONS.insufficientFunds);
       this.sessions.record(p.clientId, p.requestId, { digest, state: 'final', outcome: Outcome.INSUFFICIENT_FUNDS, index, txid });
       return [{ kind: 'coord-decided', record }];
     }
-    if (this.available(p.from) < p.amount) {
+    if (short === 'conflict') {
       const record = this.newCoordinatorRecord(index, p, 'aborted', ABORT_REASONS.conflict);
       this.sessions.record(p.clientId, p.requestId, { digest, state: 'aborted', outcome: Outcome.ABORTED, index, txid });
       return [{ kind: 'coord-decided', record }];

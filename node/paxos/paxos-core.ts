@@ -10,8 +10,12 @@
 //      in order (they are chosen: a majority has them durably);
 //   4. serve the reads in `readsReady` once the state machine has applied their index.
 // Readies may be pipelined: persisted(id) must be called in increasing id order.
+// `messagesAfterPersist` is empty in a Ready without `persist`: a reply whose claim lies in an
+// earlier persist that is not durable yet is held by the core and comes out in `messages` of
+// the first Ready after persisted() says so.
 import { assert } from '../util/assert.js';
 import type {
+  Accepted,
   AcceptedEntry,
   Ballot,
   PaxosMessage,
@@ -44,6 +48,10 @@ export interface PaxosConfig {
    * by whichever follower's vote chooses a slot first, so the fallback costs at most a tick.
    */
   thriftyAccepts?: boolean;
+  /** Bytes of slot values per Promised page or Accept (default MESSAGE_VALUE_BYTES_MAX; the simulator makes it small). */
+  messageValueBytesMax?: number;
+  /** 'probing' for a replica whose data dir was empty (see VotingState); default 'voter'. */
+  votingState?: VotingState;
   /** Deterministic randomness (seeded in simulation). Returns [0, 1). */
   random: () => number;
 }
@@ -84,7 +92,24 @@ export type CoreEvent =
   | { type: 'became-leader'; ballot: Ballot }
   | { type: 'stepped-down'; ballot: Ballot }
   | { type: 'leader-changed'; leaderOrdinal: number; ballot: Ballot }
-  | { type: 'read-failed'; id: number };
+  | { type: 'read-failed'; id: number }
+  /**
+   * A non-voting replica may vote now: its peers showed the shard never ran (first start) or
+   * it re-learned what it may have promised or accepted (rebuilt). The driver makes that
+   * durable (removes its not-voting marker), then calls startVoting().
+   */
+  | { type: 'voting-ready'; reason: 'first-start' | 'rebuilt' };
+
+/**
+ * Protocol-aware recovery. A voter votes. A replica that started with an empty data dir is
+ * `probing`: it asks its peers whether the shard ever ran; if not (the cluster's first start)
+ * it becomes a voter; if so it is `rebuilding`: it learns the chosen log as a learner (never
+ * sends a promise, an accepting vote or a read confirmation, never stands for election)
+ * until a leader elected by every other replica (so no promise it may have given before its
+ * disk was lost can still be used) has a recovered prefix that it has applied.
+ */
+export const VOTING_STATES = ['voter', 'probing', 'rebuilding'] as const;
+export type VotingState = (typeof VOTING_STATES)[number];
 
 export interface Ready {
   messages: PaxosMessage[];
@@ -100,6 +125,26 @@ export interface RecoveredAcceptorState {
   hardState: HardState | undefined;
   snapshot: Snapshot | undefined;
   entries: LogEntry[];
+}
+
+/**
+ * Bytes of slot values in one Promised page or one Accept, well below the transport's 64 MiB
+ * frame limit (a full slot of 4,096 commands is about 245 KB, so a Promised for a few hundred
+ * slots would not fit in one frame; the receiver would drop the connection on every retry).
+ * At least one entry always goes, and no single value exceeds the log's 16 MiB value limit.
+ */
+export const MESSAGE_VALUE_BYTES_MAX = 4 * 1024 * 1024;
+/** Per-entry overhead assumed in those budgets (slot, ballot, field tags). */
+const ENTRY_OVERHEAD_BYTES = 32;
+
+function entryBytes(value: Buffer): number {
+  return value.length + ENTRY_OVERHEAD_BYTES;
+}
+
+function valuesBytes(entries: readonly SlotValue[]): number {
+  let bytes = 0;
+  for (const entry of entries) bytes += entryBytes(entry.value);
+  return bytes;
 }
 
 /** The value of a no-op slot: an empty buffer (the state machine skips it). */
@@ -127,10 +172,29 @@ interface PendingRead {
   seq: number;
 }
 
+interface PromiseInProgress {
+  commitIndex: number;
+  snapshotIndex: number;
+  accepted: AcceptedEntry[];
+  /** The slot the next page must start from; 0 once the last page arrived. */
+  nextSlot: number;
+}
+
 type BodyCase = NonNullable<PaxosMessage['body']>;
 
 export class PaxosCore {
   readonly config: PaxosConfig;
+  private readonly messageValueBytesMax: number;
+  private votingStateValue: VotingState = 'voter';
+  /** Probing: which peers answered, and whether any of them has state. */
+  private readonly probeReplies = new Map<number, boolean>();
+  private votingReadyEmitted = false;
+  /** Leader: the ordinals whose promises elected it, itself included (a bit mask). */
+  private promiseQuorumMask = 0;
+  private becameLeaderTick = 0;
+  private lastReelectionTick = Number.NEGATIVE_INFINITY;
+  /** Leader: followers that said they do not vote (rebuilding), and when. */
+  private readonly nonVotingSeenTick = new Map<number, number>();
   // Durable acceptor state (mirrored by storage through `persist`).
   private promised: Ballot = ZERO_BALLOT;
   private readonly log = new Map<number, { ballot: Ballot; value: Buffer }>();
@@ -148,7 +212,8 @@ export class PaxosCore {
   private lastLeaderContactTick = Number.NEGATIVE_INFINITY;
   private highestSeenRound = 0;
   // Candidate state.
-  private promises = new Map<number, Promised>();
+  /** Promises of this election, page by page; a promise counts once its last page arrived. */
+  private promises = new Map<number, PromiseInProgress>();
   private promiseFromSlot = 0;
   private selfPromisePersistId = 0;
   // Leader state.
@@ -170,6 +235,8 @@ export class PaxosCore {
   // Output buffers, drained by ready().
   private out: PaxosMessage[] = [];
   private outAfterPersist: PaxosMessage[] = [];
+  /** Replies from Readies without a persist, waiting for an earlier persist to be durable. */
+  private readonly heldReplies: { persistId: number; messages: PaxosMessage[] }[] = [];
   private hardStateDirty = false;
   private entriesToPersist: LogEntry[] = [];
   private snapshotToPersist: Snapshot | undefined;
@@ -183,6 +250,10 @@ export class PaxosCore {
     assert(config.electionTimeoutTicksMin < config.electionTimeoutTicksMax, 'election timeout range is empty');
     assert(config.heartbeatTicks < config.electionTimeoutTicksMin, 'heartbeats must be faster than elections');
     this.config = config;
+    this.messageValueBytesMax = config.messageValueBytesMax ?? MESSAGE_VALUE_BYTES_MAX;
+    // A single replica has nobody to ask: an empty data dir is its first start.
+    this.votingStateValue = config.replicaCount > 1 ? (config.votingState ?? 'voter') : 'voter';
+    assert(this.messageValueBytesMax > 0, 'messageValueBytesMax must be positive');
     if (recovered) this.restore(recovered);
     this.resetElectionTimer();
   }
@@ -206,6 +277,9 @@ export class PaxosCore {
 
   get role(): Role {
     return this.roleValue;
+  }
+  get votingState(): VotingState {
+    return this.votingStateValue;
   }
   get ordinal(): number {
     return this.config.ordinal;
@@ -274,6 +348,11 @@ export class PaxosCore {
       this.tickLeader();
       return;
     }
+    if (this.votingStateValue !== 'voter') {
+      // Never a candidate: its own log may lack what it promised or accepted before.
+      if (this.votingStateValue === 'probing' && this.tickNow % this.config.retransmitTicks === 1) this.sendProbes();
+      return;
+    }
     this.electionElapsed += 1;
     if (this.electionElapsed >= this.electionTimeout) this.startElection(false);
   }
@@ -302,6 +381,7 @@ export class PaxosCore {
     assert(id > this.durableId, `persisted ids must increase: ${id} after ${this.durableId}`);
     assert(id < this.persistIdNext, `persisted id ${id} was never handed out`);
     this.durableId = id;
+    this.releaseHeldReplies();
     if (this.roleValue === 'candidate' && this.selfPromisePersistId !== 0 && id >= this.selfPromisePersistId) {
       this.tryWinElection();
     }
@@ -313,6 +393,55 @@ export class PaxosCore {
       this.advanceLeaderCommit();
       this.resolveReads();
     }
+  }
+
+  /** The driver made the 'voting-ready' decision durable: from now on this replica votes. */
+  startVoting(): void {
+    assert(this.votingReadyEmitted && this.votingStateValue !== 'voter', 'startVoting() without a voting-ready event');
+    this.votingStateValue = 'voter';
+    this.resetElectionTimer();
+  }
+
+  private sendProbes(): void {
+    for (let peer = 0; peer < this.config.replicaCount; peer += 1) {
+      if (peer !== this.config.ordinal) this.sendNow(peer, ZERO_BALLOT, { $case: 'probe', probe: {} });
+    }
+  }
+
+  /** Anything an empty replica must not ignore: a promise, an accepted slot, a snapshot, or a rebuild of its own. */
+  private get hasAcceptorState(): boolean {
+    return this.votingStateValue === 'rebuilding' || this.promised.round > 0 || this.snapshot.index > 0 || this.log.size > 0;
+  }
+
+  /**
+   * A peer's answer to our probe. Any peer with state: the shard has run, rebuild. A majority
+   * of the shard's replicas, all without state, from peers only: first start (had the shard
+   * run, the other members of the quorum that elected its first leader hold state, and any
+   * `majority` of our peers includes one of them).
+   */
+  private onProbeReply(from: number, hasState: boolean): void {
+    if (this.votingStateValue !== 'probing') return;
+    if (hasState) {
+      this.votingStateValue = 'rebuilding';
+      return;
+    }
+    this.probeReplies.set(from, false);
+    if (this.probeReplies.size >= this.majority) this.emitVotingReady('first-start');
+  }
+
+  private emitVotingReady(reason: 'first-start' | 'rebuilt'): void {
+    if (this.votingReadyEmitted) return;
+    this.votingReadyEmitted = true;
+    this.events.push({ type: 'voting-ready', reason });
+  }
+
+  /** Rebuilding: a leader elected by every other replica, whose recovered prefix we have applied. */
+  private checkRebuilt(leaderMask: number, leaderReadyIndex: number): void {
+    if (this.votingStateValue !== 'rebuilding') return;
+    const everyoneElse = ((1 << this.config.replicaCount) - 1) & ~(1 << this.config.ordinal);
+    if (leaderMask !== everyoneElse || leaderReadyIndex === 0) return;
+    if (this.commitIndexValue < leaderReadyIndex) return;
+    this.emitVotingReady('rebuilt');
   }
 
   /** The state machine captured its state after applying `index`; older log slots can go. */
@@ -343,14 +472,22 @@ export class PaxosCore {
       case 'promised':
         return this.onPromised(message.from, ballot, body.promised);
       case 'accept':
-        return this.onAccept(message.from, ballot, body.accept.entries, body.accept.commitIndex, body.accept.readSeq);
+        this.onAccept(message.from, ballot, body.accept.entries, body.accept.commitIndex, body.accept.readSeq);
+        if (ballotEquals(ballot, this.leaderBallotValue)) this.checkRebuilt(body.accept.promiseQuorumMask, body.accept.readyIndex);
+        return;
       case 'accepted':
-        return this.onAccepted(message.from, ballot, body.accepted.slots, body.accepted.commitIndex, body.accepted.readSeq);
+        return this.onAccepted(message.from, ballot, body.accepted);
       case 'installSnapshot':
         return this.onInstallSnapshot(message.from, ballot, body.installSnapshot.index, body.installSnapshot.data);
       case 'timeoutNow':
+        if (this.votingStateValue !== 'voter') return;
         if (ballotEquals(ballot, this.leaderBallotValue) && this.roleValue !== 'leader') this.startElection(true);
         return;
+      case 'probe':
+        this.sendNow(message.from, ZERO_BALLOT, { $case: 'probeReply', probeReply: { hasState: this.hasAcceptorState } });
+        return;
+      case 'probeReply':
+        return this.onProbeReply(message.from, body.probeReply.hasState);
       case 'reject':
         return this.onReject(message.from, ballot, body.reject);
       default: {
@@ -372,11 +509,19 @@ export class PaxosCore {
       };
       this.persistIdNext += 1;
     }
+    let messagesAfterPersist = this.outAfterPersist;
+    if (persist === undefined && messagesAfterPersist.length > 0) {
+      // Replies that claim durable state, in a Ready with no persist of its own (a duplicated
+      // Prepare at the promised ballot, say): what they claim may still be in an earlier
+      // persist that is not durable yet. They wait for it here, so no driver can send them early.
+      this.holdReplies(messagesAfterPersist);
+      messagesAfterPersist = [];
+    }
     const committed = this.collectCommitted();
     const ready: Ready = {
       messages: this.out,
       persist,
-      messagesAfterPersist: this.outAfterPersist,
+      messagesAfterPersist,
       snapshotToApply: this.snapshotToApply,
       committed,
       readsReady: this.readsReady,
@@ -393,6 +538,27 @@ export class PaxosCore {
     return ready;
   }
 
+  /**
+   * Replies that claim durable state wait until every persist handed out before them is
+   * durable (persisted() is called in id order, so the last one handed out is enough).
+   */
+  private holdReplies(messages: PaxosMessage[]): void {
+    const waitFor = this.persistIdNext - 1;
+    if (waitFor <= this.durableId) {
+      this.out.push(...messages);
+      return;
+    }
+    const last = this.heldReplies.at(-1);
+    if (last !== undefined && last.persistId === waitFor) last.messages.push(...messages);
+    else this.heldReplies.push({ persistId: waitFor, messages });
+  }
+
+  private releaseHeldReplies(): void {
+    while (this.heldReplies.length > 0 && this.heldReplies[0]!.persistId <= this.durableId) {
+      this.out.push(...this.heldReplies.shift()!.messages);
+    }
+  }
+
   /** The persist id the next Ready will carry; lets a leader tag its own accepts. */
   private get pendingPersistId(): number {
     return this.persistIdNext;
@@ -401,6 +567,8 @@ export class PaxosCore {
   // ---- Acceptor role ----
 
   private onPrepare(from: number, ballot: Ballot, fromSlot: number, force: boolean): void {
+    // A non-voting replica's promise would vouch for a log it may have lost.
+    if (this.votingStateValue !== 'voter') return;
     if (ballotLess(ballot, this.promised)) {
       this.sendReject(from, ballot, false);
       return;
@@ -423,14 +591,24 @@ export class PaxosCore {
     this.raisePromise(ballot);
     if (this.roleValue !== 'follower') this.becomeFollower(-1, ballot);
     this.electionElapsed = 0;
+    const slots: number[] = [];
+    for (const slot of this.log.keys()) if (slot >= fromSlot) slots.push(slot);
+    slots.sort((a, b) => a - b);
     const accepted: AcceptedEntry[] = [];
-    for (const [slot, entry] of this.log) {
-      if (slot >= fromSlot) accepted.push({ slot, ballot: entry.ballot, value: entry.value });
+    let bytes = 0;
+    let nextSlot = 0;
+    for (const slot of slots) {
+      const entry = this.log.get(slot)!;
+      if (accepted.length > 0 && bytes + entryBytes(entry.value) > this.messageValueBytesMax) {
+        nextSlot = slot;
+        break;
+      }
+      bytes += entryBytes(entry.value);
+      accepted.push({ slot, ballot: entry.ballot, value: entry.value });
     }
-    accepted.sort((a, b) => a.slot - b.slot);
     this.sendAfterPersist(from, ballot, {
       $case: 'promised',
-      promised: { accepted, commitIndex: this.commitIndexValue, snapshotIndex: this.snapshot.index },
+      promised: { accepted, commitIndex: this.commitIndexValue, snapshotIndex: this.snapshot.index, fromSlot, nextSlot },
     });
   }
 
@@ -458,9 +636,14 @@ export class PaxosCore {
       slots.push(entry.slot);
     }
     this.learnCommit(ballot, leaderCommit);
+    if (this.votingStateValue !== 'voter') {
+      // A learner: its commit index lets the leader catch it up; it votes for nothing.
+      this.sendNow(from, ballot, { $case: 'accepted', accepted: { slots: [], commitIndex: this.commitIndexValue, readSeq: 0, nonVoting: true } });
+      return;
+    }
     const body: BodyCase = {
       $case: 'accepted',
-      accepted: { slots, commitIndex: this.commitIndexValue, readSeq },
+      accepted: { slots, commitIndex: this.commitIndexValue, readSeq, nonVoting: false },
     };
     if (slots.length > 0) this.sendAfterPersist(from, ballot, body);
     else this.sendNow(from, ballot, body);
@@ -498,7 +681,7 @@ export class PaxosCore {
     this.appliedIndexValue = index;
     this.snapshotToPersist = this.snapshot;
     this.snapshotToApply = this.snapshot;
-    this.sendNow(from, ballot, { $case: 'accepted', accepted: { slots: [], commitIndex: index, readSeq: 0 } });
+    this.sendNow(from, ballot, { $case: 'accepted', accepted: { slots: [], commitIndex: index, readSeq: 0, nonVoting: this.votingStateValue !== 'voter' } });
   }
 
   private raisePromise(ballot: Ballot): void {
@@ -511,6 +694,7 @@ export class PaxosCore {
   // ---- Candidate role ----
 
   private startElection(force: boolean): void {
+    assert(this.votingStateValue === 'voter', 'a non-voting replica stood for election');
     const round = Math.max(this.highestSeenRound, this.promised.round) + 1;
     const ballot: Ballot = { round, ordinal: this.config.ordinal };
     this.highestSeenRound = round;
@@ -530,15 +714,41 @@ export class PaxosCore {
   }
 
   private onPromised(from: number, ballot: Ballot, promised: Promised): void {
+    if (this.roleValue === 'leader' && ballotEquals(ballot, this.leaderBallotValue)) {
+      // A promise that came after the election was won still binds its sender to this ballot:
+      // it counts for the mask a rebuilding replica waits for (see checkRebuilt).
+      this.promiseQuorumMask |= 1 << from;
+      return;
+    }
     if (this.roleValue !== 'candidate' || !ballotEquals(ballot, this.promised)) return;
-    this.promises.set(from, promised);
+    let promise = this.promises.get(from);
+    if (promise === undefined) {
+      if (promised.fromSlot !== this.promiseFromSlot) return; // a later page of a lost first one
+      promise = { commitIndex: promised.commitIndex, snapshotIndex: promised.snapshotIndex, accepted: [], nextSlot: this.promiseFromSlot };
+      this.promises.set(from, promise);
+    }
+    // Pages apply in order, once each: a duplicated or reordered page is ignored.
+    if (promise.nextSlot === 0 || promised.fromSlot !== promise.nextSlot) return;
+    assert(promised.nextSlot === 0 || promised.nextSlot > promised.fromSlot, 'a Promised page must make progress');
+    promise.accepted.push(...promised.accepted);
+    promise.nextSlot = promised.nextSlot;
+    if (promise.nextSlot !== 0) {
+      this.sendNow(from, ballot, { $case: 'prepare', prepare: { fromSlot: promise.nextSlot, force: false } });
+      return;
+    }
     this.tryWinElection();
+  }
+
+  private get completePromises(): number {
+    let complete = 0;
+    for (const promise of this.promises.values()) if (promise.nextSlot === 0) complete += 1;
+    return complete;
   }
 
   private tryWinElection(): void {
     if (this.roleValue !== 'candidate') return;
     const selfDurable = this.selfPromisePersistId !== 0 && this.durableId >= this.selfPromisePersistId;
-    if (!selfDurable || this.promises.size + 1 < this.majority) return;
+    if (!selfDurable || this.completePromises + 1 < this.majority) return;
     this.becomeLeader();
   }
 
@@ -559,12 +769,17 @@ export class PaxosCore {
     };
     for (const [slot, entry] of this.log) consider(slot, entry.ballot, entry.value);
     for (const promise of this.promises.values()) {
+      if (promise.nextSlot !== 0) continue; // incomplete: it did not count
       assert(promise.snapshotIndex < fromSlot, 'a promiser compacted slots the candidate lacks');
       for (const entry of promise.accepted) consider(entry.slot, ballotOf(entry.ballot), entry.value);
     }
     this.roleValue = 'leader';
     this.leaderOrdinalValue = this.config.ordinal;
     this.leaderBallotValue = ballot;
+    this.becameLeaderTick = this.tickNow;
+    this.nonVotingSeenTick.clear();
+    this.promiseQuorumMask = 1 << this.config.ordinal;
+    for (const [peer, promise] of this.promises) if (promise.nextSlot === 0) this.promiseQuorumMask |= 1 << peer;
     this.lastLeaderContactTick = this.tickNow;
     this.heartbeatElapsed = 0;
     this.followers.clear();
@@ -572,7 +787,7 @@ export class PaxosCore {
       if (peer === this.config.ordinal) continue;
       const promise = this.promises.get(peer);
       this.followers.set(peer, {
-        commitIndex: promise ? promise.commitIndex : 0,
+        commitIndex: promise && promise.nextSlot === 0 ? promise.commitIndex : 0,
         lastAckTick: this.tickNow,
         readSeqAcked: 0,
         catchupSentTick: Number.NEGATIVE_INFINITY,
@@ -603,22 +818,30 @@ export class PaxosCore {
     this.log.set(slot, { ballot, value });
     this.entriesToPersist.push({ slot, ballot, value });
     this.inflight.set(slot, { value, votes: new Set(), selfPersistId: this.pendingPersistId, sentTick: this.tickNow });
+    if (this.pendingAccepts.length > 0 && this.pendingAcceptsBytes + entryBytes(value) > this.messageValueBytesMax) this.flushAccepts();
     this.pendingAccepts.push({ slot, value });
+    this.pendingAcceptsBytes += entryBytes(value);
     if (this.pendingAccepts.length >= this.config.entriesPerMessageMax) this.flushAccepts();
   }
 
   private pendingAccepts: SlotValue[] = [];
+  private pendingAcceptsBytes = 0;
 
   private flushAccepts(): void {
     if (this.pendingAccepts.length === 0) return;
     const entries = this.pendingAccepts;
     this.pendingAccepts = [];
+    this.pendingAcceptsBytes = 0;
     for (const peer of this.followers.keys()) {
       if (!this.config.thriftyAccepts || this.quickFollowers.includes(peer)) {
         this.sendAccept(peer, entries, 0);
         continue;
       }
-      const deferred = this.deferredAccepts.get(peer) ?? [];
+      let deferred = this.deferredAccepts.get(peer) ?? [];
+      if (deferred.length > 0 && valuesBytes(deferred) + valuesBytes(entries) > this.messageValueBytesMax) {
+        this.flushDeferredAccepts(peer);
+        deferred = [];
+      }
       deferred.push(...entries);
       this.deferredAccepts.set(peer, deferred);
       if (deferred.length >= this.config.entriesPerMessageMax) this.flushDeferredAccepts(peer);
@@ -652,19 +875,35 @@ export class PaxosCore {
   }
 
   private sendAccept(peer: number, entries: SlotValue[], readSeq: number): void {
+    const heartbeat = entries.length === 0;
     this.sendNow(peer, this.leaderBallotValue, {
       $case: 'accept',
-      accept: { entries, commitIndex: this.commitIndexValue, readSeq },
+      accept: {
+        entries,
+        commitIndex: this.commitIndexValue,
+        readSeq,
+        promiseQuorumMask: heartbeat ? this.promiseQuorumMask : 0,
+        readyIndex: heartbeat ? this.readyIndex : 0,
+      },
     });
   }
 
-  private onAccepted(from: number, ballot: Ballot, slots: number[], followerCommit: number, readSeq: number): void {
+  private onAccepted(from: number, ballot: Ballot, accepted: Accepted): void {
     if (this.roleValue !== 'leader' || !ballotEquals(ballot, this.leaderBallotValue)) return;
     const progress = this.followers.get(from);
     if (!progress) return;
-    progress.lastAckTick = this.tickNow;
+    const { slots, commitIndex: followerCommit, readSeq } = accepted;
     // Not a max: a follower that restarted forgets its commit index and must be caught up again.
     progress.commitIndex = followerCommit;
+    if (accepted.nonVoting) {
+      // A rebuilding learner: catch it up, but it counts for no quorum, read or liveness check.
+      assert(slots.length === 0 && readSeq === 0, 'a non-voting replica voted');
+      this.nonVotingSeenTick.set(from, this.tickNow);
+      this.catchUp(from, progress);
+      return;
+    }
+    this.nonVotingSeenTick.delete(from);
+    progress.lastAckTick = this.tickNow;
     progress.readSeqAcked = Math.max(progress.readSeqAcked, readSeq);
     for (const slot of slots) {
       const entry = this.inflight.get(slot);
@@ -717,9 +956,12 @@ export class PaxosCore {
     }
     const entries: SlotValue[] = [];
     const last = Math.min(this.commitIndexValue, progress.commitIndex + this.config.entriesPerMessageMax);
+    let bytes = 0;
     for (let slot = progress.commitIndex + 1; slot <= last; slot += 1) {
       const entry = this.log.get(slot);
       assert(entry !== undefined, `leader lacks chosen slot ${slot}`);
+      if (entries.length > 0 && bytes + entryBytes(entry.value) > this.messageValueBytesMax) break;
+      bytes += entryBytes(entry.value);
       entries.push({ slot, value: entry.value });
     }
     this.sendAccept(peer, entries, 0);
@@ -737,21 +979,52 @@ export class PaxosCore {
     }
     this.retransmit();
     this.checkQuorum();
+    this.reelectForRebuild();
+  }
+
+  /**
+   * A rebuilding follower may vote again only under a leader elected by every other replica
+   * (see VotingState). If this leader's election does not qualify (it counted that replica's
+   * old promise, or lacked another replica), and every other replica is live, it runs a new
+   * election: a short pause, once per rebuild, instead of a learner that never votes again.
+   */
+  private reelectForRebuild(): void {
+    if (this.nonVotingSeenTick.size === 0 || this.roleValue !== 'leader') return;
+    const { electionTimeoutTicksMin: min, electionTimeoutTicksMax: max } = this.config;
+    if (this.tickNow - this.becameLeaderTick < min || this.tickNow - this.lastReelectionTick < 2 * max) return;
+    const all = (1 << this.config.replicaCount) - 1;
+    for (const [peer, seenTick] of this.nonVotingSeenTick) {
+      if (this.tickNow - seenTick >= min) continue;
+      if (this.promiseQuorumMask === (all & ~(1 << peer))) continue; // qualifies already
+      let othersLive = true;
+      for (const [other, progress] of this.followers) {
+        if (other !== peer && this.tickNow - progress.lastAckTick >= min) othersLive = false;
+      }
+      if (!othersLive) return;
+      this.lastReelectionTick = this.tickNow;
+      this.startElection(true);
+      return;
+    }
   }
 
   private retransmit(): void {
-    const resend = new Map<number, SlotValue[]>();
+    const resend = new Map<number, { entries: SlotValue[]; bytes: number }>();
     for (const [slot, entry] of this.inflight) {
       if (this.tickNow - entry.sentTick < this.config.retransmitTicks) continue;
       entry.sentTick = this.tickNow;
       for (const peer of this.followers.keys()) {
         if (entry.votes.has(peer)) continue;
-        const list = resend.get(peer) ?? [];
-        if (list.length < this.config.entriesPerMessageMax) list.push({ slot, value: entry.value });
+        const list = resend.get(peer) ?? { entries: [], bytes: 0 };
+        const fits = list.entries.length === 0 || list.bytes + entryBytes(entry.value) <= this.messageValueBytesMax;
+        // What does not fit goes at the next retransmission: sentTick is per slot.
+        if (list.entries.length < this.config.entriesPerMessageMax && fits) {
+          list.entries.push({ slot, value: entry.value });
+          list.bytes += entryBytes(entry.value);
+        } else entry.sentTick = this.tickNow - this.config.retransmitTicks;
         resend.set(peer, list);
       }
     }
-    for (const [peer, entries] of resend) this.sendAccept(peer, entries, 0);
+    for (const [peer, list] of resend) this.sendAccept(peer, list.entries, 0);
   }
 
   /** A leader that has not heard from a majority for an election timeout steps down. */
@@ -829,6 +1102,7 @@ export class PaxosCore {
     this.chosenSlots.clear();
     this.followers.clear();
     this.pendingAccepts = [];
+    this.pendingAcceptsBytes = 0;
     this.quickFollowers = [];
     this.deferredAccepts.clear();
     this.readyIndex = Number.POSITIVE_INFINITY;

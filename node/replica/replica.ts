@@ -254,7 +254,8 @@ export class Replica {
         })
         .catch((error: unknown) => this.fail(error));
     } else {
-      for (const message of ready.messagesAfterPersist) this.transport.sendPaxos(shard, message.to, message);
+      // The core holds replies whose claim is still in an earlier persist (see PaxosCore.ready).
+      assert(ready.messagesAfterPersist.length === 0, 'replies that claim durable state in a Ready without a persist');
     }
     return Boolean(persist) || ready.messages.length > 0 || ready.replies.length > 0 || ready.txMessages.length > 0 || this.node.hasQueuedWork();
   }

@@ -146,7 +146,8 @@ export class ShardNode {
   private holdReleased = false;
   private readonly proposedCommands = new WeakMap<Buffer, Command[]>();
   private txSeq = 0;
-  private readonly ownProposedTx = new Map<string, string>();
+  /** Transactions this leader proposed whose CoordPrepare has not applied yet, and their participant shard. */
+  private readonly ownProposedTx = new Map<string, { toShard: number }>();
   private readonly earlyVotes = new Map<string, boolean>();
   private readonly decisionProposed = new Set<string>();
   private readonly ackProposed = new Set<string>();
@@ -372,7 +373,7 @@ export class ShardNode {
     const ballot = this.core.leaderBallot;
     this.txSeq += 1;
     const txid: TxId = { shard: this.config.shard, round: ballot.round, ordinal: ballot.ordinal, seq: this.txSeq };
-    this.ownProposedTx.set(txKey(txid), requestKey(input.clientId, input.requestId));
+    this.ownProposedTx.set(txKey(txid), { toShard });
     this.propose({
       body: {
         $case: 'coordPrepare',
@@ -551,13 +552,16 @@ export class ShardNode {
     const key = txKey(txid);
     const record = this.bankState.transaction(txid);
     if (record && record.role === 'coordinator') {
+      // Only the transaction's own participant shard votes (an inquiry is its YES).
+      if (record.peerShard !== fromShard) return;
       if (record.state === 'prepared') this.proposeDecision(txid, yes, yes ? 0 : ABORT_REASONS.participantNo, record.peerShard);
       else this.sendDecision(record);
       return;
     }
-    if (this.ownProposedTx.has(key)) {
+    const proposed = this.ownProposedTx.get(key);
+    if (proposed) {
       // The participant answered before our own PREPARE applied: remember the vote.
-      this.earlyVotes.set(key, yes);
+      if (proposed.toShard === fromShard) this.earlyVotes.set(key, yes);
       return;
     }
     if (compareTxIds(txid, this.bankState.ownWatermark()) < 0) {

@@ -189,8 +189,10 @@ export class PeerTransport {
       const socket = this.openConnection(destination);
       if (!socket) continue;
       if (socket.writableLength > BUFFERED_BYTES_MAX) continue; // the peer is not keeping up: drop
-      socket.write(encodeFrame(frame));
-      this.framesSent += 1;
+      const { frames, dropped } = encodeFramesWithinLimit(frame, MESSAGE_BYTES_MAX);
+      if (dropped > 0) this.logger.error({ dropped }, `peer messages larger than the ${MESSAGE_BYTES_MAX}-byte frame limit were dropped`);
+      for (const bytes of frames) socket.write(bytes);
+      this.framesSent += frames.length;
     }
   }
 
@@ -244,6 +246,38 @@ export class PeerTransport {
     }, KEEPALIVE_INTERVAL_MS);
     this.heartbeatTimer.unref();
   }
+}
+
+/**
+ * Encodes a turn's messages for one destination as frames of at most `bytesMax` bytes each (a
+ * receiver drops the connection on a longer one, and the sender would resend the same frame
+ * forever). Usually one frame; a frame too long is split in halves until each part fits. A
+ * single message too long for any frame is dropped and counted (the cores bound their
+ * messages by bytes, so this only guards against a bug).
+ */
+export function encodeFramesWithinLimit(frame: PeerFrame, bytesMax: number): { frames: Buffer[]; dropped: number } {
+  const frames: Buffer[] = [];
+  let dropped = 0;
+  const work: PeerFrame[] = [frame];
+  while (work.length > 0) {
+    const part = work.pop()!;
+    const bytes = encodeFrame(part);
+    if (bytes.length - 4 <= bytesMax) {
+      frames.push(bytes);
+      continue;
+    }
+    const count = part.paxos.length + part.tx.length;
+    if (count <= 1) {
+      dropped += count;
+      continue;
+    }
+    const paxosHalf = Math.ceil(part.paxos.length / 2);
+    const txHalf = part.paxos.length > 1 ? 0 : Math.ceil(part.tx.length / 2);
+    // Later parts go on the stack first, so frames keep the messages' order.
+    work.push({ ...part, paxos: part.paxos.slice(paxosHalf), tx: part.tx.slice(txHalf) });
+    work.push({ ...part, paxos: part.paxos.slice(0, paxosHalf), tx: part.tx.slice(0, txHalf) });
+  }
+  return { frames, dropped };
 }
 
 export function encodeFrame(frame: PeerFrame): Buffer {

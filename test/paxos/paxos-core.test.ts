@@ -1,64 +1,10 @@
 // Per-rule tests of the Multi-Paxos core, driving step/tick/persisted directly (no I/O).
 // Rules cite Lamport's "Paxos Made Simple" (PMS) sections or say which design rule they check.
 import { describe, expect, it } from 'vitest';
-import { PaxosCore, NOOP_VALUE, type PaxosConfig, type Ready } from '../../node/paxos/paxos-core.js';
+import { PaxosCore, NOOP_VALUE } from '../../node/paxos/paxos-core.js';
+import { Harness, base } from './paxos-harness.js';
 import type { PaxosMessage } from '../../node/gen/shardbank/v1/peer.js';
 import { InvariantViolation } from '../../node/util/assert.js';
-
-const base: Omit<PaxosConfig, 'ordinal' | 'random'> = {
-  shard: 0,
-  replicaCount: 3,
-  electionTimeoutTicksMin: 10,
-  electionTimeoutTicksMax: 20,
-  heartbeatTicks: 3,
-  retransmitTicks: 4,
-  inflightSlotsMax: 8,
-  entriesPerMessageMax: 64,
-};
-
-/** A tiny harness: instant durable storage, and a network the test controls message by message. */
-class Harness {
-  readonly cores: PaxosCore[];
-  readonly inbox: PaxosMessage[] = [];
-  readonly applied: Map<number, string>[];
-  readonly down = new Set<number>();
-
-  constructor(randoms: number[] = [0.0, 0.5, 0.9], overrides: Partial<PaxosConfig> = {}) {
-    this.cores = randoms.map((random, ordinal) => new PaxosCore({ ...base, replicaCount: randoms.length, ...overrides, ordinal, random: () => random }));
-    this.applied = randoms.map(() => new Map());
-  }
-
-  /** Carries out each core's Ready: persists at once, queues messages, records applied values. */
-  pump(): void {
-    for (let round = 0; round < 50; round += 1) {
-      let any = false;
-      this.cores.forEach((core, ordinal) => {
-        if (this.down.has(ordinal)) return;
-        const ready: Ready = core.ready();
-        this.inbox.push(...ready.messages);
-        if (ready.persist) core.persisted(ready.persist.id);
-        this.inbox.push(...ready.messagesAfterPersist);
-        for (const entry of ready.committed) this.applied[ordinal]!.set(entry.slot, entry.value.toString());
-        any ||= ready.messages.length + ready.messagesAfterPersist.length + ready.committed.length > 0 || ready.persist !== undefined;
-      });
-      const batch = this.inbox.splice(0);
-      for (const message of batch) if (!this.down.has(message.to)) this.cores[message.to]!.step(message);
-      if (!any && batch.length === 0) return;
-    }
-  }
-
-  tick(times: number): void {
-    for (let i = 0; i < times; i += 1) {
-      this.cores.forEach((core, ordinal) => !this.down.has(ordinal) && core.tick());
-      this.pump();
-    }
-  }
-
-  leader(): PaxosCore | undefined {
-    const leaders = this.cores.filter((core, ordinal) => !this.down.has(ordinal) && core.isReadyLeader);
-    return leaders.length === 1 ? leaders[0] : undefined;
-  }
-}
 
 describe('Multi-Paxos core', () => {
   it('elects exactly one leader, the replica whose election timer fires first', () => {
@@ -89,7 +35,7 @@ describe('Multi-Paxos core', () => {
     expect(ready.messagesAfterPersist[0]?.body?.$case).toBe('promised');
     expect(ready.persist?.hardState?.promised).toEqual({ round: 5, ordinal: 2 });
     core.persisted(ready.persist!.id);
-    core.step({ shard: 0, from: 0, to: 1, ballot: { round: 4, ordinal: 0 }, body: { $case: 'accept', accept: { entries: [{ slot: 1, value: Buffer.from('x') }], commitIndex: 0, readSeq: 0 } } });
+    core.step({ shard: 0, from: 0, to: 1, ballot: { round: 4, ordinal: 0 }, body: { $case: 'accept', accept: { entries: [{ slot: 1, value: Buffer.from('x') }], commitIndex: 0, readSeq: 0, promiseQuorumMask: 0, readyIndex: 0 } } });
     const refusal = core.ready();
     expect(refusal.persist).toBeUndefined();
     expect(refusal.messages[0]?.body?.$case).toBe('reject');
@@ -132,7 +78,7 @@ describe('Multi-Paxos core', () => {
     const slot = [...h.applied[1]!.entries()].find(([, v]) => v === 'chosen')![0];
     const rewrite: PaxosMessage = {
       shard: 0, from: 0, to: 1, ballot: h.cores[0]!.leaderBallot,
-      body: { $case: 'accept', accept: { entries: [{ slot, value: Buffer.from('changed') }], commitIndex: 0, readSeq: 0 } },
+      body: { $case: 'accept', accept: { entries: [{ slot, value: Buffer.from('changed') }], commitIndex: 0, readSeq: 0, promiseQuorumMask: 0, readyIndex: 0 } },
     };
     expect(() => follower.step(rewrite)).toThrow(InvariantViolation);
   });
@@ -264,4 +210,115 @@ describe('thrifty Accepts', () => {
     h.tick(25);
     expect(proposeAndCollect(h, h.leader()!, 'all')).toEqual([1, 2]);
   });
+});
+
+describe('replies that claim durable state (safety review, bug 2)', () => {
+  const prepare = (ballotRound: number): PaxosMessage => ({
+    shard: 0, from: 1, to: 0, ballot: { round: ballotRound, ordinal: 1 }, body: { $case: 'prepare', prepare: { fromSlot: 1, force: true } },
+  });
+  const promisedIn = (messages: PaxosMessage[]) => messages.filter((m) => m.body?.$case === 'promised');
+
+  it('a duplicated Prepare at the promised ballot gets no Promised before the promise is durable', () => {
+    const core = new PaxosCore({ ...base, ordinal: 0, random: () => 0.5 });
+    core.step(prepare(5));
+    const first = core.ready();
+    expect(first.persist?.hardState?.promised).toEqual({ round: 5, ordinal: 1 });
+    expect(promisedIn(first.messagesAfterPersist)).toHaveLength(1);
+    // The same Prepare again while the first persist is still being written: nothing new to
+    // persist, but its Promised claims the promise that is not on disk yet.
+    core.step(prepare(5));
+    const duplicate = core.ready();
+    expect(duplicate.persist).toBeUndefined();
+    expect(promisedIn(duplicate.messages)).toHaveLength(0);
+    expect(promisedIn(duplicate.messagesAfterPersist)).toHaveLength(0);
+    // Once the promise is durable, the held Promised goes out.
+    core.persisted(first.persist!.id);
+    expect(promisedIn(core.ready().messages)).toHaveLength(1);
+  });
+
+  it('a reply whose claim is already durable goes out at once', () => {
+    const core = new PaxosCore({ ...base, ordinal: 0, random: () => 0.5 });
+    core.step(prepare(5));
+    core.persisted(core.ready().persist!.id);
+    core.step(prepare(5));
+    const ready = core.ready();
+    expect(ready.persist).toBeUndefined();
+    expect(promisedIn(ready.messages)).toHaveLength(1);
+  });
+});
+
+describe('frames stay within the transport limit (phase 1 and catch-up are paginated by bytes)', () => {
+  it('a candidate recovers 300 slots of 245 KB (73 MB) through Promised pages that each fit a frame', async () => {
+    const { PaxosMessage: Codec } = await import('../../node/gen/shardbank/v1/peer.js');
+    const { MESSAGE_BYTES_MAX } = await import('../../node/transport/peer-transport.js');
+    const h = new Harness([0.0, 0.5, 0.9], { entriesPerMessageMax: 256, inflightSlotsMax: 400 });
+    h.tick(25);
+    const leader = h.leader()!;
+    expect(leader.ordinal).toBe(0);
+    const big = (i: number) => Buffer.alloc(245_000, i % 251);
+    // The leader's Accepts reach follower 1 only; follower 2 and the leader then go down, so
+    // the 300 slots live on follower 1 (accepted, not known chosen by it) and the leader's disk.
+    h.down.add(2);
+    for (let i = 0; i < 300; i += 1) leader.propose(big(i));
+    let largest = 0;
+    const sizeOf = (m: PaxosMessage) => Codec.encode(m).finish().length;
+    for (let round = 0; round < 400 && h.inbox.length + 1 > 0; round += 1) {
+      const ready = leader.ready();
+      h.inbox.push(...ready.messages);
+      if (ready.persist) leader.persisted(ready.persist.id);
+      h.inbox.push(...ready.messagesAfterPersist);
+      const batch = h.inbox.splice(0);
+      for (const m of batch) {
+        largest = Math.max(largest, sizeOf(m));
+        if (m.to === 1) h.cores[1]!.step(m);
+      }
+      const follower = h.cores[1]!.ready();
+      if (follower.persist) h.cores[1]!.persisted(follower.persist.id);
+      for (const m of [...follower.messages, ...follower.messagesAfterPersist]) largest = Math.max(largest, sizeOf(m));
+      if (batch.length === 0) break;
+    }
+    expect(largest).toBeLessThan(MESSAGE_BYTES_MAX);
+    // Replica 2 (which has none of the slots) comes back and the leader hands over to it, then
+    // goes down: 2 must win with 1's promise, received in pages, and recover every slot.
+    h.down.delete(2);
+    leader.transferLeadership(2);
+    const handOver = leader.ready().messages.filter((m) => m.body?.$case === 'timeoutNow');
+    expect(handOver).toHaveLength(1);
+    h.down.add(0);
+    h.inbox.length = 0;
+    h.cores[2]!.step(handOver[0]!);
+    let promisedLargest = 0;
+    let promisedPages = 0;
+    for (let tick = 0; tick < 200 && !h.leader(); tick += 1) {
+      for (const ordinal of [1, 2]) h.cores[ordinal]!.tick();
+      for (let round = 0; round < 500; round += 1) {
+        let any = false;
+        for (const ordinal of [1, 2]) {
+          const ready = h.cores[ordinal]!.ready();
+          h.inbox.push(...ready.messages);
+          if (ready.persist) h.cores[ordinal]!.persisted(ready.persist.id);
+          h.inbox.push(...ready.messagesAfterPersist);
+          for (const entry of ready.committed) h.applied[ordinal]!.set(entry.slot, entry.value.length === 0 ? '' : String(entry.value[0]));
+          any ||= ready.messages.length + ready.messagesAfterPersist.length > 0 || ready.persist !== undefined;
+        }
+        const batch = h.inbox.splice(0);
+        for (const m of batch) {
+          if (m.body?.$case === 'promised') {
+            promisedPages += 1;
+            promisedLargest = Math.max(promisedLargest, sizeOf(m));
+          }
+          if (m.to !== 0) h.cores[m.to]!.step(m);
+        }
+        if (!any && batch.length === 0) break;
+      }
+    }
+    expect(h.leader()).toBeDefined();
+    expect(promisedLargest).toBeLessThan(MESSAGE_BYTES_MAX);
+    expect(promisedPages).toBeGreaterThan(1);
+    h.tick(10);
+    const leaderNow = h.leader()!;
+    expect(leaderNow.ordinal).toBe(2);
+    const values = [...h.applied[leaderNow.ordinal]!.entries()].filter(([, v]) => v !== '').sort((a, b) => a[0] - b[0]).map(([, v]) => Number(v));
+    expect(values).toEqual(Array.from({ length: 300 }, (_, i) => i % 251));
+  }, 60_000);
 });

@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { HealthClient, HealthService, HealthCheckResponse_ServingStatus } from '../../node/gen/grpc/health/v1/health.js';
 import { PeerFrame, type PaxosMessage } from '../../node/gen/shardbank/v1/peer.js';
 import { parseReplicaConfig } from '../../node/replica/replica-config.js';
-import { FrameReader, PEER_MAGIC, PeerTransport, encodeFrame, peerSocketPath, splitHostPort } from '../../node/transport/peer-transport.js';
+import { FrameReader, PEER_MAGIC, PeerTransport, encodeFrame, encodeFramesWithinLimit, peerSocketPath, splitHostPort } from '../../node/transport/peer-transport.js';
 import { listenSharedPort, type SharedPort } from '../../node/transport/shared-port.js';
 import { pollUntil } from '../support/poll.js';
 
@@ -183,5 +183,31 @@ describe('peer connections on the gRPC port', () => {
       transport.sendPaxos(0, 0, heartbeat(0, round++));
       return accepted >= 2;
     }, 60_000, 250);
+  });
+});
+
+describe('frames within the size limit', () => {
+  const accept = (to: number, bytes: number): PaxosMessage => ({
+    shard: 0, from: 0, to, ballot: { round: 1, ordinal: 0 },
+    body: { $case: 'accept', accept: { entries: [{ slot: 1, value: Buffer.alloc(bytes, 7) }], commitIndex: 0, readSeq: 0, promiseQuorumMask: 0, readyIndex: 0 } },
+  });
+  const frameOf = (paxos: PaxosMessage[]): PeerFrame => ({ cluster: 'c', paxos, tx: [], senderShard: 0, senderOrdinal: 0, forwarded: false });
+
+  it('a turn whose messages exceed one frame goes as several frames, in order, none over the limit', () => {
+    const messages = Array.from({ length: 10 }, (_, i) => accept(i, 3000));
+    const { frames, dropped } = encodeFramesWithinLimit(frameOf(messages), 10_000);
+    expect(dropped).toBe(0);
+    expect(frames.length).toBeGreaterThan(1);
+    const decoded = frames.map((bytes) => {
+      expect(bytes.readUInt32BE(0)).toBeLessThanOrEqual(10_000);
+      return PeerFrame.decode(bytes.subarray(4));
+    });
+    expect(decoded.flatMap((f) => f.paxos.map((m) => m.to))).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
+
+  it('a single message longer than any frame is dropped and counted, the rest still go', () => {
+    const { frames, dropped } = encodeFramesWithinLimit(frameOf([accept(1, 100), accept(2, 50_000), accept(3, 100)]), 10_000);
+    expect(dropped).toBe(1);
+    expect(frames.flatMap((bytes) => PeerFrame.decode(bytes.subarray(4)).paxos.map((m) => m.to))).toEqual([1, 3]);
   });
 });

@@ -67,7 +67,24 @@ export interface PaxosMessage {
     | { $case: "installSnapshot"; installSnapshot: InstallSnapshot }
     | { $case: "timeoutNow"; timeoutNow: TimeoutNow }
     | { $case: "reject"; reject: Reject }
+    | { $case: "probe"; probe: Probe }
+    | { $case: "probeReply"; probeReply: ProbeReply }
     | undefined;
+}
+
+/**
+ * Protocol-aware recovery: a replica that starts with an empty data dir asks its peers
+ * whether the shard ever ran before it may vote (see docs/ARCHITECTURE.md, "Disk loss").
+ */
+export interface Probe {
+}
+
+export interface ProbeReply {
+  /**
+   * The sender has promised or accepted anything, holds a snapshot, or is itself rebuilding:
+   * the shard has run, so an empty replica must rebuild before it votes.
+   */
+  hasState: boolean;
 }
 
 /** Phase 1a: the candidate asks for every slot above its own chosen prefix. */
@@ -82,6 +99,13 @@ export interface Promised {
   accepted: AcceptedEntry[];
   commitIndex: number;
   snapshotIndex: number;
+  /**
+   * Phase 1 is paginated by bytes: this page holds the accepted entries from `from_slot` (the
+   * Prepare's) up to, not including, `next_slot`; 0 means nothing more. The candidate asks
+   * for the next page with a Prepare at the same ballot from `next_slot`.
+   */
+  fromSlot: number;
+  nextSlot: number;
 }
 
 /** Phase 2a, also the heartbeat (no entries). commit_index lets followers learn chosen slots. */
@@ -89,6 +113,13 @@ export interface Accept {
   entries: SlotValue[];
   commitIndex: number;
   readSeq: number;
+  /**
+   * Heartbeats only: the ordinals whose promises elected this leader (itself included), and
+   * the end of its recovered prefix. A rebuilding replica may vote again once it has applied
+   * that prefix of a leader elected by every replica but itself.
+   */
+  promiseQuorumMask: number;
+  readyIndex: number;
 }
 
 /** Phase 2b. Sent only after the accepted entries are durable. */
@@ -96,6 +127,8 @@ export interface Accepted {
   slots: number[];
   commitIndex: number;
   readSeq: number;
+  /** The sender does not vote (it is rebuilding after a disk loss): slots and read_seq are empty. */
+  nonVoting: boolean;
 }
 
 export interface InstallSnapshot {
@@ -791,6 +824,12 @@ export const PaxosMessage: MessageFns<PaxosMessage> = {
       case "reject":
         Reject.encode(message.body.reject, writer.uint32(130).fork()).join();
         break;
+      case "probe":
+        Probe.encode(message.body.probe, writer.uint32(138).fork()).join();
+        break;
+      case "probeReply":
+        ProbeReply.encode(message.body.probeReply, writer.uint32(146).fork()).join();
+        break;
     }
     return writer;
   },
@@ -899,6 +938,22 @@ export const PaxosMessage: MessageFns<PaxosMessage> = {
             message.body = { $case: "reject", reject: Reject.decode(reader, reader.uint32()) };
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.body = { $case: "probe", probe: Probe.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.body = { $case: "probeReply", probeReply: ProbeReply.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -935,6 +990,12 @@ export const PaxosMessage: MessageFns<PaxosMessage> = {
         ? { $case: "timeoutNow", timeoutNow: TimeoutNow.fromJSON(object.timeout_now) }
         : isSet(object.reject)
         ? { $case: "reject", reject: Reject.fromJSON(object.reject) }
+        : isSet(object.probe)
+        ? { $case: "probe", probe: Probe.fromJSON(object.probe) }
+        : isSet(object.probeReply)
+        ? { $case: "probeReply", probeReply: ProbeReply.fromJSON(object.probeReply) }
+        : isSet(object.probe_reply)
+        ? { $case: "probeReply", probeReply: ProbeReply.fromJSON(object.probe_reply) }
         : undefined,
     };
   },
@@ -967,6 +1028,10 @@ export const PaxosMessage: MessageFns<PaxosMessage> = {
       obj.timeoutNow = TimeoutNow.toJSON(message.body.timeoutNow);
     } else if (message.body?.$case === "reject") {
       obj.reject = Reject.toJSON(message.body.reject);
+    } else if (message.body?.$case === "probe") {
+      obj.probe = Probe.toJSON(message.body.probe);
+    } else if (message.body?.$case === "probeReply") {
+      obj.probeReply = ProbeReply.toJSON(message.body.probeReply);
     }
     return obj;
   },
@@ -1028,7 +1093,144 @@ export const PaxosMessage: MessageFns<PaxosMessage> = {
         }
         break;
       }
+      case "probe": {
+        if (object.body?.probe !== undefined && object.body?.probe !== null) {
+          message.body = { $case: "probe", probe: Probe.fromPartial(object.body.probe) };
+        }
+        break;
+      }
+      case "probeReply": {
+        if (object.body?.probeReply !== undefined && object.body?.probeReply !== null) {
+          message.body = { $case: "probeReply", probeReply: ProbeReply.fromPartial(object.body.probeReply) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseProbe(): Probe {
+  return {};
+}
+
+export const Probe: MessageFns<Probe> = {
+  encode(_: Probe, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Probe {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProbe();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): Probe {
+    return {};
+  },
+
+  toJSON(_: Probe): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<Probe>): Probe {
+    return Probe.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<Probe>): Probe {
+    const message = createBaseProbe();
+    return message;
+  },
+};
+
+function createBaseProbeReply(): ProbeReply {
+  return { hasState: false };
+}
+
+export const ProbeReply: MessageFns<ProbeReply> = {
+  encode(message: ProbeReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hasState !== false) {
+      writer.uint32(8).bool(message.hasState);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ProbeReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProbeReply();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.hasState = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ProbeReply {
+    return {
+      hasState: isSet(object.hasState)
+        ? globalThis.Boolean(object.hasState)
+        : isSet(object.has_state)
+        ? globalThis.Boolean(object.has_state)
+        : false,
+    };
+  },
+
+  toJSON(message: ProbeReply): unknown {
+    const obj: any = {};
+    if (message.hasState !== false) {
+      obj.hasState = message.hasState;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ProbeReply>): ProbeReply {
+    return ProbeReply.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ProbeReply>): ProbeReply {
+    const message = createBaseProbeReply();
+    message.hasState = object.hasState ?? false;
     return message;
   },
 };
@@ -1123,7 +1325,7 @@ export const Prepare: MessageFns<Prepare> = {
 };
 
 function createBasePromised(): Promised {
-  return { accepted: [], commitIndex: 0, snapshotIndex: 0 };
+  return { accepted: [], commitIndex: 0, snapshotIndex: 0, fromSlot: 0, nextSlot: 0 };
 }
 
 export const Promised: MessageFns<Promised> = {
@@ -1136,6 +1338,12 @@ export const Promised: MessageFns<Promised> = {
     }
     if (message.snapshotIndex !== 0) {
       writeUint64(writer.uint32(24), message.snapshotIndex);
+    }
+    if (message.fromSlot !== 0) {
+      writeUint64(writer.uint32(32), message.fromSlot);
+    }
+    if (message.nextSlot !== 0) {
+      writeUint64(writer.uint32(40), message.nextSlot);
     }
     return writer;
   },
@@ -1177,6 +1385,22 @@ export const Promised: MessageFns<Promised> = {
             message.snapshotIndex = readUint64(reader);
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.fromSlot = readUint64(reader);
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.nextSlot = readUint64(reader);
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1204,6 +1428,16 @@ export const Promised: MessageFns<Promised> = {
         : isSet(object.snapshot_index)
         ? globalThis.Number(object.snapshot_index)
         : 0,
+      fromSlot: isSet(object.fromSlot)
+        ? globalThis.Number(object.fromSlot)
+        : isSet(object.from_slot)
+        ? globalThis.Number(object.from_slot)
+        : 0,
+      nextSlot: isSet(object.nextSlot)
+        ? globalThis.Number(object.nextSlot)
+        : isSet(object.next_slot)
+        ? globalThis.Number(object.next_slot)
+        : 0,
     };
   },
 
@@ -1218,6 +1452,12 @@ export const Promised: MessageFns<Promised> = {
     if (message.snapshotIndex !== 0) {
       obj.snapshotIndex = Math.round(message.snapshotIndex);
     }
+    if (message.fromSlot !== 0) {
+      obj.fromSlot = Math.round(message.fromSlot);
+    }
+    if (message.nextSlot !== 0) {
+      obj.nextSlot = Math.round(message.nextSlot);
+    }
     return obj;
   },
 
@@ -1229,12 +1469,14 @@ export const Promised: MessageFns<Promised> = {
     message.accepted = object.accepted?.map((e) => AcceptedEntry.fromPartial(e)) || [];
     message.commitIndex = object.commitIndex ?? 0;
     message.snapshotIndex = object.snapshotIndex ?? 0;
+    message.fromSlot = object.fromSlot ?? 0;
+    message.nextSlot = object.nextSlot ?? 0;
     return message;
   },
 };
 
 function createBaseAccept(): Accept {
-  return { entries: [], commitIndex: 0, readSeq: 0 };
+  return { entries: [], commitIndex: 0, readSeq: 0, promiseQuorumMask: 0, readyIndex: 0 };
 }
 
 export const Accept: MessageFns<Accept> = {
@@ -1247,6 +1489,12 @@ export const Accept: MessageFns<Accept> = {
     }
     if (message.readSeq !== 0) {
       writeUint64(writer.uint32(24), message.readSeq);
+    }
+    if (message.promiseQuorumMask !== 0) {
+      writer.uint32(32).uint32(message.promiseQuorumMask);
+    }
+    if (message.readyIndex !== 0) {
+      writeUint64(writer.uint32(40), message.readyIndex);
     }
     return writer;
   },
@@ -1288,6 +1536,22 @@ export const Accept: MessageFns<Accept> = {
             message.readSeq = readUint64(reader);
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.promiseQuorumMask = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.readyIndex = readUint64(reader);
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1313,6 +1577,16 @@ export const Accept: MessageFns<Accept> = {
         : isSet(object.read_seq)
         ? globalThis.Number(object.read_seq)
         : 0,
+      promiseQuorumMask: isSet(object.promiseQuorumMask)
+        ? globalThis.Number(object.promiseQuorumMask)
+        : isSet(object.promise_quorum_mask)
+        ? globalThis.Number(object.promise_quorum_mask)
+        : 0,
+      readyIndex: isSet(object.readyIndex)
+        ? globalThis.Number(object.readyIndex)
+        : isSet(object.ready_index)
+        ? globalThis.Number(object.ready_index)
+        : 0,
     };
   },
 
@@ -1327,6 +1601,12 @@ export const Accept: MessageFns<Accept> = {
     if (message.readSeq !== 0) {
       obj.readSeq = Math.round(message.readSeq);
     }
+    if (message.promiseQuorumMask !== 0) {
+      obj.promiseQuorumMask = Math.round(message.promiseQuorumMask);
+    }
+    if (message.readyIndex !== 0) {
+      obj.readyIndex = Math.round(message.readyIndex);
+    }
     return obj;
   },
 
@@ -1338,12 +1618,14 @@ export const Accept: MessageFns<Accept> = {
     message.entries = object.entries?.map((e) => SlotValue.fromPartial(e)) || [];
     message.commitIndex = object.commitIndex ?? 0;
     message.readSeq = object.readSeq ?? 0;
+    message.promiseQuorumMask = object.promiseQuorumMask ?? 0;
+    message.readyIndex = object.readyIndex ?? 0;
     return message;
   },
 };
 
 function createBaseAccepted(): Accepted {
-  return { slots: [], commitIndex: 0, readSeq: 0 };
+  return { slots: [], commitIndex: 0, readSeq: 0, nonVoting: false };
 }
 
 export const Accepted: MessageFns<Accepted> = {
@@ -1360,6 +1642,9 @@ export const Accepted: MessageFns<Accepted> = {
     }
     if (message.readSeq !== 0) {
       writeUint64(writer.uint32(24), message.readSeq);
+    }
+    if (message.nonVoting !== false) {
+      writer.uint32(32).bool(message.nonVoting);
     }
     return writer;
   },
@@ -1411,6 +1696,14 @@ export const Accepted: MessageFns<Accepted> = {
             message.readSeq = readUint64(reader);
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.nonVoting = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1436,6 +1729,11 @@ export const Accepted: MessageFns<Accepted> = {
         : isSet(object.read_seq)
         ? globalThis.Number(object.read_seq)
         : 0,
+      nonVoting: isSet(object.nonVoting)
+        ? globalThis.Boolean(object.nonVoting)
+        : isSet(object.non_voting)
+        ? globalThis.Boolean(object.non_voting)
+        : false,
     };
   },
 
@@ -1450,6 +1748,9 @@ export const Accepted: MessageFns<Accepted> = {
     if (message.readSeq !== 0) {
       obj.readSeq = Math.round(message.readSeq);
     }
+    if (message.nonVoting !== false) {
+      obj.nonVoting = message.nonVoting;
+    }
     return obj;
   },
 
@@ -1461,6 +1762,7 @@ export const Accepted: MessageFns<Accepted> = {
     message.slots = object.slots?.map((e) => e) || [];
     message.commitIndex = object.commitIndex ?? 0;
     message.readSeq = object.readSeq ?? 0;
+    message.nonVoting = object.nonVoting ?? false;
     return message;
   },
 };

@@ -1,0 +1,143 @@
+// Protocol-aware recovery in the Paxos core: a replica that starts with an empty data dir
+// votes in no promise or accept quorum until it knows the shard never ran (first start) or has
+// re-learned what it may have promised or accepted (Paxos Made Live's non-voting rebuild).
+import { describe, expect, it } from 'vitest';
+import { PaxosCore } from '../../node/paxos/paxos-core.js';
+import type { PaxosMessage } from '../../node/gen/shardbank/v1/peer.js';
+import { Harness, base } from './paxos-harness.js';
+
+/** Every Accepted / Promised a replica sent that could count as a vote. */
+function votesFrom(messages: PaxosMessage[], ordinal: number): PaxosMessage[] {
+  return messages.filter(
+    (m) => m.from === ordinal && ((m.body?.$case === 'accepted' && (m.body.accepted.slots.length > 0 || m.body.accepted.readSeq > 0)) || m.body?.$case === 'promised'),
+  );
+}
+
+/** Ticks the harness while recording every message on the wire. */
+function tickRecording(h: Harness, ticks: number): PaxosMessage[] {
+  const seen: PaxosMessage[] = [];
+  const push = h.inbox.push.bind(h.inbox);
+  h.inbox.push = (...messages: PaxosMessage[]) => {
+    seen.push(...messages);
+    return push(...messages);
+  };
+  h.tick(ticks);
+  h.inbox.push = push;
+  return seen;
+}
+
+describe('protocol-aware recovery of an empty replica', () => {
+  it("a new cluster's replicas, all empty, find it is the first start and elect a leader", () => {
+    const h = new Harness();
+    for (const ordinal of [0, 1, 2]) h.wipe(ordinal, [0.0, 0.5, 0.9][ordinal]);
+    expect(h.cores.every((core) => core.votingState === 'probing')).toBe(true);
+    h.tick(60);
+    expect(h.cores.every((core) => core.votingState === 'voter')).toBe(true);
+    expect(h.leader()).toBeDefined();
+  });
+
+  it('a wiped follower rebuilds without voting, then votes once it applied the prefix of a leader elected without it', () => {
+    const h = new Harness();
+    h.tick(25);
+    const leader = h.leader()!;
+    for (const text of ['a', 'b', 'c']) leader.propose(Buffer.from(text));
+    h.tick(5);
+    const wiped = (leader.ordinal + 2) % 3;
+    h.wipe(wiped);
+    const seen = tickRecording(h, 3);
+    expect(h.cores[wiped]!.votingState).not.toBe('voter');
+    expect(votesFrom(seen, wiped)).toEqual([]);
+    // It ends up voting, with the chosen values, and the shard keeps choosing.
+    h.tick(80);
+    expect(h.cores[wiped]!.votingState).toBe('voter');
+    leader.propose(Buffer.from('d'));
+    h.tick(6);
+    expect([...h.applied[wiped]!.values()].filter((v) => v !== '')).toEqual(['a', 'b', 'c', 'd']);
+    expect(h.cores[wiped]!.commitIndex).toBe(h.leader()!.commitIndex);
+  });
+
+  it('a rebuilding replica is no help for a quorum: with the other follower down nothing is chosen', () => {
+    const h = new Harness();
+    h.tick(25);
+    const leader = h.leader()!;
+    const wiped = (leader.ordinal + 1) % 3;
+    const other = (leader.ordinal + 2) % 3;
+    h.down.add(other);
+    h.wipe(wiped);
+    const before = leader.commitIndex;
+    leader.propose(Buffer.from('x'));
+    const seen = tickRecording(h, 40);
+    expect(votesFrom(seen, wiped)).toEqual([]);
+    expect(h.cores[wiped]!.votingState).toBe('rebuilding');
+    expect(leader.commitIndex).toBe(before);
+    // The other follower returns: 'x' is chosen and the wiped replica rebuilds.
+    h.down.delete(other);
+    h.tick(120);
+    expect(h.leader()).toBeDefined();
+    expect(h.cores[wiped]!.votingState).toBe('voter');
+  });
+
+  it('when the leader counted the lost promise it runs a new election, which the rebuilt replica does not vote in', () => {
+    const h = new Harness();
+    h.tick(25);
+    const leader = h.leader()!;
+    // The leader was elected with the promises of both followers; wiping one of them leaves a
+    // leader whose election counted a promise that no longer exists on disk.
+    const wiped = (leader.ordinal + 1) % 3;
+    h.wipe(wiped);
+    const seen = tickRecording(h, 150);
+    expect(h.cores[wiped]!.votingState).toBe('voter');
+    // A new election ran (the old leader's counted the lost promise), and the rebuilding
+    // replica gave no promise in it.
+    expect(seen.filter((m) => m.body?.$case === 'prepare' && m.to === wiped).length).toBeGreaterThan(0);
+    expect(seen.filter((m) => m.from === wiped && m.body?.$case === 'promised')).toEqual([]);
+    expect(votesFrom(seen, wiped)).toEqual([]);
+    // Now it votes.
+    h.leader()!.propose(Buffer.from('z'));
+    const after = tickRecording(h, 3);
+    expect(after.filter((m) => m.from === wiped && m.body?.$case === 'accepted' && m.body.accepted.slots.length > 0).length).toBeGreaterThan(0);
+  });
+
+  it('five replicas: no vote until a leader is elected by every other replica (a stale promise may sit anywhere)', () => {
+    const h = new Harness([0.0, 0.2, 0.4, 0.6, 0.8]);
+    h.tick(25);
+    const leader = h.leader()!;
+    const wiped = (leader.ordinal + 3) % 5;
+    const away = (leader.ordinal + 4) % 5;
+    h.down.add(away);
+    h.wipe(wiped);
+    const seen = tickRecording(h, 120);
+    // Three voters still choose, but the wiped replica cannot know that no candidate holds its
+    // old promise until a leader is elected by all four others: it keeps learning, not voting.
+    expect(h.cores[wiped]!.votingState).toBe('rebuilding');
+    expect(votesFrom(seen, wiped)).toEqual([]);
+    expect(h.cores[wiped]!.commitIndex).toBe(h.leader()!.commitIndex);
+    h.down.delete(away);
+    h.tick(150);
+    expect(h.cores[wiped]!.votingState).toBe('voter');
+    expect(h.leader()).toBeDefined();
+  });
+
+  it('no vote before the recovered prefix of the qualifying leader is applied', () => {
+    const h = new Harness();
+    h.tick(25);
+    const leader = h.leader()!;
+    for (const text of ['a', 'b']) leader.propose(Buffer.from(text));
+    h.tick(5);
+    const wiped = (leader.ordinal + 1) % 3;
+    h.wipe(wiped);
+    // Only heartbeats reach the wiped replica: it hears a qualifying leader (after the
+    // re-election) but can never learn the chosen slots.
+    h.drop = (m) => m.to === wiped && ((m.body?.$case === 'accept' && m.body.accept.entries.length > 0) || m.body?.$case === 'installSnapshot');
+    h.tick(150);
+    expect(h.cores[wiped]!.votingState).toBe('rebuilding');
+    h.drop = () => false;
+    h.tick(60);
+    expect(h.cores[wiped]!.votingState).toBe('voter');
+  });
+
+  it('a single replica with an empty data dir is at its first start', () => {
+    const core = new PaxosCore({ ...base, replicaCount: 1, ordinal: 0, random: () => 0.5, votingState: 'probing' });
+    expect(core.votingState).toBe('voter');
+  });
+});
