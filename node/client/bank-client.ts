@@ -140,6 +140,21 @@ export class ClientSession {
   forgetEpoch(shard: number, epoch: number): void {
     if (this.epochs.get(shard) === epoch) this.epochs.delete(shard);
   }
+  /**
+   * The epoch each request without a final answer was first sent with: a caller that retries
+   * it by request id (chaos, an application after UNKNOWN) sends it under that epoch again,
+   * never under a newer session, where it would be new. Bounded (oldest first out).
+   */
+  private readonly sentUnder = new Map<number, { shard: number; epoch: number }>();
+  sentEpoch(requestId: number, shard: number): number | undefined {
+    const sent = this.sentUnder.get(requestId);
+    return sent?.shard === shard ? sent.epoch : undefined;
+  }
+  noteSent(requestId: number, shard: number, epoch: number): void {
+    if (this.sentUnder.has(requestId)) return;
+    this.sentUnder.set(requestId, { shard, epoch });
+    if (this.sentUnder.size > SENT_UNDER_MAX) this.sentUnder.delete(this.sentUnder.keys().next().value as number);
+  }
   private lastRequestId: number;
   constructor(
     readonly clientId: string = randomClientId(),
@@ -158,6 +173,7 @@ export class ClientSession {
   private acknowledged = 0;
   private readonly completedAbove = new Set<number>();
   complete(requestId: number): void {
+    this.sentUnder.delete(requestId);
     if (requestId <= this.acknowledged) return;
     this.completedAbove.add(requestId);
     while (this.completedAbove.delete(this.acknowledged + 1)) this.acknowledged += 1;
@@ -173,6 +189,8 @@ export class ClientSession {
 }
 
 type SessionOpen = { ok: true; epoch: number } | { ok: false; error: CallError };
+
+const SENT_UNDER_MAX = 65_536;
 
 export function randomClientId(): string {
   return `c-${randomBytes(12).toString('hex')}`;
@@ -262,10 +280,12 @@ export class ShardbankClient {
     const deadlineAtMs = Date.now() + (options.deadlineMs ?? this.options.deadlineMs ?? TRANSFER_DEADLINE_MS_DEFAULT);
     const shard = shardOfItem(this.topology, input.from);
     if (input.sessionEpoch !== undefined) session.setEpoch(shard, input.sessionEpoch);
-    const opened = await this.sessionEpoch(session, shard, deadlineAtMs);
+    const sentBefore = input.sessionEpoch === undefined ? session.sentEpoch(requestId, shard) : undefined;
+    const opened: SessionOpen = sentBefore !== undefined ? { ok: true, epoch: sentBefore } : await this.sessionEpoch(session, shard, deadlineAtMs);
     // Not sent: nothing ran (but the caller cannot tell that from other failures: UNKNOWN).
     if (!opened.ok) return { ...base, attempts: 1, ...failureOutcome(opened.error) };
     const sessionEpoch = opened.epoch;
+    session.noteSent(requestId, shard, sessionEpoch);
     const request = { cluster: this.cluster, clientId: session.clientId, requestId, from: input.from, to: input.to, amount: input.amount, acknowledgedBelow: session.acknowledgedBelow(requestId), sessionEpoch };
     const result = this.options.coalesce !== false ? await this.transferCoalesced(shard, request, deadlineAtMs) : await this.transferByCalls(shard, base, request, deadlineAtMs);
     if (result.outcome === 'FAILED_PRECONDITION') session.forgetEpoch(shard, sessionEpoch);

@@ -180,6 +180,29 @@ describe('ShardbankClient sessions (OpenSession, epochs)', () => {
     expect(sent).toEqual(['1@1', '2@1', '3@2']);
   });
 
+  it('a retry by request id of an unanswered request goes under the epoch it was first sent with, not a newer session', async () => {
+    await cluster();
+    let epoch = 0;
+    for (const replica of replicas) replica.behaviour.openSession = (request) => ({ value: { sessionEpoch: (epoch += 1), shard: request.shard } });
+    for (const replica of replicas) {
+      replica.behaviour.transfer = (request) =>
+        request.requestId === 1 ? unavailable('lost')
+        : request.requestId === 2 ? { error: { code: status.FAILED_PRECONDITION, details: 'session expired' } }
+        : committed(request.requestId);
+    }
+    const c = makeClient({ deadlineMs: 300 });
+    const session = c.newSession('zoe');
+    expect(await c.transfer({ from: 1, to: 2, amount: 1 }, { session })).toMatchObject({ outcome: 'UNKNOWN', requestId: 1, sessionEpoch: 1 });
+    expect(await c.transfer({ from: 1, to: 2, amount: 1 }, { session })).toMatchObject({ outcome: 'FAILED_PRECONDITION', requestId: 2, sessionEpoch: 1 });
+    // The session on shard 0 was refused: new requests open again (epoch 2)...
+    expect(await c.transfer({ from: 1, to: 2, amount: 1 }, { session })).toMatchObject({ outcome: 'COMMITTED', requestId: 3, sessionEpoch: 2 });
+    // ...but the caller's retry of request 1 still names epoch 1.
+    const retry = await c.transfer({ from: 1, to: 2, amount: 1, requestId: 1 }, { session });
+    expect(retry.sessionEpoch).toBe(1);
+    const sentFor1 = replicas.flatMap((r) => r.calls).map((call) => call.request as TransferRequest).filter((request) => request.requestId === 1);
+    expect(new Set(sentFor1.map((request) => request.sessionEpoch))).toEqual(new Set([1]));
+  });
+
   it('a caller-given session epoch is used as is (a retry safe forever), without opening', async () => {
     await cluster();
     for (const replica of replicas) replica.behaviour.transfer = () => committed(3);
