@@ -21,7 +21,7 @@ least recently used first out); after that it would open a new one and run as ne
 
 Options:
   --client-id ID       client session id (default: a random one)
-  --request-id N       request id, increasing per client (default: from the clock)
+  --request-id N       request id, increasing per client (default: from the clock with --client-id)
   --session-epoch E    the session epoch an earlier call with this client id printed
   --timeout DURATION   overall deadline including retries (default 30s)
   --json               print {"outcome": ..., ...}
