@@ -15,6 +15,7 @@ import { BankState, ABORT_REASONS, type ApplyEvent, type TxRecord } from '../ban
 import { txIdOf } from '../bank/txid.js';
 import { ProposalQueue, PENDING_ACKS_MAX } from './proposal-queue.js';
 import { TwoPhaseCommit, type TwoPhaseCommitTiming } from './two-phase-commit.js';
+import { LinearizableReads } from './linearizable-reads.js';
 import { transferDigest } from '../bank/session-table.js';
 import { PaxosCore, type CoreEvent, type PaxosConfig, type PersistWork, type RecoveredAcceptorState } from '../paxos/paxos-core.js';
 
@@ -98,14 +99,6 @@ interface Waiter {
   attempts: number;
 }
 
-interface PendingRead {
-  token: number;
-  items: number[];
-  index: number;
-  waitKeys: Set<string> | undefined;
-  deadlineTick: number;
-}
-
 
 export class ShardNode {
   readonly config: ShardNodeConfig;
@@ -123,9 +116,7 @@ export class ShardNode {
   private holdReleased = false;
   private readonly proposedCommands = new WeakMap<Buffer, Command[]>();
   private retries: { dueTick: number; key: string }[] = [];
-  private readId = 0;
-  private readonly readsByCoreId = new Map<number, { token: number; items: number[] }>();
-  private readsWaiting: PendingRead[] = [];
+  private readonly reads: LinearizableReads;
   /** Counters for /metrics: how well commands batch into slots. */
   readonly counters = { commandsProposed: 0, slotsProposed: 0, txMessagesSent: 0, pacingHolds: 0 };
   // Outputs.
@@ -140,6 +131,7 @@ export class ShardNode {
     );
     this.bankState = new BankState(topology, shard);
     this.twoPhaseCommit = new TwoPhaseCommit(shard, ordinal, config.timing, this.queue);
+    this.reads = new LinearizableReads(config.timing.readWaitTicksMax);
   }
 
   get bank(): BankState {
@@ -161,7 +153,7 @@ export class ShardNode {
     if (!this.core.isReadyLeader) return;
     if (this.queue.ackCount > 0 && this.queue.length === 0) this.queue.queueAcks();
     this.runRetries();
-    this.expireReads();
+    this.reads.expire(this.ticks);
   }
 
   stepPaxos(message: PaxosMessage): void {
@@ -210,12 +202,12 @@ export class ShardNode {
 
   /** A linearizable read of items of this shard: read-index, then wait for pending credits. */
   submitRead(items: number[], token: number): void {
-    this.readId += 1;
-    if (!this.core.readIndex(this.readId)) {
+    const id = this.reads.nextId();
+    if (!this.core.readIndex(id)) {
       this.replyError(token, 'not-leader', 'linearizable reads are served by the leader');
       return;
     }
-    this.readsByCoreId.set(this.readId, { token, items });
+    this.reads.register(id, token, items);
   }
 
   stepTx(message: TxMessage): void {
@@ -266,13 +258,17 @@ export class ShardNode {
       assert(this.bankState.appliedIndex === core.snapshotToApply.index, 'snapshot index mismatch');
     }
     for (const entry of core.committed) this.applySlot(entry.slot, entry.value);
-    for (const event of core.events) this.onCoreEvent(event);
-    for (const read of core.readsReady) this.onReadIndex(read.id, read.index);
-    this.serveWaitingReads();
+    for (const event of core.events) if (event.type === 'read-failed') this.reads.onReadFailed(event.id);
+    for (const read of core.readsReady) this.reads.onReadIndex(read.id, read.index, this.ticks);
+    this.reads.serve(this.bankState);
     if (this.core.isReadyLeader && !this.wasReadyLeader) this.onLeadershipReady();
     if (!this.core.isReadyLeader && this.wasReadyLeader) this.onLeadershipLost();
     this.wasReadyLeader = this.core.isReadyLeader;
     this.maybeSnapshot();
+    for (const outcome of this.reads.takeOutcomes()) {
+      if (outcome.kind === 'read') this.replies.push(outcome);
+      else this.replyError(outcome.token, outcome.code, outcome.message);
+    }
     const ready: ShardReady = {
       messages: core.messages,
       persist: core.persist,
@@ -430,8 +426,7 @@ export class ShardNode {
     this.queue.clear();
     this.twoPhaseCommit.onLeadershipLost();
     this.retries = [];
-    for (const read of this.readsWaiting) this.replyError(read.token, 'not-leader', 'leadership lost during the read');
-    this.readsWaiting = [];
+    this.reads.onLeadershipLost();
   }
 
   // ---- Client outcomes ----
@@ -476,62 +471,6 @@ export class ShardNode {
 
   private replyError(token: number, code: ErrorCode, message: string): void {
     this.replies.push({ token, kind: 'error', code, message, leaderOrdinal: this.core.leaderOrdinal });
-  }
-
-  // ---- Reads ----
-
-  private onCoreEvent(event: CoreEvent): void {
-    if (event.type !== 'read-failed') return;
-    const read = this.readsByCoreId.get(event.id);
-    if (!read) return;
-    this.readsByCoreId.delete(event.id);
-    this.replyError(read.token, 'not-leader', 'leadership changed during the read; retry');
-  }
-
-  private onReadIndex(id: number, index: number): void {
-    const read = this.readsByCoreId.get(id);
-    if (!read) return;
-    this.readsByCoreId.delete(id);
-    this.readsWaiting.push({ token: read.token, items: read.items, index, waitKeys: undefined, deadlineTick: this.ticks + this.config.timing.readWaitTicksMax });
-  }
-
-  /**
-   * A read never shows a prepared-but-undecided change, and must show a credit whose transfer
-   * was acknowledged: so it waits for the credits pending at its read point to be decided.
-   */
-  private serveWaitingReads(): void {
-    if (this.readsWaiting.length === 0) return;
-    const still: PendingRead[] = [];
-    for (const read of this.readsWaiting) {
-      if (this.bankState.appliedIndex < read.index) {
-        still.push(read);
-        continue;
-      }
-      if (!read.waitKeys) {
-        read.waitKeys = new Set();
-        for (const item of read.items) for (const key of this.bankState.pendingCreditKeys(item) ?? []) read.waitKeys.add(key);
-      }
-      for (const key of [...read.waitKeys]) {
-        const stillPending = read.items.some((item) => this.bankState.pendingCreditKeys(item)?.has(key));
-        if (!stillPending) read.waitKeys.delete(key);
-      }
-      if (read.waitKeys.size > 0) {
-        still.push(read);
-        continue;
-      }
-      this.replies.push({ token: read.token, kind: 'read', balances: read.items.map((item) => this.bankState.balance(item)), index: read.index });
-    }
-    this.readsWaiting = still;
-  }
-
-  private expireReads(): void {
-    if (this.readsWaiting.length === 0) return;
-    const still: PendingRead[] = [];
-    for (const read of this.readsWaiting) {
-      if (read.deadlineTick <= this.ticks) this.replyError(read.token, 'unavailable', 'items: a prepared transfer on these items is still undecided; retry');
-      else still.push(read);
-    }
-    this.readsWaiting = still;
   }
 
   // ---- Snapshots ----
