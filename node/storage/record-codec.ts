@@ -151,6 +151,48 @@ function expectedPayloadBytes(type: number, payloadBytes: number): boolean {
   }
 }
 
+/** The payload length a record of this type must have when only one length is allowed. */
+function fixedPayloadBytes(type: number): number | undefined {
+  if (type === RecordType.hardState) return hardStatePayloadBytes;
+  // A header is 20 or 28 bytes; the shorter is the least it covers.
+  if (type === RecordType.segmentHeader) return segmentHeaderV1PayloadBytes;
+  return undefined;
+}
+
+/**
+ * The bytes a damaged frame at `offset` claims to span, for deciding whether all of it is on
+ * disk: its length field when that length is possible for its type, else the fixed length of
+ * its type, else only the frame header. At least the 9 header bytes; may run past the buffer.
+ */
+export function claimedFrameBytes(bytes: Buffer, offset: number): number {
+  assert(bytes.length - offset >= frameHeaderBytes, `frame header at ${offset} is cut short`);
+  const payloadBytes = bytes.readUInt32LE(offset);
+  const type = bytes.readUInt8(offset + 8);
+  if (expectedPayloadBytes(type, payloadBytes)) return frameHeaderBytes + payloadBytes;
+  return frameHeaderBytes + (fixedPayloadBytes(type) ?? 0);
+}
+
+/**
+ * For a frame that fails its checks: the payload length, one flipped bit away from the stored
+ * one, under which the whole frame lies in `bytes` and its checksum matches (a complete frame
+ * whose length field took a bit flip), or undefined. At most 32 checksums, on damage only.
+ */
+export function lengthBitFlipRepair(bytes: Buffer, offset: number): number | undefined {
+  assert(bytes.length - offset >= frameHeaderBytes, `frame header at ${offset} is cut short`);
+  const stored = bytes.readUInt32LE(offset);
+  const type = bytes.readUInt8(offset + 8);
+  const storedChecksum = bytes.readUInt32LE(offset + 4);
+  for (let bit = 0; bit < 32; bit += 1) {
+    const candidate = (stored ^ (1 << bit)) >>> 0;
+    if (!expectedPayloadBytes(type, candidate) || bytes.length - offset < frameHeaderBytes + candidate) continue;
+    const lengthField = Buffer.alloc(4);
+    lengthField.writeUInt32LE(candidate, 0);
+    const checksum = crc32(bytes.subarray(offset + 8, offset + frameHeaderBytes + candidate), crc32(lengthField));
+    if (checksum === storedChecksum) return candidate;
+  }
+  return undefined;
+}
+
 /** Reads the frame that starts at `offset`. Never throws on bad input. */
 export function decodeFrameAt(bytes: Buffer, offset: number): FrameResult {
   assert(Number.isSafeInteger(offset) && offset >= 0 && offset <= bytes.length, `decode offset ${offset} out of range`);

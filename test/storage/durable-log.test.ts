@@ -18,7 +18,7 @@ afterEach(async () => {
 describe('durable log: round trip', () => {
   it('opens an empty directory with nothing recovered', async () => {
     const { log, recovered } = await openDurableLog(dir);
-    expect(recovered).toEqual({ hardState: undefined, snapshot: undefined, entries: [], tornTailBytes: 0 });
+    expect(recovered).toEqual({ hardState: undefined, snapshot: undefined, entries: [], tornTailBytes: 0, truncated: [] });
     expect(await segmentFiles(dir)).toEqual(['log-000001.seg']);
     await log.close();
   });
