@@ -245,6 +245,23 @@ describe('recovery: damaged acknowledged data', () => {
     await expectCorruptAt(mode, damaged, damagedRecordStart, /later write batch/, mode);
   });
 
+  it.each(modes)('refuses a lost sector in the next-to-last batch when only the final batch, one record, follows it (%s)', async (mode) => {
+    const dir = await freshDir();
+    const { log } = await openDurableLog(dir, optionsOf(mode));
+    log.append(undefined, [entry(1)]);
+    await log.sync();
+    const bigRecordStart = log.stats().bytesWritten;
+    log.append(undefined, [entry(2, 1, 0, 'b'.repeat(1500))]);
+    await log.sync();
+    log.append(undefined, [entry(3)]);
+    await log.close();
+    const bytes = await readFile(join(dir, segmentName));
+    const sectorInside = Math.ceil((bigRecordStart + 40) / sectorBytes) * sectorBytes;
+    expect(sectorInside + sectorBytes).toBeLessThan(bigRecordStart + 9 + 20 + 1500);
+    const damaged = Buffer.from(bytes).fill(0, sectorInside, sectorInside + sectorBytes);
+    await expectCorruptAt(mode, damaged, bigRecordStart, /later write batch/, mode);
+  });
+
   it('documented limit: a lost write of the whole final batch (zeros where it was) reads as the end of the records', async () => {
     // Nothing in the log can tell it from a crash before the write; the replica's protocol-aware
     // recovery is the defence (README.md, "Recovery"). This test pins the limit the docs describe.
