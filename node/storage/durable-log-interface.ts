@@ -33,10 +33,18 @@ export interface RecoveredState {
    * Every tail recovery cut off as an incomplete, never-acknowledged write (empty normally).
    * Recovery can tell a torn write from a complete damaged record, but not from a lost write
    * of an acknowledged batch (zeros where it was): a replica that finds anything here, or
-   * that may have lost its final batch that way, should re-learn its slots from a majority
+   * that may have lost its final batch that way (see cleanShutdown), should re-learn its slots from a majority
    * before it votes again (node/storage/README.md, "Recovery").
    */
   truncated: TruncatedTail[];
+  /**
+   * The log's last record is the close record that close() writes after everything else was
+   * durable, and nothing was truncated: its tail is complete. False after a crash (or a first
+   * start): then the disk may have lost the final write(s) entirely (zeros where an
+   * acknowledged batch was), which nothing in the log can show. A lost write before a clean
+   * close is a hole before the close record and fails recovery with CorruptLogError.
+   */
+  cleanShutdown: boolean;
 }
 
 export interface TruncatedTail {

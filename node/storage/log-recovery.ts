@@ -65,6 +65,7 @@ export async function recoverDirectory(directory: string, noSync: boolean): Prom
   const latestBySlot = new Map<number, StoredEntry>();
   let hardState: HardState | undefined;
   let lastSegmentHasHardState = false;
+  let lastRecordClosesLog = false;
   let lastSegmentBytes = 0;
   let previousSegmentBytes = 0;
   let previousZeroTailBytes = 0;
@@ -77,7 +78,9 @@ export async function recoverDirectory(directory: string, noSync: boolean): Prom
     const bytes = await readFile(fileName);
     const info: SegmentInfo = { segmentSeq, slotMax: -1 };
     let segmentHasHardState = false;
+    let segmentEndsWithClose = false;
     const sink = (record: DecodedRecord): void => {
+      segmentEndsWithClose = record.type === RecordType.logClosed;
       if (record.type === RecordType.segmentHeader && position > 0) {
         checkPreviousSegmentEnd(fileName, join(directory, segmentFileName(segmentSeqs[position - 1]!)), record, lastSegmentBytes, previousZeroTailBytes);
       }
@@ -102,11 +105,12 @@ export async function recoverDirectory(directory: string, noSync: boolean): Prom
     lastSegmentBytes = scan.validBytes;
     previousZeroTailBytes = scan.zeroTailBytes;
     lastSegmentHasHardState = segmentHasHardState;
+    lastRecordClosesLog = segmentEndsWithClose && scan.tornTailBytes === 0;
   }
   const entries = [...latestBySlot.values()].sort((left, right) => left.slot - right.slot);
   assert(entries.every((entry) => entry.slot > snapshotIndex), 'recovered an entry at or below the snapshot index');
   const tornTailBytes = truncated.reduce((sum, tail) => sum + tail.bytes, 0);
-  const recovered: RecoveredState = { hardState, snapshot, entries, tornTailBytes, truncated };
+  const recovered: RecoveredState = { hardState, snapshot, entries, tornTailBytes, truncated, cleanShutdown: lastRecordClosesLog };
   return { recovered, segments, lastSegmentBytes, previousSegmentBytes, lastSegmentHasHardState, snapshotFile };
 }
 

@@ -29,7 +29,7 @@ describe('record codec', () => {
       offset += frame.frameBytes;
     }
     expect(records).toEqual([
-      { type: RecordType.segmentHeader, segmentSeq: 3, version: 2, previousSegmentBytes: 123_456_789 },
+      { type: RecordType.segmentHeader, segmentSeq: 3, version: 3, previousSegmentBytes: 123_456_789 },
       { type: RecordType.hardState, hardState: { promised: { round: 0xffff_ffff, ordinal: 4 } } },
       { type: RecordType.entry, entry: { slot: Number.MAX_SAFE_INTEGER, ballot: { round: 9, ordinal: 2 }, value: Buffer.from([0, 1, 2, 255]) } },
     ]);

@@ -40,8 +40,11 @@ async function buildLog(): Promise<{ bytes: Buffer; lastRecordStart: number }> {
   }
   const lastRecordStart = (await stat(join(dir, segmentName))).size;
   log.append(undefined, [entry(6, 2, 1, 'the last record, long enough to tear at many offsets: ' + 'z'.repeat(60))]);
+  await log.sync();
+  // The segment as a crash right now leaves it: before close() adds its close record.
+  const bytes = await readFile(join(dir, segmentName));
   await log.close();
-  return { bytes: await readFile(join(dir, segmentName)), lastRecordStart };
+  return { bytes, lastRecordStart };
 }
 
 async function dirWithSegment(bytes: Buffer): Promise<string> {
@@ -76,8 +79,10 @@ async function buildFinalBatchLog(mode: Mode): Promise<{ bytes: Buffer; finalBat
   }
   const finalBatchStart = log.stats().bytesWritten;
   for (let slot = earlierSlots + 1; slot <= earlierSlots + finalBatchSlots; slot += 1) log.append(undefined, [entry(slot, 2, 1, valueOf(slot))]);
-  await log.close();
+  await log.sync();
+  // The segment as a crash right now leaves it: before close() adds its close record.
   const bytes = await readFile(join(dir, segmentName));
+  await log.close();
   const finalBatchEnd = finalBatchStart + finalBatchSlots * recordBytes;
   expect(bytes.length).toBe(mode === 'preallocated' ? preallocatedBytes : finalBatchEnd);
   expect(finalBatchStart % sectorBytes).not.toBe(0);
@@ -100,6 +105,7 @@ async function expectTruncatedAt(mode: Mode, damaged: Buffer, offset: number, ke
   const opened = await openDurableLog(dir, optionsOf(mode));
   expect(opened.recovered.truncated, label).toEqual([{ file, offset, bytes: damaged.length - offset, reason: expect.stringMatching(reason) }]);
   expect(opened.recovered.tornTailBytes).toBe(damaged.length - offset);
+  expect(opened.recovered.cleanShutdown).toBe(false);
   const slots = opened.recovered.entries.map((stored) => stored.slot);
   expect(slots, label).toEqual(slotsUpTo(keptSlots));
   for (const stored of opened.recovered.entries) expect(stored.value.toString()).toBe(valueOf(stored.slot));
@@ -109,6 +115,7 @@ async function expectTruncatedAt(mode: Mode, damaged: Buffer, offset: number, ke
   await opened.log.close();
   const reopened = await openDurableLog(dir, optionsOf(mode));
   expect(reopened.recovered.truncated).toEqual([]);
+  expect(reopened.recovered.cleanShutdown).toBe(true);
   expect(reopened.recovered.entries.map((stored) => stored.slot)).toEqual([...slots, 100]);
   await reopened.log.close();
 }
@@ -262,13 +269,38 @@ describe('recovery: damaged acknowledged data', () => {
     await expectCorruptAt(mode, damaged, bigRecordStart, /later write batch/, mode);
   });
 
+  it.each(modes)('refuses a lost write of the final batch before a clean close: a hole before the close record (%s)', async (mode) => {
+    const dir = await freshDir();
+    const { log } = await openDurableLog(dir, optionsOf(mode));
+    for (let slot = 1; slot <= 5; slot += 1) {
+      log.append(undefined, [entry(slot, 1, 0, valueOf(slot))]);
+      await log.sync();
+    }
+    const finalBatchStart = log.stats().bytesWritten;
+    for (let slot = 6; slot <= 20; slot += 1) log.append(undefined, [entry(slot, 1, 0, valueOf(slot))]);
+    await log.sync();
+    const closeRecordStart = log.stats().bytesWritten;
+    await log.close();
+    const bytes = await readFile(join(dir, segmentName));
+    const intact = await openDurableLog(await dirWithSegment(bytes), optionsOf(mode));
+    expect(intact.recovered.cleanShutdown).toBe(true);
+    await intact.log.close();
+    // The disk acknowledged the final batch's write and never stored it; the close record's
+    // write landed, and with it the sector it shares with the end of the batch.
+    const lostEnd = closeRecordStart - (closeRecordStart % sectorBytes);
+    expect(lostEnd - finalBatchStart).toBeGreaterThan(sectorBytes);
+    const damaged = Buffer.from(bytes).fill(0, finalBatchStart, lostEnd);
+    await expectCorruptAt(mode, damaged, finalBatchStart, /later write batch/, mode);
+  });
+
   it('documented limit: a lost write of the whole final batch (zeros where it was) reads as the end of the records', async () => {
-    // Nothing in the log can tell it from a crash before the write; the replica's protocol-aware
-    // recovery is the defence (README.md, "Recovery"). This test pins the limit the docs describe.
+    // After a crash nothing in the log can tell it from a crash before the write; cleanShutdown
+    // is false, and the replica's protocol-aware recovery is the defence (README.md, "Recovery").
     const { bytes, finalBatchStart } = await buildFinalBatchLog('preallocated');
     const dir = await dirWithSegment(Buffer.from(bytes).fill(0, finalBatchStart));
     const opened = await openDurableLog(dir, optionsOf('preallocated'));
     expect(opened.recovered.truncated).toEqual([]);
+    expect(opened.recovered.cleanShutdown).toBe(false);
     expect(opened.recovered.entries.map((stored) => stored.slot)).toEqual(slotsUpTo(earlierSlots));
     await opened.log.close();
   });
