@@ -183,6 +183,29 @@ describe('recovery: torn tail', () => {
     }
   });
 
+  it.each(modes)('a torn write right after the close record of an earlier clean stop is a crash, not a clean shutdown (%s)', async (mode) => {
+    const dir = await freshDir();
+    const first = await openDurableLog(dir, optionsOf(mode));
+    first.log.append({ promised: { round: 2, ordinal: 1 } }, [entry(1, 2, 1, valueOf(1))]);
+    await first.log.close();
+    const closedRecordsEnd = first.log.stats().bytesWritten;
+    const second = await openDurableLog(dir, optionsOf(mode));
+    expect(second.recovered.cleanShutdown).toBe(true);
+    // One record longer than a sector, so that the cut leaves the close record the last whole one.
+    second.log.append(undefined, [entry(2, 2, 1, 'x'.repeat(2000))]);
+    await second.log.sync();
+    const crashed = await readFile(join(dir, segmentName));
+    await second.log.close();
+    const cut = Math.ceil((closedRecordsEnd + 1) / sectorBytes) * sectorBytes;
+    const damaged = mode === 'preallocated' ? Buffer.from(crashed).fill(0, cut) : crashed.subarray(0, cut);
+    const crashDir = await dirWithSegment(damaged);
+    const opened = await openDurableLog(crashDir, optionsOf(mode));
+    expect(opened.recovered.truncated).toEqual([expect.objectContaining({ offset: closedRecordsEnd, bytes: damaged.length - closedRecordsEnd })]);
+    expect(opened.recovered.cleanShutdown).toBe(false);
+    expect(plain(opened.recovered.entries)).toEqual(plain([entry(1, 2, 1, valueOf(1))]));
+    await opened.log.close();
+  });
+
   it('an empty or header-torn last segment left by a crash during rollover is repaired', async () => {
     for (const partialBytes of [0, 20]) {
       const dir = await freshDir();
