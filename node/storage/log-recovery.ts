@@ -1,5 +1,6 @@
 // Startup: reads the data directory back into a RecoveredState plus the layout the writer
-// continues from. Torn tails are truncated here; damaged acknowledged data throws.
+// continues from. Torn tails (incomplete final writes, see segment-scanner.ts) are truncated
+// here and listed in RecoveredState.truncated; damaged acknowledged data throws.
 import { mkdir, open, readdir, readFile, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
