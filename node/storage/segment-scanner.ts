@@ -21,11 +21,12 @@
 // has (into the zeros after it, or past the file's end) is recognised too: if one bit of the
 // length field, flipped back, makes the checksum match, the frame is complete and corrupt.
 //
-// What this cannot see (README.md, "Recovery"): damage of two or more bits in a length field
-// that points past the data, damage in a frame that also holds a whole zero sector of its own
-// value, and a lost write (zeros where an acknowledged batch was): at the very end of the last
-// segment it reads as a clean end or a torn tail. The torn tails are reported in
-// RecoveredState.truncated, so the replica can rebuild from its peers before it votes.
+// What this cannot see (README.md, "What recovery cannot see"): damage of two or more bits in
+// a length field that points past the data, damage in a frame that also holds a whole zero
+// sector of its own value, and a lost write (zeros where an acknowledged batch was) at the
+// very end of the log after a crash, which reads as a clean end or a torn tail. Recovery
+// reports every torn tail (RecoveredState.truncated) and whether the log was closed cleanly
+// (cleanShutdown), so the replica can re-learn from its peers before it votes.
 //
 // A segment written into a preallocated, zero-filled file ends in zeros: a bad frame followed
 // only by zero bytes is the end of the records, in any segment. (That a non-last segment's
