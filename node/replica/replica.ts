@@ -71,7 +71,11 @@ export class Replica {
       segmentBytesMax: LOG_SEGMENT_BYTES,
       preallocateSegments: config.preallocateSegments,
     });
-    if (recovered.tornTailBytes > 0) logger.warn({ bytes: recovered.tornTailBytes }, 'discarded a torn, never-acknowledged tail of the log');
+    // A torn tail is an O_DSYNC write that never returned, so nothing in it was acknowledged:
+    // the replica votes as before. (Abstaining after every crash would leave a shard that lost
+    // power on every replica at once without a majority to re-learn from.)
+    for (const cut of recovered.truncated) logger.warn(cut, 'discarded a torn, never-acknowledged tail of the log');
+    logger.info({ cleanShutdown: recovered.cleanShutdown }, recovered.cleanShutdown ? 'the log was closed cleanly' : 'the log was not closed cleanly (a crash): recovered up to its last complete write');
     const votingState = await decideVotingState(config, recovered, logger);
     const node = new ShardNode(
       {
