@@ -350,7 +350,7 @@ export class PaxosCore {
     }
     if (this.votingStateValue !== 'voter') {
       // Never a candidate: its own log may lack what it promised or accepted before.
-      if (this.votingStateValue === 'probing' && this.tickNow % this.config.retransmitTicks === 1) this.sendProbes();
+      if (this.votingStateValue === 'probing' && this.tickNow % this.config.heartbeatTicks === 1 % this.config.heartbeatTicks) this.sendProbes();
       return;
     }
     this.electionElapsed += 1;

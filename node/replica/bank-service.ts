@@ -308,6 +308,7 @@ export class BankService {
       pid: process.pid,
       snapshotIndex: core.snapshotIndex,
       shardTotal: this.replica.node.bank.shardTotal(),
+      voting: core.votingState,
     };
   }
 
@@ -357,7 +358,7 @@ export class BankService {
 function downStatus(shard: number, ordinal: number, address: string): ReplicaStatus {
   return {
     shard, ordinal, role: 'down', ready: false, address, commitIndex: 0, appliedIndex: 0, ballot: undefined,
-    leaderOrdinal: -1, inflightTransactions: 0, pid: 0, snapshotIndex: 0, shardTotal: 0,
+    leaderOrdinal: -1, inflightTransactions: 0, pid: 0, snapshotIndex: 0, shardTotal: 0, voting: '',
   };
 }
 

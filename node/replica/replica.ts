@@ -2,7 +2,7 @@
 // contract requires (send requests at once; append + fsync, then send replies that claim
 // durable state and acknowledge the persist id; route 2PC messages; resolve client calls),
 // ticks the node on a timer, and feeds it frames from peers.
-import { mkdir, readFile, writeFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, writeFile, rename, rm, stat } from 'node:fs/promises';
 import { unlinkSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
@@ -10,7 +10,9 @@ import type { Logger } from 'pino';
 import { assert } from '../util/assert.js';
 import type { PaxosMessage, PeerFrame } from '../gen/shardbank/v1/peer.js';
 import { openDurableLog } from '../storage/durable-log.js';
-import type { DurableLog } from '../storage/durable-log-interface.js';
+import type { DurableLog, RecoveredState } from '../storage/durable-log-interface.js';
+import { fsyncDirectory } from '../storage/file-io.js';
+import type { VotingState } from '../paxos/paxos-core.js';
 import { ShardNode, DEFAULT_TIMING, type ClientReply, type ShardReady, type TransferInput } from '../shard/shard-node.js';
 import { PeerTransport } from '../transport/peer-transport.js';
 import type { ReplicaConfig } from './replica-config.js';
@@ -69,7 +71,12 @@ export class Replica {
       segmentBytesMax: LOG_SEGMENT_BYTES,
       preallocateSegments: config.preallocateSegments,
     });
-    if (recovered.tornTailBytes > 0) logger.warn({ bytes: recovered.tornTailBytes }, 'discarded a torn, never-acknowledged tail of the log');
+    // A torn tail is an O_DSYNC write that never returned, so nothing in it was acknowledged:
+    // the replica votes as before. (Abstaining after every crash would leave a shard that lost
+    // power on every replica at once without a majority to re-learn from.)
+    for (const cut of recovered.truncated) logger.warn(cut, 'discarded a torn, never-acknowledged tail of the log');
+    logger.info({ cleanShutdown: recovered.cleanShutdown }, recovered.cleanShutdown ? 'the log was closed cleanly' : 'the log was not closed cleanly (a crash): recovered up to its last complete write');
+    const votingState = await decideVotingState(config, recovered, logger);
     const node = new ShardNode(
       {
         topology: config.topology,
@@ -86,6 +93,7 @@ export class Replica {
           inflightSlotsMax: config.inflightSlotsMax,
           entriesPerMessageMax: 256,
           thriftyAccepts: config.thriftyAccepts,
+          votingState,
         },
         timing: {
           ...DEFAULT_TIMING,
@@ -218,6 +226,7 @@ export class Replica {
         this.metrics.elections += 1;
         this.logger.info({ ballot: event.ballot }, 'became leader');
       } else if (event.type === 'stepped-down') this.logger.info({ ballot: event.ballot }, 'stepped down');
+      else if (event.type === 'voting-ready') this.startVoting(event.reason);
     }
     const persist = ready.persist;
     if (persist) {
@@ -258,6 +267,21 @@ export class Replica {
       assert(ready.messagesAfterPersist.length === 0, 'replies that claim durable state in a Ready without a persist');
     }
     return Boolean(persist) || ready.messages.length > 0 || ready.replies.length > 0 || ready.txMessages.length > 0 || this.node.hasQueuedWork();
+  }
+
+  /** The core may vote: make that durable (remove the marker) first, then let it. */
+  private startVoting(reason: 'first-start' | 'rebuilt'): void {
+    const marker = path.join(this.config.dataDir, NOT_VOTING_MARKER);
+    this.persistChain = this.persistChain
+      .then(async () => {
+        await rm(marker, { force: true });
+        await fsyncDirectory(this.config.dataDir);
+        if (this.stopped) return;
+        this.logger.info({ reason }, reason === 'first-start' ? 'first start of the shard: voting' : 'rebuilt from the live majority: voting again');
+        this.node.core.startVoting();
+        this.scheduleProcess();
+      })
+      .catch((error: unknown) => this.fail(error));
   }
 
   /** A persist is durable: now the replies that claim it may go, and the core may count it. */
@@ -313,6 +337,30 @@ export class Replica {
   stats() {
     return this.log.stats();
   }
+}
+
+/**
+ * Present while a replica must not vote: it started with an empty log (a new replica, or one
+ * whose disk was lost) and has not yet learned that the shard never ran or re-learned what it
+ * may have promised (see VotingState in node/paxos/paxos-core.ts). Made durable before the
+ * replica starts, removed (durably) only once the core says it may vote.
+ */
+const NOT_VOTING_MARKER = 'NOT_VOTING';
+
+async function decideVotingState(config: ReplicaConfig, recovered: RecoveredState, logger: Logger): Promise<VotingState> {
+  const marker = path.join(config.dataDir, NOT_VOTING_MARKER);
+  const empty = recovered.hardState === undefined && recovered.snapshot === undefined && recovered.entries.length === 0;
+  const markerPresent = await stat(marker).then(() => true, () => false);
+  if (config.topology.replicasPerShard === 1 || (!empty && !markerPresent)) return 'voter';
+  if (!markerPresent) {
+    await writeFile(marker, 'this replica started with an empty data dir and does not vote until it is safe\n', { flag: 'wx' });
+    const handle = await open(marker, 'r');
+    await handle.sync();
+    await handle.close();
+    await fsyncDirectory(config.dataDir);
+  }
+  logger.warn({ emptyLog: empty }, 'not voting until the peers show this is the first start or the lost state is re-learned (protocol-aware recovery)');
+  return 'probing';
 }
 
 /** Two replica processes on one data dir would corrupt it: the second one refuses to start. */

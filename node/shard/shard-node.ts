@@ -9,21 +9,17 @@ import { assert } from '../util/assert.js';
 import type { Topology } from '../cluster/topology.js';
 import { shardOfItem } from '../cluster/topology.js';
 import { Outcome } from '../gen/shardbank/v1/bank.js';
-import type { Command, PaxosMessage, TxId, TxMessage } from '../gen/shardbank/v1/peer.js';
+import type { Command, PaxosMessage, TxMessage } from '../gen/shardbank/v1/peer.js';
 import { CommandBatch } from '../gen/shardbank/v1/peer.js';
 import { BankState, ABORT_REASONS, type ApplyEvent, type TxRecord } from '../bank/bank-state.js';
-import { compareTxIds, txIdOf, txKey } from '../bank/txid.js';
+import { txIdOf } from '../bank/txid.js';
+import { ProposalQueue, PENDING_ACKS_MAX } from './proposal-queue.js';
+import { TwoPhaseCommit, type TwoPhaseCommitTiming } from './two-phase-commit.js';
+import { LinearizableReads } from './linearizable-reads.js';
 import { expiredMessage, transferDigest } from '../bank/session-table.js';
 import { PaxosCore, type CoreEvent, type PaxosConfig, type PersistWork, type RecoveredAcceptorState } from '../paxos/paxos-core.js';
 
-export interface ShardTimingConfig {
-  /** Ticks between scans of in-flight transactions for resends and timeouts. */
-  txScanTicks: number;
-  txResendTicks: number;
-  /** A coordinator that has no vote after this long decides ABORT. */
-  txAbortTicks: number;
-  /** A prepared participant asks the coordinator for the outcome after this long. */
-  txInquiryTicks: number;
+export interface ShardTimingConfig extends TwoPhaseCommitTiming {
   /** A linearizable read waits at most this long for pending credits to be decided. */
   readWaitTicksMax: number;
   conflictRetriesMax: number;
@@ -106,22 +102,6 @@ interface Waiter {
   attempts: number;
 }
 
-interface TxTimer {
-  /** The scan that last saw this transaction live; older timers belong to finished ones. */
-  seenInScan: number;
-  sinceTick: number;
-  lastSentTick: number;
-}
-
-interface PendingRead {
-  token: number;
-  items: number[];
-  index: number;
-  waitKeys: Set<string> | undefined;
-  deadlineTick: number;
-}
-
-type BodyOf<K extends NonNullable<TxMessage['body']>['$case']> = Extract<NonNullable<TxMessage['body']>, { $case: K }>;
 
 export class ShardNode {
   readonly config: ShardNodeConfig;
@@ -134,34 +114,17 @@ export class ShardNode {
   private readonly waiters = new Map<string, Waiter>();
   /** OpenSession requests by client id, answered when their command applies. */
   private readonly openWaiters = new Map<string, number[]>();
-  private queue: Command[] = [];
-  /**
-   * Acknowledged transactions to forget: bookkeeping nobody waits for. They go as one CoordAck
-   * command in the next slot that carries other commands, or alone at the next tick, so they
-   * never take a slot that a client's command could need.
-   */
-  private pendingAcks: TxId[] = [];
+  private readonly queue = new ProposalQueue();
+  private readonly twoPhaseCommit: TwoPhaseCommit;
   /** Pacing: the queue is being held for more commands; released by the driver or a tick. */
   private held = false;
   private holdReleased = false;
   private readonly proposedCommands = new WeakMap<Buffer, Command[]>();
-  private txSeq = 0;
-  /** Transactions this leader proposed whose CoordPrepare has not applied yet, and their participant shard. */
-  private readonly ownProposedTx = new Map<string, { toShard: number }>();
-  private readonly earlyVotes = new Map<string, boolean>();
-  private readonly decisionProposed = new Set<string>();
-  private readonly ackProposed = new Set<string>();
-  private readonly participantProposed = new Set<string>();
-  private readonly txTimers = new Map<string, TxTimer>();
-  private scans = 0;
   private retries: { dueTick: number; key: string }[] = [];
-  private readId = 0;
-  private readonly readsByCoreId = new Map<number, { token: number; items: number[] }>();
-  private readsWaiting: PendingRead[] = [];
+  private readonly reads: LinearizableReads;
   /** Counters for /metrics: how well commands batch into slots. */
   readonly counters = { commandsProposed: 0, slotsProposed: 0, txMessagesSent: 0, pacingHolds: 0 };
   // Outputs.
-  private txOut: TxMessage[] = [];
   private replies: ClientReply[] = [];
 
   constructor(config: ShardNodeConfig, recovered?: RecoveredAcceptorState) {
@@ -172,6 +135,8 @@ export class ShardNode {
       recovered,
     );
     this.bankState = new BankState(topology, shard);
+    this.twoPhaseCommit = new TwoPhaseCommit(shard, ordinal, config.timing, this.queue);
+    this.reads = new LinearizableReads(config.timing.readWaitTicksMax);
   }
 
   get bank(): BankState {
@@ -189,11 +154,11 @@ export class ShardNode {
     // A held batch never waits longer than a tick, whatever the driver does.
     this.releaseHeldProposals();
     this.core.tick();
+    this.twoPhaseCommit.tick(this.core.isReadyLeader, this.bankState);
     if (!this.core.isReadyLeader) return;
-    if (this.pendingAcks.length > 0 && this.queue.length === 0) this.queueAcks();
+    if (this.queue.ackCount > 0 && this.queue.length === 0) this.queue.queueAcks();
     this.runRetries();
-    if (this.ticks % this.config.timing.txScanTicks === 0) this.scanTransactions();
-    this.expireReads();
+    this.reads.expire(this.ticks);
   }
 
   stepPaxos(message: PaxosMessage): void {
@@ -272,29 +237,31 @@ export class ShardNode {
 
   /** A linearizable read of items of this shard: read-index, then wait for pending credits. */
   submitRead(items: number[], token: number): void {
-    this.readId += 1;
-    if (!this.core.readIndex(this.readId)) {
+    const id = this.reads.nextId();
+    if (!this.core.readIndex(id)) {
       this.replyError(token, 'not-leader', 'linearizable reads are served by the leader');
       return;
     }
-    this.readsByCoreId.set(this.readId, { token, items });
+    this.reads.register(id, token, items);
   }
 
   stepTx(message: TxMessage): void {
     if (message.toShard !== this.config.shard || !message.body) return;
     if (!this.core.isReadyLeader) return;
     const body = message.body;
+    const tpc = this.twoPhaseCommit;
     switch (body.$case) {
       case 'prepare':
-        return this.onTxPrepare(message.fromShard, body);
+        return tpc.onPrepare(message.fromShard, body, this.bankState);
       case 'vote':
-        return this.onTxVote(message.fromShard, txIdOf(body.vote.txid), body.vote.yes);
+        return tpc.onVote(message.fromShard, txIdOf(body.vote.txid), body.vote.yes, this.bankState);
       case 'inquiry':
-        return this.onTxVote(message.fromShard, txIdOf(body.inquiry.txid), true);
+        // A prepared participant's inquiry is its YES vote.
+        return tpc.onVote(message.fromShard, txIdOf(body.inquiry.txid), true, this.bankState);
       case 'decision':
-        return this.onTxDecision(message.fromShard, body);
+        return tpc.onDecision(message.fromShard, body, this.bankState);
       case 'ack':
-        return this.onTxAck(txIdOf(body.ack.txid));
+        return tpc.onAck(txIdOf(body.ack.txid), this.bankState);
       default: {
         const unknown: never = body;
         void unknown;
@@ -326,22 +293,26 @@ export class ShardNode {
       assert(this.bankState.appliedIndex === core.snapshotToApply.index, 'snapshot index mismatch');
     }
     for (const entry of core.committed) this.applySlot(entry.slot, entry.value);
-    for (const event of core.events) this.onCoreEvent(event);
-    for (const read of core.readsReady) this.onReadIndex(read.id, read.index);
-    this.serveWaitingReads();
+    for (const event of core.events) if (event.type === 'read-failed') this.reads.onReadFailed(event.id);
+    for (const read of core.readsReady) this.reads.onReadIndex(read.id, read.index, this.ticks);
+    this.reads.serve(this.bankState);
     if (this.core.isReadyLeader && !this.wasReadyLeader) this.onLeadershipReady();
     if (!this.core.isReadyLeader && this.wasReadyLeader) this.onLeadershipLost();
     this.wasReadyLeader = this.core.isReadyLeader;
     this.maybeSnapshot();
+    for (const outcome of this.reads.takeOutcomes()) {
+      if (outcome.kind === 'read') this.replies.push(outcome);
+      else this.replyError(outcome.token, outcome.code, outcome.message);
+    }
     const ready: ShardReady = {
       messages: core.messages,
       persist: core.persist,
       messagesAfterPersist: core.messagesAfterPersist,
-      txMessages: this.txOut,
+      txMessages: this.twoPhaseCommit.takeMessages(),
       replies: this.replies,
       events: core.events,
     };
-    this.txOut = [];
+    this.counters.txMessagesSent = this.twoPhaseCommit.messagesSent;
     this.replies = [];
     return ready;
   }
@@ -370,36 +341,26 @@ export class ShardNode {
       this.propose({ body: { $case: 'transfer', transfer: { ...input } } });
       return;
     }
-    const ballot = this.core.leaderBallot;
-    this.txSeq += 1;
-    const txid: TxId = { shard: this.config.shard, round: ballot.round, ordinal: ballot.ordinal, seq: this.txSeq };
-    this.ownProposedTx.set(txKey(txid), { toShard });
+    // The participant prepares in parallel with our own PREPARE.
+    const txid = this.twoPhaseCommit.beginAttempt(this.core.leaderBallot, toShard, { from: input.from, to: input.to, amount: input.amount }, this.bankState);
     this.propose({
       body: {
         $case: 'coordPrepare',
         coordPrepare: { txid, clientId: input.clientId, requestId: input.requestId, from: input.from, to: input.to, amount: input.amount, toShard, acknowledgedBelow: input.acknowledgedBelow, sessionEpoch: input.sessionEpoch },
       },
     });
-    // The participant prepares in parallel with our own PREPARE.
-    this.sendTx(toShard, { $case: 'prepare', prepare: { txid, from: input.from, to: input.to, amount: input.amount, watermark: this.bankState.ownWatermark() } });
   }
 
   private propose(command: Command): void {
     this.queue.push(command);
   }
 
-  private queueAcks(): void {
-    this.queue.push({ body: { $case: 'coordAck', coordAck: { txid: undefined, txids: this.pendingAcks } } });
-    this.pendingAcks = [];
-  }
-
   private flushProposals(): void {
     const wasHeld = this.held;
     this.held = false;
-    if (this.queue.length === 0 && this.pendingAcks.length < PENDING_ACKS_MAX) return;
+    if (this.queue.length === 0 && this.queue.ackCount < PENDING_ACKS_MAX) return;
     if (this.core.role !== 'leader') {
-      this.queue = [];
-      this.pendingAcks = [];
+      this.queue.clear();
       return;
     }
     if (!this.core.canPropose) return;
@@ -409,9 +370,9 @@ export class ShardNode {
       return;
     }
     this.holdReleased = false;
-    if (this.pendingAcks.length > 0) this.queueAcks();
+    this.queue.queueAcks();
     while (this.queue.length > 0 && this.core.canPropose) {
-      const commands = this.queue.splice(0, this.config.commandsPerSlotMax);
+      const commands = this.queue.take(this.config.commandsPerSlotMax);
       const value = Buffer.from(CommandBatch.encode({ commands }).finish());
       this.proposedCommands.set(value, commands);
       const slot = this.core.propose(value);
@@ -424,8 +385,7 @@ export class ShardNode {
   private shouldHold(): boolean {
     const pacing = this.config.pacing;
     if (!pacing || this.holdReleased || this.waiters.size < pacing.minWaiters) return false;
-    const queued = this.queue.length + (this.pendingAcks.length > 0 ? 1 : 0);
-    return queued < pacing.targetCommands;
+    return this.queue.queuedWithAcks < pacing.targetCommands;
   }
 
   // ---- Apply ----
@@ -461,12 +421,12 @@ export class ShardNode {
         if (event.inflightTxid) return; // joined: resolved when that attempt is decided
         return this.resolve(requestKey(event.clientId, event.requestId), event.outcome, event.index);
       case 'coord-prepared':
-        return this.onCoordPrepared(event.record);
+        return this.twoPhaseCommit.onCoordPrepared(event.record);
       case 'coord-decided':
-        return this.onCoordDecided(event.record);
+        this.resolveCoordinated(event.record);
+        return this.twoPhaseCommit.onCoordDecided(event.record, this.bankState);
       case 'coord-finished':
-        this.forgetTx(txKey(event.txid));
-        return;
+        return this.twoPhaseCommit.onCoordFinished(event.txid);
       case 'session-opened': {
         const tokens = this.openWaiters.get(event.clientId) ?? [];
         this.openWaiters.delete(event.clientId);
@@ -474,15 +434,9 @@ export class ShardNode {
         return;
       }
       case 'part-voted':
-        this.participantProposed.delete(txKey(event.txid));
-        this.sendTx(event.coordinatorShard, { $case: 'vote', vote: { txid: event.txid, yes: event.yes } });
-        if (event.yes) this.touchTimer(txKey(event.txid));
-        return;
+        return this.twoPhaseCommit.onPartVoted(event.txid, event.coordinatorShard, event.yes);
       case 'part-decided':
-        this.participantProposed.delete(txKey(event.txid));
-        this.forgetTx(txKey(event.txid));
-        this.sendTx(event.coordinatorShard, { $case: 'ack', ack: { txid: event.txid } });
-        return;
+        return this.twoPhaseCommit.onPartDecided(event.txid, event.coordinatorShard);
       default: {
         const unknown: never = event;
         void unknown;
@@ -490,189 +444,17 @@ export class ShardNode {
     }
   }
 
-  private onCoordPrepared(record: TxRecord): void {
-    const key = txKey(record.txid);
-    this.ownProposedTx.delete(key);
-    this.touchTimer(key);
-    const vote = this.earlyVotes.get(key);
-    if (vote === undefined) return;
-    this.earlyVotes.delete(key);
-    this.proposeDecision(record.txid, vote, vote ? 0 : ABORT_REASONS.participantNo, record.peerShard);
-  }
-
-  private onCoordDecided(record: TxRecord): void {
-    const key = txKey(record.txid);
-    this.ownProposedTx.delete(key);
-    this.earlyVotes.delete(key);
-    this.decisionProposed.delete(key);
-    if (!record.tombstone && record.abortReason !== ABORT_REASONS.rejected) {
-      const waiterKey = requestKey(record.clientId, record.requestId);
-      if (record.state === 'committed') this.resolve(waiterKey, Outcome.COMMITTED, record.decisionIndex);
-      else if (record.abortReason === ABORT_REASONS.insufficientFunds) this.resolve(waiterKey, Outcome.INSUFFICIENT_FUNDS, record.decisionIndex);
-      else this.retryOrAbort(waiterKey);
-    }
-    this.sendDecision(record);
-    this.touchTimer(key, true);
-  }
-
-  private proposeDecision(txid: TxId, commit: boolean, reason: number, participantShard: number): void {
-    const key = txKey(txid);
-    if (this.decisionProposed.has(key)) return;
-    this.decisionProposed.add(key);
-    this.propose({ body: { $case: 'coordDecision', coordDecision: { txid, commit, reason, participantShard } } });
-  }
-
-  private sendDecision(record: TxRecord): void {
-    if (record.peerShard < 0) return;
-    this.sendTx(record.peerShard, {
-      $case: 'decision',
-      decision: { txid: record.txid, commit: record.state === 'committed', watermark: this.bankState.ownWatermark() },
-    });
-  }
-
-  // ---- Two-phase commit messages ----
-
-  private onTxPrepare(fromShard: number, body: BodyOf<'prepare'>): void {
-    const p = body.prepare;
-    const txid = txIdOf(p.txid);
-    if (txid.shard !== fromShard || !this.bankState.ownsItem(p.to)) return;
-    const key = txKey(txid);
-    const existing = this.bankState.transaction(txid);
-    if (existing) {
-      this.sendTx(fromShard, { $case: 'vote', vote: { txid, yes: existing.state !== 'aborted' } });
-      return;
-    }
-    if (this.participantProposed.has(key)) return;
-    this.participantProposed.add(key);
-    this.propose({ body: { $case: 'partPrepare', partPrepare: { txid, from: p.from, to: p.to, amount: p.amount, coordWatermark: p.watermark } } });
-  }
-
-  private onTxVote(fromShard: number, txid: TxId, yes: boolean): void {
-    if (txid.shard !== this.config.shard) return;
-    const key = txKey(txid);
-    const record = this.bankState.transaction(txid);
-    if (record && record.role === 'coordinator') {
-      // Only the transaction's own participant shard votes (an inquiry is its YES).
-      if (record.peerShard !== fromShard) return;
-      if (record.state === 'prepared') this.proposeDecision(txid, yes, yes ? 0 : ABORT_REASONS.participantNo, record.peerShard);
-      else this.sendDecision(record);
-      return;
-    }
-    const proposed = this.ownProposedTx.get(key);
-    if (proposed) {
-      // The participant answered before our own PREPARE applied: remember the vote.
-      if (proposed.toShard === fromShard) this.earlyVotes.set(key, yes);
-      return;
-    }
-    if (compareTxIds(txid, this.bankState.ownWatermark()) < 0) {
-      // Finished or never logged: it cannot commit any more.
-      this.sendTx(fromShard, { $case: 'decision', decision: { txid, commit: false, watermark: this.bankState.ownWatermark() } });
-      return;
-    }
-    // Presumed abort: record ABORT first, so that a late PREPARE can never commit.
-    this.proposeDecision(txid, false, ABORT_REASONS.participantNo, fromShard);
-  }
-
-  private onTxDecision(fromShard: number, body: BodyOf<'decision'>): void {
-    const d = body.decision;
-    const txid = txIdOf(d.txid);
-    if (txid.shard !== fromShard) return;
-    const key = txKey(txid);
-    const record = this.bankState.transaction(txid);
-    if (record && record.state !== 'prepared') {
-      this.sendTx(fromShard, { $case: 'ack', ack: { txid } });
-      return;
-    }
-    if (!record && compareTxIds(txid, this.bankState.watermarkOf(fromShard)) < 0) {
-      this.sendTx(fromShard, { $case: 'ack', ack: { txid } });
-      return;
-    }
-    const proposedKey = `decision:${key}`;
-    if (this.participantProposed.has(proposedKey)) return;
-    this.participantProposed.add(proposedKey);
-    this.propose({ body: { $case: 'partDecision', partDecision: { txid, commit: d.commit, coordWatermark: d.watermark } } });
-  }
-
-  private onTxAck(txid: TxId): void {
-    if (txid.shard !== this.config.shard) return;
-    const key = txKey(txid);
-    const record = this.bankState.transaction(txid);
-    if (!record || record.state === 'prepared' || this.ackProposed.has(key)) return;
-    this.ackProposed.add(key);
-    this.pendingAcks.push(txid);
-  }
-
-  private sendTx(toShard: number, body: NonNullable<TxMessage['body']>): void {
-    this.counters.txMessagesSent += 1;
-    this.txOut.push({ fromShard: this.config.shard, toShard, fromOrdinal: this.config.ordinal, body });
-  }
-
-  // ---- Timers: resends, coordinator timeouts, participant inquiries ----
-
-  private touchTimer(key: string, reset = false): void {
-    const timer = this.txTimers.get(key);
-    if (timer && !reset) return;
-    this.txTimers.set(key, { sinceTick: this.ticks, lastSentTick: this.ticks, seenInScan: this.scans });
-  }
-
-  private forgetTx(key: string): void {
-    this.txTimers.delete(key);
-    this.ackProposed.delete(key);
-    this.decisionProposed.delete(key);
-    this.participantProposed.delete(`decision:${key}`);
-  }
-
-  private scanTransactions(): void {
-    const t = this.config.timing;
-    // Runs every txScanTicks over every record (tens of thousands under batch load): no
-    // allocation per record, timers of finished transactions found by their scan number.
-    this.scans += 1;
-    let live = 0;
-    for (const [key, record] of this.bankState.transactionEntries()) {
-      // Decided participant records only wait for garbage collection: nothing to drive.
-      if (record.role === 'participant' && record.state !== 'prepared') continue;
-      live += 1;
-      let timer = this.txTimers.get(key);
-      if (!timer) {
-        timer = { sinceTick: this.ticks, lastSentTick: Number.NEGATIVE_INFINITY, seenInScan: this.scans };
-        this.txTimers.set(key, timer);
-      }
-      timer.seenInScan = this.scans;
-      const resendDue = this.ticks - timer.lastSentTick >= t.txResendTicks;
-      if (record.role === 'coordinator') {
-        if (record.state === 'prepared') {
-          if (this.ticks - timer.sinceTick >= t.txAbortTicks) {
-            this.proposeDecision(record.txid, false, ABORT_REASONS.timeout, record.peerShard);
-          } else if (resendDue) {
-            timer.lastSentTick = this.ticks;
-            this.sendTx(record.peerShard, {
-              $case: 'prepare',
-              prepare: { txid: record.txid, from: record.from, to: record.to, amount: record.amount, watermark: this.bankState.ownWatermark() },
-            });
-          }
-        } else if (resendDue) {
-          timer.lastSentTick = this.ticks;
-          this.sendDecision(record);
-        }
-      } else if (this.ticks - timer.sinceTick >= t.txInquiryTicks && resendDue) {
-        // A prepared participant never aborts on its own: it asks the coordinator shard.
-        timer.lastSentTick = this.ticks;
-        this.sendTx(record.peerShard, { $case: 'inquiry', inquiry: { txid: record.txid } });
-      }
-    }
-    // Timers of transactions that finished or were collected go with them (bounded memory).
-    if (this.txTimers.size > live) {
-      for (const [key, timer] of this.txTimers) if (timer.seenInScan !== this.scans) this.txTimers.delete(key);
-    }
+  /** The client's outcome of a coordinated transfer, once its decision applied. */
+  private resolveCoordinated(record: TxRecord): void {
+    if (record.tombstone || record.abortReason === ABORT_REASONS.rejected) return;
+    const waiterKey = requestKey(record.clientId, record.requestId);
+    if (record.state === 'committed') this.resolve(waiterKey, Outcome.COMMITTED, record.decisionIndex);
+    else if (record.abortReason === ABORT_REASONS.insufficientFunds) this.resolve(waiterKey, Outcome.INSUFFICIENT_FUNDS, record.decisionIndex);
+    else this.retryOrAbort(waiterKey);
   }
 
   private onLeadershipReady(): void {
-    this.txSeq = 0;
-    this.txTimers.clear();
-    // Everything in flight is in the replicated state: re-ask votes and re-send decisions now.
-    for (const [key] of this.bankState.transactionEntries()) {
-      this.txTimers.set(key, { sinceTick: this.ticks, lastSentTick: Number.NEGATIVE_INFINITY, seenInScan: this.scans });
-    }
+    this.twoPhaseCommit.onLeadershipReady(this.bankState);
   }
 
   private onLeadershipLost(): void {
@@ -684,17 +466,10 @@ export class ShardNode {
     this.waiters.clear();
     for (const tokens of this.openWaiters.values()) for (const token of tokens) this.replyError(token, 'not-leader', 'leadership lost while opening the session; retry');
     this.openWaiters.clear();
-    this.queue = [];
-    this.pendingAcks = [];
-    this.ownProposedTx.clear();
-    this.earlyVotes.clear();
-    this.decisionProposed.clear();
-    this.ackProposed.clear();
-    this.participantProposed.clear();
-    this.txTimers.clear();
+    this.queue.clear();
+    this.twoPhaseCommit.onLeadershipLost();
     this.retries = [];
-    for (const read of this.readsWaiting) this.replyError(read.token, 'not-leader', 'leadership lost during the read');
-    this.readsWaiting = [];
+    this.reads.onLeadershipLost();
   }
 
   // ---- Client outcomes ----
@@ -741,62 +516,6 @@ export class ShardNode {
     this.replies.push({ token, kind: 'error', code, message, leaderOrdinal: this.core.leaderOrdinal });
   }
 
-  // ---- Reads ----
-
-  private onCoreEvent(event: CoreEvent): void {
-    if (event.type !== 'read-failed') return;
-    const read = this.readsByCoreId.get(event.id);
-    if (!read) return;
-    this.readsByCoreId.delete(event.id);
-    this.replyError(read.token, 'not-leader', 'leadership changed during the read; retry');
-  }
-
-  private onReadIndex(id: number, index: number): void {
-    const read = this.readsByCoreId.get(id);
-    if (!read) return;
-    this.readsByCoreId.delete(id);
-    this.readsWaiting.push({ token: read.token, items: read.items, index, waitKeys: undefined, deadlineTick: this.ticks + this.config.timing.readWaitTicksMax });
-  }
-
-  /**
-   * A read never shows a prepared-but-undecided change, and must show a credit whose transfer
-   * was acknowledged: so it waits for the credits pending at its read point to be decided.
-   */
-  private serveWaitingReads(): void {
-    if (this.readsWaiting.length === 0) return;
-    const still: PendingRead[] = [];
-    for (const read of this.readsWaiting) {
-      if (this.bankState.appliedIndex < read.index) {
-        still.push(read);
-        continue;
-      }
-      if (!read.waitKeys) {
-        read.waitKeys = new Set();
-        for (const item of read.items) for (const key of this.bankState.pendingCreditKeys(item) ?? []) read.waitKeys.add(key);
-      }
-      for (const key of [...read.waitKeys]) {
-        const stillPending = read.items.some((item) => this.bankState.pendingCreditKeys(item)?.has(key));
-        if (!stillPending) read.waitKeys.delete(key);
-      }
-      if (read.waitKeys.size > 0) {
-        still.push(read);
-        continue;
-      }
-      this.replies.push({ token: read.token, kind: 'read', balances: read.items.map((item) => this.bankState.balance(item)), index: read.index });
-    }
-    this.readsWaiting = still;
-  }
-
-  private expireReads(): void {
-    if (this.readsWaiting.length === 0) return;
-    const still: PendingRead[] = [];
-    for (const read of this.readsWaiting) {
-      if (read.deadlineTick <= this.ticks) this.replyError(read.token, 'unavailable', 'items: a prepared transfer on these items is still undecided; retry');
-      else still.push(read);
-    }
-    this.readsWaiting = still;
-  }
-
   // ---- Snapshots ----
 
   private maybeSnapshot(): void {
@@ -806,9 +525,6 @@ export class ShardNode {
     this.core.compact(applied, this.bankState.toSnapshot());
   }
 }
-
-/** Past this many, acknowledgements go in a slot of their own without waiting for a tick. */
-const PENDING_ACKS_MAX = 1024;
 
 export function requestKey(clientId: string, requestId: number): string {
   return `${clientId}\u0000${requestId}`;

@@ -27,8 +27,34 @@ export interface RecoveredState {
   snapshot: StoredSnapshot | undefined;
   /** Latest record per slot, only slots > snapshot.index, sorted by slot. */
   entries: StoredEntry[];
-  /** Bytes discarded from a torn or incomplete tail (0 normally). */
+  /** Bytes discarded from a torn or incomplete tail (0 normally): the sum over `truncated`. */
   tornTailBytes: number;
+  /**
+   * Every tail recovery cut off as an incomplete, never-acknowledged write (empty normally).
+   * Recovery can tell a torn write from a complete damaged record, but not from a lost write
+   * of an acknowledged batch (zeros where it was): a replica that finds anything here, or
+   * that may have lost its final batch that way (see cleanShutdown), should re-learn its slots from a majority
+   * before it votes again (node/storage/README.md, "Recovery").
+   */
+  truncated: TruncatedTail[];
+  /**
+   * The log's last record is the close record that close() writes after everything else was
+   * durable, and nothing was truncated: its tail is complete. False after a crash (or a first
+   * start): then the disk may have lost the final write(s) entirely (zeros where an
+   * acknowledged batch was), which nothing in the log can show. A lost write before a clean
+   * close is a hole before the close record and fails recovery with CorruptLogError.
+   */
+  cleanShutdown: boolean;
+}
+
+export interface TruncatedTail {
+  /** The segment file's path. */
+  file: string;
+  /** Byte offset of the first discarded byte: the file's new length. */
+  offset: number;
+  bytes: number;
+  /** What made it an incomplete write (the file ends inside the frame, a sector of zeros, ...). */
+  reason: string;
 }
 
 export interface DurableLogStats {

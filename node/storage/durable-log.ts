@@ -22,7 +22,7 @@ import type {
 } from './durable-log-interface.js';
 import { fsyncDirectory, writeAll, writeAllNow } from './file-io.js';
 import { preparedSegmentFileName, recoverDirectory, segmentFileName, type SegmentInfo } from './log-recovery.js';
-import { encodeEntry, encodeHardState, encodeSegmentHeader, sealBatch } from './record-codec.js';
+import { encodeEntry, encodeHardState, encodeLogClosed, encodeSegmentHeader, sealBatch } from './record-codec.js';
 import { snapshotBytesMax, writeSnapshotFile } from './snapshot-file.js';
 import { DurableLogFailedError } from './storage-errors.js';
 
@@ -429,6 +429,12 @@ class SegmentedDurableLog implements DurableLog {
       if (this.failure === undefined) {
         await this.syncQueued();
         await this.snapshotQueue;
+      }
+      // Last, in a write of its own after every acknowledged one completed: recovery then
+      // knows the tail is complete, and a lost earlier write shows as a hole before it.
+      if (this.failure === undefined) {
+        this.enqueue(encodeLogClosed());
+        await this.syncQueued();
       }
     } finally {
       await this.prepared?.done.catch(() => undefined);

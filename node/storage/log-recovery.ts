@@ -1,10 +1,11 @@
 // Startup: reads the data directory back into a RecoveredState plus the layout the writer
-// continues from. Torn tails are truncated here; damaged acknowledged data throws.
+// continues from. Torn tails (incomplete final writes, see segment-scanner.ts) are truncated
+// here and listed in RecoveredState.truncated; damaged acknowledged data throws.
 import { mkdir, open, readdir, readFile, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 import { assert } from '../util/assert.js';
-import type { HardState, RecoveredState, StoredEntry, StoredSnapshot } from './durable-log-interface.js';
+import type { HardState, RecoveredState, StoredEntry, StoredSnapshot, TruncatedTail } from './durable-log-interface.js';
 import { fsyncDirectory } from './file-io.js';
 import { RecordType, type DecodedRecord } from './record-codec.js';
 import { scanSegment } from './segment-scanner.js';
@@ -65,20 +66,24 @@ export async function recoverDirectory(directory: string, noSync: boolean): Prom
   const latestBySlot = new Map<number, StoredEntry>();
   let hardState: HardState | undefined;
   let lastSegmentHasHardState = false;
+  let lastRecordClosesLog = false;
   let lastSegmentBytes = 0;
   let previousSegmentBytes = 0;
   let previousZeroTailBytes = 0;
-  let tornTailBytes = 0;
+  const truncated: TruncatedTail[] = [];
   const segments: SegmentInfo[] = [];
   for (const [position, segmentSeq] of segmentSeqs.entries()) {
     const isLastSegment = position === segmentSeqs.length - 1;
-    const fileName = segmentFileName(segmentSeq);
-    const bytes = await readFile(join(directory, fileName));
+    // The full path: a CorruptLogError must say exactly which file an operator has to look at.
+    const fileName = join(directory, segmentFileName(segmentSeq));
+    const bytes = await readFile(fileName);
     const info: SegmentInfo = { segmentSeq, slotMax: -1 };
     let segmentHasHardState = false;
+    let segmentEndsWithClose = false;
     const sink = (record: DecodedRecord): void => {
+      segmentEndsWithClose = record.type === RecordType.logClosed;
       if (record.type === RecordType.segmentHeader && position > 0) {
-        checkPreviousSegmentEnd(fileName, segmentFileName(segmentSeqs[position - 1]!), record, lastSegmentBytes, previousZeroTailBytes);
+        checkPreviousSegmentEnd(fileName, join(directory, segmentFileName(segmentSeqs[position - 1]!)), record, lastSegmentBytes, previousZeroTailBytes);
       }
       if (record.type === RecordType.hardState) {
         hardState = record.hardState;
@@ -91,17 +96,22 @@ export async function recoverDirectory(directory: string, noSync: boolean): Prom
     };
     const scan = scanSegment(bytes, { fileName, segmentSeq, isLastSegment }, sink);
     assert(scan.validBytes + scan.tornTailBytes + scan.zeroTailBytes === bytes.length, `${fileName}: scan does not account for every byte`);
-    if (scan.tornTailBytes > 0) await truncateTornTail(join(directory, fileName), scan.validBytes, noSync);
+    if (scan.tornTailBytes > 0) {
+      assert(isLastSegment && scan.tornReason !== undefined, `${fileName}: a torn tail outside the last segment, or without a reason`);
+      await truncateTornTail(fileName, scan.validBytes, noSync);
+      truncated.push({ file: fileName, offset: scan.validBytes, bytes: scan.tornTailBytes, reason: scan.tornReason });
+    }
     segments.push(info);
-    tornTailBytes = scan.tornTailBytes;
     previousSegmentBytes = position > 0 ? lastSegmentBytes : 0;
     lastSegmentBytes = scan.validBytes;
     previousZeroTailBytes = scan.zeroTailBytes;
     lastSegmentHasHardState = segmentHasHardState;
+    lastRecordClosesLog = segmentEndsWithClose && scan.tornTailBytes === 0;
   }
   const entries = [...latestBySlot.values()].sort((left, right) => left.slot - right.slot);
   assert(entries.every((entry) => entry.slot > snapshotIndex), 'recovered an entry at or below the snapshot index');
-  const recovered: RecoveredState = { hardState, snapshot, entries, tornTailBytes };
+  const tornTailBytes = truncated.reduce((sum, tail) => sum + tail.bytes, 0);
+  const recovered: RecoveredState = { hardState, snapshot, entries, tornTailBytes, truncated, cleanShutdown: lastRecordClosesLog };
   return { recovered, segments, lastSegmentBytes, previousSegmentBytes, lastSegmentHasHardState, snapshotFile };
 }
 

@@ -14,7 +14,7 @@ import { crc32 } from 'node:zlib';
 import { assert, assertNever } from '../util/assert.js';
 import type { HardState, StoredEntry } from './durable-log-interface.js';
 
-export const RecordType = { segmentHeader: 1, hardState: 2, entry: 3 } as const;
+export const RecordType = { segmentHeader: 1, hardState: 2, entry: 3, logClosed: 4 } as const;
 export type RecordType = (typeof RecordType)[keyof typeof RecordType];
 
 export const frameHeaderBytes = 9;
@@ -24,15 +24,21 @@ const segmentHeaderV1PayloadBytes = batchOffsetBytes + 16;
 const segmentHeaderPayloadBytes = batchOffsetBytes + 24;
 const hardStatePayloadBytes = batchOffsetBytes + 8;
 const entryPayloadBytesMin = batchOffsetBytes + 16;
+/** A close record carries nothing but its batch offset. */
+const logClosedPayloadBytes = batchOffsetBytes;
 
 export const segmentMagic = 0x474c4253; // "SBLG" read as little endian bytes.
 /**
  * Version 2 (preallocated segments): the header also records how many bytes of records the
  * previous segment holds, because a segment written into a zero-filled file ends in zeros and
- * its length alone no longer proves that none of its acknowledged records were lost. Version 1
- * segments (append-only files) are still read.
+ * its length alone no longer proves that none of its acknowledged records were lost. Version 3
+ * (same header layout) adds the close record (type 4) that close() writes last, so recovery
+ * can tell a clean stop from a crash and a lost final write before a clean stop is seen.
+ * Versions 1 (append-only files) and 2 are still read, and close records are read in any
+ * segment: a binary older than version 3 must not read a log a version 3 binary wrote.
  */
-export const segmentFormatVersion = 2;
+export const segmentFormatVersion = 3;
+const segmentFormatVersions: readonly number[] = [1, 2, 3];
 
 /** The largest value one slot may hold; a batch of commands must fit in it. */
 export const valueBytesMax = 16 * 1024 * 1024;
@@ -42,7 +48,8 @@ const u32Max = 0xffff_ffff;
 export type DecodedRecord =
   | { type: typeof RecordType.segmentHeader; segmentSeq: number; version: number; previousSegmentBytes: number | undefined }
   | { type: typeof RecordType.hardState; hardState: HardState }
-  | { type: typeof RecordType.entry; entry: StoredEntry };
+  | { type: typeof RecordType.entry; entry: StoredEntry }
+  | { type: typeof RecordType.logClosed };
 
 export type FrameResult =
   /** A checksummed, well-formed record. */
@@ -100,6 +107,11 @@ export function encodeHardState(hardState: HardState): Buffer {
   return frame;
 }
 
+/** The last record close() writes: everything before it was durable when the log was closed. */
+export function encodeLogClosed(): Buffer {
+  return allocateFrame(RecordType.logClosed, logClosedPayloadBytes);
+}
+
 /** Copies the value, so the caller may reuse its buffer after append(). */
 export function encodeEntry(entry: StoredEntry): Buffer {
   assertBallot(entry.ballot.round, entry.ballot.ordinal);
@@ -146,9 +158,54 @@ function expectedPayloadBytes(type: number, payloadBytes: number): boolean {
       return payloadBytes === hardStatePayloadBytes;
     case RecordType.entry:
       return payloadBytes >= entryPayloadBytesMin && payloadBytes <= payloadBytesMax;
+    case RecordType.logClosed:
+      return payloadBytes === logClosedPayloadBytes;
     default:
       return false;
   }
+}
+
+/** The payload length a record of this type must have when only one length is allowed. */
+function fixedPayloadBytes(type: number): number | undefined {
+  if (type === RecordType.hardState) return hardStatePayloadBytes;
+  if (type === RecordType.logClosed) return logClosedPayloadBytes;
+  // A header is 20 or 28 bytes; the shorter is the least it covers.
+  if (type === RecordType.segmentHeader) return segmentHeaderV1PayloadBytes;
+  return undefined;
+}
+
+/**
+ * The bytes a damaged frame at `offset` claims to span, for deciding whether all of it is on
+ * disk: its length field when that length is possible for its type, else the fixed length of
+ * its type, else only the frame header. At least the 9 header bytes; may run past the buffer.
+ */
+export function claimedFrameBytes(bytes: Buffer, offset: number): number {
+  assert(bytes.length - offset >= frameHeaderBytes, `frame header at ${offset} is cut short`);
+  const payloadBytes = bytes.readUInt32LE(offset);
+  const type = bytes.readUInt8(offset + 8);
+  if (expectedPayloadBytes(type, payloadBytes)) return frameHeaderBytes + payloadBytes;
+  return frameHeaderBytes + (fixedPayloadBytes(type) ?? 0);
+}
+
+/**
+ * For a frame that fails its checks: the payload length, one flipped bit away from the stored
+ * one, under which the whole frame lies in `bytes` and its checksum matches (a complete frame
+ * whose length field took a bit flip), or undefined. At most 32 checksums, on damage only.
+ */
+export function lengthBitFlipRepair(bytes: Buffer, offset: number): number | undefined {
+  assert(bytes.length - offset >= frameHeaderBytes, `frame header at ${offset} is cut short`);
+  const stored = bytes.readUInt32LE(offset);
+  const type = bytes.readUInt8(offset + 8);
+  const storedChecksum = bytes.readUInt32LE(offset + 4);
+  for (let bit = 0; bit < 32; bit += 1) {
+    const candidate = (stored ^ (1 << bit)) >>> 0;
+    if (!expectedPayloadBytes(type, candidate) || bytes.length - offset < frameHeaderBytes + candidate) continue;
+    const lengthField = Buffer.alloc(4);
+    lengthField.writeUInt32LE(candidate, 0);
+    const checksum = crc32(bytes.subarray(offset + 8, offset + frameHeaderBytes + candidate), crc32(lengthField));
+    if (checksum === storedChecksum) return candidate;
+  }
+  return undefined;
 }
 
 /** Reads the frame that starts at `offset`. Never throws on bad input. */
@@ -178,7 +235,7 @@ function decodePayload(bytes: Buffer, start: number, end: number, type: RecordTy
     case RecordType.segmentHeader: {
       if (bytes.readUInt32LE(start) !== segmentMagic) return 'segment header has the wrong magic number';
       const version = bytes.readUInt32LE(start + 4);
-      if (version !== 1 && version !== segmentFormatVersion) return `unsupported segment format version ${version}`;
+      if (!segmentFormatVersions.includes(version)) return `unsupported segment format version ${version}`;
       const payloadBytes = version === 1 ? segmentHeaderV1PayloadBytes : segmentHeaderPayloadBytes;
       if (end - start !== payloadBytes - batchOffsetBytes) return `segment header of version ${version} has the wrong length`;
       const segmentSeq = readU64(bytes, start + 8);
@@ -201,6 +258,8 @@ function decodePayload(bytes: Buffer, start: number, end: number, type: RecordTy
       assert(value.length === end - start - 16, 'decoded value length disagrees with the frame');
       return { type, entry: { slot, ballot, value } };
     }
+    case RecordType.logClosed:
+      return { type };
     default:
       return assertNever(type, 'record type');
   }

@@ -1,16 +1,38 @@
 // Recovery's reading of one segment: a pure parser over the segment's bytes that pushes each
 // good record into a sink and decides what a bad frame means. No file I/O here.
 //
-// A bad frame in the last segment is a torn tail (an unsynced write cut short by a crash)
-// when nothing valid follows it, or when everything valid that follows belongs to the same
-// write batch as the damage: a crash may persist the pages of one unsynced write in any
-// order. Anything else is damage to acknowledged data and throws CorruptLogError.
+// Torn versus corrupt. The only tail that may be cut off is an *incomplete* final write: an
+// O_DSYNC write that did not complete was never acknowledged. The fault model of a crash is
+// that each aligned 512-byte sector of an unfinished write either holds its new bytes or
+// keeps its old ones (sector writes are atomic), and the file may end anywhere inside it.
+// The old contents of a sector at or after the end of the records are zeros: a preallocated
+// segment is zero-filled, an append-only one reads zeros where it grew without its data, and
+// every byte of a segment is written once. So a bad frame in the last segment is *incomplete*
+// (torn: truncate it and everything after it) exactly when
+//   - the file ends before the frame's claimed extent does (or inside its 9-byte header), or
+//   - some aligned 512-byte sector that overlaps the claimed extent is all zeros from the
+//     frame's start on (the part of the write that never landed),
+// and no valid record of a later write batch follows it. The claimed extent is the length
+// field when that length is possible for the frame's type (else the type's fixed length,
+// else the header alone). A frame whose whole extent is present and in non-zero sectors, yet
+// fails its checksum or has an impossible header, is a *complete* damaged frame: its write
+// finished, so it may have been acknowledged: CorruptLogError with the file and offset. A
+// single flipped bit in the length field that makes a complete frame claim more bytes than it
+// has (into the zeros after it, or past the file's end) is recognised too: if one bit of the
+// length field, flipped back, makes the checksum match, the frame is complete and corrupt.
+//
+// What this cannot see (README.md, "What recovery cannot see"): damage of two or more bits in
+// a length field that points past the data, damage in a frame that also holds a whole zero
+// sector of its own value, and a lost write (zeros where an acknowledged batch was) at the
+// very end of the log after a crash, which reads as a clean end or a torn tail. Recovery
+// reports every torn tail (RecoveredState.truncated) and whether the log was closed cleanly
+// (cleanShutdown), so the replica can re-learn from its peers before it votes.
 //
 // A segment written into a preallocated, zero-filled file ends in zeros: a bad frame followed
 // only by zero bytes is the end of the records, in any segment. (That a non-last segment's
 // records really end there is checked by recovery against the next segment's header.)
 import { assert } from '../util/assert.js';
-import { decodeFrameAt, frameHeaderBytes, RecordType, type DecodedRecord } from './record-codec.js';
+import { claimedFrameBytes, decodeFrameAt, frameHeaderBytes, lengthBitFlipRepair, RecordType, type DecodedRecord } from './record-codec.js';
 import { CorruptLogError } from './storage-errors.js';
 
 export interface SegmentScanContext {
@@ -23,6 +45,8 @@ export interface SegmentScanResult {
   /** Length of the intact prefix; the file is truncated to it when there is a torn tail. */
   validBytes: number;
   tornTailBytes: number;
+  /** Why the torn tail is taken for an incomplete, never-acknowledged write; set when tornTailBytes > 0. */
+  tornReason?: string;
   /** Zero bytes after the records (the unused part of a preallocated segment). */
   zeroTailBytes: number;
 }
@@ -76,6 +100,9 @@ function checkPlacement(
   }
 }
 
+/** Atomic unit of a disk write: a crash leaves each aligned sector all old or all new. */
+export const sectorBytes = 512;
+
 function classifyBadFrame(
   bytes: Buffer,
   context: SegmentScanContext,
@@ -87,11 +114,71 @@ function classifyBadFrame(
   if (!context.isLastSegment) {
     throw new CorruptLogError(context.fileName, badOffset, `${reason} in a segment that is not the last one`);
   }
+  const incomplete = incompleteWriteEvidence(bytes, badOffset);
+  if (typeof incomplete !== 'string') {
+    throw new CorruptLogError(context.fileName, badOffset, `${reason} in a complete frame (${incomplete.complete}): acknowledged data is damaged`);
+  }
+  checkNothingLaterFollows(bytes, context, badOffset, lastBatchStart, reason, lastNonZero);
+  return { validBytes: badOffset, tornTailBytes: bytes.length - badOffset, zeroTailBytes: 0, tornReason: `${reason}: ${incomplete}` };
+}
+
+/**
+ * Why the bad frame at `offset` is an incomplete write (a string), or why it is complete.
+ * Incomplete: the file ends inside its claimed extent, or a sector overlapping that extent
+ * is all zeros from the frame's start on. See the comment at the top of this file.
+ */
+function incompleteWriteEvidence(bytes: Buffer, offset: number): string | { complete: string } {
+  const presentBytes = bytes.length - offset;
+  if (presentBytes < frameHeaderBytes) return `the file ends ${presentBytes} bytes into the frame header`;
+  const repairedPayloadBytes = lengthBitFlipRepair(bytes, offset);
+  if (repairedPayloadBytes !== undefined) {
+    return { complete: `its length field reads ${bytes.readUInt32LE(offset)}, one bit away from ${repairedPayloadBytes}, under which its checksum matches` };
+  }
+  const claimedEnd = offset + claimedFrameBytes(bytes, offset);
+  if (claimedEnd > bytes.length) return `the file ends at byte ${bytes.length}, inside the frame's ${claimedEnd - offset} bytes`;
+  const zeroFrom = unwrittenSectorStart(bytes, offset, claimedEnd);
+  if (zeroFrom !== undefined) return `the ${sectorBytes}-byte sector holding byte ${zeroFrom} is all zeros from there on: that part of the write never landed`;
+  return { complete: `all ${claimedEnd - offset} bytes it claims are present, in sectors that are not zero` };
+}
+
+/**
+ * The first byte of an aligned sector overlapping [from, claimedEnd) whose bytes from `from`
+ * on (to the sector's end or the file's) are all zero, or undefined. The part of a sector
+ * before `from` belongs to earlier records and is ignored: a lost sector keeps those bytes.
+ */
+function unwrittenSectorStart(bytes: Buffer, from: number, claimedEnd: number): number | undefined {
+  assert(claimedEnd > from && claimedEnd <= bytes.length, `claimed extent ${from}..${claimedEnd} outside the segment`);
+  for (let sectorStart = from - (from % sectorBytes); sectorStart < claimedEnd; sectorStart += sectorBytes) {
+    const start = Math.max(sectorStart, from);
+    const end = Math.min(sectorStart + sectorBytes, bytes.length);
+    if (isAllZero(bytes, start, end)) return start;
+  }
+  return undefined;
+}
+
+function isAllZero(bytes: Buffer, start: number, end: number): boolean {
+  for (let index = start; index < end; index += 1) if (bytes[index] !== 0) return false;
+  return true;
+}
+
+/**
+ * A torn write may have landed pages after its damage (the pages of one write persist in any
+ * order), so valid records of the damaged batch may follow. A valid record of a later batch
+ * may not: that batch was written only after this one's write completed.
+ */
+function checkNothingLaterFollows(
+  bytes: Buffer,
+  context: SegmentScanContext,
+  badOffset: number,
+  lastBatchStart: number,
+  reason: string,
+  lastNonZero: number,
+): void {
   let tornBatchStart: number | undefined;
   let cursor = badOffset + 1;
   for (;;) {
     const found = nextValidFrame(bytes, cursor, lastNonZero);
-    if (found === undefined) break;
+    if (found === undefined) return;
     const foundBatchStart = found.offset - found.batchOffset;
     const sameBatchAsDamage = foundBatchStart === badOffset || foundBatchStart === lastBatchStart;
     if (!sameBatchAsDamage || (tornBatchStart !== undefined && foundBatchStart !== tornBatchStart)) {
@@ -104,7 +191,6 @@ function classifyBadFrame(
     tornBatchStart = foundBatchStart;
     cursor = found.offset + found.frameBytes;
   }
-  return { validBytes: badOffset, tornTailBytes: bytes.length - badOffset, zeroTailBytes: 0 };
 }
 
 /**

@@ -2,9 +2,11 @@
 // with acknowledged data it cannot vouch for.
 
 /**
- * Acknowledged data on disk is damaged (a bad checksum with valid records after it, a damaged
- * non-last segment, a missing segment, a damaged snapshot). Never repaired silently: an operator
- * decides, typically by rebuilding the replica from its peers.
+ * Data on disk that may have been acknowledged is damaged: a complete record with a bad
+ * checksum (even the last one), a hole followed by a later batch (a lost write), a damaged
+ * non-last segment, a missing segment, a damaged snapshot. `file` is the path, `offset` the
+ * byte offset of the damaged record. Never repaired silently and no file is changed: an
+ * operator decides, typically by rebuilding the replica from its peers.
  */
 export class CorruptLogError extends Error {
   override name = 'CorruptLogError';

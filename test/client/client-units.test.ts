@@ -63,7 +63,7 @@ describe('leader hint and backoff', () => {
 function status(shard: number, ordinal: number, role: string, round: number, commitIndex = 10): ReplicaStatus {
   return {
     shard, ordinal, role, ready: true, address: 'ignored', commitIndex, appliedIndex: commitIndex, ballot: { round, ordinal: role === 'leader' ? ordinal : 0 },
-    leaderOrdinal: -1, inflightTransactions: 0, pid: 100 + ordinal, snapshotIndex: 0, shardTotal: 0,
+    leaderOrdinal: -1, inflightTransactions: 0, pid: 100 + ordinal, snapshotIndex: 0, shardTotal: 0, voting: 'voter',
   };
 }
 

@@ -121,7 +121,7 @@ export function replicaStatus(shard: number, ordinal: number, role: string, extr
         replicas: [{
           shard, ordinal, role, ready: role !== 'candidate', address: '', commitIndex: extra.commitIndex ?? 5, appliedIndex: extra.commitIndex ?? 5,
           ballot: { round: extra.round ?? 1, ordinal: role === 'leader' ? ordinal : 0 }, leaderOrdinal: -1, inflightTransactions: extra.inflight ?? 0,
-          pid: extra.pid ?? 0, snapshotIndex: 0, shardTotal: 0,
+          pid: extra.pid ?? 0, snapshotIndex: 0, shardTotal: 0, voting: 'voter',
         }],
       }],
     },

@@ -1,5 +1,7 @@
 // One shard of three real replica processes on loopback: exactly-once transfers through
 // leader crashes, catch-up after restart and after a wiped data dir (snapshot transfer).
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import { Outcome, Consistency, type TransferStreamReply, type TransferStreamRequest } from '../../node/gen/shardbank/v1/bank.js';
@@ -279,6 +281,19 @@ describe('a shard of three replica processes', () => {
       return s && leaderNow && s.snapshotIndex > 0 && s.appliedIndex >= leaderNow.snapshotIndex ? s : undefined;
     }, 90_000, 200);
     expect(status.snapshotIndex).toBeGreaterThan(0);
+    // It abstained: it started not voting, and voted again only once it had rebuilt (not as a
+    // first start: its peers had state).
+    const log = path.join(cluster.root, `s0-${follower}.log`);
+    const lines = await pollUntil('the wiped replica to vote again', async () => {
+      const text = await readFile(log, 'utf8');
+      const start = text.lastIndexOf('not voting until the peers show');
+      const after = start >= 0 ? text.slice(start) : '';
+      return after.includes('voting again') ? after : undefined;
+    }, 90_000, 200);
+    expect(lines).toContain('not voting until the peers show this is the first start');
+    expect(lines).toContain('rebuilt from the live majority: voting again');
+    expect(lines).not.toContain('first start of the shard');
+    expect((await cluster.replicaStatus(0, follower))?.voting).toBe('voter');
     const balances = await convergedBalances(cluster);
     expect(balances[follower]).toEqual(balances[(follower + 1) % 3]);
   });

@@ -18,7 +18,7 @@ afterEach(async () => {
 describe('durable log: round trip', () => {
   it('opens an empty directory with nothing recovered', async () => {
     const { log, recovered } = await openDurableLog(dir);
-    expect(recovered).toEqual({ hardState: undefined, snapshot: undefined, entries: [], tornTailBytes: 0 });
+    expect(recovered).toEqual({ hardState: undefined, snapshot: undefined, entries: [], tornTailBytes: 0, truncated: [], cleanShutdown: false });
     expect(await segmentFiles(dir)).toEqual(['log-000001.seg']);
     await log.close();
   });
@@ -39,6 +39,39 @@ describe('durable log: round trip', () => {
       plain([entry(1, 3, 1), entry(2, 3, 1), entry(3, 3, 1, ''), { slot: 2 ** 40 + 7, ballot: { round: 2 ** 32 - 1, ordinal: 6 }, value: Buffer.alloc(1000, 0xab) }]),
     );
     await second.log.close();
+  });
+
+  it('reports a clean shutdown only after close(): a copy of the files taken before it reads as a crash', async () => {
+    const first = await openDurableLog(dir, { noSync: true });
+    first.log.append({ promised: { round: 1, ordinal: 0 } }, [entry(1)]);
+    await first.log.sync();
+    const crashed = await makeTempDir('log-crashed');
+    try {
+      await writeFile(join(crashed, 'log-000001.seg'), await readFile(join(dir, 'log-000001.seg')));
+      await first.log.close();
+      const afterCrash = await openDurableLog(crashed, { noSync: true });
+      expect(afterCrash.recovered.cleanShutdown).toBe(false);
+      expect(plain(afterCrash.recovered.entries)).toEqual(plain([entry(1)]));
+      await afterCrash.log.close();
+    } finally {
+      await removeDir(crashed);
+    }
+    const second = await openDurableLog(dir, { noSync: true });
+    expect(second.recovered.cleanShutdown).toBe(true);
+    // Written to again after the close record: a crash now is a crash again.
+    second.log.append(undefined, [entry(2)]);
+    await second.log.sync();
+    await writeFile(join(dir, 'copy.bin'), await readFile(join(dir, 'log-000001.seg')));
+    await second.log.close();
+    const third = await openDurableLog(dir, { noSync: true });
+    expect(third.recovered.cleanShutdown).toBe(true);
+    expect(plain(third.recovered.entries)).toEqual(plain([entry(1), entry(2)]));
+    await third.log.close();
+    await writeFile(join(dir, 'log-000001.seg'), await readFile(join(dir, 'copy.bin')));
+    const fourth = await openDurableLog(dir, { noSync: true });
+    expect(fourth.recovered.cleanShutdown).toBe(false);
+    expect(plain(fourth.recovered.entries)).toEqual(plain([entry(1), entry(2)]));
+    await fourth.log.close();
   });
 
   it('copies values on append, so the caller may reuse its buffers', async () => {

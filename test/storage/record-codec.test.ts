@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { decodeFrameAt, encodeEntry, encodeHardState, encodeSegmentHeader, RecordType, sealBatch } from '../../node/storage/record-codec.js';
-import { scanSegment } from '../../node/storage/segment-scanner.js';
+import { scanSegment, sectorBytes } from '../../node/storage/segment-scanner.js';
 import { CorruptLogError } from '../../node/storage/storage-errors.js';
 import { InvariantViolation } from '../../node/util/assert.js';
 
@@ -29,7 +29,7 @@ describe('record codec', () => {
       offset += frame.frameBytes;
     }
     expect(records).toEqual([
-      { type: RecordType.segmentHeader, segmentSeq: 3, version: 2, previousSegmentBytes: 123_456_789 },
+      { type: RecordType.segmentHeader, segmentSeq: 3, version: 3, previousSegmentBytes: 123_456_789 },
       { type: RecordType.hardState, hardState: { promised: { round: 0xffff_ffff, ordinal: 4 } } },
       { type: RecordType.entry, entry: { slot: Number.MAX_SAFE_INTEGER, ballot: { round: 9, ordinal: 2 }, value: Buffer.from([0, 1, 2, 255]) } },
     ]);
@@ -91,22 +91,66 @@ describe('segment scanner', () => {
     }
   });
 
-  it('a torn record followed by zeros is a torn tail in the last segment and corruption elsewhere', () => {
-    const torn = Buffer.concat([segment, Buffer.alloc(4096)]);
-    torn[segment.length - 2] ^= 0xff;
-    const result = scanSegment(torn, context, () => undefined);
-    expect(result.tornTailBytes).toBe(torn.length - result.validBytes);
-    expect(result.validBytes).toBeLessThan(segment.length);
-    expect(result.zeroTailBytes).toBe(0);
-    expect(() => scanSegment(torn, { ...context, isLastSegment: false }, () => undefined)).toThrow(CorruptLogError);
+  it('a flipped bit in the complete final record is corruption, zeros after it or not, in any segment', () => {
+    const lastRecordStart = segment.length - batchOf(encodeEntry({ slot: 2, ballot: { round: 1, ordinal: 0 }, value: Buffer.from('two') })).length;
+    for (const zeroTail of [0, 4096]) {
+      for (let offset = lastRecordStart; offset < segment.length; offset += 1) {
+        for (let bit = 0; bit < 8; bit += 1) {
+          const damaged = Buffer.concat([segment, Buffer.alloc(zeroTail)]);
+          damaged[offset] ^= 1 << bit;
+          for (const isLastSegment of [true, false]) {
+            const scan = (): unknown => scanSegment(damaged, { ...context, isLastSegment }, () => undefined);
+            expect(scan, `bit ${bit} of byte ${offset}, zero tail ${zeroTail}`).toThrow(CorruptLogError);
+            expect(scan).toThrow(expect.objectContaining({ file: context.fileName, offset: lastRecordStart }));
+          }
+        }
+      }
+    }
+  });
+
+  it('a flipped bit in the length field is caught even when the frame then claims bytes past the data', () => {
+    const big = batchOf(encodeEntry({ slot: 3, ballot: { round: 1, ordinal: 0 }, value: Buffer.alloc(3000, 7) }));
+    const withBig = Buffer.concat([segment, big]);
+    for (const zeroTail of [0, 70_000]) {
+      for (let bit = 0; bit < 32; bit += 1) {
+        const damaged = Buffer.concat([withBig, Buffer.alloc(zeroTail)]);
+        damaged.writeUInt32LE((damaged.readUInt32LE(segment.length) ^ (1 << bit)) >>> 0, segment.length);
+        expect(() => scanSegment(damaged, context, () => undefined), `length bit ${bit}, zero tail ${zeroTail}`).toThrow(
+          expect.objectContaining({ name: 'CorruptLogError', offset: segment.length }),
+        );
+      }
+    }
+  });
+
+  it('a final record cut at any sector boundary (the rest zeros or gone) is a torn tail in the last segment only', () => {
+    const big = batchOf(encodeEntry({ slot: 3, ballot: { round: 1, ordinal: 0 }, value: Buffer.alloc(3000, 7) }));
+    const whole = Buffer.concat([segment, big]);
+    for (let cut = Math.ceil((segment.length + 1) / sectorBytes) * sectorBytes; cut < whole.length; cut += sectorBytes) {
+      const preallocated = Buffer.concat([whole.subarray(0, cut), Buffer.alloc(8192)]);
+      const appendOnly = whole.subarray(0, cut);
+      for (const [mode, torn] of [['preallocated', preallocated], ['append-only', appendOnly]] as const) {
+        const result = scanSegment(torn, context, () => undefined);
+        expect(result, `${mode} cut at ${cut}`).toMatchObject({ validBytes: segment.length, tornTailBytes: torn.length - segment.length, zeroTailBytes: 0 });
+        expect(result.tornReason).toMatch(mode === 'preallocated' ? /sector holding byte \d+ is all zeros/ : /file ends at byte/);
+        expect(() => scanSegment(torn, { ...context, isLastSegment: false }, () => undefined)).toThrow(CorruptLogError);
+      }
+    }
+  });
+
+  it('documented limit: a flipped bit in a record whose value holds a whole zero sector reads as torn', () => {
+    const zeroValue = batchOf(encodeEntry({ slot: 3, ballot: { round: 1, ordinal: 0 }, value: Buffer.alloc(2 * sectorBytes) }));
+    const damaged = Buffer.concat([segment, zeroValue]);
+    damaged[segment.length + 20] ^= 0x01; // the ballot, outside the zeros
+    expect(scanSegment(damaged, context, () => undefined)).toMatchObject({ validBytes: segment.length, tornTailBytes: zeroValue.length });
   });
 
   it('damage before later acknowledged batches is corruption even when zeros follow them', () => {
     const damaged = Buffer.concat([segment, Buffer.alloc(4096)]);
     // Flip a byte in the first entry: the second entry, a later batch, is still valid after it.
     const secondBatch = batchOf(encodeEntry({ slot: 2, ballot: { round: 1, ordinal: 0 }, value: Buffer.from('two') }));
+    const firstEntryStart = segment.length - 2 * secondBatch.length; // 'one' and 'two' have equal lengths
     damaged[segment.length - secondBatch.length - 2] ^= 0xff;
-    expect(() => scanSegment(damaged, context, () => undefined)).toThrow(/later write batch/);
+    expect(() => scanSegment(damaged, context, () => undefined)).toThrow(expect.objectContaining({ name: 'CorruptLogError', offset: firstEntryStart }));
   });
 
   it('treats the same damage as torn in the last segment and as corruption elsewhere', () => {

@@ -265,6 +265,11 @@ export interface ReplicaStatus {
   pid: number;
   snapshotIndex: number;
   shardTotal: number;
+  /**
+   * voter | probing | rebuilding: a replica that started with an empty data dir votes only
+   * once it knows the shard never ran or has re-learned what it may have promised (disk loss).
+   */
+  voting: string;
 }
 
 export interface ShardStatus {
@@ -1945,6 +1950,7 @@ function createBaseReplicaStatus(): ReplicaStatus {
     pid: 0,
     snapshotIndex: 0,
     shardTotal: 0,
+    voting: "",
   };
 }
 
@@ -1988,6 +1994,9 @@ export const ReplicaStatus: MessageFns<ReplicaStatus> = {
     }
     if (message.shardTotal !== 0) {
       writeUint64(writer.uint32(104), message.shardTotal);
+    }
+    if (message.voting !== "") {
+      writer.uint32(114).string(message.voting);
     }
     return writer;
   },
@@ -2109,6 +2118,14 @@ export const ReplicaStatus: MessageFns<ReplicaStatus> = {
             message.shardTotal = readUint64(reader);
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.voting = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2160,6 +2177,7 @@ export const ReplicaStatus: MessageFns<ReplicaStatus> = {
         : isSet(object.shard_total)
         ? globalThis.Number(object.shard_total)
         : 0,
+      voting: isSet(object.voting) ? globalThis.String(object.voting) : "",
     };
   },
 
@@ -2204,6 +2222,9 @@ export const ReplicaStatus: MessageFns<ReplicaStatus> = {
     if (message.shardTotal !== 0) {
       obj.shardTotal = Math.round(message.shardTotal);
     }
+    if (message.voting !== "") {
+      obj.voting = message.voting;
+    }
     return obj;
   },
 
@@ -2227,6 +2248,7 @@ export const ReplicaStatus: MessageFns<ReplicaStatus> = {
     message.pid = object.pid ?? 0;
     message.snapshotIndex = object.snapshotIndex ?? 0;
     message.shardTotal = object.shardTotal ?? 0;
+    message.voting = object.voting ?? "";
     return message;
   },
 };
