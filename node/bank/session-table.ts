@@ -235,8 +235,7 @@ export class SessionTable {
    * result still kept below the watermark keeps answering its id, so the order in which
    * outcomes arrive never makes one unreachable. O(1) amortised per record.
    */
-  private trimResults(session: Session): void {
-    const max = SESSION_LIMITS.resultsPerSessionMax;
+  private trimResults(session: Session, max: number = SESSION_LIMITS.resultsPerSessionMax): void {
     while (session.results.size > max && session.results.size > session.inflight && session.head < session.ids.length) {
       const id = session.ids[session.head]!;
       const ref = session.refs[session.head]!;
@@ -253,13 +252,24 @@ export class SessionTable {
     }
   }
 
-  /** Whole sessions go, least recently used first; never one with an attempt in flight, nor the one in use. */
+  /**
+   * Past the total bound, the least recently used sessions lose their finished outcomes (their
+   * watermarks rise past them) but stay open: a client keeps its session, and only ids it has
+   * not had an answer for long ago are refused. Past the session bound, whole sessions go,
+   * least recently used first; never one with an attempt in flight, nor the one in use.
+   */
   private evictSessions(): void {
     if (this.resultsCount > SESSION_LIMITS.resultsTotalMax) {
-      for (const [clientId, session] of [...this.sessions]) {
+      for (const [clientId, session] of this.sessions) {
         if (this.resultsCount <= SESSION_LIMITS.resultsTotalMax) break;
-        if (session.inflight > 0 || clientId === this.mostRecent) continue;
-        this.evictSession(clientId, session);
+        if (clientId === this.mostRecent) continue;
+        const before = session.results.size;
+        this.trimResults(session, 0);
+        if (session.results.size === 0 && before > 0 && session.ids.length > 0) {
+          session.ids = [];
+          session.refs = [];
+          session.head = 0;
+        }
       }
     }
     while (this.sessions.size > SESSION_LIMITS.sessionsMax) {

@@ -232,6 +232,32 @@ describe('session table: watermarks and bounds (issue 15, bug 5)', () => {
     expect(copy.fingerprint()).toBe(table.fingerprint());
   });
 
+  it('past the total bound the least recently used sessions lose their outcomes, not their sessions', () => {
+    const table = new SessionTable();
+    const perSession = SESSION_LIMITS.resultsPerSessionMax;
+    const sessions = Math.ceil(SESSION_LIMITS.resultsTotalMax / perSession) + 2;
+    const epochs: number[] = [];
+    for (let c = 0; c < sessions; c += 1) {
+      epochs.push(table.open(`c${c}`).epoch);
+      if (c === 0) table.record('c0', 1, inflight(0));
+      for (let id = 2; id <= perSession; id += 1) table.record(`c${c}`, id, final(id));
+    }
+    expect(table.size).toBe(sessions);
+    let kept = 0;
+    for (let c = 0; c < sessions; c += 1) for (let id = 1; id <= perSession; id += 1) if (table.get(`c${c}`, id)) kept += 1;
+    expect(kept).toBeLessThanOrEqual(SESSION_LIMITS.resultsTotalMax);
+    // The oldest session is still open under its epoch: its attempt in flight is kept, its old
+    // finished ids are refused (never run again), and its next request runs.
+    expect(table.check('c0', epochs[0]!, 1, DIGEST)).toMatchObject({ kind: 'duplicate', result: { state: 'inflight' } });
+    expect(table.check('c0', epochs[0]!, 2, DIGEST).kind).toBe('stale');
+    expect(table.check('c0', epochs[0]!, perSession + 1, DIGEST).kind).toBe('new');
+    // The newest one kept everything.
+    expect(table.check(`c${sessions - 1}`, epochs[sessions - 1]!, 2, DIGEST).kind).toBe('duplicate');
+    const copy = restored(table);
+    for (const t of [table, copy]) t.record('c1', perSession + 1, final(1));
+    expect(copy.fingerprint()).toBe(table.fingerprint());
+  });
+
   it('a session whose attempts are all in flight grows past the window only by those attempts', () => {
     const { table, epoch } = tableWith();
     for (let id = 1; id <= 100; id += 1) table.record('c', id, inflight(id));
