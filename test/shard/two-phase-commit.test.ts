@@ -1,0 +1,74 @@
+// Unit tests of the leader's two-phase-commit module on a real BankState: what it proposes and
+// sends for votes, inquiries, decisions and acknowledgements, read from the replicated state.
+import { describe, expect, it } from 'vitest';
+import { BankState } from '../../node/bank/bank-state.js';
+import type { Command, TxId } from '../../node/gen/shardbank/v1/peer.js';
+import { ProposalQueue } from '../../node/shard/proposal-queue.js';
+import { TwoPhaseCommit } from '../../node/shard/two-phase-commit.js';
+
+const topology = { shards: 3, replicasPerShard: 3, itemsPerShard: 10, initialBalance: 10 };
+const timing = { txScanTicks: 1, txResendTicks: 4, txAbortTicks: 50, txInquiryTicks: 10 };
+
+function coordinator(): { bank: BankState; queue: ProposalQueue; tpc: TwoPhaseCommit } {
+  const bank = new BankState(topology, 0);
+  bank.apply(1, { body: { $case: 'openSession', openSession: { clientId: 'c' } } });
+  const queue = new ProposalQueue();
+  return { bank, queue, tpc: new TwoPhaseCommit(0, 0, timing, queue) };
+}
+
+const prepared = (bank: BankState, txid: TxId, index: number): void => {
+  const command: Command = {
+    body: { $case: 'coordPrepare', coordPrepare: { txid, clientId: 'c', requestId: index, from: 1, to: 11, amount: 3, toShard: 1, acknowledgedBelow: 0, sessionEpoch: 1 } },
+  };
+  expect(bank.apply(index, command)[0]?.kind).toBe('coord-prepared');
+};
+
+const decisionsIn = (queue: ProposalQueue) => queue.take(100).filter((c) => c.body?.$case === 'coordDecision');
+
+describe('two-phase commit, coordinator side', () => {
+  it("a vote or inquiry counts only from the transaction's own participant shard", () => {
+    const { bank, queue, tpc } = coordinator();
+    const txid: TxId = { shard: 0, round: 1, ordinal: 0, seq: 1 };
+    prepared(bank, txid, 2);
+    tpc.onVote(2, txid, true, bank); // shard 2 is not the participant (item 11 is on shard 1)
+    expect(decisionsIn(queue)).toEqual([]);
+    tpc.onVote(1, txid, true, bank);
+    const [decision] = decisionsIn(queue);
+    expect(decision?.body).toMatchObject({ $case: 'coordDecision', coordDecision: { commit: true, participantShard: 1 } });
+  });
+
+  it('an early vote (before our CoordPrepare applied) counts only from the shard we sent the PREPARE to', () => {
+    const { bank, queue, tpc } = coordinator();
+    const txid = tpc.beginAttempt({ round: 1, ordinal: 0 }, 1, { from: 1, to: 11, amount: 3 }, bank);
+    expect(tpc.takeMessages()).toMatchObject([{ toShard: 1, body: { $case: 'prepare' } }]);
+    tpc.onVote(2, txid, true, bank);
+    prepared(bank, txid, 2);
+    tpc.onCoordPrepared(bank.transaction(txid)!);
+    expect(decisionsIn(queue)).toEqual([]);
+  });
+
+  it('an inquiry about an unknown txid at or above the watermark proposes a tombstone (presumed abort); below it, an ABORT is sent', () => {
+    const { bank, queue, tpc } = coordinator();
+    const unknown: TxId = { shard: 0, round: 5, ordinal: 1, seq: 9 };
+    tpc.onVote(1, unknown, true, bank);
+    expect(decisionsIn(queue)[0]?.body).toMatchObject({ coordDecision: { commit: false, participantShard: 1 } });
+    // The tombstone applies, is acknowledged and collected: the watermark passes it.
+    bank.apply(2, { body: { $case: 'coordDecision', coordDecision: { txid: unknown, commit: false, reason: 0, participantShard: 1 } } });
+    bank.apply(3, { body: { $case: 'coordAck', coordAck: { txid: undefined, txids: [unknown] } } });
+    tpc.takeMessages();
+    tpc.onVote(1, unknown, true, bank);
+    expect(decisionsIn(queue)).toEqual([]);
+    expect(tpc.takeMessages()).toMatchObject([{ toShard: 1, body: { $case: 'decision', decision: { commit: false } } }]);
+  });
+
+  it('a prepared transaction with no vote is aborted after txAbortTicks, and a decision is proposed once', () => {
+    const { bank, queue, tpc } = coordinator();
+    const txid: TxId = { shard: 0, round: 1, ordinal: 0, seq: 1 };
+    prepared(bank, txid, 2);
+    tpc.onLeadershipReady(bank);
+    for (let tick = 0; tick < timing.txAbortTicks + 5; tick += 1) tpc.tick(true, bank);
+    const decisions = decisionsIn(queue);
+    expect(decisions).toHaveLength(1);
+    expect(decisions[0]?.body).toMatchObject({ coordDecision: { commit: false, reason: 4 } });
+  });
+});
