@@ -59,13 +59,17 @@ function ensureBase() {
     execFileSync('ln', ['-sf', '../lib/node_modules/npm/bin/npm-cli.js', join(rootfs, 'usr/bin/npm')]);
     execFileSync('ln', ['-sf', '../lib/node_modules/npm/bin/npx-cli.js', join(rootfs, 'usr/bin/npx')]);
     mkdirSync(join(rootfs, 'etc/ssl/certs'), { recursive: true });
-    execFileSync('cp', ['-L', '/etc/ssl/certs/ca-certificates.crt', join(rootfs, 'etc/ssl/certs/ca-certificates.crt')]);
+    // The machine's CA bundle (and any extra CAs Node is told to trust here, e.g. a TLS proxy's):
+    // npm ci inside the build talks to the registry through the same network as this machine.
+    const extra = process.env.NODE_EXTRA_CA_CERTS && existsSync(process.env.NODE_EXTRA_CA_CERTS) ? readFileSync(process.env.NODE_EXTRA_CA_CERTS, 'utf8') : '';
+    writeFileSync(join(rootfs, 'etc/ssl/certs/ca-certificates.crt'), readFileSync('/etc/ssl/certs/ca-certificates.crt', 'utf8') + '\n' + extra);
     const ctr = buildah(['from', 'scratch']).trim();
     try {
       const mnt = buildah(['mount', ctr]).trim();
       execFileSync('cp', ['-a', `${rootfs}/.`, `${mnt}/`]);
       buildah(['umount', ctr]);
-      buildah(['config', '--env', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', '--cmd', 'node', ctr]);
+      buildah(['config', '--env', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+        '--env', 'NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt', '--cmd', 'node', ctr]);
       buildah(['commit', ctr, BASE_IMAGE]);
       buildah(['tag', BASE_IMAGE, HELPER_IMAGE]);
     } finally {
