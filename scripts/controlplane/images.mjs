@@ -4,7 +4,8 @@
 // Debian minbase from debootstrap plus this machine's Node, npm and CA bundle), a NATS image
 // (the machine's nats-server on the same base), saves each as an archive in
 // ${SHARDBANK_CACHE}/images (k8s:up imports them all) and imports them into the running
-// node's containerd. Images are cached in buildah's storage under ${SHARDBANK_CACHE}/buildah.
+// node's containerd (those that changed; --import-all: every one). Images are cached in
+// buildah's storage under ${SHARDBANK_CACHE}/buildah.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -100,14 +101,23 @@ function bud(dockerfile, tag) {
   ], { stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
-/** Saves an image as a docker archive named after it (ctr import normalizes the name). */
+const savedFile = join(cacheDir(), 'images', 'saved.json');
+const saved = existsSync(savedFile) ? JSON.parse(readFileSync(savedFile, 'utf8')) : {};
+const changed = [];
+
+/** Saves an image as a docker archive named after it (ctr import normalizes the name); skipped when unchanged. */
 function save(name, file) {
   const dir = join(cacheDir(), 'images');
   mkdirSync(dir, { recursive: true });
   const out = join(dir, file);
+  const id = buildah(['inspect', '--type', 'image', '--format', '{{.FromImageID}}', name]).trim();
+  if (saved[file] === id && existsSync(out)) return out;
   rmSync(`${out}.tmp`, { force: true });
-  buildah(['push', name, `docker-archive:${out}.tmp:${name}`]);
+  buildah(['push', '--quiet', name, `docker-archive:${out}.tmp:${name}`]);
   renameSync(`${out}.tmp`, out);
+  saved[file] = id;
+  writeFileSync(savedFile, JSON.stringify(saved, null, 2));
+  changed.push(out);
   return out;
 }
 
@@ -125,8 +135,9 @@ const archives = [
   save(NODE_IMAGE, 'shardbank-node.tar'), save(OPERATOR_IMAGE, 'shardbank-operator.tar'),
 ];
 step('archives saved');
+const toImport = process.argv.includes('--import-all') ? archives : changed;
 if (existsSync(containerdSocket())) {
-  for (const a of archives) importImage(a, nodeDirs());
+  for (const a of toImport) importImage(a, nodeDirs());
   step('imported into the node\'s containerd');
 } else {
   log('the node is not running: `npm run k8s:up` imports the archives when it starts');
