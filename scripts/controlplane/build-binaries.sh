@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Builds (once) and caches the control-plane binaries used by operator tests:
-#   kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl
-#                   from the k8s.io/kubernetes Go module (Go module proxy), one go build
+# Builds (once) and caches the binaries of the operator tests (default: etcd kube-apiserver helm)
+# and of the single-node Kubernetes of `npm run k8s:up` (kubernetes coredns local-path-provisioner pause):
+#   kube-apiserver  alone, or with kube-controller-manager, kube-scheduler, kubelet, kube-proxy and
+#                   kubectl (`kubernetes`), from the k8s.io/kubernetes Go module, one stamped go build
 #   helm            via `go install helm.sh/helm/v3/cmd/helm@<version>`
 #   etcd            from the Debian package etcd-server (apt-get)
+#   coredns         a small main with the kubernetes plugin (no forward), from the Go module proxy
+#   local-path-provisioner  via `go install` (CGO_ENABLED=0)
+#   pause           a static pod-sandbox binary built from a few lines here
 # Output: ${SHARDBANK_CACHE:-$HOME/.cache/shardbank}/bin/<name>-<version>[/].
 # Idempotent: a binary that already exists is not rebuilt.
 set -euo pipefail
@@ -55,25 +59,27 @@ write_kube_wrapper_module() {
 
 # Every Kubernetes binary in ONE go build (they share most packages), stamped with the
 # release version (unstamped binaries report v0.0.0-master, which kubectl cannot parse).
+# `kube-apiserver` alone is what the operator tests need; `kubernetes` is every binary of a node.
 kube_commands=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 ensure_kubernetes() {
   local out="$bin/kubernetes-$KUBERNETES_VERSION"
-  local missing=0 c
-  for c in "${kube_commands[@]}"; do [ -x "$out/$c" ] || missing=1; done
-  if [ "$missing" = 0 ]; then log "kubernetes $KUBERNETES_VERSION cached"; return; fi
+  local missing=() c
+  for c in "$@"; do [ -x "$out/$c" ] || missing+=("$c"); done
+  if [ "${#missing[@]}" = 0 ]; then log "$* $KUBERNETES_VERSION cached"; return; fi
   local mod="$cache/src/kubernetes-$KUBERNETES_VERSION"
   write_kube_wrapper_module "$mod"
-  log "building ${kube_commands[*]} $KUBERNETES_VERSION (one go build; ~5 min of 2 cores when cold)"
+  log "building ${missing[*]} $KUBERNETES_VERSION (one go build; all six: ~5 min of 2 cores when cold)"
   local v="${KUBERNETES_VERSION#v}" pkgs=() x=""
-  for c in "${kube_commands[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+  for c in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     x+=" -X $p.gitVersion=$KUBERNETES_VERSION -X $p.gitMajor=${v%%.*} -X $p.gitMinor=$(echo "$v" | cut -d. -f2)"
     x+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
   done
-  rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+  rm -rf "$out.tmp" && mkdir -p "$out.tmp" "$out"
   (cd "$mod" && for p in "${pkgs[@]}"; do GOFLAGS=-mod=mod go get "$p@$KUBERNETES_VERSION"; done \
      && nice -n 10 go build -p "${SHARDBANK_GO_PARALLEL:-2}" -trimpath -ldflags "-s -w$x" -o "$out.tmp/" "${pkgs[@]}")
-  rm -rf "$out" && mv "$out.tmp" "$out"
+  for c in "${missing[@]}"; do mv "$out.tmp/$c" "$out/$c"; done
+  rm -rf "$out.tmp"
   log "kubernetes binaries built: $out"
 }
 
@@ -164,11 +170,12 @@ EOM
   mv "$out.tmp" "$out"
 }
 
-for what in "${@:-etcd kubernetes helm}"; do
+for what in "${@:-etcd kube-apiserver helm}"; do
   for w in $what; do
     case "$w" in
       etcd) ensure_etcd ;;
-      kube-apiserver|kubernetes) ensure_kubernetes ;;
+      kube-apiserver) ensure_kubernetes kube-apiserver ;;
+      kubernetes) ensure_kubernetes "${kube_commands[@]}" ;;
       helm) ensure_helm ;;
       coredns) ensure_coredns ;;
       local-path-provisioner) ensure_local_path_provisioner ;;
