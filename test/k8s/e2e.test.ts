@@ -18,11 +18,29 @@ const ENDPOINTS = Array.from({ length: SHARDS }, (_, s) =>
   Array.from({ length: REPLICAS }, (_, r) => `${CLUSTER}-s${s}-${r}.${CLUSTER}-s${s}.${NS}.svc:50051`).join(','),
 ).join(';');
 
+// The client pod's ServiceAccount may read the BankCluster and delete its pods (chaos).
 const clientPod = `apiVersion: v1
+kind: ServiceAccount
+metadata: {name: bank-chaos, namespace: ${NS}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: bank-chaos, namespace: ${NS}}
+rules:
+- {apiGroups: [shardbank.io], resources: [bankclusters], verbs: [get]}
+- {apiGroups: [""], resources: [pods], verbs: [get, list, delete]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: bank-chaos, namespace: ${NS}}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: bank-chaos}
+subjects: [{kind: ServiceAccount, name: bank-chaos, namespace: ${NS}}]
+---
+apiVersion: v1
 kind: Pod
 metadata: {name: bank-client, namespace: ${NS}}
 spec:
-  automountServiceAccountToken: false
+  serviceAccountName: bank-chaos
   securityContext: {runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, seccompProfile: {type: RuntimeDefault}}
   containers:
   - name: client
@@ -31,6 +49,8 @@ spec:
     command: [node, -e, "process.on('SIGTERM', () => process.exit(0)); setInterval(() => {}, 1 << 30)"]
     securityContext: {readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
     resources: {requests: {cpu: 50m, memory: 64Mi}}
+    volumeMounts: [{name: tmp, mountPath: /tmp}]
+  volumes: [{name: tmp, emptyDir: {}}]
 `;
 
 describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
@@ -119,7 +139,24 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
     expect(await balances(1001, 1002, 1003, 3001)).toEqual({ '1001': 0, '1002': 9, '1003': 11, '3001': 20 });
   });
 
+  it('shardbank chaos --kubernetes: leader pods deleted every 5 s for 60 s under load, every invariant holds', async () => {
+    const out = await kubectl(kc, ['exec', '-n', NS, 'bank-client', '--', 'node', 'dist/node/cli/main.js', 'chaos', '--kubernetes',
+      '--cluster', CLUSTER, '--namespace', NS, '--duration', '60s', '--interval', '5s', '--json', '--report', '/tmp/chaos.html'], undefined, 900_000);
+    const verdict = JSON.parse(out) as { ok: boolean; faults: { replicaKills: number }; transfers: number; checks: Record<string, { ok: boolean; detail: string }> };
+    console.log(`chaos --kubernetes: ${JSON.stringify({ ok: verdict.ok, faults: verdict.faults, transfers: verdict.transfers })}`);
+    expect(Object.entries(verdict.checks).filter(([, c]) => !c.ok)).toEqual([]);
+    expect(verdict.ok).toBe(true);
+    expect(verdict.faults.replicaKills).toBeGreaterThanOrEqual(10);
+    expect(verdict.transfers).toBeGreaterThan(0);
+    const report = await k('exec', '-n', NS, 'bank-client', '--', 'node', '-e', "process.stdout.write(require('fs').readFileSync('/tmp/chaos.html', 'utf8'))");
+    expect(report).toContain('pod deletions');
+    await bankReady();
+  });
+
+  const watched = [1001, 1002, 1003, 2001, 3001, 4001, 6001, 8999];
+
   it('kubectl drain is refused by the PodDisruptionBudgets while it would break quorum', async () => {
+    const before = await balances(...watched);
     let out = '';
     let refused = false;
     try {
@@ -133,19 +170,21 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
     expect(refused).toBe(true);
     expect(out).toContain('disruption budget');
     await bankReady();
-    expect(await balances(1001, 3001)).toEqual({ '1001': 0, '3001': 20 });
+    expect(await balances(...watched)).toEqual(before);
   });
 
   it('deleting the BankCluster keeps the PVCs; re-creating it finds the money', async () => {
+    const before = await balances(...watched);
     await k('delete', 'bankcluster', CLUSTER, '-n', NS, '--wait=true', '--timeout=120s');
     await until('replica pods gone', async () => ((await k('get', 'pods', '-n', NS, '-l', `shardbank.io/cluster=${CLUSTER}`, '-o', 'name')).trim() === '' ? true : undefined), 180_000);
     const pvcs = JSON.parse(await k('get', 'pvc', '-n', NS, '-o', 'json')) as { items: { metadata: { name: string }; status: { phase: string } }[] };
     expect(pvcs.items.filter((p) => p.metadata.name.startsWith(`data-${CLUSTER}-s`) && p.status.phase === 'Bound')).toHaveLength(SHARDS * REPLICAS);
     await k('apply', '-f', SAMPLE);
     await bankReady();
-    expect(await balances(1001, 1002, 1003, 3001)).toEqual({ '1001': 0, '1002': 9, '1003': 11, '3001': 20 });
-    const r = await transfer(3001, 1001, 5);
+    expect(await balances(...watched)).toEqual(before);
+    const from = watched.find((i) => before[String(i)]! > 0 && i !== 1001)!;
+    const r = await transfer(from, 1001, 1);
     expect(r.outcome).toBe('COMMITTED');
-    expect(await balances(1001, 3001)).toEqual({ '1001': 5, '3001': 15 });
+    expect(await balances(1001, from)).toEqual({ '1001': before['1001']! + 1, [String(from)]: before[String(from)]! - 1 });
   });
 });

@@ -40,9 +40,9 @@ export function k8sUp(): string {
 }
 
 /** kubectl (the v1.36.3 one built with the node) against kubeconfig; resolves stdout. */
-export function kubectl(kubeconfig: string, args: string[], input?: string): Promise<string> {
+export function kubectl(kubeconfig: string, args: string[], input?: string, timeoutMs = 180_000): Promise<string> {
   return new Promise((res, rej) => {
-    const child = execFile(binaries().kubectl, ['--kubeconfig', kubeconfig, ...args], { encoding: 'utf8', timeout: 180_000, maxBuffer: 32 << 20 }, (err, stdout, stderr) => {
+    const child = execFile(binaries().kubectl, ['--kubeconfig', kubeconfig, ...args], { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 32 << 20 }, (err, stdout, stderr) => {
       if (err) rej(new Error(`kubectl ${args.join(' ')}: ${err.message}\n${stderr}`));
       else res(stdout);
     });
