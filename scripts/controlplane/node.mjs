@@ -365,8 +365,9 @@ export async function startNode({ onLaunch = () => {}, log = () => {} } = {}) {
     'coredns': '/CN=shardbank:coredns',
     'local-path-provisioner': '/CN=shardbank:local-path-provisioner',
   };
+  // No CRD here: `helm install` of the chart or `kubectl apply -k deploy/` installs it, as for a user.
   const cp = await startControlPlane({
-    stateDir: d, detached: true, onLaunch: record,
+    stateDir: d, detached: true, onLaunch: record, installCrd: false,
     node: {
       ip: NODE_IP, serviceCidr: SERVICE_CIDR, serviceIp: SERVICE_IP, apiserverPort: APISERVER_PORT,
       certs: {

@@ -95,6 +95,12 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
     expect(dep.status.readyReplicas).toBe(2);
     const pvc = JSON.parse(await k('get', 'pvc', '-n', 'shardbank-system', '-o', 'json')) as { items: { status: { phase: string } }[] };
     expect(pvc.items.map((p) => p.status.phase)).toEqual(['Bound']);
+    // The CRD belongs to the release, so helm upgrade upgrades it too.
+    const crdRelease = () => k('get', 'crd', 'bankclusters.shardbank.io', '-o', 'jsonpath={.metadata.annotations.meta\\.helm\\.sh/release-name}');
+    expect((await crdRelease()).trim()).toBe('shardbank-operator');
+    const upgraded = await helm(kc, ['upgrade', 'shardbank-operator', join(repoRoot, 'charts', 'shardbank-operator'), '-n', 'shardbank-system', '--reuse-values', '--wait', '--timeout', '5m']);
+    expect(upgraded).toContain('REVISION: 2');
+    expect((await crdRelease()).trim()).toBe('shardbank-operator');
   });
 
   it('kubectl apply of a 3x3 BankCluster: every replica Ready, READY and LEADERS in kubectl get', async () => {
