@@ -126,6 +126,9 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
     const r = await transfer(1001, 3001, 10);
     expect(r.outcome).toBe('COMMITTED');
     expect(await balances(1001, 3001)).toEqual({ '1001': 0, '3001': 20 });
+    // The node image does not ship the operator's Kubernetes client.
+    const probe = "try { require.resolve('@kubernetes/client-node'); console.log('present') } catch { console.log('absent') }";
+    expect((await k('exec', '-n', NS, 'bank-client', '--', 'node', '-e', probe)).trim()).toBe('absent');
   });
 
   it('a deleted leader pod is replaced and its shard commits again', async () => {
