@@ -1,7 +1,8 @@
 // The user's Kubernetes flow on a real single-node cluster (`npm run k8s:up`, images from
 // `npm run images`): helm install of the operator, kubectl apply of a 3x3 BankCluster that
 // fits the node, transfers from a client pod through the cluster's DNS names, a deleted
-// leader pod, a drain refused by the PodDisruptionBudgets, and a deleted BankCluster whose
+// leader pod, chaos by deleting pods, a rolling update under load, a drain refused by the
+// PodDisruptionBudgets, and a deleted BankCluster whose
 // PVCs keep the money for its re-creation. Ends with `k8s:down --check` (host as before).
 // Behind SHARDBANK_K8S_E2E=1 (see docs/TESTING.md).
 import { execFileSync } from 'node:child_process';
@@ -160,6 +161,32 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
     const report = await k('exec', '-n', NS, 'bank-client', '--', 'node', '-e', "process.stdout.write(require('fs').readFileSync('/tmp/chaos.html', 'utf8'))");
     expect(report).toContain('pod deletions');
     await bankReady();
+  });
+
+  it('a rolling update under load (a pod template annotation): every pod replaced, no transfer fails, status says Progressing', async () => {
+    const podUids = async () => {
+      const pods = JSON.parse(await k('get', 'pods', '-n', NS, '-l', `shardbank.io/cluster=${CLUSTER}`, '-o', 'json')) as { items: { metadata: { name: string; uid: string } }[] };
+      return new Map(pods.items.map((p) => [p.metadata.name, p.metadata.uid]));
+    };
+    const before = await podUids();
+    expect(before.size).toBe(SHARDS * REPLICAS);
+    const bench = kubectl(kc, ['exec', '-n', NS, 'bank-client', '--', 'node', 'dist/node/cli/main.js', 'bench', '--endpoints', ENDPOINTS, '--cluster', CLUSTER,
+      '--clients', '16', '--duration', '60s', '--timeout', '30s', '--json'], undefined, 300_000);
+    await k('patch', 'bankcluster', CLUSTER, '-n', NS, '--type', 'merge', '-p', JSON.stringify({ spec: { podTemplate: { annotations: { 'e2e.shardbank.io/rollout': String(Date.now()) } } } }));
+    await until('status Progressing', async () => {
+      const b = (await bank()) as { status?: { conditions?: { type: string; status: string; message: string }[] } };
+      const c = b.status?.conditions?.find((x) => x.type === 'Progressing');
+      return c?.status === 'True' ? c.message : undefined;
+    }, 120_000, 250);
+    await until('every replica pod replaced', async () => {
+      const now = await podUids();
+      return [...before].every(([name, uid]) => now.has(name) && now.get(name) !== uid) ? true : undefined;
+    }, 240_000);
+    await bankReady();
+    const result = JSON.parse(await bench) as { transfers: number; outcomes: Record<string, number>; latencyMs: { max: number } };
+    console.log(`rolling update under load: ${JSON.stringify(result.outcomes)}, max latency ${result.latencyMs.max} ms`);
+    expect(Object.keys(result.outcomes).filter((o) => o !== 'COMMITTED' && o !== 'INSUFFICIENT_FUNDS')).toEqual([]);
+    expect(result.outcomes.COMMITTED).toBeGreaterThan(0);
   });
 
   const watched = [1001, 1002, 1003, 2001, 3001, 4001, 6001, 8999];
