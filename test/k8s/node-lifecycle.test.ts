@@ -45,5 +45,5 @@ describe.skipIf(!K8S_E2E)('k8s:up / k8s:down on this host', () => {
     }
     k8s('down');
     expect(hostDiff(before, opts())).toEqual([]);
-  });
+  }, 900_000); // two k8s:up runs, each importing the cached image archives (~45 s here)
 });
