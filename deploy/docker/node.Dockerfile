@@ -8,7 +8,11 @@ COPY package.json package-lock.json tsconfig.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY node ./node
 COPY operator ./operator
-RUN npx tsc -p tsconfig.json && npm prune --omit=dev --ignore-scripts
+# The replica never loads the Kubernetes client (the operator's; chaos --kubernetes uses plain
+# HTTPS): it and what only it needs stay out of this image.
+RUN npx tsc -p tsconfig.json \
+    && npm uninstall --ignore-scripts --no-audit --no-fund @kubernetes/client-node \
+    && npm prune --omit=dev --ignore-scripts
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production

@@ -1,6 +1,7 @@
 // `shardbank chaos`: a workload while replicas (and with --nats, nats-server) are
 // SIGKILLed at an interval, then, once every in-flight transaction is decided, the bank
-// invariants of SPEC section 2 are checked. The local equivalent of deleting pods.
+// invariants of SPEC section 2 are checked. The local equivalent of deleting pods; with
+// --kubernetes it deletes the pods of a BankCluster through the Kubernetes API instead.
 import { writeFileSync } from 'node:fs';
 import { initialClusterTotal } from '../cluster/topology.js';
 import { readAllBalances, readShardReplicas, waitQuiescent } from '../client/bank-audit.js';
@@ -10,6 +11,8 @@ import { checkBank, ExpectationLedger, type BankVerdict, type ShardReplicaReads 
 import type { ClusterView } from '../client/status-view.js';
 import { readAddressBook, type AddressBook } from '../local/address-book.js';
 import { parseCommandArgs, parseDurationMs, parseIntegerOption, parseNumberOption, resolveTarget } from './args.js';
+import { KubeApiError } from './kube-api.js';
+import { kubernetesTarget, type KubernetesTarget } from './kube-chaos.js';
 import { EXIT, UsageError, type CliIo } from './cli-io.js';
 import { renderHtmlReport, type ReportMarker } from './html-report.js';
 import { LeaderTracker } from './leader-tracker.js';
@@ -42,11 +45,21 @@ Options:
   --settle-timeout D    bound on each wait after the run (default 120s)
   --report FILE.html    write a self-contained HTML report
   --json                print the verdict with the counts it checked
-  --state-dir DIR       the local cluster (default .shardbank)`;
+  --state-dir DIR       the local cluster (default .shardbank)
+  --kubernetes          delete pods of a BankCluster through the Kubernetes API instead (graceful
+                        deletion, as a user would); the workload talks to the replicas' per-pod DNS
+                        names, so run it inside the cluster (a pod), or give reachable --endpoints
+  --cluster NAME        with --kubernetes: the BankCluster (required)
+  --namespace NS        with --kubernetes: its namespace (default "default")
+  --kubeconfig FILE     with --kubernetes: credentials (default $KUBECONFIG, else the pod's ServiceAccount)`;
 
 const CHAOS_OPTIONS = {
   'state-dir': { type: 'string' },
   endpoints: { type: 'string' },
+  kubernetes: { type: 'boolean', default: false },
+  cluster: { type: 'string' },
+  namespace: { type: 'string' },
+  kubeconfig: { type: 'string' },
   duration: { type: 'string' },
   interval: { type: 'string' },
   target: { type: 'string' },
@@ -84,6 +97,30 @@ interface PendingTransfer {
 interface Faults {
   replicaKills: number;
   natsKills: number;
+}
+
+/** What chaos does to a cluster: SIGKILL local processes, or delete pods. */
+export interface Faulter {
+  /** The action, for markers ("SIGKILL replica", "delete pod"). */
+  readonly verb: string;
+  /** Kills one replica; null: the cluster is gone (stop), undefined: nothing to kill now. */
+  replica(view: ClusterView | undefined, target: 'leader' | 'random'): Promise<string | null | undefined>;
+  nats(): Promise<string | undefined>;
+}
+
+function localFaulter(stateDir: string): Faulter {
+  return {
+    verb: 'SIGKILL replica',
+    replica: async (view, target) => {
+      const book = readAddressBook(stateDir);
+      return book === undefined ? null : killReplica(book, view, target);
+    },
+    nats: async () => {
+      const book = readAddressBook(stateDir);
+      if (book === undefined || book.natsPid === null || !kill(book.natsPid)) return undefined;
+      return `SIGKILL nats-server (pid ${book.natsPid})`;
+    },
+  };
 }
 
 function parseSettings(values: Record<string, string | boolean | undefined>): ChaosSettings {
@@ -142,7 +179,7 @@ class ChaosRun {
   constructor(
     readonly client: ShardbankClient,
     readonly settings: ChaosSettings,
-    readonly stateDir: string,
+    readonly faulter: Faulter,
     readonly startedAtMs: number,
   ) {
     this.stats = new RunStats(startedAtMs);
@@ -183,17 +220,20 @@ class ChaosRun {
       const nextAtMs = this.startedAtMs + tick * this.settings.intervalMs;
       if (nextAtMs >= endAtMs) return;
       await sleep(nextAtMs - Date.now());
-      const book = readAddressBook(this.stateDir);
-      if (book === undefined) return;
       const atS = (Date.now() - this.startedAtMs) / 1000;
-      const victim = killReplica(book, this.tracker.latest, this.settings.target);
+      const victim = await this.faulter.replica(this.tracker.latest, this.settings.target).catch((err: Error) => {
+        this.tracker.addMarker({ atS, kind: 'kill', label: `${this.faulter.verb} failed: ${err.message}` });
+        return undefined;
+      });
+      if (victim === null) return;
       if (victim) {
         this.faults.replicaKills += 1;
-        this.tracker.addMarker({ atS, kind: 'kill', label: `SIGKILL replica ${victim}` });
+        this.tracker.addMarker({ atS, kind: 'kill', label: `${this.faulter.verb} ${victim}` });
       }
-      if (this.settings.nats && tick % 2 === 1 && book.natsPid !== null && kill(book.natsPid)) {
+      const nats = this.settings.nats && tick % 2 === 1 ? await this.faulter.nats().catch(() => undefined) : undefined;
+      if (nats) {
         this.faults.natsKills += 1;
-        this.tracker.addMarker({ atS, kind: 'nats-kill', label: `SIGKILL nats-server (pid ${book.natsPid})` });
+        this.tracker.addMarker({ atS, kind: 'nats-kill', label: nats });
       }
     }
   }
@@ -246,23 +286,43 @@ export async function chaosCommand(argv: readonly string[], io: CliIo): Promise<
     io.out(CHAOS_HELP);
     return EXIT.ok;
   }
-  if (values.endpoints !== undefined) throw new UsageError('chaos kills local processes: it runs against a local cluster (--state-dir), not --endpoints');
   const settings = parseSettings(values);
+  const log = (line: string) => {
+    if (!values.json) io.err(line);
+  };
+  if (values.kubernetes) {
+    if (settings.nats) throw new UsageError('--nats: not supported with --kubernetes yet (delete the NATS pod yourself)');
+    let kube: KubernetesTarget;
+    try {
+      kube = await kubernetesTarget(values);
+    } catch (err) {
+      if (err instanceof KubeApiError) throw new UsageError(`--kubernetes: ${err.message}`);
+      throw err;
+    }
+    log(`BankCluster ${kube.namespace}/${kube.cluster}: ${kube.options.topology.shards} shards x ${kube.options.topology.replicasPerShard} replicas`);
+    const client = await ShardbankClient.connect({ ...kube.options, pidOf: undefined });
+    try {
+      return await runChaos(client, settings, kube.faulter, io, log, values.json, values.report);
+    } finally {
+      await client.close();
+    }
+  }
+  for (const k of ['cluster', 'namespace', 'kubeconfig'] as const) {
+    if (values[k] !== undefined) throw new UsageError(`--${k}: only with --kubernetes`);
+  }
+  if (values.endpoints !== undefined) throw new UsageError('chaos kills local processes: it runs against a local cluster (--state-dir), not --endpoints (or use --kubernetes)');
   const target = resolveTarget(values, true);
   const book = target.book!;
   if (settings.nats && !book.natsManaged) throw new UsageError('--nats: this cluster uses an external NATS (up --nats URL), which chaos does not kill');
   const client = await ShardbankClient.connect({ ...target.options, pidOf: undefined });
-  const log = (line: string) => {
-    if (!values.json) io.err(line);
-  };
   try {
-    return await runChaos(client, settings, target.stateDir!, io, log, values.json, values.report);
+    return await runChaos(client, settings, localFaulter(target.stateDir!), io, log, values.json, values.report);
   } finally {
     await client.close();
   }
 }
 
-async function runChaos(client: ShardbankClient, settings: ChaosSettings, stateDir: string, io: CliIo, log: (line: string) => void, json: boolean, report: string | undefined): Promise<number> {
+async function runChaos(client: ShardbankClient, settings: ChaosSettings, faulter: Faulter, io: CliIo, log: (line: string) => void, json: boolean, report: string | undefined): Promise<number> {
   log('waiting for a quiet cluster (a leader per shard, nothing in flight)');
   if ((await waitQuiescent(client, Date.now() + settings.settleMs)) === undefined) {
     io.err('chaos: the cluster did not become quiet (leader per shard, all replicas up, nothing in flight) before the run; not starting');
@@ -270,10 +330,10 @@ async function runChaos(client: ShardbankClient, settings: ChaosSettings, stateD
   }
   const startBalances = await readAllBalances(client);
   const startedAtMs = Date.now();
-  const run = new ChaosRun(client, settings, stateDir, startedAtMs);
+  const run = new ChaosRun(client, settings, faulter, startedAtMs);
   run.tracker.start();
   const endAtMs = startedAtMs + settings.durationMs;
-  log(`running ${settings.clients} clients for ${settings.durationMs / 1000} s, killing ${settings.target === 'leader' ? 'the leader of a random shard' : 'a random replica'} every ${settings.intervalMs / 1000} s${settings.nats ? ' and nats-server every other time' : ''}`);
+  log(`running ${settings.clients} clients for ${settings.durationMs / 1000} s, ${faulter.verb === 'delete pod' ? 'deleting the pod of' : 'killing'} ${settings.target === 'leader' ? 'the leader of a random shard' : 'a random replica'} every ${settings.intervalMs / 1000} s${settings.nats ? ' and nats-server every other time' : ''}`);
   const generator = new PairGenerator({ topology: client.topology, crossShardRatio: settings.crossShardRatio, zipfExponent: 0 });
   await Promise.all([run.killer(endAtMs), ...Array.from({ length: settings.clients }, () => run.worker(generator, endAtMs))]);
   const workloadMs = Date.now() - startedAtMs;
@@ -302,7 +362,7 @@ async function runChaos(client: ShardbankClient, settings: ChaosSettings, stateD
 function writeChaosReport(path: string, run: ChaosRun, verdict: BankVerdict, workloadMs: number): void {
   const markers: ReportMarker[] = run.tracker.markers;
   writeFileSync(path, renderHtmlReport({
-    title: `shardbank chaos: ${run.settings.target} kills every ${run.settings.intervalMs / 1000} s${run.settings.nats ? ' + nats-server' : ''}`,
+    title: `shardbank chaos: ${run.settings.target} ${run.faulter.verb === 'delete pod' ? 'pod deletions' : 'kills'} every ${run.settings.intervalMs / 1000} s${run.settings.nats ? ' + nats-server' : ''}`,
     generatedAt: new Date().toISOString(),
     series: run.stats.series(Math.ceil(workloadMs / 1000)).map((point) => ({ second: point.second, transfersPerS: point.transfers, p99Ms: point.p99Ms })),
     markers,

@@ -91,6 +91,8 @@ export const DEFAULT_SPEC: BankClusterSpec = {
  */
 export const RULE_MESSAGES = {
   replicasPerShardOdd: 'must be odd (1, 3, 5 or 7)',
+  replicasPerShardImmutable:
+    'is immutable until online membership change exists: replicas refuse a changed topology (create a new BankCluster to change it)',
   shardsImmutable: 'is immutable: resharding a running cluster is not supported',
   itemsPerShardImmutable: 'is immutable: it decides which shard owns each item',
   initialBalanceImmutable: 'is immutable: it defines the money the cluster holds',
@@ -278,6 +280,9 @@ export function validateBankClusterUpdate(previous: BankClusterSpec, next: BankC
   const errors: ManifestError[] = [];
   if (previous.shards !== next.shards) {
     errors.push(new ManifestError('spec.shards', RULE_MESSAGES.shardsImmutable));
+  }
+  if (previous.replicasPerShard !== next.replicasPerShard) {
+    errors.push(new ManifestError('spec.replicasPerShard', RULE_MESSAGES.replicasPerShardImmutable));
   }
   if (previous.itemsPerShard !== next.itemsPerShard) {
     errors.push(new ManifestError('spec.itemsPerShard', RULE_MESSAGES.itemsPerShardImmutable));

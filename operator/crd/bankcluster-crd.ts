@@ -80,9 +80,10 @@ function specSchema(): Schema {
         'x-kubernetes-validations': immutable(RULE_MESSAGES.shardsImmutable),
       }),
       replicasPerShard: integer(1, LIMITS.replicasPerShardMax, d.replicasPerShard, {
-        description: 'Replicas per shard: 1 (development only), 3, 5 or 7.',
+        description: 'Replicas per shard: 1 (development only), 3, 5 or 7. Immutable (no online membership change yet).',
         'x-kubernetes-validations': [
           { rule: 'self % 2 == 1', message: RULE_MESSAGES.replicasPerShardOdd },
+          ...immutable(RULE_MESSAGES.replicasPerShardImmutable),
         ],
       }),
       itemsPerShard: integer(1, LIMITS.itemsPerShardMax, d.itemsPerShard, {

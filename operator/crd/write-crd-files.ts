@@ -14,6 +14,6 @@ const root = repoRoot();
 for (const file of CRD_FILES) {
   const path = join(root, file);
   mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, renderCrdYaml());
+  writeFileSync(path, renderCrdYaml(file));
   console.log(`wrote ${file}`);
 }

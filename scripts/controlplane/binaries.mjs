@@ -25,15 +25,22 @@ export class MissingBinariesError extends Error {
   name = 'MissingBinariesError';
 }
 
-/** Paths of etcd, kube-apiserver and helm; throws MissingBinariesError naming the build command. */
+/** The Kubernetes binaries build-binaries.sh makes in one go build. */
+export const KUBE_COMMANDS = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubelet', 'kube-proxy', 'kubectl'];
+
+/** Paths of the cached binaries; throws MissingBinariesError naming the build command. */
 export function binaries({ need = ['etcd', 'kube-apiserver'] } = {}) {
   const v = versions();
   const bin = join(cacheDir(), 'bin');
+  const kube = join(bin, `kubernetes-${v.KUBERNETES_VERSION}`);
   const paths = {
     etcd: join(bin, 'etcd'),
-    'kube-apiserver': join(bin, `kube-apiserver-${v.KUBERNETES_VERSION}`),
     helm: join(bin, `helm-${v.HELM_VERSION}`),
+    coredns: join(bin, `coredns-${v.COREDNS_VERSION}`),
+    'local-path-provisioner': join(bin, `local-path-provisioner-${v.LOCAL_PATH_PROVISIONER_VERSION}`),
+    pause: join(bin, 'pause-1'),
   };
+  for (const c of KUBE_COMMANDS) paths[c] = join(kube, c);
   const missing = need.filter((name) => !existsSync(paths[name]));
   if (missing.length > 0) {
     throw new MissingBinariesError(

@@ -1,6 +1,8 @@
 // Starts etcd + kube-apiserver on loopback (free ports, local certificates, RBAC with an
 // admin client certificate), writes a kubeconfig and installs the BankCluster CRD.
-// Used by `npm run controlplane:up` (detached) and by test/operator/support (attached).
+// Used by `npm run controlplane:up` (detached), by test/operator/support (attached) and, with
+// `node`, by `npm run k8s:up` (node.mjs): then the API server binds the node address with
+// Node+RBAC authorization, NodeRestriction, ServiceAccount tokens and a kubelet client cert.
 import { spawn } from 'node:child_process';
 import { mkdirSync, openSync, readFileSync, writeFileSync, closeSync } from 'node:fs';
 import https from 'node:https';
@@ -15,23 +17,24 @@ const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CRD_FILE = join(repoRoot, 'deploy', 'crd', 'bankclusters.shardbank.io.yaml');
 const STARTUP_DEADLINE_MS = 180_000;
 
-export function freePort() {
+export function freePort(host = '127.0.0.1') {
   return new Promise((res, rej) => {
     const server = net.createServer();
     server.unref();
     server.on('error', rej);
-    server.listen(0, '127.0.0.1', () => {
+    server.listen(0, host, () => {
       const { port } = server.address();
       server.close(() => res(port));
     });
   });
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function launch(command, args, logFile, detached) {
+/** Starts a process with stdout and stderr appended to logFile; detached ones outlive us. */
+export function launch(command, args, logFile, detached, env = process.env) {
   const fd = openSync(logFile, 'a');
-  const child = spawn(command, args, { stdio: ['ignore', fd, fd], detached });
+  const child = spawn(command, args, { stdio: ['ignore', fd, fd], detached, env });
   closeSync(fd);
   if (detached) child.unref();
   return child;
@@ -43,7 +46,7 @@ export function adminRequest(cp, method, path, body, contentType = 'application/
   return new Promise((res, rej) => {
     const req = https.request(
       {
-        host: '127.0.0.1', port: cp.apiserverPort, method, path,
+        host: cp.host, port: cp.apiserverPort, method, path,
         ca: cp.pem.ca, cert: cp.pem.cert, key: cp.pem.key,
         headers: payload ? { 'content-type': contentType, 'content-length': Buffer.byteLength(payload) } : {},
         timeout: 30_000,
@@ -61,8 +64,9 @@ export function adminRequest(cp, method, path, body, contentType = 'application/
   });
 }
 
-async function waitFor(what, probe, child, logFile) {
-  const deadline = Date.now() + STARTUP_DEADLINE_MS;
+/** Polls probe until it resolves true; fails early if child exits, naming its log. */
+export async function waitFor(what, probe, child, logFile, deadlineMs = STARTUP_DEADLINE_MS) {
+  const deadline = Date.now() + deadlineMs;
   for (;;) {
     if (child && child.exitCode !== null) {
       throw new Error(`${what} exited with code ${child.exitCode}; log: ${logFile}\n${tail(logFile)}`);
@@ -72,12 +76,12 @@ async function waitFor(what, probe, child, logFile) {
     } catch {
       // not up yet
     }
-    if (Date.now() > deadline) throw new Error(`${what} not ready after ${STARTUP_DEADLINE_MS} ms; log: ${logFile}\n${tail(logFile)}`);
+    if (Date.now() > deadline) throw new Error(`${what} not ready after ${deadlineMs} ms; log: ${logFile}\n${tail(logFile)}`);
     await sleep(250);
   }
 }
 
-function tail(file) {
+export function tail(file) {
   try {
     return readFileSync(file, 'utf8').split('\n').slice(-25).join('\n');
   } catch {
@@ -96,30 +100,44 @@ function httpOk(port, path) {
   });
 }
 
-function kubeconfigYaml(cp) {
+/** A kubeconfig for the client certificate <user>.crt/.key in the control plane's dir. */
+export function kubeconfigYaml(cp, user = 'admin') {
   const b64 = (s) => Buffer.from(s).toString('base64');
+  const cert = readFileSync(join(cp.dir, `${user}.crt`), 'utf8');
+  const key = readFileSync(join(cp.dir, `${user}.key`), 'utf8');
   return [
     'apiVersion: v1', 'kind: Config', 'clusters:', '- name: shardbank', '  cluster:',
-    `    server: https://127.0.0.1:${cp.apiserverPort}`, `    certificate-authority-data: ${b64(cp.pem.ca)}`,
-    'users:', '- name: admin', '  user:', `    client-certificate-data: ${b64(cp.pem.cert)}`, `    client-key-data: ${b64(cp.pem.key)}`,
-    'contexts:', '- name: shardbank', '  context:', '    cluster: shardbank', '    user: admin', '    namespace: default',
+    `    server: ${cp.server}`, `    certificate-authority-data: ${b64(cp.pem.ca)}`,
+    'users:', `- name: ${user}`, '  user:', `    client-certificate-data: ${b64(cert)}`, `    client-key-data: ${b64(key)}`,
+    'contexts:', '- name: shardbank', '  context:', '    cluster: shardbank', `    user: ${user}`, '    namespace: default',
     'current-context: shardbank', '',
   ].join('\n');
 }
 
-function apiserverArgs(dir, etcdPort, port) {
+/** The API server flags that let a kubelet join (k8s:up); loopback-only otherwise. */
+function nodeApiserverArgs(dir, node) {
+  if (!node) {
+    return ['--bind-address=127.0.0.1', '--advertise-address=127.0.0.1', '--service-cluster-ip-range=10.0.0.0/24',
+      '--authorization-mode=RBAC', '--disable-admission-plugins=ServiceAccount', '--endpoint-reconciler-type=none'];
+  }
+  return [
+    `--bind-address=${node.ip}`, `--advertise-address=${node.ip}`, `--service-cluster-ip-range=${node.serviceCidr}`,
+    '--authorization-mode=Node,RBAC', '--enable-admission-plugins=NodeRestriction',
+    `--kubelet-client-certificate=${dir}/apiserver-kubelet-client.crt`, `--kubelet-client-key=${dir}/apiserver-kubelet-client.key`,
+    `--kubelet-certificate-authority=${dir}/ca.crt`, '--kubelet-preferred-address-types=InternalIP',
+    '--endpoint-reconciler-type=lease',
+  ];
+}
+
+function apiserverArgs(dir, etcdPort, port, node) {
   return [
     `--etcd-servers=http://127.0.0.1:${etcdPort}`,
-    '--bind-address=127.0.0.1', '--advertise-address=127.0.0.1', `--secure-port=${port}`,
+    ...nodeApiserverArgs(dir, node), `--secure-port=${port}`,
     `--cert-dir=${dir}`, `--tls-cert-file=${dir}/apiserver.crt`, `--tls-private-key-file=${dir}/apiserver.key`,
     `--client-ca-file=${dir}/ca.crt`,
     '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
     `--service-account-key-file=${dir}/sa.pub`, `--service-account-signing-key-file=${dir}/sa.key`,
-    '--service-cluster-ip-range=10.0.0.0/24',
-    '--authorization-mode=RBAC',
-    '--disable-admission-plugins=ServiceAccount',
     '--enable-priority-and-fairness=false',
-    '--endpoint-reconciler-type=none',
     '--profiling=false',
     '--v=1',
   ];
@@ -141,14 +159,17 @@ export async function installCrd(cp, crdYaml = readFileSync(CRD_FILE, 'utf8')) {
 /**
  * Starts a control plane in stateDir. detached: processes outlive this Node process
  * (controlplane:up). extraApiserverArgs: more kube-apiserver flags (tests).
+ * node: { ip, serviceCidr, serviceIp, apiserverPort?, certs: {clients, servers} } for k8s:up.
+ * onLaunch(pid): called as each process starts (so a killed run can still be cleaned up).
  * Returns {kubeconfigPath, server, apiserverPort, pids, stop()}.
  */
-export async function startControlPlane({ stateDir, detached = false, installCrd: withCrd = true, extraApiserverArgs = [] } = {}) {
+export async function startControlPlane({ stateDir, detached = false, installCrd: withCrd = true, extraApiserverArgs = [], node, onLaunch = () => {} } = {}) {
   const bin = binaries();
   const dir = resolve(stateDir);
   mkdirSync(join(dir, 'etcd'), { recursive: true });
-  makeCertificates(dir);
-  const [etcdPort, etcdPeerPort, apiserverPort] = [await freePort(), await freePort(), await freePort()];
+  makeCertificates(dir, node ? { serverIps: [node.ip, node.serviceIp], ...node.certs } : {});
+  const host = node ? node.ip : '127.0.0.1';
+  const [etcdPort, etcdPeerPort, apiserverPort] = [await freePort(), await freePort(), node?.apiserverPort ?? (await freePort(host))];
   const etcdLog = join(dir, 'etcd.log');
   const etcd = launch(bin.etcd, [
     '--name=default', `--data-dir=${dir}/etcd`,
@@ -156,9 +177,10 @@ export async function startControlPlane({ stateDir, detached = false, installCrd
     `--listen-peer-urls=http://127.0.0.1:${etcdPeerPort}`, `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeerPort}`,
     `--initial-cluster=default=http://127.0.0.1:${etcdPeerPort}`, '--unsafe-no-fsync=true', '--log-level=warn',
   ], etcdLog, detached);
+  onLaunch(etcd.pid);
   const children = [etcd];
   const cp = {
-    dir, apiserverPort, etcdPort, server: `https://127.0.0.1:${apiserverPort}`,
+    dir, host, apiserverPort, etcdPort, server: `https://${host}:${apiserverPort}`,
     kubeconfigPath: join(dir, 'kubeconfig'),
     pem: { ca: readFileSync(join(dir, 'ca.crt'), 'utf8'), cert: readFileSync(join(dir, 'admin.crt'), 'utf8'), key: readFileSync(join(dir, 'admin.key'), 'utf8') },
     pids: () => children.map((c) => c.pid),
@@ -167,7 +189,8 @@ export async function startControlPlane({ stateDir, detached = false, installCrd
   try {
     await waitFor('etcd', () => httpOk(etcdPort, '/health'), etcd, etcdLog);
     const apiLog = join(dir, 'kube-apiserver.log');
-    const apiserver = launch(bin['kube-apiserver'], [...apiserverArgs(dir, etcdPort, apiserverPort), ...extraApiserverArgs], apiLog, detached);
+    const apiserver = launch(bin['kube-apiserver'], [...apiserverArgs(dir, etcdPort, apiserverPort, node), ...extraApiserverArgs], apiLog, detached);
+    onLaunch(apiserver.pid);
     children.push(apiserver);
     await waitFor('kube-apiserver', async () => (await adminRequest(cp, 'GET', '/readyz')).status === 200, apiserver, apiLog);
     writeFileSync(cp.kubeconfigPath, kubeconfigYaml(cp), { mode: 0o600 });

@@ -52,12 +52,24 @@ describe('helm chart', () => {
 
   it('rejects values that break its schema', () => {
     expect(() => helmRun(['template', 't', chart, '--set', 'replicaCount=0'])).toThrow(/replicaCount/);
+    expect(() => helmRun(['template', 't', chart, '--set', 'crd.bogus=1'])).toThrow(/crd/);
+  });
+
+  it('accepts global values, as a subchart gets them from its parent', () => {
+    expect(helmRun(['template', 't', chart, '--set', 'global.imageRegistry=x', '--set', 'global.other=1'])).toContain('kind: Deployment');
+  });
+
+  it('templates the CRD (so helm upgrade upgrades it), kept on uninstall, left out with crd.install=false', () => {
+    const crds = parseManifests(helmRun(['template', 't', chart])).filter((o) => o.kind === 'CustomResourceDefinition');
+    expect(crds.map((o) => o.metadata.name)).toEqual(['bankclusters.shardbank.io']);
+    expect(crds[0]!.metadata.annotations?.['helm.sh/resource-policy']).toBe('keep');
+    expect(parseManifests(helmRun(['template', 't', chart, '--set', 'crd.install=false'])).some((o) => o.kind === 'CustomResourceDefinition')).toBe(false);
   });
 
   it('templates manifests that the API server accepts (server-side dry run), with and without NATS', async () => {
     await tcp.createNamespace('shardbank-system');
     for (const extra of [[], ['--set', 'nats.enabled=false', '--set', 'nats.managedUrl=nats://nats.example:4222']]) {
-      const objects = parseManifests(helmRun(['template', 'sb', chart, '--namespace', 'shardbank-system', '--include-crds', ...extra]));
+      const objects = parseManifests(helmRun(['template', 'sb', chart, '--namespace', 'shardbank-system', ...extra]));
       const kinds = objects.map((o) => o.kind);
       expect(kinds).toEqual(expect.arrayContaining(['CustomResourceDefinition', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'Deployment']));
       expect(kinds.includes('StatefulSet')).toBe(extra.length === 0);
@@ -68,7 +80,8 @@ describe('helm chart', () => {
 
   it('installs and uninstalls with helm against the API server', async () => {
     const kube = ['--kubeconfig', tcp.kubeconfigPath, '--namespace', 'sb-helm'];
-    const out = helmRun(['install', 'sb', chart, '--create-namespace', ...kube]);
+    // This API server has the CRD already (installed by the test control plane, not by helm).
+    const out = helmRun(['install', 'sb', chart, '--create-namespace', '--set', 'crd.install=false', ...kube]);
     expect(out).toContain('STATUS: deployed');
     expect(out).toContain('kubectl get bank');
     const deployment = await tcp.client.get({ apiVersion: 'apps/v1', kind: 'Deployment', plural: 'deployments', namespaced: true }, 'sb-helm', 'sb-shardbank-operator');

@@ -1,0 +1,226 @@
+// The user's Kubernetes flow on a real single-node cluster (`npm run k8s:up`, images from
+// `npm run images`): helm install of the operator, kubectl apply of a 3x3 BankCluster that
+// fits the node, transfers from a client pod through the cluster's DNS names, a deleted
+// leader pod, chaos by deleting pods, a rolling update under load, a drain refused by the
+// PodDisruptionBudgets, and a deleted BankCluster whose
+// PVCs keep the money for its re-creation. Ends with `k8s:down --check` (host as before).
+// Behind SHARDBANK_K8S_E2E=1 (see docs/TESTING.md).
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { K8S_E2E, helm, k8s, k8sUp, kubectl, repoRoot, until } from './support/node.js';
+
+const NS = 'default';
+const CLUSTER = 'demo';
+const SHARDS = 3;
+const REPLICAS = 3;
+const SAMPLE = join(repoRoot, 'deploy', 'samples', 'bankcluster-small.yaml');
+const ENDPOINTS = Array.from({ length: SHARDS }, (_, s) =>
+  Array.from({ length: REPLICAS }, (_, r) => `${CLUSTER}-s${s}-${r}.${CLUSTER}-s${s}.${NS}.svc:50051`).join(','),
+).join(';');
+
+// The client pod's ServiceAccount may read the BankCluster and delete its pods (chaos).
+const clientPod = `apiVersion: v1
+kind: ServiceAccount
+metadata: {name: bank-chaos, namespace: ${NS}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: bank-chaos, namespace: ${NS}}
+rules:
+- {apiGroups: [shardbank.io], resources: [bankclusters], verbs: [get]}
+- {apiGroups: [""], resources: [pods], verbs: [get, list, delete]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: bank-chaos, namespace: ${NS}}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: bank-chaos}
+subjects: [{kind: ServiceAccount, name: bank-chaos, namespace: ${NS}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: bank-client, namespace: ${NS}}
+spec:
+  serviceAccountName: bank-chaos
+  securityContext: {runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, seccompProfile: {type: RuntimeDefault}}
+  containers:
+  - name: client
+    image: shardbank/node:0.1.0
+    imagePullPolicy: IfNotPresent
+    command: [node, -e, "process.on('SIGTERM', () => process.exit(0)); setInterval(() => {}, 1 << 30)"]
+    securityContext: {readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+    resources: {requests: {cpu: 50m, memory: 64Mi}}
+    volumeMounts: [{name: tmp, mountPath: /tmp}]
+  volumes: [{name: tmp, emptyDir: {}}]
+`;
+
+describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
+  let kc = '';
+  const k = (...args: string[]) => kubectl(kc, args);
+  /** The shardbank CLI inside the client pod, against the cluster's per-pod DNS names. */
+  const cli = async (...args: string[]) =>
+    JSON.parse(await k('exec', '-n', NS, 'bank-client', '--', 'node', 'dist/node/cli/main.js', ...args, '--endpoints', ENDPOINTS, '--cluster', CLUSTER, '--json')) as Record<string, unknown>;
+  let requestId = 0;
+  /** A transfer retried with the same ids until it is decided (at most one effect). */
+  const transfer = async (from: number, to: number, amount: number, timeoutMs = 120_000) => {
+    requestId += 1;
+    const ids = ['--client-id', 'e2e', '--request-id', String(requestId)];
+    return until(`transfer ${from} -> ${to}`, async () => {
+      const r = await cli('transfer', String(from), String(to), String(amount), ...ids);
+      return r.outcome === 'COMMITTED' ? r : undefined;
+    }, timeoutMs, 200);
+  };
+  const balances = async (...items: number[]) => ((await cli('balance', ...items.map(String))) as { balances: Record<string, number> }).balances;
+  const bank = async () => JSON.parse(await k('get', 'bankcluster', CLUSTER, '-n', NS, '-o', 'json')) as {
+    status?: { phase?: string; ready?: string; leaders?: string; shards?: { leader?: { pod?: string } }[] };
+  };
+  const bankReady = () => until('BankCluster Ready with every leader', async () => {
+    const s = (await bank()).status;
+    return s?.phase === 'Ready' && s.ready === `${SHARDS * REPLICAS}/${SHARDS * REPLICAS}` && s.leaders === `${SHARDS}/${SHARDS}` ? s : undefined;
+  }, 240_000);
+
+  beforeAll(async () => {
+    execFileSync(process.execPath, [join(repoRoot, 'scripts', 'controlplane', 'images.mjs')], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 1_500_000 });
+    k8s('down');
+    kc = k8sUp();
+  }, 1_800_000);
+
+  afterAll(() => {
+    if (kc) k8s('down', '--check');
+  }, 120_000);
+
+  it('helm install runs two operator pods and NATS on a dynamically provisioned PVC', async () => {
+    await helm(kc, ['install', 'shardbank-operator', join(repoRoot, 'charts', 'shardbank-operator'), '-n', 'shardbank-system', '--create-namespace',
+      '--set', 'nats.image.repository=shardbank.local/nats', '--set-string', 'nats.image.tag=1', '--wait', '--timeout', '5m']);
+    const dep = JSON.parse(await k('get', 'deployment', 'shardbank-operator', '-n', 'shardbank-system', '-o', 'json')) as { status: { readyReplicas?: number } };
+    expect(dep.status.readyReplicas).toBe(2);
+    const pvc = JSON.parse(await k('get', 'pvc', '-n', 'shardbank-system', '-o', 'json')) as { items: { status: { phase: string } }[] };
+    expect(pvc.items.map((p) => p.status.phase)).toEqual(['Bound']);
+    // The CRD belongs to the release, so helm upgrade upgrades it too.
+    const crdRelease = () => k('get', 'crd', 'bankclusters.shardbank.io', '-o', 'jsonpath={.metadata.annotations.meta\\.helm\\.sh/release-name}');
+    expect((await crdRelease()).trim()).toBe('shardbank-operator');
+    const upgraded = await helm(kc, ['upgrade', 'shardbank-operator', join(repoRoot, 'charts', 'shardbank-operator'), '-n', 'shardbank-system', '--reuse-values', '--wait', '--timeout', '5m']);
+    expect(upgraded).toContain('REVISION: 2');
+    expect((await crdRelease()).trim()).toBe('shardbank-operator');
+  });
+
+  it('kubectl apply of a 3x3 BankCluster: every replica Ready, READY and LEADERS in kubectl get', async () => {
+    await k('apply', '-f', SAMPLE);
+    await bankReady();
+    const table = await k('get', 'bankclusters', '-n', NS);
+    expect(table).toMatch(/READY\s+LEADERS/);
+    expect(table).toMatch(new RegExp(`${CLUSTER}\\s+3\\s+3\\s+9/9\\s+3/3\\s+Ready`));
+    const pods = JSON.parse(await k('get', 'pods', '-n', NS, '-l', `shardbank.io/cluster=${CLUSTER}`, '-o', 'json')) as {
+      items: { spec: { containers: { readinessProbe?: unknown; securityContext?: { readOnlyRootFilesystem?: boolean } }[] }; status: { conditions?: { type: string; status: string }[] } }[];
+    };
+    expect(pods.items).toHaveLength(SHARDS * REPLICAS);
+    for (const p of pods.items) {
+      expect(p.spec.containers[0]!.readinessProbe).toBeDefined();
+      expect(p.spec.containers[0]!.securityContext?.readOnlyRootFilesystem).toBe(true);
+      expect(p.status.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
+    }
+  });
+
+  it('transfers commit from a client pod (non-root, read-only root fs) through the cluster DNS names', async () => {
+    await kubectl(kc, ['apply', '-f', '-'], clientPod);
+    await k('wait', '--for=condition=Ready', `pod/bank-client`, '-n', NS, '--timeout=120s');
+    const r = await transfer(1001, 3001, 10);
+    expect(r.outcome).toBe('COMMITTED');
+    expect(await balances(1001, 3001)).toEqual({ '1001': 0, '3001': 20 });
+    // The node image does not ship the operator's Kubernetes client.
+    const probe = "try { require.resolve('@kubernetes/client-node'); console.log('present') } catch { console.log('absent') }";
+    expect((await k('exec', '-n', NS, 'bank-client', '--', 'node', '-e', probe)).trim()).toBe('absent');
+  });
+
+  it('a deleted leader pod is replaced and its shard commits again', async () => {
+    const before = (await bank()).status!.shards![0]!.leader!.pod!;
+    expect(before).toMatch(new RegExp(`^${CLUSTER}-s0-`));
+    const uid = (await k('get', 'pod', before, '-n', NS, '-o', 'jsonpath={.metadata.uid}')).trim();
+    const deletedAt = Date.now();
+    await k('delete', 'pod', before, '-n', NS, '--wait=false');
+    await transfer(1002, 1003, 1);
+    console.log(`leader pod ${before} deleted: next committed transfer on shard 0 after ${Date.now() - deletedAt} ms (via kubectl exec)`);
+    await until('the deleted pod replaced', async () => {
+      const now = (await k('get', 'pod', before, '-n', NS, '-o', 'jsonpath={.metadata.uid}')).trim();
+      return now !== uid ? true : undefined;
+    });
+    await bankReady();
+    console.log(`leader pod ${before} deleted: BankCluster Ready again after ${Date.now() - deletedAt} ms`);
+    expect(await balances(1001, 1002, 1003, 3001)).toEqual({ '1001': 0, '1002': 9, '1003': 11, '3001': 20 });
+  });
+
+  it('shardbank chaos --kubernetes: leader pods deleted every 5 s for 60 s under load, every invariant holds', async () => {
+    const out = await kubectl(kc, ['exec', '-n', NS, 'bank-client', '--', 'node', 'dist/node/cli/main.js', 'chaos', '--kubernetes',
+      '--cluster', CLUSTER, '--namespace', NS, '--duration', '60s', '--interval', '5s', '--json', '--report', '/tmp/chaos.html'], undefined, 900_000);
+    const verdict = JSON.parse(out) as { ok: boolean; faults: { replicaKills: number }; transfers: number; checks: Record<string, { ok: boolean; detail: string }> };
+    console.log(`chaos --kubernetes: ${JSON.stringify({ ok: verdict.ok, faults: verdict.faults, transfers: verdict.transfers })}`);
+    expect(Object.entries(verdict.checks).filter(([, c]) => !c.ok)).toEqual([]);
+    expect(verdict.ok).toBe(true);
+    expect(verdict.faults.replicaKills).toBeGreaterThanOrEqual(10);
+    expect(verdict.transfers).toBeGreaterThan(0);
+    const report = await k('exec', '-n', NS, 'bank-client', '--', 'node', '-e', "process.stdout.write(require('fs').readFileSync('/tmp/chaos.html', 'utf8'))");
+    expect(report).toContain('pod deletions');
+    await bankReady();
+  });
+
+  it('a rolling update under load (a pod template annotation): every pod replaced, no transfer fails, status says Progressing', async () => {
+    const podUids = async () => {
+      const pods = JSON.parse(await k('get', 'pods', '-n', NS, '-l', `shardbank.io/cluster=${CLUSTER}`, '-o', 'json')) as { items: { metadata: { name: string; uid: string } }[] };
+      return new Map(pods.items.map((p) => [p.metadata.name, p.metadata.uid]));
+    };
+    const before = await podUids();
+    expect(before.size).toBe(SHARDS * REPLICAS);
+    const bench = kubectl(kc, ['exec', '-n', NS, 'bank-client', '--', 'node', 'dist/node/cli/main.js', 'bench', '--endpoints', ENDPOINTS, '--cluster', CLUSTER,
+      '--clients', '16', '--duration', '60s', '--timeout', '30s', '--json'], undefined, 300_000);
+    await k('patch', 'bankcluster', CLUSTER, '-n', NS, '--type', 'merge', '-p', JSON.stringify({ spec: { podTemplate: { annotations: { 'e2e.shardbank.io/rollout': String(Date.now()) } } } }));
+    await until('status Progressing', async () => {
+      const b = (await bank()) as { status?: { conditions?: { type: string; status: string; message: string }[] } };
+      const c = b.status?.conditions?.find((x) => x.type === 'Progressing');
+      return c?.status === 'True' ? c.message : undefined;
+    }, 120_000, 250);
+    await until('every replica pod replaced', async () => {
+      const now = await podUids();
+      return [...before].every(([name, uid]) => now.has(name) && now.get(name) !== uid) ? true : undefined;
+    }, 240_000);
+    await bankReady();
+    const result = JSON.parse(await bench) as { transfers: number; outcomes: Record<string, number>; latencyMs: { max: number } };
+    console.log(`rolling update under load: ${JSON.stringify(result.outcomes)}, max latency ${result.latencyMs.max} ms`);
+    expect(Object.keys(result.outcomes).filter((o) => o !== 'COMMITTED' && o !== 'INSUFFICIENT_FUNDS')).toEqual([]);
+    expect(result.outcomes.COMMITTED).toBeGreaterThan(0);
+  });
+
+  const watched = [1001, 1002, 1003, 2001, 3001, 4001, 6001, 8999];
+
+  it('kubectl drain is refused by the PodDisruptionBudgets while it would break quorum', async () => {
+    const before = await balances(...watched);
+    let out = '';
+    let refused = false;
+    try {
+      out = await k('drain', 'shardbank-node', `--pod-selector=shardbank.io/cluster=${CLUSTER}`, '--delete-emptydir-data', '--timeout=30s');
+    } catch (err) {
+      refused = true;
+      out = (err as Error).message;
+    } finally {
+      await k('uncordon', 'shardbank-node');
+    }
+    expect(refused).toBe(true);
+    expect(out).toContain('disruption budget');
+    await bankReady();
+    expect(await balances(...watched)).toEqual(before);
+  });
+
+  it('deleting the BankCluster keeps the PVCs; re-creating it finds the money', async () => {
+    const before = await balances(...watched);
+    await k('delete', 'bankcluster', CLUSTER, '-n', NS, '--wait=true', '--timeout=120s');
+    await until('replica pods gone', async () => ((await k('get', 'pods', '-n', NS, '-l', `shardbank.io/cluster=${CLUSTER}`, '-o', 'name')).trim() === '' ? true : undefined), 180_000);
+    const pvcs = JSON.parse(await k('get', 'pvc', '-n', NS, '-o', 'json')) as { items: { metadata: { name: string }; status: { phase: string } }[] };
+    expect(pvcs.items.filter((p) => p.metadata.name.startsWith(`data-${CLUSTER}-s`) && p.status.phase === 'Bound')).toHaveLength(SHARDS * REPLICAS);
+    await k('apply', '-f', SAMPLE);
+    await bankReady();
+    expect(await balances(...watched)).toEqual(before);
+    const from = watched.find((i) => before[String(i)]! > 0 && i !== 1001)!;
+    const r = await transfer(from, 1001, 1);
+    expect(r.outcome).toBe('COMMITTED');
+    expect(await balances(1001, from)).toEqual({ '1001': before['1001']! + 1, [String(from)]: before[String(from)]! - 1 });
+  });
+});
