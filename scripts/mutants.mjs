@@ -14,6 +14,9 @@
 //   npm run mutants -- --sim-rev REV      test/sim taken from git revision REV (e.g. to measure an older simulator)
 //   npm run mutants -- --no-baseline      skip the unmutated run (it must pass, or nothing can be judged)
 //   npm run mutants -- --keep             keep the scratch copy and print its path
+//   npm run mutants -- --only a --scenario S --seeds N
+//                                         instead of the default plan, seeds 1..N of one simulator scenario
+//                                         (npm run sim; to find out how often a scenario catches a mutant)
 import { spawn, execFileSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,6 +34,8 @@ const { values } = parseArgs({
     keep: { type: 'boolean', default: false },
     catalogue: { type: 'string', default: join(root, 'scripts', 'mutants.json') },
     'timeout-s': { type: 'string', default: '900' },
+    scenario: { type: 'string' },
+    seeds: { type: 'string', default: '1000' },
   },
 });
 
@@ -160,13 +165,24 @@ function run(command, args, env = {}) {
 const tsc = join(scratch, 'node_modules', '.bin', 'tsc');
 const vitest = join(scratch, 'node_modules', '.bin', 'vitest');
 const typecheck = () => run(tsc, ['-p', 'tsconfig.json', '--noEmit', '--incremental', '--tsBuildInfoFile', join(scratch, '.tsbuildinfo')]);
-const simPlan = () => run(vitest, ['run', 'test/sim', '--bail=1'], { SHARDBANK_SIM_FAIL_FAST: '1' });
+const simPlan = values.scenario
+  ? async () => {
+      const built = await run(tsc, ['-p', 'tsconfig.json']);
+      if (!built.ok) return built;
+      return run(process.execPath, [join('dist', 'test', 'sim', 'run-sim.js'), '--scenario', values.scenario, '--seeds', values.seeds, '--fail-fast']);
+    }
+  : () => run(vitest, ['run', 'test/sim', '--bail=1'], { SHARDBANK_SIM_FAIL_FAST: '1' });
 const unitTests = (tests) => run(vitest, ['run', ...tests]);
 
 /** The line of a failed run most worth printing: the simulator's failure with its replay command. */
 function firstFailure(output) {
   const lines = output.split('\n');
-  const pick = lines.find((l) => l.includes('replay: npm run sim')) ?? lines.find((l) => /Error|error TS|AssertionError|FAIL/.test(l)) ?? lines.at(-1) ?? '';
+  const at = lines.findIndex((l) => /\[seed \d+\] (safety|invariant|liveness)/.test(l));
+  if (at >= 0) {
+    const replay = lines.slice(at, at + 4).find((l) => l.includes('replay: npm run sim'));
+    return `${lines[at].replace(/^[\s+"-]*/, '').slice(0, 200)}${replay ? ` -- ${replay.trim()}` : ''}`;
+  }
+  const pick = lines.find((l) => /Error|error TS|AssertionError|FAIL|×/.test(l)) ?? lines.at(-1) ?? '';
   return pick.trim().slice(0, 240);
 }
 

@@ -43,7 +43,7 @@ export const BASE_SETTINGS: SimSettings = {
  */
 export const KNOWN_BUGS = { decidedCreditsIgnored: true };
 
-export const SCENARIOS = ['single-shard', 'cross-shard', 'hot-items', 'five-replicas', 'paced', 'eager-accepts', 'swarm', 'stormy'] as const;
+export const SCENARIOS = ['single-shard', 'cross-shard', 'hot-items', 'five-replicas', 'paced', 'eager-accepts', 'coordinator-failover', 'swarm', 'stormy'] as const;
 
 /**
  * The default plan of `npm test` (test/sim/sim.test.ts) and of `npm run mutants`: scenario and
@@ -53,10 +53,11 @@ export const DEFAULT_PLAN: readonly [string, number][] = [
   ['single-shard', 400],
   ['cross-shard', 400],
   ['hot-items', 150],
-  ['five-replicas', 80],
+  ['five-replicas', 150],
   ['paced', 100],
   ['eager-accepts', 80],
-  ['swarm', 600],
+  ['coordinator-failover', 80],
+  ['swarm', 1000],
 ];
 
 export function scenarioFor(name: string, seed: number): SimOptions {
@@ -96,6 +97,32 @@ export function scenarioFor(name: string, seed: number): SimOptions {
       return { ...base, topology: { shards: 2, replicasPerShard: 3, itemsPerShard: 10, initialBalance: 10 }, crossShardRatio: 0.7, settings: { ...BASE_SETTINGS, eagerAccepts: true } };
     case 'five-replicas':
       return { ...base, topology: { shards: 2, replicasPerShard: 5, itemsPerShard: 10, initialBalance: 10 }, crossShardRatio: 0.5 };
+    case 'coordinator-failover':
+      // A coordinator shard's leader cut off from its own followers while it still reaches
+      // the participant shard, with slots in flight that carry PREPAREs: its successor
+      // presumes them aborted; the old tail can resurface in a later leader's recovery, and
+      // old votes arrive late (the shape of issue 15's bug 1).
+      return {
+        ...base,
+        topology: { shards: 2, replicasPerShard: 3, itemsPerShard: 6, initialBalance: 20 },
+        clients: 6,
+        requestsPerClient: 10,
+        safetyMs: 5000,
+        crossShardRatio: 1,
+        settings: { ...BASE_SETTINGS, inflightSlotsMax: 8, commandsPerSlotMax: 1, burstMax: 4 },
+        faults: {
+          ...BASE_FAULTS,
+          duplicateProbability: 0.15,
+          slowProbability: 0.15,
+          slowDelayMsMax: 2000,
+          crashProbabilityPerStep: 0.001,
+          partitionProbabilityPerStep: 0.08,
+          partitionKinds: ['isolate-in-shard', 'flip-flop', 'flip-flop'],
+          partitionMsMax: 1500,
+          holdProbability: 0.2,
+          pauseProbabilityPerStep: 0.0005,
+        },
+      };
     case 'swarm':
       return swarm(seed);
     case 'stormy':
@@ -181,7 +208,7 @@ function swarm(seed: number): SimOptions {
 export function describeOptions(options: SimOptions): string {
   const { topology: t, settings: s, faults: f } = options;
   const rates = Object.entries(f)
-    .map(([key, value]) => `${key}=${Number.isInteger(value) ? value : value.toFixed(4)}`)
+    .map(([key, value]) => `${key}=${typeof value !== 'number' ? String(value) : Number.isInteger(value) ? value : value.toFixed(4)}`)
     .join(' ');
   return (
     `${t.shards} shard(s) x ${t.replicasPerShard} replicas, ${t.itemsPerShard} items/shard at ${t.initialBalance}; ` +

@@ -54,6 +54,10 @@ export interface SimFaults {
   /** Per step: every replica of one shard crashes at once. */
   powerLossProbabilityPerStep: number;
   partitionProbabilityPerStep: number;
+  /** Only these kinds of partition (default: all of them). */
+  partitionKinds?: PartitionKind[];
+  /** How long a partition lasts: 100 ms up to this. */
+  partitionMsMax?: number;
   /** A partition holds messages (released when it heals) instead of dropping them. */
   holdProbability: number;
   /** Per replica and step: the process stops for up to pauseMsMax, keeping its memory. */
@@ -209,12 +213,20 @@ class SimReplica {
   }
 }
 
+export const PARTITION_KINDS = ['isolate', 'isolate-in-shard', 'one-way-out', 'one-way-in', 'split', 'shards', 'flip-flop'] as const;
+export type PartitionKind = (typeof PARTITION_KINDS)[number];
+
 interface Partition {
   describe: string;
   blocks: (fromShard: number, fromOrdinal: number, toShard: number, toOrdinal: number) => boolean;
   hold: boolean;
   held: Envelope[];
   healAtMs: number;
+  /**
+   * flip-flop: the leader is cut from its own shard; when another replica is elected, the cut
+   * moves to the new leader and the old one is back (its unchosen tail can resurface), twice.
+   */
+  flip?: { shard: number; isolated: number; flips: number; next: number; atMs: number };
 }
 
 interface ClientRequest {
@@ -231,10 +243,16 @@ interface ClientRequest {
   firstSentMs: number;
   /** When the client first learned the outcome (COMMITTED or INSUFFICIENT_FUNDS). */
   outcomeMs: number;
+  /** A retry with another amount was sent after the outcome (it must be refused). */
   mismatchSent: boolean;
+  /** The amount of a twin: the same id with another amount, sent while the first attempt was in flight. */
+  twinAmount: number | undefined;
+  /** Which of the two argument sets the cluster ran (at most one may ever be answered with an outcome). */
+  winner: 'original' | 'twin' | undefined;
+  readonly originalAmount: number;
 }
 
-type TokenUse = { kind: 'attempt' | 'replay' | 'mismatch'; request: ClientRequest; sentMs: number };
+type TokenUse = { kind: 'attempt' | 'replay' | 'mismatch' | 'twin'; request: ClientRequest; sentMs: number; amount: number };
 
 interface ReadRecord {
   item: number;
@@ -281,11 +299,12 @@ export class SimCluster {
   private readonly requests: ClientRequest[] = [];
   private readonly tokens = new Map<number, TokenUse>();
   private timeouts: { atMs: number; token: number }[] = [];
-  private readonly reads = new Map<number, { item: number; sentMs: number }>();
+  private readonly reads = new Map<number, { item: number; sentMs: number; client: number }>();
   private readonly readHistory: ReadRecord[] = [];
   private readonly ackSent: number[] = [];
   /** Per shard: the replica that last answered a transfer (clients go there first). */
-  private readonly knownLeader: number[] = [];
+  /** Per client and shard ("c/s"): the replica that answered it last (clients go there first). */
+  private readonly knownLeader = new Map<string, number>();
   private readonly recentItems: number[] = [];
   private nextToken = 1;
   private faultsOn = true;
@@ -301,7 +320,6 @@ export class SimCluster {
     for (let shard = 0; shard < topology.shards; shard += 1) {
       this.chosen.push(new Map());
       this.maxChosen.push(0);
-      this.knownLeader.push(-1);
       const group: SimReplica[] = [];
       for (let ordinal = 0; ordinal < topology.replicasPerShard; ordinal += 1) {
         const nodeRng = this.rng.fork();
@@ -364,13 +382,17 @@ export class SimCluster {
           to = this.rng.int(1, items + 1);
         }
         if (to === from) to = (from % items) + 1;
+        const amount = this.rng.int(1, Math.max(2, topology.initialBalance));
         this.requests.push({
           clientId: `c${c}`,
           client: c,
           requestId: r,
           from,
           to,
-          amount: this.rng.int(1, Math.max(2, topology.initialBalance)),
+          amount,
+          originalAmount: amount,
+          twinAmount: undefined,
+          winner: undefined,
           outcome: undefined,
           attempts: 0,
           inflightToken: undefined,
@@ -523,7 +545,7 @@ export class SimCluster {
         }
         if (!this.faultsOn) continue;
         if (rng.chance(f.crashProbabilityPerStep)) this.crashReplica(replica, 'crash');
-        else if (!replica.paused && rng.chance(f.pauseProbabilityPerStep)) {
+        else if (!replica.paused && rng.chance(f.pauseProbabilityPerStep * (replica.node.core.role === 'leader' ? 3 : 1))) {
           this.stats.pauses += 1;
           replica.pausedUntilMs = this.nowMs + rng.int(50, Math.max(60, f.pauseMsMax));
           this.log(replica.name, `pause until ${replica.pausedUntilMs.toFixed(0)} ms (${replica.node.core.role})`);
@@ -537,6 +559,7 @@ export class SimCluster {
         this.log(`s${shard}`, 'power loss: every replica of the shard crashes');
         for (const replica of this.replicas[shard]!) if (replica.up) this.crashReplica(replica, 'power loss');
       }
+      this.runFlips();
       for (const partition of [...this.partitions]) {
         if (partition.healAtMs <= this.nowMs) {
           this.partitions.splice(this.partitions.indexOf(partition), 1);
@@ -576,21 +599,33 @@ export class SimCluster {
     const rng = this.faultRng;
     const { shards, replicasPerShard } = this.options.topology;
     const hold = rng.chance(this.options.faults.holdProbability);
-    const healAtMs = this.nowMs + rng.int(100, 2500);
+    const healAtMs = this.nowMs + rng.int(100, this.options.faults.partitionMsMax ?? 2500);
     // Half the time the target is a current leader, where partitions hurt.
     const pickReplica = (): [number, number] => {
       const shard = rng.int(0, shards);
       const leader = this.replicas[shard]!.find((r) => r.up && r.node.core.role === 'leader');
-      if (leader && rng.chance(0.5)) return [shard, leader.ordinal];
+      if (leader && rng.chance(this.options.faults.partitionKinds ? 0.9 : 0.5)) return [shard, leader.ordinal];
       return [shard, rng.int(0, replicasPerShard)];
     };
-    const kind = rng.pick(shards > 1 ? ['isolate', 'isolate-in-shard', 'one-way-out', 'one-way-in', 'split', 'shards'] : ['isolate', 'one-way-out', 'one-way-in', 'split']);
+    const allowed = this.options.faults.partitionKinds ?? PARTITION_KINDS;
+    const kinds = allowed.filter((k) => (shards > 1 || (k !== 'shards' && k !== 'isolate-in-shard')) && (replicasPerShard >= 3 || (k !== 'split' && k !== 'flip-flop')));
+    const kind = rng.pick(kinds.length > 0 ? kinds : ['isolate']);
     let describe: string;
     let blocks: Partition['blocks'];
-    if (kind === 'split' && replicasPerShard >= 3) {
+    let flip: Partition['flip'];
+    if (kind === 'flip-flop') {
+      const [shard, ordinal] = pickReplica();
+      const state = { shard, isolated: ordinal, flips: 0, next: -1, atMs: 0 };
+      flip = state;
+      describe = `flip-flop in s${shard}, first s${shard}r${ordinal} cut from its own shard`;
+      blocks = (fs, fo, ts, to) => fs === shard && ts === shard && (fo === state.isolated) !== (to === state.isolated);
+    } else if (kind === 'split') {
       const shard = rng.int(0, shards);
       const side = new Set<number>();
       const size = rng.int(1, Math.ceil(replicasPerShard / 2) + 1);
+      // Often the leader is on the smaller side, with a follower or two that still believe in it.
+      const leader = this.replicas[shard]!.find((r) => r.up && r.node.core.role === 'leader');
+      if (leader && rng.chance(0.5)) side.add(leader.ordinal);
       while (side.size < size) side.add(rng.int(0, replicasPerShard));
       describe = `split s${shard} {${[...side].join(',')}} | rest`;
       blocks = (fs, fo, ts, to) => fs === shard && ts === shard && side.has(fo) !== side.has(to);
@@ -619,9 +654,34 @@ export class SimCluster {
       }
     }
     this.stats.partitions += 1;
-    const partition: Partition = { describe: `${describe} (${hold ? 'hold' : 'drop'})`, blocks, hold, held: [], healAtMs };
+    const partition: Partition = { describe: `${describe} (${hold ? 'hold' : 'drop'})`, blocks, hold, held: [], healAtMs, ...(flip ? { flip } : {}) };
     this.partitions.push(partition);
     this.log('net', `partition ${partition.describe} until ${healAtMs} ms`);
+  }
+
+  private flipPartitions(leader: SimReplica): void {
+    if (!this.faultsOn) return;
+    for (const partition of this.partitions) {
+      const flip = partition.flip;
+      if (!flip || flip.shard !== leader.shard || flip.isolated === leader.ordinal || flip.flips >= 2 || flip.next >= 0) continue;
+      // The new leader gets a moment to commit (client retries, presumed aborts) before the cut moves to it.
+      flip.next = leader.ordinal;
+      flip.atMs = this.nowMs + this.faultRng.int(50, 800);
+      partition.healAtMs = Math.max(partition.healAtMs, flip.atMs + 100);
+    }
+  }
+
+  private runFlips(): void {
+    for (const partition of this.partitions) {
+      const flip = partition.flip;
+      if (!flip || flip.next < 0 || flip.atMs > this.nowMs) continue;
+      flip.flips += 1;
+      this.log('net', `flip-flop: s${flip.shard}r${flip.next} now cut from its shard, s${flip.shard}r${flip.isolated} back`);
+      flip.isolated = flip.next;
+      flip.next = -1;
+      this.releaseHeld(partition);
+      partition.healAtMs = Math.max(partition.healAtMs, this.nowMs + this.faultRng.int(300, 1500));
+    }
   }
 
   private releaseHeld(partition: Partition): void {
@@ -680,6 +740,7 @@ export class SimCluster {
           this.stats.elections += 1;
           this.checkLeaderPromises(replica, event.ballot);
           this.log(replica.name, `became leader at ballot ${ballotString(event.ballot)}  ${this.shardStatus(replica.shard)}`);
+          this.flipPartitions(replica);
         } else if (event.type === 'stepped-down') {
           this.log(replica.name, `stepped down from ballot ${ballotString(event.ballot)}`);
         }
@@ -837,11 +898,11 @@ export class SimCluster {
 
   // ---- Clients ----
 
-  private pickReplica(shard: number): SimReplica | undefined {
+  private pickReplica(client: number, shard: number): SimReplica | undefined {
     const candidates = this.replicas[shard]!.filter((r) => r.up);
     if (candidates.length === 0) return undefined;
-    // Clients go to the replica that answered last (stale after a leader change), else to any.
-    const known = this.replicas[shard]![this.knownLeader[shard]!];
+    // Clients go to the replica that answered them last (stale after a leader change), else to any.
+    const known = this.replicas[shard]![this.knownLeader.get(`${client}/${shard}`) ?? -1];
     if (known && known.up && this.rng.chance(0.7)) return known;
     return this.rng.pick(candidates);
   }
@@ -851,18 +912,19 @@ export class SimCluster {
     if (!this.rng.chance(0.4)) return;
     const { topology } = this.options;
     const item = this.recentItems.length > 0 && this.rng.chance(0.6) ? this.rng.pick(this.recentItems) : this.rng.int(1, itemCount(topology) + 1);
-    const replica = this.pickReplica(shardOfItem(topology, item));
+    const client = this.rng.int(0, this.options.clients);
+    const replica = this.pickReplica(client, shardOfItem(topology, item));
     if (!replica) return;
     const token = this.nextToken++;
-    this.reads.set(token, { item, sentMs: this.nowMs });
+    this.reads.set(token, { item, sentMs: this.nowMs, client });
     this.call(replica, () => replica.node.submitRead([item], token));
   }
 
   private submit(request: ClientRequest, kind: TokenUse['kind'], amount: number, acknowledgedBelow: number): void {
-    const replica = this.pickReplica(shardOfItem(this.options.topology, request.from));
+    const replica = this.pickReplica(request.client, shardOfItem(this.options.topology, request.from));
     if (!replica) return;
     const token = this.nextToken++;
-    this.tokens.set(token, { kind, request, sentMs: this.nowMs });
+    this.tokens.set(token, { kind, request, sentMs: this.nowMs, amount });
     this.timeouts.push({ atMs: this.nowMs + 3000, token });
     if (kind === 'attempt') {
       request.inflightToken = token;
@@ -880,7 +942,7 @@ export class SimCluster {
         atMs: at, seq: this.seq++, kind: 'call', fromShard: -1, fromOrdinal: -1, toShard: replica.shard, toOrdinal: replica.ordinal, bytes: undefined,
         call: () => {
           const replayToken = this.nextToken++;
-          this.tokens.set(replayToken, { kind: 'replay', request, sentMs: this.nowMs });
+          this.tokens.set(replayToken, { kind: 'replay', request, sentMs: this.nowMs, amount });
           this.timeouts.push({ atMs: this.nowMs + 3000, token: replayToken });
           replica.node.submitTransfer(input, replayToken);
         },
@@ -906,7 +968,16 @@ export class SimCluster {
         }
         continue;
       }
-      if (request.inflightToken !== undefined || request.nextTryMs > this.nowMs) continue;
+      if (request.inflightToken !== undefined) {
+        // A twin: the same id with another amount while the first attempt is in flight. The
+        // cluster may run either one, never both, and must refuse the other as mismatched.
+        if (this.faultsOn && request.twinAmount === undefined && request.winner === undefined && this.faultRng.chance(f.mismatchProbability / 4)) {
+          request.twinAmount = request.originalAmount + 1;
+          this.submit(request, 'twin', request.twinAmount, this.acknowledgedBelow(request));
+        }
+        continue;
+      }
+      if (request.nextTryMs > this.nowMs) continue;
       if ((inflightPerClient.get(request.client) ?? 0) >= this.options.settings.burstMax) continue;
       inflightPerClient.set(request.client, (inflightPerClient.get(request.client) ?? 0) + 1);
       this.submit(request, 'attempt', request.amount, this.acknowledgedBelow(request));
@@ -941,7 +1012,7 @@ export class SimCluster {
       this.reads.delete(reply.token);
       if (reply.kind === 'read') {
         this.readHistory.push({ item: read.item, sentMs: read.sentMs, replyMs: this.nowMs, value: reply.balances[0]! });
-        this.knownLeader[replica.shard] = replica.ordinal;
+        this.knownLeader.set(`${read.client}/${replica.shard}`, replica.ordinal);
       }
       return;
     }
@@ -952,7 +1023,7 @@ export class SimCluster {
     const name = `${request.clientId}#${request.requestId}`;
     if (this.trace) {
       const what = reply.kind === 'transfer' ? (Outcome[reply.outcome] ?? String(reply.outcome)) : reply.kind === 'error' ? `error ${reply.code}` : 'read';
-      this.log(replica.name, `reply ${use.kind} ${name} (${request.from}->${request.to} ${use.kind === 'mismatch' ? request.amount + 1 : request.amount}): ${what}`);
+      this.log(replica.name, `reply ${use.kind} ${name} (${request.from}->${request.to} ${use.amount}): ${what}`);
     }
     if (use.kind === 'mismatch') {
       if (reply.kind === 'transfer') this.fail('safety', `request ${name} retried with another amount was answered ${reply.outcome} instead of refused`);
@@ -960,8 +1031,13 @@ export class SimCluster {
       return;
     }
     if (use.kind === 'attempt' && request.inflightToken === reply.token) request.inflightToken = undefined;
+    const variant = use.amount === request.originalAmount ? 'original' : 'twin';
     if (reply.kind === 'transfer') {
-      this.knownLeader[replica.shard] = replica.ordinal;
+      if (request.winner !== undefined && request.winner !== variant) {
+        this.fail('safety', `request ${name}: both argument sets were answered with an outcome (amounts ${request.originalAmount} and ${request.twinAmount})`);
+      }
+      this.setWinner(request, variant);
+      this.knownLeader.set(`${request.client}/${replica.shard}`, replica.ordinal);
       if (reply.outcome === Outcome.COMMITTED || reply.outcome === Outcome.INSUFFICIENT_FUNDS) {
         if (request.outcome !== undefined && request.outcome !== reply.outcome) {
           this.fail('safety', `request ${name} got ${reply.outcome} after ${request.outcome}`);
@@ -978,13 +1054,26 @@ export class SimCluster {
       }
     }
     if (reply.kind === 'error' && reply.code === 'mismatch') {
-      this.fail('safety', `request ${name} (${use.kind}) refused as mismatched: ${reply.message}`);
+      // Refusals are fine once the client sent two argument sets for one id (either may be
+      // refused while the other is in flight or done); never without a twin.
+      if (request.twinAmount === undefined) {
+        this.fail('safety', `request ${name} (${use.kind}, amount ${use.amount}) refused as mismatched: ${reply.message}`);
+      }
+      // The other argument set may have run (or be in flight): the client's next attempt
+      // carries it, and alternates again if that one is refused in turn.
+      if (request.winner === undefined) request.amount = variant === 'original' ? request.twinAmount : request.originalAmount;
+      this.stats.mismatchesRefused += 1;
     }
     if (reply.kind === 'error' && reply.code === 'stale' && (use.kind === 'attempt' || request.requestId > this.ackSent[request.client]!)) {
       this.fail('safety', `request ${name} (${use.kind}) refused as stale though the client never acknowledged it: ${reply.message}`);
     }
     // not-leader, aborted, unavailable: retry the same request id later.
     if (use.kind === 'attempt' && request.outcome === undefined) request.nextTryMs = this.nowMs + this.rng.int(5, 60);
+  }
+
+  private setWinner(request: ClientRequest, variant: 'original' | 'twin'): void {
+    request.winner = variant;
+    request.amount = variant === 'twin' ? request.twinAmount! : request.originalAmount;
   }
 
   // ---- Final checks ----
