@@ -3,7 +3,7 @@
 // simulator produces these interleavings only rarely; these tests pin them on the real
 // BankState (and catch the matching entries of scripts/mutants.json).
 import { describe, expect, it } from 'vitest';
-import { BankState } from '../../node/bank/bank-state.js';
+import { ABORT_REASONS, BankState } from '../../node/bank/bank-state.js';
 import type { Command, TxId } from '../../node/gen/shardbank/v1/peer.js';
 
 const topology = { shards: 2, replicasPerShard: 3, itemsPerShard: 10, initialBalance: 10 };
@@ -28,6 +28,15 @@ describe('late and repeated commands', () => {
     expect(bank.transaction(tx(1))).toBeUndefined();
     expect(bank.inflightCount()).toBe(0);
     expect(bank.balance(1)).toBe(7);
+  });
+
+  it('a coordinator PREPARE short only because of other reservations is a conflict, never INSUFFICIENT_FUNDS', () => {
+    const bank = new BankState(topology, 0);
+    expect(bank.apply(1, coordPrepare(tx(1), 'a', 1, 8))[0]).toMatchObject({ kind: 'coord-prepared' });
+    // 10 - 8 reserved = 2 available: 5 is a conflict (the first may still abort), not a final refusal.
+    const [decided] = bank.apply(2, coordPrepare(tx(2), 'b', 1, 5));
+    expect(decided).toMatchObject({ kind: 'coord-decided', record: { state: 'aborted', abortReason: ABORT_REASONS.conflict } });
+    expect(bank.checkSession('b', 1, 1, 11, 5)).toMatchObject({ kind: 'retry-after-abort' });
   });
 
   it('a second attempt of a cross-shard request whose first attempt is prepared does not prepare again', () => {

@@ -100,15 +100,16 @@ export function scenarioFor(name: string, seed: number): SimOptions {
     case 'coordinator-failover':
       // A coordinator shard's leader cut off from its own followers while it still reaches
       // the participant shard, with slots in flight that carry PREPAREs: its successor
-      // presumes them aborted; the old tail can resurface in a later leader's recovery, and
-      // old votes arrive late (the shape of issue 15's bug 1).
+      // presumes them aborted; the old tail can resurface in a later leader's recovery (after
+      // clients retried its requests elsewhere), and old votes arrive late (the shape of
+      // issue 15's bug 1).
       return {
         ...base,
         topology: { shards: 2, replicasPerShard: 3, itemsPerShard: 6, initialBalance: 20 },
         clients: 6,
         requestsPerClient: 10,
         safetyMs: 5000,
-        crossShardRatio: 1,
+        crossShardRatio: 0.6,
         settings: { ...BASE_SETTINGS, inflightSlotsMax: 8, commandsPerSlotMax: 1, burstMax: 4 },
         faults: {
           ...BASE_FAULTS,

@@ -32,7 +32,7 @@ import type { Topology } from '../../node/cluster/topology.js';
 import { initialClusterTotal, itemCount, shardOfItem } from '../../node/cluster/topology.js';
 import { Outcome } from '../../node/gen/shardbank/v1/bank.js';
 import type { PaxosMessage, TxMessage } from '../../node/gen/shardbank/v1/peer.js';
-import { PaxosMessage as PaxosCodec, TxMessage as TxCodec } from '../../node/gen/shardbank/v1/peer.js';
+import { CommandBatch, PaxosMessage as PaxosCodec, TxMessage as TxCodec } from '../../node/gen/shardbank/v1/peer.js';
 import type { Ballot } from '../../node/paxos/ballot.js';
 import { ballotEquals, ballotLess, ballotOf, ballotString } from '../../node/paxos/ballot.js';
 import type { HardState, LogEntry, PersistWork, RecoveredAcceptorState, Snapshot } from '../../node/paxos/paxos-core.js';
@@ -279,6 +279,8 @@ export interface SimResult {
   insufficientChecked: number;
   replays: number;
   mismatchesRefused: number;
+  /** Client requests chosen in a second slot (a later attempt, an old leader's tail): applied as duplicates. */
+  repeatedRequests: number;
   /** Ready passes that ended with pacing holding a leader's queue. */
   holds: number;
   /** Times a leader replaced a silent quick follower (thrifty Accepts' fallback). */
@@ -296,6 +298,7 @@ export class SimCluster {
   private partitions: Partition[] = [];
   private readonly chosen: Map<number, string>[] = [];
   private readonly maxChosen: number[] = [];
+  private readonly requestSlots: Map<string, number>[] = [];
   private readonly requests: ClientRequest[] = [];
   private readonly tokens = new Map<number, TokenUse>();
   private timeouts: { atMs: number; token: number }[] = [];
@@ -308,7 +311,7 @@ export class SimCluster {
   private readonly recentItems: number[] = [];
   private nextToken = 1;
   private faultsOn = true;
-  private readonly stats = { crashes: 0, crashesAfterSend: 0, powerLosses: 0, pauses: 0, partitions: 0, heldReleased: 0, elections: 0, holds: 0, replays: 0, mismatchesRefused: 0, insufficientChecked: 0 };
+  private readonly stats = { crashes: 0, crashesAfterSend: 0, powerLosses: 0, pauses: 0, partitions: 0, heldReleased: 0, elections: 0, holds: 0, replays: 0, mismatchesRefused: 0, insufficientChecked: 0, repeatedRequests: 0 };
   private readonly trace: ((line: string) => void) | undefined;
 
   constructor(readonly options: SimOptions) {
@@ -320,6 +323,7 @@ export class SimCluster {
     for (let shard = 0; shard < topology.shards; shard += 1) {
       this.chosen.push(new Map());
       this.maxChosen.push(0);
+      this.requestSlots.push(new Map());
       const group: SimReplica[] = [];
       for (let ordinal = 0; ordinal < topology.replicasPerShard; ordinal += 1) {
         const nodeRng = this.rng.fork();
@@ -483,6 +487,7 @@ export class SimCluster {
       insufficientChecked: s.insufficientChecked,
       replays: s.replays,
       mismatchesRefused: s.mismatchesRefused,
+      repeatedRequests: s.repeatedRequests,
       holds: s.holds,
       quickFollowerChanges,
     };
@@ -615,6 +620,7 @@ export class SimCluster {
     let flip: Partition['flip'];
     if (kind === 'flip-flop') {
       const [shard, ordinal] = pickReplica();
+      if (this.partitions.some((p) => p.flip?.shard === shard)) return; // one flip-flop per shard at a time
       const state = { shard, isolated: ordinal, flips: 0, next: -1, atMs: 0 };
       flip = state;
       describe = `flip-flop in s${shard}, first s${shard}r${ordinal} cut from its own shard`;
@@ -666,7 +672,7 @@ export class SimCluster {
       if (!flip || flip.shard !== leader.shard || flip.isolated === leader.ordinal || flip.flips >= 2 || flip.next >= 0) continue;
       // The new leader gets a moment to commit (client retries, presumed aborts) before the cut moves to it.
       flip.next = leader.ordinal;
-      flip.atMs = this.nowMs + this.faultRng.int(50, 800);
+      flip.atMs = this.nowMs + this.faultRng.int(20, 400);
       partition.healAtMs = Math.max(partition.healAtMs, flip.atMs + 100);
     }
   }
@@ -787,12 +793,34 @@ export class SimCluster {
       if (durable < majorityOf(this.options.topology.replicasPerShard)) {
         this.fail('safety', `shard ${shard} slot ${slot}: applied by replica ${ordinal} while durable on only ${durable} of ${this.options.topology.replicasPerShard} replicas`);
       }
+      this.noteRepeats(shard, slot, value);
       if (slot > this.maxChosen[shard]!) {
         this.maxChosen[shard] = slot;
         if (this.trace) this.log(`s${shard}r${ordinal}`, `commit -> ${slot}${value.length === 0 ? ' (no-op)' : ''}`);
       }
     } else if (previous !== digest) {
       this.fail('safety', `shard ${shard} slot ${slot}: replica ${ordinal} applied a different value`);
+    }
+  }
+
+  /**
+   * Counts client requests chosen in more than one slot (an old leader's tail chosen after a
+   * retry ran elsewhere): the state machine must treat the later ones as duplicates.
+   */
+  private noteRepeats(shard: number, slot: number, value: Buffer): void {
+    if (value.length === 0) return;
+    const seen = this.requestSlots[shard]!;
+    for (const command of CommandBatch.decode(value).commands) {
+      const body = command.body;
+      const request = body?.$case === 'transfer' ? body.transfer : body?.$case === 'coordPrepare' ? body.coordPrepare : undefined;
+      if (!request) continue;
+      const key = `${request.clientId}#${request.requestId}`;
+      const first = seen.get(key);
+      if (first === undefined) seen.set(key, slot);
+      else if (first !== slot) {
+        this.stats.repeatedRequests += 1;
+        this.log(`s${shard}`, `slot ${slot} carries ${key} again (first in slot ${first})`);
+      }
     }
   }
 
@@ -1021,7 +1049,8 @@ export class SimCluster {
     this.tokens.delete(reply.token);
     const request = use.request;
     const name = `${request.clientId}#${request.requestId}`;
-    if (this.trace) {
+    // Refusals by followers are most of the replies and say nothing: not traced.
+    if (this.trace && !(reply.kind === 'error' && reply.code === 'not-leader')) {
       const what = reply.kind === 'transfer' ? (Outcome[reply.outcome] ?? String(reply.outcome)) : reply.kind === 'error' ? `error ${reply.code}` : 'read';
       this.log(replica.name, `reply ${use.kind} ${name} (${request.from}->${request.to} ${use.amount}): ${what}`);
     }
