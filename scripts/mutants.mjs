@@ -180,7 +180,7 @@ function firstFailure(output) {
   const at = lines.findIndex((l) => /\[seed \d+\] (safety|invariant|liveness)/.test(l));
   if (at >= 0) {
     const replay = lines.slice(at, at + 4).find((l) => l.includes('replay: npm run sim'));
-    return `${lines[at].replace(/^[\s+"-]*/, '').slice(0, 200)}${replay ? ` -- ${replay.trim()}` : ''}`;
+    return `${lines[at].replace(/^[\s+"-]*/, '').slice(0, 200)}${replay ? ` -- ${replay.replace(/^[\s+"-]*/, '').replace(/",?$/, '')}` : ''}`;
   }
   const pick = lines.find((l) => /Error|error TS|AssertionError|FAIL|×/.test(l)) ?? lines.at(-1) ?? '';
   return pick.trim().slice(0, 240);

@@ -118,6 +118,8 @@ export interface SimOptions {
    * credits out of its lower bound (it still checks every other credit and debit).
    */
   knownBugDecidedCreditsIgnored?: boolean;
+  /** A scripted scenario: no workload and no faults of its own; the script drives (see scripted.test.ts). */
+  scripted?: boolean;
   /** One line per event (crash, restart, pause, partition, role change, commit, 2PC step, reply). */
   trace?: (line: string) => void;
 }
@@ -161,7 +163,7 @@ interface Envelope {
   call?: () => void;
 }
 
-class SimReplica {
+export class SimReplica {
   node: ShardNode;
   up = true;
   disk: SimDisk = { hardState: undefined, entries: new Map(), snapshot: undefined };
@@ -229,7 +231,7 @@ interface Partition {
   flip?: { shard: number; isolated: number; flips: number; next: number; atMs: number };
 }
 
-interface ClientRequest {
+export interface ClientRequest {
   clientId: string;
   client: number;
   requestId: number;
@@ -299,6 +301,8 @@ export class SimCluster {
   private readonly chosen: Map<number, string>[] = [];
   private readonly maxChosen: number[] = [];
   private readonly requestSlots: Map<string, number>[] = [];
+  /** "client#request" of every request chosen in more than one slot. */
+  readonly repeated = new Set<string>();
   private readonly requests: ClientRequest[] = [];
   private readonly tokens = new Map<number, TokenUse>();
   private timeouts: { atMs: number; token: number }[] = [];
@@ -356,7 +360,107 @@ export class SimCluster {
       }
       this.replicas.push(group);
     }
-    this.makeWorkload();
+    if (options.scripted) this.clientsDriven = false;
+    else this.makeWorkload();
+  }
+
+  // ---- Scripted scenarios (replica_test.zig style): quiet network, the script acts ----
+
+  private clientsDriven = true;
+  private holdTx: ((message: TxMessage) => boolean) | undefined;
+  private heldTx: TxMessage[] = [];
+
+  get now(): number {
+    return this.nowMs;
+  }
+
+  replica(shard: number, ordinal: number): SimReplica {
+    return this.replicas[shard]![ordinal]!;
+  }
+
+  /** The one ready leader of a shard, if there is exactly one. */
+  leader(shard: number): SimReplica | undefined {
+    const leaders = this.replicas[shard]!.filter((r) => r.up && !r.paused && r.node.isReadyLeader);
+    return leaders.length === 1 ? leaders[0] : undefined;
+  }
+
+  runFor(ms: number): void {
+    const end = this.nowMs + ms;
+    while (this.nowMs < end) this.step();
+  }
+
+  runUntil(what: string, condition: () => boolean, maxMs = 10_000): void {
+    const end = this.nowMs + maxMs;
+    while (!condition()) {
+      if (this.nowMs > end) this.fail('liveness', `script: not reached within ${maxMs} ms: ${what}; ${this.replicas.map((_, s) => this.shardStatus(s)).join(' ')}`);
+      this.step();
+    }
+  }
+
+  /** Cuts one replica from its own shard (it still reaches other shards and clients) until uncut. */
+  cut(shard: number, ordinal: number): void {
+    const me = (s: number, o: number) => s === shard && o === ordinal;
+    this.partitions.push({
+      describe: `script: s${shard}r${ordinal} cut from its own shard`,
+      blocks: (fs, fo, ts, to) => fs === shard && ts === shard && me(fs, fo) !== me(ts, to),
+      hold: false,
+      held: [],
+      healAtMs: Number.POSITIVE_INFINITY,
+    });
+    this.log('net', `script: s${shard}r${ordinal} cut from its own shard`);
+  }
+
+  uncutAll(): void {
+    this.partitions = [];
+    this.log('net', 'script: every cut healed');
+  }
+
+  /** 2PC messages matching `predicate` are held (not sent) until releaseTx(). */
+  holdTxWhere(predicate: ((message: TxMessage) => boolean) | undefined): void {
+    this.holdTx = predicate;
+  }
+
+  releaseTx(): number {
+    const held = this.heldTx;
+    this.heldTx = [];
+    this.holdTx = undefined;
+    for (const message of held) this.sendTx(message);
+    return held.length;
+  }
+
+  /** A client request the script sends itself (the client retries it only after finish()). */
+  addRequest(clientId: string, from: number, to: number, amount: number, requestId = 1): ClientRequest {
+    const request: ClientRequest = {
+      clientId, client: this.ackSent.length, requestId, from, to, amount, originalAmount: amount, twinAmount: undefined, winner: undefined,
+      outcome: undefined, attempts: 0, inflightToken: undefined, nextTryMs: Number.POSITIVE_INFINITY, firstSentMs: Number.POSITIVE_INFINITY,
+      outcomeMs: Number.POSITIVE_INFINITY, mismatchSent: false,
+    };
+    this.ackSent.push(0);
+    this.requests.push(request);
+    return request;
+  }
+
+  /** The slot where a client request was first chosen in a shard, if it was. */
+  slotOf(shard: number, clientId: string, requestId: number): number | undefined {
+    return this.requestSlots[shard]!.get(`${clientId}#${requestId}`);
+  }
+
+  send(request: ClientRequest, replica: SimReplica): void {
+    this.submit(request, 'attempt', request.amount, 0, replica);
+  }
+
+  /** Heals everything, lets clients retry until every request has its outcome, converges, and checks. */
+  finish(): SimResult {
+    this.releaseTx();
+    this.clientsDriven = true;
+    for (const request of this.requests) if (request.outcome === undefined) request.nextTryMs = this.nowMs;
+    this.heal();
+    const end = this.nowMs + this.options.livenessMsMax;
+    while (!this.done()) {
+      if (this.nowMs > end) this.fail('liveness', `script: not converged: ${this.describeStuck()}`);
+      this.step();
+    }
+    return this.finalChecks();
   }
 
   private log(who: string, text: string): void {
@@ -410,16 +514,36 @@ export class SimCluster {
   }
 
   run(): SimResult {
+    try {
+      return this.runChecked();
+    } catch (error) {
+      if (error instanceof SimFailure || !(error instanceof Error)) throw error;
+      // An assertion of the product code (node/util/assert.ts) failed inside a replica.
+      const where = error.stack?.split('\n').find((line) => line.includes('/node/'))?.trim() ?? '';
+      this.log('FAIL', `assertion: ${error.message} ${where}`);
+      throw new SimFailure('invariant', `assertion in the product code: ${error.message} (${where})`, this.options.seed);
+    }
+  }
+
+  private runChecked(): SimResult {
     const { safetyMs, livenessMsMax } = this.options;
-    let nextControlMs = 0;
     while (true) {
       if (this.nowMs >= safetyMs && this.faultsOn) this.heal();
       if (!this.faultsOn && this.done()) break;
       if (this.nowMs > safetyMs + livenessMsMax) {
         this.fail('liveness', `not converged after ${livenessMsMax} ms of healed operation: ${this.describeStuck()}`);
       }
-      // The next event: a control step, a message, a replica's tick, fsync completion or wake-up.
-      let at = nextControlMs;
+      this.step();
+    }
+    return this.finalChecks();
+  }
+
+  private nextControlMs = 0;
+
+  /** Carries out the next event: a control step, a message, a replica's tick, fsync completion or wake-up. */
+  private step(): void {
+    {
+      let at = this.nextControlMs;
       let pick: (() => void) | undefined;
       const head = this.queue[0];
       if (head && head.atMs < at) {
@@ -450,10 +574,13 @@ export class SimCluster {
       this.nowMs = Math.max(this.nowMs, at);
       if (pick) pick();
       else {
-        nextControlMs += CONTROL_MS;
+        this.nextControlMs += CONTROL_MS;
         this.control();
       }
     }
+  }
+
+  private finalChecks(): SimResult {
     this.checkFinal();
     this.checkHistory();
     let committed = 0;
@@ -819,6 +946,7 @@ export class SimCluster {
       if (first === undefined) seen.set(key, slot);
       else if (first !== slot) {
         this.stats.repeatedRequests += 1;
+        this.repeated.add(key);
         this.log(`s${shard}`, `slot ${slot} carries ${key} again (first in slot ${first})`);
       }
     }
@@ -898,6 +1026,10 @@ export class SimCluster {
   }
 
   private sendTx(message: TxMessage): void {
+    if (this.holdTx?.(message)) {
+      this.heldTx.push(message);
+      return;
+    }
     const group = this.replicas[message.toShard];
     if (!group) return;
     if (this.trace) this.log(`s${message.fromShard}r${message.fromOrdinal}`, `2pc ${describeTx(message)} -> s${message.toShard}`);
@@ -948,8 +1080,8 @@ export class SimCluster {
     this.call(replica, () => replica.node.submitRead([item], token));
   }
 
-  private submit(request: ClientRequest, kind: TokenUse['kind'], amount: number, acknowledgedBelow: number): void {
-    const replica = this.pickReplica(request.client, shardOfItem(this.options.topology, request.from));
+  private submit(request: ClientRequest, kind: TokenUse['kind'], amount: number, acknowledgedBelow: number, target?: SimReplica): void {
+    const replica = target ?? this.pickReplica(request.client, shardOfItem(this.options.topology, request.from));
     if (!replica) return;
     const token = this.nextToken++;
     this.tokens.set(token, { kind, request, sentMs: this.nowMs, amount });
@@ -980,6 +1112,10 @@ export class SimCluster {
   }
 
   private driveClients(): void {
+    if (!this.clientsDriven) {
+      this.expireTimeouts();
+      return;
+    }
     this.driveReads();
     const inflightPerClient = new Map<number, number>();
     for (const request of this.requests) {
@@ -1010,6 +1146,10 @@ export class SimCluster {
       inflightPerClient.set(request.client, (inflightPerClient.get(request.client) ?? 0) + 1);
       this.submit(request, 'attempt', request.amount, this.acknowledgedBelow(request));
     }
+    this.expireTimeouts();
+  }
+
+  private expireTimeouts(): void {
     this.timeouts = this.timeouts.filter((t) => {
       if (t.atMs > this.nowMs) return true;
       const use = this.tokens.get(t.token);
@@ -1097,7 +1237,7 @@ export class SimCluster {
       this.fail('safety', `request ${name} (${use.kind}) refused as stale though the client never acknowledged it: ${reply.message}`);
     }
     // not-leader, aborted, unavailable: retry the same request id later.
-    if (use.kind === 'attempt' && request.outcome === undefined) request.nextTryMs = this.nowMs + this.rng.int(5, 60);
+    if (use.kind === 'attempt' && request.outcome === undefined && this.clientsDriven) request.nextTryMs = this.nowMs + this.rng.int(5, 60);
   }
 
   private setWinner(request: ClientRequest, variant: 'original' | 'twin'): void {
