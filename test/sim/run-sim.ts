@@ -6,8 +6,12 @@
 //   --early-after-persist                         the driver as node/replica/replica.ts had it at 73bae90
 //   --fail-fast                                   stop at the first failing seed
 //   --known-bugs none                             also fail on the known bugs listed in scenarios.ts KNOWN_BUGS
+// Exit code: 0 all passed; 3 safety, 4 invariant, 5 liveness (the first failure's kind), 2 other.
 import { parseArgs } from 'node:util';
 import { DEFAULT_PLAN, describeOptions, replayCommand, runSeed, scenarioFor } from './scenarios.js';
+import { SimFailure } from './sim-cluster.js';
+
+const EXIT_CODES: Record<SimFailure['kind'], number> = { safety: 3, invariant: 4, liveness: 5 };
 
 const { values } = parseArgs({
   options: {
@@ -55,7 +59,8 @@ for (const [index, [scenario, seed]] of runs.entries()) {
     failures += 1;
     console.error(`${String(error instanceof Error ? error.message : error)}\n  replay: ${replayCommand(options)}\n  settings: ${describeOptions(options)}`);
     if (values.trace && error instanceof Error && !error.message.includes('] ')) console.error(error.stack);
-    process.exitCode = 2;
+    // The exit code says which kind of failure came first: 3 safety, 4 invariant, 5 liveness, 2 other.
+    if (process.exitCode === undefined) process.exitCode = error instanceof SimFailure ? EXIT_CODES[error.kind] : 2;
     if (values['fail-fast']) break;
   }
   if (runs.length > 1 && (index + 1) % 10000 === 0) console.log(`... ${index + 1} runs, ${failures} failed, ${((Date.now() - started) / 1000).toFixed(0)} s`);

@@ -39,7 +39,7 @@ export const BASE_SETTINGS: SimSettings = {
  * Known bugs of the code under test that the simulator finds but the default plan must not
  * fail on until they are fixed (see issue 15). Set to false once fixed.
  * - bug 6: a final INSUFFICIENT_FUNDS that a decided, answered cross-shard credit contradicts
- *   (swarm seed 1 shows it: npm run sim -- --scenario swarm --seed 1 --known-bugs none --trace).
+ *   (npm run sim -- --scenario swarm --seed 111 --known-bugs none --trace shows it).
  * - bug 1: a presumed-abort tombstone, once acknowledged and collected, lets the coordinator
  *   watermark fall below its txid, so a late PREPARE of it prepares and commits again
  *   (test/sim/scripted.test.ts shows it deterministically; while true that test asserts the

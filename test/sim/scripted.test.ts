@@ -14,11 +14,11 @@ const QUIET: SimFaults = {
   syncSpikeProbability: 0, replayProbability: 0, mismatchProbability: 0,
 };
 
-function scripted(shards: number, seed = 1): SimCluster {
+function scripted(shards: number, seed = 1, replicasPerShard = 3): SimCluster {
   const options: SimOptions = {
     seed,
     scenario: 'scripted',
-    topology: { shards, replicasPerShard: 3, itemsPerShard: 10, initialBalance: 10 },
+    topology: { shards, replicasPerShard, itemsPerShard: 10, initialBalance: 10 },
     clients: 0,
     requestsPerClient: 0,
     safetyMs: 0,
@@ -59,6 +59,58 @@ describe('scripted simulation', () => {
     expect(result.repeatedRequests).toBeGreaterThan(0);
     expect(sim.repeated.has('x#1')).toBe(true);
     expect(x.outcome).toBeDefined();
+  });
+
+  it('five replicas: a deposed leader that still reaches one follower serves no stale read', () => {
+    const sim = scripted(1, 1, 5);
+    sim.runUntil('a first leader', () => sim.leader(0) !== undefined);
+    const old = sim.leader(0)!;
+    const follower = (old.ordinal + 1) % 5;
+    sim.cut(0, old.ordinal, follower);
+    sim.runUntil('a leader on the majority side', () => sim.group(0).some((r) => r !== old && r.ordinal !== follower && r.node.isReadyLeader));
+    const next = sim.group(0).find((r) => r !== old && r.node.isReadyLeader)!;
+    const x = sim.addRequest('x', 1, 2, 3);
+    sim.send(x, next);
+    sim.runUntil('X committed on the majority side', () => x.outcome !== undefined);
+    // The old leader has not noticed yet (its follower still acknowledges it): read X's item
+    // there, strictly after X's COMMITTED reply.
+    sim.runFor(5);
+    expect(old.node.core.role).toBe('leader');
+    sim.sendRead(1, old);
+    sim.runFor(300);
+    sim.finish();
+  });
+
+  it("an old leader's tail resurfaces with a cross-shard PREPARE of a request committed meanwhile by another attempt: it does not run again", () => {
+    const sim = scripted(2);
+    sim.runUntil('leaders in both shards', () => sim.leader(0) !== undefined && sim.leader(1) !== undefined);
+    const a0 = sim.leader(0)!;
+    const ballot = a0.node.core.leaderBallot;
+    // Shard 1's votes and inquiries about a0's attempts are held: nobody presumes them aborted.
+    sim.holdTxWhere((m) => {
+      const body = m.body;
+      const txid = body?.$case === 'vote' ? body.vote.txid : body?.$case === 'inquiry' ? body.inquiry.txid : undefined;
+      return m.fromShard === 1 && txid !== undefined && txid.round === ballot.round && txid.ordinal === ballot.ordinal;
+    });
+    // W, an earlier attempt of a0's, stays prepared: it holds the coordinator watermark below
+    // X's first txid, so only the session table can tell that X already ran.
+    const w = sim.addRequest('w', 4, 12, 1);
+    sim.send(w, a0);
+    sim.runUntil("W prepared in shard 0", () => a0.node.bank.inflightCount() > 0);
+    sim.cut(0, a0.ordinal);
+    for (let i = 1; i <= 3; i += 1) sim.send(sim.addRequest(`f${i}`, 2 + i, 9, 1), a0);
+    const x = sim.addRequest('x', 1, 11, 3);
+    sim.send(x, a0);
+    sim.runUntil('another leader in shard 0', () => sim.leader(0) !== undefined && sim.leader(0) !== a0);
+    const a1 = sim.leader(0)!;
+    sim.send(x, a1);
+    sim.runUntil('X committed by a second attempt', () => x.outcome !== undefined);
+    sim.uncutAll();
+    sim.cut(0, a1.ordinal);
+    sim.runUntil("a0's tail resurfaced: X's first PREPARE chosen", () => sim.repeated.has('x#1'), 20_000);
+    expect(sim.releaseTx()).toBeGreaterThan(0);
+    sim.runFor(1000);
+    sim.finish();
   });
 
   /**

@@ -374,6 +374,10 @@ export class SimCluster {
     return this.nowMs;
   }
 
+  group(shard: number): readonly SimReplica[] {
+    return this.replicas[shard]!;
+  }
+
   replica(shard: number, ordinal: number): SimReplica {
     return this.replicas[shard]![ordinal]!;
   }
@@ -397,17 +401,29 @@ export class SimCluster {
     }
   }
 
-  /** Cuts one replica from its own shard (it still reaches other shards and clients) until uncut. */
-  cut(shard: number, ordinal: number): void {
-    const me = (s: number, o: number) => s === shard && o === ordinal;
+  /** Cuts replicas of a shard from the rest of it (they still reach other shards and clients) until uncut. */
+  cut(shard: number, ...ordinals: number[]): void {
+    const side = new Set(ordinals);
     this.partitions.push({
-      describe: `script: s${shard}r${ordinal} cut from its own shard`,
-      blocks: (fs, fo, ts, to) => fs === shard && ts === shard && me(fs, fo) !== me(ts, to),
+      describe: `script: s${shard} {${ordinals.join(',')}} cut from the rest of the shard`,
+      blocks: (fs, fo, ts, to) => fs === shard && ts === shard && side.has(fo) !== side.has(to),
       hold: false,
       held: [],
       healAtMs: Number.POSITIVE_INFINITY,
     });
-    this.log('net', `script: s${shard}r${ordinal} cut from its own shard`);
+    this.log('net', `script: s${shard} {${ordinals.join(',')}} cut from the rest of the shard`);
+  }
+
+  /** A linearizable read of one item sent to one replica; checked with the history at finish(). */
+  sendRead(item: number, replica: SimReplica): void {
+    const token = this.nextToken++;
+    this.reads.set(token, { item, sentMs: this.nowMs, client: 0 });
+    this.call(replica, () => replica.node.submitRead([item], token));
+  }
+
+  /** Reads answered so far (by any replica). */
+  get readsAnswered(): number {
+    return this.readHistory.length;
   }
 
   uncutAll(): void {
