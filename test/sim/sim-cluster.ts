@@ -1,45 +1,132 @@
 // Deterministic simulation of whole shardbank clusters in one process (after TigerBeetle's
-// VOPR and FoundationDB's simulator). One seed drives every choice: message loss,
-// duplication, reordering and delay; partitions; crashes that lose unsynced writes; restarts.
-// The real ShardNode runs unchanged; only the network, disk and clock are simulated.
+// VOPR and FoundationDB's simulator). One seed drives every choice. The real ShardNode (Paxos
+// core, bank state machine, 2PC) runs unchanged; the network, the disk, the clocks and the
+// clients are simulated:
 //
-// A run has a safety phase (faults on) and a liveness phase (faults healed, every replica
-// up), after which every request must have a definite outcome and every transaction must be
-// finished. Checked throughout: a chosen slot never changes (no two replicas apply different
-// values at one index), no negative balance and shard totals conserved (asserted inside
-// BankState); checked at the end: total money conserved, every COMMITTED transfer applied
-// exactly once (balances equal the initial ones plus the committed transfers), and the
-// replicas of each shard agree.
+// - network: loss, duplication, reordering, delays with a long tail of several election
+//   timeouts; partitions that drop or hold messages (released, reordered, when they heal),
+//   symmetric or one-way, of one replica, of a replica from its own shard only (it still
+//   reaches other shards), of a shard split in two, and of one shard from another. 2PC
+//   messages go through the same links as Paxos messages.
+// - disk: writes become durable only when their fsync completes (its own latency, with
+//   spikes); a crash at any instant loses every write still pending, even one whose reply
+//   already went out; whole-shard power loss; restarts recover from what is durable.
+// - processes: pauses (the replica keeps its volatile state, gets no ticks, messages or
+//   fsync completions, and wakes with stale beliefs to a backlog); ticks that drift per
+//   replica, bunch and skip.
+// - clients: retries with the same id, bursts of concurrent requests from one client id (as a
+//   BatchTransfer), late duplicates of old attempts, retries with the same id and other
+//   arguments (must be refused), linearizable reads.
+//
+// Checked during the run (protocol oracles): a Promised or Accepted never claims more than is
+// durable at the sender when it leaves; a slot applied anywhere for the first time is durable
+// on a majority; a new leader's ballot is durably promised by a majority; a replica's applied
+// index never goes back while it runs, nor its durable snapshot ever; no two replicas apply
+// different values at one index; a request's outcome never changes; a mismatched retry is
+// never answered with an outcome; a live request is never refused as stale or mismatched.
+// Checked at the end: total money conserved, every COMMITTED transfer applied exactly once,
+// the replicas of each shard agree, and the whole history (reads and INSUFFICIENT_FUNDS
+// answers) is consistent with a linearizable bank.
 import { createHash } from 'node:crypto';
 import type { Topology } from '../../node/cluster/topology.js';
 import { initialClusterTotal, itemCount, shardOfItem } from '../../node/cluster/topology.js';
 import { Outcome } from '../../node/gen/shardbank/v1/bank.js';
 import type { PaxosMessage, TxMessage } from '../../node/gen/shardbank/v1/peer.js';
-import { PaxosMessage as PaxosCodec, TxMessage as TxCodec } from '../../node/gen/shardbank/v1/peer.js';
-import type { LogEntry, RecoveredAcceptorState, Snapshot, HardState } from '../../node/paxos/paxos-core.js';
-import { ShardNode, DEFAULT_TIMING, type ClientReply, type PacingConfig, type ShardReady } from '../../node/shard/shard-node.js';
+import { CommandBatch, PaxosMessage as PaxosCodec, TxMessage as TxCodec } from '../../node/gen/shardbank/v1/peer.js';
+import type { Ballot } from '../../node/paxos/ballot.js';
+import { ballotEquals, ballotLess, ballotOf, ballotString } from '../../node/paxos/ballot.js';
+import type { HardState, LogEntry, PersistWork, RecoveredAcceptorState, Snapshot } from '../../node/paxos/paxos-core.js';
+import { ShardNode, DEFAULT_TIMING, type ClientReply, type PacingConfig } from '../../node/shard/shard-node.js';
+import { txIdOf, txKey } from '../../node/bank/txid.js';
 import { Prng } from './prng.js';
+
+/** Fault rates of one run. Probabilities "per step" are drawn every CONTROL_MS of simulated time. */
+export interface SimFaults {
+  dropProbability: number;
+  duplicateProbability: number;
+  /** A message takes the slow path with this probability: an extra delay up to slowDelayMsMax. */
+  slowProbability: number;
+  slowDelayMsMax: number;
+  /** Per replica and step: crash (pending writes lost), restart 50-1500 ms later. */
+  crashProbabilityPerStep: number;
+  /** Right after a replica sent replies or messages while writes of it are still pending. */
+  crashAfterSendProbability: number;
+  /** Per step: every replica of one shard crashes at once. */
+  powerLossProbabilityPerStep: number;
+  partitionProbabilityPerStep: number;
+  /** Only these kinds of partition (default: all of them). */
+  partitionKinds?: PartitionKind[];
+  /** How long a partition lasts: 100 ms up to this. */
+  partitionMsMax?: number;
+  /** A partition holds messages (released when it heals) instead of dropping them. */
+  holdProbability: number;
+  /** Per replica and step: the process stops for up to pauseMsMax, keeping its memory. */
+  pauseProbabilityPerStep: number;
+  pauseMsMax: number;
+  /** Each replica's tick period is TICK_MS times a factor in [1 - drift, 1 + drift]. */
+  tickDrift: number;
+  /** A tick comes almost at once after the previous one (a stall's catch-up). */
+  tickBunchProbability: number;
+  /** A tick comes 2-6 periods late (the process did not run). */
+  tickSkipProbability: number;
+  /** fsync latency 0.1 ms up to this; with syncSpikeProbability up to 100 ms more. */
+  syncMsMax: number;
+  syncSpikeProbability: number;
+  /** Per attempt: a copy of it is delivered again much later (a client's late duplicate). */
+  replayProbability: number;
+  /** Per finished request: the client retries its id with another amount (must be refused). */
+  mismatchProbability: number;
+}
+
+/** Replica settings of one run (production: see node/replica/replica.ts). */
+export interface SimSettings {
+  inflightSlotsMax: number;
+  snapshotEverySlots: number;
+  commandsPerSlotMax: number;
+  entriesPerMessageMax: number;
+  /** Every new slot to every follower at once (production sends thrifty Accepts: see PaxosConfig). */
+  eagerAccepts: boolean;
+  /** Leader pacing; a held batch is released by the next tick (the simulator has no sub-tick timer). */
+  pacing?: PacingConfig;
+  /** Requests one client keeps in flight at once (a BatchTransfer's entries share a client id). */
+  burstMax: number;
+}
 
 export interface SimOptions {
   seed: number;
+  /** The scenario name, for messages. */
+  scenario?: string;
   topology: Topology;
   clients: number;
   requestsPerClient: number;
   safetyMs: number;
   livenessMsMax: number;
-  dropProbability: number;
-  duplicateProbability: number;
-  crashProbabilityPerTick: number;
-  partitionProbabilityPerTick: number;
   crossShardRatio: number;
   hotItems: number;
-  /** Leader pacing; a held batch is released by the next tick (the simulator has no sub-tick timer). */
-  pacing?: PacingConfig;
-  /** Every new slot to every follower at once (production sends thrifty Accepts: see PaxosConfig). */
-  eagerAccepts?: boolean;
+  faults: SimFaults;
+  settings: SimSettings;
+  /**
+   * Send a Ready's messagesAfterPersist at once when the Ready has no persist of its own, even
+   * while an earlier persist is still pending (what node/replica/replica.ts did at 73bae90).
+   * Off: they wait for every persist issued before them, as the core's contract requires.
+   */
+  earlyAfterPersist?: boolean;
+  /**
+   * Known bug 6 of issue 15, not fixed yet on this code: the funds check of a debit ignores a
+   * cross-shard credit that its coordinator already decided and answered but the debited
+   * shard has not applied. While set, the INSUFFICIENT_FUNDS history check leaves such
+   * credits out of its lower bound (it still checks every other credit and debit).
+   */
+  knownBugDecidedCreditsIgnored?: boolean;
+  /** A scripted scenario: no workload and no faults of its own; the script drives (see scripted.test.ts). */
+  scripted?: boolean;
+  /** One line per event (crash, restart, pause, partition, role change, commit, 2PC step, reply). */
+  trace?: (line: string) => void;
 }
 
 export const TICK_MS = 25;
+/** The simulator's own step: faults, restarts and clients are driven every CONTROL_MS. */
+export const CONTROL_MS = 25;
 
 export class SimFailure extends Error {
   constructor(
@@ -59,52 +146,94 @@ interface SimDisk {
 
 interface PendingSync {
   id: number;
-  ready: ShardReady;
+  persist: PersistWork;
+  after: PaxosMessage[];
   doneAtMs: number;
-}
-
-class SimReplica {
-  node: ShardNode;
-  up = true;
-  disk: SimDisk = { hardState: undefined, entries: new Map(), snapshot: undefined };
-  unsynced: PendingSync[] = [];
-  restartAtMs = 0;
-
-  constructor(
-    readonly shard: number,
-    readonly ordinal: number,
-    private readonly makeNode: (recovered: RecoveredAcceptorState | undefined) => ShardNode,
-  ) {
-    this.node = makeNode(undefined);
-  }
-
-  /** quickFollowerChanges of the nodes this replica ran before its last restart. */
-  quickFollowerChangesBefore = 0;
-
-  crash(): void {
-    this.quickFollowerChangesBefore += this.node.core.quickFollowerChanges;
-    this.up = false;
-    this.unsynced = [];
-  }
-
-  restart(): void {
-    const entries = [...this.disk.entries.values()].sort((a, b) => a.slot - b.slot);
-    this.node = this.makeNode({ hardState: this.disk.hardState, snapshot: this.disk.snapshot, entries });
-    this.up = true;
-  }
 }
 
 interface Envelope {
   atMs: number;
   seq: number;
-  kind: 'paxos' | 'tx';
+  kind: 'paxos' | 'tx' | 'call';
+  fromShard: number;
+  fromOrdinal: number;
   toShard: number;
   toOrdinal: number;
-  bytes: Uint8Array;
+  bytes: Uint8Array | undefined;
+  call?: () => void;
 }
 
-interface ClientRequest {
+export class SimReplica {
+  node: ShardNode;
+  up = true;
+  disk: SimDisk = { hardState: undefined, entries: new Map(), snapshot: undefined };
+  unsynced: PendingSync[] = [];
+  restartAtMs = 0;
+  pausedUntilMs = 0;
+  backlog: Envelope[] = [];
+  nextTickMs: number;
+  /** Applied index seen last in this process's life: it never goes back. */
+  lastApplied = 0;
+  /** quickFollowerChanges of the nodes this replica ran before its last restart. */
+  quickFollowerChangesBefore = 0;
+
+  constructor(
+    readonly shard: number,
+    readonly ordinal: number,
+    readonly tickPeriodMs: number,
+    firstTickMs: number,
+    private readonly makeNode: (recovered: RecoveredAcceptorState | undefined) => ShardNode,
+  ) {
+    this.node = makeNode(undefined);
+    this.nextTickMs = firstTickMs;
+  }
+
+  get name(): string {
+    return `s${this.shard}r${this.ordinal}`;
+  }
+
+  get paused(): boolean {
+    return this.pausedUntilMs > 0;
+  }
+
+  crash(): number {
+    this.quickFollowerChangesBefore += this.node.core.quickFollowerChanges;
+    const lost = this.unsynced.length;
+    this.up = false;
+    this.unsynced = [];
+    this.pausedUntilMs = 0;
+    this.backlog = [];
+    return lost;
+  }
+
+  restart(nowMs: number): void {
+    const entries = [...this.disk.entries.values()].sort((a, b) => a.slot - b.slot);
+    this.node = this.makeNode({ hardState: this.disk.hardState, snapshot: this.disk.snapshot, entries });
+    this.up = true;
+    this.lastApplied = this.disk.snapshot?.index ?? 0;
+    this.nextTickMs = nowMs + 1;
+  }
+}
+
+export const PARTITION_KINDS = ['isolate', 'isolate-in-shard', 'one-way-out', 'one-way-in', 'split', 'shards', 'flip-flop'] as const;
+export type PartitionKind = (typeof PARTITION_KINDS)[number];
+
+interface Partition {
+  describe: string;
+  blocks: (fromShard: number, fromOrdinal: number, toShard: number, toOrdinal: number) => boolean;
+  hold: boolean;
+  held: Envelope[];
+  healAtMs: number;
+  /**
+   * flip-flop: the leader is cut from its own shard; when another replica is elected, the cut
+   * moves to the new leader and the old one is back (its unchosen tail can resurface), twice.
+   */
+  flip?: { shard: number; isolated: number; flips: number; next: number; atMs: number };
+}
+
+export interface ClientRequest {
   clientId: string;
+  client: number;
   requestId: number;
   from: number;
   to: number;
@@ -113,8 +242,27 @@ interface ClientRequest {
   attempts: number;
   inflightToken: number | undefined;
   nextTryMs: number;
-  /** Fixed at the first send. */
-  sessionEpoch?: number;
+  firstSentMs: number;
+  /** When the client first learned the outcome (COMMITTED or INSUFFICIENT_FUNDS). */
+  outcomeMs: number;
+  /** A retry with another amount was sent after the outcome (it must be refused). */
+  mismatchSent: boolean;
+  /** The session epoch of the first send; every later send of this request names it too. */
+  sessionEpoch: number | undefined;
+  /** The amount of a twin: the same id with another amount, sent while the first attempt was in flight. */
+  twinAmount: number | undefined;
+  /** Which of the two argument sets the cluster ran (at most one may ever be answered with an outcome). */
+  winner: 'original' | 'twin' | undefined;
+  readonly originalAmount: number;
+}
+
+type TokenUse = { kind: 'attempt' | 'replay' | 'mismatch' | 'twin'; request: ClientRequest; sentMs: number; amount: number };
+
+interface ReadRecord {
+  item: number;
+  sentMs: number;
+  replyMs: number;
+  value: number;
 }
 
 export interface SimResult {
@@ -123,10 +271,20 @@ export interface SimResult {
   insufficient: number;
   aborted: number;
   crashes: number;
+  crashesAfterSend: number;
+  powerLosses: number;
+  pauses: number;
+  partitions: number;
+  heldReleased: number;
   elections: number;
   simulatedMs: number;
   slotsApplied: number;
   readsChecked: number;
+  insufficientChecked: number;
+  replays: number;
+  mismatchesRefused: number;
+  /** Client requests chosen in a second slot (a later attempt, an old leader's tail): applied as duplicates. */
+  repeatedRequests: number;
   /** Ready passes that ended with pacing holding a leader's queue. */
   holds: number;
   /** Times a leader replaced a silent quick follower (thrifty Accepts' fallback). */
@@ -136,33 +294,46 @@ export interface SimResult {
 export class SimCluster {
   private readonly rng: Prng;
   private readonly netRng: Prng;
+  private readonly faultRng: Prng;
   private readonly replicas: SimReplica[][] = [];
   private nowMs = 0;
   private seq = 0;
   private queue: Envelope[] = [];
-  private partitioned = new Set<string>();
+  private partitions: Partition[] = [];
   private readonly chosen: Map<number, string>[] = [];
+  private readonly maxChosen: number[] = [];
+  private readonly requestSlots: Map<string, number>[] = [];
+  /** "client#request" of every request chosen in more than one slot. */
+  readonly repeated = new Set<string>();
   private readonly requests: ClientRequest[] = [];
-  private readonly tokens = new Map<number, ClientRequest>();
-  /** Linearizable reads in flight: the item, and the balance it must show. */
-  private readonly reads = new Map<number, { item: number; expected: number; overlapped: boolean }>();
-  private readsChecked = 0;
+  private readonly tokens = new Map<number, TokenUse>();
+  private timeouts: { atMs: number; token: number }[] = [];
+  private readonly reads = new Map<number, { item: number; sentMs: number; client: number }>();
+  private readonly readHistory: ReadRecord[] = [];
+  private readonly ackSent: number[] = [];
+  /** Per shard: the replica that last answered a transfer (clients go there first). */
+  /** Per client and shard ("c/s"): the replica that answered it last (clients go there first). */
+  private readonly knownLeader = new Map<string, number>();
+  private readonly recentItems: number[] = [];
   private nextToken = 1;
-  /** Clients' session epochs by `shard/client`, and the OpenSession requests in flight by token. */
+  /** Clients' session epochs by `shard/client`, and the OpenSession requests in flight. */
   private readonly sessionEpochs = new Map<string, number>();
   private readonly opening = new Map<string, { token: number; sinceMs: number }>();
   private readonly openTokens = new Map<number, string>();
   private faultsOn = true;
-  private crashes = 0;
-  private elections = 0;
-  private holds = 0;
+  private readonly stats = { crashes: 0, crashesAfterSend: 0, powerLosses: 0, pauses: 0, partitions: 0, heldReleased: 0, elections: 0, holds: 0, replays: 0, mismatchesRefused: 0, insufficientChecked: 0, repeatedRequests: 0 };
+  private readonly trace: ((line: string) => void) | undefined;
 
   constructor(readonly options: SimOptions) {
     this.rng = new Prng(options.seed);
     this.netRng = this.rng.fork();
-    const { topology } = options;
+    this.faultRng = this.rng.fork();
+    this.trace = options.trace;
+    const { topology, settings, faults } = options;
     for (let shard = 0; shard < topology.shards; shard += 1) {
       this.chosen.push(new Map());
+      this.maxChosen.push(0);
+      this.requestSlots.push(new Map());
       const group: SimReplica[] = [];
       for (let ordinal = 0; ordinal < topology.replicasPerShard; ordinal += 1) {
         const nodeRng = this.rng.fork();
@@ -177,30 +348,160 @@ export class SimCluster {
                 electionTimeoutTicksMax: 20,
                 heartbeatTicks: 3,
                 retransmitTicks: 4,
-                inflightSlotsMax: 8,
-                entriesPerMessageMax: 64,
-                thriftyAccepts: !options.eagerAccepts,
+                inflightSlotsMax: settings.inflightSlotsMax,
+                entriesPerMessageMax: settings.entriesPerMessageMax,
+                thriftyAccepts: !settings.eagerAccepts,
               },
               timing: { ...DEFAULT_TIMING, txAbortTicks: 60, txInquiryTicks: 12 },
-              commandsPerSlotMax: 16,
-              snapshotEverySlots: 40,
-              ...(options.pacing ? { pacing: options.pacing } : {}),
+              commandsPerSlotMax: settings.commandsPerSlotMax,
+              snapshotEverySlots: settings.snapshotEverySlots,
+              ...(settings.pacing ? { pacing: settings.pacing } : {}),
               random: () => nodeRng.next(),
               onApply: (slot, value) => this.checkChosen(shard, ordinal, slot, value),
             },
             recovered,
           );
-        group.push(new SimReplica(shard, ordinal, makeNode));
+        const period = TICK_MS * (1 + faults.tickDrift * (2 * this.rng.next() - 1));
+        group.push(new SimReplica(shard, ordinal, period, this.rng.next() * period, makeNode));
       }
       this.replicas.push(group);
     }
-    this.makeWorkload();
+    if (options.scripted) this.clientsDriven = false;
+    else this.makeWorkload();
+  }
+
+  // ---- Scripted scenarios (replica_test.zig style): quiet network, the script acts ----
+
+  private clientsDriven = true;
+  private holdTx: ((message: TxMessage) => boolean) | undefined;
+  private heldTx: TxMessage[] = [];
+
+  get now(): number {
+    return this.nowMs;
+  }
+
+  group(shard: number): readonly SimReplica[] {
+    return this.replicas[shard]!;
+  }
+
+  replica(shard: number, ordinal: number): SimReplica {
+    return this.replicas[shard]![ordinal]!;
+  }
+
+  /** The one ready leader of a shard, if there is exactly one. */
+  leader(shard: number): SimReplica | undefined {
+    const leaders = this.replicas[shard]!.filter((r) => r.up && !r.paused && r.node.isReadyLeader);
+    return leaders.length === 1 ? leaders[0] : undefined;
+  }
+
+  runFor(ms: number): void {
+    const end = this.nowMs + ms;
+    while (this.nowMs < end) this.step();
+  }
+
+  runUntil(what: string, condition: () => boolean, maxMs = 10_000): void {
+    const end = this.nowMs + maxMs;
+    while (!condition()) {
+      if (this.nowMs > end) this.fail('liveness', `script: not reached within ${maxMs} ms: ${what}; ${this.replicas.map((_, s) => this.shardStatus(s)).join(' ')}`);
+      this.step();
+    }
+  }
+
+  /** Cuts replicas of a shard from the rest of it (they still reach other shards and clients) until uncut. */
+  cut(shard: number, ...ordinals: number[]): void {
+    const side = new Set(ordinals);
+    this.partitions.push({
+      describe: `script: s${shard} {${ordinals.join(',')}} cut from the rest of the shard`,
+      blocks: (fs, fo, ts, to) => fs === shard && ts === shard && side.has(fo) !== side.has(to),
+      hold: false,
+      held: [],
+      healAtMs: Number.POSITIVE_INFINITY,
+    });
+    this.log('net', `script: s${shard} {${ordinals.join(',')}} cut from the rest of the shard`);
+  }
+
+  /** A linearizable read of one item sent to one replica; checked with the history at finish(). */
+  sendRead(item: number, replica: SimReplica): void {
+    const token = this.nextToken++;
+    this.reads.set(token, { item, sentMs: this.nowMs, client: 0 });
+    this.call(replica, () => replica.node.submitRead([item], token));
+  }
+
+  /** Reads answered so far (by any replica). */
+  get readsAnswered(): number {
+    return this.readHistory.length;
+  }
+
+  uncutAll(): void {
+    this.partitions = [];
+    this.log('net', 'script: every cut healed');
+  }
+
+  /** 2PC messages matching `predicate` are held (not sent) until releaseTx(). */
+  holdTxWhere(predicate: ((message: TxMessage) => boolean) | undefined): void {
+    this.holdTx = predicate;
+  }
+
+  releaseTx(): number {
+    const held = this.heldTx;
+    this.heldTx = [];
+    this.holdTx = undefined;
+    for (const message of held) this.sendTx(message);
+    return held.length;
+  }
+
+  /** A client request the script sends itself (the client retries it only after finish()). */
+  addRequest(clientId: string, from: number, to: number, amount: number, requestId = 1): ClientRequest {
+    const request: ClientRequest = {
+      clientId, client: this.ackSent.length, requestId, from, to, amount, originalAmount: amount, twinAmount: undefined, winner: undefined,
+      outcome: undefined, attempts: 0, inflightToken: undefined, nextTryMs: Number.POSITIVE_INFINITY, firstSentMs: Number.POSITIVE_INFINITY,
+      outcomeMs: Number.POSITIVE_INFINITY, mismatchSent: false, sessionEpoch: undefined,
+    };
+    this.ackSent.push(0);
+    this.requests.push(request);
+    return request;
+  }
+
+  /** The slot where a client request was first chosen in a shard, if it was. */
+  slotOf(shard: number, clientId: string, requestId: number): number | undefined {
+    return this.requestSlots[shard]!.get(`${clientId}#${requestId}`);
+  }
+
+  send(request: ClientRequest, replica: SimReplica): void {
+    this.submit(request, 'attempt', request.amount, 0, replica);
+  }
+
+  /** Heals everything, lets clients retry until every request has its outcome, converges, and checks. */
+  finish(): SimResult {
+    this.releaseTx();
+    this.clientsDriven = true;
+    for (const request of this.requests) if (request.outcome === undefined) request.nextTryMs = this.nowMs;
+    this.heal();
+    const end = this.nowMs + this.options.livenessMsMax;
+    while (!this.done()) {
+      if (this.nowMs > end) this.fail('liveness', `script: not converged: ${this.describeStuck()}`);
+      this.step();
+    }
+    return this.finalChecks();
+  }
+
+  private log(who: string, text: string): void {
+    this.trace?.(`${this.nowMs.toFixed(1).padStart(9)} ms  ${who.padEnd(6)} ${text}`);
+  }
+
+  private fail(kind: 'safety' | 'liveness' | 'invariant', message: string): never {
+    this.log('FAIL', `${kind}: ${message}`);
+    throw new SimFailure(kind, message, this.options.seed);
   }
 
   private makeWorkload(): void {
     const { topology, clients, requestsPerClient, crossShardRatio, hotItems } = this.options;
     const items = itemCount(topology);
     for (let c = 0; c < clients; c += 1) {
+      this.ackSent.push(0);
+      // Bursty clients start many requests at once, as a BatchTransfer does.
+      const start = this.rng.int(0, 200);
+      const bursty = this.options.settings.burstMax > 2 && this.rng.chance(0.5);
       for (let r = 1; r <= requestsPerClient; r += 1) {
         const pickItem = () => (hotItems > 0 ? this.rng.int(1, Math.min(items, hotItems) + 1) : this.rng.int(1, items + 1));
         let from = pickItem();
@@ -211,43 +512,99 @@ export class SimCluster {
           to = this.rng.int(1, items + 1);
         }
         if (to === from) to = (from % items) + 1;
+        const amount = this.rng.int(1, Math.max(2, topology.initialBalance));
         this.requests.push({
           clientId: `c${c}`,
+          client: c,
           requestId: r,
           from,
           to,
-          amount: this.rng.int(1, Math.max(2, topology.initialBalance)),
+          amount,
+          originalAmount: amount,
+          twinAmount: undefined,
+          winner: undefined,
           outcome: undefined,
           attempts: 0,
           inflightToken: undefined,
-          nextTryMs: this.rng.int(0, 200),
+          nextTryMs: bursty ? start : this.rng.int(0, 200),
+          firstSentMs: Number.POSITIVE_INFINITY,
+          outcomeMs: Number.POSITIVE_INFINITY,
+          mismatchSent: false, sessionEpoch: undefined,
         });
       }
     }
   }
 
   run(): SimResult {
+    try {
+      return this.runChecked();
+    } catch (error) {
+      if (error instanceof SimFailure || !(error instanceof Error)) throw error;
+      // An assertion of the product code (node/util/assert.ts) failed inside a replica.
+      const where = error.stack?.split('\n').find((line) => line.includes('/node/'))?.trim() ?? '';
+      this.log('FAIL', `assertion: ${error.message} ${where}`);
+      throw new SimFailure('invariant', `assertion in the product code: ${error.message} (${where})`, this.options.seed);
+    }
+  }
+
+  private runChecked(): SimResult {
     const { safetyMs, livenessMsMax } = this.options;
-    let nextTickMs = 0;
-    const endSafety = safetyMs;
     while (true) {
-      if (this.nowMs >= endSafety && this.faultsOn) this.heal();
+      if (this.nowMs >= safetyMs && this.faultsOn) this.heal();
       if (!this.faultsOn && this.done()) break;
-      if (this.nowMs > endSafety + livenessMsMax) {
-        throw new SimFailure('liveness', `not converged after ${livenessMsMax} ms of healed operation: ${this.describeStuck()}`, this.options.seed);
+      if (this.nowMs > safetyMs + livenessMsMax) {
+        this.fail('liveness', `not converged after ${livenessMsMax} ms of healed operation: ${this.describeStuck()}`);
       }
-      const nextMsg = this.queue.length > 0 ? this.queue[0]!.atMs : Number.POSITIVE_INFINITY;
-      if (nextMsg < nextTickMs) {
-        const envelope = this.queue.shift()!;
-        this.nowMs = Math.max(this.nowMs, envelope.atMs);
-        this.deliver(envelope);
-      } else {
-        this.nowMs = nextTickMs;
-        nextTickMs += TICK_MS;
-        this.tickAll();
+      this.step();
+    }
+    return this.finalChecks();
+  }
+
+  private nextControlMs = 0;
+
+  /** Carries out the next event: a control step, a message, a replica's tick, fsync completion or wake-up. */
+  private step(): void {
+    {
+      let at = this.nextControlMs;
+      let pick: (() => void) | undefined;
+      const head = this.queue[0];
+      if (head && head.atMs < at) {
+        at = head.atMs;
+        pick = () => this.deliver(this.queue.shift()!);
+      }
+      for (const group of this.replicas) {
+        for (const replica of group) {
+          if (!replica.up) continue;
+          if (replica.paused) {
+            if (replica.pausedUntilMs < at) {
+              at = replica.pausedUntilMs;
+              pick = () => this.wake(replica);
+            }
+            continue;
+          }
+          const sync = replica.unsynced[0];
+          if (sync && sync.doneAtMs < at) {
+            at = sync.doneAtMs;
+            pick = () => this.completeSync(replica);
+          }
+          if (replica.nextTickMs < at) {
+            at = replica.nextTickMs;
+            pick = () => this.tickReplica(replica);
+          }
+        }
+      }
+      this.nowMs = Math.max(this.nowMs, at);
+      if (pick) pick();
+      else {
+        this.nextControlMs += CONTROL_MS;
+        this.control();
       }
     }
+  }
+
+  private finalChecks(): SimResult {
     this.checkFinal();
+    this.checkHistory();
     let committed = 0;
     let insufficient = 0;
     let aborted = 0;
@@ -260,20 +617,49 @@ export class SimCluster {
     for (const map of this.chosen) slotsApplied += map.size;
     let quickFollowerChanges = 0;
     for (const group of this.replicas) for (const replica of group) quickFollowerChanges += replica.quickFollowerChangesBefore + replica.node.core.quickFollowerChanges;
-    return { seed: this.options.seed, committed, insufficient, aborted, crashes: this.crashes, elections: this.elections, simulatedMs: this.nowMs, slotsApplied, readsChecked: this.readsChecked, holds: this.holds, quickFollowerChanges };
+    const s = this.stats;
+    return {
+      seed: this.options.seed,
+      committed,
+      insufficient,
+      aborted,
+      crashes: s.crashes,
+      crashesAfterSend: s.crashesAfterSend,
+      powerLosses: s.powerLosses,
+      pauses: s.pauses,
+      partitions: s.partitions,
+      heldReleased: s.heldReleased,
+      elections: s.elections,
+      simulatedMs: this.nowMs,
+      slotsApplied,
+      readsChecked: this.readHistory.length,
+      insufficientChecked: s.insufficientChecked,
+      replays: s.replays,
+      mismatchesRefused: s.mismatchesRefused,
+      repeatedRequests: s.repeatedRequests,
+      holds: s.holds,
+      quickFollowerChanges,
+    };
   }
 
   private heal(): void {
     this.faultsOn = false;
-    this.partitioned.clear();
-    for (const group of this.replicas) for (const replica of group) if (!replica.up) replica.restart();
+    this.log('sim', 'faults off: healing every partition, waking and restarting every replica');
+    for (const partition of this.partitions) this.releaseHeld(partition);
+    this.partitions = [];
+    for (const group of this.replicas) {
+      for (const replica of group) {
+        if (!replica.up) this.restartReplica(replica);
+        else if (replica.paused) this.wake(replica);
+      }
+    }
   }
 
   private done(): boolean {
     if (this.requests.some((r) => r.outcome === undefined)) return false;
     for (const group of this.replicas) {
       for (const replica of group) {
-        if (!replica.up) return false;
+        if (!replica.up || replica.paused) return false;
         if (replica.node.bank.inflightCount() > 0) return false;
       }
       // Converged means: a ready leader, every replica applied what it committed, and nothing
@@ -282,253 +668,551 @@ export class SimCluster {
       if (!leader) return false;
       const applied = group.map((r) => r.node.bank.appliedIndex);
       if (new Set(applied).size !== 1) return false;
-      let maxChosen = 0;
-      for (const slot of this.chosen[group[0]!.shard]!.keys()) maxChosen = Math.max(maxChosen, slot);
-      if (applied[0]! < maxChosen) return false;
+      if (applied[0]! < this.maxChosen[group[0]!.shard]!) return false;
     }
     return true;
   }
 
   private describeStuck(): string {
     const pending = this.requests.filter((r) => r.outcome === undefined).length;
-    const shards = this.replicas.map((group, s) =>
-      `s${s}[${group.map((r) => `${r.ordinal}:${r.up ? r.node.core.role[0] : 'x'}@${r.node.bank.appliedIndex}/tx${r.node.bank.inflightCount()}`).join(' ')}]`,
-    );
-    return `${pending} requests without outcome; ${shards.join(' ')}`;
+    return `${pending} requests without outcome; ${this.replicas.map((_, s) => this.shardStatus(s)).join(' ')}`;
   }
 
-  // ---- Time ----
+  /** VOPR-style status of one shard: role (L/F/C, x down, p paused) @ applied index, open 2PC records. */
+  private shardStatus(shard: number): string {
+    const group = this.replicas[shard]!;
+    return `s${shard}[${group
+      .map((r) => `${r.ordinal}:${!r.up ? 'x' : r.paused ? 'p' : r.node.core.role[0]!.toUpperCase()}@${r.node.bank.appliedIndex}${r.up && r.node.bank.inflightCount() > 0 ? `/tx${r.node.bank.inflightCount()}` : ''}`)
+      .join(' ')}]`;
+  }
 
-  private tickAll(): void {
+  // ---- Faults, restarts, clients: every CONTROL_MS ----
+
+  private control(): void {
+    const f = this.options.faults;
+    const rng = this.faultRng;
     for (const group of this.replicas) {
       for (const replica of group) {
         if (!replica.up) {
-          if (this.faultsOn && this.nowMs >= replica.restartAtMs) replica.restart();
+          if (this.faultsOn && this.nowMs >= replica.restartAtMs) this.restartReplica(replica);
           continue;
         }
-        this.completeSyncs(replica);
-        if (this.faultsOn && this.rng.chance(this.options.crashProbabilityPerTick)) {
-          this.crashes += 1;
-          replica.crash();
-          replica.restartAtMs = this.nowMs + this.rng.int(50, 1500);
-          continue;
+        if (!this.faultsOn) continue;
+        if (rng.chance(f.crashProbabilityPerStep)) this.crashReplica(replica, 'crash');
+        else if (!replica.paused && rng.chance(f.pauseProbabilityPerStep * (replica.node.core.role === 'leader' ? 3 : 1))) {
+          this.stats.pauses += 1;
+          replica.pausedUntilMs = this.nowMs + rng.int(50, Math.max(60, f.pauseMsMax));
+          this.log(replica.name, `pause until ${replica.pausedUntilMs.toFixed(0)} ms (${replica.node.core.role})`);
         }
-        replica.node.tick();
-        this.process(replica);
       }
     }
-    if (this.faultsOn && this.rng.chance(this.options.partitionProbabilityPerTick)) this.newPartition();
+    if (this.faultsOn) {
+      if (rng.chance(f.powerLossProbabilityPerStep)) {
+        const shard = rng.int(0, this.replicas.length);
+        this.stats.powerLosses += 1;
+        this.log(`s${shard}`, 'power loss: every replica of the shard crashes');
+        for (const replica of this.replicas[shard]!) if (replica.up) this.crashReplica(replica, 'power loss');
+      }
+      this.runFlips();
+      for (const partition of [...this.partitions]) {
+        if (partition.healAtMs <= this.nowMs) {
+          this.partitions.splice(this.partitions.indexOf(partition), 1);
+          this.log('net', `heal ${partition.describe}${partition.held.length > 0 ? `: ${partition.held.length} held messages released` : ''}`);
+          this.releaseHeld(partition);
+        }
+      }
+      if (this.partitions.length < 2 && rng.chance(f.partitionProbabilityPerStep)) this.newPartition();
+    }
     this.driveClients();
   }
 
-  private newPartition(): void {
-    this.partitioned.clear();
-    if (this.rng.chance(0.3)) return;
-    const shard = this.rng.int(0, this.replicas.length);
-    const ordinal = this.rng.int(0, this.options.topology.replicasPerShard);
-    this.partitioned.add(`${shard}/${ordinal}`);
+  private crashReplica(replica: SimReplica, why: string): void {
+    this.stats.crashes += 1;
+    const lost = replica.crash();
+    replica.restartAtMs = this.nowMs + this.faultRng.int(50, 1500);
+    this.log(replica.name, `${why}${lost > 0 ? `: ${lost} pending writes lost` : ''}; restart at ${replica.restartAtMs.toFixed(0)} ms`);
   }
 
-  private completeSyncs(replica: SimReplica): void {
-    while (replica.unsynced.length > 0 && replica.unsynced[0]!.doneAtMs <= this.nowMs) {
-      const sync = replica.unsynced.shift()!;
-      const persist = sync.ready.persist!;
-      if (persist.hardState) replica.disk.hardState = persist.hardState;
-      if (persist.snapshot) {
-        replica.disk.snapshot = persist.snapshot;
-        for (const slot of [...replica.disk.entries.keys()]) if (slot <= persist.snapshot.index) replica.disk.entries.delete(slot);
+  private restartReplica(replica: SimReplica): void {
+    replica.restart(this.nowMs);
+    this.log(replica.name, `restart (promised ${ballotString(ballotOf(replica.disk.hardState?.promised))}, snapshot ${replica.disk.snapshot?.index ?? 0}, ${replica.disk.entries.size} entries)`);
+    this.process(replica);
+  }
+
+  private wake(replica: SimReplica): void {
+    replica.pausedUntilMs = 0;
+    const backlog = replica.backlog;
+    replica.backlog = [];
+    this.log(replica.name, `wake (${replica.node.core.role}, ${backlog.length} messages waiting)`);
+    if (replica.nextTickMs < this.nowMs) replica.nextTickMs = this.nowMs + this.netRng.next() * 2;
+    // The backlog arrives in a burst, reordered; client calls among it may come first.
+    for (const envelope of backlog) this.schedule({ ...envelope, atMs: this.nowMs + this.netRng.next() * 3 });
+  }
+
+  private newPartition(): void {
+    const rng = this.faultRng;
+    const { shards, replicasPerShard } = this.options.topology;
+    const hold = rng.chance(this.options.faults.holdProbability);
+    const healAtMs = this.nowMs + rng.int(100, this.options.faults.partitionMsMax ?? 2500);
+    // Half the time the target is a current leader, where partitions hurt.
+    const pickReplica = (): [number, number] => {
+      const shard = rng.int(0, shards);
+      const leader = this.replicas[shard]!.find((r) => r.up && r.node.core.role === 'leader');
+      if (leader && rng.chance(this.options.faults.partitionKinds ? 0.9 : 0.5)) return [shard, leader.ordinal];
+      return [shard, rng.int(0, replicasPerShard)];
+    };
+    const allowed = this.options.faults.partitionKinds ?? PARTITION_KINDS;
+    const kinds = allowed.filter((k) => (shards > 1 || (k !== 'shards' && k !== 'isolate-in-shard')) && (replicasPerShard >= 3 || (k !== 'split' && k !== 'flip-flop')));
+    const kind = rng.pick(kinds.length > 0 ? kinds : ['isolate']);
+    let describe: string;
+    let blocks: Partition['blocks'];
+    let flip: Partition['flip'];
+    if (kind === 'flip-flop') {
+      const [shard, ordinal] = pickReplica();
+      if (this.partitions.some((p) => p.flip?.shard === shard)) return; // one flip-flop per shard at a time
+      const state = { shard, isolated: ordinal, flips: 0, next: -1, atMs: 0 };
+      flip = state;
+      describe = `flip-flop in s${shard}, first s${shard}r${ordinal} cut from its own shard`;
+      blocks = (fs, fo, ts, to) => fs === shard && ts === shard && (fo === state.isolated) !== (to === state.isolated);
+    } else if (kind === 'split') {
+      const shard = rng.int(0, shards);
+      const side = new Set<number>();
+      const size = rng.int(1, Math.ceil(replicasPerShard / 2) + 1);
+      // Often the leader is on the smaller side, with a follower or two that still believe in it.
+      const leader = this.replicas[shard]!.find((r) => r.up && r.node.core.role === 'leader');
+      if (leader && rng.chance(0.5)) side.add(leader.ordinal);
+      while (side.size < size) side.add(rng.int(0, replicasPerShard));
+      describe = `split s${shard} {${[...side].join(',')}} | rest`;
+      blocks = (fs, fo, ts, to) => fs === shard && ts === shard && side.has(fo) !== side.has(to);
+    } else if (kind === 'shards') {
+      const a = rng.int(0, shards);
+      let b = rng.int(0, shards - 1);
+      if (b >= a) b += 1;
+      const oneWay = rng.chance(0.5);
+      describe = `shards s${a} ${oneWay ? '->' : '<->'} s${b} cut`;
+      blocks = (fs, _fo, ts) => (fs === a && ts === b) || (!oneWay && fs === b && ts === a);
+    } else {
+      const [shard, ordinal] = pickReplica();
+      const me = (s: number, o: number) => s === shard && o === ordinal;
+      if (kind === 'isolate-in-shard') {
+        describe = `s${shard}r${ordinal} cut from its own shard (reaches other shards)`;
+        blocks = (fs, fo, ts, to) => fs === shard && ts === shard && me(fs, fo) !== me(ts, to);
+      } else if (kind === 'one-way-out') {
+        describe = `s${shard}r${ordinal} cannot send`;
+        blocks = (fs, fo, ts, to) => me(fs, fo) && !me(ts, to);
+      } else if (kind === 'one-way-in') {
+        describe = `s${shard}r${ordinal} cannot receive`;
+        blocks = (fs, fo, ts, to) => me(ts, to) && !me(fs, fo);
+      } else {
+        describe = `s${shard}r${ordinal} isolated`;
+        blocks = (fs, fo, ts, to) => me(fs, fo) !== me(ts, to);
       }
-      for (const entry of persist.entries) {
-        if (replica.disk.snapshot && entry.slot <= replica.disk.snapshot.index) continue;
-        replica.disk.entries.set(entry.slot, entry);
-      }
-      for (const message of sync.ready.messagesAfterPersist) this.sendPaxos(message);
-      replica.node.persisted(persist.id);
-      this.process(replica);
+    }
+    this.stats.partitions += 1;
+    const partition: Partition = { describe: `${describe} (${hold ? 'hold' : 'drop'})`, blocks, hold, held: [], healAtMs, ...(flip ? { flip } : {}) };
+    this.partitions.push(partition);
+    this.log('net', `partition ${partition.describe} until ${healAtMs} ms`);
+  }
+
+  private flipPartitions(leader: SimReplica): void {
+    if (!this.faultsOn) return;
+    for (const partition of this.partitions) {
+      const flip = partition.flip;
+      if (!flip || flip.shard !== leader.shard || flip.isolated === leader.ordinal || flip.flips >= 2 || flip.next >= 0) continue;
+      // The new leader gets a moment to commit (client retries, presumed aborts) before the cut moves to it.
+      flip.next = leader.ordinal;
+      flip.atMs = this.nowMs + this.faultRng.int(20, 400);
+      partition.healAtMs = Math.max(partition.healAtMs, flip.atMs + 100);
     }
   }
 
-  // ---- The driver of one replica: carry out a Ready ----
+  private runFlips(): void {
+    for (const partition of this.partitions) {
+      const flip = partition.flip;
+      if (!flip || flip.next < 0 || flip.atMs > this.nowMs) continue;
+      flip.flips += 1;
+      this.log('net', `flip-flop: s${flip.shard}r${flip.next} now cut from its shard, s${flip.shard}r${flip.isolated} back`);
+      flip.isolated = flip.next;
+      flip.next = -1;
+      this.releaseHeld(partition);
+      partition.healAtMs = Math.max(partition.healAtMs, this.nowMs + this.faultRng.int(300, 1500));
+    }
+  }
 
+  private releaseHeld(partition: Partition): void {
+    this.stats.heldReleased += partition.held.length;
+    for (const envelope of partition.held) this.schedule({ ...envelope, atMs: this.nowMs + this.netRng.next() * 30 });
+    partition.held = [];
+  }
+
+  // ---- One replica's process: ticks, fsync completions, the driver ----
+
+  private tickReplica(replica: SimReplica): void {
+    const f = this.options.faults;
+    let period = replica.tickPeriodMs * (0.9 + 0.2 * this.netRng.next());
+    if (this.faultsOn) {
+      if (this.netRng.chance(f.tickBunchProbability)) period = this.netRng.next() * 2;
+      else if (this.netRng.chance(f.tickSkipProbability)) period *= this.netRng.int(2, 7);
+    }
+    replica.nextTickMs = this.nowMs + period;
+    replica.node.tick();
+    this.process(replica);
+  }
+
+  private completeSync(replica: SimReplica): void {
+    const sync = replica.unsynced.shift()!;
+    const persist = sync.persist;
+    const disk = replica.disk;
+    if (persist.hardState) disk.hardState = persist.hardState;
+    if (persist.snapshot) {
+      if (disk.snapshot && persist.snapshot.index < disk.snapshot.index) {
+        this.fail('safety', `${replica.name}: durable snapshot went back from ${disk.snapshot.index} to ${persist.snapshot.index}`);
+      }
+      disk.snapshot = persist.snapshot;
+      for (const slot of [...disk.entries.keys()]) if (slot <= persist.snapshot.index) disk.entries.delete(slot);
+    }
+    for (const entry of persist.entries) {
+      if (disk.snapshot && entry.slot <= disk.snapshot.index) continue;
+      disk.entries.set(entry.slot, entry);
+    }
+    for (const message of sync.after) this.sendPaxos(message);
+    replica.node.persisted(persist.id);
+    this.process(replica);
+  }
+
+  /** The driver of one replica: carry out its Readies (node/replica/replica.ts does the same with real I/O). */
   private process(replica: SimReplica): void {
+    if (!replica.up || replica.paused) return;
+    const f = this.options.faults;
+    let spoke = false;
     for (let round = 0; round < 8; round += 1) {
       const ready = replica.node.ready();
       for (const message of ready.messages) this.sendPaxos(message);
       for (const message of ready.txMessages) this.sendTx(message);
-      for (const reply of ready.replies) this.onReply(reply);
-      for (const event of ready.events) if (event.type === 'became-leader') this.elections += 1;
-      if (replica.node.proposalsHeld) this.holds += 1;
+      for (const reply of ready.replies) this.onReply(reply, replica);
+      for (const event of ready.events) {
+        if (event.type === 'became-leader') {
+          this.stats.elections += 1;
+          this.checkLeaderPromises(replica, event.ballot);
+          this.log(replica.name, `became leader at ballot ${ballotString(event.ballot)}  ${this.shardStatus(replica.shard)}`);
+          this.flipPartitions(replica);
+        } else if (event.type === 'stepped-down') {
+          this.log(replica.name, `stepped down from ballot ${ballotString(event.ballot)}`);
+        }
+      }
+      if (replica.node.proposalsHeld) this.stats.holds += 1;
       if (ready.persist) {
         const last = replica.unsynced[replica.unsynced.length - 1];
-        const doneAtMs = Math.max(last?.doneAtMs ?? 0, this.nowMs + this.rng.int(1, 4));
-        replica.unsynced.push({ id: ready.persist.id, ready, doneAtMs });
-      } else {
-        for (const message of ready.messagesAfterPersist) this.sendPaxos(message);
+        let latency = 0.1 + this.netRng.next() * f.syncMsMax;
+        if (this.faultsOn && this.netRng.chance(f.syncSpikeProbability)) latency += this.netRng.next() * 100;
+        const doneAtMs = Math.max(last?.doneAtMs ?? 0, this.nowMs + latency);
+        replica.unsynced.push({ id: ready.persist.id, persist: ready.persist, after: ready.messagesAfterPersist, doneAtMs });
+      } else if (ready.messagesAfterPersist.length > 0) {
+        const last = replica.unsynced[replica.unsynced.length - 1];
+        if (last && !this.options.earlyAfterPersist) last.after.push(...ready.messagesAfterPersist);
+        else for (const message of ready.messagesAfterPersist) this.sendPaxos(message);
       }
+      if (ready.messages.length > 0 || ready.replies.length > 0 || ready.txMessages.length > 0) spoke = true;
       if (!ready.persist && ready.messages.length === 0 && ready.txMessages.length === 0 && ready.replies.length === 0) break;
+    }
+    const applied = replica.node.bank.appliedIndex;
+    if (applied < replica.lastApplied) this.fail('safety', `${replica.name}: applied index went back from ${replica.lastApplied} to ${applied} while running`);
+    replica.lastApplied = applied;
+    // Crash at the worst instant: right after it spoke, with writes still pending.
+    if (this.faultsOn && spoke && replica.unsynced.length > 0 && this.faultRng.chance(f.crashAfterSendProbability)) {
+      this.stats.crashesAfterSend += 1;
+      this.crashReplica(replica, 'crash right after sending, before its fsync');
     }
   }
 
-  /** A chosen slot never changes: every replica must apply the same value at each index. */
+  // ---- Protocol oracles ----
+
+  /** A slot applied for the first time must be durable on a majority (that is what chosen means). */
   private checkChosen(shard: number, ordinal: number, slot: number, value: Buffer): void {
     const digest = digestOf(value);
     const chosen = this.chosen[shard]!;
     const previous = chosen.get(slot);
-    if (previous === undefined) chosen.set(slot, digest);
-    else if (previous !== digest) {
-      throw new SimFailure('safety', `shard ${shard} slot ${slot}: replica ${ordinal} applied a different value`, this.options.seed);
+    if (previous === undefined) {
+      chosen.set(slot, digest);
+      let durable = 0;
+      for (const replica of this.replicas[shard]!) {
+        const entry = replica.disk.entries.get(slot);
+        if ((replica.disk.snapshot && replica.disk.snapshot.index >= slot) || (entry && entry.value.equals(value))) durable += 1;
+      }
+      if (durable < majorityOf(this.options.topology.replicasPerShard)) {
+        this.fail('safety', `shard ${shard} slot ${slot}: applied by replica ${ordinal} while durable on only ${durable} of ${this.options.topology.replicasPerShard} replicas`);
+      }
+      this.noteRepeats(shard, slot, value);
+      if (slot > this.maxChosen[shard]!) {
+        this.maxChosen[shard] = slot;
+        if (this.trace) this.log(`s${shard}r${ordinal}`, `commit -> ${slot}${value.length === 0 ? ' (no-op)' : ''}`);
+      }
+    } else if (previous !== digest) {
+      this.fail('safety', `shard ${shard} slot ${slot}: replica ${ordinal} applied a different value`);
+    }
+  }
+
+  /**
+   * Counts client requests chosen in more than one slot (an old leader's tail chosen after a
+   * retry ran elsewhere): the state machine must treat the later ones as duplicates.
+   */
+  private noteRepeats(shard: number, slot: number, value: Buffer): void {
+    if (value.length === 0) return;
+    const seen = this.requestSlots[shard]!;
+    for (const command of CommandBatch.decode(value).commands) {
+      const body = command.body;
+      const request = body?.$case === 'transfer' ? body.transfer : body?.$case === 'coordPrepare' ? body.coordPrepare : undefined;
+      if (!request) continue;
+      const key = `${request.clientId}#${request.requestId}`;
+      const first = seen.get(key);
+      if (first === undefined) seen.set(key, slot);
+      else if (first !== slot) {
+        this.stats.repeatedRequests += 1;
+        this.repeated.add(key);
+        this.log(`s${shard}`, `slot ${slot} carries ${key} again (first in slot ${first})`);
+      }
+    }
+  }
+
+  /** A new leader's ballot must be durably promised by a majority, itself included. */
+  private checkLeaderPromises(replica: SimReplica, ballot: Ballot): void {
+    let durable = 0;
+    for (const peer of this.replicas[replica.shard]!) {
+      const promised = peer.disk.hardState?.promised;
+      if (promised && !ballotLess(promised, ballot)) durable += 1;
+    }
+    if (durable < majorityOf(this.options.topology.replicasPerShard)) {
+      this.fail('safety', `${replica.name} leads at ballot ${ballotString(ballot)} durably promised by only ${durable} replicas`);
+    }
+  }
+
+  /** A Promised or Accepted claims durable state: it must be on the sender's disk when it leaves. */
+  private checkClaim(message: PaxosMessage): void {
+    const sender = this.replicas[message.shard]?.[message.from];
+    if (!sender) return;
+    const ballot = ballotOf(message.ballot);
+    const body = message.body;
+    if (body?.$case === 'promised') {
+      const promised = sender.disk.hardState?.promised;
+      if (!promised || ballotLess(promised, ballot)) {
+        this.fail('safety', `${sender.name} sent Promised(${ballotString(ballot)}) while its durable promise is ${ballotString(ballotOf(promised))}`);
+      }
+    } else if (body?.$case === 'accepted') {
+      for (const slot of body.accepted.slots) {
+        if (sender.disk.snapshot && sender.disk.snapshot.index >= slot) continue;
+        const entry = sender.disk.entries.get(slot);
+        if (!entry || !ballotEquals(entry.ballot, ballot)) {
+          this.fail('safety', `${sender.name} sent Accepted(slot ${slot}, ballot ${ballotString(ballot)}) before that entry was durable`);
+        }
+      }
     }
   }
 
   // ---- Network ----
 
-  private enqueue(kind: 'paxos' | 'tx', toShard: number, toOrdinal: number, bytes: Uint8Array, fromKey: string): void {
-    const toKey = `${toShard}/${toOrdinal}`;
-    if (this.faultsOn) {
-      if (this.partitioned.has(fromKey) !== this.partitioned.has(toKey)) return;
-      if (this.netRng.chance(this.options.dropProbability)) return;
+  private schedule(envelope: Envelope): void {
+    let lo = 0;
+    let hi = this.queue.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const other = this.queue[mid]!;
+      if (other.atMs < envelope.atMs || (other.atMs === envelope.atMs && other.seq < envelope.seq)) lo = mid + 1;
+      else hi = mid;
     }
-    const copies = this.faultsOn && this.netRng.chance(this.options.duplicateProbability) ? 2 : 1;
-    for (let i = 0; i < copies; i += 1) {
-      const delay = this.faultsOn ? this.netRng.int(0, 6) + this.netRng.next() : 0.2 + this.netRng.next() * 0.5;
-      const envelope: Envelope = { atMs: this.nowMs + delay, seq: this.seq++, kind, toShard, toOrdinal, bytes };
-      let lo = 0;
-      let hi = this.queue.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >> 1;
-        const other = this.queue[mid]!;
-        if (other.atMs < envelope.atMs || (other.atMs === envelope.atMs && other.seq < envelope.seq)) lo = mid + 1;
-        else hi = mid;
+    this.queue.splice(lo, 0, envelope);
+  }
+
+  private enqueue(kind: 'paxos' | 'tx', fromShard: number, fromOrdinal: number, toShard: number, toOrdinal: number, bytes: Uint8Array): void {
+    const f = this.options.faults;
+    const rng = this.netRng;
+    if (this.faultsOn) {
+      for (const partition of this.partitions) {
+        if (!partition.blocks(fromShard, fromOrdinal, toShard, toOrdinal)) continue;
+        if (partition.hold) partition.held.push({ atMs: 0, seq: this.seq++, kind, fromShard, fromOrdinal, toShard, toOrdinal, bytes });
+        return;
       }
-      this.queue.splice(lo, 0, envelope);
+      if (rng.chance(f.dropProbability)) return;
+    }
+    const copies = this.faultsOn && rng.chance(f.duplicateProbability) ? 2 : 1;
+    for (let i = 0; i < copies; i += 1) {
+      let delay = this.faultsOn ? rng.next() * 3 : 0.2 + rng.next() * 0.5;
+      if (this.faultsOn && rng.chance(f.slowProbability)) delay += rng.next() * f.slowDelayMsMax;
+      this.schedule({ atMs: this.nowMs + delay, seq: this.seq++, kind, fromShard, fromOrdinal, toShard, toOrdinal, bytes });
     }
   }
 
   private sendPaxos(message: PaxosMessage): void {
+    this.checkClaim(message);
     // Messages cross the network encoded, as in production: the codec is part of what is tested.
-    this.enqueue('paxos', message.shard, message.to, PaxosCodec.encode(message).finish(), `${message.shard}/${message.from}`);
+    this.enqueue('paxos', message.shard, message.from, message.shard, message.to, PaxosCodec.encode(message).finish());
   }
 
   private sendTx(message: TxMessage): void {
-    const bytes = TxCodec.encode(message).finish();
+    if (this.holdTx?.(message)) {
+      this.heldTx.push(message);
+      return;
+    }
     const group = this.replicas[message.toShard];
     if (!group) return;
-    for (const replica of group) this.enqueue('tx', message.toShard, replica.ordinal, bytes, `${message.fromShard}/leader`);
+    if (this.trace) this.log(`s${message.fromShard}r${message.fromOrdinal}`, `2pc ${describeTx(message)} -> s${message.toShard}`);
+    const bytes = TxCodec.encode(message).finish();
+    for (const replica of group) this.enqueue('tx', message.fromShard, message.fromOrdinal, message.toShard, replica.ordinal, bytes);
   }
 
   private deliver(envelope: Envelope): void {
     const replica = this.replicas[envelope.toShard]?.[envelope.toOrdinal];
     if (!replica || !replica.up) return;
-    if (envelope.kind === 'paxos') replica.node.stepPaxos(PaxosCodec.decode(envelope.bytes));
-    else replica.node.stepTx(TxCodec.decode(envelope.bytes));
+    if (replica.paused) {
+      replica.backlog.push(envelope);
+      return;
+    }
+    if (envelope.kind === 'call') envelope.call!();
+    else if (envelope.kind === 'paxos') replica.node.stepPaxos(PaxosCodec.decode(envelope.bytes!));
+    else replica.node.stepTx(TxCodec.decode(envelope.bytes!));
     this.process(replica);
+  }
+
+  /** A client call reaches a replica at once, or waits in its backlog while it is paused. */
+  private call(replica: SimReplica, run: () => void): void {
+    const envelope: Envelope = { atMs: this.nowMs, seq: this.seq++, kind: 'call', fromShard: -1, fromOrdinal: -1, toShard: replica.shard, toOrdinal: replica.ordinal, bytes: undefined, call: run };
+    this.deliver(envelope);
   }
 
   // ---- Clients ----
 
-  /**
-   * Linearizable reads of quiescent items: every transfer that touches the item has a
-   * definite outcome and none is in flight, so the read must show exactly the initial balance
-   * plus the committed transfers, even when a participant has not applied a decision yet (the
-   * read waits for pending credits) and across leader changes (read-index, never stale).
-   */
-  private driveReads(): void {
-    if (!this.rng.chance(0.3)) return;
-    const { topology } = this.options;
-    const item = this.rng.int(1, itemCount(topology) + 1);
-    let expected = topology.initialBalance;
-    for (const request of this.requests) {
-      if (request.from !== item && request.to !== item) continue;
-      if (request.outcome === undefined || request.inflightToken !== undefined || request.attempts === 0) {
-        if (request.attempts > 0 || request.inflightToken !== undefined) return; // touched and not settled
-        continue; // never sent: cannot have run
-      }
-      if (request.outcome === Outcome.COMMITTED) expected += request.from === item ? -request.amount : request.amount;
-    }
-    const shard = shardOfItem(topology, item);
+  private pickReplica(client: number, shard: number): SimReplica | undefined {
     const candidates = this.replicas[shard]!.filter((r) => r.up);
-    if (candidates.length === 0) return;
-    const replica = this.rng.pick(candidates);
+    if (candidates.length === 0) return undefined;
+    // Clients go to the replica that answered them last (stale after a leader change), else to any.
+    const known = this.replicas[shard]![this.knownLeader.get(`${client}/${shard}`) ?? -1];
+    if (known && known.up && this.rng.chance(0.7)) return known;
+    return this.rng.pick(candidates);
+  }
+
+  /** Linearizable reads; mostly of items just changed, where a stale read would show. */
+  private driveReads(): void {
+    if (!this.rng.chance(0.4)) return;
+    const { topology } = this.options;
+    const item = this.recentItems.length > 0 && this.rng.chance(0.6) ? this.rng.pick(this.recentItems) : this.rng.int(1, itemCount(topology) + 1);
+    const client = this.rng.int(0, this.options.clients);
+    const replica = this.pickReplica(client, shardOfItem(topology, item));
+    if (!replica) return;
     const token = this.nextToken++;
-    this.reads.set(token, { item, expected, overlapped: false });
-    replica.node.submitRead([item], token);
-    this.process(replica);
+    this.reads.set(token, { item, sentMs: this.nowMs, client });
+    this.call(replica, () => replica.node.submitRead([item], token));
+  }
+
+  private submit(request: ClientRequest, kind: TokenUse['kind'], amount: number, acknowledgedBelow: number, target?: SimReplica): void {
+    const shard = shardOfItem(this.options.topology, request.from);
+    const replica = target ?? this.pickReplica(request.client, shard);
+    if (!replica) return;
+    // A client opens its session on a shard before its first transfer there (OpenSession has
+    // no other effect, so a lost reply is simply asked again); a request keeps its first epoch.
+    const sessionKey = `${shard}/${request.clientId}`;
+    const sessionEpoch = request.sessionEpoch ?? this.sessionEpochs.get(sessionKey);
+    if (sessionEpoch === undefined) {
+      const open = this.opening.get(sessionKey);
+      if (open && this.nowMs - open.sinceMs < 3000) return;
+      if (open) this.openTokens.delete(open.token);
+      const openToken = this.nextToken++;
+      this.opening.set(sessionKey, { token: openToken, sinceMs: this.nowMs });
+      this.openTokens.set(openToken, sessionKey);
+      this.call(replica, () => replica.node.submitOpenSession(request.clientId, openToken));
+      return;
+    }
+    request.sessionEpoch = sessionEpoch;
+    const token = this.nextToken++;
+    this.tokens.set(token, { kind, request, sentMs: this.nowMs, amount });
+    this.timeouts.push({ atMs: this.nowMs + 3000, token });
+    if (kind === 'attempt') {
+      request.inflightToken = token;
+      request.attempts += 1;
+      request.firstSentMs = Math.min(request.firstSentMs, this.nowMs);
+    }
+    const input = { clientId: request.clientId, requestId: request.requestId, from: request.from, to: request.to, amount, acknowledgedBelow, sessionEpoch };
+    this.ackSent[request.client] = Math.max(this.ackSent[request.client]!, acknowledgedBelow);
+    this.call(replica, () => replica.node.submitTransfer(input, token));
+    // A copy of this attempt that the network delivers again much later (a client's late duplicate).
+    if (kind === 'attempt' && this.faultsOn && this.faultRng.chance(this.options.faults.replayProbability)) {
+      const at = this.nowMs + this.faultRng.int(50, 3000);
+      this.stats.replays += 1;
+      const envelope: Envelope = {
+        atMs: at, seq: this.seq++, kind: 'call', fromShard: -1, fromOrdinal: -1, toShard: replica.shard, toOrdinal: replica.ordinal, bytes: undefined,
+        call: () => {
+          const replayToken = this.nextToken++;
+          this.tokens.set(replayToken, { kind: 'replay', request, sentMs: this.nowMs, amount });
+          this.timeouts.push({ atMs: this.nowMs + 3000, token: replayToken });
+          replica.node.submitTransfer(input, replayToken);
+        },
+      };
+      this.schedule(envelope);
+    }
   }
 
   private driveClients(): void {
-    this.driveReads();
-    const inflightPerClient = new Map<string, number>();
-    for (const request of this.requests) {
-      if (request.inflightToken !== undefined) inflightPerClient.set(request.clientId, (inflightPerClient.get(request.clientId) ?? 0) + 1);
+    if (!this.clientsDriven) {
+      this.expireTimeouts();
+      return;
     }
+    this.driveReads();
+    const inflightPerClient = new Map<number, number>();
     for (const request of this.requests) {
-      if (request.outcome !== undefined || request.inflightToken !== undefined || request.nextTryMs > this.nowMs) continue;
-      if ((inflightPerClient.get(request.clientId) ?? 0) >= 2) continue;
-      const shard = shardOfItem(this.options.topology, request.from);
-      const candidates = this.replicas[shard]!.filter((r) => r.up);
-      if (candidates.length === 0) continue;
-      // Clients do not know the leader: they ask a random replica, as after a NATS outage.
-      const replica = this.rng.pick(candidates);
-      // A client opens its session on a shard before its first transfer there (OpenSession is
-      // effect-free, so a lost reply is simply retried).
-      const sessionKey = `${shard}/${request.clientId}`;
-      const sessionEpoch = request.sessionEpoch ?? this.sessionEpochs.get(sessionKey);
-      if (sessionEpoch === undefined) {
-        const open = this.opening.get(sessionKey);
-        if (open && this.nowMs - open.sinceMs < 3000) continue;
-        if (open) this.openTokens.delete(open.token);
-        const token = this.nextToken++;
-        this.opening.set(sessionKey, { token, sinceMs: this.nowMs });
-        this.openTokens.set(token, sessionKey);
-        replica.node.submitOpenSession(request.clientId, token);
-        this.process(replica);
+      if (request.inflightToken !== undefined) inflightPerClient.set(request.client, (inflightPerClient.get(request.client) ?? 0) + 1);
+    }
+    const f = this.options.faults;
+    for (const request of this.requests) {
+      if (request.outcome !== undefined) {
+        // A retry with the same id and another amount, after the outcome and before the
+        // client acknowledged it: it must be refused (mismatch), never run.
+        if (this.faultsOn && !request.mismatchSent && request.requestId > this.ackSent[request.client]! && this.faultRng.chance(f.mismatchProbability)) {
+          request.mismatchSent = true;
+          this.submit(request, 'mismatch', request.amount + 1, this.acknowledgedBelow(request));
+        }
         continue;
       }
-      // Every retry of a request names the epoch it was first sent with.
-      request.sessionEpoch = sessionEpoch;
-      const token = this.nextToken++;
-      request.inflightToken = token;
-      request.attempts += 1;
-      // A transfer on an item being read may linearize before or after the read: that read
-      // proves nothing and is not checked.
-      for (const read of this.reads.values()) if (read.item === request.from || read.item === request.to) read.overlapped = true;
-      this.tokens.set(token, request);
-      inflightPerClient.set(request.clientId, (inflightPerClient.get(request.clientId) ?? 0) + 1);
-      replica.node.submitTransfer(
-        { clientId: request.clientId, requestId: request.requestId, from: request.from, to: request.to, amount: request.amount, acknowledgedBelow: this.acknowledgedBelow(request), sessionEpoch },
-        token,
-      );
-      this.process(replica);
-      // A reply lost with a crash: the client times out and retries with the same id.
-      const timeout = token;
-      this.timeouts.push({ atMs: this.nowMs + 3000, token: timeout });
+      if (request.inflightToken !== undefined) {
+        // A twin: the same id with another amount while the first attempt is in flight. The
+        // cluster may run either one, never both, and must refuse the other as mismatched.
+        if (this.faultsOn && request.twinAmount === undefined && request.winner === undefined && this.faultRng.chance(f.mismatchProbability / 4)) {
+          request.twinAmount = request.originalAmount + 1;
+          this.submit(request, 'twin', request.twinAmount, this.acknowledgedBelow(request));
+        }
+        continue;
+      }
+      if (request.nextTryMs > this.nowMs) continue;
+      if ((inflightPerClient.get(request.client) ?? 0) >= this.options.settings.burstMax) continue;
+      inflightPerClient.set(request.client, (inflightPerClient.get(request.client) ?? 0) + 1);
+      this.submit(request, 'attempt', request.amount, this.acknowledgedBelow(request));
     }
+    this.expireTimeouts();
+  }
+
+  private expireTimeouts(): void {
     this.timeouts = this.timeouts.filter((t) => {
       if (t.atMs > this.nowMs) return true;
-      const request = this.tokens.get(t.token);
-      if (request && request.inflightToken === t.token) {
-        request.inflightToken = undefined;
-        request.nextTryMs = this.nowMs + this.rng.int(10, 100);
-      }
+      const use = this.tokens.get(t.token);
       this.tokens.delete(t.token);
+      // A reply lost with a crash: the client times out and retries with the same id.
+      if (use && use.kind === 'attempt' && use.request.inflightToken === t.token) {
+        use.request.inflightToken = undefined;
+        use.request.nextTryMs = this.nowMs + this.rng.int(10, 100);
+      }
       return false;
     });
   }
-
-  private timeouts: { atMs: number; token: number }[] = [];
 
   /** Clients acknowledge the contiguous prefix of their request ids that have an outcome. */
   private acknowledgedBelow(request: ClientRequest): number {
     let acknowledged = 0;
     for (const other of this.requests) {
-      if (other.clientId !== request.clientId || other.requestId !== acknowledged + 1) continue;
+      if (other.client !== request.client || other.requestId !== acknowledged + 1) continue;
       if (other.outcome === undefined) break;
       acknowledged += 1;
     }
     return Math.min(acknowledged, request.requestId - 1);
   }
 
-  private onReply(reply: ClientReply): void {
+  private onReply(reply: ClientReply, replica: SimReplica): void {
     const sessionKey = this.openTokens.get(reply.token);
     if (sessionKey !== undefined) {
       this.openTokens.delete(reply.token);
@@ -539,32 +1223,74 @@ export class SimCluster {
     const read = this.reads.get(reply.token);
     if (read) {
       this.reads.delete(reply.token);
-      if (reply.kind === 'read' && !read.overlapped) {
-        this.readsChecked += 1;
-        if (reply.balances[0] !== read.expected) {
-          throw new SimFailure('safety', `linearizable read of item ${read.item} returned ${reply.balances[0]}, expected ${read.expected}`, this.options.seed);
-        }
+      if (reply.kind === 'read') {
+        this.readHistory.push({ item: read.item, sentMs: read.sentMs, replyMs: this.nowMs, value: reply.balances[0]! });
+        this.knownLeader.set(`${read.client}/${replica.shard}`, replica.ordinal);
       }
       return;
     }
-    const request = this.tokens.get(reply.token);
-    if (!request || request.inflightToken !== reply.token) return;
+    const use = this.tokens.get(reply.token);
+    if (!use) return;
     this.tokens.delete(reply.token);
-    request.inflightToken = undefined;
+    const request = use.request;
+    const name = `${request.clientId}#${request.requestId}`;
+    // Refusals by followers are most of the replies and say nothing: not traced.
+    if (this.trace && !(reply.kind === 'error' && reply.code === 'not-leader')) {
+      const what = reply.kind === 'transfer' ? (Outcome[reply.outcome] ?? String(reply.outcome)) : reply.kind === 'error' ? `error ${reply.code}` : reply.kind;
+      this.log(replica.name, `reply ${use.kind} ${name} (${request.from}->${request.to} ${use.amount}): ${what}`);
+    }
+    if (use.kind === 'mismatch') {
+      if (reply.kind === 'transfer') this.fail('safety', `request ${name} retried with another amount was answered ${reply.outcome} instead of refused`);
+      if (reply.kind === 'error' && reply.code === 'mismatch') this.stats.mismatchesRefused += 1;
+      return;
+    }
+    if (use.kind === 'attempt' && request.inflightToken === reply.token) request.inflightToken = undefined;
+    const variant = use.amount === request.originalAmount ? 'original' : 'twin';
     if (reply.kind === 'transfer') {
-      if (request.outcome !== undefined && request.outcome !== reply.outcome) {
-        throw new SimFailure('safety', `request ${request.clientId}/${request.requestId} got ${reply.outcome} after ${request.outcome}`, this.options.seed);
+      if (request.winner !== undefined && request.winner !== variant) {
+        this.fail('safety', `request ${name}: both argument sets were answered with an outcome (amounts ${request.originalAmount} and ${request.twinAmount})`);
       }
+      this.setWinner(request, variant);
+      this.knownLeader.set(`${request.client}/${replica.shard}`, replica.ordinal);
       if (reply.outcome === Outcome.COMMITTED || reply.outcome === Outcome.INSUFFICIENT_FUNDS) {
-        request.outcome = reply.outcome;
+        if (request.outcome !== undefined && request.outcome !== reply.outcome) {
+          this.fail('safety', `request ${name} got ${reply.outcome} after ${request.outcome}`);
+        }
+        if (request.outcome === undefined) {
+          request.outcome = reply.outcome;
+          request.outcomeMs = this.nowMs;
+          if (reply.outcome === Outcome.COMMITTED) {
+            this.recentItems.push(request.from, request.to);
+            if (this.recentItems.length > 8) this.recentItems.splice(0, this.recentItems.length - 8);
+          }
+        }
         return;
       }
     }
-    if (reply.kind === 'error' && (reply.code === 'stale' || reply.code === 'mismatch' || reply.code === 'expired')) {
-      throw new SimFailure('safety', `request ${request.clientId}/${request.requestId} refused: ${reply.message}`, this.options.seed);
+    if (reply.kind === 'error' && reply.code === 'mismatch') {
+      // Refusals are fine once the client sent two argument sets for one id (either may be
+      // refused while the other is in flight or done); never without a twin.
+      if (request.twinAmount === undefined) {
+        this.fail('safety', `request ${name} (${use.kind}, amount ${use.amount}) refused as mismatched: ${reply.message}`);
+      }
+      // The other argument set may have run (or be in flight): the client's next attempt
+      // carries it, and alternates again if that one is refused in turn.
+      if (request.winner === undefined) request.amount = variant === 'original' ? request.twinAmount : request.originalAmount;
+      this.stats.mismatchesRefused += 1;
+    }
+    if (reply.kind === 'error' && reply.code === 'expired') {
+      this.fail('safety', `request ${name} (${use.kind}) refused as of an expired session though no session is ever evicted here: ${reply.message}`);
+    }
+    if (reply.kind === 'error' && reply.code === 'stale' && (use.kind === 'attempt' || request.requestId > this.ackSent[request.client]!)) {
+      this.fail('safety', `request ${name} (${use.kind}) refused as stale though the client never acknowledged it: ${reply.message}`);
     }
     // not-leader, aborted, unavailable: retry the same request id later.
-    request.nextTryMs = this.nowMs + this.rng.int(5, 60);
+    if (use.kind === 'attempt' && request.outcome === undefined && this.clientsDriven) request.nextTryMs = this.nowMs + this.rng.int(5, 60);
+  }
+
+  private setWinner(request: ClientRequest, variant: 'original' | 'twin'): void {
+    request.winner = variant;
+    request.amount = variant === 'twin' ? request.twinAmount! : request.originalAmount;
   }
 
   // ---- Final checks ----
@@ -583,22 +1309,106 @@ export class SimCluster {
       const reference = group[0]!.node.bank;
       for (const replica of group) {
         if (replica.node.bank.fingerprint() !== reference.fingerprint()) {
-          throw new SimFailure('invariant', `shard ${shard}: replica ${replica.ordinal} disagrees with replica 0`, this.options.seed);
+          this.fail('invariant', `shard ${shard}: replica ${replica.ordinal} disagrees with replica 0`);
         }
       }
       const balances = reference.balancesCopy();
       for (let i = 0; i < balances.length; i += 1) {
         const item = reference.firstItem + i;
         total += balances[i]!;
-        if (balances[i]! < 0) throw new SimFailure('invariant', `item ${item} is negative`, this.options.seed);
+        if (balances[i]! < 0) this.fail('invariant', `item ${item} is negative`);
         if (balances[i] !== expected[item]) {
-          throw new SimFailure('invariant', `item ${item}: balance ${balances[i]} but committed transfers say ${expected[item]}`, this.options.seed);
+          this.fail('invariant', `item ${item}: balance ${balances[i]} but committed transfers say ${expected[item]}`);
         }
       }
     }
     if (total !== initialClusterTotal(topology)) {
-      throw new SimFailure('invariant', `total ${total} != initial ${initialClusterTotal(topology)}`, this.options.seed);
+      this.fail('invariant', `total ${total} != initial ${initialClusterTotal(topology)}`);
     }
+  }
+
+  /**
+   * The history against a linearizable bank. Every request now has its final fate (COMMITTED
+   * exactly once, or not at all), and each committed transfer took effect at one instant
+   * between its first attempt and the reply that told the client. So:
+   * - a read returning v for item i over [sent, reply] needs v = initial + the transfers on i
+   *   answered COMMITTED before it was sent + some subset of those committed and not answered
+   *   by then, first sent before its reply;
+   * - a final INSUFFICIENT_FUNDS for a debit of a from item i over [sent, reply] is provably
+   *   wrong when even the lowest balance i could have had meanwhile covers it: initial +
+   *   credits answered COMMITTED before it was sent - every committed debit of i sent before
+   *   its reply.
+   */
+  private checkHistory(): void {
+    const { topology } = this.options;
+    const byItem = new Map<number, { delta: number; sentMs: number; answeredMs: number; request: ClientRequest }[]>();
+    for (const request of this.requests) {
+      if (request.outcome !== Outcome.COMMITTED) continue;
+      for (const [item, delta] of [[request.from, -request.amount], [request.to, request.amount]] as const) {
+        let list = byItem.get(item);
+        if (!list) byItem.set(item, (list = []));
+        list.push({ delta, sentMs: request.firstSentMs, answeredMs: request.outcomeMs, request });
+      }
+    }
+    for (const read of this.readHistory) {
+      let base = topology.initialBalance;
+      const open: number[] = [];
+      for (const t of byItem.get(read.item) ?? []) {
+        if (t.answeredMs < read.sentMs) base += t.delta;
+        else if (t.sentMs < read.replyMs) open.push(t.delta);
+      }
+      if (!subsetSumReaches(open, read.value - base)) {
+        this.fail('safety', `read of item ${read.item} over [${read.sentMs.toFixed(1)}, ${read.replyMs.toFixed(1)}] ms returned ${read.value}: not reachable from ${base} (committed before it) with the concurrent transfers [${open.join(', ')}]`);
+      }
+    }
+    for (const request of this.requests) {
+      if (request.outcome !== Outcome.INSUFFICIENT_FUNDS) continue;
+      this.stats.insufficientChecked += 1;
+      let lowest = topology.initialBalance;
+      for (const t of byItem.get(request.from) ?? []) {
+        const crossShardCredit = shardOfItem(topology, t.request.from) !== shardOfItem(topology, t.request.to);
+        if (t.delta > 0 && t.answeredMs < request.firstSentMs && !(crossShardCredit && this.options.knownBugDecidedCreditsIgnored)) lowest += t.delta;
+        else if (t.delta < 0 && t.sentMs < request.outcomeMs) lowest += t.delta;
+      }
+      if (lowest >= request.amount) {
+        this.fail('safety', `request ${request.clientId}#${request.requestId} (${request.from}->${request.to} ${request.amount}) got INSUFFICIENT_FUNDS over [${request.firstSentMs.toFixed(1)}, ${request.outcomeMs.toFixed(1)}] ms, but item ${request.from} held at least ${lowest} throughout`);
+      }
+    }
+  }
+}
+
+function majorityOf(replicas: number): number {
+  return Math.floor(replicas / 2) + 1;
+}
+
+/** Whether some subset of `values` sums to `target` (values are small: a set of reachable sums). */
+function subsetSumReaches(values: number[], target: number): boolean {
+  let sums = new Set<number>([0]);
+  for (const value of values) {
+    const next = new Set(sums);
+    for (const sum of sums) next.add(sum + value);
+    sums = next;
+    if (sums.size > 100_000) return true; // too many to tell: never a false alarm
+  }
+  return sums.has(target);
+}
+
+function describeTx(message: TxMessage): string {
+  const body = message.body;
+  if (!body) return '?';
+  switch (body.$case) {
+    case 'prepare':
+      return `PREPARE ${txKey(txIdOf(body.prepare.txid))} ${body.prepare.from}->${body.prepare.to} ${body.prepare.amount}`;
+    case 'vote':
+      return `VOTE ${txKey(txIdOf(body.vote.txid))} ${body.vote.yes ? 'yes' : 'no'}`;
+    case 'inquiry':
+      return `INQUIRY ${txKey(txIdOf(body.inquiry.txid))}`;
+    case 'decision':
+      return `DECISION ${txKey(txIdOf(body.decision.txid))} ${body.decision.commit ? 'commit' : 'abort'}`;
+    case 'ack':
+      return `ACK ${txKey(txIdOf(body.ack.txid))}`;
+    default:
+      return '?';
   }
 }
 

@@ -1,56 +1,54 @@
-// Deterministic simulation in the default test run: 500 single-shard seeds and 1,050
-// multi-shard (cross-shard) seeds, 150 of them with leader pacing and 100 with eager
-// (non-thrifty) Accepts.
-// Heavier runs: SHARDBANK_SIM_SEEDS=5000 npm test -- test/sim, or `npm run sim -- --seeds 20000`.
+// Deterministic simulation in the default test run: the plan in scenarios.ts (DEFAULT_PLAN):
+// the classic scenarios, now under long delays, held partitions, crashes at any instant,
+// power loss, pauses and drifting ticks, plus swarm seeds that draw shape, settings and
+// fault rates per seed. A failure prints its replay command and the drawn settings.
+// Heavier runs: SHARDBANK_SIM_SEEDS=20000 npm test -- test/sim (scales the plan), or
+// `npm run sim -- --seeds 100000` (swarm). SHARDBANK_SIM_FAIL_FAST=1 stops at the first
+// failing seed (npm run mutants uses it).
 import { describe, expect, it } from 'vitest';
-import { runSeed, scenarioFor } from './scenarios.js';
+import { DEFAULT_PLAN, describeOptions, replayCommand, runSeed, scenarioFor } from './scenarios.js';
+import type { SimResult } from './sim-cluster.js';
 
-const scale = Number(process.env.SHARDBANK_SIM_SEEDS ?? '0') / 1550 || 1;
-const plan: [string, number][] = [
-  ['single-shard', Math.round(500 * scale)],
-  ['cross-shard', Math.round(500 * scale)],
-  ['hot-items', Math.round(200 * scale)],
-  ['five-replicas', Math.round(100 * scale)],
-  ['paced', Math.round(150 * scale)],
-  ['eager-accepts', Math.round(100 * scale)],
-];
+const planned = DEFAULT_PLAN.reduce((sum, [, n]) => sum + n, 0);
+const scale = Number(process.env.SHARDBANK_SIM_SEEDS ?? '0') / planned || 1;
+const failFast = process.env.SHARDBANK_SIM_FAIL_FAST === '1';
 
 describe('deterministic simulation', () => {
-  for (const [scenario, seeds] of plan) {
-    it(`${scenario}: ${seeds} seeds with loss, duplication, reordering, partitions, crashes, linearizable reads`, () => {
+  for (const [scenario, planSeeds] of DEFAULT_PLAN) {
+    const seeds = Math.max(1, Math.round(planSeeds * scale));
+    it(`${scenario}: ${seeds} seeds with loss, delays, held partitions, crashes at any instant, pauses, drifting ticks, history check`, () => {
       const failures: string[] = [];
-      let committed = 0;
-      let crashes = 0;
-      let elections = 0;
-      let readsChecked = 0;
-      let holds = 0;
-      let quickFollowerChanges = 0;
+      const sum: Record<string, number> = {};
       for (let seed = 1; seed <= seeds; seed += 1) {
+        const options = scenarioFor(scenario, seed);
         try {
-          const result = runSeed(scenarioFor(scenario, seed));
-          committed += result.committed;
-          crashes += result.crashes;
-          elections += result.elections;
-          readsChecked += result.readsChecked;
-          holds += result.holds;
-          quickFollowerChanges += result.quickFollowerChanges;
+          const result: SimResult = runSeed(options);
+          for (const [key, value] of Object.entries(result)) if (key !== 'seed') sum[key] = (sum[key] ?? 0) + value;
         } catch (error) {
-          failures.push(`${String(error instanceof Error ? error.message : error)} (replay: npm run sim -- --scenario ${scenario} --seed ${seed})`);
+          failures.push(`${String(error instanceof Error ? error.message : error)}\n  replay: ${replayCommand(options)}\n  settings: ${describeOptions(options)}`);
+          if (failFast) break;
         }
       }
       expect(failures).toEqual([]);
-      // The runs must actually exercise the protocol, not pass vacuously.
-      expect(committed).toBeGreaterThan(seeds * 5);
-      expect(crashes).toBeGreaterThan(seeds / 4);
-      expect(elections).toBeGreaterThan(seeds);
-      expect(readsChecked).toBeGreaterThan(seeds);
-      // Pacing must really hold batches in its scenario, and never elsewhere.
-      if (scenarioFor(scenario, 1).pacing) expect(holds).toBeGreaterThan(seeds);
-      else expect(holds).toBe(0);
-      // Thrifty Accepts' fallback (a deferred follower replaces a silent quick one) must run
-      // under these faults, and never when every follower gets every slot at once.
-      if (scenarioFor(scenario, 1).eagerAccepts) expect(quickFollowerChanges).toBe(0);
-      else expect(quickFollowerChanges).toBeGreaterThan(seeds / 10);
-    }, 600_000);
+      // The runs must actually exercise the protocol and the faults, not pass vacuously.
+      const at = (key: string) => sum[key] ?? 0;
+      expect(at('committed')).toBeGreaterThan(seeds * 4);
+      expect(at('crashes')).toBeGreaterThan(seeds / 4);
+      expect(at('elections')).toBeGreaterThan(seeds);
+      expect(at('readsChecked')).toBeGreaterThan(seeds);
+      expect(at('heldReleased')).toBeGreaterThan(0);
+      expect(at('pauses')).toBeGreaterThan(0);
+      expect(at('crashesAfterSend')).toBeGreaterThan(0);
+      expect(at('mismatchesRefused')).toBeGreaterThan(0);
+      if (scenario !== 'swarm') {
+        // Pacing must really hold batches in its scenario, and never elsewhere.
+        if (scenarioFor(scenario, 1).settings.pacing) expect(at('holds')).toBeGreaterThan(seeds);
+        else expect(at('holds')).toBe(0);
+        // Thrifty Accepts' fallback (a deferred follower replaces a silent quick one) must run
+        // under these faults, and never when every follower gets every slot at once.
+        if (scenarioFor(scenario, 1).settings.eagerAccepts) expect(at('quickFollowerChanges')).toBe(0);
+        else expect(at('quickFollowerChanges')).toBeGreaterThan(seeds / 10);
+      }
+    }, 900_000);
   }
 });
