@@ -401,8 +401,11 @@ export class BankState {
     assert(txid.shard === this.shard, 'decision for another coordinator shard');
     const record = this.transactions.get(txKey(txid));
     if (!record) {
-      assert(!commit, `COMMIT decided for unknown transaction ${txKey(txid)}`);
+      // Below the watermark the transaction is finished (decided, acknowledged, forgotten) or
+      // was refused for good: a decision chosen only now (an old leader's unchosen tail, chosen
+      // in a later leader's recovery) is a no-op, COMMIT or ABORT alike.
       if (compareTxIds(txid, this.ownWatermark()) < 0) return [{ kind: 'noop' }];
+      assert(!commit, `COMMIT decided for unknown transaction ${txKey(txid)}`);
       // Presumed abort: a decision for an unknown transaction leaves a tombstone, so that a
       // PREPARE applied later is a no-op and can never commit.
       const tombstone: TxRecord = {

@@ -188,7 +188,11 @@ export class ShardNode {
     }
     // Fast path on applied state; the authoritative check runs again when the entry applies.
     const check = this.bankState.checkSession(input.clientId, input.sessionEpoch, input.requestId, input.from, input.to, input.amount);
-    if (check.kind === 'expired') {
+    // Only refusals that later state cannot undo are given on arrival. An epoch this replica's
+    // applied state has not issued yet may have been issued since (a leader that was paused or
+    // cut off still believes it leads): the request goes through the log, where the check on
+    // apply is authoritative and the slot is chosen only under the current leader.
+    if (check.kind === 'expired' && check.issued) {
       this.replyError(token, 'expired', expiredMessage(input.clientId, check));
       return;
     }

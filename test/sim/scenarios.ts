@@ -45,7 +45,7 @@ export const BASE_SETTINGS: SimSettings = {
  *   (test/sim/scripted.test.ts shows it deterministically; while true that test asserts the
  *   failure, once false it asserts a clean run).
  */
-export const KNOWN_BUGS = { decidedCreditsIgnored: true, collectedTombstone: true };
+export const KNOWN_BUGS = { decidedCreditsIgnored: false, collectedTombstone: false };
 
 export const SCENARIOS = ['single-shard', 'cross-shard', 'hot-items', 'five-replicas', 'paced', 'eager-accepts', 'coordinator-failover', 'swarm', 'stormy'] as const;
 

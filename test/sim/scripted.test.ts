@@ -31,8 +31,13 @@ function scripted(shards: number, seed = 1, replicasPerShard = 3): SimCluster {
     scripted: true,
     ...(process.env.SHARDBANK_SIM_TRACE === '1' ? { trace: (line: string) => console.log(line) } : {}),
   };
-  return new SimCluster(options);
+  const sim = new SimCluster(options);
+  sim.openSessions(SCRIPT_CLIENTS);
+  return sim;
 }
+
+/** Every client id the scripts below use: their sessions are open before a script begins. */
+const SCRIPT_CLIENTS = ['w', 'x', 'y', 'f1', 'f2', 'f3', 'f4', 'f5', 'f6', 'f7', 'f8'];
 
 describe('scripted simulation', () => {
   it("an old leader's unchosen tail resurfaces after its request was retried and committed elsewhere: it runs once", () => {

@@ -450,6 +450,27 @@ export class SimCluster {
     return held.length;
   }
 
+  /**
+   * Opens the sessions of these clients on every shard through its current leader and runs until
+   * each is open (scripts do this first: a script sends a request to the replica it chooses,
+   * which may be cut off by then, and a transfer needs its session's epoch).
+   */
+  openSessions(clientIds: readonly string[]): void {
+    for (let shard = 0; shard < this.options.topology.shards; shard += 1) {
+      for (const clientId of clientIds) {
+        const key = `${shard}/${clientId}`;
+        if (this.sessionEpochs.has(key)) continue;
+        this.runUntil(`a leader of shard ${shard}`, () => this.leader(shard) !== undefined);
+        const leader = this.leader(shard)!;
+        const openToken = this.nextToken++;
+        this.opening.set(key, { token: openToken, sinceMs: this.nowMs });
+        this.openTokens.set(openToken, key);
+        this.call(leader, () => leader.node.submitOpenSession(clientId, openToken));
+        this.runUntil(`the session of ${clientId} on shard ${shard}`, () => this.sessionEpochs.has(key));
+      }
+    }
+  }
+
   /** A client request the script sends itself (the client retries it only after finish()). */
   addRequest(clientId: string, from: number, to: number, amount: number, requestId = 1): ClientRequest {
     const request: ClientRequest = {
