@@ -26,6 +26,19 @@ const decide = (txid: TxId, commit: boolean): Command => ({
 const ack = (txid: TxId): Command => ({ body: { $case: 'coordAck', coordAck: { txid, txids: [] } } });
 
 describe('late and repeated commands', () => {
+  it("a decision chosen late (an old leader's tail) for a transaction decided, acknowledged and forgotten is a no-op", () => {
+    const bank = newBank();
+    bank.apply(1, coordPrepare(tx(1), 'a', 1, 3));
+    bank.apply(2, decide(tx(1), true));
+    bank.apply(3, ack(tx(1)));
+    expect(bank.transaction(tx(1))).toBeUndefined();
+    // The same COMMIT, from a cut-off leader's unchosen tail, chosen in a later recovery.
+    expect(bank.apply(4, decide(tx(1), true))).toEqual([{ kind: 'noop' }]);
+    expect(bank.apply(5, decide(tx(1), false))).toEqual([{ kind: 'noop' }]);
+    expect(bank.transaction(tx(1))).toBeUndefined();
+    expect(bank.balance(1)).toBe(7);
+  });
+
   it('a coordinator PREPARE below its own watermark (its txid finished and forgotten) creates nothing', () => {
     const bank = newBank();
     bank.apply(1, coordPrepare(tx(2), 'a', 1, 3));
