@@ -163,6 +163,8 @@ interface FollowerProgress {
   lastAckTick: number;
   readSeqAcked: number;
   catchupSentTick: number;
+  /** The last slot the latest catch-up sent: once the follower's commit index reaches it, the next batch goes at once. */
+  catchupSentUpTo: number;
   snapshotSentTick: number;
 }
 
@@ -791,6 +793,7 @@ export class PaxosCore {
         lastAckTick: this.tickNow,
         readSeqAcked: 0,
         catchupSentTick: Number.NEGATIVE_INFINITY,
+        catchupSentUpTo: 0,
         snapshotSentTick: Number.NEGATIVE_INFINITY,
       });
     }
@@ -943,11 +946,15 @@ export class PaxosCore {
     // A follower that is merely one heartbeat behind learns the commit index by itself; only
     // one that still lacks what we announced a full heartbeat ago needs slots re-sent.
     if (progress.commitIndex >= this.commitAnnouncedBefore) return;
-    if (this.tickNow - progress.catchupSentTick < this.config.retransmitTicks) return;
+    // One batch per round trip while the follower keeps up with what we sent; a resend (the
+    // batch or its answer was lost) only after retransmitTicks.
+    const previousArrived = progress.catchupSentUpTo > 0 && progress.commitIndex >= progress.catchupSentUpTo;
+    if (!previousArrived && this.tickNow - progress.catchupSentTick < this.config.retransmitTicks) return;
     progress.catchupSentTick = this.tickNow;
     if (progress.commitIndex < this.snapshot.index) {
       if (this.tickNow - progress.snapshotSentTick < this.config.retransmitTicks * 4) return;
       progress.snapshotSentTick = this.tickNow;
+      progress.catchupSentUpTo = this.snapshot.index;
       this.sendNow(peer, this.leaderBallotValue, {
         $case: 'installSnapshot',
         installSnapshot: { index: this.snapshot.index, data: this.snapshot.data },
@@ -964,6 +971,7 @@ export class PaxosCore {
       bytes += entryBytes(entry.value);
       entries.push({ slot, value: entry.value });
     }
+    progress.catchupSentUpTo = entries.at(-1)?.slot ?? progress.commitIndex;
     this.sendAccept(peer, entries, 0);
   }
 
