@@ -51,6 +51,19 @@ describe('coordinator watermark', () => {
     expect(bank.balance(1)).toBe(5);
   });
 
+  it('with an older transaction holding the watermark down, the tombstone alone refuses a late CoordPrepare', () => {
+    const bank = openBank(0);
+    // W is prepared and undecided: the watermark stays at W, below T.
+    const w = tx(1, 1);
+    bank.apply(1, coordPrepare(w, 1));
+    const t = tx(1, 5);
+    bank.apply(2, presumedAbort(t));
+    expect(compareTxIds(t, bank.ownWatermark())).toBeGreaterThanOrEqual(0);
+    expect(bank.apply(3, coordPrepare(t, 2))).toEqual([{ kind: 'noop' }]);
+    expect(bank.transaction(t)?.tombstone).toBe(true);
+    expect(bank.transaction(t)?.state).toBe('aborted');
+  });
+
   it('the watermark survives a snapshot restore', () => {
     const bank = openBank(0);
     const late = tx(2, 7);
