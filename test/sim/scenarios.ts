@@ -203,7 +203,8 @@ function swarm(seed: number): SimOptions {
     livenessMsMax: 40_000,
     crossShardRatio: shards > 1 ? rng.next() : 0,
     hotItems: rng.chance(0.3) ? rng.int(2, 8) : 0,
-    faults,
+    // Drawn last, so the draws above stay what they were before disk loss existed.
+    faults: { ...faults, diskLossProbabilityPerStep: rng.chance(0.5) ? rng.next() * 0.002 : 0 },
     settings,
     knownBugDecidedCreditsIgnored: KNOWN_BUGS.decidedCreditsIgnored,
   };

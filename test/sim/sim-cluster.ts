@@ -35,7 +35,7 @@ import type { PaxosMessage, TxMessage } from '../../node/gen/shardbank/v1/peer.j
 import { CommandBatch, PaxosMessage as PaxosCodec, TxMessage as TxCodec } from '../../node/gen/shardbank/v1/peer.js';
 import type { Ballot } from '../../node/paxos/ballot.js';
 import { ballotEquals, ballotLess, ballotOf, ballotString } from '../../node/paxos/ballot.js';
-import type { HardState, LogEntry, PersistWork, RecoveredAcceptorState, Snapshot } from '../../node/paxos/paxos-core.js';
+import type { HardState, LogEntry, PersistWork, RecoveredAcceptorState, Snapshot, VotingState } from '../../node/paxos/paxos-core.js';
 import { ShardNode, DEFAULT_TIMING, type ClientReply, type PacingConfig } from '../../node/shard/shard-node.js';
 import { txIdOf, txKey } from '../../node/bank/txid.js';
 import { Prng } from './prng.js';
@@ -53,6 +53,13 @@ export interface SimFaults {
   crashAfterSendProbability: number;
   /** Per step: every replica of one shard crashes at once. */
   powerLossProbabilityPerStep: number;
+  /**
+   * Per replica and step: its disk is lost (a wiped data dir, a lost PVC) and it restarts
+   * empty, not voting until it has rebuilt (protocol-aware recovery). Only while every other
+   * replica of its shard votes and is up: losing a majority of a shard's disks voids every
+   * guarantee. Default 0.
+   */
+  diskLossProbabilityPerStep?: number;
   partitionProbabilityPerStep: number;
   /** Only these kinds of partition (default: all of them). */
   partitionKinds?: PartitionKind[];
@@ -182,9 +189,9 @@ export class SimReplica {
     readonly ordinal: number,
     readonly tickPeriodMs: number,
     firstTickMs: number,
-    private readonly makeNode: (recovered: RecoveredAcceptorState | undefined) => ShardNode,
+    private readonly makeNode: (recovered: RecoveredAcceptorState | undefined, votingState: VotingState) => ShardNode,
   ) {
-    this.node = makeNode(undefined);
+    this.node = makeNode(undefined, 'voter');
     this.nextTickMs = firstTickMs;
   }
 
@@ -195,6 +202,15 @@ export class SimReplica {
   get paused(): boolean {
     return this.pausedUntilMs > 0;
   }
+
+  /** The data dir is gone: the next restart starts empty and not voting (see VotingState). */
+  loseDisk(): void {
+    this.disk = { hardState: undefined, entries: new Map(), snapshot: undefined };
+    this.diskLost = true;
+  }
+
+  /** Restarted after a disk loss and not voting yet. */
+  diskLost = false;
 
   crash(): number {
     this.quickFollowerChangesBefore += this.node.core.quickFollowerChanges;
@@ -208,7 +224,8 @@ export class SimReplica {
 
   restart(nowMs: number): void {
     const entries = [...this.disk.entries.values()].sort((a, b) => a.slot - b.slot);
-    this.node = this.makeNode({ hardState: this.disk.hardState, snapshot: this.disk.snapshot, entries });
+    // The not-voting marker is durable (in the sim, at once) and survives crashes until removed.
+    this.node = this.makeNode({ hardState: this.disk.hardState, snapshot: this.disk.snapshot, entries }, this.diskLost ? 'probing' : 'voter');
     this.up = true;
     this.lastApplied = this.disk.snapshot?.index ?? 0;
     this.nextTickMs = nowMs + 1;
@@ -273,6 +290,8 @@ export interface SimResult {
   crashes: number;
   crashesAfterSend: number;
   powerLosses: number;
+  diskLosses: number;
+  rebuilds: number;
   pauses: number;
   partitions: number;
   heldReleased: number;
@@ -321,7 +340,7 @@ export class SimCluster {
   private readonly opening = new Map<string, { token: number; sinceMs: number }>();
   private readonly openTokens = new Map<number, string>();
   private faultsOn = true;
-  private readonly stats = { crashes: 0, crashesAfterSend: 0, powerLosses: 0, pauses: 0, partitions: 0, heldReleased: 0, elections: 0, holds: 0, replays: 0, mismatchesRefused: 0, insufficientChecked: 0, repeatedRequests: 0 };
+  private readonly stats = { diskLosses: 0, rebuilds: 0, crashes: 0, crashesAfterSend: 0, powerLosses: 0, pauses: 0, partitions: 0, heldReleased: 0, elections: 0, holds: 0, replays: 0, mismatchesRefused: 0, insufficientChecked: 0, repeatedRequests: 0 };
   private readonly trace: ((line: string) => void) | undefined;
 
   constructor(readonly options: SimOptions) {
@@ -337,7 +356,7 @@ export class SimCluster {
       const group: SimReplica[] = [];
       for (let ordinal = 0; ordinal < topology.replicasPerShard; ordinal += 1) {
         const nodeRng = this.rng.fork();
-        const makeNode = (recovered: RecoveredAcceptorState | undefined) =>
+        const makeNode = (recovered: RecoveredAcceptorState | undefined, votingState: VotingState) =>
           new ShardNode(
             {
               topology,
@@ -351,6 +370,7 @@ export class SimCluster {
                 inflightSlotsMax: settings.inflightSlotsMax,
                 entriesPerMessageMax: settings.entriesPerMessageMax,
                 thriftyAccepts: !settings.eagerAccepts,
+                votingState,
               },
               timing: { ...DEFAULT_TIMING, txAbortTicks: 60, txInquiryTicks: 12 },
               commandsPerSlotMax: settings.commandsPerSlotMax,
@@ -647,6 +667,8 @@ export class SimCluster {
       crashes: s.crashes,
       crashesAfterSend: s.crashesAfterSend,
       powerLosses: s.powerLosses,
+      diskLosses: s.diskLosses,
+      rebuilds: s.rebuilds,
       pauses: s.pauses,
       partitions: s.partitions,
       heldReleased: s.heldReleased,
@@ -720,6 +742,11 @@ export class SimCluster {
         }
         if (!this.faultsOn) continue;
         if (rng.chance(f.crashProbabilityPerStep)) this.crashReplica(replica, 'crash');
+        else if ((f.diskLossProbabilityPerStep ?? 0) > 0 && rng.chance(f.diskLossProbabilityPerStep!) && this.mayLoseDisk(replica)) {
+          this.stats.diskLosses += 1;
+          replica.loseDisk();
+          this.crashReplica(replica, 'disk lost (data dir wiped)');
+        }
         else if (!replica.paused && rng.chance(f.pauseProbabilityPerStep * (replica.node.core.role === 'leader' ? 3 : 1))) {
           this.stats.pauses += 1;
           replica.pausedUntilMs = this.nowMs + rng.int(50, Math.max(60, f.pauseMsMax));
@@ -745,6 +772,12 @@ export class SimCluster {
       if (this.partitions.length < 2 && rng.chance(f.partitionProbabilityPerStep)) this.newPartition();
     }
     this.driveClients();
+  }
+
+  /** One disk of a shard at a time: every other replica is up with its disk and votes. */
+  private mayLoseDisk(replica: SimReplica): boolean {
+    const group = this.replicas[replica.shard]!;
+    return group.length > 1 && group.every((other) => other === replica || (other.up && !other.diskLost && other.node.core.votingState === 'voter'));
   }
 
   private crashReplica(replica: SimReplica, why: string): void {
@@ -919,6 +952,12 @@ export class SimCluster {
           this.flipPartitions(replica);
         } else if (event.type === 'stepped-down') {
           this.log(replica.name, `stepped down from ballot ${ballotString(event.ballot)}`);
+        } else if (event.type === 'voting-ready') {
+          // The driver removes the marker durably (at once here), then lets the core vote.
+          this.stats.rebuilds += 1;
+          this.log(replica.name, `voting again (${event.reason})  ${this.shardStatus(replica.shard)}`);
+          replica.diskLost = false;
+          replica.node.core.startVoting();
         }
       }
       if (replica.node.proposalsHeld) this.stats.holds += 1;
@@ -958,7 +997,7 @@ export class SimCluster {
       let durable = 0;
       for (const replica of this.replicas[shard]!) {
         const entry = replica.disk.entries.get(slot);
-        if ((replica.disk.snapshot && replica.disk.snapshot.index >= slot) || (entry && entry.value.equals(value))) durable += 1;
+        if (this.lostAndRebuilding(replica) || (replica.disk.snapshot && replica.disk.snapshot.index >= slot) || (entry && entry.value.equals(value))) durable += 1;
       }
       if (durable < majorityOf(this.options.topology.replicasPerShard)) {
         this.fail('safety', `shard ${shard} slot ${slot}: applied by replica ${ordinal} while durable on only ${durable} of ${this.options.topology.replicasPerShard} replicas`);
@@ -995,12 +1034,22 @@ export class SimCluster {
     }
   }
 
+  /**
+   * A replica whose disk was lost, until it votes again: what it had durably is gone by the
+   * fault itself, so these durability oracles count it as the copy it was; what the protocol
+   * owes then is that it votes in no quorum until rebuilt, which the one-value-per-slot check
+   * and the final invariants judge.
+   */
+  private lostAndRebuilding(replica: SimReplica): boolean {
+    return replica.diskLost;
+  }
+
   /** A new leader's ballot must be durably promised by a majority, itself included. */
   private checkLeaderPromises(replica: SimReplica, ballot: Ballot): void {
     let durable = 0;
     for (const peer of this.replicas[replica.shard]!) {
       const promised = peer.disk.hardState?.promised;
-      if (promised && !ballotLess(promised, ballot)) durable += 1;
+      if (this.lostAndRebuilding(peer) || (promised && !ballotLess(promised, ballot))) durable += 1;
     }
     if (durable < majorityOf(this.options.topology.replicasPerShard)) {
       this.fail('safety', `${replica.name} leads at ballot ${ballotString(ballot)} durably promised by only ${durable} replicas`);
