@@ -191,6 +191,10 @@ export class PaxosCore {
   /** Probing: which peers answered, and whether any of them has state. */
   private readonly probeReplies = new Map<number, boolean>();
   private votingReadyEmitted = false;
+  /** Rebuilding: the last slot the leader (at that ballot) had proposed when it answered our probe. */
+  private rebuildTarget: { ballot: Ballot; slot: number } | undefined;
+  /** Names this life's probes (drawn at start), so a reply to an earlier life's probe is ignored. */
+  private readonly probeNonce: number;
   /** Leader: the ordinals whose promises elected it, itself included (a bit mask). */
   private promiseQuorumMask = 0;
   private becameLeaderTick = 0;
@@ -255,6 +259,7 @@ export class PaxosCore {
     this.messageValueBytesMax = config.messageValueBytesMax ?? MESSAGE_VALUE_BYTES_MAX;
     // A single replica has nobody to ask: an empty data dir is its first start.
     this.votingStateValue = config.replicaCount > 1 ? (config.votingState ?? 'voter') : 'voter';
+    this.probeNonce = 1 + Math.floor(config.random() * 0x7fff_ffff);
     assert(this.messageValueBytesMax > 0, 'messageValueBytesMax must be positive');
     if (recovered) this.restore(recovered);
     this.resetElectionTimer();
@@ -352,7 +357,10 @@ export class PaxosCore {
     }
     if (this.votingStateValue !== 'voter') {
       // Never a candidate: its own log may lack what it promised or accepted before.
-      if (this.votingStateValue === 'probing' && this.tickNow % this.config.heartbeatTicks === 1 % this.config.heartbeatTicks) this.sendProbes();
+      // Probing asks whether the shard ran; rebuilding asks the leader how far it proposed.
+      const probeDue = this.tickNow % this.config.heartbeatTicks === 1 % this.config.heartbeatTicks;
+      const targetKnown = this.rebuildTarget !== undefined && ballotEquals(this.rebuildTarget.ballot, this.leaderBallotValue);
+      if (probeDue && (this.votingStateValue === 'probing' || !targetKnown)) this.sendProbes();
       return;
     }
     this.electionElapsed += 1;
@@ -406,7 +414,7 @@ export class PaxosCore {
 
   private sendProbes(): void {
     for (let peer = 0; peer < this.config.replicaCount; peer += 1) {
-      if (peer !== this.config.ordinal) this.sendNow(peer, ZERO_BALLOT, { $case: 'probe', probe: {} });
+      if (peer !== this.config.ordinal) this.sendNow(peer, ZERO_BALLOT, { $case: 'probe', probe: { nonce: this.probeNonce } });
     }
   }
 
@@ -437,12 +445,21 @@ export class PaxosCore {
     this.events.push({ type: 'voting-ready', reason });
   }
 
-  /** Rebuilding: a leader elected by every other replica, whose recovered prefix we have applied. */
+  /**
+   * Rebuilding: a leader elected by every other replica, whose recovered prefix and whatever it
+   * had proposed when it answered our probe we have applied.
+   */
   private checkRebuilt(leaderMask: number, leaderReadyIndex: number): void {
     if (this.votingStateValue !== 'rebuilding') return;
     const everyoneElse = ((1 << this.config.replicaCount) - 1) & ~(1 << this.config.ordinal);
     if (leaderMask !== everyoneElse || leaderReadyIndex === 0) return;
     if (this.commitIndexValue < leaderReadyIndex) return;
+    // The lost disk may have accepted (and helped choose) slots this leader proposed after its
+    // recovered prefix: they are all at or below what it had proposed when it answered a probe
+    // sent after this restart, so apply up to there first.
+    const target = this.rebuildTarget;
+    if (target === undefined || !ballotEquals(target.ballot, this.leaderBallotValue)) return;
+    if (this.commitIndexValue < target.slot) return;
     this.emitVotingReady('rebuilt');
   }
 
@@ -485,10 +502,17 @@ export class PaxosCore {
         if (this.votingStateValue !== 'voter') return;
         if (ballotEquals(ballot, this.leaderBallotValue) && this.roleValue !== 'leader') this.startElection(true);
         return;
-      case 'probe':
-        this.sendNow(message.from, ZERO_BALLOT, { $case: 'probeReply', probeReply: { hasState: this.hasAcceptorState } });
+      case 'probe': {
+        const leading = this.roleValue === 'leader';
+        this.sendNow(message.from, leading ? this.leaderBallotValue : ZERO_BALLOT, {
+          $case: 'probeReply',
+          probeReply: { hasState: this.hasAcceptorState, leader: leading, lastSlot: leading ? this.nextSlot - 1 : 0, nonce: body.probe.nonce },
+        });
         return;
+      }
       case 'probeReply':
+        if (body.probeReply.nonce !== this.probeNonce) return;
+        if (body.probeReply.leader) this.rebuildTarget = { ballot, slot: body.probeReply.lastSlot };
         return this.onProbeReply(message.from, body.probeReply.hasState);
       case 'reject':
         return this.onReject(message.from, ballot, body.reject);

@@ -136,6 +136,33 @@ describe('protocol-aware recovery of an empty replica', () => {
     expect(h.cores[wiped]!.votingState).toBe('voter');
   });
 
+  it('no vote before it has what the leader had proposed when it answered the probe (slots its lost disk may have helped choose)', () => {
+    const h = new Harness([0.0, 0.5, 0.9], { thriftyAccepts: true, entriesPerMessageMax: 1 });
+    // Replica 1 is down during the first election: the leader is elected by 0 and 2, which
+    // qualifies for 1. Then 1 is the quick follower and helps choose 'a' and 'b' alone with the
+    // leader (2 never gets them), and its disk is lost.
+    h.down.add(1);
+    h.tick(25);
+    const leader = h.leader()!;
+    expect(leader.ordinal).toBe(0);
+    h.down.delete(1);
+    h.tick(5);
+    const readySlot = leader.commitIndex;
+    h.drop = (m) => m.to === 2 && m.body?.$case === 'accept' && m.body.accept.entries.length > 0;
+    for (const text of ['a', 'b']) leader.propose(Buffer.from(text));
+    h.tick(2);
+    expect(leader.commitIndex).toBe(readySlot + 2);
+    h.wipe(1);
+    // The rebuilding replica learns the prefix but not the slots of 'a' and 'b'.
+    h.drop = (m) => m.body?.$case === 'accept' && m.body.accept.entries.some((e) => e.slot > readySlot) && m.to !== 0;
+    h.tick(120);
+    expect(h.cores[1]!.votingState).toBe('rebuilding');
+    h.drop = () => false;
+    h.tick(60);
+    expect(h.cores[1]!.votingState).toBe('voter');
+    expect([...h.applied[1]!.values()].filter((v) => v !== '')).toEqual(['a', 'b']);
+  });
+
   it('a single replica with an empty data dir is at its first start', () => {
     const core = new PaxosCore({ ...base, replicaCount: 1, ordinal: 0, random: () => 0.5, votingState: 'probing' });
     expect(core.votingState).toBe('voter');

@@ -77,6 +77,8 @@ export interface PaxosMessage {
  * whether the shard ever ran before it may vote (see docs/ARCHITECTURE.md, "Disk loss").
  */
 export interface Probe {
+  /** Echoed in the reply: a reply to a probe of an earlier life of this replica is ignored. */
+  nonce: number;
 }
 
 export interface ProbeReply {
@@ -85,6 +87,14 @@ export interface ProbeReply {
    * the shard has run, so an empty replica must rebuild before it votes.
    */
   hasState: boolean;
+  /**
+   * The sender leads the shard (at the message's ballot), and the last slot it has proposed:
+   * a rebuilding replica votes only once it has applied up to there (anything its lost disk
+   * accepted from this leader was proposed before this reply).
+   */
+  leader: boolean;
+  lastSlot: number;
+  nonce: number;
 }
 
 /** Phase 1a: the candidate asks for every slot above its own chosen prefix. */
@@ -1111,11 +1121,14 @@ export const PaxosMessage: MessageFns<PaxosMessage> = {
 };
 
 function createBaseProbe(): Probe {
-  return {};
+  return { nonce: 0 };
 }
 
 export const Probe: MessageFns<Probe> = {
-  encode(_: Probe, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: Probe, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nonce !== 0) {
+      writeUint64(writer.uint32(8), message.nonce);
+    }
     return writer;
   },
 
@@ -1132,6 +1145,14 @@ export const Probe: MessageFns<Probe> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.nonce = readUint64(reader);
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1144,32 +1165,45 @@ export const Probe: MessageFns<Probe> = {
     }
   },
 
-  fromJSON(_: any): Probe {
-    return {};
+  fromJSON(object: any): Probe {
+    return { nonce: isSet(object.nonce) ? globalThis.Number(object.nonce) : 0 };
   },
 
-  toJSON(_: Probe): unknown {
+  toJSON(message: Probe): unknown {
     const obj: any = {};
+    if (message.nonce !== 0) {
+      obj.nonce = Math.round(message.nonce);
+    }
     return obj;
   },
 
   create(base?: DeepPartial<Probe>): Probe {
     return Probe.fromPartial(base ?? {});
   },
-  fromPartial(_: DeepPartial<Probe>): Probe {
+  fromPartial(object: DeepPartial<Probe>): Probe {
     const message = createBaseProbe();
+    message.nonce = object.nonce ?? 0;
     return message;
   },
 };
 
 function createBaseProbeReply(): ProbeReply {
-  return { hasState: false };
+  return { hasState: false, leader: false, lastSlot: 0, nonce: 0 };
 }
 
 export const ProbeReply: MessageFns<ProbeReply> = {
   encode(message: ProbeReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.hasState !== false) {
       writer.uint32(8).bool(message.hasState);
+    }
+    if (message.leader !== false) {
+      writer.uint32(16).bool(message.leader);
+    }
+    if (message.lastSlot !== 0) {
+      writeUint64(writer.uint32(24), message.lastSlot);
+    }
+    if (message.nonce !== 0) {
+      writeUint64(writer.uint32(32), message.nonce);
     }
     return writer;
   },
@@ -1195,6 +1229,30 @@ export const ProbeReply: MessageFns<ProbeReply> = {
             message.hasState = reader.bool();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.leader = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.lastSlot = readUint64(reader);
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.nonce = readUint64(reader);
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1214,6 +1272,13 @@ export const ProbeReply: MessageFns<ProbeReply> = {
         : isSet(object.has_state)
         ? globalThis.Boolean(object.has_state)
         : false,
+      leader: isSet(object.leader) ? globalThis.Boolean(object.leader) : false,
+      lastSlot: isSet(object.lastSlot)
+        ? globalThis.Number(object.lastSlot)
+        : isSet(object.last_slot)
+        ? globalThis.Number(object.last_slot)
+        : 0,
+      nonce: isSet(object.nonce) ? globalThis.Number(object.nonce) : 0,
     };
   },
 
@@ -1221,6 +1286,15 @@ export const ProbeReply: MessageFns<ProbeReply> = {
     const obj: any = {};
     if (message.hasState !== false) {
       obj.hasState = message.hasState;
+    }
+    if (message.leader !== false) {
+      obj.leader = message.leader;
+    }
+    if (message.lastSlot !== 0) {
+      obj.lastSlot = Math.round(message.lastSlot);
+    }
+    if (message.nonce !== 0) {
+      obj.nonce = Math.round(message.nonce);
     }
     return obj;
   },
@@ -1231,6 +1305,9 @@ export const ProbeReply: MessageFns<ProbeReply> = {
   fromPartial(object: DeepPartial<ProbeReply>): ProbeReply {
     const message = createBaseProbeReply();
     message.hasState = object.hasState ?? false;
+    message.leader = object.leader ?? false;
+    message.lastSlot = object.lastSlot ?? 0;
+    message.nonce = object.nonce ?? 0;
     return message;
   },
 };
