@@ -39,6 +39,18 @@ describe('late and repeated commands', () => {
     expect(bank.balance(1)).toBe(7);
   });
 
+  it('the same, while an older prepared transaction holds the watermark below the forgotten one', () => {
+    const bank = newBank();
+    bank.apply(1, coordPrepare(tx(1), 'a', 1, 2));
+    bank.apply(2, coordPrepare(tx(2), 'b', 1, 3));
+    bank.apply(3, decide(tx(2), true));
+    bank.apply(4, ack(tx(2)));
+    expect(bank.transaction(tx(2))).toBeUndefined();
+    expect(bank.apply(5, decide(tx(2), true))).toEqual([{ kind: 'noop' }]);
+    expect(bank.transaction(tx(2))).toBeUndefined();
+    expect(bank.balance(1)).toBe(7);
+  });
+
   it('a coordinator PREPARE below its own watermark (its txid finished and forgotten) creates nothing', () => {
     const bank = newBank();
     bank.apply(1, coordPrepare(tx(2), 'a', 1, 3));
