@@ -141,12 +141,6 @@ function entryBytes(value: Buffer): number {
   return value.length + ENTRY_OVERHEAD_BYTES;
 }
 
-function valuesBytes(entries: readonly SlotValue[]): number {
-  let bytes = 0;
-  for (const entry of entries) bytes += entryBytes(entry.value);
-  return bytes;
-}
-
 /** The value of a no-op slot: an empty buffer (the state machine skips it). */
 export const NOOP_VALUE: Buffer = Buffer.alloc(0);
 
@@ -229,7 +223,7 @@ export class PaxosCore {
   /** Followers that get each new slot at once (thrifty Accepts); the others get it at the tick. */
   private quickFollowers: number[] = [];
   /** Slots proposed since the last tick, per follower not in quickFollowers. */
-  private readonly deferredAccepts = new Map<number, SlotValue[]>();
+  private readonly deferredAccepts = new Map<number, { entries: SlotValue[]; bytes: number }>();
   private quickFollowerChangesValue = 0;
   private readyIndex = Number.POSITIVE_INFINITY;
   private readSeq = 0;
@@ -857,6 +851,7 @@ export class PaxosCore {
   private flushAccepts(): void {
     if (this.pendingAccepts.length === 0) return;
     const entries = this.pendingAccepts;
+    const entriesBytes = this.pendingAcceptsBytes;
     this.pendingAccepts = [];
     this.pendingAcceptsBytes = 0;
     for (const peer of this.followers.keys()) {
@@ -864,22 +859,26 @@ export class PaxosCore {
         this.sendAccept(peer, entries, 0);
         continue;
       }
-      let deferred = this.deferredAccepts.get(peer) ?? [];
-      if (deferred.length > 0 && valuesBytes(deferred) + valuesBytes(entries) > this.messageValueBytesMax) {
+      let deferred = this.deferredAccepts.get(peer);
+      if (deferred !== undefined && deferred.bytes + entriesBytes > this.messageValueBytesMax) {
         this.flushDeferredAccepts(peer);
-        deferred = [];
+        deferred = undefined;
       }
-      deferred.push(...entries);
-      this.deferredAccepts.set(peer, deferred);
-      if (deferred.length >= this.config.entriesPerMessageMax) this.flushDeferredAccepts(peer);
+      if (deferred === undefined) {
+        deferred = { entries: [], bytes: 0 };
+        this.deferredAccepts.set(peer, deferred);
+      }
+      deferred.entries.push(...entries);
+      deferred.bytes += entriesBytes;
+      if (deferred.entries.length >= this.config.entriesPerMessageMax) this.flushDeferredAccepts(peer);
     }
   }
 
   private flushDeferredAccepts(peer: number): void {
     const deferred = this.deferredAccepts.get(peer);
-    if (deferred === undefined || deferred.length === 0) return;
+    if (deferred === undefined || deferred.entries.length === 0) return;
     this.deferredAccepts.delete(peer);
-    this.sendAccept(peer, deferred, 0);
+    this.sendAccept(peer, deferred.entries, 0);
   }
 
   /** Thrifty Accepts: the first majority-1 followers after us, in ordinal order, start as quick. */
