@@ -41,7 +41,7 @@ export interface ReconcilerDeps {
 
 const DONE: ReconcileResult = {};
 /** How soon to look again at a shard whose rolling update waits (pod events also wake it). */
-const ROLLOUT_REQUEUE_MS = 5_000;
+const ROLLOUT_REQUEUE_MS = 2_000;
 
 export class Reconciler {
   private readonly memo = new AppliedMemo();

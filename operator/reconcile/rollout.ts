@@ -22,8 +22,16 @@ export interface RolloutPod {
   ordinal: number;
   revision: string | undefined;
   ready: boolean;
+  /** When its Ready condition last changed (ms since the epoch), if known. */
+  readySinceMs?: number;
   terminating: boolean;
 }
+
+/**
+ * How long every pod of a shard must have been Ready before the next one goes: a replaced
+ * follower gets time to catch up before the majority depends on it.
+ */
+export const SETTLE_MS = 5_000;
 
 export interface RolloutInput {
   desired: number;
@@ -33,6 +41,7 @@ export interface RolloutInput {
   leaderOrdinal: number | undefined;
   /** False without NATS: the leader cannot be known, so pods go highest ordinal first. */
   leadersKnowable: boolean;
+  nowMs: number;
 }
 
 export type RolloutStep =
@@ -58,6 +67,8 @@ export function nextRolloutStep(input: RolloutInput): RolloutStep {
   if (live.length < desired) return { kind: 'wait', message: `${progress}, waiting for ${desired - live.length} pod(s) to be created` };
   const notReady = live.find((p) => !p.ready);
   if (notReady) return { kind: 'wait', message: `${progress}, waiting for ${notReady.name} to be Ready` };
+  const settling = live.find((p) => p.readySinceMs !== undefined && input.nowMs - p.readySinceMs < SETTLE_MS);
+  if (settling) return { kind: 'wait', message: `${progress}, letting ${settling.name} catch up` };
   if (!input.leadersKnowable) {
     const pod = outdated[0]!;
     return { kind: 'evict', pod, role: 'replica', message: `${progress}, replacing ${pod.name} (no NATS: leader unknown, highest ordinal first)` };
@@ -73,13 +84,16 @@ function rolloutPods(cache: ObjectCache, cluster: BankCluster, shard: number): R
   const namespace = cluster.metadata.namespace ?? 'default';
   const prefix = `${names.statefulSet(cluster.metadata.name, shard)}-`;
   return cache.list(RESOURCES.pod, namespace, shardSelector(cluster, shard)).map((p) => {
-    const status = (p.status ?? {}) as { conditions?: { type: string; status: string }[] };
+    const status = (p.status ?? {}) as { conditions?: { type: string; status: string; lastTransitionTime?: string }[] };
+    const ready = status.conditions?.find((c) => c.type === 'Ready');
+    const since = ready?.lastTransitionTime === undefined ? NaN : Date.parse(ready.lastTransitionTime);
     return {
       name: p.metadata.name,
       uid: p.metadata.uid ?? '',
       ordinal: p.metadata.name.startsWith(prefix) ? Number(p.metadata.name.slice(prefix.length)) : -1,
       revision: p.metadata.labels?.[REVISION_LABEL],
-      ready: status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
+      ready: ready?.status === 'True',
+      ...(Number.isFinite(since) ? { readySinceMs: since } : {}),
       terminating: p.metadata.deletionTimestamp !== undefined,
     };
   });
@@ -126,7 +140,7 @@ export class Rollout {
       }
       this.evicted.delete(key);
     }
-    const step = nextRolloutStep({ desired: cluster.spec.replicasPerShard, updateRevision: updateRevisionOf(sts), pods, leaderOrdinal, leadersKnowable });
+    const step = nextRolloutStep({ desired: cluster.spec.replicasPerShard, updateRevision: updateRevisionOf(sts), pods, leaderOrdinal, leadersKnowable, nowMs: Date.now() });
     if (step.kind !== 'evict') return { shard, step, evicted: false };
     try {
       await this.client.request({

@@ -1,7 +1,7 @@
 // The operator's rolling update of one shard (a pure step function): one pod at a time, only
 // when every pod of the shard is Ready, followers first, the leader last.
 import { describe, expect, it } from 'vitest';
-import { nextRolloutStep, type RolloutInput, type RolloutPod } from '../../operator/reconcile/rollout.js';
+import { nextRolloutStep, SETTLE_MS, type RolloutInput, type RolloutPod } from '../../operator/reconcile/rollout.js';
 
 const pod = (ordinal: number, revision: string, over: Partial<RolloutPod> = {}): RolloutPod => ({
   name: `demo-s0-${ordinal}`,
@@ -19,6 +19,7 @@ const input = (pods: RolloutPod[], over: Partial<RolloutInput> = {}): RolloutInp
   pods,
   leaderOrdinal: 0,
   leadersKnowable: true,
+  nowMs: 100_000,
   ...over,
 });
 
@@ -51,6 +52,9 @@ describe('nextRolloutStep', () => {
     expect(wait(input([pod(0, 'old'), pod(1, 'old'), pod(2, 'new', { ready: false })]))).toBe('1/3 pods updated, leader demo-s0-0 last, waiting for demo-s0-2 to be Ready');
     expect(wait(input([pod(0, 'old'), pod(1, 'old'), pod(2, 'old')], { leaderOrdinal: undefined }))).toBe('0/3 pods updated, waiting for a known leader');
     expect(wait(input([pod(0, 'new'), pod(1, 'old'), pod(2, 'new', { ready: false })]))).toBe('2/3 pods updated, waiting for demo-s0-2 to be Ready');
+    // A pod Ready for less than SETTLE_MS gets time to catch up first.
+    expect(wait(input([pod(0, 'old'), pod(1, 'old'), pod(2, 'new', { readySinceMs: 100_000 - SETTLE_MS + 1 })]))).toBe('1/3 pods updated, leader demo-s0-0 last, letting demo-s0-2 catch up');
+    expect(evicted(input([pod(0, 'old'), pod(1, 'old'), pod(2, 'new', { readySinceMs: 100_000 - SETTLE_MS })]))).toBe('follower demo-s0-1');
     expect(wait(input([pod(0, 'old'), pod(1, 'old'), pod(2, 'old')], { updateRevision: undefined }))).toBe('done');
   });
 
