@@ -156,10 +156,30 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
     const before = (await bank()).status!.shards![0]!.leader!.pod!;
     expect(before).toMatch(new RegExp(`^${CLUSTER}-s0-`));
     const uid = (await k('get', 'pod', before, '-n', NS, '-o', 'jsonpath={.metadata.uid}')).trim();
+    // The old leader's log until its container exits (its pod's logs go with it).
+    const oldLog = kubectl(kc, ['logs', '-f', before, '-n', NS, '--since=10s'], undefined, 120_000).catch((err: Error) => err.message);
+    await new Promise((r) => setTimeout(r, 1_000));
     const deletedAt = Date.now();
     await k('delete', 'pod', before, '-n', NS, '--wait=false');
     await transfer(1002, 1003, 1);
-    console.log(`leader pod ${before} deleted: next committed transfer on shard 0 after ${Date.now() - deletedAt} ms (via kubectl exec)`);
+    const committedMs = Date.now() - deletedAt;
+    console.log(`leader pod ${before} deleted: next committed transfer on shard 0 after ${committedMs} ms (via kubectl exec)`);
+    // Where the time went (measured, printed): the replicas' own log lines, same clock.
+    const at = (log: string, msg: string) => {
+      for (const line of log.split('\n')) {
+        try {
+          const e = JSON.parse(line) as { time?: number; msg?: string };
+          if (e.msg === msg && e.time !== undefined && e.time >= deletedAt) return `+${e.time - deletedAt} ms`;
+        } catch {
+          // not a JSON line
+        }
+      }
+      return '-';
+    };
+    const old = await oldLog;
+    const others = await Promise.all([0, 1, 2].map((o) => `${CLUSTER}-s0-${o}`).filter((n) => n !== before).map((n) => k('logs', n, '-n', NS, '--since=60s').catch(() => '')));
+    const elected = others.map((l) => at(l, 'became leader')).find((t) => t !== '-') ?? '-';
+    console.log(`leader pod deleted at +0: SIGTERM handled ${at(old, 'shutting down')}, stepped down ${at(old, 'stepped down')}, new leader ${elected}, old process done ${at(old, 'stopped')}, client saw a commit +${committedMs} ms (its kubectl exec included)`);
     await until('the deleted pod replaced', async () => {
       const now = (await k('get', 'pod', before, '-n', NS, '-o', 'jsonpath={.metadata.uid}')).trim();
       return now !== uid ? true : undefined;
