@@ -7,7 +7,7 @@ import type { ShardbankClientOptions } from '../client/bank-client.js';
 import { AddressBookError, isSupervisorRunning, readAddressBook, type AddressBook } from '../local/address-book.js';
 import { clientOptionsFromBook } from '../local/cluster-client.js';
 import { resolveStateDir } from '../local/runtime.js';
-import { UsageError } from './cli-io.js';
+import { CliError, EXIT, UnavailableError, UsageError } from './cli-io.js';
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
 
@@ -140,15 +140,15 @@ export function resolveTarget(values: TargetValues, requireRunning: boolean): Ta
   try {
     book = readAddressBook(stateDir);
   } catch (error) {
-    if (error instanceof AddressBookError) throw new UsageError(error.message);
+    if (error instanceof AddressBookError) throw new CliError(error.message, EXIT.failure);
     throw error;
   }
   if (book === undefined) {
-    throw new UsageError(`no local cluster in ${stateDir}: start one with 'shardbank up --detach', or point at one with --endpoints and --cluster`);
+    throw new UnavailableError(`cannot reach the cluster: no local cluster in ${stateDir}: start one with 'shardbank up --detach', or point at one with --endpoints and --cluster`);
   }
   const running = isSupervisorRunning(book);
   if (requireRunning && !running) {
-    throw new UsageError(`the local cluster in ${stateDir} is not running: start it with 'shardbank up --detach --state-dir ${stateDir}'`);
+    throw new UnavailableError(`cannot reach the cluster: the local cluster in ${stateDir} is not running: start it with 'shardbank up --detach --state-dir ${stateDir}'`);
   }
   return { options: clientOptionsFromBook(book), book, stateDir, running };
 }

@@ -148,7 +148,7 @@ export class BankService {
     this.servedHere(served);
     const reply = await this.submit(input);
     if (reply.kind !== 'transfer') throw this.errorFor(reply);
-    return { outcome: reply.outcome, decisionIndex: reply.index, coordinatorShard: shard, message: '' };
+    return { outcome: reply.outcome, decisionIndex: reply.index, coordinatorShard: shard, message: '', ...(reply.deduplicated ? { deduplicated: true } : {}) };
   }
 
   private submit(input: TransferInput): Promise<ClientReply> {
