@@ -44,7 +44,8 @@ ${TARGET_HELP}`;
 export const STATUS_HELP = `Usage: shardbank status [--json]
 
 Asks every replica about itself and prints, per shard, the leader, its ballot and each
-replica's role, readiness and commit index. A replica that does not answer is "down".
+replica's role, readiness and commit index (and, for a local cluster, its /metrics URL).
+A replica that does not answer is "down".
 Exit code 0 when every shard has a ready leader and a quorum of replicas up, 5 when some
 shard has no leader or has lost its quorum (the output says which), 3 when no replica
 answered at all. The output is printed in full in every case.
@@ -232,7 +233,9 @@ export async function statusCommand(argv: readonly string[], io: CliIo): Promise
     for (const shard of view.shards) {
       for (const replica of shard.replicas) {
         const pid = replica.pid === null ? '' : ` pid ${replica.pid}`;
-        io.out(`s${shard.shard}-${replica.ordinal}  ${replica.role.padEnd(9)} ${replica.ready ? 'ready    ' : 'not ready'} ${replica.address}${pid} commit ${replica.commitIndex ?? '-'} applied ${replica.appliedIndex ?? '-'}`);
+        const http = book?.replicas.find((r) => r.shard === shard.shard && r.ordinal === replica.ordinal)?.httpAddress;
+        const metrics = http ? ` metrics http://${http}/metrics` : '';
+        io.out(`s${shard.shard}-${replica.ordinal}  ${replica.role.padEnd(9)} ${replica.ready ? 'ready    ' : 'not ready'} ${replica.address}${pid} commit ${replica.commitIndex ?? '-'} applied ${replica.appliedIndex ?? '-'}${metrics}`);
       }
     }
     io.out('');
