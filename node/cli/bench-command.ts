@@ -148,7 +148,7 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
   }
   const settings = parseBenchSettings(values);
   if (values.report !== undefined && !values.report.endsWith('.html')) throw new UsageError(`--report: expected a FILE.html, got ${JSON.stringify(values.report)}`);
-  const target = resolveTarget(values, true);
+  const target = await resolveTarget(values, true);
   const client = await ShardbankClient.connect({ ...target.options, coalesce: values['no-coalesce'] !== true, stream: values['no-stream'] !== true });
   const generator = new PairGenerator({ topology: target.options.topology, crossShardRatio: settings.crossShardRatio, zipfExponent: settings.zipf });
   if (settings.warmupMs > 0) {

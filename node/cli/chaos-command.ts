@@ -314,7 +314,7 @@ export async function chaosCommand(argv: readonly string[], io: CliIo): Promise<
     if (values[k] !== undefined) throw new UsageError(`--${k}: only with --kubernetes`);
   }
   if (values.endpoints !== undefined) throw new UsageError('chaos kills local processes: it runs against a local cluster (--state-dir), not --endpoints (or use --kubernetes)');
-  const target = resolveTarget(values, true);
+  const target = await resolveTarget(values, true);
   const book = target.book!;
   if (settings.nats && !book.natsManaged) throw new UsageError('--kill-nats: this cluster uses an external NATS (up --nats-url URL), which chaos does not kill');
   const client = await ShardbankClient.connect({ ...target.options, pidOf: undefined });

@@ -125,7 +125,7 @@ export async function transferCommand(argv: readonly string[], io: CliIo): Promi
   }
   const identity = parseRequestIdentity(values['client-id'], values['request-id'], values['session-epoch']);
   const deadlineMs = values.timeout === undefined ? undefined : parseDurationMs('timeout', values.timeout);
-  const target = resolveTarget(values, true);
+  const target = await resolveTarget(values, true);
   const inputCheck = checkTransferInput(target.options.topology, { from, to, amount }, target.options.maxTransferAmount ?? MAX_TRANSFER_AMOUNT_DEFAULT);
   if (!inputCheck.ok) throw new UsageError(inputCheck.message, inputCheck.field);
   // One transfer: the plain Transfer call (coalescing only pays when many are in flight).
@@ -179,7 +179,7 @@ export async function balanceCommand(argv: readonly string[], io: CliIo): Promis
   if (positionals.length === 0) throw new UsageError('balance takes at least one ITEM');
   const consistency = parseConsistency(values.consistency);
   const deadlineMs = values.timeout === undefined ? undefined : parseDurationMs('timeout', values.timeout);
-  const target = resolveTarget(values, true);
+  const target = await resolveTarget(values, true);
   const items = positionals.map(parseIntegerArgument);
   for (const item of items) {
     const check = checkItem(target.options.topology, 'item', item);
@@ -211,7 +211,7 @@ export async function statusCommand(argv: readonly string[], io: CliIo): Promise
     io.out(STATUS_HELP);
     return EXIT.ok;
   }
-  const target = resolveTarget(values, false);
+  const target = await resolveTarget(values, false);
   // Status asks every replica itself: no NATS watcher needed.
   const client = new ShardbankClient({ ...target.options, natsUrl: undefined });
   try {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../node/cli/main.js';
-import { Outcome } from '../../node/gen/shardbank/v1/bank.js';
+import { Outcome, type ClusterStatusReply } from '../../node/gen/shardbank/v1/bank.js';
 import { replicaStatus, startFakeReplica, type FakeReplica } from '../client/fake-bank-server.js';
 import { captureIo } from './capture-io.js';
 
@@ -175,6 +175,32 @@ describe('shardbank CLI contract (real processes)', () => {
     const view = JSON.parse(quorum.stdout) as { healthy: boolean; problems: string[] };
     expect(view.healthy).toBe(false);
     expect(view.problems).toEqual(['shard 0 lost its quorum (1 of 3 replicas up, 2 needed)']);
+  }, 60_000);
+
+  it('one reachable endpoint is enough: the topology and the replicas come from its ClusterStatus', async () => {
+    const shardOf = (shard: number, address: string) => ({
+      shard, firstItem: shard * 4500 + 1, lastItem: (shard + 1) * 4500, leaderOrdinal: 0, leaderBallot: undefined, leaderAddress: address, inflightTransactions: 0,
+      replicas: [{ ...(replicaStatus(shard, 0, 'leader') as { value: ClusterStatusReply }).value.shards[0]!.replicas[0]!, address }],
+    });
+    const gateway = await startFakeReplica({
+      clusterStatus: (request) => (request.localOnly ? replicaStatus(0, 0, 'follower') : { value: { cluster: 'test', shards: [shardOf(0, healthy[0]!.address), shardOf(1, healthy[1]!.address)] } }),
+    });
+    try {
+      const balance = await shardbank(['balance', '1', '9000', '--json', '--endpoints', gateway.address, '--cluster', 'test']);
+      expect(balance.code, describeRun(balance)).toBe(0);
+      expect(JSON.parse(balance.stdout)).toEqual({ balances: { 1: 10, 9000: 10 } });
+      const status = await shardbank(['status', '--json', '--endpoints', gateway.address, '--cluster', 'test']);
+      expect(status.code, describeRun(status)).toBe(0);
+      expect((JSON.parse(status.stdout) as { shards: { items: number[]; leader: { address: string } }[] }).shards.map((shard) => [shard.items, shard.leader.address])).toEqual([
+        [[1, 4500], healthy[0]!.address],
+        [[4501, 9000], healthy[1]!.address],
+      ]);
+      const unreachable = await shardbank(['balance', '1', '--endpoints', deadAddress, '--cluster', 'test']);
+      expect(unreachable.code, describeRun(unreachable)).toBe(3);
+      expect(unreachable.stderr).toMatch(/cannot reach the cluster: --endpoints /);
+    } finally {
+      await gateway.stop();
+    }
   }, 60_000);
 
   it('--version, help CMD, and the deprecated spellings warn on stderr', async () => {

@@ -152,6 +152,10 @@ describe('shardbank local cluster (real processes)', () => {
       return current.shards.every((s) => s.leader !== null) ? current : undefined;
     });
     expect(status.cluster).toBe('local');
+    // One replica's address is enough: the CLI learns the rest from its ClusterStatus.
+    const one = await shardbank(['balance', '2001', '5001', '--json', '--endpoints', status.shards[2]!.replicas[1]!.address, '--cluster', 'local']);
+    expect(one.code, describeRun(one)).toBe(0);
+    expect(JSON.parse(one.stdout)).toEqual({ balances: { 2001: 7, 5001: 13 } });
     expect(status.shards.map((s) => s.items)).toEqual([[1, 3000], [3001, 6000], [6001, 9000]]);
     for (const shard of status.shards) {
       expect(Object.keys(shard)).toEqual(['shard', 'items', 'leader', 'replicas']);
