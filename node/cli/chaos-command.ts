@@ -13,7 +13,7 @@ import { readAddressBook, type AddressBook } from '../local/address-book.js';
 import { parseCommandArgs, parseDurationMs, parseIntegerOption, parseNumberOption, resolveTarget } from './args.js';
 import { KubeApiError } from './kube-api.js';
 import { kubernetesTarget, type KubernetesTarget } from './kube-chaos.js';
-import { EXIT, UsageError, warn, type CliIo } from './cli-io.js';
+import { CliError, EXIT, UsageError, warn, type CliIo } from './cli-io.js';
 import { renderHtmlReport, type ReportMarker } from './html-report.js';
 import { LeaderTracker } from './leader-tracker.js';
 import { RunStats } from './run-stats.js';
@@ -328,8 +328,7 @@ export async function chaosCommand(argv: readonly string[], io: CliIo): Promise<
 async function runChaos(client: ShardbankClient, settings: ChaosSettings, faulter: Faulter, io: CliIo, log: (line: string) => void, json: boolean, report: string | undefined): Promise<number> {
   log('waiting for a quiet cluster (a leader per shard, nothing in flight)');
   if ((await waitQuiescent(client, Date.now() + settings.settleMs)) === undefined) {
-    io.err('chaos: the cluster did not become quiet (leader per shard, all replicas up, nothing in flight) before the run; not starting');
-    return EXIT.failure;
+    throw new CliError('the cluster did not become quiet (leader per shard, all replicas up, nothing in flight) before the run; not starting', EXIT.failure);
   }
   const startBalances = await readAllBalances(client);
   const startedAtMs = Date.now();

@@ -6,7 +6,9 @@ import { checkAmount, checkClientId, checkItem, checkTransferInput, parseInteger
 import { renderShardTable } from '../local/live-table.js';
 import { assertNever } from '../util/assert.js';
 import { parseCommandArgs, parseDurationMs, resolveTarget, TARGET_HELP, TARGET_OPTIONS } from './args.js';
-import { EXIT, UnavailableError, UsageError, type CliIo } from './cli-io.js';
+import { EXIT, reportError, UnavailableError, UsageError, type CliIo } from './cli-io.js';
+
+const NO_ANSWER = 'cannot reach the cluster: no replica answered';
 
 export const TRANSFER_HELP = `Usage: shardbank transfer FROM TO AMOUNT [--client-id ID --request-id N [--session-epoch E]] [--json]
 
@@ -221,7 +223,7 @@ export async function statusCommand(argv: readonly string[], io: CliIo): Promise
     const code = problems.length === 0 ? EXIT.ok : answered ? EXIT.degraded : EXIT.unavailable;
     if (values.json) {
       io.out(JSON.stringify({ ...(statusJson(view, target.book !== undefined) as object), healthy: problems.length === 0, problems }));
-      if (!answered) io.err(JSON.stringify({ error: { code: 'unavailable', exitCode: EXIT.unavailable, command: 'status', message: 'cannot reach the cluster: no replica answered' } }));
+      if (!answered) reportError(io, 'status', new UnavailableError(NO_ANSWER), true);
       return code;
     }
     const state = target.book === undefined ? '' : target.running ? ` (local, ${target.stateDir})` : ` (local, NOT RUNNING, ${target.stateDir})`;
@@ -240,7 +242,7 @@ export async function statusCommand(argv: readonly string[], io: CliIo): Promise
     }
     io.out('');
     io.out(problems.length === 0 ? 'health: ok (every shard has a ready leader and a quorum)' : `health: DEGRADED: ${problems.join('; ')}`);
-    if (!answered) io.err('shardbank status: error: cannot reach the cluster: no replica answered');
+    if (!answered) reportError(io, 'status', new UnavailableError(NO_ANSWER), false);
     return code;
   } finally {
     await client.close();

@@ -160,6 +160,10 @@ describe('shardbank CLI contract (real processes)', () => {
     const status = await shardbank(['status', '--json', ...remote]);
     expect(status.code, describeRun(status)).toBe(3);
     expect(JSON.parse(status.stdout)).toMatchObject({ healthy: false });
+    const bench = await shardbank(['bench', '--clients', '2', '--duration', '500ms', '--timeout', '1s', '--json', ...remote]);
+    expect(bench.code, describeRun(bench)).toBe(3);
+    expect(Object.keys(JSON.parse(bench.stdout).outcomes)).toEqual(['UNKNOWN']);
+    expect(JSON.parse(bench.stderr.trim()).error).toMatchObject({ code: 'unavailable', command: 'bench' });
     // A transfer nobody answered has no definite outcome: 4, retry with the same ids.
     const transfer = await shardbank(['transfer', '1', '3001', '1', '--timeout', '2s', '--json', ...remote]);
     expect(transfer.code, describeRun(transfer)).toBe(4);
