@@ -76,8 +76,11 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all([...healthy, follower].map((replica) => replica.stop()));
-  if (stateDir !== '') rmSync(stateDir, { recursive: true, force: true });
-});
+  if (stateDir === '') return;
+  // A CLI that accepted the bad manifest started a cluster there: stop it before removing it.
+  if (existsSync(join(stateDir, 'typo', 'cluster.json'))) await shardbank(['down', '--state-dir', join(stateDir, 'typo')], 120_000);
+  rmSync(stateDir, { recursive: true, force: true });
+}, 180_000);
 
 const target = () => ['--endpoints', `${healthy[0]!.address};${healthy[1]!.address}`, '--cluster', 'test', '--items-per-shard', String(ITEMS / 2)];
 const allItems = () => Array.from({ length: ITEMS }, (_, index) => String(index + 1));
