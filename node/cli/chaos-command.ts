@@ -1,4 +1,4 @@
-// `shardbank chaos`: a workload while replicas (and with --nats, nats-server) are
+// `shardbank chaos`: a workload while replicas (and with --kill-nats, nats-server) are
 // SIGKILLed at an interval, then, once every in-flight transaction is decided, the bank
 // invariants of SPEC section 2 are checked. The local equivalent of deleting pods; with
 // --kubernetes it deletes the pods of a BankCluster through the Kubernetes API instead.
@@ -13,7 +13,7 @@ import { readAddressBook, type AddressBook } from '../local/address-book.js';
 import { parseCommandArgs, parseDurationMs, parseIntegerOption, parseNumberOption, resolveTarget } from './args.js';
 import { KubeApiError } from './kube-api.js';
 import { kubernetesTarget, type KubernetesTarget } from './kube-chaos.js';
-import { EXIT, UsageError, type CliIo } from './cli-io.js';
+import { CliError, EXIT, UsageError, warn, type CliIo } from './cli-io.js';
 import { renderHtmlReport, type ReportMarker } from './html-report.js';
 import { LeaderTracker } from './leader-tracker.js';
 import { RunStats } from './run-stats.js';
@@ -23,10 +23,10 @@ export const CHAOS_CLIENTS_MAX = 64;
 export const CALL_DEADLINE_MS = 8_000;
 export const AMOUNT_MAX = 3;
 
-export const CHAOS_HELP = `Usage: shardbank chaos [--duration 60s] [--interval 5s] [--target leader|random] [--nats] [--json] [--report FILE.html]
+export const CHAOS_HELP = `Usage: shardbank chaos [--duration 60s] [--interval 5s] [--target leader|random] [--kill-nats] [--json] [--report FILE.html]
 
 Runs a workload against the local cluster while SIGKILLing, at every interval, the leader
-of a random shard (or a random replica) and, with --nats, nats-server every other
+of a random shard (or a random replica) and, with --kill-nats, nats-server every other
 interval; the supervisor restarts them. Then it resolves every transfer whose outcome was
 unknown (retrying with the same request id), waits until no transaction is in flight and
 the replicas have caught up, and checks: total money conserved, no negative balance,
@@ -37,7 +37,7 @@ Options:
   --duration D          how long the workload and the kills run (default 60s)
   --interval D          time between kills (default 5s)
   --target T            leader (default) or random
-  --nats                also kill nats-server (a managed one)
+  --kill-nats           also kill nats-server (a managed one); --nats is a deprecated spelling
   --clients N           concurrent workload clients (default 4)
   --cross-shard-ratio R share of cross-shard transfers (default 0.67)
   --call-timeout D      deadline of one transfer call, retries included (default 8s);
@@ -63,6 +63,8 @@ const CHAOS_OPTIONS = {
   duration: { type: 'string' },
   interval: { type: 'string' },
   target: { type: 'string' },
+  'kill-nats': { type: 'boolean', default: false },
+  /** Deprecated spelling of --kill-nats (warns): --nats names a NATS URL on the other commands. */
   nats: { type: 'boolean', default: false },
   clients: { type: 'string' },
   'cross-shard-ratio': { type: 'string' },
@@ -152,7 +154,7 @@ function parseSettings(values: Record<string, string | boolean | undefined>): Ch
     durationMs: parseDurationMs('duration', text('duration') ?? '60s'),
     intervalMs: parseDurationMs('interval', text('interval') ?? '5s'),
     target,
-    nats: values.nats === true,
+    nats: values['kill-nats'] === true || values.nats === true,
     clients: parseIntegerOption('clients', text('clients'), 4, 1, CHAOS_CLIENTS_MAX),
     crossShardRatio: parseNumberOption('cross-shard-ratio', text('cross-shard-ratio'), 0.67, 0, 1),
     settleMs: parseDurationMs('settle-timeout', text('settle-timeout') ?? '120s'),
@@ -352,12 +354,13 @@ export async function chaosCommand(argv: readonly string[], io: CliIo): Promise<
     io.out(CHAOS_HELP);
     return EXIT.ok;
   }
+  if (values.nats) warn(io, 'chaos', '--nats is deprecated (it reads like the NATS URL of the other commands): use --kill-nats', values.json);
   const settings = parseSettings(values);
   const log = (line: string) => {
     if (!values.json) io.err(line);
   };
   if (values.kubernetes) {
-    if (settings.nats) throw new UsageError('--nats: not supported with --kubernetes yet (delete the NATS pod yourself)');
+    if (settings.nats) throw new UsageError('--kill-nats: not supported with --kubernetes yet (delete the NATS pod yourself)');
     let kube: KubernetesTarget;
     try {
       kube = await kubernetesTarget(values);
@@ -377,9 +380,9 @@ export async function chaosCommand(argv: readonly string[], io: CliIo): Promise<
     if (values[k] !== undefined) throw new UsageError(`--${k}: only with --kubernetes`);
   }
   if (values.endpoints !== undefined) throw new UsageError('chaos kills local processes: it runs against a local cluster (--state-dir), not --endpoints (or use --kubernetes)');
-  const target = resolveTarget(values, true);
+  const target = await resolveTarget(values, true);
   const book = target.book!;
-  if (settings.nats && !book.natsManaged) throw new UsageError('--nats: this cluster uses an external NATS (up --nats URL), which chaos does not kill');
+  if (settings.nats && !book.natsManaged) throw new UsageError('--kill-nats: this cluster uses an external NATS (up --nats-url URL), which chaos does not kill');
   const client = await ShardbankClient.connect({ ...target.options, pidOf: undefined });
   try {
     return await runChaos(client, settings, localFaulter(target.stateDir!), io, log, values.json, values.report);
@@ -391,8 +394,7 @@ export async function chaosCommand(argv: readonly string[], io: CliIo): Promise<
 async function runChaos(client: ShardbankClient, settings: ChaosSettings, faulter: Faulter, io: CliIo, log: (line: string) => void, json: boolean, report: string | undefined): Promise<number> {
   log('waiting for a quiet cluster (a leader per shard, nothing in flight)');
   if ((await waitQuiescent(client, Date.now() + settings.settleMs)) === undefined) {
-    io.err('chaos: the cluster did not become quiet (leader per shard, all replicas up, nothing in flight) before the run; not starting');
-    return EXIT.failure;
+    throw new CliError('the cluster did not become quiet (leader per shard, all replicas up, nothing in flight) before the run; not starting', EXIT.failure);
   }
   const startBalances = await readAllBalances(client);
   const startedAtMs = Date.now();
