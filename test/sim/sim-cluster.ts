@@ -35,8 +35,9 @@ import type { PaxosMessage, TxMessage } from '../../node/gen/shardbank/v1/peer.j
 import { CommandBatch, PaxosMessage as PaxosCodec, TxMessage as TxCodec } from '../../node/gen/shardbank/v1/peer.js';
 import type { Ballot } from '../../node/paxos/ballot.js';
 import { ballotEquals, ballotLess, ballotOf, ballotString } from '../../node/paxos/ballot.js';
-import type { HardState, LogEntry, PersistWork, RecoveredAcceptorState, Snapshot, VotingState } from '../../node/paxos/paxos-core.js';
-import { ShardNode, DEFAULT_TIMING, type ClientReply, type PacingConfig } from '../../node/shard/shard-node.js';
+import type { CoreEvent, HardState, LogEntry, PersistWork, RecoveredAcceptorState, Snapshot, VotingState } from '../../node/paxos/paxos-core.js';
+import { ShardNode, DEFAULT_TIMING, type ClientReply, type PacingConfig, type ShardReady } from '../../node/shard/shard-node.js';
+import { ReadyDriver, type PersistStart } from '../../node/shard/ready-driver.js';
 import { txIdOf, txKey } from '../../node/bank/txid.js';
 import { Prng } from './prng.js';
 
@@ -152,9 +153,9 @@ interface SimDisk {
 }
 
 interface PendingSync {
-  id: number;
   persist: PersistWork;
-  after: PaxosMessage[];
+  /** Tells the replica's driver (node/shard/ready-driver.ts) that this persist is durable. */
+  durable: () => void;
   doneAtMs: number;
 }
 
@@ -172,6 +173,8 @@ interface Envelope {
 
 export class SimReplica {
   node: ShardNode;
+  /** The production Ready loop (node/shard/ready-driver.ts) around this process's node. */
+  driver: ReadyDriver<ShardReady>;
   up = true;
   disk: SimDisk = { hardState: undefined, entries: new Map(), snapshot: undefined };
   unsynced: PendingSync[] = [];
@@ -190,8 +193,10 @@ export class SimReplica {
     readonly tickPeriodMs: number,
     firstTickMs: number,
     private readonly makeNode: (recovered: RecoveredAcceptorState | undefined, votingState: VotingState) => ShardNode,
+    private readonly makeDriver: (replica: SimReplica) => ReadyDriver<ShardReady>,
   ) {
     this.node = makeNode(undefined, 'voter');
+    this.driver = makeDriver(this);
     this.nextTickMs = firstTickMs;
   }
 
@@ -215,6 +220,7 @@ export class SimReplica {
   crash(): number {
     this.quickFollowerChangesBefore += this.node.core.quickFollowerChanges;
     const lost = this.unsynced.length;
+    this.driver.halt();
     this.up = false;
     this.unsynced = [];
     this.pausedUntilMs = 0;
@@ -226,6 +232,7 @@ export class SimReplica {
     const entries = [...this.disk.entries.values()].sort((a, b) => a.slot - b.slot);
     // The not-voting marker is durable (in the sim, at once) and survives crashes until removed.
     this.node = this.makeNode({ hardState: this.disk.hardState, snapshot: this.disk.snapshot, entries }, this.diskLost ? 'probing' : 'voter');
+    this.driver = this.makeDriver(this);
     this.up = true;
     this.lastApplied = this.disk.snapshot?.index ?? 0;
     this.nextTickMs = nowMs + 1;
@@ -382,7 +389,7 @@ export class SimCluster {
             recovered,
           );
         const period = TICK_MS * (1 + faults.tickDrift * (2 * this.rng.next() - 1));
-        group.push(new SimReplica(shard, ordinal, period, this.rng.next() * period, makeNode));
+        group.push(new SimReplica(shard, ordinal, period, this.rng.next() * period, makeNode, (replica) => this.makeDriver(replica)));
       }
       this.replicas.push(group);
     }
@@ -913,6 +920,34 @@ export class SimCluster {
     this.process(replica);
   }
 
+  // ---- One replica's driver: the shared Ready loop with simulated ports ----
+
+  private makeDriver(replica: SimReplica): ReadyDriver<ShardReady> {
+    return new ReadyDriver<ShardReady>(
+      { ready: () => replica.node.ready(), persisted: (id) => replica.node.persisted(id) },
+      {
+        storage: { persist: (work, durable) => this.startPersist(replica, work, durable) },
+        send: (message) => this.sendPaxos(message),
+        sendTx: (message) => this.sendTx(message),
+        reply: (reply) => this.onReply(reply, replica),
+        event: (event) => this.onEvent(replica, event),
+        progress: () => this.process(replica),
+      },
+      { earlyAfterPersist: this.options.earlyAfterPersist ?? false },
+    );
+  }
+
+  /** Simulated disk: durable when its fsync completes (own latency, with spikes), in issue order. */
+  private startPersist(replica: SimReplica, persist: PersistWork, durable: () => void): PersistStart {
+    const f = this.options.faults;
+    const last = replica.unsynced[replica.unsynced.length - 1];
+    let latency = 0.1 + this.netRng.next() * f.syncMsMax;
+    if (this.faultsOn && this.netRng.chance(f.syncSpikeProbability)) latency += this.netRng.next() * 100;
+    const doneAtMs = Math.max(last?.doneAtMs ?? 0, this.nowMs + latency);
+    replica.unsynced.push({ persist, durable, doneAtMs });
+    return 'pending';
+  }
+
   private completeSync(replica: SimReplica): void {
     const sync = replica.unsynced.shift()!;
     const persist = sync.persist;
@@ -929,52 +964,39 @@ export class SimCluster {
       if (disk.snapshot && entry.slot <= disk.snapshot.index) continue;
       disk.entries.set(entry.slot, entry);
     }
-    for (const message of sync.after) this.sendPaxos(message);
-    replica.node.persisted(persist.id);
-    this.process(replica);
+    // The driver sends the replies that claim it, tells the node, and runs another pass.
+    sync.durable();
   }
 
-  /** The driver of one replica: carry out its Readies (node/replica/replica.ts does the same with real I/O). */
+  private onEvent(replica: SimReplica, event: CoreEvent): void {
+    if (event.type === 'became-leader') {
+      this.stats.elections += 1;
+      this.checkLeaderPromises(replica, event.ballot);
+      this.log(replica.name, `became leader at ballot ${ballotString(event.ballot)}  ${this.shardStatus(replica.shard)}`);
+      this.flipPartitions(replica);
+    } else if (event.type === 'stepped-down') {
+      this.log(replica.name, `stepped down from ballot ${ballotString(event.ballot)}`);
+    } else if (event.type === 'voting-ready') {
+      // The driver removes the marker durably (at once here), then lets the core vote.
+      this.stats.rebuilds += 1;
+      this.log(replica.name, `voting again (${event.reason})  ${this.shardStatus(replica.shard)}`);
+      replica.diskLost = false;
+      replica.node.core.startVoting();
+    }
+  }
+
+  /** Ready passes of one replica (node/replica/replica.ts runs the same driver with real I/O). */
   private process(replica: SimReplica): void {
     if (!replica.up || replica.paused) return;
     const f = this.options.faults;
     let spoke = false;
     for (let round = 0; round < 8; round += 1) {
-      const ready = replica.node.ready();
-      for (const message of ready.messages) this.sendPaxos(message);
-      for (const message of ready.txMessages) this.sendTx(message);
-      for (const reply of ready.replies) this.onReply(reply, replica);
-      for (const event of ready.events) {
-        if (event.type === 'became-leader') {
-          this.stats.elections += 1;
-          this.checkLeaderPromises(replica, event.ballot);
-          this.log(replica.name, `became leader at ballot ${ballotString(event.ballot)}  ${this.shardStatus(replica.shard)}`);
-          this.flipPartitions(replica);
-        } else if (event.type === 'stepped-down') {
-          this.log(replica.name, `stepped down from ballot ${ballotString(event.ballot)}`);
-        } else if (event.type === 'voting-ready') {
-          // The driver removes the marker durably (at once here), then lets the core vote.
-          this.stats.rebuilds += 1;
-          this.log(replica.name, `voting again (${event.reason})  ${this.shardStatus(replica.shard)}`);
-          replica.diskLost = false;
-          replica.node.core.startVoting();
-        }
-      }
+      const did = replica.driver.pass();
       if (replica.node.proposalsHeld) this.stats.holds += 1;
-      if (ready.persist) {
-        const last = replica.unsynced[replica.unsynced.length - 1];
-        let latency = 0.1 + this.netRng.next() * f.syncMsMax;
-        if (this.faultsOn && this.netRng.chance(f.syncSpikeProbability)) latency += this.netRng.next() * 100;
-        const doneAtMs = Math.max(last?.doneAtMs ?? 0, this.nowMs + latency);
-        replica.unsynced.push({ id: ready.persist.id, persist: ready.persist, after: ready.messagesAfterPersist, doneAtMs });
-      } else if (ready.messagesAfterPersist.length > 0) {
-        const last = replica.unsynced[replica.unsynced.length - 1];
-        if (last && !this.options.earlyAfterPersist) last.after.push(...ready.messagesAfterPersist);
-        else for (const message of ready.messagesAfterPersist) this.sendPaxos(message);
-      }
-      if (ready.messages.length > 0 || ready.replies.length > 0 || ready.txMessages.length > 0) spoke = true;
-      if (!ready.persist && ready.messages.length === 0 && ready.txMessages.length === 0 && ready.replies.length === 0) break;
+      if (replica.driver.lastPassSpoke) spoke = true;
+      if (!did || !replica.up) break;
     }
+    if (!replica.up) return;
     const applied = replica.node.bank.appliedIndex;
     if (applied < replica.lastApplied) this.fail('safety', `${replica.name}: applied index went back from ${replica.lastApplied} to ${applied} while running`);
     replica.lastApplied = applied;
