@@ -2,7 +2,7 @@
 // loop (node/shard/ready-driver.ts, which owns the ordering rules) with real ports (the peer
 // transport, the 2PC router, the DurableLog, client calls), ticks the node on a timer, and
 // feeds it frames from peers.
-import { mkdir, open, readFile, writeFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, writeFile, rename, rm } from 'node:fs/promises';
 import { unlinkSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
@@ -11,7 +11,7 @@ import { assert } from '../util/assert.js';
 import type { PeerFrame } from '../gen/shardbank/v1/peer.js';
 import { openDurableLog } from '../storage/durable-log.js';
 import type { DurableLog, RecoveredState } from '../storage/durable-log-interface.js';
-import { fsyncDirectory } from '../storage/file-io.js';
+import { decideVotingState as decideVotingStateOnDisk, removeNotVotingMarker } from '../storage/not-voting-marker.js';
 import type { PersistWork, VotingState } from '../paxos/paxos-core.js';
 import { ReadyDriver, type PersistStart } from '../shard/ready-driver.js';
 import { ShardNode, DEFAULT_TIMING, type ClientReply, type ShardReady, type TransferInput } from '../shard/shard-node.js';
@@ -258,6 +258,10 @@ export class Replica {
     }
     const synced = this.log.sync();
     const snapshotSaved = work.snapshot ? this.log.saveSnapshot(work.snapshot) : Promise.resolve();
+    // Seen by the chain below; until it gets there (an earlier persist still running) a failure
+    // must not count as an unhandled rejection, which would crash the process past fail().
+    synced.catch(() => undefined);
+    snapshotSaved.catch(() => undefined);
     this.persistChain = this.persistChain
       .then(() => Promise.all([synced, snapshotSaved]))
       .then(() => {
@@ -270,11 +274,9 @@ export class Replica {
 
   /** The core may vote: make that durable (remove the marker) first, then let it. */
   private startVoting(reason: 'first-start' | 'rebuilt'): void {
-    const marker = path.join(this.config.dataDir, NOT_VOTING_MARKER);
     this.persistChain = this.persistChain
       .then(async () => {
-        await rm(marker, { force: true });
-        await fsyncDirectory(this.config.dataDir);
+        await removeNotVotingMarker(this.config.dataDir);
         if (this.stopped) return;
         this.logger.info({ reason }, reason === 'first-start' ? 'first start of the shard: voting' : 'rebuilt from the live majority: voting again');
         this.node.core.startVoting();
@@ -332,28 +334,10 @@ export class Replica {
   }
 }
 
-/**
- * Present while a replica must not vote: it started with an empty log (a new replica, or one
- * whose disk was lost) and has not yet learned that the shard never ran or re-learned what it
- * may have promised (see VotingState in node/paxos/paxos-core.ts). Made durable before the
- * replica starts, removed (durably) only once the core says it may vote.
- */
-const NOT_VOTING_MARKER = 'NOT_VOTING';
-
 async function decideVotingState(config: ReplicaConfig, recovered: RecoveredState, logger: Logger): Promise<VotingState> {
-  const marker = path.join(config.dataDir, NOT_VOTING_MARKER);
-  const empty = recovered.hardState === undefined && recovered.snapshot === undefined && recovered.entries.length === 0;
-  const markerPresent = await stat(marker).then(() => true, () => false);
-  if (config.topology.replicasPerShard === 1 || (!empty && !markerPresent)) return 'voter';
-  if (!markerPresent) {
-    await writeFile(marker, 'this replica started with an empty data dir and does not vote until it is safe\n', { flag: 'wx' });
-    const handle = await open(marker, 'r');
-    await handle.sync();
-    await handle.close();
-    await fsyncDirectory(config.dataDir);
-  }
-  logger.warn({ emptyLog: empty }, 'not voting until the peers show this is the first start or the lost state is re-learned (protocol-aware recovery)');
-  return 'probing';
+  const { votingState, emptyLog } = await decideVotingStateOnDisk(config.dataDir, recovered, config.topology.replicasPerShard);
+  if (votingState !== 'voter') logger.warn({ emptyLog }, 'not voting until the peers show this is the first start or the lost state is re-learned (protocol-aware recovery)');
+  return votingState;
 }
 
 /** Two replica processes on one data dir would corrupt it: the second one refuses to start. */
