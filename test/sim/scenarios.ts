@@ -74,6 +74,8 @@ export const STORAGE_FAULTS: SimStorage = {
  * number of seeds (seeds 1..n). SHARDBANK_SIM_SEEDS scales it.
  */
 export const DEFAULT_PLAN: readonly [string, number][] = [
+  // First: about 3 s, and the storage mutants of npm run mutants fail here at once.
+  ['storage', 60],
   ['single-shard', 400],
   ['cross-shard', 400],
   ['hot-items', 150],
@@ -82,7 +84,6 @@ export const DEFAULT_PLAN: readonly [string, number][] = [
   ['eager-accepts', 80],
   ['coordinator-failover', 80],
   ['swarm', 1000],
-  ['storage', 60],
 ];
 
 export function scenarioFor(name: string, seed: number): SimOptions {
@@ -241,8 +242,9 @@ function swarm(seed: number): SimOptions {
     faults: { ...faults, diskLossProbabilityPerStep: rng.chance(0.5) ? rng.next() * 0.002 : 0 },
     settings,
     knownBugDecidedCreditsIgnored: KNOWN_BUGS.decidedCreditsIgnored,
-    // Drawn last too: a tenth of the seeds run the production DurableLog over a faulty simulated disk.
-    ...(rng.chance(0.1)
+    // Drawn last too: one seed in 16 runs the production DurableLog over a faulty simulated disk
+    // (about twice as slow as the in-memory model; scenario storage runs it on every seed).
+    ...(rng.chance(1 / 16)
       ? {
           knownBugFirstStartProbeDeadlock: KNOWN_BUGS.firstStartProbeDeadlock,
           storage: {

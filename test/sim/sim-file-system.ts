@@ -158,6 +158,8 @@ export class SimFileSystem implements FileSystem {
         }
       }
       inode.inflight.clear();
+      // The file keeps the size its cache had (zeros where a lost sector was): one allocation, not one per sector.
+      if (inode.dirty.size > 0 && inode.cache.length > inode.media.length) this.growMedia(inode, inode.cache.length);
       for (const sector of [...inode.dirty].sort((a, b) => a - b)) {
         if (!this.rng.chance(0.5)) {
           this.counters.tornSectorsLost += 1;
@@ -384,6 +386,7 @@ export class SimFileSystem implements FileSystem {
 
   /** A completed fsync: the cache's dirty sectors reach the media. */
   completeSync(inode: Inode): void {
+    if (inode.media.length < inode.cache.length) this.growMedia(inode, inode.cache.length);
     for (const sector of inode.dirty) {
       const from = sector * SECTOR_BYTES;
       const to = Math.min(from + SECTOR_BYTES, inode.cache.length);
@@ -419,12 +422,14 @@ export class SimFileSystem implements FileSystem {
 
   private toMedia(inode: Inode, position: number, bytes: Buffer): void {
     const end = position + bytes.length;
-    if (end > inode.media.length) {
-      const grown = Buffer.alloc(end);
-      inode.media.copy(grown);
-      inode.media = grown;
-    }
+    if (end > inode.media.length) this.growMedia(inode, end);
     bytes.copy(inode.media, position);
+  }
+
+  private growMedia(inode: Inode, length: number): void {
+    const grown = Buffer.alloc(length);
+    inode.media.copy(grown);
+    inode.media = grown;
   }
 
   private newInode(): Inode {
