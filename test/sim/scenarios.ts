@@ -47,7 +47,7 @@ export const BASE_SETTINGS: SimSettings = {
  */
 export const KNOWN_BUGS = { decidedCreditsIgnored: false, collectedTombstone: false };
 
-export const SCENARIOS = ['single-shard', 'cross-shard', 'hot-items', 'five-replicas', 'paced', 'eager-accepts', 'coordinator-failover', 'swarm', 'stormy'] as const;
+export const SCENARIOS = ['single-shard', 'cross-shard', 'hot-items', 'five-replicas', 'paced', 'eager-accepts', 'coordinator-failover', 'first-start', 'swarm', 'stormy'] as const;
 
 /**
  * The default plan of `npm test` (test/sim/sim.test.ts) and of `npm run mutants`: scenario and
@@ -61,6 +61,7 @@ export const DEFAULT_PLAN: readonly [string, number][] = [
   ['paced', 100],
   ['eager-accepts', 80],
   ['coordinator-failover', 80],
+  ['first-start', 150],
   ['swarm', 1000],
 ];
 
@@ -127,6 +128,19 @@ export function scenarioFor(name: string, seed: number): SimOptions {
           holdProbability: 0.2,
           pauseProbabilityPerStep: 0.0005,
         },
+      };
+    case 'first-start':
+      // The cluster's very first start as on Kubernetes: every replica empty and probing,
+      // started up to 3 s apart, with slow messages (connections still being set up) so a late
+      // replica's probe can be answered by a peer that already decided on a first start and
+      // campaigned. Crashes wait until a shard's replicas all vote (see SimOptions.firstStart).
+      return {
+        ...base,
+        topology: { shards: 2, replicasPerShard: 3, itemsPerShard: 10, initialBalance: 10 },
+        crossShardRatio: 0.5,
+        safetyMs: 6000,
+        firstStart: { startMsMax: 3000 },
+        faults: { ...BASE_FAULTS, slowProbability: 0.15, slowDelayMsMax: 1500 },
       };
     case 'swarm':
       return swarm(seed);
@@ -220,7 +234,7 @@ export function describeOptions(options: SimOptions): string {
     `${t.shards} shard(s) x ${t.replicasPerShard} replicas, ${t.itemsPerShard} items/shard at ${t.initialBalance}; ` +
     `${options.clients} clients x ${options.requestsPerClient} requests, cross ${options.crossShardRatio.toFixed(2)}, hot ${options.hotItems}, safety ${options.safetyMs} ms; ` +
     `inflightSlotsMax=${s.inflightSlotsMax} snapshotEverySlots=${s.snapshotEverySlots} commandsPerSlotMax=${s.commandsPerSlotMax} entriesPerMessageMax=${s.entriesPerMessageMax} ` +
-    `eagerAccepts=${s.eagerAccepts} burstMax=${s.burstMax} pacing=${s.pacing ? `${s.pacing.minWaiters}/${s.pacing.targetCommands}` : 'off'}${options.earlyAfterPersist ? ' earlyAfterPersist' : ''}; ${rates}`
+    `eagerAccepts=${s.eagerAccepts} burstMax=${s.burstMax} pacing=${s.pacing ? `${s.pacing.minWaiters}/${s.pacing.targetCommands}` : 'off'}${options.earlyAfterPersist ? ' earlyAfterPersist' : ''}${options.firstStart ? ` firstStart=${options.firstStart.startMsMax}ms` : ''}; ${rates}`
   );
 }
 

@@ -125,6 +125,13 @@ export interface SimOptions {
    * credits out of its lower bound (it still checks every other credit and debit).
    */
   knownBugDecidedCreditsIgnored?: boolean;
+  /**
+   * The cluster's very first start: every replica starts with an empty data dir and the
+   * not-voting marker (probing), each at a time drawn in [0, startMsMax] (pods start seconds
+   * apart). Crashes and disk losses of a shard wait until all its replicas vote: a first-start
+   * voter's memory of whom it counted empty is not durable (see VotingState in paxos-core.ts).
+   */
+  firstStart?: { startMsMax: number };
   /** A scripted scenario: no workload and no faults of its own; the script drives (see scripted.test.ts). */
   scripted?: boolean;
   /** One line per event (crash, restart, pause, partition, role change, commit, 2PC step, reply). */
@@ -386,9 +393,22 @@ export class SimCluster {
       }
       this.replicas.push(group);
     }
+    if (options.firstStart) {
+      for (const group of this.replicas) {
+        this.firstStartOpen.push(true);
+        for (const replica of group) {
+          replica.loseDisk();
+          replica.crash();
+          replica.restartAtMs = this.faultRng.int(0, options.firstStart.startMsMax + 1);
+        }
+      }
+    }
     if (options.scripted) this.clientsDriven = false;
     else this.makeWorkload();
   }
+
+  /** Per shard: at its first start (options.firstStart) and not every replica votes yet. */
+  private readonly firstStartOpen: boolean[] = [];
 
   // ---- Scripted scenarios (replica_test.zig style): quiet network, the script acts ----
 
@@ -439,6 +459,14 @@ export class SimCluster {
     });
     this.log('net', `script: s${shard} {${ordinals.join(',')}} cut from the rest of the shard`);
   }
+
+  /** Paxos messages matching `predicate` are lost (until called again with undefined). */
+  dropPaxosWhere(predicate: ((message: PaxosMessage) => boolean) | undefined): void {
+    this.dropPaxos = predicate;
+    this.log('net', predicate ? 'script: some Paxos messages are dropped' : 'script: no Paxos message is dropped');
+  }
+
+  private dropPaxos: ((message: PaxosMessage) => boolean) | undefined;
 
   /** A linearizable read of one item sent to one replica; checked with the history at finish(). */
   sendRead(item: number, replica: SimReplica): void {
@@ -740,7 +768,7 @@ export class SimCluster {
           if (this.faultsOn && this.nowMs >= replica.restartAtMs) this.restartReplica(replica);
           continue;
         }
-        if (!this.faultsOn) continue;
+        if (!this.faultsOn || this.firstStartOpen[replica.shard]) continue;
         if (rng.chance(f.crashProbabilityPerStep)) this.crashReplica(replica, 'crash');
         else if ((f.diskLossProbabilityPerStep ?? 0) > 0 && rng.chance(f.diskLossProbabilityPerStep!) && this.mayLoseDisk(replica)) {
           this.stats.diskLosses += 1;
@@ -757,9 +785,11 @@ export class SimCluster {
     if (this.faultsOn) {
       if (rng.chance(f.powerLossProbabilityPerStep)) {
         const shard = rng.int(0, this.replicas.length);
-        this.stats.powerLosses += 1;
-        this.log(`s${shard}`, 'power loss: every replica of the shard crashes');
-        for (const replica of this.replicas[shard]!) if (replica.up) this.crashReplica(replica, 'power loss');
+        if (!this.firstStartOpen[shard]) {
+          this.stats.powerLosses += 1;
+          this.log(`s${shard}`, 'power loss: every replica of the shard crashes');
+          for (const replica of this.replicas[shard]!) if (replica.up) this.crashReplica(replica, 'power loss');
+        }
       }
       this.runFlips();
       for (const partition of [...this.partitions]) {
@@ -958,6 +988,7 @@ export class SimCluster {
           this.log(replica.name, `voting again (${event.reason})  ${this.shardStatus(replica.shard)}`);
           replica.diskLost = false;
           replica.node.core.startVoting();
+          if (this.replicas[replica.shard]!.every((r) => r.up && r.node.core.votingState === 'voter')) this.firstStartOpen[replica.shard] = false;
         }
       }
       if (replica.node.proposalsHeld) this.stats.holds += 1;
@@ -979,7 +1010,7 @@ export class SimCluster {
     if (applied < replica.lastApplied) this.fail('safety', `${replica.name}: applied index went back from ${replica.lastApplied} to ${applied} while running`);
     replica.lastApplied = applied;
     // Crash at the worst instant: right after it spoke, with writes still pending.
-    if (this.faultsOn && spoke && replica.unsynced.length > 0 && this.faultRng.chance(f.crashAfterSendProbability)) {
+    if (this.faultsOn && !this.firstStartOpen[replica.shard] && spoke && replica.unsynced.length > 0 && this.faultRng.chance(f.crashAfterSendProbability)) {
       this.stats.crashesAfterSend += 1;
       this.crashReplica(replica, 'crash right after sending, before its fsync');
     }
@@ -1113,6 +1144,7 @@ export class SimCluster {
 
   private sendPaxos(message: PaxosMessage): void {
     this.checkClaim(message);
+    if (this.dropPaxos?.(message)) return;
     // Messages cross the network encoded, as in production: the codec is part of what is tested.
     this.enqueue('paxos', message.shard, message.from, message.shard, message.to, PaxosCodec.encode(message).finish());
   }
