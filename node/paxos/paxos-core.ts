@@ -269,7 +269,9 @@ export class PaxosCore {
     this.messageValueBytesMax = config.messageValueBytesMax ?? MESSAGE_VALUE_BYTES_MAX;
     // A single replica has nobody to ask: an empty data dir is its first start.
     this.votingStateValue = config.replicaCount > 1 ? (config.votingState ?? 'voter') : 'voter';
-    this.probeNonce = 1 + Math.floor(config.random() * 0x7fff_ffff);
+    // Wide (52 bits): a restarted peer must not draw the nonce a first-start voter remembers
+    // from its earlier life, or it would be told counted_empty (see VotingState).
+    this.probeNonce = 1 + Math.floor(config.random() * 2 ** 52);
     assert(this.messageValueBytesMax > 0, 'messageValueBytesMax must be positive');
     if (recovered) this.restore(recovered);
     this.resetElectionTimer();
