@@ -140,7 +140,7 @@ export function scenarioFor(name: string, seed: number): SimOptions {
         crossShardRatio: 0.5,
         safetyMs: 6000,
         firstStart: { startMsMax: 3000 },
-        faults: { ...BASE_FAULTS, slowProbability: 0.15, slowDelayMsMax: 1500 },
+        faults: { ...BASE_FAULTS, slowProbability: 0.15, slowDelayMsMax: 1500, diskLossProbabilityPerStep: 0.002 },
       };
     case 'swarm':
       return swarm(seed);
