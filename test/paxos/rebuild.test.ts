@@ -210,6 +210,20 @@ describe('protocol-aware recovery of an empty replica', () => {
     expect(h.leader()).toBeDefined();
   });
 
+  it('staggered first start with five replicas: every replica ends up voting (counted empty, or rebuilt under a leader of all the others)', () => {
+    const randoms = [0.1, 0.3, 0.5, 0.7, 0.9];
+    const h = new Harness(randoms);
+    for (const ordinal of [0, 1, 2, 3, 4]) h.wipe(ordinal, randoms[ordinal]);
+    h.drop = (m) => m.body?.$case === 'probeReply' && m.to !== 0;
+    h.tick(30);
+    expect(h.cores[0]!.votingState).toBe('voter');
+    expect(h.cores[0]!.role).toBe('candidate');
+    h.drop = () => false;
+    h.tick(150);
+    expect(h.cores.map((core) => core.votingState)).toEqual(['voter', 'voter', 'voter', 'voter', 'voter']);
+    expect(h.leader()).toBeDefined();
+  });
+
   it('after a first start, a replica that loses its disk (a new life, a new nonce) is not told counted_empty: it rebuilds', () => {
     // r0 decided on a first start counting r1's and r2's empty replies of their first lives.
     const h = new Harness();
