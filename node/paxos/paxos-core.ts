@@ -107,6 +107,20 @@ export type CoreEvent =
  * sends a promise, an accepting vote or a read confirmation, never stands for election)
  * until a leader elected by every other replica (so no promise it may have given before its
  * disk was lost can still be used) has a recovered prefix that it has applied.
+ *
+ * First start, staggered: replica F decides on a first start (`majority` empty replies, all
+ * from peers) and, being a voter, answers later probes with has_state; a peer P still probing
+ * then would rebuild, waiting for a leader elected by every other replica, which cannot come
+ * while F is the only voter. So F remembers, per peer, the life nonce (`replier_nonce`) of
+ * each empty reply it counted, and answers a probe carrying that same nonce with
+ * `counted_empty`; P, probing or rebuilding in that same life, then becomes a voter too
+ * ('first-start'). Safe: F's decision means that, when F counted them, a majority of peers
+ * were empty, so the shard had never run (the single-failure model the first-start rule
+ * already relies on) and P had never voted before this life; and in this life P has been
+ * probing or rebuilding since it started, which never promises, accepts or confirms a read.
+ * So P is an acceptor that never voted, and may vote. The nonce ties the claim to P's life:
+ * a P that restarted since (a new nonce) may have voted in between and is not told so. The
+ * memory is F's, in memory only: if F restarts before its peers are told, they rebuild.
  */
 export const VOTING_STATES = ['voter', 'probing', 'rebuilding'] as const;
 export type VotingState = (typeof VOTING_STATES)[number];
@@ -182,8 +196,10 @@ export class PaxosCore {
   readonly config: PaxosConfig;
   private readonly messageValueBytesMax: number;
   private votingStateValue: VotingState = 'voter';
-  /** Probing: which peers answered, and whether any of them has state. */
-  private readonly probeReplies = new Map<number, boolean>();
+  /** Probing: the peers that answered empty, each with the life nonce it replied with. */
+  private readonly probeReplies = new Map<number, number>();
+  /** Decided on a first start: the peers counted empty, each with its life nonce then. */
+  private countedEmpty: ReadonlyMap<number, number> = new Map();
   private votingReadyEmitted = false;
   /** Rebuilding: the last slot the leader (at that ballot) had proposed when it answered our probe. */
   private rebuildTarget: { ballot: Ballot; slot: number } | undefined;
@@ -253,7 +269,9 @@ export class PaxosCore {
     this.messageValueBytesMax = config.messageValueBytesMax ?? MESSAGE_VALUE_BYTES_MAX;
     // A single replica has nobody to ask: an empty data dir is its first start.
     this.votingStateValue = config.replicaCount > 1 ? (config.votingState ?? 'voter') : 'voter';
-    this.probeNonce = 1 + Math.floor(config.random() * 0x7fff_ffff);
+    // Wide (52 bits): a restarted peer must not draw the nonce a first-start voter remembers
+    // from its earlier life, or it would be told counted_empty (see VotingState).
+    this.probeNonce = 1 + Math.floor(config.random() * 2 ** 52);
     assert(this.messageValueBytesMax > 0, 'messageValueBytesMax must be positive');
     if (recovered) this.restore(recovered);
     this.resetElectionTimer();
@@ -423,14 +441,23 @@ export class PaxosCore {
    * run, the other members of the quorum that elected its first leader hold state, and any
    * `majority` of our peers includes one of them).
    */
-  private onProbeReply(from: number, hasState: boolean): void {
+  private onProbeReply(from: number, hasState: boolean, replierNonce: number, countedEmpty: boolean): void {
+    // A first-start voter counted us empty in this life (the caller checked the nonce): we
+    // never voted, so we may vote, probing or rebuilding (see VotingState).
+    if (countedEmpty && this.votingStateValue !== 'voter') {
+      this.emitVotingReady('first-start');
+      return;
+    }
     if (this.votingStateValue !== 'probing') return;
     if (hasState) {
       this.votingStateValue = 'rebuilding';
       return;
     }
-    this.probeReplies.set(from, false);
-    if (this.probeReplies.size >= this.majority) this.emitVotingReady('first-start');
+    this.probeReplies.set(from, replierNonce);
+    if (this.probeReplies.size >= this.majority) {
+      this.countedEmpty = new Map(this.probeReplies);
+      this.emitVotingReady('first-start');
+    }
   }
 
   private emitVotingReady(reason: 'first-start' | 'rebuilt'): void {
@@ -500,14 +527,21 @@ export class PaxosCore {
         const leading = this.roleValue === 'leader';
         this.sendNow(message.from, leading ? this.leaderBallotValue : ZERO_BALLOT, {
           $case: 'probeReply',
-          probeReply: { hasState: this.hasAcceptorState, leader: leading, lastSlot: leading ? this.nextSlot - 1 : 0, nonce: body.probe.nonce },
+          probeReply: {
+            hasState: this.hasAcceptorState,
+            leader: leading,
+            lastSlot: leading ? this.nextSlot - 1 : 0,
+            nonce: body.probe.nonce,
+            replierNonce: this.probeNonce,
+            countedEmpty: this.countedEmpty.get(message.from) === body.probe.nonce,
+          },
         });
         return;
       }
       case 'probeReply':
         if (body.probeReply.nonce !== this.probeNonce) return;
         if (body.probeReply.leader) this.rebuildTarget = { ballot, slot: body.probeReply.lastSlot };
-        return this.onProbeReply(message.from, body.probeReply.hasState);
+        return this.onProbeReply(message.from, body.probeReply.hasState, body.probeReply.replierNonce, body.probeReply.countedEmpty);
       case 'reject':
         return this.onReject(message.from, ballot, body.reject);
       default: {

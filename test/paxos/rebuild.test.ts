@@ -163,6 +163,98 @@ describe('protocol-aware recovery of an empty replica', () => {
     expect([...h.applied[1]!.values()].filter((v) => v !== '')).toEqual(['a', 'b']);
   });
 
+  it('staggered first start: a replica that probes after the first one voted is told it was counted empty, and votes', () => {
+    // The Kubernetes run: all three start probing; r0's probes are answered first, r0 decides on
+    // a first start and campaigns (it promised itself: it now reports has_state). Only then are
+    // r1's and r2's probes answered. Before the fix they rebuilt, waiting for a leader elected
+    // by every other replica, which never came with r0 the only voter.
+    const h = new Harness();
+    for (const ordinal of [0, 1, 2]) h.wipe(ordinal, [0.1, 0.5, 0.9][ordinal]);
+    h.drop = (m) => m.body?.$case === 'probeReply' && m.to !== 0;
+    h.tick(4);
+    expect(h.cores[0]!.votingState).toBe('voter');
+    expect(h.cores[1]!.votingState).toBe('probing');
+    expect(h.cores[2]!.votingState).toBe('probing');
+    const seen = tickRecording(h, 40);
+    expect(seen.some((m) => m.from === 0 && m.body?.$case === 'prepare')).toBe(true);
+    expect(h.cores[0]!.role).toBe('candidate');
+    h.drop = () => false;
+    h.tick(80);
+    expect(h.cores.map((core) => core.votingState)).toEqual(['voter', 'voter', 'voter']);
+    const leader = h.leader();
+    expect(leader).toBeDefined();
+    leader!.propose(Buffer.from('a'));
+    h.tick(6);
+    for (const ordinal of [0, 1, 2]) expect([...h.applied[ordinal]!.values()].filter((v) => v !== '')).toEqual(['a']);
+  });
+
+  it('staggered first start: a replica still rebuilding when it hears counted_empty votes too', () => {
+    // r1 first hears r0's has_state reply, from before r0 remembered anything for it (it is
+    // told counted_empty only by a later reply): it is rebuilding, and must leave it.
+    const h = new Harness();
+    for (const ordinal of [0, 1, 2]) h.wipe(ordinal, [0.1, 0.5, 0.9][ordinal]);
+    h.drop = (m) => m.body?.$case === 'probeReply' && m.to !== 0;
+    h.tick(30);
+    expect(h.cores[0]!.votingState).toBe('voter');
+    // r0's replies reach r1 without counted_empty (as from a replica that never counted it).
+    h.drop = (m) => m.body?.$case === 'probeReply' && m.to === 2;
+    const strip = h.inbox.push.bind(h.inbox);
+    h.inbox.push = (...messages: PaxosMessage[]) =>
+      strip(...messages.map((m) => (m.body?.$case === 'probeReply' && m.to === 1 ? { ...m, body: { ...m.body, probeReply: { ...m.body.probeReply, countedEmpty: false } } } : m)));
+    h.tick(6);
+    expect(h.cores[1]!.votingState).toBe('rebuilding');
+    h.inbox.push = strip;
+    h.drop = () => false;
+    h.tick(80);
+    expect(h.cores.map((core) => core.votingState)).toEqual(['voter', 'voter', 'voter']);
+    expect(h.leader()).toBeDefined();
+  });
+
+  it('staggered first start with five replicas: every replica ends up voting (counted empty, or rebuilt under a leader of all the others)', () => {
+    const randoms = [0.1, 0.3, 0.5, 0.7, 0.9];
+    const h = new Harness(randoms);
+    for (const ordinal of [0, 1, 2, 3, 4]) h.wipe(ordinal, randoms[ordinal]);
+    h.drop = (m) => m.body?.$case === 'probeReply' && m.to !== 0;
+    h.tick(30);
+    expect(h.cores[0]!.votingState).toBe('voter');
+    expect(h.cores[0]!.role).toBe('candidate');
+    h.drop = () => false;
+    h.tick(150);
+    expect(h.cores.map((core) => core.votingState)).toEqual(['voter', 'voter', 'voter', 'voter', 'voter']);
+    expect(h.leader()).toBeDefined();
+  });
+
+  it('after a first start, a replica that loses its disk (a new life, a new nonce) is not told counted_empty: it rebuilds', () => {
+    // r0 decided on a first start counting r1's and r2's empty replies of their first lives.
+    const h = new Harness();
+    for (const ordinal of [0, 1, 2]) h.wipe(ordinal, [0.1, 0.5, 0.9][ordinal]);
+    h.drop = (m) => m.body?.$case === 'probeReply' && m.to !== 0;
+    h.tick(4);
+    h.drop = () => false;
+    h.tick(60);
+    expect(h.cores.map((core) => core.votingState)).toEqual(['voter', 'voter', 'voter']);
+    const leader = h.leader()!;
+    expect(leader.ordinal).toBe(0);
+    for (const text of ['a', 'b']) leader.propose(Buffer.from(text));
+    h.tick(5);
+    // The shard ran, r1 helped choose; now r1's disk is lost and r2 is away. r1 may hold
+    // nothing of what it promised or accepted: it must not vote, or r0 and r1 could choose
+    // without anything r1 accepted before.
+    h.down.add(2);
+    h.wipe(1, 0.3);
+    const before = leader.commitIndex;
+    leader.propose(Buffer.from('x'));
+    const seen = tickRecording(h, 40);
+    expect(h.cores[1]!.votingState).toBe('rebuilding');
+    expect(votesFrom(seen, 1)).toEqual([]);
+    expect(leader.commitIndex).toBe(before);
+    // r2 is back: a leader elected by r0 and r2, and r1 rebuilds.
+    h.down.delete(2);
+    h.tick(150);
+    expect(h.cores[1]!.votingState).toBe('voter');
+    expect(h.leader()).toBeDefined();
+  });
+
   it('a single replica with an empty data dir is at its first start', () => {
     const core = new PaxosCore({ ...base, replicaCount: 1, ordinal: 0, random: () => 0.5, votingState: 'probing' });
     expect(core.votingState).toBe('voter');

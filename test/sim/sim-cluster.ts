@@ -131,6 +131,13 @@ export interface SimOptions {
    * credits out of its lower bound (it still checks every other credit and debit).
    */
   knownBugDecidedCreditsIgnored?: boolean;
+  /**
+   * The cluster's very first start: every replica starts with an empty data dir and the
+   * not-voting marker (probing), each at a time drawn in [0, startMsMax] (pods start seconds
+   * apart). Crashes and disk losses of a shard wait until all its replicas vote: a first-start
+   * voter's memory of whom it counted empty is not durable (see VotingState in paxos-core.ts).
+   */
+  firstStart?: { startMsMax: number };
   /** A scripted scenario: no workload and no faults of its own; the script drives (see scripted.test.ts). */
   scripted?: boolean;
   /**
@@ -467,9 +474,22 @@ export class SimCluster {
       }
       this.replicas.push(group);
     }
+    if (options.firstStart) {
+      for (const group of this.replicas) {
+        this.firstStartOpen.push(true);
+        for (const replica of group) {
+          replica.loseDisk();
+          replica.crash();
+          replica.restartAtMs = this.faultRng.int(0, options.firstStart.startMsMax + 1);
+        }
+      }
+    }
     if (options.scripted) this.clientsDriven = false;
     else this.makeWorkload();
   }
+
+  /** Per shard: at its first start (options.firstStart) and not every replica votes yet. */
+  private readonly firstStartOpen: boolean[] = [];
 
   // ---- Scripted scenarios (replica_test.zig style): quiet network, the script acts ----
 
@@ -520,6 +540,14 @@ export class SimCluster {
     });
     this.log('net', `script: s${shard} {${ordinals.join(',')}} cut from the rest of the shard`);
   }
+
+  /** Paxos messages matching `predicate` are lost (until called again with undefined). */
+  dropPaxosWhere(predicate: ((message: PaxosMessage) => boolean) | undefined): void {
+    this.dropPaxos = predicate;
+    this.log('net', predicate ? 'script: some Paxos messages are dropped' : 'script: no Paxos message is dropped');
+  }
+
+  private dropPaxos: ((message: PaxosMessage) => boolean) | undefined;
 
   /** A linearizable read of one item sent to one replica; checked with the history at finish(). */
   sendRead(item: number, replica: SimReplica): void {
@@ -844,7 +872,7 @@ export class SimCluster {
           if (!replica.starting && this.nowMs >= replica.restartAtMs) this.restartReplica(replica);
           continue;
         }
-        if (!this.faultsOn) continue;
+        if (!this.faultsOn || this.firstStartOpen[replica.shard]) continue;
         if (this.options.storage && rng.chance(this.options.storage.bitFlipProbabilityPerStep) && this.mayCorrupt(replica) && replica.fs!.flipBit()) {
           this.stats.bitFlips += 1;
           this.log(replica.name, `disk: a bit flipped in ${replica.fs!.corruptions.at(-1)!.path} at byte ${replica.fs!.corruptions.at(-1)!.offset}`);
@@ -865,9 +893,11 @@ export class SimCluster {
     if (this.faultsOn) {
       if (rng.chance(f.powerLossProbabilityPerStep)) {
         const shard = rng.int(0, this.replicas.length);
-        this.stats.powerLosses += 1;
-        this.log(`s${shard}`, 'power loss: every replica of the shard crashes');
-        for (const replica of this.replicas[shard]!) if (replica.up) this.crashReplica(replica, 'power loss');
+        if (!this.firstStartOpen[shard]) {
+          this.stats.powerLosses += 1;
+          this.log(`s${shard}`, 'power loss: every replica of the shard crashes');
+          for (const replica of this.replicas[shard]!) if (replica.up) this.crashReplica(replica, 'power loss');
+        }
       }
       this.runFlips();
       for (const partition of [...this.partitions]) {
@@ -1161,6 +1191,11 @@ export class SimCluster {
     this.crashReplica(replica, `fail-stop: ${error instanceof Error ? error.message : String(error)}${error instanceof Error && error.cause instanceof Error ? ` (${error.cause.message})` : ''}`);
   }
 
+  /** A shard's first start is over once every replica votes (faults were held off until then). */
+  private noteVoting(replica: SimReplica): void {
+    if (this.replicas[replica.shard]!.every((r) => r.up && r.node.core.votingState === 'voter')) this.firstStartOpen[replica.shard] = false;
+  }
+
   private removeMarkerThenVote(replica: SimReplica): void {
     const incarnation = replica.incarnation;
     replica.persistChain = replica.persistChain
@@ -1170,6 +1205,7 @@ export class SimCluster {
           this.guard(() => {
             if (incarnation !== replica.incarnation || !replica.up) return;
             replica.node.core.startVoting();
+            this.noteVoting(replica);
             this.process(replica);
           }),
         (error: unknown) => this.guard(() => incarnation === replica.incarnation && replica.up && this.storageFailed(replica, error)),
@@ -1314,7 +1350,10 @@ export class SimCluster {
       this.log(replica.name, `voting again (${event.reason})  ${this.shardStatus(replica.shard)}`);
       replica.diskLost = false;
       if (replica.fs) this.removeMarkerThenVote(replica);
-      else replica.node.core.startVoting();
+      else {
+        replica.node.core.startVoting();
+        this.noteVoting(replica);
+      }
     }
   }
 
@@ -1334,7 +1373,7 @@ export class SimCluster {
     if (applied < replica.lastApplied) this.fail('safety', `${replica.name}: applied index went back from ${replica.lastApplied} to ${applied} while running`);
     replica.lastApplied = applied;
     // Crash at the worst instant: right after it spoke, with writes still pending.
-    if (this.faultsOn && spoke && replica.pendingWrites > 0 && this.faultRng.chance(f.crashAfterSendProbability)) {
+    if (this.faultsOn && !this.firstStartOpen[replica.shard] && spoke && replica.pendingWrites > 0 && this.faultRng.chance(f.crashAfterSendProbability)) {
       this.stats.crashesAfterSend += 1;
       this.crashReplica(replica, 'crash right after sending, before its fsync');
     }
@@ -1468,6 +1507,7 @@ export class SimCluster {
 
   private sendPaxos(message: PaxosMessage): void {
     this.checkClaim(message);
+    if (this.dropPaxos?.(message)) return;
     // Messages cross the network encoded, as in production: the codec is part of what is tested.
     this.enqueue('paxos', message.shard, message.from, message.shard, message.to, PaxosCodec.encode(message).finish());
   }

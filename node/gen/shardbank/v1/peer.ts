@@ -95,6 +95,17 @@ export interface ProbeReply {
   leader: boolean;
   lastSlot: number;
   nonce: number;
+  /**
+   * The sender's own life nonce (the nonce of its own probes): a replica that decides on a
+   * first start remembers it for each empty reply it counted.
+   */
+  replierNonce: number;
+  /**
+   * The sender decided on a first start counting an empty reply from the receiver in this
+   * life (the probe's nonce is the replier_nonce it remembered): the receiver never voted,
+   * so it may vote now, even if it is rebuilding (see the VotingState doc in paxos-core.ts).
+   */
+  countedEmpty: boolean;
 }
 
 /** Phase 1a: the candidate asks for every slot above its own chosen prefix. */
@@ -1188,7 +1199,7 @@ export const Probe: MessageFns<Probe> = {
 };
 
 function createBaseProbeReply(): ProbeReply {
-  return { hasState: false, leader: false, lastSlot: 0, nonce: 0 };
+  return { hasState: false, leader: false, lastSlot: 0, nonce: 0, replierNonce: 0, countedEmpty: false };
 }
 
 export const ProbeReply: MessageFns<ProbeReply> = {
@@ -1204,6 +1215,12 @@ export const ProbeReply: MessageFns<ProbeReply> = {
     }
     if (message.nonce !== 0) {
       writeUint64(writer.uint32(32), message.nonce);
+    }
+    if (message.replierNonce !== 0) {
+      writeUint64(writer.uint32(40), message.replierNonce);
+    }
+    if (message.countedEmpty !== false) {
+      writer.uint32(48).bool(message.countedEmpty);
     }
     return writer;
   },
@@ -1253,6 +1270,22 @@ export const ProbeReply: MessageFns<ProbeReply> = {
             message.nonce = readUint64(reader);
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.replierNonce = readUint64(reader);
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.countedEmpty = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1279,6 +1312,16 @@ export const ProbeReply: MessageFns<ProbeReply> = {
         ? globalThis.Number(object.last_slot)
         : 0,
       nonce: isSet(object.nonce) ? globalThis.Number(object.nonce) : 0,
+      replierNonce: isSet(object.replierNonce)
+        ? globalThis.Number(object.replierNonce)
+        : isSet(object.replier_nonce)
+        ? globalThis.Number(object.replier_nonce)
+        : 0,
+      countedEmpty: isSet(object.countedEmpty)
+        ? globalThis.Boolean(object.countedEmpty)
+        : isSet(object.counted_empty)
+        ? globalThis.Boolean(object.counted_empty)
+        : false,
     };
   },
 
@@ -1296,6 +1339,12 @@ export const ProbeReply: MessageFns<ProbeReply> = {
     if (message.nonce !== 0) {
       obj.nonce = Math.round(message.nonce);
     }
+    if (message.replierNonce !== 0) {
+      obj.replierNonce = Math.round(message.replierNonce);
+    }
+    if (message.countedEmpty !== false) {
+      obj.countedEmpty = message.countedEmpty;
+    }
     return obj;
   },
 
@@ -1308,6 +1357,8 @@ export const ProbeReply: MessageFns<ProbeReply> = {
     message.leader = object.leader ?? false;
     message.lastSlot = object.lastSlot ?? 0;
     message.nonce = object.nonce ?? 0;
+    message.replierNonce = object.replierNonce ?? 0;
+    message.countedEmpty = object.countedEmpty ?? false;
     return message;
   },
 };
