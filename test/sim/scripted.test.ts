@@ -4,7 +4,7 @@
 // simulator's full checks (money conserved, every COMMITTED transfer applied exactly once,
 // replicas agree, the history linearizable).
 import { describe, expect, it } from 'vitest';
-import { SimCluster, type SimFaults, type SimOptions } from './sim-cluster.js';
+import { SimCluster, type SimFaults, type SimOptions, type SimSettings } from './sim-cluster.js';
 import { BASE_SETTINGS, KNOWN_BUGS } from './scenarios.js';
 
 const QUIET: SimFaults = {
@@ -14,7 +14,7 @@ const QUIET: SimFaults = {
   syncSpikeProbability: 0, replayProbability: 0, mismatchProbability: 0,
 };
 
-function scripted(shards: number, seed = 1, replicasPerShard = 3): SimCluster {
+function scripted(shards: number, seed = 1, replicasPerShard = 3, settings: Partial<SimSettings> = {}): SimCluster {
   const options: SimOptions = {
     seed,
     scenario: 'scripted',
@@ -27,7 +27,7 @@ function scripted(shards: number, seed = 1, replicasPerShard = 3): SimCluster {
     hotItems: 0,
     faults: QUIET,
     // One command per slot, so an old leader's unchosen tail is several slots long.
-    settings: { ...BASE_SETTINGS, inflightSlotsMax: 8, commandsPerSlotMax: 1 },
+    settings: { ...BASE_SETTINGS, inflightSlotsMax: 8, commandsPerSlotMax: 1, ...settings },
     scripted: true,
     ...(process.env.SHARDBANK_SIM_TRACE === '1' ? { trace: (line: string) => console.log(line) } : {}),
   };
@@ -64,6 +64,40 @@ describe('scripted simulation', () => {
     expect(result.repeatedRequests).toBeGreaterThan(0);
     expect(sim.repeated.has('x#1')).toBe(true);
     expect(x.outcome).toBeDefined();
+  });
+
+  /**
+   * Swarm seed 46844 (7 replicas, one command per slot, two slots in flight): clients contend
+   * for one item of the coordinator shard while the participant is slow. Every attempt that
+   * applies while another one's debit reserves the item is a conflict, retried; at 73bae90+
+   * each such attempt cost the participant two slots (its PartPrepare, sent in parallel, and the
+   * ABORT), so the participant fell further behind than the coordinator's vote timeout and
+   * every prepared attempt timed out in turn: nothing committed, for good. An attempt that
+   * applied state already shows to conflict must take no slot anywhere.
+   */
+  it('contention on one item while the participant is slow: attempts bound to conflict cost the participant no slot, and every request ends', () => {
+    const sim = scripted(2, 1, 3, { inflightSlotsMax: 1, commandsPerSlotMax: 1, burstMax: 4 });
+    sim.runUntil('leaders in both shards', () => sim.leader(0) !== undefined && sim.leader(1) !== undefined);
+    // Shard 0's votes and inquiries are held: the debit of item 11 that prepares first keeps
+    // its reservation until the coordinator's vote timeout (60 ticks here) aborts it, and the
+    // next one then does the same.
+    sim.holdTxWhere((m) => m.fromShard === 0 && (m.body?.$case === 'vote' || m.body?.$case === 'inquiry'));
+    const requests = [];
+    for (let client = 0; client < 40; client += 1) for (let r = 1; r <= 2; r += 1) requests.push(sim.addRequest(`h${client}`, 11, 1 + ((client + r) % 10), 6, r));
+    const participant = sim.leader(0)!;
+    const appliedBefore = participant.node.bank.appliedIndex;
+    sim.startClients();
+    sim.runFor(3000);
+    expect(sim.leader(0)).toBe(participant);
+    expect(sim.requestsOpen).toBe(requests.length);
+    // Two slots (PartPrepare, PartDecision) for each attempt that prepared, and for each one
+    // that passed the check on applied state while another one was still on its way to a slot
+    // (81 here), instead of two for every retry of every waiter (890 before the fix).
+    expect(participant.node.bank.appliedIndex - appliedBefore).toBeLessThan(2 * requests.length);
+    const result = sim.finish();
+    // One transfer of 6 out of 10 commits; the others are then INSUFFICIENT_FUNDS for good.
+    expect(result.committed).toBe(1);
+    expect(result.insufficient).toBe(requests.length - 1);
   });
 
   it('five replicas: a deposed leader that still reaches one follower serves no stale read', () => {

@@ -512,6 +512,21 @@ export class SimCluster {
     this.submit(request, 'attempt', request.amount, 0, replica);
   }
 
+  /**
+   * From now on the simulated clients drive the script's requests as in a random run: every
+   * request without an outcome is sent (its client's burst limit allowed) and retried after a
+   * refusal or a timeout, while the script's cuts and holds stay in force.
+   */
+  startClients(): void {
+    this.clientsDriven = true;
+    for (const request of this.requests) if (request.outcome === undefined && request.inflightToken === undefined) request.nextTryMs = this.nowMs;
+  }
+
+  /** Requests added by the script that have no outcome yet. */
+  get requestsOpen(): number {
+    return this.requests.filter((r) => r.outcome === undefined).length;
+  }
+
   /** Heals everything, lets clients retry until every request has its outcome, converges, and checks. */
   finish(): SimResult {
     this.releaseTx();
