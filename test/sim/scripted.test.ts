@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { SimCluster, type SimFaults, type SimOptions, type SimSettings } from './sim-cluster.js';
 import { BASE_SETTINGS, KNOWN_BUGS } from './scenarios.js';
+import { Outcome } from '../../node/gen/shardbank/v1/bank.js';
 
 const QUIET: SimFaults = {
   dropProbability: 0, duplicateProbability: 0, slowProbability: 0, slowDelayMsMax: 0, crashProbabilityPerStep: 0,
@@ -98,6 +99,40 @@ describe('scripted simulation', () => {
     // One transfer of 6 out of 10 commits; the others are then INSUFFICIENT_FUNDS for good.
     expect(result.committed).toBe(1);
     expect(result.insufficient).toBe(requests.length - 1);
+  });
+
+  /**
+   * The coordinator decides, answers the client and dies before the participant hears the
+   * decision: the participant stays prepared (its inquiries get no answer either), and the
+   * coordinator shard's next leader finds the decided record in the replicated state and
+   * re-sends it (or answers the participant's inquiry from it). Both shards end the same, the
+   * credit applies once, money is conserved. (What test/replica/cross-shard.test.ts proved with
+   * the production fault hook SHARDBANK_FAULT_HOLD_DECISIONS_FILE, now without one.)
+   */
+  it('a coordinator leader crashes between its decision and the participant learning it: the next leader finishes the transfer on both shards', () => {
+    const sim = scripted(2);
+    sim.runUntil('leaders in both shards', () => sim.leader(0) !== undefined && sim.leader(1) !== undefined);
+    const a0 = sim.leader(0)!;
+    // Nothing shard 0 says about a decision reaches shard 1: not the DECISION, not the answer to an inquiry.
+    sim.holdTxWhere((m) => m.fromShard === 0 && m.body?.$case === 'decision');
+    const x = sim.addRequest('x', 1, 11, 3);
+    sim.send(x, a0);
+    sim.runUntil('X answered by a0', () => x.outcome !== undefined);
+    expect(x.outcome).toBe(Outcome.COMMITTED);
+    const participant = sim.leader(1)!;
+    // Long past the participant's inquiry timeout (12 ticks): still prepared, the credit pending.
+    sim.runFor(1000);
+    expect(sim.group(1).every((r) => r.node.bank.inflightCount() === 1)).toBe(true);
+    expect(participant.node.bank.balance(11)).toBe(10);
+    sim.crashNow(0, a0.ordinal);
+    expect(sim.dropHeldTx()).toBeGreaterThan(0);
+    sim.runUntil('another leader of shard 0', () => sim.leader(0) !== undefined && sim.leader(0) !== a0);
+    sim.runUntil('the participant shard applied the decision', () => sim.group(1).every((r) => r.node.bank.inflightCount() === 0));
+    expect(sim.group(1).map((r) => r.node.bank.balance(11))).toEqual([13, 13, 13]);
+    expect(sim.leader(0)!.node.bank.balance(1)).toBe(7);
+    sim.runUntil("the coordinator's record acknowledged and collected", () => sim.leader(0)!.node.bank.inflightCount() === 0);
+    sim.restartReplicaNow(0, a0.ordinal);
+    sim.finish();
   });
 
   it('five replicas: a deposed leader that still reaches one follower serves no stale read', () => {
