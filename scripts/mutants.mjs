@@ -117,7 +117,9 @@ function cleanup() {
   if (child && child.exitCode === null) {
     try {
       process.kill(-child.pid, 'SIGKILL');
-    } catch {}
+    } catch {
+      // already gone
+    }
   }
   if (values.keep) console.log(`scratch copy kept: ${scratch}`);
   else rmSync(scratch, { recursive: true, force: true });
@@ -151,7 +153,9 @@ function run(command, args, env = {}) {
       output += `\n[timed out after ${values['timeout-s']} s]`;
       try {
         process.kill(-child.pid, 'SIGKILL');
-      } catch {}
+      } catch {
+        // already gone
+      }
     }, Number(values['timeout-s']) * 1000);
     child.stdout.on('data', (d) => (output += d));
     child.stderr.on('data', (d) => (output += d));

@@ -62,6 +62,9 @@ export type SessionCheck =
   /** No open session of this client with this epoch: refused, never run. */
   | { kind: 'expired'; epoch: number; current: number | undefined; issued: boolean };
 
+/** The answer for a request id the session has not seen: one shared object (checked per transfer on every replica). */
+const NEW_REQUEST: SessionCheck = Object.freeze({ kind: 'new' });
+
 /** FNV-1a over the transfer's arguments: the same request id with other arguments is refused. */
 export function transferDigest(from: number, to: number, amount: number): number {
   let hash = 0x811c9dc5;
@@ -148,7 +151,7 @@ export class SessionTable {
       return { kind: 'duplicate', result };
     }
     if (requestId <= session.evictedBelow) return { kind: 'stale', watermark: session.evictedBelow };
-    return { kind: 'new' };
+    return NEW_REQUEST;
   }
 
   /**

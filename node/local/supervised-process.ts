@@ -34,8 +34,7 @@ export interface ProcessEvents {
   onSpawnError?(error: NodeJS.ErrnoException): void;
 }
 
-const STATES = ['idle', 'running', 'waiting', 'stopping', 'stopped'] as const;
-type State = (typeof STATES)[number];
+type State = 'idle' | 'running' | 'waiting' | 'stopping' | 'stopped';
 
 export class SupervisedProcess {
   private child: ChildProcess | undefined;

@@ -24,12 +24,6 @@ export interface TwoPhaseCommitTiming {
 export type TxBody = NonNullable<TxMessage['body']>;
 type BodyOf<K extends TxBody['$case']> = Extract<TxBody, { $case: K }>;
 
-interface TxTimer {
-  /** The scan that last saw this transaction live; older timers belong to finished ones. */
-  seenInScan: number;
-  sinceTick: number;
-  lastSentTick: number;
-}
 
 /** What this leader did for one transaction that the replicated state does not show yet. */
 interface LeaderTx {
@@ -45,7 +39,15 @@ interface LeaderTx {
   prepareProposed: boolean;
   /** Participant: a PartDecision is proposed and not applied yet. */
   decisionApplyProposed: boolean;
-  timer: TxTimer | undefined;
+  /**
+   * The resend/timeout timer, kept inline (no object of its own: a record per transaction is
+   * made on every leader at thousands per second). timed: the timer runs.
+   */
+  timed: boolean;
+  /** The scan that last saw this transaction live; older timers belong to finished ones. */
+  seenInScan: number;
+  sinceTick: number;
+  lastSentTick: number;
 }
 
 /** Leader records at once: bounded by the transactions in flight, which client limits bound. */
@@ -215,7 +217,8 @@ export class TwoPhaseCommit {
       // Decided participant records only wait for garbage collection: nothing to drive.
       if (record.role === 'participant' && record.state !== 'prepared') continue;
       const tx = this.record(key);
-      const timer = tx.timer ?? (tx.timer = { sinceTick: this.ticks, lastSentTick: Number.NEGATIVE_INFINITY, seenInScan: this.scans });
+      if (!tx.timed) this.startTimer(tx, Number.NEGATIVE_INFINITY);
+      const timer = tx;
       timer.seenInScan = this.scans;
       const resendDue = this.ticks - timer.lastSentTick >= t.txResendTicks;
       if (record.role === 'coordinator') {
@@ -241,7 +244,7 @@ export class TwoPhaseCommit {
     }
     // Timers of transactions that finished or were collected go with them (bounded memory).
     for (const [key, tx] of this.txs) {
-      if (tx.timer !== undefined && tx.timer.seenInScan !== this.scans) tx.timer = undefined;
+      if (tx.timed && tx.seenInScan !== this.scans) tx.timed = false;
       this.tidy(key, tx);
     }
   }
@@ -253,7 +256,7 @@ export class TwoPhaseCommit {
     this.txSeq = 0;
     this.txs.clear();
     for (const [key] of bank.transactionEntries()) {
-      this.record(key).timer = { sinceTick: this.ticks, lastSentTick: Number.NEGATIVE_INFINITY, seenInScan: this.scans };
+      this.startTimer(this.record(key), Number.NEGATIVE_INFINITY);
     }
   }
 
@@ -284,14 +287,21 @@ export class TwoPhaseCommit {
   }
 
   private touchTimer(tx: LeaderTx, reset: boolean): void {
-    if (tx.timer && !reset) return;
-    tx.timer = { sinceTick: this.ticks, lastSentTick: this.ticks, seenInScan: this.scans };
+    if (tx.timed && !reset) return;
+    this.startTimer(tx, this.ticks);
+  }
+
+  private startTimer(tx: LeaderTx, lastSentTick: number): void {
+    tx.timed = true;
+    tx.sinceTick = this.ticks;
+    tx.lastSentTick = lastSentTick;
+    tx.seenInScan = this.scans;
   }
 
   private record(key: string): LeaderTx {
     let tx = this.txs.get(key);
     if (tx === undefined) {
-      tx = { proposedTo: undefined, earlyVote: undefined, decisionProposed: false, ackQueued: false, prepareProposed: false, decisionApplyProposed: false, timer: undefined };
+      tx = { proposedTo: undefined, earlyVote: undefined, decisionProposed: false, ackQueued: false, prepareProposed: false, decisionApplyProposed: false, timed: false, seenInScan: 0, sinceTick: 0, lastSentTick: 0 };
       this.txs.set(key, tx);
       assert(this.txs.size <= LEADER_TXS_MAX, `more than ${LEADER_TXS_MAX} transactions tracked by the leader`);
     }
@@ -300,7 +310,7 @@ export class TwoPhaseCommit {
 
   /** A record with nothing left to remember goes. */
   private tidy(key: string, tx: LeaderTx): void {
-    const idle = tx.proposedTo === undefined && tx.earlyVote === undefined && !tx.decisionProposed && !tx.ackQueued && !tx.prepareProposed && !tx.decisionApplyProposed && tx.timer === undefined;
+    const idle = tx.proposedTo === undefined && tx.earlyVote === undefined && !tx.decisionProposed && !tx.ackQueued && !tx.prepareProposed && !tx.decisionApplyProposed && !tx.timed;
     if (idle) this.txs.delete(key);
   }
 

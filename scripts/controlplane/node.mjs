@@ -208,7 +208,7 @@ function corefile(dirs) {
 }
 
 /** Cluster objects the host-run add-ons need: RBAC for CoreDNS and the provisioner, the storage class. */
-function addonsYaml(dirs) {
+function addonsYaml() {
   return `apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata: {name: "shardbank:coredns"}
@@ -414,7 +414,7 @@ export async function startNode({ onLaunch = () => {}, log = () => {} } = {}) {
   writeFileSync(join(d, 'Corefile'), corefile(dirs));
   start('coredns', bin.coredns, ['-conf', `${d}/Corefile`, '-dns.port', '53']);
 
-  kubectl(['apply', '-f', '-'], addonsYaml(dirs));
+  kubectl(['apply', '-f', '-'], addonsYaml());
   writeFileSync(join(d, 'local-path-config.json'), localPathConfig(dirs));
   writeFileSync(join(d, 'local-path-helper-pod.yaml'), helperPodYaml());
   start('local-path-provisioner', bin['local-path-provisioner'], [

@@ -177,6 +177,6 @@ describe('chaos output', () => {
     expect(json).toMatchObject({ ok: true, durationS: 1, faults: { replicaKills: 2, natsKills: 1 }, counts: { committed: 1, items: 2, replicasCompared: 2 } });
     const text = chaosText(verdict, { replicaKills: 2, natsKills: 1 }, { outcomeUnknown: 1, pendingAtEnd: 0 });
     expect(text.split('\n').at(-1)).toBe('PASS: every invariant held');
-    expect(text).toMatch(/ok   exactlyOnce: 1 committed transfers applied exactly once/);
+    expect(text).toMatch(/ok {3}exactlyOnce: 1 committed transfers applied exactly once/);
   });
 });

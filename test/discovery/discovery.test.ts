@@ -6,7 +6,6 @@ import {
   compareBallots,
   decode,
   keyFor,
-  subjectFor,
   type LeaderRecord,
 } from '../../node/discovery/leader-record.js';
 import { KvOutcome, LeaderAnnouncer } from '../../node/discovery/leader-announcer.js';

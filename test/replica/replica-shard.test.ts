@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
-import { Outcome, Consistency, type TransferStreamReply, type TransferStreamRequest } from '../../node/gen/shardbank/v1/bank.js';
+import { Outcome, type TransferStreamReply, type TransferStreamRequest } from '../../node/gen/shardbank/v1/bank.js';
 import { ShardbankClient } from '../../node/client/bank-client.js';
 import { ReplicaCluster, pollUntil } from '../support/replica-cluster.js';
 import { BankLedger } from '../support/bank-ledger.js';

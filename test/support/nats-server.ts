@@ -3,7 +3,7 @@
 // connection (with "jetstream":true), never a sleep.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants, mkdtempSync, rmSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { freeListeningPorts } from '../../node/util/listen-ports.js';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
