@@ -7,7 +7,7 @@
 // pending debits) and a prepared credit is only recorded (credits commute and never count as
 // available). Nothing waits on a lock, so there is no deadlock; a shortfall caused only by
 // pending debits is a conflict that the leader retries, never INSUFFICIENT_FUNDS.
-import { assert } from '../util/assert.js';
+import { assert, invariantViolated } from '../util/assert.js';
 import type { Topology } from '../cluster/topology.js';
 import { initialShardTotal, shardItemRange, shardOfItem, isItem } from '../cluster/topology.js';
 import type {
@@ -107,7 +107,7 @@ export class BankState {
   }
 
   balance(item: number): number {
-    assert(this.ownsItem(item), `item ${item} is not on shard ${this.shard}`);
+    if (!(this.ownsItem(item))) invariantViolated(`item ${item} is not on shard ${this.shard}`);
     return this.balances[item - this.firstItem]!;
   }
 
@@ -164,7 +164,7 @@ export class BankState {
     // Every record is created at or above the watermark and lastCoordinatorTxid covers every
     // record ever created (tombstones too), so the watermark can only rise. It must: a
     // participant forgets decided records below it and a CoordPrepare below it is refused.
-    assert(compareTxIds(watermark, this.ownWatermarkLast) >= 0, `coordinator watermark went down: ${txKey(watermark)} after ${txKey(this.ownWatermarkLast)}`);
+    if (!(compareTxIds(watermark, this.ownWatermarkLast) >= 0)) invariantViolated(`coordinator watermark went down: ${txKey(watermark)} after ${txKey(this.ownWatermarkLast)}`);
     this.ownWatermarkLast = watermark;
     this.ownWatermarkCache = watermark;
     return watermark;
@@ -177,7 +177,7 @@ export class BankState {
   // ---- Apply ----
 
   apply(index: number, command: Command): ApplyEvent[] {
-    assert(index >= this.appliedIndex, `apply went backwards: ${index} after ${this.appliedIndex}`);
+    if (!(index >= this.appliedIndex)) invariantViolated(`apply went backwards: ${index} after ${this.appliedIndex}`);
     this.appliedIndex = index;
     const body = command.body;
     if (!body) return [];
@@ -226,11 +226,11 @@ export class BankState {
    * after every command on the running sum, and on a full recount at every snapshot.
    */
   private assertConservation(total: number): void {
-    assert(total === initialShardTotal(this.topology) + this.totalDelta, `shard ${this.shard} total ${total} != initial + committed moves`);
+    if (!(total === initialShardTotal(this.topology) + this.totalDelta)) invariantViolated(`shard ${this.shard} total ${total} != initial + committed moves`);
   }
 
   private setBalance(item: number, value: number): void {
-    assert(Number.isSafeInteger(value) && value >= 0, `balance of item ${item} would be ${value}`);
+    if (!(Number.isSafeInteger(value) && value >= 0)) invariantViolated(`balance of item ${item} would be ${value}`);
     const index = item - this.firstItem;
     this.total += value - this.balances[index]!;
     this.balances[index] = value;
@@ -242,8 +242,10 @@ export class BankState {
 
   /** Sum of the prepared, undecided credits to `item` (they never count as available). */
   private pendingCreditTotal(item: number): number {
+    const keys = this.pendingCredit.get(item);
+    if (keys === undefined) return 0;
     let total = 0;
-    for (const key of this.pendingCredit.get(item) ?? []) total += this.transactions.get(key)!.amount;
+    for (const key of keys) total += this.transactions.get(key)!.amount;
     return total;
   }
 
@@ -346,7 +348,7 @@ export class BankState {
 
   /** Keeps the watermark cache valid without a scan in the common case (ids only grow). */
   private noteCoordinatorRecordAdded(txid: TxId): void {
-    assert(compareTxIds(txid, this.ownWatermark()) >= 0, `coordinator record ${txKey(txid)} below the watermark`);
+    if (!(compareTxIds(txid, this.ownWatermark()) >= 0)) invariantViolated(`coordinator record ${txKey(txid)} below the watermark`);
     if (compareTxIds(txid, this.lastCoordinatorTxid) > 0) this.lastCoordinatorTxid = txid;
     const cached = this.ownWatermarkCache;
     if (cached && compareTxIds(txid, cached) < 0) this.ownWatermarkCache = undefined;
@@ -430,7 +432,7 @@ export class BankState {
     }
     if (record.state !== 'prepared') return [{ kind: 'noop' }];
     const pending = this.pendingDebit.get(record.from) ?? 0;
-    assert(pending >= record.amount, `reservation of item ${record.from} is smaller than its prepared debit`);
+    if (!(pending >= record.amount)) invariantViolated(`reservation of item ${record.from} is smaller than its prepared debit`);
     if (pending === record.amount) this.pendingDebit.delete(record.from);
     else this.pendingDebit.set(record.from, pending - record.amount);
     record.decisionIndex = index;
@@ -504,7 +506,7 @@ export class BankState {
     const record = this.transactions.get(key);
     if (!record) {
       if (compareTxIds(txid, this.watermarkOf(coordinatorShard)) >= 0) {
-        assert(!commit, `COMMIT for transaction ${key} that this participant never prepared`);
+        if (commit) invariantViolated(`COMMIT for transaction ${key} that this participant never prepared`);
         this.transactions.set(key, {
           txid, role: 'participant', state: 'aborted', from: 0, to: 0, amount: 0, peerShard: coordinatorShard,
           clientId: '', requestId: 0, prepareIndex: 0, decisionIndex: index, abortReason: 0, tombstone: true,
@@ -513,7 +515,7 @@ export class BankState {
       return [{ kind: 'part-decided', txid, coordinatorShard }];
     }
     if (record.state !== 'prepared') {
-      assert((record.state === 'committed') === commit || record.tombstone, `conflicting decisions for ${key}`);
+      if (!((record.state === 'committed') === commit || record.tombstone)) invariantViolated(`conflicting decisions for ${key}`);
       return [{ kind: 'part-decided', txid, coordinatorShard }];
     }
     const credits = this.pendingCredit.get(record.to);
@@ -533,7 +535,7 @@ export class BankState {
   // ---- Snapshots ----
 
   toSnapshot(): Buffer {
-    assert(this.shardTotal() === this.total, `shard ${this.shard}: running total ${this.total} differs from a recount`);
+    if (!(this.shardTotal() === this.total)) invariantViolated(`shard ${this.shard}: running total ${this.total} differs from a recount`);
     const { sessions, nextEpoch } = this.sessions.toRecords();
     const snapshot: BankSnapshot = {
       shard: this.shard,
@@ -553,7 +555,7 @@ export class BankState {
 
   static fromSnapshot(topology: Topology, shard: number, data: Buffer): BankState {
     const snapshot = BankSnapshotCodec.decode(data);
-    assert(snapshot.shard === shard, `snapshot is of shard ${snapshot.shard}, not ${shard}`);
+    if (!(snapshot.shard === shard)) invariantViolated(`snapshot is of shard ${snapshot.shard}, not ${shard}`);
     assert(snapshot.balances.length === topology.itemsPerShard, 'snapshot from a different topology');
     assert(snapshot.initialTotal === initialShardTotal(topology), 'snapshot from a different initial balance');
     const state = new BankState(topology, shard);
@@ -614,7 +616,7 @@ function recordToMessage(r: TxRecord): TxRecordMessage {
 
 function recordFromMessage(m: TxRecordMessage): TxRecord {
   const state = STATES_BY_CODE[m.state];
-  assert(state !== undefined, `bad transaction state ${m.state} in snapshot`);
+  if (!(state !== undefined)) invariantViolated(`bad transaction state ${m.state} in snapshot`);
   return {
     txid: txIdOf(m.txid), role: m.role === 0 ? 'coordinator' : 'participant', state, from: m.from, to: m.to,
     amount: m.amount, peerShard: m.peerShard - 1, clientId: m.clientId, requestId: m.requestId,

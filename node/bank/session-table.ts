@@ -11,7 +11,7 @@
 //
 // Eviction is deterministic (least recently used by apply order), so every replica evicts the
 // same sessions at the same log index; a snapshot keeps that order.
-import { assert } from '../util/assert.js';
+import { assert, invariantViolated } from '../util/assert.js';
 import type { SessionRecord, TxId } from '../gen/shardbank/v1/peer.js';
 
 export const SESSION_LIMITS = {
@@ -178,7 +178,7 @@ export class SessionTable {
   /** Records an outcome for a session that check() found open (or that has it in flight). */
   record(clientId: string, requestId: number, result: SessionResult): void {
     const session = this.sessions.get(clientId);
-    assert(session !== undefined, `recording a result for client ${clientId}, which has no open session`);
+    if (!(session !== undefined)) invariantViolated(`recording a result for client ${clientId}, which has no open session`);
     this.touch(clientId, session);
     const previous = session.results.get(requestId);
     if (previous === undefined) {
@@ -340,7 +340,7 @@ export class SessionTable {
           session.refs.push(result);
         }
       }
-      assert(record.epoch < table.nextEpoch || record.epoch === 0, `snapshot session epoch ${record.epoch} not below the epoch counter ${table.nextEpoch}`);
+      if (!(record.epoch < table.nextEpoch || record.epoch === 0)) invariantViolated(`snapshot session epoch ${record.epoch} not below the epoch counter ${table.nextEpoch}`);
       table.sessions.set(record.clientId, session);
       table.resultsCount += session.results.size;
       // The session used last is always the table's last entry (see touch()).

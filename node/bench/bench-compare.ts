@@ -1,8 +1,8 @@
 // `npm run bench:compare -- [--json] [--duration 10] [--clients 1,64] [--warmup 30] [--rounds 3] [--batch 1000 --batch-clients 16] [--only shardbank,by-kind,no-coalesce,batch,postgresql,etcd]`:
 // the reference workload (3 shards x 3 replicas, 9000 items, uniform pairs, amount 1, two in
-// three cross-shard, fsync on) against shardbank and the comparison systems in ../shared/anchors
-// (PostgreSQL one node, etcd three members), in one run on one machine, printed as one table
-// with the ratios.
+// three cross-shard, fsync on) against shardbank and the comparison workloads of
+// node/bench/anchors/ (PostgreSQL one node, etcd three members), in one run on one machine,
+// printed as one table with the ratios.
 //
 // Rounds: every system is started once and stays up; each round then measures every row of
 // every system, one after the other, and the table reports each row's median over the rounds.
@@ -10,13 +10,13 @@
 // measured minutes apart compare the host as much as the systems; interleaving them and taking
 // medians compares the systems.
 import { execFile } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 
+import { installAnchorClients } from './anchors/deps.js';
 import { medianRows, ratios, table, type Row } from './compare-table.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -108,62 +108,59 @@ async function startShardbank(runs: ShardbankRun[], durationS: number, warmupS: 
   return { name: 'shardbank', measure, stop };
 }
 
-async function anchorsDir(): Promise<string> {
-  const source = process.env.SHARDBANK_ANCHORS ?? path.resolve(REPO, '../shared/anchors');
-  if (!existsSync(path.join(source, 'pg-bank.js'))) throw new Error(`comparison workloads not found at ${source} (set SHARDBANK_ANCHORS)`);
-  // A writable copy with its own node_modules, cached outside the repository.
-  const cache = path.join(process.env.SHARDBANK_CACHE ?? path.join(os.homedir(), '.cache/shardbank'), 'anchors');
-  await mkdir(cache, { recursive: true });
-  for (const file of ['pg-bank.js', 'etcd-bank.js', 'pg-up.sh', 'etcd3-up.sh', 'package.json']) await cp(path.join(source, file), path.join(cache, file));
-  if (!existsSync(path.join(cache, 'node_modules/pg')) || !existsSync(path.join(cache, 'node_modules/etcd3'))) {
-    await run('npm', ['install', '--no-audit', '--no-fund', '--silent'], { cwd: cache, timeoutMs: 300_000 });
-  }
-  return cache;
+/** The comparison workloads: scripts in node/bench/anchors/, compiled workloads in dist/. */
+const ANCHORS_SOURCE = path.join(REPO, 'node/bench/anchors');
+const ANCHORS_BUILT = path.join(REPO, 'dist/node/bench/anchors');
+
+/** The workloads' npm clients (pg, etcd3), installed once into a cache outside the repository. */
+function anchorEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return { ...process.env, SHARDBANK_ANCHOR_DEPS: installAnchorClients(), ...extra };
 }
 
-/** One row per client count from a comparison workload script (`node SCRIPT CLIENTS SECONDS`). */
-async function runAnchorWorkload(dir: string, script: string, name: string, clients: number[], durationS: number, log: (text: string) => void): Promise<Row[]> {
+/** `NAME=VALUE` lines a start script printed. */
+function printedSettings(output: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const line of output.split('\n')) {
+    const match = /^([A-Z_]+)=(.*)$/.exec(line.trim());
+    if (match) env[match[1]!] = match[2]!;
+  }
+  return env;
+}
+
+/** One row per client count from a comparison workload (`node WORKLOAD.js CLIENTS SECONDS`). */
+async function runAnchorWorkload(script: string, env: NodeJS.ProcessEnv, name: string, clients: number[], durationS: number, log: (text: string) => void): Promise<Row[]> {
   const rows: Row[] = [];
   for (const n of clients) {
     log(`${name}: ${n} clients, ${durationS} s`);
-    const result = lastJsonLine(await run(process.execPath, [path.join(dir, script), String(n), String(durationS)], { cwd: dir, timeoutMs: (durationS + 120) * 1000 }));
+    const result = lastJsonLine(await run(process.execPath, [path.join(ANCHORS_BUILT, script), String(n), String(durationS)], { env, timeoutMs: (durationS + 120) * 1000 }));
     rows.push({ system: String(result.system), clients: n, batchSize: 1, transfersPerS: Number(result.transfers_per_s), p50Ms: Number(result.p50_ms), p99Ms: Number(result.p99_ms) });
   }
   return rows;
 }
 
-async function startPostgres(dir: string, clients: number[], durationS: number, log: (text: string) => void): Promise<SystemSession> {
+async function startPostgres(clients: number[], durationS: number, log: (text: string) => void): Promise<SystemSession> {
   log('starting PostgreSQL (one node, fsync on)');
-  // Leave the machine as we found it: the Debian cluster that pg-up.sh started is stopped.
-  const stop = () => run('bash', ['-c', 'v=$(ls /etc/postgresql | head -1); pg_ctlcluster --skip-systemctl-redirect "$v" main stop'], { timeoutMs: 60_000 }).then(() => undefined, () => undefined);
+  // Leave the machine as we found it: pg-down.sh stops the cluster if pg-up.sh started it.
+  const stop = () => run('bash', [path.join(ANCHORS_SOURCE, 'pg-down.sh')], { timeoutMs: 60_000 }).then(() => undefined, () => undefined);
+  let env: NodeJS.ProcessEnv = {};
   await startOrStop(async () => {
-    await run('bash', [path.join(dir, 'pg-up.sh')], { timeoutMs: 600_000 });
+    env = anchorEnv(printedSettings(await run('bash', [path.join(ANCHORS_SOURCE, 'pg-up.sh')], { timeoutMs: 600_000 })));
   }, stop);
-  return { name: 'postgresql', measure: (roundLog) => runAnchorWorkload(dir, 'pg-bank.js', 'postgresql', clients, durationS, roundLog), stop };
+  return { name: 'postgresql', measure: (roundLog) => runAnchorWorkload('pg-bank.js', env, 'postgresql', clients, durationS, roundLog), stop };
 }
 
-async function startEtcd(dir: string, clients: number[], durationS: number, log: (text: string) => void): Promise<SystemSession> {
+async function startEtcd(clients: number[], durationS: number, log: (text: string) => void): Promise<SystemSession> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'shardbank-etcd-'));
   const stop = async () => {
-    const pids = (await readFile(path.join(dataDir, 'pids'), 'utf8').catch(() => '')).split('\n').filter(Boolean);
-    for (const pid of pids) {
-      try {
-        process.kill(Number(pid), 'SIGTERM');
-      } catch {
-        // already gone
-      }
-    }
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await run('bash', [path.join(ANCHORS_SOURCE, 'etcd-down.sh'), dataDir], { timeoutMs: 60_000 }).catch(() => undefined);
     await rm(dataDir, { recursive: true, force: true });
   };
   log('starting etcd (3 members on loopback)');
+  let env: NodeJS.ProcessEnv = {};
   await startOrStop(async () => {
-    // etcd3-up.sh installs etcd-server and etcd-client only when etcd itself is missing; a
-    // machine with the server alone (the operator's tests need only that) lacks etcdctl.
-    await run('bash', ['-c', 'command -v etcdctl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-client >/dev/null; }'], { timeoutMs: 600_000 });
-    await run('bash', [path.join(dir, 'etcd3-up.sh'), dataDir], { timeoutMs: 600_000 });
+    env = anchorEnv(printedSettings(await run('bash', [path.join(ANCHORS_SOURCE, 'etcd-up.sh'), dataDir], { timeoutMs: 600_000 })));
   }, stop);
-  return { name: 'etcd', measure: (roundLog) => runAnchorWorkload(dir, 'etcd-bank.js', 'etcd', clients, durationS, roundLog), stop };
+  return { name: 'etcd', measure: (roundLog) => runAnchorWorkload('etcd-bank.js', env, 'etcd', clients, durationS, roundLog), stop };
 }
 
 async function main(): Promise<void> {
@@ -201,9 +198,8 @@ async function main(): Promise<void> {
   try {
     if (runs.length > 0) sessions.push(await startShardbank(runs, durationS, warmupS, log));
     if (want('postgresql') || want('etcd')) {
-      const dir = await anchorsDir();
-      if (want('postgresql')) await startPostgres(dir, clients, durationS, log).then((session) => sessions.push(session), (error: unknown) => failedSystem('postgresql', error, log));
-      if (want('etcd')) await startEtcd(dir, clients, durationS, log).then((session) => sessions.push(session), (error: unknown) => failedSystem('etcd', error, log));
+      if (want('postgresql')) await startPostgres(clients, durationS, log).then((session) => sessions.push(session), (error: unknown) => failedSystem('postgresql', error, log));
+      if (want('etcd')) await startEtcd(clients, durationS, log).then((session) => sessions.push(session), (error: unknown) => failedSystem('etcd', error, log));
     }
     for (let round = 1; round <= roundCount; round += 1) {
       const rows: Row[] = [];

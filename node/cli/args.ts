@@ -2,12 +2,13 @@
 // address book by default, or --endpoints/--cluster).
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Topology } from '../cluster/topology.js';
-import { EndpointsError, parseEndpoints } from '../client/endpoints.js';
+import { discoverCluster } from '../client/discover.js';
+import { EndpointsError, isHostPort, parseEndpoints } from '../client/endpoints.js';
 import type { ShardbankClientOptions } from '../client/bank-client.js';
 import { AddressBookError, isSupervisorRunning, readAddressBook, type AddressBook } from '../local/address-book.js';
 import { clientOptionsFromBook } from '../local/cluster-client.js';
 import { resolveStateDir } from '../local/runtime.js';
-import { UsageError } from './cli-io.js';
+import { CliError, EXIT, UnavailableError, UsageError } from './cli-io.js';
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
 
@@ -26,9 +27,11 @@ export const TARGET_OPTIONS = {
 
 export const TARGET_HELP = `Cluster selection (default: the local cluster of --state-dir):
   --state-dir DIR         local state dir (default .shardbank, or $SHARDBANK_STATE_DIR)
-  --endpoints LIST        a remote cluster: h:p,h:p;h:p,h:p (shards by ';', replicas by ',')
+  --endpoints LIST        a remote cluster: one h:p of any replica (or of a Service in front
+                          of them: the rest is learned from its ClusterStatus), or every
+                          replica, h:p,h:p;h:p,h:p (shards by ';', replicas by ',')
   --cluster NAME          its name (required with --endpoints)
-  --items-per-shard N     its items per shard (default 3000)
+  --items-per-shard N     its items per shard (with a full list; default 3000)
   --initial-balance N     its initial balance per item (default 10)
   --nats-url URL          its NATS, for leader discovery (optional)
   --namespace NS          its namespace in NATS keys (default "default")`;
@@ -103,6 +106,43 @@ export interface Target {
   readonly running: boolean;
 }
 
+/**
+ * `--endpoints h:p`: one replica (or a Service), from which ClusterStatus gives the topology
+ * and every replica's address.
+ */
+export async function discoveredTarget(values: TargetValues): Promise<Target> {
+  if (values.cluster === undefined) throw new UsageError('--endpoints needs --cluster NAME (requests name the cluster they are meant for)');
+  const address = values.endpoints!.trim();
+  const found = await discoverCluster(address, values.cluster);
+  if (!found.ok) {
+    const { codeName, details } = found.error;
+    if (codeName === 'UNAVAILABLE' || codeName === 'DEADLINE_EXCEEDED') throw new UnavailableError(`cannot reach the cluster: --endpoints ${address}: ${codeName}: ${details}`);
+    if (codeName === 'FAILED_PRECONDITION' || codeName === 'INVALID_ARGUMENT') throw new UsageError(`--cluster: ${address} says: ${details}`, '--cluster');
+    throw new CliError(`--endpoints ${address}: cannot learn the topology: ${codeName}: ${details}`, EXIT.failure);
+  }
+  const { topology, endpoints } = found.value;
+  if (values['items-per-shard'] !== undefined && parseIntegerOption('items-per-shard', values['items-per-shard'], 0, 1, 1_000_000) !== topology.itemsPerShard) {
+    throw new UsageError(`--items-per-shard: ${values['items-per-shard']}, but the cluster at ${address} has ${topology.itemsPerShard} items per shard`);
+  }
+  return {
+    options: {
+      cluster: values.cluster,
+      topology: { ...topology, initialBalance: parseIntegerOption('initial-balance', values['initial-balance'], 10, 0, Number.MAX_SAFE_INTEGER) },
+      endpoints,
+      namespace: values.namespace ?? 'default',
+      ...(values['nats-url'] ? { natsUrl: values['nats-url'] } : {}),
+    },
+    book: undefined,
+    stateDir: undefined,
+    running: true,
+  };
+}
+
+/** A single host:port: learn the rest from it. */
+export function isSingleEndpoint(text: string): boolean {
+  return isHostPort(text.trim());
+}
+
 export function endpointsTarget(values: TargetValues): Target {
   if (values.cluster === undefined) throw new UsageError('--endpoints needs --cluster NAME (requests name the cluster they are meant for)');
   let endpoints: string[][];
@@ -133,22 +173,22 @@ export function endpointsTarget(values: TargetValues): Target {
 }
 
 /** The cluster a command talks to; `requireRunning` refuses a local cluster that is not up. */
-export function resolveTarget(values: TargetValues, requireRunning: boolean): Target {
-  if (values.endpoints !== undefined) return endpointsTarget(values);
+export async function resolveTarget(values: TargetValues, requireRunning: boolean): Promise<Target> {
+  if (values.endpoints !== undefined) return isSingleEndpoint(values.endpoints) ? discoveredTarget(values) : endpointsTarget(values);
   const stateDir = resolveStateDir(values['state-dir']);
   let book: AddressBook | undefined;
   try {
     book = readAddressBook(stateDir);
   } catch (error) {
-    if (error instanceof AddressBookError) throw new UsageError(error.message);
+    if (error instanceof AddressBookError) throw new CliError(error.message, EXIT.failure);
     throw error;
   }
   if (book === undefined) {
-    throw new UsageError(`no local cluster in ${stateDir}: start one with 'shardbank up --detach', or point at one with --endpoints and --cluster`);
+    throw new UnavailableError(`cannot reach the cluster: no local cluster in ${stateDir}: start one with 'shardbank up --detach', or point at one with --endpoints and --cluster`);
   }
   const running = isSupervisorRunning(book);
   if (requireRunning && !running) {
-    throw new UsageError(`the local cluster in ${stateDir} is not running: start it with 'shardbank up --detach --state-dir ${stateDir}'`);
+    throw new UnavailableError(`cannot reach the cluster: the local cluster in ${stateDir} is not running: start it with 'shardbank up --detach --state-dir ${stateDir}'`);
   }
   return { options: clientOptionsFromBook(book), book, stateDir, running };
 }

@@ -3,7 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import { ShardbankClient, type ClientSession, type TransferRequestInput, type TransferResult } from '../client/bank-client.js';
 import { parseCommandArgs, parseDurationMs, parseIntegerOption, parseNumberOption, resolveTarget, TARGET_HELP, TARGET_OPTIONS } from './args.js';
-import { EXIT, UsageError, type CliIo } from './cli-io.js';
+import { EXIT, reportError, UnavailableError, UsageError, type CliIo } from './cli-io.js';
 import { renderHtmlReport } from './html-report.js';
 import { LeaderTracker } from './leader-tracker.js';
 import { RunStats } from './run-stats.js';
@@ -17,7 +17,8 @@ export const BENCH_HELP = `Usage: shardbank bench [--clients N] [--duration 10s]
 
 Closed-loop load: N clients each send a transfer (or a batch of B) as soon as the last one
 answered, for the duration. Reference workload: uniform random pairs, amount 1, two in
-three cross-shard.
+three cross-shard. Exit code 0 once any transfer had a definite answer, 3 when none did and
+all were UNKNOWN (the cluster could not be reached), 1 otherwise.
 
 Options:
   --clients N              concurrent clients (default 16)
@@ -148,7 +149,7 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
   }
   const settings = parseBenchSettings(values);
   if (values.report !== undefined && !values.report.endsWith('.html')) throw new UsageError(`--report: expected a FILE.html, got ${JSON.stringify(values.report)}`);
-  const target = resolveTarget(values, true);
+  const target = await resolveTarget(values, true);
   const client = await ShardbankClient.connect({ ...target.options, coalesce: values['no-coalesce'] !== true, stream: values['no-stream'] !== true });
   const generator = new PairGenerator({ topology: target.options.topology, crossShardRatio: settings.crossShardRatio, zipfExponent: settings.zipf });
   if (settings.warmupMs > 0) {
@@ -181,7 +182,15 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
       }));
       if (!values.json) io.out(`report written to ${values.report}`);
     }
-    return result.transfers > 0 ? EXIT.ok : EXIT.failure;
+    // 0 once any transfer had a definite answer; none at all and only UNKNOWN: unreachable.
+    const definite = (result.outcomes.COMMITTED ?? 0) + (result.outcomes.INSUFFICIENT_FUNDS ?? 0);
+    if (definite > 0) return EXIT.ok;
+    const unknown = result.outcomes.UNKNOWN ?? 0;
+    if (unknown === result.transfers) {
+      reportError(io, 'bench', new UnavailableError(`cannot reach the cluster: no transfer had a definite answer (${unknown} UNKNOWN)`), values.json);
+      return EXIT.unavailable;
+    }
+    return EXIT.failure;
   } finally {
     if (progress) clearInterval(progress);
     tracker.stop();

@@ -1,17 +1,23 @@
 // `shardbank transfer`, `balance` and `status`: one request each against the local
 // cluster (address book) or --endpoints.
-import { Consistency, ShardbankClient, type TransferResult } from '../client/bank-client.js';
-import { statusJson } from '../client/status-view.js';
-import { checkItem, parseIntegerArgument } from '../client/transfer-input.js';
+import { Consistency, MAX_TRANSFER_AMOUNT_DEFAULT, ShardbankClient, type TransferResult } from '../client/bank-client.js';
+import { statusJson, type ClusterView } from '../client/status-view.js';
+import { checkAmount, checkClientId, checkItem, checkTransferInput, parseIntegerArgument } from '../client/transfer-input.js';
 import { renderShardTable } from '../local/live-table.js';
 import { assertNever } from '../util/assert.js';
 import { parseCommandArgs, parseDurationMs, resolveTarget, TARGET_HELP, TARGET_OPTIONS } from './args.js';
-import { EXIT, UsageError, type CliIo } from './cli-io.js';
+import { EXIT, reportError, UnavailableError, UsageError, type CliIo } from './cli-io.js';
+
+const NO_ANSWER = 'cannot reach the cluster: no replica answered';
 
 export const TRANSFER_HELP = `Usage: shardbank transfer FROM TO AMOUNT [--client-id ID --request-id N [--session-epoch E]] [--json]
 
 Moves AMOUNT (a positive integer) from item FROM to item TO. Exit code 0 for a definite
-answer (COMMITTED or INSUFFICIENT_FUNDS), non-zero otherwise. Without --client-id each call
+answer (COMMITTED or INSUFFICIENT_FUNDS), 1 refused or ABORTED (nothing was applied), 2 bad
+input (nothing was sent), 3 cluster unreachable, 4 UNKNOWN (no definite answer: retry with the
+printed --client-id/--request-id/--session-epoch). A retry the cluster had already decided
+says "deduplicated" (JSON "deduplicated": true): the outcome is the earlier one, applied
+once. Without --client-id each call
 is a new request. Given the same --client-id, --request-id and --session-epoch (printed by
 the first call, "session E"), a repeated transfer is a safe retry however much later: it has
 at most one effect, and once the cluster has forgotten the session it is refused
@@ -24,7 +30,7 @@ Options:
   --request-id N       request id, increasing per client (default: from the clock with --client-id)
   --session-epoch E    the session epoch an earlier call with this client id printed
   --timeout DURATION   overall deadline including retries (default 30s)
-  --json               print {"outcome": ..., ...}
+  --json               print {"outcome": ..., "deduplicated": false, ...}; errors as JSON on stderr
 ${TARGET_HELP}`;
 
 export const BALANCE_HELP = `Usage: shardbank balance ITEM... [--consistency linearizable|any-replica] [--json]
@@ -40,10 +46,15 @@ ${TARGET_HELP}`;
 export const STATUS_HELP = `Usage: shardbank status [--json]
 
 Asks every replica about itself and prints, per shard, the leader, its ballot and each
-replica's role, readiness and commit index. A replica that does not answer is "down".
+replica's role, readiness and commit index (and, for a local cluster, its /metrics URL).
+A replica that does not answer is "down".
+Exit code 0 when every shard has a ready leader and a quorum of replicas up, 5 when some
+shard has no leader or has lost its quorum (the output says which), 3 when no replica
+answered at all. The output is printed in full in every case.
 
 Options:
-  --json               the stable JSON shape (pid only for local clusters)
+  --json               the stable JSON shape (pid only for local clusters), plus "healthy"
+                       and "problems" (one string per degraded shard)
 ${TARGET_HELP}`;
 
 const TRANSFER_OPTIONS = {
@@ -65,6 +76,7 @@ export function transferJson(result: TransferResult): Record<string, unknown> {
     ...(result.decisionIndex !== undefined ? { decisionIndex: result.decisionIndex } : {}),
     ...(result.coordinatorShard !== undefined ? { coordinatorShard: result.coordinatorShard } : {}),
     ...(result.sessionEpoch !== undefined ? { sessionEpoch: result.sessionEpoch } : {}),
+    ...(result.outcome === 'COMMITTED' || result.outcome === 'INSUFFICIENT_FUNDS' ? { deduplicated: result.deduplicated === true } : {}),
     attempts: result.attempts,
     ...(result.message ? { message: result.message } : {}),
   };
@@ -72,6 +84,7 @@ export function transferJson(result: TransferResult): Record<string, unknown> {
 
 export function transferExitCode(result: TransferResult): number {
   if (result.outcome === 'COMMITTED' || result.outcome === 'INSUFFICIENT_FUNDS') return EXIT.ok;
+  if (result.outcome === 'UNKNOWN') return EXIT.unknown;
   return result.outcome === 'INVALID_ARGUMENT' && result.attempts === 0 ? EXIT.usage : EXIT.failure;
 }
 
@@ -105,9 +118,18 @@ export async function transferCommand(argv: readonly string[], io: CliIo): Promi
   }
   if (positionals.length !== 3) throw new UsageError(`transfer takes FROM TO AMOUNT, got ${positionals.length} arguments`);
   const [from, to, amount] = positionals.map(parseIntegerArgument) as [number, number, number];
+  // Bad input is refused here, on stderr, before anything is sent (never an outcome on stdout).
+  const amountCheck = checkAmount(amount, Number.MAX_SAFE_INTEGER);
+  if (!amountCheck.ok) throw new UsageError(amountCheck.message, amountCheck.field);
+  if (values['client-id'] !== undefined) {
+    const clientCheck = checkClientId(values['client-id']);
+    if (!clientCheck.ok) throw new UsageError(clientCheck.message.replace(/^client_id/, '--client-id'), '--client-id');
+  }
   const identity = parseRequestIdentity(values['client-id'], values['request-id'], values['session-epoch']);
   const deadlineMs = values.timeout === undefined ? undefined : parseDurationMs('timeout', values.timeout);
-  const target = resolveTarget(values, true);
+  const target = await resolveTarget(values, true);
+  const inputCheck = checkTransferInput(target.options.topology, { from, to, amount }, target.options.maxTransferAmount ?? MAX_TRANSFER_AMOUNT_DEFAULT);
+  if (!inputCheck.ok) throw new UsageError(inputCheck.message, inputCheck.field);
   // One transfer: the plain Transfer call (coalescing only pays when many are in flight).
   const client = await ShardbankClient.connect({ ...target.options, coalesce: false });
   try {
@@ -124,11 +146,12 @@ export function describeTransfer(result: TransferResult): string {
   const what = `${result.from} -> ${result.to} amount ${result.amount}`;
   const request = `client ${result.clientId}, request ${result.requestId}${result.sessionEpoch !== undefined ? `, session ${result.sessionEpoch}` : ''}`;
   const retry = `--client-id ${result.clientId} --request-id ${result.requestId}${result.sessionEpoch !== undefined ? ` --session-epoch ${result.sessionEpoch}` : ''}`;
+  const dedup = result.deduplicated === true ? ', deduplicated: decided by an earlier call with these ids, applied once' : '';
   switch (result.outcome) {
     case 'COMMITTED':
-      return `COMMITTED ${what} (${request}; decision index ${result.decisionIndex} on shard ${result.coordinatorShard})`;
+      return `COMMITTED ${what} (${request}; decision index ${result.decisionIndex} on shard ${result.coordinatorShard}${dedup})`;
     case 'INSUFFICIENT_FUNDS':
-      return `INSUFFICIENT_FUNDS ${what}: item ${result.from} does not hold ${result.amount} (${request})`;
+      return `INSUFFICIENT_FUNDS ${what}: item ${result.from} does not hold ${result.amount} (${request}${dedup})`;
     case 'UNKNOWN':
       return `UNKNOWN ${what}: no definite answer before the deadline (${result.errorCode ?? 'error'}: ${result.message ?? ''}); retry with ${retry}`;
     case 'ABORTED':
@@ -158,7 +181,7 @@ export async function balanceCommand(argv: readonly string[], io: CliIo): Promis
   if (positionals.length === 0) throw new UsageError('balance takes at least one ITEM');
   const consistency = parseConsistency(values.consistency);
   const deadlineMs = values.timeout === undefined ? undefined : parseDurationMs('timeout', values.timeout);
-  const target = resolveTarget(values, true);
+  const target = await resolveTarget(values, true);
   const items = positionals.map(parseIntegerArgument);
   for (const item of items) {
     const check = checkItem(target.options.topology, 'item', item);
@@ -190,14 +213,18 @@ export async function statusCommand(argv: readonly string[], io: CliIo): Promise
     io.out(STATUS_HELP);
     return EXIT.ok;
   }
-  const target = resolveTarget(values, false);
+  const target = await resolveTarget(values, false);
   // Status asks every replica itself: no NATS watcher needed.
   const client = new ShardbankClient({ ...target.options, natsUrl: undefined });
   try {
     const view = await client.clusterStatus();
+    const problems = statusProblems(view);
+    const answered = view.shards.some((shard) => shard.replicas.some((replica) => replica.role !== 'down'));
+    const code = problems.length === 0 ? EXIT.ok : answered ? EXIT.degraded : EXIT.unavailable;
     if (values.json) {
-      io.out(JSON.stringify(statusJson(view, target.book !== undefined)));
-      return EXIT.ok;
+      io.out(JSON.stringify({ ...(statusJson(view, target.book !== undefined) as object), healthy: problems.length === 0, problems }));
+      if (!answered) reportError(io, 'status', new UnavailableError(NO_ANSWER), true);
+      return code;
     }
     const state = target.book === undefined ? '' : target.running ? ` (local, ${target.stateDir})` : ` (local, NOT RUNNING, ${target.stateDir})`;
     io.out(`cluster ${view.cluster}${state}`);
@@ -208,11 +235,29 @@ export async function statusCommand(argv: readonly string[], io: CliIo): Promise
     for (const shard of view.shards) {
       for (const replica of shard.replicas) {
         const pid = replica.pid === null ? '' : ` pid ${replica.pid}`;
-        io.out(`s${shard.shard}-${replica.ordinal}  ${replica.role.padEnd(9)} ${replica.ready ? 'ready    ' : 'not ready'} ${replica.address}${pid} commit ${replica.commitIndex ?? '-'} applied ${replica.appliedIndex ?? '-'}`);
+        const http = book?.replicas.find((r) => r.shard === shard.shard && r.ordinal === replica.ordinal)?.httpAddress;
+        const metrics = http ? ` metrics http://${http}/metrics` : '';
+        io.out(`s${shard.shard}-${replica.ordinal}  ${replica.role.padEnd(9)} ${replica.ready ? 'ready    ' : 'not ready'} ${replica.address}${pid} commit ${replica.commitIndex ?? '-'} applied ${replica.appliedIndex ?? '-'}${metrics}`);
       }
     }
-    return EXIT.ok;
+    io.out('');
+    io.out(problems.length === 0 ? 'health: ok (every shard has a ready leader and a quorum)' : `health: DEGRADED: ${problems.join('; ')}`);
+    if (!answered) reportError(io, 'status', new UnavailableError(NO_ANSWER), false);
+    return code;
   } finally {
     await client.close();
   }
+}
+
+/** Per degraded shard, what is wrong: no (ready) leader, or fewer replicas up than a quorum. */
+export function statusProblems(view: ClusterView): string[] {
+  const problems: string[] = [];
+  for (const shard of view.shards) {
+    const up = shard.replicas.filter((replica) => replica.role !== 'down').length;
+    const quorum = Math.floor(shard.replicas.length / 2) + 1;
+    if (up < quorum) problems.push(`shard ${shard.shard} lost its quorum (${up} of ${shard.replicas.length} replicas up, ${quorum} needed)`);
+    if (shard.leader === null) problems.push(`shard ${shard.shard} has no leader`);
+    else if (!shard.replicas.find((replica) => replica.ordinal === shard.leader!.ordinal)?.ready) problems.push(`shard ${shard.shard}: leader ${shard.leader.ordinal} is not ready`);
+  }
+  return problems;
 }

@@ -88,7 +88,7 @@ export async function kubernetesTarget(values: { cluster?: string; namespace?: s
         if (chosen) ({ shard, ordinal, leader } = { ...chosen, leader: true });
       }
       const name = podName(cluster, shard, ordinal);
-      return (await deletePod(name)) ? `${name}${leader ? ' (leader)' : ''}` : undefined;
+      return (await deletePod(name)) ? { label: `${name}${leader ? ' (leader)' : ''}`, shard, leader } : undefined;
     },
     nats: async () => undefined,
   };

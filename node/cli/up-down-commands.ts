@@ -3,13 +3,13 @@ import { ManifestLoadError, loadManifest } from '../local/manifest.js';
 import { down, resolveStateDir, upDetached, upForeground, upSupervise } from '../local/runtime.js';
 import { LocalRuntimeError } from '../local/supervisor.js';
 import { AddressBookError } from '../local/address-book.js';
-import { EXIT, type CliIo } from './cli-io.js';
+import { CliError, EXIT, UsageError, warn, type CliIo } from './cli-io.js';
 import { parseCommandArgs, parseDurationMs } from './args.js';
 
-export const UP_HELP = `Usage: shardbank up [-f bankcluster.yaml] [--detach] [--state-dir DIR] [--nats URL]
+export const UP_HELP = `Usage: shardbank up [-f bankcluster.yaml] [--detach] [--state-dir DIR] [--nats-url URL]
 
 Starts a local cluster: nats-server (from PATH, with JetStream, on a free loopback port,
-unless --nats is given) and every replica as a supervised process with its own data dir
+unless --nats-url is given) and every replica as a supervised process with its own data dir
 under DIR/data; logs go to DIR/logs. A replica that dies is restarted with its data.
 Running 'up' again on the same state dir resumes from the data on disk.
 
@@ -17,9 +17,10 @@ Options:
   -f, --file FILE      BankCluster manifest (YAML or JSON); default: 3 shards x 3 replicas
   --detach             return once every shard has a leader; the cluster keeps running
   --state-dir DIR      data, logs and the address book (default .shardbank)
-  --nats URL           use this NATS instead of starting nats-server
+  --nats-url URL       use this NATS instead of starting nats-server (--nats URL: deprecated)
   --wait DURATION      with --detach: how long to wait for leaders (default 120s)
   --log-level LEVEL    replicas' log level (default info)
+  --json               errors as one JSON line on stderr
   -h, --help           this help
 
 In the foreground a live table shows each shard's readiness, leader, ballot and commit
@@ -34,19 +35,21 @@ const UP_OPTIONS = {
   file: { type: 'string', short: 'f' },
   detach: { type: 'boolean', default: false },
   'state-dir': { type: 'string' },
+  'nats-url': { type: 'string' },
+  /** Deprecated spelling of --nats-url (warns). */
   nats: { type: 'string' },
   wait: { type: 'string' },
   'log-level': { type: 'string' },
   supervise: { type: 'boolean', default: false },
+  json: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
 
-function handleRuntimeError(error: unknown, io: CliIo): number {
-  if (error instanceof ManifestLoadError || error instanceof LocalRuntimeError || error instanceof AddressBookError) {
-    io.err(`shardbank up: ${error.message}`);
-    return EXIT.failure;
-  }
-  throw error;
+/** A bad manifest is bad input (exit 2); a runtime that cannot start or stop is a failure. */
+function runtimeError(error: unknown): unknown {
+  if (error instanceof ManifestLoadError) return new CliError(error.message, EXIT.usage, error.field);
+  if (error instanceof LocalRuntimeError || error instanceof AddressBookError) return new CliError(error.message, EXIT.failure);
+  return error;
 }
 
 export async function upCommand(argv: readonly string[], io: CliIo): Promise<number> {
@@ -55,16 +58,21 @@ export async function upCommand(argv: readonly string[], io: CliIo): Promise<num
     io.out(UP_HELP);
     return EXIT.ok;
   }
-  if (values.nats !== undefined && !/^(nats|tls):\/\//.test(values.nats)) {
-    io.err(`shardbank up: --nats: must be a nats:// or tls:// URL, got ${JSON.stringify(values.nats)}`);
-    return EXIT.usage;
+  if (values.nats !== undefined) {
+    warn(io, 'up', '--nats URL is deprecated: use --nats-url URL (the spelling of every other command)', values.json);
+    if (values['nats-url'] !== undefined) throw new UsageError('--nats-url: given twice (also as the deprecated --nats)');
+  }
+  const natsUrl = values['nats-url'] ?? values.nats;
+  const natsFlag = values['nats-url'] !== undefined ? 'nats-url' : 'nats';
+  if (natsUrl !== undefined && !/^(nats|tls):\/\//.test(natsUrl)) {
+    throw new UsageError(`--${natsFlag}: must be a nats:// or tls:// URL, got ${JSON.stringify(natsUrl)}`);
   }
   const waitMs = values.wait === undefined ? undefined : parseDurationMs('wait', values.wait);
   try {
     const options = {
       stateDir: resolveStateDir(values['state-dir']),
       manifest: loadManifest(values.file),
-      ...(values.nats ? { natsUrl: values.nats } : {}),
+      ...(natsUrl ? { natsUrl } : {}),
       ...(waitMs ? { waitMs } : {}),
       ...(values['log-level'] ? { logLevel: values['log-level'] } : {}),
     };
@@ -73,12 +81,12 @@ export async function upCommand(argv: readonly string[], io: CliIo): Promise<num
     if (values.detach) return await upDetached(options, output);
     return await upForeground(options, output);
   } catch (error) {
-    return handleRuntimeError(error, io);
+    throw runtimeError(error);
   }
 }
 
 export async function downCommand(argv: readonly string[], io: CliIo): Promise<number> {
-  const { values } = parseCommandArgs(argv, { 'state-dir': { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } }, false);
+  const { values } = parseCommandArgs(argv, { 'state-dir': { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } }, false);
   if (values.help) {
     io.out(DOWN_HELP);
     return EXIT.ok;
@@ -86,6 +94,6 @@ export async function downCommand(argv: readonly string[], io: CliIo): Promise<n
   try {
     return await down(resolveStateDir(values['state-dir']), { out: io.out, err: io.err });
   } catch (error) {
-    return handleRuntimeError(error, io);
+    throw runtimeError(error);
   }
 }

@@ -150,6 +150,49 @@ function integerField(
   return value;
 }
 
+/**
+ * The fields a manifest may set, per object (the CRD's schema; free-form parts such as
+ * metadata, resources and podTemplate.affinity are not checked). The API server prunes unknown
+ * fields of a stored BankCluster; a manifest file given to `shardbank up -f` is checked here
+ * instead, so that a typo (`replicaPerShard`) is an error, not a silent default.
+ */
+const KNOWN_FIELDS: Record<string, readonly string[]> = {
+  '': ['apiVersion', 'kind', 'metadata', 'spec', 'status'],
+  spec: ['shards', 'replicasPerShard', 'itemsPerShard', 'initialBalance', 'maxTransferAmount', 'image', 'imagePullPolicy', 'resources', 'storage', 'nats', 'tls', 'podTemplate', 'paused'],
+  'spec.storage': ['size', 'storageClassName', 'retainOnDelete'],
+  'spec.nats': ['url', 'managed'],
+  'spec.tls': ['secretName'],
+  'spec.podTemplate': ['affinity', 'tolerations', 'nodeSelector', 'labels', 'annotations'],
+  'spec.resources': ['limits', 'requests'],
+};
+
+/** Every field of `input` the BankCluster schema does not have, as errors naming the field. */
+export function unknownBankClusterFields(input: unknown): ManifestError[] {
+  const errors: ManifestError[] = [];
+  const visit = (value: unknown, path: string) => {
+    const known = KNOWN_FIELDS[path];
+    if (known === undefined || !isRecord(value)) return;
+    for (const key of Object.keys(value)) {
+      const field = path === '' ? key : `${path}.${key}`;
+      if (!known.includes(key)) {
+        const close = known.find((candidate) => candidate.toLowerCase() === key.toLowerCase() || editDistanceAtMost1(candidate, key) || editDistanceAtMost1(candidate.toLowerCase(), key.toLowerCase()));
+        errors.push(new ManifestError(field, `unknown field${close ? ` (did you mean ${path === '' ? close : `${path}.${close}`}?)` : ''}; known fields here: ${known.join(', ')}`));
+      } else visit(value[key], field);
+    }
+  };
+  visit(input, '');
+  return errors;
+}
+
+function editDistanceAtMost1(a: string, b: string): boolean {
+  if (a === b) return true;
+  if (Math.abs(a.length - b.length) > 1) return false;
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i += 1;
+  if (a.length === b.length) return a.slice(i + 1) === b.slice(i + 1);
+  return a.length > b.length ? a.slice(i + 1) === b.slice(i) : a.slice(i) === b.slice(i + 1);
+}
+
 /** Applies defaults and checks a parsed manifest object; never throws on bad input. */
 export function validateBankCluster(input: unknown): Validated<BankCluster> {
   const errors: ManifestError[] = [];

@@ -2,11 +2,13 @@
 // shared validation; every error names its field.
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
-import { defaultBankCluster, topologyOf, validateBankCluster, type BankCluster } from '../cluster/bankcluster.js';
+import { defaultBankCluster, topologyOf, unknownBankClusterFields, validateBankCluster, type BankCluster } from '../cluster/bankcluster.js';
 import type { Topology } from '../cluster/topology.js';
 
 export class ManifestLoadError extends Error {
   override name = 'ManifestLoadError';
+  /** The first bad field, when one is to blame. */
+  field?: string;
 }
 
 export function parseManifestText(text: string, source: string): BankCluster {
@@ -17,8 +19,11 @@ export function parseManifestText(text: string, source: string): BankCluster {
     throw new ManifestLoadError(`${source}: not valid YAML: ${(error as Error).message}`, { cause: error });
   }
   const validated = validateBankCluster(parsed);
-  if (!validated.ok) {
-    throw new ManifestLoadError(`${source}: invalid BankCluster:\n${validated.errors.map((error) => `  - ${error.message}`).join('\n')}`);
+  const errors = [...unknownBankClusterFields(parsed), ...(validated.ok ? [] : validated.errors)];
+  if (errors.length > 0 || !validated.ok) {
+    const error = new ManifestLoadError(`${source}: invalid BankCluster:\n${errors.map((e) => `  - ${e.message}`).join('\n')}`);
+    error.field = errors[0]?.field;
+    throw error;
   }
   return validated.value;
 }

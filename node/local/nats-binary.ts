@@ -9,7 +9,7 @@ export const NATS_INSTALL_HELP = [
   '  brew install nats-server                  # macOS',
   '  go install github.com/nats-io/nats-server/v2@latest',
   '  or download a release from https://github.com/nats-io/nats-server/releases',
-  'or use an existing server: shardbank up --nats nats://127.0.0.1:4222',
+  'or use an existing server: shardbank up --nats-url nats://127.0.0.1:4222',
 ].join('\n');
 
 function isExecutable(path: string): boolean {

@@ -129,7 +129,7 @@ export async function upDetached(options: UpOptions, output: Output): Promise<nu
   const logPath = join(options.stateDir, 'logs', SUPERVISOR_LOG_FILE);
   const logFd = openSync(logPath, 'a');
   const args = [cliMainPath(), 'up', '--supervise', '--state-dir', options.stateDir, '-f', manifestCopy];
-  if (options.natsUrl) args.push('--nats', options.natsUrl);
+  if (options.natsUrl) args.push('--nats-url', options.natsUrl);
   if (options.logLevel) args.push('--log-level', options.logLevel);
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', logFd, logFd], cwd: process.cwd() });
   closeSync(logFd);

@@ -13,7 +13,7 @@
 // `messagesAfterPersist` is empty in a Ready without `persist`: a reply whose claim lies in an
 // earlier persist that is not durable yet is held by the core and comes out in `messages` of
 // the first Ready after persisted() says so.
-import { assert } from '../util/assert.js';
+import { assert, invariantViolated } from '../util/assert.js';
 import type {
   Accepted,
   AcceptedEntry,
@@ -382,8 +382,8 @@ export class PaxosCore {
 
   /** The driver made persist work `id` (and every earlier one) durable. */
   persisted(id: number): void {
-    assert(id > this.durableId, `persisted ids must increase: ${id} after ${this.durableId}`);
-    assert(id < this.persistIdNext, `persisted id ${id} was never handed out`);
+    if (!(id > this.durableId)) invariantViolated(`persisted ids must increase: ${id} after ${this.durableId}`);
+    if (!(id < this.persistIdNext)) invariantViolated(`persisted id ${id} was never handed out`);
     this.durableId = id;
     this.releaseHeldReplies();
     if (this.roleValue === 'candidate' && this.selfPromisePersistId !== 0 && id >= this.selfPromisePersistId) {
@@ -459,7 +459,7 @@ export class PaxosCore {
 
   /** The state machine captured its state after applying `index`; older log slots can go. */
   compact(index: number, data: Buffer): void {
-    assert(index <= this.appliedIndexValue, `cannot snapshot past the applied index ${this.appliedIndexValue}`);
+    if (!(index <= this.appliedIndexValue)) invariantViolated(`cannot snapshot past the applied index ${this.appliedIndexValue}`);
     if (index <= this.snapshot.index) return;
     this.snapshot = { index, data };
     for (const slot of [...this.log.keys()]) if (slot <= index) this.log.delete(slot);
@@ -649,7 +649,7 @@ export class PaxosCore {
       const existing = this.log.get(entry.slot);
       if (existing && this.isChosenLocally(entry.slot)) {
         // A chosen slot never changes: the leader can only be re-sending the same value.
-        assert(existing.value.equals(entry.value), `chosen slot ${entry.slot} would change`);
+        if (!(existing.value.equals(entry.value))) invariantViolated(`chosen slot ${entry.slot} would change`);
       }
       this.log.set(entry.slot, { ballot, value: entry.value });
       this.entriesToPersist.push({ slot: entry.slot, ballot, value: entry.value });
@@ -834,7 +834,7 @@ export class PaxosCore {
 
   private proposeAt(slot: number, value: Buffer): void {
     assert(this.roleValue === 'leader', 'only a leader proposes');
-    assert(slot > this.snapshot.index, `slot ${slot} is already compacted`);
+    if (!(slot > this.snapshot.index)) invariantViolated(`slot ${slot} is already compacted`);
     const ballot = this.leaderBallotValue;
     this.log.set(slot, { ballot, value });
     this.entriesToPersist.push({ slot, ballot, value });
@@ -989,7 +989,7 @@ export class PaxosCore {
     let bytes = 0;
     for (let slot = progress.commitIndex + 1; slot <= last; slot += 1) {
       const entry = this.log.get(slot);
-      assert(entry !== undefined, `leader lacks chosen slot ${slot}`);
+      if (!(entry !== undefined)) invariantViolated(`leader lacks chosen slot ${slot}`);
       if (entries.length > 0 && bytes + entryBytes(entry.value) > this.messageValueBytesMax) break;
       bytes += entryBytes(entry.value);
       entries.push({ slot, value: entry.value });
@@ -1156,7 +1156,7 @@ export class PaxosCore {
     while (this.appliedIndexValue < this.commitIndexValue) {
       const slot = this.appliedIndexValue + 1;
       const entry = this.log.get(slot);
-      assert(entry !== undefined, `chosen slot ${slot} has no value`);
+      if (!(entry !== undefined)) invariantViolated(`chosen slot ${slot} has no value`);
       committed.push({ slot, value: entry.value });
       this.appliedIndexValue = slot;
     }

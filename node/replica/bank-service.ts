@@ -148,7 +148,10 @@ export class BankService {
     this.servedHere(served);
     const reply = await this.submit(input);
     if (reply.kind !== 'transfer') throw this.errorFor(reply);
-    return { outcome: reply.outcome, decisionIndex: reply.index, coordinatorShard: shard, message: '' };
+    // A retry answered from the session table says so (no spread: this is per transfer).
+    return reply.deduplicated
+      ? { outcome: reply.outcome, decisionIndex: reply.index, coordinatorShard: shard, message: '', deduplicated: true }
+      : { outcome: reply.outcome, decisionIndex: reply.index, coordinatorShard: shard, message: '' };
   }
 
   private submit(input: TransferInput): Promise<ClientReply> {

@@ -1,18 +1,19 @@
-// The driver around one ShardNode: it carries out each ShardReady in the order the core's
-// contract requires (send requests at once; append + fsync, then send replies that claim
-// durable state and acknowledge the persist id; route 2PC messages; resolve client calls),
-// ticks the node on a timer, and feeds it frames from peers.
-import { mkdir, open, readFile, writeFile, rename, rm, stat } from 'node:fs/promises';
+// The driver around one ShardNode: it carries out each ShardReady through the shared Ready
+// loop (node/shard/ready-driver.ts, which owns the ordering rules) with real ports (the peer
+// transport, the 2PC router, the DurableLog, client calls), ticks the node on a timer, and
+// feeds it frames from peers.
+import { mkdir, readFile, writeFile, rename, rm } from 'node:fs/promises';
 import { unlinkSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { assert } from '../util/assert.js';
-import type { PaxosMessage, PeerFrame } from '../gen/shardbank/v1/peer.js';
+import type { PeerFrame } from '../gen/shardbank/v1/peer.js';
 import { openDurableLog } from '../storage/durable-log.js';
 import type { DurableLog, RecoveredState } from '../storage/durable-log-interface.js';
-import { fsyncDirectory } from '../storage/file-io.js';
-import type { VotingState } from '../paxos/paxos-core.js';
+import { decideVotingState as decideVotingStateOnDisk, removeNotVotingMarker } from '../storage/not-voting-marker.js';
+import type { PersistWork, VotingState } from '../paxos/paxos-core.js';
+import { ReadyDriver, type PersistStart } from '../shard/ready-driver.js';
 import { ShardNode, DEFAULT_TIMING, type ClientReply, type ShardReady, type TransferInput } from '../shard/shard-node.js';
 import { PeerTransport } from '../transport/peer-transport.js';
 import type { ReplicaConfig } from './replica-config.js';
@@ -35,11 +36,10 @@ export class Replica {
   readonly metrics = new ReplicaMetrics();
   private readonly calls = new Map<number, ReplyHandler>();
   private nextToken = 1;
+  private readonly driver: ReadyDriver<ShardReady>;
   private readonly processNextTurn = new NextTurn(() => this.process());
   private pacingTimer: NodeJS.Timeout | undefined;
   private persistChain: Promise<void> = Promise.resolve();
-  /** Persists handed to the asynchronous chain and not yet durable: a synchronous one must not overtake them. */
-  private asyncPersists = 0;
   private ticker: NodeJS.Timeout | undefined;
   private stopped = false;
   private failed: Error | undefined;
@@ -55,6 +55,7 @@ export class Replica {
     this.node = node;
     this.transport = new PeerTransport(config.cluster, { shard: config.shard, ordinal: config.ordinal }, config.peers, logger, config.peerSocketDir);
     this.router = new TxRouter(config, this.transport);
+    this.driver = this.makeDriver();
   }
 
   static async open(config: ReplicaConfig, logger: Logger): Promise<Replica> {
@@ -207,88 +208,81 @@ export class Replica {
     if (this.stopped || this.failed) return;
     for (let round = 0; round < 4; round += 1) {
       const wasLeader = this.node.isReadyLeader;
-      const ready = this.node.ready();
-      const busy = this.carryOut(ready);
+      const did = this.driver.pass();
+      const busy = did || this.node.hasQueuedWork();
       if (this.node.proposalsHeld) this.armPacingRelease();
       if (wasLeader !== this.node.isReadyLeader) for (const listener of this.leaderListeners) listener(this.node.isReadyLeader);
+      if (this.failed) return;
       if (!busy) return;
     }
     this.scheduleProcess();
   }
 
-  private carryOut(ready: ShardReady): boolean {
+  /** The ports of the shared Ready loop (node/shard/ready-driver.ts): real network and DurableLog. */
+  private makeDriver(): ReadyDriver<ShardReady> {
     const { shard } = this.config;
-    for (const message of ready.messages) this.transport.sendPaxos(shard, message.to, message);
-    for (const message of ready.txMessages) this.router.send(message);
-    for (const reply of ready.replies) this.reply(reply);
-    for (const event of ready.events) {
-      if (event.type === 'became-leader') {
-        this.metrics.elections += 1;
-        this.logger.info({ ballot: event.ballot }, 'became leader');
-      } else if (event.type === 'stepped-down') this.logger.info({ ballot: event.ballot }, 'stepped down');
-      else if (event.type === 'voting-ready') this.startVoting(event.reason);
+    return new ReadyDriver<ShardReady>(this.node, {
+      storage: { persist: (work, durable, quiet) => this.persist(work, durable, quiet) },
+      send: (message) => this.transport.sendPaxos(shard, message.to, message),
+      sendTx: (message) => this.router.send(message),
+      reply: (reply) => this.reply(reply),
+      event: (event) => {
+        if (event.type === 'became-leader') {
+          this.metrics.elections += 1;
+          this.logger.info({ ballot: event.ballot }, 'became leader');
+        } else if (event.type === 'stepped-down') this.logger.info({ ballot: event.ballot }, 'stepped down');
+        else if (event.type === 'voting-ready') this.startVoting(event.reason);
+      },
+      progress: () => this.scheduleProcess(),
+    });
+  }
+
+  private persist(work: PersistWork, durable: () => void, quiet: boolean): PersistStart {
+    try {
+      this.log.append(work.hardState, work.entries);
+    } catch (error) {
+      this.fail(error);
+      return 'failed';
     }
-    const persist = ready.persist;
-    if (persist) {
+    // A follower with nothing else in flight writes on this thread (see DurableLog.syncNow).
+    if (quiet && !work.snapshot && this.node.core.role !== 'leader') {
       try {
-        this.log.append(persist.hardState, persist.entries);
+        if (this.log.syncNow()) {
+          this.metrics.persistBatches += 1;
+          return 'durable';
+        }
       } catch (error) {
         this.fail(error);
-        return false;
+        return 'failed';
       }
-      // A follower with nothing else in flight writes on this thread (see DurableLog.syncNow).
-      if (!persist.snapshot && this.asyncPersists === 0 && this.node.core.role !== 'leader') {
-        let durable: boolean;
-        try {
-          durable = this.log.syncNow();
-        } catch (error) {
-          this.fail(error);
-          return false;
-        }
-        if (durable) {
-          this.persistDone(persist.id, ready.messagesAfterPersist);
-          return true;
-        }
-      }
-      this.asyncPersists += 1;
-      const synced = this.log.sync();
-      const snapshotSaved = persist.snapshot ? this.log.saveSnapshot(persist.snapshot) : Promise.resolve();
-      const after = ready.messagesAfterPersist;
-      this.persistChain = this.persistChain
-        .then(() => Promise.all([synced, snapshotSaved]))
-        .then(() => {
-          this.asyncPersists -= 1;
-          this.persistDone(persist.id, after);
-          this.scheduleProcess();
-        })
-        .catch((error: unknown) => this.fail(error));
-    } else {
-      // The core holds replies whose claim is still in an earlier persist (see PaxosCore.ready).
-      assert(ready.messagesAfterPersist.length === 0, 'replies that claim durable state in a Ready without a persist');
     }
-    return Boolean(persist) || ready.messages.length > 0 || ready.replies.length > 0 || ready.txMessages.length > 0 || this.node.hasQueuedWork();
+    const synced = this.log.sync();
+    const snapshotSaved = work.snapshot ? this.log.saveSnapshot(work.snapshot) : Promise.resolve();
+    // Seen by the chain below; until it gets there (an earlier persist still running) a failure
+    // must not count as an unhandled rejection, which would crash the process past fail().
+    synced.catch(() => undefined);
+    snapshotSaved.catch(() => undefined);
+    this.persistChain = this.persistChain
+      .then(() => Promise.all([synced, snapshotSaved]))
+      .then(() => {
+        this.metrics.persistBatches += 1;
+        durable();
+      })
+      .catch((error: unknown) => this.fail(error));
+    return 'pending';
   }
 
   /** The core may vote: make that durable (remove the marker) first, then let it. */
   private startVoting(reason: 'first-start' | 'rebuilt'): void {
-    const marker = path.join(this.config.dataDir, NOT_VOTING_MARKER);
     this.persistChain = this.persistChain
       .then(async () => {
-        await rm(marker, { force: true });
-        await fsyncDirectory(this.config.dataDir);
+        await removeNotVotingMarker(this.config.dataDir);
         if (this.stopped) return;
         this.logger.info({ reason }, reason === 'first-start' ? 'first start of the shard: voting' : 'rebuilt from the live majority: voting again');
         this.node.core.startVoting();
         this.scheduleProcess();
       })
       .catch((error: unknown) => this.fail(error));
-  }
-
-  /** A persist is durable: now the replies that claim it may go, and the core may count it. */
-  private persistDone(id: number, messagesAfterPersist: PaxosMessage[]): void {
-    this.metrics.persistBatches += 1;
-    for (const message of messagesAfterPersist) this.transport.sendPaxos(this.config.shard, message.to, message);
-    this.node.persisted(id);
   }
 
   private reply(reply: ClientReply): void {
@@ -303,6 +297,7 @@ export class Replica {
   private fail(error: unknown): void {
     if (this.failed) return;
     this.failed = error instanceof Error ? error : new Error(String(error));
+    this.driver.halt();
     this.logger.fatal({ err: this.failed }, 'storage failed: stopping this replica');
     this.stop().finally(() => process.exit(70));
   }
@@ -339,28 +334,10 @@ export class Replica {
   }
 }
 
-/**
- * Present while a replica must not vote: it started with an empty log (a new replica, or one
- * whose disk was lost) and has not yet learned that the shard never ran or re-learned what it
- * may have promised (see VotingState in node/paxos/paxos-core.ts). Made durable before the
- * replica starts, removed (durably) only once the core says it may vote.
- */
-const NOT_VOTING_MARKER = 'NOT_VOTING';
-
 async function decideVotingState(config: ReplicaConfig, recovered: RecoveredState, logger: Logger): Promise<VotingState> {
-  const marker = path.join(config.dataDir, NOT_VOTING_MARKER);
-  const empty = recovered.hardState === undefined && recovered.snapshot === undefined && recovered.entries.length === 0;
-  const markerPresent = await stat(marker).then(() => true, () => false);
-  if (config.topology.replicasPerShard === 1 || (!empty && !markerPresent)) return 'voter';
-  if (!markerPresent) {
-    await writeFile(marker, 'this replica started with an empty data dir and does not vote until it is safe\n', { flag: 'wx' });
-    const handle = await open(marker, 'r');
-    await handle.sync();
-    await handle.close();
-    await fsyncDirectory(config.dataDir);
-  }
-  logger.warn({ emptyLog: empty }, 'not voting until the peers show this is the first start or the lost state is re-learned (protocol-aware recovery)');
-  return 'probing';
+  const { votingState, emptyLog } = await decideVotingStateOnDisk(config.dataDir, recovered, config.topology.replicasPerShard);
+  if (votingState !== 'voter') logger.warn({ emptyLog }, 'not voting until the peers show this is the first start or the lost state is re-learned (protocol-aware recovery)');
+  return votingState;
 }
 
 /** Two replica processes on one data dir would corrupt it: the second one refuses to start. */

@@ -40,7 +40,9 @@ const OUTCOME_BY_ERROR: Record<ErrorCode, Outcome> = {
 /** A decided (or refused) transfer as the client API reports it per entry. */
 export function entryResultOf(reply: ClientReply, shard: number): TransferReply {
   return reply.kind === 'transfer'
-    ? { outcome: reply.outcome, decisionIndex: reply.index, coordinatorShard: shard, message: '' }
+    ? reply.deduplicated
+      ? { outcome: reply.outcome, decisionIndex: reply.index, coordinatorShard: shard, message: '', deduplicated: true }
+      : { outcome: reply.outcome, decisionIndex: reply.index, coordinatorShard: shard, message: '' }
     : { outcome: reply.kind === 'error' ? OUTCOME_BY_ERROR[reply.code] : Outcome.UNAVAILABLE, decisionIndex: 0, coordinatorShard: shard, message: reply.kind === 'error' ? reply.message : '' };
 }
 

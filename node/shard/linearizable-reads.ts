@@ -3,7 +3,7 @@
 // point, so a read never shows a prepared change and always shows a credit whose transfer was
 // acknowledged. Owns the reads in flight and calls nothing: ShardNode asks the core for the
 // read index, feeds the core's answers in, and drains the outcomes.
-import { assert } from '../util/assert.js';
+import { invariantViolated } from '../util/assert.js';
 import type { BankState } from '../bank/bank-state.js';
 
 export type ReadOutcome =
@@ -38,7 +38,7 @@ export class LinearizableReads {
 
   register(id: number, token: number, items: number[]): void {
     this.byCoreId.set(id, { token, items });
-    assert(this.byCoreId.size + this.waiting.length <= READS_MAX, `more than ${READS_MAX} reads in flight`);
+    if (!(this.byCoreId.size + this.waiting.length <= READS_MAX)) invariantViolated(`more than ${READS_MAX} reads in flight`);
   }
 
   /** The core could not confirm leadership for this read. */

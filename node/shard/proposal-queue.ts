@@ -1,7 +1,7 @@
 // The leader's queue of commands waiting for a slot, and the acknowledgements of finished
 // transactions that ride along. Owns its state and calls nothing: ShardNode decides when the
 // queue becomes slots (pacing, slots in flight) and takes commands from it.
-import { assert } from '../util/assert.js';
+import { assert, invariantViolated } from '../util/assert.js';
 import type { Command, TxId } from '../gen/shardbank/v1/peer.js';
 
 /** Past this many, acknowledgements go in a slot of their own without waiting for a tick. */
@@ -33,7 +33,7 @@ export class ProposalQueue {
 
   push(command: Command): void {
     this.commands.push(command);
-    assert(this.commands.length <= QUEUED_COMMANDS_MAX, `more than ${QUEUED_COMMANDS_MAX} commands queued`);
+    if (!(this.commands.length <= QUEUED_COMMANDS_MAX)) invariantViolated(`more than ${QUEUED_COMMANDS_MAX} commands queued`);
   }
 
   pushAck(txid: TxId): void {

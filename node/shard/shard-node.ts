@@ -82,7 +82,7 @@ export interface TransferInput {
 export type ErrorCode = 'not-leader' | 'aborted' | 'stale' | 'mismatch' | 'expired' | 'unavailable';
 
 export type ClientReply =
-  | { token: number; kind: 'transfer'; outcome: number; index: number }
+  | { token: number; kind: 'transfer'; outcome: number; index: number; deduplicated?: true }
   | { token: number; kind: 'error'; code: ErrorCode; message: string; leaderOrdinal: number }
   | { token: number; kind: 'read'; balances: number[]; index: number }
   | { token: number; kind: 'session'; epoch: number; index: number };
@@ -205,7 +205,7 @@ export class ShardNode {
       return;
     }
     if (check.kind === 'duplicate' && check.result.state === 'final') {
-      this.replies.push({ token, kind: 'transfer', outcome: check.result.outcome, index: check.result.index });
+      this.replies.push({ token, kind: 'transfer', outcome: check.result.outcome, index: check.result.index, deduplicated: true });
       return;
     }
     const waiter: Waiter = { tokens: [token], input, attempts: 0 };
@@ -431,7 +431,7 @@ export class ShardNode {
         return this.rejectWaiter(requestKey(event.clientId, event.requestId), event.code, event.message);
       case 'request-duplicate':
         if (event.inflightTxid) return; // joined: resolved when that attempt is decided
-        return this.resolve(requestKey(event.clientId, event.requestId), event.outcome, event.index);
+        return this.resolve(requestKey(event.clientId, event.requestId), event.outcome, event.index, true);
       case 'coord-prepared':
         return this.twoPhaseCommit.onCoordPrepared(event.record);
       case 'coord-decided':
@@ -486,11 +486,11 @@ export class ShardNode {
 
   // ---- Client outcomes ----
 
-  private resolve(key: string, outcome: number, index: number): void {
+  private resolve(key: string, outcome: number, index: number, deduplicated = false): void {
     const waiter = this.waiters.get(key);
     if (!waiter) return;
     this.waiters.delete(key);
-    for (const token of waiter.tokens) this.replies.push({ token, kind: 'transfer', outcome, index });
+    for (const token of waiter.tokens) this.replies.push(deduplicated ? { token, kind: 'transfer', outcome, index, deduplicated } : { token, kind: 'transfer', outcome, index });
   }
 
   private rejectWaiter(key: string, code: ErrorCode, message: string): void {

@@ -5,7 +5,7 @@
 // decision here reads and never writes. Effects go into the proposal queue and the outbox that
 // ShardNode drains; nothing here calls back up. A new leader starts empty and rebuilds from the
 // replicated state (see onLeadershipReady).
-import { assert } from '../util/assert.js';
+import { invariantViolated } from '../util/assert.js';
 import type { TxId, TxMessage } from '../gen/shardbank/v1/peer.js';
 import { ABORT_REASONS, type BankState, type TxRecord } from '../bank/bank-state.js';
 import { compareTxIds, txIdOf, txKey } from '../bank/txid.js';
@@ -303,7 +303,7 @@ export class TwoPhaseCommit {
     if (tx === undefined) {
       tx = { proposedTo: undefined, earlyVote: undefined, decisionProposed: false, ackQueued: false, prepareProposed: false, decisionApplyProposed: false, timed: false, seenInScan: 0, sinceTick: 0, lastSentTick: 0 };
       this.txs.set(key, tx);
-      assert(this.txs.size <= LEADER_TXS_MAX, `more than ${LEADER_TXS_MAX} transactions tracked by the leader`);
+      if (!(this.txs.size <= LEADER_TXS_MAX)) invariantViolated(`more than ${LEADER_TXS_MAX} transactions tracked by the leader`);
     }
     return tx;
   }

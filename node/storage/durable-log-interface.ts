@@ -2,6 +2,7 @@
 // `durable-log.ts`; this file holds only the contract so that tests and simulators can
 // provide their own in-memory log behind the same interface.
 import type { Ballot } from '../gen/shardbank/v1/peer.js';
+import type { FileSystem } from './file-system.js';
 
 export type { Ballot };
 
@@ -102,4 +103,6 @@ export interface DurableLogOptions {
    * growing the file: no block allocation and no inode update per write (default false).
    */
   preallocateSegments?: boolean;
+  /** Where the files live (default: node:fs). The simulator passes its in-memory one. */
+  fileSystem?: FileSystem;
 }

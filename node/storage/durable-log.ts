@@ -5,8 +5,6 @@
 // `snapshot-<index>.snap`. Every segment starts with a segment header and, when one exists,
 // the latest hard state, so deleting older segments after a snapshot never loses the promised
 // ballot.
-import { constants as fsConstants } from 'node:fs';
-import { link, open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { assert } from '../util/assert.js';
@@ -20,7 +18,8 @@ import type {
   StoredEntry,
   StoredSnapshot,
 } from './durable-log-interface.js';
-import { fsyncDirectory, writeAll, writeAllNow } from './file-io.js';
+import { writeAll, writeAllNow } from './file-io.js';
+import { nodeFileSystem, OPEN_FLAGS as fsConstants, type FileSystem, type StorageFile } from './file-system.js';
 import { preparedSegmentFileName, recoverDirectory, segmentFileName, type SegmentInfo } from './log-recovery.js';
 import { encodeEntry, encodeHardState, encodeLogClosed, encodeSegmentHeader, sealBatch } from './record-codec.js';
 import { snapshotBytesMax, writeSnapshotFile } from './snapshot-file.js';
@@ -46,7 +45,7 @@ interface SyncWaiter {
 
 interface ActiveSegment {
   segmentSeq: number;
-  handle: FileHandle;
+  handle: StorageFile;
   /** Bytes of records written; the next write goes at this offset. */
   bytes: number;
   /** Batches written besides the prelude; a segment without any never rolls over. */
@@ -69,21 +68,22 @@ const zeroChunkBytes = 1024 * 1024;
  * the directory fsync that follows the first batch written into it.
  */
 async function createSegmentFile(
+  fs: FileSystem,
   directory: string,
   segmentSeq: number,
   preallocateBytes: number,
   noSync: boolean,
   prepared: Promise<void> | undefined,
-): Promise<FileHandle> {
+): Promise<StorageFile> {
   const path = join(directory, segmentFileName(segmentSeq));
-  if (preallocateBytes === 0) return open(path, segmentOpenFlags(true, noSync));
-  await (prepared ?? prepareSegmentFile(directory, segmentSeq, preallocateBytes, noSync));
+  if (preallocateBytes === 0) return fs.open(path, segmentOpenFlags(true, noSync));
+  await (prepared ?? prepareSegmentFile(fs, directory, segmentSeq, preallocateBytes, noSync));
   // link + unlink rather than rename: like O_EXCL for a new file, it refuses to replace a
   // segment that should not exist. (A crash between the two leaves the .tmp, which recovery deletes.)
   const preparedPath = join(directory, preparedSegmentFileName(segmentSeq));
-  await link(preparedPath, path);
-  await unlink(preparedPath);
-  return open(path, segmentOpenFlags(false, noSync));
+  await fs.link(preparedPath, path);
+  await fs.unlink(preparedPath);
+  return fs.open(path, segmentOpenFlags(false, noSync));
 }
 
 /**
@@ -91,8 +91,8 @@ async function createSegmentFile(
  * over links it into place. Real zeros, not fallocate: an fallocated extent is "unwritten"
  * and its first write still changes metadata, which is the cost this avoids.
  */
-async function prepareSegmentFile(directory: string, segmentSeq: number, bytes: number, noSync: boolean): Promise<void> {
-  const handle = await open(join(directory, preparedSegmentFileName(segmentSeq)), fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC);
+async function prepareSegmentFile(fs: FileSystem, directory: string, segmentSeq: number, bytes: number, noSync: boolean): Promise<void> {
+  const handle = await fs.open(join(directory, preparedSegmentFileName(segmentSeq)), fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC);
   try {
     const zeros = Buffer.alloc(Math.min(zeroChunkBytes, bytes));
     for (let at = 0; at < bytes; at += zeros.length) await writeAll(handle, zeros.subarray(0, Math.min(zeros.length, bytes - at)), at);
@@ -159,6 +159,7 @@ class SegmentedDurableLog implements DurableLog {
   private readonly counters = { syncs: 0, recordsWritten: 0, bytesWritten: 0, entriesPerSyncMax: 0 };
 
   constructor(
+    private readonly fs: FileSystem,
     private readonly directory: string,
     private readonly segmentBytesMax: number,
     private readonly noSync: boolean,
@@ -233,7 +234,7 @@ class SegmentedDurableLog implements DurableLog {
         // Let every writer that is ready in this turn of the event loop (resolved sync()
         // continuations, incoming messages) append first, so they share this fsync instead of
         // the first one going out alone and the rest waiting for the next.
-        await new Promise<void>((resolve) => setImmediate(resolve));
+        await this.fs.nextTurn();
         await this.flushQueued();
         const satisfied = this.waiters.findIndex((waiter) => waiter.appendedRecords > this.durableRecords);
         const resolved = this.waiters.splice(0, satisfied === -1 ? this.waiters.length : satisfied);
@@ -256,7 +257,7 @@ class SegmentedDurableLog implements DurableLog {
     // through the thread pool, which matters on a loaded machine.
     await writeAll(this.active.handle, batch.bytes, this.active.bytes);
     // A new segment file is only durable once its directory entry is.
-    if (batch.startsSegment && !this.noSync) await fsyncDirectory(this.directory);
+    if (batch.startsSegment && !this.noSync) await this.fs.syncDirectory(this.directory);
     this.batchWritten(batch);
   }
 
@@ -274,7 +275,7 @@ class SegmentedDurableLog implements DurableLog {
     if (this.queueOverflowsSegment()) return false;
     const batch = this.takeBatch();
     try {
-      writeAllNow(this.active.handle.fd, batch.bytes, this.active.bytes);
+      writeAllNow(this.active.handle, batch.bytes, this.active.bytes);
     } catch (error) {
       throw this.fail('sync', error);
     }
@@ -348,11 +349,11 @@ class SegmentedDurableLog implements DurableLog {
    * (linked into place) or a new empty one. Either way its name is durable only after the
    * directory fsync that follows the first batch written into it.
    */
-  private async openNewSegment(segmentSeq: number): Promise<FileHandle> {
+  private async openNewSegment(segmentSeq: number): Promise<StorageFile> {
     const prepared = this.prepared;
     this.prepared = undefined;
     assert(prepared === undefined || prepared.segmentSeq === segmentSeq, 'the prepared segment is not the next one');
-    return createSegmentFile(this.directory, segmentSeq, this.preallocate ? this.segmentBytesMax : 0, this.noSync, prepared?.done);
+    return createSegmentFile(this.fs, this.directory, segmentSeq, this.preallocate ? this.segmentBytesMax : 0, this.noSync, prepared?.done);
   }
 
   /** Zero-fills the segment after the active one in the background (preallocateSegments). */
@@ -360,7 +361,7 @@ class SegmentedDurableLog implements DurableLog {
     if (!this.preallocate || this.closed || this.failure !== undefined) return;
     const segmentSeq = this.active.segmentSeq + 1;
     if (this.prepared?.segmentSeq === segmentSeq) return;
-    const done = prepareSegmentFile(this.directory, segmentSeq, this.segmentBytesMax, this.noSync);
+    const done = prepareSegmentFile(this.fs, this.directory, segmentSeq, this.segmentBytesMax, this.noSync);
     // A failure surfaces when the roll-over awaits it (and fails the log there), not here.
     done.catch(() => undefined);
     this.prepared = { segmentSeq, done };
@@ -391,11 +392,11 @@ class SegmentedDurableLog implements DurableLog {
     if (this.failure !== undefined) throw this.failure;
     assert(this.snapshotIndex === undefined || snapshot.index >= this.snapshotIndex, `snapshot index ${snapshot.index} is older than the stored ${this.snapshotIndex}`);
     try {
-      const name = await writeSnapshotFile(this.directory, snapshot, this.noSync);
+      const name = await writeSnapshotFile(this.fs, this.directory, snapshot, this.noSync);
       const previous = this.snapshotFile;
       this.snapshotFile = name;
       this.snapshotIndex = snapshot.index;
-      if (previous !== undefined && previous !== name) await unlink(join(this.directory, previous));
+      if (previous !== undefined && previous !== name) await this.fs.unlink(join(this.directory, previous));
       await this.deleteObsoleteSegments(snapshot.index);
     } catch (error) {
       throw this.fail('saveSnapshot', error);
@@ -413,8 +414,8 @@ class SegmentedDurableLog implements DurableLog {
       if (oldest.segmentSeq >= this.preludeDurableSegmentSeq || oldest.slotMax > snapshotIndex) return;
       assert(oldest.segmentSeq < this.active.segmentSeq, 'never delete the active segment');
       this.segments.shift();
-      await unlink(join(this.directory, segmentFileName(oldest.segmentSeq)));
-      if (!this.noSync) await fsyncDirectory(this.directory);
+      await this.fs.unlink(join(this.directory, segmentFileName(oldest.segmentSeq)));
+      if (!this.noSync) await this.fs.syncDirectory(this.directory);
     }
   }
 
@@ -460,22 +461,23 @@ export async function openDurableLog(
   const segmentBytesMax = options.segmentBytesMax ?? segmentBytesMaxDefault;
   const noSync = options.noSync ?? false;
   const preallocate = options.preallocateSegments ?? false;
+  const fs = options.fileSystem ?? nodeFileSystem;
   assert(
     Number.isSafeInteger(segmentBytesMax) && segmentBytesMax >= segmentBytesMin && segmentBytesMax <= segmentBytesLimit,
     `segmentBytesMax ${segmentBytesMax} must be between ${segmentBytesMin} and ${segmentBytesLimit}`,
   );
-  const layout = await recoverDirectory(dir, noSync);
+  const layout = await recoverDirectory(fs, dir, noSync);
   const segments = layout.segments.length > 0 ? layout.segments : [{ segmentSeq: 1, slotMax: -1 }];
   const segmentSeq = segments.at(-1)!.segmentSeq;
   const isNewFile = layout.segments.length === 0;
   const handle = isNewFile
-    ? await createSegmentFile(dir, segmentSeq, preallocate ? segmentBytesMax : 0, noSync, undefined)
-    : await open(join(dir, segmentFileName(segmentSeq)), segmentOpenFlags(false, noSync));
+    ? await createSegmentFile(fs, dir, segmentSeq, preallocate ? segmentBytesMax : 0, noSync, undefined)
+    : await fs.open(join(dir, segmentFileName(segmentSeq)), segmentOpenFlags(false, noSync));
   const bytes = layout.lastSegmentBytes;
   const active: ActiveSegment = { segmentSeq, handle, bytes, payloadBatches: bytes > 0 ? 1 : 0, previousSegmentBytes: layout.previousSegmentBytes };
   const hasHardState = layout.recovered.hardState !== undefined;
   const preludeNeeded = { header: bytes === 0, hardState: hasHardState && !layout.lastSegmentHasHardState };
-  const log = new SegmentedDurableLog(dir, segmentBytesMax, noSync, preallocate, active, segments, layout.recovered, preludeNeeded, layout.snapshotFile);
+  const log = new SegmentedDurableLog(fs, dir, segmentBytesMax, noSync, preallocate, active, segments, layout.recovered, preludeNeeded, layout.snapshotFile);
   try {
     await log.writePendingPrelude();
   } catch (error) {

@@ -1,12 +1,11 @@
 // Startup: reads the data directory back into a RecoveredState plus the layout the writer
 // continues from. Torn tails (incomplete final writes, see segment-scanner.ts) are truncated
 // here and listed in RecoveredState.truncated; damaged acknowledged data throws.
-import { mkdir, open, readdir, readFile, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 import { assert } from '../util/assert.js';
 import type { HardState, RecoveredState, StoredEntry, StoredSnapshot, TruncatedTail } from './durable-log-interface.js';
-import { fsyncDirectory } from './file-io.js';
+import type { FileSystem } from './file-system.js';
 import { RecordType, type DecodedRecord } from './record-codec.js';
 import { scanSegment } from './segment-scanner.js';
 import { isSnapshotTempFileName, parseSnapshotFileName, readSnapshotFile } from './snapshot-file.js';
@@ -50,14 +49,14 @@ export interface RecoveredLayout {
   snapshotFile: string | undefined;
 }
 
-export async function recoverDirectory(directory: string, noSync: boolean): Promise<RecoveredLayout> {
-  const firstCreated = await mkdir(directory, { recursive: true });
+export async function recoverDirectory(fs: FileSystem, directory: string, noSync: boolean): Promise<RecoveredLayout> {
+  const firstCreated = await fs.mkdirRecursive(directory);
   // A directory created here is only durable once its own parent's entry for it is.
-  if (firstCreated !== undefined && !noSync) await fsyncDirectory(dirname(firstCreated));
-  const names = await readdir(directory);
+  if (firstCreated !== undefined && !noSync) await fs.syncDirectory(dirname(firstCreated));
+  const names = await fs.readdir(directory);
   // A zero-filled segment prepared in advance may be incomplete; a new one is made when needed.
-  await removeLeftovers(directory, names.filter((name) => isSnapshotTempFileName(name) || preparedSegmentPattern.test(name)), noSync);
-  const { snapshot, snapshotFile } = await recoverSnapshot(directory, names, noSync);
+  await removeLeftovers(fs, directory, names.filter((name) => isSnapshotTempFileName(name) || preparedSegmentPattern.test(name)), noSync);
+  const { snapshot, snapshotFile } = await recoverSnapshot(fs, directory, names, noSync);
   const segmentSeqs = listSegments(directory, names);
   if (segmentSeqs.length === 0 && snapshot !== undefined) {
     throw new CorruptLogError(directory, 0, 'a snapshot exists but no log segment does: the promised ballot is lost');
@@ -76,7 +75,7 @@ export async function recoverDirectory(directory: string, noSync: boolean): Prom
     const isLastSegment = position === segmentSeqs.length - 1;
     // The full path: a CorruptLogError must say exactly which file an operator has to look at.
     const fileName = join(directory, segmentFileName(segmentSeq));
-    const bytes = await readFile(fileName);
+    const bytes = await fs.readFile(fileName);
     const info: SegmentInfo = { segmentSeq, slotMax: -1 };
     let segmentHasHardState = false;
     let segmentEndsWithClose = false;
@@ -98,7 +97,7 @@ export async function recoverDirectory(directory: string, noSync: boolean): Prom
     assert(scan.validBytes + scan.tornTailBytes + scan.zeroTailBytes === bytes.length, `${fileName}: scan does not account for every byte`);
     if (scan.tornTailBytes > 0) {
       assert(isLastSegment && scan.tornReason !== undefined, `${fileName}: a torn tail outside the last segment, or without a reason`);
-      await truncateTornTail(fileName, scan.validBytes, noSync);
+      await truncateTornTail(fs, fileName, scan.validBytes, noSync);
       truncated.push({ file: fileName, offset: scan.validBytes, bytes: scan.tornTailBytes, reason: scan.tornReason });
     }
     segments.push(info);
@@ -162,6 +161,7 @@ function listSegments(directory: string, names: readonly string[]): number[] {
  * snapshot and the deletion of the previous one, and are removed.
  */
 async function recoverSnapshot(
+  fs: FileSystem,
   directory: string,
   names: readonly string[],
   noSync: boolean,
@@ -171,25 +171,25 @@ async function recoverSnapshot(
     .sort((left, right) => parseSnapshotFileName(left)! - parseSnapshotFileName(right)!);
   const snapshotFile = snapshotNames.at(-1);
   if (snapshotFile === undefined) return { snapshot: undefined, snapshotFile: undefined };
-  const snapshot = await readSnapshotFile(directory, snapshotFile);
-  await removeLeftovers(directory, snapshotNames.slice(0, -1), noSync);
+  const snapshot = await readSnapshotFile(fs, directory, snapshotFile);
+  await removeLeftovers(fs, directory, snapshotNames.slice(0, -1), noSync);
   return { snapshot, snapshotFile };
 }
 
-async function removeLeftovers(directory: string, names: readonly string[], noSync: boolean): Promise<void> {
-  for (const name of names) await unlink(join(directory, name));
-  if (names.length > 0 && !noSync) await fsyncDirectory(directory);
+async function removeLeftovers(fs: FileSystem, directory: string, names: readonly string[], noSync: boolean): Promise<void> {
+  for (const name of names) await fs.unlink(join(directory, name));
+  if (names.length > 0 && !noSync) await fs.syncDirectory(directory);
 }
 
 /** The torn bytes were never acknowledged (their fsync never completed); cut them off for good. */
-async function truncateTornTail(path: string, validBytes: number, noSync: boolean): Promise<void> {
-  const handle = await open(path, 'r+');
+async function truncateTornTail(fs: FileSystem, path: string, validBytes: number, noSync: boolean): Promise<void> {
+  const file = await fs.open(path, 'r+');
   try {
-    await handle.truncate(validBytes);
-    if (!noSync) await handle.sync();
-    const { size } = await handle.stat();
+    await file.truncate(validBytes);
+    if (!noSync) await file.sync();
+    const size = await file.size();
     assert(size === validBytes, `${path}: truncated to ${size} bytes, expected ${validBytes}`);
   } finally {
-    await handle.close();
+    await file.close();
   }
 }

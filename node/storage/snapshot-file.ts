@@ -3,13 +3,13 @@
 //
 // Layout, little endian: [magic u32][format version u32][index u64][data length u64]
 // [crc32 u32 of the preceding 24 bytes and the data][data].
-import { open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 
 import { assert } from '../util/assert.js';
 import type { StoredSnapshot } from './durable-log-interface.js';
-import { fsyncDirectory, writeAll } from './file-io.js';
+import { writeAll } from './file-io.js';
+import type { FileSystem } from './file-system.js';
 import { CorruptLogError } from './storage-errors.js';
 
 const snapshotMagic = 0x4e534253; // "SBSN" read as little endian bytes.
@@ -55,27 +55,27 @@ function encodeSnapshotHeader(snapshot: StoredSnapshot): Buffer {
 }
 
 /** Writes, fsyncs and renames the snapshot into place; returns its file name. */
-export async function writeSnapshotFile(directory: string, snapshot: StoredSnapshot, noSync: boolean): Promise<string> {
+export async function writeSnapshotFile(fs: FileSystem, directory: string, snapshot: StoredSnapshot, noSync: boolean): Promise<string> {
   const name = snapshotFileName(snapshot.index);
   const temporaryPath = join(directory, `${name}.tmp`);
   const header = encodeSnapshotHeader(snapshot);
-  const handle = await open(temporaryPath, 'w');
+  const file = await fs.open(temporaryPath, 'w');
   try {
-    await writeAll(handle, header);
-    await writeAll(handle, snapshot.data);
-    if (!noSync) await handle.sync();
+    await writeAll(file, header, 0);
+    await writeAll(file, snapshot.data, header.length);
+    if (!noSync) await file.sync();
   } finally {
-    await handle.close();
+    await file.close();
   }
-  await rename(temporaryPath, join(directory, name));
-  if (!noSync) await fsyncDirectory(directory);
+  await fs.rename(temporaryPath, join(directory, name));
+  if (!noSync) await fs.syncDirectory(directory);
   return name;
 }
 
-export async function readSnapshotFile(directory: string, name: string): Promise<StoredSnapshot> {
+export async function readSnapshotFile(fs: FileSystem, directory: string, name: string): Promise<StoredSnapshot> {
   const expectedIndex = parseSnapshotFileName(name);
   assert(expectedIndex !== undefined, `${name} is not a snapshot file name`);
-  const bytes = await readFile(join(directory, name));
+  const bytes = await fs.readFile(join(directory, name));
   const corrupt = (offset: number, reason: string): CorruptLogError => new CorruptLogError(name, offset, reason);
   if (bytes.length < snapshotHeaderBytes) throw corrupt(0, `snapshot file of ${bytes.length} bytes is shorter than its header`);
   if (bytes.readUInt32LE(0) !== snapshotMagic) throw corrupt(0, 'snapshot has the wrong magic number');

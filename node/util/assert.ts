@@ -11,3 +11,13 @@ export function assert(condition: unknown, message: string): asserts condition {
 export function assertNever(value: never, what = 'value'): never {
   throw new InvariantViolation(`unexpected ${what}: ${JSON.stringify(value)}`);
 }
+
+/**
+ * For invariants checked on a hot path whose message is built from values: write
+ * `if (!cond) invariantViolated(\`...\`)`, so the message (template literal, ids turned into
+ * strings) is only built when the check fails. `assert(cond, \`...\`)` builds it on every call:
+ * in the replicated state machine that was a string allocation per command per replica.
+ */
+export function invariantViolated(message: string): never {
+  throw new InvariantViolation(message);
+}

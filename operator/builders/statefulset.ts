@@ -121,7 +121,9 @@ export function buildStatefulSet(cluster: BankCluster, shard: number, options: B
       replicas: cluster.spec.replicasPerShard,
       // Paxos needs a majority up before any replica is ready: start them all at once.
       podManagementPolicy: 'Parallel',
-      updateStrategy: { type: 'RollingUpdate' },
+      // The operator rolls pods itself, followers first and the leader last
+      // (operator/reconcile/rollout.ts); the StatefulSet controller only re-creates them.
+      updateStrategy: { type: 'OnDelete' },
       persistentVolumeClaimRetentionPolicy: {
         whenDeleted: storage.retainOnDelete ? 'Retain' : 'Delete',
         whenScaled: 'Retain',

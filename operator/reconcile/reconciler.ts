@@ -20,6 +20,7 @@ import { desiredObjects } from './desired-objects.js';
 import { addFinalizer, finalizeCluster, removeFinalizer } from './finalize.js';
 import { labelLeaderPods } from './leader-labels.js';
 import { ownedBy, type ObjectCache } from './object-cache.js';
+import { Rollout, type ShardRollout } from './rollout.js';
 
 export interface ReconcileResult {
   /** Reconcile again after this long even without a change (status not final yet). */
@@ -39,11 +40,16 @@ export interface ReconcilerDeps {
 }
 
 const DONE: ReconcileResult = {};
+/** How soon to look again at a shard whose rolling update waits (pod events also wake it). */
+const ROLLOUT_REQUEUE_MS = 2_000;
 
 export class Reconciler {
   private readonly memo = new AppliedMemo();
+  private readonly rollout: Rollout;
 
-  constructor(private readonly deps: ReconcilerDeps) {}
+  constructor(private readonly deps: ReconcilerDeps) {
+    this.rollout = new Rollout(deps.client, deps.cache);
+  }
 
   async reconcile(namespace: string, name: string): Promise<ReconcileResult> {
     const raw = await this.load(namespace, name);
@@ -60,16 +66,34 @@ export class Reconciler {
     await this.deps.leaders.ensure(ref).catch((err: unknown) => this.deps.logger.warn({ err: errorMessage(err) }, 'leader watch failed'));
     if (cluster.spec.paused) return this.writeStatus(raw, cluster, undefined);
     let reconcileError: string | undefined;
+    let rollouts: ShardRollout[] = [];
     try {
       await this.applyObjects(cluster);
       await this.deleteStalePdbs(cluster);
+      rollouts = await this.rollOut(cluster, raw, ref);
       await this.labelLeaders(cluster, ref);
     } catch (err) {
       reconcileError = errorMessage(err);
     }
-    const result = await this.writeStatus(raw, cluster, reconcileError);
+    const result = await this.writeStatus(raw, cluster, reconcileError, rollouts);
     if (reconcileError) throw new Error(reconcileError);
+    if (rollouts.some((r) => r.step.kind !== 'done')) return { requeueAfterMs: Math.min(result.requeueAfterMs ?? ROLLOUT_REQUEUE_MS, ROLLOUT_REQUEUE_MS) };
     return result;
+  }
+
+  /** One step of each shard's rolling update (followers first, the leader last). */
+  private async rollOut(cluster: BankCluster, raw: KubeObject, ref: ClusterRef): Promise<ShardRollout[]> {
+    const out: ShardRollout[] = [];
+    const leadersKnowable = ref.natsUrl !== undefined;
+    for (let shard = 0; shard < cluster.spec.shards; shard++) {
+      const r = await this.rollout.step(cluster, shard, this.deps.leaders.leader(ref, shard)?.ordinal, leadersKnowable);
+      if (r.evicted && r.step.kind === 'evict') {
+        this.deps.logger.info({ cluster: cluster.metadata.name, shard, pod: r.step.pod.name, role: r.step.role }, 'rolling update: evicting pod');
+        await this.deps.events.record(this.target(raw), 'Normal', 'RollingUpdate', `shard ${shard}: evicted ${r.step.role} ${r.step.pod.name} (${r.step.message})`);
+      }
+      out.push(r);
+    }
+    return out;
   }
 
   private async load(namespace: string, name: string): Promise<KubeObject | undefined> {
@@ -114,6 +138,7 @@ export class Reconciler {
     }
     if (outcome.pvcsDeleted.length > 0) await this.deps.events.record(target, 'Normal', 'VolumesDeleted', `deleted PVCs ${outcome.pvcsDeleted.join(', ')}`);
     await this.deps.leaders.forget({ namespace: cluster.metadata.namespace ?? 'default', name: cluster.metadata.name });
+    this.rollout.forget(cluster.metadata.namespace ?? 'default', cluster.metadata.name);
     await removeFinalizer(this.deps.client, raw);
     this.deps.logger.info({ cluster: cluster.metadata.name, ...outcome }, 'BankCluster finalized');
     return DONE;
@@ -171,13 +196,14 @@ export class Reconciler {
     }
   }
 
-  private observeShards(cluster: BankCluster): ObservedShard[] {
+  private observeShards(cluster: BankCluster, rollouts: ShardRollout[] = []): ObservedShard[] {
     const namespace = cluster.metadata.namespace ?? 'default';
     const ref = this.clusterRef(cluster);
     return Array.from({ length: cluster.spec.shards }, (_, shard) => {
       const sts = this.deps.cache.get(RESOURCES.statefulSet, namespace, names.statefulSet(cluster.metadata.name, shard));
       const status = (sts?.status ?? {}) as Record<string, unknown>;
       const leader = this.deps.leaders.leader(ref, shard);
+      const step = rollouts.find((r) => r.shard === shard)?.step;
       return {
         exists: sts !== undefined && !sts.metadata.deletionTimestamp,
         generation: sts?.metadata.generation,
@@ -188,15 +214,16 @@ export class Reconciler {
         currentRevision: status.currentRevision as string | undefined,
         updateRevision: status.updateRevision as string | undefined,
         ...(leader ? { leader } : {}),
+        ...(step && step.kind !== 'done' ? { rollout: step.message } : {}),
       };
     });
   }
 
-  private async writeStatus(raw: KubeObject, cluster: BankCluster, reconcileError: string | undefined): Promise<ReconcileResult> {
+  private async writeStatus(raw: KubeObject, cluster: BankCluster, reconcileError: string | undefined, rollouts: ShardRollout[] = []): Promise<ReconcileResult> {
     const previous = (raw.status ?? {}) as Partial<BankClusterStatus>;
     const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
     const leadersKnowable = this.clusterRef(cluster).natsUrl !== undefined;
-    const status = computeStatus({ cluster, shards: this.observeShards(cluster), previous, leadersKnowable, reconcileError, now });
+    const status = computeStatus({ cluster, shards: this.observeShards(cluster, rollouts), previous, leadersKnowable, reconcileError, now });
     this.deps.metrics.clusterPhase.set(status.phase === PHASE.ready ? 1 : 0, { namespace: cluster.metadata.namespace ?? '', cluster: cluster.metadata.name });
     if (stableJson(status) !== stableJson(previous)) {
       await this.applyStatus(raw, status);

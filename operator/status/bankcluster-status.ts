@@ -56,6 +56,8 @@ export interface ObservedShard {
   currentRevision?: string;
   updateRevision?: string;
   leader?: { ordinal: number; address: string; ballot: { round: number; ordinal: number } };
+  /** What the operator's rolling update of this shard is doing (operator/reconcile/rollout.ts). */
+  rollout?: string;
 }
 
 export interface StatusInput {
@@ -78,7 +80,7 @@ function rolledOut(cluster: BankCluster, s: ObservedShard): boolean {
     s.observedGeneration >= s.generation &&
     (s.updatedReplicas ?? 0) === desired &&
     (s.replicas ?? 0) === desired &&
-    (s.currentRevision === undefined || s.currentRevision === s.updateRevision)
+    s.rollout === undefined
   );
 }
 
@@ -108,7 +110,13 @@ export function computeStatus(input: StatusInput): BankClusterStatus {
   if (cluster.spec.paused) {
     set({ type: CONDITION.progressing, status: 'False', reason: 'Paused', message: 'spec.paused is true: the operator leaves the workloads as they are' });
   } else if (pending > 0) {
-    set({ type: CONDITION.progressing, status: 'True', reason: 'RollingOut', message: `${pending} of ${shards.length} shards are not fully rolled out and ready` });
+    const steps = input.shards.flatMap((s, shard) => (s.rollout ? [`shard ${shard}: ${s.rollout}`] : []));
+    set({
+      type: CONDITION.progressing,
+      status: 'True',
+      reason: steps.length > 0 ? 'RollingUpdate' : 'RollingOut',
+      message: `${pending} of ${shards.length} shards are not fully rolled out and ready${steps.length > 0 ? `; ${steps.join('; ')}` : ''}`,
+    });
   } else {
     set({ type: CONDITION.progressing, status: 'False', reason: 'RolledOut', message: 'every StatefulSet is up to date and ready' });
   }

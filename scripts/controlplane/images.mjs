@@ -2,7 +2,7 @@
 // `npm run images`: builds the node and operator images from deploy/docker with buildah (no
 // registry: --pull=never on a locally made stand-in for the node:20-bookworm-slim base, i.e.
 // Debian minbase from debootstrap plus this machine's Node, npm and CA bundle), a NATS image
-// (the machine's nats-server on the same base), saves each as an archive in
+// (the machine's nats-server on the same base, under the name deploy/ uses), saves each as an archive in
 // ${SHARDBANK_CACHE}/images (k8s:up imports them all) and imports them into the running
 // node's containerd (those that changed; --import-all: every one). Images are cached in
 // buildah's storage under ${SHARDBANK_CACHE}/buildah.
@@ -18,7 +18,10 @@ const version = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8'))
 export const BASE_IMAGE = 'node:20-bookworm-slim';
 export const NODE_IMAGE = `shardbank/node:${version}`;
 export const OPERATOR_IMAGE = `shardbank/operator:${version}`;
-export const NATS_IMAGE = 'shardbank.local/nats:1';
+// NATS: the machine's nats-server on the base, under the name deploy/nats.yaml and the chart
+// use by default, so `kubectl apply -k deploy/` and `helm install` work here as typed (a local
+// stand-in, like the base image; no registry).
+export const NATS_IMAGE = 'nats:2.10-alpine';
 const log = (m) => console.error(`images: ${m}`);
 const b = buildahArgs();
 
@@ -121,6 +124,8 @@ function save(name, file) {
   return out;
 }
 
+// Until 2026-12: the NATS image was shardbank.local/nats:1 in nats-1.tar (k8s:up imports every archive).
+rmSync(join(cacheDir(), 'images', 'nats-1.tar'), { force: true });
 const started = Date.now();
 const step = (what) => log(`${what} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
 ensureBase();
@@ -131,7 +136,7 @@ step('node image built');
 bud('operator.Dockerfile', OPERATOR_IMAGE);
 step('operator image built');
 const archives = [
-  save(HELPER_IMAGE, 'base-1.tar'), save(NATS_IMAGE, 'nats-1.tar'),
+  save(HELPER_IMAGE, 'base-1.tar'), save(NATS_IMAGE, 'nats.tar'),
   save(NODE_IMAGE, 'shardbank-node.tar'), save(OPERATOR_IMAGE, 'shardbank-operator.tar'),
 ];
 step('archives saved');

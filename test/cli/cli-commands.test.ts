@@ -86,13 +86,20 @@ describe('shardbank CLI', () => {
   });
 
   it('transfer rejects bad amounts with a message naming the field and a non-zero exit', async () => {
+    const before = replicas.flatMap((r) => r.calls).length;
     for (const amount of ['1.5', '0', '-1', 'ten']) {
       const io = captureIo();
       const code = await runCli(['transfer', '1001', '3001', amount, '--json', ...target()], io);
-      expect(code).not.toBe(0);
-      expect(JSON.parse(io.stdout[0]!)).toMatchObject({ outcome: 'INVALID_ARGUMENT' });
-      expect(JSON.parse(io.stdout[0]!).message).toMatch(/^amount: must be a positive integer/);
+      expect(code).toBe(2);
+      // Refused before anything is sent: no made-up outcome on stdout, a JSON error on stderr.
+      expect(io.stdout).toEqual([]);
+      expect(JSON.parse(io.stderr[0]!).error).toMatchObject({ code: 'usage', field: 'amount', message: expect.stringMatching(/^amount: must be a positive integer/) });
+      const text = captureIo();
+      expect(await runCli(['transfer', '1001', '3001', amount, ...target()], text)).toBe(2);
+      expect(text.stdout).toEqual([]);
+      expect(text.stderr.join('\n')).toMatch(/^shardbank transfer: error: amount: must be a positive integer.*\n\(see: shardbank transfer --help\)$/s);
     }
+    expect(replicas.flatMap((r) => r.calls).length).toBe(before);
     const io = captureIo();
     expect(await runCli(['transfer', '1', '2', '--json', ...target()], io)).toBe(2);
     expect(io.stderr.join('\n')).toMatch(/FROM TO AMOUNT/);
@@ -164,7 +171,7 @@ describe('shardbank CLI', () => {
 
   it('commands without a local cluster say how to start one', async () => {
     const io = captureIo();
-    expect(await runCli(['balance', '1', '--state-dir', '/nonexistent-shardbank-state'], io)).toBe(2);
+    expect(await runCli(['balance', '1', '--state-dir', '/nonexistent-shardbank-state'], io)).toBe(3);
     expect(io.stderr.join('\n')).toMatch(/shardbank up --detach/);
   });
 });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { endpointsTarget, parseDurationMs, parseIntegerOption, parseNumberOption } from '../../node/cli/args.js';
 import { benchJson, benchText, parseBenchSettings, progressBar } from '../../node/cli/bench-command.js';
 import { UsageError } from '../../node/cli/cli-io.js';
-import { chaosJson, chaosText } from '../../node/cli/chaos-command.js';
+import { chaosJson, chaosText, recoverySummary } from '../../node/cli/chaos-command.js';
 import { checkBank, ExpectationLedger } from '../../node/client/bank-invariants.js';
 import { escapeHtml, renderHtmlReport } from '../../node/cli/html-report.js';
 import { leaderChanges } from '../../node/cli/leader-tracker.js';
@@ -178,5 +178,16 @@ describe('chaos output', () => {
     const text = chaosText(verdict, { replicaKills: 2, natsKills: 1 }, { outcomeUnknown: 1, pendingAtEnd: 0 });
     expect(text.split('\n').at(-1)).toBe('PASS: every invariant held');
     expect(text).toMatch(/ok {3}exactlyOnce: 1 committed transfers applied exactly once/);
+  });
+
+  it('summarizes leader fault to next new commit on the shard (p50, max, unmeasured)', () => {
+    const recovery = recoverySummary([
+      { label: 'a', shard: 0, atMs: 0, recoveredMs: 900 },
+      { label: 'b', shard: 1, atMs: 0, recoveredMs: 300 },
+      { label: 'c', shard: 2, atMs: 0, recoveredMs: 2_000 },
+      { label: 'd', shard: 2, atMs: 0 },
+    ]);
+    expect(recovery).toEqual({ measured: 3, unmeasured: 1, p50Ms: 900, maxMs: 2_000, samplesMs: [900, 300, 2_000] });
+    expect(recoverySummary([])).toMatchObject({ measured: 0, p50Ms: null, maxMs: null });
   });
 });

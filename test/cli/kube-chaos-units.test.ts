@@ -13,9 +13,9 @@ import { PEER_ADDRESS_TEMPLATE } from '../../operator/builders/ports.js';
 const io = { out: () => {}, err: () => {} };
 
 describe('chaos --kubernetes arguments', () => {
-  it('needs --cluster, refuses --nats, and keeps the Kubernetes options to --kubernetes', async () => {
+  it('needs --cluster, refuses --kill-nats, and keeps the Kubernetes options to --kubernetes', async () => {
     await expect(kubernetesTarget({})).rejects.toThrow('--kubernetes needs --cluster NAME');
-    await expect(chaosCommand(['--kubernetes', '--cluster', 'demo', '--nats'], io as never)).rejects.toThrow('--nats: not supported with --kubernetes');
+    await expect(chaosCommand(['--kubernetes', '--cluster', 'demo', '--kill-nats'], io as never)).rejects.toThrow('--kill-nats: not supported with --kubernetes');
     await expect(chaosCommand(['--cluster', 'demo'], io as never)).rejects.toThrow('--cluster: only with --kubernetes');
     await expect(kubernetesTarget({ cluster: 'demo', kubeconfig: '/nonexistent/kubeconfig' })).rejects.toThrow('--kubeconfig: /nonexistent/kubeconfig does not exist');
   });

@@ -120,10 +120,15 @@ describe('shardbank local cluster (real processes)', () => {
 
   it('a repeated transfer with the same client and request id has one effect', async () => {
     const args = ['transfer', '2001', '5001', '3', '--client-id', 'it-retry', '--request-id', '1'];
-    const first = await json<{ outcome: string; sessionEpoch: number }>(args);
-    const second = await json<{ outcome: string; sessionEpoch: number }>(args);
+    const first = await json<{ outcome: string; sessionEpoch: number; deduplicated: boolean }>(args);
+    const second = await json<{ outcome: string; sessionEpoch: number; deduplicated: boolean }>(args);
     expect([first.outcome, second.outcome]).toEqual(['COMMITTED', 'COMMITTED']);
+    // The replicas say which call ran it: the retry found the decided request.
+    expect([first.deduplicated, second.deduplicated]).toEqual([false, true]);
     expect(second.sessionEpoch).toBe(first.sessionEpoch);
+    const text = await shardbank(args);
+    expect(text.code, describeRun(text)).toBe(0);
+    expect(text.stdout).toMatch(/^COMMITTED 2001 -> 5001 amount 3 .*deduplicated/);
     // With the printed session epoch the retry is safe however much later; another epoch is refused.
     const third = await json<{ outcome: string }>([...args, '--session-epoch', String(first.sessionEpoch)]);
     expect(third.outcome).toBe('COMMITTED');
@@ -135,7 +140,9 @@ describe('shardbank local cluster (real processes)', () => {
     expect(poor.code, describeRun(poor)).toBe(0);
     expect(JSON.parse(poor.stdout).outcome).toBe('INSUFFICIENT_FUNDS');
     const bad = await shardbank(['transfer', '1001', '3001', '1.5', '--json']);
-    expect(bad.code).not.toBe(0);
+    expect(bad.code, describeRun(bad)).toBe(2);
+    expect(bad.stdout).toBe('');
+    expect(JSON.parse(bad.stderr).error).toMatchObject({ code: 'usage', field: 'amount' });
   }, 180_000);
 
   it('status --json has the SPEC shape with a leader per shard', async () => {
@@ -145,6 +152,10 @@ describe('shardbank local cluster (real processes)', () => {
       return current.shards.every((s) => s.leader !== null) ? current : undefined;
     });
     expect(status.cluster).toBe('local');
+    // One replica's address is enough: the CLI learns the rest from its ClusterStatus.
+    const one = await shardbank(['balance', '2001', '5001', '--json', '--endpoints', status.shards[2]!.replicas[1]!.address, '--cluster', 'local']);
+    expect(one.code, describeRun(one)).toBe(0);
+    expect(JSON.parse(one.stdout)).toEqual({ balances: { 2001: 7, 5001: 13 } });
     expect(status.shards.map((s) => s.items)).toEqual([[1, 3000], [3001, 6000], [6001, 9000]]);
     for (const shard of status.shards) {
       expect(Object.keys(shard)).toEqual(['shard', 'items', 'leader', 'replicas']);
@@ -190,7 +201,7 @@ describe('shardbank local cluster (real processes)', () => {
 
   it('a short chaos run with leader and nats-server kills keeps every invariant', async () => {
     const report = join(stateDir, 'chaos.html');
-    const run = await shardbank(['chaos', '--duration', '20s', '--interval', '4s', '--nats', '--json', '--report', report], 600_000);
+    const run = await shardbank(['chaos', '--duration', '20s', '--interval', '4s', '--kill-nats', '--json', '--report', report], 600_000);
     expect(run.code, describeRun(run)).toBe(0);
     const verdict = JSON.parse(run.stdout);
     expect(verdict.ok).toBe(true);
@@ -206,9 +217,13 @@ describe('shardbank local cluster (real processes)', () => {
     const run = await shardbank(['down'], 180_000);
     expect(run.code, describeRun(run)).toBe(0);
     await poll('every process gone', 60_000, async () => (pids.every((pid) => !isAlive(pid)) ? true : undefined));
-    const status = await shardbank(['balance', '1']);
-    expect(status.code).not.toBe(0);
-    expect(status.stderr).toMatch(/not running/);
+    const balance = await shardbank(['balance', '1']);
+    expect(balance.code, describeRun(balance)).toBe(3);
+    expect(balance.stderr).toMatch(/cannot reach the cluster: .*not running/);
+    // Every replica down: status still prints the table, and exits 3 (nothing answered).
+    const status = await shardbank(['status']);
+    expect(status.code, describeRun(status)).toBe(3);
+    expect(status.stdout).toMatch(/health: DEGRADED: shard 0 lost its quorum \(0 of 3 replicas up, 2 needed\)/);
   }, 240_000);
 
   it('up with another topology on the same data is refused', async () => {

@@ -40,7 +40,7 @@ describe('buildStatefulSet', () => {
         serviceName: 'demo-s1',
         replicas: 3,
         podManagementPolicy: 'Parallel',
-        updateStrategy: { type: 'RollingUpdate' },
+        updateStrategy: { type: 'OnDelete' },
         persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
         selector: { matchLabels: selector1 },
         template: {

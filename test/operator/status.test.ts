@@ -65,6 +65,16 @@ describe('computeStatus', () => {
     expect(three.conditions.some((c) => c.type === 'QuorumProtected')).toBe(false);
   });
 
+  it('says what a rolling update is doing, per shard, and is not rolled out until it is done', () => {
+    const s = computeStatus({ cluster: cluster(), shards: [{ ...rolled(3, 0), rollout: '2/3 pods updated, leader demo-s0-0 last, replacing it now (it hands over on SIGTERM)' }, rolled(3, 1)], leadersKnowable: true, now: T0 });
+    expect(s.phase).toBe('Progressing');
+    expect(s.conditions.find((c) => c.type === 'Progressing')).toMatchObject({
+      status: 'True',
+      reason: 'RollingUpdate',
+      message: '1 of 2 shards are not fully rolled out and ready; shard 0: 2/3 pods updated, leader demo-s0-0 last, replacing it now (it hands over on SIGTERM)',
+    });
+  });
+
   it('is Paused when spec.paused', () => {
     const s = computeStatus({ cluster: cluster({ paused: true }), shards: [rolled(3), rolled(3)], leadersKnowable: false, now: T0 });
     expect(s.phase).toBe('Paused');

@@ -2,6 +2,8 @@
 // the test controls message by message.
 import { PaxosCore, type PaxosConfig, type Ready } from '../../node/paxos/paxos-core.js';
 import type { PaxosMessage } from '../../node/gen/shardbank/v1/peer.js';
+import type { ReadyDriver } from '../../node/shard/ready-driver.js';
+import { instantDriver } from '../support/instant-driver.js';
 
 export const base: Omit<PaxosConfig, 'ordinal' | 'random'> = {
   shard: 0,
@@ -28,20 +30,38 @@ export class Harness {
     this.applied = randoms.map(() => new Map());
   }
 
+  private readonly drivers = new WeakMap<PaxosCore, ReadyDriver<Ready>>();
+
+  /** The shared Ready loop around a core, with instant durable storage and this harness's network. */
+  private driverOf(core: PaxosCore, ordinal: number): ReadyDriver<Ready> {
+    let driver = this.drivers.get(core);
+    if (!driver) {
+      driver = instantDriver<Ready>(core, {
+        send: (message) => this.inbox.push(message),
+        // The driver makes a voting-ready decision durable at once here, then lets the core vote.
+        event: (event) => event.type === 'voting-ready' && core.startVoting(),
+        rest: (ready) => {
+          for (const entry of ready.committed) this.applied[ordinal]!.set(entry.slot, entry.value.toString());
+          this.committedInPass += ready.committed.length;
+        },
+      });
+      this.drivers.set(core, driver);
+    }
+    return driver;
+  }
+
+  private committedInPass = 0;
+
   /** Carries out each core's Ready: persists at once, queues messages, records applied values. */
   pump(): void {
     for (let round = 0; round < 50; round += 1) {
       let any = false;
       this.cores.forEach((core, ordinal) => {
         if (this.down.has(ordinal)) return;
-        const ready: Ready = core.ready();
-        this.inbox.push(...ready.messages);
-        // The driver makes a voting-ready decision durable at once here, then lets the core vote.
-        if (ready.events.some((event) => event.type === 'voting-ready')) this.cores[ordinal]!.startVoting();
-        if (ready.persist) core.persisted(ready.persist.id);
-        this.inbox.push(...ready.messagesAfterPersist);
-        for (const entry of ready.committed) this.applied[ordinal]!.set(entry.slot, entry.value.toString());
-        any ||= ready.messages.length + ready.messagesAfterPersist.length + ready.committed.length > 0 || ready.persist !== undefined;
+        this.committedInPass = 0;
+        const queued = this.inbox.length;
+        const did = this.driverOf(core, ordinal).pass();
+        any ||= did || this.inbox.length > queued || this.committedInPass > 0;
       });
       const batch = this.inbox.splice(0);
       for (const message of batch) if (!this.down.has(message.to) && !this.drop(message)) this.cores[message.to]!.step(message);

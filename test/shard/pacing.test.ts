@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { ShardNode, DEFAULT_TIMING, type PacingConfig, type ShardReady } from '../../node/shard/shard-node.js';
 import { CommandBatch } from '../../node/gen/shardbank/v1/peer.js';
+import { instantDriver } from '../support/instant-driver.js';
 
 const topology = { shards: 1, replicasPerShard: 1, itemsPerShard: 100, initialBalance: 10 };
 
@@ -37,11 +38,9 @@ function leader(pacing: PacingConfig | undefined): { node: ShardNode; proposed: 
 /** Carries out Ready passes as a driver would, persisting at once. */
 function drain(node: ShardNode): ShardReady[] {
   const readies: ShardReady[] = [];
+  const driver = instantDriver<ShardReady>(node, { rest: (ready) => readies.push(ready) });
   for (let round = 0; round < 20; round += 1) {
-    const ready = node.ready();
-    readies.push(ready);
-    if (ready.persist) node.persisted(ready.persist.id);
-    else if (!node.hasQueuedWork()) break;
+    if (!driver.pass() && !node.hasQueuedWork()) break;
   }
   return readies;
 }

@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { SESSION_LIMITS } from '../../node/bank/session-table.js';
 import { Outcome } from '../../node/gen/shardbank/v1/bank.js';
 import { CommandBatch } from '../../node/gen/shardbank/v1/peer.js';
-import { ShardNode, DEFAULT_TIMING, type ClientReply } from '../../node/shard/shard-node.js';
+import { ShardNode, DEFAULT_TIMING, type ClientReply, type ShardReady } from '../../node/shard/shard-node.js';
+import { instantDriver } from '../support/instant-driver.js';
 
 const topology = { shards: 1, replicasPerShard: 1, itemsPerShard: 100, initialBalance: 1_000_000 };
 
@@ -32,13 +33,12 @@ function leader(): { node: ShardNode; opens: () => number } {
   return { node, opens: () => opens };
 }
 
+/** Carries out Ready passes through the shared driver with instant durable storage. */
 function drain(node: ShardNode): ClientReply[] {
   const replies: ClientReply[] = [];
+  const driver = instantDriver<ShardReady>(node, { reply: (reply) => replies.push(reply) });
   for (let round = 0; round < 50; round += 1) {
-    const ready = node.ready();
-    replies.push(...ready.replies);
-    if (ready.persist) node.persisted(ready.persist.id);
-    else if (!node.hasQueuedWork()) break;
+    if (!driver.pass() && !node.hasQueuedWork()) break;
   }
   return replies;
 }

@@ -48,11 +48,14 @@ const started = Date.now();
 const totals: Record<string, number> = {};
 for (const [index, [scenario, seed]] of runs.entries()) {
   const options = { ...scenarioFor(scenario, seed), earlyAfterPersist: values['early-after-persist'] };
-  if (values['known-bugs'] === 'none') options.knownBugDecidedCreditsIgnored = false;
+  if (values['known-bugs'] === 'none') {
+    options.knownBugDecidedCreditsIgnored = false;
+    options.knownBugFirstStartProbeDeadlock = false;
+  }
   else if (values['known-bugs'] !== 'skip') throw new Error(`--known-bugs: expected skip or none, got ${JSON.stringify(values['known-bugs'])}`);
   if (values.trace) options.trace = (line: string) => console.log(line);
   try {
-    const result = runSeed(options);
+    const result = await runSeed(options);
     for (const [key, value] of Object.entries(result)) if (key !== 'seed') totals[key] = (totals[key] ?? 0) + value;
     if (runs.length === 1) console.log(JSON.stringify(result));
   } catch (error) {

@@ -1,7 +1,7 @@
 // Named simulation scenarios: a seed plus a scenario fully determine a run. `swarm` draws the
 // cluster shape, the replica settings and every fault rate from the seed itself (swarm
 // testing: each seed stresses a different mix, and some faults are off in each).
-import { SimCluster, type SimFaults, type SimOptions, type SimResult, type SimSettings } from './sim-cluster.js';
+import { SimCluster, type SimFaults, type SimOptions, type SimResult, type SimSettings, type SimStorage } from './sim-cluster.js';
 import { Prng } from './prng.js';
 
 /** Moderate rates of every fault: the named scenarios start from these. */
@@ -36,6 +36,14 @@ export const BASE_SETTINGS: SimSettings = {
 };
 
 /**
+ * - first-start probe deadlock (found by the storage scenario): when replicas restart with empty
+ *   logs (a whole shard lost power before anything was written) they all probe; one concludes
+ *   "first start", votes and runs an election (its promise rises), and the others, still
+ *   probing, then see a peer with state and turn to rebuilding, which needs a leader elected by
+ *   every other replica: with two of three rebuilding none is ever elected (npm run sim --
+ *   --scenario storage --seed 112 --known-bugs none --trace). While set, a replica that never
+ *   acknowledged anything restarts as a voter (what the in-memory disk model does; safe: it
+ *   claimed nothing durable), so the rest of the storage checks run.
  * Known bugs of the code under test that the simulator finds but the default plan must not
  * fail on until they are fixed (see issue 15). Set to false once fixed.
  * - bug 6: a final INSUFFICIENT_FUNDS that a decided, answered cross-shard credit contradicts
@@ -45,15 +53,29 @@ export const BASE_SETTINGS: SimSettings = {
  *   (test/sim/scripted.test.ts shows it deterministically; while true that test asserts the
  *   failure, once false it asserts a clean run).
  */
-export const KNOWN_BUGS = { decidedCreditsIgnored: false, collectedTombstone: false };
+export const KNOWN_BUGS = { decidedCreditsIgnored: false, collectedTombstone: false, firstStartProbeDeadlock: true };
 
-export const SCENARIOS = ['single-shard', 'cross-shard', 'hot-items', 'five-replicas', 'paced', 'eager-accepts', 'coordinator-failover', 'swarm', 'stormy'] as const;
+export const SCENARIOS = ['single-shard', 'cross-shard', 'hot-items', 'five-replicas', 'paced', 'eager-accepts', 'coordinator-failover', 'swarm', 'stormy', 'storage'] as const;
+
+/**
+ * The production storage under the simulator (scenario storage; drawn in swarm): DurableLog
+ * over SimFileSystem with every disk fault. Small segments, so seeds roll over, preallocate
+ * and delete segments after snapshots.
+ */
+export const STORAGE_FAULTS: SimStorage = {
+  faults: { latencyMsMax: 3, spikeProbability: 0.01, ioErrorProbability: 0.002, noSpaceProbability: 0.001, lostWriteProbability: 0.01, misdirectedWriteProbability: 0.01 },
+  bitFlipProbabilityPerStep: 0.002,
+  segmentBytesMax: 4096,
+  preallocateSegments: true,
+};
 
 /**
  * The default plan of `npm test` (test/sim/sim.test.ts) and of `npm run mutants`: scenario and
  * number of seeds (seeds 1..n). SHARDBANK_SIM_SEEDS scales it.
  */
 export const DEFAULT_PLAN: readonly [string, number][] = [
+  // First: about 3 s, and the storage mutants of npm run mutants fail here at once.
+  ['storage', 60],
   ['single-shard', 400],
   ['cross-shard', 400],
   ['hot-items', 150],
@@ -153,6 +175,19 @@ export function scenarioFor(name: string, seed: number): SimOptions {
           pauseProbabilityPerStep: 0.004,
         },
       };
+    case 'storage':
+      return {
+        ...base,
+        knownBugFirstStartProbeDeadlock: KNOWN_BUGS.firstStartProbeDeadlock,
+        topology: { ...base.topology, shards: 2 },
+        clients: 4,
+        requestsPerClient: 10,
+        safetyMs: 4000,
+        crossShardRatio: 0.4,
+        faults: { ...BASE_FAULTS, crashAfterSendProbability: 0.02 },
+        settings: { ...BASE_SETTINGS, snapshotEverySlots: 16 },
+        storage: { ...STORAGE_FAULTS, preallocateSegments: seed % 2 === 0 },
+      };
     default:
       throw new Error(`scenario: unknown scenario ${JSON.stringify(name)} (one of ${SCENARIOS.join(', ')})`);
   }
@@ -207,6 +242,19 @@ function swarm(seed: number): SimOptions {
     faults: { ...faults, diskLossProbabilityPerStep: rng.chance(0.5) ? rng.next() * 0.002 : 0 },
     settings,
     knownBugDecidedCreditsIgnored: KNOWN_BUGS.decidedCreditsIgnored,
+    // Drawn last too: one seed in 16 runs the production DurableLog over a faulty simulated disk
+    // (about twice as slow as the in-memory model; scenario storage runs it on every seed).
+    ...(rng.chance(1 / 16)
+      ? {
+          knownBugFirstStartProbeDeadlock: KNOWN_BUGS.firstStartProbeDeadlock,
+          storage: {
+            faults: { latencyMsMax: rng.pick([0.5, 3, 10]), spikeProbability: rate(0.05), ioErrorProbability: rate(0.005), noSpaceProbability: rate(0.003), lostWriteProbability: rate(0.03), misdirectedWriteProbability: rate(0.03) },
+            bitFlipProbabilityPerStep: rate(0.005),
+            segmentBytesMax: rng.pick([4096, 16 * 1024, 256 * 1024]),
+            preallocateSegments: rng.chance(0.5),
+          },
+        }
+      : {}),
   };
 }
 
@@ -220,14 +268,17 @@ export function describeOptions(options: SimOptions): string {
     `${t.shards} shard(s) x ${t.replicasPerShard} replicas, ${t.itemsPerShard} items/shard at ${t.initialBalance}; ` +
     `${options.clients} clients x ${options.requestsPerClient} requests, cross ${options.crossShardRatio.toFixed(2)}, hot ${options.hotItems}, safety ${options.safetyMs} ms; ` +
     `inflightSlotsMax=${s.inflightSlotsMax} snapshotEverySlots=${s.snapshotEverySlots} commandsPerSlotMax=${s.commandsPerSlotMax} entriesPerMessageMax=${s.entriesPerMessageMax} ` +
-    `eagerAccepts=${s.eagerAccepts} burstMax=${s.burstMax} pacing=${s.pacing ? `${s.pacing.minWaiters}/${s.pacing.targetCommands}` : 'off'}${options.earlyAfterPersist ? ' earlyAfterPersist' : ''}; ${rates}`
+    `eagerAccepts=${s.eagerAccepts} burstMax=${s.burstMax} pacing=${s.pacing ? `${s.pacing.minWaiters}/${s.pacing.targetCommands}` : 'off'}${options.earlyAfterPersist ? ' earlyAfterPersist' : ''}; ${rates}` +
+    (options.storage ? `; storage: DurableLog over SimFileSystem ${JSON.stringify(options.storage)}` : '; storage: in-memory disk model')
   );
 }
 
 export function replayCommand(options: SimOptions): string {
-  return `npm run sim -- --scenario ${options.scenario ?? '?'} --seed ${options.seed}${options.earlyAfterPersist ? ' --early-after-persist' : ''}${options.knownBugDecidedCreditsIgnored ? '' : ' --known-bugs none'} --trace`;
+  return `npm run sim -- --scenario ${options.scenario ?? '?'} --seed ${options.seed}${options.earlyAfterPersist ? ' --early-after-persist' : ''}${options.knownBugDecidedCreditsIgnored || options.knownBugFirstStartProbeDeadlock ? '' : ' --known-bugs none'} --trace`;
 }
 
-export function runSeed(options: SimOptions): SimResult {
-  return new SimCluster(options).run();
+/** One seed. Runs under SimOptions.storage are asynchronous (the real DurableLog's promises); the rest stay synchronous. */
+export function runSeed(options: SimOptions): SimResult | Promise<SimResult> {
+  const cluster = new SimCluster(options);
+  return options.storage ? cluster.runAsync() : cluster.run();
 }

@@ -35,10 +35,16 @@ import type { PaxosMessage, TxMessage } from '../../node/gen/shardbank/v1/peer.j
 import { CommandBatch, PaxosMessage as PaxosCodec, TxMessage as TxCodec } from '../../node/gen/shardbank/v1/peer.js';
 import type { Ballot } from '../../node/paxos/ballot.js';
 import { ballotEquals, ballotLess, ballotOf, ballotString } from '../../node/paxos/ballot.js';
-import type { HardState, LogEntry, PersistWork, RecoveredAcceptorState, Snapshot, VotingState } from '../../node/paxos/paxos-core.js';
-import { ShardNode, DEFAULT_TIMING, type ClientReply, type PacingConfig } from '../../node/shard/shard-node.js';
+import type { CoreEvent, HardState, LogEntry, PersistWork, RecoveredAcceptorState, Snapshot, VotingState } from '../../node/paxos/paxos-core.js';
+import { ShardNode, DEFAULT_TIMING, type ClientReply, type PacingConfig, type ShardReady } from '../../node/shard/shard-node.js';
+import { ReadyDriver, type PersistStart } from '../../node/shard/ready-driver.js';
 import { txIdOf, txKey } from '../../node/bank/txid.js';
+import { openDurableLog, CorruptLogError } from '../../node/storage/durable-log.js';
+import type { DurableLog, RecoveredState } from '../../node/storage/durable-log-interface.js';
+import { decideVotingState, removeNotVotingMarker } from '../../node/storage/not-voting-marker.js';
+import type { FileSystem } from '../../node/storage/file-system.js';
 import { Prng } from './prng.js';
+import { isInjectedIoError, SimFileSystem, type SimDiskFaults } from './sim-file-system.js';
 
 /** Fault rates of one run. Probabilities "per step" are drawn every CONTROL_MS of simulated time. */
 export interface SimFaults {
@@ -127,9 +133,30 @@ export interface SimOptions {
   knownBugDecidedCreditsIgnored?: boolean;
   /** A scripted scenario: no workload and no faults of its own; the script drives (see scripted.test.ts). */
   scripted?: boolean;
+  /**
+   * The production DurableLog (with its recovery, snapshot files and the not-voting marker)
+   * over a simulated file system with disk faults (sim-file-system.ts), instead of the
+   * in-memory disk model. Runs only through runAsync().
+   */
+  storage?: SimStorage;
+  /** See KNOWN_BUGS.firstStartProbeDeadlock in scenarios.ts: a replica that never acknowledged anything restarts as a voter. */
+  knownBugFirstStartProbeDeadlock?: boolean;
   /** One line per event (crash, restart, pause, partition, role change, commit, 2PC step, reply). */
   trace?: (line: string) => void;
 }
+
+/** The production storage under the simulator: settings and fault rates. */
+export interface SimStorage {
+  faults: SimDiskFaults;
+  /** Per replica and step: one bit of its stored log or snapshot data flips. */
+  bitFlipProbabilityPerStep: number;
+  segmentBytesMax: number;
+  preallocateSegments: boolean;
+}
+
+/** Where a simulated replica keeps its files (its data dir, as in node/replica/replica.ts). */
+const DATA_DIR = '/data';
+const LOG_DIR = `${DATA_DIR}/log`;
 
 export const TICK_MS = 25;
 /** The simulator's own step: faults, restarts and clients are driven every CONTROL_MS. */
@@ -152,9 +179,9 @@ interface SimDisk {
 }
 
 interface PendingSync {
-  id: number;
   persist: PersistWork;
-  after: PaxosMessage[];
+  /** Tells the replica's driver (node/shard/ready-driver.ts) that this persist is durable. */
+  durable: () => void;
   doneAtMs: number;
 }
 
@@ -172,6 +199,8 @@ interface Envelope {
 
 export class SimReplica {
   node: ShardNode;
+  /** The production Ready loop (node/shard/ready-driver.ts) around this process's node. */
+  driver: ReadyDriver<ShardReady>;
   up = true;
   disk: SimDisk = { hardState: undefined, entries: new Map(), snapshot: undefined };
   unsynced: PendingSync[] = [];
@@ -183,6 +212,18 @@ export class SimReplica {
   lastApplied = 0;
   /** quickFollowerChanges of the nodes this replica ran before its last restart. */
   quickFollowerChangesBefore = 0;
+  // ---- Production storage (SimOptions.storage): DurableLog over this replica's simulated disk ----
+  fs: SimFileSystem | undefined;
+  /** The file system as this process life sees it. */
+  processFs: FileSystem | undefined;
+  durableLog: DurableLog | undefined;
+  /** Bumped at every crash: callbacks of an older process life do nothing. */
+  incarnation = 0;
+  /** Opening its log (recovery) after a restart; not up yet. */
+  starting = false;
+  /** The cluster's very first start: the operator knows it, so the replica votes at once. */
+  firstBoot = false;
+  persistChain: Promise<void> = Promise.resolve();
 
   constructor(
     readonly shard: number,
@@ -190,8 +231,10 @@ export class SimReplica {
     readonly tickPeriodMs: number,
     firstTickMs: number,
     private readonly makeNode: (recovered: RecoveredAcceptorState | undefined, votingState: VotingState) => ShardNode,
+    private readonly makeDriver: (replica: SimReplica) => ReadyDriver<ShardReady>,
   ) {
     this.node = makeNode(undefined, 'voter');
+    this.driver = makeDriver(this);
     this.nextTickMs = firstTickMs;
   }
 
@@ -207,6 +250,12 @@ export class SimReplica {
   loseDisk(): void {
     this.disk = { hardState: undefined, entries: new Map(), snapshot: undefined };
     this.diskLost = true;
+    this.fs?.wipe();
+  }
+
+  /** Persists not yet durable: lost if the process dies now. */
+  get pendingWrites(): number {
+    return this.fs ? this.driver.persistsPending : this.unsynced.length;
   }
 
   /** Restarted after a disk loss and not voting yet. */
@@ -214,7 +263,15 @@ export class SimReplica {
 
   crash(): number {
     this.quickFollowerChangesBefore += this.node.core.quickFollowerChanges;
-    const lost = this.unsynced.length;
+    const lost = this.pendingWrites;
+    this.driver.halt();
+    if (this.fs) {
+      this.fs.crash();
+      this.durableLog = undefined;
+      this.incarnation += 1;
+      this.starting = false;
+      this.persistChain = Promise.resolve();
+    }
     this.up = false;
     this.unsynced = [];
     this.pausedUntilMs = 0;
@@ -226,8 +283,20 @@ export class SimReplica {
     const entries = [...this.disk.entries.values()].sort((a, b) => a.slot - b.slot);
     // The not-voting marker is durable (in the sim, at once) and survives crashes until removed.
     this.node = this.makeNode({ hardState: this.disk.hardState, snapshot: this.disk.snapshot, entries }, this.diskLost ? 'probing' : 'voter');
+    this.driver = this.makeDriver(this);
     this.up = true;
     this.lastApplied = this.disk.snapshot?.index ?? 0;
+    this.nextTickMs = nowMs + 1;
+  }
+
+  /** Starts a new process on what recovery read back from its files. */
+  startFromLog(log: DurableLog, recovered: RecoveredState, votingState: VotingState, nowMs: number): void {
+    this.durableLog = log;
+    this.disk = { hardState: recovered.hardState, snapshot: recovered.snapshot, entries: new Map(recovered.entries.map((entry) => [entry.slot, entry])) };
+    this.node = this.makeNode({ hardState: recovered.hardState, snapshot: recovered.snapshot, entries: recovered.entries }, votingState);
+    this.driver = this.makeDriver(this);
+    this.up = true;
+    this.lastApplied = recovered.snapshot?.index ?? 0;
     this.nextTickMs = nowMs + 1;
   }
 }
@@ -308,6 +377,16 @@ export interface SimResult {
   holds: number;
   /** Times a leader replaced a silent quick follower (thrifty Accepts' fallback). */
   quickFollowerChanges: number;
+  /** Under SimOptions.storage: replicas that fail-stopped on a disk error, refused to start on corruption, bits flipped, end-of-run audits. */
+  failStops: number;
+  corruptRefusals: number;
+  bitFlips: number;
+  diskAudits: number;
+  /** Disk faults the simulated file systems injected (under SimOptions.storage). */
+  ioErrors: number;
+  lostWrites: number;
+  misdirectedWrites: number;
+  tornSectorsLost: number;
 }
 
 export class SimCluster {
@@ -340,7 +419,7 @@ export class SimCluster {
   private readonly opening = new Map<string, { token: number; sinceMs: number }>();
   private readonly openTokens = new Map<number, string>();
   private faultsOn = true;
-  private readonly stats = { diskLosses: 0, rebuilds: 0, crashes: 0, crashesAfterSend: 0, powerLosses: 0, pauses: 0, partitions: 0, heldReleased: 0, elections: 0, holds: 0, replays: 0, mismatchesRefused: 0, insufficientChecked: 0, repeatedRequests: 0 };
+  private readonly stats = { failStops: 0, corruptRefusals: 0, bitFlips: 0, diskAudits: 0, diskLosses: 0, rebuilds: 0, crashes: 0, crashesAfterSend: 0, powerLosses: 0, pauses: 0, partitions: 0, heldReleased: 0, elections: 0, holds: 0, replays: 0, mismatchesRefused: 0, insufficientChecked: 0, repeatedRequests: 0 };
   private readonly trace: ((line: string) => void) | undefined;
 
   constructor(readonly options: SimOptions) {
@@ -382,7 +461,9 @@ export class SimCluster {
             recovered,
           );
         const period = TICK_MS * (1 + faults.tickDrift * (2 * this.rng.next() - 1));
-        group.push(new SimReplica(shard, ordinal, period, this.rng.next() * period, makeNode));
+        const replica = new SimReplica(shard, ordinal, period, this.rng.next() * period, makeNode, (r) => this.makeDriver(r));
+        if (options.storage) this.attachDisk(replica, options.storage);
+        group.push(replica);
       }
       this.replicas.push(group);
     }
@@ -616,15 +697,21 @@ export class SimCluster {
   }
 
   run(): SimResult {
+    if (this.options.storage) throw new Error('SimOptions.storage: run this simulation with runAsync()');
     try {
       return this.runChecked();
     } catch (error) {
-      if (error instanceof SimFailure || !(error instanceof Error)) throw error;
-      // An assertion of the product code (node/util/assert.ts) failed inside a replica.
-      const where = error.stack?.split('\n').find((line) => line.includes('/node/'))?.trim() ?? '';
-      this.log('FAIL', `assertion: ${error.message} ${where}`);
-      throw new SimFailure('invariant', `assertion in the product code: ${error.message} (${where})`, this.options.seed);
+      throw this.asFailure(error);
     }
+  }
+
+  private asFailure(error: unknown): unknown {
+    if (error instanceof SimFailure || !(error instanceof Error)) return error;
+    // An assertion of the product code (node/util/assert.ts) failed inside a replica.
+    const where = error.stack?.split('\n').find((line) => line.includes('/node/'))?.trim() ?? '';
+    const cause = error.cause instanceof Error ? `; cause: ${error.cause.message}` : '';
+    this.log('FAIL', `assertion: ${error.message}${cause} ${where}`);
+    return new SimFailure('invariant', `assertion in the product code: ${error.message}${cause} (${where})`, this.options.seed);
   }
 
   private runChecked(): SimResult {
@@ -654,6 +741,12 @@ export class SimCluster {
       }
       for (const group of this.replicas) {
         for (const replica of group) {
+          // A disk completes operations of a running or starting process (not of a paused one).
+          if (replica.fs && (replica.starting || (replica.up && !replica.paused)) && replica.fs.nextDueMs < at) {
+            at = replica.fs.nextDueMs;
+            const fs = replica.fs;
+            pick = () => fs.runNextDue();
+          }
           if (!replica.up) continue;
           if (replica.paused) {
             if (replica.pausedUntilMs < at) {
@@ -698,6 +791,7 @@ export class SimCluster {
     let quickFollowerChanges = 0;
     for (const group of this.replicas) for (const replica of group) quickFollowerChanges += replica.quickFollowerChangesBefore + replica.node.core.quickFollowerChanges;
     const s = this.stats;
+    const disks = (key: keyof SimFileSystem['counters']) => this.replicas.flat().reduce((sum, r) => sum + (r.fs?.counters[key] ?? 0), 0);
     return {
       seed: this.options.seed,
       committed,
@@ -721,17 +815,26 @@ export class SimCluster {
       repeatedRequests: s.repeatedRequests,
       holds: s.holds,
       quickFollowerChanges,
+      failStops: s.failStops,
+      corruptRefusals: s.corruptRefusals,
+      bitFlips: s.bitFlips,
+      diskAudits: s.diskAudits,
+      ioErrors: disks('ioErrors') + disks('noSpace'),
+      lostWrites: disks('lostWrites'),
+      misdirectedWrites: disks('misdirectedWrites'),
+      tornSectorsLost: disks('tornSectorsLost'),
     };
   }
 
   private heal(): void {
     this.faultsOn = false;
     this.log('sim', 'faults off: healing every partition, waking and restarting every replica');
+    for (const group of this.replicas) for (const replica of group) if (replica.fs) replica.fs.faultsOn = false;
     for (const partition of this.partitions) this.releaseHeld(partition);
     this.partitions = [];
     for (const group of this.replicas) {
       for (const replica of group) {
-        if (!replica.up) this.restartReplica(replica);
+        if (!replica.up && !replica.starting) this.restartReplica(replica);
         else if (replica.paused) this.wake(replica);
       }
     }
@@ -776,10 +879,15 @@ export class SimCluster {
     for (const group of this.replicas) {
       for (const replica of group) {
         if (!replica.up) {
-          if (this.faultsOn && this.nowMs >= replica.restartAtMs) this.restartReplica(replica);
+          // (Only a replica that refused to start or fail-stopped while faults are off is down then.)
+          if (!replica.starting && this.nowMs >= replica.restartAtMs) this.restartReplica(replica);
           continue;
         }
         if (!this.faultsOn) continue;
+        if (this.options.storage && rng.chance(this.options.storage.bitFlipProbabilityPerStep) && this.mayCorrupt(replica) && replica.fs!.flipBit()) {
+          this.stats.bitFlips += 1;
+          this.log(replica.name, `disk: a bit flipped in ${replica.fs!.corruptions.at(-1)!.path} at byte ${replica.fs!.corruptions.at(-1)!.offset}`);
+        }
         if (rng.chance(f.crashProbabilityPerStep)) this.crashReplica(replica, 'crash');
         else if ((f.diskLossProbabilityPerStep ?? 0) > 0 && rng.chance(f.diskLossProbabilityPerStep!) && this.mayLoseDisk(replica)) {
           this.stats.diskLosses += 1;
@@ -816,7 +924,12 @@ export class SimCluster {
   /** One disk of a shard at a time: every other replica is up with its disk and votes. */
   private mayLoseDisk(replica: SimReplica): boolean {
     const group = this.replicas[replica.shard]!;
-    return group.length > 1 && group.every((other) => other === replica || (other.up && !other.diskLost && other.node.core.votingState === 'voter'));
+    return group.length > 1 && group.every((other) => other === replica || (other.up && !other.diskLost && other.node.core.votingState === 'voter' && (other.fs?.corruptions.length ?? 0) === 0));
+  }
+
+  /** A corrupting disk fault may hit this replica: it has none yet and it may lose its disk (a refusal to start ends in a wipe). */
+  private mayCorrupt(replica: SimReplica): boolean {
+    return this.faultsOn && replica.up && !replica.diskLost && replica.fs !== undefined && replica.fs.corruptions.length === 0 && this.mayLoseDisk(replica);
   }
 
   private crashReplica(replica: SimReplica, why: string): void {
@@ -827,6 +940,10 @@ export class SimCluster {
   }
 
   private restartReplica(replica: SimReplica): void {
+    if (replica.fs) {
+      this.restartFromDisk(replica);
+      return;
+    }
     replica.restart(this.nowMs);
     this.log(replica.name, `restart (promised ${ballotString(ballotOf(replica.disk.hardState?.promised))}, snapshot ${replica.disk.snapshot?.index ?? 0}, ${replica.disk.entries.size} entries)`);
     this.process(replica);
@@ -952,9 +1069,43 @@ export class SimCluster {
     this.process(replica);
   }
 
+  // ---- One replica's driver: the shared Ready loop with simulated ports ----
+
+  private makeDriver(replica: SimReplica): ReadyDriver<ShardReady> {
+    return new ReadyDriver<ShardReady>(
+      { ready: () => replica.node.ready(), persisted: (id) => replica.node.persisted(id) },
+      {
+        storage: { persist: (work, durable, quiet) => (replica.fs ? this.persistToLog(replica, work, durable, quiet) : this.startPersist(replica, work, durable)) },
+        send: (message) => this.sendPaxos(message),
+        sendTx: (message) => this.sendTx(message),
+        reply: (reply) => this.onReply(reply, replica),
+        event: (event) => this.onEvent(replica, event),
+        progress: () => this.process(replica),
+      },
+      { earlyAfterPersist: this.options.earlyAfterPersist ?? false },
+    );
+  }
+
+  /** Simulated disk: durable when its fsync completes (own latency, with spikes), in issue order. */
+  private startPersist(replica: SimReplica, persist: PersistWork, durable: () => void): PersistStart {
+    const f = this.options.faults;
+    const last = replica.unsynced[replica.unsynced.length - 1];
+    let latency = 0.1 + this.netRng.next() * f.syncMsMax;
+    if (this.faultsOn && this.netRng.chance(f.syncSpikeProbability)) latency += this.netRng.next() * 100;
+    const doneAtMs = Math.max(last?.doneAtMs ?? 0, this.nowMs + latency);
+    replica.unsynced.push({ persist, durable, doneAtMs });
+    return 'pending';
+  }
+
   private completeSync(replica: SimReplica): void {
     const sync = replica.unsynced.shift()!;
-    const persist = sync.persist;
+    this.recordDurable(replica, sync.persist);
+    // The driver sends the replies that claim it, tells the node, and runs another pass.
+    sync.durable();
+  }
+
+  /** The oracles' view of a replica's disk: what it has acknowledged as durable. */
+  private recordDurable(replica: SimReplica, persist: PersistWork): void {
     const disk = replica.disk;
     if (persist.hardState) disk.hardState = persist.hardState;
     if (persist.snapshot) {
@@ -968,57 +1119,261 @@ export class SimCluster {
       if (disk.snapshot && entry.slot <= disk.snapshot.index) continue;
       disk.entries.set(entry.slot, entry);
     }
-    for (const message of sync.after) this.sendPaxos(message);
-    replica.node.persisted(persist.id);
+  }
+
+  // ---- One replica's disk under SimOptions.storage: the production DurableLog over SimFileSystem ----
+
+  private asyncError: unknown;
+
+  private attachDisk(replica: SimReplica, storage: SimStorage): void {
+    const rng = new Prng((this.options.seed * 7919 + replica.shard * 131 + replica.ordinal * 17 + 5) >>> 0);
+    const fs = new SimFileSystem(rng, () => this.nowMs, storage.faults, () => (this.diskTouched = true));
+    fs.corruptionAllowed = () => this.mayCorrupt(replica);
+    replica.fs = fs;
+    // The first start of the cluster goes through the same recovery path, from empty files.
+    replica.up = false;
+    replica.firstBoot = true;
+    replica.restartAtMs = 0;
+  }
+
+  private diskTouched = false;
+
+  /** Runs `work` from a promise callback: a failure there is carried to the event loop, never lost. */
+  private guard(work: () => void): void {
+    try {
+      work();
+    } catch (error) {
+      this.asyncError ??= error;
+    }
+  }
+
+  /** After an event: lets the storage's promise continuations run (deterministically: no real I/O). */
+  private async settle(): Promise<void> {
+    if (this.diskTouched) {
+      this.diskTouched = false;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    if (this.asyncError !== undefined) {
+      const error = this.asyncError;
+      this.asyncError = undefined;
+      throw error;
+    }
+  }
+
+  /** The storage port of the production driver, as node/replica/replica.ts has it (fast path included). */
+  private persistToLog(replica: SimReplica, work: PersistWork, durable: () => void, quiet: boolean): PersistStart {
+    const log = replica.durableLog!;
+    const incarnation = replica.incarnation;
+    try {
+      log.append(work.hardState, work.entries);
+      if (quiet && !work.snapshot && replica.node.core.role !== 'leader' && log.syncNow()) {
+        this.recordDurable(replica, work);
+        return 'durable';
+      }
+    } catch (error) {
+      this.storageFailed(replica, error);
+      return 'failed';
+    }
+    const synced = log.sync();
+    const snapshotSaved = work.snapshot ? log.saveSnapshot(work.snapshot) : Promise.resolve();
+    // Seen by the chain below; until it gets there a failure must not count as unhandled.
+    synced.catch(() => undefined);
+    snapshotSaved.catch(() => undefined);
+    replica.persistChain = replica.persistChain
+      .then(() => Promise.all([synced, snapshotSaved]))
+      .then(
+        () =>
+          this.guard(() => {
+            if (incarnation !== replica.incarnation) return;
+            this.recordDurable(replica, work);
+            durable();
+          }),
+        (error: unknown) => this.guard(() => incarnation === replica.incarnation && replica.up && this.storageFailed(replica, error)),
+      );
+    return 'pending';
+  }
+
+  /** The disk returned an error: the replica must fail-stop (it never answers after a failed persist). */
+  private storageFailed(replica: SimReplica, error: unknown): void {
+    if (!isInjectedIoError(error)) throw error;
+    this.stats.failStops += 1;
+    this.crashReplica(replica, `fail-stop: ${error instanceof Error ? error.message : String(error)}${error instanceof Error && error.cause instanceof Error ? ` (${error.cause.message})` : ''}`);
+  }
+
+  private removeMarkerThenVote(replica: SimReplica): void {
+    const incarnation = replica.incarnation;
+    replica.persistChain = replica.persistChain
+      .then(() => removeNotVotingMarker(DATA_DIR, replica.processFs!))
+      .then(
+        () =>
+          this.guard(() => {
+            if (incarnation !== replica.incarnation || !replica.up) return;
+            replica.node.core.startVoting();
+            this.process(replica);
+          }),
+        (error: unknown) => this.guard(() => incarnation === replica.incarnation && replica.up && this.storageFailed(replica, error)),
+      );
+  }
+
+  private restartFromDisk(replica: SimReplica): void {
+    replica.starting = true;
+    replica.incarnation += 1;
+    const incarnation = replica.incarnation;
+    this.log(replica.name, `${replica.firstBoot ? 'first start' : 'restart'}: recovering from its files [${replica.fs!.describe()}]`);
+    this.openFromDisk(replica, incarnation).catch((error: unknown) => (this.asyncError ??= error));
+  }
+
+  private async openFromDisk(replica: SimReplica, incarnation: number): Promise<void> {
+    const storage = this.options.storage!;
+    const disk = replica.fs!;
+    const fs = disk.forProcess();
+    let opened: { log: DurableLog; recovered: RecoveredState };
+    let votingState: VotingState;
+    try {
+      opened = await openDurableLog(LOG_DIR, { fileSystem: fs, segmentBytesMax: storage.segmentBytesMax, preallocateSegments: storage.preallocateSegments });
+      const neverAcknowledged = !replica.diskLost && replica.disk.hardState === undefined && replica.disk.entries.size === 0 && replica.disk.snapshot === undefined;
+      votingState =
+        replica.firstBoot || (this.options.knownBugFirstStartProbeDeadlock && neverAcknowledged)
+          ? 'voter'
+          : (await decideVotingState(DATA_DIR, opened.recovered, this.options.topology.replicasPerShard, fs)).votingState;
+    } catch (error) {
+      if (incarnation !== replica.incarnation) return;
+      replica.starting = false;
+      if (error instanceof CorruptLogError) this.refusedToStart(replica, error);
+      else if (isInjectedIoError(error)) {
+        // Fail-stop, modelled as a power cycle: what a failed write left only in the page cache is gone.
+        disk.crash();
+        this.stats.failStops += 1;
+        replica.restartAtMs = this.nowMs + this.faultRng.int(50, 500);
+        this.log(replica.name, `fail-stop while recovering: ${error instanceof Error ? error.message : String(error)}; restart at ${replica.restartAtMs.toFixed(0)} ms`);
+      } else throw error;
+      return;
+    }
+    if (incarnation !== replica.incarnation) return;
+    replica.starting = false;
+    this.checkRecovered(replica, opened.recovered);
+    // A replica rebuilding after a lost disk keeps its not-voting marker across crashes until the core lets it vote.
+    if (replica.diskLost && votingState === 'voter' && this.options.topology.replicasPerShard > 1) {
+      this.fail('safety', `${replica.name} restarted as a voter while still rebuilding its lost disk (its not-voting marker was not honoured)`);
+    }
+    disk.corruptions.length = 0; // whatever was damaged, recovery read back everything acknowledged
+    replica.processFs = fs;
+    replica.firstBoot = false;
+    replica.startFromLog(opened.log, opened.recovered, votingState, this.nowMs);
+    const r = opened.recovered;
+    this.log(
+      replica.name,
+      `up (${votingState}; promised ${ballotString(ballotOf(r.hardState?.promised))}, snapshot ${r.snapshot?.index ?? 0}, ${r.entries.length} entries${r.truncated.length > 0 ? `, torn tail of ${r.tornTailBytes} bytes truncated` : ''})`,
+    );
     this.process(replica);
   }
 
-  /** The driver of one replica: carry out its Readies (node/replica/replica.ts does the same with real I/O). */
+  /**
+   * What recovery read back must hold everything the replica acknowledged (promise, snapshot,
+   * every accepted entry at its ballot or a later one): a torn or unacknowledged tail may be
+   * cut, acknowledged data never silently.
+   */
+  private checkRecovered(replica: SimReplica, recovered: RecoveredState): void {
+    const acked = replica.disk;
+    const faults = replica.fs!.corruptions.map((c) => `${c.kind} ${c.path}@${c.offset}`).join(', ') || 'no corruption';
+    const lost = (what: string) => this.fail('safety', `${replica.name}: recovery lost acknowledged state silently: ${what} (disk faults since its last start: ${faults})`);
+    if (acked.hardState && (!recovered.hardState || ballotLess(recovered.hardState.promised, acked.hardState.promised))) {
+      lost(`promised ${ballotString(acked.hardState.promised)}, recovered ${ballotString(ballotOf(recovered.hardState?.promised))}`);
+    }
+    if (acked.snapshot && (recovered.snapshot?.index ?? 0) < acked.snapshot.index) lost(`snapshot ${acked.snapshot.index}, recovered ${recovered.snapshot?.index ?? 0}`);
+    if (acked.snapshot && recovered.snapshot?.index === acked.snapshot.index && !recovered.snapshot.data.equals(acked.snapshot.data)) lost(`snapshot ${acked.snapshot.index} read back with other data`);
+    const covered = recovered.snapshot?.index ?? 0;
+    const bySlot = new Map(recovered.entries.map((entry) => [entry.slot, entry]));
+    for (const [slot, entry] of acked.entries) {
+      if (slot <= covered) continue;
+      const got = bySlot.get(slot);
+      if (!got || ballotLess(got.ballot, entry.ballot) || (ballotEquals(got.ballot, entry.ballot) && !got.value.equals(entry.value))) {
+        lost(`slot ${slot} accepted at ${ballotString(entry.ballot)}, recovered ${got ? `${ballotString(got.ballot)}${ballotEquals(got.ballot, entry.ballot) ? ' with another value' : ''}` : 'nothing'}`);
+      }
+    }
+  }
+
+  /**
+   * Recovery refused to start (CorruptLogError): right only when a corrupting fault hit this
+   * disk. The operator then wipes the data dir: the replica rejoins empty and not voting, and
+   * rebuilds from its peers (the same path as a lost disk).
+   */
+  private refusedToStart(replica: SimReplica, error: CorruptLogError): void {
+    if (replica.fs!.corruptions.length === 0) this.fail('safety', `${replica.name} refused to start though nothing on its disk was corrupted: ${error.message}`);
+    this.stats.corruptRefusals += 1;
+    replica.loseDisk();
+    replica.restartAtMs = this.nowMs + this.faultRng.int(50, 1500);
+    this.log(replica.name, `refused to start: ${error.message}; data dir wiped, restart (empty, not voting) at ${replica.restartAtMs.toFixed(0)} ms`);
+  }
+
+  /** The async event loop of a run under SimOptions.storage (the same events; storage continuations drained after each). */
+  async runAsync(): Promise<SimResult> {
+    if (!this.options.storage) return this.run();
+    try {
+      const { safetyMs, livenessMsMax } = this.options;
+      while (true) {
+        if (this.nowMs >= safetyMs && this.faultsOn) this.heal();
+        if (!this.faultsOn && this.done()) break;
+        if (this.nowMs > safetyMs + livenessMsMax) this.fail('liveness', `not converged after ${livenessMsMax} ms of healed operation: ${this.describeStuck()}`);
+        this.step();
+        await this.settle();
+      }
+      const result = this.finalChecks();
+      await this.auditDisks();
+      return { ...result, diskAudits: 1 };
+    } catch (error) {
+      throw this.asFailure(error);
+    }
+  }
+
+  /** At the end: every replica loses power; each must recover everything it acknowledged. */
+  private async auditDisks(): Promise<void> {
+    for (const group of this.replicas) for (const replica of group) this.crashReplica(replica, 'final audit: power off');
+    for (const group of this.replicas) for (const replica of group) this.restartReplica(replica);
+    const end = this.nowMs + 60_000;
+    while (this.replicas.some((group) => group.some((r) => r.starting || !r.up))) {
+      if (this.nowMs > end) this.fail('liveness', 'final audit: replicas did not recover from their files');
+      this.step();
+      await this.settle();
+    }
+    this.stats.diskAudits += 1;
+  }
+
+  private onEvent(replica: SimReplica, event: CoreEvent): void {
+    if (event.type === 'became-leader') {
+      this.stats.elections += 1;
+      this.checkLeaderPromises(replica, event.ballot);
+      this.log(replica.name, `became leader at ballot ${ballotString(event.ballot)}  ${this.shardStatus(replica.shard)}`);
+      this.flipPartitions(replica);
+    } else if (event.type === 'stepped-down') {
+      this.log(replica.name, `stepped down from ballot ${ballotString(event.ballot)}`);
+    } else if (event.type === 'voting-ready') {
+      // The driver removes the marker durably (at once here), then lets the core vote.
+      this.stats.rebuilds += 1;
+      this.log(replica.name, `voting again (${event.reason})  ${this.shardStatus(replica.shard)}`);
+      replica.diskLost = false;
+      if (replica.fs) this.removeMarkerThenVote(replica);
+      else replica.node.core.startVoting();
+    }
+  }
+
+  /** Ready passes of one replica (node/replica/replica.ts runs the same driver with real I/O). */
   private process(replica: SimReplica): void {
     if (!replica.up || replica.paused) return;
     const f = this.options.faults;
     let spoke = false;
     for (let round = 0; round < 8; round += 1) {
-      const ready = replica.node.ready();
-      for (const message of ready.messages) this.sendPaxos(message);
-      for (const message of ready.txMessages) this.sendTx(message);
-      for (const reply of ready.replies) this.onReply(reply, replica);
-      for (const event of ready.events) {
-        if (event.type === 'became-leader') {
-          this.stats.elections += 1;
-          this.checkLeaderPromises(replica, event.ballot);
-          this.log(replica.name, `became leader at ballot ${ballotString(event.ballot)}  ${this.shardStatus(replica.shard)}`);
-          this.flipPartitions(replica);
-        } else if (event.type === 'stepped-down') {
-          this.log(replica.name, `stepped down from ballot ${ballotString(event.ballot)}`);
-        } else if (event.type === 'voting-ready') {
-          // The driver removes the marker durably (at once here), then lets the core vote.
-          this.stats.rebuilds += 1;
-          this.log(replica.name, `voting again (${event.reason})  ${this.shardStatus(replica.shard)}`);
-          replica.diskLost = false;
-          replica.node.core.startVoting();
-        }
-      }
+      const did = replica.driver.pass();
       if (replica.node.proposalsHeld) this.stats.holds += 1;
-      if (ready.persist) {
-        const last = replica.unsynced[replica.unsynced.length - 1];
-        let latency = 0.1 + this.netRng.next() * f.syncMsMax;
-        if (this.faultsOn && this.netRng.chance(f.syncSpikeProbability)) latency += this.netRng.next() * 100;
-        const doneAtMs = Math.max(last?.doneAtMs ?? 0, this.nowMs + latency);
-        replica.unsynced.push({ id: ready.persist.id, persist: ready.persist, after: ready.messagesAfterPersist, doneAtMs });
-      } else if (ready.messagesAfterPersist.length > 0) {
-        const last = replica.unsynced[replica.unsynced.length - 1];
-        if (last && !this.options.earlyAfterPersist) last.after.push(...ready.messagesAfterPersist);
-        else for (const message of ready.messagesAfterPersist) this.sendPaxos(message);
-      }
-      if (ready.messages.length > 0 || ready.replies.length > 0 || ready.txMessages.length > 0) spoke = true;
-      if (!ready.persist && ready.messages.length === 0 && ready.txMessages.length === 0 && ready.replies.length === 0) break;
+      if (replica.driver.lastPassSpoke) spoke = true;
+      if (!did || !replica.up) break;
     }
+    if (!replica.up) return;
     const applied = replica.node.bank.appliedIndex;
     if (applied < replica.lastApplied) this.fail('safety', `${replica.name}: applied index went back from ${replica.lastApplied} to ${applied} while running`);
     replica.lastApplied = applied;
     // Crash at the worst instant: right after it spoke, with writes still pending.
-    if (this.faultsOn && spoke && replica.unsynced.length > 0 && this.faultRng.chance(f.crashAfterSendProbability)) {
+    if (this.faultsOn && spoke && replica.pendingWrites > 0 && this.faultRng.chance(f.crashAfterSendProbability)) {
       this.stats.crashesAfterSend += 1;
       this.crashReplica(replica, 'crash right after sending, before its fsync');
     }

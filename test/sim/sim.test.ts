@@ -16,13 +16,13 @@ const failFast = process.env.SHARDBANK_SIM_FAIL_FAST === '1';
 describe('deterministic simulation', () => {
   for (const [scenario, planSeeds] of DEFAULT_PLAN) {
     const seeds = Math.max(1, Math.round(planSeeds * scale));
-    it(`${scenario}: ${seeds} seeds with loss, delays, held partitions, crashes at any instant, pauses, drifting ticks, history check`, () => {
+    it(`${scenario}: ${seeds} seeds with loss, delays, held partitions, crashes at any instant, pauses, drifting ticks, history check`, async () => {
       const failures: string[] = [];
       const sum: Record<string, number> = {};
       for (let seed = 1; seed <= seeds; seed += 1) {
         const options = scenarioFor(scenario, seed);
         try {
-          const result: SimResult = runSeed(options);
+          const result: SimResult = await runSeed(options);
           for (const [key, value] of Object.entries(result)) if (key !== 'seed') sum[key] = (sum[key] ?? 0) + value;
         } catch (error) {
           failures.push(`${String(error instanceof Error ? error.message : error)}\n  replay: ${replayCommand(options)}\n  settings: ${describeOptions(options)}`);
@@ -40,7 +40,14 @@ describe('deterministic simulation', () => {
       expect(at('pauses')).toBeGreaterThan(0);
       expect(at('crashesAfterSend')).toBeGreaterThan(0);
       expect(at('mismatchesRefused')).toBeGreaterThan(0);
-      if (scenario !== 'swarm') {
+      if (scenario === 'storage') {
+        // The production storage must really meet its faults here, and answer each as the checker expects.
+        expect(at('diskAudits')).toBe(seeds);
+        expect(at('failStops')).toBeGreaterThan(0);
+        expect(at('corruptRefusals')).toBeGreaterThan(0);
+        expect(at('tornSectorsLost')).toBeGreaterThan(0);
+        expect(at('bitFlips') + at('lostWrites') + at('misdirectedWrites')).toBeGreaterThan(seeds / 4);
+      } else if (scenario !== 'swarm') {
         // Pacing must really hold batches in its scenario, and never elsewhere.
         if (scenarioFor(scenario, 1).settings.pacing) expect(at('holds')).toBeGreaterThan(seeds);
         else expect(at('holds')).toBe(0);

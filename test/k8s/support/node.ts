@@ -1,12 +1,16 @@
 // Helpers for the tests against the real single-node Kubernetes of `npm run k8s:up`
-// (behind SHARDBANK_K8S_E2E=1: they change the host's network, sysctls and mounts).
+// (on in CI, else behind SHARDBANK_K8S_E2E=1: they change the host's network, sysctls and mounts).
 import { execFile, execFileSync } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { binaries } from '../../../scripts/controlplane/binaries.mjs';
 import { nodeDirs } from '../../../scripts/controlplane/node.mjs';
 
-export const K8S_E2E = process.env.SHARDBANK_K8S_E2E === '1';
+/**
+ * On in CI (CI=true, as .ci/run sets it) unless SHARDBANK_K8S_E2E=0; elsewhere only with
+ * SHARDBANK_K8S_E2E=1 (a developer's `npm test` leaves the host's network alone).
+ */
+export const K8S_E2E = process.env.SHARDBANK_K8S_E2E === '1' || (process.env.CI === 'true' && process.env.SHARDBANK_K8S_E2E !== '0');
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const k8sCli = join(repoRoot, 'scripts', 'controlplane', 'k8s.mjs');
 

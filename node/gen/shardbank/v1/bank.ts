@@ -166,6 +166,12 @@ export interface TransferReply {
   decisionIndex: number;
   coordinatorShard: number;
   message: string;
+  /**
+   * True when this request (client_id, request_id) had already been decided before this call
+   * reached the leader: the outcome is the one decided then, and nothing new was applied (a
+   * retry that found its earlier attempt's answer). Absent or false for the call that decided it.
+   */
+  deduplicated?: boolean | undefined;
 }
 
 export interface BatchEntry {
@@ -681,7 +687,7 @@ export const OpenSessionReply: MessageFns<OpenSessionReply> = {
 };
 
 function createBaseTransferReply(): TransferReply {
-  return { outcome: 0, decisionIndex: 0, coordinatorShard: 0, message: "" };
+  return { outcome: 0, decisionIndex: 0, coordinatorShard: 0, message: "", deduplicated: undefined };
 }
 
 export const TransferReply: MessageFns<TransferReply> = {
@@ -697,6 +703,9 @@ export const TransferReply: MessageFns<TransferReply> = {
     }
     if (message.message !== "") {
       writer.uint32(34).string(message.message);
+    }
+    if (message.deduplicated !== undefined) {
+      writer.uint32(40).bool(message.deduplicated);
     }
     return writer;
   },
@@ -746,6 +755,14 @@ export const TransferReply: MessageFns<TransferReply> = {
             message.message = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.deduplicated = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -772,6 +789,7 @@ export const TransferReply: MessageFns<TransferReply> = {
         ? globalThis.Number(object.coordinator_shard)
         : 0,
       message: isSet(object.message) ? globalThis.String(object.message) : "",
+      deduplicated: isSet(object.deduplicated) ? globalThis.Boolean(object.deduplicated) : undefined,
     };
   },
 
@@ -789,6 +807,9 @@ export const TransferReply: MessageFns<TransferReply> = {
     if (message.message !== "") {
       obj.message = message.message;
     }
+    if (message.deduplicated !== undefined) {
+      obj.deduplicated = message.deduplicated;
+    }
     return obj;
   },
 
@@ -801,6 +822,7 @@ export const TransferReply: MessageFns<TransferReply> = {
     message.decisionIndex = object.decisionIndex ?? 0;
     message.coordinatorShard = object.coordinatorShard ?? 0;
     message.message = object.message ?? "";
+    message.deduplicated = object.deduplicated ?? undefined;
     return message;
   },
 };
