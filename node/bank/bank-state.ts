@@ -255,6 +255,15 @@ export class BankState {
    * but whose decision this participant has not applied yet) is a conflict, retried like
    * one caused by pending debits, never a final refusal that a committed credit contradicts.
    */
+  /**
+   * True when a debit of `amount` from `item` would be a conflict if it applied now (pending
+   * debits or undecided credits stand in its way): the leader's fast path, so that an attempt
+   * bound to conflict takes no slot here and none at a participant (ShardNode.startAttempt).
+   */
+  debitWouldConflict(item: number, amount: number): boolean {
+    return this.fundsShort(item, amount) === 'conflict';
+  }
+
   private fundsShort(item: number, amount: number): 'insufficient' | 'conflict' | undefined {
     const balance = this.balance(item);
     if (balance < amount) return balance + this.pendingCreditTotal(item) >= amount ? 'conflict' : 'insufficient';

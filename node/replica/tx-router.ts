@@ -1,7 +1,6 @@
 // Where to send a 2PC message for another shard: its leader if known (from NATS
 // announcements or from the sender of the last 2PC frame that shard sent us), else any
 // reachable replica, which forwards to its own leader. No path assumes which replica leads.
-import { existsSync } from 'node:fs';
 import type { TxMessage } from '../gen/shardbank/v1/peer.js';
 import type { PeerTransport } from '../transport/peer-transport.js';
 import type { ReplicaConfig } from './replica-config.js';
@@ -22,25 +21,11 @@ export class TxRouter {
     this.leaderHint.set(shard, { ordinal, round: Math.max(round, current?.round ?? -1) });
   }
 
-  /**
-   * Fault injection for tests only: while the file named by SHARDBANK_FAULT_HOLD_DECISIONS_FILE
-   * exists, this replica sends no DECISION to participants (as if they were cut off), which
-   * lets a test kill a coordinator between its decision and the participant learning it.
-   */
-  private holdingDecisions(message: TxMessage): boolean {
-    const file = this.holdDecisionsFile;
-    return file !== undefined && message.body?.$case === 'decision' && existsSync(file);
-  }
-
-  // Read once: process.env lookups are slow on a hot path.
-  private readonly holdDecisionsFile = process.env.SHARDBANK_FAULT_HOLD_DECISIONS_FILE || undefined;
-
   leaderOf(shard: number): number | undefined {
     return this.leaderHint.get(shard)?.ordinal;
   }
 
   send(message: TxMessage): void {
-    if (this.holdingDecisions(message)) return;
     const shard = message.toShard;
     const replicas = this.config.topology.replicasPerShard;
     const hint = this.leaderHint.get(shard);

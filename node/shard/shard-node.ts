@@ -345,6 +345,14 @@ export class ShardNode {
       this.propose({ body: { $case: 'transfer', transfer: { ...input } } });
       return;
     }
+    // A debit that applied state already shows to conflict is retried without a slot: the
+    // attempt would cost this shard a CoordPrepare and the participant a PartPrepare and an
+    // ABORT, and under contention such attempts can outrun a slow participant for good (each
+    // one delays the votes that would release the reservation; swarm seed 46844).
+    if (this.bankState.debitWouldConflict(input.from, input.amount)) {
+      this.retryOrAbort(requestKey(input.clientId, input.requestId));
+      return;
+    }
     // The participant prepares in parallel with our own PREPARE.
     const txid = this.twoPhaseCommit.beginAttempt(this.core.leaderBallot, toShard, { from: input.from, to: input.to, amount: input.amount }, this.bankState);
     this.propose({

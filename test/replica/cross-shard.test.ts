@@ -2,9 +2,6 @@
 // two-phase commit over the Paxos groups, leader failover on either side, NATS outages,
 // and hot items under contention.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Outcome } from '../../node/gen/shardbank/v1/bank.js';
 import { LeaderWatcher } from '../../node/discovery/index.js';
@@ -18,8 +15,6 @@ const TOTAL = topology.shards * topology.itemsPerShard * topology.initialBalance
 describe('cross-shard transfers (3 shards x 3 replicas, real NATS)', () => {
   let nats: NatsServerHandle;
   let cluster: ReplicaCluster;
-  let holdFile: string;
-  let tmp: string;
   const ledger = new BankLedger(topology);
 
   const read = (items: number[]): Promise<number[]> => cluster.readLinearizable(items);
@@ -40,17 +35,14 @@ describe('cross-shard transfers (3 shards x 3 replicas, real NATS)', () => {
   };
 
   beforeAll(async () => {
-    tmp = await mkdtemp(path.join(os.tmpdir(), 'shardbank-xs-'));
-    holdFile = path.join(tmp, 'hold-decisions');
     nats = await startNatsServer();
-    cluster = await ReplicaCluster.start({ topology, natsUrl: nats.url, env: { SHARDBANK_FAULT_HOLD_DECISIONS_FILE: holdFile } });
+    cluster = await ReplicaCluster.start({ topology, natsUrl: nats.url });
     await cluster.waitForLeaders();
   });
 
   afterAll(async () => {
     await cluster?.stop();
     await nats?.stop();
-    await rm(tmp, { recursive: true, force: true });
   });
 
   it('commits 1001 -> 3001 of 10: both balances move and both sides release their reservations', async () => {
@@ -94,23 +86,49 @@ describe('cross-shard transfers (3 shards x 3 replicas, real NATS)', () => {
     cluster.spawn(cluster.replicas[participant]![oldLeader]!);
   });
 
-  it('a coordinator leader killed between its decision and the participant learning it: the transfer ends the same on both shards', async () => {
+  // The simulator's scripted scenario (test/sim/scripted.test.ts) holds the very DECISION and
+  // kills the coordinator at that instant; real processes have no such hook, so here the
+  // coordinator leader is frozen (SIGSTOP) under cross-shard load until the participant shows
+  // transactions prepared for it, then SIGKILLed: each of them was undecided or decided and not
+  // yet heard of, and the shard's next leader must finish every one on both shards.
+  it('a coordinator leader frozen and SIGKILLed while participants are prepared for it: every transfer ends the same on both shards', async () => {
     const coordinator = 1;
-    const coordinatorLeader = await cluster.leaderOf(coordinator);
-    await writeFile(holdFile, 'hold');
-    const reply = await cluster.transfer('failover', 1, 3100, 6100, 4);
-    ledger.record({ clientId: 'failover', requestId: 1, from: 3100, to: 6100, amount: 4, outcome: reply.outcome, decisionIndex: reply.decisionIndex });
-    // The participant's PREPARE is chosen (its vote came back) but it has not heard the decision.
-    const participantStatus = await cluster.replicaStatus(2, await cluster.leaderOf(2));
-    expect(participantStatus!.inflightTransactions).toBeGreaterThan(0);
-    await cluster.kill(coordinator, coordinatorLeader, 'SIGKILL');
-    await rm(holdFile);
-    await cluster.leaderOf(coordinator, 60_000, coordinatorLeader);
+    const participant = 2;
+    const frozenLeader = await cluster.leaderOf(coordinator);
+    const participantLeader = await cluster.leaderOf(participant);
+    let stop = false;
+    const load = Array.from({ length: 16 }, async (_, c) => {
+      for (let r = 1; !stop; r += 1) {
+        await transferLogged(`frozen-${c}`, r, 4000 + c * 50 + (r % 50), 7000 + c * 50 + (r % 50), 1);
+      }
+    });
+    await pollUntil('cross-shard load', () => (ledger.entries.filter((e) => e.clientId.startsWith('frozen-')).length >= 64 ? true : undefined), 90_000);
+    const child = cluster.replicas[coordinator]![frozenLeader]!.child!;
+    let preparedAtFreeze = 0;
+    for (let attempt = 1; attempt <= 10 && preparedAtFreeze === 0; attempt += 1) {
+      child.kill('SIGSTOP');
+      // The participant's records prepared for the frozen coordinator stay prepared until the
+      // coordinator shard has a new leader (an election timeout at least): look at once.
+      const status = await cluster.replicaStatus(participant, participantLeader).catch(() => undefined);
+      preparedAtFreeze = status?.inflightTransactions ?? 0;
+      if (preparedAtFreeze === 0) {
+        child.kill('SIGCONT');
+        await cluster.leaderOf(coordinator, 60_000);
+        await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+      }
+    }
+    // SIGKILL ends a stopped process too: the coordinator dies with whatever it decided unsent.
+    await cluster.kill(coordinator, frozenLeader, 'SIGKILL');
+    console.log(`coordinator leader frozen, then killed, with ${preparedAtFreeze} transactions prepared at the participant`);
+    expect(preparedAtFreeze).toBeGreaterThan(0);
+    await cluster.leaderOf(coordinator, 60_000, frozenLeader);
+    stop = true;
+    await Promise.all(load);
     await noneInFlight();
-    const [from, to] = await read([3100, 6100]);
-    if (reply.outcome === Outcome.COMMITTED) expect([from, to]).toEqual([6, 14]);
-    else expect([from, to]).toEqual([10, 10]);
-    cluster.spawn(cluster.replicas[coordinator]![coordinatorLeader]!);
+    const touched = [...new Set(ledger.entries.filter((e) => e.clientId.startsWith('frozen-')).flatMap((e) => [e.from, e.to]))].sort((a, b) => a - b);
+    const expected = ledger.expectedBalances();
+    expect(await read(touched)).toEqual(touched.map((item) => expected[item]));
+    cluster.spawn(cluster.replicas[coordinator]![frozenLeader]!);
   });
 
   it('nats-server killed during load: transfers go on and none is lost; announcements resume when it returns', async () => {

@@ -4,8 +4,9 @@
 // simulator's full checks (money conserved, every COMMITTED transfer applied exactly once,
 // replicas agree, the history linearizable).
 import { describe, expect, it } from 'vitest';
-import { SimCluster, type SimFaults, type SimOptions } from './sim-cluster.js';
+import { SimCluster, type SimFaults, type SimOptions, type SimSettings } from './sim-cluster.js';
 import { BASE_SETTINGS, KNOWN_BUGS } from './scenarios.js';
+import { Outcome } from '../../node/gen/shardbank/v1/bank.js';
 
 const QUIET: SimFaults = {
   dropProbability: 0, duplicateProbability: 0, slowProbability: 0, slowDelayMsMax: 0, crashProbabilityPerStep: 0,
@@ -14,7 +15,13 @@ const QUIET: SimFaults = {
   syncSpikeProbability: 0, replayProbability: 0, mismatchProbability: 0,
 };
 
-function scriptedOptions(shards: number, seed: number, replicasPerShard: number, extra: Partial<SimOptions> = {}): SimOptions {
+function scriptedOptions(
+  shards: number,
+  seed: number,
+  replicasPerShard: number,
+  extra: Partial<SimOptions> = {},
+  settings: Partial<SimSettings> = {},
+): SimOptions {
   return {
     seed,
     scenario: 'scripted',
@@ -27,15 +34,15 @@ function scriptedOptions(shards: number, seed: number, replicasPerShard: number,
     hotItems: 0,
     faults: QUIET,
     // One command per slot, so an old leader's unchosen tail is several slots long.
-    settings: { ...BASE_SETTINGS, inflightSlotsMax: 8, commandsPerSlotMax: 1 },
+    settings: { ...BASE_SETTINGS, inflightSlotsMax: 8, commandsPerSlotMax: 1, ...settings },
     scripted: true,
     ...(process.env.SHARDBANK_SIM_TRACE === '1' ? { trace: (line: string) => console.log(line) } : {}),
     ...extra,
   };
 }
 
-function scripted(shards: number, seed = 1, replicasPerShard = 3): SimCluster {
-  const sim = new SimCluster(scriptedOptions(shards, seed, replicasPerShard));
+function scripted(shards: number, seed = 1, replicasPerShard = 3, settings: Partial<SimSettings> = {}): SimCluster {
+  const sim = new SimCluster(scriptedOptions(shards, seed, replicasPerShard, {}, settings));
   sim.openSessions(SCRIPT_CLIENTS);
   return sim;
 }
@@ -92,6 +99,74 @@ describe('scripted simulation', () => {
     expect(result.repeatedRequests).toBeGreaterThan(0);
     expect(sim.repeated.has('x#1')).toBe(true);
     expect(x.outcome).toBeDefined();
+  });
+
+  /**
+   * Swarm seed 46844 (7 replicas, one command per slot, two slots in flight): clients contend
+   * for one item of the coordinator shard while the participant is slow. Every attempt that
+   * applies while another one's debit reserves the item is a conflict, retried; at 73bae90+
+   * each such attempt cost the participant two slots (its PartPrepare, sent in parallel, and the
+   * ABORT), so the participant fell further behind than the coordinator's vote timeout and
+   * every prepared attempt timed out in turn: nothing committed, for good. An attempt that
+   * applied state already shows to conflict must take no slot anywhere.
+   */
+  it('contention on one item while the participant is slow: attempts bound to conflict cost the participant no slot, and every request ends', () => {
+    const sim = scripted(2, 1, 3, { inflightSlotsMax: 1, commandsPerSlotMax: 1, burstMax: 4 });
+    sim.runUntil('leaders in both shards', () => sim.leader(0) !== undefined && sim.leader(1) !== undefined);
+    // Shard 0's votes and inquiries are held: the debit of item 11 that prepares first keeps
+    // its reservation until the coordinator's vote timeout (60 ticks here) aborts it, and the
+    // next one then does the same.
+    sim.holdTxWhere((m) => m.fromShard === 0 && (m.body?.$case === 'vote' || m.body?.$case === 'inquiry'));
+    const requests = [];
+    for (let client = 0; client < 40; client += 1) for (let r = 1; r <= 2; r += 1) requests.push(sim.addRequest(`h${client}`, 11, 1 + ((client + r) % 10), 6, r));
+    const participant = sim.leader(0)!;
+    const appliedBefore = participant.node.bank.appliedIndex;
+    sim.startClients();
+    sim.runFor(3000);
+    expect(sim.leader(0)).toBe(participant);
+    expect(sim.requestsOpen).toBe(requests.length);
+    // Two slots (PartPrepare, PartDecision) for each attempt that prepared, and for each one
+    // that passed the check on applied state while another one was still on its way to a slot
+    // (81 here), instead of two for every retry of every waiter (890 before the fix).
+    expect(participant.node.bank.appliedIndex - appliedBefore).toBeLessThan(2 * requests.length);
+    const result = sim.finish();
+    // One transfer of 6 out of 10 commits; the others are then INSUFFICIENT_FUNDS for good.
+    expect(result.committed).toBe(1);
+    expect(result.insufficient).toBe(requests.length - 1);
+  });
+
+  /**
+   * The coordinator decides, answers the client and dies before the participant hears the
+   * decision: the participant stays prepared (its inquiries get no answer either), and the
+   * coordinator shard's next leader finds the decided record in the replicated state and
+   * re-sends it (or answers the participant's inquiry from it). Both shards end the same, the
+   * credit applies once, money is conserved. (What test/replica/cross-shard.test.ts proved with
+   * the production fault hook SHARDBANK_FAULT_HOLD_DECISIONS_FILE, now without one.)
+   */
+  it('a coordinator leader crashes between its decision and the participant learning it: the next leader finishes the transfer on both shards', () => {
+    const sim = scripted(2);
+    sim.runUntil('leaders in both shards', () => sim.leader(0) !== undefined && sim.leader(1) !== undefined);
+    const a0 = sim.leader(0)!;
+    // Nothing shard 0 says about a decision reaches shard 1: not the DECISION, not the answer to an inquiry.
+    sim.holdTxWhere((m) => m.fromShard === 0 && m.body?.$case === 'decision');
+    const x = sim.addRequest('x', 1, 11, 3);
+    sim.send(x, a0);
+    sim.runUntil('X answered by a0', () => x.outcome !== undefined);
+    expect(x.outcome).toBe(Outcome.COMMITTED);
+    const participant = sim.leader(1)!;
+    // Long past the participant's inquiry timeout (12 ticks): still prepared, the credit pending.
+    sim.runFor(1000);
+    expect(sim.group(1).every((r) => r.node.bank.inflightCount() === 1)).toBe(true);
+    expect(participant.node.bank.balance(11)).toBe(10);
+    sim.crashNow(0, a0.ordinal);
+    expect(sim.dropHeldTx()).toBeGreaterThan(0);
+    sim.runUntil('another leader of shard 0', () => sim.leader(0) !== undefined && sim.leader(0) !== a0);
+    sim.runUntil('the participant shard applied the decision', () => sim.group(1).every((r) => r.node.bank.inflightCount() === 0));
+    expect(sim.group(1).map((r) => r.node.bank.balance(11))).toEqual([13, 13, 13]);
+    expect(sim.leader(0)!.node.bank.balance(1)).toBe(7);
+    sim.runUntil("the coordinator's record acknowledged and collected", () => sim.leader(0)!.node.bank.inflightCount() === 0);
+    sim.restartReplicaNow(0, a0.ordinal);
+    sim.finish();
   });
 
   it('five replicas: a deposed leader that still reaches one follower serves no stale read', () => {

@@ -621,6 +621,45 @@ export class SimCluster {
     this.submit(request, 'attempt', request.amount, 0, replica);
   }
 
+  /**
+   * Crashes a replica now: every write not yet durable is lost. It stays down until
+   * restartReplicaNow() or finish() (the script's QUIET faults never restart it on their own).
+   */
+  crashNow(shard: number, ordinal: number): void {
+    const replica = this.replicas[shard]![ordinal]!;
+    this.crashReplica(replica, 'script: crash');
+    replica.restartAtMs = Number.POSITIVE_INFINITY;
+  }
+
+  restartReplicaNow(shard: number, ordinal: number): void {
+    const replica = this.replicas[shard]![ordinal]!;
+    if (!replica.up) this.restartReplica(replica);
+  }
+
+  /** Held 2PC messages are discarded (their sender died before it sent them), and no more are held. */
+  dropHeldTx(): number {
+    const dropped = this.heldTx.length;
+    this.heldTx = [];
+    this.holdTx = undefined;
+    this.log('net', `script: ${dropped} held 2PC messages dropped`);
+    return dropped;
+  }
+
+  /**
+   * From now on the simulated clients drive the script's requests as in a random run: every
+   * request without an outcome is sent (its client's burst limit allowed) and retried after a
+   * refusal or a timeout, while the script's cuts and holds stay in force.
+   */
+  startClients(): void {
+    this.clientsDriven = true;
+    for (const request of this.requests) if (request.outcome === undefined && request.inflightToken === undefined) request.nextTryMs = this.nowMs;
+  }
+
+  /** Requests added by the script that have no outcome yet. */
+  get requestsOpen(): number {
+    return this.requests.filter((r) => r.outcome === undefined).length;
+  }
+
   /** Heals everything, lets clients retry until every request has its outcome, converges, and checks. */
   finish(): SimResult {
     this.releaseTx();
