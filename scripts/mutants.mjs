@@ -18,7 +18,16 @@
 //                                         instead of the default plan, seeds 1..N of one simulator scenario
 //                                         (npm run sim; to find out how often a scenario catches a mutant)
 import { spawn, execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
+import {
+  cpSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+  mkdirSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,7 +55,12 @@ const catalogue = JSON.parse(readFileSync(values.catalogue, 'utf8'));
 if (!Array.isArray(catalogue.mutants)) fail(`${values.catalogue}: "mutants" must be a list`);
 let entries = catalogue.mutants;
 if (values.only) {
-  const wanted = new Set(values.only.split(',').map((s) => s.trim()).filter(Boolean));
+  const wanted = new Set(
+    values.only
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
   for (const name of wanted) if (!entries.some((e) => e.name === name)) fail(`--only: no mutant named ${name}`);
   entries = entries.filter((e) => wanted.has(e.name));
 }
@@ -61,16 +75,22 @@ if (values.only) {
  */
 function applyEdit(entry, text) {
   for (const field of ['name', 'file', 'original', 'replacement', 'why']) {
-    if (typeof entry[field] !== 'string' || entry[field].length === 0) throw new Error(`mutant ${entry.name ?? '?'}: field ${field} is missing`);
+    if (typeof entry[field] !== 'string' || entry[field].length === 0)
+      throw new Error(`mutant ${entry.name ?? '?'}: field ${field} is missing`);
   }
-  if (entry.original.includes('\n') || entry.replacement.includes('\n')) throw new Error(`mutant ${entry.name}: original and replacement must be one line each`);
-  if (entry.original.trim() === entry.replacement.trim()) throw new Error(`mutant ${entry.name}: replacement equals the original`);
+  if (entry.original.includes('\n') || entry.replacement.includes('\n'))
+    throw new Error(`mutant ${entry.name}: original and replacement must be one line each`);
+  if (entry.original.trim() === entry.replacement.trim())
+    throw new Error(`mutant ${entry.name}: replacement equals the original`);
   const lines = text.split('\n');
   const matches = (line) => line.trim() === entry.original.trim();
   let candidates = lines.map((line, i) => (matches(line) ? i : -1)).filter((i) => i >= 0);
   if (entry.near !== undefined) {
     const anchors = lines.map((line, i) => (line.includes(entry.near) ? i : -1)).filter((i) => i >= 0);
-    if (anchors.length !== 1) throw new Error(`mutant ${entry.name}: near text occurs ${anchors.length} times in ${entry.file} (must be once): ${JSON.stringify(entry.near)}`);
+    if (anchors.length !== 1)
+      throw new Error(
+        `mutant ${entry.name}: near text occurs ${anchors.length} times in ${entry.file} (must be once): ${JSON.stringify(entry.near)}`,
+      );
     candidates = candidates.filter((i) => i > anchors[0] && i <= anchors[0] + NEAR_LINES);
   }
   if (candidates.length !== 1) {
@@ -132,8 +152,21 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 }
 process.on('exit', cleanup);
 
-for (const item of ['node', 'test', 'operator', 'proto', 'scripts', 'bin', 'package.json', 'tsconfig.json', 'vitest.config.ts']) {
-  cpSync(join(root, item), join(scratch, item), { recursive: true, filter: (src) => !src.includes(`${join(root, 'dist')}`) });
+for (const item of [
+  'node',
+  'test',
+  'operator',
+  'proto',
+  'scripts',
+  'bin',
+  'package.json',
+  'tsconfig.json',
+  'vitest.config.ts',
+]) {
+  cpSync(join(root, item), join(scratch, item), {
+    recursive: true,
+    filter: (src) => !src.includes(`${join(root, 'dist')}`),
+  });
 }
 symlinkSync(realpathSync(join(root, 'node_modules')), join(scratch, 'node_modules'), 'dir');
 if (values['sim-rev']) {
@@ -148,15 +181,23 @@ function run(command, args, env = {}) {
   return new Promise((resolvePromise) => {
     const started = Date.now();
     let output = '';
-    child = spawn(command, args, { cwd: scratch, env: { ...process.env, ...env, FORCE_COLOR: '0', NO_COLOR: '1' }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    const timer = setTimeout(() => {
-      output += `\n[timed out after ${values['timeout-s']} s]`;
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }, Number(values['timeout-s']) * 1000);
+    child = spawn(command, args, {
+      cwd: scratch,
+      env: { ...process.env, ...env, FORCE_COLOR: '0', NO_COLOR: '1' },
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const timer = setTimeout(
+      () => {
+        output += `\n[timed out after ${values['timeout-s']} s]`;
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      },
+      Number(values['timeout-s']) * 1000,
+    );
     child.stdout.on('data', (d) => (output += d));
     child.stderr.on('data', (d) => (output += d));
     child.on('close', (code) => {
@@ -168,12 +209,20 @@ function run(command, args, env = {}) {
 
 const tsc = join(scratch, 'node_modules', '.bin', 'tsc');
 const vitest = join(scratch, 'node_modules', '.bin', 'vitest');
-const typecheck = () => run(tsc, ['-p', 'tsconfig.json', '--noEmit', '--incremental', '--tsBuildInfoFile', join(scratch, '.tsbuildinfo')]);
+const typecheck = () =>
+  run(tsc, ['-p', 'tsconfig.json', '--noEmit', '--incremental', '--tsBuildInfoFile', join(scratch, '.tsbuildinfo')]);
 const simPlan = values.scenario
   ? async () => {
       const built = await run(tsc, ['-p', 'tsconfig.json']);
       if (!built.ok) return built;
-      return run(process.execPath, [join('dist', 'test', 'sim', 'run-sim.js'), '--scenario', values.scenario, '--seeds', values.seeds, '--fail-fast']);
+      return run(process.execPath, [
+        join('dist', 'test', 'sim', 'run-sim.js'),
+        '--scenario',
+        values.scenario,
+        '--seeds',
+        values.seeds,
+        '--fail-fast',
+      ]);
     }
   : () => run(vitest, ['run', 'test/sim', '--bail=1'], { SHARDBANK_SIM_FAIL_FAST: '1' });
 const unitTests = (tests) => run(vitest, ['run', ...tests]);
@@ -233,7 +282,9 @@ for (const entry of entries) {
   }
   const seconds = (Date.now() - started) / 1000;
   results.push({ entry, verdict, detail, seconds });
-  console.log(`${verdict.padEnd(14)} ${entry.name.padEnd(44)} ${seconds.toFixed(0).padStart(4)} s  ${entry.file}:${line}  ${detail}`);
+  console.log(
+    `${verdict.padEnd(14)} ${entry.name.padEnd(44)} ${seconds.toFixed(0).padStart(4)} s  ${entry.file}:${line}  ${detail}`,
+  );
 }
 
 const missed = results.filter((r) => r.verdict === 'MISSED' || r.verdict === 'INVALID');

@@ -56,9 +56,22 @@ export interface TxRecord {
 export type ApplyEvent =
   | { kind: 'transfer-final'; clientId: string; requestId: number; outcome: number; index: number }
   | { kind: 'transfer-conflict'; clientId: string; requestId: number; index: number }
-  | { kind: 'request-rejected'; clientId: string; requestId: number; code: 'stale' | 'mismatch' | 'expired'; message: string }
+  | {
+      kind: 'request-rejected';
+      clientId: string;
+      requestId: number;
+      code: 'stale' | 'mismatch' | 'expired';
+      message: string;
+    }
   | { kind: 'session-opened'; clientId: string; epoch: number; index: number }
-  | { kind: 'request-duplicate'; clientId: string; requestId: number; outcome: number; index: number; inflightTxid?: TxId }
+  | {
+      kind: 'request-duplicate';
+      clientId: string;
+      requestId: number;
+      outcome: number;
+      index: number;
+      inflightTxid?: TxId;
+    }
   | { kind: 'coord-prepared'; record: TxRecord }
   | { kind: 'coord-decided'; record: TxRecord }
   | { kind: 'coord-finished'; txid: TxId }
@@ -107,7 +120,7 @@ export class BankState {
   }
 
   balance(item: number): number {
-    if (!(this.ownsItem(item))) invariantViolated(`item ${item} is not on shard ${this.shard}`);
+    if (!this.ownsItem(item)) invariantViolated(`item ${item} is not on shard ${this.shard}`);
     return this.balances[item - this.firstItem]!;
   }
 
@@ -133,7 +146,14 @@ export class BankState {
     return count;
   }
 
-  checkSession(clientId: string, sessionEpoch: number, requestId: number, from: number, to: number, amount: number): SessionCheck {
+  checkSession(
+    clientId: string,
+    sessionEpoch: number,
+    requestId: number,
+    from: number,
+    to: number,
+    amount: number,
+  ): SessionCheck {
     return this.sessions.check(clientId, sessionEpoch, requestId, transferDigest(from, to, amount));
   }
 
@@ -164,7 +184,8 @@ export class BankState {
     // Every record is created at or above the watermark and lastCoordinatorTxid covers every
     // record ever created (tombstones too), so the watermark can only rise. It must: a
     // participant forgets decided records below it and a CoordPrepare below it is refused.
-    if (!(compareTxIds(watermark, this.ownWatermarkLast) >= 0)) invariantViolated(`coordinator watermark went down: ${txKey(watermark)} after ${txKey(this.ownWatermarkLast)}`);
+    if (!(compareTxIds(watermark, this.ownWatermarkLast) >= 0))
+      invariantViolated(`coordinator watermark went down: ${txKey(watermark)} after ${txKey(this.ownWatermarkLast)}`);
     this.ownWatermarkLast = watermark;
     this.ownWatermarkCache = watermark;
     return watermark;
@@ -205,7 +226,12 @@ export class BankState {
         events = this.applyPartPrepare(index, body.partPrepare);
         break;
       case 'partDecision':
-        events = this.applyPartDecision(index, txIdOf(body.partDecision.txid), body.partDecision.commit, body.partDecision.coordWatermark);
+        events = this.applyPartDecision(
+          index,
+          txIdOf(body.partDecision.txid),
+          body.partDecision.commit,
+          body.partDecision.coordWatermark,
+        );
         break;
       case 'openSession': {
         const { clientId } = body.openSession;
@@ -226,7 +252,8 @@ export class BankState {
    * after every command on the running sum, and on a full recount at every snapshot.
    */
   private assertConservation(total: number): void {
-    if (!(total === initialShardTotal(this.topology) + this.totalDelta)) invariantViolated(`shard ${this.shard} total ${total} != initial + committed moves`);
+    if (!(total === initialShardTotal(this.topology) + this.totalDelta))
+      invariantViolated(`shard ${this.shard} total ${total} != initial + committed moves`);
   }
 
   private setBalance(item: number, value: number): void {
@@ -272,11 +299,19 @@ export class BankState {
 
   /** The client's acknowledged watermark, applied with its request (never past that request). */
   private acknowledge(clientId: string, sessionEpoch: number, requestId: number, acknowledgedBelow: number): void {
-    if (acknowledgedBelow > 0) this.sessions.acknowledge(clientId, sessionEpoch, Math.min(acknowledgedBelow, requestId - 1));
+    if (acknowledgedBelow > 0)
+      this.sessions.acknowledge(clientId, sessionEpoch, Math.min(acknowledgedBelow, requestId - 1));
   }
 
   private rejection(check: SessionCheck, clientId: string, requestId: number): ApplyEvent | undefined {
-    if (check.kind === 'expired') return { kind: 'request-rejected', clientId, requestId, code: 'expired', message: expiredMessage(clientId, check) };
+    if (check.kind === 'expired')
+      return {
+        kind: 'request-rejected',
+        clientId,
+        requestId,
+        code: 'expired',
+        message: expiredMessage(clientId, check),
+      };
     if (check.kind === 'stale') {
       return {
         kind: 'request-rejected',
@@ -306,22 +341,59 @@ export class BankState {
     if (rejected) return [rejected];
     if (check.kind === 'duplicate') {
       const r = check.result;
-      return [{ kind: 'request-duplicate', clientId: t.clientId, requestId: t.requestId, outcome: r.outcome, index: r.index, inflightTxid: r.state === 'inflight' ? r.txid : undefined }];
+      return [
+        {
+          kind: 'request-duplicate',
+          clientId: t.clientId,
+          requestId: t.requestId,
+          outcome: r.outcome,
+          index: r.index,
+          inflightTxid: r.state === 'inflight' ? r.txid : undefined,
+        },
+      ];
     }
     const digest = transferDigest(t.from, t.to, t.amount);
     const short = this.fundsShort(t.from, t.amount);
     if (short === 'insufficient') {
-      this.sessions.record(t.clientId, t.requestId, { digest, state: 'final', outcome: Outcome.INSUFFICIENT_FUNDS, index, txid: undefined });
-      return [{ kind: 'transfer-final', clientId: t.clientId, requestId: t.requestId, outcome: Outcome.INSUFFICIENT_FUNDS, index }];
+      this.sessions.record(t.clientId, t.requestId, {
+        digest,
+        state: 'final',
+        outcome: Outcome.INSUFFICIENT_FUNDS,
+        index,
+        txid: undefined,
+      });
+      return [
+        {
+          kind: 'transfer-final',
+          clientId: t.clientId,
+          requestId: t.requestId,
+          outcome: Outcome.INSUFFICIENT_FUNDS,
+          index,
+        },
+      ];
     }
     if (short === 'conflict') {
-      this.sessions.record(t.clientId, t.requestId, { digest, state: 'aborted', outcome: Outcome.ABORTED, index, txid: undefined });
+      this.sessions.record(t.clientId, t.requestId, {
+        digest,
+        state: 'aborted',
+        outcome: Outcome.ABORTED,
+        index,
+        txid: undefined,
+      });
       return [{ kind: 'transfer-conflict', clientId: t.clientId, requestId: t.requestId, index }];
     }
     this.setBalance(t.from, this.balance(t.from) - t.amount);
     this.setBalance(t.to, this.balance(t.to) + t.amount);
-    this.sessions.record(t.clientId, t.requestId, { digest, state: 'final', outcome: Outcome.COMMITTED, index, txid: undefined });
-    return [{ kind: 'transfer-final', clientId: t.clientId, requestId: t.requestId, outcome: Outcome.COMMITTED, index }];
+    this.sessions.record(t.clientId, t.requestId, {
+      digest,
+      state: 'final',
+      outcome: Outcome.COMMITTED,
+      index,
+      txid: undefined,
+    });
+    return [
+      { kind: 'transfer-final', clientId: t.clientId, requestId: t.requestId, outcome: Outcome.COMMITTED, index },
+    ];
   }
 
   private newCoordinatorRecord(index: number, p: CoordPrepare, state: TxState, abortReason: number): TxRecord {
@@ -348,7 +420,8 @@ export class BankState {
 
   /** Keeps the watermark cache valid without a scan in the common case (ids only grow). */
   private noteCoordinatorRecordAdded(txid: TxId): void {
-    if (!(compareTxIds(txid, this.ownWatermark()) >= 0)) invariantViolated(`coordinator record ${txKey(txid)} below the watermark`);
+    if (!(compareTxIds(txid, this.ownWatermark()) >= 0))
+      invariantViolated(`coordinator record ${txKey(txid)} below the watermark`);
     if (compareTxIds(txid, this.lastCoordinatorTxid) > 0) this.lastCoordinatorTxid = txid;
     const cached = this.ownWatermarkCache;
     if (cached && compareTxIds(txid, cached) < 0) this.ownWatermarkCache = undefined;
@@ -383,7 +456,14 @@ export class BankState {
       const r = check.result;
       const record = this.newCoordinatorRecord(index, p, 'aborted', ABORT_REASONS.rejected);
       return [
-        { kind: 'request-duplicate', clientId: p.clientId, requestId: p.requestId, outcome: r.outcome, index: r.index, inflightTxid: r.state === 'inflight' ? r.txid : undefined },
+        {
+          kind: 'request-duplicate',
+          clientId: p.clientId,
+          requestId: p.requestId,
+          outcome: r.outcome,
+          index: r.index,
+          inflightTxid: r.state === 'inflight' ? r.txid : undefined,
+        },
         { kind: 'coord-decided', record },
       ];
     }
@@ -391,12 +471,24 @@ export class BankState {
     const short = this.fundsShort(p.from, p.amount);
     if (short === 'insufficient') {
       const record = this.newCoordinatorRecord(index, p, 'aborted', ABORT_REASONS.insufficientFunds);
-      this.sessions.record(p.clientId, p.requestId, { digest, state: 'final', outcome: Outcome.INSUFFICIENT_FUNDS, index, txid });
+      this.sessions.record(p.clientId, p.requestId, {
+        digest,
+        state: 'final',
+        outcome: Outcome.INSUFFICIENT_FUNDS,
+        index,
+        txid,
+      });
       return [{ kind: 'coord-decided', record }];
     }
     if (short === 'conflict') {
       const record = this.newCoordinatorRecord(index, p, 'aborted', ABORT_REASONS.conflict);
-      this.sessions.record(p.clientId, p.requestId, { digest, state: 'aborted', outcome: Outcome.ABORTED, index, txid });
+      this.sessions.record(p.clientId, p.requestId, {
+        digest,
+        state: 'aborted',
+        outcome: Outcome.ABORTED,
+        index,
+        txid,
+      });
       return [{ kind: 'coord-decided', record }];
     }
     this.pendingDebit.set(p.from, (this.pendingDebit.get(p.from) ?? 0) + p.amount);
@@ -423,8 +515,19 @@ export class BankState {
       // Presumed abort: a decision for an unknown transaction leaves a tombstone, so that a
       // PREPARE applied later is a no-op and can never commit.
       const tombstone: TxRecord = {
-        txid, role: 'coordinator', state: 'aborted', from: 0, to: 0, amount: 0, peerShard: decision.participantShard,
-        clientId: '', requestId: 0, prepareIndex: 0, decisionIndex: index, abortReason: reason, tombstone: true,
+        txid,
+        role: 'coordinator',
+        state: 'aborted',
+        from: 0,
+        to: 0,
+        amount: 0,
+        peerShard: decision.participantShard,
+        clientId: '',
+        requestId: 0,
+        prepareIndex: 0,
+        decisionIndex: index,
+        abortReason: reason,
+        tombstone: true,
       };
       this.transactions.set(txKey(txid), tombstone);
       this.noteCoordinatorRecordAdded(txid);
@@ -432,7 +535,8 @@ export class BankState {
     }
     if (record.state !== 'prepared') return [{ kind: 'noop' }];
     const pending = this.pendingDebit.get(record.from) ?? 0;
-    if (!(pending >= record.amount)) invariantViolated(`reservation of item ${record.from} is smaller than its prepared debit`);
+    if (!(pending >= record.amount))
+      invariantViolated(`reservation of item ${record.from} is smaller than its prepared debit`);
     if (pending === record.amount) this.pendingDebit.delete(record.from);
     else this.pendingDebit.set(record.from, pending - record.amount);
     record.decisionIndex = index;
@@ -441,11 +545,23 @@ export class BankState {
       this.setBalance(record.from, this.balance(record.from) - record.amount);
       this.totalDelta -= record.amount;
       record.state = 'committed';
-      this.sessions.record(record.clientId, record.requestId, { digest, state: 'final', outcome: Outcome.COMMITTED, index, txid });
+      this.sessions.record(record.clientId, record.requestId, {
+        digest,
+        state: 'final',
+        outcome: Outcome.COMMITTED,
+        index,
+        txid,
+      });
     } else {
       record.state = 'aborted';
       record.abortReason = reason;
-      this.sessions.record(record.clientId, record.requestId, { digest, state: 'aborted', outcome: Outcome.ABORTED, index, txid });
+      this.sessions.record(record.clientId, record.requestId, {
+        digest,
+        state: 'aborted',
+        outcome: Outcome.ABORTED,
+        index,
+        txid,
+      });
     }
     return [{ kind: 'coord-decided', record }];
   }
@@ -489,9 +605,19 @@ export class BankState {
     }
     const key = txKey(txid);
     this.transactions.set(key, {
-      txid, role: 'participant', state: 'prepared', from: p.from, to: p.to, amount: p.amount,
-      peerShard: coordinatorShard, clientId: '', requestId: 0, prepareIndex: index, decisionIndex: 0,
-      abortReason: 0, tombstone: false,
+      txid,
+      role: 'participant',
+      state: 'prepared',
+      from: p.from,
+      to: p.to,
+      amount: p.amount,
+      peerShard: coordinatorShard,
+      clientId: '',
+      requestId: 0,
+      prepareIndex: index,
+      decisionIndex: 0,
+      abortReason: 0,
+      tombstone: false,
     });
     let credits = this.pendingCredit.get(p.to);
     if (!credits) this.pendingCredit.set(p.to, (credits = new Set()));
@@ -508,14 +634,26 @@ export class BankState {
       if (compareTxIds(txid, this.watermarkOf(coordinatorShard)) >= 0) {
         if (commit) invariantViolated(`COMMIT for transaction ${key} that this participant never prepared`);
         this.transactions.set(key, {
-          txid, role: 'participant', state: 'aborted', from: 0, to: 0, amount: 0, peerShard: coordinatorShard,
-          clientId: '', requestId: 0, prepareIndex: 0, decisionIndex: index, abortReason: 0, tombstone: true,
+          txid,
+          role: 'participant',
+          state: 'aborted',
+          from: 0,
+          to: 0,
+          amount: 0,
+          peerShard: coordinatorShard,
+          clientId: '',
+          requestId: 0,
+          prepareIndex: 0,
+          decisionIndex: index,
+          abortReason: 0,
+          tombstone: true,
         });
       }
       return [{ kind: 'part-decided', txid, coordinatorShard }];
     }
     if (record.state !== 'prepared') {
-      if (!((record.state === 'committed') === commit || record.tombstone)) invariantViolated(`conflicting decisions for ${key}`);
+      if (!((record.state === 'committed') === commit || record.tombstone))
+        invariantViolated(`conflicting decisions for ${key}`);
       return [{ kind: 'part-decided', txid, coordinatorShard }];
     }
     const credits = this.pendingCredit.get(record.to);
@@ -535,7 +673,8 @@ export class BankState {
   // ---- Snapshots ----
 
   toSnapshot(): Buffer {
-    if (!(this.shardTotal() === this.total)) invariantViolated(`shard ${this.shard}: running total ${this.total} differs from a recount`);
+    if (!(this.shardTotal() === this.total))
+      invariantViolated(`shard ${this.shard}: running total ${this.total} differs from a recount`);
     const { sessions, nextEpoch } = this.sessions.toRecords();
     const snapshot: BankSnapshot = {
       shard: this.shard,
@@ -607,9 +746,19 @@ const STATES_BY_CODE: TxState[] = ['prepared', 'committed', 'aborted'];
 
 function recordToMessage(r: TxRecord): TxRecordMessage {
   return {
-    txid: r.txid, role: r.role === 'coordinator' ? 0 : 1, state: STATE_CODES[r.state], from: r.from, to: r.to,
-    amount: r.amount, peerShard: r.peerShard + 1, clientId: r.clientId, requestId: r.requestId,
-    prepareIndex: r.prepareIndex, decisionIndex: r.decisionIndex, abortReason: r.abortReason, fundsOk: true,
+    txid: r.txid,
+    role: r.role === 'coordinator' ? 0 : 1,
+    state: STATE_CODES[r.state],
+    from: r.from,
+    to: r.to,
+    amount: r.amount,
+    peerShard: r.peerShard + 1,
+    clientId: r.clientId,
+    requestId: r.requestId,
+    prepareIndex: r.prepareIndex,
+    decisionIndex: r.decisionIndex,
+    abortReason: r.abortReason,
+    fundsOk: true,
     tombstone: r.tombstone,
   };
 }
@@ -618,8 +767,18 @@ function recordFromMessage(m: TxRecordMessage): TxRecord {
   const state = STATES_BY_CODE[m.state];
   if (!(state !== undefined)) invariantViolated(`bad transaction state ${m.state} in snapshot`);
   return {
-    txid: txIdOf(m.txid), role: m.role === 0 ? 'coordinator' : 'participant', state, from: m.from, to: m.to,
-    amount: m.amount, peerShard: m.peerShard - 1, clientId: m.clientId, requestId: m.requestId,
-    prepareIndex: m.prepareIndex, decisionIndex: m.decisionIndex, abortReason: m.abortReason, tombstone: m.tombstone,
+    txid: txIdOf(m.txid),
+    role: m.role === 0 ? 'coordinator' : 'participant',
+    state,
+    from: m.from,
+    to: m.to,
+    amount: m.amount,
+    peerShard: m.peerShard - 1,
+    clientId: m.clientId,
+    requestId: m.requestId,
+    prepareIndex: m.prepareIndex,
+    decisionIndex: m.decisionIndex,
+    abortReason: m.abortReason,
+    tombstone: m.tombstone,
   };
 }

@@ -82,8 +82,10 @@ export function transferDigest(from: number, to: number, amount: number): number
 
 /** The refusal text for a request whose session epoch is not the client's open session. */
 export function expiredMessage(clientId: string, check: Extract<SessionCheck, { kind: 'expired' }>): string {
-  if (check.epoch === 0) return `session_epoch: client ${clientId} must open a session on this shard (OpenSession) and name its epoch`;
-  if (!check.issued) return `session_epoch: ${check.epoch} was never issued to client ${clientId} by this shard; open a session (OpenSession)`;
+  if (check.epoch === 0)
+    return `session_epoch: client ${clientId} must open a session on this shard (OpenSession) and name its epoch`;
+  if (!check.issued)
+    return `session_epoch: ${check.epoch} was never issued to client ${clientId} by this shard; open a session (OpenSession)`;
   return `session expired: client ${clientId}'s session ${check.epoch} on this shard was forgotten; whether its requests ran is no longer known and they will never run again; open a new session for new requests`;
 }
 
@@ -128,7 +130,15 @@ export class SessionTable {
       if (existing.epoch === 0) existing.epoch = this.nextEpoch++;
       return { epoch: existing.epoch, created: false };
     }
-    const session: Session = { epoch: this.nextEpoch, evictedBelow: 0, results: new Map(), inflight: 0, ids: [], refs: [], head: 0 };
+    const session: Session = {
+      epoch: this.nextEpoch,
+      evictedBelow: 0,
+      results: new Map(),
+      inflight: 0,
+      ids: [],
+      refs: [],
+      head: 0,
+    };
     this.nextEpoch += 1;
     this.sessions.set(clientId, session);
     this.mostRecent = clientId;
@@ -178,7 +188,8 @@ export class SessionTable {
   /** Records an outcome for a session that check() found open (or that has it in flight). */
   record(clientId: string, requestId: number, result: SessionResult): void {
     const session = this.sessions.get(clientId);
-    if (!(session !== undefined)) invariantViolated(`recording a result for client ${clientId}, which has no open session`);
+    if (!(session !== undefined))
+      invariantViolated(`recording a result for client ${clientId}, which has no open session`);
     this.touch(clientId, session);
     const previous = session.results.get(requestId);
     if (previous === undefined) {
@@ -329,7 +340,15 @@ export class SessionTable {
     const table = new SessionTable();
     table.nextEpoch = Math.max(1, nextEpoch);
     for (const record of sessions) {
-      const session: Session = { epoch: record.epoch, evictedBelow: record.evictedBelow, results: new Map(), inflight: 0, ids: [], refs: [], head: 0 };
+      const session: Session = {
+        epoch: record.epoch,
+        evictedBelow: record.evictedBelow,
+        results: new Map(),
+        inflight: 0,
+        ids: [],
+        refs: [],
+        head: 0,
+      };
       for (const r of record.results) {
         const state: ResultState = r.final ? 'final' : r.outcome !== 0 ? 'aborted' : 'inflight';
         const result: SessionResult = { digest: r.digest, state, outcome: r.outcome, index: r.index, txid: r.txid };
@@ -340,7 +359,8 @@ export class SessionTable {
           session.refs.push(result);
         }
       }
-      if (!(record.epoch < table.nextEpoch || record.epoch === 0)) invariantViolated(`snapshot session epoch ${record.epoch} not below the epoch counter ${table.nextEpoch}`);
+      if (!(record.epoch < table.nextEpoch || record.epoch === 0))
+        invariantViolated(`snapshot session epoch ${record.epoch} not below the epoch counter ${table.nextEpoch}`);
       table.sessions.set(record.clientId, session);
       table.resultsCount += session.results.size;
       // The session used last is always the table's last entry (see touch()).
@@ -354,7 +374,9 @@ export class SessionTable {
     const parts: string[] = [`next=${this.nextEpoch}`];
     for (const [clientId, session] of [...this.sessions].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
       const results = [...session.results].sort((a, b) => a[0] - b[0]);
-      parts.push(`${clientId}@${session.epoch}:${session.evictedBelow}:${results.map(([id, r]) => `${id}/${r.state}/${r.outcome}`).join(',')}`);
+      parts.push(
+        `${clientId}@${session.epoch}:${session.evictedBelow}:${results.map(([id, r]) => `${id}/${r.state}/${r.outcome}`).join(',')}`,
+      );
     }
     return parts.join(';');
   }

@@ -22,17 +22,34 @@ import { medianRows, ratios, table, type Row } from './compare-table.js';
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const CLI = path.join(REPO, 'bin/shardbank.js');
 
-function run(command: string, args: string[], options: { cwd?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
+function run(
+  command: string,
+  args: string[],
+  options: { cwd?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(command, args, { cwd: options.cwd, timeout: options.timeoutMs ?? 600_000, maxBuffer: 64 * 1024 * 1024, env: options.env ?? process.env }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`${command} ${args.join(' ')} failed: ${error.message}\n${stderr}`));
-      else resolve(stdout);
-    });
+    execFile(
+      command,
+      args,
+      {
+        cwd: options.cwd,
+        timeout: options.timeoutMs ?? 600_000,
+        maxBuffer: 64 * 1024 * 1024,
+        env: options.env ?? process.env,
+      },
+      (error, stdout, stderr) => {
+        if (error) reject(new Error(`${command} ${args.join(' ')} failed: ${error.message}\n${stderr}`));
+        else resolve(stdout);
+      },
+    );
   });
 }
 
 function lastJsonLine(output: string): Record<string, unknown> {
-  const lines = output.trim().split('\n').filter((line) => line.trim().startsWith('{'));
+  const lines = output
+    .trim()
+    .split('\n')
+    .filter((line) => line.trim().startsWith('{'));
   if (lines.length === 0) throw new Error(`no JSON in output: ${output.slice(-500)}`);
   return JSON.parse(lines[lines.length - 1]!) as Record<string, unknown>;
 }
@@ -72,7 +89,12 @@ async function startOrStop(start: () => Promise<void>, stop: () => Promise<void>
 }
 
 /** Every shardbank row on one cluster, started once and warmed up once. */
-async function startShardbank(runs: ShardbankRun[], durationS: number, warmupS: number, log: (text: string) => void): Promise<SystemSession> {
+async function startShardbank(
+  runs: ShardbankRun[],
+  durationS: number,
+  warmupS: number,
+  log: (text: string) => void,
+): Promise<SystemSession> {
   const stateDir = await mkdtemp(path.join(os.tmpdir(), 'shardbank-bench-'));
   const stop = async () => {
     await run(process.execPath, [CLI, 'down', '--state-dir', stateDir], { timeoutMs: 60_000 }).catch(() => undefined);
@@ -87,21 +109,54 @@ async function startShardbank(runs: ShardbankRun[], durationS: number, warmupS: 
     // native servers, so ours is measured warm too: an unmeasured run of the same load first.
     if (warmupS > 0) {
       log(`shardbank: warm-up, 64 clients, ${warmupS} s (not measured)`);
-      await run(process.execPath, [CLI, 'bench', '--state-dir', stateDir, '--clients', '64', '--duration', `${warmupS}s`, '--json'], { timeoutMs: (warmupS + 120) * 1000 });
+      await run(
+        process.execPath,
+        [CLI, 'bench', '--state-dir', stateDir, '--clients', '64', '--duration', `${warmupS}s`, '--json'],
+        { timeoutMs: (warmupS + 120) * 1000 },
+      );
     }
   }, stop);
   const measure = async (roundLog: (text: string) => void): Promise<Row[]> => {
     const rows: Row[] = [];
     for (const { clients, batch, coalesce, kind } of runs) {
-      roundLog(`shardbank: ${clients} clients, batch ${batch}, ${durationS} s${coalesce ? '' : ', one call per transfer'}${kind ? `, ${kind} only` : ''}`);
+      roundLog(
+        `shardbank: ${clients} clients, batch ${batch}, ${durationS} s${coalesce ? '' : ', one call per transfer'}${kind ? `, ${kind} only` : ''}`,
+      );
       // Each row is a new client process: it warms its own JIT up first, unmeasured.
       const warmupS = clientWarmupS(clients);
       const ratio = kind === undefined ? [] : ['--cross-shard-ratio', kind === 'cross-shard' ? '1' : '0'];
-      const args = [CLI, 'bench', '--state-dir', stateDir, '--clients', String(clients), '--duration', `${durationS}s`, '--warmup', `${warmupS}s`, '--batch', String(batch), ...ratio, '--json', ...(coalesce ? [] : ['--no-coalesce'])];
+      const args = [
+        CLI,
+        'bench',
+        '--state-dir',
+        stateDir,
+        '--clients',
+        String(clients),
+        '--duration',
+        `${durationS}s`,
+        '--warmup',
+        `${warmupS}s`,
+        '--batch',
+        String(batch),
+        ...ratio,
+        '--json',
+        ...(coalesce ? [] : ['--no-coalesce']),
+      ];
       const report = lastJsonLine(await run(process.execPath, args, { timeoutMs: (durationS + warmupS + 120) * 1000 }));
       const latency = report.latencyMs as Record<string, number>;
-      const system = kind ? `shardbank 3x3 (${kind} only)` : coalesce ? 'shardbank 3x3' : 'shardbank 3x3 (no client batching)';
-      rows.push({ system, clients, batchSize: batch, transfersPerS: Number(report.transfersPerS), p50Ms: latency.p50!, p99Ms: latency.p99! });
+      const system = kind
+        ? `shardbank 3x3 (${kind} only)`
+        : coalesce
+          ? 'shardbank 3x3'
+          : 'shardbank 3x3 (no client batching)';
+      rows.push({
+        system,
+        clients,
+        batchSize: batch,
+        transfersPerS: Number(report.transfersPerS),
+        p50Ms: latency.p50!,
+        p99Ms: latency.p99!,
+      });
     }
     return rows;
   };
@@ -128,39 +183,80 @@ function printedSettings(output: string): NodeJS.ProcessEnv {
 }
 
 /** One row per client count from a comparison workload (`node WORKLOAD.js CLIENTS SECONDS`). */
-async function runAnchorWorkload(script: string, env: NodeJS.ProcessEnv, name: string, clients: number[], durationS: number, log: (text: string) => void): Promise<Row[]> {
+async function runAnchorWorkload(
+  script: string,
+  env: NodeJS.ProcessEnv,
+  name: string,
+  clients: number[],
+  durationS: number,
+  log: (text: string) => void,
+): Promise<Row[]> {
   const rows: Row[] = [];
   for (const n of clients) {
     log(`${name}: ${n} clients, ${durationS} s`);
-    const result = lastJsonLine(await run(process.execPath, [path.join(ANCHORS_BUILT, script), String(n), String(durationS)], { env, timeoutMs: (durationS + 120) * 1000 }));
-    rows.push({ system: String(result.system), clients: n, batchSize: 1, transfersPerS: Number(result.transfers_per_s), p50Ms: Number(result.p50_ms), p99Ms: Number(result.p99_ms) });
+    const result = lastJsonLine(
+      await run(process.execPath, [path.join(ANCHORS_BUILT, script), String(n), String(durationS)], {
+        env,
+        timeoutMs: (durationS + 120) * 1000,
+      }),
+    );
+    rows.push({
+      system: String(result.system),
+      clients: n,
+      batchSize: 1,
+      transfersPerS: Number(result.transfers_per_s),
+      p50Ms: Number(result.p50_ms),
+      p99Ms: Number(result.p99_ms),
+    });
   }
   return rows;
 }
 
-async function startPostgres(clients: number[], durationS: number, log: (text: string) => void): Promise<SystemSession> {
+async function startPostgres(
+  clients: number[],
+  durationS: number,
+  log: (text: string) => void,
+): Promise<SystemSession> {
   log('starting PostgreSQL (one node, fsync on)');
   // Leave the machine as we found it: pg-down.sh stops the cluster if pg-up.sh started it.
-  const stop = () => run('bash', [path.join(ANCHORS_SOURCE, 'pg-down.sh')], { timeoutMs: 60_000 }).then(() => undefined, () => undefined);
+  const stop = () =>
+    run('bash', [path.join(ANCHORS_SOURCE, 'pg-down.sh')], { timeoutMs: 60_000 }).then(
+      () => undefined,
+      () => undefined,
+    );
   let env: NodeJS.ProcessEnv = {};
   await startOrStop(async () => {
-    env = anchorEnv(printedSettings(await run('bash', [path.join(ANCHORS_SOURCE, 'pg-up.sh')], { timeoutMs: 600_000 })));
+    env = anchorEnv(
+      printedSettings(await run('bash', [path.join(ANCHORS_SOURCE, 'pg-up.sh')], { timeoutMs: 600_000 })),
+    );
   }, stop);
-  return { name: 'postgresql', measure: (roundLog) => runAnchorWorkload('pg-bank.js', env, 'postgresql', clients, durationS, roundLog), stop };
+  return {
+    name: 'postgresql',
+    measure: (roundLog) => runAnchorWorkload('pg-bank.js', env, 'postgresql', clients, durationS, roundLog),
+    stop,
+  };
 }
 
 async function startEtcd(clients: number[], durationS: number, log: (text: string) => void): Promise<SystemSession> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'shardbank-etcd-'));
   const stop = async () => {
-    await run('bash', [path.join(ANCHORS_SOURCE, 'etcd-down.sh'), dataDir], { timeoutMs: 60_000 }).catch(() => undefined);
+    await run('bash', [path.join(ANCHORS_SOURCE, 'etcd-down.sh'), dataDir], { timeoutMs: 60_000 }).catch(
+      () => undefined,
+    );
     await rm(dataDir, { recursive: true, force: true });
   };
   log('starting etcd (3 members on loopback)');
   let env: NodeJS.ProcessEnv = {};
   await startOrStop(async () => {
-    env = anchorEnv(printedSettings(await run('bash', [path.join(ANCHORS_SOURCE, 'etcd-up.sh'), dataDir], { timeoutMs: 600_000 })));
+    env = anchorEnv(
+      printedSettings(await run('bash', [path.join(ANCHORS_SOURCE, 'etcd-up.sh'), dataDir], { timeoutMs: 600_000 })),
+    );
   }, stop);
-  return { name: 'etcd', measure: (roundLog) => runAnchorWorkload('etcd-bank.js', env, 'etcd', clients, durationS, roundLog), stop };
+  return {
+    name: 'etcd',
+    measure: (roundLog) => runAnchorWorkload('etcd-bank.js', env, 'etcd', clients, durationS, roundLog),
+    stop,
+  };
 }
 
 async function main(): Promise<void> {
@@ -179,7 +275,8 @@ async function main(): Promise<void> {
   const durationS = Number(values.duration);
   const warmupS = Number(values.warmup);
   const roundCount = Number(values.rounds);
-  if (!Number.isSafeInteger(roundCount) || roundCount < 1 || roundCount > 100) throw new Error(`--rounds must be an integer from 1 to 100, got ${JSON.stringify(values.rounds)}`);
+  if (!Number.isSafeInteger(roundCount) || roundCount < 1 || roundCount > 100)
+    throw new Error(`--rounds must be an integer from 1 to 100, got ${JSON.stringify(values.rounds)}`);
   const clients = values.clients!.split(',').map(Number);
   const only = values.only?.split(',');
   const log = (text: string) => process.stderr.write(`bench:compare: ${text}\n`);
@@ -187,25 +284,41 @@ async function main(): Promise<void> {
   const runs: ShardbankRun[] = [];
   if (want('shardbank')) runs.push(...clients.map((n) => ({ clients: n, batch: 1, coalesce: true })));
   // The latency targets are per kind of transfer, for a lone client.
-  if (want('by-kind')) runs.push({ clients: 1, batch: 1, coalesce: true, kind: 'intra-shard' }, { clients: 1, batch: 1, coalesce: true, kind: 'cross-shard' });
-  if (want('no-coalesce')) runs.push(...clients.filter((n) => n > 1).map((n) => ({ clients: n, batch: 1, coalesce: false })));
+  if (want('by-kind'))
+    runs.push(
+      { clients: 1, batch: 1, coalesce: true, kind: 'intra-shard' },
+      { clients: 1, batch: 1, coalesce: true, kind: 'cross-shard' },
+    );
+  if (want('no-coalesce'))
+    runs.push(...clients.filter((n) => n > 1).map((n) => ({ clients: n, batch: 1, coalesce: false })));
   // 16 clients x 1000 keeps 16,000 transfers in flight, enough to saturate the cluster; 64 x
   // 1000 only lengthens queues (and deadlines pass), it does not add throughput.
-  if (want('batch') && Number(values.batch) > 1) runs.push({ clients: Number(values['batch-clients']), batch: Number(values.batch), coalesce: true });
+  if (want('batch') && Number(values.batch) > 1)
+    runs.push({ clients: Number(values['batch-clients']), batch: Number(values.batch), coalesce: true });
 
   const sessions: SystemSession[] = [];
   const rounds: Row[][] = [];
   try {
     if (runs.length > 0) sessions.push(await startShardbank(runs, durationS, warmupS, log));
     if (want('postgresql') || want('etcd')) {
-      if (want('postgresql')) await startPostgres(clients, durationS, log).then((session) => sessions.push(session), (error: unknown) => failedSystem('postgresql', error, log));
-      if (want('etcd')) await startEtcd(clients, durationS, log).then((session) => sessions.push(session), (error: unknown) => failedSystem('etcd', error, log));
+      if (want('postgresql'))
+        await startPostgres(clients, durationS, log).then(
+          (session) => sessions.push(session),
+          (error: unknown) => failedSystem('postgresql', error, log),
+        );
+      if (want('etcd'))
+        await startEtcd(clients, durationS, log).then(
+          (session) => sessions.push(session),
+          (error: unknown) => failedSystem('etcd', error, log),
+        );
     }
     for (let round = 1; round <= roundCount; round += 1) {
       const rows: Row[] = [];
       for (const session of sessions) {
         const roundLog = (text: string) => log(`round ${round}/${roundCount}: ${text}`);
-        rows.push(...(await session.measure(roundLog).catch((error: unknown) => failedSystem(session.name, error, log))));
+        rows.push(
+          ...(await session.measure(roundLog).catch((error: unknown) => failedSystem(session.name, error, log))),
+        );
       }
       rounds.push(rows);
     }
@@ -224,8 +337,19 @@ async function main(): Promise<void> {
   };
   if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
   else {
-    const perRound = result.ratiosPerRound.map((r, i) => `round ${i + 1}: ${Object.entries(r).map(([k, v]) => `${k} ${v}`).join(', ')}`).join('\n');
-    process.stdout.write(`${table(rows)}\n\nmedians over ${roundCount} round(s):\n${Object.entries(result.ratios).map(([k, v]) => `${k}: ${v}`).join('\n')}\n\n${perRound}\n`);
+    const perRound = result.ratiosPerRound
+      .map(
+        (r, i) =>
+          `round ${i + 1}: ${Object.entries(r)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ')}`,
+      )
+      .join('\n');
+    process.stdout.write(
+      `${table(rows)}\n\nmedians over ${roundCount} round(s):\n${Object.entries(result.ratios)
+        .map(([k, v]) => `${k}: ${v}`)
+        .join('\n')}\n\n${perRound}\n`,
+    );
   }
 }
 

@@ -41,13 +41,22 @@ export function medianRows(rounds: Row[][]): Row[] {
 export function ratios(rows: Row[]): Record<string, number> {
   const result: Record<string, number> = {};
   // Like with like: the reference mix, one transfer per request, with client batching.
-  const find = (prefix: string, clients: number) => rows.find((r) => r.system.startsWith(prefix) && !r.system.includes('(') && r.clients === clients && r.batchSize === 1);
+  const find = (prefix: string, clients: number) =>
+    rows.find(
+      (r) => r.system.startsWith(prefix) && !r.system.includes('(') && r.clients === clients && r.batchSize === 1,
+    );
   for (const clients of new Set(rows.map((r) => r.clients))) {
     const ours = find('shardbank', clients);
     if (!ours) continue;
-    for (const [name, prefix] of [['postgresql', 'postgresql'], ['etcd', 'etcd']] as const) {
+    for (const [name, prefix] of [
+      ['postgresql', 'postgresql'],
+      ['etcd', 'etcd'],
+    ] as const) {
       const other = find(prefix, clients);
-      if (other && other.transfersPerS > 0) result[`shardbank/${name} throughput @${clients}`] = Number((ours.transfersPerS / other.transfersPerS).toFixed(2));
+      if (other && other.transfersPerS > 0)
+        result[`shardbank/${name} throughput @${clients}`] = Number(
+          (ours.transfersPerS / other.transfersPerS).toFixed(2),
+        );
     }
   }
   return result;
@@ -55,7 +64,15 @@ export function ratios(rows: Row[]): Record<string, number> {
 
 export function table(rows: Row[]): string {
   const header = ['system', 'clients', 'batch', 'transfers/s', 'p50 ms', 'p99 ms', 'transfers/s per round'];
-  const body = rows.map((r) => [r.system, String(r.clients), String(r.batchSize), String(r.transfersPerS), r.p50Ms.toFixed(2), r.p99Ms.toFixed(2), (r.samples ?? []).join(' ')]);
+  const body = rows.map((r) => [
+    r.system,
+    String(r.clients),
+    String(r.batchSize),
+    String(r.transfersPerS),
+    r.p50Ms.toFixed(2),
+    r.p99Ms.toFixed(2),
+    (r.samples ?? []).join(' '),
+  ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
   return [header, ...body].map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ')).join('\n');
 }

@@ -14,8 +14,12 @@ const CLI = path.join(REPO, 'bin/shardbank.js');
 
 function run(args: string[], timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) =>
-    execFile(process.execPath, [CLI, ...args], { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) =>
-      error ? reject(new Error(`${args.join(' ')}: ${error.message}\n${stderr}`)) : resolve(stdout),
+    execFile(
+      process.execPath,
+      [CLI, ...args],
+      { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 },
+      (error, stdout, stderr) =>
+        error ? reject(new Error(`${args.join(' ')}: ${error.message}\n${stderr}`)) : resolve(stdout),
     ),
   );
 }
@@ -42,22 +46,37 @@ async function rssBytes(pid: number): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { minutes: { type: 'string', default: '10' }, clients: { type: 'string', default: '64' }, json: { type: 'boolean', default: false } } });
+  const { values } = parseArgs({
+    options: {
+      minutes: { type: 'string', default: '10' },
+      clients: { type: 'string', default: '64' },
+      json: { type: 'boolean', default: false },
+    },
+  });
   const minutes = Number(values.minutes);
   const stateDir = await mkdtemp(path.join(os.tmpdir(), 'shardbank-soak-'));
   const log = (text: string) => process.stderr.write(`soak: ${text}\n`);
   try {
     await run(['up', '--detach', '--state-dir', stateDir], 180_000);
-    const book = JSON.parse(await readFile(path.join(stateDir, 'cluster.json'), 'utf8')) as { replicas: { shard: number; ordinal: number; dataDir: string }[] };
-    const status = JSON.parse(await run(['status', '--json', '--state-dir', stateDir], 60_000)) as { shards: { shard: number; replicas: { ordinal: number; pid?: number }[] }[] };
+    const book = JSON.parse(await readFile(path.join(stateDir, 'cluster.json'), 'utf8')) as {
+      replicas: { shard: number; ordinal: number; dataDir: string }[];
+    };
+    const status = JSON.parse(await run(['status', '--json', '--state-dir', stateDir], 60_000)) as {
+      shards: { shard: number; replicas: { ordinal: number; pid?: number }[] }[];
+    };
     const replicas: Replica[] = [];
     for (const shard of status.shards) {
       for (const replica of shard.replicas) {
         const entry = book.replicas.find((r) => r.shard === shard.shard && r.ordinal === replica.ordinal);
-        if (replica.pid && entry) replicas.push({ name: `s${shard.shard}-${replica.ordinal}`, pid: replica.pid, dataDir: entry.dataDir });
+        if (replica.pid && entry)
+          replicas.push({ name: `s${shard.shard}-${replica.ordinal}`, pid: replica.pid, dataDir: entry.dataDir });
       }
     }
-    const bench = spawn(process.execPath, [CLI, 'bench', '--state-dir', stateDir, '--clients', values.clients!, '--duration', `${minutes * 60}s`, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const bench = spawn(
+      process.execPath,
+      [CLI, 'bench', '--state-dir', stateDir, '--clients', values.clients!, '--duration', `${minutes * 60}s`, '--json'],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     let benchOut = '';
     bench.stdout.on('data', (chunk: Buffer) => (benchOut += chunk.toString()));
     const samples: { atS: number; rssMiB: Record<string, number>; diskMiB: Record<string, number> }[] = [];
@@ -76,8 +95,20 @@ async function main(): Promise<void> {
     // Memory is compared after warm-up (the first minute), so JIT and pools are not counted as growth.
     const warm = samples.find((s) => s.atS >= 60) ?? samples[0]!;
     const last = samples.at(-1)!;
-    const growth = Object.fromEntries(Object.keys(last.rssMiB).map((name) => [name, Number(((last.rssMiB[name]! / Math.max(1, warm.rssMiB[name]!) - 1) * 100).toFixed(1))]));
-    const result = { minutes, bench: benchOut.trim() ? JSON.parse(benchOut.trim().split('\n').at(-1)!) : null, rssGrowthPercentAfterWarmup: growth, first: warm, last, samples: samples.length };
+    const growth = Object.fromEntries(
+      Object.keys(last.rssMiB).map((name) => [
+        name,
+        Number(((last.rssMiB[name]! / Math.max(1, warm.rssMiB[name]!) - 1) * 100).toFixed(1)),
+      ]),
+    );
+    const result = {
+      minutes,
+      bench: benchOut.trim() ? JSON.parse(benchOut.trim().split('\n').at(-1)!) : null,
+      rssGrowthPercentAfterWarmup: growth,
+      first: warm,
+      last,
+      samples: samples.length,
+    };
     process.stdout.write(`${JSON.stringify(result, null, values.json ? 0 : 2)}\n`);
   } finally {
     await run(['down', '--state-dir', stateDir], 60_000).catch(() => undefined);

@@ -44,7 +44,9 @@ const NEGATIVE_MARK = '\u0000';
  * the command can say what is wrong with it, instead of "unknown option -1".
  */
 export function parseCommandArgs<T extends OptionSpec>(argv: readonly string[], options: T, allowPositionals: boolean) {
-  const args = allowPositionals ? argv.map((arg) => (NEGATIVE_NUMBER.test(arg) ? NEGATIVE_MARK + arg : arg)) : [...argv];
+  const args = allowPositionals
+    ? argv.map((arg) => (NEGATIVE_NUMBER.test(arg) ? NEGATIVE_MARK + arg : arg))
+    : [...argv];
   try {
     const parsed = parseArgs({ args, options, allowPositionals, strict: true });
     const unmark = (arg: string) => (arg.startsWith(NEGATIVE_MARK) ? arg.slice(1) : arg);
@@ -63,14 +65,22 @@ const DURATION_UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
 /** `10s`, `500ms`, `2m`, `1.5s`, or a bare number of seconds; zero only where `allowZero`. */
 export function parseDurationMs(option: string, text: string, { allowZero = false } = {}): number {
   const match = DURATION_PATTERN.exec(text.trim());
-  if (match === null) throw new UsageError(`--${option}: expected a duration such as 10s, 500ms or 2m, got ${JSON.stringify(text)}`);
+  if (match === null)
+    throw new UsageError(`--${option}: expected a duration such as 10s, 500ms or 2m, got ${JSON.stringify(text)}`);
   const unit = (match[2] ?? 's') as keyof typeof DURATION_UNIT_MS;
   const ms = Math.round(Number(match[1]) * DURATION_UNIT_MS[unit]);
-  if (ms < 0 || (ms === 0 && !allowZero)) throw new UsageError(`--${option}: must be more than zero, got ${JSON.stringify(text)}`);
+  if (ms < 0 || (ms === 0 && !allowZero))
+    throw new UsageError(`--${option}: must be more than zero, got ${JSON.stringify(text)}`);
   return ms;
 }
 
-export function parseIntegerOption(option: string, text: string | undefined, fallback: number, min: number, max: number): number {
+export function parseIntegerOption(
+  option: string,
+  text: string | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
   if (text === undefined) return fallback;
   const value = /^-?[0-9]+$/.test(text.trim()) ? Number(text) : Number.NaN;
   if (!Number.isSafeInteger(value) || value < min || value > max) {
@@ -79,7 +89,13 @@ export function parseIntegerOption(option: string, text: string | undefined, fal
   return value;
 }
 
-export function parseNumberOption(option: string, text: string | undefined, fallback: number, min: number, max: number): number {
+export function parseNumberOption(
+  option: string,
+  text: string | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
   if (text === undefined) return fallback;
   const value = text.trim() === '' ? Number.NaN : Number(text);
   if (!Number.isFinite(value) || value < min || value > max) {
@@ -111,23 +127,40 @@ export interface Target {
  * and every replica's address.
  */
 export async function discoveredTarget(values: TargetValues): Promise<Target> {
-  if (values.cluster === undefined) throw new UsageError('--endpoints needs --cluster NAME (requests name the cluster they are meant for)');
+  if (values.cluster === undefined)
+    throw new UsageError('--endpoints needs --cluster NAME (requests name the cluster they are meant for)');
   const address = values.endpoints!.trim();
   const found = await discoverCluster(address, values.cluster);
   if (!found.ok) {
     const { codeName, details } = found.error;
-    if (codeName === 'UNAVAILABLE' || codeName === 'DEADLINE_EXCEEDED') throw new UnavailableError(`cannot reach the cluster: --endpoints ${address}: ${codeName}: ${details}`);
-    if (codeName === 'FAILED_PRECONDITION' || codeName === 'INVALID_ARGUMENT') throw new UsageError(`--cluster: ${address} says: ${details}`, '--cluster');
+    if (codeName === 'UNAVAILABLE' || codeName === 'DEADLINE_EXCEEDED')
+      throw new UnavailableError(`cannot reach the cluster: --endpoints ${address}: ${codeName}: ${details}`);
+    if (codeName === 'FAILED_PRECONDITION' || codeName === 'INVALID_ARGUMENT')
+      throw new UsageError(`--cluster: ${address} says: ${details}`, '--cluster');
     throw new CliError(`--endpoints ${address}: cannot learn the topology: ${codeName}: ${details}`, EXIT.failure);
   }
   const { topology, endpoints } = found.value;
-  if (values['items-per-shard'] !== undefined && parseIntegerOption('items-per-shard', values['items-per-shard'], 0, 1, 1_000_000) !== topology.itemsPerShard) {
-    throw new UsageError(`--items-per-shard: ${values['items-per-shard']}, but the cluster at ${address} has ${topology.itemsPerShard} items per shard`);
+  if (
+    values['items-per-shard'] !== undefined &&
+    parseIntegerOption('items-per-shard', values['items-per-shard'], 0, 1, 1_000_000) !== topology.itemsPerShard
+  ) {
+    throw new UsageError(
+      `--items-per-shard: ${values['items-per-shard']}, but the cluster at ${address} has ${topology.itemsPerShard} items per shard`,
+    );
   }
   return {
     options: {
       cluster: values.cluster,
-      topology: { ...topology, initialBalance: parseIntegerOption('initial-balance', values['initial-balance'], 10, 0, Number.MAX_SAFE_INTEGER) },
+      topology: {
+        ...topology,
+        initialBalance: parseIntegerOption(
+          'initial-balance',
+          values['initial-balance'],
+          10,
+          0,
+          Number.MAX_SAFE_INTEGER,
+        ),
+      },
       endpoints,
       namespace: values.namespace ?? 'default',
       ...(values['nats-url'] ? { natsUrl: values['nats-url'] } : {}),
@@ -144,7 +177,8 @@ export function isSingleEndpoint(text: string): boolean {
 }
 
 export function endpointsTarget(values: TargetValues): Target {
-  if (values.cluster === undefined) throw new UsageError('--endpoints needs --cluster NAME (requests name the cluster they are meant for)');
+  if (values.cluster === undefined)
+    throw new UsageError('--endpoints needs --cluster NAME (requests name the cluster they are meant for)');
   let endpoints: string[][];
   try {
     endpoints = parseEndpoints(values.endpoints!);
@@ -174,7 +208,8 @@ export function endpointsTarget(values: TargetValues): Target {
 
 /** The cluster a command talks to; `requireRunning` refuses a local cluster that is not up. */
 export async function resolveTarget(values: TargetValues, requireRunning: boolean): Promise<Target> {
-  if (values.endpoints !== undefined) return isSingleEndpoint(values.endpoints) ? discoveredTarget(values) : endpointsTarget(values);
+  if (values.endpoints !== undefined)
+    return isSingleEndpoint(values.endpoints) ? discoveredTarget(values) : endpointsTarget(values);
   const stateDir = resolveStateDir(values['state-dir']);
   let book: AddressBook | undefined;
   try {
@@ -184,11 +219,15 @@ export async function resolveTarget(values: TargetValues, requireRunning: boolea
     throw error;
   }
   if (book === undefined) {
-    throw new UnavailableError(`cannot reach the cluster: no local cluster in ${stateDir}: start one with 'shardbank up --detach', or point at one with --endpoints and --cluster`);
+    throw new UnavailableError(
+      `cannot reach the cluster: no local cluster in ${stateDir}: start one with 'shardbank up --detach', or point at one with --endpoints and --cluster`,
+    );
   }
   const running = isSupervisorRunning(book);
   if (requireRunning && !running) {
-    throw new UnavailableError(`cannot reach the cluster: the local cluster in ${stateDir} is not running: start it with 'shardbank up --detach --state-dir ${stateDir}'`);
+    throw new UnavailableError(
+      `cannot reach the cluster: the local cluster in ${stateDir} is not running: start it with 'shardbank up --detach --state-dir ${stateDir}'`,
+    );
   }
   return { options: clientOptionsFromBook(book), book, stateDir, running };
 }

@@ -1,8 +1,21 @@
 // `shardbank bench`: closed-loop load (each client sends its next request when the last
 // one answered), a progress bar on a terminal, and a report as text, JSON or HTML.
 import { writeFileSync } from 'node:fs';
-import { ShardbankClient, type ClientSession, type TransferRequestInput, type TransferResult } from '../client/bank-client.js';
-import { parseCommandArgs, parseDurationMs, parseIntegerOption, parseNumberOption, resolveTarget, TARGET_HELP, TARGET_OPTIONS } from './args.js';
+import {
+  ShardbankClient,
+  type ClientSession,
+  type TransferRequestInput,
+  type TransferResult,
+} from '../client/bank-client.js';
+import {
+  parseCommandArgs,
+  parseDurationMs,
+  parseIntegerOption,
+  parseNumberOption,
+  resolveTarget,
+  TARGET_HELP,
+  TARGET_OPTIONS,
+} from './args.js';
 import { EXIT, reportError, UnavailableError, UsageError, type CliIo } from './cli-io.js';
 import { renderHtmlReport } from './html-report.js';
 import { LeaderTracker } from './leader-tracker.js';
@@ -104,7 +117,10 @@ export function benchJson(settings: BenchSettings, stats: RunStats, elapsedMs: n
 }
 
 export function benchText(result: BenchResultJson): string {
-  const outcomes = Object.entries(result.outcomes).map(([outcome, count]) => `${outcome} ${count}`).join(', ') || 'none';
+  const outcomes =
+    Object.entries(result.outcomes)
+      .map(([outcome, count]) => `${outcome} ${count}`)
+      .join(', ') || 'none';
   return [
     `bench: ${result.clients} clients, ${result.durationS} s, cross-shard ratio ${result.crossShardRatio}, batch ${result.batchSize}`,
     `transfers   ${result.transfers} (${result.transfersPerS}/s)`,
@@ -121,12 +137,24 @@ export function progressBar(elapsedMs: number, totalMs: number, transfers: numbe
 }
 
 /** Every client sends at least one request, however short the duration. */
-async function runClient(client: ShardbankClient, session: ClientSession, generator: PairGenerator, settings: BenchSettings, endAtMs: number, stats: RunStats): Promise<void> {
+async function runClient(
+  client: ShardbankClient,
+  session: ClientSession,
+  generator: PairGenerator,
+  settings: BenchSettings,
+  endAtMs: number,
+  stats: RunStats,
+): Promise<void> {
   do {
     const startedAtMs = performance.now();
     let results: TransferResult[];
     if (settings.batchSize === 1) {
-      results = [await client.transfer({ ...generator.next(), amount: settings.amount }, { session, deadlineMs: settings.timeoutMs })];
+      results = [
+        await client.transfer(
+          { ...generator.next(), amount: settings.amount },
+          { session, deadlineMs: settings.timeoutMs },
+        ),
+      ];
     } else {
       const entries = new Array<TransferRequestInput>(settings.batchSize);
       for (let i = 0; i < entries.length; i += 1) {
@@ -148,23 +176,46 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
     return EXIT.ok;
   }
   const settings = parseBenchSettings(values);
-  if (values.report !== undefined && !values.report.endsWith('.html')) throw new UsageError(`--report: expected a FILE.html, got ${JSON.stringify(values.report)}`);
+  if (values.report !== undefined && !values.report.endsWith('.html'))
+    throw new UsageError(`--report: expected a FILE.html, got ${JSON.stringify(values.report)}`);
   const target = await resolveTarget(values, true);
-  const client = await ShardbankClient.connect({ ...target.options, coalesce: values['no-coalesce'] !== true, stream: values['no-stream'] !== true });
-  const generator = new PairGenerator({ topology: target.options.topology, crossShardRatio: settings.crossShardRatio, zipfExponent: settings.zipf });
+  const client = await ShardbankClient.connect({
+    ...target.options,
+    coalesce: values['no-coalesce'] !== true,
+    stream: values['no-stream'] !== true,
+  });
+  const generator = new PairGenerator({
+    topology: target.options.topology,
+    crossShardRatio: settings.crossShardRatio,
+    zipfExponent: settings.zipf,
+  });
   if (settings.warmupMs > 0) {
     const warmupEndAtMs = Date.now() + settings.warmupMs;
     const discarded = new RunStats(Date.now());
-    await Promise.all(Array.from({ length: settings.clients }, () => runClient(client, client.newSession(), generator, settings, warmupEndAtMs, discarded)));
+    await Promise.all(
+      Array.from({ length: settings.clients }, () =>
+        runClient(client, client.newSession(), generator, settings, warmupEndAtMs, discarded),
+      ),
+    );
   }
   const startedAtMs = Date.now();
   const stats = new RunStats(startedAtMs);
   const tracker = new LeaderTracker(client, startedAtMs);
   if (values.report) tracker.start();
-  const progress = io.stderrIsTTY && !values.json ? setInterval(() => io.progress(progressBar(Date.now() - startedAtMs, settings.durationMs, stats.transfers)), PROGRESS_INTERVAL_MS) : undefined;
+  const progress =
+    io.stderrIsTTY && !values.json
+      ? setInterval(
+          () => io.progress(progressBar(Date.now() - startedAtMs, settings.durationMs, stats.transfers)),
+          PROGRESS_INTERVAL_MS,
+        )
+      : undefined;
   try {
     const endAtMs = startedAtMs + settings.durationMs;
-    await Promise.all(Array.from({ length: settings.clients }, () => runClient(client, client.newSession(), generator, settings, endAtMs, stats)));
+    await Promise.all(
+      Array.from({ length: settings.clients }, () =>
+        runClient(client, client.newSession(), generator, settings, endAtMs, stats),
+      ),
+    );
     const elapsedMs = Date.now() - startedAtMs;
     if (progress) {
       clearInterval(progress);
@@ -173,13 +224,18 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
     const result = benchJson(settings, stats, elapsedMs);
     io.out(values.json ? JSON.stringify(result) : benchText(result));
     if (values.report) {
-      writeFileSync(values.report, renderHtmlReport({
-        title: `shardbank bench: ${settings.clients} clients, batch ${settings.batchSize}`,
-        generatedAt: new Date().toISOString(),
-        series: stats.series(Math.ceil(elapsedMs / 1000)).map((point) => ({ second: point.second, transfersPerS: point.transfers, p99Ms: point.p99Ms })),
-        markers: tracker.markers,
-        summary: benchSummaryRows(result, settings),
-      }));
+      writeFileSync(
+        values.report,
+        renderHtmlReport({
+          title: `shardbank bench: ${settings.clients} clients, batch ${settings.batchSize}`,
+          generatedAt: new Date().toISOString(),
+          series: stats
+            .series(Math.ceil(elapsedMs / 1000))
+            .map((point) => ({ second: point.second, transfersPerS: point.transfers, p99Ms: point.p99Ms })),
+          markers: tracker.markers,
+          summary: benchSummaryRows(result, settings),
+        }),
+      );
       if (!values.json) io.out(`report written to ${values.report}`);
     }
     // 0 once any transfer had a definite answer; none at all and only UNKNOWN: unreachable.
@@ -187,7 +243,12 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
     if (definite > 0) return EXIT.ok;
     const unknown = result.outcomes.UNKNOWN ?? 0;
     if (unknown === result.transfers) {
-      reportError(io, 'bench', new UnavailableError(`cannot reach the cluster: no transfer had a definite answer (${unknown} UNKNOWN)`), values.json);
+      reportError(
+        io,
+        'bench',
+        new UnavailableError(`cannot reach the cluster: no transfer had a definite answer (${unknown} UNKNOWN)`),
+        values.json,
+      );
       return EXIT.unavailable;
     }
     return EXIT.failure;
@@ -207,7 +268,15 @@ function benchSummaryRows(result: BenchResultJson, settings: BenchSettings): [st
     ['batch size', result.batchSize],
     ['transfers', result.transfers],
     ['throughput', `${result.transfersPerS} transfers/s`],
-    ['latency p50 / p95 / p99 / max', `${result.latencyMs.p50} / ${result.latencyMs.p95} / ${result.latencyMs.p99} / ${result.latencyMs.max} ms`],
-    ['outcomes', Object.entries(result.outcomes).map(([k, v]) => `${k} ${v}`).join(', ')],
+    [
+      'latency p50 / p95 / p99 / max',
+      `${result.latencyMs.p50} / ${result.latencyMs.p95} / ${result.latencyMs.p99} / ${result.latencyMs.max} ms`,
+    ],
+    [
+      'outcomes',
+      Object.entries(result.outcomes)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', '),
+    ],
   ];
 }

@@ -149,7 +149,8 @@ function localFaulter(stateDir: string): Faulter {
 function parseSettings(values: Record<string, string | boolean | undefined>): ChaosSettings {
   const text = (key: string) => values[key] as string | undefined;
   const target = text('target') ?? 'leader';
-  if (target !== 'leader' && target !== 'random') throw new UsageError(`--target: expected leader or random, got ${JSON.stringify(target)}`);
+  if (target !== 'leader' && target !== 'random')
+    throw new UsageError(`--target: expected leader or random, got ${JSON.stringify(target)}`);
   return {
     durationMs: parseDurationMs('duration', text('duration') ?? '60s'),
     intervalMs: parseDurationMs('interval', text('interval') ?? '5s'),
@@ -176,12 +177,18 @@ function kill(pid: number): boolean {
 }
 
 /** Chooses and SIGKILLs one replica: the leader of a random shard, or any replica. */
-function killReplica(book: AddressBook, view: ClusterView | undefined, target: 'leader' | 'random'): Victim | undefined {
+function killReplica(
+  book: AddressBook,
+  view: ClusterView | undefined,
+  target: 'leader' | 'random',
+): Victim | undefined {
   const alive = book.replicas.filter((entry) => entry.pid !== null);
   let victim = pick(alive);
   let leader = false;
   if (target === 'leader' && view !== undefined) {
-    const leaders = view.shards.flatMap((shard) => (shard.leader === null ? [] : [{ shard: shard.shard, ordinal: shard.leader.ordinal }]));
+    const leaders = view.shards.flatMap((shard) =>
+      shard.leader === null ? [] : [{ shard: shard.shard, ordinal: shard.leader.ordinal }],
+    );
     const chosen = pick(leaders);
     const entry = chosen && alive.find((e) => e.shard === chosen.shard && e.ordinal === chosen.ordinal);
     if (entry) {
@@ -190,7 +197,11 @@ function killReplica(book: AddressBook, view: ClusterView | undefined, target: '
     }
   }
   if (victim === undefined || !kill(victim.pid!)) return undefined;
-  return { label: `s${victim.shard}-${victim.ordinal} (pid ${victim.pid}${leader ? ', leader' : ''})`, shard: victim.shard, leader };
+  return {
+    label: `s${victim.shard}-${victim.ordinal} (pid ${victim.pid}${leader ? ', leader' : ''})`,
+    shard: victim.shard,
+    leader,
+  };
 }
 
 class ChaosRun {
@@ -229,7 +240,10 @@ class ChaosRun {
   async attempt(pending: PendingTransfer, deadlineMs: number): Promise<boolean> {
     const startedAtMs = performance.now();
     pending.firstAttemptAtMs ??= Date.now();
-    const result = await this.client.transfer({ from: pending.from, to: pending.to, amount: pending.amount, requestId: pending.requestId }, { session: pending.session, deadlineMs });
+    const result = await this.client.transfer(
+      { from: pending.from, to: pending.to, amount: pending.amount, requestId: pending.requestId },
+      { session: pending.session, deadlineMs },
+    );
     const now = Date.now();
     this.stats.record(result.outcome, performance.now() - startedAtMs, now);
     if (result.outcome === 'COMMITTED') this.noteCommit(pending, now);
@@ -240,7 +254,8 @@ class ChaosRun {
     const topology = this.client.topology;
     const shards = new Set([shardOfItem(topology, pending.from), shardOfItem(topology, pending.to)]);
     for (const r of this.recoveries) {
-      if (r.recoveredMs === undefined && shards.has(r.shard) && pending.firstAttemptAtMs! >= r.atMs) r.recoveredMs = now - r.atMs;
+      if (r.recoveredMs === undefined && shards.has(r.shard) && pending.firstAttemptAtMs! >= r.atMs)
+        r.recoveredMs = now - r.atMs;
     }
   }
 
@@ -249,7 +264,13 @@ class ChaosRun {
     const session = this.client.newSession();
     let pending: PendingTransfer | undefined;
     while (Date.now() < endAtMs) {
-      pending ??= { ...generator.next(), amount: 1 + Math.floor(Math.random() * AMOUNT_MAX), requestId: session.nextRequestId(), session, everUnknown: false };
+      pending ??= {
+        ...generator.next(),
+        amount: 1 + Math.floor(Math.random() * AMOUNT_MAX),
+        requestId: session.nextRequestId(),
+        session,
+        everUnknown: false,
+      };
       if (await this.attempt(pending, this.settings.callTimeoutMs)) pending = undefined;
     }
     if (pending !== undefined) this.unresolved.push(pending);
@@ -284,7 +305,8 @@ class ChaosRun {
   async resolve(deadlineAtMs: number): Promise<void> {
     while (this.unresolved.length > 0 && Date.now() < deadlineAtMs) {
       const pending = this.unresolved[0]!;
-      if (await this.attempt(pending, Math.min(CALL_DEADLINE_MS * 2, Math.max(1, deadlineAtMs - Date.now())))) this.unresolved.shift();
+      if (await this.attempt(pending, Math.min(CALL_DEADLINE_MS * 2, Math.max(1, deadlineAtMs - Date.now()))))
+        this.unresolved.shift();
       this.resolvedRetries += 1;
     }
     for (const pending of this.unresolved) this.ledger.record({ ...pending, outcome: 'UNKNOWN' });
@@ -320,7 +342,15 @@ export function recoverySummary(recoveries: readonly Recovery[]): RecoverySummar
   };
 }
 
-export function chaosJson(verdict: BankVerdict, faults: Faults, settings: ChaosSettings, stats: RunStats, elapsedMs: number, resolution: Resolution, recovery?: RecoverySummary): Record<string, unknown> {
+export function chaosJson(
+  verdict: BankVerdict,
+  faults: Faults,
+  settings: ChaosSettings,
+  stats: RunStats,
+  elapsedMs: number,
+  resolution: Resolution,
+  recovery?: RecoverySummary,
+): Record<string, unknown> {
   return {
     ok: verdict.ok,
     durationS: Math.round(elapsedMs) / 1000,
@@ -335,15 +365,28 @@ export function chaosJson(verdict: BankVerdict, faults: Faults, settings: ChaosS
   };
 }
 
-export function chaosText(verdict: BankVerdict, faults: Faults, resolution: Resolution, recovery?: RecoverySummary): string {
-  const lines = Object.entries(verdict.checks).map(([name, check]) => `${check.ok ? 'ok  ' : 'FAIL'} ${name}: ${check.detail}`);
+export function chaosText(
+  verdict: BankVerdict,
+  faults: Faults,
+  resolution: Resolution,
+  recovery?: RecoverySummary,
+): string {
+  const lines = Object.entries(verdict.checks).map(
+    ([name, check]) => `${check.ok ? 'ok  ' : 'FAIL'} ${name}: ${check.detail}`,
+  );
   const counts = verdict.counts;
   lines.push(`faults: ${faults.replicaKills} replica kills, ${faults.natsKills} nats-server kills`);
   if (recovery && recovery.measured + recovery.unmeasured > 0) {
-    lines.push(`leader fault to the shard's next new committed transfer: p50 ${recovery.p50Ms ?? '-'} ms, max ${recovery.maxMs ?? '-'} ms over ${recovery.measured} faults (${recovery.unmeasured} not followed by one before the run ended)`);
+    lines.push(
+      `leader fault to the shard's next new committed transfer: p50 ${recovery.p50Ms ?? '-'} ms, max ${recovery.maxMs ?? '-'} ms over ${recovery.measured} faults (${recovery.unmeasured} not followed by one before the run ended)`,
+    );
   }
-  lines.push(`outcome unknown at some point: ${resolution.outcomeUnknown} transfers (${resolution.pendingAtEnd} still pending when the workload stopped), each retried with its own id`);
-  lines.push(`checked ${counts.items} items, ${counts.committed} committed transfers (${counts.movedAmount} moved), ${counts.insufficientFunds} insufficient funds, ${counts.notApplied} not applied, ${counts.replicasCompared} replicas compared`);
+  lines.push(
+    `outcome unknown at some point: ${resolution.outcomeUnknown} transfers (${resolution.pendingAtEnd} still pending when the workload stopped), each retried with its own id`,
+  );
+  lines.push(
+    `checked ${counts.items} items, ${counts.committed} committed transfers (${counts.movedAmount} moved), ${counts.insufficientFunds} insufficient funds, ${counts.notApplied} not applied, ${counts.replicasCompared} replicas compared`,
+  );
   lines.push(verdict.ok ? 'PASS: every invariant held' : 'FAIL: an invariant was violated');
   return lines.join('\n');
 }
@@ -354,13 +397,20 @@ export async function chaosCommand(argv: readonly string[], io: CliIo): Promise<
     io.out(CHAOS_HELP);
     return EXIT.ok;
   }
-  if (values.nats) warn(io, 'chaos', '--nats is deprecated (it reads like the NATS URL of the other commands): use --kill-nats', values.json);
+  if (values.nats)
+    warn(
+      io,
+      'chaos',
+      '--nats is deprecated (it reads like the NATS URL of the other commands): use --kill-nats',
+      values.json,
+    );
   const settings = parseSettings(values);
   const log = (line: string) => {
     if (!values.json) io.err(line);
   };
   if (values.kubernetes) {
-    if (settings.nats) throw new UsageError('--kill-nats: not supported with --kubernetes yet (delete the NATS pod yourself)');
+    if (settings.nats)
+      throw new UsageError('--kill-nats: not supported with --kubernetes yet (delete the NATS pod yourself)');
     let kube: KubernetesTarget;
     try {
       kube = await kubernetesTarget(values);
@@ -368,7 +418,9 @@ export async function chaosCommand(argv: readonly string[], io: CliIo): Promise<
       if (err instanceof KubeApiError) throw new UsageError(`--kubernetes: ${err.message}`);
       throw err;
     }
-    log(`BankCluster ${kube.namespace}/${kube.cluster}: ${kube.options.topology.shards} shards x ${kube.options.topology.replicasPerShard} replicas`);
+    log(
+      `BankCluster ${kube.namespace}/${kube.cluster}: ${kube.options.topology.shards} shards x ${kube.options.topology.replicasPerShard} replicas`,
+    );
     const client = await ShardbankClient.connect({ ...kube.options, pidOf: undefined });
     try {
       return await runChaos(client, settings, kube.faulter, io, log, values.json, values.report);
@@ -379,10 +431,16 @@ export async function chaosCommand(argv: readonly string[], io: CliIo): Promise<
   for (const k of ['cluster', 'namespace', 'kubeconfig'] as const) {
     if (values[k] !== undefined) throw new UsageError(`--${k}: only with --kubernetes`);
   }
-  if (values.endpoints !== undefined) throw new UsageError('chaos kills local processes: it runs against a local cluster (--state-dir), not --endpoints (or use --kubernetes)');
+  if (values.endpoints !== undefined)
+    throw new UsageError(
+      'chaos kills local processes: it runs against a local cluster (--state-dir), not --endpoints (or use --kubernetes)',
+    );
   const target = await resolveTarget(values, true);
   const book = target.book!;
-  if (settings.nats && !book.natsManaged) throw new UsageError('--kill-nats: this cluster uses an external NATS (up --nats-url URL), which chaos does not kill');
+  if (settings.nats && !book.natsManaged)
+    throw new UsageError(
+      '--kill-nats: this cluster uses an external NATS (up --nats-url URL), which chaos does not kill',
+    );
   const client = await ShardbankClient.connect({ ...target.options, pidOf: undefined });
   try {
     return await runChaos(client, settings, localFaulter(target.stateDir!), io, log, values.json, values.report);
@@ -391,19 +449,39 @@ export async function chaosCommand(argv: readonly string[], io: CliIo): Promise<
   }
 }
 
-async function runChaos(client: ShardbankClient, settings: ChaosSettings, faulter: Faulter, io: CliIo, log: (line: string) => void, json: boolean, report: string | undefined): Promise<number> {
+async function runChaos(
+  client: ShardbankClient,
+  settings: ChaosSettings,
+  faulter: Faulter,
+  io: CliIo,
+  log: (line: string) => void,
+  json: boolean,
+  report: string | undefined,
+): Promise<number> {
   log('waiting for a quiet cluster (a leader per shard, nothing in flight)');
   if ((await waitQuiescent(client, Date.now() + settings.settleMs)) === undefined) {
-    throw new CliError('the cluster did not become quiet (leader per shard, all replicas up, nothing in flight) before the run; not starting', EXIT.failure);
+    throw new CliError(
+      'the cluster did not become quiet (leader per shard, all replicas up, nothing in flight) before the run; not starting',
+      EXIT.failure,
+    );
   }
   const startBalances = await readAllBalances(client);
   const startedAtMs = Date.now();
   const run = new ChaosRun(client, settings, faulter, startedAtMs);
   run.tracker.start();
   const endAtMs = startedAtMs + settings.durationMs;
-  log(`running ${settings.clients} clients for ${settings.durationMs / 1000} s, ${faulter.verb === 'delete pod' ? 'deleting the pod of' : 'killing'} ${settings.target === 'leader' ? 'the leader of a random shard' : 'a random replica'} every ${settings.intervalMs / 1000} s${settings.nats ? ' and nats-server every other time' : ''}`);
-  const generator = new PairGenerator({ topology: client.topology, crossShardRatio: settings.crossShardRatio, zipfExponent: 0 });
-  await Promise.all([run.killer(endAtMs), ...Array.from({ length: settings.clients }, () => run.worker(generator, endAtMs))]);
+  log(
+    `running ${settings.clients} clients for ${settings.durationMs / 1000} s, ${faulter.verb === 'delete pod' ? 'deleting the pod of' : 'killing'} ${settings.target === 'leader' ? 'the leader of a random shard' : 'a random replica'} every ${settings.intervalMs / 1000} s${settings.nats ? ' and nats-server every other time' : ''}`,
+  );
+  const generator = new PairGenerator({
+    topology: client.topology,
+    crossShardRatio: settings.crossShardRatio,
+    zipfExponent: 0,
+  });
+  await Promise.all([
+    run.killer(endAtMs),
+    ...Array.from({ length: settings.clients }, () => run.worker(generator, endAtMs)),
+  ]);
   const workloadMs = Date.now() - startedAtMs;
   const pendingAtEnd = run.unresolved.length;
   log(`workload done; resolving ${pendingAtEnd} transfers with unknown outcome`);
@@ -414,16 +492,28 @@ async function runChaos(client: ShardbankClient, settings: ChaosSettings, faulte
   const finalBalances = await readAllBalances(client);
   log('comparing replicas');
   const replicaReads: ShardReplicaReads[] = [];
-  for (let shard = 0; shard < client.topology.shards; shard += 1) replicaReads.push(await readShardReplicas(client, shard, Date.now() + settings.settleMs));
-  const verdict = checkBank({ initialTotal: initialClusterTotal(client.topology), startBalances, finalBalances, ledger: run.ledger, replicaReads });
+  for (let shard = 0; shard < client.topology.shards; shard += 1)
+    replicaReads.push(await readShardReplicas(client, shard, Date.now() + settings.settleMs));
+  const verdict = checkBank({
+    initialTotal: initialClusterTotal(client.topology),
+    startBalances,
+    finalBalances,
+    ledger: run.ledger,
+    replicaReads,
+  });
   if (quiet === undefined) {
     verdict.ok = false;
     verdict.checks.outcomesResolved.ok = false;
-    verdict.checks.outcomesResolved.detail += '; the cluster never became quiet (in-flight transactions or replicas down) within the settle timeout';
+    verdict.checks.outcomesResolved.detail +=
+      '; the cluster never became quiet (in-flight transactions or replicas down) within the settle timeout';
   }
   const resolution = { outcomeUnknown: run.outcomeUnknownSeen, pendingAtEnd };
   const recovery = recoverySummary(run.recoveries);
-  io.out(json ? JSON.stringify(chaosJson(verdict, run.faults, settings, run.stats, workloadMs, resolution, recovery)) : chaosText(verdict, run.faults, resolution, recovery));
+  io.out(
+    json
+      ? JSON.stringify(chaosJson(verdict, run.faults, settings, run.stats, workloadMs, resolution, recovery))
+      : chaosText(verdict, run.faults, resolution, recovery),
+  );
   if (report) writeChaosReport(report, run, verdict, workloadMs);
   return verdict.ok ? EXIT.ok : EXIT.failure;
 }
@@ -431,23 +521,35 @@ async function runChaos(client: ShardbankClient, settings: ChaosSettings, faulte
 function writeChaosReport(path: string, run: ChaosRun, verdict: BankVerdict, workloadMs: number): void {
   const markers: ReportMarker[] = run.tracker.markers;
   const recovery = recoverySummary(run.recoveries);
-  writeFileSync(path, renderHtmlReport({
-    title: `shardbank chaos: ${run.settings.target} ${run.faulter.verb === 'delete pod' ? 'pod deletions' : 'kills'} every ${run.settings.intervalMs / 1000} s${run.settings.nats ? ' + nats-server' : ''}`,
-    generatedAt: new Date().toISOString(),
-    series: run.stats.series(Math.ceil(workloadMs / 1000)).map((point) => ({ second: point.second, transfersPerS: point.transfers, p99Ms: point.p99Ms })),
-    markers,
-    summary: [
-      ['verdict', verdict.ok ? 'PASS' : 'FAIL'],
-      ['replica kills', run.faults.replicaKills],
-      ['nats-server kills', run.faults.natsKills],
-      ['leader fault to the next new commit on its shard (p50 / max)', recovery.measured === 0 ? '-' : `${recovery.p50Ms} ms / ${recovery.maxMs} ms over ${recovery.measured} faults`],
-      ['transfers with an unknown outcome, retried', run.outcomeUnknownSeen],
-      ['transfers (attempts)', run.stats.transfers],
-      ['committed', verdict.counts.committed],
-      ['amount moved', verdict.counts.movedAmount],
-      ...Object.entries(verdict.checks).map(([name, check]) => [name, `${check.ok ? 'ok' : 'FAIL'}: ${check.detail}`] as [string, string]),
-    ],
-    verdict: { ok: verdict.ok, text: verdict.ok ? 'every invariant held' : 'an invariant was violated' },
-    details: JSON.stringify(verdict, null, 2),
-  }));
+  writeFileSync(
+    path,
+    renderHtmlReport({
+      title: `shardbank chaos: ${run.settings.target} ${run.faulter.verb === 'delete pod' ? 'pod deletions' : 'kills'} every ${run.settings.intervalMs / 1000} s${run.settings.nats ? ' + nats-server' : ''}`,
+      generatedAt: new Date().toISOString(),
+      series: run.stats
+        .series(Math.ceil(workloadMs / 1000))
+        .map((point) => ({ second: point.second, transfersPerS: point.transfers, p99Ms: point.p99Ms })),
+      markers,
+      summary: [
+        ['verdict', verdict.ok ? 'PASS' : 'FAIL'],
+        ['replica kills', run.faults.replicaKills],
+        ['nats-server kills', run.faults.natsKills],
+        [
+          'leader fault to the next new commit on its shard (p50 / max)',
+          recovery.measured === 0
+            ? '-'
+            : `${recovery.p50Ms} ms / ${recovery.maxMs} ms over ${recovery.measured} faults`,
+        ],
+        ['transfers with an unknown outcome, retried', run.outcomeUnknownSeen],
+        ['transfers (attempts)', run.stats.transfers],
+        ['committed', verdict.counts.committed],
+        ['amount moved', verdict.counts.movedAmount],
+        ...Object.entries(verdict.checks).map(
+          ([name, check]) => [name, `${check.ok ? 'ok' : 'FAIL'}: ${check.detail}`] as [string, string],
+        ),
+      ],
+      verdict: { ok: verdict.ok, text: verdict.ok ? 'every invariant held' : 'an invariant was violated' },
+      details: JSON.stringify(verdict, null, 2),
+    }),
+  );
 }

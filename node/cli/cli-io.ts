@@ -22,7 +22,8 @@ export function processIo(): CliIo & { flushed(): Promise<void> } {
   // and writes complete in order, so the last write's callback means all of them are out.
   let lastOut: Promise<void> = Promise.resolve();
   let lastErr: Promise<void> = Promise.resolve();
-  const write = (stream: NodeJS.WriteStream, text: string) => new Promise<void>((resolve) => stream.write(text, () => resolve()));
+  const write = (stream: NodeJS.WriteStream, text: string) =>
+    new Promise<void>((resolve) => stream.write(text, () => resolve()));
   return {
     out: (text) => void (lastOut = write(process.stdout, `${text}\n`)),
     err: (text) => void (lastErr = write(process.stderr, `${text}\n`)),

@@ -1,8 +1,19 @@
 // `shardbank transfer`, `balance` and `status`: one request each against the local
 // cluster (address book) or --endpoints.
-import { Consistency, MAX_TRANSFER_AMOUNT_DEFAULT, ShardbankClient, type TransferResult } from '../client/bank-client.js';
+import {
+  Consistency,
+  MAX_TRANSFER_AMOUNT_DEFAULT,
+  ShardbankClient,
+  type TransferResult,
+} from '../client/bank-client.js';
 import { statusJson, type ClusterView } from '../client/status-view.js';
-import { checkAmount, checkClientId, checkItem, checkTransferInput, parseIntegerArgument } from '../client/transfer-input.js';
+import {
+  checkAmount,
+  checkClientId,
+  checkItem,
+  checkTransferInput,
+  parseIntegerArgument,
+} from '../client/transfer-input.js';
 import { renderShardTable } from '../local/live-table.js';
 import { assertNever } from '../util/assert.js';
 import { parseCommandArgs, parseDurationMs, resolveTarget, TARGET_HELP, TARGET_OPTIONS } from './args.js';
@@ -76,7 +87,9 @@ export function transferJson(result: TransferResult): Record<string, unknown> {
     ...(result.decisionIndex !== undefined ? { decisionIndex: result.decisionIndex } : {}),
     ...(result.coordinatorShard !== undefined ? { coordinatorShard: result.coordinatorShard } : {}),
     ...(result.sessionEpoch !== undefined ? { sessionEpoch: result.sessionEpoch } : {}),
-    ...(result.outcome === 'COMMITTED' || result.outcome === 'INSUFFICIENT_FUNDS' ? { deduplicated: result.deduplicated === true } : {}),
+    ...(result.outcome === 'COMMITTED' || result.outcome === 'INSUFFICIENT_FUNDS'
+      ? { deduplicated: result.deduplicated === true }
+      : {}),
     attempts: result.attempts,
     ...(result.message ? { message: result.message } : {}),
   };
@@ -93,12 +106,15 @@ function parseRequestIdentity(
   requestIdText: string | undefined,
   sessionEpochText: string | undefined,
 ): { clientId?: string; requestId?: number; sessionEpoch?: number } {
-  if (requestIdText !== undefined && clientId === undefined) throw new UsageError('--request-id needs --client-id (a request is named by both)');
-  if (sessionEpochText !== undefined && requestIdText === undefined) throw new UsageError('--session-epoch needs --client-id and --request-id (it makes a retry of that request safe)');
+  if (requestIdText !== undefined && clientId === undefined)
+    throw new UsageError('--request-id needs --client-id (a request is named by both)');
+  if (sessionEpochText !== undefined && requestIdText === undefined)
+    throw new UsageError('--session-epoch needs --client-id and --request-id (it makes a retry of that request safe)');
   if (clientId === undefined) return {};
   if (sessionEpochText !== undefined) {
     const sessionEpoch = parseIntegerArgument(sessionEpochText);
-    if (typeof sessionEpoch !== 'number' || sessionEpoch <= 0) throw new UsageError(`--session-epoch: must be a positive integer, got ${JSON.stringify(sessionEpochText)}`);
+    if (typeof sessionEpoch !== 'number' || sessionEpoch <= 0)
+      throw new UsageError(`--session-epoch: must be a positive integer, got ${JSON.stringify(sessionEpochText)}`);
     return { ...parseRequestIdentity(clientId, requestIdText, undefined), sessionEpoch };
   }
   if (requestIdText === undefined) {
@@ -106,7 +122,8 @@ function parseRequestIdentity(
     return { clientId, requestId: Date.now() * 1000 + Math.floor(Math.random() * 1000) };
   }
   const requestId = parseIntegerArgument(requestIdText);
-  if (typeof requestId !== 'number' || requestId <= 0) throw new UsageError(`--request-id: must be a positive integer, got ${JSON.stringify(requestIdText)}`);
+  if (typeof requestId !== 'number' || requestId <= 0)
+    throw new UsageError(`--request-id: must be a positive integer, got ${JSON.stringify(requestIdText)}`);
   return { clientId, requestId };
 }
 
@@ -116,7 +133,8 @@ export async function transferCommand(argv: readonly string[], io: CliIo): Promi
     io.out(TRANSFER_HELP);
     return EXIT.ok;
   }
-  if (positionals.length !== 3) throw new UsageError(`transfer takes FROM TO AMOUNT, got ${positionals.length} arguments`);
+  if (positionals.length !== 3)
+    throw new UsageError(`transfer takes FROM TO AMOUNT, got ${positionals.length} arguments`);
   const [from, to, amount] = positionals.map(parseIntegerArgument) as [number, number, number];
   // Bad input is refused here, on stderr, before anything is sent (never an outcome on stdout).
   const amountCheck = checkAmount(amount, Number.MAX_SAFE_INTEGER);
@@ -128,7 +146,11 @@ export async function transferCommand(argv: readonly string[], io: CliIo): Promi
   const identity = parseRequestIdentity(values['client-id'], values['request-id'], values['session-epoch']);
   const deadlineMs = values.timeout === undefined ? undefined : parseDurationMs('timeout', values.timeout);
   const target = await resolveTarget(values, true);
-  const inputCheck = checkTransferInput(target.options.topology, { from, to, amount }, target.options.maxTransferAmount ?? MAX_TRANSFER_AMOUNT_DEFAULT);
+  const inputCheck = checkTransferInput(
+    target.options.topology,
+    { from, to, amount },
+    target.options.maxTransferAmount ?? MAX_TRANSFER_AMOUNT_DEFAULT,
+  );
   if (!inputCheck.ok) throw new UsageError(inputCheck.message, inputCheck.field);
   // One transfer: the plain Transfer call (coalescing only pays when many are in flight).
   const client = await ShardbankClient.connect({ ...target.options, coalesce: false });
@@ -146,7 +168,8 @@ export function describeTransfer(result: TransferResult): string {
   const what = `${result.from} -> ${result.to} amount ${result.amount}`;
   const request = `client ${result.clientId}, request ${result.requestId}${result.sessionEpoch !== undefined ? `, session ${result.sessionEpoch}` : ''}`;
   const retry = `--client-id ${result.clientId} --request-id ${result.requestId}${result.sessionEpoch !== undefined ? ` --session-epoch ${result.sessionEpoch}` : ''}`;
-  const dedup = result.deduplicated === true ? ', deduplicated: decided by an earlier call with these ids, applied once' : '';
+  const dedup =
+    result.deduplicated === true ? ', deduplicated: decided by an earlier call with these ids, applied once' : '';
   switch (result.outcome) {
     case 'COMMITTED':
       return `COMMITTED ${what} (${request}; decision index ${result.decisionIndex} on shard ${result.coordinatorShard}${dedup})`;
@@ -198,7 +221,10 @@ export async function balanceCommand(argv: readonly string[], io: CliIo): Promis
   }
 }
 
-export function balanceJson(items: readonly number[], balances: ReadonlyMap<number, number>): { balances: Record<string, number> } {
+export function balanceJson(
+  items: readonly number[],
+  balances: ReadonlyMap<number, number>,
+): { balances: Record<string, number> } {
   const result: Record<string, number> = {};
   for (const item of items) {
     const balance = balances.get(item);
@@ -222,14 +248,26 @@ export async function statusCommand(argv: readonly string[], io: CliIo): Promise
     const answered = view.shards.some((shard) => shard.replicas.some((replica) => replica.role !== 'down'));
     const code = problems.length === 0 ? EXIT.ok : answered ? EXIT.degraded : EXIT.unavailable;
     if (values.json) {
-      io.out(JSON.stringify({ ...(statusJson(view, target.book !== undefined) as object), healthy: problems.length === 0, problems }));
+      io.out(
+        JSON.stringify({
+          ...(statusJson(view, target.book !== undefined) as object),
+          healthy: problems.length === 0,
+          problems,
+        }),
+      );
       if (!answered) reportError(io, 'status', new UnavailableError(NO_ANSWER), true);
       return code;
     }
-    const state = target.book === undefined ? '' : target.running ? ` (local, ${target.stateDir})` : ` (local, NOT RUNNING, ${target.stateDir})`;
+    const state =
+      target.book === undefined
+        ? ''
+        : target.running
+          ? ` (local, ${target.stateDir})`
+          : ` (local, NOT RUNNING, ${target.stateDir})`;
     io.out(`cluster ${view.cluster}${state}`);
     const book = target.book;
-    const restartsOf = (shard: number) => book?.replicas.filter((r) => r.shard === shard).reduce((sum, r) => sum + r.restarts, 0) ?? 0;
+    const restartsOf = (shard: number) =>
+      book?.replicas.filter((r) => r.shard === shard).reduce((sum, r) => sum + r.restarts, 0) ?? 0;
     for (const line of renderShardTable(view, restartsOf)) io.out(line);
     io.out('');
     for (const shard of view.shards) {
@@ -237,11 +275,17 @@ export async function statusCommand(argv: readonly string[], io: CliIo): Promise
         const pid = replica.pid === null ? '' : ` pid ${replica.pid}`;
         const http = book?.replicas.find((r) => r.shard === shard.shard && r.ordinal === replica.ordinal)?.httpAddress;
         const metrics = http ? ` metrics http://${http}/metrics` : '';
-        io.out(`s${shard.shard}-${replica.ordinal}  ${replica.role.padEnd(9)} ${replica.ready ? 'ready    ' : 'not ready'} ${replica.address}${pid} commit ${replica.commitIndex ?? '-'} applied ${replica.appliedIndex ?? '-'}${metrics}`);
+        io.out(
+          `s${shard.shard}-${replica.ordinal}  ${replica.role.padEnd(9)} ${replica.ready ? 'ready    ' : 'not ready'} ${replica.address}${pid} commit ${replica.commitIndex ?? '-'} applied ${replica.appliedIndex ?? '-'}${metrics}`,
+        );
       }
     }
     io.out('');
-    io.out(problems.length === 0 ? 'health: ok (every shard has a ready leader and a quorum)' : `health: DEGRADED: ${problems.join('; ')}`);
+    io.out(
+      problems.length === 0
+        ? 'health: ok (every shard has a ready leader and a quorum)'
+        : `health: DEGRADED: ${problems.join('; ')}`,
+    );
     if (!answered) reportError(io, 'status', new UnavailableError(NO_ANSWER), false);
     return code;
   } finally {
@@ -255,9 +299,13 @@ export function statusProblems(view: ClusterView): string[] {
   for (const shard of view.shards) {
     const up = shard.replicas.filter((replica) => replica.role !== 'down').length;
     const quorum = Math.floor(shard.replicas.length / 2) + 1;
-    if (up < quorum) problems.push(`shard ${shard.shard} lost its quorum (${up} of ${shard.replicas.length} replicas up, ${quorum} needed)`);
+    if (up < quorum)
+      problems.push(
+        `shard ${shard.shard} lost its quorum (${up} of ${shard.replicas.length} replicas up, ${quorum} needed)`,
+      );
     if (shard.leader === null) problems.push(`shard ${shard.shard} has no leader`);
-    else if (!shard.replicas.find((replica) => replica.ordinal === shard.leader!.ordinal)?.ready) problems.push(`shard ${shard.shard}: leader ${shard.leader.ordinal} is not ready`);
+    else if (!shard.replicas.find((replica) => replica.ordinal === shard.leader!.ordinal)?.ready)
+      problems.push(`shard ${shard.shard}: leader ${shard.leader.ordinal} is not ready`);
   }
   return problems;
 }

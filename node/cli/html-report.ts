@@ -28,13 +28,20 @@ export interface ReportInput {
   details?: string;
 }
 
-const MARKER_COLORS: Record<MarkerKind, string> = { kill: '#d62728', 'nats-kill': '#9467bd', 'leader-change': '#2ca02c' };
+const MARKER_COLORS: Record<MarkerKind, string> = {
+  kill: '#d62728',
+  'nats-kill': '#9467bd',
+  'leader-change': '#2ca02c',
+};
 const CHART_WIDTH = 900;
 const CHART_HEIGHT = 260;
 const MARGIN = { left: 60, right: 20, top: 20, bottom: 36 };
 
 export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (char) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[char]!);
+  return text.replace(
+    /[&<>"']/g,
+    (char) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[char]!,
+  );
 }
 
 function niceMax(value: number): number {
@@ -61,26 +68,41 @@ export function lineChartSvg(chart: ChartSpec): string {
   const x = (second: number) => MARGIN.left + (second / spanS) * plotWidth;
   const y = (value: number) => MARGIN.top + plotHeight - (value / yMax) * plotHeight;
   const parts: string[] = [];
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${CHART_WIDTH}" height="${CHART_HEIGHT}" viewBox="0 0 ${CHART_WIDTH} ${CHART_HEIGHT}" role="img" aria-label="${escapeHtml(chart.title)}">`);
-  parts.push(`<rect x="${MARGIN.left}" y="${MARGIN.top}" width="${plotWidth}" height="${plotHeight}" fill="#fafafa" stroke="#ccc"/>`);
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${CHART_WIDTH}" height="${CHART_HEIGHT}" viewBox="0 0 ${CHART_WIDTH} ${CHART_HEIGHT}" role="img" aria-label="${escapeHtml(chart.title)}">`,
+  );
+  parts.push(
+    `<rect x="${MARGIN.left}" y="${MARGIN.top}" width="${plotWidth}" height="${plotHeight}" fill="#fafafa" stroke="#ccc"/>`,
+  );
   for (let tick = 0; tick <= 4; tick += 1) {
     const value = (yMax * tick) / 4;
-    parts.push(`<line x1="${MARGIN.left}" x2="${MARGIN.left + plotWidth}" y1="${y(value).toFixed(1)}" y2="${y(value).toFixed(1)}" stroke="#eee"/>`);
-    parts.push(`<text x="${MARGIN.left - 6}" y="${(y(value) + 4).toFixed(1)}" text-anchor="end" font-size="11">${formatTick(value)}</text>`);
+    parts.push(
+      `<line x1="${MARGIN.left}" x2="${MARGIN.left + plotWidth}" y1="${y(value).toFixed(1)}" y2="${y(value).toFixed(1)}" stroke="#eee"/>`,
+    );
+    parts.push(
+      `<text x="${MARGIN.left - 6}" y="${(y(value) + 4).toFixed(1)}" text-anchor="end" font-size="11">${formatTick(value)}</text>`,
+    );
   }
   const xStep = Math.max(1, Math.ceil(spanS / 10));
   for (let second = 0; second <= spanS; second += xStep) {
-    parts.push(`<text x="${x(second).toFixed(1)}" y="${CHART_HEIGHT - MARGIN.bottom + 16}" text-anchor="middle" font-size="11">${second}s</text>`);
+    parts.push(
+      `<text x="${x(second).toFixed(1)}" y="${CHART_HEIGHT - MARGIN.bottom + 16}" text-anchor="middle" font-size="11">${second}s</text>`,
+    );
   }
   for (const marker of chart.markers) {
     const mx = x(marker.atS).toFixed(1);
-    parts.push(`<line x1="${mx}" x2="${mx}" y1="${MARGIN.top}" y2="${MARGIN.top + plotHeight}" stroke="${MARKER_COLORS[marker.kind]}" stroke-dasharray="4 3"><title>${escapeHtml(`${marker.atS.toFixed(1)}s ${marker.label}`)}</title></line>`);
+    parts.push(
+      `<line x1="${mx}" x2="${mx}" y1="${MARGIN.top}" y2="${MARGIN.top + plotHeight}" stroke="${MARKER_COLORS[marker.kind]}" stroke-dasharray="4 3"><title>${escapeHtml(`${marker.atS.toFixed(1)}s ${marker.label}`)}</title></line>`,
+    );
   }
   const points = chart.values
     .map((value, second) => (value === null ? null : `${x(second + 0.5).toFixed(1)},${y(value).toFixed(1)}`))
     .filter((point): point is string => point !== null);
-  if (points.length > 0) parts.push(`<polyline fill="none" stroke="${chart.color}" stroke-width="2" points="${points.join(' ')}"/>`);
-  parts.push(`<text x="${MARGIN.left}" y="14" font-size="13" font-weight="bold">${escapeHtml(chart.title)} (${escapeHtml(chart.unit)})</text>`);
+  if (points.length > 0)
+    parts.push(`<polyline fill="none" stroke="${chart.color}" stroke-width="2" points="${points.join(' ')}"/>`);
+  parts.push(
+    `<text x="${MARGIN.left}" y="14" font-size="13" font-weight="bold">${escapeHtml(chart.title)} (${escapeHtml(chart.unit)})</text>`,
+  );
   parts.push('</svg>');
   return parts.join('\n');
 }
@@ -90,16 +112,40 @@ function formatTick(value: number): string {
 }
 
 function legend(): string {
-  const labels: Record<MarkerKind, string> = { kill: 'replica killed', 'nats-kill': 'nats-server killed', 'leader-change': 'leader change' };
-  return MARKER_KINDS.map((kind) => `<span style="color:${MARKER_COLORS[kind]}">&#9474; ${labels[kind]}</span>`).join(' &nbsp; ');
+  const labels: Record<MarkerKind, string> = {
+    kill: 'replica killed',
+    'nats-kill': 'nats-server killed',
+    'leader-change': 'leader change',
+  };
+  return MARKER_KINDS.map((kind) => `<span style="color:${MARKER_COLORS[kind]}">&#9474; ${labels[kind]}</span>`).join(
+    ' &nbsp; ',
+  );
 }
 
 export function renderHtmlReport(input: ReportInput): string {
   const durationS = Math.max(input.series.length, ...input.markers.map((marker) => Math.ceil(marker.atS)));
-  const throughput = lineChartSvg({ title: 'Throughput', unit: 'transfers/s', color: '#1f77b4', values: input.series.map((p) => p.transfersPerS), markers: input.markers, durationS });
-  const latency = lineChartSvg({ title: 'p99 latency', unit: 'ms', color: '#ff7f0e', values: input.series.map((p) => p.p99Ms), markers: input.markers, durationS });
-  const summaryRows = input.summary.map(([key, value]) => `<tr><th>${escapeHtml(key)}</th><td>${escapeHtml(String(value))}</td></tr>`).join('\n');
-  const markerRows = input.markers.map((m) => `<tr><td>${m.atS.toFixed(1)} s</td><td>${escapeHtml(m.kind)}</td><td>${escapeHtml(m.label)}</td></tr>`).join('\n');
+  const throughput = lineChartSvg({
+    title: 'Throughput',
+    unit: 'transfers/s',
+    color: '#1f77b4',
+    values: input.series.map((p) => p.transfersPerS),
+    markers: input.markers,
+    durationS,
+  });
+  const latency = lineChartSvg({
+    title: 'p99 latency',
+    unit: 'ms',
+    color: '#ff7f0e',
+    values: input.series.map((p) => p.p99Ms),
+    markers: input.markers,
+    durationS,
+  });
+  const summaryRows = input.summary
+    .map(([key, value]) => `<tr><th>${escapeHtml(key)}</th><td>${escapeHtml(String(value))}</td></tr>`)
+    .join('\n');
+  const markerRows = input.markers
+    .map((m) => `<tr><td>${m.atS.toFixed(1)} s</td><td>${escapeHtml(m.kind)}</td><td>${escapeHtml(m.label)}</td></tr>`)
+    .join('\n');
   const verdict = input.verdict
     ? `<p class="verdict ${input.verdict.ok ? 'ok' : 'fail'}">${input.verdict.ok ? 'PASS' : 'FAIL'}: ${escapeHtml(input.verdict.text)}</p>`
     : '';

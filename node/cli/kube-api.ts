@@ -32,9 +32,14 @@ export function credentialsFromKubeconfig(path: string): KubeCredentials {
   const contexts = (doc.contexts ?? []) as Named<{ context: { cluster: string; user: string } }>[];
   const context = contexts.find((c) => c.name === doc['current-context']) ?? contexts[0];
   if (!context) throw new UsageError(`--kubeconfig: ${path} has no context`);
-  const cluster = ((doc.clusters ?? []) as Named<{ cluster: Record<string, unknown> }>[]).find((c) => c.name === context.context.cluster)?.cluster;
-  const user = ((doc.users ?? []) as Named<{ user: Record<string, unknown> }>[]).find((u) => u.name === context.context.user)?.user ?? {};
-  if (!cluster || typeof cluster.server !== 'string') throw new UsageError(`--kubeconfig: ${path}: context ${context.name} names no cluster with a server`);
+  const cluster = ((doc.clusters ?? []) as Named<{ cluster: Record<string, unknown> }>[]).find(
+    (c) => c.name === context.context.cluster,
+  )?.cluster;
+  const user =
+    ((doc.users ?? []) as Named<{ user: Record<string, unknown> }>[]).find((u) => u.name === context.context.user)
+      ?.user ?? {};
+  if (!cluster || typeof cluster.server !== 'string')
+    throw new UsageError(`--kubeconfig: ${path}: context ${context.name} names no cluster with a server`);
   const creds: KubeCredentials = { server: cluster.server };
   const ca = data(cluster['certificate-authority-data'], cluster['certificate-authority']);
   const cert = data(user['client-certificate-data'], user['client-certificate']);
@@ -60,7 +65,10 @@ export function inClusterCredentials(): KubeCredentials | undefined {
 
 export class KubeApiError extends Error {
   override name = 'KubeApiError';
-  constructor(readonly status: number, message: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -74,7 +82,10 @@ export class KubeApi {
     return new Promise((resolve, reject) => {
       const req = https.request(
         {
-          method, hostname: url.hostname.replace(/^\[|\]$/g, ''), port: url.port || 443, path: `${url.pathname}${url.search}`,
+          method,
+          hostname: url.hostname.replace(/^\[|\]$/g, ''),
+          port: url.port || 443,
+          path: `${url.pathname}${url.search}`,
           ...(this.creds.ca ? { ca: this.creds.ca } : {}),
           ...(this.creds.cert ? { cert: this.creds.cert } : {}),
           ...(this.creds.key ? { key: this.creds.key } : {}),

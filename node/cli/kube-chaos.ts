@@ -29,7 +29,10 @@ export function podName(cluster: string, shard: number, ordinal: number): string
 
 export function dnsEndpoints(cluster: string, namespace: string, shards: number, replicas: number): string[][] {
   return Array.from({ length: shards }, (_, s) =>
-    Array.from({ length: replicas }, (_, r) => `${podName(cluster, s, r)}.${cluster}-s${s}.${namespace}.svc:${GRPC_PORT}`),
+    Array.from(
+      { length: replicas },
+      (_, r) => `${podName(cluster, s, r)}.${cluster}-s${s}.${namespace}.svc:${GRPC_PORT}`,
+    ),
   );
 }
 
@@ -37,19 +40,32 @@ function pick<T>(values: readonly T[]): T | undefined {
   return values.length === 0 ? undefined : values[Math.floor(Math.random() * values.length)];
 }
 
-export async function kubernetesTarget(values: { cluster?: string; namespace?: string; kubeconfig?: string; endpoints?: string }): Promise<KubernetesTarget> {
+export async function kubernetesTarget(values: {
+  cluster?: string;
+  namespace?: string;
+  kubeconfig?: string;
+  endpoints?: string;
+}): Promise<KubernetesTarget> {
   const cluster = values.cluster;
   if (cluster === undefined) throw new UsageError('--kubernetes needs --cluster NAME (the BankCluster)');
   const namespace = values.namespace ?? 'default';
   const kubeconfig = values.kubeconfig ?? process.env.KUBECONFIG;
-  const creds = values.kubeconfig !== undefined ? credentialsFromKubeconfig(values.kubeconfig) : (inClusterCredentials() ?? (kubeconfig ? credentialsFromKubeconfig(kubeconfig) : undefined));
-  if (creds === undefined) throw new UsageError('--kubernetes: no --kubeconfig, no $KUBECONFIG, and not inside a pod with a ServiceAccount');
+  const creds =
+    values.kubeconfig !== undefined
+      ? credentialsFromKubeconfig(values.kubeconfig)
+      : (inClusterCredentials() ?? (kubeconfig ? credentialsFromKubeconfig(kubeconfig) : undefined));
+  if (creds === undefined)
+    throw new UsageError('--kubernetes: no --kubeconfig, no $KUBECONFIG, and not inside a pod with a ServiceAccount');
   const api = new KubeApi(creds);
   let object: BankClusterObject;
   try {
-    object = await api.request<BankClusterObject>('GET', `/apis/shardbank.io/v1alpha1/namespaces/${encodeURIComponent(namespace)}/bankclusters/${encodeURIComponent(cluster)}`);
+    object = await api.request<BankClusterObject>(
+      'GET',
+      `/apis/shardbank.io/v1alpha1/namespaces/${encodeURIComponent(namespace)}/bankclusters/${encodeURIComponent(cluster)}`,
+    );
   } catch (err) {
-    if (err instanceof KubeApiError && err.status === 404) throw new UsageError(`--cluster: no BankCluster ${cluster} in namespace ${namespace}`);
+    if (err instanceof KubeApiError && err.status === 404)
+      throw new UsageError(`--cluster: no BankCluster ${cluster} in namespace ${namespace}`);
     throw err;
   }
   const spec = object.spec ?? {};
@@ -70,7 +86,10 @@ export async function kubernetesTarget(values: { cluster?: string; namespace?: s
   }
   const deletePod = async (name: string): Promise<boolean> => {
     try {
-      await api.request('DELETE', `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`);
+      await api.request(
+        'DELETE',
+        `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`,
+      );
       return true;
     } catch (err) {
       if (err instanceof KubeApiError && err.status === 404) return false;
@@ -84,7 +103,9 @@ export async function kubernetesTarget(values: { cluster?: string; namespace?: s
       let ordinal = Math.floor(Math.random() * topology.replicasPerShard);
       let leader = false;
       if (target === 'leader' && view !== undefined) {
-        const chosen = pick(view.shards.flatMap((s) => (s.leader === null ? [] : [{ shard: s.shard, ordinal: s.leader.ordinal }])));
+        const chosen = pick(
+          view.shards.flatMap((s) => (s.leader === null ? [] : [{ shard: s.shard, ordinal: s.leader.ordinal }])),
+        );
         if (chosen) ({ shard, ordinal, leader } = { ...chosen, leader: true });
       }
       const name = podName(cluster, shard, ordinal);

@@ -15,8 +15,17 @@ export function leaderChanges(previous: ClusterView | undefined, next: ClusterVi
     const before = previous.shards[shard.shard]?.leader ?? null;
     const after = shard.leader;
     if (after === null) continue;
-    if (before === null || before.ordinal !== after.ordinal || before.ballot[0] !== after.ballot[0] || before.ballot[1] !== after.ballot[1]) {
-      markers.push({ atS, kind: 'leader-change', label: `shard ${shard.shard}: leader ${after.ordinal} ballot ${after.ballot[0]}.${after.ballot[1]}` });
+    if (
+      before === null ||
+      before.ordinal !== after.ordinal ||
+      before.ballot[0] !== after.ballot[0] ||
+      before.ballot[1] !== after.ballot[1]
+    ) {
+      markers.push({
+        atS,
+        kind: 'leader-change',
+        label: `shard ${shard.shard}: leader ${after.ordinal} ballot ${after.ballot[0]}.${after.ballot[1]}`,
+      });
     }
   }
   return markers;
@@ -65,5 +74,8 @@ export class LeaderTracker {
 
 function mergeLeaders(previous: ClusterView | undefined, next: ClusterView): ClusterView {
   if (previous === undefined) return next;
-  return { ...next, shards: next.shards.map((shard) => (shard.leader === null ? (previous.shards[shard.shard] ?? shard) : shard)) };
+  return {
+    ...next,
+    shards: next.shards.map((shard) => (shard.leader === null ? (previous.shards[shard.shard] ?? shard) : shard)),
+  };
 }

@@ -47,7 +47,10 @@ export function shardbankVersion(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let depth = 0; depth < 5; depth += 1) {
     try {
-      const manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      const manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
       if (manifest.name === 'shardbank' && typeof manifest.version === 'string') return manifest.version;
     } catch {
       // not here: one level up
@@ -59,7 +62,8 @@ export function shardbankVersion(): string {
 
 /** A client library error as the CLI reports it: unreachable, bad input or a failure. */
 function clientError(error: ShardbankClientError): CliError {
-  if (error.codeName === 'UNAVAILABLE' || error.codeName === 'DEADLINE_EXCEEDED') return new UnavailableError(`cannot reach the cluster: ${error.message}`);
+  if (error.codeName === 'UNAVAILABLE' || error.codeName === 'DEADLINE_EXCEEDED')
+    return new UnavailableError(`cannot reach the cluster: ${error.message}`);
   if (error.codeName === 'INVALID_ARGUMENT') return new UsageError(error.message);
   return new CliError(error.message, EXIT.failure);
 }
@@ -74,7 +78,14 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   }
   if (name === 'help' && rest[0] !== undefined && !rest[0].startsWith('-')) {
     if (COMMANDS[rest[0]] === undefined) {
-      reportError(io, undefined, new UsageError(`help: unknown command ${JSON.stringify(rest[0])}; commands: ${Object.keys(COMMANDS).join(', ')}`), json);
+      reportError(
+        io,
+        undefined,
+        new UsageError(
+          `help: unknown command ${JSON.stringify(rest[0])}; commands: ${Object.keys(COMMANDS).join(', ')}`,
+        ),
+        json,
+      );
       return EXIT.usage;
     }
     return runCli([rest[0], '--help'], io);
@@ -89,7 +100,14 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   }
   const command = COMMANDS[name];
   if (command === undefined) {
-    reportError(io, undefined, new UsageError(`unknown command ${JSON.stringify(name)}; commands: ${Object.keys(COMMANDS).join(', ')} (see: shardbank --help)`), json);
+    reportError(
+      io,
+      undefined,
+      new UsageError(
+        `unknown command ${JSON.stringify(name)}; commands: ${Object.keys(COMMANDS).join(', ')} (see: shardbank --help)`,
+      ),
+      json,
+    );
     return EXIT.usage;
   }
   try {
@@ -106,7 +124,12 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     }
     if (json) {
       // An internal error: still one JSON line, with the stack for a bug report.
-      reportError(io, name, new CliError(`internal error: ${(error as Error).stack ?? String(error)}`, EXIT.failure), true);
+      reportError(
+        io,
+        name,
+        new CliError(`internal error: ${(error as Error).stack ?? String(error)}`, EXIT.failure),
+        true,
+      );
       return EXIT.failure;
     }
     throw error;
@@ -135,7 +158,9 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
 
 export function mainOrExit(): void {
   main().catch((error: unknown) => {
-    process.stderr.write(`shardbank: error: ${(error as Error).stack ?? String(error)}\n`, () => process.exit(EXIT.failure));
+    process.stderr.write(`shardbank: error: ${(error as Error).stack ?? String(error)}\n`, () =>
+      process.exit(EXIT.failure),
+    );
   });
 }
 

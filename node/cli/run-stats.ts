@@ -60,7 +60,8 @@ export class RunStats {
     this.outcomes[outcome] = (this.outcomes[outcome] ?? 0) + 1;
     this.latencies.add(latencyMs);
     const second = Math.max(0, Math.floor((atMs - this.startedAtMs) / 1000));
-    while (this.seconds.length <= second) this.seconds.push({ transfers: 0, committed: 0, latencies: new Reservoir(SECOND_SAMPLES_MAX) });
+    while (this.seconds.length <= second)
+      this.seconds.push({ transfers: 0, committed: 0, latencies: new Reservoir(SECOND_SAMPLES_MAX) });
     const bucket = this.seconds[second]!;
     bucket.transfers += 1;
     if (outcome === 'COMMITTED') bucket.committed += 1;
@@ -87,7 +88,12 @@ export class RunStats {
         continue;
       }
       const sorted = [...bucket.latencies.values].sort((a, b) => a - b);
-      points.push({ second, transfers: bucket.transfers, committed: bucket.committed, p99Ms: sorted.length === 0 ? null : round(percentile(sorted, 0.99)) });
+      points.push({
+        second,
+        transfers: bucket.transfers,
+        committed: bucket.committed,
+        p99Ms: sorted.length === 0 ? null : round(percentile(sorted, 0.99)),
+      });
     }
     return points;
   }

@@ -48,7 +48,8 @@ const UP_OPTIONS = {
 /** A bad manifest is bad input (exit 2); a runtime that cannot start or stop is a failure. */
 function runtimeError(error: unknown): unknown {
   if (error instanceof ManifestLoadError) return new CliError(error.message, EXIT.usage, error.field);
-  if (error instanceof LocalRuntimeError || error instanceof AddressBookError) return new CliError(error.message, EXIT.failure);
+  if (error instanceof LocalRuntimeError || error instanceof AddressBookError)
+    return new CliError(error.message, EXIT.failure);
   return error;
 }
 
@@ -60,7 +61,8 @@ export async function upCommand(argv: readonly string[], io: CliIo): Promise<num
   }
   if (values.nats !== undefined) {
     warn(io, 'up', '--nats URL is deprecated: use --nats-url URL (the spelling of every other command)', values.json);
-    if (values['nats-url'] !== undefined) throw new UsageError('--nats-url: given twice (also as the deprecated --nats)');
+    if (values['nats-url'] !== undefined)
+      throw new UsageError('--nats-url: given twice (also as the deprecated --nats)');
   }
   const natsUrl = values['nats-url'] ?? values.nats;
   const natsFlag = values['nats-url'] !== undefined ? 'nats-url' : 'nats';
@@ -86,7 +88,15 @@ export async function upCommand(argv: readonly string[], io: CliIo): Promise<num
 }
 
 export async function downCommand(argv: readonly string[], io: CliIo): Promise<number> {
-  const { values } = parseCommandArgs(argv, { 'state-dir': { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } }, false);
+  const { values } = parseCommandArgs(
+    argv,
+    {
+      'state-dir': { type: 'string' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    false,
+  );
   if (values.help) {
     io.out(DOWN_HELP);
     return EXIT.ok;

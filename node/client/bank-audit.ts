@@ -23,7 +23,9 @@ export async function waitFor<T>(deadlineAtMs: number, probe: () => Promise<T | 
 export async function waitQuiescent(client: ShardbankClient, deadlineAtMs: number): Promise<ClusterView | undefined> {
   return waitFor(deadlineAtMs, async () => {
     const view = await client.clusterStatus();
-    const quiet = everyShardHasLeader(view) && view.shards.every((shard) => shard.inflightTransactions === 0 && shard.replicas.every((r) => r.role !== 'down'));
+    const quiet =
+      everyShardHasLeader(view) &&
+      view.shards.every((shard) => shard.inflightTransactions === 0 && shard.replicas.every((r) => r.role !== 'down'));
     return quiet ? view : undefined;
   });
 }
@@ -38,7 +40,11 @@ export async function readAllBalances(client: ShardbankClient): Promise<Map<numb
  * Reads one shard from every replica (ANY_REPLICA) once they all report the same applied
  * index; after the deadline, returns the last reads (which the agreement check then judges).
  */
-export async function readShardReplicas(client: ShardbankClient, shard: number, deadlineAtMs: number): Promise<ShardReplicaReads> {
+export async function readShardReplicas(
+  client: ShardbankClient,
+  shard: number,
+  deadlineAtMs: number,
+): Promise<ShardReplicaReads> {
   const range = shardItemRange(client.topology, shard);
   const items = Array.from({ length: range.last - range.first + 1 }, (_, index) => range.first + index);
   const addresses = client.endpoints[shard]!;
@@ -47,11 +53,17 @@ export async function readShardReplicas(client: ShardbankClient, shard: number, 
     const view = await client.clusterStatus();
     const applied = view.shards[shard]!.replicas.map((replica) => replica.appliedIndex);
     if (applied.some((index) => index === null) || new Set(applied).size !== 1) return undefined;
-    const replies = await Promise.all(addresses.map((address) => client.balanceAt(address, items, Consistency.ANY_REPLICA)));
+    const replies = await Promise.all(
+      addresses.map((address) => client.balanceAt(address, items, Consistency.ANY_REPLICA)),
+    );
     const replicas = [];
     for (const [ordinal, reply] of replies.entries()) {
       if (!reply.ok) return undefined;
-      replicas.push({ ordinal, appliedIndex: reply.value.appliedIndex, balances: new Map(reply.value.balances.map((entry) => [entry.item, entry.balance])) });
+      replicas.push({
+        ordinal,
+        appliedIndex: reply.value.appliedIndex,
+        balances: new Map(reply.value.balances.map((entry) => [entry.item, entry.balance])),
+      });
     }
     last = { shard, replicas };
     return new Set(replicas.map((replica) => replica.appliedIndex)).size === 1 ? last : undefined;

@@ -36,7 +36,14 @@ export const BATCH_ENTRIES_MAX = 4096;
 export const BALANCE_ITEMS_PER_CALL_MAX = 4096;
 export const MAX_TRANSFER_AMOUNT_DEFAULT = 1_000_000_000;
 
-export const TRANSFER_OUTCOMES = ['COMMITTED', 'INSUFFICIENT_FUNDS', 'ABORTED', 'INVALID_ARGUMENT', 'FAILED_PRECONDITION', 'UNKNOWN'] as const;
+export const TRANSFER_OUTCOMES = [
+  'COMMITTED',
+  'INSUFFICIENT_FUNDS',
+  'ABORTED',
+  'INVALID_ARGUMENT',
+  'FAILED_PRECONDITION',
+  'UNKNOWN',
+] as const;
 export type TransferOutcome = (typeof TRANSFER_OUTCOMES)[number];
 
 /** COMMITTED and INSUFFICIENT_FUNDS are final answers; ABORTED and rejections certainly did nothing. */
@@ -209,7 +216,8 @@ interface RouteState {
   failures: number;
 }
 
-type ShardCall<Reply> = { ok: true; value: Reply; address: string; attempts: number } | { ok: false; error: CallError; attempts: number };
+type ShardCall<Reply> =
+  { ok: true; value: Reply; address: string; attempts: number } | { ok: false; error: CallError; attempts: number };
 
 export class ShardbankClient {
   readonly cluster: string;
@@ -234,8 +242,14 @@ export class ShardbankClient {
   private streamsUnsupported = false;
 
   constructor(options: ShardbankClientOptions) {
-    assert(options.endpoints.length === options.topology.shards, `endpoints list ${options.endpoints.length} shards, topology has ${options.topology.shards}`);
-    assert(options.endpoints.every((replicas) => replicas.length > 0), 'every shard needs at least one endpoint');
+    assert(
+      options.endpoints.length === options.topology.shards,
+      `endpoints list ${options.endpoints.length} shards, topology has ${options.topology.shards}`,
+    );
+    assert(
+      options.endpoints.every((replicas) => replicas.length > 0),
+      'every shard needs at least one endpoint',
+    );
     this.options = options;
     this.cluster = options.cluster;
     this.topology = options.topology;
@@ -276,7 +290,11 @@ export class ShardbankClient {
     return result;
   }
 
-  private async transferInSession(input: TransferRequestInput, session: ClientSession, options: CallOptions): Promise<TransferResult> {
+  private async transferInSession(
+    input: TransferRequestInput,
+    session: ClientSession,
+    options: CallOptions,
+  ): Promise<TransferResult> {
     const requestId = input.requestId ?? session.nextRequestId();
     if (input.requestId !== undefined && input.clientId === undefined) session.observe(input.requestId);
     const base = { clientId: session.clientId, requestId, from: input.from, to: input.to, amount: input.amount };
@@ -288,7 +306,10 @@ export class ShardbankClient {
     // The hot path (an id this client made up, a session already open on the shard) neither
     // awaits nor allocates here: at 64 clients the client process is a third of the machine's
     // CPU, and an await plus two object spreads per transfer showed in its profile.
-    let sessionEpoch = input.sessionEpoch ?? (input.requestId !== undefined ? session.sentEpoch(requestId, shard) : undefined) ?? session.epochOn(shard);
+    let sessionEpoch =
+      input.sessionEpoch ??
+      (input.requestId !== undefined ? session.sentEpoch(requestId, shard) : undefined) ??
+      session.epochOn(shard);
     if (sessionEpoch === undefined) {
       const opened = await this.sessionEpoch(session, shard, deadlineAtMs);
       // Not sent: nothing ran (but the caller cannot tell that from other failures: UNKNOWN).
@@ -296,8 +317,20 @@ export class ShardbankClient {
       sessionEpoch = opened.epoch;
     }
     session.noteSent(requestId, shard, sessionEpoch);
-    const request = { cluster: this.cluster, clientId: session.clientId, requestId, from: input.from, to: input.to, amount: input.amount, acknowledgedBelow: session.acknowledgedBelow(requestId), sessionEpoch };
-    const result = this.options.coalesce !== false ? await this.transferCoalesced(shard, request, deadlineAtMs) : await this.transferByCalls(shard, base, request, deadlineAtMs);
+    const request = {
+      cluster: this.cluster,
+      clientId: session.clientId,
+      requestId,
+      from: input.from,
+      to: input.to,
+      amount: input.amount,
+      acknowledgedBelow: session.acknowledgedBelow(requestId),
+      sessionEpoch,
+    };
+    const result =
+      this.options.coalesce !== false
+        ? await this.transferCoalesced(shard, request, deadlineAtMs)
+        : await this.transferByCalls(shard, base, request, deadlineAtMs);
     if (result.outcome === 'FAILED_PRECONDITION') session.forgetEpoch(shard, sessionEpoch);
     result.sessionEpoch = sessionEpoch;
     return result;
@@ -306,7 +339,16 @@ export class ShardbankClient {
   private async transferByCalls(
     shard: number,
     base: Omit<TransferResult, 'outcome' | 'attempts'>,
-    request: { cluster: string; clientId: string; requestId: number; from: number; to: number; amount: number; acknowledgedBelow: number; sessionEpoch: number },
+    request: {
+      cluster: string;
+      clientId: string;
+      requestId: number;
+      from: number;
+      to: number;
+      amount: number;
+      acknowledgedBelow: number;
+      sessionEpoch: number;
+    },
     deadlineAtMs: number,
   ): Promise<TransferResult> {
     let attempts = 0;
@@ -329,13 +371,17 @@ export class ShardbankClient {
     if (known !== undefined) return { ok: true, epoch: known };
     let opening = session.opening.get(shard);
     if (opening === undefined) {
-      opening = this.callShard<OpenSessionReply>(shard, 'openSession', { cluster: this.cluster, clientId: session.clientId, shard }, deadlineAtMs, (reply) => reply.sessionEpoch > 0).then(
-        (call): SessionOpen => {
-          if (!call.ok) return { ok: false, error: call.error };
-          session.setEpoch(shard, call.value.sessionEpoch);
-          return { ok: true, epoch: call.value.sessionEpoch };
-        },
-      );
+      opening = this.callShard<OpenSessionReply>(
+        shard,
+        'openSession',
+        { cluster: this.cluster, clientId: session.clientId, shard },
+        deadlineAtMs,
+        (reply) => reply.sessionEpoch > 0,
+      ).then((call): SessionOpen => {
+        if (!call.ok) return { ok: false, error: call.error };
+        session.setEpoch(shard, call.value.sessionEpoch);
+        return { ok: true, epoch: call.value.sessionEpoch };
+      });
       session.opening.set(shard, opening);
       void opening.finally(() => session.opening.delete(shard));
     }
@@ -348,10 +394,24 @@ export class ShardbankClient {
    */
   private async transferCoalesced(
     shard: number,
-    request: { clientId: string; requestId: number; from: number; to: number; amount: number; acknowledgedBelow: number; sessionEpoch: number },
+    request: {
+      clientId: string;
+      requestId: number;
+      from: number;
+      to: number;
+      amount: number;
+      acknowledgedBelow: number;
+      sessionEpoch: number;
+    },
     deadlineAtMs: number,
   ): Promise<TransferResult> {
-    const base = { clientId: request.clientId, requestId: request.requestId, from: request.from, to: request.to, amount: request.amount };
+    const base = {
+      clientId: request.clientId,
+      requestId: request.requestId,
+      from: request.from,
+      to: request.to,
+      amount: request.amount,
+    };
     const abortRetriesMax = this.options.abortRetriesMax ?? ABORT_RETRIES_MAX_DEFAULT;
     let attempts = 0;
     let aborts = 0;
@@ -381,7 +441,8 @@ export class ShardbankClient {
             deduplicated: result.reply.deduplicated === true,
           };
         }
-        if (outcome === 'INVALID_ARGUMENT' || outcome === 'FAILED_PRECONDITION') return { ...base, outcome, attempts, ...(message ? { message } : {}) };
+        if (outcome === 'INVALID_ARGUMENT' || outcome === 'FAILED_PRECONDITION')
+          return { ...base, outcome, attempts, ...(message ? { message } : {}) };
       } else {
         const failure = failureOutcome({ ...result.error, leaderHint: undefined });
         if (!isRetryable(result.error.code) && failure.outcome !== 'ABORTED') return { ...base, attempts, ...failure };
@@ -391,16 +452,29 @@ export class ShardbankClient {
       if (outcome === 'ABORTED') aborts += 1;
       else failures += 1;
       if (Date.now() >= deadlineAtMs || aborts > abortRetriesMax) {
-        return { ...base, outcome: outcome === 'ABORTED' ? 'ABORTED' : 'UNKNOWN', attempts, ...(message ? { message } : {}) };
+        return {
+          ...base,
+          outcome: outcome === 'ABORTED' ? 'ABORTED' : 'UNKNOWN',
+          attempts,
+          ...(message ? { message } : {}),
+        };
       }
-      await sleep(Math.min(backoffDelayMs(this.backoff(), aborts + failures + 1), Math.max(0, deadlineAtMs - Date.now())));
+      await sleep(
+        Math.min(backoffDelayMs(this.backoff(), aborts + failures + 1), Math.max(0, deadlineAtMs - Date.now())),
+      );
     }
   }
 
   private async sendCoalesced(shard: number, entries: BatchEntry[]): Promise<CoalescedResult[]> {
     const deadlineAtMs = Date.now() + (this.options.attemptTimeoutMs ?? ATTEMPT_TIMEOUT_MS_DEFAULT);
     const request = { cluster: this.cluster, clientId: entries[0]!.clientId, entries };
-    const call = await this.callShard<BatchTransferReply>(shard, 'batchTransfer', request, deadlineAtMs, (reply) => reply.results.length === entries.length);
+    const call = await this.callShard<BatchTransferReply>(
+      shard,
+      'batchTransfer',
+      request,
+      deadlineAtMs,
+      (reply) => reply.results.length === entries.length,
+    );
     if (!call.ok) return entries.map(() => ({ ok: false as const, error: call.error }));
     return call.value.results.map((reply) => ({ ok: true as const, reply }));
   }
@@ -417,7 +491,13 @@ export class ShardbankClient {
     if (open !== undefined && !open.broken && open.address === address) return open;
     open?.close();
     const attemptTimeoutMs = this.options.attemptTimeoutMs ?? ATTEMPT_TIMEOUT_MS_DEFAULT;
-    const channel = new TransferStreamChannel(this.stub(address), address, this.cluster, attemptTimeoutMs, (broken, why) => this.streamBroken(shard, broken, why));
+    const channel = new TransferStreamChannel(
+      this.stub(address),
+      address,
+      this.cluster,
+      attemptTimeoutMs,
+      (broken, why) => this.streamBroken(shard, broken, why),
+    );
     this.streams.set(shard, channel);
     return channel;
   }
@@ -440,13 +520,21 @@ export class ShardbankClient {
     const results: TransferResult[] = inputs.map((input) => {
       const requestId = input.requestId ?? session.nextRequestId();
       const invalid = this.checkInput(input, session.clientId, requestId);
-      return newTransferResult(session.clientId, requestId, input, invalid === undefined ? 'UNKNOWN' : 'INVALID_ARGUMENT', invalid);
+      return newTransferResult(
+        session.clientId,
+        requestId,
+        input,
+        invalid === undefined ? 'UNKNOWN' : 'INVALID_ARGUMENT',
+        invalid,
+      );
     });
     if (inputs.length === 0) return results;
     const deadlineAtMs = Date.now() + (options.deadlineMs ?? this.options.deadlineMs ?? TRANSFER_DEADLINE_MS_DEFAULT);
     const abortRetriesMax = this.options.abortRetriesMax ?? ABORT_RETRIES_MAX_DEFAULT;
     for (let round = 0; round <= abortRetriesMax && Date.now() < deadlineAtMs; round += 1) {
-      const pending = results.filter((result) => result.outcome === 'UNKNOWN' || (result.outcome === 'ABORTED' && round > 0));
+      const pending = results.filter(
+        (result) => result.outcome === 'UNKNOWN' || (result.outcome === 'ABORTED' && round > 0),
+      );
       if (pending.length === 0) break;
       if (round > 0) await sleep(Math.min(backoffDelayMs(this.backoff(), round + 1), deadlineAtMs - Date.now()));
       await this.batchRound(session, pending, deadlineAtMs);
@@ -468,15 +556,23 @@ export class ShardbankClient {
       if (group) group.push(result);
       else byShard.set(shard, [result]);
     }
-    await Promise.all([...byShard].map(([shard, group]) => this.batchRoundOnShard(shard, session, group, deadlineAtMs)));
+    await Promise.all(
+      [...byShard].map(([shard, group]) => this.batchRoundOnShard(shard, session, group, deadlineAtMs)),
+    );
   }
 
-  private async batchRoundOnShard(shard: number, session: ClientSession, pending: TransferResult[], deadlineAtMs: number): Promise<void> {
+  private async batchRoundOnShard(
+    shard: number,
+    session: ClientSession,
+    pending: TransferResult[],
+    deadlineAtMs: number,
+  ): Promise<void> {
     if (pending.some((result) => result.sessionEpoch === undefined)) {
       const opened = await this.sessionEpoch(session, shard, deadlineAtMs);
       if (!opened.ok) {
         const failure = failureOutcome(opened.error);
-        for (const result of pending) if (result.sessionEpoch === undefined) Object.assign(result, failure, { attempts: result.attempts + 1 });
+        for (const result of pending)
+          if (result.sessionEpoch === undefined) Object.assign(result, failure, { attempts: result.attempts + 1 });
         pending = pending.filter((result) => result.sessionEpoch !== undefined);
         if (pending.length === 0) return;
       } else {
@@ -487,9 +583,23 @@ export class ShardbankClient {
     const request = {
       cluster: this.cluster,
       clientId: session.clientId,
-      entries: pending.map((result) => ({ requestId: result.requestId, from: result.from, to: result.to, amount: result.amount, clientId: '', acknowledgedBelow: 0, sessionEpoch: result.sessionEpoch! })),
+      entries: pending.map((result) => ({
+        requestId: result.requestId,
+        from: result.from,
+        to: result.to,
+        amount: result.amount,
+        clientId: '',
+        acknowledgedBelow: 0,
+        sessionEpoch: result.sessionEpoch!,
+      })),
     };
-    const call = await this.callShard<BatchTransferReply>(shard, 'batchTransfer', request, deadlineAtMs, (reply) => reply.results.length === pending.length);
+    const call = await this.callShard<BatchTransferReply>(
+      shard,
+      'batchTransfer',
+      request,
+      deadlineAtMs,
+      (reply) => reply.results.length === pending.length,
+    );
     if (!call.ok) {
       const failure = failureOutcome(call.error);
       for (const result of pending) {
@@ -512,7 +622,11 @@ export class ShardbankClient {
   }
 
   /** Balances of the given items, one call per shard (not a snapshot across shards). */
-  async balance(items: readonly number[], consistency: Consistency = Consistency.LINEARIZABLE, options: CallOptions = {}): Promise<Map<number, number>> {
+  async balance(
+    items: readonly number[],
+    consistency: Consistency = Consistency.LINEARIZABLE,
+    options: CallOptions = {},
+  ): Promise<Map<number, number>> {
     const byShard = new Map<number, number[]>();
     for (const item of items) {
       const check = checkItemInTopology(this.topology, item);
@@ -522,31 +636,64 @@ export class ShardbankClient {
     }
     const deadlineAtMs = Date.now() + (options.deadlineMs ?? this.options.deadlineMs ?? TRANSFER_DEADLINE_MS_DEFAULT);
     const balances = new Map<number, number>();
-    const calls = [...byShard].flatMap(([shard, shardItems]) => chunk(shardItems, BALANCE_ITEMS_PER_CALL_MAX).map((part) => ({ shard, part })));
+    const calls = [...byShard].flatMap(([shard, shardItems]) =>
+      chunk(shardItems, BALANCE_ITEMS_PER_CALL_MAX).map((part) => ({ shard, part })),
+    );
     const replies = await Promise.all(
       calls.map(({ shard, part }) =>
-        this.callShard<GetBalanceReply>(shard, 'getBalance', { cluster: this.cluster, items: part, consistency }, deadlineAtMs, () => true),
+        this.callShard<GetBalanceReply>(
+          shard,
+          'getBalance',
+          { cluster: this.cluster, items: part, consistency },
+          deadlineAtMs,
+          () => true,
+        ),
       ),
     );
     for (const reply of replies) {
-      if (!reply.ok) throw new ShardbankClientError(`balance: ${reply.error.codeName}: ${reply.error.details}`, reply.error.codeName);
+      if (!reply.ok)
+        throw new ShardbankClientError(
+          `balance: ${reply.error.codeName}: ${reply.error.details}`,
+          reply.error.codeName,
+        );
       for (const entry of reply.value.balances) balances.set(entry.item, entry.balance);
     }
     return balances;
   }
 
   /** One GetBalance on one replica, no retry (chaos compares replicas this way). */
-  async balanceAt(address: string, items: readonly number[], consistency: Consistency, timeoutMs = STATUS_TIMEOUT_MS_DEFAULT * 5): Promise<CallResult<GetBalanceReply>> {
-    return unaryCall<unknown, GetBalanceReply>(this.stub(address), 'getBalance', { cluster: this.cluster, items: [...items], consistency }, timeoutMs);
+  async balanceAt(
+    address: string,
+    items: readonly number[],
+    consistency: Consistency,
+    timeoutMs = STATUS_TIMEOUT_MS_DEFAULT * 5,
+  ): Promise<CallResult<GetBalanceReply>> {
+    return unaryCall<unknown, GetBalanceReply>(
+      this.stub(address),
+      'getBalance',
+      { cluster: this.cluster, items: [...items], consistency },
+      timeoutMs,
+    );
   }
 
   /** Asks every replica about itself (local_only) and merges; a replica that does not answer is `down`. */
   async clusterStatus(timeoutMs = STATUS_TIMEOUT_MS_DEFAULT): Promise<ClusterView> {
-    const targets = this.endpoints.flatMap((replicas, shard) => replicas.map((address, ordinal) => ({ shard, ordinal, address })));
+    const targets = this.endpoints.flatMap((replicas, shard) =>
+      replicas.map((address, ordinal) => ({ shard, ordinal, address })),
+    );
     const probes: ReplicaProbe[] = await Promise.all(
       targets.map(async ({ shard, ordinal, address }) => {
-        const reply = await unaryCall<unknown, ClusterStatusReply>(this.stub(address), 'clusterStatus', { cluster: this.cluster, localOnly: true }, timeoutMs);
-        const status = reply.ok ? reply.value.shards.flatMap((entry) => entry.replicas).find((r) => r.shard === shard && r.ordinal === ordinal) ?? reply.value.shards[0]?.replicas[0] : undefined;
+        const reply = await unaryCall<unknown, ClusterStatusReply>(
+          this.stub(address),
+          'clusterStatus',
+          { cluster: this.cluster, localOnly: true },
+          timeoutMs,
+        );
+        const status = reply.ok
+          ? (reply.value.shards
+              .flatMap((entry) => entry.replicas)
+              .find((r) => r.shard === shard && r.ordinal === ordinal) ?? reply.value.shards[0]?.replicas[0])
+          : undefined;
         return { shard, ordinal, address, status, pid: this.options.pidOf?.(shard, ordinal) ?? null };
       }),
     );
@@ -576,7 +723,11 @@ export class ShardbankClient {
     if (!client.ok) return client.message;
     const request = checkRequestId(requestId);
     if (!request.ok) return request.message;
-    const transfer = checkTransferInput(this.topology, input, this.options.maxTransferAmount ?? MAX_TRANSFER_AMOUNT_DEFAULT);
+    const transfer = checkTransferInput(
+      this.topology,
+      input,
+      this.options.maxTransferAmount ?? MAX_TRANSFER_AMOUNT_DEFAULT,
+    );
     return transfer.ok ? undefined : transfer.message;
   }
 
@@ -612,21 +763,39 @@ export class ShardbankClient {
     deadlineAtMs: number,
     usable: (reply: Reply) => boolean,
   ): Promise<ShardCall<Reply>> {
-    const route: RouteState = { shard, hint: undefined, failed: new Set(), rotation: Math.floor(Math.random() * 1024), failures: 0 };
-    let lastError: CallError = { code: 4, codeName: 'DEADLINE_EXCEEDED', details: 'deadline passed before any attempt', leaderHint: undefined };
+    const route: RouteState = {
+      shard,
+      hint: undefined,
+      failed: new Set(),
+      rotation: Math.floor(Math.random() * 1024),
+      failures: 0,
+    };
+    let lastError: CallError = {
+      code: 4,
+      codeName: 'DEADLINE_EXCEEDED',
+      details: 'deadline passed before any attempt',
+      leaderHint: undefined,
+    };
     let attempts = 0;
     while (Date.now() < deadlineAtMs) {
       const address = this.pickAddress(route);
-      const timeoutMs = Math.min(this.options.attemptTimeoutMs ?? ATTEMPT_TIMEOUT_MS_DEFAULT, deadlineAtMs - Date.now());
+      const timeoutMs = Math.min(
+        this.options.attemptTimeoutMs ?? ATTEMPT_TIMEOUT_MS_DEFAULT,
+        deadlineAtMs - Date.now(),
+      );
       attempts += 1;
       const result = await unaryCall<unknown, Reply>(this.stub(address), method, request, timeoutMs);
       if (result.ok && usable(result.value)) {
         // The replica that served it (the leader, if a follower forwarded) is tried first next time.
-        const served = result.leaderHint ? this.addressOf(shard, result.leaderHint.ordinal, result.leaderHint.address) : address;
+        const served = result.leaderHint
+          ? this.addressOf(shard, result.leaderHint.ordinal, result.leaderHint.address)
+          : address;
         this.lastAnswered.set(shard, served);
         return { ok: true, value: result.value, address, attempts };
       }
-      lastError = result.ok ? { code: 13, codeName: 'INTERNAL', details: `unusable reply from ${address}`, leaderHint: undefined } : result.error;
+      lastError = result.ok
+        ? { code: 13, codeName: 'INTERNAL', details: `unusable reply from ${address}`, leaderHint: undefined }
+        : result.error;
       if (!isRetryable(lastError.code)) return { ok: false, error: lastError, attempts };
       const followHint = this.noteFailure(route, address, lastError);
       if (!followHint) {
@@ -664,7 +833,11 @@ export class ShardbankClient {
     route.failed.add(address);
     if (this.lastAnswered.get(route.shard) === address) this.lastAnswered.delete(route.shard);
     const watched = this.leaderSource?.leader(route.shard);
-    if (watched && this.addressOf(route.shard, watched.leaderOrdinal, watched.address) === address && error.leaderHint?.ordinal !== watched.leaderOrdinal) {
+    if (
+      watched &&
+      this.addressOf(route.shard, watched.leaderOrdinal, watched.address) === address &&
+      error.leaderHint?.ordinal !== watched.leaderOrdinal
+    ) {
       this.leaderSource?.forgetLeader(route.shard, watched.ballot);
     }
     const hint = error.leaderHint;
@@ -682,13 +855,26 @@ export class ShardbankClient {
 }
 
 function isUsableTransferReply(reply: TransferReply): boolean {
-  return reply.outcome === Outcome.COMMITTED || reply.outcome === Outcome.INSUFFICIENT_FUNDS || reply.outcome === Outcome.ABORTED;
+  return (
+    reply.outcome === Outcome.COMMITTED ||
+    reply.outcome === Outcome.INSUFFICIENT_FUNDS ||
+    reply.outcome === Outcome.ABORTED
+  );
 }
 
-function transferResultOf(base: Omit<TransferResult, 'outcome' | 'attempts'>, call: ShardCall<TransferReply>, attempts: number): TransferResult {
+function transferResultOf(
+  base: Omit<TransferResult, 'outcome' | 'attempts'>,
+  call: ShardCall<TransferReply>,
+  attempts: number,
+): TransferResult {
   if (!call.ok) return { ...base, attempts, ...failureOutcome(call.error) };
   const reply = call.value;
-  const outcome: TransferOutcome = reply.outcome === Outcome.COMMITTED ? 'COMMITTED' : reply.outcome === Outcome.INSUFFICIENT_FUNDS ? 'INSUFFICIENT_FUNDS' : 'ABORTED';
+  const outcome: TransferOutcome =
+    reply.outcome === Outcome.COMMITTED
+      ? 'COMMITTED'
+      : reply.outcome === Outcome.INSUFFICIENT_FUNDS
+        ? 'INSUFFICIENT_FUNDS'
+        : 'ABORTED';
   return {
     ...base,
     outcome,
@@ -704,26 +890,54 @@ function transferResultOf(base: Omit<TransferResult, 'outcome' | 'attempts'>, ca
  * Every field present from the start, so the thousands of results of a batch share one
  * object shape (adding fields later cost a batch client a sixth of its time in profiles).
  */
-function newTransferResult(clientId: string, requestId: number, input: TransferRequestInput, outcome: TransferOutcome, message: string | undefined): TransferResult {
-  return { outcome, clientId, requestId, from: input.from, to: input.to, amount: input.amount, decisionIndex: undefined, coordinatorShard: undefined, attempts: 0, message, errorCode: undefined, sessionEpoch: input.sessionEpoch, deduplicated: undefined };
+function newTransferResult(
+  clientId: string,
+  requestId: number,
+  input: TransferRequestInput,
+  outcome: TransferOutcome,
+  message: string | undefined,
+): TransferResult {
+  return {
+    outcome,
+    clientId,
+    requestId,
+    from: input.from,
+    to: input.to,
+    amount: input.amount,
+    decisionIndex: undefined,
+    coordinatorShard: undefined,
+    attempts: 0,
+    message,
+    errorCode: undefined,
+    sessionEpoch: input.sessionEpoch,
+    deduplicated: undefined,
+  };
 }
 
 function failureOutcome(error: CallError): Pick<TransferResult, 'outcome' | 'message' | 'errorCode'> {
   const outcome: TransferOutcome =
-    error.codeName === 'INVALID_ARGUMENT' ? 'INVALID_ARGUMENT'
-    : error.codeName === 'FAILED_PRECONDITION' ? 'FAILED_PRECONDITION'
-    : error.codeName === 'ABORTED' ? 'ABORTED'
-    : 'UNKNOWN';
+    error.codeName === 'INVALID_ARGUMENT'
+      ? 'INVALID_ARGUMENT'
+      : error.codeName === 'FAILED_PRECONDITION'
+        ? 'FAILED_PRECONDITION'
+        : error.codeName === 'ABORTED'
+          ? 'ABORTED'
+          : 'UNKNOWN';
   return { outcome, message: error.details, errorCode: codeName(error.code) };
 }
 
 function batchEntryOutcome(outcome: Outcome): TransferOutcome {
   switch (outcome) {
-    case Outcome.COMMITTED: return 'COMMITTED';
-    case Outcome.INSUFFICIENT_FUNDS: return 'INSUFFICIENT_FUNDS';
-    case Outcome.ABORTED: return 'ABORTED';
-    case Outcome.INVALID_ARGUMENT: return 'INVALID_ARGUMENT';
-    case Outcome.FAILED_PRECONDITION: return 'FAILED_PRECONDITION';
+    case Outcome.COMMITTED:
+      return 'COMMITTED';
+    case Outcome.INSUFFICIENT_FUNDS:
+      return 'INSUFFICIENT_FUNDS';
+    case Outcome.ABORTED:
+      return 'ABORTED';
+    case Outcome.INVALID_ARGUMENT:
+      return 'INVALID_ARGUMENT';
+    case Outcome.FAILED_PRECONDITION:
+      return 'FAILED_PRECONDITION';
     case Outcome.UNAVAILABLE:
     case Outcome.OUTCOME_UNSPECIFIED:
     case Outcome.UNRECOGNIZED:
@@ -735,7 +949,11 @@ function batchEntryOutcome(outcome: Outcome): TransferOutcome {
 
 function checkItemInTopology(topology: Topology, item: number): InputCheck {
   if (!Number.isSafeInteger(item) || item < 1 || item > topology.shards * topology.itemsPerShard) {
-    return { ok: false, field: 'items', message: `items: ${String(item)} is not an item from 1 to ${topology.shards * topology.itemsPerShard}` };
+    return {
+      ok: false,
+      field: 'items',
+      message: `items: ${String(item)} is not an item from 1 to ${topology.shards * topology.itemsPerShard}`,
+    };
   }
   return { ok: true };
 }

@@ -108,16 +108,32 @@ function sum(values: Iterable<number>): number {
   return total;
 }
 
-export function checkTotal(initialTotal: number, finalBalances: ReadonlyMap<number, number>): BankVerdict['checks']['totalConserved'] {
+export function checkTotal(
+  initialTotal: number,
+  finalBalances: ReadonlyMap<number, number>,
+): BankVerdict['checks']['totalConserved'] {
   const actual = sum(finalBalances.values());
   const ok = actual === initialTotal;
-  return { ok, expected: initialTotal, actual, detail: ok ? `total ${actual} equals the initial total` : `total ${actual}, expected ${initialTotal} (difference ${actual - initialTotal})` };
+  return {
+    ok,
+    expected: initialTotal,
+    actual,
+    detail: ok
+      ? `total ${actual} equals the initial total`
+      : `total ${actual}, expected ${initialTotal} (difference ${actual - initialTotal})`,
+  };
 }
 
-export function checkNoNegative(finalBalances: ReadonlyMap<number, number>): BankVerdict['checks']['noNegativeBalance'] {
+export function checkNoNegative(
+  finalBalances: ReadonlyMap<number, number>,
+): BankVerdict['checks']['noNegativeBalance'] {
   const negativeItems = [...finalBalances].filter(([, balance]) => balance < 0).map(([item]) => item);
   const ok = negativeItems.length === 0;
-  return { ok, negativeItems: negativeItems.slice(0, REPORTED_PROBLEMS_MAX), detail: ok ? 'no negative balance' : `${negativeItems.length} negative balances` };
+  return {
+    ok,
+    negativeItems: negativeItems.slice(0, REPORTED_PROBLEMS_MAX),
+    detail: ok ? 'no negative balance' : `${negativeItems.length} negative balances`,
+  };
 }
 
 export function checkExactlyOnce(
@@ -132,17 +148,22 @@ export function checkExactlyOnce(
     if (actual !== expected) mismatches.push({ item, expected, actual: actual ?? Number.NaN });
   }
   for (const item of ledger.changedItems()) {
-    if (!startBalances.has(item)) mismatches.push({ item, expected: Number.NaN, actual: finalBalances.get(item) ?? Number.NaN });
+    if (!startBalances.has(item))
+      mismatches.push({ item, expected: Number.NaN, actual: finalBalances.get(item) ?? Number.NaN });
   }
   const ok = mismatches.length === 0;
   return {
     ok,
     mismatchedItems: mismatches.slice(0, REPORTED_PROBLEMS_MAX),
-    detail: ok ? `${ledger.committed} committed transfers applied exactly once` : `${mismatches.length} items differ from start + committed transfers`,
+    detail: ok
+      ? `${ledger.committed} committed transfers applied exactly once`
+      : `${mismatches.length} items differ from start + committed transfers`,
   };
 }
 
-export function checkReplicasAgree(reads: readonly ShardReplicaReads[]): BankVerdict['checks']['replicasAgree'] & { compared: number; items: number } {
+export function checkReplicasAgree(
+  reads: readonly ShardReplicaReads[],
+): BankVerdict['checks']['replicasAgree'] & { compared: number; items: number } {
   const disagreements: { shard: number; item: number; values: Record<string, number> }[] = [];
   let compared = 0;
   let items = 0;
@@ -157,13 +178,24 @@ export function checkReplicasAgree(reads: readonly ShardReplicaReads[]): BankVer
       if (new Set(Object.values(values)).size > 1) disagreements.push({ shard: shard.shard, item, values });
     }
     for (const replica of shard.replicas) {
-      if (replica.balances.size !== reference.balances.size) disagreements.push({ shard: shard.shard, item: -1, values: { [String(replica.ordinal)]: replica.balances.size } });
+      if (replica.balances.size !== reference.balances.size)
+        disagreements.push({
+          shard: shard.shard,
+          item: -1,
+          values: { [String(replica.ordinal)]: replica.balances.size },
+        });
     }
   }
   const tooFew = reads.filter((shard) => shard.replicas.length < 2).map((shard) => shard.shard);
   const ok = disagreements.length === 0;
   const note = tooFew.length > 0 ? ` (shards ${tooFew.join(',')} had fewer than 2 replicas to compare)` : '';
-  return { ok, compared, items, disagreements: disagreements.slice(0, REPORTED_PROBLEMS_MAX), detail: (ok ? `${compared} replicas agree` : `${disagreements.length} disagreements`) + note };
+  return {
+    ok,
+    compared,
+    items,
+    disagreements: disagreements.slice(0, REPORTED_PROBLEMS_MAX),
+    detail: (ok ? `${compared} replicas agree` : `${disagreements.length} disagreements`) + note,
+  };
 }
 
 export function checkBank(observation: BankObservation): BankVerdict {
@@ -172,7 +204,13 @@ export function checkBank(observation: BankObservation): BankVerdict {
   const noNegativeBalance = checkNoNegative(observation.finalBalances);
   const exactlyOnce = checkExactlyOnce(observation.startBalances, observation.finalBalances, ledger);
   const unknownOk = ledger.unknown === 0;
-  const outcomesResolved = { ok: unknownOk, unknown: ledger.unknown, detail: unknownOk ? 'every transfer has a definite outcome' : `${ledger.unknown} transfers never got a definite outcome` };
+  const outcomesResolved = {
+    ok: unknownOk,
+    unknown: ledger.unknown,
+    detail: unknownOk
+      ? 'every transfer has a definite outcome'
+      : `${ledger.unknown} transfers never got a definite outcome`,
+  };
   const agreement = checkReplicasAgree(observation.replicaReads);
   const { compared, items, ...replicasAgree } = agreement;
   const checks = { totalConserved, noNegativeBalance, exactlyOnce, outcomesResolved, replicasAgree };

@@ -13,20 +13,27 @@ export interface DiscoveredCluster {
   readonly endpoints: string[][];
 }
 
-export type Discovery = { ok: true; value: DiscoveredCluster } | { ok: false; error: CallError | { codeName: 'INVALID_REPLY'; details: string } };
+export type Discovery =
+  | { ok: true; value: DiscoveredCluster }
+  | { ok: false; error: CallError | { codeName: 'INVALID_REPLY'; details: string } };
 
 /** The shape of a cluster from one ClusterStatus reply; undefined names what is missing. */
 export function clusterFromStatus(reply: ClusterStatusReply): DiscoveredCluster | string {
   const shards = [...reply.shards].sort((a, b) => a.shard - b.shard);
   if (shards.length === 0) return 'the reply lists no shard';
-  if (shards.some((shard, index) => shard.shard !== index)) return `the reply lists shards ${shards.map((s) => s.shard).join(', ')}, not 0 to ${shards.length - 1}`;
+  if (shards.some((shard, index) => shard.shard !== index))
+    return `the reply lists shards ${shards.map((s) => s.shard).join(', ')}, not 0 to ${shards.length - 1}`;
   const itemsPerShard = shards[0]!.lastItem - shards[0]!.firstItem + 1;
   const replicasPerShard = shards[0]!.replicas.length;
   const endpoints: string[][] = [];
   for (const shard of shards) {
-    if (shard.lastItem - shard.firstItem + 1 !== itemsPerShard) return `shard ${shard.shard} has items ${shard.firstItem}-${shard.lastItem}, not ${itemsPerShard} like shard 0`;
+    if (shard.lastItem - shard.firstItem + 1 !== itemsPerShard)
+      return `shard ${shard.shard} has items ${shard.firstItem}-${shard.lastItem}, not ${itemsPerShard} like shard 0`;
     const replicas = [...shard.replicas].sort((a, b) => a.ordinal - b.ordinal);
-    if (replicas.length !== replicasPerShard || replicas.some((replica, ordinal) => replica.ordinal !== ordinal || replica.address === '')) {
+    if (
+      replicas.length !== replicasPerShard ||
+      replicas.some((replica, ordinal) => replica.ordinal !== ordinal || replica.address === '')
+    ) {
       return `shard ${shard.shard} does not list replicas 0 to ${replicasPerShard - 1} with their addresses`;
     }
     endpoints.push(replicas.map((replica) => replica.address));
@@ -35,12 +42,21 @@ export function clusterFromStatus(reply: ClusterStatusReply): DiscoveredCluster 
 }
 
 export async function discoverCluster(address: string, cluster: string, timeoutMs = 5_000): Promise<Discovery> {
-  const stub = new BankStub(address, credentials.createInsecure(), { 'grpc.enable_retries': 0, 'grpc.enable_channelz': 0 });
+  const stub = new BankStub(address, credentials.createInsecure(), {
+    'grpc.enable_retries': 0,
+    'grpc.enable_channelz': 0,
+  });
   try {
-    const reply = await unaryCall<unknown, ClusterStatusReply>(stub, 'clusterStatus', { cluster, localOnly: false }, timeoutMs);
+    const reply = await unaryCall<unknown, ClusterStatusReply>(
+      stub,
+      'clusterStatus',
+      { cluster, localOnly: false },
+      timeoutMs,
+    );
     if (!reply.ok) return { ok: false, error: reply.error };
     const found = clusterFromStatus(reply.value);
-    if (typeof found === 'string') return { ok: false, error: { codeName: 'INVALID_REPLY', details: `ClusterStatus of ${address}: ${found}` } };
+    if (typeof found === 'string')
+      return { ok: false, error: { codeName: 'INVALID_REPLY', details: `ClusterStatus of ${address}: ${found}` } };
     return { ok: true, value: found };
   } finally {
     stub.close();

@@ -26,11 +26,15 @@ export function parseEndpoints(text: string): string[][] {
     const replicas = group.split(',').map((part) => part.trim());
     for (const address of replicas) {
       if (!isHostPort(address)) {
-        throw new EndpointsError(`endpoints: shard ${shard}: ${JSON.stringify(address)} is not host:port (format h:p,h:p;h:p,h:p)`);
+        throw new EndpointsError(
+          `endpoints: shard ${shard}: ${JSON.stringify(address)} is not host:port (format h:p,h:p;h:p,h:p)`,
+        );
       }
     }
     if (replicas.length > ENDPOINTS_REPLICAS_MAX) {
-      throw new EndpointsError(`endpoints: shard ${shard} lists ${replicas.length} replicas, at most ${ENDPOINTS_REPLICAS_MAX}`);
+      throw new EndpointsError(
+        `endpoints: shard ${shard} lists ${replicas.length} replicas, at most ${ENDPOINTS_REPLICAS_MAX}`,
+      );
     }
     return replicas;
   });

@@ -97,7 +97,13 @@ export function unaryCall<Request, Reply>(
       callback: (error: ServiceError | null, reply: Reply) => void,
     ) => { on(event: 'status', listener: (status: { code: number; metadata: Metadata }) => void): unknown };
     try {
-      const call = invoke.call(stub, request, new Metadata(), { deadline: Date.now() + Math.max(1, timeoutMs) }, callback);
+      const call = invoke.call(
+        stub,
+        request,
+        new Metadata(),
+        { deadline: Date.now() + Math.max(1, timeoutMs) },
+        callback,
+      );
       call.on('status', (status) => {
         if (failed || status.code !== GrpcStatus.OK || reply === undefined) return;
         const leaderHint = hintOf(status.metadata);

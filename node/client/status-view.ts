@@ -64,8 +64,17 @@ function replicaView(probe: ReplicaProbe): ReplicaView {
   const status = probe.status;
   if (status === undefined) {
     return {
-      shard: probe.shard, ordinal: probe.ordinal, role: 'down', ready: false, address: probe.address,
-      pid: probe.pid ?? null, commitIndex: null, appliedIndex: null, ballot: null, leaderOrdinal: -1, inflightTransactions: null,
+      shard: probe.shard,
+      ordinal: probe.ordinal,
+      role: 'down',
+      ready: false,
+      address: probe.address,
+      pid: probe.pid ?? null,
+      commitIndex: null,
+      appliedIndex: null,
+      ballot: null,
+      leaderOrdinal: -1,
+      inflightTransactions: null,
     };
   }
   return {
@@ -104,7 +113,13 @@ export function mergeClusterStatus(cluster: string, topology: Topology, probes: 
       .sort((a, b) => a.ordinal - b.ordinal)
       .map(replicaView);
     const inflight = Math.max(0, ...replicas.map((replica) => replica.inflightTransactions ?? 0));
-    shards.push({ shard, items: [range.first, range.last], leader: pickLeader(replicas), replicas, inflightTransactions: inflight });
+    shards.push({
+      shard,
+      items: [range.first, range.last],
+      leader: pickLeader(replicas),
+      replicas,
+      inflightTransactions: inflight,
+    });
   }
   return { cluster, shards };
 }
@@ -116,7 +131,10 @@ export function statusJson(view: ClusterView, includePid: boolean): unknown {
     shards: view.shards.map((shard) => ({
       shard: shard.shard,
       items: shard.items,
-      leader: shard.leader === null ? null : { ordinal: shard.leader.ordinal, ballot: shard.leader.ballot, address: shard.leader.address },
+      leader:
+        shard.leader === null
+          ? null
+          : { ordinal: shard.leader.ordinal, ballot: shard.leader.ballot, address: shard.leader.address },
       replicas: shard.replicas.map((replica) => ({
         ordinal: replica.ordinal,
         role: replica.role,

@@ -23,7 +23,8 @@ import { chunk } from '../util/chunk.js';
 import { NextTurn } from '../util/next-turn.js';
 
 /** A per-entry answer, or the call's failure (the outcome is then unknown). */
-export type CoalescedResult = { ok: true; reply: TransferReply } | { ok: false; error: { code: number; codeName: string; details: string } };
+export type CoalescedResult =
+  { ok: true; reply: TransferReply } | { ok: false; error: { code: number; codeName: string; details: string } };
 
 export type BatchSender = (shard: number, entries: BatchEntry[]) => Promise<CoalescedResult[]>;
 
@@ -63,7 +64,15 @@ export class TransferCoalescer {
     return new Promise((resolve) => {
       const list = this.waiting.get(shard) ?? [];
       list.push({
-        entry: { requestId: transfer.requestId, from: transfer.from, to: transfer.to, amount: transfer.amount, clientId: transfer.clientId, acknowledgedBelow: transfer.acknowledgedBelow, sessionEpoch: transfer.sessionEpoch },
+        entry: {
+          requestId: transfer.requestId,
+          from: transfer.from,
+          to: transfer.to,
+          amount: transfer.amount,
+          clientId: transfer.clientId,
+          acknowledgedBelow: transfer.acknowledgedBelow,
+          sessionEpoch: transfer.sessionEpoch,
+        },
         resolve,
       });
       this.waiting.set(shard, list);
@@ -83,17 +92,23 @@ export class TransferCoalescer {
       // A stream message costs little and its results come back one by one: no holding.
       this.waiting.delete(shard);
       for (const part of chunk(list, this.entriesPerCallMax)) {
-        stream.send(part.map((w) => w.entry), (index, result) => part[index]!.resolve(result));
+        stream.send(
+          part.map((w) => w.entry),
+          (index, result) => part[index]!.resolve(result),
+        );
       }
       return;
     }
     if (!force && (this.inFlight.get(shard) ?? 0) >= this.callsInFlightMax) {
       // Sent when a call returns, or after holdMsMax at the latest.
       if (!this.holdTimers.has(shard)) {
-        this.holdTimers.set(shard, setTimeout(() => {
-          this.holdTimers.delete(shard);
-          this.flushShard(shard, true);
-        }, this.holdMsMax));
+        this.holdTimers.set(
+          shard,
+          setTimeout(() => {
+            this.holdTimers.delete(shard);
+            this.flushShard(shard, true);
+          }, this.holdMsMax),
+        );
       }
       return;
     }
@@ -111,9 +126,16 @@ export class TransferCoalescer {
         this.inFlight.set(shard, (this.inFlight.get(shard) ?? 1) - 1);
         this.flushNextTurn.request();
       };
-      this.send(shard, part.map((w) => w.entry)).then(
+      this.send(
+        shard,
+        part.map((w) => w.entry),
+      ).then(
         (results) => {
-          part.forEach((w, i) => w.resolve(results[i] ?? { ok: false, error: { code: 14, codeName: 'UNAVAILABLE', details: 'missing result' } }));
+          part.forEach((w, i) =>
+            w.resolve(
+              results[i] ?? { ok: false, error: { code: 14, codeName: 'UNAVAILABLE', details: 'missing result' } },
+            ),
+          );
           done();
         },
         (error: unknown) => {

@@ -18,7 +18,11 @@ function describe(value: unknown): string {
 
 export function checkItem(topology: Topology, field: string, value: unknown): InputCheck {
   if (typeof value !== 'number' || !isItem(topology, value)) {
-    return { ok: false, field, message: `${field}: must be an item from 1 to ${itemCount(topology)}, got ${describe(value)}` };
+    return {
+      ok: false,
+      field,
+      message: `${field}: must be an item from 1 to ${itemCount(topology)}, got ${describe(value)}`,
+    };
   }
   return { ok: true };
 }
@@ -35,14 +39,22 @@ export function checkAmount(value: unknown, amountMax: number): InputCheck {
 
 export function checkClientId(value: unknown): InputCheck {
   if (typeof value !== 'string' || value.length === 0 || value.length > CLIENT_ID_LENGTH_MAX) {
-    return { ok: false, field: 'client_id', message: `client_id: must be 1 to ${CLIENT_ID_LENGTH_MAX} characters, got ${describe(value)}` };
+    return {
+      ok: false,
+      field: 'client_id',
+      message: `client_id: must be 1 to ${CLIENT_ID_LENGTH_MAX} characters, got ${describe(value)}`,
+    };
   }
   return { ok: true };
 }
 
 export function checkRequestId(value: unknown): InputCheck {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
-    return { ok: false, field: 'request_id', message: `request_id: must be a positive integer, got ${describe(value)}` };
+    return {
+      ok: false,
+      field: 'request_id',
+      message: `request_id: must be a positive integer, got ${describe(value)}`,
+    };
   }
   return { ok: true };
 }

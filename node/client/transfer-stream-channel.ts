@@ -5,7 +5,13 @@
 // ids), when the stream fails or ends, when the replica answers that it does not lead, or when
 // an entry waits longer than the attempt timeout (a leader that stopped answering).
 import { status as GrpcStatus, type ClientDuplexStream } from '@grpc/grpc-js';
-import { Outcome, type BankClient as BankStub, type BatchEntry, type TransferStreamReply, type TransferStreamRequest } from '../gen/shardbank/v1/bank.js';
+import {
+  Outcome,
+  type BankClient as BankStub,
+  type BatchEntry,
+  type TransferStreamReply,
+  type TransferStreamRequest,
+} from '../gen/shardbank/v1/bank.js';
 import { codeName, parseLeaderHint, type LeaderHint } from './grpc-call.js';
 import type { CoalescedResult } from './transfer-coalescer.js';
 
@@ -44,9 +50,15 @@ export class TransferStreamChannel {
     this.call.on('data', (reply: TransferStreamReply) => this.receive(reply));
     this.call.on('error', (error: Error & { code?: number; details?: string }) => {
       const code = typeof error.code === 'number' ? codeName(error.code) : 'UNAVAILABLE';
-      this.break({ reason: error.code === GrpcStatus.UNIMPLEMENTED ? 'unsupported' : 'stream-ended', details: `${code}: ${error.details ?? error.message}`, leaderHint: undefined });
+      this.break({
+        reason: error.code === GrpcStatus.UNIMPLEMENTED ? 'unsupported' : 'stream-ended',
+        details: `${code}: ${error.details ?? error.message}`,
+        leaderHint: undefined,
+      });
     });
-    this.call.on('end', () => this.break({ reason: 'stream-ended', details: 'stream ended by the replica', leaderHint: undefined }));
+    this.call.on('end', () =>
+      this.break({ reason: 'stream-ended', details: 'stream ended by the replica', leaderHint: undefined }),
+    );
     this.timeoutCheck = setInterval(() => this.checkTimeouts(), TIMEOUT_CHECK_MS);
     this.timeoutCheck.unref();
   }
@@ -96,7 +108,12 @@ export class TransferStreamChannel {
     const oldestAllowedMs = Date.now() - this.attemptTimeoutMs;
     for (const waiting of this.waiting.values()) {
       // Map order is send order: the first entry is the oldest.
-      if (waiting.sentAtMs < oldestAllowedMs) this.break({ reason: 'timeout', details: `no result within ${this.attemptTimeoutMs} ms`, leaderHint: undefined });
+      if (waiting.sentAtMs < oldestAllowedMs)
+        this.break({
+          reason: 'timeout',
+          details: `no result within ${this.attemptTimeoutMs} ms`,
+          leaderHint: undefined,
+        });
       return;
     }
   }
@@ -117,5 +134,8 @@ export class TransferStreamChannel {
 }
 
 function failed(why: ChannelBreak): CoalescedResult {
-  return { ok: false, error: { code: GrpcStatus.UNAVAILABLE, codeName: 'UNAVAILABLE', details: `transfer stream: ${why.details}` } };
+  return {
+    ok: false,
+    error: { code: GrpcStatus.UNAVAILABLE, codeName: 'UNAVAILABLE', details: `transfer stream: ${why.details}` },
+  };
 }

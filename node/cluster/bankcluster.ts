@@ -144,7 +144,9 @@ function integerField(
   const value = spec[key];
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
-    errors.push(new ManifestError(`spec.${key}`, `must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`));
+    errors.push(
+      new ManifestError(`spec.${key}`, `must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`),
+    );
     return fallback;
   }
   return value;
@@ -158,7 +160,21 @@ function integerField(
  */
 const KNOWN_FIELDS: Record<string, readonly string[]> = {
   '': ['apiVersion', 'kind', 'metadata', 'spec', 'status'],
-  spec: ['shards', 'replicasPerShard', 'itemsPerShard', 'initialBalance', 'maxTransferAmount', 'image', 'imagePullPolicy', 'resources', 'storage', 'nats', 'tls', 'podTemplate', 'paused'],
+  spec: [
+    'shards',
+    'replicasPerShard',
+    'itemsPerShard',
+    'initialBalance',
+    'maxTransferAmount',
+    'image',
+    'imagePullPolicy',
+    'resources',
+    'storage',
+    'nats',
+    'tls',
+    'podTemplate',
+    'paused',
+  ],
   'spec.storage': ['size', 'storageClassName', 'retainOnDelete'],
   'spec.nats': ['url', 'managed'],
   'spec.tls': ['secretName'],
@@ -175,8 +191,18 @@ export function unknownBankClusterFields(input: unknown): ManifestError[] {
     for (const key of Object.keys(value)) {
       const field = path === '' ? key : `${path}.${key}`;
       if (!known.includes(key)) {
-        const close = known.find((candidate) => candidate.toLowerCase() === key.toLowerCase() || editDistanceAtMost1(candidate, key) || editDistanceAtMost1(candidate.toLowerCase(), key.toLowerCase()));
-        errors.push(new ManifestError(field, `unknown field${close ? ` (did you mean ${path === '' ? close : `${path}.${close}`}?)` : ''}; known fields here: ${known.join(', ')}`));
+        const close = known.find(
+          (candidate) =>
+            candidate.toLowerCase() === key.toLowerCase() ||
+            editDistanceAtMost1(candidate, key) ||
+            editDistanceAtMost1(candidate.toLowerCase(), key.toLowerCase()),
+        );
+        errors.push(
+          new ManifestError(
+            field,
+            `unknown field${close ? ` (did you mean ${path === '' ? close : `${path}.${close}`}?)` : ''}; known fields here: ${known.join(', ')}`,
+          ),
+        );
       } else visit(value[key], field);
     }
   };
@@ -202,11 +228,18 @@ export function validateBankCluster(input: unknown): Validated<BankCluster> {
   }
   const apiVersion = input.apiVersion ?? `${API_GROUP}/${API_VERSION}`;
   if (apiVersion !== `${API_GROUP}/${API_VERSION}`) {
-    errors.push(new ManifestError('apiVersion', `must be ${API_GROUP}/${API_VERSION}, got ${JSON.stringify(apiVersion)}`));
+    errors.push(
+      new ManifestError('apiVersion', `must be ${API_GROUP}/${API_VERSION}, got ${JSON.stringify(apiVersion)}`),
+    );
   }
   const metadata = isRecord(input.metadata) ? input.metadata : {};
   const name = metadata.name;
-  if (typeof name !== 'string' || name.length === 0 || name.length > RULE_PATTERNS.nameLengthMax || !NAME_PATTERN.test(name)) {
+  if (
+    typeof name !== 'string' ||
+    name.length === 0 ||
+    name.length > RULE_PATTERNS.nameLengthMax ||
+    !NAME_PATTERN.test(name)
+  ) {
     errors.push(new ManifestError('metadata.name', RULE_MESSAGES.metadataName));
   }
   const raw = input.spec === undefined ? {} : input.spec;
@@ -219,7 +252,11 @@ export function validateBankCluster(input: unknown): Validated<BankCluster> {
     value: {
       apiVersion: `${API_GROUP}/${API_VERSION}`,
       kind: KIND,
-      metadata: { ...(metadata as unknown as BankClusterMetadata), name: name as string, ...(namespace ? { namespace } : {}) },
+      metadata: {
+        ...(metadata as unknown as BankClusterMetadata),
+        name: name as string,
+        ...(namespace ? { namespace } : {}),
+      },
       spec,
     },
   };
@@ -228,15 +265,32 @@ export function validateBankCluster(input: unknown): Validated<BankCluster> {
 function buildSpec(raw: Record<string, unknown>, errors: ManifestError[]): BankClusterSpec {
   const d = DEFAULT_SPEC;
   const shards = integerField(raw, 'shards', d.shards, 1, LIMITS.shardsMax, errors);
-  const replicasPerShard = integerField(raw, 'replicasPerShard', d.replicasPerShard, 1, LIMITS.replicasPerShardMax, errors);
+  const replicasPerShard = integerField(
+    raw,
+    'replicasPerShard',
+    d.replicasPerShard,
+    1,
+    LIMITS.replicasPerShardMax,
+    errors,
+  );
   if (replicasPerShard % 2 === 0) {
-    errors.push(new ManifestError('spec.replicasPerShard', `${RULE_MESSAGES.replicasPerShardOdd}, got ${replicasPerShard}`));
+    errors.push(
+      new ManifestError('spec.replicasPerShard', `${RULE_MESSAGES.replicasPerShardOdd}, got ${replicasPerShard}`),
+    );
   }
   const itemsPerShard = integerField(raw, 'itemsPerShard', d.itemsPerShard, 1, LIMITS.itemsPerShardMax, errors);
   const initialBalance = integerField(raw, 'initialBalance', d.initialBalance, 0, LIMITS.initialBalanceMax, errors);
-  const maxTransferAmount = integerField(raw, 'maxTransferAmount', d.maxTransferAmount, 1, LIMITS.maxTransferAmountMax, errors);
+  const maxTransferAmount = integerField(
+    raw,
+    'maxTransferAmount',
+    d.maxTransferAmount,
+    1,
+    LIMITS.maxTransferAmountMax,
+    errors,
+  );
   const image = raw.image ?? d.image;
-  if (typeof image !== 'string' || image.length === 0) errors.push(new ManifestError('spec.image', 'must be a non-empty string'));
+  if (typeof image !== 'string' || image.length === 0)
+    errors.push(new ManifestError('spec.image', 'must be a non-empty string'));
   const imagePullPolicy = raw.imagePullPolicy ?? d.imagePullPolicy;
   if (!IMAGE_PULL_POLICIES.includes(imagePullPolicy as ImagePullPolicy)) {
     errors.push(new ManifestError('spec.imagePullPolicy', `must be one of ${IMAGE_PULL_POLICIES.join(', ')}`));
@@ -287,7 +341,8 @@ function buildStorage(raw: unknown, errors: ManifestError[]): StorageSpec {
     errors.push(new ManifestError('spec.storage.size', RULE_MESSAGES.storageSizePositive));
   }
   const retainOnDelete = raw.retainOnDelete ?? d.retainOnDelete;
-  if (typeof retainOnDelete !== 'boolean') errors.push(new ManifestError('spec.storage.retainOnDelete', 'must be true or false'));
+  if (typeof retainOnDelete !== 'boolean')
+    errors.push(new ManifestError('spec.storage.retainOnDelete', 'must be true or false'));
   const storage: StorageSpec = { size: size as string, retainOnDelete: retainOnDelete as boolean };
   if (raw.storageClassName !== undefined) {
     if (typeof raw.storageClassName === 'string') storage.storageClassName = raw.storageClassName;

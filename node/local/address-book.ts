@@ -59,7 +59,12 @@ export function readAddressBook(stateDir: string): AddressBook | undefined {
     throw new AddressBookError(`${path}: not valid JSON (${(error as Error).message})`, { cause: error });
   }
   const book = parsed as Partial<AddressBook>;
-  if (book.version !== ADDRESS_BOOK_VERSION || typeof book.cluster !== 'string' || !Array.isArray(book.replicas) || typeof book.topology !== 'object') {
+  if (
+    book.version !== ADDRESS_BOOK_VERSION ||
+    typeof book.cluster !== 'string' ||
+    !Array.isArray(book.replicas) ||
+    typeof book.topology !== 'object'
+  ) {
     throw new AddressBookError(`${path}: not a shardbank address book (version ${ADDRESS_BOOK_VERSION})`);
   }
   return book as AddressBook;

@@ -11,10 +11,14 @@ export function clientOptionsFromBook(book: AddressBook): ShardbankClientOptions
     incarnation: book.incarnation,
     maxTransferAmount: book.maxTransferAmount,
     ...(book.natsUrl ? { natsUrl: book.natsUrl } : {}),
-    pidOf: (shard, ordinal) => book.replicas.find((entry) => entry.shard === shard && entry.ordinal === ordinal)?.pid ?? null,
+    pidOf: (shard, ordinal) =>
+      book.replicas.find((entry) => entry.shard === shard && entry.ordinal === ordinal)?.pid ?? null,
   };
 }
 
-export async function connectToBook(book: AddressBook, overrides: Partial<ShardbankClientOptions> = {}): Promise<ShardbankClient> {
+export async function connectToBook(
+  book: AddressBook,
+  overrides: Partial<ShardbankClientOptions> = {},
+): Promise<ShardbankClient> {
   return ShardbankClient.connect({ ...clientOptionsFromBook(book), ...overrides });
 }

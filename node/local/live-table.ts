@@ -7,8 +7,10 @@ export function renderShardTable(view: ClusterView, restartsOf: (shard: number) 
   const rows = view.shards.map((shard) => {
     const ready = shard.replicas.filter((replica) => replica.ready).length;
     const leader = shard.leader;
-    const leaderReplica = leader === null ? undefined : shard.replicas.find((replica) => replica.ordinal === leader.ordinal);
-    const commitIndex = leaderReplica?.commitIndex ?? Math.max(-1, ...shard.replicas.map((replica) => replica.commitIndex ?? -1));
+    const leaderReplica =
+      leader === null ? undefined : shard.replicas.find((replica) => replica.ordinal === leader.ordinal);
+    const commitIndex =
+      leaderReplica?.commitIndex ?? Math.max(-1, ...shard.replicas.map((replica) => replica.commitIndex ?? -1));
     return [
       String(shard.shard),
       `${shard.items[0]}-${shard.items[1]}`,
@@ -20,7 +22,11 @@ export function renderShardTable(view: ClusterView, restartsOf: (shard: number) 
     ];
   });
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-  const format = (cells: string[]) => cells.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd();
+  const format = (cells: string[]) =>
+    cells
+      .map((cell, column) => cell.padEnd(widths[column]!))
+      .join('  ')
+      .trimEnd();
   return [format(header), ...rows.map(format)];
 }
 

@@ -2,7 +2,13 @@
 // shared validation; every error names its field.
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
-import { defaultBankCluster, topologyOf, unknownBankClusterFields, validateBankCluster, type BankCluster } from '../cluster/bankcluster.js';
+import {
+  defaultBankCluster,
+  topologyOf,
+  unknownBankClusterFields,
+  validateBankCluster,
+  type BankCluster,
+} from '../cluster/bankcluster.js';
 import type { Topology } from '../cluster/topology.js';
 
 export class ManifestLoadError extends Error {
@@ -21,7 +27,9 @@ export function parseManifestText(text: string, source: string): BankCluster {
   const validated = validateBankCluster(parsed);
   const errors = [...unknownBankClusterFields(parsed), ...(validated.ok ? [] : validated.errors)];
   if (errors.length > 0 || !validated.ok) {
-    const error = new ManifestLoadError(`${source}: invalid BankCluster:\n${errors.map((e) => `  - ${e.message}`).join('\n')}`);
+    const error = new ManifestLoadError(
+      `${source}: invalid BankCluster:\n${errors.map((e) => `  - ${e.message}`).join('\n')}`,
+    );
     error.field = errors[0]?.field;
     throw error;
   }
@@ -34,7 +42,10 @@ export function loadManifest(path: string | undefined): BankCluster {
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    throw new ManifestLoadError(`${path}: cannot read the manifest (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, { cause: error });
+    throw new ManifestLoadError(
+      `${path}: cannot read the manifest (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+      { cause: error },
+    );
   }
   return parseManifestText(text, path);
 }
@@ -44,7 +55,12 @@ export function manifestTopology(manifest: BankCluster): Topology {
 }
 
 export function sameTopology(a: Topology, b: Topology): boolean {
-  return a.shards === b.shards && a.itemsPerShard === b.itemsPerShard && a.replicasPerShard === b.replicasPerShard && a.initialBalance === b.initialBalance;
+  return (
+    a.shards === b.shards &&
+    a.itemsPerShard === b.itemsPerShard &&
+    a.replicasPerShard === b.replicasPerShard &&
+    a.initialBalance === b.initialBalance
+  );
 }
 
 export function describeTopology(topology: Topology): string {

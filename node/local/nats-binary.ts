@@ -24,7 +24,13 @@ function isExecutable(path: string): boolean {
 /** `$SHARDBANK_NATS_SERVER` if set (and executable), else the first nats-server on PATH or in the usual dirs. */
 export function findNatsServer(env: NodeJS.ProcessEnv = process.env): string | undefined {
   if (env.SHARDBANK_NATS_SERVER) return isExecutable(env.SHARDBANK_NATS_SERVER) ? env.SHARDBANK_NATS_SERVER : undefined;
-  const directories = [...(env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/local/bin', '/usr/local/sbin', '/usr/bin'];
+  const directories = [
+    ...(env.PATH ?? '').split(delimiter),
+    '/usr/sbin',
+    '/usr/local/bin',
+    '/usr/local/sbin',
+    '/usr/bin',
+  ];
   for (const directory of directories) {
     if (directory.length === 0) continue;
     const candidate = join(directory, 'nats-server');

@@ -49,7 +49,8 @@ export interface UpOptions {
 
 function checkReplicaMain(): string {
   const path = replicaMainPath();
-  if (!existsSync(path)) throw new LocalRuntimeError(`replica entry point ${path} not found; build first: npm run build`);
+  if (!existsSync(path))
+    throw new LocalRuntimeError(`replica entry point ${path} not found; build first: npm run build`);
   return path;
 }
 
@@ -59,7 +60,9 @@ export async function upForeground(options: UpOptions, output: Output): Promise<
   for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
   const table = new LiveTable(process.stdout);
   const supervisor = await LocalSupervisor.start({
-    stateDir: options.stateDir, manifest: options.manifest, replicaMain: checkReplicaMain(),
+    stateDir: options.stateDir,
+    manifest: options.manifest,
+    replicaMain: checkReplicaMain(),
     ...(options.natsUrl ? { natsUrl: options.natsUrl } : {}),
     ...(options.logLevel ? { logLevel: options.logLevel } : {}),
     log: (line) => {
@@ -75,7 +78,11 @@ export async function upForeground(options: UpOptions, output: Output): Promise<
   });
   while (!stopRequested) {
     const view = await client.clusterStatus();
-    table.show(renderShardTable(view, (shard) => supervisor.book.replicas.filter((r) => r.shard === shard).reduce((sum, r) => sum + r.restarts, 0)));
+    table.show(
+      renderShardTable(view, (shard) =>
+        supervisor.book.replicas.filter((r) => r.shard === shard).reduce((sum, r) => sum + r.restarts, 0),
+      ),
+    );
     await Promise.race([sleep(TABLE_REFRESH_MS), stopSignal]);
   }
   await client.close();
@@ -87,7 +94,10 @@ export async function upForeground(options: UpOptions, output: Output): Promise<
  * Resolves on the first stop signal. The listeners stay: a second Ctrl-C or SIGTERM must not
  * kill the supervisor half-way through stopping its (detached) children.
  */
-function stopRequest(onStop: () => void, signals: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']): Promise<void> {
+function stopRequest(
+  onStop: () => void,
+  signals: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'],
+): Promise<void> {
   return new Promise((done) => {
     let requested = false;
     const handler = () => {
@@ -104,13 +114,18 @@ function stopRequest(onStop: () => void, signals: readonly NodeJS.Signals[] = ['
 export async function upSupervise(options: UpOptions, output: Output): Promise<number> {
   const log = (line: string) => output.out(`${new Date().toISOString()} ${line}`);
   const supervisor = await LocalSupervisor.start({
-    stateDir: options.stateDir, manifest: options.manifest, replicaMain: checkReplicaMain(), log,
+    stateDir: options.stateDir,
+    manifest: options.manifest,
+    replicaMain: checkReplicaMain(),
+    log,
     ...(options.natsUrl ? { natsUrl: options.natsUrl } : {}),
     ...(options.logLevel ? { logLevel: options.logLevel } : {}),
   });
   supervisor.book.supervisorLog = join(options.stateDir, 'logs', SUPERVISOR_LOG_FILE);
   writeAddressBook(options.stateDir, supervisor.book);
-  log(`supervisor ${process.pid} running cluster "${supervisor.book.cluster}" (${supervisor.book.replicas.length} replicas)`);
+  log(
+    `supervisor ${process.pid} running cluster "${supervisor.book.cluster}" (${supervisor.book.replicas.length} replicas)`,
+  );
   process.on('SIGHUP', () => log('SIGHUP ignored'));
   await stopRequest(() => undefined, ['SIGINT', 'SIGTERM']);
   log('stop requested');
@@ -123,7 +138,8 @@ export async function upDetached(options: UpOptions, output: Output): Promise<nu
   checkReplicaMain();
   mkdirSync(join(options.stateDir, 'logs'), { recursive: true });
   checkStateDir(options.stateDir, options.manifest);
-  if (!options.natsUrl && !options.manifest.spec.nats.url && findNatsServer() === undefined) throw new LocalRuntimeError(NATS_INSTALL_HELP);
+  if (!options.natsUrl && !options.manifest.spec.nats.url && findNatsServer() === undefined)
+    throw new LocalRuntimeError(NATS_INSTALL_HELP);
   const manifestCopy = join(options.stateDir, MANIFEST_COPY_FILE);
   writeFileSync(manifestCopy, `${JSON.stringify(options.manifest, null, 2)}\n`);
   const logPath = join(options.stateDir, 'logs', SUPERVISOR_LOG_FILE);
@@ -140,22 +156,35 @@ export async function upDetached(options: UpOptions, output: Output): Promise<nu
   child.unref();
   const pid = child.pid!;
   const waitMs = options.waitMs ?? DETACH_WAIT_MS_DEFAULT;
-  output.err(`starting cluster "${options.manifest.metadata.name}" in the background (supervisor pid ${pid}, logs in ${join(options.stateDir, 'logs')}); waiting for a leader in every shard`);
+  output.err(
+    `starting cluster "${options.manifest.metadata.name}" in the background (supervisor pid ${pid}, logs in ${join(options.stateDir, 'logs')}); waiting for a leader in every shard`,
+  );
   const result = await waitForLeaders(options.stateDir, pid, waitMs, () => exited);
   if (result === 'ready') {
-    output.out(`cluster running in the background (supervisor pid ${pid}); state in ${options.stateDir}; stop it with: shardbank down --state-dir ${options.stateDir}`);
+    output.out(
+      `cluster running in the background (supervisor pid ${pid}); state in ${options.stateDir}; stop it with: shardbank down --state-dir ${options.stateDir}`,
+    );
     return 0;
   }
   if (result === 'exited') {
     output.err(`the supervisor exited during start-up; last lines of ${logPath}:\n${tail(logPath, 20)}`);
     return 1;
   }
-  output.err(`not every shard has a leader after ${Math.round(waitMs / 1000)} s; the cluster keeps running in the background (supervisor pid ${pid}).`);
-  output.err(`see ${join(options.stateDir, 'logs')} and 'shardbank status --state-dir ${options.stateDir}'; stop it with 'shardbank down --state-dir ${options.stateDir}'`);
+  output.err(
+    `not every shard has a leader after ${Math.round(waitMs / 1000)} s; the cluster keeps running in the background (supervisor pid ${pid}).`,
+  );
+  output.err(
+    `see ${join(options.stateDir, 'logs')} and 'shardbank status --state-dir ${options.stateDir}'; stop it with 'shardbank down --state-dir ${options.stateDir}'`,
+  );
   return 1;
 }
 
-async function waitForLeaders(stateDir: string, supervisorPid: number, waitMs: number, exited: () => boolean): Promise<'ready' | 'exited' | 'timeout'> {
+async function waitForLeaders(
+  stateDir: string,
+  supervisorPid: number,
+  waitMs: number,
+  exited: () => boolean,
+): Promise<'ready' | 'exited' | 'timeout'> {
   const deadlineAtMs = Date.now() + waitMs;
   let client: Awaited<ReturnType<typeof connectToBook>> | undefined;
   try {

@@ -78,7 +78,12 @@ export class SupervisedProcess {
     child.once('exit', (code, signal) => this.handleExit(child, code, signal, undefined));
   }
 
-  private handleExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null, error: NodeJS.ErrnoException | undefined): void {
+  private handleExit(
+    child: ChildProcess,
+    code: number | null,
+    signal: NodeJS.Signals | null,
+    error: NodeJS.ErrnoException | undefined,
+  ): void {
     if (child !== this.child) return;
     this.child = undefined;
     if (error) this.events.onSpawnError?.(error);

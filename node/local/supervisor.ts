@@ -46,10 +46,14 @@ export function checkStateDir(stateDir: string, manifest: BankCluster): void {
   const topology = manifestTopology(manifest);
   if (book !== undefined) {
     if (isProcessAlive(book.supervisorPid) && book.supervisorPid !== process.pid) {
-      throw new LocalRuntimeError(`a cluster is already running from ${stateDir} (supervisor pid ${book.supervisorPid}); stop it with: shardbank down --state-dir ${stateDir}`);
+      throw new LocalRuntimeError(
+        `a cluster is already running from ${stateDir} (supervisor pid ${book.supervisorPid}); stop it with: shardbank down --state-dir ${stateDir}`,
+      );
     }
     if (book.cluster !== manifest.metadata.name) {
-      throw new LocalRuntimeError(`${stateDir} holds cluster "${book.cluster}", the manifest names "${manifest.metadata.name}"; use another --state-dir`);
+      throw new LocalRuntimeError(
+        `${stateDir} holds cluster "${book.cluster}", the manifest names "${manifest.metadata.name}"; use another --state-dir`,
+      );
     }
   }
   const marker = readTopologyMarker(stateDir);
@@ -75,7 +79,9 @@ function readDataMarker(stateDir: string): DataMarker | undefined {
   try {
     return JSON.parse(readFileSync(path, 'utf8')) as DataMarker;
   } catch (error) {
-    throw new LocalRuntimeError(`${path}: unreadable (${(error as Error).message}); it records which topology the data was written with`);
+    throw new LocalRuntimeError(
+      `${path}: unreadable (${(error as Error).message}); it records which topology the data was written with`,
+    );
   }
 }
 
@@ -95,7 +101,9 @@ function acquireLock(stateDir: string): void {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       const owner = Number(readFileSync(path, 'utf8'));
       if (isProcessAlive(owner) && owner !== process.pid) {
-        throw new LocalRuntimeError(`a cluster is already running from ${stateDir} (supervisor pid ${owner}); stop it with: shardbank down --state-dir ${stateDir}`);
+        throw new LocalRuntimeError(
+          `a cluster is already running from ${stateDir} (supervisor pid ${owner}); stop it with: shardbank down --state-dir ${stateDir}`,
+        );
       }
       rmSync(path, { force: true });
     }
@@ -115,7 +123,8 @@ export class LocalSupervisor {
 
   static async start(options: SupervisorOptions): Promise<LocalSupervisor> {
     const { stateDir, manifest } = options;
-    for (const directory of [stateDir, join(stateDir, 'data'), join(stateDir, 'logs')]) mkdirSync(directory, { recursive: true });
+    for (const directory of [stateDir, join(stateDir, 'data'), join(stateDir, 'logs')])
+      mkdirSync(directory, { recursive: true });
     checkStateDir(stateDir, manifest);
     acquireLock(stateDir);
     try {
@@ -146,7 +155,12 @@ export class LocalSupervisor {
     mkdirSync(storeDir, { recursive: true });
     const spawnError: { value?: NodeJS.ErrnoException } = {};
     this.nats = new SupervisedProcess(
-      { name: 'nats-server', command: binary, args: ['-js', '-a', LOOPBACK_HOST, '-p', String(port), '-sd', storeDir], logFile: join(this.options.stateDir, 'logs', 'nats-server.log') },
+      {
+        name: 'nats-server',
+        command: binary,
+        args: ['-js', '-a', LOOPBACK_HOST, '-p', String(port), '-sd', storeDir],
+        logFile: join(this.options.stateDir, 'logs', 'nats-server.log'),
+      },
       {
         onStart: (pid) => {
           this.book.natsPid = pid;
@@ -167,7 +181,9 @@ export class LocalSupervisor {
     if (!(await waitForPort(port, NATS_READY_TIMEOUT_MS))) {
       await this.nats.stop(1000);
       if (spawnError.value?.code === 'ENOENT') throw new LocalRuntimeError(NATS_INSTALL_HELP);
-      throw new LocalRuntimeError(`nats-server did not listen on ${LOOPBACK_HOST}:${port} within ${NATS_READY_TIMEOUT_MS} ms; see ${join(this.options.stateDir, 'logs', 'nats-server.log')}`);
+      throw new LocalRuntimeError(
+        `nats-server did not listen on ${LOOPBACK_HOST}:${port} within ${NATS_READY_TIMEOUT_MS} ms; see ${join(this.options.stateDir, 'logs', 'nats-server.log')}`,
+      );
     }
   }
 
@@ -176,18 +192,29 @@ export class LocalSupervisor {
     for (const entry of this.book.replicas) {
       mkdirSync(entry.dataDir, { recursive: true });
       const process = new SupervisedProcess(
-        { name: `replica s${entry.shard}-${entry.ordinal}`, command: globalThis.process.execPath, args: this.replicaArgs(entry, peers), logFile: entry.logFile },
+        {
+          name: `replica s${entry.shard}-${entry.ordinal}`,
+          command: globalThis.process.execPath,
+          args: this.replicaArgs(entry, peers),
+          logFile: entry.logFile,
+        },
         {
           onStart: (pid) => {
             entry.pid = pid;
             this.save();
-            if (entry.restarts > 0) this.options.log(`replica s${entry.shard}-${entry.ordinal} started again (pid ${pid}, restart ${entry.restarts})`);
+            if (entry.restarts > 0)
+              this.options.log(
+                `replica s${entry.shard}-${entry.ordinal} started again (pid ${pid}, restart ${entry.restarts})`,
+              );
           },
           onExit: (code, signal, willRestart) => {
             entry.pid = null;
             entry.restarts += willRestart ? 1 : 0;
             this.save();
-            if (willRestart) this.options.log(`replica s${entry.shard}-${entry.ordinal} exited (${signal ?? `code ${code}`}); restarting`);
+            if (willRestart)
+              this.options.log(
+                `replica s${entry.shard}-${entry.ordinal} exited (${signal ?? `code ${code}`}); restarting`,
+              );
           },
         },
       );
@@ -200,22 +227,38 @@ export class LocalSupervisor {
     const { book, manifest } = { book: this.book, manifest: this.options.manifest };
     const args = [
       this.options.replicaMain,
-      '--cluster', book.cluster,
-      '--namespace', book.namespace,
-      '--incarnation', book.incarnation,
-      '--shard', String(entry.shard),
-      '--ordinal', String(entry.ordinal),
-      '--shards', String(book.topology.shards),
-      '--replicas-per-shard', String(book.topology.replicasPerShard),
-      '--items-per-shard', String(book.topology.itemsPerShard),
-      '--initial-balance', String(book.topology.initialBalance),
-      '--max-transfer-amount', String(manifest.spec.maxTransferAmount),
-      '--peers', peers,
-      '--data-dir', entry.dataDir,
-      '--listen-host', LOOPBACK_HOST,
-      '--grpc-port', String(entry.grpcPort),
-      '--http-port', String(entry.httpPort),
-      '--log-level', this.options.logLevel ?? 'info',
+      '--cluster',
+      book.cluster,
+      '--namespace',
+      book.namespace,
+      '--incarnation',
+      book.incarnation,
+      '--shard',
+      String(entry.shard),
+      '--ordinal',
+      String(entry.ordinal),
+      '--shards',
+      String(book.topology.shards),
+      '--replicas-per-shard',
+      String(book.topology.replicasPerShard),
+      '--items-per-shard',
+      String(book.topology.itemsPerShard),
+      '--initial-balance',
+      String(book.topology.initialBalance),
+      '--max-transfer-amount',
+      String(manifest.spec.maxTransferAmount),
+      '--peers',
+      peers,
+      '--data-dir',
+      entry.dataDir,
+      '--listen-host',
+      LOOPBACK_HOST,
+      '--grpc-port',
+      String(entry.grpcPort),
+      '--http-port',
+      String(entry.httpPort),
+      '--log-level',
+      this.options.logLevel ?? 'info',
     ];
     if (book.natsUrl) args.push('--nats-url', book.natsUrl);
     const socketDirectory = this.peerSocketDirectory();
@@ -269,7 +312,9 @@ async function planAddressBook(options: SupervisorOptions): Promise<AddressBook>
   const externalNats = options.natsUrl ?? manifest.spec.nats.url;
   const replicaCount = topology.shards * topology.replicasPerShard;
   const fresh = await freePorts(replicaCount * 2 + 1);
-  const natsPort = externalNats ? null : (previous?.natsManaged ? previous.natsPort : null) ?? fresh[replicaCount * 2]!;
+  const natsPort = externalNats
+    ? null
+    : ((previous?.natsManaged ? previous.natsPort : null) ?? fresh[replicaCount * 2]!);
   const replicas: ReplicaEntry[] = [];
   for (let shard = 0; shard < topology.shards; shard += 1) {
     for (let ordinal = 0; ordinal < topology.replicasPerShard; ordinal += 1) {
@@ -278,7 +323,12 @@ async function planAddressBook(options: SupervisorOptions): Promise<AddressBook>
       const grpcPort = old?.grpcPort ?? fresh[index * 2]!;
       const httpPort = old?.httpPort ?? fresh[index * 2 + 1]!;
       replicas.push({
-        shard, ordinal, grpcPort, httpPort, pid: null, restarts: 0,
+        shard,
+        ordinal,
+        grpcPort,
+        httpPort,
+        pid: null,
+        restarts: 0,
         address: `${LOOPBACK_HOST}:${grpcPort}`,
         httpAddress: `${LOOPBACK_HOST}:${httpPort}`,
         dataDir: join(stateDir, 'data', `s${shard}-${ordinal}`),
@@ -286,7 +336,10 @@ async function planAddressBook(options: SupervisorOptions): Promise<AddressBook>
       });
     }
   }
-  await checkPortsFree([...replicas.flatMap((entry) => [entry.grpcPort, entry.httpPort]), ...(natsPort === null ? [] : [natsPort])], stateDir);
+  await checkPortsFree(
+    [...replicas.flatMap((entry) => [entry.grpcPort, entry.httpPort]), ...(natsPort === null ? [] : [natsPort])],
+    stateDir,
+  );
   assert(replicas.length === replicaCount, 'one address book entry per replica');
   return {
     version: ADDRESS_BOOK_VERSION,

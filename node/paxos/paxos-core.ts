@@ -14,14 +14,7 @@
 // earlier persist that is not durable yet is held by the core and comes out in `messages` of
 // the first Ready after persisted() says so.
 import { assert, invariantViolated } from '../util/assert.js';
-import type {
-  Accepted,
-  AcceptedEntry,
-  Ballot,
-  PaxosMessage,
-  Promised,
-  SlotValue,
-} from '../gen/shardbank/v1/peer.js';
+import type { Accepted, AcceptedEntry, Ballot, PaxosMessage, Promised, SlotValue } from '../gen/shardbank/v1/peer.js';
 import { ballotEquals, ballotLess, ballotOf, maxBallot, ZERO_BALLOT } from './ballot.js';
 
 export const ROLES = ['follower', 'candidate', 'leader'] as const;
@@ -371,7 +364,8 @@ export class PaxosCore {
       // Never a candidate: its own log may lack what it promised or accepted before.
       // Probing asks whether the shard ran; rebuilding asks the leader how far it proposed.
       const probeDue = this.tickNow % this.config.heartbeatTicks === 1 % this.config.heartbeatTicks;
-      const targetKnown = this.rebuildTarget !== undefined && ballotEquals(this.rebuildTarget.ballot, this.leaderBallotValue);
+      const targetKnown =
+        this.rebuildTarget !== undefined && ballotEquals(this.rebuildTarget.ballot, this.leaderBallotValue);
       if (probeDue && (this.votingStateValue === 'probing' || !targetKnown)) this.sendProbes();
       return;
     }
@@ -426,13 +420,16 @@ export class PaxosCore {
 
   private sendProbes(): void {
     for (let peer = 0; peer < this.config.replicaCount; peer += 1) {
-      if (peer !== this.config.ordinal) this.sendNow(peer, ZERO_BALLOT, { $case: 'probe', probe: { nonce: this.probeNonce } });
+      if (peer !== this.config.ordinal)
+        this.sendNow(peer, ZERO_BALLOT, { $case: 'probe', probe: { nonce: this.probeNonce } });
     }
   }
 
   /** Anything an empty replica must not ignore: a promise, an accepted slot, a snapshot, or a rebuild of its own. */
   private get hasAcceptorState(): boolean {
-    return this.votingStateValue === 'rebuilding' || this.promised.round > 0 || this.snapshot.index > 0 || this.log.size > 0;
+    return (
+      this.votingStateValue === 'rebuilding' || this.promised.round > 0 || this.snapshot.index > 0 || this.log.size > 0
+    );
   }
 
   /**
@@ -486,7 +483,8 @@ export class PaxosCore {
 
   /** The state machine captured its state after applying `index`; older log slots can go. */
   compact(index: number, data: Buffer): void {
-    if (!(index <= this.appliedIndexValue)) invariantViolated(`cannot snapshot past the applied index ${this.appliedIndexValue}`);
+    if (!(index <= this.appliedIndexValue))
+      invariantViolated(`cannot snapshot past the applied index ${this.appliedIndexValue}`);
     if (index <= this.snapshot.index) return;
     this.snapshot = { index, data };
     for (const slot of [...this.log.keys()]) if (slot <= index) this.log.delete(slot);
@@ -513,7 +511,8 @@ export class PaxosCore {
         return this.onPromised(message.from, ballot, body.promised);
       case 'accept':
         this.onAccept(message.from, ballot, body.accept.entries, body.accept.commitIndex, body.accept.readSeq);
-        if (ballotEquals(ballot, this.leaderBallotValue)) this.checkRebuilt(body.accept.promiseQuorumMask, body.accept.readyIndex);
+        if (ballotEquals(ballot, this.leaderBallotValue))
+          this.checkRebuilt(body.accept.promiseQuorumMask, body.accept.readyIndex);
         return;
       case 'accepted':
         return this.onAccepted(message.from, ballot, body.accepted);
@@ -541,7 +540,12 @@ export class PaxosCore {
       case 'probeReply':
         if (body.probeReply.nonce !== this.probeNonce) return;
         if (body.probeReply.leader) this.rebuildTarget = { ballot, slot: body.probeReply.lastSlot };
-        return this.onProbeReply(message.from, body.probeReply.hasState, body.probeReply.replierNonce, body.probeReply.countedEmpty);
+        return this.onProbeReply(
+          message.from,
+          body.probeReply.hasState,
+          body.probeReply.replierNonce,
+          body.probeReply.countedEmpty,
+        );
       case 'reject':
         return this.onReject(message.from, ballot, body.reject);
       default: {
@@ -631,8 +635,7 @@ export class PaxosCore {
     // replica that was partitioned away cannot disrupt a healthy shard when it returns.
     const leaderAlive =
       this.leaderOrdinalValue !== from &&
-      (this.roleValue === 'leader' ||
-        this.tickNow - this.lastLeaderContactTick < this.config.electionTimeoutTicksMin);
+      (this.roleValue === 'leader' || this.tickNow - this.lastLeaderContactTick < this.config.electionTimeoutTicksMin);
     if (!force && leaderAlive && !ballotEquals(ballot, this.promised)) {
       this.sendReject(from, ballot, false);
       return;
@@ -662,7 +665,13 @@ export class PaxosCore {
     }
     this.sendAfterPersist(from, ballot, {
       $case: 'promised',
-      promised: { accepted, commitIndex: this.commitIndexValue, snapshotIndex: this.snapshot.index, fromSlot, nextSlot },
+      promised: {
+        accepted,
+        commitIndex: this.commitIndexValue,
+        snapshotIndex: this.snapshot.index,
+        fromSlot,
+        nextSlot,
+      },
     });
   }
 
@@ -672,7 +681,11 @@ export class PaxosCore {
       return;
     }
     this.raisePromise(ballot);
-    if (this.roleValue !== 'follower' || this.leaderOrdinalValue !== from || !ballotEquals(this.leaderBallotValue, ballot)) {
+    if (
+      this.roleValue !== 'follower' ||
+      this.leaderOrdinalValue !== from ||
+      !ballotEquals(this.leaderBallotValue, ballot)
+    ) {
       this.becomeFollower(from, ballot);
     }
     this.electionElapsed = 0;
@@ -683,7 +696,7 @@ export class PaxosCore {
       const existing = this.log.get(entry.slot);
       if (existing && this.isChosenLocally(entry.slot)) {
         // A chosen slot never changes: the leader can only be re-sending the same value.
-        if (!(existing.value.equals(entry.value))) invariantViolated(`chosen slot ${entry.slot} would change`);
+        if (!existing.value.equals(entry.value)) invariantViolated(`chosen slot ${entry.slot} would change`);
       }
       this.log.set(entry.slot, { ballot, value: entry.value });
       this.entriesToPersist.push({ slot: entry.slot, ballot, value: entry.value });
@@ -692,7 +705,10 @@ export class PaxosCore {
     this.learnCommit(ballot, leaderCommit);
     if (this.votingStateValue !== 'voter') {
       // A learner: its commit index lets the leader catch it up; it votes for nothing.
-      this.sendNow(from, ballot, { $case: 'accepted', accepted: { slots: [], commitIndex: this.commitIndexValue, readSeq: 0, nonVoting: true } });
+      this.sendNow(from, ballot, {
+        $case: 'accepted',
+        accepted: { slots: [], commitIndex: this.commitIndexValue, readSeq: 0, nonVoting: true },
+      });
       return;
     }
     const body: BodyCase = {
@@ -735,7 +751,10 @@ export class PaxosCore {
     this.appliedIndexValue = index;
     this.snapshotToPersist = this.snapshot;
     this.snapshotToApply = this.snapshot;
-    this.sendNow(from, ballot, { $case: 'accepted', accepted: { slots: [], commitIndex: index, readSeq: 0, nonVoting: this.votingStateValue !== 'voter' } });
+    this.sendNow(from, ballot, {
+      $case: 'accepted',
+      accepted: { slots: [], commitIndex: index, readSeq: 0, nonVoting: this.votingStateValue !== 'voter' },
+    });
   }
 
   private raisePromise(ballot: Ballot): void {
@@ -778,7 +797,12 @@ export class PaxosCore {
     let promise = this.promises.get(from);
     if (promise === undefined) {
       if (promised.fromSlot !== this.promiseFromSlot) return; // a later page of a lost first one
-      promise = { commitIndex: promised.commitIndex, snapshotIndex: promised.snapshotIndex, accepted: [], nextSlot: this.promiseFromSlot };
+      promise = {
+        commitIndex: promised.commitIndex,
+        snapshotIndex: promised.snapshotIndex,
+        accepted: [],
+        nextSlot: this.promiseFromSlot,
+      };
       this.promises.set(from, promise);
     }
     // Pages apply in order, once each: a duplicated or reordered page is ignored.
@@ -873,7 +897,8 @@ export class PaxosCore {
     this.log.set(slot, { ballot, value });
     this.entriesToPersist.push({ slot, ballot, value });
     this.inflight.set(slot, { value, votes: new Set(), selfPersistId: this.pendingPersistId, sentTick: this.tickNow });
-    if (this.pendingAccepts.length > 0 && this.pendingAcceptsBytes + entryBytes(value) > this.messageValueBytesMax) this.flushAccepts();
+    if (this.pendingAccepts.length > 0 && this.pendingAcceptsBytes + entryBytes(value) > this.messageValueBytesMax)
+      this.flushAccepts();
     this.pendingAccepts.push({ slot, value });
     this.pendingAcceptsBytes += entryBytes(value);
     if (this.pendingAccepts.length >= this.config.entriesPerMessageMax) this.flushAccepts();

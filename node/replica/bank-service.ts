@@ -21,7 +21,16 @@ import {
 import type { ClientReply, ErrorCode, TransferInput } from '../shard/shard-node.js';
 import { Forwarder, FORWARDED_HEADER, type AsyncBankClient } from './forwarder.js';
 import type { Replica } from './replica.js';
-import { checkClientId, checkCluster, checkItem, checkTransferFields, grpcStatusOf, REQUEST_LIMITS, type Invalid, type ValidationContext } from './request-validation.js';
+import {
+  checkClientId,
+  checkCluster,
+  checkItem,
+  checkTransferFields,
+  grpcStatusOf,
+  REQUEST_LIMITS,
+  type Invalid,
+  type ValidationContext,
+} from './request-validation.js';
 import { entryResultOf, serveTransferStream } from './transfer-stream.js';
 
 const STATUS_BY_ERROR: Record<ErrorCode, grpc.status> = {
@@ -63,9 +72,12 @@ export class BankService {
 
   implementation(): BankServer {
     return {
-      openSession: (call, callback) => this.unary(callback, (served) => this.openSession(call.request, call.metadata, served)),
-      transfer: (call, callback) => this.unary(callback, (served) => this.transfer(call.request, call.metadata, served)),
-      batchTransfer: (call, callback) => this.unary(callback, (served) => this.batchTransfer(call.request, call.metadata, served)),
+      openSession: (call, callback) =>
+        this.unary(callback, (served) => this.openSession(call.request, call.metadata, served)),
+      transfer: (call, callback) =>
+        this.unary(callback, (served) => this.transfer(call.request, call.metadata, served)),
+      batchTransfer: (call, callback) =>
+        this.unary(callback, (served) => this.batchTransfer(call.request, call.metadata, served)),
       transferStream: (call) =>
         serveTransferStream(call, {
           context: this.context,
@@ -78,8 +90,12 @@ export class BankService {
             this.replica.metrics.transferStreamEntries += entries;
           },
         }),
-      getBalance: (call, callback) => this.unary(callback, (served) => this.getBalance(call.request.cluster, call.request.items, call.request.consistency, call.metadata, served)),
-      clusterStatus: (call, callback) => this.unary(callback, () => this.clusterStatus(call.request.cluster, call.request.localOnly)),
+      getBalance: (call, callback) =>
+        this.unary(callback, (served) =>
+          this.getBalance(call.request.cluster, call.request.items, call.request.consistency, call.metadata, served),
+        ),
+      clusterStatus: (call, callback) =>
+        this.unary(callback, () => this.clusterStatus(call.request.cluster, call.request.localOnly)),
     };
   }
 
@@ -106,7 +122,11 @@ export class BankService {
         if (error instanceof ServiceError) {
           callback({ code: error.code, details: error.message, metadata: error.metadata ?? new grpc.Metadata() });
         } else if (passed.passThrough && typeof passed.code === 'number') {
-          callback({ code: passed.code, details: passed.details ?? '', metadata: passed.metadata ?? new grpc.Metadata() });
+          callback({
+            code: passed.code,
+            details: passed.details ?? '',
+            metadata: passed.metadata ?? new grpc.Metadata(),
+          });
         } else {
           this.replica.logger.error({ err: error }, 'request failed');
           callback({ code: grpc.status.INTERNAL, details: error instanceof Error ? error.message : String(error) });
@@ -117,18 +137,32 @@ export class BankService {
 
   // ---- OpenSession ----
 
-  private async openSession(request: OpenSessionRequest, metadata: grpc.Metadata, served: ServedBy): Promise<OpenSessionReply> {
+  private async openSession(
+    request: OpenSessionRequest,
+    metadata: grpc.Metadata,
+    served: ServedBy,
+  ): Promise<OpenSessionReply> {
     throwIfInvalid(checkCluster(request.cluster, this.context));
     throwIfInvalid(checkClientId(request.clientId));
     const { topology, shard } = this.replica.config;
     if (!Number.isInteger(request.shard) || request.shard < 0 || request.shard >= topology.shards) {
-      throw new ServiceError(grpc.status.INVALID_ARGUMENT, `shard: must be 0..${topology.shards - 1}, got ${request.shard}`);
+      throw new ServiceError(
+        grpc.status.INVALID_ARGUMENT,
+        `shard: must be 0..${topology.shards - 1}, got ${request.shard}`,
+      );
     }
     if (request.shard !== shard || !this.replica.node.isReadyLeader) {
-      return this.forwardOrRefuse(request.shard, metadata, (client, md, options) => client.openSessionAsync({ ...request }, md, options), served);
+      return this.forwardOrRefuse(
+        request.shard,
+        metadata,
+        (client, md, options) => client.openSessionAsync({ ...request }, md, options),
+        served,
+      );
     }
     this.servedHere(served);
-    const reply = await new Promise<ClientReply>((resolve) => this.replica.submitOpenSession(request.clientId, resolve));
+    const reply = await new Promise<ClientReply>((resolve) =>
+      this.replica.submitOpenSession(request.clientId, resolve),
+    );
     if (reply.kind !== 'session') throw this.errorFor(reply);
     return { sessionEpoch: reply.epoch, shard };
   }
@@ -143,7 +177,12 @@ export class BankService {
     const { topology, shard } = this.replica.config;
     const targetShard = shardOfItem(topology, input.from);
     if (targetShard !== shard || !this.replica.node.isReadyLeader) {
-      return this.forwardOrRefuse(targetShard, metadata, (client, md, options) => client.transferAsync({ ...request }, md, options), served);
+      return this.forwardOrRefuse(
+        targetShard,
+        metadata,
+        (client, md, options) => client.transferAsync({ ...request }, md, options),
+        served,
+      );
     }
     this.servedHere(served);
     const reply = await this.submit(input);
@@ -192,9 +231,17 @@ export class BankService {
   ): Promise<T> {
     const alreadyForwarded = metadata.get(FORWARDED_HEADER).length > 0;
     const { shard } = this.replica.config;
-    const leader = targetShard === shard ? this.replica.node.core.leaderOrdinal : this.replica.router.leaderOf(targetShard);
-    if (alreadyForwarded || (targetShard === shard && (leader === undefined || leader < 0 || leader === this.replica.config.ordinal))) {
-      throw new ServiceError(grpc.status.UNAVAILABLE, `not leader: shard ${targetShard} has no known leader here; retry`, this.leaderHintMetadata());
+    const leader =
+      targetShard === shard ? this.replica.node.core.leaderOrdinal : this.replica.router.leaderOf(targetShard);
+    if (
+      alreadyForwarded ||
+      (targetShard === shard && (leader === undefined || leader < 0 || leader === this.replica.config.ordinal))
+    ) {
+      throw new ServiceError(
+        grpc.status.UNAVAILABLE,
+        `not leader: shard ${targetShard} has no known leader here; retry`,
+        this.leaderHintMetadata(),
+      );
     }
     this.replica.metrics.forwardedRequests += 1;
     const sameShard = targetShard === shard;
@@ -205,10 +252,17 @@ export class BankService {
 
   // ---- BatchTransfer ----
 
-  private async batchTransfer(request: BatchTransferRequest, metadata: grpc.Metadata, served: ServedBy): Promise<BatchTransferReply> {
+  private async batchTransfer(
+    request: BatchTransferRequest,
+    metadata: grpc.Metadata,
+    served: ServedBy,
+  ): Promise<BatchTransferReply> {
     throwIfInvalid(checkCluster(request.cluster, this.context));
     if (request.entries.length > REQUEST_LIMITS.batchEntriesMax) {
-      throw new ServiceError(grpc.status.INVALID_ARGUMENT, `entries: at most ${REQUEST_LIMITS.batchEntriesMax} per batch, got ${request.entries.length}`);
+      throw new ServiceError(
+        grpc.status.INVALID_ARGUMENT,
+        `entries: at most ${REQUEST_LIMITS.batchEntriesMax} per batch, got ${request.entries.length}`,
+      );
     }
     const results: TransferReply[] = new Array(request.entries.length);
     const byShard = new Map<number, number[]>();
@@ -216,7 +270,12 @@ export class BankService {
     request.entries.forEach((entry, index) => {
       const checked = checkTransferFields(entry, entry.clientId || request.clientId, this.context);
       if (!checked.ok) {
-        results[index] = { outcome: checked.code === 'failed-precondition' ? Outcome.FAILED_PRECONDITION : Outcome.INVALID_ARGUMENT, decisionIndex: 0, coordinatorShard: 0, message: checked.message };
+        results[index] = {
+          outcome: checked.code === 'failed-precondition' ? Outcome.FAILED_PRECONDITION : Outcome.INVALID_ARGUMENT,
+          decisionIndex: 0,
+          coordinatorShard: 0,
+          message: checked.message,
+        };
         return;
       }
       const target = shardOfItem(topology, entry.from);
@@ -231,18 +290,42 @@ export class BankService {
         for (const index of indexes) {
           const entry = request.entries[index]!;
           work.push(
-            this.submit({ clientId: entry.clientId || request.clientId, requestId: entry.requestId, from: entry.from, to: entry.to, amount: entry.amount, acknowledgedBelow: entry.acknowledgedBelow, sessionEpoch: entry.sessionEpoch }).then((reply) => {
+            this.submit({
+              clientId: entry.clientId || request.clientId,
+              requestId: entry.requestId,
+              from: entry.from,
+              to: entry.to,
+              amount: entry.amount,
+              acknowledgedBelow: entry.acknowledgedBelow,
+              sessionEpoch: entry.sessionEpoch,
+            }).then((reply) => {
               results[index] = entryResultOf(reply, shard);
             }),
           );
         }
         continue;
       }
-      const sub: BatchTransferRequest = { cluster: request.cluster, clientId: request.clientId, entries: indexes.map((i) => request.entries[i]!) };
+      const sub: BatchTransferRequest = {
+        cluster: request.cluster,
+        clientId: request.clientId,
+        entries: indexes.map((i) => request.entries[i]!),
+      };
       work.push(
-        this.forwardOrRefuse(target, metadata, (client, md, options) => client.batchTransferAsync(sub, md, options), served).then(
-          (reply) => indexes.forEach((index, k) => (results[index] = reply.results[k] ?? unavailableResult(target, 'missing result'))),
-          (error: unknown) => indexes.forEach((index) => (results[index] = unavailableResult(target, error instanceof Error ? error.message : String(error)))),
+        this.forwardOrRefuse(
+          target,
+          metadata,
+          (client, md, options) => client.batchTransferAsync(sub, md, options),
+          served,
+        ).then(
+          (reply) =>
+            indexes.forEach(
+              (index, k) => (results[index] = reply.results[k] ?? unavailableResult(target, 'missing result')),
+            ),
+          (error: unknown) =>
+            indexes.forEach(
+              (index) =>
+                (results[index] = unavailableResult(target, error instanceof Error ? error.message : String(error))),
+            ),
         ),
       );
     }
@@ -252,15 +335,27 @@ export class BankService {
 
   // ---- GetBalance ----
 
-  private async getBalance(cluster: string, items: number[], consistency: Consistency, metadata: grpc.Metadata, served: ServedBy): Promise<GetBalanceReply> {
+  private async getBalance(
+    cluster: string,
+    items: number[],
+    consistency: Consistency,
+    metadata: grpc.Metadata,
+    served: ServedBy,
+  ): Promise<GetBalanceReply> {
     throwIfInvalid(checkCluster(cluster, this.context));
     const { topology, shard, ordinal } = this.replica.config;
-    if (items.length === 0) throw new ServiceError(grpc.status.INVALID_ARGUMENT, 'items: at least one item is required');
-    if (items.length > REQUEST_LIMITS.balanceItemsMax) throw new ServiceError(grpc.status.INVALID_ARGUMENT, `items: at most ${REQUEST_LIMITS.balanceItemsMax}`);
+    if (items.length === 0)
+      throw new ServiceError(grpc.status.INVALID_ARGUMENT, 'items: at least one item is required');
+    if (items.length > REQUEST_LIMITS.balanceItemsMax)
+      throw new ServiceError(grpc.status.INVALID_ARGUMENT, `items: at most ${REQUEST_LIMITS.balanceItemsMax}`);
     for (const item of items) {
       throwIfInvalid(checkItem('items', item, topology));
       const owner = shardOfItem(topology, item);
-      if (owner !== shard) throw new ServiceError(grpc.status.INVALID_ARGUMENT, `items: item ${item} belongs to shard ${owner}, this replica serves shard ${shard}`);
+      if (owner !== shard)
+        throw new ServiceError(
+          grpc.status.INVALID_ARGUMENT,
+          `items: item ${item} belongs to shard ${owner}, this replica serves shard ${shard}`,
+        );
     }
     const core = this.replica.node.core;
     if (consistency === Consistency.ANY_REPLICA) {
@@ -274,9 +369,15 @@ export class BankService {
         appliedIndex: bank.appliedIndex,
       };
     }
-    if (consistency !== Consistency.LINEARIZABLE) throw new ServiceError(grpc.status.INVALID_ARGUMENT, `consistency: unknown value ${consistency}`);
+    if (consistency !== Consistency.LINEARIZABLE)
+      throw new ServiceError(grpc.status.INVALID_ARGUMENT, `consistency: unknown value ${consistency}`);
     if (!this.replica.node.isReadyLeader) {
-      return this.forwardOrRefuse(shard, metadata, (client, md, options) => client.getBalanceAsync({ cluster, items, consistency }, md, options), served);
+      return this.forwardOrRefuse(
+        shard,
+        metadata,
+        (client, md, options) => client.getBalanceAsync({ cluster, items, consistency }, md, options),
+        served,
+      );
     }
     this.servedHere(served);
     const reply = await new Promise<ClientReply>((resolve) => this.replica.submitRead(items, resolve));
@@ -317,7 +418,9 @@ export class BankService {
 
   isReady(): boolean {
     const node = this.replica.node;
-    return this.replica.healthy && (node.isReadyLeader || (node.core.role === 'follower' && node.core.leaderOrdinal >= 0));
+    return (
+      this.replica.healthy && (node.isReadyLeader || (node.core.role === 'follower' && node.core.leaderOrdinal >= 0))
+    );
   }
 
   private async clusterStatus(cluster: string, localOnly: boolean): Promise<ClusterStatusReply> {
@@ -351,7 +454,8 @@ export class BankService {
         leaderBallot: leader?.ballot,
         leaderAddress: leader?.address ?? '',
         replicas,
-        inflightTransactions: leader?.inflightTransactions ?? Math.max(0, ...replicas.map((r) => r.inflightTransactions)),
+        inflightTransactions:
+          leader?.inflightTransactions ?? Math.max(0, ...replicas.map((r) => r.inflightTransactions)),
       });
     }
     return { cluster: this.replica.config.cluster, shards };
@@ -360,8 +464,20 @@ export class BankService {
 
 function downStatus(shard: number, ordinal: number, address: string): ReplicaStatus {
   return {
-    shard, ordinal, role: 'down', ready: false, address, commitIndex: 0, appliedIndex: 0, ballot: undefined,
-    leaderOrdinal: -1, inflightTransactions: 0, pid: 0, snapshotIndex: 0, shardTotal: 0, voting: '',
+    shard,
+    ordinal,
+    role: 'down',
+    ready: false,
+    address,
+    commitIndex: 0,
+    appliedIndex: 0,
+    ballot: undefined,
+    leaderOrdinal: -1,
+    inflightTransactions: 0,
+    pid: 0,
+    snapshotIndex: 0,
+    shardTotal: 0,
+    voting: '',
   };
 }
 

@@ -32,16 +32,37 @@ const FORWARD_DEADLINE_MS = 15_000;
 const STATUS_DEADLINE_MS = 1_500;
 
 export interface AsyncBankClient {
-  openSessionAsync(request: OpenSessionRequest, metadata: grpc.Metadata, options: grpc.CallOptions): Promise<OpenSessionReply>;
+  openSessionAsync(
+    request: OpenSessionRequest,
+    metadata: grpc.Metadata,
+    options: grpc.CallOptions,
+  ): Promise<OpenSessionReply>;
   transferAsync(request: TransferRequest, metadata: grpc.Metadata, options: grpc.CallOptions): Promise<TransferReply>;
-  batchTransferAsync(request: BatchTransferRequest, metadata: grpc.Metadata, options: grpc.CallOptions): Promise<BatchTransferReply>;
-  getBalanceAsync(request: GetBalanceRequest, metadata: grpc.Metadata, options: grpc.CallOptions): Promise<GetBalanceReply>;
-  clusterStatusAsync(request: { cluster: string; localOnly: boolean }, metadata: grpc.Metadata, options: grpc.CallOptions): Promise<ClusterStatusReply>;
+  batchTransferAsync(
+    request: BatchTransferRequest,
+    metadata: grpc.Metadata,
+    options: grpc.CallOptions,
+  ): Promise<BatchTransferReply>;
+  getBalanceAsync(
+    request: GetBalanceRequest,
+    metadata: grpc.Metadata,
+    options: grpc.CallOptions,
+  ): Promise<GetBalanceReply>;
+  clusterStatusAsync(
+    request: { cluster: string; localOnly: boolean },
+    metadata: grpc.Metadata,
+    options: grpc.CallOptions,
+  ): Promise<ClusterStatusReply>;
 }
 
 function promisify<Req, Res>(
   client: BankClient,
-  method: (request: Req, metadata: grpc.Metadata, options: Partial<grpc.CallOptions>, callback: (error: grpc.ServiceError | null, response: Res) => void) => unknown,
+  method: (
+    request: Req,
+    metadata: grpc.Metadata,
+    options: Partial<grpc.CallOptions>,
+    callback: (error: grpc.ServiceError | null, response: Res) => void,
+  ) => unknown,
 ): (request: Req, metadata: grpc.Metadata, options: grpc.CallOptions) => Promise<Res> {
   return (request, metadata, options) =>
     new Promise<Res>((resolve, reject) => {
@@ -62,7 +83,12 @@ export function asyncBankClient(client: BankClient): AsyncBankClient {
 /** Errors after which another replica of the shard may well succeed. */
 export function isRetryableElsewhere(error: unknown): boolean {
   const code = (error as { code?: number }).code;
-  return code === grpc.status.UNAVAILABLE || code === grpc.status.DEADLINE_EXCEEDED || code === grpc.status.CANCELLED || code === undefined;
+  return (
+    code === grpc.status.UNAVAILABLE ||
+    code === grpc.status.DEADLINE_EXCEEDED ||
+    code === grpc.status.CANCELLED ||
+    code === undefined
+  );
 }
 
 export class Forwarder {
@@ -107,7 +133,9 @@ export class Forwarder {
   }
 
   statusOf(address: string, cluster: string): Promise<ClusterStatusReply> {
-    return this.client(address).clusterStatusAsync({ cluster, localOnly: true }, new grpc.Metadata(), { deadline: Date.now() + STATUS_DEADLINE_MS });
+    return this.client(address).clusterStatusAsync({ cluster, localOnly: true }, new grpc.Metadata(), {
+      deadline: Date.now() + STATUS_DEADLINE_MS,
+    });
   }
 
   close(): void {
@@ -120,7 +148,12 @@ export class Forwarder {
 function passThrough(error: unknown): Error {
   const e = error as grpc.ServiceError;
   if (typeof e?.code === 'number') {
-    return Object.assign(new Error(e.details ?? e.message), { code: e.code, details: e.details, metadata: e.metadata, passThrough: true });
+    return Object.assign(new Error(e.details ?? e.message), {
+      code: e.code,
+      details: e.details,
+      metadata: e.metadata,
+      passThrough: true,
+    });
   }
   return error instanceof Error ? error : new Error(String(error));
 }

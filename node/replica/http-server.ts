@@ -4,7 +4,12 @@ import http from 'node:http';
 import type { BankService } from './bank-service.js';
 import type { Replica } from './replica.js';
 
-export function startHttpServer(replica: Replica, service: BankService, host: string, port: number): Promise<http.Server> {
+export function startHttpServer(
+  replica: Replica,
+  service: BankService,
+  host: string,
+  port: number,
+): Promise<http.Server> {
   const server = http.createServer((request, response) => {
     const url = (request.url ?? '/').split('?')[0];
     const send = (code: number, body: string, type = 'text/plain; charset=utf-8') => {

@@ -27,7 +27,10 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const logger = pino({ level: config.logLevel, base: { cluster: config.cluster, shard: config.shard, replica: config.ordinal } });
+  const logger = pino({
+    level: config.logLevel,
+    base: { cluster: config.cluster, shard: config.shard, replica: config.ordinal },
+  });
   const replica = await Replica.open(config, logger);
   const advertised = config.peers[config.shard]![config.ordinal]!;
   const forwarder = new Forwarder(config.peers);
@@ -44,17 +47,36 @@ async function main(): Promise<void> {
   server.addService(BankServiceDefinition, service.implementation());
   const health: HealthServer = {
     check: (_call, callback) =>
-      callback(null, { status: service.isReady() ? HealthCheckResponse_ServingStatus.SERVING : HealthCheckResponse_ServingStatus.NOT_SERVING }),
+      callback(null, {
+        status: service.isReady()
+          ? HealthCheckResponse_ServingStatus.SERVING
+          : HealthCheckResponse_ServingStatus.NOT_SERVING,
+      }),
   };
   server.addService(HealthService, health);
-  const peerSocket = config.peerSocketDir === undefined ? undefined : peerSocketPath(config.peerSocketDir, config.shard, config.ordinal);
-  const listener = await listenSharedPort(config.listenHost, config.grpcPort, server, (socket, rest) => replica.transport.acceptConnection(socket, rest, replica), peerSocket);
+  const peerSocket =
+    config.peerSocketDir === undefined ? undefined : peerSocketPath(config.peerSocketDir, config.shard, config.ordinal);
+  const listener = await listenSharedPort(
+    config.listenHost,
+    config.grpcPort,
+    server,
+    (socket, rest) => replica.transport.acceptConnection(socket, rest, replica),
+    peerSocket,
+  );
   const grpcPort = listener.port;
   const http = await startHttpServer(replica, service, config.listenHost, config.httpPort);
 
   const nats = config.natsUrl ? await startDiscovery(config, replica, advertised, logger) : undefined;
   replica.start();
-  logger.info({ grpcPort, httpPort: (http.address() as { port: number }).port, nats: config.natsUrl ?? null, incarnation: replica.incarnation }, 'replica started');
+  logger.info(
+    {
+      grpcPort,
+      httpPort: (http.address() as { port: number }).port,
+      nats: config.natsUrl ?? null,
+      incarnation: replica.incarnation,
+    },
+    'replica started',
+  );
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -83,9 +105,20 @@ async function main(): Promise<void> {
 }
 
 async function startDiscovery(config: ReplicaConfig, replica: Replica, advertised: string, logger: pino.Logger) {
-  const identity = { namespace: config.namespace, cluster: config.cluster, shard: config.shard, ordinal: config.ordinal };
+  const identity = {
+    namespace: config.namespace,
+    cluster: config.cluster,
+    shard: config.shard,
+    ordinal: config.ordinal,
+  };
   const announcer = new LeaderAnnouncer({ servers: config.natsUrl!, identity, logger });
-  const watcher = await LeaderWatcher.start({ servers: config.natsUrl!, namespace: config.namespace, cluster: config.cluster, incarnation: replica.incarnation, logger });
+  const watcher = await LeaderWatcher.start({
+    servers: config.natsUrl!,
+    namespace: config.namespace,
+    cluster: config.cluster,
+    incarnation: replica.incarnation,
+    logger,
+  });
   watcher.onChange((change) => {
     if (change.record && change.shard !== config.shard) {
       replica.router.learnLeader(change.shard, change.record.leaderOrdinal, change.record.ballot.round);
@@ -119,6 +152,8 @@ async function startDiscovery(config: ReplicaConfig, replica: Replica, advertise
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`shardbank replica failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.stderr.write(
+    `shardbank replica failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
   process.exit(1);
 });

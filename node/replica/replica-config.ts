@@ -74,7 +74,9 @@ const OPTIONS = {
 type Flag = keyof typeof OPTIONS;
 
 export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): ReplicaConfig {
-  let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; strict: true; allowPositionals: false }>>['values'];
+  let parsed: ReturnType<
+    typeof parseArgs<{ options: typeof OPTIONS; strict: true; allowPositionals: false }>
+  >['values'];
   try {
     parsed = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: false }).values;
   } catch (error) {
@@ -111,13 +113,16 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
   if (topology.replicasPerShard % 2 === 0) throw new ConfigError('--replicas-per-shard must be odd');
   if (shard >= topology.shards) throw new ConfigError(`--shard ${shard} is not below --shards ${topology.shards}`);
   const ordinal = get('ordinal') !== undefined ? int('ordinal', undefined, 0, 6) : ordinalFromPodName(env.POD_NAME);
-  if (ordinal >= topology.replicasPerShard) throw new ConfigError(`--ordinal ${ordinal} is not below --replicas-per-shard ${topology.replicasPerShard}`);
+  if (ordinal >= topology.replicasPerShard)
+    throw new ConfigError(`--ordinal ${ordinal} is not below --replicas-per-shard ${topology.replicasPerShard}`);
   const grpcPort = int('grpc-port', 50051, 1, 65535);
   const peers = parsePeers(get('peers'), get('peer-address-template'), { cluster, namespace, topology, grpcPort });
   const peerSocketDir = get('peer-socket-dir') || undefined;
   const tooLong = peerSocketDir === undefined ? undefined : peerSocketPathTooLong(peerSocketDir, topology);
   if (tooLong !== undefined) {
-    throw new ConfigError(`--peer-socket-dir ${peerSocketDir}: socket paths such as ${tooLong} are longer than ${UNIX_SOCKET_PATH_BYTES_MAX} bytes`);
+    throw new ConfigError(
+      `--peer-socket-dir ${peerSocketDir}: socket paths such as ${tooLong} are longer than ${UNIX_SOCKET_PATH_BYTES_MAX} bytes`,
+    );
   }
   const pullBool = (flag: Flag): boolean => {
     const value = parsed[flag];
@@ -169,13 +174,17 @@ function parsePeers(
   const { topology } = context;
   if (list) {
     const shards = list.split(';').map((group) => group.split(',').map((address) => address.trim()));
-    if (shards.length !== topology.shards) throw new ConfigError(`--peers lists ${shards.length} shards, expected ${topology.shards}`);
+    if (shards.length !== topology.shards)
+      throw new ConfigError(`--peers lists ${shards.length} shards, expected ${topology.shards}`);
     shards.forEach((group, shard) => {
       if (group.length !== topology.replicasPerShard) {
-        throw new ConfigError(`--peers lists ${group.length} replicas for shard ${shard}, expected ${topology.replicasPerShard}`);
+        throw new ConfigError(
+          `--peers lists ${group.length} replicas for shard ${shard}, expected ${topology.replicasPerShard}`,
+        );
       }
       for (const address of group) {
-        if (!/^[^\s:]+:\d+$/.test(address)) throw new ConfigError(`--peers: ${JSON.stringify(address)} is not host:port`);
+        if (!/^[^\s:]+:\d+$/.test(address))
+          throw new ConfigError(`--peers: ${JSON.stringify(address)} is not host:port`);
       }
     });
     return shards;

@@ -14,7 +14,13 @@ import type { DurableLog, RecoveredState } from '../storage/durable-log-interfac
 import { decideVotingState as decideVotingStateOnDisk, removeNotVotingMarker } from '../storage/not-voting-marker.js';
 import type { PersistWork, VotingState } from '../paxos/paxos-core.js';
 import { ReadyDriver, type PersistStart } from '../shard/ready-driver.js';
-import { ShardNode, DEFAULT_TIMING, type ClientReply, type ShardReady, type TransferInput } from '../shard/shard-node.js';
+import {
+  ShardNode,
+  DEFAULT_TIMING,
+  type ClientReply,
+  type ShardReady,
+  type TransferInput,
+} from '../shard/shard-node.js';
 import { PeerTransport } from '../transport/peer-transport.js';
 import type { ReplicaConfig } from './replica-config.js';
 import { TxRouter } from './tx-router.js';
@@ -53,7 +59,13 @@ export class Replica {
     readonly logger: Logger,
   ) {
     this.node = node;
-    this.transport = new PeerTransport(config.cluster, { shard: config.shard, ordinal: config.ordinal }, config.peers, logger, config.peerSocketDir);
+    this.transport = new PeerTransport(
+      config.cluster,
+      { shard: config.shard, ordinal: config.ordinal },
+      config.peers,
+      logger,
+      config.peerSocketDir,
+    );
     this.router = new TxRouter(config, this.transport);
     this.driver = this.makeDriver();
   }
@@ -76,7 +88,12 @@ export class Replica {
     // the replica votes as before. (Abstaining after every crash would leave a shard that lost
     // power on every replica at once without a majority to re-learn from.)
     for (const cut of recovered.truncated) logger.warn(cut, 'discarded a torn, never-acknowledged tail of the log');
-    logger.info({ cleanShutdown: recovered.cleanShutdown }, recovered.cleanShutdown ? 'the log was closed cleanly' : 'the log was not closed cleanly (a crash): recovered up to its last complete write');
+    logger.info(
+      { cleanShutdown: recovered.cleanShutdown },
+      recovered.cleanShutdown
+        ? 'the log was closed cleanly'
+        : 'the log was not closed cleanly (a crash): recovered up to its last complete write',
+    );
     const votingState = await decideVotingState(config, recovered, logger);
     const node = new ShardNode(
       {
@@ -107,13 +124,19 @@ export class Replica {
         },
         commandsPerSlotMax: 4096,
         snapshotEverySlots: config.snapshotEverySlots,
-        ...(config.pacingHoldMs > 0 ? { pacing: { minWaiters: config.pacingMinWaiters, targetCommands: config.pacingTargetCommands } } : {}),
+        ...(config.pacingHoldMs > 0
+          ? { pacing: { minWaiters: config.pacingMinWaiters, targetCommands: config.pacingTargetCommands } }
+          : {}),
         random: Math.random,
       },
       { hardState: recovered.hardState, snapshot: recovered.snapshot, entries: recovered.entries },
     );
     logger.info(
-      { promised: recovered.hardState?.promised, snapshotIndex: recovered.snapshot?.index ?? 0, entries: recovered.entries.length },
+      {
+        promised: recovered.hardState?.promised,
+        snapshotIndex: recovered.snapshot?.index ?? 0,
+        entries: recovered.entries.length,
+      },
       'recovered acceptor state',
     );
     return new Replica(config, incarnation, log, node, logger);
@@ -160,7 +183,13 @@ export class Replica {
 
   private register(handler: ReplyHandler): number | undefined {
     if (this.calls.size >= PENDING_CALLS_MAX || this.failed) {
-      handler({ token: 0, kind: 'error', code: 'unavailable', message: 'replica overloaded; retry', leaderOrdinal: this.node.core.leaderOrdinal });
+      handler({
+        token: 0,
+        kind: 'error',
+        code: 'unavailable',
+        message: 'replica overloaded; retry',
+        leaderOrdinal: this.node.core.leaderOrdinal,
+      });
       return undefined;
     }
     const token = this.nextToken++;
@@ -211,7 +240,8 @@ export class Replica {
       const did = this.driver.pass();
       const busy = did || this.node.hasQueuedWork();
       if (this.node.proposalsHeld) this.armPacingRelease();
-      if (wasLeader !== this.node.isReadyLeader) for (const listener of this.leaderListeners) listener(this.node.isReadyLeader);
+      if (wasLeader !== this.node.isReadyLeader)
+        for (const listener of this.leaderListeners) listener(this.node.isReadyLeader);
       if (this.failed) return;
       if (!busy) return;
     }
@@ -278,7 +308,12 @@ export class Replica {
       .then(async () => {
         await removeNotVotingMarker(this.config.dataDir);
         if (this.stopped) return;
-        this.logger.info({ reason }, reason === 'first-start' ? 'first start of the shard: voting' : 'rebuilt from the live majority: voting again');
+        this.logger.info(
+          { reason },
+          reason === 'first-start'
+            ? 'first start of the shard: voting'
+            : 'rebuilt from the live majority: voting again',
+        );
         this.node.core.startVoting();
         this.scheduleProcess();
       })
@@ -321,7 +356,13 @@ export class Replica {
     if (this.ticker) clearInterval(this.ticker);
     if (this.pacingTimer) clearTimeout(this.pacingTimer);
     for (const [token, handler] of this.calls) {
-      handler({ token, kind: 'error', code: 'unavailable', message: 'replica shutting down; the outcome is unknown: retry with the same request id', leaderOrdinal: -1 });
+      handler({
+        token,
+        kind: 'error',
+        code: 'unavailable',
+        message: 'replica shutting down; the outcome is unknown: retry with the same request id',
+        leaderOrdinal: -1,
+      });
     }
     this.calls.clear();
     await this.persistChain.catch(() => undefined);
@@ -334,9 +375,21 @@ export class Replica {
   }
 }
 
-async function decideVotingState(config: ReplicaConfig, recovered: RecoveredState, logger: Logger): Promise<VotingState> {
-  const { votingState, emptyLog } = await decideVotingStateOnDisk(config.dataDir, recovered, config.topology.replicasPerShard);
-  if (votingState !== 'voter') logger.warn({ emptyLog }, 'not voting until the peers show this is the first start or the lost state is re-learned (protocol-aware recovery)');
+async function decideVotingState(
+  config: ReplicaConfig,
+  recovered: RecoveredState,
+  logger: Logger,
+): Promise<VotingState> {
+  const { votingState, emptyLog } = await decideVotingStateOnDisk(
+    config.dataDir,
+    recovered,
+    config.topology.replicasPerShard,
+  );
+  if (votingState !== 'voter')
+    logger.warn(
+      { emptyLog },
+      'not voting until the peers show this is the first start or the lost state is re-learned (protocol-aware recovery)',
+    );
   return votingState;
 }
 
@@ -383,7 +436,9 @@ async function checkTopology(config: ReplicaConfig): Promise<void> {
   const previous = JSON.parse(existing) as Record<string, unknown>;
   for (const [key, value] of Object.entries(wanted)) {
     if (previous[key] !== value) {
-      throw new Error(`data dir ${config.dataDir} belongs to a different topology: ${key} was ${JSON.stringify(previous[key])}, now ${JSON.stringify(value)}; refusing to start`);
+      throw new Error(
+        `data dir ${config.dataDir} belongs to a different topology: ${key} was ${JSON.stringify(previous[key])}, now ${JSON.stringify(value)}; refusing to start`,
+      );
     }
   }
 }

@@ -29,9 +29,14 @@ export function grpcStatusOf(failure: Invalid): GrpcStatus {
 const invalid = (message: string): Invalid => ({ ok: false, code: 'invalid-argument', message });
 
 export function checkCluster(cluster: string, context: ValidationContext): Invalid | undefined {
-  if (cluster === '') return invalid(`cluster: must name the cluster (this replica belongs to ${JSON.stringify(context.cluster)})`);
+  if (cluster === '')
+    return invalid(`cluster: must name the cluster (this replica belongs to ${JSON.stringify(context.cluster)})`);
   if (cluster !== context.cluster) {
-    return { ok: false, code: 'failed-precondition', message: `cluster: request is for ${JSON.stringify(cluster)}, but this replica belongs to ${JSON.stringify(context.cluster)}` };
+    return {
+      ok: false,
+      code: 'failed-precondition',
+      message: `cluster: request is for ${JSON.stringify(cluster)}, but this replica belongs to ${JSON.stringify(context.cluster)}`,
+    };
   }
   return undefined;
 }
@@ -39,7 +44,8 @@ export function checkCluster(cluster: string, context: ValidationContext): Inval
 export function checkClientId(clientId: string): Invalid | undefined {
   if (clientId.length === 0) return invalid('client_id: must not be empty');
   const bytes = Buffer.byteLength(clientId, 'utf8');
-  if (bytes > REQUEST_LIMITS.clientIdBytesMax) return invalid(`client_id: at most ${REQUEST_LIMITS.clientIdBytesMax} bytes, got ${bytes}`);
+  if (bytes > REQUEST_LIMITS.clientIdBytesMax)
+    return invalid(`client_id: at most ${REQUEST_LIMITS.clientIdBytesMax} bytes, got ${bytes}`);
   return undefined;
 }
 
@@ -49,21 +55,43 @@ export function checkItem(field: string, item: number, topology: Topology): Inva
 }
 
 export function checkTransferFields(
-  entry: { requestId: number; from: number; to: number; amount: number; acknowledgedBelow?: number; sessionEpoch?: number },
+  entry: {
+    requestId: number;
+    from: number;
+    to: number;
+    amount: number;
+    acknowledgedBelow?: number;
+    sessionEpoch?: number;
+  },
   clientId: string,
   context: ValidationContext,
 ): Checked<TransferInput> {
   const failure =
     checkClientId(clientId) ??
-    (Number.isSafeInteger(entry.requestId) && entry.requestId > 0 ? undefined : invalid(`request_id: must be a positive integer, got ${entry.requestId}`)) ??
+    (Number.isSafeInteger(entry.requestId) && entry.requestId > 0
+      ? undefined
+      : invalid(`request_id: must be a positive integer, got ${entry.requestId}`)) ??
     checkItem('from', entry.from, context.topology) ??
     checkItem('to', entry.to, context.topology) ??
     (entry.from === entry.to ? invalid(`to: must differ from from (both are ${entry.from})`) : undefined) ??
     checkAmount(entry.amount, context.maxTransferAmount) ??
-    ((entry.acknowledgedBelow ?? 0) >= entry.requestId ? invalid(`acknowledged_below: must be below request_id ${entry.requestId}, got ${entry.acknowledgedBelow}`) : undefined) ??
+    ((entry.acknowledgedBelow ?? 0) >= entry.requestId
+      ? invalid(`acknowledged_below: must be below request_id ${entry.requestId}, got ${entry.acknowledgedBelow}`)
+      : undefined) ??
     checkSessionEpoch(entry.sessionEpoch ?? 0);
   if (failure) return failure;
-  return { ok: true, value: { clientId, requestId: entry.requestId, from: entry.from, to: entry.to, amount: entry.amount, acknowledgedBelow: entry.acknowledgedBelow ?? 0, sessionEpoch: entry.sessionEpoch ?? 0 } };
+  return {
+    ok: true,
+    value: {
+      clientId,
+      requestId: entry.requestId,
+      from: entry.from,
+      to: entry.to,
+      amount: entry.amount,
+      acknowledgedBelow: entry.acknowledgedBelow ?? 0,
+      sessionEpoch: entry.sessionEpoch ?? 0,
+    },
+  };
 }
 
 /**
@@ -73,8 +101,15 @@ export function checkTransferFields(
  * session was forgotten (docs/ARCHITECTURE.md "Sessions").
  */
 export function checkSessionEpoch(epoch: number): Invalid | undefined {
-  if (!Number.isSafeInteger(epoch) || epoch < 0) return invalid(`session_epoch: must be a positive integer, got ${epoch}`);
-  if (epoch === 0) return { ok: false, code: 'failed-precondition', message: 'session_epoch: missing; open a session on the shard of from (OpenSession) and send its epoch with every transfer' };
+  if (!Number.isSafeInteger(epoch) || epoch < 0)
+    return invalid(`session_epoch: must be a positive integer, got ${epoch}`);
+  if (epoch === 0)
+    return {
+      ok: false,
+      code: 'failed-precondition',
+      message:
+        'session_epoch: missing; open a session on the shard of from (OpenSession) and send its epoch with every transfer',
+    };
   return undefined;
 }
 

@@ -11,10 +11,21 @@
 // (exactly-once makes that safe), getting their recorded outcomes.
 import * as grpc from '@grpc/grpc-js';
 import { shardOfItem } from '../cluster/topology.js';
-import { Outcome, type TransferReply, type TransferStreamReply, type TransferStreamRequest } from '../gen/shardbank/v1/bank.js';
+import {
+  Outcome,
+  type TransferReply,
+  type TransferStreamReply,
+  type TransferStreamRequest,
+} from '../gen/shardbank/v1/bank.js';
 import type { ClientReply, ErrorCode, TransferInput } from '../shard/shard-node.js';
 import { NextTurn } from '../util/next-turn.js';
-import { checkCluster, checkTransferFields, grpcStatusOf, REQUEST_LIMITS, type ValidationContext } from './request-validation.js';
+import {
+  checkCluster,
+  checkTransferFields,
+  grpcStatusOf,
+  REQUEST_LIMITS,
+  type ValidationContext,
+} from './request-validation.js';
 
 export interface TransferStreamHost {
   readonly context: ValidationContext;
@@ -43,10 +54,18 @@ export function entryResultOf(reply: ClientReply, shard: number): TransferReply 
     ? reply.deduplicated
       ? { outcome: reply.outcome, decisionIndex: reply.index, coordinatorShard: shard, message: '', deduplicated: true }
       : { outcome: reply.outcome, decisionIndex: reply.index, coordinatorShard: shard, message: '' }
-    : { outcome: reply.kind === 'error' ? OUTCOME_BY_ERROR[reply.code] : Outcome.UNAVAILABLE, decisionIndex: 0, coordinatorShard: shard, message: reply.kind === 'error' ? reply.message : '' };
+    : {
+        outcome: reply.kind === 'error' ? OUTCOME_BY_ERROR[reply.code] : Outcome.UNAVAILABLE,
+        decisionIndex: 0,
+        coordinatorShard: shard,
+        message: reply.kind === 'error' ? reply.message : '',
+      };
 }
 
-export function serveTransferStream(call: grpc.ServerDuplexStream<TransferStreamRequest, TransferStreamReply>, host: TransferStreamHost): void {
+export function serveTransferStream(
+  call: grpc.ServerDuplexStream<TransferStreamRequest, TransferStreamReply>,
+  host: TransferStreamHost,
+): void {
   let open = true;
   let clientDone = false;
   let unanswered = 0;
@@ -87,11 +106,17 @@ export function serveTransferStream(call: grpc.ServerDuplexStream<TransferStream
       return;
     }
     if (request.tags.length !== request.entries.length) {
-      fail(grpc.status.INVALID_ARGUMENT, `tags: one per entry, got ${request.tags.length} tags for ${request.entries.length} entries`);
+      fail(
+        grpc.status.INVALID_ARGUMENT,
+        `tags: one per entry, got ${request.tags.length} tags for ${request.entries.length} entries`,
+      );
       return;
     }
     if (request.entries.length > REQUEST_LIMITS.batchEntriesMax) {
-      fail(grpc.status.INVALID_ARGUMENT, `entries: at most ${REQUEST_LIMITS.batchEntriesMax} per message, got ${request.entries.length}`);
+      fail(
+        grpc.status.INVALID_ARGUMENT,
+        `entries: at most ${REQUEST_LIMITS.batchEntriesMax} per message, got ${request.entries.length}`,
+      );
       return;
     }
     const { shard } = host;
@@ -100,12 +125,22 @@ export function serveTransferStream(call: grpc.ServerDuplexStream<TransferStream
       const tag = request.tags[index]!;
       const checked = checkTransferFields(entry, entry.clientId, host.context);
       if (!checked.ok) {
-        answer(tag, { outcome: checked.code === 'failed-precondition' ? Outcome.FAILED_PRECONDITION : Outcome.INVALID_ARGUMENT, decisionIndex: 0, coordinatorShard: 0, message: checked.message });
+        answer(tag, {
+          outcome: checked.code === 'failed-precondition' ? Outcome.FAILED_PRECONDITION : Outcome.INVALID_ARGUMENT,
+          decisionIndex: 0,
+          coordinatorShard: 0,
+          message: checked.message,
+        });
         continue;
       }
       const target = shardOfItem(host.context.topology, entry.from);
       if (target !== shard || !host.isReadyLeader()) {
-        answer(tag, { outcome: Outcome.UNAVAILABLE, decisionIndex: 0, coordinatorShard: target, message: `not leader: replica does not lead shard ${target}; use BatchTransfer` });
+        answer(tag, {
+          outcome: Outcome.UNAVAILABLE,
+          decisionIndex: 0,
+          coordinatorShard: target,
+          message: `not leader: replica does not lead shard ${target}; use BatchTransfer`,
+        });
         continue;
       }
       unanswered += 1;

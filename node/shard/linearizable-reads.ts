@@ -38,7 +38,8 @@ export class LinearizableReads {
 
   register(id: number, token: number, items: number[]): void {
     this.byCoreId.set(id, { token, items });
-    if (!(this.byCoreId.size + this.waiting.length <= READS_MAX)) invariantViolated(`more than ${READS_MAX} reads in flight`);
+    if (!(this.byCoreId.size + this.waiting.length <= READS_MAX))
+      invariantViolated(`more than ${READS_MAX} reads in flight`);
   }
 
   /** The core could not confirm leadership for this read. */
@@ -46,7 +47,12 @@ export class LinearizableReads {
     const read = this.byCoreId.get(id);
     if (!read) return;
     this.byCoreId.delete(id);
-    this.outcomes.push({ token: read.token, kind: 'failed', code: 'not-leader', message: 'leadership changed during the read; retry' });
+    this.outcomes.push({
+      token: read.token,
+      kind: 'failed',
+      code: 'not-leader',
+      message: 'leadership changed during the read; retry',
+    });
   }
 
   /** A majority confirmed leadership: serve the read once `index` is applied and its credits decided. */
@@ -54,7 +60,13 @@ export class LinearizableReads {
     const read = this.byCoreId.get(id);
     if (!read) return;
     this.byCoreId.delete(id);
-    this.waiting.push({ token: read.token, items: read.items, index, waitKeys: undefined, deadlineTick: nowTick + this.readWaitTicksMax });
+    this.waiting.push({
+      token: read.token,
+      items: read.items,
+      index,
+      waitKeys: undefined,
+      deadlineTick: nowTick + this.readWaitTicksMax,
+    });
   }
 
   serve(bank: BankState): void {
@@ -77,7 +89,12 @@ export class LinearizableReads {
         still.push(read);
         continue;
       }
-      this.outcomes.push({ token: read.token, kind: 'read', balances: read.items.map((item) => bank.balance(item)), index: read.index });
+      this.outcomes.push({
+        token: read.token,
+        kind: 'read',
+        balances: read.items.map((item) => bank.balance(item)),
+        index: read.index,
+      });
     }
     this.waiting = still;
   }
@@ -88,14 +105,25 @@ export class LinearizableReads {
     const still: WaitingRead[] = [];
     for (const read of this.waiting) {
       if (read.deadlineTick <= nowTick) {
-        this.outcomes.push({ token: read.token, kind: 'failed', code: 'unavailable', message: 'items: a prepared transfer on these items is still undecided; retry' });
+        this.outcomes.push({
+          token: read.token,
+          kind: 'failed',
+          code: 'unavailable',
+          message: 'items: a prepared transfer on these items is still undecided; retry',
+        });
       } else still.push(read);
     }
     this.waiting = still;
   }
 
   onLeadershipLost(): void {
-    for (const read of this.waiting) this.outcomes.push({ token: read.token, kind: 'failed', code: 'not-leader', message: 'leadership lost during the read' });
+    for (const read of this.waiting)
+      this.outcomes.push({
+        token: read.token,
+        kind: 'failed',
+        code: 'not-leader',
+        message: 'leadership lost during the read',
+      });
     this.waiting = [];
   }
 

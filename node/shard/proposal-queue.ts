@@ -33,7 +33,8 @@ export class ProposalQueue {
 
   push(command: Command): void {
     this.commands.push(command);
-    if (!(this.commands.length <= QUEUED_COMMANDS_MAX)) invariantViolated(`more than ${QUEUED_COMMANDS_MAX} commands queued`);
+    if (!(this.commands.length <= QUEUED_COMMANDS_MAX))
+      invariantViolated(`more than ${QUEUED_COMMANDS_MAX} commands queued`);
   }
 
   pushAck(txid: TxId): void {

@@ -122,7 +122,11 @@ export class ReadyDriver<R extends DrivenReady> {
     const persist = ready.persist;
     if (persist === undefined) {
       if (this.options.earlyAfterPersist) for (const message of ready.messagesAfterPersist) ports.send(message);
-      else assert(ready.messagesAfterPersist.length === 0, 'replies that claim durable state in a Ready without a persist');
+      else
+        assert(
+          ready.messagesAfterPersist.length === 0,
+          'replies that claim durable state in a Ready without a persist',
+        );
       return spoke;
     }
     if (this.halted) return false; // a port stopped the process while handling this Ready

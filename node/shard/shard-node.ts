@@ -17,7 +17,13 @@ import { ProposalQueue, PENDING_ACKS_MAX } from './proposal-queue.js';
 import { TwoPhaseCommit, type TwoPhaseCommitTiming } from './two-phase-commit.js';
 import { LinearizableReads } from './linearizable-reads.js';
 import { expiredMessage, transferDigest } from '../bank/session-table.js';
-import { PaxosCore, type CoreEvent, type PaxosConfig, type PersistWork, type RecoveredAcceptorState } from '../paxos/paxos-core.js';
+import {
+  PaxosCore,
+  type CoreEvent,
+  type PaxosConfig,
+  type PersistWork,
+  type RecoveredAcceptorState,
+} from '../paxos/paxos-core.js';
 
 export interface ShardTimingConfig extends TwoPhaseCommitTiming {
   /** A linearizable read waits at most this long for pending credits to be decided. */
@@ -102,7 +108,6 @@ interface Waiter {
   attempts: number;
 }
 
-
 export class ShardNode {
   readonly config: ShardNodeConfig;
   readonly core: PaxosCore;
@@ -178,7 +183,11 @@ export class ShardNode {
     const existing = this.waiters.get(key);
     if (existing) {
       if (existing.input.sessionEpoch !== input.sessionEpoch) {
-        this.replyError(token, 'unavailable', `request_id: ${input.requestId} is in flight under session epoch ${existing.input.sessionEpoch}, not ${input.sessionEpoch}; retry`);
+        this.replyError(
+          token,
+          'unavailable',
+          `request_id: ${input.requestId} is in flight under session epoch ${existing.input.sessionEpoch}, not ${input.sessionEpoch}; retry`,
+        );
       } else if (!sameTransfer(existing.input, input)) {
         this.replyError(token, 'mismatch', `request_id: ${input.requestId} is in flight with other from/to/amount`);
       } else {
@@ -187,7 +196,14 @@ export class ShardNode {
       return;
     }
     // Fast path on applied state; the authoritative check runs again when the entry applies.
-    const check = this.bankState.checkSession(input.clientId, input.sessionEpoch, input.requestId, input.from, input.to, input.amount);
+    const check = this.bankState.checkSession(
+      input.clientId,
+      input.sessionEpoch,
+      input.requestId,
+      input.from,
+      input.to,
+      input.amount,
+    );
     // Only refusals that later state cannot undo are given on arrival. An epoch this replica's
     // applied state has not issued yet may have been issued since (a leader that was paused or
     // cut off still believes it leads): the request goes through the log, where the check on
@@ -197,7 +213,11 @@ export class ShardNode {
       return;
     }
     if (check.kind === 'stale') {
-      this.replyError(token, 'stale', `request_id: ${input.requestId} is at or below the client's watermark ${check.watermark}; it will not run again`);
+      this.replyError(
+        token,
+        'stale',
+        `request_id: ${input.requestId} is at or below the client's watermark ${check.watermark}; it will not run again`,
+      );
       return;
     }
     if (check.kind === 'mismatch') {
@@ -205,7 +225,13 @@ export class ShardNode {
       return;
     }
     if (check.kind === 'duplicate' && check.result.state === 'final') {
-      this.replies.push({ token, kind: 'transfer', outcome: check.result.outcome, index: check.result.index, deduplicated: true });
+      this.replies.push({
+        token,
+        kind: 'transfer',
+        outcome: check.result.outcome,
+        index: check.result.index,
+        deduplicated: true,
+      });
       return;
     }
     const waiter: Waiter = { tokens: [token], input, attempts: 0 };
@@ -354,11 +380,26 @@ export class ShardNode {
       return;
     }
     // The participant prepares in parallel with our own PREPARE.
-    const txid = this.twoPhaseCommit.beginAttempt(this.core.leaderBallot, toShard, { from: input.from, to: input.to, amount: input.amount }, this.bankState);
+    const txid = this.twoPhaseCommit.beginAttempt(
+      this.core.leaderBallot,
+      toShard,
+      { from: input.from, to: input.to, amount: input.amount },
+      this.bankState,
+    );
     this.propose({
       body: {
         $case: 'coordPrepare',
-        coordPrepare: { txid, clientId: input.clientId, requestId: input.requestId, from: input.from, to: input.to, amount: input.amount, toShard, acknowledgedBelow: input.acknowledgedBelow, sessionEpoch: input.sessionEpoch },
+        coordPrepare: {
+          txid,
+          clientId: input.clientId,
+          requestId: input.requestId,
+          from: input.from,
+          to: input.to,
+          amount: input.amount,
+          toShard,
+          acknowledgedBelow: input.acknowledgedBelow,
+          sessionEpoch: input.sessionEpoch,
+        },
       },
     });
   }
@@ -442,7 +483,8 @@ export class ShardNode {
       case 'session-opened': {
         const tokens = this.openWaiters.get(event.clientId) ?? [];
         this.openWaiters.delete(event.clientId);
-        for (const token of tokens) this.replies.push({ token, kind: 'session', epoch: event.epoch, index: event.index });
+        for (const token of tokens)
+          this.replies.push({ token, kind: 'session', epoch: event.epoch, index: event.index });
         return;
       }
       case 'part-voted':
@@ -461,7 +503,8 @@ export class ShardNode {
     if (record.tombstone || record.abortReason === ABORT_REASONS.rejected) return;
     const waiterKey = requestKey(record.clientId, record.requestId);
     if (record.state === 'committed') this.resolve(waiterKey, Outcome.COMMITTED, record.decisionIndex);
-    else if (record.abortReason === ABORT_REASONS.insufficientFunds) this.resolve(waiterKey, Outcome.INSUFFICIENT_FUNDS, record.decisionIndex);
+    else if (record.abortReason === ABORT_REASONS.insufficientFunds)
+      this.resolve(waiterKey, Outcome.INSUFFICIENT_FUNDS, record.decisionIndex);
     else this.retryOrAbort(waiterKey);
   }
 
@@ -472,11 +515,19 @@ export class ShardNode {
   private onLeadershipLost(): void {
     for (const [, waiter] of this.waiters) {
       for (const token of waiter.tokens) {
-        this.replies.push({ token, kind: 'error', code: 'not-leader', message: 'leadership lost; the outcome is unknown: retry with the same request id', leaderOrdinal: this.core.leaderOrdinal });
+        this.replies.push({
+          token,
+          kind: 'error',
+          code: 'not-leader',
+          message: 'leadership lost; the outcome is unknown: retry with the same request id',
+          leaderOrdinal: this.core.leaderOrdinal,
+        });
       }
     }
     this.waiters.clear();
-    for (const tokens of this.openWaiters.values()) for (const token of tokens) this.replyError(token, 'not-leader', 'leadership lost while opening the session; retry');
+    for (const tokens of this.openWaiters.values())
+      for (const token of tokens)
+        this.replyError(token, 'not-leader', 'leadership lost while opening the session; retry');
     this.openWaiters.clear();
     this.queue.clear();
     this.twoPhaseCommit.onLeadershipLost();
@@ -490,7 +541,12 @@ export class ShardNode {
     const waiter = this.waiters.get(key);
     if (!waiter) return;
     this.waiters.delete(key);
-    for (const token of waiter.tokens) this.replies.push(deduplicated ? { token, kind: 'transfer', outcome, index, deduplicated } : { token, kind: 'transfer', outcome, index });
+    for (const token of waiter.tokens)
+      this.replies.push(
+        deduplicated
+          ? { token, kind: 'transfer', outcome, index, deduplicated }
+          : { token, kind: 'transfer', outcome, index },
+      );
   }
 
   private rejectWaiter(key: string, code: ErrorCode, message: string): void {
@@ -543,5 +599,10 @@ export function requestKey(clientId: string, requestId: number): string {
 }
 
 function sameTransfer(a: TransferInput, b: TransferInput): boolean {
-  return transferDigest(a.from, a.to, a.amount) === transferDigest(b.from, b.to, b.amount) && a.from === b.from && a.to === b.to && a.amount === b.amount;
+  return (
+    transferDigest(a.from, a.to, a.amount) === transferDigest(b.from, b.to, b.amount) &&
+    a.from === b.from &&
+    a.to === b.to &&
+    a.amount === b.amount
+  );
 }

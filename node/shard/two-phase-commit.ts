@@ -24,7 +24,6 @@ export interface TwoPhaseCommitTiming {
 export type TxBody = NonNullable<TxMessage['body']>;
 type BodyOf<K extends TxBody['$case']> = Extract<TxBody, { $case: K }>;
 
-
 /** What this leader did for one transaction that the replicated state does not show yet. */
 interface LeaderTx {
   /** Coordinator: this leader proposed its CoordPrepare, not applied yet; the participant shard. */
@@ -82,7 +81,12 @@ export class TwoPhaseCommit {
    * the participant its PREPARE at once, in parallel with our own: the caller proposes the
    * CoordPrepare with the returned txid.
    */
-  beginAttempt(ballot: { round: number; ordinal: number }, toShard: number, prepare: Omit<BodyOf<'prepare'>['prepare'], 'txid' | 'watermark'>, bank: BankState): TxId {
+  beginAttempt(
+    ballot: { round: number; ordinal: number },
+    toShard: number,
+    prepare: Omit<BodyOf<'prepare'>['prepare'], 'txid' | 'watermark'>,
+    bank: BankState,
+  ): TxId {
     this.txSeq += 1;
     const txid: TxId = { shard: this.shard, round: ballot.round, ordinal: ballot.ordinal, seq: this.txSeq };
     this.record(txKey(txid)).proposedTo = toShard;
@@ -144,7 +148,12 @@ export class TwoPhaseCommit {
     const tx = this.record(txKey(txid));
     if (tx.prepareProposed) return;
     tx.prepareProposed = true;
-    this.queue.push({ body: { $case: 'partPrepare', partPrepare: { txid, from: p.from, to: p.to, amount: p.amount, coordWatermark: p.watermark } } });
+    this.queue.push({
+      body: {
+        $case: 'partPrepare',
+        partPrepare: { txid, from: p.from, to: p.to, amount: p.amount, coordWatermark: p.watermark },
+      },
+    });
   }
 
   /** A participant's vote, or its inquiry (a prepared participant's YES). */
@@ -155,7 +164,8 @@ export class TwoPhaseCommit {
     if (record && record.role === 'coordinator') {
       // Only the transaction's own participant shard votes.
       if (record.peerShard !== fromShard) return;
-      if (record.state === 'prepared') this.proposeDecision(txid, yes, yes ? 0 : ABORT_REASONS.participantNo, record.peerShard);
+      if (record.state === 'prepared')
+        this.proposeDecision(txid, yes, yes ? 0 : ABORT_REASONS.participantNo, record.peerShard);
       else this.sendDecision(record, bank);
       return;
     }
@@ -179,7 +189,8 @@ export class TwoPhaseCommit {
     const txid = txIdOf(d.txid);
     if (txid.shard !== fromShard) return;
     const record = bank.transaction(txid);
-    const finished = (record && record.state !== 'prepared') || (!record && compareTxIds(txid, bank.watermarkOf(fromShard)) < 0);
+    const finished =
+      (record && record.state !== 'prepared') || (!record && compareTxIds(txid, bank.watermarkOf(fromShard)) < 0);
     if (finished) {
       this.send(fromShard, { $case: 'ack', ack: { txid } });
       return;
@@ -187,7 +198,9 @@ export class TwoPhaseCommit {
     const tx = this.record(txKey(txid));
     if (tx.decisionApplyProposed) return;
     tx.decisionApplyProposed = true;
-    this.queue.push({ body: { $case: 'partDecision', partDecision: { txid, commit: d.commit, coordWatermark: d.watermark } } });
+    this.queue.push({
+      body: { $case: 'partDecision', partDecision: { txid, commit: d.commit, coordWatermark: d.watermark } },
+    });
   }
 
   onAck(txid: TxId, bank: BankState): void {
@@ -229,7 +242,13 @@ export class TwoPhaseCommit {
             timer.lastSentTick = this.ticks;
             this.send(record.peerShard, {
               $case: 'prepare',
-              prepare: { txid: record.txid, from: record.from, to: record.to, amount: record.amount, watermark: bank.ownWatermark() },
+              prepare: {
+                txid: record.txid,
+                from: record.from,
+                to: record.to,
+                amount: record.amount,
+                watermark: bank.ownWatermark(),
+              },
             });
           }
         } else if (resendDue) {
@@ -301,16 +320,35 @@ export class TwoPhaseCommit {
   private record(key: string): LeaderTx {
     let tx = this.txs.get(key);
     if (tx === undefined) {
-      tx = { proposedTo: undefined, earlyVote: undefined, decisionProposed: false, ackQueued: false, prepareProposed: false, decisionApplyProposed: false, timed: false, seenInScan: 0, sinceTick: 0, lastSentTick: 0 };
+      tx = {
+        proposedTo: undefined,
+        earlyVote: undefined,
+        decisionProposed: false,
+        ackQueued: false,
+        prepareProposed: false,
+        decisionApplyProposed: false,
+        timed: false,
+        seenInScan: 0,
+        sinceTick: 0,
+        lastSentTick: 0,
+      };
       this.txs.set(key, tx);
-      if (!(this.txs.size <= LEADER_TXS_MAX)) invariantViolated(`more than ${LEADER_TXS_MAX} transactions tracked by the leader`);
+      if (!(this.txs.size <= LEADER_TXS_MAX))
+        invariantViolated(`more than ${LEADER_TXS_MAX} transactions tracked by the leader`);
     }
     return tx;
   }
 
   /** A record with nothing left to remember goes. */
   private tidy(key: string, tx: LeaderTx): void {
-    const idle = tx.proposedTo === undefined && tx.earlyVote === undefined && !tx.decisionProposed && !tx.ackQueued && !tx.prepareProposed && !tx.decisionApplyProposed && !tx.timed;
+    const idle =
+      tx.proposedTo === undefined &&
+      tx.earlyVote === undefined &&
+      !tx.decisionProposed &&
+      !tx.ackQueued &&
+      !tx.prepareProposed &&
+      !tx.decisionApplyProposed &&
+      !tx.timed;
     if (idle) this.txs.delete(key);
   }
 

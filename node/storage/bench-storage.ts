@@ -57,14 +57,26 @@ async function runWriters(writers: number, durationMs: number, step: () => Promi
 async function benchDurableLog(baseDir: string, writers: number, durationMs: number): Promise<Row> {
   const dir = await mkdtemp(join(baseDir, 'bench-log-'));
   const { log } = await openDurableLog(dir);
-  const row: Row = { system: 'durable log (group commit)', writers, entries: 0, fsyncs: 0, elapsedMs: 0, latenciesMs: [] };
+  const row: Row = {
+    system: 'durable log (group commit)',
+    writers,
+    entries: 0,
+    fsyncs: 0,
+    elapsedMs: 0,
+    latenciesMs: [],
+  };
   const value = Buffer.alloc(valueBytes, 0x61);
   let nextSlot = 1;
   const syncsBefore = log.stats().syncs;
-  await runWriters(writers, durationMs, async () => {
-    log.append(undefined, [{ slot: nextSlot++, ballot: { round: 1, ordinal: 0 }, value }]);
-    await log.sync();
-  }, row);
+  await runWriters(
+    writers,
+    durationMs,
+    async () => {
+      log.append(undefined, [{ slot: nextSlot++, ballot: { round: 1, ordinal: 0 }, value }]);
+      await log.sync();
+    },
+    row,
+  );
   row.fsyncs = log.stats().syncs - syncsBefore;
   await log.close();
   await rm(dir, { recursive: true, force: true });
@@ -74,14 +86,26 @@ async function benchDurableLog(baseDir: string, writers: number, durationMs: num
 async function benchFsyncPerEntry(baseDir: string, writers: number, durationMs: number): Promise<Row> {
   const dir = await mkdtemp(join(baseDir, 'bench-baseline-'));
   const handle = await open(join(dir, 'baseline.seg'), 'a');
-  const row: Row = { system: 'write+fdatasync per entry', writers, entries: 0, fsyncs: 0, elapsedMs: 0, latenciesMs: [] };
+  const row: Row = {
+    system: 'write+fdatasync per entry',
+    writers,
+    entries: 0,
+    fsyncs: 0,
+    elapsedMs: 0,
+    latenciesMs: [],
+  };
   const record = encodeEntry({ slot: 1, ballot: { round: 1, ordinal: 0 }, value: Buffer.alloc(valueBytes, 0x61) });
   sealBatch(record);
-  await runWriters(writers, durationMs, async () => {
-    await handle.write(record, 0, record.length, null);
-    await handle.datasync();
-    row.fsyncs += 1;
-  }, row);
+  await runWriters(
+    writers,
+    durationMs,
+    async () => {
+      await handle.write(record, 0, record.length, null);
+      await handle.datasync();
+      row.fsyncs += 1;
+    },
+    row,
+  );
   await handle.close();
   await rm(dir, { recursive: true, force: true });
   return row;
@@ -93,8 +117,12 @@ function formatRow(row: Row): string {
   const cells = [
     row.system.padEnd(27),
     String(row.writers).padStart(7),
-    Math.round(row.entries / seconds).toString().padStart(10),
-    Math.round(row.fsyncs / seconds).toString().padStart(9),
+    Math.round(row.entries / seconds)
+      .toString()
+      .padStart(10),
+    Math.round(row.fsyncs / seconds)
+      .toString()
+      .padStart(9),
     (row.entries / Math.max(1, row.fsyncs)).toFixed(1).padStart(13),
     percentile(sorted, 0.5).toFixed(2).padStart(8),
     percentile(sorted, 0.99).toFixed(2).padStart(8),
@@ -108,8 +136,20 @@ async function main(): Promise<void> {
   });
   const durationMs = Number(values['duration-ms']);
   const baseDir = values.dir!;
-  console.log(`storage bench: ${valueBytes}-byte entries, ${durationMs} ms per row, files under ${baseDir}, node ${process.version}`);
-  console.log(['system'.padEnd(27), 'writers'.padStart(7), 'entries/s'.padStart(10), 'fsyncs/s'.padStart(9), 'entries/fsync'.padStart(13), 'p50 ms'.padStart(8), 'p99 ms'.padStart(8)].join(' '));
+  console.log(
+    `storage bench: ${valueBytes}-byte entries, ${durationMs} ms per row, files under ${baseDir}, node ${process.version}`,
+  );
+  console.log(
+    [
+      'system'.padEnd(27),
+      'writers'.padStart(7),
+      'entries/s'.padStart(10),
+      'fsyncs/s'.padStart(9),
+      'entries/fsync'.padStart(13),
+      'p50 ms'.padStart(8),
+      'p99 ms'.padStart(8),
+    ].join(' '),
+  );
   for (const writers of writerCounts) {
     console.log(formatRow(await benchDurableLog(baseDir, writers, durationMs)));
     console.log(formatRow(await benchFsyncPerEntry(baseDir, writers, durationMs)));

@@ -91,11 +91,21 @@ async function createSegmentFile(
  * over links it into place. Real zeros, not fallocate: an fallocated extent is "unwritten"
  * and its first write still changes metadata, which is the cost this avoids.
  */
-async function prepareSegmentFile(fs: FileSystem, directory: string, segmentSeq: number, bytes: number, noSync: boolean): Promise<void> {
-  const handle = await fs.open(join(directory, preparedSegmentFileName(segmentSeq)), fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC);
+async function prepareSegmentFile(
+  fs: FileSystem,
+  directory: string,
+  segmentSeq: number,
+  bytes: number,
+  noSync: boolean,
+): Promise<void> {
+  const handle = await fs.open(
+    join(directory, preparedSegmentFileName(segmentSeq)),
+    fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC,
+  );
   try {
     const zeros = Buffer.alloc(Math.min(zeroChunkBytes, bytes));
-    for (let at = 0; at < bytes; at += zeros.length) await writeAll(handle, zeros.subarray(0, Math.min(zeros.length, bytes - at)), at);
+    for (let at = 0; at < bytes; at += zeros.length)
+      await writeAll(handle, zeros.subarray(0, Math.min(zeros.length, bytes - at)), at);
     if (!noSync) await handle.datasync();
   } finally {
     await handle.close();
@@ -207,7 +217,10 @@ class SegmentedDurableLog implements DurableLog {
     this.queue.push(frame);
     this.queuedBytes += frame.length;
     this.appendedRecords += 1;
-    assert(this.queuedBytes <= queuedBytesMax, `${this.queuedBytes} bytes queued without sync(), limit ${queuedBytesMax}`);
+    assert(
+      this.queuedBytes <= queuedBytesMax,
+      `${this.queuedBytes} bytes queued without sync(), limit ${queuedBytesMax}`,
+    );
   }
 
   sync(): Promise<void> {
@@ -303,7 +316,17 @@ class SegmentedDurableLog implements DurableLog {
     const bytes = Buffer.concat([...prelude.frames, ...chunks]);
     const records = sealBatch(bytes);
     assert(records === prelude.frames.length + chunks.length, 'sealed record count differs from the queue');
-    return { bytes, records, appendedRecords, entries, slotMax, hardState, hasPayload: chunks.length > 0, preludeFrames: prelude.frames.length, startsSegment: prelude.startsSegment };
+    return {
+      bytes,
+      records,
+      appendedRecords,
+      entries,
+      slotMax,
+      hardState,
+      hasPayload: chunks.length > 0,
+      preludeFrames: prelude.frames.length,
+      startsSegment: prelude.startsSegment,
+    };
   }
 
   /** Bookkeeping once a batch is durable. */
@@ -325,8 +348,10 @@ class SegmentedDurableLog implements DurableLog {
   private takePrelude(): { frames: Buffer[]; startsSegment: boolean } {
     const frames: Buffer[] = [];
     const startsSegment = this.preludeNeeded.header;
-    if (this.preludeNeeded.header) frames.push(encodeSegmentHeader(this.active.segmentSeq, this.active.previousSegmentBytes));
-    if (this.preludeNeeded.hardState && this.writtenHardState !== undefined) frames.push(encodeHardState(this.writtenHardState));
+    if (this.preludeNeeded.header)
+      frames.push(encodeSegmentHeader(this.active.segmentSeq, this.active.previousSegmentBytes));
+    if (this.preludeNeeded.hardState && this.writtenHardState !== undefined)
+      frames.push(encodeHardState(this.writtenHardState));
     assert(this.active.bytes > 0 || startsSegment, 'an empty segment must start with its header');
     this.preludeNeeded = { header: false, hardState: false };
     return { frames, startsSegment };
@@ -353,7 +378,14 @@ class SegmentedDurableLog implements DurableLog {
     const prepared = this.prepared;
     this.prepared = undefined;
     assert(prepared === undefined || prepared.segmentSeq === segmentSeq, 'the prepared segment is not the next one');
-    return createSegmentFile(this.fs, this.directory, segmentSeq, this.preallocate ? this.segmentBytesMax : 0, this.noSync, prepared?.done);
+    return createSegmentFile(
+      this.fs,
+      this.directory,
+      segmentSeq,
+      this.preallocate ? this.segmentBytesMax : 0,
+      this.noSync,
+      prepared?.done,
+    );
   }
 
   /** Zero-fills the segment after the active one in the background (preallocateSegments). */
@@ -381,8 +413,14 @@ class SegmentedDurableLog implements DurableLog {
   saveSnapshot(snapshot: StoredSnapshot): Promise<void> {
     assert(!this.closed, 'durable log used after close()');
     if (this.failure !== undefined) return Promise.reject(this.failure);
-    assert(Number.isSafeInteger(snapshot.index) && snapshot.index >= 0, `snapshot index ${snapshot.index} must be a safe non-negative integer`);
-    assert(Buffer.isBuffer(snapshot.data) && snapshot.data.length <= snapshotBytesMax, `snapshot data must be a Buffer of at most ${snapshotBytesMax} bytes`);
+    assert(
+      Number.isSafeInteger(snapshot.index) && snapshot.index >= 0,
+      `snapshot index ${snapshot.index} must be a safe non-negative integer`,
+    );
+    assert(
+      Buffer.isBuffer(snapshot.data) && snapshot.data.length <= snapshotBytesMax,
+      `snapshot data must be a Buffer of at most ${snapshotBytesMax} bytes`,
+    );
     const saved = this.snapshotQueue.then(() => this.saveSnapshotNow(snapshot));
     this.snapshotQueue = saved.catch(() => undefined);
     return saved;
@@ -390,7 +428,10 @@ class SegmentedDurableLog implements DurableLog {
 
   private async saveSnapshotNow(snapshot: StoredSnapshot): Promise<void> {
     if (this.failure !== undefined) throw this.failure;
-    assert(this.snapshotIndex === undefined || snapshot.index >= this.snapshotIndex, `snapshot index ${snapshot.index} is older than the stored ${this.snapshotIndex}`);
+    assert(
+      this.snapshotIndex === undefined || snapshot.index >= this.snapshotIndex,
+      `snapshot index ${snapshot.index} is older than the stored ${this.snapshotIndex}`,
+    );
     try {
       const name = await writeSnapshotFile(this.fs, this.directory, snapshot, this.noSync);
       const previous = this.snapshotFile;
@@ -474,10 +515,27 @@ export async function openDurableLog(
     ? await createSegmentFile(fs, dir, segmentSeq, preallocate ? segmentBytesMax : 0, noSync, undefined)
     : await fs.open(join(dir, segmentFileName(segmentSeq)), segmentOpenFlags(false, noSync));
   const bytes = layout.lastSegmentBytes;
-  const active: ActiveSegment = { segmentSeq, handle, bytes, payloadBatches: bytes > 0 ? 1 : 0, previousSegmentBytes: layout.previousSegmentBytes };
+  const active: ActiveSegment = {
+    segmentSeq,
+    handle,
+    bytes,
+    payloadBatches: bytes > 0 ? 1 : 0,
+    previousSegmentBytes: layout.previousSegmentBytes,
+  };
   const hasHardState = layout.recovered.hardState !== undefined;
   const preludeNeeded = { header: bytes === 0, hardState: hasHardState && !layout.lastSegmentHasHardState };
-  const log = new SegmentedDurableLog(fs, dir, segmentBytesMax, noSync, preallocate, active, segments, layout.recovered, preludeNeeded, layout.snapshotFile);
+  const log = new SegmentedDurableLog(
+    fs,
+    dir,
+    segmentBytesMax,
+    noSync,
+    preallocate,
+    active,
+    segments,
+    layout.recovered,
+    preludeNeeded,
+    layout.snapshotFile,
+  );
   try {
     await log.writePendingPrelude();
   } catch (error) {

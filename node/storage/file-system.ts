@@ -4,7 +4,18 @@
 // file system with torn writes, bit flips, lost and misdirected writes, I/O errors and
 // latency (test/sim/sim-file-system.ts), so the real DurableLog runs under its faults.
 import { constants as fsConstants, writeSync } from 'node:fs';
-import { link, mkdir, open, readdir, readFile, rename, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import {
+  link,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  stat,
+  unlink,
+  writeFile,
+  type FileHandle,
+} from 'node:fs/promises';
 
 export const OPEN_FLAGS = fsConstants;
 
@@ -87,7 +98,11 @@ export const nodeFileSystem: FileSystem = {
   readFile: (path) => readFile(path),
   open: async (path, flags) => new NodeStorageFile(await open(path, flags)),
   createFile: (path, data) => writeFile(path, data, { flag: 'wx' }),
-  exists: (path) => stat(path).then(() => true, () => false),
+  exists: (path) =>
+    stat(path).then(
+      () => true,
+      () => false,
+    ),
   link: (existingPath, newPath) => link(existingPath, newPath),
   unlink: (path) => unlink(path),
   remove: (path) =>

@@ -55,7 +55,12 @@ export async function recoverDirectory(fs: FileSystem, directory: string, noSync
   if (firstCreated !== undefined && !noSync) await fs.syncDirectory(dirname(firstCreated));
   const names = await fs.readdir(directory);
   // A zero-filled segment prepared in advance may be incomplete; a new one is made when needed.
-  await removeLeftovers(fs, directory, names.filter((name) => isSnapshotTempFileName(name) || preparedSegmentPattern.test(name)), noSync);
+  await removeLeftovers(
+    fs,
+    directory,
+    names.filter((name) => isSnapshotTempFileName(name) || preparedSegmentPattern.test(name)),
+    noSync,
+  );
   const { snapshot, snapshotFile } = await recoverSnapshot(fs, directory, names, noSync);
   const segmentSeqs = listSegments(directory, names);
   if (segmentSeqs.length === 0 && snapshot !== undefined) {
@@ -82,7 +87,13 @@ export async function recoverDirectory(fs: FileSystem, directory: string, noSync
     const sink = (record: DecodedRecord): void => {
       segmentEndsWithClose = record.type === RecordType.logClosed;
       if (record.type === RecordType.segmentHeader && position > 0) {
-        checkPreviousSegmentEnd(fileName, join(directory, segmentFileName(segmentSeqs[position - 1]!)), record, lastSegmentBytes, previousZeroTailBytes);
+        checkPreviousSegmentEnd(
+          fileName,
+          join(directory, segmentFileName(segmentSeqs[position - 1]!)),
+          record,
+          lastSegmentBytes,
+          previousZeroTailBytes,
+        );
       }
       if (record.type === RecordType.hardState) {
         hardState = record.hardState;
@@ -94,9 +105,15 @@ export async function recoverDirectory(fs: FileSystem, directory: string, noSync
       }
     };
     const scan = scanSegment(bytes, { fileName, segmentSeq, isLastSegment }, sink);
-    assert(scan.validBytes + scan.tornTailBytes + scan.zeroTailBytes === bytes.length, `${fileName}: scan does not account for every byte`);
+    assert(
+      scan.validBytes + scan.tornTailBytes + scan.zeroTailBytes === bytes.length,
+      `${fileName}: scan does not account for every byte`,
+    );
     if (scan.tornTailBytes > 0) {
-      assert(isLastSegment && scan.tornReason !== undefined, `${fileName}: a torn tail outside the last segment, or without a reason`);
+      assert(
+        isLastSegment && scan.tornReason !== undefined,
+        `${fileName}: a torn tail outside the last segment, or without a reason`,
+      );
       await truncateTornTail(fs, fileName, scan.validBytes, noSync);
       truncated.push({ file: fileName, offset: scan.validBytes, bytes: scan.tornTailBytes, reason: scan.tornReason });
     }
@@ -108,9 +125,19 @@ export async function recoverDirectory(fs: FileSystem, directory: string, noSync
     lastRecordClosesLog = segmentEndsWithClose && scan.tornTailBytes === 0;
   }
   const entries = [...latestBySlot.values()].sort((left, right) => left.slot - right.slot);
-  assert(entries.every((entry) => entry.slot > snapshotIndex), 'recovered an entry at or below the snapshot index');
+  assert(
+    entries.every((entry) => entry.slot > snapshotIndex),
+    'recovered an entry at or below the snapshot index',
+  );
   const tornTailBytes = truncated.reduce((sum, tail) => sum + tail.bytes, 0);
-  const recovered: RecoveredState = { hardState, snapshot, entries, tornTailBytes, truncated, cleanShutdown: lastRecordClosesLog };
+  const recovered: RecoveredState = {
+    hardState,
+    snapshot,
+    entries,
+    tornTailBytes,
+    truncated,
+    cleanShutdown: lastRecordClosesLog,
+  };
   return { recovered, segments, lastSegmentBytes, previousSegmentBytes, lastSegmentHasHardState, snapshotFile };
 }
 
@@ -128,7 +155,11 @@ function checkPreviousSegmentEnd(
 ): void {
   if (header.previousSegmentBytes === undefined) {
     if (previousZeroTailBytes > 0) {
-      throw new CorruptLogError(previousFileName, previousValidBytes, `zero bytes after the records of a segment followed by a version ${header.version} segment`);
+      throw new CorruptLogError(
+        previousFileName,
+        previousValidBytes,
+        `zero bytes after the records of a segment followed by a version ${header.version} segment`,
+      );
     }
     return;
   }
@@ -150,7 +181,11 @@ function listSegments(directory: string, names: readonly string[]): number[] {
   for (let position = 1; position < segmentSeqs.length; position += 1) {
     const expected = segmentSeqs[position - 1]! + 1;
     if (segmentSeqs[position] !== expected) {
-      throw new CorruptLogError(join(directory, segmentFileName(expected)), 0, 'log segment is missing between its neighbours');
+      throw new CorruptLogError(
+        join(directory, segmentFileName(expected)),
+        0,
+        'log segment is missing between its neighbours',
+      );
     }
   }
   return segmentSeqs;
@@ -176,7 +211,12 @@ async function recoverSnapshot(
   return { snapshot, snapshotFile };
 }
 
-async function removeLeftovers(fs: FileSystem, directory: string, names: readonly string[], noSync: boolean): Promise<void> {
+async function removeLeftovers(
+  fs: FileSystem,
+  directory: string,
+  names: readonly string[],
+  noSync: boolean,
+): Promise<void> {
   for (const name of names) await fs.unlink(join(directory, name));
   if (names.length > 0 && !noSync) await fs.syncDirectory(directory);
 }

@@ -18,9 +18,15 @@ export interface VotingDecision {
 }
 
 /** Voter when the log holds state and no marker says otherwise (or the shard has one replica); else probing, with the marker made durable. */
-export async function decideVotingState(dataDir: string, recovered: RecoveredState, replicasPerShard: number, fs: FileSystem = nodeFileSystem): Promise<VotingDecision> {
+export async function decideVotingState(
+  dataDir: string,
+  recovered: RecoveredState,
+  replicasPerShard: number,
+  fs: FileSystem = nodeFileSystem,
+): Promise<VotingDecision> {
   const marker = join(dataDir, NOT_VOTING_MARKER);
-  const emptyLog = recovered.hardState === undefined && recovered.snapshot === undefined && recovered.entries.length === 0;
+  const emptyLog =
+    recovered.hardState === undefined && recovered.snapshot === undefined && recovered.entries.length === 0;
   const markerPresent = await fs.exists(marker);
   if (replicasPerShard === 1 || (!emptyLog && !markerPresent)) return { votingState: 'voter', emptyLog };
   if (!markerPresent) {

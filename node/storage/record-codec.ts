@@ -46,7 +46,12 @@ const payloadBytesMax = entryPayloadBytesMin + valueBytesMax;
 const u32Max = 0xffff_ffff;
 
 export type DecodedRecord =
-  | { type: typeof RecordType.segmentHeader; segmentSeq: number; version: number; previousSegmentBytes: number | undefined }
+  | {
+      type: typeof RecordType.segmentHeader;
+      segmentSeq: number;
+      version: number;
+      previousSegmentBytes: number | undefined;
+    }
   | { type: typeof RecordType.hardState; hardState: HardState }
   | { type: typeof RecordType.entry; entry: StoredEntry }
   | { type: typeof RecordType.logClosed };
@@ -79,7 +84,10 @@ function assertBallot(round: number, ordinal: number): void {
 }
 
 function allocateFrame(type: RecordType, payloadBytes: number): Buffer {
-  assert(payloadBytes >= batchOffsetBytes && payloadBytes <= payloadBytesMax, `payload of ${payloadBytes} bytes out of range`);
+  assert(
+    payloadBytes >= batchOffsetBytes && payloadBytes <= payloadBytesMax,
+    `payload of ${payloadBytes} bytes out of range`,
+  );
   const frame = Buffer.alloc(frameHeaderBytes + payloadBytes);
   frame.writeUInt32LE(payloadBytes, 0);
   frame.writeUInt8(type, 8);
@@ -116,7 +124,10 @@ export function encodeLogClosed(): Buffer {
 export function encodeEntry(entry: StoredEntry): Buffer {
   assertBallot(entry.ballot.round, entry.ballot.ordinal);
   assert(Buffer.isBuffer(entry.value), `slot ${entry.slot}: value must be a Buffer`);
-  assert(entry.value.length <= valueBytesMax, `slot ${entry.slot}: value of ${entry.value.length} bytes exceeds ${valueBytesMax}`);
+  assert(
+    entry.value.length <= valueBytesMax,
+    `slot ${entry.slot}: value of ${entry.value.length} bytes exceeds ${valueBytesMax}`,
+  );
   const frame = allocateFrame(RecordType.entry, entryPayloadBytesMin + entry.value.length);
   writeU64(frame, 13, entry.slot);
   frame.writeUInt32LE(entry.ballot.round, 21);
@@ -140,7 +151,10 @@ export function sealBatch(batch: Buffer): number {
   while (offset < batch.length) {
     assert(batch.length - offset >= frameHeaderBytes + batchOffsetBytes, `batch frame at ${offset} is cut short`);
     const payloadBytes = batch.readUInt32LE(offset);
-    assert(payloadBytes >= batchOffsetBytes && payloadBytes <= payloadBytesMax, `batch frame at ${offset} has length ${payloadBytes}`);
+    assert(
+      payloadBytes >= batchOffsetBytes && payloadBytes <= payloadBytesMax,
+      `batch frame at ${offset} has length ${payloadBytes}`,
+    );
     batch.writeUInt32LE(offset, offset + frameHeaderBytes);
     batch.writeUInt32LE(frameChecksum(batch, offset, payloadBytes), offset + 4);
     offset += frameHeaderBytes + payloadBytes;
@@ -223,8 +237,14 @@ export function decodeFrameAt(bytes: Buffer, offset: number): FrameResult {
     return { status: 'bad', reason: 'checksum mismatch' };
   }
   const batchOffset = bytes.readUInt32LE(offset + frameHeaderBytes);
-  if (batchOffset > offset) return { status: 'malformed', reason: `batch offset ${batchOffset} points before the file start` };
-  const decoded = decodePayload(bytes, offset + frameHeaderBytes + batchOffsetBytes, offset + frameBytes, type as RecordType);
+  if (batchOffset > offset)
+    return { status: 'malformed', reason: `batch offset ${batchOffset} points before the file start` };
+  const decoded = decodePayload(
+    bytes,
+    offset + frameHeaderBytes + batchOffsetBytes,
+    offset + frameBytes,
+    type as RecordType,
+  );
   if (typeof decoded === 'string') return { status: 'malformed', reason: decoded };
   return { status: 'valid', record: decoded, frameBytes, batchOffset };
 }
@@ -237,7 +257,8 @@ function decodePayload(bytes: Buffer, start: number, end: number, type: RecordTy
       const version = bytes.readUInt32LE(start + 4);
       if (!segmentFormatVersions.includes(version)) return `unsupported segment format version ${version}`;
       const payloadBytes = version === 1 ? segmentHeaderV1PayloadBytes : segmentHeaderPayloadBytes;
-      if (end - start !== payloadBytes - batchOffsetBytes) return `segment header of version ${version} has the wrong length`;
+      if (end - start !== payloadBytes - batchOffsetBytes)
+        return `segment header of version ${version} has the wrong length`;
       const segmentSeq = readU64(bytes, start + 8);
       if (segmentSeq === undefined || segmentSeq < 1) return 'segment header has an impossible sequence number';
       if (version === 1) return { type, segmentSeq, version, previousSegmentBytes: undefined };

@@ -32,7 +32,14 @@
 // only by zero bytes is the end of the records, in any segment. (That a non-last segment's
 // records really end there is checked by recovery against the next segment's header.)
 import { assert } from '../util/assert.js';
-import { claimedFrameBytes, decodeFrameAt, frameHeaderBytes, lengthBitFlipRepair, RecordType, type DecodedRecord } from './record-codec.js';
+import {
+  claimedFrameBytes,
+  decodeFrameAt,
+  frameHeaderBytes,
+  lengthBitFlipRepair,
+  RecordType,
+  type DecodedRecord,
+} from './record-codec.js';
 import { CorruptLogError } from './storage-errors.js';
 
 export interface SegmentScanContext {
@@ -90,13 +97,23 @@ function checkPlacement(
   previousBatchStart: number,
 ): void {
   const isHeader = record.type === RecordType.segmentHeader;
-  if (offset === 0 && !isHeader) throw new CorruptLogError(context.fileName, 0, 'segment does not start with a segment header');
-  if (offset > 0 && isHeader) throw new CorruptLogError(context.fileName, offset, 'segment header in the middle of a segment');
+  if (offset === 0 && !isHeader)
+    throw new CorruptLogError(context.fileName, 0, 'segment does not start with a segment header');
+  if (offset > 0 && isHeader)
+    throw new CorruptLogError(context.fileName, offset, 'segment header in the middle of a segment');
   if (isHeader && record.segmentSeq !== context.segmentSeq) {
-    throw new CorruptLogError(context.fileName, 0, `segment header says segment ${record.segmentSeq}, file name says ${context.segmentSeq}`);
+    throw new CorruptLogError(
+      context.fileName,
+      0,
+      `segment header says segment ${record.segmentSeq}, file name says ${context.segmentSeq}`,
+    );
   }
   if (recordBatchStart !== previousBatchStart && recordBatchStart !== offset) {
-    throw new CorruptLogError(context.fileName, offset, `record claims a batch starting at ${recordBatchStart}, which is not a batch boundary`);
+    throw new CorruptLogError(
+      context.fileName,
+      offset,
+      `record claims a batch starting at ${recordBatchStart}, which is not a batch boundary`,
+    );
   }
 }
 
@@ -116,10 +133,19 @@ function classifyBadFrame(
   }
   const incomplete = incompleteWriteEvidence(bytes, badOffset);
   if (typeof incomplete !== 'string') {
-    throw new CorruptLogError(context.fileName, badOffset, `${reason} in a complete frame (${incomplete.complete}): acknowledged data is damaged`);
+    throw new CorruptLogError(
+      context.fileName,
+      badOffset,
+      `${reason} in a complete frame (${incomplete.complete}): acknowledged data is damaged`,
+    );
   }
   checkNothingLaterFollows(bytes, context, badOffset, lastBatchStart, reason, lastNonZero);
-  return { validBytes: badOffset, tornTailBytes: bytes.length - badOffset, zeroTailBytes: 0, tornReason: `${reason}: ${incomplete}` };
+  return {
+    validBytes: badOffset,
+    tornTailBytes: bytes.length - badOffset,
+    zeroTailBytes: 0,
+    tornReason: `${reason}: ${incomplete}`,
+  };
 }
 
 /**
@@ -132,12 +158,16 @@ function incompleteWriteEvidence(bytes: Buffer, offset: number): string | { comp
   if (presentBytes < frameHeaderBytes) return `the file ends ${presentBytes} bytes into the frame header`;
   const repairedPayloadBytes = lengthBitFlipRepair(bytes, offset);
   if (repairedPayloadBytes !== undefined) {
-    return { complete: `its length field reads ${bytes.readUInt32LE(offset)}, one bit away from ${repairedPayloadBytes}, under which its checksum matches` };
+    return {
+      complete: `its length field reads ${bytes.readUInt32LE(offset)}, one bit away from ${repairedPayloadBytes}, under which its checksum matches`,
+    };
   }
   const claimedEnd = offset + claimedFrameBytes(bytes, offset);
-  if (claimedEnd > bytes.length) return `the file ends at byte ${bytes.length}, inside the frame's ${claimedEnd - offset} bytes`;
+  if (claimedEnd > bytes.length)
+    return `the file ends at byte ${bytes.length}, inside the frame's ${claimedEnd - offset} bytes`;
   const zeroFrom = unwrittenSectorStart(bytes, offset, claimedEnd);
-  if (zeroFrom !== undefined) return `the ${sectorBytes}-byte sector holding byte ${zeroFrom} is all zeros from there on: that part of the write never landed`;
+  if (zeroFrom !== undefined)
+    return `the ${sectorBytes}-byte sector holding byte ${zeroFrom} is all zeros from there on: that part of the write never landed`;
   return { complete: `all ${claimedEnd - offset} bytes it claims are present, in sectors that are not zero` };
 }
 
@@ -198,7 +228,11 @@ function checkNothingLaterFollows(
  * length field is never zero, so no frame starts after the last non-zero byte: the zeros of
  * a preallocated segment are not searched.
  */
-function nextValidFrame(bytes: Buffer, from: number, lastNonZero: number): { offset: number; batchOffset: number; frameBytes: number } | undefined {
+function nextValidFrame(
+  bytes: Buffer,
+  from: number,
+  lastNonZero: number,
+): { offset: number; batchOffset: number; frameBytes: number } | undefined {
   for (let offset = from; offset <= lastNonZero && offset + frameHeaderBytes <= bytes.length; offset += 1) {
     // Cheap filter before the checksum: a real frame's batch offset never points before the
     // file start. Without it, random bytes make this search spend seconds on checksums.

@@ -42,7 +42,10 @@ function headerChecksum(header: Buffer, data: Buffer): number {
 }
 
 function encodeSnapshotHeader(snapshot: StoredSnapshot): Buffer {
-  assert(snapshot.data.length <= snapshotBytesMax, `snapshot of ${snapshot.data.length} bytes exceeds ${snapshotBytesMax}`);
+  assert(
+    snapshot.data.length <= snapshotBytesMax,
+    `snapshot of ${snapshot.data.length} bytes exceeds ${snapshotBytesMax}`,
+  );
   const header = Buffer.alloc(snapshotHeaderBytes);
   header.writeUInt32LE(snapshotMagic, 0);
   header.writeUInt32LE(snapshotFormatVersion, 4);
@@ -55,7 +58,12 @@ function encodeSnapshotHeader(snapshot: StoredSnapshot): Buffer {
 }
 
 /** Writes, fsyncs and renames the snapshot into place; returns its file name. */
-export async function writeSnapshotFile(fs: FileSystem, directory: string, snapshot: StoredSnapshot, noSync: boolean): Promise<string> {
+export async function writeSnapshotFile(
+  fs: FileSystem,
+  directory: string,
+  snapshot: StoredSnapshot,
+  noSync: boolean,
+): Promise<string> {
   const name = snapshotFileName(snapshot.index);
   const temporaryPath = join(directory, `${name}.tmp`);
   const header = encodeSnapshotHeader(snapshot);
@@ -77,9 +85,11 @@ export async function readSnapshotFile(fs: FileSystem, directory: string, name: 
   assert(expectedIndex !== undefined, `${name} is not a snapshot file name`);
   const bytes = await fs.readFile(join(directory, name));
   const corrupt = (offset: number, reason: string): CorruptLogError => new CorruptLogError(name, offset, reason);
-  if (bytes.length < snapshotHeaderBytes) throw corrupt(0, `snapshot file of ${bytes.length} bytes is shorter than its header`);
+  if (bytes.length < snapshotHeaderBytes)
+    throw corrupt(0, `snapshot file of ${bytes.length} bytes is shorter than its header`);
   if (bytes.readUInt32LE(0) !== snapshotMagic) throw corrupt(0, 'snapshot has the wrong magic number');
-  if (bytes.readUInt32LE(4) !== snapshotFormatVersion) throw corrupt(4, `unsupported snapshot format version ${bytes.readUInt32LE(4)}`);
+  if (bytes.readUInt32LE(4) !== snapshotFormatVersion)
+    throw corrupt(4, `unsupported snapshot format version ${bytes.readUInt32LE(4)}`);
   const index = bytes.readUInt32LE(12) * 0x1_0000_0000 + bytes.readUInt32LE(8);
   if (index !== expectedIndex) throw corrupt(8, `snapshot header says index ${index}, file name says ${expectedIndex}`);
   const dataBytes = bytes.readUInt32LE(16);

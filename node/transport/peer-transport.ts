@@ -48,7 +48,10 @@ export function peerSocketPath(directory: string, shard: number, ordinal: number
  * The longest socket path of a cluster of this shape in `directory` if it is too long for
  * the kernel (one check for the replica's flag and the local supervisor); undefined if all fit.
  */
-export function peerSocketPathTooLong(directory: string, shape: { shards: number; replicasPerShard: number }): string | undefined {
+export function peerSocketPathTooLong(
+  directory: string,
+  shape: { shards: number; replicasPerShard: number },
+): string | undefined {
   const longest = peerSocketPath(directory, shape.shards - 1, shape.replicasPerShard - 1);
   return Buffer.byteLength(longest) > UNIX_SOCKET_PATH_BYTES_MAX ? longest : undefined;
 }
@@ -108,12 +111,18 @@ export class PeerTransport {
       try {
         frame = PeerFrame.decode(bytes);
       } catch (error) {
-        this.logger.warn({ err: (error as Error).message, peer: socket.remoteAddress }, 'undecodable peer frame: closing the connection');
+        this.logger.warn(
+          { err: (error as Error).message, peer: socket.remoteAddress },
+          'undecodable peer frame: closing the connection',
+        );
         socket.destroy();
         return false;
       }
       if (frame.cluster !== this.cluster) {
-        this.logger.warn({ peer: socket.remoteAddress, cluster: frame.cluster }, `peer frame for cluster ${frame.cluster}, this replica belongs to ${this.cluster}: closing the connection`);
+        this.logger.warn(
+          { peer: socket.remoteAddress, cluster: frame.cluster },
+          `peer frame for cluster ${frame.cluster}, this replica belongs to ${this.cluster}: closing the connection`,
+        );
         socket.destroy();
         return false;
       }
@@ -163,8 +172,21 @@ export class PeerTransport {
       const address = this.peers[shard]?.[ordinal];
       if (!address) throw new Error(`no address for shard ${shard} replica ${ordinal}`);
       const { host, port } = splitHostPort(address);
-      const socketPath = this.socketDirectory === undefined ? undefined : peerSocketPath(this.socketDirectory, shard, ordinal);
-      destination = { host, port, socketPath, socket: undefined, connected: false, lastHeardMs: 0, paxos: [], tx: [], forwarded: false, lastOpenAttemptMs: 0, openFailures: 0 };
+      const socketPath =
+        this.socketDirectory === undefined ? undefined : peerSocketPath(this.socketDirectory, shard, ordinal);
+      destination = {
+        host,
+        port,
+        socketPath,
+        socket: undefined,
+        connected: false,
+        lastHeardMs: 0,
+        paxos: [],
+        tx: [],
+        forwarded: false,
+        lastOpenAttemptMs: 0,
+        openFailures: 0,
+      };
       this.destinations.set(key, destination);
       this.startHeartbeat();
     }
@@ -190,7 +212,11 @@ export class PeerTransport {
       if (!socket) continue;
       if (socket.writableLength > BUFFERED_BYTES_MAX) continue; // the peer is not keeping up: drop
       const { frames, dropped } = encodeFramesWithinLimit(frame, MESSAGE_BYTES_MAX);
-      if (dropped > 0) this.logger.error({ dropped }, `peer messages larger than the ${MESSAGE_BYTES_MAX}-byte frame limit were dropped`);
+      if (dropped > 0)
+        this.logger.error(
+          { dropped },
+          `peer messages larger than the ${MESSAGE_BYTES_MAX}-byte frame limit were dropped`,
+        );
       for (const bytes of frames) socket.write(bytes);
       this.framesSent += frames.length;
     }
@@ -203,7 +229,10 @@ export class PeerTransport {
     if (now - destination.lastOpenAttemptMs < backoff) return undefined;
     destination.lastOpenAttemptMs = now;
     destination.lastHeardMs = now;
-    const socket = destination.socketPath !== undefined ? net.connect({ path: destination.socketPath }) : net.connect({ host: destination.host, port: destination.port, noDelay: true });
+    const socket =
+      destination.socketPath !== undefined
+        ? net.connect({ path: destination.socketPath })
+        : net.connect({ host: destination.host, port: destination.port, noDelay: true });
     destination.socket = socket;
     destination.connected = false;
     socket.write(PEER_MAGIC);
@@ -216,7 +245,10 @@ export class PeerTransport {
       destination.lastHeardMs = Date.now();
     });
     socket.on('error', (error) => {
-      this.logger.debug({ peer: destination.socketPath ?? `${destination.host}:${destination.port}`, err: error.message }, 'peer connection failed');
+      this.logger.debug(
+        { peer: destination.socketPath ?? `${destination.host}:${destination.port}`, err: error.message },
+        'peer connection failed',
+      );
     });
     socket.on('close', () => {
       if (destination.socket !== socket) return;
@@ -239,7 +271,10 @@ export class PeerTransport {
       const now = Date.now();
       for (const destination of this.destinations.values()) {
         if (destination.socket && now - destination.lastHeardMs > LIVENESS_TIMEOUT_MS) {
-          this.logger.debug({ peer: destination.socketPath ?? `${destination.host}:${destination.port}` }, 'peer connection silent: re-dialling');
+          this.logger.debug(
+            { peer: destination.socketPath ?? `${destination.host}:${destination.port}` },
+            'peer connection silent: re-dialling',
+          );
           destination.socket.destroy();
         }
       }
@@ -338,6 +373,7 @@ export function splitHostPort(address: string): { host: string; port: number } {
   let host = address.slice(0, colon);
   if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
   const port = Number(address.slice(colon + 1));
-  if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new Error(`peer address ${JSON.stringify(address)} has a bad port`);
+  if (!Number.isInteger(port) || port <= 0 || port > 65535)
+    throw new Error(`peer address ${JSON.stringify(address)} has a bad port`);
   return { host, port };
 }

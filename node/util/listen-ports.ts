@@ -29,7 +29,8 @@ export async function freeListeningPorts(count: number, host = '127.0.0.1'): Pro
       held.push(server);
       ports.push(port);
     }
-    if (ports.length < count) throw new Error(`could not find ${count} free loopback ports in ${RANGE_START}-${RANGE_END - 1}`);
+    if (ports.length < count)
+      throw new Error(`could not find ${count} free loopback ports in ${RANGE_START}-${RANGE_END - 1}`);
     return ports;
   } finally {
     await Promise.all(held.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));

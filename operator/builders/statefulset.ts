@@ -62,9 +62,24 @@ function container(cluster: BankCluster, shard: number, options: BuildOptions): 
       { name: 'grpc', containerPort: GRPC_PORT, protocol: 'TCP' },
       { name: 'http', containerPort: HTTP_PORT, protocol: 'TCP' },
     ],
-    readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 3 },
-    livenessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 6 },
-    startupProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 60 },
+    readinessProbe: {
+      httpGet: { path: '/readyz', port: 'http' },
+      periodSeconds: 5,
+      timeoutSeconds: 3,
+      failureThreshold: 3,
+    },
+    livenessProbe: {
+      httpGet: { path: '/healthz', port: 'http' },
+      periodSeconds: 10,
+      timeoutSeconds: 5,
+      failureThreshold: 6,
+    },
+    startupProbe: {
+      httpGet: { path: '/healthz', port: 'http' },
+      periodSeconds: 5,
+      timeoutSeconds: 3,
+      failureThreshold: 60,
+    },
     resources: (cluster.spec.resources ?? {}) as V1Container['resources'],
     volumeMounts: mounts,
     securityContext: {

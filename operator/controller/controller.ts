@@ -20,7 +20,12 @@ export interface ControllerOptions {
   informer?: InformerOptions;
 }
 
-const OWNED: ResourceKind[] = [RESOURCES.statefulSet, RESOURCES.service, RESOURCES.podDisruptionBudget, RESOURCES.configMap];
+const OWNED: ResourceKind[] = [
+  RESOURCES.statefulSet,
+  RESOURCES.service,
+  RESOURCES.podDisruptionBudget,
+  RESOURCES.configMap,
+];
 
 export class Controller implements ObjectCache {
   readonly queue = new WorkQueue();
@@ -35,11 +40,21 @@ export class Controller implements ObjectCache {
     private readonly logger: Logger,
     private readonly options: ControllerOptions = {},
   ) {
-    const add = (resource: ResourceKind, labelSelector: string | undefined, handler: (t: InformerEventType, o: KubeObject) => void) => {
-      const informer = new Informer<KubeObject>(client, resource, handler, logger.child({ informer: resource.plural }), {
-        ...options.informer,
-        ...(labelSelector ? { labelSelector } : {}),
-      });
+    const add = (
+      resource: ResourceKind,
+      labelSelector: string | undefined,
+      handler: (t: InformerEventType, o: KubeObject) => void,
+    ) => {
+      const informer = new Informer<KubeObject>(
+        client,
+        resource,
+        handler,
+        logger.child({ informer: resource.plural }),
+        {
+          ...options.informer,
+          ...(labelSelector ? { labelSelector } : {}),
+        },
+      );
       this.informers.set(resource.plural, informer);
     };
     add(RESOURCES.bankCluster, undefined, (_t, o) => this.enqueue(o.metadata.namespace ?? 'default', o.metadata.name));
@@ -75,7 +90,11 @@ export class Controller implements ObjectCache {
     if (!informer) return [];
     return informer
       .list()
-      .filter((o) => (o.metadata.namespace ?? 'default') === namespace && Object.entries(labels).every(([k, v]) => o.metadata.labels?.[k] === v));
+      .filter(
+        (o) =>
+          (o.metadata.namespace ?? 'default') === namespace &&
+          Object.entries(labels).every(([k, v]) => o.metadata.labels?.[k] === v),
+      );
   }
 
   get synced(): boolean {

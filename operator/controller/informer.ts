@@ -158,7 +158,11 @@ export class Informer<T extends KubeObject> {
     this.lastEventAt = Date.now();
     this.stream = await this.client.watch(
       this.resource,
-      { resourceVersion: this.resourceVersion, timeoutSeconds: this.opts.watchTimeoutSeconds, labelSelector: this.opts.labelSelector },
+      {
+        resourceVersion: this.resourceVersion,
+        timeoutSeconds: this.opts.watchTimeoutSeconds,
+        labelSelector: this.opts.labelSelector,
+      },
       (event) => {
         this.lastEventAt = Date.now();
         if (this.apply(event) === 'gone') {

@@ -17,7 +17,10 @@ export class RateLimiter {
   private readonly ratePerSecond: number;
   private readonly burst: number;
 
-  constructor(options: RateLimiterOptions = {}, private readonly now: () => number = Date.now) {
+  constructor(
+    options: RateLimiterOptions = {},
+    private readonly now: () => number = Date.now,
+  ) {
     this.baseDelayMs = options.baseDelayMs ?? 500;
     this.maxDelayMs = options.maxDelayMs ?? 5 * 60_000;
     this.ratePerSecond = options.ratePerSecond ?? 10;

@@ -52,12 +52,19 @@ function storageSchema(): Schema {
         default: d.size,
         'x-kubernetes-validations': [
           { rule: `self.matches('${celString(RULE_PATTERNS.quantity)}')`, message: RULE_MESSAGES.storageSize },
-          { rule: `!self.matches('${celString(RULE_PATTERNS.zeroQuantity)}')`, message: RULE_MESSAGES.storageSizePositive },
+          {
+            rule: `!self.matches('${celString(RULE_PATTERNS.zeroQuantity)}')`,
+            message: RULE_MESSAGES.storageSizePositive,
+          },
           ...immutable(RULE_MESSAGES.storageImmutable),
         ],
       },
       storageClassName: { type: 'string', minLength: 1, maxLength: 253 },
-      retainOnDelete: { type: 'boolean', default: d.retainOnDelete, description: 'Keep the PVCs (the money) when the BankCluster is deleted.' },
+      retainOnDelete: {
+        type: 'boolean',
+        default: d.retainOnDelete,
+        description: 'Keep the PVCs (the money) when the BankCluster is deleted.',
+      },
     },
     'x-kubernetes-validations': [
       {
@@ -80,7 +87,8 @@ function specSchema(): Schema {
         'x-kubernetes-validations': immutable(RULE_MESSAGES.shardsImmutable),
       }),
       replicasPerShard: integer(1, LIMITS.replicasPerShardMax, d.replicasPerShard, {
-        description: 'Replicas per shard: 1 (development only), 3, 5 or 7. Immutable (no online membership change yet).',
+        description:
+          'Replicas per shard: 1 (development only), 3, 5 or 7. Immutable (no online membership change yet).',
         'x-kubernetes-validations': [
           { rule: 'self % 2 == 1', message: RULE_MESSAGES.replicasPerShardOdd },
           ...immutable(RULE_MESSAGES.replicasPerShardImmutable),
@@ -107,12 +115,18 @@ function specSchema(): Schema {
           url: {
             type: 'string',
             maxLength: 1024,
-            'x-kubernetes-validations': [{ rule: `self.matches('${celString(RULE_PATTERNS.natsUrl)}')`, message: RULE_MESSAGES.natsUrl }],
+            'x-kubernetes-validations': [
+              { rule: `self.matches('${celString(RULE_PATTERNS.natsUrl)}')`, message: RULE_MESSAGES.natsUrl },
+            ],
           },
           managed: { type: 'boolean' },
         },
       },
-      tls: { type: 'object', required: ['secretName'], properties: { secretName: { type: 'string', minLength: 1, maxLength: 253 } } },
+      tls: {
+        type: 'object',
+        required: ['secretName'],
+        properties: { secretName: { type: 'string', minLength: 1, maxLength: 253 } },
+      },
       podTemplate: {
         type: 'object',
         properties: {

@@ -28,7 +28,10 @@ const shardStatus: Schema = {
         ordinal: { type: 'integer' },
         pod: { type: 'string' },
         address: { type: 'string' },
-        ballot: { type: 'object', properties: { round: { type: 'integer', format: 'int64' }, ordinal: { type: 'integer' } } },
+        ballot: {
+          type: 'object',
+          properties: { round: { type: 'integer', format: 'int64' }, ordinal: { type: 'integer' } },
+        },
       },
     },
   },
@@ -50,7 +53,12 @@ export function statusSchema(): Schema {
         'x-kubernetes-list-type': 'map',
         'x-kubernetes-list-map-keys': ['type'],
       },
-      shards: { type: 'array', items: shardStatus, 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['shard'] },
+      shards: {
+        type: 'array',
+        items: shardStatus,
+        'x-kubernetes-list-type': 'map',
+        'x-kubernetes-list-map-keys': ['shard'],
+      },
     },
   };
 }

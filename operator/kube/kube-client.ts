@@ -36,7 +36,10 @@ export class KubeClient {
   private cached: { at: number; options: https.RequestOptions } | undefined;
   private readonly server: URL;
 
-  constructor(private readonly kubeConfig: KubeConfig, readonly fieldManager: string) {
+  constructor(
+    private readonly kubeConfig: KubeConfig,
+    readonly fieldManager: string,
+  ) {
     const cluster = kubeConfig.getCurrentCluster();
     if (!cluster) throw new Error('kubeconfig has no current cluster');
     this.server = new URL(cluster.server);
@@ -50,11 +53,17 @@ export class KubeClient {
     return options;
   }
 
-  private async open(req: RequestOptions, timeoutMs: number): Promise<{ request: http.ClientRequest; response: http.IncomingMessage }> {
+  private async open(
+    req: RequestOptions,
+    timeoutMs: number,
+  ): Promise<{ request: http.ClientRequest; response: http.IncomingMessage }> {
     const base = await this.baseOptions();
     const isHttps = this.server.protocol === 'https:';
     const url = new URL(req.path, this.server);
-    const headers: Record<string, string | number> = { ...(base.headers as Record<string, string>), accept: 'application/json' };
+    const headers: Record<string, string | number> = {
+      ...(base.headers as Record<string, string>),
+      accept: 'application/json',
+    };
     if (req.body !== undefined) {
       headers['content-type'] = req.contentType ?? 'application/json';
       headers['content-length'] = Buffer.byteLength(req.body);
@@ -72,7 +81,9 @@ export class KubeClient {
     if (!isHttps) delete options.agent;
     return new Promise((resolve, reject) => {
       const request = (isHttps ? https : http).request(options, (response) => resolve({ request, response }));
-      request.on('timeout', () => request.destroy(new Error(`${req.method} ${req.path}: no answer in ${timeoutMs} ms`)));
+      request.on('timeout', () =>
+        request.destroy(new Error(`${req.method} ${req.path}: no answer in ${timeoutMs} ms`)),
+      );
       request.on('error', reject);
       request.end(req.body);
     });
@@ -84,7 +95,8 @@ export class KubeClient {
     let size = 0;
     for await (const chunk of response) {
       size += (chunk as Buffer).length;
-      if (size > responseBytesMax) throw new Error(`${req.method} ${req.path}: response larger than ${responseBytesMax} bytes`);
+      if (size > responseBytesMax)
+        throw new Error(`${req.method} ${req.path}: response larger than ${responseBytesMax} bytes`);
       chunks.push(chunk as Buffer);
     }
     const text = Buffer.concat(chunks).toString('utf8');
@@ -92,7 +104,12 @@ export class KubeClient {
     const parsed = text.length > 0 ? safeJson(text) : undefined;
     if (status >= 300) {
       const s = (parsed ?? {}) as { reason?: string; message?: string };
-      throw new KubeApiError(status, s.reason ?? 'Unknown', `${req.method} ${req.path}: ${status} ${s.message ?? text.slice(0, 500)}`, parsed);
+      throw new KubeApiError(
+        status,
+        s.reason ?? 'Unknown',
+        `${req.method} ${req.path}: ${status} ${s.message ?? text.slice(0, 500)}`,
+        parsed,
+      );
     }
     return parsed as T;
   }
@@ -107,7 +124,11 @@ export class KubeClient {
   }
 
   /** Server-side apply of a full desired object with this client's field manager. */
-  apply<T extends KubeObject>(r: ResourceKind, object: KubeObject, options: { subresource?: string; fieldManager?: string; dryRun?: boolean } = {}): Promise<T> {
+  apply<T extends KubeObject>(
+    r: ResourceKind,
+    object: KubeObject,
+    options: { subresource?: string; fieldManager?: string; dryRun?: boolean } = {},
+  ): Promise<T> {
     const path = resourcePath(r, object.metadata.namespace, object.metadata.name, options.subresource);
     const query = new URLSearchParams({ fieldManager: options.fieldManager ?? this.fieldManager, force: 'true' });
     if (options.dryRun) query.set('dryRun', 'All');
@@ -120,7 +141,12 @@ export class KubeClient {
   }
 
   /** JSON merge patch (used for finalizers, which must not be owned by apply). */
-  mergePatch<T extends KubeObject>(r: ResourceKind, namespace: string | undefined, name: string, patch: unknown): Promise<T> {
+  mergePatch<T extends KubeObject>(
+    r: ResourceKind,
+    namespace: string | undefined,
+    name: string,
+    patch: unknown,
+  ): Promise<T> {
     return this.request<T>({
       method: 'PATCH',
       path: resourcePath(r, namespace, name),
@@ -130,7 +156,11 @@ export class KubeClient {
   }
 
   create<T extends KubeObject>(r: ResourceKind, object: KubeObject): Promise<T> {
-    return this.request<T>({ method: 'POST', path: resourcePath(r, object.metadata.namespace), body: JSON.stringify(object) });
+    return this.request<T>({
+      method: 'POST',
+      path: resourcePath(r, object.metadata.namespace),
+      body: JSON.stringify(object),
+    });
   }
 
   replace<T extends KubeObject>(r: ResourceKind, object: KubeObject): Promise<T> {
@@ -141,7 +171,12 @@ export class KubeClient {
     });
   }
 
-  delete(r: ResourceKind, namespace: string | undefined, name: string, propagationPolicy = 'Background'): Promise<unknown> {
+  delete(
+    r: ResourceKind,
+    namespace: string | undefined,
+    name: string,
+    propagationPolicy = 'Background',
+  ): Promise<unknown> {
     return this.request({
       method: 'DELETE',
       path: resourcePath(r, namespace, name),
@@ -170,7 +205,11 @@ export class KubeClient {
     if ((response.statusCode ?? 0) >= 300) {
       const text = await readAll(response);
       const s = (safeJson(text) ?? {}) as { reason?: string; message?: string };
-      throw new KubeApiError(response.statusCode ?? 0, s.reason ?? 'Unknown', `watch ${path}: ${s.message ?? text.slice(0, 300)}`);
+      throw new KubeApiError(
+        response.statusCode ?? 0,
+        s.reason ?? 'Unknown',
+        `watch ${path}: ${s.message ?? text.slice(0, 300)}`,
+      );
     }
     const lines = createInterface({ input: response, crlfDelay: Infinity });
     const done = new Promise<void>((resolve) => {

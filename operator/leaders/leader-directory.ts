@@ -83,7 +83,9 @@ export class NatsLeaderDirectory implements LeaderDirectory {
     if (!entry) return;
     this.entries.delete(id);
     entry.unsubscribe();
-    await entry.watcher.close().catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'closing leader watcher failed'));
+    await entry.watcher
+      .close()
+      .catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'closing leader watcher failed'));
   }
 
   async close(): Promise<void> {

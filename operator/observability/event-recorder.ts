@@ -37,8 +37,17 @@ export class EventRecorder {
       await this.client.create(RESOURCES.event, {
         apiVersion: 'v1',
         kind: 'Event',
-        metadata: { name: `${target.metadata.name}.${now.toString(16)}${Math.floor(Math.random() * 0xffff).toString(16)}`, namespace },
-        involvedObject: { apiVersion: target.apiVersion, kind: target.kind, name: target.metadata.name, namespace, uid: target.metadata.uid },
+        metadata: {
+          name: `${target.metadata.name}.${now.toString(16)}${Math.floor(Math.random() * 0xffff).toString(16)}`,
+          namespace,
+        },
+        involvedObject: {
+          apiVersion: target.apiVersion,
+          kind: target.kind,
+          name: target.metadata.name,
+          namespace,
+          uid: target.metadata.uid,
+        },
         type,
         reason,
         message,

@@ -10,7 +10,11 @@ export interface HealthSource {
   metrics(): string;
 }
 
-export async function startHttpServer(port: number, host: string, source: HealthSource): Promise<{ port: number; close(): Promise<void> }> {
+export async function startHttpServer(
+  port: number,
+  host: string,
+  source: HealthSource,
+): Promise<{ port: number; close(): Promise<void> }> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/metrics') {

@@ -54,17 +54,32 @@ export class Gauge extends Metric {
 }
 
 export class OperatorMetrics {
-  readonly reconciles = new Counter('shardbank_operator_reconcile_total', 'Reconciles by result (success, error, requeue).');
+  readonly reconciles = new Counter(
+    'shardbank_operator_reconcile_total',
+    'Reconciles by result (success, error, requeue).',
+  );
   readonly reconcileSeconds = new Counter('shardbank_operator_reconcile_seconds_total', 'Time spent reconciling.');
   readonly applies = new Counter('shardbank_operator_apply_total', 'Server-side applies by kind.');
   readonly queueDepth = new Gauge('shardbank_operator_workqueue_depth', 'Keys waiting in the work queue.');
   readonly isLeader = new Gauge('shardbank_operator_leader', '1 while this replica holds the Lease.');
-  readonly relists = new Gauge('shardbank_operator_informer_relists', 'Full lists per informer (410 Gone and restarts).');
+  readonly relists = new Gauge(
+    'shardbank_operator_informer_relists',
+    'Full lists per informer (410 Gone and restarts).',
+  );
   readonly stalls = new Gauge('shardbank_operator_informer_stalls', 'Watch streams aborted by the watchdog.');
   readonly clusterPhase = new Gauge('shardbank_operator_cluster_ready', '1 when a BankCluster is Ready.');
 
   render(): string {
-    const all = [this.reconciles, this.reconcileSeconds, this.applies, this.queueDepth, this.isLeader, this.relists, this.stalls, this.clusterPhase];
+    const all = [
+      this.reconciles,
+      this.reconcileSeconds,
+      this.applies,
+      this.queueDepth,
+      this.isLeader,
+      this.relists,
+      this.stalls,
+      this.clusterPhase,
+    ];
     return all.map((m) => m.render()).join('\n') + '\n';
   }
 }

@@ -16,7 +16,13 @@ export interface FinalizeOutcome {
   pvcsRetained: string[];
 }
 
-async function deleteIfOwned(client: KubeClient, resource: ResourceKind, cluster: BankCluster, name: string, out: string[]): Promise<void> {
+async function deleteIfOwned(
+  client: KubeClient,
+  resource: ResourceKind,
+  cluster: BankCluster,
+  name: string,
+  out: string[],
+): Promise<void> {
   const namespace = cluster.metadata.namespace ?? 'default';
   let live: KubeObject;
   try {

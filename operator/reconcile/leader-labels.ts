@@ -42,7 +42,11 @@ export async function labelLeaderPods(
   for (const [name, lead] of changes) {
     await client.apply(
       RESOURCES.pod,
-      { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace, ...(lead ? { labels: { [LABEL_ROLE]: ROLE_LEADER } } : {}) } },
+      {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name, namespace, ...(lead ? { labels: { [LABEL_ROLE]: ROLE_LEADER } } : {}) },
+      },
       { fieldManager: LEADER_LABEL_MANAGER },
     );
   }

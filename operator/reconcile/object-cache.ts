@@ -11,5 +11,7 @@ export interface ObjectCache {
 }
 
 export function ownedBy(object: KubeObject, uid: string | undefined): boolean {
-  return uid !== undefined && (object.metadata.ownerReferences ?? []).some((r) => r.uid === uid && r.controller === true);
+  return (
+    uid !== undefined && (object.metadata.ownerReferences ?? []).some((r) => r.uid === uid && r.controller === true)
+  );
 }

@@ -63,7 +63,9 @@ export class Reconciler {
     if (raw.metadata.deletionTimestamp) return this.finalize(raw, cluster);
     if (!(raw.metadata.finalizers ?? []).includes(FINALIZER)) await addFinalizer(this.deps.client, raw);
     const ref = this.clusterRef(cluster);
-    await this.deps.leaders.ensure(ref).catch((err: unknown) => this.deps.logger.warn({ err: errorMessage(err) }, 'leader watch failed'));
+    await this.deps.leaders
+      .ensure(ref)
+      .catch((err: unknown) => this.deps.logger.warn({ err: errorMessage(err) }, 'leader watch failed'));
     if (cluster.spec.paused) return this.writeStatus(raw, cluster, undefined);
     let reconcileError: string | undefined;
     let rollouts: ShardRollout[] = [];
@@ -77,7 +79,8 @@ export class Reconciler {
     }
     const result = await this.writeStatus(raw, cluster, reconcileError, rollouts);
     if (reconcileError) throw new Error(reconcileError);
-    if (rollouts.some((r) => r.step.kind !== 'done')) return { requeueAfterMs: Math.min(result.requeueAfterMs ?? ROLLOUT_REQUEUE_MS, ROLLOUT_REQUEUE_MS) };
+    if (rollouts.some((r) => r.step.kind !== 'done'))
+      return { requeueAfterMs: Math.min(result.requeueAfterMs ?? ROLLOUT_REQUEUE_MS, ROLLOUT_REQUEUE_MS) };
     return result;
   }
 
@@ -88,8 +91,16 @@ export class Reconciler {
     for (let shard = 0; shard < cluster.spec.shards; shard++) {
       const r = await this.rollout.step(cluster, shard, this.deps.leaders.leader(ref, shard)?.ordinal, leadersKnowable);
       if (r.evicted && r.step.kind === 'evict') {
-        this.deps.logger.info({ cluster: cluster.metadata.name, shard, pod: r.step.pod.name, role: r.step.role }, 'rolling update: evicting pod');
-        await this.deps.events.record(this.target(raw), 'Normal', 'RollingUpdate', `shard ${shard}: evicted ${r.step.role} ${r.step.pod.name} (${r.step.message})`);
+        this.deps.logger.info(
+          { cluster: cluster.metadata.name, shard, pod: r.step.pod.name, role: r.step.role },
+          'rolling update: evicting pod',
+        );
+        await this.deps.events.record(
+          this.target(raw),
+          'Normal',
+          'RollingUpdate',
+          `shard ${shard}: evicted ${r.step.role} ${r.step.pod.name} (${r.step.message})`,
+        );
       }
       out.push(r);
     }
@@ -123,8 +134,20 @@ export class Reconciler {
     const previous = (raw.status ?? {}) as Partial<BankClusterStatus>;
     const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
     const conditions = (previous.conditions ?? []).filter((c) => c.type !== 'Degraded');
-    conditions.push({ type: 'Degraded', status: 'True', reason: 'InvalidSpec', message, lastTransitionTime: now, observedGeneration: raw.metadata.generation });
-    await this.applyStatus(raw, { ...previous, phase: PHASE.degraded, observedGeneration: raw.metadata.generation, conditions });
+    conditions.push({
+      type: 'Degraded',
+      status: 'True',
+      reason: 'InvalidSpec',
+      message,
+      lastTransitionTime: now,
+      observedGeneration: raw.metadata.generation,
+    });
+    await this.applyStatus(raw, {
+      ...previous,
+      phase: PHASE.degraded,
+      observedGeneration: raw.metadata.generation,
+      conditions,
+    });
     return DONE;
   }
 
@@ -132,11 +155,23 @@ export class Reconciler {
     if (!(raw.metadata.finalizers ?? []).includes(FINALIZER)) return DONE;
     const outcome = await finalizeCluster(this.deps.client, cluster);
     const target = this.target(raw);
-    if (outcome.deleted.length > 0) await this.deps.events.record(target, 'Normal', 'Deleted', `deleted ${outcome.deleted.join(', ')}`);
+    if (outcome.deleted.length > 0)
+      await this.deps.events.record(target, 'Normal', 'Deleted', `deleted ${outcome.deleted.join(', ')}`);
     if (outcome.pvcsRetained.length > 0) {
-      await this.deps.events.record(target, 'Normal', 'VolumesRetained', `kept ${outcome.pvcsRetained.length} PVCs (spec.storage.retainOnDelete): ${outcome.pvcsRetained.join(', ')}`);
+      await this.deps.events.record(
+        target,
+        'Normal',
+        'VolumesRetained',
+        `kept ${outcome.pvcsRetained.length} PVCs (spec.storage.retainOnDelete): ${outcome.pvcsRetained.join(', ')}`,
+      );
     }
-    if (outcome.pvcsDeleted.length > 0) await this.deps.events.record(target, 'Normal', 'VolumesDeleted', `deleted PVCs ${outcome.pvcsDeleted.join(', ')}`);
+    if (outcome.pvcsDeleted.length > 0)
+      await this.deps.events.record(
+        target,
+        'Normal',
+        'VolumesDeleted',
+        `deleted PVCs ${outcome.pvcsDeleted.join(', ')}`,
+      );
     await this.deps.leaders.forget({ namespace: cluster.metadata.namespace ?? 'default', name: cluster.metadata.name });
     this.rollout.forget(cluster.metadata.namespace ?? 'default', cluster.metadata.name);
     await removeFinalizer(this.deps.client, raw);
@@ -148,14 +183,23 @@ export class Reconciler {
     const namespace = cluster.metadata.namespace ?? 'default';
     for (const { resource, object } of desiredObjects(cluster, this.deps.build)) {
       // The caches only hold objects with our labels: one missing there may still exist.
-      const live = this.deps.cache.get(resource, namespace, object.metadata.name) ?? (await this.getLive(resource, namespace, object.metadata.name));
+      const live =
+        this.deps.cache.get(resource, namespace, object.metadata.name) ??
+        (await this.getLive(resource, namespace, object.metadata.name));
       if (live && !ownedBy(live, cluster.metadata.uid)) {
-        throw new Error(`${resource.kind} ${object.metadata.name} exists and is not owned by this BankCluster; not touching it`);
+        throw new Error(
+          `${resource.kind} ${object.metadata.name} exists and is not owned by this BankCluster; not touching it`,
+        );
       }
       if (await applyIfChanged(this.deps.client, this.memo, resource, object, live)) {
         this.deps.metrics.applies.inc({ kind: resource.kind });
         const verb = live ? 'Updated' : 'Created';
-        await this.deps.events.record(this.target(cluster as unknown as KubeObject), 'Normal', verb, `${verb.toLowerCase()} ${resource.kind} ${object.metadata.name} (${hashOf(object).slice(0, 8)})`);
+        await this.deps.events.record(
+          this.target(cluster as unknown as KubeObject),
+          'Normal',
+          verb,
+          `${verb.toLowerCase()} ${resource.kind} ${object.metadata.name} (${hashOf(object).slice(0, 8)})`,
+        );
       }
     }
   }
@@ -192,7 +236,13 @@ export class Reconciler {
 
   private async labelLeaders(cluster: BankCluster, ref: ClusterRef): Promise<void> {
     for (let shard = 0; shard < cluster.spec.shards; shard++) {
-      await labelLeaderPods(this.deps.client, this.deps.cache, cluster, shard, this.deps.leaders.leader(ref, shard)?.ordinal);
+      await labelLeaderPods(
+        this.deps.client,
+        this.deps.cache,
+        cluster,
+        shard,
+        this.deps.leaders.leader(ref, shard)?.ordinal,
+      );
     }
   }
 
@@ -200,7 +250,11 @@ export class Reconciler {
     const namespace = cluster.metadata.namespace ?? 'default';
     const ref = this.clusterRef(cluster);
     return Array.from({ length: cluster.spec.shards }, (_, shard) => {
-      const sts = this.deps.cache.get(RESOURCES.statefulSet, namespace, names.statefulSet(cluster.metadata.name, shard));
+      const sts = this.deps.cache.get(
+        RESOURCES.statefulSet,
+        namespace,
+        names.statefulSet(cluster.metadata.name, shard),
+      );
       const status = (sts?.status ?? {}) as Record<string, unknown>;
       const leader = this.deps.leaders.leader(ref, shard);
       const step = rollouts.find((r) => r.shard === shard)?.step;
@@ -219,16 +273,36 @@ export class Reconciler {
     });
   }
 
-  private async writeStatus(raw: KubeObject, cluster: BankCluster, reconcileError: string | undefined, rollouts: ShardRollout[] = []): Promise<ReconcileResult> {
+  private async writeStatus(
+    raw: KubeObject,
+    cluster: BankCluster,
+    reconcileError: string | undefined,
+    rollouts: ShardRollout[] = [],
+  ): Promise<ReconcileResult> {
     const previous = (raw.status ?? {}) as Partial<BankClusterStatus>;
     const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
     const leadersKnowable = this.clusterRef(cluster).natsUrl !== undefined;
-    const status = computeStatus({ cluster, shards: this.observeShards(cluster, rollouts), previous, leadersKnowable, reconcileError, now });
-    this.deps.metrics.clusterPhase.set(status.phase === PHASE.ready ? 1 : 0, { namespace: cluster.metadata.namespace ?? '', cluster: cluster.metadata.name });
+    const status = computeStatus({
+      cluster,
+      shards: this.observeShards(cluster, rollouts),
+      previous,
+      leadersKnowable,
+      reconcileError,
+      now,
+    });
+    this.deps.metrics.clusterPhase.set(status.phase === PHASE.ready ? 1 : 0, {
+      namespace: cluster.metadata.namespace ?? '',
+      cluster: cluster.metadata.name,
+    });
     if (stableJson(status) !== stableJson(previous)) {
       await this.applyStatus(raw, status);
       if (previous.phase !== status.phase) {
-        await this.deps.events.record(this.target(raw), status.phase === PHASE.degraded ? 'Warning' : 'Normal', `Phase${status.phase}`, `phase ${previous.phase ?? '(none)'} -> ${status.phase}`);
+        await this.deps.events.record(
+          this.target(raw),
+          status.phase === PHASE.degraded ? 'Warning' : 'Normal',
+          `Phase${status.phase}`,
+          `phase ${previous.phase ?? '(none)'} -> ${status.phase}`,
+        );
       }
     }
     if (status.phase === PHASE.ready || status.phase === PHASE.paused) return DONE;
@@ -239,7 +313,12 @@ export class Reconciler {
   private async applyStatus(raw: KubeObject, status: Partial<BankClusterStatus>): Promise<void> {
     await this.deps.client.apply(
       RESOURCES.bankCluster,
-      { apiVersion: `${API_GROUP}/${API_VERSION}`, kind: KIND, metadata: { name: raw.metadata.name, namespace: raw.metadata.namespace }, status },
+      {
+        apiVersion: `${API_GROUP}/${API_VERSION}`,
+        kind: KIND,
+        metadata: { name: raw.metadata.name, namespace: raw.metadata.namespace },
+        status,
+      },
       { subresource: 'status' },
     );
   }

@@ -57,27 +57,49 @@ export function nextRolloutStep(input: RolloutInput): RolloutStep {
   if (updateRevision === undefined) return { kind: 'done' };
   const live = pods.filter((p) => !p.terminating);
   // A pod without the revision label was not made by the StatefulSet controller: not rolled.
-  const outdated = live.filter((p) => p.revision !== undefined && p.revision !== updateRevision).sort((a, b) => b.ordinal - a.ordinal);
+  const outdated = live
+    .filter((p) => p.revision !== undefined && p.revision !== updateRevision)
+    .sort((a, b) => b.ordinal - a.ordinal);
   const updated = live.length - outdated.length;
-  const leaderPod = input.leaderOrdinal === undefined ? undefined : pods.find((p) => p.ordinal === input.leaderOrdinal && !p.terminating);
+  const leaderPod =
+    input.leaderOrdinal === undefined
+      ? undefined
+      : pods.find((p) => p.ordinal === input.leaderOrdinal && !p.terminating);
   const progress = `${updated}/${desired} pods updated${leaderPod && outdated.includes(leaderPod) ? `, leader ${leaderPod.name} last` : ''}`;
   if (outdated.length === 0) return { kind: 'done' };
   const terminating = pods.find((p) => p.terminating);
   if (terminating) return { kind: 'wait', message: `${progress}, waiting for ${terminating.name} to be replaced` };
-  if (live.length < desired) return { kind: 'wait', message: `${progress}, waiting for ${desired - live.length} pod(s) to be created` };
+  if (live.length < desired)
+    return { kind: 'wait', message: `${progress}, waiting for ${desired - live.length} pod(s) to be created` };
   const notReady = live.find((p) => !p.ready);
   if (notReady) return { kind: 'wait', message: `${progress}, waiting for ${notReady.name} to be Ready` };
   const settling = live.find((p) => p.readySinceMs !== undefined && input.nowMs - p.readySinceMs < SETTLE_MS);
   if (settling) return { kind: 'wait', message: `${progress}, letting ${settling.name} catch up` };
   if (!input.leadersKnowable) {
     const pod = outdated[0]!;
-    return { kind: 'evict', pod, role: 'replica', message: `${progress}, replacing ${pod.name} (no NATS: leader unknown, highest ordinal first)` };
+    return {
+      kind: 'evict',
+      pod,
+      role: 'replica',
+      message: `${progress}, replacing ${pod.name} (no NATS: leader unknown, highest ordinal first)`,
+    };
   }
   if (input.leaderOrdinal === undefined) return { kind: 'wait', message: `${progress}, waiting for a known leader` };
   const follower = outdated.find((p) => p.ordinal !== input.leaderOrdinal);
-  if (follower) return { kind: 'evict', pod: follower, role: 'follower', message: `${progress}, replacing follower ${follower.name}` };
+  if (follower)
+    return {
+      kind: 'evict',
+      pod: follower,
+      role: 'follower',
+      message: `${progress}, replacing follower ${follower.name}`,
+    };
   const leader = outdated[0]!;
-  return { kind: 'evict', pod: leader, role: 'leader', message: `${progress}, replacing it now (it hands over on SIGTERM)` };
+  return {
+    kind: 'evict',
+    pod: leader,
+    role: 'leader',
+    message: `${progress}, replacing it now (it hands over on SIGTERM)`,
+  };
 }
 
 function rolloutPods(cache: ObjectCache, cluster: BankCluster, shard: number): RolloutPod[] {
@@ -103,7 +125,12 @@ function rolloutPods(cache: ObjectCache, cluster: BankCluster, shard: number): R
 function updateRevisionOf(sts: KubeObject | undefined): string | undefined {
   if (!sts || sts.metadata.deletionTimestamp) return undefined;
   const status = (sts.status ?? {}) as { observedGeneration?: number; updateRevision?: string };
-  if (status.observedGeneration === undefined || sts.metadata.generation === undefined || status.observedGeneration < sts.metadata.generation) return undefined;
+  if (
+    status.observedGeneration === undefined ||
+    sts.metadata.generation === undefined ||
+    status.observedGeneration < sts.metadata.generation
+  )
+    return undefined;
   return status.updateRevision;
 }
 
@@ -127,7 +154,12 @@ export class Rollout {
     private readonly cache: ObjectCache,
   ) {}
 
-  async step(cluster: BankCluster, shard: number, leaderOrdinal: number | undefined, leadersKnowable: boolean): Promise<ShardRollout> {
+  async step(
+    cluster: BankCluster,
+    shard: number,
+    leaderOrdinal: number | undefined,
+    leadersKnowable: boolean,
+  ): Promise<ShardRollout> {
     const namespace = cluster.metadata.namespace ?? 'default';
     const key = `${namespace}/${cluster.metadata.name}/${shard}`;
     const sts = this.cache.get(RESOURCES.statefulSet, namespace, names.statefulSet(cluster.metadata.name, shard));
@@ -140,7 +172,14 @@ export class Rollout {
       }
       this.evicted.delete(key);
     }
-    const step = nextRolloutStep({ desired: cluster.spec.replicasPerShard, updateRevision: updateRevisionOf(sts), pods, leaderOrdinal, leadersKnowable, nowMs: Date.now() });
+    const step = nextRolloutStep({
+      desired: cluster.spec.replicasPerShard,
+      updateRevision: updateRevisionOf(sts),
+      pods,
+      leaderOrdinal,
+      leadersKnowable,
+      nowMs: Date.now(),
+    });
     if (step.kind !== 'evict') return { shard, step, evicted: false };
     try {
       await this.client.request({
@@ -154,8 +193,18 @@ export class Rollout {
         }),
       });
     } catch (err) {
-      if (err instanceof KubeApiError && err.statusCode === 429) return { shard, step: { kind: 'wait', message: `${step.message}: refused by the disruption budget, waiting` }, evicted: false };
-      if (isNotFound(err) || isConflict(err)) return { shard, step: { kind: 'wait', message: `${step.message}: the pod changed, looking again` }, evicted: false };
+      if (err instanceof KubeApiError && err.statusCode === 429)
+        return {
+          shard,
+          step: { kind: 'wait', message: `${step.message}: refused by the disruption budget, waiting` },
+          evicted: false,
+        };
+      if (isNotFound(err) || isConflict(err))
+        return {
+          shard,
+          step: { kind: 'wait', message: `${step.message}: the pod changed, looking again` },
+          evicted: false,
+        };
       throw err;
     }
     this.evicted.set(key, { uid: step.pod.uid, atMs: Date.now() });

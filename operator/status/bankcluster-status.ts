@@ -101,14 +101,21 @@ export function computeStatus(input: StatusInput): BankClusterStatus {
   const readyReplicas = shards.reduce((sum, s) => sum + s.readyReplicas, 0);
   const leaders = shards.filter((s) => s.leader !== undefined).length;
   const pending = input.shards.filter((s) => !rolledOut(cluster, s) || (s.readyReplicas ?? 0) < desired).length;
-  const belowQuorumSettled = input.shards.filter((s) => rolledOut(cluster, s) && (s.readyReplicas ?? 0) < quorum).length;
+  const belowQuorumSettled = input.shards.filter(
+    (s) => rolledOut(cluster, s) && (s.readyReplicas ?? 0) < quorum,
+  ).length;
   const majorities = input.shards.every((s) => (s.readyReplicas ?? 0) >= quorum);
   const serving = majorities && (!input.leadersKnowable || leaders === shards.length);
   let conditions = input.previous?.conditions ?? [];
   const set = (c: Parameters<typeof setCondition>[1]) => (conditions = setCondition(conditions, c, generation, now));
 
   if (cluster.spec.paused) {
-    set({ type: CONDITION.progressing, status: 'False', reason: 'Paused', message: 'spec.paused is true: the operator leaves the workloads as they are' });
+    set({
+      type: CONDITION.progressing,
+      status: 'False',
+      reason: 'Paused',
+      message: 'spec.paused is true: the operator leaves the workloads as they are',
+    });
   } else if (pending > 0) {
     const steps = input.shards.flatMap((s, shard) => (s.rollout ? [`shard ${shard}: ${s.rollout}`] : []));
     set({
@@ -118,12 +125,22 @@ export function computeStatus(input: StatusInput): BankClusterStatus {
       message: `${pending} of ${shards.length} shards are not fully rolled out and ready${steps.length > 0 ? `; ${steps.join('; ')}` : ''}`,
     });
   } else {
-    set({ type: CONDITION.progressing, status: 'False', reason: 'RolledOut', message: 'every StatefulSet is up to date and ready' });
+    set({
+      type: CONDITION.progressing,
+      status: 'False',
+      reason: 'RolledOut',
+      message: 'every StatefulSet is up to date and ready',
+    });
   }
   if (input.reconcileError) {
     set({ type: CONDITION.degraded, status: 'True', reason: 'ReconcileFailed', message: input.reconcileError });
   } else if (belowQuorumSettled > 0) {
-    set({ type: CONDITION.degraded, status: 'True', reason: 'QuorumLost', message: `${belowQuorumSettled} shards have fewer than ${quorum} ready replicas` });
+    set({
+      type: CONDITION.degraded,
+      status: 'True',
+      reason: 'QuorumLost',
+      message: `${belowQuorumSettled} shards have fewer than ${quorum} ready replicas`,
+    });
   } else {
     set({ type: CONDITION.degraded, status: 'False', reason: 'AsExpected', message: 'no shard is below its majority' });
   }
@@ -133,9 +150,16 @@ export function computeStatus(input: StatusInput): BankClusterStatus {
           type: CONDITION.ready,
           status: 'True',
           reason: 'AllShardsServing',
-          message: input.leadersKnowable ? 'every shard has a ready majority and a leader' : 'every shard has a ready majority (no NATS: leaders unknown)',
+          message: input.leadersKnowable
+            ? 'every shard has a ready majority and a leader'
+            : 'every shard has a ready majority (no NATS: leaders unknown)',
         }
-      : { type: CONDITION.ready, status: 'False', reason: 'ShardsNotServing', message: `${leaders} of ${shards.length} shards have a known leader; ${readyReplicas} of ${shards.length * desired} replicas ready` },
+      : {
+          type: CONDITION.ready,
+          status: 'False',
+          reason: 'ShardsNotServing',
+          message: `${leaders} of ${shards.length} shards have a known leader; ${readyReplicas} of ${shards.length * desired} replicas ready`,
+        },
   );
   if (desired === 1) {
     set({

@@ -14,7 +14,12 @@ export type ConditionInput = Omit<Condition, 'lastTransitionTime' | 'observedGen
  * The condition list with `input` set: lastTransitionTime moves only when the status
  * changes; observedGeneration is the generation the condition was computed from.
  */
-export function setCondition(conditions: readonly Condition[], input: ConditionInput, generation: number | undefined, now: string): Condition[] {
+export function setCondition(
+  conditions: readonly Condition[],
+  input: ConditionInput,
+  generation: number | undefined,
+  now: string,
+): Condition[] {
   const previous = conditions.find((c) => c.type === input.type);
   const next: Condition = {
     ...input,

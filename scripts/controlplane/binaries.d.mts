@@ -3,7 +3,19 @@ export class MissingBinariesError extends Error {}
 export function cacheDir(): string;
 export function versions(): Record<string, string>;
 export const KUBE_COMMANDS: string[];
-export function binaries(options?: { need?: string[] }): Record<
-  'etcd' | 'kube-apiserver' | 'kube-controller-manager' | 'kube-scheduler' | 'kubelet' | 'kube-proxy' | 'kubectl' | 'helm' | 'coredns' | 'local-path-provisioner' | 'pause',
+export function binaries(options?: {
+  need?: string[];
+}): Record<
+  | 'etcd'
+  | 'kube-apiserver'
+  | 'kube-controller-manager'
+  | 'kube-scheduler'
+  | 'kubelet'
+  | 'kube-proxy'
+  | 'kubectl'
+  | 'helm'
+  | 'coredns'
+  | 'local-path-provisioner'
+  | 'pause',
   string
 >;

@@ -26,7 +26,14 @@ export class MissingBinariesError extends Error {
 }
 
 /** The Kubernetes binaries build-binaries.sh makes in one go build. */
-export const KUBE_COMMANDS = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubelet', 'kube-proxy', 'kubectl'];
+export const KUBE_COMMANDS = [
+  'kube-apiserver',
+  'kube-controller-manager',
+  'kube-scheduler',
+  'kubelet',
+  'kube-proxy',
+  'kubectl',
+];
 
 /** Paths of the cached binaries; throws MissingBinariesError naming the build command. */
 export function binaries({ need = ['etcd', 'kube-apiserver'] } = {}) {

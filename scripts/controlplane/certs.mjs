@@ -15,14 +15,31 @@ function signed(dir, name, subject, ext) {
   openssl(['req', '-new', '-key', `${name}.key`, '-subj', subject, '-out', `${name}.csr`], dir);
   writeFileSync(join(dir, `${name}.ext`), ext);
   openssl(
-    ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial',
-      '-days', '365', '-sha256', '-extfile', `${name}.ext`, '-out', `${name}.crt`],
+    [
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-days',
+      '365',
+      '-sha256',
+      '-extfile',
+      `${name}.ext`,
+      '-out',
+      `${name}.crt`,
+    ],
     dir,
   );
 }
 
 const CLIENT_EXT = 'extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n';
-const serverExt = (sans) => `subjectAltName=${sans.join(',')}\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n`;
+const serverExt = (sans) =>
+  `subjectAltName=${sans.join(',')}\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n`;
 
 /**
  * Writes ca.*, apiserver.*, admin.*, sa.key and sa.pub into dir.
@@ -32,9 +49,31 @@ const serverExt = (sans) => `subjectAltName=${sans.join(',')}\nextendedKeyUsage=
  */
 export function makeCertificates(dir, { serverIps = [], clients = [], servers = [] } = {}) {
   openssl(['genrsa', '-out', 'ca.key', '2048'], dir);
-  openssl(['req', '-x509', '-new', '-key', 'ca.key', '-subj', '/CN=shardbank-controlplane-ca', '-days', '365', '-sha256', '-out', 'ca.crt'], dir);
+  openssl(
+    [
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      'ca.key',
+      '-subj',
+      '/CN=shardbank-controlplane-ca',
+      '-days',
+      '365',
+      '-sha256',
+      '-out',
+      'ca.crt',
+    ],
+    dir,
+  );
   const ips = [...new Set(['127.0.0.1', '10.0.0.1', ...serverIps])].map((ip) => `IP:${ip}`);
-  const names = ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local'];
+  const names = [
+    'localhost',
+    'kubernetes',
+    'kubernetes.default',
+    'kubernetes.default.svc',
+    'kubernetes.default.svc.cluster.local',
+  ];
   signed(dir, 'apiserver', '/CN=kube-apiserver', serverExt([...ips, ...names.map((n) => `DNS:${n}`)]));
   signed(dir, 'admin', '/O=system:masters/CN=shardbank-admin', CLIENT_EXT);
   for (const c of clients) signed(dir, c.name, c.subject, CLIENT_EXT);

@@ -11,6 +11,17 @@ export interface ControlPlane {
 }
 export const CRD_FILE: string;
 export function freePort(): Promise<number>;
-export function startControlPlane(options?: { stateDir?: string; detached?: boolean; installCrd?: boolean; extraApiserverArgs?: string[] }): Promise<ControlPlane>;
+export function startControlPlane(options?: {
+  stateDir?: string;
+  detached?: boolean;
+  installCrd?: boolean;
+  extraApiserverArgs?: string[];
+}): Promise<ControlPlane>;
 export function installCrd(cp: ControlPlane, crdYaml?: string): Promise<void>;
-export function adminRequest(cp: ControlPlane, method: string, path: string, body?: unknown, contentType?: string): Promise<{ status: number; body: string }>;
+export function adminRequest(
+  cp: ControlPlane,
+  method: string,
+  path: string,
+  body?: unknown,
+  contentType?: string,
+): Promise<{ status: number; body: string }>;

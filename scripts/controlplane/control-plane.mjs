@@ -46,8 +46,13 @@ export function adminRequest(cp, method, path, body, contentType = 'application/
   return new Promise((res, rej) => {
     const req = https.request(
       {
-        host: cp.host, port: cp.apiserverPort, method, path,
-        ca: cp.pem.ca, cert: cp.pem.cert, key: cp.pem.key,
+        host: cp.host,
+        port: cp.apiserverPort,
+        method,
+        path,
+        ca: cp.pem.ca,
+        cert: cp.pem.cert,
+        key: cp.pem.key,
         headers: payload ? { 'content-type': contentType, 'content-length': Buffer.byteLength(payload) } : {},
         timeout: 30_000,
       },
@@ -76,7 +81,8 @@ export async function waitFor(what, probe, child, logFile, deadlineMs = STARTUP_
     } catch {
       // not up yet
     }
-    if (Date.now() > deadline) throw new Error(`${what} not ready after ${deadlineMs} ms; log: ${logFile}\n${tail(logFile)}`);
+    if (Date.now() > deadline)
+      throw new Error(`${what} not ready after ${deadlineMs} ms; log: ${logFile}\n${tail(logFile)}`);
     await sleep(250);
   }
 }
@@ -106,25 +112,51 @@ export function kubeconfigYaml(cp, user = 'admin') {
   const cert = readFileSync(join(cp.dir, `${user}.crt`), 'utf8');
   const key = readFileSync(join(cp.dir, `${user}.key`), 'utf8');
   return [
-    'apiVersion: v1', 'kind: Config', 'clusters:', '- name: shardbank', '  cluster:',
-    `    server: ${cp.server}`, `    certificate-authority-data: ${b64(cp.pem.ca)}`,
-    'users:', `- name: ${user}`, '  user:', `    client-certificate-data: ${b64(cert)}`, `    client-key-data: ${b64(key)}`,
-    'contexts:', '- name: shardbank', '  context:', '    cluster: shardbank', `    user: ${user}`, '    namespace: default',
-    'current-context: shardbank', '',
+    'apiVersion: v1',
+    'kind: Config',
+    'clusters:',
+    '- name: shardbank',
+    '  cluster:',
+    `    server: ${cp.server}`,
+    `    certificate-authority-data: ${b64(cp.pem.ca)}`,
+    'users:',
+    `- name: ${user}`,
+    '  user:',
+    `    client-certificate-data: ${b64(cert)}`,
+    `    client-key-data: ${b64(key)}`,
+    'contexts:',
+    '- name: shardbank',
+    '  context:',
+    '    cluster: shardbank',
+    `    user: ${user}`,
+    '    namespace: default',
+    'current-context: shardbank',
+    '',
   ].join('\n');
 }
 
 /** The API server flags that let a kubelet join (k8s:up); loopback-only otherwise. */
 function nodeApiserverArgs(dir, node) {
   if (!node) {
-    return ['--bind-address=127.0.0.1', '--advertise-address=127.0.0.1', '--service-cluster-ip-range=10.0.0.0/24',
-      '--authorization-mode=RBAC', '--disable-admission-plugins=ServiceAccount', '--endpoint-reconciler-type=none'];
+    return [
+      '--bind-address=127.0.0.1',
+      '--advertise-address=127.0.0.1',
+      '--service-cluster-ip-range=10.0.0.0/24',
+      '--authorization-mode=RBAC',
+      '--disable-admission-plugins=ServiceAccount',
+      '--endpoint-reconciler-type=none',
+    ];
   }
   return [
-    `--bind-address=${node.ip}`, `--advertise-address=${node.ip}`, `--service-cluster-ip-range=${node.serviceCidr}`,
-    '--authorization-mode=Node,RBAC', '--enable-admission-plugins=NodeRestriction',
-    `--kubelet-client-certificate=${dir}/apiserver-kubelet-client.crt`, `--kubelet-client-key=${dir}/apiserver-kubelet-client.key`,
-    `--kubelet-certificate-authority=${dir}/ca.crt`, '--kubelet-preferred-address-types=InternalIP',
+    `--bind-address=${node.ip}`,
+    `--advertise-address=${node.ip}`,
+    `--service-cluster-ip-range=${node.serviceCidr}`,
+    '--authorization-mode=Node,RBAC',
+    '--enable-admission-plugins=NodeRestriction',
+    `--kubelet-client-certificate=${dir}/apiserver-kubelet-client.crt`,
+    `--kubelet-client-key=${dir}/apiserver-kubelet-client.key`,
+    `--kubelet-certificate-authority=${dir}/ca.crt`,
+    '--kubelet-preferred-address-types=InternalIP',
     '--endpoint-reconciler-type=lease',
   ];
 }
@@ -132,11 +164,15 @@ function nodeApiserverArgs(dir, node) {
 function apiserverArgs(dir, etcdPort, port, node) {
   return [
     `--etcd-servers=http://127.0.0.1:${etcdPort}`,
-    ...nodeApiserverArgs(dir, node), `--secure-port=${port}`,
-    `--cert-dir=${dir}`, `--tls-cert-file=${dir}/apiserver.crt`, `--tls-private-key-file=${dir}/apiserver.key`,
+    ...nodeApiserverArgs(dir, node),
+    `--secure-port=${port}`,
+    `--cert-dir=${dir}`,
+    `--tls-cert-file=${dir}/apiserver.crt`,
+    `--tls-private-key-file=${dir}/apiserver.key`,
     `--client-ca-file=${dir}/ca.crt`,
     '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
-    `--service-account-key-file=${dir}/sa.pub`, `--service-account-signing-key-file=${dir}/sa.key`,
+    `--service-account-key-file=${dir}/sa.pub`,
+    `--service-account-signing-key-file=${dir}/sa.key`,
     '--enable-priority-and-fairness=false',
     '--profiling=false',
     '--v=1',
@@ -163,39 +199,81 @@ export async function installCrd(cp, crdYaml = readFileSync(CRD_FILE, 'utf8')) {
  * onLaunch(pid): called as each process starts (so a killed run can still be cleaned up).
  * Returns {kubeconfigPath, server, apiserverPort, pids, stop()}.
  */
-export async function startControlPlane({ stateDir, detached = false, installCrd: withCrd = true, extraApiserverArgs = [], node, onLaunch = () => {} } = {}) {
+export async function startControlPlane({
+  stateDir,
+  detached = false,
+  installCrd: withCrd = true,
+  extraApiserverArgs = [],
+  node,
+  onLaunch = () => {},
+} = {}) {
   const bin = binaries();
   const dir = resolve(stateDir);
   mkdirSync(join(dir, 'etcd'), { recursive: true });
   makeCertificates(dir, node ? { serverIps: [node.ip, node.serviceIp], ...node.certs } : {});
   const host = node ? node.ip : '127.0.0.1';
-  const [etcdPort, etcdPeerPort, apiserverPort] = [await freePort(), await freePort(), node?.apiserverPort ?? (await freePort(host))];
+  const [etcdPort, etcdPeerPort, apiserverPort] = [
+    await freePort(),
+    await freePort(),
+    node?.apiserverPort ?? (await freePort(host)),
+  ];
   const etcdLog = join(dir, 'etcd.log');
-  const etcd = launch(bin.etcd, [
-    '--name=default', `--data-dir=${dir}/etcd`,
-    `--listen-client-urls=http://127.0.0.1:${etcdPort}`, `--advertise-client-urls=http://127.0.0.1:${etcdPort}`,
-    `--listen-peer-urls=http://127.0.0.1:${etcdPeerPort}`, `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeerPort}`,
-    `--initial-cluster=default=http://127.0.0.1:${etcdPeerPort}`, '--unsafe-no-fsync=true', '--log-level=warn',
-  ], etcdLog, detached);
+  const etcd = launch(
+    bin.etcd,
+    [
+      '--name=default',
+      `--data-dir=${dir}/etcd`,
+      `--listen-client-urls=http://127.0.0.1:${etcdPort}`,
+      `--advertise-client-urls=http://127.0.0.1:${etcdPort}`,
+      `--listen-peer-urls=http://127.0.0.1:${etcdPeerPort}`,
+      `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeerPort}`,
+      `--initial-cluster=default=http://127.0.0.1:${etcdPeerPort}`,
+      '--unsafe-no-fsync=true',
+      '--log-level=warn',
+    ],
+    etcdLog,
+    detached,
+  );
   onLaunch(etcd.pid);
   const children = [etcd];
   const cp = {
-    dir, host, apiserverPort, etcdPort, server: `https://${host}:${apiserverPort}`,
+    dir,
+    host,
+    apiserverPort,
+    etcdPort,
+    server: `https://${host}:${apiserverPort}`,
     kubeconfigPath: join(dir, 'kubeconfig'),
-    pem: { ca: readFileSync(join(dir, 'ca.crt'), 'utf8'), cert: readFileSync(join(dir, 'admin.crt'), 'utf8'), key: readFileSync(join(dir, 'admin.key'), 'utf8') },
+    pem: {
+      ca: readFileSync(join(dir, 'ca.crt'), 'utf8'),
+      cert: readFileSync(join(dir, 'admin.crt'), 'utf8'),
+      key: readFileSync(join(dir, 'admin.key'), 'utf8'),
+    },
     pids: () => children.map((c) => c.pid),
     stop: () => stopChildren(children),
   };
   try {
     await waitFor('etcd', () => httpOk(etcdPort, '/health'), etcd, etcdLog);
     const apiLog = join(dir, 'kube-apiserver.log');
-    const apiserver = launch(bin['kube-apiserver'], [...apiserverArgs(dir, etcdPort, apiserverPort, node), ...extraApiserverArgs], apiLog, detached);
+    const apiserver = launch(
+      bin['kube-apiserver'],
+      [...apiserverArgs(dir, etcdPort, apiserverPort, node), ...extraApiserverArgs],
+      apiLog,
+      detached,
+    );
     onLaunch(apiserver.pid);
     children.push(apiserver);
-    await waitFor('kube-apiserver', async () => (await adminRequest(cp, 'GET', '/readyz')).status === 200, apiserver, apiLog);
+    await waitFor(
+      'kube-apiserver',
+      async () => (await adminRequest(cp, 'GET', '/readyz')).status === 200,
+      apiserver,
+      apiLog,
+    );
     writeFileSync(cp.kubeconfigPath, kubeconfigYaml(cp), { mode: 0o600 });
     if (withCrd) await installCrd(cp);
-    writeFileSync(join(dir, 'state.json'), JSON.stringify({ pids: cp.pids(), kubeconfig: cp.kubeconfigPath, server: cp.server }));
+    writeFileSync(
+      join(dir, 'state.json'),
+      JSON.stringify({ pids: cp.pids(), kubeconfig: cp.kubeconfigPath, server: cp.server }),
+    );
     return cp;
   } catch (err) {
     await stopChildren(children);

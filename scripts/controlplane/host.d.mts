@@ -6,7 +6,12 @@ export interface HostSnapshot {
   iptables: Record<string, string>;
   paths: Record<string, boolean>;
 }
-export interface NodeProcess { pid: number; cmdline: string[]; exe: string; cgroup: string }
+export interface NodeProcess {
+  pid: number;
+  cmdline: string[];
+  exe: string;
+  cgroup: string;
+}
 export function takeSnapshot(): HostSnapshot;
 export function nodeProcesses(options: { markers: string[] }): NodeProcess[];
 export function hostDiff(snap: HostSnapshot, options: { dirs: string[]; bridge: string; markers: string[] }): string[];

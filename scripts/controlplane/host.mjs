@@ -3,20 +3,46 @@
 // processes. Works from names alone (no state needed beyond the snapshot file), so it also
 // cleans up after a run that was killed, and is idempotent.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, readlinkSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  rmdirSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 
 /** Sysctls the kubelet, kube-proxy or the bridge plugin may set. */
 export const SYSCTLS = [
-  'net.ipv4.ip_forward', 'net.ipv6.conf.all.forwarding', 'vm.overcommit_memory', 'vm.panic_on_oom', 'kernel.panic',
-  'kernel.panic_on_oops', 'kernel.keys.root_maxkeys', 'kernel.keys.root_maxbytes', 'net.ipv4.conf.all.route_localnet',
-  'net.netfilter.nf_conntrack_max', 'net.netfilter.nf_conntrack_tcp_timeout_established',
-  'net.netfilter.nf_conntrack_tcp_timeout_close_wait', 'net.bridge.bridge-nf-call-iptables', 'net.bridge.bridge-nf-call-ip6tables',
+  'net.ipv4.ip_forward',
+  'net.ipv6.conf.all.forwarding',
+  'vm.overcommit_memory',
+  'vm.panic_on_oom',
+  'kernel.panic',
+  'kernel.panic_on_oops',
+  'kernel.keys.root_maxkeys',
+  'kernel.keys.root_maxbytes',
+  'net.ipv4.conf.all.route_localnet',
+  'net.netfilter.nf_conntrack_max',
+  'net.netfilter.nf_conntrack_tcp_timeout_established',
+  'net.netfilter.nf_conntrack_tcp_timeout_close_wait',
+  'net.bridge.bridge-nf-call-iptables',
+  'net.bridge.bridge-nf-call-ip6tables',
 ];
 /** Chains made by kube-proxy, the kubelet, CNI plugins and our egress guard. */
 export const CHAIN_PREFIXES = ['KUBE-', 'CNI-', 'SHARDBANK-'];
 /** Files and directories made outside the node's own directories when absent before. */
-export const HOST_PATHS = ['/var/log/pods', '/var/log/containers', '/var/lib/cni', '/var/lib/kubelet', '/run/netns', '/etc/cni'];
+export const HOST_PATHS = [
+  '/var/log/pods',
+  '/var/log/containers',
+  '/var/lib/cni',
+  '/var/lib/kubelet',
+  '/run/netns',
+  '/etc/cni',
+];
 
 const sysctlPath = (key) => join('/proc/sys', ...key.split('.'));
 
@@ -80,7 +106,9 @@ export function mountsUnder(roots) {
     .map((l) => l.split(' ')[4])
     .filter(Boolean)
     .map((p) => p.replace(/\\040/g, ' '));
-  return [...new Set(points.filter((p) => roots.some((r) => p === r || p.startsWith(`${r}/`))))].sort((a, b) => b.length - a.length);
+  return [...new Set(points.filter((p) => roots.some((r) => p === r || p.startsWith(`${r}/`))))].sort(
+    (a, b) => b.length - a.length,
+  );
 }
 
 /** The host's state before k8s:up touched it. */
@@ -105,7 +133,10 @@ export function saveSnapshotOnce(file) {
 }
 
 function procs() {
-  return readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter((pid) => pid !== process.pid);
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number)
+    .filter((pid) => pid !== process.pid);
 }
 
 function procInfo(pid) {
@@ -152,10 +183,22 @@ function alive(pid) {
 const sleepSync = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
 export function killAll(pids, graceMs) {
-  for (const pid of pids) if (alive(pid)) try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ }
+  for (const pid of pids)
+    if (alive(pid))
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        /* gone */
+      }
   const deadline = Date.now() + graceMs;
   while (pids.some(alive) && Date.now() < deadline) sleepSync(100);
-  for (const pid of pids) if (alive(pid)) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+  for (const pid of pids)
+    if (alive(pid))
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
   const hard = Date.now() + 10_000;
   while (pids.some(alive) && Date.now() < hard) sleepSync(50);
 }
@@ -166,7 +209,8 @@ export function removeCgroups() {
   for (const h of readdirSync('/sys/fs/cgroup')) {
     const p = join('/sys/fs/cgroup', h, 'kubepods');
     if (existsSync(p)) roots.push(p);
-    if (existsSync(join('/sys/fs/cgroup', h, 'kubepods.slice'))) roots.push(join('/sys/fs/cgroup', h, 'kubepods.slice'));
+    if (existsSync(join('/sys/fs/cgroup', h, 'kubepods.slice')))
+      roots.push(join('/sys/fs/cgroup', h, 'kubepods.slice'));
   }
   if (existsSync('/sys/fs/cgroup/kubepods')) roots.push('/sys/fs/cgroup/kubepods');
   const left = [];
@@ -196,14 +240,18 @@ export function removeCgroups() {
 export function leftoverCgroups() {
   const found = [];
   for (const h of readdirSync('/sys/fs/cgroup')) {
-    for (const name of ['kubepods', 'kubepods.slice']) if (existsSync(join('/sys/fs/cgroup', h, name))) found.push(join(h, name));
+    for (const name of ['kubepods', 'kubepods.slice'])
+      if (existsSync(join('/sys/fs/cgroup', h, name))) found.push(join(h, name));
   }
   return found;
 }
 
 /** Deletes our chains (and the jumps to them) from every table, ipv4 and ipv6. */
 export function removeChains() {
-  for (const [save, restore] of [['iptables-save', 'iptables-restore'], ['ip6tables-save', 'ip6tables-restore']]) {
+  for (const [save, restore] of [
+    ['iptables-save', 'iptables-restore'],
+    ['ip6tables-save', 'ip6tables-restore'],
+  ]) {
     const text = run(save, []);
     const tables = new Map();
     let table = '';
@@ -218,14 +266,24 @@ export function removeChains() {
       const chain = /^:(\S+)/.exec(line)?.[1];
       if (chain && CHAIN_PREFIXES.some((p) => chain.startsWith(p))) t.ours.push(chain);
       const rule = /^-A (\S+) (.*)$/.exec(line);
-      if (rule && !CHAIN_PREFIXES.some((p) => rule[1].startsWith(p)) && CHAIN_PREFIXES.some((p) => rule[2].includes(`-j ${p}`) || rule[2].includes(`-g ${p}`))) {
+      if (
+        rule &&
+        !CHAIN_PREFIXES.some((p) => rule[1].startsWith(p)) &&
+        CHAIN_PREFIXES.some((p) => rule[2].includes(`-j ${p}`) || rule[2].includes(`-g ${p}`))
+      ) {
         t.jumps.push(`-D ${rule[1]} ${rule[2]}`);
       }
     }
     const lines = [];
     for (const [name, t] of tables) {
       if (t.ours.length === 0 && t.jumps.length === 0) continue;
-      lines.push(`*${name}`, ...t.ours.map((c) => `:${c} - [0:0]`), ...t.jumps, ...t.ours.map((c) => `-X ${c}`), 'COMMIT');
+      lines.push(
+        `*${name}`,
+        ...t.ours.map((c) => `:${c} - [0:0]`),
+        ...t.jumps,
+        ...t.ours.map((c) => `-X ${c}`),
+        'COMMIT',
+      );
     }
     if (lines.length > 0) run(restore, ['--noflush'], { input: `${lines.join('\n')}\n`, check: true });
   }
@@ -318,9 +376,11 @@ export function hostDiff(snap, { dirs, bridge, markers }) {
     const before = new Set(snap.iptables[tool].split('\n').filter((l) => l.startsWith('-A')));
     for (const l of rules[tool].split('\n')) if (l.startsWith('-A') && !before.has(l)) diff.push(`${tool} rule ${l}`);
   }
-  for (const [k, v] of Object.entries(snap.sysctls)) if (readSysctl(k) !== v) diff.push(`sysctl ${k}=${readSysctl(k)} (was ${v})`);
+  for (const [k, v] of Object.entries(snap.sysctls))
+    if (readSysctl(k) !== v) diff.push(`sysctl ${k}=${readSysctl(k)} (was ${v})`);
   for (const c of leftoverCgroups()) diff.push(`cgroup ${c}`);
-  for (const d of dirs) if (existsSync(d) && statSync(d).isDirectory() && readdirSync(d).length > 0) diff.push(`dir ${d}`);
+  for (const d of dirs)
+    if (existsSync(d) && statSync(d).isDirectory() && readdirSync(d).length > 0) diff.push(`dir ${d}`);
   for (const [p, existed] of Object.entries(snap.paths)) if (!existed && existsSync(p)) diff.push(`path ${p}`);
   return diff;
 }

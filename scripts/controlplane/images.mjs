@@ -7,7 +7,16 @@
 // node's containerd (those that changed; --import-all: every one). Images are cached in
 // buildah's storage under ${SHARDBANK_CACHE}/buildah.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cacheDir } from './binaries.mjs';
@@ -35,7 +44,12 @@ function haveImage(name) {
 
 /** The Debian mirror apt uses on this machine (read, not hard-coded). */
 function debianMirror() {
-  const files = ['/etc/apt/sources.list', ...(existsSync('/etc/apt/sources.list.d') ? readdirSync('/etc/apt/sources.list.d').map((f) => `/etc/apt/sources.list.d/${f}`) : [])];
+  const files = [
+    '/etc/apt/sources.list',
+    ...(existsSync('/etc/apt/sources.list.d')
+      ? readdirSync('/etc/apt/sources.list.d').map((f) => `/etc/apt/sources.list.d/${f}`)
+      : []),
+  ];
   for (const f of files) {
     if (!existsSync(f)) continue;
     for (const line of readFileSync(f, 'utf8').split('\n')) {
@@ -53,7 +67,9 @@ function ensureBase() {
   const rootfs = join(work, 'rootfs');
   try {
     log(`debootstrap --variant=minbase bookworm (from ${debianMirror()})`);
-    execFileSync('debootstrap', ['--variant=minbase', 'bookworm', rootfs, debianMirror()], { stdio: ['ignore', 'ignore', 'inherit'] });
+    execFileSync('debootstrap', ['--variant=minbase', 'bookworm', rootfs, debianMirror()], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
     rmSync(join(rootfs, 'var/cache/apt/archives'), { recursive: true, force: true });
     mkdirSync(join(rootfs, 'var/cache/apt/archives/partial'), { recursive: true });
     rmSync(join(rootfs, 'var/lib/apt/lists'), { recursive: true, force: true });
@@ -65,15 +81,29 @@ function ensureBase() {
     mkdirSync(join(rootfs, 'etc/ssl/certs'), { recursive: true });
     // The machine's CA bundle (and any extra CAs Node is told to trust here, e.g. a TLS proxy's):
     // npm ci inside the build talks to the registry through the same network as this machine.
-    const extra = process.env.NODE_EXTRA_CA_CERTS && existsSync(process.env.NODE_EXTRA_CA_CERTS) ? readFileSync(process.env.NODE_EXTRA_CA_CERTS, 'utf8') : '';
-    writeFileSync(join(rootfs, 'etc/ssl/certs/ca-certificates.crt'), readFileSync('/etc/ssl/certs/ca-certificates.crt', 'utf8') + '\n' + extra);
+    const extra =
+      process.env.NODE_EXTRA_CA_CERTS && existsSync(process.env.NODE_EXTRA_CA_CERTS)
+        ? readFileSync(process.env.NODE_EXTRA_CA_CERTS, 'utf8')
+        : '';
+    writeFileSync(
+      join(rootfs, 'etc/ssl/certs/ca-certificates.crt'),
+      readFileSync('/etc/ssl/certs/ca-certificates.crt', 'utf8') + '\n' + extra,
+    );
     const ctr = buildah(['from', 'scratch']).trim();
     try {
       const mnt = buildah(['mount', ctr]).trim();
       execFileSync('cp', ['-a', `${rootfs}/.`, `${mnt}/`]);
       buildah(['umount', ctr]);
-      buildah(['config', '--env', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-        '--env', 'NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt', '--cmd', 'node', ctr]);
+      buildah([
+        'config',
+        '--env',
+        'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+        '--env',
+        'NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt',
+        '--cmd',
+        'node',
+        ctr,
+      ]);
       buildah(['commit', ctr, BASE_IMAGE]);
       buildah(['tag', BASE_IMAGE, HELPER_IMAGE]);
     } finally {
@@ -98,10 +128,25 @@ function ensureNats() {
 
 function bud(dockerfile, tag) {
   log(`buildah bud ${dockerfile} -> ${tag}`);
-  execFileSync('buildah', [
-    ...b, 'bud', '--runtime', '/usr/sbin/runc', '--pull=never', '--network', 'host', '--layers',
-    '-f', join(repoRoot, 'deploy/docker', dockerfile), '-t', tag, repoRoot,
-  ], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync(
+    'buildah',
+    [
+      ...b,
+      'bud',
+      '--runtime',
+      '/usr/sbin/runc',
+      '--pull=never',
+      '--network',
+      'host',
+      '--layers',
+      '-f',
+      join(repoRoot, 'deploy/docker', dockerfile),
+      '-t',
+      tag,
+      repoRoot,
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
 }
 
 const savedFile = join(cacheDir(), 'images', 'saved.json');
@@ -136,16 +181,21 @@ step('node image built');
 bud('operator.Dockerfile', OPERATOR_IMAGE);
 step('operator image built');
 const archives = [
-  save(HELPER_IMAGE, 'base-1.tar'), save(NATS_IMAGE, 'nats.tar'),
-  save(NODE_IMAGE, 'shardbank-node.tar'), save(OPERATOR_IMAGE, 'shardbank-operator.tar'),
+  save(HELPER_IMAGE, 'base-1.tar'),
+  save(NATS_IMAGE, 'nats.tar'),
+  save(NODE_IMAGE, 'shardbank-node.tar'),
+  save(OPERATOR_IMAGE, 'shardbank-operator.tar'),
 ];
 step('archives saved');
 const toImport = process.argv.includes('--import-all') ? archives : changed;
 if (existsSync(containerdSocket())) {
   for (const a of toImport) importImage(a, nodeDirs());
-  step('imported into the node\'s containerd');
+  step("imported into the node's containerd");
 } else {
   log('the node is not running: `npm run k8s:up` imports the archives when it starts');
 }
-writeFileSync(join(cacheDir(), 'images', 'images.json'), JSON.stringify({ node: NODE_IMAGE, operator: OPERATOR_IMAGE, nats: NATS_IMAGE, helper: HELPER_IMAGE }, null, 2));
+writeFileSync(
+  join(cacheDir(), 'images', 'images.json'),
+  JSON.stringify({ node: NODE_IMAGE, operator: OPERATOR_IMAGE, nats: NATS_IMAGE, helper: HELPER_IMAGE }, null, 2),
+);
 console.log(`images: ${NODE_IMAGE} ${OPERATOR_IMAGE} ${NATS_IMAGE} ${HELPER_IMAGE}`);

@@ -12,7 +12,19 @@ import { BRIDGE, missingHostTools, nodeDirs, startNode } from './node.mjs';
 
 const dirs = nodeDirs();
 const log = (m) => console.error(`k8s: ${m}`);
-const NODE_BINARIES = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubelet', 'kube-proxy', 'kubectl', 'helm', 'coredns', 'local-path-provisioner', 'pause'];
+const NODE_BINARIES = [
+  'etcd',
+  'kube-apiserver',
+  'kube-controller-manager',
+  'kube-scheduler',
+  'kubelet',
+  'kube-proxy',
+  'kubectl',
+  'helm',
+  'coredns',
+  'local-path-provisioner',
+  'pause',
+];
 
 /** Strings found in the command line of every process the node starts (and of no other). */
 export const markers = () => [dirs.state, dirs.run];
@@ -32,26 +44,41 @@ function readState() {
 
 function ensureBinaries() {
   const tools = missingHostTools();
-  if (tools.length) throw new Error(`missing host programs: ${tools.join(', ')}; install them with apt-get (CI: scripts/ci.d/30-k8s.sh)`);
+  if (tools.length)
+    throw new Error(
+      `missing host programs: ${tools.join(', ')}; install them with apt-get (CI: scripts/ci.d/30-k8s.sh)`,
+    );
   try {
     binaries({ need: NODE_BINARIES });
   } catch (err) {
     if (!(err instanceof MissingBinariesError)) throw err;
     log('building the node binaries once (cached outside the repo)');
     const script = join(dirname(fileURLToPath(import.meta.url)), 'build-binaries.sh');
-    const r = spawnSync('bash', [script, 'etcd kubernetes helm coredns local-path-provisioner pause'], { stdio: ['ignore', 2, 2] });
+    const r = spawnSync('bash', [script, 'etcd kubernetes helm coredns local-path-provisioner pause'], {
+      stdio: ['ignore', 2, 2],
+    });
     if (r.status !== 0) throw new Error(`building the node binaries failed (exit ${r.status})`);
   }
 }
 
 function down() {
-  const problems = restoreHost({ snapshotFile: dirs.snapshot, dirs: [dirs.state, dirs.run], bridge: BRIDGE, markers: markers(), log });
+  const problems = restoreHost({
+    snapshotFile: dirs.snapshot,
+    dirs: [dirs.state, dirs.run],
+    bridge: BRIDGE,
+    markers: markers(),
+    log,
+  });
   if (problems.length) {
     for (const p of problems) log(`not restored: ${p}`);
     throw new Error('the host is not fully restored (see above); run k8s:down again');
   }
   if (process.argv.includes('--check') && existsSync(dirs.snapshot)) {
-    const diff = hostDiff(JSON.parse(readFileSync(dirs.snapshot, 'utf8')), { dirs: [dirs.state, dirs.run], bridge: BRIDGE, markers: markers() });
+    const diff = hostDiff(JSON.parse(readFileSync(dirs.snapshot, 'utf8')), {
+      dirs: [dirs.state, dirs.run],
+      bridge: BRIDGE,
+      markers: markers(),
+    });
     if (diff.length) {
       for (const d of diff) log(`left over: ${d}`);
       throw new Error('the host differs from before k8s:up');
@@ -79,9 +106,17 @@ async function up() {
   const started = Date.now();
   const save = (extra = {}) => writeFileSync(dirs.stateFile, JSON.stringify({ pids, ...extra }));
   try {
-    const node = await startNode({ onLaunch: (pid) => { pids.push(pid); save(); }, log });
+    const node = await startNode({
+      onLaunch: (pid) => {
+        pids.push(pid);
+        save();
+      },
+      log,
+    });
     save({ ready: true, kubeconfig: node.kubeconfig, server: node.server });
-    console.log(`k8s: node Ready in ${((Date.now() - started) / 1000).toFixed(1)} s, API server ${node.server}, logs in ${dirs.state}`);
+    console.log(
+      `k8s: node Ready in ${((Date.now() - started) / 1000).toFixed(1)} s, API server ${node.server}, logs in ${dirs.state}`,
+    );
     console.log(`KUBECONFIG=${node.kubeconfig}`);
   } catch (err) {
     log(`start-up failed, restoring the host: ${err.message}`);

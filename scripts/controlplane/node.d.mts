@@ -6,4 +6,11 @@ export const POD_CIDR: string;
 export const SERVICE_CIDR: string;
 export const PAUSE_IMAGE: string;
 export const HELPER_IMAGE: string;
-export function nodeDirs(): { base: string; state: string; run: string; snapshot: string; stateFile: string; images: string };
+export function nodeDirs(): {
+  base: string;
+  state: string;
+  run: string;
+  snapshot: string;
+  stateFile: string;
+  images: string;
+};

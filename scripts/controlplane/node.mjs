@@ -48,10 +48,16 @@ export function containerdSocket(dirs = nodeDirs()) {
 /** Missing host programs, with the apt package that provides each. */
 export function missingHostTools() {
   const need = {
-    [CONTAINERD]: 'containerd', [RUNC]: 'runc', [`${CNI_BIN}/bridge`]: 'containernetworking-plugins',
-    '/usr/sbin/iptables': 'iptables', '/usr/sbin/conntrack': 'conntrack', '/usr/bin/buildah': 'buildah',
+    [CONTAINERD]: 'containerd',
+    [RUNC]: 'runc',
+    [`${CNI_BIN}/bridge`]: 'containernetworking-plugins',
+    '/usr/sbin/iptables': 'iptables',
+    '/usr/sbin/conntrack': 'conntrack',
+    '/usr/bin/buildah': 'buildah',
   };
-  return Object.entries(need).filter(([p]) => !existsSync(p)).map(([p, pkg]) => `${p} (apt package ${pkg})`);
+  return Object.entries(need)
+    .filter(([p]) => !existsSync(p))
+    .map(([p, pkg]) => `${p} (apt package ${pkg})`);
 }
 
 function sh(cmd, args, opts = {}) {
@@ -76,10 +82,18 @@ export function setUpNetwork() {
   // traffic the node DNATs, nothing leaves (guard below).
   writeSysctl('net.ipv4.ip_forward', '1');
   const rules = [
-    `-o ${BRIDGE} -j RETURN`, '-o lo -j RETURN',
-    `-s ${GUARDED_RANGE} -j DROP`, `-d ${GUARDED_RANGE} -j DROP`,
+    `-o ${BRIDGE} -j RETURN`,
+    '-o lo -j RETURN',
+    `-s ${GUARDED_RANGE} -j DROP`,
+    `-d ${GUARDED_RANGE} -j DROP`,
   ];
-  const restore = ['*filter', ':SHARDBANK-EGRESS - [0:0]', ...rules.map((r) => `-A SHARDBANK-EGRESS ${r}`), 'COMMIT', ''].join('\n');
+  const restore = [
+    '*filter',
+    ':SHARDBANK-EGRESS - [0:0]',
+    ...rules.map((r) => `-A SHARDBANK-EGRESS ${r}`),
+    'COMMIT',
+    '',
+  ].join('\n');
   sh('iptables-restore', ['--noflush'], { input: restore });
   for (const chain of ['FORWARD', 'OUTPUT']) {
     if (spawnSync('iptables', ['-C', chain, '-j', 'SHARDBANK-EGRESS'], { stdio: 'ignore' }).status !== 0) {
@@ -126,20 +140,29 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 }
 
 function cniConfig(dirs) {
-  return JSON.stringify({
-    cniVersion: '0.4.0',
-    name: 'shardbank',
-    plugins: [
-      {
-        type: 'bridge', bridge: BRIDGE, isGateway: true, ipMasq: false, hairpinMode: true,
-        ipam: {
-          type: 'host-local', dataDir: `${dirs.state}/cni/ipam`,
-          ranges: [[{ subnet: POD_CIDR, rangeStart: '10.213.0.10', rangeEnd: '10.213.0.250', gateway: NODE_IP }]],
-          routes: [{ dst: '0.0.0.0/0' }],
+  return JSON.stringify(
+    {
+      cniVersion: '0.4.0',
+      name: 'shardbank',
+      plugins: [
+        {
+          type: 'bridge',
+          bridge: BRIDGE,
+          isGateway: true,
+          ipMasq: false,
+          hairpinMode: true,
+          ipam: {
+            type: 'host-local',
+            dataDir: `${dirs.state}/cni/ipam`,
+            ranges: [[{ subnet: POD_CIDR, rangeStart: '10.213.0.10', rangeEnd: '10.213.0.250', gateway: NODE_IP }]],
+            routes: [{ dst: '0.0.0.0/0' }],
+          },
         },
-      },
-    ],
-  }, null, 2);
+      ],
+    },
+    null,
+    2,
+  );
 }
 
 function kubeletConfig(dirs) {
@@ -306,7 +329,9 @@ spec:
 }
 
 function localPathConfig(dirs) {
-  return JSON.stringify({ nodePathMap: [{ node: 'DEFAULT_PATH_FOR_NON_LISTED_NODES', paths: [`${dirs.state}/local-path`] }] });
+  return JSON.stringify({
+    nodePathMap: [{ node: 'DEFAULT_PATH_FOR_NON_LISTED_NODES', paths: [`${dirs.state}/local-path`] }],
+  });
 }
 
 /** Imports an image archive (docker or OCI) into the node's containerd. */
@@ -345,9 +370,22 @@ export function buildahArgs() {
  */
 export async function startNode({ onLaunch = () => {}, log = () => {} } = {}) {
   const dirs = nodeDirs();
-  const bin = binaries({ need: ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubelet', 'kube-proxy', 'coredns', 'local-path-provisioner', 'pause'] });
+  const bin = binaries({
+    need: [
+      'etcd',
+      'kube-apiserver',
+      'kube-controller-manager',
+      'kube-scheduler',
+      'kubelet',
+      'kube-proxy',
+      'coredns',
+      'local-path-provisioner',
+      'pause',
+    ],
+  });
   const d = resolve(dirs.state);
-  for (const sub of ['cni/net.d', 'cni/ipam', 'kubelet', 'local-path', 'containerd']) mkdirSync(join(d, sub), { recursive: true });
+  for (const sub of ['cni/net.d', 'cni/ipam', 'kubelet', 'local-path', 'containerd'])
+    mkdirSync(join(d, sub), { recursive: true });
   mkdirSync(join(dirs.run, 'containerd'), { recursive: true });
   setUpNetwork();
   log('network: bridge, service route, egress guard');
@@ -357,19 +395,25 @@ export async function startNode({ onLaunch = () => {}, log = () => {} } = {}) {
     onLaunch(pid);
   };
   const users = {
-    'kubelet': `/O=system:nodes/CN=system:node:${NODE_NAME}`,
+    kubelet: `/O=system:nodes/CN=system:node:${NODE_NAME}`,
     'controller-manager': '/CN=system:kube-controller-manager',
-    'scheduler': '/CN=system:kube-scheduler',
+    scheduler: '/CN=system:kube-scheduler',
     'kube-proxy': '/CN=system:kube-proxy',
     'apiserver-kubelet-client': '/O=system:masters/CN=kube-apiserver-kubelet-client',
-    'coredns': '/CN=shardbank:coredns',
+    coredns: '/CN=shardbank:coredns',
     'local-path-provisioner': '/CN=shardbank:local-path-provisioner',
   };
   // No CRD here: `helm install` of the chart or `kubectl apply -k deploy/` installs it, as for a user.
   const cp = await startControlPlane({
-    stateDir: d, detached: true, onLaunch: record, installCrd: false,
+    stateDir: d,
+    detached: true,
+    onLaunch: record,
+    installCrd: false,
     node: {
-      ip: NODE_IP, serviceCidr: SERVICE_CIDR, serviceIp: SERVICE_IP, apiserverPort: APISERVER_PORT,
+      ip: NODE_IP,
+      serviceCidr: SERVICE_CIDR,
+      serviceIp: SERVICE_IP,
+      apiserverPort: APISERVER_PORT,
       certs: {
         clients: Object.entries(users).map(([name, subject]) => ({ name, subject })),
         servers: [{ name: 'kubelet-serving', subject: `/CN=${NODE_NAME}`, ips: [NODE_IP, '127.0.0.1'] }],
@@ -377,7 +421,8 @@ export async function startNode({ onLaunch = () => {}, log = () => {} } = {}) {
     },
   });
   log(`kube-apiserver ${cp.server}`);
-  for (const user of Object.keys(users)) writeFileSync(join(d, `${user}.kubeconfig`), kubeconfigYaml(cp, user), { mode: 0o600 });
+  for (const user of Object.keys(users))
+    writeFileSync(join(d, `${user}.kubeconfig`), kubeconfigYaml(cp, user), { mode: 0o600 });
   const kubectl = (args, input) => sh(bin.kubectl, ['--kubeconfig', cp.kubeconfigPath, ...args], { input });
 
   const start = (name, command, args) => {
@@ -387,16 +432,34 @@ export async function startNode({ onLaunch = () => {}, log = () => {} } = {}) {
     return { child, logFile };
   };
   start('kube-controller-manager', bin['kube-controller-manager'], [
-    `--kubeconfig=${d}/controller-manager.kubeconfig`, '--secure-port=0', '--leader-elect=false',
-    '--use-service-account-credentials=true', `--service-account-private-key-file=${d}/sa.key`, `--root-ca-file=${d}/ca.crt`,
-    `--cluster-signing-cert-file=${d}/ca.crt`, `--cluster-signing-key-file=${d}/ca.key`, '--cluster-name=shardbank', '--v=1',
+    `--kubeconfig=${d}/controller-manager.kubeconfig`,
+    '--secure-port=0',
+    '--leader-elect=false',
+    '--use-service-account-credentials=true',
+    `--service-account-private-key-file=${d}/sa.key`,
+    `--root-ca-file=${d}/ca.crt`,
+    `--cluster-signing-cert-file=${d}/ca.crt`,
+    `--cluster-signing-key-file=${d}/ca.key`,
+    '--cluster-name=shardbank',
+    '--v=1',
   ]);
-  start('kube-scheduler', bin['kube-scheduler'], [`--kubeconfig=${d}/scheduler.kubeconfig`, '--secure-port=0', '--leader-elect=false', '--v=1']);
+  start('kube-scheduler', bin['kube-scheduler'], [
+    `--kubeconfig=${d}/scheduler.kubeconfig`,
+    '--secure-port=0',
+    '--leader-elect=false',
+    '--v=1',
+  ]);
 
   writeFileSync(join(d, 'containerd.toml'), containerdConfig(dirs));
   writeFileSync(join(d, 'cni/net.d/10-shardbank.conflist'), cniConfig(dirs));
   const containerd = start('containerd', CONTAINERD, ['--config', `${d}/containerd.toml`]);
-  await waitFor('containerd', async () => spawnSync('ctr', ['--address', containerdSocket(dirs), 'version'], { stdio: 'ignore' }).status === 0, containerd.child, containerd.logFile, 60_000);
+  await waitFor(
+    'containerd',
+    async () => spawnSync('ctr', ['--address', containerdSocket(dirs), 'version'], { stdio: 'ignore' }).status === 0,
+    containerd.child,
+    containerd.logFile,
+    60_000,
+  );
   importImage(ensurePauseImage(dirs), dirs);
   for (const f of existsSync(dirs.images) ? readdirSync(dirs.images) : []) {
     if (f.endsWith('.tar') && f !== 'pause-1.tar') importImage(join(dirs.images, f), dirs);
@@ -406,8 +469,12 @@ export async function startNode({ onLaunch = () => {}, log = () => {} } = {}) {
   writeFileSync(join(d, 'resolv.conf'), '# cluster DNS only: no upstream resolvers for pods\n');
   writeFileSync(join(d, 'kubelet.yaml'), kubeletConfig(dirs));
   const kubelet = start('kubelet', bin.kubelet, [
-    `--config=${d}/kubelet.yaml`, `--kubeconfig=${d}/kubelet.kubeconfig`, `--root-dir=${d}/kubelet`,
-    `--hostname-override=${NODE_NAME}`, `--node-ip=${NODE_IP}`, '--v=1',
+    `--config=${d}/kubelet.yaml`,
+    `--kubeconfig=${d}/kubelet.kubeconfig`,
+    `--root-dir=${d}/kubelet`,
+    `--hostname-override=${NODE_NAME}`,
+    `--node-ip=${NODE_IP}`,
+    '--v=1',
   ]);
   writeFileSync(join(d, 'kube-proxy.yaml'), kubeProxyConfig(dirs));
   start('kube-proxy', bin['kube-proxy'], [`--config=${d}/kube-proxy.yaml`, '--v=1']);
@@ -418,20 +485,35 @@ export async function startNode({ onLaunch = () => {}, log = () => {} } = {}) {
   writeFileSync(join(d, 'local-path-config.json'), localPathConfig(dirs));
   writeFileSync(join(d, 'local-path-helper-pod.yaml'), helperPodYaml());
   start('local-path-provisioner', bin['local-path-provisioner'], [
-    'start', `--kubeconfig=${d}/local-path-provisioner.kubeconfig`, '--namespace=local-path-storage',
-    '--provisioner-name=shardbank.local/local-path', `--config=${d}/local-path-config.json`,
-    `--helper-pod-file=${d}/local-path-helper-pod.yaml`, `--helper-image=${HELPER_IMAGE}`,
-    '--service-account-name=local-path-provisioner', '--configmap-name=local-path-config',
+    'start',
+    `--kubeconfig=${d}/local-path-provisioner.kubeconfig`,
+    '--namespace=local-path-storage',
+    '--provisioner-name=shardbank.local/local-path',
+    `--config=${d}/local-path-config.json`,
+    `--helper-pod-file=${d}/local-path-helper-pod.yaml`,
+    `--helper-image=${HELPER_IMAGE}`,
+    '--service-account-name=local-path-provisioner',
+    '--configmap-name=local-path-config',
   ]);
 
-  await waitFor('node Ready', async () => {
-    const out = kubectl(['get', 'node', NODE_NAME, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']);
-    return out.trim() === 'True';
-  }, kubelet.child, kubelet.logFile);
-  await waitFor('default service account', async () => {
-    kubectl(['get', 'serviceaccount', 'default', '-n', 'default']);
-    return true;
-  }, undefined, join(d, 'kube-controller-manager.log'));
+  await waitFor(
+    'node Ready',
+    async () => {
+      const out = kubectl(['get', 'node', NODE_NAME, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']);
+      return out.trim() === 'True';
+    },
+    kubelet.child,
+    kubelet.logFile,
+  );
+  await waitFor(
+    'default service account',
+    async () => {
+      kubectl(['get', 'serviceaccount', 'default', '-n', 'default']);
+      return true;
+    },
+    undefined,
+    join(d, 'kube-controller-manager.log'),
+  );
   log('node Ready');
   await sleep(0);
   return { kubeconfig: cp.kubeconfigPath, server: cp.server, pids };

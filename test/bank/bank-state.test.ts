@@ -12,17 +12,44 @@ const tx = (seq: number, shard = 0): TxId => ({ shard, round: 1, ordinal: 0, seq
 const EPOCHS: Record<string, number> = { c: 1, x: 2, y: 3 };
 function newBank(shard: number): BankState {
   const bank = new BankState(topology, shard);
-  for (const clientId of Object.keys(EPOCHS)) bank.apply(0, { body: { $case: 'openSession', openSession: { clientId } } });
+  for (const clientId of Object.keys(EPOCHS))
+    bank.apply(0, { body: { $case: 'openSession', openSession: { clientId } } });
   return bank;
 }
 const transfer = (clientId: string, requestId: number, from: number, to: number, amount: number): Command => ({
-  body: { $case: 'transfer', transfer: { clientId, requestId, from, to, amount, acknowledgedBelow: 0, sessionEpoch: EPOCHS[clientId] ?? 0 } },
+  body: {
+    $case: 'transfer',
+    transfer: { clientId, requestId, from, to, amount, acknowledgedBelow: 0, sessionEpoch: EPOCHS[clientId] ?? 0 },
+  },
 });
-const coordPrepare = (txid: TxId, clientId: string, requestId: number, from: number, to: number, amount: number): Command => ({
-  body: { $case: 'coordPrepare', coordPrepare: { txid, clientId, requestId, from, to, amount, toShard: 1, acknowledgedBelow: 0, sessionEpoch: EPOCHS[clientId] ?? 0 } },
+const coordPrepare = (
+  txid: TxId,
+  clientId: string,
+  requestId: number,
+  from: number,
+  to: number,
+  amount: number,
+): Command => ({
+  body: {
+    $case: 'coordPrepare',
+    coordPrepare: {
+      txid,
+      clientId,
+      requestId,
+      from,
+      to,
+      amount,
+      toShard: 1,
+      acknowledgedBelow: 0,
+      sessionEpoch: EPOCHS[clientId] ?? 0,
+    },
+  },
 });
 const decision = (txid: TxId, commit: boolean): Command => ({
-  body: { $case: 'coordDecision', coordDecision: { txid, commit, reason: commit ? 0 : ABORT_REASONS.participantNo, participantShard: 1 } },
+  body: {
+    $case: 'coordDecision',
+    coordDecision: { txid, commit, reason: commit ? 0 : ABORT_REASONS.participantNo, participantShard: 1 },
+  },
 });
 
 describe('bank state machine', () => {
@@ -49,10 +76,16 @@ describe('bank state machine', () => {
     expect(prepared?.kind).toBe('coord-prepared');
     // 10 - 8 pending = 2 available: 5 is a conflict, not insufficient funds.
     expect(bank.apply(2, transfer('y', 1, 1, 2, 5))[0]).toMatchObject({ kind: 'transfer-conflict' });
-    expect(bank.apply(3, transfer('y', 2, 1, 2, 11))[0]).toMatchObject({ kind: 'transfer-final', outcome: Outcome.INSUFFICIENT_FUNDS });
+    expect(bank.apply(3, transfer('y', 2, 1, 2, 11))[0]).toMatchObject({
+      kind: 'transfer-final',
+      outcome: Outcome.INSUFFICIENT_FUNDS,
+    });
     // Once the reservation is released by an abort, the retry of the conflicting request runs.
     bank.apply(4, decision(tx(1), false));
-    expect(bank.apply(5, transfer('y', 1, 1, 2, 5))[0]).toMatchObject({ kind: 'transfer-final', outcome: Outcome.COMMITTED });
+    expect(bank.apply(5, transfer('y', 1, 1, 2, 5))[0]).toMatchObject({
+      kind: 'transfer-final',
+      outcome: Outcome.COMMITTED,
+    });
     expect(bank.balance(1)).toBe(5);
   });
 
@@ -70,7 +103,9 @@ describe('bank state machine', () => {
     for (const seq of [1, 2, 3]) bank.apply(seq, coordPrepare(tx(seq), 'x', seq, seq, 11, 1));
     bank.apply(4, decision(tx(1), true));
     bank.apply(5, decision(tx(2), false));
-    const events = bank.apply(6, { body: { $case: 'coordAck', coordAck: { txid: undefined, txids: [tx(1), tx(2), tx(3), tx(9)] } } });
+    const events = bank.apply(6, {
+      body: { $case: 'coordAck', coordAck: { txid: undefined, txids: [tx(1), tx(2), tx(3), tx(9)] } },
+    });
     expect(events).toEqual([
       { kind: 'coord-finished', txid: tx(1) },
       { kind: 'coord-finished', txid: tx(2) },
@@ -82,7 +117,9 @@ describe('bank state machine', () => {
     expect(bank.ownWatermark()).toEqual(tx(3));
     // The single-txid form written by earlier versions still applies.
     bank.apply(7, decision(tx(3), true));
-    expect(bank.apply(8, { body: { $case: 'coordAck', coordAck: { txid: tx(3), txids: [] } } })).toEqual([{ kind: 'coord-finished', txid: tx(3) }]);
+    expect(bank.apply(8, { body: { $case: 'coordAck', coordAck: { txid: tx(3), txids: [] } } })).toEqual([
+      { kind: 'coord-finished', txid: tx(3) },
+    ]);
     expect(bank.inflightCount()).toBe(0);
   });
 
@@ -100,13 +137,20 @@ describe('bank state machine', () => {
   it('participant: prepare records a pending credit, commit applies it once, and the watermark rejects old prepares', () => {
     const bank = newBank(1);
     const prepare = (seq: number, watermark?: TxId): Command => ({
-      body: { $case: 'partPrepare', partPrepare: { txid: tx(seq), from: 1, to: 11, amount: 2, coordWatermark: watermark } },
+      body: {
+        $case: 'partPrepare',
+        partPrepare: { txid: tx(seq), from: 1, to: 11, amount: 2, coordWatermark: watermark },
+      },
     });
     expect(bank.apply(1, prepare(3))[0]).toMatchObject({ kind: 'part-voted', yes: true });
     expect(bank.pendingCreditKeys(11)?.size).toBe(1);
     expect(bank.balance(11)).toBe(10); // a read never shows a prepared change
-    bank.apply(2, { body: { $case: 'partDecision', partDecision: { txid: tx(3), commit: true, coordWatermark: undefined } } });
-    bank.apply(3, { body: { $case: 'partDecision', partDecision: { txid: tx(3), commit: true, coordWatermark: undefined } } });
+    bank.apply(2, {
+      body: { $case: 'partDecision', partDecision: { txid: tx(3), commit: true, coordWatermark: undefined } },
+    });
+    bank.apply(3, {
+      body: { $case: 'partDecision', partDecision: { txid: tx(3), commit: true, coordWatermark: undefined } },
+    });
     expect(bank.balance(11)).toBe(12);
     expect(bank.pendingCreditKeys(11)).toBeUndefined();
     // The coordinator says everything below seq 10 is finished: the record is forgotten and a
@@ -125,6 +169,9 @@ describe('bank state machine', () => {
     expect(copy.fingerprint()).toBe(bank.fingerprint());
     // The reservation survived: a conflicting debit is still a conflict after the restore.
     expect(copy.apply(3, transfer('y', 1, 3, 4, 5))[0]).toMatchObject({ kind: 'transfer-conflict' });
-    expect(copy.apply(4, transfer('c', 1, 1, 2, 4))[0]).toMatchObject({ kind: 'request-duplicate', outcome: Outcome.COMMITTED });
+    expect(copy.apply(4, transfer('c', 1, 1, 2, 4))[0]).toMatchObject({
+      kind: 'request-duplicate',
+      outcome: Outcome.COMMITTED,
+    });
   });
 });

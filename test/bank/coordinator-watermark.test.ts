@@ -19,10 +19,26 @@ function openBank(shard: number): BankState {
   return bank;
 }
 const coordPrepare = (txid: TxId, requestId: number): Command => ({
-  body: { $case: 'coordPrepare', coordPrepare: { txid, clientId: 'client', requestId, from: 1, to: 11, amount: 5, toShard: 1, acknowledgedBelow: 0, sessionEpoch: 1 } },
+  body: {
+    $case: 'coordPrepare',
+    coordPrepare: {
+      txid,
+      clientId: 'client',
+      requestId,
+      from: 1,
+      to: 11,
+      amount: 5,
+      toShard: 1,
+      acknowledgedBelow: 0,
+      sessionEpoch: 1,
+    },
+  },
 });
 const presumedAbort = (txid: TxId): Command => ({
-  body: { $case: 'coordDecision', coordDecision: { txid, commit: false, reason: ABORT_REASONS.participantNo, participantShard: 1 } },
+  body: {
+    $case: 'coordDecision',
+    coordDecision: { txid, commit: false, reason: ABORT_REASONS.participantNo, participantShard: 1 },
+  },
 });
 const ack = (txid: TxId): Command => ({ body: { $case: 'coordAck', coordAck: { txid: undefined, txids: [txid] } } });
 
@@ -31,7 +47,9 @@ describe('coordinator watermark', () => {
     const bank = openBank(0);
     const earlier = tx(1, 1);
     bank.apply(1, coordPrepare(earlier, 1));
-    bank.apply(2, { body: { $case: 'coordDecision', coordDecision: { txid: earlier, commit: true, reason: 0, participantShard: 1 } } });
+    bank.apply(2, {
+      body: { $case: 'coordDecision', coordDecision: { txid: earlier, commit: true, reason: 0, participantShard: 1 } },
+    });
     bank.apply(3, ack(earlier));
     // Slot 3 of the scenario: a new leader tombstones T (the participant inquired about it).
     const late = tx(1, 2);
@@ -77,7 +95,12 @@ describe('coordinator watermark', () => {
   it('a tombstone below the watermark is a no-op and never lowers it', () => {
     const bank = openBank(0);
     bank.apply(1, coordPrepare(tx(3, 1), 1));
-    bank.apply(2, { body: { $case: 'coordDecision', coordDecision: { txid: tx(3, 1), commit: false, reason: 0, participantShard: 1 } } });
+    bank.apply(2, {
+      body: {
+        $case: 'coordDecision',
+        coordDecision: { txid: tx(3, 1), commit: false, reason: 0, participantShard: 1 },
+      },
+    });
     bank.apply(3, ack(tx(3, 1)));
     const watermark = bank.ownWatermark();
     expect(bank.apply(4, presumedAbort(tx(2, 9)))).toEqual([{ kind: 'noop' }]);

@@ -24,12 +24,25 @@ function openBank(shard: number): BankState {
   return bank;
 }
 const transfer = (requestId: number, amount: number): Command => ({
-  body: { $case: 'transfer', transfer: { clientId: 'c', requestId, from: 13, to: 14, amount, acknowledgedBelow: 0, sessionEpoch: 1 } },
+  body: {
+    $case: 'transfer',
+    transfer: { clientId: 'c', requestId, from: 13, to: 14, amount, acknowledgedBelow: 0, sessionEpoch: 1 },
+  },
 });
 const coordPrepare = (requestId: number, amount: number): Command => ({
   body: {
     $case: 'coordPrepare',
-    coordPrepare: { txid: { shard: 1, round: 1, ordinal: 0, seq: requestId }, clientId: 'd', requestId, from: 13, to: 3, amount, toShard: 0, acknowledgedBelow: 0, sessionEpoch: 2 },
+    coordPrepare: {
+      txid: { shard: 1, round: 1, ordinal: 0, seq: requestId },
+      clientId: 'd',
+      requestId,
+      from: 13,
+      to: 3,
+      amount,
+      toShard: 0,
+      acknowledgedBelow: 0,
+      sessionEpoch: 2,
+    },
   },
 });
 
@@ -38,9 +51,15 @@ describe('INSUFFICIENT_FUNDS is true when decided', () => {
     const bank = openBank(1);
     bank.apply(1, partPrepare(26));
     expect(bank.apply(2, transfer(1, 14))[0]).toMatchObject({ kind: 'transfer-conflict' });
-    expect(bank.apply(3, coordPrepare(1, 14))[0]).toMatchObject({ kind: 'coord-decided', record: { state: 'aborted', abortReason: 2 } });
+    expect(bank.apply(3, coordPrepare(1, 14))[0]).toMatchObject({
+      kind: 'coord-decided',
+      record: { state: 'aborted', abortReason: 2 },
+    });
     // Beyond what the credit could cover, the refusal is final at once.
-    expect(bank.apply(4, transfer(2, 32))[0]).toMatchObject({ kind: 'transfer-final', outcome: Outcome.INSUFFICIENT_FUNDS });
+    expect(bank.apply(4, transfer(2, 32))[0]).toMatchObject({
+      kind: 'transfer-final',
+      outcome: Outcome.INSUFFICIENT_FUNDS,
+    });
     // The credit commits: the retry of the conflicting request runs.
     bank.apply(5, partDecision(true));
     expect(bank.apply(6, transfer(1, 14))[0]).toMatchObject({ kind: 'transfer-final', outcome: Outcome.COMMITTED });
@@ -52,6 +71,9 @@ describe('INSUFFICIENT_FUNDS is true when decided', () => {
     bank.apply(1, partPrepare(26));
     expect(bank.apply(2, transfer(1, 14))[0]).toMatchObject({ kind: 'transfer-conflict' });
     bank.apply(3, partDecision(false));
-    expect(bank.apply(4, transfer(1, 14))[0]).toMatchObject({ kind: 'transfer-final', outcome: Outcome.INSUFFICIENT_FUNDS });
+    expect(bank.apply(4, transfer(1, 14))[0]).toMatchObject({
+      kind: 'transfer-final',
+      outcome: Outcome.INSUFFICIENT_FUNDS,
+    });
   });
 });

@@ -14,11 +14,25 @@ const epochOf = (clientId: string): number => CLIENTS.indexOf(clientId) + 1;
 function newBank(): BankState {
   const bank = new BankState(topology, 0);
   for (const clientId of CLIENTS) bank.apply(0, { body: { $case: 'openSession', openSession: { clientId } } });
-  for (const clientId of CLIENTS) if (bank.sessionEpochOf(clientId) !== epochOf(clientId)) throw new Error(`session epoch of ${clientId}`);
+  for (const clientId of CLIENTS)
+    if (bank.sessionEpochOf(clientId) !== epochOf(clientId)) throw new Error(`session epoch of ${clientId}`);
   return bank;
 }
 const coordPrepare = (txid: TxId, clientId: string, requestId: number, amount: number): Command => ({
-  body: { $case: 'coordPrepare', coordPrepare: { txid, clientId, requestId, from: 1, to: 11, amount, toShard: 1, acknowledgedBelow: 0, sessionEpoch: epochOf(clientId) } },
+  body: {
+    $case: 'coordPrepare',
+    coordPrepare: {
+      txid,
+      clientId,
+      requestId,
+      from: 1,
+      to: 11,
+      amount,
+      toShard: 1,
+      acknowledgedBelow: 0,
+      sessionEpoch: epochOf(clientId),
+    },
+  },
 });
 const decide = (txid: TxId, commit: boolean): Command => ({
   body: { $case: 'coordDecision', coordDecision: { txid, commit, reason: 0, participantShard: 1 } },
@@ -69,7 +83,10 @@ describe('late and repeated commands', () => {
     expect(bank.apply(1, coordPrepare(tx(1), 'a', 1, 8))[0]).toMatchObject({ kind: 'coord-prepared' });
     // 10 - 8 reserved = 2 available: 5 is a conflict (the first may still abort), not a final refusal.
     const [decided] = bank.apply(2, coordPrepare(tx(2), 'b', 1, 5));
-    expect(decided).toMatchObject({ kind: 'coord-decided', record: { state: 'aborted', abortReason: ABORT_REASONS.conflict } });
+    expect(decided).toMatchObject({
+      kind: 'coord-decided',
+      record: { state: 'aborted', abortReason: ABORT_REASONS.conflict },
+    });
     expect(bank.checkSession('b', epochOf('b'), 1, 1, 11, 5)).toMatchObject({ kind: 'retry-after-abort' });
   });
 

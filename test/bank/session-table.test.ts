@@ -3,8 +3,20 @@ import { describe, expect, it } from 'vitest';
 import { SessionTable, SESSION_LIMITS, transferDigest, type SessionResult } from '../../node/bank/session-table.js';
 
 const DIGEST = transferDigest(1, 2, 1);
-const final = (index: number): SessionResult => ({ digest: DIGEST, state: 'final', outcome: 1, index, txid: undefined });
-const inflight = (index: number): SessionResult => ({ digest: DIGEST, state: 'inflight', outcome: 0, index, txid: undefined });
+const final = (index: number): SessionResult => ({
+  digest: DIGEST,
+  state: 'final',
+  outcome: 1,
+  index,
+  txid: undefined,
+});
+const inflight = (index: number): SessionResult => ({
+  digest: DIGEST,
+  state: 'inflight',
+  outcome: 0,
+  index,
+  txid: undefined,
+});
 
 /** A table with client `c` open; returns the table and c's epoch. */
 function tableWith(clientId = 'c'): { table: SessionTable; epoch: number } {
@@ -28,7 +40,7 @@ describe('session table: epochs (issue 15, bug 4)', () => {
     expect(table.open('d')).toEqual({ epoch: 2, created: true });
   });
 
-  it('a request naming no epoch, a never-issued one, or another client\'s, is refused', () => {
+  it("a request naming no epoch, a never-issued one, or another client's, is refused", () => {
     const { table, epoch } = tableWith('c');
     table.open('d');
     expect(table.check('c', 0, 1, DIGEST)).toMatchObject({ kind: 'expired', issued: false });
@@ -40,7 +52,10 @@ describe('session table: epochs (issue 15, bug 4)', () => {
 
   it('a session restored from a snapshot written before epochs (epoch 0) answers nothing until opened, then keeps its outcomes', () => {
     const result = { requestId: 4, digest: DIGEST, outcome: 1, index: 9, txid: undefined, final: true };
-    const legacy = SessionTable.fromRecords([{ clientId: 'old', evictedBelow: 2, lastUsedIndex: 0, epoch: 0, results: [result] }], 0);
+    const legacy = SessionTable.fromRecords(
+      [{ clientId: 'old', evictedBelow: 2, lastUsedIndex: 0, epoch: 0, results: [result] }],
+      0,
+    );
     expect(legacy.check('old', 0, 4, DIGEST)).toMatchObject({ kind: 'expired', issued: false });
     expect(legacy.open('old')).toEqual({ epoch: 1, created: false });
     expect(legacy.check('old', 1, 4, DIGEST)).toMatchObject({ kind: 'duplicate', result: { index: 9 } });
@@ -59,7 +74,11 @@ describe('session table: epochs (issue 15, bug 4)', () => {
     }
     expect(table.size).toBe(SESSION_LIMITS.sessionsMax);
     // The victim's session is long gone: its retry is refused, not 'new'...
-    expect(table.check('victim', epoch, 1, DIGEST)).toMatchObject({ kind: 'expired', issued: true, current: undefined });
+    expect(table.check('victim', epoch, 1, DIGEST)).toMatchObject({
+      kind: 'expired',
+      issued: true,
+      current: undefined,
+    });
     // ...also after the victim opens again: the new session has another epoch, and the old
     // epoch stays refused forever.
     const again = table.open('victim');
@@ -103,7 +122,8 @@ describe('session table: epochs (issue 15, bug 4)', () => {
     table.open('newcomer-b');
     expect(table.size).toBe(SESSION_LIMITS.sessionsMax);
     for (const evicted of ['client-2', 'client-3']) expect(table.epochOf(evicted)).toBeUndefined();
-    for (const kept of ['client-0', 'client-1', 'client-4', 'newcomer-a', 'newcomer-b']) expect(table.epochOf(kept)).toBeDefined();
+    for (const kept of ['client-0', 'client-1', 'client-4', 'newcomer-a', 'newcomer-b'])
+      expect(table.epochOf(kept)).toBeDefined();
     expect(table.get('client-0', 4)).toBeDefined();
     // A restored table (a snapshot) keeps the same order, and so the same next victim.
     const copy = restored(table);
@@ -133,7 +153,10 @@ describe('session table: watermarks and bounds (issue 15, bug 5)', () => {
     expect(table.get('c', 1)?.state).toBe('inflight');
     // ...and its late outcome is recorded and answers a retry (it was decided just now)...
     table.record('c', 1, final(99_999));
-    expect(table.check('c', epoch, 1, DIGEST)).toMatchObject({ kind: 'duplicate', result: { state: 'final', index: 99_999 } });
+    expect(table.check('c', epoch, 1, DIGEST)).toMatchObject({
+      kind: 'duplicate',
+      result: { state: 'final', index: 99_999 },
+    });
     // ...until a full window of newer outcomes has pushed it out like any other.
     for (let id = 3000; id < 3000 + SESSION_LIMITS.resultsPerSessionMax; id += 1) table.record('c', id, final(id));
     expect(table.check('c', epoch, 1, DIGEST).kind).toBe('stale');
@@ -162,7 +185,10 @@ describe('session table: watermarks and bounds (issue 15, bug 5)', () => {
     expect(table.check('c', epoch, 2, DIGEST)).toEqual({ kind: 'stale', watermark: 2 });
     expect(table.check('c', epoch, 3, DIGEST).kind).toBe('duplicate');
     table.record('c', 1, final(4));
-    expect(table.check('c', epoch, 1, DIGEST)).toMatchObject({ kind: 'duplicate', result: { state: 'final', index: 4 } });
+    expect(table.check('c', epoch, 1, DIGEST)).toMatchObject({
+      kind: 'duplicate',
+      result: { state: 'final', index: 4 },
+    });
   });
 
   it('forgets acknowledged outcomes and refuses their ids; an acknowledgement under another epoch does nothing', () => {
@@ -211,12 +237,19 @@ describe('session table: watermarks and bounds (issue 15, bug 5)', () => {
       } else table.record('c', id, final(index));
       while (pending.length > 40 || (pending.length > 0 && random() < 0.3)) {
         const decided = pending.splice(Math.floor(random() * pending.length), 1)[0]!;
-        expect(table.check('c', epoch, decided, DIGEST)).toMatchObject({ kind: 'duplicate', result: { state: 'inflight' } });
+        expect(table.check('c', epoch, decided, DIGEST)).toMatchObject({
+          kind: 'duplicate',
+          result: { state: 'inflight' },
+        });
         table.record('c', decided, final(++index));
-        expect(table.check('c', epoch, decided, DIGEST)).toMatchObject({ kind: 'duplicate', result: { state: 'final', index } });
+        expect(table.check('c', epoch, decided, DIGEST)).toMatchObject({
+          kind: 'duplicate',
+          result: { state: 'final', index },
+        });
       }
     }
-    for (const id of pending) expect(table.check('c', epoch, id, DIGEST)).toMatchObject({ kind: 'duplicate', result: { state: 'inflight' } });
+    for (const id of pending)
+      expect(table.check('c', epoch, id, DIGEST)).toMatchObject({ kind: 'duplicate', result: { state: 'inflight' } });
     let kept = 0;
     for (let id = 1; id <= total; id += 1) {
       const check = table.check('c', epoch, id, DIGEST);
@@ -244,11 +277,15 @@ describe('session table: watermarks and bounds (issue 15, bug 5)', () => {
     }
     expect(table.size).toBe(sessions);
     let kept = 0;
-    for (let c = 0; c < sessions; c += 1) for (let id = 1; id <= perSession; id += 1) if (table.get(`c${c}`, id)) kept += 1;
+    for (let c = 0; c < sessions; c += 1)
+      for (let id = 1; id <= perSession; id += 1) if (table.get(`c${c}`, id)) kept += 1;
     expect(kept).toBeLessThanOrEqual(SESSION_LIMITS.resultsTotalMax);
     // The oldest session is still open under its epoch: its attempt in flight is kept, its old
     // finished ids are refused (never run again), and its next request runs.
-    expect(table.check('c0', epochs[0]!, 1, DIGEST)).toMatchObject({ kind: 'duplicate', result: { state: 'inflight' } });
+    expect(table.check('c0', epochs[0]!, 1, DIGEST)).toMatchObject({
+      kind: 'duplicate',
+      result: { state: 'inflight' },
+    });
     expect(table.check('c0', epochs[0]!, 2, DIGEST).kind).toBe('stale');
     expect(table.check('c0', epochs[0]!, perSession + 1, DIGEST).kind).toBe('new');
     // The newest one kept everything.
@@ -281,6 +318,7 @@ describe('transfer digest', () => {
       [2 ** 53 - 1, 10 ** 15, 2 ** 53 - 1, 2_760_739_686],
       [1.5, -1, 7, 1_533_390_168],
     ];
-    for (const [from, to, amount, digest] of pinned) expect(transferDigest(from, to, amount), `${from} ${to} ${amount}`).toBe(digest);
+    for (const [from, to, amount, digest] of pinned)
+      expect(transferDigest(from, to, amount), `${from} ${to} ${amount}`).toBe(digest);
   });
 });

@@ -8,7 +8,7 @@ describe('comparison workload driver', () => {
     const seenTo = new Set<number>();
     let step = 0;
     // A deterministic sweep of the random source over [0, 1).
-    const sweep = () => ((step++ * 0.61803398875) % 1);
+    const sweep = () => (step++ * 0.61803398875) % 1;
     const bad: [number, number][] = [];
     for (let i = 0; i < 200_000; i += 1) {
       const [from, to] = randomPair(sweep);

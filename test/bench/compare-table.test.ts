@@ -2,10 +2,17 @@ import { describe, expect, it } from 'vitest';
 
 import { medianRows, ratios, table, type Row } from '../../node/bench/compare-table.js';
 
-const row = (system: string, clients: number, transfersPerS: number, p50Ms = 1, p99Ms = 2, batchSize = 1): Row => ({ system, clients, batchSize, transfersPerS, p50Ms, p99Ms });
+const row = (system: string, clients: number, transfersPerS: number, p50Ms = 1, p99Ms = 2, batchSize = 1): Row => ({
+  system,
+  clients,
+  batchSize,
+  transfersPerS,
+  p50Ms,
+  p99Ms,
+});
 
 describe('bench:compare table', () => {
-  it('reports each row as the median of its rounds, keeping every round\'s throughput', () => {
+  it("reports each row as the median of its rounds, keeping every round's throughput", () => {
     const rounds = [
       [row('shardbank 3x3', 64, 3000, 18, 40), row('postgresql', 64, 3500, 16, 30)],
       [row('shardbank 3x3', 64, 3900, 15, 38), row('postgresql', 64, 2900, 19, 35)],
@@ -13,8 +20,24 @@ describe('bench:compare table', () => {
     ];
     const rows = medianRows(rounds);
     expect(rows).toEqual([
-      { system: 'shardbank 3x3', clients: 64, batchSize: 1, transfersPerS: 3600, p50Ms: 16, p99Ms: 40, samples: [3000, 3900, 3600] },
-      { system: 'postgresql', clients: 64, batchSize: 1, transfersPerS: 3300, p50Ms: 17, p99Ms: 33, samples: [3500, 2900, 3300] },
+      {
+        system: 'shardbank 3x3',
+        clients: 64,
+        batchSize: 1,
+        transfersPerS: 3600,
+        p50Ms: 16,
+        p99Ms: 40,
+        samples: [3000, 3900, 3600],
+      },
+      {
+        system: 'postgresql',
+        clients: 64,
+        batchSize: 1,
+        transfersPerS: 3300,
+        p50Ms: 17,
+        p99Ms: 33,
+        samples: [3500, 2900, 3300],
+      },
     ]);
     expect(ratios(rows)).toEqual({ 'shardbank/postgresql throughput @64': 1.09 });
   });

@@ -3,7 +3,14 @@ import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMANDS, runCli } from '../../node/cli/main.js';
 import { Outcome } from '../../node/gen/shardbank/v1/bank.js';
-import { committed, FAKE_SESSION_EPOCH, replicaStatus, startFakeReplica, unavailable, type FakeReplica } from '../client/fake-bank-server.js';
+import {
+  committed,
+  FAKE_SESSION_EPOCH,
+  replicaStatus,
+  startFakeReplica,
+  unavailable,
+  type FakeReplica,
+} from '../client/fake-bank-server.js';
 import { captureIo } from './capture-io.js';
 
 let replicas: FakeReplica[] = [];
@@ -17,16 +24,46 @@ beforeAll(async () => {
     const ordinal = index % 2;
     replica.behaviour = {
       transfer: (request) => {
-        if (request.sessionEpoch === 66) return { error: { code: status.FAILED_PRECONDITION, details: `session expired: client ${request.clientId}'s session 66 on this shard was forgotten` } };
-        if (request.amount > 100) return { value: { outcome: Outcome.INSUFFICIENT_FUNDS, decisionIndex: 3, coordinatorShard: shard, message: '' } };
-        return ordinal === 0 ? committed(12, shard) : unavailable('not the leader', `0,${replicas[shard * 2]!.address}`);
+        if (request.sessionEpoch === 66)
+          return {
+            error: {
+              code: status.FAILED_PRECONDITION,
+              details: `session expired: client ${request.clientId}'s session 66 on this shard was forgotten`,
+            },
+          };
+        if (request.amount > 100)
+          return {
+            value: { outcome: Outcome.INSUFFICIENT_FUNDS, decisionIndex: 3, coordinatorShard: shard, message: '' },
+          };
+        return ordinal === 0
+          ? committed(12, shard)
+          : unavailable('not the leader', `0,${replicas[shard * 2]!.address}`);
       },
       batchTransfer: (request) =>
         ordinal === 0
-          ? { value: { results: request.entries.map(() => ({ outcome: Outcome.COMMITTED, decisionIndex: 12, coordinatorShard: shard, message: '' })) } }
+          ? {
+              value: {
+                results: request.entries.map(() => ({
+                  outcome: Outcome.COMMITTED,
+                  decisionIndex: 12,
+                  coordinatorShard: shard,
+                  message: '',
+                })),
+              },
+            }
           : unavailable('not the leader', `0,${replicas[shard * 2]!.address}`),
-      getBalance: (request) => ({ value: { balances: request.items.map((item) => ({ item, balance: item === 1001 ? 0 : 20 })), shard, replica: ordinal, indexLag: 0, msSinceLeader: 0, appliedIndex: 4 } }),
-      clusterStatus: () => replicaStatus(shard, ordinal, ordinal === 0 ? 'leader' : 'follower', { round: 2, commitIndex: 42 }),
+      getBalance: (request) => ({
+        value: {
+          balances: request.items.map((item) => ({ item, balance: item === 1001 ? 0 : 20 })),
+          shard,
+          replica: ordinal,
+          indexLag: 0,
+          msSinceLeader: 0,
+          appliedIndex: 4,
+        },
+      }),
+      clusterStatus: () =>
+        replicaStatus(shard, ordinal, ordinal === 0 ? 'leader' : 'follower', { round: 2, commitIndex: 42 }),
     };
   });
 });
@@ -42,7 +79,15 @@ describe('shardbank CLI', () => {
     const io = captureIo();
     expect(await runCli(['transfer', '1001', '3001', '10', '--json', ...target()], io)).toBe(0);
     const reply = JSON.parse(io.stdout[0]!);
-    expect(reply).toMatchObject({ outcome: 'COMMITTED', from: 1001, to: 3001, amount: 10, decisionIndex: 12, coordinatorShard: 0, requestId: 1 });
+    expect(reply).toMatchObject({
+      outcome: 'COMMITTED',
+      from: 1001,
+      to: 3001,
+      amount: 10,
+      decisionIndex: 12,
+      coordinatorShard: 0,
+      requestId: 1,
+    });
     expect(typeof reply.clientId).toBe('string');
     const poor = captureIo();
     expect(await runCli(['transfer', '1001', '3001', '1000', '--json', ...target()], poor)).toBe(0);
@@ -51,32 +96,103 @@ describe('shardbank CLI', () => {
 
   it('transfer keeps the given client and request id', async () => {
     const io = captureIo();
-    expect(await runCli(['transfer', '3001', '1', '5', '--client-id', 'alice', '--request-id', '9', '--json', ...target()], io)).toBe(0);
-    expect(JSON.parse(io.stdout[0]!)).toMatchObject({ outcome: 'COMMITTED', clientId: 'alice', requestId: 9, coordinatorShard: 1 });
-    const sent = replicas.flatMap((r) => r.calls).filter((call) => call.method === 'transfer').map((call) => call.request as { clientId: string; requestId: number });
+    expect(
+      await runCli(
+        ['transfer', '3001', '1', '5', '--client-id', 'alice', '--request-id', '9', '--json', ...target()],
+        io,
+      ),
+    ).toBe(0);
+    expect(JSON.parse(io.stdout[0]!)).toMatchObject({
+      outcome: 'COMMITTED',
+      clientId: 'alice',
+      requestId: 9,
+      coordinatorShard: 1,
+    });
+    const sent = replicas
+      .flatMap((r) => r.calls)
+      .filter((call) => call.method === 'transfer')
+      .map((call) => call.request as { clientId: string; requestId: number });
     expect(sent.some((request) => request.clientId === 'alice' && request.requestId === 9)).toBe(true);
   });
 
   it('transfer prints its session epoch; --session-epoch is sent as is; an expired session is said so', async () => {
     const io = captureIo();
-    expect(await runCli(['transfer', '1001', '3001', '5', '--client-id', 'carol', '--request-id', '3', '--json', ...target()], io)).toBe(0);
-    expect(JSON.parse(io.stdout[0]!)).toMatchObject({ outcome: 'COMMITTED', clientId: 'carol', requestId: 3, sessionEpoch: FAKE_SESSION_EPOCH });
+    expect(
+      await runCli(
+        ['transfer', '1001', '3001', '5', '--client-id', 'carol', '--request-id', '3', '--json', ...target()],
+        io,
+      ),
+    ).toBe(0);
+    expect(JSON.parse(io.stdout[0]!)).toMatchObject({
+      outcome: 'COMMITTED',
+      clientId: 'carol',
+      requestId: 3,
+      sessionEpoch: FAKE_SESSION_EPOCH,
+    });
     const text = captureIo();
-    expect(await runCli(['transfer', '1001', '3001', '5', '--client-id', 'carol', '--request-id', '3', ...target()], text)).toBe(0);
+    expect(
+      await runCli(['transfer', '1001', '3001', '5', '--client-id', 'carol', '--request-id', '3', ...target()], text),
+    ).toBe(0);
     expect(text.stdout.join('\n')).toContain(`client carol, request 3, session ${FAKE_SESSION_EPOCH}`);
     const given = captureIo();
-    expect(await runCli(['transfer', '1001', '3001', '5', '--client-id', 'dan', '--request-id', '4', '--session-epoch', '55', '--json', ...target()], given)).toBe(0);
+    expect(
+      await runCli(
+        [
+          'transfer',
+          '1001',
+          '3001',
+          '5',
+          '--client-id',
+          'dan',
+          '--request-id',
+          '4',
+          '--session-epoch',
+          '55',
+          '--json',
+          ...target(),
+        ],
+        given,
+      ),
+    ).toBe(0);
     expect(JSON.parse(given.stdout[0]!)).toMatchObject({ outcome: 'COMMITTED', sessionEpoch: 55 });
-    const sent = replicas.flatMap((r) => r.calls).map((call) => call.request as { clientId: string; sessionEpoch: number }).filter((request) => request.clientId === 'dan');
+    const sent = replicas
+      .flatMap((r) => r.calls)
+      .map((call) => call.request as { clientId: string; sessionEpoch: number })
+      .filter((request) => request.clientId === 'dan');
     expect(sent.length).toBeGreaterThan(0);
     expect(sent.every((request) => request.sessionEpoch === 55)).toBe(true);
     expect(replicas.flatMap((r) => r.opens).filter((open) => open.clientId === 'dan')).toHaveLength(0);
     const expired = captureIo();
-    expect(await runCli(['transfer', '1001', '3001', '5', '--client-id', 'erin', '--request-id', '4', '--session-epoch', '66', ...target()], expired)).toBe(1);
-    expect(expired.stdout.join('\n')).toMatch(/^FAILED_PRECONDITION 1001 -> 3001 amount 5: session expired: client erin's session 66 .*\(client erin, request 4, session 66\)/);
+    expect(
+      await runCli(
+        [
+          'transfer',
+          '1001',
+          '3001',
+          '5',
+          '--client-id',
+          'erin',
+          '--request-id',
+          '4',
+          '--session-epoch',
+          '66',
+          ...target(),
+        ],
+        expired,
+      ),
+    ).toBe(1);
+    expect(expired.stdout.join('\n')).toMatch(
+      /^FAILED_PRECONDITION 1001 -> 3001 amount 5: session expired: client erin's session 66 .*\(client erin, request 4, session 66\)/,
+    );
     for (const [args, message] of [
-      [['--client-id', 'x', '--request-id', '1', '--session-epoch', 'soon'], /--session-epoch: must be a positive integer, got "soon"/],
-      [['--client-id', 'x', '--request-id', '1', '--session-epoch', '0'], /--session-epoch: must be a positive integer, got "0"/],
+      [
+        ['--client-id', 'x', '--request-id', '1', '--session-epoch', 'soon'],
+        /--session-epoch: must be a positive integer, got "soon"/,
+      ],
+      [
+        ['--client-id', 'x', '--request-id', '1', '--session-epoch', '0'],
+        /--session-epoch: must be a positive integer, got "0"/,
+      ],
       [['--client-id', 'x', '--session-epoch', '3'], /--session-epoch needs --client-id and --request-id/],
     ] as const) {
       const bad = captureIo();
@@ -93,18 +209,26 @@ describe('shardbank CLI', () => {
       expect(code).toBe(2);
       // Refused before anything is sent: no made-up outcome on stdout, a JSON error on stderr.
       expect(io.stdout).toEqual([]);
-      expect(JSON.parse(io.stderr[0]!).error).toMatchObject({ code: 'usage', field: 'amount', message: expect.stringMatching(/^amount: must be a positive integer/) });
+      expect(JSON.parse(io.stderr[0]!).error).toMatchObject({
+        code: 'usage',
+        field: 'amount',
+        message: expect.stringMatching(/^amount: must be a positive integer/),
+      });
       const text = captureIo();
       expect(await runCli(['transfer', '1001', '3001', amount, ...target()], text)).toBe(2);
       expect(text.stdout).toEqual([]);
-      expect(text.stderr.join('\n')).toMatch(/^shardbank transfer: error: amount: must be a positive integer.*\n\(see: shardbank transfer --help\)$/s);
+      expect(text.stderr.join('\n')).toMatch(
+        /^shardbank transfer: error: amount: must be a positive integer.*\n\(see: shardbank transfer --help\)$/s,
+      );
     }
     expect(replicas.flatMap((r) => r.calls).length).toBe(before);
     const io = captureIo();
     expect(await runCli(['transfer', '1', '2', '--json', ...target()], io)).toBe(2);
     expect(io.stderr.join('\n')).toMatch(/FROM TO AMOUNT/);
     const negative = captureIo();
-    expect(await runCli(['transfer', '1', '2', '3', '--client-id', 'x', '--request-id', '-4', ...target()], negative)).toBe(2);
+    expect(
+      await runCli(['transfer', '1', '2', '3', '--client-id', 'x', '--request-id', '-4', ...target()], negative),
+    ).toBe(2);
     expect(negative.stderr.join('\n')).toMatch(/--request-id: must be a positive integer, got "-4"/);
     const noClient = captureIo();
     expect(await runCli(['transfer', '1', '2', '3', '--request-id', '4', ...target()], noClient)).toBe(2);
@@ -144,7 +268,16 @@ describe('shardbank CLI', () => {
     const io = captureIo();
     expect(await runCli(['bench', '--clients', '2', '--duration', '300ms', '--json', ...target()], io)).toBe(0);
     const result = JSON.parse(io.stdout[0]!);
-    expect(Object.keys(result)).toEqual(['clients', 'durationS', 'crossShardRatio', 'batchSize', 'transfers', 'transfersPerS', 'latencyMs', 'outcomes']);
+    expect(Object.keys(result)).toEqual([
+      'clients',
+      'durationS',
+      'crossShardRatio',
+      'batchSize',
+      'transfers',
+      'transfersPerS',
+      'latencyMs',
+      'outcomes',
+    ]);
     expect(result.clients).toBe(2);
     expect(result.transfers).toBeGreaterThan(0);
     expect(result.outcomes.COMMITTED).toBe(result.transfers);

@@ -24,10 +24,19 @@ interface Run {
 
 function shardbank(args: readonly string[], timeoutMs = 60_000): Promise<Run> {
   return new Promise((done) => {
-    execFile(process.execPath, [CLI, ...args], { cwd: REPO, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
-      const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? (error as { code: number }).code : -1) : 0;
-      done({ code, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [CLI, ...args],
+      { cwd: REPO, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        const code = error
+          ? typeof (error as { code?: unknown }).code === 'number'
+            ? (error as { code: number }).code
+            : -1
+          : 0;
+        done({ code, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -38,16 +47,26 @@ function shardbank(args: readonly string[], timeoutMs = 60_000): Promise<Run> {
 function throughSlowPipe(args: readonly string[]): Promise<Run> {
   const quoted = [process.execPath, CLI, ...args].map((arg) => `'${arg.replace(/'/g, `'\\''`)}'`).join(' ');
   return new Promise((done) => {
-    const child = spawn('bash', ['-c', `${quoted} | { sleep 2; cat; }; exit \${PIPESTATUS[0]}`], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('bash', ['-c', `${quoted} | { sleep 2; cat; }; exit \${PIPESTATUS[0]}`], {
+      cwd: REPO,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
     child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
-    child.on('close', (code) => done({ code: code ?? -1, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
+    child.on('close', (code) =>
+      done({
+        code: code ?? -1,
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+      }),
+    );
   });
 }
 
-const describeRun = (run: Run) => `exit ${run.code}\nstdout (${run.stdout.length} chars):\n${run.stdout.slice(0, 2000)}\nstderr:\n${run.stderr}`;
+const describeRun = (run: Run) =>
+  `exit ${run.code}\nstdout (${run.stdout.length} chars):\n${run.stdout.slice(0, 2000)}\nstderr:\n${run.stderr}`;
 
 let healthy: FakeReplica[] = [];
 let follower: FakeReplica;
@@ -59,11 +78,28 @@ beforeAll(async () => {
   healthy = await Promise.all([0, 1].map(() => startFakeReplica()));
   healthy.forEach((replica, shard) => {
     replica.behaviour = {
-      getBalance: (request) => ({ value: { balances: request.items.map((item) => ({ item, balance: 10 })), shard, replica: 0, indexLag: 0, msSinceLeader: 0, appliedIndex: 4 } }),
+      getBalance: (request) => ({
+        value: {
+          balances: request.items.map((item) => ({ item, balance: 10 })),
+          shard,
+          replica: 0,
+          indexLag: 0,
+          msSinceLeader: 0,
+          appliedIndex: 4,
+        },
+      }),
       clusterStatus: () => replicaStatus(shard, 0, 'leader', { round: 2, commitIndex: 42 }),
       transfer: (request) =>
         request.clientId === 'again'
-          ? { value: { outcome: Outcome.COMMITTED, decisionIndex: 9, coordinatorShard: shard, message: '', deduplicated: true } }
+          ? {
+              value: {
+                outcome: Outcome.COMMITTED,
+                decisionIndex: 9,
+                coordinatorShard: shard,
+                message: '',
+                deduplicated: true,
+              },
+            }
           : { value: { outcome: Outcome.COMMITTED, decisionIndex: 9, coordinatorShard: shard, message: '' } },
     };
   });
@@ -78,11 +114,19 @@ afterAll(async () => {
   await Promise.all([...healthy, follower].map((replica) => replica.stop()));
   if (stateDir === '') return;
   // A CLI that accepted the bad manifest started a cluster there: stop it before removing it.
-  if (existsSync(join(stateDir, 'typo', 'cluster.json'))) await shardbank(['down', '--state-dir', join(stateDir, 'typo')], 120_000);
+  if (existsSync(join(stateDir, 'typo', 'cluster.json')))
+    await shardbank(['down', '--state-dir', join(stateDir, 'typo')], 120_000);
   rmSync(stateDir, { recursive: true, force: true });
 }, 180_000);
 
-const target = () => ['--endpoints', `${healthy[0]!.address};${healthy[1]!.address}`, '--cluster', 'test', '--items-per-shard', String(ITEMS / 2)];
+const target = () => [
+  '--endpoints',
+  `${healthy[0]!.address};${healthy[1]!.address}`,
+  '--cluster',
+  'test',
+  '--items-per-shard',
+  String(ITEMS / 2),
+];
 const allItems = () => Array.from({ length: ITEMS }, (_, index) => String(index + 1));
 
 describe('shardbank CLI contract (real processes)', () => {
@@ -113,10 +157,36 @@ describe('shardbank CLI contract (real processes)', () => {
   }, 120_000);
 
   it('a deduplicated retry says so: "deduplicated": true in JSON, the word in text', async () => {
-    const json = await shardbank(['transfer', '1001', '5001', '3', '--client-id', 'again', '--request-id', '5', '--json', ...target()]);
+    const json = await shardbank([
+      'transfer',
+      '1001',
+      '5001',
+      '3',
+      '--client-id',
+      'again',
+      '--request-id',
+      '5',
+      '--json',
+      ...target(),
+    ]);
     expect(json.code, describeRun(json)).toBe(0);
-    expect(JSON.parse(json.stdout)).toMatchObject({ outcome: 'COMMITTED', clientId: 'again', requestId: 5, deduplicated: true });
-    const text = await shardbank(['transfer', '1001', '5001', '3', '--client-id', 'again', '--request-id', '5', ...target()]);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      outcome: 'COMMITTED',
+      clientId: 'again',
+      requestId: 5,
+      deduplicated: true,
+    });
+    const text = await shardbank([
+      'transfer',
+      '1001',
+      '5001',
+      '3',
+      '--client-id',
+      'again',
+      '--request-id',
+      '5',
+      ...target(),
+    ]);
     expect(text.code, describeRun(text)).toBe(0);
     expect(text.stdout).toMatch(/^COMMITTED 1001 -> 5001 amount 3 .*deduplicated/);
   }, 60_000);
@@ -134,7 +204,9 @@ describe('shardbank CLI contract (real processes)', () => {
       const json = await shardbank([...args, '--json', ...target()]);
       expect(json.code, describeRun(json)).toBe(2);
       expect(json.stdout).toBe('');
-      const error = JSON.parse(json.stderr.trim()) as { error: { code: string; exitCode: number; field: string; message: string } };
+      const error = JSON.parse(json.stderr.trim()) as {
+        error: { code: string; exitCode: number; field: string; message: string };
+      };
       expect(error.error).toMatchObject({ code: 'usage', exitCode: 2, field });
       expect(error.error.message).toMatch(message);
       // The text shape, in process (the same code path, without another process start).
@@ -145,16 +217,25 @@ describe('shardbank CLI contract (real processes)', () => {
     }
     const option = await shardbank(['status', '--bogus', '--json']);
     expect(option.code).toBe(2);
-    expect(JSON.parse(option.stderr.trim()).error).toMatchObject({ code: 'usage', command: 'status', message: expect.stringMatching(/bogus/) });
+    expect(JSON.parse(option.stderr.trim()).error).toMatchObject({
+      code: 'usage',
+      command: 'status',
+      message: expect.stringMatching(/bogus/),
+    });
     const command = await shardbank(['frobnicate', '--json']);
     expect(command.code).toBe(2);
-    expect(JSON.parse(command.stderr.trim()).error).toMatchObject({ code: 'usage', message: expect.stringMatching(/unknown command "frobnicate"/) });
+    expect(JSON.parse(command.stderr.trim()).error).toMatchObject({
+      code: 'usage',
+      message: expect.stringMatching(/unknown command "frobnicate"/),
+    });
   }, 180_000);
 
   it('exit 3 when the cluster cannot be reached, without a pointer to --help', async () => {
     const local = await shardbank(['balance', '1', '--state-dir', join(stateDir, 'none')]);
     expect(local.code, describeRun(local)).toBe(3);
-    expect(local.stderr).toMatch(/^shardbank balance: error: cannot reach the cluster: no local cluster in .*shardbank up --detach/);
+    expect(local.stderr).toMatch(
+      /^shardbank balance: error: cannot reach the cluster: no local cluster in .*shardbank up --detach/,
+    );
     expect(local.stderr).not.toMatch(/--help/);
     const remote = ['--endpoints', `${deadAddress};${deadAddress}`, '--cluster', 'test'];
     const balance = await shardbank(['balance', '1', '--timeout', '2s', '--json', ...remote]);
@@ -163,7 +244,17 @@ describe('shardbank CLI contract (real processes)', () => {
     const status = await shardbank(['status', '--json', ...remote]);
     expect(status.code, describeRun(status)).toBe(3);
     expect(JSON.parse(status.stdout)).toMatchObject({ healthy: false });
-    const bench = await shardbank(['bench', '--clients', '2', '--duration', '500ms', '--timeout', '1s', '--json', ...remote]);
+    const bench = await shardbank([
+      'bench',
+      '--clients',
+      '2',
+      '--duration',
+      '500ms',
+      '--timeout',
+      '1s',
+      '--json',
+      ...remote,
+    ]);
     expect(bench.code, describeRun(bench)).toBe(3);
     expect(Object.keys(JSON.parse(bench.stdout).outcomes)).toEqual(['UNKNOWN']);
     expect(JSON.parse(bench.stderr.trim()).error).toMatchObject({ code: 'unavailable', command: 'bench' });
@@ -174,10 +265,23 @@ describe('shardbank CLI contract (real processes)', () => {
   }, 120_000);
 
   it('status exits 5 when a shard has no leader or has lost its quorum, and says which', async () => {
-    const noLeader = await shardbank(['status', '--endpoints', `${healthy[0]!.address};${follower.address}`, '--cluster', 'test']);
+    const noLeader = await shardbank([
+      'status',
+      '--endpoints',
+      `${healthy[0]!.address};${follower.address}`,
+      '--cluster',
+      'test',
+    ]);
     expect(noLeader.code, describeRun(noLeader)).toBe(5);
     expect(noLeader.stdout).toMatch(/health: DEGRADED: shard 1 has no leader/);
-    const quorum = await shardbank(['status', '--json', '--endpoints', `${healthy[0]!.address},${deadAddress},${deadAddress};${healthy[1]!.address},${follower.address},${follower.address}`, '--cluster', 'test']);
+    const quorum = await shardbank([
+      'status',
+      '--json',
+      '--endpoints',
+      `${healthy[0]!.address},${deadAddress},${deadAddress};${healthy[1]!.address},${follower.address},${follower.address}`,
+      '--cluster',
+      'test',
+    ]);
     expect(quorum.code, describeRun(quorum)).toBe(5);
     const view = JSON.parse(quorum.stdout) as { healthy: boolean; problems: string[] };
     expect(view.healthy).toBe(false);
@@ -186,19 +290,46 @@ describe('shardbank CLI contract (real processes)', () => {
 
   it('one reachable endpoint is enough: the topology and the replicas come from its ClusterStatus', async () => {
     const shardOf = (shard: number, address: string) => ({
-      shard, firstItem: shard * 4500 + 1, lastItem: (shard + 1) * 4500, leaderOrdinal: 0, leaderBallot: undefined, leaderAddress: address, inflightTransactions: 0,
-      replicas: [{ ...(replicaStatus(shard, 0, 'leader') as { value: ClusterStatusReply }).value.shards[0]!.replicas[0]!, address }],
+      shard,
+      firstItem: shard * 4500 + 1,
+      lastItem: (shard + 1) * 4500,
+      leaderOrdinal: 0,
+      leaderBallot: undefined,
+      leaderAddress: address,
+      inflightTransactions: 0,
+      replicas: [
+        {
+          ...(replicaStatus(shard, 0, 'leader') as { value: ClusterStatusReply }).value.shards[0]!.replicas[0]!,
+          address,
+        },
+      ],
     });
     const gateway = await startFakeReplica({
-      clusterStatus: (request) => (request.localOnly ? replicaStatus(0, 0, 'follower') : { value: { cluster: 'test', shards: [shardOf(0, healthy[0]!.address), shardOf(1, healthy[1]!.address)] } }),
+      clusterStatus: (request) =>
+        request.localOnly
+          ? replicaStatus(0, 0, 'follower')
+          : { value: { cluster: 'test', shards: [shardOf(0, healthy[0]!.address), shardOf(1, healthy[1]!.address)] } },
     });
     try {
-      const balance = await shardbank(['balance', '1', '9000', '--json', '--endpoints', gateway.address, '--cluster', 'test']);
+      const balance = await shardbank([
+        'balance',
+        '1',
+        '9000',
+        '--json',
+        '--endpoints',
+        gateway.address,
+        '--cluster',
+        'test',
+      ]);
       expect(balance.code, describeRun(balance)).toBe(0);
       expect(JSON.parse(balance.stdout)).toEqual({ balances: { 1: 10, 9000: 10 } });
       const status = await shardbank(['status', '--json', '--endpoints', gateway.address, '--cluster', 'test']);
       expect(status.code, describeRun(status)).toBe(0);
-      expect((JSON.parse(status.stdout) as { shards: { items: number[]; leader: { address: string } }[] }).shards.map((shard) => [shard.items, shard.leader.address])).toEqual([
+      expect(
+        (JSON.parse(status.stdout) as { shards: { items: number[]; leader: { address: string } }[] }).shards.map(
+          (shard) => [shard.items, shard.leader.address],
+        ),
+      ).toEqual([
         [[1, 4500], healthy[0]!.address],
         [[4501, 9000], healthy[1]!.address],
       ]);
@@ -234,7 +365,10 @@ describe('shardbank CLI contract (real processes)', () => {
 
   it('an unknown manifest field is an error naming it (a replicaPerShard typo)', async () => {
     const manifest = join(stateDir, 'typo.yaml');
-    writeFileSync(manifest, 'apiVersion: shardbank.io/v1alpha1\nkind: BankCluster\nmetadata: {name: local}\nspec: {shards: 2, replicaPerShard: 5, storage: {sise: 1Gi}}\n');
+    writeFileSync(
+      manifest,
+      'apiVersion: shardbank.io/v1alpha1\nkind: BankCluster\nmetadata: {name: local}\nspec: {shards: 2, replicaPerShard: 5, storage: {sise: 1Gi}}\n',
+    );
     const run = await shardbank(['up', '--detach', '-f', manifest, '--state-dir', join(stateDir, 'typo')]);
     expect(run.code, describeRun(run)).toBe(2);
     expect(run.stderr).toMatch(/spec\.replicaPerShard: unknown field \(did you mean spec\.replicasPerShard\?\)/);

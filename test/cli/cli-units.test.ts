@@ -45,7 +45,16 @@ describe('argument parsing', () => {
     expect(() => endpointsTarget({ endpoints: 'a', cluster: 'x' })).toThrow(/not host:port/);
   });
   it('bench defaults follow the reference workload', () => {
-    expect(parseBenchSettings({})).toEqual({ clients: 16, durationMs: 10_000, warmupMs: 0, crossShardRatio: 0.67, zipf: 0, batchSize: 1, amount: 1, timeoutMs: 10_000 });
+    expect(parseBenchSettings({})).toEqual({
+      clients: 16,
+      durationMs: 10_000,
+      warmupMs: 0,
+      crossShardRatio: 0.67,
+      zipf: 0,
+      batchSize: 1,
+      amount: 1,
+      timeoutMs: 10_000,
+    });
     expect(parseBenchSettings({ warmup: '2s' }).warmupMs).toBe(2000);
     expect(parseBenchSettings({ warmup: '0s' }).warmupMs).toBe(0);
     expect(() => parseBenchSettings({ warmup: 'soon' })).toThrow(/--warmup/);
@@ -68,7 +77,12 @@ describe('workload', () => {
     expect(cross / total).toBeLessThan(0.72);
   });
   it('keeps every pair within one shard at ratio 0 and across at ratio 1, even when skewed', () => {
-    for (const [ratio, zipf] of [[0, 0], [1, 0], [0, 1.5], [1, 3]] as const) {
+    for (const [ratio, zipf] of [
+      [0, 0],
+      [1, 0],
+      [0, 1.5],
+      [1, 3],
+    ] as const) {
       const generator = new PairGenerator({ topology, crossShardRatio: ratio, zipfExponent: zipf }, seeded(7));
       for (let index = 0; index < 500; index += 1) {
         const { from, to } = generator.next();
@@ -116,9 +130,26 @@ describe('run statistics and bench output', () => {
     const stats = new RunStats(0);
     for (let index = 0; index < 10; index += 1) stats.record('COMMITTED', index, index * 100);
     const result = benchJson(parseBenchSettings({ clients: '64' }), stats, 2000);
-    expect(Object.keys(result)).toEqual(['clients', 'durationS', 'crossShardRatio', 'batchSize', 'transfers', 'transfersPerS', 'latencyMs', 'outcomes']);
+    expect(Object.keys(result)).toEqual([
+      'clients',
+      'durationS',
+      'crossShardRatio',
+      'batchSize',
+      'transfers',
+      'transfersPerS',
+      'latencyMs',
+      'outcomes',
+    ]);
     expect(Object.keys(result.latencyMs)).toEqual(['p50', 'p95', 'p99', 'max']);
-    expect(result).toMatchObject({ clients: 64, durationS: 2, crossShardRatio: 0.67, batchSize: 1, transfers: 10, transfersPerS: 5, outcomes: { COMMITTED: 10 } });
+    expect(result).toMatchObject({
+      clients: 64,
+      durationS: 2,
+      crossShardRatio: 0.67,
+      batchSize: 1,
+      transfers: 10,
+      transfersPerS: 5,
+      outcomes: { COMMITTED: 10 },
+    });
     expect(benchText(result)).toContain('p99 9');
     expect(progressBar(500, 1000, 10, 10)).toBe('\r[#####.....] 50%  10 transfers  20/s');
   });
@@ -128,9 +159,19 @@ describe('HTML report', () => {
   const html = renderHtmlReport({
     title: 'chaos <test>',
     generatedAt: '2026-01-01T00:00:00Z',
-    series: [{ second: 0, transfersPerS: 10, p99Ms: 5 }, { second: 1, transfersPerS: 0, p99Ms: null }, { second: 2, transfersPerS: 20, p99Ms: 7.5 }],
-    markers: [{ atS: 1.2, kind: 'kill', label: 'SIGKILL replica s0-1' }, { atS: 1.9, kind: 'leader-change', label: 'shard 0: leader 2' }],
-    summary: [['transfers', 30], ['verdict', 'PASS']],
+    series: [
+      { second: 0, transfersPerS: 10, p99Ms: 5 },
+      { second: 1, transfersPerS: 0, p99Ms: null },
+      { second: 2, transfersPerS: 20, p99Ms: 7.5 },
+    ],
+    markers: [
+      { atS: 1.2, kind: 'kill', label: 'SIGKILL replica s0-1' },
+      { atS: 1.9, kind: 'leader-change', label: 'shard 0: leader 2' },
+    ],
+    summary: [
+      ['transfers', 30],
+      ['verdict', 'PASS'],
+    ],
     verdict: { ok: true, text: 'every invariant held' },
   });
   it('is self-contained: inline SVG, no scripts, no external assets', () => {
@@ -152,14 +193,26 @@ describe('leader change markers', () => {
   const view = (leaders: ([number, number, number] | null)[]): ClusterView => ({
     cluster: 'c',
     shards: leaders.map((leader, shard) => ({
-      shard, items: [1, 2], replicas: [], inflightTransactions: 0,
+      shard,
+      items: [1, 2],
+      replicas: [],
+      inflightTransactions: 0,
       leader: leader === null ? null : { ordinal: leader[0], ballot: [leader[1], leader[2]], address: 'a' },
     })),
   });
   it('reports a new leader or ballot, not the first view or an unchanged one', () => {
     expect(leaderChanges(undefined, view([[0, 1, 0]]), 0)).toEqual([]);
     expect(leaderChanges(view([[0, 1, 0]]), view([[0, 1, 0]]), 1)).toEqual([]);
-    expect(leaderChanges(view([[0, 1, 0], [1, 1, 1]]), view([[2, 2, 2], null]), 2.5)).toEqual([{ atS: 2.5, kind: 'leader-change', label: 'shard 0: leader 2 ballot 2.2' }]);
+    expect(
+      leaderChanges(
+        view([
+          [0, 1, 0],
+          [1, 1, 1],
+        ]),
+        view([[2, 2, 2], null]),
+        2.5,
+      ),
+    ).toEqual([{ atS: 2.5, kind: 'leader-change', label: 'shard 0: leader 2 ballot 2.2' }]);
   });
 });
 
@@ -167,14 +220,65 @@ describe('chaos output', () => {
   it('prints the verdict with the counts it checked', () => {
     const ledger = new ExpectationLedger();
     ledger.record({ from: 1, to: 2, amount: 1, outcome: 'COMMITTED' });
-    const balances = new Map([[1, 9], [2, 11]]);
-    const verdict = checkBank({ initialTotal: 20, startBalances: new Map([[1, 10], [2, 10]]), finalBalances: balances, ledger, replicaReads: [{ shard: 0, replicas: [{ ordinal: 0, appliedIndex: 3, balances }, { ordinal: 1, appliedIndex: 3, balances }] }] });
+    const balances = new Map([
+      [1, 9],
+      [2, 11],
+    ]);
+    const verdict = checkBank({
+      initialTotal: 20,
+      startBalances: new Map([
+        [1, 10],
+        [2, 10],
+      ]),
+      finalBalances: balances,
+      ledger,
+      replicaReads: [
+        {
+          shard: 0,
+          replicas: [
+            { ordinal: 0, appliedIndex: 3, balances },
+            { ordinal: 1, appliedIndex: 3, balances },
+          ],
+        },
+      ],
+    });
     const stats = new RunStats(0);
     stats.record('COMMITTED', 3, 10);
-    const settings = { durationMs: 1000, intervalMs: 500, target: 'leader' as const, nats: true, clients: 1, crossShardRatio: 0.67, settleMs: 1000, callTimeoutMs: 1000 };
-    const json = JSON.parse(JSON.stringify(chaosJson(verdict, { replicaKills: 2, natsKills: 1 }, settings, stats, 1000, { outcomeUnknown: 1, pendingAtEnd: 0 })));
-    expect(Object.keys(json)).toEqual(['ok', 'durationS', 'target', 'faults', 'resolution', 'transfers', 'outcomes', 'checks', 'counts']);
-    expect(json).toMatchObject({ ok: true, durationS: 1, faults: { replicaKills: 2, natsKills: 1 }, counts: { committed: 1, items: 2, replicasCompared: 2 } });
+    const settings = {
+      durationMs: 1000,
+      intervalMs: 500,
+      target: 'leader' as const,
+      nats: true,
+      clients: 1,
+      crossShardRatio: 0.67,
+      settleMs: 1000,
+      callTimeoutMs: 1000,
+    };
+    const json = JSON.parse(
+      JSON.stringify(
+        chaosJson(verdict, { replicaKills: 2, natsKills: 1 }, settings, stats, 1000, {
+          outcomeUnknown: 1,
+          pendingAtEnd: 0,
+        }),
+      ),
+    );
+    expect(Object.keys(json)).toEqual([
+      'ok',
+      'durationS',
+      'target',
+      'faults',
+      'resolution',
+      'transfers',
+      'outcomes',
+      'checks',
+      'counts',
+    ]);
+    expect(json).toMatchObject({
+      ok: true,
+      durationS: 1,
+      faults: { replicaKills: 2, natsKills: 1 },
+      counts: { committed: 1, items: 2, replicasCompared: 2 },
+    });
     const text = chaosText(verdict, { replicaKills: 2, natsKills: 1 }, { outcomeUnknown: 1, pendingAtEnd: 0 });
     expect(text.split('\n').at(-1)).toBe('PASS: every invariant held');
     expect(text).toMatch(/ok {3}exactlyOnce: 1 committed transfers applied exactly once/);

@@ -8,13 +8,33 @@ import { BankService } from '../../node/gen/shardbank/v1/bank.js';
 
 const { values } = parseArgs({
   options: Object.fromEntries(
-    ['cluster', 'namespace', 'incarnation', 'shard', 'ordinal', 'shards', 'replicas-per-shard', 'items-per-shard', 'initial-balance', 'max-transfer-amount', 'peers', 'data-dir', 'nats-url', 'listen-host', 'grpc-port', 'http-port', 'log-level', 'peer-socket-dir'].map((flag) => [flag, { type: 'string' as const }]),
+    [
+      'cluster',
+      'namespace',
+      'incarnation',
+      'shard',
+      'ordinal',
+      'shards',
+      'replicas-per-shard',
+      'items-per-shard',
+      'initial-balance',
+      'max-transfer-amount',
+      'peers',
+      'data-dir',
+      'nats-url',
+      'listen-host',
+      'grpc-port',
+      'http-port',
+      'log-level',
+      'peer-socket-dir',
+    ].map((flag) => [flag, { type: 'string' as const }]),
   ),
   strict: true,
 });
 const shard = Number(values.shard);
 const ordinal = Number(values.ordinal);
-const unavailable = (_call: unknown, callback: (error: { code: number; details: string }) => void) => callback({ code: status.UNAVAILABLE, details: 'fake replica' });
+const unavailable = (_call: unknown, callback: (error: { code: number; details: string }) => void) =>
+  callback({ code: status.UNAVAILABLE, details: 'fake replica' });
 const server = new Server();
 server.addService(BankService, {
   openSession: unavailable,
@@ -25,10 +45,34 @@ server.addService(BankService, {
     const role = ordinal === 0 ? 'leader' : 'follower';
     callback(null, {
       cluster: values.cluster,
-      shards: [{
-        shard, firstItem: 0, lastItem: 0, leaderOrdinal: 0, leaderBallot: { round: 1, ordinal: 0 }, leaderAddress: '', inflightTransactions: 0,
-        replicas: [{ shard, ordinal, role, ready: true, address: '', commitIndex: 1, appliedIndex: 1, ballot: { round: 1, ordinal: 0 }, leaderOrdinal: 0, inflightTransactions: 0, pid: process.pid, snapshotIndex: 0, shardTotal: 0 }],
-      }],
+      shards: [
+        {
+          shard,
+          firstItem: 0,
+          lastItem: 0,
+          leaderOrdinal: 0,
+          leaderBallot: { round: 1, ordinal: 0 },
+          leaderAddress: '',
+          inflightTransactions: 0,
+          replicas: [
+            {
+              shard,
+              ordinal,
+              role,
+              ready: true,
+              address: '',
+              commitIndex: 1,
+              appliedIndex: 1,
+              ballot: { round: 1, ordinal: 0 },
+              leaderOrdinal: 0,
+              inflightTransactions: 0,
+              pid: process.pid,
+              snapshotIndex: 0,
+              shardTotal: 0,
+            },
+          ],
+        },
+      ],
     });
   },
 });

@@ -26,10 +26,19 @@ let stateDir = '';
 
 function shardbank(args: readonly string[], timeoutMs = COMMAND_TIMEOUT_MS): Promise<Run> {
   return new Promise((done) => {
-    execFile(process.execPath, [CLI, ...args, '--state-dir', stateDir], { cwd: REPO, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-      const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? (error as { code: number }).code : 1) : 0;
-      done({ code, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [CLI, ...args, '--state-dir', stateDir],
+      { cwd: REPO, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        const code = error
+          ? typeof (error as { code?: unknown }).code === 'number'
+            ? (error as { code: number }).code
+            : 1
+          : 0;
+        done({ code, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -55,7 +64,9 @@ async function poll<T>(what: string, deadlineMs: number, probe: () => Promise<T 
     }
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
-  throw new Error(`timed out after ${deadlineMs / 1000} s waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
+  throw new Error(
+    `timed out after ${deadlineMs / 1000} s waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`,
+  );
 }
 
 interface StatusJson {
@@ -64,20 +75,36 @@ interface StatusJson {
     shard: number;
     items: [number, number];
     leader: { ordinal: number; ballot: [number, number]; address: string } | null;
-    replicas: { ordinal: number; role: string; ready: boolean; address: string; pid: number | null; commitIndex: number | null }[];
+    replicas: {
+      ordinal: number;
+      role: string;
+      ready: boolean;
+      address: string;
+      pid: number | null;
+      commitIndex: number | null;
+    }[];
   }[];
 }
 
 function bookPids(): number[] {
   const path = join(stateDir, 'cluster.json');
   if (!existsSync(path)) return [];
-  const book = JSON.parse(readFileSync(path, 'utf8')) as { supervisorPid: number | null; natsPid: number | null; replicas: { pid: number | null }[] };
-  return [book.supervisorPid, book.natsPid, ...book.replicas.map((r) => r.pid)].filter((pid): pid is number => typeof pid === 'number' && pid > 0);
+  const book = JSON.parse(readFileSync(path, 'utf8')) as {
+    supervisorPid: number | null;
+    natsPid: number | null;
+    replicas: { pid: number | null }[];
+  };
+  return [book.supervisorPid, book.natsPid, ...book.replicas.map((r) => r.pid)].filter(
+    (pid): pid is number => typeof pid === 'number' && pid > 0,
+  );
 }
 
 beforeAll(() => {
   if (!existsSync(CLI_MAIN)) throw new Error(`${CLI_MAIN} not found: build first (npm run build; npm test does it)`);
-  if (!existsSync(REPLICA_MAIN)) throw new Error(`${REPLICA_MAIN} not found: the replica entry point (node/replica/main.ts) is missing or not built`);
+  if (!existsSync(REPLICA_MAIN))
+    throw new Error(
+      `${REPLICA_MAIN} not found: the replica entry point (node/replica/main.ts) is missing or not built`,
+    );
   stateDir = mkdtempSync(join(tmpdir(), 'shardbank-local-'));
 });
 
@@ -132,9 +159,24 @@ describe('shardbank local cluster (real processes)', () => {
     // With the printed session epoch the retry is safe however much later; another epoch is refused.
     const third = await json<{ outcome: string }>([...args, '--session-epoch', String(first.sessionEpoch)]);
     expect(third.outcome).toBe('COMMITTED');
-    const wrong = await shardbank(['transfer', '2001', '5001', '3', '--client-id', 'it-retry', '--request-id', '2', '--session-epoch', String(first.sessionEpoch + 1_000_000), '--json']);
+    const wrong = await shardbank([
+      'transfer',
+      '2001',
+      '5001',
+      '3',
+      '--client-id',
+      'it-retry',
+      '--request-id',
+      '2',
+      '--session-epoch',
+      String(first.sessionEpoch + 1_000_000),
+      '--json',
+    ]);
     expect(wrong.code, describeRun(wrong)).not.toBe(0);
-    expect(JSON.parse(wrong.stdout)).toMatchObject({ outcome: 'FAILED_PRECONDITION', message: expect.stringMatching(/^session_epoch: \d+ was never issued to client it-retry/) });
+    expect(JSON.parse(wrong.stdout)).toMatchObject({
+      outcome: 'FAILED_PRECONDITION',
+      message: expect.stringMatching(/^session_epoch: \d+ was never issued to client it-retry/),
+    });
     expect(await json(['balance', '2001', '5001'])).toEqual({ balances: { 2001: 7, 5001: 13 } });
     const poor = await shardbank(['transfer', '1001', '3001', '5', '--json']);
     expect(poor.code, describeRun(poor)).toBe(0);
@@ -153,10 +195,23 @@ describe('shardbank local cluster (real processes)', () => {
     });
     expect(status.cluster).toBe('local');
     // One replica's address is enough: the CLI learns the rest from its ClusterStatus.
-    const one = await shardbank(['balance', '2001', '5001', '--json', '--endpoints', status.shards[2]!.replicas[1]!.address, '--cluster', 'local']);
+    const one = await shardbank([
+      'balance',
+      '2001',
+      '5001',
+      '--json',
+      '--endpoints',
+      status.shards[2]!.replicas[1]!.address,
+      '--cluster',
+      'local',
+    ]);
     expect(one.code, describeRun(one)).toBe(0);
     expect(JSON.parse(one.stdout)).toEqual({ balances: { 2001: 7, 5001: 13 } });
-    expect(status.shards.map((s) => s.items)).toEqual([[1, 3000], [3001, 6000], [6001, 9000]]);
+    expect(status.shards.map((s) => s.items)).toEqual([
+      [1, 3000],
+      [3001, 6000],
+      [6001, 9000],
+    ]);
     for (const shard of status.shards) {
       expect(Object.keys(shard)).toEqual(['shard', 'items', 'leader', 'replicas']);
       expect(shard.leader).not.toBeNull();
@@ -181,7 +236,10 @@ describe('shardbank local cluster (real processes)', () => {
     await poll('a new leader of shard 0', 120_000, async () => {
       const status = await json<StatusJson>(['status']);
       const next = status.shards[0]!.leader;
-      const newer = next !== null && (next.ballot[0] > leader.ballot[0] || (next.ballot[0] === leader.ballot[0] && next.ballot[1] > leader.ballot[1]));
+      const newer =
+        next !== null &&
+        (next.ballot[0] > leader.ballot[0] ||
+          (next.ballot[0] === leader.ballot[0] && next.ballot[1] > leader.ballot[1]));
       return newer ? next : undefined;
     });
     await poll('every replica up again', 120_000, async () => {
@@ -194,14 +252,26 @@ describe('shardbank local cluster (real processes)', () => {
 
   it('bench --json prints the SPEC shape', async () => {
     const result = await json<Record<string, unknown>>(['bench', '--clients', '4', '--duration', '3s']);
-    expect(Object.keys(result)).toEqual(['clients', 'durationS', 'crossShardRatio', 'batchSize', 'transfers', 'transfersPerS', 'latencyMs', 'outcomes']);
+    expect(Object.keys(result)).toEqual([
+      'clients',
+      'durationS',
+      'crossShardRatio',
+      'batchSize',
+      'transfers',
+      'transfersPerS',
+      'latencyMs',
+      'outcomes',
+    ]);
     expect(result.clients).toBe(4);
     expect(result.transfers).toBeGreaterThan(0);
   }, 180_000);
 
   it('a short chaos run with leader and nats-server kills keeps every invariant', async () => {
     const report = join(stateDir, 'chaos.html');
-    const run = await shardbank(['chaos', '--duration', '20s', '--interval', '4s', '--kill-nats', '--json', '--report', report], 600_000);
+    const run = await shardbank(
+      ['chaos', '--duration', '20s', '--interval', '4s', '--kill-nats', '--json', '--report', report],
+      600_000,
+    );
     expect(run.code, describeRun(run)).toBe(0);
     const verdict = JSON.parse(run.stdout);
     expect(verdict.ok).toBe(true);
@@ -212,7 +282,9 @@ describe('shardbank local cluster (real processes)', () => {
   }, 660_000);
 
   it('down stops every process; the data stays', async () => {
-    balancesBeforeDown = (await json<{ balances: Record<string, number> }>(['balance', '1001', '3001', '2001', '5001', '10', '20'])).balances;
+    balancesBeforeDown = (
+      await json<{ balances: Record<string, number> }>(['balance', '1001', '3001', '2001', '5001', '10', '20'])
+    ).balances;
     const pids = bookPids();
     const run = await shardbank(['down'], 180_000);
     expect(run.code, describeRun(run)).toBe(0);
@@ -228,7 +300,10 @@ describe('shardbank local cluster (real processes)', () => {
 
   it('up with another topology on the same data is refused', async () => {
     const manifest = join(stateDir, 'other.yaml');
-    writeFileSync(manifest, 'apiVersion: shardbank.io/v1alpha1\nkind: BankCluster\nmetadata: {name: local}\nspec: {shards: 2}\n');
+    writeFileSync(
+      manifest,
+      'apiVersion: shardbank.io/v1alpha1\nkind: BankCluster\nmetadata: {name: local}\nspec: {shards: 2}\n',
+    );
     const run = await shardbank(['up', '--detach', '-f', manifest]);
     expect(run.code).not.toBe(0);
     expect(run.stderr).toMatch(/topology/);
@@ -237,7 +312,15 @@ describe('shardbank local cluster (real processes)', () => {
   it('up again resumes: balances survived', async () => {
     const run = await shardbank(['up', '--detach']);
     expect(run.code, describeRun(run)).toBe(0);
-    const after = await json<{ balances: Record<string, number> }>(['balance', '1001', '3001', '2001', '5001', '10', '20']);
+    const after = await json<{ balances: Record<string, number> }>([
+      'balance',
+      '1001',
+      '3001',
+      '2001',
+      '5001',
+      '10',
+      '20',
+    ]);
     expect(after.balances).toEqual(balancesBeforeDown);
   }, 300_000);
 });

@@ -22,10 +22,34 @@ afterEach(() => {
 
 function book(stateDir: string, overrides: Partial<AddressBook> = {}): AddressBook {
   return {
-    version: 1, cluster: 'local', namespace: 'default', incarnation: 'i-1', natsUrl: 'nats://127.0.0.1:4222', natsManaged: true, natsPort: 4222, natsPid: null,
-    topology: { shards: 1, itemsPerShard: 10, replicasPerShard: 1, initialBalance: 10 }, maxTransferAmount: 100,
-    replicas: [{ shard: 0, ordinal: 0, address: '127.0.0.1:5000', httpAddress: '127.0.0.1:5001', grpcPort: 5000, httpPort: 5001, pid: null, dataDir: join(stateDir, 'data/s0-0'), logFile: join(stateDir, 'logs/s0-0.log'), restarts: 0 }],
-    supervisorPid: null, supervisorLog: null, stateDir, startedAtMs: null,
+    version: 1,
+    cluster: 'local',
+    namespace: 'default',
+    incarnation: 'i-1',
+    natsUrl: 'nats://127.0.0.1:4222',
+    natsManaged: true,
+    natsPort: 4222,
+    natsPid: null,
+    topology: { shards: 1, itemsPerShard: 10, replicasPerShard: 1, initialBalance: 10 },
+    maxTransferAmount: 100,
+    replicas: [
+      {
+        shard: 0,
+        ordinal: 0,
+        address: '127.0.0.1:5000',
+        httpAddress: '127.0.0.1:5001',
+        grpcPort: 5000,
+        httpPort: 5001,
+        pid: null,
+        dataDir: join(stateDir, 'data/s0-0'),
+        logFile: join(stateDir, 'logs/s0-0.log'),
+        restarts: 0,
+      },
+    ],
+    supervisorPid: null,
+    supervisorLog: null,
+    stateDir,
+    startedAtMs: null,
     ...overrides,
   };
 }
@@ -37,7 +61,10 @@ describe('manifest loading', () => {
     expect(manifest.spec).toMatchObject({ shards: 3, replicasPerShard: 3, itemsPerShard: 3000, initialBalance: 10 });
   });
   it('reads YAML and names every bad field', () => {
-    const good = parseManifestText('apiVersion: shardbank.io/v1alpha1\nkind: BankCluster\nmetadata: {name: demo}\nspec: {shards: 2, replicasPerShard: 1}\n', 'm.yaml');
+    const good = parseManifestText(
+      'apiVersion: shardbank.io/v1alpha1\nkind: BankCluster\nmetadata: {name: demo}\nspec: {shards: 2, replicasPerShard: 1}\n',
+      'm.yaml',
+    );
     expect(good.spec.shards).toBe(2);
     let error: unknown;
     try {
@@ -57,7 +84,9 @@ describe('state dir checks', () => {
   it('refuses data written with another topology, and another cluster name', () => {
     const dir = tempDir();
     writeAddressBook(dir, book(dir));
-    expect(() => checkStateDir(dir, defaultBankCluster())).toThrow(/written with topology \(1 shards x 1 replicas.*manifest asks for \(3 shards x 3 replicas/);
+    expect(() => checkStateDir(dir, defaultBankCluster())).toThrow(
+      /written with topology \(1 shards x 1 replicas.*manifest asks for \(3 shards x 3 replicas/,
+    );
     const other = defaultBankCluster('other');
     other.spec = { ...other.spec, shards: 1, replicasPerShard: 1, itemsPerShard: 10 };
     expect(() => checkStateDir(dir, other)).toThrow(/holds cluster "local"/);
@@ -92,10 +121,27 @@ describe('local runtime helpers', () => {
   it('renders the live table', () => {
     const lines = renderShardTable({
       cluster: 'c',
-      shards: [{
-        shard: 0, items: [1, 3000], inflightTransactions: 0, leader: { ordinal: 1, ballot: [4, 1], address: '127.0.0.1:9' },
-        replicas: [0, 1, 2].map((ordinal) => ({ shard: 0, ordinal, role: ordinal === 1 ? 'leader' : 'follower', ready: ordinal !== 2, address: 'a', pid: null, commitIndex: 17, appliedIndex: 17, ballot: [4, 1], leaderOrdinal: 1, inflightTransactions: 0 })),
-      }],
+      shards: [
+        {
+          shard: 0,
+          items: [1, 3000],
+          inflightTransactions: 0,
+          leader: { ordinal: 1, ballot: [4, 1], address: '127.0.0.1:9' },
+          replicas: [0, 1, 2].map((ordinal) => ({
+            shard: 0,
+            ordinal,
+            role: ordinal === 1 ? 'leader' : 'follower',
+            ready: ordinal !== 2,
+            address: 'a',
+            pid: null,
+            commitIndex: 17,
+            appliedIndex: 17,
+            ballot: [4, 1],
+            leaderOrdinal: 1,
+            inflightTransactions: 0,
+          })),
+        },
+      ],
     });
     expect(lines[0]).toMatch(/^SHARD\s+ITEMS\s+READY\s+LEADER\s+BALLOT\s+COMMIT INDEX/);
     expect(lines[1]).toMatch(/^0\s+1-3000\s+2\/3\s+1 \(127\.0\.0\.1:9\)\s+4\.1\s+17/);

@@ -28,10 +28,19 @@ let stateDir = '';
 
 function shardbank(args: readonly string[]): Promise<Run> {
   return new Promise((done) => {
-    execFile(process.execPath, [CLI, ...args, '--state-dir', stateDir], { cwd: REPO, timeout: 120_000, env: { ...process.env, SHARDBANK_REPLICA_MAIN: FAKE_REPLICA } }, (error, stdout, stderr) => {
-      const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? (error as { code: number }).code : 1) : 0;
-      done({ code, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [CLI, ...args, '--state-dir', stateDir],
+      { cwd: REPO, timeout: 120_000, env: { ...process.env, SHARDBANK_REPLICA_MAIN: FAKE_REPLICA } },
+      (error, stdout, stderr) => {
+        const code = error
+          ? typeof (error as { code?: unknown }).code === 'number'
+            ? (error as { code: number }).code
+            : 1
+          : 0;
+        done({ code, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -60,7 +69,8 @@ async function poll<T>(what: string, probe: () => T | undefined, deadlineMs = 60
 }
 
 beforeAll(() => {
-  if (!existsSync(FAKE_REPLICA)) throw new Error(`${FAKE_REPLICA} not found: build first (npm run build; npm test does it)`);
+  if (!existsSync(FAKE_REPLICA))
+    throw new Error(`${FAKE_REPLICA} not found: build first (npm run build; npm test does it)`);
   stateDir = mkdtempSync(join(tmpdir(), 'shardbank-runtime-'));
 });
 
@@ -68,7 +78,8 @@ afterAll(async () => {
   await shardbank(['down']);
   if (existsSync(join(stateDir, 'cluster.json'))) {
     const last = book();
-    for (const pid of [last.supervisorPid, last.natsPid, ...last.replicas.map((r) => r.pid)]) if (pid !== null && alive(pid)) process.kill(pid, 'SIGKILL');
+    for (const pid of [last.supervisorPid, last.natsPid, ...last.replicas.map((r) => r.pid)])
+      if (pid !== null && alive(pid)) process.kill(pid, 'SIGKILL');
   }
   rmSync(stateDir, { recursive: true, force: true });
 }, 120_000);
@@ -98,7 +109,13 @@ describe('local runtime with stand-in replicas', () => {
     const after = await poll('the replica and nats-server restarted', () => {
       const current = book();
       const replica = current.replicas[4]!;
-      return replica.pid !== null && replica.pid !== victim.pid && alive(replica.pid) && current.natsPid !== null && current.natsPid !== before.natsPid ? current : undefined;
+      return replica.pid !== null &&
+        replica.pid !== victim.pid &&
+        alive(replica.pid) &&
+        current.natsPid !== null &&
+        current.natsPid !== before.natsPid
+        ? current
+        : undefined;
     });
     expect(after.replicas[4]!.restarts).toBeGreaterThanOrEqual(1);
     expect(after.natsPort).toBe(before.natsPort);
@@ -126,7 +143,9 @@ describe('local runtime with stand-in replicas', () => {
     expect(run.code, run.stderr).toBe(0);
     await poll('every process gone', () => (pids.every((pid) => !alive(pid)) ? true : undefined));
     const status = JSON.parse((await shardbank(['status', '--json'])).stdout);
-    expect(status.shards.flatMap((s: { replicas: { role: string }[] }) => s.replicas.map((r) => r.role))).toEqual(Array(9).fill('down'));
+    expect(status.shards.flatMap((s: { replicas: { role: string }[] }) => s.replicas.map((r) => r.role))).toEqual(
+      Array(9).fill('down'),
+    );
     const transfer = await shardbank(['transfer', '1', '2', '3']);
     expect(transfer.code).toBe(2);
     expect(transfer.stderr).toMatch(/not running/);

@@ -23,7 +23,12 @@ describe('SupervisedProcess', () => {
     const starts: number[] = [];
     const exits: (NodeJS.Signals | null)[] = [];
     const child = new SupervisedProcess(
-      { name: 'sleeper', command: process.execPath, args: ['-e', 'console.log("started " + process.pid); setInterval(() => {}, 1000)'], logFile },
+      {
+        name: 'sleeper',
+        command: process.execPath,
+        args: ['-e', 'console.log("started " + process.pid); setInterval(() => {}, 1000)'],
+        logFile,
+      },
       { onStart: (pid) => starts.push(pid), onExit: (_code, signal) => exits.push(signal) },
     );
     child.start();

@@ -11,7 +11,10 @@ const topology = { shards: 2, itemsPerShard: 3000, replicasPerShard: 3, initialB
 describe('endpoints', () => {
   it('parses shards and replicas and formats them back', () => {
     const text = '127.0.0.1:1,127.0.0.1:2;host-a:3,[::1]:4';
-    expect(parseEndpoints(text)).toEqual([['127.0.0.1:1', '127.0.0.1:2'], ['host-a:3', '[::1]:4']]);
+    expect(parseEndpoints(text)).toEqual([
+      ['127.0.0.1:1', '127.0.0.1:2'],
+      ['host-a:3', '[::1]:4'],
+    ]);
     expect(formatEndpoints(parseEndpoints(text))).toBe(text);
   });
   it('names the bad part', () => {
@@ -33,7 +36,10 @@ describe('transfer input', () => {
   });
   it('checks items and from != to', () => {
     expect(checkTransferInput(topology, { from: 1, to: 6000, amount: 1 }, 100)).toEqual({ ok: true });
-    expect(checkTransferInput(topology, { from: 6001, to: 1, amount: 1 }, 100)).toMatchObject({ ok: false, field: 'from' });
+    expect(checkTransferInput(topology, { from: 6001, to: 1, amount: 1 }, 100)).toMatchObject({
+      ok: false,
+      field: 'from',
+    });
     expect(checkTransferInput(topology, { from: 3, to: 3, amount: 1 }, 100)).toMatchObject({ ok: false, field: 'to' });
   });
   it('parses command-line numbers without guessing', () => {
@@ -62,8 +68,20 @@ describe('leader hint and backoff', () => {
 
 function status(shard: number, ordinal: number, role: string, round: number, commitIndex = 10): ReplicaStatus {
   return {
-    shard, ordinal, role, ready: true, address: 'ignored', commitIndex, appliedIndex: commitIndex, ballot: { round, ordinal: role === 'leader' ? ordinal : 0 },
-    leaderOrdinal: -1, inflightTransactions: 0, pid: 100 + ordinal, snapshotIndex: 0, shardTotal: 0, voting: 'voter',
+    shard,
+    ordinal,
+    role,
+    ready: true,
+    address: 'ignored',
+    commitIndex,
+    appliedIndex: commitIndex,
+    ballot: { round, ordinal: role === 'leader' ? ordinal : 0 },
+    leaderOrdinal: -1,
+    inflightTransactions: 0,
+    pid: 100 + ordinal,
+    snapshotIndex: 0,
+    shardTotal: 0,
+    voting: 'voter',
   };
 }
 
@@ -83,15 +101,27 @@ describe('status view', () => {
   });
 
   it('renders exactly the SPEC status --json shape', () => {
-    const json = statusJson(mergeClusterStatus('bank', topology, probes), true) as { cluster: string; shards: Record<string, unknown>[] };
+    const json = statusJson(mergeClusterStatus('bank', topology, probes), true) as {
+      cluster: string;
+      shards: Record<string, unknown>[];
+    };
     expect(json.cluster).toBe('bank');
     const shard = json.shards[0]!;
     expect(Object.keys(shard)).toEqual(['shard', 'items', 'leader', 'replicas']);
     expect(shard.items).toEqual([1, 3000]);
     expect(json.shards[1]!.items).toEqual([3001, 6000]);
     expect(shard.leader).toEqual({ ordinal: 1, ballot: [3, 1], address: 'h:2' });
-    expect((shard.replicas as object[])[0]).toEqual({ ordinal: 0, role: 'leader', ready: true, address: 'h:1', pid: 100, commitIndex: 10 });
-    const remote = statusJson(mergeClusterStatus('bank', topology, probes), false) as { shards: { replicas: object[] }[] };
+    expect((shard.replicas as object[])[0]).toEqual({
+      ordinal: 0,
+      role: 'leader',
+      ready: true,
+      address: 'h:1',
+      pid: 100,
+      commitIndex: 10,
+    });
+    const remote = statusJson(mergeClusterStatus('bank', topology, probes), false) as {
+      shards: { replicas: object[] }[];
+    };
     expect(Object.keys(remote.shards[0]!.replicas[0]!)).toEqual(['ordinal', 'role', 'ready', 'address', 'commitIndex']);
   });
 });

@@ -1,6 +1,14 @@
 // An in-process gRPC Bank server whose behaviour each test scripts: enough to test the
 // client's routing, retries and output shapes without replicas.
-import { Metadata, Server, ServerCredentials, status, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall } from '@grpc/grpc-js';
+import {
+  Metadata,
+  Server,
+  ServerCredentials,
+  status,
+  type sendUnaryData,
+  type ServerDuplexStream,
+  type ServerUnaryCall,
+} from '@grpc/grpc-js';
 import {
   BankService,
   Outcome,
@@ -59,16 +67,24 @@ export async function startFakeReplica(behaviour: FakeBehaviour = {}): Promise<F
   const calls: { method: string; request: unknown }[] = [];
   const opens: OpenSessionRequest[] = [];
   const replica = { behaviour } as { behaviour: FakeBehaviour };
-  const handler = <Req, Res>(method: keyof FakeBehaviour) => (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
-    calls.push({ method, request: call.request });
-    const fn = replica.behaviour[method] as ((request: Req) => Reply<Res>) | undefined;
-    answer(fn?.(call.request), callback);
-  };
+  const handler =
+    <Req, Res>(method: keyof FakeBehaviour) =>
+    (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+      calls.push({ method, request: call.request });
+      const fn = replica.behaviour[method] as ((request: Req) => Reply<Res>) | undefined;
+      answer(fn?.(call.request), callback);
+    };
   server.addService(BankService, {
-    openSession: (call: ServerUnaryCall<OpenSessionRequest, OpenSessionReply>, callback: sendUnaryData<OpenSessionReply>) => {
+    openSession: (
+      call: ServerUnaryCall<OpenSessionRequest, OpenSessionReply>,
+      callback: sendUnaryData<OpenSessionReply>,
+    ) => {
       opens.push(call.request);
       const scripted = replica.behaviour.openSession;
-      answer(scripted ? scripted(call.request) : { value: { sessionEpoch: FAKE_SESSION_EPOCH, shard: call.request.shard } }, callback);
+      answer(
+        scripted ? scripted(call.request) : { value: { sessionEpoch: FAKE_SESSION_EPOCH, shard: call.request.shard } },
+        callback,
+      );
     },
     transfer: handler('transfer'),
     batchTransfer: handler('batchTransfer'),
@@ -90,7 +106,9 @@ export async function startFakeReplica(behaviour: FakeBehaviour = {}): Promise<F
     },
   });
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))),
+    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) =>
+      error ? reject(error) : resolve(bound),
+    ),
   );
   return Object.assign(replica, {
     address: `127.0.0.1:${port}`,
@@ -111,19 +129,44 @@ export function unavailable(details = 'not the leader', leaderHint?: string): Re
 }
 
 /** A local_only ClusterStatus answer of one replica. */
-export function replicaStatus(shard: number, ordinal: number, role: string, extra: { round?: number; commitIndex?: number; inflight?: number; pid?: number } = {}): Reply<ClusterStatusReply> {
+export function replicaStatus(
+  shard: number,
+  ordinal: number,
+  role: string,
+  extra: { round?: number; commitIndex?: number; inflight?: number; pid?: number } = {},
+): Reply<ClusterStatusReply> {
   return {
     value: {
       cluster: 'test',
-      shards: [{
-        shard, firstItem: 0, lastItem: 0, leaderOrdinal: role === 'leader' ? ordinal : -1, leaderBallot: undefined, leaderAddress: '',
-        inflightTransactions: extra.inflight ?? 0,
-        replicas: [{
-          shard, ordinal, role, ready: role !== 'candidate', address: '', commitIndex: extra.commitIndex ?? 5, appliedIndex: extra.commitIndex ?? 5,
-          ballot: { round: extra.round ?? 1, ordinal: role === 'leader' ? ordinal : 0 }, leaderOrdinal: -1, inflightTransactions: extra.inflight ?? 0,
-          pid: extra.pid ?? 0, snapshotIndex: 0, shardTotal: 0, voting: 'voter',
-        }],
-      }],
+      shards: [
+        {
+          shard,
+          firstItem: 0,
+          lastItem: 0,
+          leaderOrdinal: role === 'leader' ? ordinal : -1,
+          leaderBallot: undefined,
+          leaderAddress: '',
+          inflightTransactions: extra.inflight ?? 0,
+          replicas: [
+            {
+              shard,
+              ordinal,
+              role,
+              ready: role !== 'candidate',
+              address: '',
+              commitIndex: extra.commitIndex ?? 5,
+              appliedIndex: extra.commitIndex ?? 5,
+              ballot: { round: extra.round ?? 1, ordinal: role === 'leader' ? ordinal : 0 },
+              leaderOrdinal: -1,
+              inflightTransactions: extra.inflight ?? 0,
+              pid: extra.pid ?? 0,
+              snapshotIndex: 0,
+              shardTotal: 0,
+              voting: 'voter',
+            },
+          ],
+        },
+      ],
     },
   };
 }

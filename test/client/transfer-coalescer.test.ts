@@ -19,14 +19,28 @@ function scriptedSender() {
       calls.push({
         shard,
         entries,
-        answer: () => resolve(entries.map((e) => ({ ok: true, reply: { outcome: Outcome.COMMITTED, decisionIndex: e.requestId, coordinatorShard: shard, message: '' } }))),
+        answer: () =>
+          resolve(
+            entries.map((e) => ({
+              ok: true,
+              reply: { outcome: Outcome.COMMITTED, decisionIndex: e.requestId, coordinatorShard: shard, message: '' },
+            })),
+          ),
         fail: (message) => reject(new Error(message)),
       });
     });
   return { calls, send };
 }
 
-const transfer = (requestId: number) => ({ clientId: `c${requestId}`, requestId, from: 1, to: 2, amount: 1, acknowledgedBelow: 0, sessionEpoch: 1 });
+const transfer = (requestId: number) => ({
+  clientId: `c${requestId}`,
+  requestId,
+  from: 1,
+  to: 2,
+  amount: 1,
+  acknowledgedBelow: 0,
+  sessionEpoch: 1,
+});
 const turn = () => new Promise((resolve) => setImmediate(resolve));
 const ids = (call: Call) => call.entries.map((e) => e.requestId);
 
@@ -34,9 +48,16 @@ describe('TransferCoalescer', () => {
   it('sends the transfers started in one turn as one call per shard, each with its own ids', async () => {
     const { calls, send } = scriptedSender();
     const coalescer = new TransferCoalescer(send, 1000);
-    const results = [coalescer.submit(0, transfer(1)), coalescer.submit(1, transfer(2)), coalescer.submit(0, transfer(3))];
+    const results = [
+      coalescer.submit(0, transfer(1)),
+      coalescer.submit(1, transfer(2)),
+      coalescer.submit(0, transfer(3)),
+    ];
     await pollUntil('two calls', () => calls.length === 2, 5_000, 1);
-    expect(calls.map((c) => [c.shard, ids(c)])).toEqual([[0, [1, 3]], [1, [2]]]);
+    expect(calls.map((c) => [c.shard, ids(c)])).toEqual([
+      [0, [1, 3]],
+      [1, [2]],
+    ]);
     expect(calls[0]!.entries[1]!.clientId).toBe('c3');
     for (const call of calls) call.answer();
     expect((await Promise.all(results)).map((r) => (r.ok ? r.reply.decisionIndex : -1))).toEqual([1, 2, 3]);
@@ -82,7 +103,8 @@ describe('TransferCoalescer', () => {
     const later = coalescer.submit(0, transfer(3));
     await pollUntil('the first call', () => calls.length === 1, 5_000, 1);
     calls[0]!.fail('connection reset');
-    for (const result of await Promise.all(first)) expect(result).toEqual({ ok: false, error: { code: 14, codeName: 'UNAVAILABLE', details: 'connection reset' } });
+    for (const result of await Promise.all(first))
+      expect(result).toEqual({ ok: false, error: { code: 14, codeName: 'UNAVAILABLE', details: 'connection reset' } });
     await pollUntil('the held transfer sent after the failure', () => calls.length === 2, 5_000, 1);
     calls[1]!.answer();
     expect((await later).ok).toBe(true);
@@ -93,7 +115,9 @@ describe('TransferCoalescer', () => {
     const messages: { shard: number; ids: number[]; deliver: (index: number, result: CoalescedResult) => void }[] = [];
     let streaming = false;
     const streamFor = (shard: number): StreamTarget | undefined =>
-      streaming ? { send: (entries, deliver) => void messages.push({ shard, ids: entries.map((e) => e.requestId), deliver }) } : undefined;
+      streaming
+        ? { send: (entries, deliver) => void messages.push({ shard, ids: entries.map((e) => e.requestId), deliver }) }
+        : undefined;
     const coalescer = new TransferCoalescer(send, 1000, 1, 60_000, streamFor);
     const byCall = coalescer.submit(0, transfer(1));
     await pollUntil('the call', () => calls.length === 1, 5_000, 1);
@@ -106,12 +130,21 @@ describe('TransferCoalescer', () => {
     expect(messages.map((m) => m.ids)).toEqual([[2, 3], [4]]);
     const settled: number[] = [];
     first.forEach((p, i) => void p.then(() => settled.push(i + 2)));
-    messages[0]!.deliver(1, { ok: true, reply: { outcome: Outcome.COMMITTED, decisionIndex: 30, coordinatorShard: 0, message: '' } });
+    messages[0]!.deliver(1, {
+      ok: true,
+      reply: { outcome: Outcome.COMMITTED, decisionIndex: 30, coordinatorShard: 0, message: '' },
+    });
     await pollUntil('transfer 3 settled alone', () => settled.length === 1, 5_000, 1);
     expect(settled).toEqual([3]);
     messages[0]!.deliver(0, { ok: false, error: { code: 14, codeName: 'UNAVAILABLE', details: 'stream broke' } });
-    expect(await first[0]).toEqual({ ok: false, error: { code: 14, codeName: 'UNAVAILABLE', details: 'stream broke' } });
-    messages[1]!.deliver(0, { ok: true, reply: { outcome: Outcome.COMMITTED, decisionIndex: 40, coordinatorShard: 0, message: '' } });
+    expect(await first[0]).toEqual({
+      ok: false,
+      error: { code: 14, codeName: 'UNAVAILABLE', details: 'stream broke' },
+    });
+    messages[1]!.deliver(0, {
+      ok: true,
+      reply: { outcome: Outcome.COMMITTED, decisionIndex: 40, coordinatorShard: 0, message: '' },
+    });
     expect((await second).ok).toBe(true);
     calls[0]!.answer();
     expect((await byCall).ok).toBe(true);

@@ -2,12 +2,7 @@
 import { connect, KvWatchInclude, type KvEntry, type NatsConnection } from 'nats';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  compareBallots,
-  decode,
-  keyFor,
-  type LeaderRecord,
-} from '../../node/discovery/leader-record.js';
+import { compareBallots, decode, keyFor, type LeaderRecord } from '../../node/discovery/leader-record.js';
 import { KvOutcome, LeaderAnnouncer } from '../../node/discovery/leader-announcer.js';
 import { LeaderWatcher, type LeaderChange } from '../../node/discovery/leader-watcher.js';
 import { openLeaderBucket } from '../../node/discovery/nats-connection.js';
@@ -49,7 +44,13 @@ function announcer(cluster: string, ordinal: number, shard = 0): LeaderAnnouncer
 }
 
 async function watcher(cluster: string, incarnation?: string): Promise<LeaderWatcher> {
-  const w = await LeaderWatcher.start({ connection: nc, namespace, cluster, logger, ...(incarnation ? { incarnation } : {}) });
+  const w = await LeaderWatcher.start({
+    connection: nc,
+    namespace,
+    cluster,
+    logger,
+    ...(incarnation ? { incarnation } : {}),
+  });
   cleanups.push(() => w.close());
   return w;
 }

@@ -25,11 +25,18 @@ describe.skipIf(!K8S_E2E)('k8s:up / k8s:down on this host', () => {
     for (const ending of ['clean', 'killed'] as const) {
       const kubeconfig = k8sUp();
       await kubectl(kubeconfig, ['apply', '-f', '-'], pod);
-      await until('pod Running', async () => ((await kubectl(kubeconfig, ['get', 'pod', 'lifecycle', '-o', 'jsonpath={.status.phase}'])) === 'Running' ? true : undefined));
+      await until('pod Running', async () =>
+        (await kubectl(kubeconfig, ['get', 'pod', 'lifecycle', '-o', 'jsonpath={.status.phase}'])) === 'Running'
+          ? true
+          : undefined,
+      );
       const during = hostDiff(before, opts());
       // The check sees the node: processes, the bridge, a pod netns, its veth, mounts, chains, sysctls.
       for (const kind of ['process', 'bridge', 'netns', 'link veth', 'mount', 'chain', 'sysctl']) {
-        expect(during.some((d) => d.startsWith(kind)), `${kind} in ${during.join('; ')}`).toBe(true);
+        expect(
+          during.some((d) => d.startsWith(kind)),
+          `${kind} in ${during.join('; ')}`,
+        ).toBe(true);
       }
       if (ending === 'killed') {
         for (const p of nodeProcesses({ markers: nodeMarkers() })) {

@@ -18,7 +18,16 @@ function cluster(overrides: Partial<BankCluster['spec']> = {}): BankCluster {
   return c;
 }
 
-const owner = [{ apiVersion: 'shardbank.io/v1alpha1', kind: 'BankCluster', name: 'demo', uid: '1111-2222', controller: true, blockOwnerDeletion: true }];
+const owner = [
+  {
+    apiVersion: 'shardbank.io/v1alpha1',
+    kind: 'BankCluster',
+    name: 'demo',
+    uid: '1111-2222',
+    controller: true,
+    blockOwnerDeletion: true,
+  },
+];
 const labels1 = {
   'app.kubernetes.io/name': 'shardbank',
   'app.kubernetes.io/instance': 'demo',
@@ -31,7 +40,12 @@ const selector1 = { 'shardbank.io/cluster': 'demo', 'shardbank.io/shard': '1' };
 
 describe('buildStatefulSet', () => {
   it('builds the expected StatefulSet for shard 1 of a default cluster', () => {
-    const spread = (topologyKey: string) => ({ maxSkew: 1, topologyKey, whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: selector1 } });
+    const spread = (topologyKey: string) => ({
+      maxSkew: 1,
+      topologyKey,
+      whenUnsatisfiable: 'ScheduleAnyway',
+      labelSelector: { matchLabels: selector1 },
+    });
     expect(buildStatefulSet(cluster(), 1, { managedNatsUrl: 'nats://nats.shardbank-system.svc:4222' })).toEqual({
       apiVersion: 'apps/v1',
       kind: 'StatefulSet',
@@ -49,7 +63,13 @@ describe('buildStatefulSet', () => {
             terminationGracePeriodSeconds: 60,
             enableServiceLinks: false,
             automountServiceAccountToken: false,
-            securityContext: { runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, fsGroup: 10001, seccompProfile: { type: 'RuntimeDefault' } },
+            securityContext: {
+              runAsNonRoot: true,
+              runAsUser: 10001,
+              runAsGroup: 10001,
+              fsGroup: 10001,
+              seccompProfile: { type: 'RuntimeDefault' },
+            },
             topologySpreadConstraints: [spread('kubernetes.io/hostname'), spread('topology.kubernetes.io/zone')],
             containers: [
               {
@@ -80,15 +100,35 @@ describe('buildStatefulSet', () => {
                   { name: 'grpc', containerPort: 50051, protocol: 'TCP' },
                   { name: 'http', containerPort: 8080, protocol: 'TCP' },
                 ],
-                readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 3 },
-                livenessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 6 },
-                startupProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 60 },
+                readinessProbe: {
+                  httpGet: { path: '/readyz', port: 'http' },
+                  periodSeconds: 5,
+                  timeoutSeconds: 3,
+                  failureThreshold: 3,
+                },
+                livenessProbe: {
+                  httpGet: { path: '/healthz', port: 'http' },
+                  periodSeconds: 10,
+                  timeoutSeconds: 5,
+                  failureThreshold: 6,
+                },
+                startupProbe: {
+                  httpGet: { path: '/healthz', port: 'http' },
+                  periodSeconds: 5,
+                  timeoutSeconds: 3,
+                  failureThreshold: 60,
+                },
                 resources: {},
                 volumeMounts: [
                   { name: 'data', mountPath: '/var/lib/shardbank' },
                   { name: 'tmp', mountPath: '/tmp' },
                 ],
-                securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true, capabilities: { drop: ['ALL'] } },
+                securityContext: {
+                  allowPrivilegeEscalation: false,
+                  readOnlyRootFilesystem: true,
+                  runAsNonRoot: true,
+                  capabilities: { drop: ['ALL'] },
+                },
               },
             ],
             volumes: [{ name: 'tmp', emptyDir: { sizeLimit: '64Mi' } }],
@@ -112,16 +152,29 @@ describe('buildStatefulSet', () => {
         resources: { limits: { memory: '1Gi' } },
         storage: { size: '5Gi', storageClassName: 'fast', retainOnDelete: false },
         tls: { secretName: 'bank-tls' },
-        podTemplate: { labels: { team: 'payments', 'shardbank.io/shard': 'spoofed' }, annotations: { a: 'b' }, nodeSelector: { disk: 'ssd' }, tolerations: [{ key: 'k', operator: 'Exists' }] },
+        podTemplate: {
+          labels: { team: 'payments', 'shardbank.io/shard': 'spoofed' },
+          annotations: { a: 'b' },
+          nodeSelector: { disk: 'ssd' },
+          tolerations: [{ key: 'k', operator: 'Exists' }],
+        },
       }),
       0,
     );
     const pod = sts.spec!.template.spec!;
     expect(pod.containers[0]!.resources).toEqual({ limits: { memory: '1Gi' } });
-    expect(sts.spec!.volumeClaimTemplates![0]!.spec).toEqual({ accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '5Gi' } }, storageClassName: 'fast' });
+    expect(sts.spec!.volumeClaimTemplates![0]!.spec).toEqual({
+      accessModes: ['ReadWriteOnce'],
+      resources: { requests: { storage: '5Gi' } },
+      storageClassName: 'fast',
+    });
     expect(sts.spec!.persistentVolumeClaimRetentionPolicy).toEqual({ whenDeleted: 'Delete', whenScaled: 'Retain' });
     expect(pod.volumes).toContainEqual({ name: 'tls', secret: { secretName: 'bank-tls' } });
-    expect(pod.containers[0]!.volumeMounts).toContainEqual({ name: 'tls', mountPath: '/etc/shardbank/tls', readOnly: true });
+    expect(pod.containers[0]!.volumeMounts).toContainEqual({
+      name: 'tls',
+      mountPath: '/etc/shardbank/tls',
+      readOnly: true,
+    });
     expect(sts.spec!.template.metadata!.labels!['team']).toBe('payments');
     // Overrides never change the selector labels.
     expect(sts.spec!.template.metadata!.labels!['shardbank.io/shard']).toBe('0');
@@ -131,15 +184,20 @@ describe('buildStatefulSet', () => {
   });
 
   it('uses spec.nats.url, the managed NATS, or none', () => {
-    expect(natsUrlOf(cluster({ nats: { url: 'nats://mine:4222', managed: false } }), { managedNatsUrl: 'nats://op:4222' })).toBe('nats://mine:4222');
+    expect(
+      natsUrlOf(cluster({ nats: { url: 'nats://mine:4222', managed: false } }), { managedNatsUrl: 'nats://op:4222' }),
+    ).toBe('nats://mine:4222');
     expect(natsUrlOf(cluster(), { managedNatsUrl: 'nats://op:4222' })).toBe('nats://op:4222');
     expect(natsUrlOf(cluster({ nats: { managed: false } }), { managedNatsUrl: 'nats://op:4222' })).toBeUndefined();
-    expect(buildStatefulSet(cluster(), 0).spec!.template.spec!.containers[0]!.args!.some((a) => a.startsWith('--nats-url'))).toBe(false);
+    expect(
+      buildStatefulSet(cluster(), 0).spec!.template.spec!.containers[0]!.args!.some((a) => a.startsWith('--nats-url')),
+    ).toBe(false);
   });
 
   it('passes arguments the replica itself accepts (its own flag parser, env as the pod gets it)', () => {
     const c = cluster({ shards: 2, itemsPerShard: 50, initialBalance: 7, maxTransferAmount: 99 });
-    const container = buildStatefulSet(c, 1, { managedNatsUrl: 'nats://nats:4222' }).spec!.template.spec!.containers[0]!;
+    const container = buildStatefulSet(c, 1, { managedNatsUrl: 'nats://nats:4222' }).spec!.template.spec!
+      .containers[0]!;
     const config = parseReplicaConfig(container.args!, { POD_NAME: 'demo-s1-2', POD_NAMESPACE: 'money' });
     expect(config).toMatchObject({
       cluster: 'demo',
@@ -154,7 +212,11 @@ describe('buildStatefulSet', () => {
       grpcPort: 50051,
       httpPort: 8080,
     });
-    expect(config.peers[1]).toEqual(['demo-s1-0.demo-s1.money.svc:50051', 'demo-s1-1.demo-s1.money.svc:50051', 'demo-s1-2.demo-s1.money.svc:50051']);
+    expect(config.peers[1]).toEqual([
+      'demo-s1-0.demo-s1.money.svc:50051',
+      'demo-s1-1.demo-s1.money.svc:50051',
+      'demo-s1-2.demo-s1.money.svc:50051',
+    ]);
     expect(config.peers[0]![0]).toBe('demo-s0-0.demo-s0.money.svc:50051');
   });
 
@@ -189,7 +251,13 @@ describe('Services, PodDisruptionBudget, ConfigMap', () => {
     expect(svc.metadata!.name).toBe('demo-client');
     expect(svc.spec!.selector).toEqual({ 'shardbank.io/cluster': 'demo' });
     expect(svc.spec!.type).toBe('ClusterIP');
-    expect(svc.spec!.ports![0]).toEqual({ name: 'grpc', port: 50051, targetPort: 'grpc', protocol: 'TCP', appProtocol: 'grpc' });
+    expect(svc.spec!.ports![0]).toEqual({
+      name: 'grpc',
+      port: 50051,
+      targetPort: 'grpc',
+      protocol: 'TCP',
+      appProtocol: 'grpc',
+    });
   });
 
   it('keeps a majority with the PodDisruptionBudget and builds none for one replica', () => {

@@ -50,9 +50,21 @@ describe('controlplane:up / controlplane:down', () => {
     const { main, dir } = await compileOperator();
     const port = await freePort();
     const leaseHolder = async () =>
-      (await client.get<KubeObject & { spec: { holderIdentity?: string } }>(RESOURCES.lease, 'default', 'shardbank-operator')).spec.holderIdentity;
+      (
+        await client.get<KubeObject & { spec: { holderIdentity?: string } }>(
+          RESOURCES.lease,
+          'default',
+          'shardbank-operator',
+        )
+      ).spec.holderIdentity;
     let crashed: ReturnType<typeof runOperator> | undefined;
-    const op = runOperator(main, { KUBECONFIG: kubeconfig, POD_NAMESPACE: 'default', POD_NAME: 'operator-process', SHARDBANK_HTTP_PORT: String(port), SHARDBANK_LOG_LEVEL: 'warn' });
+    const op = runOperator(main, {
+      KUBECONFIG: kubeconfig,
+      POD_NAMESPACE: 'default',
+      POD_NAME: 'operator-process',
+      SHARDBANK_HTTP_PORT: String(port),
+      SHARDBANK_LOG_LEVEL: 'warn',
+    });
     try {
       await eventually('operator process leading and ready', async () => {
         const r = await fetch(`http://127.0.0.1:${port}/readyz`);
@@ -65,11 +77,23 @@ describe('controlplane:up / controlplane:down', () => {
 
       // A leader that crashes (SIGKILL: the Lease is not released) is replaced by a standby
       // once the Lease has not been renewed for its whole duration.
-      crashed = runOperator(main, { KUBECONFIG: kubeconfig, POD_NAMESPACE: 'default', POD_NAME: 'operator-crashed', SHARDBANK_HTTP_PORT: String(port), SHARDBANK_LOG_LEVEL: 'warn' });
+      crashed = runOperator(main, {
+        KUBECONFIG: kubeconfig,
+        POD_NAMESPACE: 'default',
+        POD_NAME: 'operator-crashed',
+        SHARDBANK_HTTP_PORT: String(port),
+        SHARDBANK_LOG_LEVEL: 'warn',
+      });
       await eventually('crashing operator leads', async () => (await leaseHolder()) === 'operator-crashed');
       crashed.child.kill('SIGKILL');
       await crashed.exited;
-      const standby = new Operator({ kubeConfig: kc, leaseNamespace: 'default', identity: 'standby', logger: pino({ level: 'silent' }), retryPeriodMs: 500 });
+      const standby = new Operator({
+        kubeConfig: kc,
+        leaseNamespace: 'default',
+        identity: 'standby',
+        logger: pino({ level: 'silent' }),
+        retryPeriodMs: 500,
+      });
       await standby.start();
       try {
         await eventually('standby takes over the expired Lease', () => standby.isActive);

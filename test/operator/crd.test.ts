@@ -50,12 +50,16 @@ function tsRejection(name: string, spec: Record<string, unknown>): string[] {
 describe('BankCluster CRD', () => {
   it('is generated from the TypeScript rules: the committed YAML files are current', () => {
     for (const file of CRD_FILES) {
-      expect(readFileSync(join(root, file), 'utf8'), `${file} is stale: run npm run crd:generate`).toBe(renderCrdYaml(file));
+      expect(readFileSync(join(root, file), 'utf8'), `${file} is stale: run npm run crd:generate`).toBe(
+        renderCrdYaml(file),
+      );
     }
   });
 
   it('is served with short name bank, a status subresource and the printer columns', async () => {
-    const discovery = await tcp.client.request<{ resources: { name: string; shortNames?: string[]; namespaced: boolean }[] }>({ method: 'GET', path: '/apis/shardbank.io/v1alpha1' });
+    const discovery = await tcp.client.request<{
+      resources: { name: string; shortNames?: string[]; namespaced: boolean }[];
+    }>({ method: 'GET', path: '/apis/shardbank.io/v1alpha1' });
     const main = discovery.resources.find((r) => r.name === 'bankclusters');
     expect(main?.shortNames).toEqual(['bank']);
     expect(main?.namespaced).toBe(true);
@@ -64,11 +68,22 @@ describe('BankCluster CRD', () => {
       method: 'GET',
       path: '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/bankclusters.shardbank.io',
     });
-    expect(crd.spec.versions[0]!.additionalPrinterColumns.map((c) => c.name)).toEqual(['Shards', 'Replicas', 'Ready', 'Leaders', 'Phase', 'Age']);
+    expect(crd.spec.versions[0]!.additionalPrinterColumns.map((c) => c.name)).toEqual([
+      'Shards',
+      'Replicas',
+      'Ready',
+      'Leaders',
+      'Phase',
+      'Age',
+    ]);
   });
 
   it('accepts the sample BankCluster', async () => {
-    const [created] = await applyManifests(tcp.client, readManifests(join(root, 'deploy', 'samples', 'bankcluster.yaml')), { namespace: NS });
+    const [created] = await applyManifests(
+      tcp.client,
+      readManifests(join(root, 'deploy', 'samples', 'bankcluster.yaml')),
+      { namespace: NS },
+    );
     expect(created!.metadata.uid).toBeDefined();
   });
 
@@ -76,7 +91,17 @@ describe('BankCluster CRD', () => {
     await createBankCluster(tcp.client, NS, 'defaults', {});
     const server = await getBankCluster(tcp.client, NS, 'defaults');
     const spec = server.spec as unknown as BankClusterSpec;
-    for (const key of ['shards', 'replicasPerShard', 'itemsPerShard', 'initialBalance', 'maxTransferAmount', 'image', 'imagePullPolicy', 'storage', 'paused'] as const) {
+    for (const key of [
+      'shards',
+      'replicasPerShard',
+      'itemsPerShard',
+      'initialBalance',
+      'maxTransferAmount',
+      'image',
+      'imagePullPolicy',
+      'storage',
+      'paused',
+    ] as const) {
       expect(spec[key], key).toEqual(DEFAULT_SPEC[key]);
     }
     // nats.managed has no schema default: without a url it means managed (the TS default).
@@ -103,7 +128,10 @@ describe('BankCluster CRD', () => {
       const server = await serverRejection(`bad-${what.replaceAll(' ', '-').toLowerCase()}`, spec);
       expect(server).toContain(`${field}: `);
       const ts = tsRejection('bad', spec);
-      expect(ts.some((m) => m.startsWith(`${field}: `)), ts.join('; ')).toBe(true);
+      expect(
+        ts.some((m) => m.startsWith(`${field}: `)),
+        ts.join('; '),
+      ).toBe(true);
       if (message) {
         expect(server).toContain(message);
         expect(ts.some((m) => m.includes(message))).toBe(true);
@@ -124,7 +152,12 @@ describe('BankCluster CRD', () => {
     ['itemsPerShard', { itemsPerShard: 10 }, 'spec.itemsPerShard', RULE_MESSAGES.itemsPerShardImmutable],
     ['initialBalance', { initialBalance: 11 }, 'spec.initialBalance', RULE_MESSAGES.initialBalanceImmutable],
     ['storage.size', { storage: { size: '2Gi' } }, 'spec.storage.size', RULE_MESSAGES.storageImmutable],
-    ['storage.storageClassName', { storage: { storageClassName: 'fast' } }, 'spec.storage.storageClassName', RULE_MESSAGES.storageImmutable],
+    [
+      'storage.storageClassName',
+      { storage: { storageClassName: 'fast' } },
+      'spec.storage.storageClassName',
+      RULE_MESSAGES.storageImmutable,
+    ],
   ];
   for (const [what, patch, field, message] of immutable) {
     it(`refuses to change ${what} after creation, with the same message as the TypeScript rule`, async () => {
@@ -139,17 +172,28 @@ describe('BankCluster CRD', () => {
       expect(serverMessage).toContain(`${field}: Invalid value`);
       expect(serverMessage).toContain(message);
       const before = validateBankCluster(created);
-      const after = validateBankCluster({ ...created, spec: { ...created.spec, ...patch, storage: { ...(created.spec.storage as object), ...((patch.storage as object) ?? {}) } } });
+      const after = validateBankCluster({
+        ...created,
+        spec: {
+          ...created.spec,
+          ...patch,
+          storage: { ...(created.spec.storage as object), ...((patch.storage as object) ?? {}) },
+        },
+      });
       expect(before.ok && after.ok).toBe(true);
       if (before.ok && after.ok) {
-        expect(validateBankClusterUpdate(before.value.spec, after.value.spec).map((e) => e.message)).toEqual([`${field}: ${message}`]);
+        expect(validateBankClusterUpdate(before.value.spec, after.value.spec).map((e) => e.message)).toEqual([
+          `${field}: ${message}`,
+        ]);
       }
     });
   }
 
   it('allows what may change: image, resources, paused', async () => {
     await createBankCluster(tcp.client, NS, 'mutable', {});
-    const patched = await tcp.client.mergePatch<{ spec: Record<string, unknown> } & import('../../operator/kube/kube-object.js').KubeObject>(RESOURCES.bankCluster, NS, 'mutable', {
+    const patched = await tcp.client.mergePatch<
+      { spec: Record<string, unknown> } & import('../../operator/kube/kube-object.js').KubeObject
+    >(RESOURCES.bankCluster, NS, 'mutable', {
       spec: { image: 'shardbank/node:0.2.0', resources: { requests: { cpu: '1' } }, paused: true },
     });
     expect(patched.spec.image).toBe('shardbank/node:0.2.0');

@@ -27,7 +27,11 @@ class ScriptedApi {
     return { metadata: { resourceVersion: rv }, items };
   };
 
-  watch = async (_r: unknown, params: { resourceVersion: string }, onEvent: (e: WatchEvent) => void): Promise<WatchHandle> => {
+  watch = async (
+    _r: unknown,
+    params: { resourceVersion: string },
+    onEvent: (e: WatchEvent) => void,
+  ): Promise<WatchHandle> => {
     this.watchCalls.push(params.resourceVersion);
     let end!: () => void;
     const done = new Promise<void>((resolve) => (end = resolve));
@@ -55,10 +59,16 @@ afterEach(async () => {
 
 function start(api: ScriptedApi, options: ConstructorParameters<typeof Informer>[4] = {}) {
   const events: [InformerEventType, string][] = [];
-  const informer = new Informer<KubeObject>(api.asClient(), RESOURCES.statefulSet, (t, o) => events.push([t, o.metadata.name]), pino({ level: 'silent' }), {
-    retryMs: 10,
-    ...options,
-  });
+  const informer = new Informer<KubeObject>(
+    api.asClient(),
+    RESOURCES.statefulSet,
+    (t, o) => events.push([t, o.metadata.name]),
+    pino({ level: 'silent' }),
+    {
+      retryMs: 10,
+      ...options,
+    },
+  );
   informers.push(informer);
   informer.start();
   return { informer, events };
@@ -92,7 +102,10 @@ describe('Informer', () => {
     api.listRvs = ['10', '31'];
     const { informer, events } = start(api);
     await eventually('first watch', () => api.watchCalls.length === 1);
-    api.emit({ type: 'ERROR', object: { metadata: { name: '' }, code: 410, reason: 'Expired', message: 'too old resource version' } });
+    api.emit({
+      type: 'ERROR',
+      object: { metadata: { name: '' }, code: 410, reason: 'Expired', message: 'too old resource version' },
+    });
     await eventually('second watch after relist', () => api.watchCalls.length === 2);
     expect(api.watchCalls).toEqual(['10', '31']);
     expect(api.listCalls).toBe(2);

@@ -24,7 +24,11 @@ async function serviceAccountKubeConfig(): Promise<KubeConfig> {
   const tr = await tcp.client.request<{ status: { token: string } }>({
     method: 'POST',
     path: `/api/v1/namespaces/${OPERATOR_NAMESPACE}/serviceaccounts/shardbank-operator/token`,
-    body: JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 } }),
+    body: JSON.stringify({
+      apiVersion: 'authentication.k8s.io/v1',
+      kind: 'TokenRequest',
+      spec: { expirationSeconds: 3600 },
+    }),
   });
   const kc = new KubeConfig();
   kc.loadFromOptions({
@@ -49,7 +53,11 @@ async function start(identity: string): Promise<Operator> {
 }
 
 async function leaseHolder(): Promise<string | undefined> {
-  const lease = await tcp.client.get<KubeObject & { spec: { holderIdentity?: string } }>(RESOURCES.lease, OPERATOR_NAMESPACE, 'shardbank-operator');
+  const lease = await tcp.client.get<KubeObject & { spec: { holderIdentity?: string } }>(
+    RESOURCES.lease,
+    OPERATOR_NAMESPACE,
+    'shardbank-operator',
+  );
   return lease.spec.holderIdentity;
 }
 
@@ -60,7 +68,10 @@ async function httpGet(op: Operator, path: string): Promise<{ status: number; bo
 
 beforeAll(async () => {
   tcp = await startTestControlPlane();
-  await applyManifests(tcp.client, [...readManifests(join(root, 'deploy', 'namespace.yaml')), ...readManifests(join(root, 'deploy', 'rbac.yaml'))]);
+  await applyManifests(tcp.client, [
+    ...readManifests(join(root, 'deploy', 'namespace.yaml')),
+    ...readManifests(join(root, 'deploy', 'rbac.yaml')),
+  ]);
   await tcp.createNamespace(NS);
   serviceAccountConfig = await serviceAccountKubeConfig();
 });
@@ -73,7 +84,9 @@ afterAll(async () => {
 describe('operator high availability', () => {
   it('runs with least privilege: the service account cannot read Secrets', async () => {
     const client = new KubeClient(serviceAccountConfig, 'probe');
-    const err = await client.list({ apiVersion: 'v1', kind: 'Secret', plural: 'secrets', namespaced: true }, NS).catch((e: unknown) => e);
+    const err = await client
+      .list({ apiVersion: 'v1', kind: 'Secret', plural: 'secrets', namespaced: true }, NS)
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(KubeApiError);
     expect((err as KubeApiError).statusCode).toBe(403);
   });
@@ -83,7 +96,10 @@ describe('operator high availability', () => {
     await eventually('operator-a leads', () => a.isActive);
     const b = await start('operator-b');
     await createBankCluster(tcp.client, NS, 'ha', { shards: 1, replicasPerShard: 3 });
-    await eventually('StatefulSet ha-s0 (made by operator-a)', async () => (await tcp.client.list(RESOURCES.statefulSet, NS)).items.length === 1);
+    await eventually(
+      'StatefulSet ha-s0 (made by operator-a)',
+      async () => (await tcp.client.list(RESOURCES.statefulSet, NS)).items.length === 1,
+    );
     expect(await leaseHolder()).toBe('operator-a');
     expect(b.isLeader).toBe(false);
     const ready = await httpGet(b, '/readyz');
@@ -101,10 +117,16 @@ describe('operator high availability', () => {
     expect(await leaseHolder()).toBe('operator-b');
     await tcp.client.mergePatch(RESOURCES.bankCluster, NS, 'ha', { spec: { image: 'shardbank/node:0.3.0' } });
     await eventually('StatefulSet updated by operator-b', async () => {
-      const sts = await tcp.client.get<KubeObject & { spec: { template: { spec: { containers: { image: string }[] } } } }>(RESOURCES.statefulSet, NS, 'ha-s0');
+      const sts = await tcp.client.get<
+        KubeObject & { spec: { template: { spec: { containers: { image: string }[] } } } }
+      >(RESOURCES.statefulSet, NS, 'ha-s0');
       return sts.spec.template.spec.containers[0]!.image === 'shardbank/node:0.3.0';
     });
-    const lease = await tcp.client.get<KubeObject & { spec: { leaseTransitions?: number } }>(RESOURCES.lease, OPERATOR_NAMESPACE, 'shardbank-operator');
+    const lease = await tcp.client.get<KubeObject & { spec: { leaseTransitions?: number } }>(
+      RESOURCES.lease,
+      OPERATOR_NAMESPACE,
+      'shardbank-operator',
+    );
     expect(lease.spec.leaseTransitions).toBeGreaterThanOrEqual(1);
   });
 });

@@ -69,19 +69,30 @@ async function podLabels(name: string): Promise<Record<string, string>> {
 
 describe('leaders from NATS', () => {
   it('shows the announced leader and ballot in status and labels the leader pod', async () => {
-    const created = await createBankCluster(tcp.client, NS, CLUSTER, { shards: 2, replicasPerShard: 3, itemsPerShard: 10 });
+    const created = await createBankCluster(tcp.client, NS, CLUSTER, {
+      shards: 2,
+      replicasPerShard: 3,
+      itemsPerShard: 10,
+    });
     uid = created.metadata.uid!;
     for (const shard of [0, 1]) {
       for (const ordinal of [0, 1, 2]) {
         await tcp.client.create(RESOURCES.pod, {
           apiVersion: 'v1',
           kind: 'Pod',
-          metadata: { name: `${CLUSTER}-s${shard}-${ordinal}`, namespace: NS, labels: { 'shardbank.io/cluster': CLUSTER, 'shardbank.io/shard': String(shard) } },
+          metadata: {
+            name: `${CLUSTER}-s${shard}-${ordinal}`,
+            namespace: NS,
+            labels: { 'shardbank.io/cluster': CLUSTER, 'shardbank.io/shard': String(shard) },
+          },
           spec: { containers: [{ name: 'replica', image: 'shardbank/node:0.1.0' }] },
         });
       }
     }
-    await eventually('StatefulSets created', async () => (await tcp.client.list(RESOURCES.statefulSet, NS)).items.length === 2);
+    await eventually(
+      'StatefulSets created',
+      async () => (await tcp.client.list(RESOURCES.statefulSet, NS)).items.length === 2,
+    );
     await reportStatefulSetStatus(tcp.client, NS, `${CLUSTER}-s0`, 3);
     await reportStatefulSetStatus(tcp.client, NS, `${CLUSTER}-s1`, 3);
 
@@ -98,7 +109,10 @@ describe('leaders from NATS', () => {
     });
     expect(o.status!.leaders).toBe('1/2');
     expect(condition(o, 'Ready')?.status).toBe('False');
-    await eventually('leader pod labeled', async () => (await podLabels(`${CLUSTER}-s0-1`))['shardbank.io/role'] === 'leader');
+    await eventually(
+      'leader pod labeled',
+      async () => (await podLabels(`${CLUSTER}-s0-1`))['shardbank.io/role'] === 'leader',
+    );
     expect((await podLabels(`${CLUSTER}-s0-0`))['shardbank.io/role']).toBeUndefined();
   });
 

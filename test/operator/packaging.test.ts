@@ -17,7 +17,17 @@ let tcp: TestControlPlane;
 let helm: string;
 
 function helmRun(args: string[]): string {
-  return execFileSync(helm, args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HELM_CACHE_HOME: join(tcp.cp.dir, 'helm-cache'), HELM_CONFIG_HOME: join(tcp.cp.dir, 'helm-config'), HELM_DATA_HOME: join(tcp.cp.dir, 'helm-data') } });
+  return execFileSync(helm, args, {
+    cwd: root,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      ...process.env,
+      HELM_CACHE_HOME: join(tcp.cp.dir, 'helm-cache'),
+      HELM_CONFIG_HOME: join(tcp.cp.dir, 'helm-config'),
+      HELM_DATA_HOME: join(tcp.cp.dir, 'helm-data'),
+    },
+  });
 }
 
 beforeAll(async () => {
@@ -56,14 +66,20 @@ describe('helm chart', () => {
   });
 
   it('accepts global values, as a subchart gets them from its parent', () => {
-    expect(helmRun(['template', 't', chart, '--set', 'global.imageRegistry=x', '--set', 'global.other=1'])).toContain('kind: Deployment');
+    expect(helmRun(['template', 't', chart, '--set', 'global.imageRegistry=x', '--set', 'global.other=1'])).toContain(
+      'kind: Deployment',
+    );
   });
 
   it('templates the CRD (so helm upgrade upgrades it), kept on uninstall, left out with crd.install=false', () => {
     const crds = parseManifests(helmRun(['template', 't', chart])).filter((o) => o.kind === 'CustomResourceDefinition');
     expect(crds.map((o) => o.metadata.name)).toEqual(['bankclusters.shardbank.io']);
     expect(crds[0]!.metadata.annotations?.['helm.sh/resource-policy']).toBe('keep');
-    expect(parseManifests(helmRun(['template', 't', chart, '--set', 'crd.install=false'])).some((o) => o.kind === 'CustomResourceDefinition')).toBe(false);
+    expect(
+      parseManifests(helmRun(['template', 't', chart, '--set', 'crd.install=false'])).some(
+        (o) => o.kind === 'CustomResourceDefinition',
+      ),
+    ).toBe(false);
   });
 
   it('templates manifests that the API server accepts (server-side dry run), with and without NATS', async () => {
@@ -71,7 +87,17 @@ describe('helm chart', () => {
     for (const extra of [[], ['--set', 'nats.enabled=false', '--set', 'nats.managedUrl=nats://nats.example:4222']]) {
       const objects = parseManifests(helmRun(['template', 'sb', chart, '--namespace', 'shardbank-system', ...extra]));
       const kinds = objects.map((o) => o.kind);
-      expect(kinds).toEqual(expect.arrayContaining(['CustomResourceDefinition', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'Deployment']));
+      expect(kinds).toEqual(
+        expect.arrayContaining([
+          'CustomResourceDefinition',
+          'ServiceAccount',
+          'ClusterRole',
+          'ClusterRoleBinding',
+          'Role',
+          'RoleBinding',
+          'Deployment',
+        ]),
+      );
       expect(kinds.includes('StatefulSet')).toBe(extra.length === 0);
       const applied = await applyManifests(tcp.client, objects, { dryRun: true, namespace: 'shardbank-system' });
       expect(applied).toHaveLength(objects.length);
@@ -84,7 +110,11 @@ describe('helm chart', () => {
     const out = helmRun(['install', 'sb', chart, '--create-namespace', '--set', 'crd.install=false', ...kube]);
     expect(out).toContain('STATUS: deployed');
     expect(out).toContain('kubectl get bank');
-    const deployment = await tcp.client.get({ apiVersion: 'apps/v1', kind: 'Deployment', plural: 'deployments', namespaced: true }, 'sb-helm', 'sb-shardbank-operator');
+    const deployment = await tcp.client.get(
+      { apiVersion: 'apps/v1', kind: 'Deployment', plural: 'deployments', namespaced: true },
+      'sb-helm',
+      'sb-shardbank-operator',
+    );
     expect(deployment.metadata.labels?.['app.kubernetes.io/managed-by']).toBe('Helm');
     expect(helmRun(['uninstall', 'sb', ...kube])).toContain('uninstalled');
   });
@@ -99,10 +129,22 @@ describe('deploy/', () => {
   it('kustomization resources and the sample BankCluster are accepted by the API server', async () => {
     const objects = kustomizeResources();
     expect(objects.map((o) => o.kind)).toEqual(
-      expect.arrayContaining(['CustomResourceDefinition', 'Namespace', 'ServiceAccount', 'ClusterRole', 'Deployment', 'StatefulSet', 'Service', 'ConfigMap']),
+      expect.arrayContaining([
+        'CustomResourceDefinition',
+        'Namespace',
+        'ServiceAccount',
+        'ClusterRole',
+        'Deployment',
+        'StatefulSet',
+        'Service',
+        'ConfigMap',
+      ]),
     );
     // The namespace for real (a dry run cannot create objects inside a dry-run namespace).
-    const [namespaces, rest] = [objects.filter((o) => o.kind === 'Namespace'), objects.filter((o) => o.kind !== 'Namespace')];
+    const [namespaces, rest] = [
+      objects.filter((o) => o.kind === 'Namespace'),
+      objects.filter((o) => o.kind !== 'Namespace'),
+    ];
     await applyManifests(tcp.client, namespaces);
     await applyManifests(tcp.client, rest, { dryRun: true });
     const sample = readManifests(join(root, 'deploy', 'samples', 'bankcluster.yaml'));

@@ -21,7 +21,14 @@ import {
 } from './support/bank-clusters.js';
 
 const NS = 'bank';
-type Sts = KubeObject & { spec: { replicas: number; template: { spec: { containers: { image: string; args: string[]; resources?: Record<string, Record<string, string>> }[] } } } };
+type Sts = KubeObject & {
+  spec: {
+    replicas: number;
+    template: {
+      spec: { containers: { image: string; args: string[]; resources?: Record<string, Record<string, string>> }[] };
+    };
+  };
+};
 
 let tcp: TestControlPlane;
 let operator: Operator;
@@ -45,25 +52,53 @@ describe('operator reconcile', () => {
   it('creates the per-shard Services, StatefulSets and PDBs, the client Service and the ConfigMap, all owned', async () => {
     demo = await createBankCluster(tcp.client, NS, 'demo', { shards: 2, replicasPerShard: 3, itemsPerShard: 100 });
     const uid = demo.metadata.uid!;
-    const owned = (o: KubeObject | undefined) => o?.metadata.ownerReferences?.some((r) => r.uid === uid && r.controller && r.kind === 'BankCluster');
+    const owned = (o: KubeObject | undefined) =>
+      o?.metadata.ownerReferences?.some((r) => r.uid === uid && r.controller && r.kind === 'BankCluster');
     for (const shard of [0, 1]) {
-      const sts = await eventually(`StatefulSet demo-s${shard}`, () => getOrUndefined<Sts>(tcp.client, RESOURCES.statefulSet, NS, `demo-s${shard}`));
+      const sts = await eventually(`StatefulSet demo-s${shard}`, () =>
+        getOrUndefined<Sts>(tcp.client, RESOURCES.statefulSet, NS, `demo-s${shard}`),
+      );
       expect(owned(sts)).toBe(true);
       expect(sts.spec.replicas).toBe(3);
       const args = sts.spec.template.spec.containers[0]!.args;
       expect(args).toContain(`--incarnation=${uid}`);
       expect(args).toContain(`--shard=${shard}`);
-      expect(args).toContain('--peer-address-template={cluster}-s{shard}-{ordinal}.{cluster}-s{shard}.{namespace}.svc:50051');
-      const svc = await eventually(`Service demo-s${shard}`, () => getOrUndefined<KubeObject & { spec: { clusterIP: string } }>(tcp.client, RESOURCES.service, NS, `demo-s${shard}`));
+      expect(args).toContain(
+        '--peer-address-template={cluster}-s{shard}-{ordinal}.{cluster}-s{shard}.{namespace}.svc:50051',
+      );
+      const svc = await eventually(`Service demo-s${shard}`, () =>
+        getOrUndefined<KubeObject & { spec: { clusterIP: string } }>(
+          tcp.client,
+          RESOURCES.service,
+          NS,
+          `demo-s${shard}`,
+        ),
+      );
       expect(svc.spec.clusterIP).toBe('None');
       expect(owned(svc)).toBe(true);
-      const pdb = await eventually(`PDB demo-s${shard}`, () => getOrUndefined<KubeObject & { spec: { minAvailable: number } }>(tcp.client, RESOURCES.podDisruptionBudget, NS, `demo-s${shard}`));
+      const pdb = await eventually(`PDB demo-s${shard}`, () =>
+        getOrUndefined<KubeObject & { spec: { minAvailable: number } }>(
+          tcp.client,
+          RESOURCES.podDisruptionBudget,
+          NS,
+          `demo-s${shard}`,
+        ),
+      );
       expect(pdb.spec.minAvailable).toBe(2);
       expect(owned(pdb)).toBe(true);
     }
-    const client = await eventually('client Service', () => getOrUndefined(tcp.client, RESOURCES.service, NS, 'demo-client'));
+    const client = await eventually('client Service', () =>
+      getOrUndefined(tcp.client, RESOURCES.service, NS, 'demo-client'),
+    );
     expect(owned(client)).toBe(true);
-    const cm = await eventually('topology ConfigMap', () => getOrUndefined<KubeObject & { data: Record<string, string> }>(tcp.client, RESOURCES.configMap, NS, 'demo-topology'));
+    const cm = await eventually('topology ConfigMap', () =>
+      getOrUndefined<KubeObject & { data: Record<string, string> }>(
+        tcp.client,
+        RESOURCES.configMap,
+        NS,
+        'demo-topology',
+      ),
+    );
     expect(owned(cm)).toBe(true);
     const topology = JSON.parse(cm.data['topology.json']!);
     expect(topology.shards[1].items).toEqual([101, 200]);
@@ -78,7 +113,9 @@ describe('operator reconcile', () => {
   it('reports observedGeneration and Progressing until the StatefulSets are ready, then Ready, then Degraded below a majority', async () => {
     const progressing = await eventually('Progressing status', async () => {
       const o = await getBankCluster(tcp.client, NS, 'demo');
-      return o.status?.observedGeneration === o.metadata.generation && condition(o, 'Progressing')?.status === 'True' ? o : undefined;
+      return o.status?.observedGeneration === o.metadata.generation && condition(o, 'Progressing')?.status === 'True'
+        ? o
+        : undefined;
     });
     expect(condition(progressing, 'Ready')?.status).toBe('False');
     expect(progressing.status?.phase).toBe('Progressing');
@@ -108,27 +145,42 @@ describe('operator reconcile', () => {
   it('applies spec edits (image, resources) to the StatefulSets and follows the new generation', async () => {
     const before = await getBankCluster(tcp.client, NS, 'demo');
     await tcp.client.mergePatch(RESOURCES.bankCluster, NS, 'demo', {
-      spec: { image: 'shardbank/node:0.2.0', resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { memory: '512Mi' } } },
+      spec: {
+        image: 'shardbank/node:0.2.0',
+        resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { memory: '512Mi' } },
+      },
     });
     for (const shard of [0, 1]) {
       const sts = await eventually(`StatefulSet demo-s${shard} updated`, async () => {
         const s = await tcp.client.get<Sts>(RESOURCES.statefulSet, NS, `demo-s${shard}`);
         return s.spec.template.spec.containers[0]!.image === 'shardbank/node:0.2.0' ? s : undefined;
       });
-      expect(sts.spec.template.spec.containers[0]!.resources).toEqual({ requests: { cpu: '250m', memory: '256Mi' }, limits: { memory: '512Mi' } });
+      expect(sts.spec.template.spec.containers[0]!.resources).toEqual({
+        requests: { cpu: '250m', memory: '256Mi' },
+        limits: { memory: '512Mi' },
+      });
     }
     const after = await eventually('observedGeneration follows', async () => {
       const o = await getBankCluster(tcp.client, NS, 'demo');
-      return o.status?.observedGeneration === o.metadata.generation && o.metadata.generation! > before.metadata.generation! ? o : undefined;
+      return o.status?.observedGeneration === o.metadata.generation &&
+        o.metadata.generation! > before.metadata.generation!
+        ? o
+        : undefined;
     });
     expect(condition(after, 'Progressing')?.observedGeneration).toBe(after.metadata.generation);
   });
 
   it('keeps labels that others add to owned objects', async () => {
-    await tcp.client.mergePatch(RESOURCES.service, NS, 'demo-client', { metadata: { labels: { 'team.example/owner': 'payments' } } });
+    await tcp.client.mergePatch(RESOURCES.service, NS, 'demo-client', {
+      metadata: { labels: { 'team.example/owner': 'payments' } },
+    });
     await tcp.client.mergePatch(RESOURCES.bankCluster, NS, 'demo', { spec: { maxTransferAmount: 5000 } });
     await eventually('ConfigMap reflects the new spec', async () => {
-      const cm = await tcp.client.get<KubeObject & { data: Record<string, string> }>(RESOURCES.configMap, NS, 'demo-topology');
+      const cm = await tcp.client.get<KubeObject & { data: Record<string, string> }>(
+        RESOURCES.configMap,
+        NS,
+        'demo-topology',
+      );
       return JSON.parse(cm.data['topology.json']!).maxTransferAmount === 5000;
     });
     const svc = await tcp.client.get(RESOURCES.service, NS, 'demo-client');
@@ -155,23 +207,39 @@ describe('operator reconcile', () => {
     expect(condition(o, 'QuorumProtected')).toMatchObject({ status: 'False', reason: 'SingleReplica' });
     expect(await getOrUndefined(tcp.client, RESOURCES.podDisruptionBudget, NS, 'solo-s0')).toBeUndefined();
     const events = await eventually('NoDisruptionBudget event', async () => {
-      const list = await tcp.client.list<KubeObject & { reason: string; involvedObject: { uid: string } }>(RESOURCES.event, NS);
-      const mine = list.items.filter((e) => e.involvedObject.uid === solo.metadata.uid && e.reason === 'NoDisruptionBudget');
+      const list = await tcp.client.list<KubeObject & { reason: string; involvedObject: { uid: string } }>(
+        RESOURCES.event,
+        NS,
+      );
+      const mine = list.items.filter(
+        (e) => e.involvedObject.uid === solo.metadata.uid && e.reason === 'NoDisruptionBudget',
+      );
       return mine.length > 0 ? mine : undefined;
     });
     expect(events.length).toBeGreaterThan(0);
   });
 
   it('never takes over an object it does not own: Degraded with a message that says which', async () => {
-    await tcp.client.create(RESOURCES.configMap, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'taken-topology', namespace: NS }, data: { mine: 'yes' } });
+    await tcp.client.create(RESOURCES.configMap, {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'taken-topology', namespace: NS },
+      data: { mine: 'yes' },
+    });
     await createBankCluster(tcp.client, NS, 'taken', { shards: 1 });
     const o = await eventually('Degraded ReconcileFailed', async () => {
       const c = await getBankCluster(tcp.client, NS, 'taken');
       return condition(c, 'Degraded')?.reason === 'ReconcileFailed' ? c : undefined;
     });
-    expect(condition(o, 'Degraded')?.message).toContain('ConfigMap taken-topology exists and is not owned by this BankCluster');
+    expect(condition(o, 'Degraded')?.message).toContain(
+      'ConfigMap taken-topology exists and is not owned by this BankCluster',
+    );
     expect(o.status?.phase).toBe('Degraded');
-    const cm = await tcp.client.get<KubeObject & { data: Record<string, string> }>(RESOURCES.configMap, NS, 'taken-topology');
+    const cm = await tcp.client.get<KubeObject & { data: Record<string, string> }>(
+      RESOURCES.configMap,
+      NS,
+      'taken-topology',
+    );
     expect(cm.data).toEqual({ mine: 'yes' });
     expect(cm.metadata.ownerReferences).toBeUndefined();
   });
@@ -185,7 +253,9 @@ describe('operator reconcile', () => {
     expect(condition(o, 'Progressing')).toMatchObject({ status: 'False', reason: 'Paused' });
     expect(await getOrUndefined(tcp.client, RESOURCES.statefulSet, NS, 'resting-s0')).toBeUndefined();
     await tcp.client.mergePatch(RESOURCES.bankCluster, NS, 'resting', { spec: { paused: false } });
-    await eventually('StatefulSet once unpaused', () => getOrUndefined(tcp.client, RESOURCES.statefulSet, NS, 'resting-s0'));
+    await eventually('StatefulSet once unpaused', () =>
+      getOrUndefined(tcp.client, RESOURCES.statefulSet, NS, 'resting-s0'),
+    );
   });
 
   it('on deletion removes the workloads it owns and keeps the PVCs when retainOnDelete is true (the default)', async () => {
@@ -193,11 +263,18 @@ describe('operator reconcile', () => {
     await tcp.client.create(RESOURCES.persistentVolumeClaim, {
       apiVersion: 'v1',
       kind: 'PersistentVolumeClaim',
-      metadata: { name: 'data-demo-s0-0', namespace: NS, labels: { 'shardbank.io/cluster': 'demo', 'shardbank.io/shard': '0' } },
+      metadata: {
+        name: 'data-demo-s0-0',
+        namespace: NS,
+        labels: { 'shardbank.io/cluster': 'demo', 'shardbank.io/shard': '0' },
+      },
       spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } },
     });
     await tcp.client.delete(RESOURCES.bankCluster, NS, 'demo');
-    await eventually('BankCluster demo gone', async () => (await getOrUndefined(tcp.client, RESOURCES.bankCluster, NS, 'demo')) === undefined);
+    await eventually(
+      'BankCluster demo gone',
+      async () => (await getOrUndefined(tcp.client, RESOURCES.bankCluster, NS, 'demo')) === undefined,
+    );
     for (const [resource, name] of [
       [RESOURCES.statefulSet, 'demo-s0'],
       [RESOURCES.statefulSet, 'demo-s1'],
@@ -207,7 +284,10 @@ describe('operator reconcile', () => {
       [RESOURCES.configMap, 'demo-topology'],
     ] as const) {
       const live = await getOrUndefined(tcp.client, resource, NS, name);
-      expect(live === undefined || live.metadata.deletionTimestamp !== undefined, `${resource.kind} ${name} deleted`).toBe(true);
+      expect(
+        live === undefined || live.metadata.deletionTimestamp !== undefined,
+        `${resource.kind} ${name} deleted`,
+      ).toBe(true);
     }
     const pvc = await getOrUndefined(tcp.client, RESOURCES.persistentVolumeClaim, NS, 'data-demo-s0-0');
     expect(pvc?.metadata.deletionTimestamp).toBeUndefined();
@@ -215,12 +295,20 @@ describe('operator reconcile', () => {
 
   it('deletes the PVCs when retainOnDelete is false', async () => {
     await createBankCluster(tcp.client, NS, 'scratch', { shards: 1, storage: { retainOnDelete: false } });
-    await eventually('StatefulSet scratch-s0', () => getOrUndefined(tcp.client, RESOURCES.statefulSet, NS, 'scratch-s0'));
-    await eventually('finalizer on scratch', async () => (await getBankCluster(tcp.client, NS, 'scratch')).metadata.finalizers?.includes(FINALIZER));
+    await eventually('StatefulSet scratch-s0', () =>
+      getOrUndefined(tcp.client, RESOURCES.statefulSet, NS, 'scratch-s0'),
+    );
+    await eventually('finalizer on scratch', async () =>
+      (await getBankCluster(tcp.client, NS, 'scratch')).metadata.finalizers?.includes(FINALIZER),
+    );
     await tcp.client.create(RESOURCES.persistentVolumeClaim, {
       apiVersion: 'v1',
       kind: 'PersistentVolumeClaim',
-      metadata: { name: 'data-scratch-s0-2', namespace: NS, labels: { 'shardbank.io/cluster': 'scratch', 'shardbank.io/shard': '0' } },
+      metadata: {
+        name: 'data-scratch-s0-2',
+        namespace: NS,
+        labels: { 'shardbank.io/cluster': 'scratch', 'shardbank.io/shard': '0' },
+      },
       spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } },
     });
     await tcp.client.delete(RESOURCES.bankCluster, NS, 'scratch');
@@ -239,12 +327,22 @@ describe('watch resourceVersion handling on the real API server', () => {
     // old+1, and compacting at R keeps R itself), then compact up to it.
     const secrets = { apiVersion: 'v1', kind: 'Secret', plural: 'secrets', namespaced: true } as const;
     for (let i = 0; i < 2; i++) {
-      await tcp.client.create(secrets, { apiVersion: 'v1', kind: 'Secret', metadata: { generateName: 'bump-', namespace: NS } as never });
+      await tcp.client.create(secrets, {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { generateName: 'bump-', namespace: NS } as never,
+      });
     }
     const etcd = `http://127.0.0.1:${tcp.cp.etcdPort}`;
-    const range = await fetch(`${etcd}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key: Buffer.from('/none').toString('base64') }) });
+    const range = await fetch(`${etcd}/v3/kv/range`, {
+      method: 'POST',
+      body: JSON.stringify({ key: Buffer.from('/none').toString('base64') }),
+    });
     const revision = ((await range.json()) as { header: { revision: string } }).header.revision;
-    const r = await fetch(`${etcd}/v3/kv/compaction`, { method: 'POST', body: JSON.stringify({ revision, physical: true }) });
+    const r = await fetch(`${etcd}/v3/kv/compaction`, {
+      method: 'POST',
+      body: JSON.stringify({ revision, physical: true }),
+    });
     expect(r.status).toBe(200);
   }
 
@@ -264,16 +362,27 @@ describe('watch resourceVersion handling on the real API server', () => {
 
   it('an informer whose resourceVersion was compacted away relists and keeps up', async () => {
     const seen: string[] = [];
-    const informer = new Informer<KubeObject>(tcp.client, RESOURCES.configMap, (t, o) => seen.push(`${t}:${o.metadata.name}`), pino({ level: 'silent' }), {
-      watchTimeoutSeconds: 2,
-      retryMs: 100,
-    });
+    const informer = new Informer<KubeObject>(
+      tcp.client,
+      RESOURCES.configMap,
+      (t, o) => seen.push(`${t}:${o.metadata.name}`),
+      pino({ level: 'silent' }),
+      {
+        watchTimeoutSeconds: 2,
+        retryMs: 100,
+      },
+    );
     informer.start();
     try {
       await eventually('informer synced', () => informer.hasSynced);
       await compactEtcd();
       await eventually('relist after 410', () => informer.stats.relists >= 2);
-      await tcp.client.create(RESOURCES.configMap, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'after-relist', namespace: NS }, data: {} });
+      await tcp.client.create(RESOURCES.configMap, {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: 'after-relist', namespace: NS },
+        data: {},
+      });
       await eventually('informer sees a new object', () => seen.includes('add:after-relist'));
     } finally {
       await informer.stop();

@@ -20,63 +20,136 @@ const rolled = (ready: number, leaderOrdinal?: number): ObservedShard => ({
   updatedReplicas: 3,
   currentRevision: 'r1',
   updateRevision: 'r1',
-  ...(leaderOrdinal !== undefined ? { leader: { ordinal: leaderOrdinal, address: 'x:50051', ballot: { round: 2, ordinal: leaderOrdinal } } } : {}),
+  ...(leaderOrdinal !== undefined
+    ? { leader: { ordinal: leaderOrdinal, address: 'x:50051', ballot: { round: 2, ordinal: leaderOrdinal } } }
+    : {}),
 });
 
 const T0 = '2026-01-01T00:00:00Z';
 const T1 = '2026-01-01T00:01:00Z';
-const types = (s: ReturnType<typeof computeStatus>) => Object.fromEntries(s.conditions.map((c) => [c.type, `${c.status}/${c.reason}`]));
+const types = (s: ReturnType<typeof computeStatus>) =>
+  Object.fromEntries(s.conditions.map((c) => [c.type, `${c.status}/${c.reason}`]));
 
 describe('computeStatus', () => {
   it('is Pending and Progressing before any StatefulSet exists', () => {
-    const s = computeStatus({ cluster: cluster(), shards: [{ exists: false }, { exists: false }], leadersKnowable: true, now: T0 });
+    const s = computeStatus({
+      cluster: cluster(),
+      shards: [{ exists: false }, { exists: false }],
+      leadersKnowable: true,
+      now: T0,
+    });
     expect(s.phase).toBe('Pending');
     expect(s.observedGeneration).toBe(4);
-    expect(types(s)).toEqual({ Degraded: 'False/AsExpected', Progressing: 'True/RollingOut', Ready: 'False/ShardsNotServing' });
+    expect(types(s)).toEqual({
+      Degraded: 'False/AsExpected',
+      Progressing: 'True/RollingOut',
+      Ready: 'False/ShardsNotServing',
+    });
     for (const c of s.conditions) expect(c.observedGeneration).toBe(4);
   });
 
   it('is Ready when every shard is rolled out, ready and has a leader', () => {
-    const s = computeStatus({ cluster: cluster(), shards: [rolled(3, 0), rolled(3, 2)], leadersKnowable: true, now: T0 });
+    const s = computeStatus({
+      cluster: cluster(),
+      shards: [rolled(3, 0), rolled(3, 2)],
+      leadersKnowable: true,
+      now: T0,
+    });
     expect(s.phase).toBe('Ready');
     expect(s.ready).toBe('6/6');
     expect(s.leaders).toBe('2/2');
-    expect(s.shards[1]).toEqual({ shard: 1, replicas: 3, readyReplicas: 3, leader: { ordinal: 2, pod: 'demo-s1-2', address: 'x:50051', ballot: { round: 2, ordinal: 2 } } });
-    expect(types(s)).toEqual({ Degraded: 'False/AsExpected', Progressing: 'False/RolledOut', Ready: 'True/AllShardsServing' });
+    expect(s.shards[1]).toEqual({
+      shard: 1,
+      replicas: 3,
+      readyReplicas: 3,
+      leader: { ordinal: 2, pod: 'demo-s1-2', address: 'x:50051', ballot: { round: 2, ordinal: 2 } },
+    });
+    expect(types(s)).toEqual({
+      Degraded: 'False/AsExpected',
+      Progressing: 'False/RolledOut',
+      Ready: 'True/AllShardsServing',
+    });
   });
 
   it('needs a leader per shard when NATS tells leaders, and only majorities without NATS', () => {
-    expect(computeStatus({ cluster: cluster(), shards: [rolled(3, 0), rolled(3)], leadersKnowable: true, now: T0 }).phase).toBe('Progressing');
-    expect(computeStatus({ cluster: cluster(), shards: [rolled(3), rolled(3)], leadersKnowable: false, now: T0 }).phase).toBe('Ready');
+    expect(
+      computeStatus({ cluster: cluster(), shards: [rolled(3, 0), rolled(3)], leadersKnowable: true, now: T0 }).phase,
+    ).toBe('Progressing');
+    expect(
+      computeStatus({ cluster: cluster(), shards: [rolled(3), rolled(3)], leadersKnowable: false, now: T0 }).phase,
+    ).toBe('Ready');
   });
 
   it('is Degraded when a rolled-out shard has fewer ready replicas than a majority, or a step failed', () => {
-    const lost = computeStatus({ cluster: cluster(), shards: [rolled(1, 0), rolled(3, 1)], leadersKnowable: true, now: T0 });
+    const lost = computeStatus({
+      cluster: cluster(),
+      shards: [rolled(1, 0), rolled(3, 1)],
+      leadersKnowable: true,
+      now: T0,
+    });
     expect(lost.phase).toBe('Degraded');
     expect(types(lost).Degraded).toBe('True/QuorumLost');
-    const failed = computeStatus({ cluster: cluster(), shards: [rolled(3, 0), rolled(3, 1)], leadersKnowable: true, reconcileError: 'boom', now: T0 });
-    expect(failed.conditions.find((c) => c.type === 'Degraded')).toMatchObject({ status: 'True', reason: 'ReconcileFailed', message: 'boom' });
+    const failed = computeStatus({
+      cluster: cluster(),
+      shards: [rolled(3, 0), rolled(3, 1)],
+      leadersKnowable: true,
+      reconcileError: 'boom',
+      now: T0,
+    });
+    expect(failed.conditions.find((c) => c.type === 'Degraded')).toMatchObject({
+      status: 'True',
+      reason: 'ReconcileFailed',
+      message: 'boom',
+    });
   });
 
   it('says when a single replica has no disruption budget, and drops that condition when it no longer applies', () => {
-    const one = computeStatus({ cluster: cluster({ replicasPerShard: 1 }), shards: [{ exists: false }, { exists: false }], leadersKnowable: false, now: T0 });
+    const one = computeStatus({
+      cluster: cluster({ replicasPerShard: 1 }),
+      shards: [{ exists: false }, { exists: false }],
+      leadersKnowable: false,
+      now: T0,
+    });
     expect(types(one).QuorumProtected).toBe('False/SingleReplica');
-    const three = computeStatus({ cluster: cluster(), shards: [rolled(3), rolled(3)], previous: one, leadersKnowable: false, now: T1 });
+    const three = computeStatus({
+      cluster: cluster(),
+      shards: [rolled(3), rolled(3)],
+      previous: one,
+      leadersKnowable: false,
+      now: T1,
+    });
     expect(three.conditions.some((c) => c.type === 'QuorumProtected')).toBe(false);
   });
 
   it('says what a rolling update is doing, per shard, and is not rolled out until it is done', () => {
-    const s = computeStatus({ cluster: cluster(), shards: [{ ...rolled(3, 0), rollout: '2/3 pods updated, leader demo-s0-0 last, replacing it now (it hands over on SIGTERM)' }, rolled(3, 1)], leadersKnowable: true, now: T0 });
+    const s = computeStatus({
+      cluster: cluster(),
+      shards: [
+        {
+          ...rolled(3, 0),
+          rollout: '2/3 pods updated, leader demo-s0-0 last, replacing it now (it hands over on SIGTERM)',
+        },
+        rolled(3, 1),
+      ],
+      leadersKnowable: true,
+      now: T0,
+    });
     expect(s.phase).toBe('Progressing');
     expect(s.conditions.find((c) => c.type === 'Progressing')).toMatchObject({
       status: 'True',
       reason: 'RollingUpdate',
-      message: '1 of 2 shards are not fully rolled out and ready; shard 0: 2/3 pods updated, leader demo-s0-0 last, replacing it now (it hands over on SIGTERM)',
+      message:
+        '1 of 2 shards are not fully rolled out and ready; shard 0: 2/3 pods updated, leader demo-s0-0 last, replacing it now (it hands over on SIGTERM)',
     });
   });
 
   it('is Paused when spec.paused', () => {
-    const s = computeStatus({ cluster: cluster({ paused: true }), shards: [rolled(3), rolled(3)], leadersKnowable: false, now: T0 });
+    const s = computeStatus({
+      cluster: cluster({ paused: true }),
+      shards: [rolled(3), rolled(3)],
+      leadersKnowable: false,
+      now: T0,
+    });
     expect(s.phase).toBe('Paused');
     expect(types(s).Progressing).toBe('False/Paused');
   });

@@ -29,13 +29,34 @@ describe('Multi-Paxos core', () => {
 
   it('an acceptor answers a Prepare only after its promise is durable, and never below its promise (PMS 2.2, P1a)', () => {
     const core = new PaxosCore({ ...base, ordinal: 1, random: () => 0.5 });
-    core.step({ shard: 0, from: 2, to: 1, ballot: { round: 5, ordinal: 2 }, body: { $case: 'prepare', prepare: { fromSlot: 1, force: true } } });
+    core.step({
+      shard: 0,
+      from: 2,
+      to: 1,
+      ballot: { round: 5, ordinal: 2 },
+      body: { $case: 'prepare', prepare: { fromSlot: 1, force: true } },
+    });
     const ready = core.ready();
     expect(ready.messages).toHaveLength(0);
     expect(ready.messagesAfterPersist[0]?.body?.$case).toBe('promised');
     expect(ready.persist?.hardState?.promised).toEqual({ round: 5, ordinal: 2 });
     core.persisted(ready.persist!.id);
-    core.step({ shard: 0, from: 0, to: 1, ballot: { round: 4, ordinal: 0 }, body: { $case: 'accept', accept: { entries: [{ slot: 1, value: Buffer.from('x') }], commitIndex: 0, readSeq: 0, promiseQuorumMask: 0, readyIndex: 0 } } });
+    core.step({
+      shard: 0,
+      from: 0,
+      to: 1,
+      ballot: { round: 4, ordinal: 0 },
+      body: {
+        $case: 'accept',
+        accept: {
+          entries: [{ slot: 1, value: Buffer.from('x') }],
+          commitIndex: 0,
+          readSeq: 0,
+          promiseQuorumMask: 0,
+          readyIndex: 0,
+        },
+      },
+    });
     const refusal = core.ready();
     expect(refusal.persist).toBeUndefined();
     expect(refusal.messages[0]?.body?.$case).toBe('reject');
@@ -77,8 +98,20 @@ describe('Multi-Paxos core', () => {
     expect(follower.commitIndex).toBeGreaterThanOrEqual(2);
     const slot = [...h.applied[1]!.entries()].find(([, v]) => v === 'chosen')![0];
     const rewrite: PaxosMessage = {
-      shard: 0, from: 0, to: 1, ballot: h.cores[0]!.leaderBallot,
-      body: { $case: 'accept', accept: { entries: [{ slot, value: Buffer.from('changed') }], commitIndex: 0, readSeq: 0, promiseQuorumMask: 0, readyIndex: 0 } },
+      shard: 0,
+      from: 0,
+      to: 1,
+      ballot: h.cores[0]!.leaderBallot,
+      body: {
+        $case: 'accept',
+        accept: {
+          entries: [{ slot, value: Buffer.from('changed') }],
+          commitIndex: 0,
+          readSeq: 0,
+          promiseQuorumMask: 0,
+          readyIndex: 0,
+        },
+      },
     };
     expect(() => follower.step(rewrite)).toThrow(InvariantViolation);
   });
@@ -98,7 +131,13 @@ describe('Multi-Paxos core', () => {
     const h = new Harness();
     h.tick(25);
     const leader = h.leader()!;
-    const prepare: PaxosMessage = { shard: 0, from: 2, to: 1, ballot: { round: 99, ordinal: 2 }, body: { $case: 'prepare', prepare: { fromSlot: 1, force: false } } };
+    const prepare: PaxosMessage = {
+      shard: 0,
+      from: 2,
+      to: 1,
+      ballot: { round: 99, ordinal: 2 },
+      body: { $case: 'prepare', prepare: { fromSlot: 1, force: false } },
+    };
     h.cores[1]!.step(prepare);
     const ready = h.cores[1]!.ready();
     expect(ready.messages[0]?.body?.$case).toBe('reject');
@@ -214,7 +253,11 @@ describe('thrifty Accepts', () => {
 
 describe('replies that claim durable state (safety review, bug 2)', () => {
   const prepare = (ballotRound: number): PaxosMessage => ({
-    shard: 0, from: 1, to: 0, ballot: { round: ballotRound, ordinal: 1 }, body: { $case: 'prepare', prepare: { fromSlot: 1, force: true } },
+    shard: 0,
+    from: 1,
+    to: 0,
+    ballot: { round: ballotRound, ordinal: 1 },
+    body: { $case: 'prepare', prepare: { fromSlot: 1, force: true } },
   });
   const promisedIn = (messages: PaxosMessage[]) => messages.filter((m) => m.body?.$case === 'promised');
 
@@ -298,7 +341,8 @@ describe('frames stay within the transport limit (phase 1 and catch-up are pagin
           h.inbox.push(...ready.messages);
           if (ready.persist) h.cores[ordinal]!.persisted(ready.persist.id);
           h.inbox.push(...ready.messagesAfterPersist);
-          for (const entry of ready.committed) h.applied[ordinal]!.set(entry.slot, entry.value.length === 0 ? '' : String(entry.value[0]));
+          for (const entry of ready.committed)
+            h.applied[ordinal]!.set(entry.slot, entry.value.length === 0 ? '' : String(entry.value[0]));
           any ||= ready.messages.length + ready.messagesAfterPersist.length > 0 || ready.persist !== undefined;
         }
         const batch = h.inbox.splice(0);
@@ -318,7 +362,10 @@ describe('frames stay within the transport limit (phase 1 and catch-up are pagin
     h.tick(10);
     const leaderNow = h.leader()!;
     expect(leaderNow.ordinal).toBe(2);
-    const values = [...h.applied[leaderNow.ordinal]!.entries()].filter(([, v]) => v !== '').sort((a, b) => a[0] - b[0]).map(([, v]) => Number(v));
+    const values = [...h.applied[leaderNow.ordinal]!.entries()]
+      .filter(([, v]) => v !== '')
+      .sort((a, b) => a[0] - b[0])
+      .map(([, v]) => Number(v));
     expect(values).toEqual(Array.from({ length: 300 }, (_, i) => i % 251));
   }, 60_000);
 });

@@ -26,7 +26,10 @@ export class Harness {
   drop: (message: PaxosMessage) => boolean = () => false;
 
   constructor(randoms: number[] = [0.0, 0.5, 0.9], overrides: Partial<PaxosConfig> = {}) {
-    this.cores = randoms.map((random, ordinal) => new PaxosCore({ ...base, replicaCount: randoms.length, ...overrides, ordinal, random: () => random }));
+    this.cores = randoms.map(
+      (random, ordinal) =>
+        new PaxosCore({ ...base, replicaCount: randoms.length, ...overrides, ordinal, random: () => random }),
+    );
     this.applied = randoms.map(() => new Map());
   }
 
@@ -64,7 +67,8 @@ export class Harness {
         any ||= did || this.inbox.length > queued || this.committedInPass > 0;
       });
       const batch = this.inbox.splice(0);
-      for (const message of batch) if (!this.down.has(message.to) && !this.drop(message)) this.cores[message.to]!.step(message);
+      for (const message of batch)
+        if (!this.down.has(message.to) && !this.drop(message)) this.cores[message.to]!.step(message);
       if (!any && batch.length === 0) return;
     }
   }
@@ -78,7 +82,14 @@ export class Harness {
 
   /** Replaces replica `ordinal` by one that starts with an empty data dir (a lost disk). */
   wipe(ordinal: number, random = 0.5, overrides: Partial<PaxosConfig> = {}): PaxosCore {
-    const core = new PaxosCore({ ...base, replicaCount: this.cores.length, ...overrides, ordinal, random: () => random, votingState: 'probing' });
+    const core = new PaxosCore({
+      ...base,
+      replicaCount: this.cores.length,
+      ...overrides,
+      ordinal,
+      random: () => random,
+      votingState: 'probing',
+    });
     this.cores[ordinal] = core;
     this.applied[ordinal] = new Map();
     return core;
@@ -89,4 +100,3 @@ export class Harness {
     return leaders.length === 1 ? leaders[0] : undefined;
   }
 }
-

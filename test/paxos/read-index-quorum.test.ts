@@ -59,7 +59,8 @@ describe('read-index quorum', () => {
     expect(toSecond.length).toBeGreaterThan(0);
     for (const message of toSecond) cores[second]!.step(message);
     const replies = cores[second]!.ready();
-    for (const message of [...replies.messages, ...replies.messagesAfterPersist]) if (message.to === me) leader.step(message);
+    for (const message of [...replies.messages, ...replies.messagesAfterPersist])
+      if (message.to === me) leader.step(message);
     expect(leader.ready().readsReady.map((r) => r.id)).toEqual([1]);
   });
 });

@@ -9,7 +9,10 @@ import { Harness, base } from './paxos-harness.js';
 /** Every Accepted / Promised a replica sent that could count as a vote. */
 function votesFrom(messages: PaxosMessage[], ordinal: number): PaxosMessage[] {
   return messages.filter(
-    (m) => m.from === ordinal && ((m.body?.$case === 'accepted' && (m.body.accepted.slots.length > 0 || m.body.accepted.readSeq > 0)) || m.body?.$case === 'promised'),
+    (m) =>
+      m.from === ordinal &&
+      ((m.body?.$case === 'accepted' && (m.body.accepted.slots.length > 0 || m.body.accepted.readSeq > 0)) ||
+        m.body?.$case === 'promised'),
   );
 }
 
@@ -95,7 +98,9 @@ describe('protocol-aware recovery of an empty replica', () => {
     // Now it votes.
     h.leader()!.propose(Buffer.from('z'));
     const after = tickRecording(h, 3);
-    expect(after.filter((m) => m.from === wiped && m.body?.$case === 'accepted' && m.body.accepted.slots.length > 0).length).toBeGreaterThan(0);
+    expect(
+      after.filter((m) => m.from === wiped && m.body?.$case === 'accepted' && m.body.accepted.slots.length > 0).length,
+    ).toBeGreaterThan(0);
   });
 
   it('five replicas: no vote until a leader is elected by every other replica (a stale promise may sit anywhere)', () => {
@@ -128,7 +133,9 @@ describe('protocol-aware recovery of an empty replica', () => {
     h.wipe(wiped);
     // Only heartbeats reach the wiped replica: it hears a qualifying leader (after the
     // re-election) but can never learn the chosen slots.
-    h.drop = (m) => m.to === wiped && ((m.body?.$case === 'accept' && m.body.accept.entries.length > 0) || m.body?.$case === 'installSnapshot');
+    h.drop = (m) =>
+      m.to === wiped &&
+      ((m.body?.$case === 'accept' && m.body.accept.entries.length > 0) || m.body?.$case === 'installSnapshot');
     h.tick(150);
     expect(h.cores[wiped]!.votingState).toBe('rebuilding');
     h.drop = () => false;
@@ -200,7 +207,13 @@ describe('protocol-aware recovery of an empty replica', () => {
     h.drop = (m) => m.body?.$case === 'probeReply' && m.to === 2;
     const strip = h.inbox.push.bind(h.inbox);
     h.inbox.push = (...messages: PaxosMessage[]) =>
-      strip(...messages.map((m) => (m.body?.$case === 'probeReply' && m.to === 1 ? { ...m, body: { ...m.body, probeReply: { ...m.body.probeReply, countedEmpty: false } } } : m)));
+      strip(
+        ...messages.map((m) =>
+          m.body?.$case === 'probeReply' && m.to === 1
+            ? { ...m, body: { ...m.body, probeReply: { ...m.body.probeReply, countedEmpty: false } } }
+            : m,
+        ),
+      );
     h.tick(6);
     expect(h.cores[1]!.votingState).toBe('rebuilding');
     h.inbox.push = strip;

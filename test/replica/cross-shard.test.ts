@@ -20,17 +20,30 @@ describe('cross-shard transfers (3 shards x 3 replicas, real NATS)', () => {
   const read = (items: number[]): Promise<number[]> => cluster.readLinearizable(items);
 
   const noneInFlight = () =>
-    pollUntil('every transaction to finish', async () => {
-      for (let shard = 0; shard < topology.shards; shard += 1) {
-        const status = await cluster.replicaStatus(shard, await cluster.leaderOf(shard));
-        if (!status || status.inflightTransactions > 0) return undefined;
-      }
-      return true;
-    }, 90_000, 200);
+    pollUntil(
+      'every transaction to finish',
+      async () => {
+        for (let shard = 0; shard < topology.shards; shard += 1) {
+          const status = await cluster.replicaStatus(shard, await cluster.leaderOf(shard));
+          if (!status || status.inflightTransactions > 0) return undefined;
+        }
+        return true;
+      },
+      90_000,
+      200,
+    );
 
   const transferLogged = async (clientId: string, requestId: number, from: number, to: number, amount: number) => {
     const reply = await cluster.transfer(clientId, requestId, from, to, amount, 120_000);
-    ledger.record({ clientId, requestId, from, to, amount, outcome: reply.outcome, decisionIndex: reply.decisionIndex });
+    ledger.record({
+      clientId,
+      requestId,
+      from,
+      to,
+      amount,
+      outcome: reply.outcome,
+      decisionIndex: reply.decisionIndex,
+    });
     return reply;
   };
 
@@ -76,12 +89,21 @@ describe('cross-shard transfers (3 shards x 3 replicas, real NATS)', () => {
     const killedAt = Date.now();
     await cluster.kill(participant, oldLeader, 'SIGKILL');
     let requestId = 0;
-    const firstSuccessMs = await pollUntil('a cross-shard transfer into the participant shard to commit', async () => {
-      requestId += 1;
-      const reply = await transferLogged('into-participant', requestId, 10 + requestId, 6010 + requestId, 1).catch(() => undefined);
-      return reply?.outcome === Outcome.COMMITTED ? Date.now() - killedAt : undefined;
-    }, 90_000, 50);
-    console.log(`participant leader killed -> first committed cross-shard transfer into its shard: ${firstSuccessMs} ms`);
+    const firstSuccessMs = await pollUntil(
+      'a cross-shard transfer into the participant shard to commit',
+      async () => {
+        requestId += 1;
+        const reply = await transferLogged('into-participant', requestId, 10 + requestId, 6010 + requestId, 1).catch(
+          () => undefined,
+        );
+        return reply?.outcome === Outcome.COMMITTED ? Date.now() - killedAt : undefined;
+      },
+      90_000,
+      50,
+    );
+    console.log(
+      `participant leader killed -> first committed cross-shard transfer into its shard: ${firstSuccessMs} ms`,
+    );
     expect(await cluster.leaderOf(participant)).not.toBe(oldLeader);
     cluster.spawn(cluster.replicas[participant]![oldLeader]!);
   });
@@ -102,7 +124,11 @@ describe('cross-shard transfers (3 shards x 3 replicas, real NATS)', () => {
         await transferLogged(`frozen-${c}`, r, 4000 + c * 50 + (r % 50), 7000 + c * 50 + (r % 50), 1);
       }
     });
-    await pollUntil('cross-shard load', () => (ledger.entries.filter((e) => e.clientId.startsWith('frozen-')).length >= 64 ? true : undefined), 90_000);
+    await pollUntil(
+      'cross-shard load',
+      () => (ledger.entries.filter((e) => e.clientId.startsWith('frozen-')).length >= 64 ? true : undefined),
+      90_000,
+    );
     const child = cluster.replicas[coordinator]![frozenLeader]!.child!;
     let preparedAtFreeze = 0;
     for (let attempt = 1; attempt <= 10 && preparedAtFreeze === 0; attempt += 1) {
@@ -119,13 +145,17 @@ describe('cross-shard transfers (3 shards x 3 replicas, real NATS)', () => {
     }
     // SIGKILL ends a stopped process too: the coordinator dies with whatever it decided unsent.
     await cluster.kill(coordinator, frozenLeader, 'SIGKILL');
-    console.log(`coordinator leader frozen, then killed, with ${preparedAtFreeze} transactions prepared at the participant`);
+    console.log(
+      `coordinator leader frozen, then killed, with ${preparedAtFreeze} transactions prepared at the participant`,
+    );
     expect(preparedAtFreeze).toBeGreaterThan(0);
     await cluster.leaderOf(coordinator, 60_000, frozenLeader);
     stop = true;
     await Promise.all(load);
     await noneInFlight();
-    const touched = [...new Set(ledger.entries.filter((e) => e.clientId.startsWith('frozen-')).flatMap((e) => [e.from, e.to]))].sort((a, b) => a - b);
+    const touched = [
+      ...new Set(ledger.entries.filter((e) => e.clientId.startsWith('frozen-')).flatMap((e) => [e.from, e.to])),
+    ].sort((a, b) => a - b);
     const expected = ledger.expectedBalances();
     expect(await read(touched)).toEqual(touched.map((item) => expected[item]));
     cluster.spawn(cluster.replicas[coordinator]![frozenLeader]!);
@@ -188,7 +218,9 @@ describe('cross-shard transfers (3 shards x 3 replicas, real NATS)', () => {
     const expected = ledger.expectedBalances();
     expect(balances).toEqual(hot.map((item) => expected[item]));
     expect(Math.min(...balances)).toBeGreaterThanOrEqual(0);
-    console.log(`hot items: ${ledger.entries.filter((e) => e.clientId.startsWith('hot-')).length} definite outcomes, ${aborted} ABORTED after retries`);
+    console.log(
+      `hot items: ${ledger.entries.filter((e) => e.clientId.startsWith('hot-')).length} definite outcomes, ${aborted} ABORTED after retries`,
+    );
   });
 
   it('the whole ledger: every committed transfer applied exactly once, total conserved, replicas agree', async () => {
@@ -197,15 +229,23 @@ describe('cross-shard transfers (3 shards x 3 replicas, real NATS)', () => {
     const expected = ledger.expectedBalances();
     expect(await read(touched)).toEqual(touched.map((item) => expected[item]));
     for (let shard = 0; shard < topology.shards; shard += 1) {
-      const totals = await pollUntil(`shard ${shard} replicas to agree`, async () => {
-        const statuses = await Promise.all([0, 1, 2].map((o) => cluster.replicaStatus(shard, o).catch(() => undefined)));
-        if (statuses.some((s) => !s) || new Set(statuses.map((s) => s!.appliedIndex)).size !== 1) return undefined;
-        return statuses.map((s) => s!.shardTotal);
-      }, 90_000, 200);
+      const totals = await pollUntil(
+        `shard ${shard} replicas to agree`,
+        async () => {
+          const statuses = await Promise.all(
+            [0, 1, 2].map((o) => cluster.replicaStatus(shard, o).catch(() => undefined)),
+          );
+          if (statuses.some((s) => !s) || new Set(statuses.map((s) => s!.appliedIndex)).size !== 1) return undefined;
+          return statuses.map((s) => s!.shardTotal);
+        },
+        90_000,
+        200,
+      );
       expect(new Set(totals).size).toBe(1);
     }
     let total = 0;
-    for (let shard = 0; shard < topology.shards; shard += 1) total += (await cluster.replicaStatus(shard, await cluster.leaderOf(shard)))!.shardTotal;
+    for (let shard = 0; shard < topology.shards; shard += 1)
+      total += (await cluster.replicaStatus(shard, await cluster.leaderOf(shard)))!.shardTotal;
     expect(total).toBe(TOTAL);
   });
 });

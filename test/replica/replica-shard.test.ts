@@ -14,15 +14,20 @@ const ITEMS = Array.from({ length: topology.itemsPerShard }, (_, i) => i + 1);
 
 async function convergedBalances(cluster: ReplicaCluster): Promise<number[][]> {
   // Replicas agree once they have applied the same index; then compare every balance.
-  return pollUntil('replicas to converge', async () => {
-    const statuses = await Promise.all([0, 1, 2].map((o) => cluster.replicaStatus(0, o)));
-    const applied = statuses.map((s) => s?.appliedIndex);
-    if (new Set(applied).size !== 1 || statuses.some((s) => !s || s.inflightTransactions > 0)) return undefined;
-    const all = await Promise.all([0, 1, 2].map((o) => cluster.balances(0, o, ITEMS)));
-    const again = await Promise.all([0, 1, 2].map((o) => cluster.replicaStatus(0, o)));
-    if (again.some((s, i) => s?.appliedIndex !== applied[i])) return undefined;
-    return all;
-  }, 90_000, 200);
+  return pollUntil(
+    'replicas to converge',
+    async () => {
+      const statuses = await Promise.all([0, 1, 2].map((o) => cluster.replicaStatus(0, o)));
+      const applied = statuses.map((s) => s?.appliedIndex);
+      if (new Set(applied).size !== 1 || statuses.some((s) => !s || s.inflightTransactions > 0)) return undefined;
+      const all = await Promise.all([0, 1, 2].map((o) => cluster.balances(0, o, ITEMS)));
+      const again = await Promise.all([0, 1, 2].map((o) => cluster.replicaStatus(0, o)));
+      if (again.some((s, i) => s?.appliedIndex !== applied[i])) return undefined;
+      return all;
+    },
+    90_000,
+    200,
+  );
 }
 
 describe('a shard of three replica processes', () => {
@@ -50,7 +55,15 @@ describe('a shard of three replica processes', () => {
         if (from === to) continue;
         const amount = 1 + ((c + r) % 7);
         const reply = await cluster.transfer(`client-${c}`, r, from, to, amount, 90_000);
-        ledger.record({ clientId: `client-${c}`, requestId: r, from, to, amount, outcome: reply.outcome, decisionIndex: reply.decisionIndex });
+        ledger.record({
+          clientId: `client-${c}`,
+          requestId: r,
+          from,
+          to,
+          amount,
+          outcome: reply.outcome,
+          decisionIndex: reply.decisionIndex,
+        });
         progress += 1;
       }
     });
@@ -95,22 +108,45 @@ describe('a shard of three replica processes', () => {
     // their ids, retried, get FAILED_PRECONDITION instead of running again.
     const leader = cluster.replicas[0]![await cluster.leaderOf(0)]!;
     const sessionEpoch = await cluster.sessionEpoch('evicted', 0);
-    const entries = Array.from({ length: 2100 }, (_, i) => ({ requestId: i + 1, from: 9 + (i % 2), to: 11 + (i % 2), amount: 1, clientId: '', acknowledgedBelow: 0, sessionEpoch }));
-    const batch = await cluster.client(leader.address).batchTransferAsync({ cluster: cluster.cluster, clientId: 'evicted', entries }, new grpc.Metadata(), { deadline: Date.now() + 60_000 });
+    const entries = Array.from({ length: 2100 }, (_, i) => ({
+      requestId: i + 1,
+      from: 9 + (i % 2),
+      to: 11 + (i % 2),
+      amount: 1,
+      clientId: '',
+      acknowledgedBelow: 0,
+      sessionEpoch,
+    }));
+    const batch = await cluster
+      .client(leader.address)
+      .batchTransferAsync({ cluster: cluster.cluster, clientId: 'evicted', entries }, new grpc.Metadata(), {
+        deadline: Date.now() + 60_000,
+      });
     const definite = (outcome: number) => outcome === Outcome.COMMITTED || outcome === Outcome.INSUFFICIENT_FUNDS;
     // Entries caught by a leader change come back UNAVAILABLE: retried in order with their ids.
     for (const [index, result] of batch.results.entries()) {
       if (definite(result.outcome)) continue;
       const entry = entries[index]!;
-      batch.results[index] = await cluster.transfer('evicted', entry.requestId, entry.from, entry.to, entry.amount).catch((error: grpc.ServiceError) => {
-        // Already below the window by the time of the retry: refused, never run twice.
-        expect(error.code).toBe(grpc.status.FAILED_PRECONDITION);
-        return { outcome: Outcome.FAILED_PRECONDITION, decisionIndex: 0, coordinatorShard: 0, message: error.details };
-      });
+      batch.results[index] = await cluster
+        .transfer('evicted', entry.requestId, entry.from, entry.to, entry.amount)
+        .catch((error: grpc.ServiceError) => {
+          // Already below the window by the time of the retry: refused, never run twice.
+          expect(error.code).toBe(grpc.status.FAILED_PRECONDITION);
+          return {
+            outcome: Outcome.FAILED_PRECONDITION,
+            decisionIndex: 0,
+            coordinatorShard: 0,
+            message: error.details,
+          };
+        });
     }
-    expect(batch.results.filter((r) => definite(r.outcome) || r.outcome === Outcome.FAILED_PRECONDITION)).toHaveLength(2100);
+    expect(batch.results.filter((r) => definite(r.outcome) || r.outcome === Outcome.FAILED_PRECONDITION)).toHaveLength(
+      2100,
+    );
     const before = await cluster.readLinearizable([9, 10, 11, 12]);
-    await expect(cluster.transfer('evicted', 1, 9, 11, 1)).rejects.toMatchObject({ code: grpc.status.FAILED_PRECONDITION });
+    await expect(cluster.transfer('evicted', 1, 9, 11, 1)).rejects.toMatchObject({
+      code: grpc.status.FAILED_PRECONDITION,
+    });
     expect(await cluster.readLinearizable([9, 10, 11, 12])).toEqual(before);
     const recent = await cluster.transfer('evicted', 2100, entries[2099]!.from, entries[2099]!.to, 1);
     expect(recent.outcome).toBe(batch.results[2099]!.outcome);
@@ -119,19 +155,51 @@ describe('a shard of three replica processes', () => {
   it('OpenSession: served or forwarded by any replica, repeatable; a transfer under another epoch is refused, never run', async () => {
     const leader = await cluster.leaderOf(0);
     const follower = cluster.replicas[0]![(leader + 1) % 3]!;
-    const viaFollower = await cluster.client(follower.address).openSessionAsync({ cluster: cluster.cluster, clientId: 'opener', shard: 0 }, new grpc.Metadata(), { deadline: Date.now() + 10_000 });
-    const viaLeader = await cluster.client(cluster.replicas[0]![leader]!.address).openSessionAsync({ cluster: cluster.cluster, clientId: 'opener', shard: 0 }, new grpc.Metadata(), { deadline: Date.now() + 10_000 });
+    const viaFollower = await cluster
+      .client(follower.address)
+      .openSessionAsync({ cluster: cluster.cluster, clientId: 'opener', shard: 0 }, new grpc.Metadata(), {
+        deadline: Date.now() + 10_000,
+      });
+    const viaLeader = await cluster
+      .client(cluster.replicas[0]![leader]!.address)
+      .openSessionAsync({ cluster: cluster.cluster, clientId: 'opener', shard: 0 }, new grpc.Metadata(), {
+        deadline: Date.now() + 10_000,
+      });
     expect(viaFollower.sessionEpoch).toBeGreaterThan(0);
     expect(viaLeader).toEqual(viaFollower);
     const before = await cluster.readLinearizable([15, 16]);
     const stale = await cluster
       .client(cluster.replicas[0]![leader]!.address)
-      .transferAsync({ cluster: cluster.cluster, clientId: 'opener', requestId: 1, from: 15, to: 16, amount: 1, acknowledgedBelow: 0, sessionEpoch: viaLeader.sessionEpoch - 1 }, new grpc.Metadata(), { deadline: Date.now() + 10_000 })
-      .then(() => undefined, (e: grpc.ServiceError) => e);
+      .transferAsync(
+        {
+          cluster: cluster.cluster,
+          clientId: 'opener',
+          requestId: 1,
+          from: 15,
+          to: 16,
+          amount: 1,
+          acknowledgedBelow: 0,
+          sessionEpoch: viaLeader.sessionEpoch - 1,
+        },
+        new grpc.Metadata(),
+        { deadline: Date.now() + 10_000 },
+      )
+      .then(
+        () => undefined,
+        (e: grpc.ServiceError) => e,
+      );
     expect(stale?.code).toBe(grpc.status.FAILED_PRECONDITION);
     expect(stale?.details).toMatch(/session/);
     expect(await cluster.readLinearizable([15, 16])).toEqual(before);
-    const badShard = await cluster.client(follower.address).openSessionAsync({ cluster: cluster.cluster, clientId: 'opener', shard: 99 }, new grpc.Metadata(), { deadline: Date.now() + 10_000 }).then(() => undefined, (e: grpc.ServiceError) => e);
+    const badShard = await cluster
+      .client(follower.address)
+      .openSessionAsync({ cluster: cluster.cluster, clientId: 'opener', shard: 99 }, new grpc.Metadata(), {
+        deadline: Date.now() + 10_000,
+      })
+      .then(
+        () => undefined,
+        (e: grpc.ServiceError) => e,
+      );
     expect(badShard?.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(badShard?.details).toMatch(/^shard: must be 0\.\./);
   });
@@ -142,10 +210,28 @@ describe('a shard of three replica processes', () => {
     const leader = cluster.replicas[0]![await cluster.leaderOf(0)]!;
     const sessionEpoch = await cluster.sessionEpoch('acker', 0);
     const send = (requestId: number, acknowledgedBelow: number) =>
-      cluster.client(leader.address).transferAsync({ cluster: cluster.cluster, clientId: 'acker', requestId, from: 13, to: 14, amount: 1, acknowledgedBelow, sessionEpoch }, new grpc.Metadata(), { deadline: Date.now() + 10_000 });
-    await expect(send(3, 3)).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/^acknowledged_below: must be below request_id/) });
+      cluster.client(leader.address).transferAsync(
+        {
+          cluster: cluster.cluster,
+          clientId: 'acker',
+          requestId,
+          from: 13,
+          to: 14,
+          amount: 1,
+          acknowledgedBelow,
+          sessionEpoch,
+        },
+        new grpc.Metadata(),
+        { deadline: Date.now() + 10_000 },
+      );
+    await expect(send(3, 3)).rejects.toMatchObject({
+      code: grpc.status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/^acknowledged_below: must be below request_id/),
+    });
     expect((await send(3, 2)).outcome).toBe(Outcome.COMMITTED);
-    await expect(cluster.transfer('acker', 2, 13, 14, 1)).rejects.toMatchObject({ code: grpc.status.FAILED_PRECONDITION });
+    await expect(cluster.transfer('acker', 2, 13, 14, 1)).rejects.toMatchObject({
+      code: grpc.status.FAILED_PRECONDITION,
+    });
     expect((await cluster.transfer('acker', 3, 13, 14, 1)).outcome).toBe(Outcome.COMMITTED);
   });
 
@@ -162,14 +248,30 @@ describe('a shard of three replica processes', () => {
       stream.on('error', reject);
     });
     const sessionEpoch = await cluster.sessionEpoch('streamer', 0);
-    const entry = (requestId: number, from: number, to: number, amount: number) => ({ requestId, from, to, amount, clientId: 'streamer', acknowledgedBelow: 0, sessionEpoch });
-    stream.write({ cluster: cluster.cluster, entries: [entry(1, 21, 22, 5), entry(2, 23, 24, 0), entry(3, 23, 24, 7)], tags: [7, 8, 9] });
-    const byTag = () => new Map(replies.flatMap((reply) => reply.tags.map((tag, k) => [tag, reply.results[k]!] as const)));
+    const entry = (requestId: number, from: number, to: number, amount: number) => ({
+      requestId,
+      from,
+      to,
+      amount,
+      clientId: 'streamer',
+      acknowledgedBelow: 0,
+      sessionEpoch,
+    });
+    stream.write({
+      cluster: cluster.cluster,
+      entries: [entry(1, 21, 22, 5), entry(2, 23, 24, 0), entry(3, 23, 24, 7)],
+      tags: [7, 8, 9],
+    });
+    const byTag = () =>
+      new Map(replies.flatMap((reply) => reply.tags.map((tag, k) => [tag, reply.results[k]!] as const)));
     const results = await pollUntil('three results', () => (byTag().size === 3 ? byTag() : undefined), 60_000, 10);
     expect(results.get(7)!.outcome).toBe(Outcome.COMMITTED);
     expect(results.get(9)!.outcome).toBe(Outcome.COMMITTED);
     expect(results.get(7)!.decisionIndex).toBeGreaterThan(0);
-    expect(results.get(8)).toMatchObject({ outcome: Outcome.INVALID_ARGUMENT, message: expect.stringMatching(/^amount: must be a positive integer/) });
+    expect(results.get(8)).toMatchObject({
+      outcome: Outcome.INVALID_ARGUMENT,
+      message: expect.stringMatching(/^amount: must be a positive integer/),
+    });
     // The server ends the stream once the client has and every entry is answered.
     stream.end();
     await ended;
@@ -197,7 +299,11 @@ describe('a shard of three replica processes', () => {
     // A wrong cluster or mismatched tags end the stream with an error naming the field.
     const badMessages: [TransferStreamRequest, RegExp, grpc.status][] = [
       [{ cluster: 'other', entries: [entry(5, 21, 22, 1)], tags: [1] }, /^cluster:/, grpc.status.FAILED_PRECONDITION],
-      [{ cluster: cluster.cluster, entries: [entry(5, 21, 22, 1)], tags: [] }, /^tags: one per entry/, grpc.status.INVALID_ARGUMENT],
+      [
+        { cluster: cluster.cluster, entries: [entry(5, 21, 22, 1)], tags: [] },
+        /^tags: one per entry/,
+        grpc.status.INVALID_ARGUMENT,
+      ],
     ];
     for (const [message, pattern, code] of badMessages) {
       const bad = cluster.rawClient(leaderAddress).transferStream();
@@ -213,7 +319,13 @@ describe('a shard of three replica processes', () => {
 
   it('the client library streams to the leader and stays exactly-once when the leader is SIGKILLed', async () => {
     const endpoints = [cluster.replicas[0]!.map((r) => r.address)];
-    const client = new ShardbankClient({ cluster: cluster.cluster, topology, endpoints, deadlineMs: 90_000, attemptTimeoutMs: 3_000 });
+    const client = new ShardbankClient({
+      cluster: cluster.cluster,
+      topology,
+      endpoints,
+      deadlineMs: 90_000,
+      attemptTimeoutMs: 3_000,
+    });
     const ledger = new BankLedger(topology);
     const before = await cluster.readLinearizable(ITEMS);
     const leader = await cluster.leaderOf(0);
@@ -231,12 +343,25 @@ describe('a shard of three replica processes', () => {
         const amount = 1 + ((c + r) % 5);
         const result = await client.transfer({ from, to, amount }, { session });
         expect(result.outcome === 'COMMITTED' || result.outcome === 'INSUFFICIENT_FUNDS').toBe(true);
-        ledger.record({ clientId: result.clientId, requestId: result.requestId, from, to, amount, outcome: result.outcome === 'COMMITTED' ? Outcome.COMMITTED : Outcome.INSUFFICIENT_FUNDS, decisionIndex: result.decisionIndex ?? 0 });
+        ledger.record({
+          clientId: result.clientId,
+          requestId: result.requestId,
+          from,
+          to,
+          amount,
+          outcome: result.outcome === 'COMMITTED' ? Outcome.COMMITTED : Outcome.INSUFFICIENT_FUNDS,
+          decisionIndex: result.decisionIndex ?? 0,
+        });
         progress += 1;
       }
     });
     const chaos = (async () => {
-      await pollUntil('load through the stream', async () => (progress >= 40 && (await streamed(leader)) > 0) || undefined, 90_000, 20);
+      await pollUntil(
+        'load through the stream',
+        async () => (progress >= 40 && (await streamed(leader)) > 0) || undefined,
+        90_000,
+        20,
+      );
       await cluster.kill(0, leader, 'SIGKILL');
       await cluster.leaderOf(0, 60_000, leader);
       cluster.spawn(cluster.replicas[0]![leader]!);
@@ -252,7 +377,9 @@ describe('a shard of three replica processes', () => {
     const expected = ledger.expectedBalances();
     const after = await cluster.readLinearizable(ITEMS);
     expect(after).toEqual(ITEMS.map((item, i) => before[i]! + expected[item]! - topology.initialBalance));
-    await pollUntil('the killed replica to rejoin', async () => ((await cluster.replicaStatus(0, leader))?.role === 'follower' ? true : undefined));
+    await pollUntil('the killed replica to rejoin', async () =>
+      (await cluster.replicaStatus(0, leader))?.role === 'follower' ? true : undefined,
+    );
   });
 
   it('a replica restarted from its data dir after SIGKILL rejoins and catches up', async () => {
@@ -262,10 +389,14 @@ describe('a shard of three replica processes', () => {
     for (let r = 1; r <= 30; r += 1) await cluster.transfer('while-down', r, 3, 4, 1);
     cluster.spawn(cluster.replicas[0]![follower]!);
     const leaderStatus = await cluster.replicaStatus(0, await cluster.leaderOf(0));
-    await pollUntil('the restarted follower to catch up', async () => {
-      const status = await cluster.replicaStatus(0, follower);
-      return status && status.appliedIndex >= leaderStatus!.commitIndex ? status : undefined;
-    }, 60_000);
+    await pollUntil(
+      'the restarted follower to catch up',
+      async () => {
+        const status = await cluster.replicaStatus(0, follower);
+        return status && status.appliedIndex >= leaderStatus!.commitIndex ? status : undefined;
+      },
+      60_000,
+    );
     const balances = await convergedBalances(cluster);
     expect(balances[follower]).toEqual(balances[leader]);
   });
@@ -275,21 +406,31 @@ describe('a shard of three replica processes', () => {
     const follower = (leader + 2) % 3;
     for (let r = 1; r <= 80; r += 1) await cluster.transfer('before-wipe', r, 5, 6, 1);
     await cluster.restart(0, follower, { wipe: true });
-    const status = await pollUntil('the wiped follower to install a snapshot and catch up', async () => {
-      const leaderNow = await cluster.replicaStatus(0, await cluster.leaderOf(0));
-      const s = await cluster.replicaStatus(0, follower);
-      return s && leaderNow && s.snapshotIndex > 0 && s.appliedIndex >= leaderNow.snapshotIndex ? s : undefined;
-    }, 90_000, 200);
+    const status = await pollUntil(
+      'the wiped follower to install a snapshot and catch up',
+      async () => {
+        const leaderNow = await cluster.replicaStatus(0, await cluster.leaderOf(0));
+        const s = await cluster.replicaStatus(0, follower);
+        return s && leaderNow && s.snapshotIndex > 0 && s.appliedIndex >= leaderNow.snapshotIndex ? s : undefined;
+      },
+      90_000,
+      200,
+    );
     expect(status.snapshotIndex).toBeGreaterThan(0);
     // It abstained: it started not voting, and voted again only once it had rebuilt (not as a
     // first start: its peers had state).
     const log = path.join(cluster.root, `s0-${follower}.log`);
-    const lines = await pollUntil('the wiped replica to vote again', async () => {
-      const text = await readFile(log, 'utf8');
-      const start = text.lastIndexOf('not voting until the peers show');
-      const after = start >= 0 ? text.slice(start) : '';
-      return after.includes('voting again') ? after : undefined;
-    }, 90_000, 200);
+    const lines = await pollUntil(
+      'the wiped replica to vote again',
+      async () => {
+        const text = await readFile(log, 'utf8');
+        const start = text.lastIndexOf('not voting until the peers show');
+        const after = start >= 0 ? text.slice(start) : '';
+        return after.includes('voting again') ? after : undefined;
+      },
+      90_000,
+      200,
+    );
     expect(lines).toContain('not voting until the peers show this is the first start');
     expect(lines).toContain('rebuilt from the live majority: voting again');
     expect(lines).not.toContain('first start of the shard');
@@ -310,7 +451,13 @@ describe('a shard of three replica processes', () => {
     const status = (await (await get('/status')).json()) as { role: string };
     expect(status.role).toBe('leader');
     const health = await new Promise<Buffer>((resolve, reject) =>
-      cluster.rawClient(replica.address).makeUnaryRequest('/grpc.health.v1.Health/Check', (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), (error, value) => (error ? reject(error) : resolve(value!))),
+      cluster.rawClient(replica.address).makeUnaryRequest(
+        '/grpc.health.v1.Health/Check',
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        Buffer.alloc(0),
+        (error, value) => (error ? reject(error) : resolve(value!)),
+      ),
     );
     expect([...health]).toEqual([0x08, 0x01]); // status: SERVING
   });
@@ -323,7 +470,9 @@ describe('a shard of three replica processes', () => {
     expect(next).not.toBe(leader);
     expect((await cluster.transfer('after-handover', 1, 7, 8, 1)).outcome).toBe(Outcome.COMMITTED);
     cluster.spawn(cluster.replicas[0]![leader]!);
-    await pollUntil('the stopped replica to rejoin', async () => ((await cluster.replicaStatus(0, leader))?.role === 'follower' ? true : undefined));
+    await pollUntil('the stopped replica to rejoin', async () =>
+      (await cluster.replicaStatus(0, leader))?.role === 'follower' ? true : undefined,
+    );
   });
 
   it('answers every bad input with a clear error naming the field, and changes nothing', async () => {
@@ -331,7 +480,16 @@ describe('a shard of three replica processes', () => {
     const address = cluster.replicas[0]![leader]!.address;
     const client = cluster.client(address);
     const before = await cluster.readLinearizable(ITEMS);
-    const base = { cluster: cluster.cluster, clientId: 'bad-input', requestId: 1, from: 1, to: 2, amount: 1, acknowledgedBelow: 0, sessionEpoch: 1 };
+    const base = {
+      cluster: cluster.cluster,
+      clientId: 'bad-input',
+      requestId: 1,
+      from: 1,
+      to: 2,
+      amount: 1,
+      acknowledgedBelow: 0,
+      sessionEpoch: 1,
+    };
     const cases: [string, Partial<typeof base>, grpc.status, RegExp][] = [
       ['unknown item', { to: 99_999 }, grpc.status.INVALID_ARGUMENT, /^to: unknown item 99999/],
       ['unknown from', { from: 0 }, grpc.status.INVALID_ARGUMENT, /^from: unknown item 0/],
@@ -340,17 +498,34 @@ describe('a shard of three replica processes', () => {
       ['amount -1', { amount: -1 }, grpc.status.INVALID_ARGUMENT, /^amount: must be a positive integer/],
       ['amount above the maximum', { amount: 2_000_000 }, grpc.status.INVALID_ARGUMENT, /^amount: at most 1000000/],
       ['empty client id', { clientId: '' }, grpc.status.INVALID_ARGUMENT, /^client_id: must not be empty/],
-      ['oversized client id', { clientId: 'x'.repeat(10_000) }, grpc.status.INVALID_ARGUMENT, /^client_id: at most 128 bytes/],
+      [
+        'oversized client id',
+        { clientId: 'x'.repeat(10_000) },
+        grpc.status.INVALID_ARGUMENT,
+        /^client_id: at most 128 bytes/,
+      ],
       ['request id 0', { requestId: 0 }, grpc.status.INVALID_ARGUMENT, /^request_id: must be a positive integer/],
       ['wrong cluster', { cluster: 'other' }, grpc.status.FAILED_PRECONDITION, /^cluster: request is for "other"/],
-      ['no session epoch', { sessionEpoch: 0 }, grpc.status.FAILED_PRECONDITION, /^session_epoch: missing; open a session/],
-      ['a session epoch never issued', { sessionEpoch: 2 ** 40 }, grpc.status.FAILED_PRECONDITION, /^session_epoch: 1099511627776 was never issued to client bad-input/],
+      [
+        'no session epoch',
+        { sessionEpoch: 0 },
+        grpc.status.FAILED_PRECONDITION,
+        /^session_epoch: missing; open a session/,
+      ],
+      [
+        'a session epoch never issued',
+        { sessionEpoch: 2 ** 40 },
+        grpc.status.FAILED_PRECONDITION,
+        /^session_epoch: 1099511627776 was never issued to client bad-input/,
+      ],
     ];
     for (const [name, change, code, message] of cases) {
-      const error = await client.transferAsync({ ...base, ...change }, new grpc.Metadata(), { deadline: Date.now() + 10_000 }).then(
-        () => undefined,
-        (e: grpc.ServiceError) => e,
-      );
+      const error = await client
+        .transferAsync({ ...base, ...change }, new grpc.Metadata(), { deadline: Date.now() + 10_000 })
+        .then(
+          () => undefined,
+          (e: grpc.ServiceError) => e,
+        );
       expect(error, name).toBeDefined();
       expect(error!.code, name).toBe(code);
       expect(error!.details, name).toMatch(message);
@@ -359,28 +534,66 @@ describe('a shard of three replica processes', () => {
     // 1.5 cannot be encoded as an int64 by a typed client; a hand-made message that carries a
     // double in the amount field is read as no amount at all, and refused naming the field.
     const raw = cluster.rawClient(address);
-    const valid = Buffer.from([0x0a, ...lengthPrefixed(cluster.cluster), 0x12, ...lengthPrefixed('bad-input'), 0x18, 1, 0x20, 1, 0x28, 2]);
+    const valid = Buffer.from([
+      0x0a,
+      ...lengthPrefixed(cluster.cluster),
+      0x12,
+      ...lengthPrefixed('bad-input'),
+      0x18,
+      1,
+      0x20,
+      1,
+      0x28,
+      2,
+    ]);
     const amountAsDouble = Buffer.alloc(9);
     amountAsDouble[0] = (6 << 3) | 1;
     amountAsDouble.writeDoubleLE(1.5, 1);
     const fractional = await new Promise<grpc.ServiceError | undefined>((resolve) =>
-      raw.makeUnaryRequest('/shardbank.v1.Bank/Transfer', (b: Buffer) => b, (b: Buffer) => b, Buffer.concat([valid, amountAsDouble]), (error) => resolve(error ?? undefined)),
+      raw.makeUnaryRequest(
+        '/shardbank.v1.Bank/Transfer',
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        Buffer.concat([valid, amountAsDouble]),
+        (error) => resolve(error ?? undefined),
+      ),
     );
     expect(fractional?.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(fractional?.details).toMatch(/^amount: must be a positive integer/);
 
     // Oversized: too many batch entries, and a message above the gRPC size limit.
-    const tooMany = await client.batchTransferAsync(
-      { cluster: cluster.cluster, clientId: 'bad-input', entries: Array.from({ length: 10_001 }, (_, i) => ({ requestId: i + 1, from: 1, to: 2, amount: 1, clientId: '', acknowledgedBelow: 0, sessionEpoch: 1 })) },
-      new grpc.Metadata(),
-      { deadline: Date.now() + 10_000 },
-    ).then(() => undefined, (e: grpc.ServiceError) => e);
+    const tooMany = await client
+      .batchTransferAsync(
+        {
+          cluster: cluster.cluster,
+          clientId: 'bad-input',
+          entries: Array.from({ length: 10_001 }, (_, i) => ({
+            requestId: i + 1,
+            from: 1,
+            to: 2,
+            amount: 1,
+            clientId: '',
+            acknowledgedBelow: 0,
+            sessionEpoch: 1,
+          })),
+        },
+        new grpc.Metadata(),
+        { deadline: Date.now() + 10_000 },
+      )
+      .then(
+        () => undefined,
+        (e: grpc.ServiceError) => e,
+      );
     expect(tooMany?.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(tooMany?.details).toMatch(/^entries: at most 10000/);
-    const huge = await client.transferAsync({ ...base, clientId: 'x'.repeat(70 * 1024 * 1024) }, new grpc.Metadata(), { deadline: Date.now() + 20_000 }).then(
-      () => undefined,
-      (e: grpc.ServiceError) => e,
-    );
+    const huge = await client
+      .transferAsync({ ...base, clientId: 'x'.repeat(70 * 1024 * 1024) }, new grpc.Metadata(), {
+        deadline: Date.now() + 20_000,
+      })
+      .then(
+        () => undefined,
+        (e: grpc.ServiceError) => e,
+      );
     expect(huge?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
 
     expect(await cluster.readLinearizable(ITEMS)).toEqual(before);

@@ -15,7 +15,14 @@ function leader(pacing: PacingConfig | undefined): { node: ShardNode; proposed: 
     topology,
     shard: 0,
     ordinal: 0,
-    paxos: { electionTimeoutTicksMin: 2, electionTimeoutTicksMax: 3, heartbeatTicks: 1, retransmitTicks: 4, inflightSlotsMax: 1, entriesPerMessageMax: 64 },
+    paxos: {
+      electionTimeoutTicksMin: 2,
+      electionTimeoutTicksMax: 3,
+      heartbeatTicks: 1,
+      retransmitTicks: 4,
+      inflightSlotsMax: 1,
+      entriesPerMessageMax: 64,
+    },
     timing: DEFAULT_TIMING,
     commandsPerSlotMax: 1024,
     snapshotEverySlots: 1_000_000,
@@ -49,11 +56,23 @@ function drain(node: ShardNode): ShardReady[] {
 function submit(node: ShardNode, count: number, firstToken: number): void {
   const epochs: number[] = [];
   for (let i = 0; i < count; i += 1) node.submitOpenSession(`c${firstToken + i}`, -1 - i);
-  for (const ready of drain(node)) for (const reply of ready.replies) if (reply.kind === 'session') epochs[-1 - reply.token] = reply.epoch;
+  for (const ready of drain(node))
+    for (const reply of ready.replies) if (reply.kind === 'session') epochs[-1 - reply.token] = reply.epoch;
   expect(epochs.filter((epoch) => epoch > 0)).toHaveLength(count);
   proposedBy.get(node)!.length = 0;
   for (let i = 0; i < count; i += 1) {
-    node.submitTransfer({ clientId: `c${firstToken + i}`, requestId: 1, from: 1 + i, to: 50 + i, amount: 1, acknowledgedBelow: 0, sessionEpoch: epochs[i]! }, firstToken + i);
+    node.submitTransfer(
+      {
+        clientId: `c${firstToken + i}`,
+        requestId: 1,
+        from: 1 + i,
+        to: 50 + i,
+        amount: 1,
+        acknowledgedBelow: 0,
+        sessionEpoch: epochs[i]!,
+      },
+      firstToken + i,
+    );
   }
 }
 

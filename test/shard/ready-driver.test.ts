@@ -7,7 +7,8 @@ import type { PaxosMessage } from '../../node/gen/shardbank/v1/peer.js';
 import type { PersistWork } from '../../node/paxos/paxos-core.js';
 import { ReadyDriver, type DrivenReady, type PersistStart } from '../../node/shard/ready-driver.js';
 
-const message = (to: number): PaxosMessage => ({ shard: 0, from: 0, to, ballot: { round: 1, ordinal: 0 }, body: undefined }) as unknown as PaxosMessage;
+const message = (to: number): PaxosMessage =>
+  ({ shard: 0, from: 0, to, ballot: { round: 1, ordinal: 0 }, body: undefined }) as unknown as PaxosMessage;
 const persist = (id: number): PersistWork => ({ id, hardState: undefined, entries: [], snapshot: undefined });
 
 /** A node that hands out scripted Readies and records persisted() calls; a storage port that completes when told. */
@@ -42,8 +43,12 @@ const ready = (id: number | undefined, requests: number[], afterPersist: number[
 });
 
 describe('ReadyDriver', () => {
-  it('sends requests at once, and each persist\'s replies only once it and every earlier persist are durable, in id order', () => {
-    const { driver, persisted, sent, completions } = setup([ready(1, [10], [11]), ready(2, [20], [21]), ready(3, [], [31])]);
+  it("sends requests at once, and each persist's replies only once it and every earlier persist are durable, in id order", () => {
+    const { driver, persisted, sent, completions } = setup([
+      ready(1, [10], [11]),
+      ready(2, [20], [21]),
+      ready(3, [], [31]),
+    ]);
     driver.pass();
     driver.pass();
     driver.pass();
@@ -61,7 +66,10 @@ describe('ReadyDriver', () => {
   });
 
   it('a synchronous persist completes at once only when nothing earlier is pending (quiet)', () => {
-    const { driver, persisted, sent, completions, quietFlags } = setup([ready(1, [], [11]), ready(2, [], [21])], (id) => (id === 2 ? 'durable' : 'pending'));
+    const { driver, persisted, sent, completions, quietFlags } = setup(
+      [ready(1, [], [11]), ready(2, [], [21])],
+      (id) => (id === 2 ? 'durable' : 'pending'),
+    );
     driver.pass();
     driver.pass();
     expect(quietFlags).toEqual([true, false]);
@@ -78,7 +86,9 @@ describe('ReadyDriver', () => {
   });
 
   it('a failed persist halts the loop: no later completion sends anything', () => {
-    const { driver, sent, persisted, completions } = setup([ready(1, [], [11]), ready(2, [20], [21])], (id) => (id === 2 ? 'failed' : 'pending'));
+    const { driver, sent, persisted, completions } = setup([ready(1, [], [11]), ready(2, [20], [21])], (id) =>
+      id === 2 ? 'failed' : 'pending',
+    );
     driver.pass();
     expect(driver.pass()).toBe(false);
     completions.get(1)!();

@@ -16,13 +16,21 @@ function leader(): { node: ShardNode; opens: () => number } {
     topology,
     shard: 0,
     ordinal: 0,
-    paxos: { electionTimeoutTicksMin: 2, electionTimeoutTicksMax: 3, heartbeatTicks: 1, retransmitTicks: 4, inflightSlotsMax: 1, entriesPerMessageMax: 64 },
+    paxos: {
+      electionTimeoutTicksMin: 2,
+      electionTimeoutTicksMax: 3,
+      heartbeatTicks: 1,
+      retransmitTicks: 4,
+      inflightSlotsMax: 1,
+      entriesPerMessageMax: 64,
+    },
     timing: DEFAULT_TIMING,
     commandsPerSlotMax: 4096,
     snapshotEverySlots: 3,
     random: () => 0.5,
     onApply: (_slot, value) => {
-      if (value.length > 0) opens += CommandBatch.decode(value).commands.filter((c) => c.body?.$case === 'openSession').length;
+      if (value.length > 0)
+        opens += CommandBatch.decode(value).commands.filter((c) => c.body?.$case === 'openSession').length;
     },
   });
   for (let tick = 0; tick < 50 && !node.isReadyLeader; tick += 1) {
@@ -43,7 +51,15 @@ function drain(node: ShardNode): ClientReply[] {
   return replies;
 }
 
-const transfer = (clientId: string, sessionEpoch: number, requestId: number) => ({ clientId, requestId, from: 1, to: 2, amount: 1, acknowledgedBelow: 0, sessionEpoch });
+const transfer = (clientId: string, sessionEpoch: number, requestId: number) => ({
+  clientId,
+  requestId,
+  from: 1,
+  to: 2,
+  amount: 1,
+  acknowledgedBelow: 0,
+  sessionEpoch,
+});
 
 describe('sessions through a ShardNode leader', () => {
   it('OpenSession is logged once, answered from applied state after; a transfer without an epoch is refused', () => {
@@ -54,10 +70,19 @@ describe('sessions through a ShardNode leader', () => {
     expect(a).toMatchObject({ token: 1, kind: 'session' });
     expect(b).toMatchObject({ token: 2, kind: 'session', epoch: (a as { epoch: number }).epoch });
     node.submitOpenSession('c', 3);
-    expect(drain(node)).toEqual([expect.objectContaining({ token: 3, kind: 'session', epoch: (a as { epoch: number }).epoch })]);
+    expect(drain(node)).toEqual([
+      expect.objectContaining({ token: 3, kind: 'session', epoch: (a as { epoch: number }).epoch }),
+    ]);
     expect(opens()).toBe(1);
     node.submitTransfer(transfer('c', 0, 1), 4);
-    expect(drain(node)).toEqual([expect.objectContaining({ token: 4, kind: 'error', code: 'expired', message: expect.stringMatching(/^session_epoch: client c must open a session/) })]);
+    expect(drain(node)).toEqual([
+      expect.objectContaining({
+        token: 4,
+        kind: 'error',
+        code: 'expired',
+        message: expect.stringMatching(/^session_epoch: client c must open a session/),
+      }),
+    ]);
     expect(node.bank.balance(1)).toBe(1_000_000);
   });
 
@@ -84,7 +109,9 @@ describe('sessions through a ShardNode leader', () => {
     expect(credited).toBe(1_000_000 + 1 + others);
     // The lost-reply retry of the victim's request 1: refused on arrival...
     node.submitTransfer(transfer('victim', victim, 1), 1_000_001);
-    expect(drain(node)).toEqual([expect.objectContaining({ kind: 'error', code: 'expired', message: expect.stringContaining('session expired') })]);
+    expect(drain(node)).toEqual([
+      expect.objectContaining({ kind: 'error', code: 'expired', message: expect.stringContaining('session expired') }),
+    ]);
     // ...and the victim's new session does not make the old epoch valid again.
     node.submitOpenSession('victim', 1_000_002);
     const again = (drain(node)[0] as { epoch: number }).epoch;
@@ -102,7 +129,11 @@ describe('sessions through a ShardNode leader', () => {
     node.submitTransfer(transfer('c', epoch + 1, 1), 3);
     const replies = drain(node);
     expect(replies.find((r) => r.token === 2)).toMatchObject({ kind: 'transfer', outcome: Outcome.COMMITTED });
-    expect(replies.find((r) => r.token === 3)).toMatchObject({ kind: 'error', code: 'unavailable', message: expect.stringContaining(`in flight under session epoch ${epoch}`) });
+    expect(replies.find((r) => r.token === 3)).toMatchObject({
+      kind: 'error',
+      code: 'unavailable',
+      message: expect.stringContaining(`in flight under session epoch ${epoch}`),
+    });
     expect(node.bank.balance(2)).toBe(1_000_001);
   });
 });

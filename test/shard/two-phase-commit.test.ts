@@ -18,7 +18,20 @@ function coordinator(): { bank: BankState; queue: ProposalQueue; tpc: TwoPhaseCo
 
 const prepared = (bank: BankState, txid: TxId, index: number): void => {
   const command: Command = {
-    body: { $case: 'coordPrepare', coordPrepare: { txid, clientId: 'c', requestId: index, from: 1, to: 11, amount: 3, toShard: 1, acknowledgedBelow: 0, sessionEpoch: 1 } },
+    body: {
+      $case: 'coordPrepare',
+      coordPrepare: {
+        txid,
+        clientId: 'c',
+        requestId: index,
+        from: 1,
+        to: 11,
+        amount: 3,
+        toShard: 1,
+        acknowledgedBelow: 0,
+        sessionEpoch: 1,
+      },
+    },
   };
   expect(bank.apply(index, command)[0]?.kind).toBe('coord-prepared');
 };
@@ -34,7 +47,10 @@ describe('two-phase commit, coordinator side', () => {
     expect(decisionsIn(queue)).toEqual([]);
     tpc.onVote(1, txid, true, bank);
     const [decision] = decisionsIn(queue);
-    expect(decision?.body).toMatchObject({ $case: 'coordDecision', coordDecision: { commit: true, participantShard: 1 } });
+    expect(decision?.body).toMatchObject({
+      $case: 'coordDecision',
+      coordDecision: { commit: true, participantShard: 1 },
+    });
   });
 
   it('an early vote (before our CoordPrepare applied) counts only from the shard we sent the PREPARE to', () => {
@@ -53,12 +69,16 @@ describe('two-phase commit, coordinator side', () => {
     tpc.onVote(1, unknown, true, bank);
     expect(decisionsIn(queue)[0]?.body).toMatchObject({ coordDecision: { commit: false, participantShard: 1 } });
     // The tombstone applies, is acknowledged and collected: the watermark passes it.
-    bank.apply(2, { body: { $case: 'coordDecision', coordDecision: { txid: unknown, commit: false, reason: 0, participantShard: 1 } } });
+    bank.apply(2, {
+      body: { $case: 'coordDecision', coordDecision: { txid: unknown, commit: false, reason: 0, participantShard: 1 } },
+    });
     bank.apply(3, { body: { $case: 'coordAck', coordAck: { txid: undefined, txids: [unknown] } } });
     tpc.takeMessages();
     tpc.onVote(1, unknown, true, bank);
     expect(decisionsIn(queue)).toEqual([]);
-    expect(tpc.takeMessages()).toMatchObject([{ toShard: 1, body: { $case: 'decision', decision: { commit: false } } }]);
+    expect(tpc.takeMessages()).toMatchObject([
+      { toShard: 1, body: { $case: 'decision', decision: { commit: false } } },
+    ]);
   });
 
   it('a prepared transaction with no vote is aborted after txAbortTicks, and a decision is proposed once', () => {

@@ -30,7 +30,8 @@ const { values } = parseArgs({
 
 function seedNumber(text: string, field: string): number {
   const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`--${field}: expected a non-negative integer, got ${JSON.stringify(text)}`);
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new Error(`--${field}: expected a non-negative integer, got ${JSON.stringify(text)}`);
   return n;
 }
 
@@ -51,8 +52,8 @@ for (const [index, [scenario, seed]] of runs.entries()) {
   if (values['known-bugs'] === 'none') {
     options.knownBugDecidedCreditsIgnored = false;
     options.knownBugFirstStartProbeDeadlock = false;
-  }
-  else if (values['known-bugs'] !== 'skip') throw new Error(`--known-bugs: expected skip or none, got ${JSON.stringify(values['known-bugs'])}`);
+  } else if (values['known-bugs'] !== 'skip')
+    throw new Error(`--known-bugs: expected skip or none, got ${JSON.stringify(values['known-bugs'])}`);
   if (values.trace) options.trace = (line: string) => console.log(line);
   try {
     const result = await runSeed(options);
@@ -60,14 +61,22 @@ for (const [index, [scenario, seed]] of runs.entries()) {
     if (runs.length === 1) console.log(JSON.stringify(result));
   } catch (error) {
     failures += 1;
-    console.error(`${String(error instanceof Error ? error.message : error)}\n  replay: ${replayCommand(options)}\n  settings: ${describeOptions(options)}`);
+    console.error(
+      `${String(error instanceof Error ? error.message : error)}\n  replay: ${replayCommand(options)}\n  settings: ${describeOptions(options)}`,
+    );
     if (values.trace && error instanceof Error && !error.message.includes('] ')) console.error(error.stack);
     // The exit code says which kind of failure came first: 3 safety, 4 invariant, 5 liveness, 2 other.
     if (process.exitCode === undefined) process.exitCode = error instanceof SimFailure ? EXIT_CODES[error.kind] : 2;
     if (values['fail-fast']) break;
   }
-  if (runs.length > 1 && (index + 1) % 10000 === 0) console.log(`... ${index + 1} runs, ${failures} failed, ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  if (runs.length > 1 && (index + 1) % 10000 === 0)
+    console.log(`... ${index + 1} runs, ${failures} failed, ${((Date.now() - started) / 1000).toFixed(0)} s`);
 }
 const seconds = (Date.now() - started) / 1000;
 console.log(`${runs.length - failures} passed, ${failures} failed (${seconds.toFixed(1)} s)`);
-if (runs.length > 1) console.log(`totals: ${Object.entries(totals).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+if (runs.length > 1)
+  console.log(
+    `totals: ${Object.entries(totals)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ')}`,
+  );

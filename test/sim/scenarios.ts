@@ -1,7 +1,14 @@
 // Named simulation scenarios: a seed plus a scenario fully determine a run. `swarm` draws the
 // cluster shape, the replica settings and every fault rate from the seed itself (swarm
 // testing: each seed stresses a different mix, and some faults are off in each).
-import { SimCluster, type SimFaults, type SimOptions, type SimResult, type SimSettings, type SimStorage } from './sim-cluster.js';
+import {
+  SimCluster,
+  type SimFaults,
+  type SimOptions,
+  type SimResult,
+  type SimSettings,
+  type SimStorage,
+} from './sim-cluster.js';
 import { Prng } from './prng.js';
 
 /** Moderate rates of every fault: the named scenarios start from these. */
@@ -56,7 +63,19 @@ export const BASE_SETTINGS: SimSettings = {
  */
 export const KNOWN_BUGS = { decidedCreditsIgnored: false, collectedTombstone: false, firstStartProbeDeadlock: false };
 
-export const SCENARIOS = ['single-shard', 'cross-shard', 'hot-items', 'five-replicas', 'paced', 'eager-accepts', 'coordinator-failover', 'swarm', 'first-start', 'stormy', 'storage'] as const;
+export const SCENARIOS = [
+  'single-shard',
+  'cross-shard',
+  'hot-items',
+  'five-replicas',
+  'paced',
+  'eager-accepts',
+  'coordinator-failover',
+  'swarm',
+  'first-start',
+  'stormy',
+  'storage',
+] as const;
 
 /**
  * The production storage under the simulator (scenario storage; drawn in swarm): DurableLog
@@ -64,7 +83,14 @@ export const SCENARIOS = ['single-shard', 'cross-shard', 'hot-items', 'five-repl
  * and delete segments after snapshots.
  */
 export const STORAGE_FAULTS: SimStorage = {
-  faults: { latencyMsMax: 3, spikeProbability: 0.01, ioErrorProbability: 0.002, noSpaceProbability: 0.001, lostWriteProbability: 0.01, misdirectedWriteProbability: 0.01 },
+  faults: {
+    latencyMsMax: 3,
+    spikeProbability: 0.01,
+    ioErrorProbability: 0.002,
+    noSpaceProbability: 0.001,
+    lostWriteProbability: 0.01,
+    misdirectedWriteProbability: 0.01,
+  },
   bitFlipProbabilityPerStep: 0.002,
   segmentBytesMax: 4096,
   preallocateSegments: true,
@@ -107,9 +133,20 @@ export function scenarioFor(name: string, seed: number): SimOptions {
     case 'single-shard':
       return base;
     case 'cross-shard':
-      return { ...base, topology: { shards: 2, replicasPerShard: 3, itemsPerShard: 10, initialBalance: 10 }, crossShardRatio: 0.7, settings: { ...BASE_SETTINGS, burstMax: 4 } };
+      return {
+        ...base,
+        topology: { shards: 2, replicasPerShard: 3, itemsPerShard: 10, initialBalance: 10 },
+        crossShardRatio: 0.7,
+        settings: { ...BASE_SETTINGS, burstMax: 4 },
+      };
     case 'hot-items':
-      return { ...base, topology: { shards: 3, replicasPerShard: 3, itemsPerShard: 10, initialBalance: 5 }, crossShardRatio: 0.6, hotItems: 4, clients: 4 };
+      return {
+        ...base,
+        topology: { shards: 3, replicasPerShard: 3, itemsPerShard: 10, initialBalance: 5 },
+        crossShardRatio: 0.6,
+        hotItems: 4,
+        clients: 4,
+      };
     case 'paced':
       // Cross-shard load with leader pacing on: held batches, releases at ticks, crashes and
       // elections while a batch is held.
@@ -122,9 +159,18 @@ export function scenarioFor(name: string, seed: number): SimOptions {
       };
     case 'eager-accepts':
       // Every new slot to every follower at once, as before thrifty Accepts (still a supported setting).
-      return { ...base, topology: { shards: 2, replicasPerShard: 3, itemsPerShard: 10, initialBalance: 10 }, crossShardRatio: 0.7, settings: { ...BASE_SETTINGS, eagerAccepts: true } };
+      return {
+        ...base,
+        topology: { shards: 2, replicasPerShard: 3, itemsPerShard: 10, initialBalance: 10 },
+        crossShardRatio: 0.7,
+        settings: { ...BASE_SETTINGS, eagerAccepts: true },
+      };
     case 'five-replicas':
-      return { ...base, topology: { shards: 2, replicasPerShard: 5, itemsPerShard: 10, initialBalance: 10 }, crossShardRatio: 0.5 };
+      return {
+        ...base,
+        topology: { shards: 2, replicasPerShard: 5, itemsPerShard: 10, initialBalance: 10 },
+        crossShardRatio: 0.5,
+      };
     case 'coordinator-failover':
       // A coordinator shard's leader cut off from its own followers while it still reaches
       // the participant shard, with slots in flight that carry PREPAREs: its successor
@@ -246,7 +292,12 @@ function swarm(seed: number): SimOptions {
   return {
     seed,
     scenario: 'swarm',
-    topology: { shards, replicasPerShard, itemsPerShard: rng.pick([4, 8, 20]), initialBalance: rng.pick([3, 6, 10, 50]) },
+    topology: {
+      shards,
+      replicasPerShard,
+      itemsPerShard: rng.pick([4, 8, 20]),
+      initialBalance: rng.pick([3, 6, 10, 50]),
+    },
     clients: rng.int(2, 9),
     requestsPerClient: rng.int(4, 16),
     safetyMs: rng.int(2000, 6000),
@@ -263,7 +314,14 @@ function swarm(seed: number): SimOptions {
       ? {
           knownBugFirstStartProbeDeadlock: KNOWN_BUGS.firstStartProbeDeadlock,
           storage: {
-            faults: { latencyMsMax: rng.pick([0.5, 3, 10]), spikeProbability: rate(0.05), ioErrorProbability: rate(0.005), noSpaceProbability: rate(0.003), lostWriteProbability: rate(0.03), misdirectedWriteProbability: rate(0.03) },
+            faults: {
+              latencyMsMax: rng.pick([0.5, 3, 10]),
+              spikeProbability: rate(0.05),
+              ioErrorProbability: rate(0.005),
+              noSpaceProbability: rate(0.003),
+              lostWriteProbability: rate(0.03),
+              misdirectedWriteProbability: rate(0.03),
+            },
             bitFlipProbabilityPerStep: rate(0.005),
             segmentBytesMax: rng.pick([4096, 16 * 1024, 256 * 1024]),
             preallocateSegments: rng.chance(0.5),
@@ -277,14 +335,19 @@ function swarm(seed: number): SimOptions {
 export function describeOptions(options: SimOptions): string {
   const { topology: t, settings: s, faults: f } = options;
   const rates = Object.entries(f)
-    .map(([key, value]) => `${key}=${typeof value !== 'number' ? String(value) : Number.isInteger(value) ? value : value.toFixed(4)}`)
+    .map(
+      ([key, value]) =>
+        `${key}=${typeof value !== 'number' ? String(value) : Number.isInteger(value) ? value : value.toFixed(4)}`,
+    )
     .join(' ');
   return (
     `${t.shards} shard(s) x ${t.replicasPerShard} replicas, ${t.itemsPerShard} items/shard at ${t.initialBalance}; ` +
     `${options.clients} clients x ${options.requestsPerClient} requests, cross ${options.crossShardRatio.toFixed(2)}, hot ${options.hotItems}, safety ${options.safetyMs} ms; ` +
     `inflightSlotsMax=${s.inflightSlotsMax} snapshotEverySlots=${s.snapshotEverySlots} commandsPerSlotMax=${s.commandsPerSlotMax} entriesPerMessageMax=${s.entriesPerMessageMax} ` +
     `eagerAccepts=${s.eagerAccepts} burstMax=${s.burstMax} pacing=${s.pacing ? `${s.pacing.minWaiters}/${s.pacing.targetCommands}` : 'off'}${options.earlyAfterPersist ? ' earlyAfterPersist' : ''}${options.firstStart ? ` firstStart=${options.firstStart.startMsMax}ms` : ''}; ${rates}` +
-    (options.storage ? `; storage: DurableLog over SimFileSystem ${JSON.stringify(options.storage)}` : '; storage: in-memory disk model')
+    (options.storage
+      ? `; storage: DurableLog over SimFileSystem ${JSON.stringify(options.storage)}`
+      : '; storage: in-memory disk model')
   );
 }
 

@@ -9,10 +9,24 @@ import { BASE_SETTINGS, KNOWN_BUGS } from './scenarios.js';
 import { Outcome } from '../../node/gen/shardbank/v1/bank.js';
 
 const QUIET: SimFaults = {
-  dropProbability: 0, duplicateProbability: 0, slowProbability: 0, slowDelayMsMax: 0, crashProbabilityPerStep: 0,
-  crashAfterSendProbability: 0, powerLossProbabilityPerStep: 0, partitionProbabilityPerStep: 0, holdProbability: 0,
-  pauseProbabilityPerStep: 0, pauseMsMax: 0, tickDrift: 0, tickBunchProbability: 0, tickSkipProbability: 0, syncMsMax: 0.5,
-  syncSpikeProbability: 0, replayProbability: 0, mismatchProbability: 0,
+  dropProbability: 0,
+  duplicateProbability: 0,
+  slowProbability: 0,
+  slowDelayMsMax: 0,
+  crashProbabilityPerStep: 0,
+  crashAfterSendProbability: 0,
+  powerLossProbabilityPerStep: 0,
+  partitionProbabilityPerStep: 0,
+  holdProbability: 0,
+  pauseProbabilityPerStep: 0,
+  pauseMsMax: 0,
+  tickDrift: 0,
+  tickBunchProbability: 0,
+  tickSkipProbability: 0,
+  syncMsMax: 0.5,
+  syncSpikeProbability: 0,
+  replayProbability: 0,
+  mismatchProbability: 0,
 };
 
 function scriptedOptions(
@@ -62,11 +76,17 @@ describe('scripted simulation', () => {
     sim.dropPaxosWhere((m) => m.from === 0 && m.body?.$case === 'probeReply');
     sim.runUntil('every replica started', () => sim.group(0).every((r) => r.up));
     expect(sim.group(0).map((r) => r.node.core.votingState)).not.toContain('voter');
-    sim.runUntil('r0 votes and campaigns', () => r0!.node.core.votingState === 'voter' && r0!.node.core.role === 'candidate');
+    sim.runUntil(
+      'r0 votes and campaigns',
+      () => r0!.node.core.votingState === 'voter' && r0!.node.core.role === 'candidate',
+    );
     expect(r1!.node.core.votingState).toBe('probing');
     expect(r2!.node.core.votingState).toBe('probing');
     sim.dropPaxosWhere(undefined);
-    sim.runUntil('every replica votes and a leader is elected', () => sim.group(0).every((r) => r.node.core.votingState === 'voter') && sim.leader(0) !== undefined);
+    sim.runUntil(
+      'every replica votes and a leader is elected',
+      () => sim.group(0).every((r) => r.node.core.votingState === 'voter') && sim.leader(0) !== undefined,
+    );
     sim.openSessions(['x']);
     const x = sim.addRequest('x', 1, 2, 3);
     sim.send(x, sim.leader(0)!);
@@ -118,7 +138,8 @@ describe('scripted simulation', () => {
     // next one then does the same.
     sim.holdTxWhere((m) => m.fromShard === 0 && (m.body?.$case === 'vote' || m.body?.$case === 'inquiry'));
     const requests = [];
-    for (let client = 0; client < 40; client += 1) for (let r = 1; r <= 2; r += 1) requests.push(sim.addRequest(`h${client}`, 11, 1 + ((client + r) % 10), 6, r));
+    for (let client = 0; client < 40; client += 1)
+      for (let r = 1; r <= 2; r += 1) requests.push(sim.addRequest(`h${client}`, 11, 1 + ((client + r) % 10), 6, r));
     const participant = sim.leader(0)!;
     const appliedBefore = participant.node.bank.appliedIndex;
     sim.startClients();
@@ -161,10 +182,15 @@ describe('scripted simulation', () => {
     sim.crashNow(0, a0.ordinal);
     expect(sim.dropHeldTx()).toBeGreaterThan(0);
     sim.runUntil('another leader of shard 0', () => sim.leader(0) !== undefined && sim.leader(0) !== a0);
-    sim.runUntil('the participant shard applied the decision', () => sim.group(1).every((r) => r.node.bank.inflightCount() === 0));
+    sim.runUntil('the participant shard applied the decision', () =>
+      sim.group(1).every((r) => r.node.bank.inflightCount() === 0),
+    );
     expect(sim.group(1).map((r) => r.node.bank.balance(11))).toEqual([13, 13, 13]);
     expect(sim.leader(0)!.node.bank.balance(1)).toBe(7);
-    sim.runUntil("the coordinator's record acknowledged and collected", () => sim.leader(0)!.node.bank.inflightCount() === 0);
+    sim.runUntil(
+      "the coordinator's record acknowledged and collected",
+      () => sim.leader(0)!.node.bank.inflightCount() === 0,
+    );
     sim.restartReplicaNow(0, a0.ordinal);
     sim.finish();
   });
@@ -175,7 +201,9 @@ describe('scripted simulation', () => {
     const old = sim.leader(0)!;
     const follower = (old.ordinal + 1) % 5;
     sim.cut(0, old.ordinal, follower);
-    sim.runUntil('a leader on the majority side', () => sim.group(0).some((r) => r !== old && r.ordinal !== follower && r.node.isReadyLeader));
+    sim.runUntil('a leader on the majority side', () =>
+      sim.group(0).some((r) => r !== old && r.ordinal !== follower && r.node.isReadyLeader),
+    );
     const next = sim.group(0).find((r) => r !== old && r.node.isReadyLeader)!;
     const x = sim.addRequest('x', 1, 2, 3);
     sim.send(x, next);
@@ -204,7 +232,7 @@ describe('scripted simulation', () => {
     // X's first txid, so only the session table can tell that X already ran.
     const w = sim.addRequest('w', 4, 12, 1);
     sim.send(w, a0);
-    sim.runUntil("W prepared in shard 0", () => a0.node.bank.inflightCount() > 0);
+    sim.runUntil('W prepared in shard 0', () => a0.node.bank.inflightCount() > 0);
     sim.cut(0, a0.ordinal);
     for (let i = 1; i <= 3; i += 1) sim.send(sim.addRequest(`f${i}`, 2 + i, 9, 1), a0);
     const x = sim.addRequest('x', 1, 11, 3);
@@ -228,12 +256,19 @@ describe('scripted simulation', () => {
    * aborted; shard 1 aborts. Then the cut moves to a1: a0's tail resurfaces and X's PREPARE is
    * chosen after the abort, and the held YES vote arrives. It must not prepare X again.
    */
-  function lateCoordinatorPrepare(holdAcks: boolean, fillers: number, afterAbort: (sim: SimCluster, a1: ReturnType<SimCluster['replica']>) => void): SimCluster {
+  function lateCoordinatorPrepare(
+    holdAcks: boolean,
+    fillers: number,
+    afterAbort: (sim: SimCluster, a1: ReturnType<SimCluster['replica']>) => void,
+  ): SimCluster {
     const sim = scripted(2);
     sim.runUntil('leaders in both shards', () => sim.leader(0) !== undefined && sim.leader(1) !== undefined);
     const a0 = sim.leader(0)!;
     sim.cut(0, a0.ordinal);
-    sim.holdTxWhere((m) => m.fromShard === 1 && m.toShard === 0 && (m.body?.$case === 'vote' || (holdAcks && m.body?.$case === 'ack')));
+    sim.holdTxWhere(
+      (m) =>
+        m.fromShard === 1 && m.toShard === 0 && (m.body?.$case === 'vote' || (holdAcks && m.body?.$case === 'ack')),
+    );
     // Fillers first: X's PREPARE sits deeper in a0's tail than a1 will write slots.
     for (let i = 1; i <= fillers; i += 1) sim.send(sim.addRequest(`f${i}`, 2 + (i % 6), 9, 1), a0);
     const x = sim.addRequest('x', 1, 11, 3);
@@ -241,7 +276,11 @@ describe('scripted simulation', () => {
     sim.runUntil('shard 1 prepared X', () => (sim.leader(1)?.node.bank.inflightCount() ?? 0) > 0);
     sim.runUntil('another leader in shard 0', () => sim.leader(0) !== undefined && sim.leader(0) !== a0);
     const a1 = sim.leader(0)!;
-    sim.runUntil('shard 1 aborted X (presumed abort by a1)', () => sim.leader(1) !== undefined && sim.leader(1)!.node.bank.inflightCount() === 0, 20_000);
+    sim.runUntil(
+      'shard 1 aborted X (presumed abort by a1)',
+      () => sim.leader(1) !== undefined && sim.leader(1)!.node.bank.inflightCount() === 0,
+      20_000,
+    );
     afterAbort(sim, a1);
     sim.uncutAll();
     sim.cut(0, a1.ordinal);

@@ -35,8 +35,22 @@ import type { PaxosMessage, TxMessage } from '../../node/gen/shardbank/v1/peer.j
 import { CommandBatch, PaxosMessage as PaxosCodec, TxMessage as TxCodec } from '../../node/gen/shardbank/v1/peer.js';
 import type { Ballot } from '../../node/paxos/ballot.js';
 import { ballotEquals, ballotLess, ballotOf, ballotString } from '../../node/paxos/ballot.js';
-import type { CoreEvent, HardState, LogEntry, PersistWork, RecoveredAcceptorState, Snapshot, VotingState } from '../../node/paxos/paxos-core.js';
-import { ShardNode, DEFAULT_TIMING, type ClientReply, type PacingConfig, type ShardReady } from '../../node/shard/shard-node.js';
+import type {
+  CoreEvent,
+  HardState,
+  LogEntry,
+  PersistWork,
+  RecoveredAcceptorState,
+  Snapshot,
+  VotingState,
+} from '../../node/paxos/paxos-core.js';
+import {
+  ShardNode,
+  DEFAULT_TIMING,
+  type ClientReply,
+  type PacingConfig,
+  type ShardReady,
+} from '../../node/shard/shard-node.js';
 import { ReadyDriver, type PersistStart } from '../../node/shard/ready-driver.js';
 import { txIdOf, txKey } from '../../node/bank/txid.js';
 import { openDurableLog, CorruptLogError } from '../../node/storage/durable-log.js';
@@ -289,7 +303,10 @@ export class SimReplica {
   restart(nowMs: number): void {
     const entries = [...this.disk.entries.values()].sort((a, b) => a.slot - b.slot);
     // The not-voting marker is durable (in the sim, at once) and survives crashes until removed.
-    this.node = this.makeNode({ hardState: this.disk.hardState, snapshot: this.disk.snapshot, entries }, this.diskLost ? 'probing' : 'voter');
+    this.node = this.makeNode(
+      { hardState: this.disk.hardState, snapshot: this.disk.snapshot, entries },
+      this.diskLost ? 'probing' : 'voter',
+    );
     this.driver = this.makeDriver(this);
     this.up = true;
     this.lastApplied = this.disk.snapshot?.index ?? 0;
@@ -299,8 +316,15 @@ export class SimReplica {
   /** Starts a new process on what recovery read back from its files. */
   startFromLog(log: DurableLog, recovered: RecoveredState, votingState: VotingState, nowMs: number): void {
     this.durableLog = log;
-    this.disk = { hardState: recovered.hardState, snapshot: recovered.snapshot, entries: new Map(recovered.entries.map((entry) => [entry.slot, entry])) };
-    this.node = this.makeNode({ hardState: recovered.hardState, snapshot: recovered.snapshot, entries: recovered.entries }, votingState);
+    this.disk = {
+      hardState: recovered.hardState,
+      snapshot: recovered.snapshot,
+      entries: new Map(recovered.entries.map((entry) => [entry.slot, entry])),
+    };
+    this.node = this.makeNode(
+      { hardState: recovered.hardState, snapshot: recovered.snapshot, entries: recovered.entries },
+      votingState,
+    );
     this.driver = this.makeDriver(this);
     this.up = true;
     this.lastApplied = recovered.snapshot?.index ?? 0;
@@ -308,7 +332,15 @@ export class SimReplica {
   }
 }
 
-export const PARTITION_KINDS = ['isolate', 'isolate-in-shard', 'one-way-out', 'one-way-in', 'split', 'shards', 'flip-flop'] as const;
+export const PARTITION_KINDS = [
+  'isolate',
+  'isolate-in-shard',
+  'one-way-out',
+  'one-way-in',
+  'split',
+  'shards',
+  'flip-flop',
+] as const;
 export type PartitionKind = (typeof PARTITION_KINDS)[number];
 
 interface Partition {
@@ -349,7 +381,12 @@ export interface ClientRequest {
   readonly originalAmount: number;
 }
 
-type TokenUse = { kind: 'attempt' | 'replay' | 'mismatch' | 'twin'; request: ClientRequest; sentMs: number; amount: number };
+type TokenUse = {
+  kind: 'attempt' | 'replay' | 'mismatch' | 'twin';
+  request: ClientRequest;
+  sentMs: number;
+  amount: number;
+};
 
 interface ReadRecord {
   item: number;
@@ -426,7 +463,26 @@ export class SimCluster {
   private readonly opening = new Map<string, { token: number; sinceMs: number }>();
   private readonly openTokens = new Map<number, string>();
   private faultsOn = true;
-  private readonly stats = { failStops: 0, corruptRefusals: 0, bitFlips: 0, diskAudits: 0, diskLosses: 0, rebuilds: 0, crashes: 0, crashesAfterSend: 0, powerLosses: 0, pauses: 0, partitions: 0, heldReleased: 0, elections: 0, holds: 0, replays: 0, mismatchesRefused: 0, insufficientChecked: 0, repeatedRequests: 0 };
+  private readonly stats = {
+    failStops: 0,
+    corruptRefusals: 0,
+    bitFlips: 0,
+    diskAudits: 0,
+    diskLosses: 0,
+    rebuilds: 0,
+    crashes: 0,
+    crashesAfterSend: 0,
+    powerLosses: 0,
+    pauses: 0,
+    partitions: 0,
+    heldReleased: 0,
+    elections: 0,
+    holds: 0,
+    replays: 0,
+    mismatchesRefused: 0,
+    insufficientChecked: 0,
+    repeatedRequests: 0,
+  };
   private readonly trace: ((line: string) => void) | undefined;
 
   constructor(readonly options: SimOptions) {
@@ -468,7 +524,9 @@ export class SimCluster {
             recovered,
           );
         const period = TICK_MS * (1 + faults.tickDrift * (2 * this.rng.next() - 1));
-        const replica = new SimReplica(shard, ordinal, period, this.rng.next() * period, makeNode, (r) => this.makeDriver(r));
+        const replica = new SimReplica(shard, ordinal, period, this.rng.next() * period, makeNode, (r) =>
+          this.makeDriver(r),
+        );
         if (options.storage) this.attachDisk(replica, options.storage);
         group.push(replica);
       }
@@ -523,7 +581,11 @@ export class SimCluster {
   runUntil(what: string, condition: () => boolean, maxMs = 10_000): void {
     const end = this.nowMs + maxMs;
     while (!condition()) {
-      if (this.nowMs > end) this.fail('liveness', `script: not reached within ${maxMs} ms: ${what}; ${this.replicas.map((_, s) => this.shardStatus(s)).join(' ')}`);
+      if (this.nowMs > end)
+        this.fail(
+          'liveness',
+          `script: not reached within ${maxMs} ms: ${what}; ${this.replicas.map((_, s) => this.shardStatus(s)).join(' ')}`,
+        );
       this.step();
     }
   }
@@ -603,9 +665,23 @@ export class SimCluster {
   /** A client request the script sends itself (the client retries it only after finish()). */
   addRequest(clientId: string, from: number, to: number, amount: number, requestId = 1): ClientRequest {
     const request: ClientRequest = {
-      clientId, client: this.ackSent.length, requestId, from, to, amount, originalAmount: amount, twinAmount: undefined, winner: undefined,
-      outcome: undefined, attempts: 0, inflightToken: undefined, nextTryMs: Number.POSITIVE_INFINITY, firstSentMs: Number.POSITIVE_INFINITY,
-      outcomeMs: Number.POSITIVE_INFINITY, mismatchSent: false, sessionEpoch: undefined,
+      clientId,
+      client: this.ackSent.length,
+      requestId,
+      from,
+      to,
+      amount,
+      originalAmount: amount,
+      twinAmount: undefined,
+      winner: undefined,
+      outcome: undefined,
+      attempts: 0,
+      inflightToken: undefined,
+      nextTryMs: Number.POSITIVE_INFINITY,
+      firstSentMs: Number.POSITIVE_INFINITY,
+      outcomeMs: Number.POSITIVE_INFINITY,
+      mismatchSent: false,
+      sessionEpoch: undefined,
     };
     this.ackSent.push(0);
     this.requests.push(request);
@@ -652,7 +728,8 @@ export class SimCluster {
    */
   startClients(): void {
     this.clientsDriven = true;
-    for (const request of this.requests) if (request.outcome === undefined && request.inflightToken === undefined) request.nextTryMs = this.nowMs;
+    for (const request of this.requests)
+      if (request.outcome === undefined && request.inflightToken === undefined) request.nextTryMs = this.nowMs;
   }
 
   /** Requests added by the script that have no outcome yet. */
@@ -692,11 +769,16 @@ export class SimCluster {
       const start = this.rng.int(0, 200);
       const bursty = this.options.settings.burstMax > 2 && this.rng.chance(0.5);
       for (let r = 1; r <= requestsPerClient; r += 1) {
-        const pickItem = () => (hotItems > 0 ? this.rng.int(1, Math.min(items, hotItems) + 1) : this.rng.int(1, items + 1));
+        const pickItem = () =>
+          hotItems > 0 ? this.rng.int(1, Math.min(items, hotItems) + 1) : this.rng.int(1, items + 1);
         let from = pickItem();
         let to = pickItem();
         const wantCross = topology.shards > 1 && this.rng.chance(crossShardRatio);
-        for (let guard = 0; guard < 50 && (to === from || (wantCross !== (shardOfItem(topology, from) !== shardOfItem(topology, to)))); guard += 1) {
+        for (
+          let guard = 0;
+          guard < 50 && (to === from || wantCross !== (shardOfItem(topology, from) !== shardOfItem(topology, to)));
+          guard += 1
+        ) {
           from = this.rng.int(1, items + 1);
           to = this.rng.int(1, items + 1);
         }
@@ -718,7 +800,8 @@ export class SimCluster {
           nextTryMs: bursty ? start : this.rng.int(0, 200),
           firstSentMs: Number.POSITIVE_INFINITY,
           outcomeMs: Number.POSITIVE_INFINITY,
-          mismatchSent: false, sessionEpoch: undefined,
+          mismatchSent: false,
+          sessionEpoch: undefined,
         });
       }
     }
@@ -736,10 +819,18 @@ export class SimCluster {
   private asFailure(error: unknown): unknown {
     if (error instanceof SimFailure || !(error instanceof Error)) return error;
     // An assertion of the product code (node/util/assert.ts) failed inside a replica.
-    const where = error.stack?.split('\n').find((line) => line.includes('/node/'))?.trim() ?? '';
+    const where =
+      error.stack
+        ?.split('\n')
+        .find((line) => line.includes('/node/'))
+        ?.trim() ?? '';
     const cause = error.cause instanceof Error ? `; cause: ${error.cause.message}` : '';
     this.log('FAIL', `assertion: ${error.message}${cause} ${where}`);
-    return new SimFailure('invariant', `assertion in the product code: ${error.message}${cause} (${where})`, this.options.seed);
+    return new SimFailure(
+      'invariant',
+      `assertion in the product code: ${error.message}${cause} (${where})`,
+      this.options.seed,
+    );
   }
 
   private runChecked(): SimResult {
@@ -817,9 +908,12 @@ export class SimCluster {
     let slotsApplied = 0;
     for (const map of this.chosen) slotsApplied += map.size;
     let quickFollowerChanges = 0;
-    for (const group of this.replicas) for (const replica of group) quickFollowerChanges += replica.quickFollowerChangesBefore + replica.node.core.quickFollowerChanges;
+    for (const group of this.replicas)
+      for (const replica of group)
+        quickFollowerChanges += replica.quickFollowerChangesBefore + replica.node.core.quickFollowerChanges;
     const s = this.stats;
-    const disks = (key: keyof SimFileSystem['counters']) => this.replicas.flat().reduce((sum, r) => sum + (r.fs?.counters[key] ?? 0), 0);
+    const disks = (key: keyof SimFileSystem['counters']) =>
+      this.replicas.flat().reduce((sum, r) => sum + (r.fs?.counters[key] ?? 0), 0);
     return {
       seed: this.options.seed,
       committed,
@@ -895,7 +989,10 @@ export class SimCluster {
   private shardStatus(shard: number): string {
     const group = this.replicas[shard]!;
     return `s${shard}[${group
-      .map((r) => `${r.ordinal}:${!r.up ? 'x' : r.paused ? 'p' : r.node.core.role[0]!.toUpperCase()}@${r.node.bank.appliedIndex}${r.up && r.node.bank.inflightCount() > 0 ? `/tx${r.node.bank.inflightCount()}` : ''}`)
+      .map(
+        (r) =>
+          `${r.ordinal}:${!r.up ? 'x' : r.paused ? 'p' : r.node.core.role[0]!.toUpperCase()}@${r.node.bank.appliedIndex}${r.up && r.node.bank.inflightCount() > 0 ? `/tx${r.node.bank.inflightCount()}` : ''}`,
+      )
       .join(' ')}]`;
   }
 
@@ -912,17 +1009,31 @@ export class SimCluster {
           continue;
         }
         if (!this.faultsOn || this.firstStartOpen[replica.shard]) continue;
-        if (this.options.storage && rng.chance(this.options.storage.bitFlipProbabilityPerStep) && this.mayCorrupt(replica) && replica.fs!.flipBit()) {
+        if (
+          this.options.storage &&
+          rng.chance(this.options.storage.bitFlipProbabilityPerStep) &&
+          this.mayCorrupt(replica) &&
+          replica.fs!.flipBit()
+        ) {
           this.stats.bitFlips += 1;
-          this.log(replica.name, `disk: a bit flipped in ${replica.fs!.corruptions.at(-1)!.path} at byte ${replica.fs!.corruptions.at(-1)!.offset}`);
+          this.log(
+            replica.name,
+            `disk: a bit flipped in ${replica.fs!.corruptions.at(-1)!.path} at byte ${replica.fs!.corruptions.at(-1)!.offset}`,
+          );
         }
         if (rng.chance(f.crashProbabilityPerStep)) this.crashReplica(replica, 'crash');
-        else if ((f.diskLossProbabilityPerStep ?? 0) > 0 && rng.chance(f.diskLossProbabilityPerStep!) && this.mayLoseDisk(replica)) {
+        else if (
+          (f.diskLossProbabilityPerStep ?? 0) > 0 &&
+          rng.chance(f.diskLossProbabilityPerStep!) &&
+          this.mayLoseDisk(replica)
+        ) {
           this.stats.diskLosses += 1;
           replica.loseDisk();
           this.crashReplica(replica, 'disk lost (data dir wiped)');
-        }
-        else if (!replica.paused && rng.chance(f.pauseProbabilityPerStep * (replica.node.core.role === 'leader' ? 3 : 1))) {
+        } else if (
+          !replica.paused &&
+          rng.chance(f.pauseProbabilityPerStep * (replica.node.core.role === 'leader' ? 3 : 1))
+        ) {
           this.stats.pauses += 1;
           replica.pausedUntilMs = this.nowMs + rng.int(50, Math.max(60, f.pauseMsMax));
           this.log(replica.name, `pause until ${replica.pausedUntilMs.toFixed(0)} ms (${replica.node.core.role})`);
@@ -942,7 +1053,10 @@ export class SimCluster {
       for (const partition of [...this.partitions]) {
         if (partition.healAtMs <= this.nowMs) {
           this.partitions.splice(this.partitions.indexOf(partition), 1);
-          this.log('net', `heal ${partition.describe}${partition.held.length > 0 ? `: ${partition.held.length} held messages released` : ''}`);
+          this.log(
+            'net',
+            `heal ${partition.describe}${partition.held.length > 0 ? `: ${partition.held.length} held messages released` : ''}`,
+          );
           this.releaseHeld(partition);
         }
       }
@@ -954,19 +1068,39 @@ export class SimCluster {
   /** One disk of a shard at a time: every other replica is up with its disk and votes. */
   private mayLoseDisk(replica: SimReplica): boolean {
     const group = this.replicas[replica.shard]!;
-    return group.length > 1 && group.every((other) => other === replica || (other.up && !other.diskLost && other.node.core.votingState === 'voter' && (other.fs?.corruptions.length ?? 0) === 0));
+    return (
+      group.length > 1 &&
+      group.every(
+        (other) =>
+          other === replica ||
+          (other.up &&
+            !other.diskLost &&
+            other.node.core.votingState === 'voter' &&
+            (other.fs?.corruptions.length ?? 0) === 0),
+      )
+    );
   }
 
   /** A corrupting disk fault may hit this replica: it has none yet and it may lose its disk (a refusal to start ends in a wipe). */
   private mayCorrupt(replica: SimReplica): boolean {
-    return this.faultsOn && replica.up && !replica.diskLost && replica.fs !== undefined && replica.fs.corruptions.length === 0 && this.mayLoseDisk(replica);
+    return (
+      this.faultsOn &&
+      replica.up &&
+      !replica.diskLost &&
+      replica.fs !== undefined &&
+      replica.fs.corruptions.length === 0 &&
+      this.mayLoseDisk(replica)
+    );
   }
 
   private crashReplica(replica: SimReplica, why: string): void {
     this.stats.crashes += 1;
     const lost = replica.crash();
     replica.restartAtMs = this.nowMs + this.faultRng.int(50, 1500);
-    this.log(replica.name, `${why}${lost > 0 ? `: ${lost} pending writes lost` : ''}; restart at ${replica.restartAtMs.toFixed(0)} ms`);
+    this.log(
+      replica.name,
+      `${why}${lost > 0 ? `: ${lost} pending writes lost` : ''}; restart at ${replica.restartAtMs.toFixed(0)} ms`,
+    );
   }
 
   private restartReplica(replica: SimReplica): void {
@@ -975,7 +1109,10 @@ export class SimCluster {
       return;
     }
     replica.restart(this.nowMs);
-    this.log(replica.name, `restart (promised ${ballotString(ballotOf(replica.disk.hardState?.promised))}, snapshot ${replica.disk.snapshot?.index ?? 0}, ${replica.disk.entries.size} entries)`);
+    this.log(
+      replica.name,
+      `restart (promised ${ballotString(ballotOf(replica.disk.hardState?.promised))}, snapshot ${replica.disk.snapshot?.index ?? 0}, ${replica.disk.entries.size} entries)`,
+    );
     this.process(replica);
   }
 
@@ -1002,7 +1139,11 @@ export class SimCluster {
       return [shard, rng.int(0, replicasPerShard)];
     };
     const allowed = this.options.faults.partitionKinds ?? PARTITION_KINDS;
-    const kinds = allowed.filter((k) => (shards > 1 || (k !== 'shards' && k !== 'isolate-in-shard')) && (replicasPerShard >= 3 || (k !== 'split' && k !== 'flip-flop')));
+    const kinds = allowed.filter(
+      (k) =>
+        (shards > 1 || (k !== 'shards' && k !== 'isolate-in-shard')) &&
+        (replicasPerShard >= 3 || (k !== 'split' && k !== 'flip-flop')),
+    );
     const kind = rng.pick(kinds.length > 0 ? kinds : ['isolate']);
     let describe: string;
     let blocks: Partition['blocks'];
@@ -1049,7 +1190,14 @@ export class SimCluster {
       }
     }
     this.stats.partitions += 1;
-    const partition: Partition = { describe: `${describe} (${hold ? 'hold' : 'drop'})`, blocks, hold, held: [], healAtMs, ...(flip ? { flip } : {}) };
+    const partition: Partition = {
+      describe: `${describe} (${hold ? 'hold' : 'drop'})`,
+      blocks,
+      hold,
+      held: [],
+      healAtMs,
+      ...(flip ? { flip } : {}),
+    };
     this.partitions.push(partition);
     this.log('net', `partition ${partition.describe} until ${healAtMs} ms`);
   }
@@ -1058,7 +1206,8 @@ export class SimCluster {
     if (!this.faultsOn) return;
     for (const partition of this.partitions) {
       const flip = partition.flip;
-      if (!flip || flip.shard !== leader.shard || flip.isolated === leader.ordinal || flip.flips >= 2 || flip.next >= 0) continue;
+      if (!flip || flip.shard !== leader.shard || flip.isolated === leader.ordinal || flip.flips >= 2 || flip.next >= 0)
+        continue;
       // The new leader gets a moment to commit (client retries, presumed aborts) before the cut moves to it.
       flip.next = leader.ordinal;
       flip.atMs = this.nowMs + this.faultRng.int(20, 400);
@@ -1071,7 +1220,10 @@ export class SimCluster {
       const flip = partition.flip;
       if (!flip || flip.next < 0 || flip.atMs > this.nowMs) continue;
       flip.flips += 1;
-      this.log('net', `flip-flop: s${flip.shard}r${flip.next} now cut from its shard, s${flip.shard}r${flip.isolated} back`);
+      this.log(
+        'net',
+        `flip-flop: s${flip.shard}r${flip.next} now cut from its shard, s${flip.shard}r${flip.isolated} back`,
+      );
       flip.isolated = flip.next;
       flip.next = -1;
       this.releaseHeld(partition);
@@ -1105,7 +1257,10 @@ export class SimCluster {
     return new ReadyDriver<ShardReady>(
       { ready: () => replica.node.ready(), persisted: (id) => replica.node.persisted(id) },
       {
-        storage: { persist: (work, durable, quiet) => (replica.fs ? this.persistToLog(replica, work, durable, quiet) : this.startPersist(replica, work, durable)) },
+        storage: {
+          persist: (work, durable, quiet) =>
+            replica.fs ? this.persistToLog(replica, work, durable, quiet) : this.startPersist(replica, work, durable),
+        },
         send: (message) => this.sendPaxos(message),
         sendTx: (message) => this.sendTx(message),
         reply: (reply) => this.onReply(reply, replica),
@@ -1140,7 +1295,10 @@ export class SimCluster {
     if (persist.hardState) disk.hardState = persist.hardState;
     if (persist.snapshot) {
       if (disk.snapshot && persist.snapshot.index < disk.snapshot.index) {
-        this.fail('safety', `${replica.name}: durable snapshot went back from ${disk.snapshot.index} to ${persist.snapshot.index}`);
+        this.fail(
+          'safety',
+          `${replica.name}: durable snapshot went back from ${disk.snapshot.index} to ${persist.snapshot.index}`,
+        );
       }
       disk.snapshot = persist.snapshot;
       for (const slot of [...disk.entries.keys()]) if (slot <= persist.snapshot.index) disk.entries.delete(slot);
@@ -1157,7 +1315,12 @@ export class SimCluster {
 
   private attachDisk(replica: SimReplica, storage: SimStorage): void {
     const rng = new Prng((this.options.seed * 7919 + replica.shard * 131 + replica.ordinal * 17 + 5) >>> 0);
-    const fs = new SimFileSystem(rng, () => this.nowMs, storage.faults, () => (this.diskTouched = true));
+    const fs = new SimFileSystem(
+      rng,
+      () => this.nowMs,
+      storage.faults,
+      () => (this.diskTouched = true),
+    );
     fs.corruptionAllowed = () => this.mayCorrupt(replica);
     replica.fs = fs;
     // The first start of the cluster goes through the same recovery path, from empty files.
@@ -1218,7 +1381,8 @@ export class SimCluster {
             this.recordDurable(replica, work);
             durable();
           }),
-        (error: unknown) => this.guard(() => incarnation === replica.incarnation && replica.up && this.storageFailed(replica, error)),
+        (error: unknown) =>
+          this.guard(() => incarnation === replica.incarnation && replica.up && this.storageFailed(replica, error)),
       );
     return 'pending';
   }
@@ -1227,12 +1391,16 @@ export class SimCluster {
   private storageFailed(replica: SimReplica, error: unknown): void {
     if (!isInjectedIoError(error)) throw error;
     this.stats.failStops += 1;
-    this.crashReplica(replica, `fail-stop: ${error instanceof Error ? error.message : String(error)}${error instanceof Error && error.cause instanceof Error ? ` (${error.cause.message})` : ''}`);
+    this.crashReplica(
+      replica,
+      `fail-stop: ${error instanceof Error ? error.message : String(error)}${error instanceof Error && error.cause instanceof Error ? ` (${error.cause.message})` : ''}`,
+    );
   }
 
   /** A shard's first start is over once every replica votes (faults were held off until then). */
   private noteVoting(replica: SimReplica): void {
-    if (this.replicas[replica.shard]!.every((r) => r.up && r.node.core.votingState === 'voter')) this.firstStartOpen[replica.shard] = false;
+    if (this.replicas[replica.shard]!.every((r) => r.up && r.node.core.votingState === 'voter'))
+      this.firstStartOpen[replica.shard] = false;
   }
 
   private removeMarkerThenVote(replica: SimReplica): void {
@@ -1247,7 +1415,8 @@ export class SimCluster {
             this.noteVoting(replica);
             this.process(replica);
           }),
-        (error: unknown) => this.guard(() => incarnation === replica.incarnation && replica.up && this.storageFailed(replica, error)),
+        (error: unknown) =>
+          this.guard(() => incarnation === replica.incarnation && replica.up && this.storageFailed(replica, error)),
       );
   }
 
@@ -1255,7 +1424,10 @@ export class SimCluster {
     replica.starting = true;
     replica.incarnation += 1;
     const incarnation = replica.incarnation;
-    this.log(replica.name, `${replica.firstBoot ? 'first start' : 'restart'}: recovering from its files [${replica.fs!.describe()}]`);
+    this.log(
+      replica.name,
+      `${replica.firstBoot ? 'first start' : 'restart'}: recovering from its files [${replica.fs!.describe()}]`,
+    );
     this.openFromDisk(replica, incarnation).catch((error: unknown) => (this.asyncError ??= error));
   }
 
@@ -1266,12 +1438,21 @@ export class SimCluster {
     let opened: { log: DurableLog; recovered: RecoveredState };
     let votingState: VotingState;
     try {
-      opened = await openDurableLog(LOG_DIR, { fileSystem: fs, segmentBytesMax: storage.segmentBytesMax, preallocateSegments: storage.preallocateSegments });
-      const neverAcknowledged = !replica.diskLost && replica.disk.hardState === undefined && replica.disk.entries.size === 0 && replica.disk.snapshot === undefined;
+      opened = await openDurableLog(LOG_DIR, {
+        fileSystem: fs,
+        segmentBytesMax: storage.segmentBytesMax,
+        preallocateSegments: storage.preallocateSegments,
+      });
+      const neverAcknowledged =
+        !replica.diskLost &&
+        replica.disk.hardState === undefined &&
+        replica.disk.entries.size === 0 &&
+        replica.disk.snapshot === undefined;
       votingState =
         replica.firstBoot || (this.options.knownBugFirstStartProbeDeadlock && neverAcknowledged)
           ? 'voter'
-          : (await decideVotingState(DATA_DIR, opened.recovered, this.options.topology.replicasPerShard, fs)).votingState;
+          : (await decideVotingState(DATA_DIR, opened.recovered, this.options.topology.replicasPerShard, fs))
+              .votingState;
     } catch (error) {
       if (incarnation !== replica.incarnation) return;
       replica.starting = false;
@@ -1281,7 +1462,10 @@ export class SimCluster {
         disk.crash();
         this.stats.failStops += 1;
         replica.restartAtMs = this.nowMs + this.faultRng.int(50, 500);
-        this.log(replica.name, `fail-stop while recovering: ${error instanceof Error ? error.message : String(error)}; restart at ${replica.restartAtMs.toFixed(0)} ms`);
+        this.log(
+          replica.name,
+          `fail-stop while recovering: ${error instanceof Error ? error.message : String(error)}; restart at ${replica.restartAtMs.toFixed(0)} ms`,
+        );
       } else throw error;
       return;
     }
@@ -1290,7 +1474,10 @@ export class SimCluster {
     this.checkRecovered(replica, opened.recovered);
     // A replica rebuilding after a lost disk keeps its not-voting marker across crashes until the core lets it vote.
     if (replica.diskLost && votingState === 'voter' && this.options.topology.replicasPerShard > 1) {
-      this.fail('safety', `${replica.name} restarted as a voter while still rebuilding its lost disk (its not-voting marker was not honoured)`);
+      this.fail(
+        'safety',
+        `${replica.name} restarted as a voter while still rebuilding its lost disk (its not-voting marker was not honoured)`,
+      );
     }
     disk.corruptions.length = 0; // whatever was damaged, recovery read back everything acknowledged
     replica.processFs = fs;
@@ -1312,19 +1499,40 @@ export class SimCluster {
   private checkRecovered(replica: SimReplica, recovered: RecoveredState): void {
     const acked = replica.disk;
     const faults = replica.fs!.corruptions.map((c) => `${c.kind} ${c.path}@${c.offset}`).join(', ') || 'no corruption';
-    const lost = (what: string) => this.fail('safety', `${replica.name}: recovery lost acknowledged state silently: ${what} (disk faults since its last start: ${faults})`);
-    if (acked.hardState && (!recovered.hardState || ballotLess(recovered.hardState.promised, acked.hardState.promised))) {
-      lost(`promised ${ballotString(acked.hardState.promised)}, recovered ${ballotString(ballotOf(recovered.hardState?.promised))}`);
+    const lost = (what: string) =>
+      this.fail(
+        'safety',
+        `${replica.name}: recovery lost acknowledged state silently: ${what} (disk faults since its last start: ${faults})`,
+      );
+    if (
+      acked.hardState &&
+      (!recovered.hardState || ballotLess(recovered.hardState.promised, acked.hardState.promised))
+    ) {
+      lost(
+        `promised ${ballotString(acked.hardState.promised)}, recovered ${ballotString(ballotOf(recovered.hardState?.promised))}`,
+      );
     }
-    if (acked.snapshot && (recovered.snapshot?.index ?? 0) < acked.snapshot.index) lost(`snapshot ${acked.snapshot.index}, recovered ${recovered.snapshot?.index ?? 0}`);
-    if (acked.snapshot && recovered.snapshot?.index === acked.snapshot.index && !recovered.snapshot.data.equals(acked.snapshot.data)) lost(`snapshot ${acked.snapshot.index} read back with other data`);
+    if (acked.snapshot && (recovered.snapshot?.index ?? 0) < acked.snapshot.index)
+      lost(`snapshot ${acked.snapshot.index}, recovered ${recovered.snapshot?.index ?? 0}`);
+    if (
+      acked.snapshot &&
+      recovered.snapshot?.index === acked.snapshot.index &&
+      !recovered.snapshot.data.equals(acked.snapshot.data)
+    )
+      lost(`snapshot ${acked.snapshot.index} read back with other data`);
     const covered = recovered.snapshot?.index ?? 0;
     const bySlot = new Map(recovered.entries.map((entry) => [entry.slot, entry]));
     for (const [slot, entry] of acked.entries) {
       if (slot <= covered) continue;
       const got = bySlot.get(slot);
-      if (!got || ballotLess(got.ballot, entry.ballot) || (ballotEquals(got.ballot, entry.ballot) && !got.value.equals(entry.value))) {
-        lost(`slot ${slot} accepted at ${ballotString(entry.ballot)}, recovered ${got ? `${ballotString(got.ballot)}${ballotEquals(got.ballot, entry.ballot) ? ' with another value' : ''}` : 'nothing'}`);
+      if (
+        !got ||
+        ballotLess(got.ballot, entry.ballot) ||
+        (ballotEquals(got.ballot, entry.ballot) && !got.value.equals(entry.value))
+      ) {
+        lost(
+          `slot ${slot} accepted at ${ballotString(entry.ballot)}, recovered ${got ? `${ballotString(got.ballot)}${ballotEquals(got.ballot, entry.ballot) ? ' with another value' : ''}` : 'nothing'}`,
+        );
       }
     }
   }
@@ -1335,11 +1543,18 @@ export class SimCluster {
    * rebuilds from its peers (the same path as a lost disk).
    */
   private refusedToStart(replica: SimReplica, error: CorruptLogError): void {
-    if (replica.fs!.corruptions.length === 0) this.fail('safety', `${replica.name} refused to start though nothing on its disk was corrupted: ${error.message}`);
+    if (replica.fs!.corruptions.length === 0)
+      this.fail(
+        'safety',
+        `${replica.name} refused to start though nothing on its disk was corrupted: ${error.message}`,
+      );
     this.stats.corruptRefusals += 1;
     replica.loseDisk();
     replica.restartAtMs = this.nowMs + this.faultRng.int(50, 1500);
-    this.log(replica.name, `refused to start: ${error.message}; data dir wiped, restart (empty, not voting) at ${replica.restartAtMs.toFixed(0)} ms`);
+    this.log(
+      replica.name,
+      `refused to start: ${error.message}; data dir wiped, restart (empty, not voting) at ${replica.restartAtMs.toFixed(0)} ms`,
+    );
   }
 
   /** The async event loop of a run under SimOptions.storage (the same events; storage continuations drained after each). */
@@ -1350,7 +1565,8 @@ export class SimCluster {
       while (true) {
         if (this.nowMs >= safetyMs && this.faultsOn) this.heal();
         if (!this.faultsOn && this.done()) break;
-        if (this.nowMs > safetyMs + livenessMsMax) this.fail('liveness', `not converged after ${livenessMsMax} ms of healed operation: ${this.describeStuck()}`);
+        if (this.nowMs > safetyMs + livenessMsMax)
+          this.fail('liveness', `not converged after ${livenessMsMax} ms of healed operation: ${this.describeStuck()}`);
         this.step();
         await this.settle();
       }
@@ -1364,7 +1580,8 @@ export class SimCluster {
 
   /** At the end: every replica loses power; each must recover everything it acknowledged. */
   private async auditDisks(): Promise<void> {
-    for (const group of this.replicas) for (const replica of group) this.crashReplica(replica, 'final audit: power off');
+    for (const group of this.replicas)
+      for (const replica of group) this.crashReplica(replica, 'final audit: power off');
     for (const group of this.replicas) for (const replica of group) this.restartReplica(replica);
     const end = this.nowMs + 60_000;
     while (this.replicas.some((group) => group.some((r) => r.starting || !r.up))) {
@@ -1379,7 +1596,10 @@ export class SimCluster {
     if (event.type === 'became-leader') {
       this.stats.elections += 1;
       this.checkLeaderPromises(replica, event.ballot);
-      this.log(replica.name, `became leader at ballot ${ballotString(event.ballot)}  ${this.shardStatus(replica.shard)}`);
+      this.log(
+        replica.name,
+        `became leader at ballot ${ballotString(event.ballot)}  ${this.shardStatus(replica.shard)}`,
+      );
       this.flipPartitions(replica);
     } else if (event.type === 'stepped-down') {
       this.log(replica.name, `stepped down from ballot ${ballotString(event.ballot)}`);
@@ -1409,10 +1629,20 @@ export class SimCluster {
     }
     if (!replica.up) return;
     const applied = replica.node.bank.appliedIndex;
-    if (applied < replica.lastApplied) this.fail('safety', `${replica.name}: applied index went back from ${replica.lastApplied} to ${applied} while running`);
+    if (applied < replica.lastApplied)
+      this.fail(
+        'safety',
+        `${replica.name}: applied index went back from ${replica.lastApplied} to ${applied} while running`,
+      );
     replica.lastApplied = applied;
     // Crash at the worst instant: right after it spoke, with writes still pending.
-    if (this.faultsOn && !this.firstStartOpen[replica.shard] && spoke && replica.pendingWrites > 0 && this.faultRng.chance(f.crashAfterSendProbability)) {
+    if (
+      this.faultsOn &&
+      !this.firstStartOpen[replica.shard] &&
+      spoke &&
+      replica.pendingWrites > 0 &&
+      this.faultRng.chance(f.crashAfterSendProbability)
+    ) {
       this.stats.crashesAfterSend += 1;
       this.crashReplica(replica, 'crash right after sending, before its fsync');
     }
@@ -1430,10 +1660,18 @@ export class SimCluster {
       let durable = 0;
       for (const replica of this.replicas[shard]!) {
         const entry = replica.disk.entries.get(slot);
-        if (this.lostAndRebuilding(replica) || (replica.disk.snapshot && replica.disk.snapshot.index >= slot) || (entry && entry.value.equals(value))) durable += 1;
+        if (
+          this.lostAndRebuilding(replica) ||
+          (replica.disk.snapshot && replica.disk.snapshot.index >= slot) ||
+          (entry && entry.value.equals(value))
+        )
+          durable += 1;
       }
       if (durable < majorityOf(this.options.topology.replicasPerShard)) {
-        this.fail('safety', `shard ${shard} slot ${slot}: applied by replica ${ordinal} while durable on only ${durable} of ${this.options.topology.replicasPerShard} replicas`);
+        this.fail(
+          'safety',
+          `shard ${shard} slot ${slot}: applied by replica ${ordinal} while durable on only ${durable} of ${this.options.topology.replicasPerShard} replicas`,
+        );
       }
       this.noteRepeats(shard, slot, value);
       if (slot > this.maxChosen[shard]!) {
@@ -1454,7 +1692,8 @@ export class SimCluster {
     const seen = this.requestSlots[shard]!;
     for (const command of CommandBatch.decode(value).commands) {
       const body = command.body;
-      const request = body?.$case === 'transfer' ? body.transfer : body?.$case === 'coordPrepare' ? body.coordPrepare : undefined;
+      const request =
+        body?.$case === 'transfer' ? body.transfer : body?.$case === 'coordPrepare' ? body.coordPrepare : undefined;
       if (!request) continue;
       const key = `${request.clientId}#${request.requestId}`;
       const first = seen.get(key);
@@ -1485,7 +1724,10 @@ export class SimCluster {
       if (this.lostAndRebuilding(peer) || (promised && !ballotLess(promised, ballot))) durable += 1;
     }
     if (durable < majorityOf(this.options.topology.replicasPerShard)) {
-      this.fail('safety', `${replica.name} leads at ballot ${ballotString(ballot)} durably promised by only ${durable} replicas`);
+      this.fail(
+        'safety',
+        `${replica.name} leads at ballot ${ballotString(ballot)} durably promised by only ${durable} replicas`,
+      );
     }
   }
 
@@ -1498,14 +1740,20 @@ export class SimCluster {
     if (body?.$case === 'promised') {
       const promised = sender.disk.hardState?.promised;
       if (!promised || ballotLess(promised, ballot)) {
-        this.fail('safety', `${sender.name} sent Promised(${ballotString(ballot)}) while its durable promise is ${ballotString(ballotOf(promised))}`);
+        this.fail(
+          'safety',
+          `${sender.name} sent Promised(${ballotString(ballot)}) while its durable promise is ${ballotString(ballotOf(promised))}`,
+        );
       }
     } else if (body?.$case === 'accepted') {
       for (const slot of body.accepted.slots) {
         if (sender.disk.snapshot && sender.disk.snapshot.index >= slot) continue;
         const entry = sender.disk.entries.get(slot);
         if (!entry || !ballotEquals(entry.ballot, ballot)) {
-          this.fail('safety', `${sender.name} sent Accepted(slot ${slot}, ballot ${ballotString(ballot)}) before that entry was durable`);
+          this.fail(
+            'safety',
+            `${sender.name} sent Accepted(slot ${slot}, ballot ${ballotString(ballot)}) before that entry was durable`,
+          );
         }
       }
     }
@@ -1525,13 +1773,21 @@ export class SimCluster {
     this.queue.splice(lo, 0, envelope);
   }
 
-  private enqueue(kind: 'paxos' | 'tx', fromShard: number, fromOrdinal: number, toShard: number, toOrdinal: number, bytes: Uint8Array): void {
+  private enqueue(
+    kind: 'paxos' | 'tx',
+    fromShard: number,
+    fromOrdinal: number,
+    toShard: number,
+    toOrdinal: number,
+    bytes: Uint8Array,
+  ): void {
     const f = this.options.faults;
     const rng = this.netRng;
     if (this.faultsOn) {
       for (const partition of this.partitions) {
         if (!partition.blocks(fromShard, fromOrdinal, toShard, toOrdinal)) continue;
-        if (partition.hold) partition.held.push({ atMs: 0, seq: this.seq++, kind, fromShard, fromOrdinal, toShard, toOrdinal, bytes });
+        if (partition.hold)
+          partition.held.push({ atMs: 0, seq: this.seq++, kind, fromShard, fromOrdinal, toShard, toOrdinal, bytes });
         return;
       }
       if (rng.chance(f.dropProbability)) return;
@@ -1540,7 +1796,16 @@ export class SimCluster {
     for (let i = 0; i < copies; i += 1) {
       let delay = this.faultsOn ? rng.next() * 3 : 0.2 + rng.next() * 0.5;
       if (this.faultsOn && rng.chance(f.slowProbability)) delay += rng.next() * f.slowDelayMsMax;
-      this.schedule({ atMs: this.nowMs + delay, seq: this.seq++, kind, fromShard, fromOrdinal, toShard, toOrdinal, bytes });
+      this.schedule({
+        atMs: this.nowMs + delay,
+        seq: this.seq++,
+        kind,
+        fromShard,
+        fromOrdinal,
+        toShard,
+        toOrdinal,
+        bytes,
+      });
     }
   }
 
@@ -1558,9 +1823,11 @@ export class SimCluster {
     }
     const group = this.replicas[message.toShard];
     if (!group) return;
-    if (this.trace) this.log(`s${message.fromShard}r${message.fromOrdinal}`, `2pc ${describeTx(message)} -> s${message.toShard}`);
+    if (this.trace)
+      this.log(`s${message.fromShard}r${message.fromOrdinal}`, `2pc ${describeTx(message)} -> s${message.toShard}`);
     const bytes = TxCodec.encode(message).finish();
-    for (const replica of group) this.enqueue('tx', message.fromShard, message.fromOrdinal, message.toShard, replica.ordinal, bytes);
+    for (const replica of group)
+      this.enqueue('tx', message.fromShard, message.fromOrdinal, message.toShard, replica.ordinal, bytes);
   }
 
   private deliver(envelope: Envelope): void {
@@ -1578,7 +1845,17 @@ export class SimCluster {
 
   /** A client call reaches a replica at once, or waits in its backlog while it is paused. */
   private call(replica: SimReplica, run: () => void): void {
-    const envelope: Envelope = { atMs: this.nowMs, seq: this.seq++, kind: 'call', fromShard: -1, fromOrdinal: -1, toShard: replica.shard, toOrdinal: replica.ordinal, bytes: undefined, call: run };
+    const envelope: Envelope = {
+      atMs: this.nowMs,
+      seq: this.seq++,
+      kind: 'call',
+      fromShard: -1,
+      fromOrdinal: -1,
+      toShard: replica.shard,
+      toOrdinal: replica.ordinal,
+      bytes: undefined,
+      call: run,
+    };
     this.deliver(envelope);
   }
 
@@ -1597,7 +1874,10 @@ export class SimCluster {
   private driveReads(): void {
     if (!this.rng.chance(0.4)) return;
     const { topology } = this.options;
-    const item = this.recentItems.length > 0 && this.rng.chance(0.6) ? this.rng.pick(this.recentItems) : this.rng.int(1, itemCount(topology) + 1);
+    const item =
+      this.recentItems.length > 0 && this.rng.chance(0.6)
+        ? this.rng.pick(this.recentItems)
+        : this.rng.int(1, itemCount(topology) + 1);
     const client = this.rng.int(0, this.options.clients);
     const replica = this.pickReplica(client, shardOfItem(topology, item));
     if (!replica) return;
@@ -1606,7 +1886,13 @@ export class SimCluster {
     this.call(replica, () => replica.node.submitRead([item], token));
   }
 
-  private submit(request: ClientRequest, kind: TokenUse['kind'], amount: number, acknowledgedBelow: number, target?: SimReplica): void {
+  private submit(
+    request: ClientRequest,
+    kind: TokenUse['kind'],
+    amount: number,
+    acknowledgedBelow: number,
+    target?: SimReplica,
+  ): void {
     const shard = shardOfItem(this.options.topology, request.from);
     const replica = target ?? this.pickReplica(request.client, shard);
     if (!replica) return;
@@ -1633,7 +1919,15 @@ export class SimCluster {
       request.attempts += 1;
       request.firstSentMs = Math.min(request.firstSentMs, this.nowMs);
     }
-    const input = { clientId: request.clientId, requestId: request.requestId, from: request.from, to: request.to, amount, acknowledgedBelow, sessionEpoch };
+    const input = {
+      clientId: request.clientId,
+      requestId: request.requestId,
+      from: request.from,
+      to: request.to,
+      amount,
+      acknowledgedBelow,
+      sessionEpoch,
+    };
     this.ackSent[request.client] = Math.max(this.ackSent[request.client]!, acknowledgedBelow);
     this.call(replica, () => replica.node.submitTransfer(input, token));
     // A copy of this attempt that the network delivers again much later (a client's late duplicate).
@@ -1641,7 +1935,14 @@ export class SimCluster {
       const at = this.nowMs + this.faultRng.int(50, 3000);
       this.stats.replays += 1;
       const envelope: Envelope = {
-        atMs: at, seq: this.seq++, kind: 'call', fromShard: -1, fromOrdinal: -1, toShard: replica.shard, toOrdinal: replica.ordinal, bytes: undefined,
+        atMs: at,
+        seq: this.seq++,
+        kind: 'call',
+        fromShard: -1,
+        fromOrdinal: -1,
+        toShard: replica.shard,
+        toOrdinal: replica.ordinal,
+        bytes: undefined,
         call: () => {
           const replayToken = this.nextToken++;
           this.tokens.set(replayToken, { kind: 'replay', request, sentMs: this.nowMs, amount });
@@ -1661,14 +1962,20 @@ export class SimCluster {
     this.driveReads();
     const inflightPerClient = new Map<number, number>();
     for (const request of this.requests) {
-      if (request.inflightToken !== undefined) inflightPerClient.set(request.client, (inflightPerClient.get(request.client) ?? 0) + 1);
+      if (request.inflightToken !== undefined)
+        inflightPerClient.set(request.client, (inflightPerClient.get(request.client) ?? 0) + 1);
     }
     const f = this.options.faults;
     for (const request of this.requests) {
       if (request.outcome !== undefined) {
         // A retry with the same id and another amount, after the outcome and before the
         // client acknowledged it: it must be refused (mismatch), never run.
-        if (this.faultsOn && !request.mismatchSent && request.requestId > this.ackSent[request.client]! && this.faultRng.chance(f.mismatchProbability)) {
+        if (
+          this.faultsOn &&
+          !request.mismatchSent &&
+          request.requestId > this.ackSent[request.client]! &&
+          this.faultRng.chance(f.mismatchProbability)
+        ) {
           request.mismatchSent = true;
           this.submit(request, 'mismatch', request.amount + 1, this.acknowledgedBelow(request));
         }
@@ -1677,7 +1984,12 @@ export class SimCluster {
       if (request.inflightToken !== undefined) {
         // A twin: the same id with another amount while the first attempt is in flight. The
         // cluster may run either one, never both, and must refuse the other as mismatched.
-        if (this.faultsOn && request.twinAmount === undefined && request.winner === undefined && this.faultRng.chance(f.mismatchProbability / 4)) {
+        if (
+          this.faultsOn &&
+          request.twinAmount === undefined &&
+          request.winner === undefined &&
+          this.faultRng.chance(f.mismatchProbability / 4)
+        ) {
           request.twinAmount = request.originalAmount + 1;
           this.submit(request, 'twin', request.twinAmount, this.acknowledgedBelow(request));
         }
@@ -1740,11 +2052,20 @@ export class SimCluster {
     const name = `${request.clientId}#${request.requestId}`;
     // Refusals by followers are most of the replies and say nothing: not traced.
     if (this.trace && !(reply.kind === 'error' && reply.code === 'not-leader')) {
-      const what = reply.kind === 'transfer' ? (Outcome[reply.outcome] ?? String(reply.outcome)) : reply.kind === 'error' ? `error ${reply.code}` : reply.kind;
+      const what =
+        reply.kind === 'transfer'
+          ? (Outcome[reply.outcome] ?? String(reply.outcome))
+          : reply.kind === 'error'
+            ? `error ${reply.code}`
+            : reply.kind;
       this.log(replica.name, `reply ${use.kind} ${name} (${request.from}->${request.to} ${use.amount}): ${what}`);
     }
     if (use.kind === 'mismatch') {
-      if (reply.kind === 'transfer') this.fail('safety', `request ${name} retried with another amount was answered ${reply.outcome} instead of refused`);
+      if (reply.kind === 'transfer')
+        this.fail(
+          'safety',
+          `request ${name} retried with another amount was answered ${reply.outcome} instead of refused`,
+        );
       if (reply.kind === 'error' && reply.code === 'mismatch') this.stats.mismatchesRefused += 1;
       return;
     }
@@ -1752,7 +2073,10 @@ export class SimCluster {
     const variant = use.amount === request.originalAmount ? 'original' : 'twin';
     if (reply.kind === 'transfer') {
       if (request.winner !== undefined && request.winner !== variant) {
-        this.fail('safety', `request ${name}: both argument sets were answered with an outcome (amounts ${request.originalAmount} and ${request.twinAmount})`);
+        this.fail(
+          'safety',
+          `request ${name}: both argument sets were answered with an outcome (amounts ${request.originalAmount} and ${request.twinAmount})`,
+        );
       }
       this.setWinner(request, variant);
       this.knownLeader.set(`${request.client}/${replica.shard}`, replica.ordinal);
@@ -1775,21 +2099,36 @@ export class SimCluster {
       // Refusals are fine once the client sent two argument sets for one id (either may be
       // refused while the other is in flight or done); never without a twin.
       if (request.twinAmount === undefined) {
-        this.fail('safety', `request ${name} (${use.kind}, amount ${use.amount}) refused as mismatched: ${reply.message}`);
+        this.fail(
+          'safety',
+          `request ${name} (${use.kind}, amount ${use.amount}) refused as mismatched: ${reply.message}`,
+        );
       }
       // The other argument set may have run (or be in flight): the client's next attempt
       // carries it, and alternates again if that one is refused in turn.
-      if (request.winner === undefined) request.amount = variant === 'original' ? request.twinAmount : request.originalAmount;
+      if (request.winner === undefined)
+        request.amount = variant === 'original' ? request.twinAmount : request.originalAmount;
       this.stats.mismatchesRefused += 1;
     }
     if (reply.kind === 'error' && reply.code === 'expired') {
-      this.fail('safety', `request ${name} (${use.kind}) refused as of an expired session though no session is ever evicted here: ${reply.message}`);
+      this.fail(
+        'safety',
+        `request ${name} (${use.kind}) refused as of an expired session though no session is ever evicted here: ${reply.message}`,
+      );
     }
-    if (reply.kind === 'error' && reply.code === 'stale' && (use.kind === 'attempt' || request.requestId > this.ackSent[request.client]!)) {
-      this.fail('safety', `request ${name} (${use.kind}) refused as stale though the client never acknowledged it: ${reply.message}`);
+    if (
+      reply.kind === 'error' &&
+      reply.code === 'stale' &&
+      (use.kind === 'attempt' || request.requestId > this.ackSent[request.client]!)
+    ) {
+      this.fail(
+        'safety',
+        `request ${name} (${use.kind}) refused as stale though the client never acknowledged it: ${reply.message}`,
+      );
     }
     // not-leader, aborted, unavailable: retry the same request id later.
-    if (use.kind === 'attempt' && request.outcome === undefined && this.clientsDriven) request.nextTryMs = this.nowMs + this.rng.int(5, 60);
+    if (use.kind === 'attempt' && request.outcome === undefined && this.clientsDriven)
+      request.nextTryMs = this.nowMs + this.rng.int(5, 60);
   }
 
   private setWinner(request: ClientRequest, variant: 'original' | 'twin'): void {
@@ -1848,7 +2187,10 @@ export class SimCluster {
     const byItem = new Map<number, { delta: number; sentMs: number; answeredMs: number; request: ClientRequest }[]>();
     for (const request of this.requests) {
       if (request.outcome !== Outcome.COMMITTED) continue;
-      for (const [item, delta] of [[request.from, -request.amount], [request.to, request.amount]] as const) {
+      for (const [item, delta] of [
+        [request.from, -request.amount],
+        [request.to, request.amount],
+      ] as const) {
         let list = byItem.get(item);
         if (!list) byItem.set(item, (list = []));
         list.push({ delta, sentMs: request.firstSentMs, answeredMs: request.outcomeMs, request });
@@ -1862,7 +2204,10 @@ export class SimCluster {
         else if (t.sentMs < read.replyMs) open.push(t.delta);
       }
       if (!subsetSumReaches(open, read.value - base)) {
-        this.fail('safety', `read of item ${read.item} over [${read.sentMs.toFixed(1)}, ${read.replyMs.toFixed(1)}] ms returned ${read.value}: not reachable from ${base} (committed before it) with the concurrent transfers [${open.join(', ')}]`);
+        this.fail(
+          'safety',
+          `read of item ${read.item} over [${read.sentMs.toFixed(1)}, ${read.replyMs.toFixed(1)}] ms returned ${read.value}: not reachable from ${base} (committed before it) with the concurrent transfers [${open.join(', ')}]`,
+        );
       }
     }
     for (const request of this.requests) {
@@ -1871,11 +2216,19 @@ export class SimCluster {
       let lowest = topology.initialBalance;
       for (const t of byItem.get(request.from) ?? []) {
         const crossShardCredit = shardOfItem(topology, t.request.from) !== shardOfItem(topology, t.request.to);
-        if (t.delta > 0 && t.answeredMs < request.firstSentMs && !(crossShardCredit && this.options.knownBugDecidedCreditsIgnored)) lowest += t.delta;
+        if (
+          t.delta > 0 &&
+          t.answeredMs < request.firstSentMs &&
+          !(crossShardCredit && this.options.knownBugDecidedCreditsIgnored)
+        )
+          lowest += t.delta;
         else if (t.delta < 0 && t.sentMs < request.outcomeMs) lowest += t.delta;
       }
       if (lowest >= request.amount) {
-        this.fail('safety', `request ${request.clientId}#${request.requestId} (${request.from}->${request.to} ${request.amount}) got INSUFFICIENT_FUNDS over [${request.firstSentMs.toFixed(1)}, ${request.outcomeMs.toFixed(1)}] ms, but item ${request.from} held at least ${lowest} throughout`);
+        this.fail(
+          'safety',
+          `request ${request.clientId}#${request.requestId} (${request.from}->${request.to} ${request.amount}) got INSUFFICIENT_FUNDS over [${request.firstSentMs.toFixed(1)}, ${request.outcomeMs.toFixed(1)}] ms, but item ${request.from} held at least ${lowest} throughout`,
+        );
       }
     }
   }

@@ -3,7 +3,12 @@
 // acknowledged data is refused with file and offset, an I/O error fails the log, a crashed
 // process's writes never land).
 import { describe, expect, it } from 'vitest';
-import { openDurableLog, CorruptLogError, DurableLogFailedError, type DurableLog } from '../../node/storage/durable-log.js';
+import {
+  openDurableLog,
+  CorruptLogError,
+  DurableLogFailedError,
+  type DurableLog,
+} from '../../node/storage/durable-log.js';
 import { Prng } from './prng.js';
 import { NO_DISK_FAULTS, SimFileSystem, type SimDiskFaults } from './sim-file-system.js';
 
@@ -14,7 +19,12 @@ const entry = (slot: number) => ({ slot, ballot: ballot(1), value: Buffer.alloc(
 /** A disk and a clock; run() completes the disk's operations in time order until `promise` settles. */
 function harness(faults: Partial<SimDiskFaults> = {}, seed = 1) {
   let nowMs = 0;
-  const fs = new SimFileSystem(new Prng(seed), () => nowMs, { ...NO_DISK_FAULTS, ...faults }, () => undefined);
+  const fs = new SimFileSystem(
+    new Prng(seed),
+    () => nowMs,
+    { ...NO_DISK_FAULTS, ...faults },
+    () => undefined,
+  );
   async function run<T>(promise: Promise<T>): Promise<T> {
     let settled = false;
     const watched = promise.finally(() => (settled = true));
@@ -32,7 +42,12 @@ function harness(faults: Partial<SimDiskFaults> = {}, seed = 1) {
   return { fs, run, open };
 }
 
-async function writeSlots(run: <T>(p: Promise<T>) => Promise<T>, log: DurableLog, from: number, to: number): Promise<void> {
+async function writeSlots(
+  run: <T>(p: Promise<T>) => Promise<T>,
+  log: DurableLog,
+  from: number,
+  to: number,
+): Promise<void> {
   for (let slot = from; slot <= to; slot += 1) {
     log.append(slot === from ? { promised: ballot(1) } : undefined, [entry(slot)]);
     await run(log.sync());

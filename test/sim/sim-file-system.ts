@@ -106,7 +106,15 @@ export class SimFileSystem implements FileSystem {
   /** Bumped at every crash: operations of an older life never complete. */
   private generation = 0;
   readonly corruptions: Corruption[] = [];
-  readonly counters = { ioErrors: 0, noSpace: 0, lostWrites: 0, misdirectedWrites: 0, bitFlips: 0, tornSectorsLost: 0, spikes: 0 };
+  readonly counters = {
+    ioErrors: 0,
+    noSpace: 0,
+    lostWrites: 0,
+    misdirectedWrites: 0,
+    bitFlips: 0,
+    tornSectorsLost: 0,
+    spikes: 0,
+  };
   /** Off in the simulator's liveness phase: no errors, no spikes (corruption is gated by corruptionAllowed). */
   faultsOn = true;
   /** The simulator decides whether a corrupting fault may hit this disk now (one lost disk per shard at a time). */
@@ -147,7 +155,11 @@ export class SimFileSystem implements FileSystem {
       for (const lost of inode.unrevealedLost) this.toMedia(inode, lost.position, lost.bytes);
       inode.unrevealedLost = [];
       for (const write of inode.inflight) {
-        for (let sector = Math.floor(write.position / SECTOR_BYTES); sector * SECTOR_BYTES < write.position + write.bytes.length; sector += 1) {
+        for (
+          let sector = Math.floor(write.position / SECTOR_BYTES);
+          sector * SECTOR_BYTES < write.position + write.bytes.length;
+          sector += 1
+        ) {
           if (!this.rng.chance(0.5)) {
             this.counters.tornSectorsLost += 1;
             continue;
@@ -190,7 +202,9 @@ export class SimFileSystem implements FileSystem {
 
   /** Flips one bit of stored data in a log segment or snapshot file; false when there is none. */
   flipBit(): boolean {
-    const candidates = [...this.mediaNames.entries()].filter(([path, inode]) => /\.(seg|snap)$/.test(path) && inode.media.length > 0 && this.names.get(path) === inode);
+    const candidates = [...this.mediaNames.entries()].filter(
+      ([path, inode]) => /\.(seg|snap)$/.test(path) && inode.media.length > 0 && this.names.get(path) === inode,
+    );
     if (candidates.length === 0) return false;
     const [path, inode] = this.rng.pick(candidates.sort(([a], [b]) => (a < b ? -1 : 1)));
     const offset = this.rng.int(0, inode.media.length);
@@ -204,7 +218,10 @@ export class SimFileSystem implements FileSystem {
 
   /** Names of the files that exist, for traces. */
   describe(): string {
-    return [...this.names.entries()].map(([path, inode]) => `${path.split('/').at(-1)}:${inode.media.length}`).sort().join(' ');
+    return [...this.names.entries()]
+      .map(([path, inode]) => `${path.split('/').at(-1)}:${inode.media.length}`)
+      .sort()
+      .join(' ');
   }
 
   // ---- FileSystem ----
@@ -226,7 +243,10 @@ export class SimFileSystem implements FileSystem {
   async readdir(path: string): Promise<string[]> {
     this.touched();
     const prefix = `${path}/`;
-    return [...this.names.keys()].filter((name) => name.startsWith(prefix) && !name.slice(prefix.length).includes('/')).map((name) => name.slice(prefix.length)).sort();
+    return [...this.names.keys()]
+      .filter((name) => name.startsWith(prefix) && !name.slice(prefix.length).includes('/'))
+      .map((name) => name.slice(prefix.length))
+      .sort();
   }
 
   async readFile(path: string): Promise<Buffer> {
@@ -251,9 +271,15 @@ export class SimFileSystem implements FileSystem {
 
   async open(path: string, flags: number | 'r' | 'r+' | 'w'): Promise<StorageFile> {
     this.touched();
-    const numeric = typeof flags === 'number' ? flags : flags === 'w' ? OPEN_FLAGS.O_WRONLY | OPEN_FLAGS.O_CREAT | OPEN_FLAGS.O_TRUNC : 0;
+    const numeric =
+      typeof flags === 'number'
+        ? flags
+        : flags === 'w'
+          ? OPEN_FLAGS.O_WRONLY | OPEN_FLAGS.O_CREAT | OPEN_FLAGS.O_TRUNC
+          : 0;
     let inode = this.names.get(path);
-    if (inode && numeric & OPEN_FLAGS.O_EXCL && numeric & OPEN_FLAGS.O_CREAT) throw Object.assign(new Error(`EEXIST: ${path}`), { code: 'EEXIST' });
+    if (inode && numeric & OPEN_FLAGS.O_EXCL && numeric & OPEN_FLAGS.O_CREAT)
+      throw Object.assign(new Error(`EEXIST: ${path}`), { code: 'EEXIST' });
     if (!inode) {
       if (!(numeric & OPEN_FLAGS.O_CREAT)) throw enoent(path);
       const created = this.newInode();
@@ -313,7 +339,14 @@ export class SimFileSystem implements FileSystem {
   // ---- For SimFile ----
 
   /** Schedules a data operation; it completes (or fails) when the simulator's clock reaches it. */
-  operation(what: string, path: string, mayFail: boolean, mayFillUp: boolean, complete: () => void, onError?: () => void): Promise<void> {
+  operation(
+    what: string,
+    path: string,
+    mayFail: boolean,
+    mayFillUp: boolean,
+    complete: () => void,
+    onError?: () => void,
+  ): Promise<void> {
     const generation = this.generation;
     let latency = 0.05 + this.rng.next() * this.faults.latencyMsMax;
     if (this.faultsOn && this.rng.chance(this.faults.spikeProbability)) {
@@ -367,7 +400,8 @@ export class SimFileSystem implements FileSystem {
     for (const sector of sectorsOf(position, bytes.length)) inode.dirty.delete(sector);
     // A later write reveals every earlier lost write of this file (zeros before later records).
     inode.unrevealedLost = inode.unrevealedLost.filter((lost) => lost.position >= position);
-    const corrupting = this.faults.lostWriteProbability + this.faults.misdirectedWriteProbability > 0 && this.corruptionAllowed();
+    const corrupting =
+      this.faults.lostWriteProbability + this.faults.misdirectedWriteProbability > 0 && this.corruptionAllowed();
     if (corrupting && this.rng.chance(this.faults.lostWriteProbability)) {
       this.counters.lostWrites += 1;
       this.corruptions.push({ kind: 'lost-write', path, offset: position });
@@ -395,7 +429,8 @@ export class SimFileSystem implements FileSystem {
     inode.dirty.clear();
     // The size is durable too: shorter after a truncate, longer (zeros where writeback failed) after growth.
     if (inode.media.length > inode.cache.length) inode.media = Buffer.from(inode.media.subarray(0, inode.cache.length));
-    else if (inode.media.length < inode.cache.length) this.toMedia(inode, inode.media.length, Buffer.alloc(inode.cache.length - inode.media.length));
+    else if (inode.media.length < inode.cache.length)
+      this.toMedia(inode, inode.media.length, Buffer.alloc(inode.cache.length - inode.media.length));
   }
 
   /** A failed fsync (or O_DSYNC write): the dirty pages are dropped from writeback, never reaching the media. */
@@ -433,7 +468,13 @@ export class SimFileSystem implements FileSystem {
   }
 
   private newInode(): Inode {
-    return { cache: Buffer.alloc(0), media: Buffer.alloc(0), dirty: new Set(), inflight: new Set(), unrevealedLost: [] };
+    return {
+      cache: Buffer.alloc(0),
+      media: Buffer.alloc(0),
+      dirty: new Set(),
+      inflight: new Set(),
+      unrevealedLost: [],
+    };
   }
 
   /** A directory change: visible at once, durable after the directory's fsync. */
@@ -537,13 +578,26 @@ class SimFile implements StorageFile {
   writeNow(bytes: Buffer, offset: number, length: number, position: number): number {
     this.usable();
     this.fs.markTouched();
-    this.fs.completeWrite(this.path, this.inode, position, Buffer.from(bytes.subarray(offset, offset + length)), this.dsync);
+    this.fs.completeWrite(
+      this.path,
+      this.inode,
+      position,
+      Buffer.from(bytes.subarray(offset, offset + length)),
+      this.dsync,
+    );
     return length;
   }
 
   sync(): Promise<void> {
     this.usable();
-    return this.fs.operation('fsync', this.path, true, false, () => this.fs.completeSync(this.inode), () => this.fs.poison(this.inode));
+    return this.fs.operation(
+      'fsync',
+      this.path,
+      true,
+      false,
+      () => this.fs.completeSync(this.inode),
+      () => this.fs.poison(this.inode),
+    );
   }
 
   datasync(): Promise<void> {
@@ -583,7 +637,8 @@ export class StaleProcessError extends Error {
 
 function sectorsOf(position: number, length: number): number[] {
   const sectors: number[] = [];
-  for (let sector = Math.floor(position / SECTOR_BYTES); sector * SECTOR_BYTES < position + length; sector += 1) sectors.push(sector);
+  for (let sector = Math.floor(position / SECTOR_BYTES); sector * SECTOR_BYTES < position + length; sector += 1)
+    sectors.push(sector);
   return sectors;
 }
 

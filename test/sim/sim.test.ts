@@ -25,7 +25,9 @@ describe('deterministic simulation', () => {
           const result: SimResult = await runSeed(options);
           for (const [key, value] of Object.entries(result)) if (key !== 'seed') sum[key] = (sum[key] ?? 0) + value;
         } catch (error) {
-          failures.push(`${String(error instanceof Error ? error.message : error)}\n  replay: ${replayCommand(options)}\n  settings: ${describeOptions(options)}`);
+          failures.push(
+            `${String(error instanceof Error ? error.message : error)}\n  replay: ${replayCommand(options)}\n  settings: ${describeOptions(options)}`,
+          );
           if (failFast) break;
         }
       }

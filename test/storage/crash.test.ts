@@ -89,52 +89,58 @@ function runUntilKilled(dir: string, mode: Mode, firstSlot: number, killAfterAck
 }
 
 describe('durable log: crash by SIGKILL', () => {
-  it.each<Mode>(['append', 'preallocated'])('recovers every acknowledged slot after each of several kills (%s segments)', async (mode) => {
-    expect(existsSync(compiledLog), `build first (npx tsc -p .): ${compiledLog} is missing`).toBe(true);
-    const dir = join(root, mode);
-    await mkdir(dir);
-    const random = makeRandom(seed);
-    const ackedEver = new Set<number>();
-    let hardStateRoundMax = 0;
-    let firstSlot = 1;
-    let segmentsLeft = 0;
-    let tornTailsSeen = 0;
-    let ackedNowTotal = 0;
-    let snapshotIndexLast = 0;
-    for (let round = 0; round < rounds; round += 1) {
-      const killAfterAcks = 100 + Math.floor(random() * 1500);
-      const result = await runUntilKilled(dir, mode, firstSlot, killAfterAcks);
-      for (const slot of result.acked) ackedEver.add(slot);
-      ackedNowTotal += result.ackedNow;
-      hardStateRoundMax = Math.max(hardStateRoundMax, result.hardStateRoundMax);
+  it.each<Mode>(['append', 'preallocated'])(
+    'recovers every acknowledged slot after each of several kills (%s segments)',
+    async (mode) => {
+      expect(existsSync(compiledLog), `build first (npx tsc -p .): ${compiledLog} is missing`).toBe(true);
+      const dir = join(root, mode);
+      await mkdir(dir);
+      const random = makeRandom(seed);
+      const ackedEver = new Set<number>();
+      let hardStateRoundMax = 0;
+      let firstSlot = 1;
+      let segmentsLeft = 0;
+      let tornTailsSeen = 0;
+      let ackedNowTotal = 0;
+      let snapshotIndexLast = 0;
+      for (let round = 0; round < rounds; round += 1) {
+        const killAfterAcks = 100 + Math.floor(random() * 1500);
+        const result = await runUntilKilled(dir, mode, firstSlot, killAfterAcks);
+        for (const slot of result.acked) ackedEver.add(slot);
+        ackedNowTotal += result.ackedNow;
+        hardStateRoundMax = Math.max(hardStateRoundMax, result.hardStateRoundMax);
 
-      const { log, recovered } = await openDurableLog(dir, { segmentBytesMax: 16 * 1024, preallocateSegments: mode === 'preallocated' });
-      if (recovered.tornTailBytes > 0) tornTailsSeen += 1;
-      // Killed, never closed: the final write may be lost without a trace, and recovery says so.
-      expect(recovered.cleanShutdown, `round ${round}`).toBe(false);
-      const snapshotIndex = recovered.snapshot?.index ?? 0;
-      snapshotIndexLast = snapshotIndex;
-      if (recovered.snapshot !== undefined) expect(recovered.snapshot.data.toString()).toBe(`image ${snapshotIndex}`);
-      const bySlot = new Map(recovered.entries.map((stored) => [stored.slot, stored]));
-      const lost = [...ackedEver].filter((slot) => slot > snapshotIndex && !bySlot.has(slot));
-      expect(lost, `seed ${seed}, round ${round}: acknowledged slots lost`).toEqual([]);
-      for (const slot of ackedEver) {
-        if (slot <= snapshotIndex) continue;
-        expect(bySlot.get(slot)!.value.toString()).toBe(`slot ${slot} `.padEnd(100, '.'));
+        const { log, recovered } = await openDurableLog(dir, {
+          segmentBytesMax: 16 * 1024,
+          preallocateSegments: mode === 'preallocated',
+        });
+        if (recovered.tornTailBytes > 0) tornTailsSeen += 1;
+        // Killed, never closed: the final write may be lost without a trace, and recovery says so.
+        expect(recovered.cleanShutdown, `round ${round}`).toBe(false);
+        const snapshotIndex = recovered.snapshot?.index ?? 0;
+        snapshotIndexLast = snapshotIndex;
+        if (recovered.snapshot !== undefined) expect(recovered.snapshot.data.toString()).toBe(`image ${snapshotIndex}`);
+        const bySlot = new Map(recovered.entries.map((stored) => [stored.slot, stored]));
+        const lost = [...ackedEver].filter((slot) => slot > snapshotIndex && !bySlot.has(slot));
+        expect(lost, `seed ${seed}, round ${round}: acknowledged slots lost`).toEqual([]);
+        for (const slot of ackedEver) {
+          if (slot <= snapshotIndex) continue;
+          expect(bySlot.get(slot)!.value.toString()).toBe(`slot ${slot} `.padEnd(100, '.'));
+        }
+        expect(recovered.hardState?.promised.round ?? 0).toBeGreaterThanOrEqual(hardStateRoundMax);
+        const highest = Math.max(snapshotIndex, ...recovered.entries.map((stored) => stored.slot), ...ackedEver);
+        firstSlot = highest + 1;
+        segmentsLeft = log.stats().segments;
+        await log.close();
       }
-      expect(recovered.hardState?.promised.round ?? 0).toBeGreaterThanOrEqual(hardStateRoundMax);
-      const highest = Math.max(snapshotIndex, ...recovered.entries.map((stored) => stored.slot), ...ackedEver);
-      firstSlot = highest + 1;
-      segmentsLeft = log.stats().segments;
-      await log.close();
-    }
-    expect(ackedEver.size).toBeGreaterThan(rounds * 100 - 1);
-    // Both paths were exercised: some acknowledged slots were written by syncNow().
-    expect(ackedNowTotal).toBeGreaterThan(0);
-    // Torn tails depend on timing; they are reported, not required.
-    console.log(
-      `crash test (${mode}, seed ${seed}): ${ackedEver.size} acknowledged slots over ${rounds} kills, ` +
-        `${ackedNowTotal} of them written by syncNow(), ${tornTailsSeen} torn tails, last snapshot at slot ${snapshotIndexLast}, ${segmentsLeft} segments left`,
-    );
-  });
+      expect(ackedEver.size).toBeGreaterThan(rounds * 100 - 1);
+      // Both paths were exercised: some acknowledged slots were written by syncNow().
+      expect(ackedNowTotal).toBeGreaterThan(0);
+      // Torn tails depend on timing; they are reported, not required.
+      console.log(
+        `crash test (${mode}, seed ${seed}): ${ackedEver.size} acknowledged slots over ${rounds} kills, ` +
+          `${ackedNowTotal} of them written by syncNow(), ${tornTailsSeen} torn tails, last snapshot at slot ${snapshotIndexLast}, ${segmentsLeft} segments left`,
+      );
+    },
+  );
 });

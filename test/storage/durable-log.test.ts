@@ -18,7 +18,14 @@ afterEach(async () => {
 describe('durable log: round trip', () => {
   it('opens an empty directory with nothing recovered', async () => {
     const { log, recovered } = await openDurableLog(dir);
-    expect(recovered).toEqual({ hardState: undefined, snapshot: undefined, entries: [], tornTailBytes: 0, truncated: [], cleanShutdown: false });
+    expect(recovered).toEqual({
+      hardState: undefined,
+      snapshot: undefined,
+      entries: [],
+      tornTailBytes: 0,
+      truncated: [],
+      cleanShutdown: false,
+    });
     expect(await segmentFiles(dir)).toEqual(['log-000001.seg']);
     await log.close();
   });
@@ -26,7 +33,10 @@ describe('durable log: round trip', () => {
   it('recovers the hard state and every synced entry, sorted by slot', async () => {
     const first = await openDurableLog(dir);
     first.log.append({ promised: { round: 3, ordinal: 1 } }, [entry(2, 3, 1), entry(1, 3, 1)]);
-    first.log.append(undefined, [entry(3, 3, 1, ''), { slot: 2 ** 40 + 7, ballot: { round: 2 ** 32 - 1, ordinal: 6 }, value: Buffer.alloc(1000, 0xab) }]);
+    first.log.append(undefined, [
+      entry(3, 3, 1, ''),
+      { slot: 2 ** 40 + 7, ballot: { round: 2 ** 32 - 1, ordinal: 6 }, value: Buffer.alloc(1000, 0xab) },
+    ]);
     await first.log.sync();
     // The first sync wrote the new segment's header when the log opened.
     expect(first.log.stats()).toMatchObject({ syncs: 2, recordsWritten: 6, entriesPerSyncMax: 4, segments: 1 });
@@ -36,7 +46,12 @@ describe('durable log: round trip', () => {
     expect(second.recovered.hardState).toEqual({ promised: { round: 3, ordinal: 1 } });
     expect(second.recovered.tornTailBytes).toBe(0);
     expect(plain(second.recovered.entries)).toEqual(
-      plain([entry(1, 3, 1), entry(2, 3, 1), entry(3, 3, 1, ''), { slot: 2 ** 40 + 7, ballot: { round: 2 ** 32 - 1, ordinal: 6 }, value: Buffer.alloc(1000, 0xab) }]),
+      plain([
+        entry(1, 3, 1),
+        entry(2, 3, 1),
+        entry(3, 3, 1, ''),
+        { slot: 2 ** 40 + 7, ballot: { round: 2 ** 32 - 1, ordinal: 6 }, value: Buffer.alloc(1000, 0xab) },
+      ]),
     );
     await second.log.close();
   });
@@ -145,7 +160,9 @@ describe('durable log: segments and snapshots', () => {
     const second = await openDurableLog(dir, { segmentBytesMax: 4096 });
     expect(second.recovered.hardState).toEqual({ promised: { round: 7, ordinal: 2 } });
     expect(second.recovered.snapshot).toEqual({ index: 380, data: Buffer.from('image@380') });
-    expect(second.recovered.entries.map((stored) => stored.slot)).toEqual(Array.from({ length: 20 }, (_, i) => 381 + i));
+    expect(second.recovered.entries.map((stored) => stored.slot)).toEqual(
+      Array.from({ length: 20 }, (_, i) => 381 + i),
+    );
     await second.log.close();
   });
 
@@ -209,7 +226,11 @@ describe('durable log: preallocated segments', () => {
   const slotsOf = (entries: readonly StoredEntry[]) => entries.map((stored) => stored.slot);
   const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
-  async function writeSlots(log: Awaited<ReturnType<typeof openDurableLog>>['log'], from: number, to: number): Promise<void> {
+  async function writeSlots(
+    log: Awaited<ReturnType<typeof openDurableLog>>['log'],
+    from: number,
+    to: number,
+  ): Promise<void> {
     for (let slot = from; slot <= to; slot += 1) {
       log.append(undefined, [entry(slot, 1, 0, 'p'.repeat(200))]);
       await log.sync();

@@ -1,7 +1,14 @@
 // The pure framing layer, fed byte by byte.
 import { describe, expect, it } from 'vitest';
 
-import { decodeFrameAt, encodeEntry, encodeHardState, encodeSegmentHeader, RecordType, sealBatch } from '../../node/storage/record-codec.js';
+import {
+  decodeFrameAt,
+  encodeEntry,
+  encodeHardState,
+  encodeSegmentHeader,
+  RecordType,
+  sealBatch,
+} from '../../node/storage/record-codec.js';
 import { scanSegment, sectorBytes } from '../../node/storage/segment-scanner.js';
 import { CorruptLogError } from '../../node/storage/storage-errors.js';
 import { InvariantViolation } from '../../node/util/assert.js';
@@ -17,10 +24,14 @@ describe('record codec', () => {
     const batch = batchOf(
       encodeSegmentHeader(3, 123_456_789),
       encodeHardState({ promised: { round: 0xffff_ffff, ordinal: 4 } }),
-      encodeEntry({ slot: Number.MAX_SAFE_INTEGER, ballot: { round: 9, ordinal: 2 }, value: Buffer.from([0, 1, 2, 255]) }),
+      encodeEntry({
+        slot: Number.MAX_SAFE_INTEGER,
+        ballot: { round: 9, ordinal: 2 },
+        value: Buffer.from([0, 1, 2, 255]),
+      }),
     );
     const records = [];
-    for (let offset = 0; offset < batch.length; ) {
+    for (let offset = 0; offset < batch.length;) {
       const frame = decodeFrameAt(batch, offset);
       expect(frame.status).toBe('valid');
       if (frame.status !== 'valid') break;
@@ -31,7 +42,10 @@ describe('record codec', () => {
     expect(records).toEqual([
       { type: RecordType.segmentHeader, segmentSeq: 3, version: 3, previousSegmentBytes: 123_456_789 },
       { type: RecordType.hardState, hardState: { promised: { round: 0xffff_ffff, ordinal: 4 } } },
-      { type: RecordType.entry, entry: { slot: Number.MAX_SAFE_INTEGER, ballot: { round: 9, ordinal: 2 }, value: Buffer.from([0, 1, 2, 255]) } },
+      {
+        type: RecordType.entry,
+        entry: { slot: Number.MAX_SAFE_INTEGER, ballot: { round: 9, ordinal: 2 }, value: Buffer.from([0, 1, 2, 255]) },
+      },
     ]);
   });
 
@@ -45,7 +59,12 @@ describe('record codec', () => {
     v1.writeUInt32LE(7, 21);
     sealBatch(v1);
     const frame = decodeFrameAt(v1, 0);
-    expect(frame.status === 'valid' && frame.record).toEqual({ type: RecordType.segmentHeader, segmentSeq: 7, version: 1, previousSegmentBytes: undefined });
+    expect(frame.status === 'valid' && frame.record).toEqual({
+      type: RecordType.segmentHeader,
+      segmentSeq: 7,
+      version: 1,
+      previousSegmentBytes: undefined,
+    });
     // A version 2 number on a version 1 length is refused, not misread.
     v1.writeUInt32LE(2, 17);
     sealBatch(v1);
@@ -60,8 +79,12 @@ describe('record codec', () => {
   });
 
   it('asserts its own invariants on encode', () => {
-    expect(() => encodeEntry({ slot: -1, ballot: { round: 1, ordinal: 0 }, value: Buffer.alloc(0) })).toThrow(InvariantViolation);
-    expect(() => encodeEntry({ slot: 1.5, ballot: { round: 1, ordinal: 0 }, value: Buffer.alloc(0) })).toThrow(InvariantViolation);
+    expect(() => encodeEntry({ slot: -1, ballot: { round: 1, ordinal: 0 }, value: Buffer.alloc(0) })).toThrow(
+      InvariantViolation,
+    );
+    expect(() => encodeEntry({ slot: 1.5, ballot: { round: 1, ordinal: 0 }, value: Buffer.alloc(0) })).toThrow(
+      InvariantViolation,
+    );
     expect(() => encodeHardState({ promised: { round: 2 ** 32, ordinal: 0 } })).toThrow(InvariantViolation);
   });
 });
@@ -92,7 +115,9 @@ describe('segment scanner', () => {
   });
 
   it('a flipped bit in the complete final record is corruption, zeros after it or not, in any segment', () => {
-    const lastRecordStart = segment.length - batchOf(encodeEntry({ slot: 2, ballot: { round: 1, ordinal: 0 }, value: Buffer.from('two') })).length;
+    const lastRecordStart =
+      segment.length -
+      batchOf(encodeEntry({ slot: 2, ballot: { round: 1, ordinal: 0 }, value: Buffer.from('two') })).length;
     for (const zeroTail of [0, 4096]) {
       for (let offset = lastRecordStart; offset < segment.length; offset += 1) {
         for (let bit = 0; bit < 8; bit += 1) {
@@ -115,9 +140,10 @@ describe('segment scanner', () => {
       for (let bit = 0; bit < 32; bit += 1) {
         const damaged = Buffer.concat([withBig, Buffer.alloc(zeroTail)]);
         damaged.writeUInt32LE((damaged.readUInt32LE(segment.length) ^ (1 << bit)) >>> 0, segment.length);
-        expect(() => scanSegment(damaged, context, () => undefined), `length bit ${bit}, zero tail ${zeroTail}`).toThrow(
-          expect.objectContaining({ name: 'CorruptLogError', offset: segment.length }),
-        );
+        expect(
+          () => scanSegment(damaged, context, () => undefined),
+          `length bit ${bit}, zero tail ${zeroTail}`,
+        ).toThrow(expect.objectContaining({ name: 'CorruptLogError', offset: segment.length }));
       }
     }
   });
@@ -125,23 +151,41 @@ describe('segment scanner', () => {
   it('a final record cut at any sector boundary (the rest zeros or gone) is a torn tail in the last segment only', () => {
     const big = batchOf(encodeEntry({ slot: 3, ballot: { round: 1, ordinal: 0 }, value: Buffer.alloc(3000, 7) }));
     const whole = Buffer.concat([segment, big]);
-    for (let cut = Math.ceil((segment.length + 1) / sectorBytes) * sectorBytes; cut < whole.length; cut += sectorBytes) {
+    for (
+      let cut = Math.ceil((segment.length + 1) / sectorBytes) * sectorBytes;
+      cut < whole.length;
+      cut += sectorBytes
+    ) {
       const preallocated = Buffer.concat([whole.subarray(0, cut), Buffer.alloc(8192)]);
       const appendOnly = whole.subarray(0, cut);
-      for (const [mode, torn] of [['preallocated', preallocated], ['append-only', appendOnly]] as const) {
+      for (const [mode, torn] of [
+        ['preallocated', preallocated],
+        ['append-only', appendOnly],
+      ] as const) {
         const result = scanSegment(torn, context, () => undefined);
-        expect(result, `${mode} cut at ${cut}`).toMatchObject({ validBytes: segment.length, tornTailBytes: torn.length - segment.length, zeroTailBytes: 0 });
-        expect(result.tornReason).toMatch(mode === 'preallocated' ? /sector holding byte \d+ is all zeros/ : /file ends at byte/);
+        expect(result, `${mode} cut at ${cut}`).toMatchObject({
+          validBytes: segment.length,
+          tornTailBytes: torn.length - segment.length,
+          zeroTailBytes: 0,
+        });
+        expect(result.tornReason).toMatch(
+          mode === 'preallocated' ? /sector holding byte \d+ is all zeros/ : /file ends at byte/,
+        );
         expect(() => scanSegment(torn, { ...context, isLastSegment: false }, () => undefined)).toThrow(CorruptLogError);
       }
     }
   });
 
   it('documented limit: a flipped bit in a record whose value holds a whole zero sector reads as torn', () => {
-    const zeroValue = batchOf(encodeEntry({ slot: 3, ballot: { round: 1, ordinal: 0 }, value: Buffer.alloc(2 * sectorBytes) }));
+    const zeroValue = batchOf(
+      encodeEntry({ slot: 3, ballot: { round: 1, ordinal: 0 }, value: Buffer.alloc(2 * sectorBytes) }),
+    );
     const damaged = Buffer.concat([segment, zeroValue]);
     damaged[segment.length + 20] ^= 0x01; // the ballot, outside the zeros
-    expect(scanSegment(damaged, context, () => undefined)).toMatchObject({ validBytes: segment.length, tornTailBytes: zeroValue.length });
+    expect(scanSegment(damaged, context, () => undefined)).toMatchObject({
+      validBytes: segment.length,
+      tornTailBytes: zeroValue.length,
+    });
   });
 
   it('damage before later acknowledged batches is corruption even when zeros follow them', () => {
@@ -150,7 +194,9 @@ describe('segment scanner', () => {
     const secondBatch = batchOf(encodeEntry({ slot: 2, ballot: { round: 1, ordinal: 0 }, value: Buffer.from('two') }));
     const firstEntryStart = segment.length - 2 * secondBatch.length; // 'one' and 'two' have equal lengths
     damaged[segment.length - secondBatch.length - 2] ^= 0xff;
-    expect(() => scanSegment(damaged, context, () => undefined)).toThrow(expect.objectContaining({ name: 'CorruptLogError', offset: firstEntryStart }));
+    expect(() => scanSegment(damaged, context, () => undefined)).toThrow(
+      expect.objectContaining({ name: 'CorruptLogError', offset: firstEntryStart }),
+    );
   });
 
   it('treats the same damage as torn in the last segment and as corruption elsewhere', () => {
@@ -160,7 +206,9 @@ describe('segment scanner', () => {
   });
 
   it('refuses a segment that does not start with its own header', () => {
-    const headerless = segment.subarray(batchOf(encodeSegmentHeader(1, 0), encodeHardState({ promised: { round: 1, ordinal: 0 } })).length);
+    const headerless = segment.subarray(
+      batchOf(encodeSegmentHeader(1, 0), encodeHardState({ promised: { round: 1, ordinal: 0 } })).length,
+    );
     expect(() => scanSegment(headerless, context, () => undefined)).toThrow(/does not start with a segment header/);
   });
 });

@@ -58,7 +58,11 @@ const firstFive = plain([1, 2, 3, 4, 5].map((slot) => entry(slot, 2, 1)));
 type Mode = 'append' | 'preallocated';
 const modes: Mode[] = ['append', 'preallocated'];
 const preallocatedBytes = 64 * 1024;
-const optionsOf = (mode: Mode) => ({ noSync: true, preallocateSegments: mode === 'preallocated', segmentBytesMax: preallocatedBytes });
+const optionsOf = (mode: Mode) => ({
+  noSync: true,
+  preallocateSegments: mode === 'preallocated',
+  segmentBytesMax: preallocatedBytes,
+});
 /** An entry record with a 100-byte value: 9 bytes of frame header, 20 of slot and ballot. */
 const recordBytes = 9 + 4 + 16 + 100;
 const earlierSlots = 5;
@@ -69,7 +73,9 @@ const valueOf = (slot: number) => `slot ${slot} `.padEnd(100, '.');
  * Slots 1..5 in five syncs (acknowledged), then slots 6..45 in one final batch whose write
  * the tests tear or damage. In preallocated mode the file is zero-filled to 64 KiB.
  */
-async function buildFinalBatchLog(mode: Mode): Promise<{ bytes: Buffer; finalBatchStart: number; finalBatchEnd: number }> {
+async function buildFinalBatchLog(
+  mode: Mode,
+): Promise<{ bytes: Buffer; finalBatchStart: number; finalBatchEnd: number }> {
   const dir = await freshDir();
   const { log } = await openDurableLog(dir, optionsOf(mode));
   log.append({ promised: { round: 2, ordinal: 1 } }, []);
@@ -78,7 +84,8 @@ async function buildFinalBatchLog(mode: Mode): Promise<{ bytes: Buffer; finalBat
     await log.sync();
   }
   const finalBatchStart = log.stats().bytesWritten;
-  for (let slot = earlierSlots + 1; slot <= earlierSlots + finalBatchSlots; slot += 1) log.append(undefined, [entry(slot, 2, 1, valueOf(slot))]);
+  for (let slot = earlierSlots + 1; slot <= earlierSlots + finalBatchSlots; slot += 1)
+    log.append(undefined, [entry(slot, 2, 1, valueOf(slot))]);
   await log.sync();
   // The segment as a crash right now leaves it: before close() adds its close record.
   const bytes = await readFile(join(dir, segmentName));
@@ -91,7 +98,8 @@ async function buildFinalBatchLog(mode: Mode): Promise<{ bytes: Buffer; finalBat
 
 const slotsUpTo = (last: number) => Array.from({ length: last }, (_, index) => index + 1);
 /** Where the final batch's record holding byte `at` starts. */
-const recordStartHolding = (finalBatchStart: number, at: number) => finalBatchStart + Math.floor((at - finalBatchStart) / recordBytes) * recordBytes;
+const recordStartHolding = (finalBatchStart: number, at: number) =>
+  finalBatchStart + Math.floor((at - finalBatchStart) / recordBytes) * recordBytes;
 const sectorBoundariesIn = (from: number, to: number) => {
   const boundaries: number[] = [];
   for (let at = Math.ceil(from / sectorBytes) * sectorBytes; at < to; at += sectorBytes) boundaries.push(at);
@@ -99,11 +107,20 @@ const sectorBoundariesIn = (from: number, to: number) => {
 };
 
 /** Opens a damaged segment, expecting a torn tail cut at `offset`; checks the file and a reopen. */
-async function expectTruncatedAt(mode: Mode, damaged: Buffer, offset: number, keptSlots: number, reason: RegExp, label: string): Promise<void> {
+async function expectTruncatedAt(
+  mode: Mode,
+  damaged: Buffer,
+  offset: number,
+  keptSlots: number,
+  reason: RegExp,
+  label: string,
+): Promise<void> {
   const dir = await dirWithSegment(damaged);
   const file = join(dir, segmentName);
   const opened = await openDurableLog(dir, optionsOf(mode));
-  expect(opened.recovered.truncated, label).toEqual([{ file, offset, bytes: damaged.length - offset, reason: expect.stringMatching(reason) }]);
+  expect(opened.recovered.truncated, label).toEqual([
+    { file, offset, bytes: damaged.length - offset, reason: expect.stringMatching(reason) },
+  ]);
   expect(opened.recovered.tornTailBytes).toBe(damaged.length - offset);
   expect(opened.recovered.cleanShutdown).toBe(false);
   const slots = opened.recovered.entries.map((stored) => stored.slot);
@@ -121,7 +138,13 @@ async function expectTruncatedAt(mode: Mode, damaged: Buffer, offset: number, ke
 }
 
 /** Opens a damaged segment, expecting CorruptLogError naming the file and `offset`, and the file left as it was. */
-async function expectCorruptAt(mode: Mode, damaged: Buffer, offset: number, reason: RegExp, label: string): Promise<void> {
+async function expectCorruptAt(
+  mode: Mode,
+  damaged: Buffer,
+  offset: number,
+  reason: RegExp,
+  label: string,
+): Promise<void> {
   const dir = await dirWithSegment(damaged);
   const file = join(dir, segmentName);
   const failure = openDurableLog(dir, optionsOf(mode));
@@ -139,7 +162,12 @@ describe('recovery: torn tail', () => {
       const dir = await dirWithSegment(bytes.subarray(0, cut));
       const opened = await openDurableLog(dir, { noSync: true });
       expect(opened.recovered.tornTailBytes, `cut at ${cut}`).toBe(cut - lastRecordStart);
-      const tail = { file: join(dir, segmentName), offset: lastRecordStart, bytes: cut - lastRecordStart, reason: expect.stringMatching(/the file ends/) };
+      const tail = {
+        file: join(dir, segmentName),
+        offset: lastRecordStart,
+        bytes: cut - lastRecordStart,
+        reason: expect.stringMatching(/the file ends/),
+      };
       expect(opened.recovered.truncated).toEqual(cut === lastRecordStart ? [] : [tail]);
       expect(plain(opened.recovered.entries)).toEqual(firstFive);
       expect(opened.recovered.hardState).toEqual({ promised: { round: 2, ordinal: 1 } });
@@ -154,57 +182,78 @@ describe('recovery: torn tail', () => {
     }
   });
 
-  it.each(modes)('a final batch cut at each sector boundary (the rest zeros, or the file ends) keeps the whole records before the cut (%s)', async (mode) => {
-    const { bytes, finalBatchStart, finalBatchEnd } = await buildFinalBatchLog(mode);
-    const boundaries = sectorBoundariesIn(finalBatchStart + 1, finalBatchEnd);
-    expect(boundaries.length).toBeGreaterThan(8);
-    for (const cut of boundaries) {
-      // Preallocated: the pages after the cut never landed and still hold the file's zeros.
-      // Append-only: the file ends where the write stopped.
-      const damaged = mode === 'preallocated' ? Buffer.from(bytes).fill(0, cut) : bytes.subarray(0, cut);
-      const tornAt = recordStartHolding(finalBatchStart, cut);
-      const kept = earlierSlots + (tornAt - finalBatchStart) / recordBytes;
-      const reason = mode === 'preallocated' ? /sector holding byte \d+ is all zeros/ : /the file ends at byte/;
-      await expectTruncatedAt(mode, damaged, tornAt, kept, reason, `${mode}, cut at ${cut}`);
-    }
-  });
+  it.each(modes)(
+    'a final batch cut at each sector boundary (the rest zeros, or the file ends) keeps the whole records before the cut (%s)',
+    async (mode) => {
+      const { bytes, finalBatchStart, finalBatchEnd } = await buildFinalBatchLog(mode);
+      const boundaries = sectorBoundariesIn(finalBatchStart + 1, finalBatchEnd);
+      expect(boundaries.length).toBeGreaterThan(8);
+      for (const cut of boundaries) {
+        // Preallocated: the pages after the cut never landed and still hold the file's zeros.
+        // Append-only: the file ends where the write stopped.
+        const damaged = mode === 'preallocated' ? Buffer.from(bytes).fill(0, cut) : bytes.subarray(0, cut);
+        const tornAt = recordStartHolding(finalBatchStart, cut);
+        const kept = earlierSlots + (tornAt - finalBatchStart) / recordBytes;
+        const reason = mode === 'preallocated' ? /sector holding byte \d+ is all zeros/ : /the file ends at byte/;
+        await expectTruncatedAt(mode, damaged, tornAt, kept, reason, `${mode}, cut at ${cut}`);
+      }
+    },
+  );
 
-  it.each(modes)('a final batch whose pages landed out of order (one sector of zeros inside, valid records after) is truncated at the hole (%s)', async (mode) => {
-    const { bytes, finalBatchStart, finalBatchEnd } = await buildFinalBatchLog(mode);
-    // The first sector the batch touches kept its old contents: the earlier records, then zeros.
-    const firstSectorEnd = Math.ceil(finalBatchStart / sectorBytes) * sectorBytes;
-    const holes = [[finalBatchStart, firstSectorEnd], ...sectorBoundariesIn(finalBatchStart, finalBatchEnd - sectorBytes).map((at) => [at, at + sectorBytes])];
-    expect(holes.length).toBeGreaterThan(5);
-    for (const [from, to] of holes as Array<[number, number]>) {
-      const damaged = Buffer.from(bytes).fill(0, from, to);
-      const tornAt = recordStartHolding(finalBatchStart, from);
-      const kept = earlierSlots + (tornAt - finalBatchStart) / recordBytes;
-      await expectTruncatedAt(mode, damaged, tornAt, kept, /sector holding byte \d+ is all zeros/, `${mode}, zeros at ${from}..${to}`);
-    }
-  });
+  it.each(modes)(
+    'a final batch whose pages landed out of order (one sector of zeros inside, valid records after) is truncated at the hole (%s)',
+    async (mode) => {
+      const { bytes, finalBatchStart, finalBatchEnd } = await buildFinalBatchLog(mode);
+      // The first sector the batch touches kept its old contents: the earlier records, then zeros.
+      const firstSectorEnd = Math.ceil(finalBatchStart / sectorBytes) * sectorBytes;
+      const holes = [
+        [finalBatchStart, firstSectorEnd],
+        ...sectorBoundariesIn(finalBatchStart, finalBatchEnd - sectorBytes).map((at) => [at, at + sectorBytes]),
+      ];
+      expect(holes.length).toBeGreaterThan(5);
+      for (const [from, to] of holes as Array<[number, number]>) {
+        const damaged = Buffer.from(bytes).fill(0, from, to);
+        const tornAt = recordStartHolding(finalBatchStart, from);
+        const kept = earlierSlots + (tornAt - finalBatchStart) / recordBytes;
+        await expectTruncatedAt(
+          mode,
+          damaged,
+          tornAt,
+          kept,
+          /sector holding byte \d+ is all zeros/,
+          `${mode}, zeros at ${from}..${to}`,
+        );
+      }
+    },
+  );
 
-  it.each(modes)('a torn write right after the close record of an earlier clean stop is a crash, not a clean shutdown (%s)', async (mode) => {
-    const dir = await freshDir();
-    const first = await openDurableLog(dir, optionsOf(mode));
-    first.log.append({ promised: { round: 2, ordinal: 1 } }, [entry(1, 2, 1, valueOf(1))]);
-    await first.log.close();
-    const closedRecordsEnd = first.log.stats().bytesWritten;
-    const second = await openDurableLog(dir, optionsOf(mode));
-    expect(second.recovered.cleanShutdown).toBe(true);
-    // One record longer than a sector, so that the cut leaves the close record the last whole one.
-    second.log.append(undefined, [entry(2, 2, 1, 'x'.repeat(2000))]);
-    await second.log.sync();
-    const crashed = await readFile(join(dir, segmentName));
-    await second.log.close();
-    const cut = Math.ceil((closedRecordsEnd + 1) / sectorBytes) * sectorBytes;
-    const damaged = mode === 'preallocated' ? Buffer.from(crashed).fill(0, cut) : crashed.subarray(0, cut);
-    const crashDir = await dirWithSegment(damaged);
-    const opened = await openDurableLog(crashDir, optionsOf(mode));
-    expect(opened.recovered.truncated).toEqual([expect.objectContaining({ offset: closedRecordsEnd, bytes: damaged.length - closedRecordsEnd })]);
-    expect(opened.recovered.cleanShutdown).toBe(false);
-    expect(plain(opened.recovered.entries)).toEqual(plain([entry(1, 2, 1, valueOf(1))]));
-    await opened.log.close();
-  });
+  it.each(modes)(
+    'a torn write right after the close record of an earlier clean stop is a crash, not a clean shutdown (%s)',
+    async (mode) => {
+      const dir = await freshDir();
+      const first = await openDurableLog(dir, optionsOf(mode));
+      first.log.append({ promised: { round: 2, ordinal: 1 } }, [entry(1, 2, 1, valueOf(1))]);
+      await first.log.close();
+      const closedRecordsEnd = first.log.stats().bytesWritten;
+      const second = await openDurableLog(dir, optionsOf(mode));
+      expect(second.recovered.cleanShutdown).toBe(true);
+      // One record longer than a sector, so that the cut leaves the close record the last whole one.
+      second.log.append(undefined, [entry(2, 2, 1, 'x'.repeat(2000))]);
+      await second.log.sync();
+      const crashed = await readFile(join(dir, segmentName));
+      await second.log.close();
+      const cut = Math.ceil((closedRecordsEnd + 1) / sectorBytes) * sectorBytes;
+      const damaged = mode === 'preallocated' ? Buffer.from(crashed).fill(0, cut) : crashed.subarray(0, cut);
+      const crashDir = await dirWithSegment(damaged);
+      const opened = await openDurableLog(crashDir, optionsOf(mode));
+      expect(opened.recovered.truncated).toEqual([
+        expect.objectContaining({ offset: closedRecordsEnd, bytes: damaged.length - closedRecordsEnd }),
+      ]);
+      expect(opened.recovered.cleanShutdown).toBe(false);
+      expect(plain(opened.recovered.entries)).toEqual(plain([entry(1, 2, 1, valueOf(1))]));
+      await opened.log.close();
+    },
+  );
 
   it('an empty or header-torn last segment left by a crash during rollover is repaired', async () => {
     for (const partialBytes of [0, 20]) {
@@ -236,29 +285,41 @@ describe('recovery: damaged acknowledged data', () => {
     const { bytes, lastRecordStart } = await buildLog();
     for (let offset = lastRecordStart; offset < bytes.length; offset += 1) {
       const damaged = Buffer.from(bytes);
-      damaged[offset] = damaged[offset]! ^ (1 << offset % 8);
+      damaged[offset] = damaged[offset]! ^ (1 << (offset % 8));
       await expectCorruptAt('append', damaged, lastRecordStart, /complete frame/, `flip at ${offset}`);
     }
   });
 
-  it.each(modes)('refuses a flipped bit anywhere in the final batch, at the damaged record, valid records of it after or not (%s)', async (mode) => {
-    const { bytes, finalBatchStart, finalBatchEnd } = await buildFinalBatchLog(mode);
-    for (let offset = finalBatchStart; offset < finalBatchEnd; offset += 7) {
-      const damaged = Buffer.from(bytes);
-      damaged[offset] = damaged[offset]! ^ (1 << offset % 8);
-      await expectCorruptAt(mode, damaged, recordStartHolding(finalBatchStart, offset), /complete frame/, `${mode}, flip at ${offset}`);
-    }
-  });
+  it.each(modes)(
+    'refuses a flipped bit anywhere in the final batch, at the damaged record, valid records of it after or not (%s)',
+    async (mode) => {
+      const { bytes, finalBatchStart, finalBatchEnd } = await buildFinalBatchLog(mode);
+      for (let offset = finalBatchStart; offset < finalBatchEnd; offset += 7) {
+        const damaged = Buffer.from(bytes);
+        damaged[offset] = damaged[offset]! ^ (1 << (offset % 8));
+        await expectCorruptAt(
+          mode,
+          damaged,
+          recordStartHolding(finalBatchStart, offset),
+          /complete frame/,
+          `${mode}, flip at ${offset}`,
+        );
+      }
+    },
+  );
 
-  it.each(modes)('refuses the final record with any one bit of its length field flipped, even one that claims bytes past the data (%s)', async (mode) => {
-    const { bytes, finalBatchEnd } = await buildFinalBatchLog(mode);
-    const lastRecordStart = finalBatchEnd - recordBytes;
-    for (let bit = 0; bit < 32; bit += 1) {
-      const damaged = Buffer.from(bytes);
-      damaged.writeUInt32LE((damaged.readUInt32LE(lastRecordStart) ^ (1 << bit)) >>> 0, lastRecordStart);
-      await expectCorruptAt(mode, damaged, lastRecordStart, /complete frame/, `${mode}, length bit ${bit}`);
-    }
-  });
+  it.each(modes)(
+    'refuses the final record with any one bit of its length field flipped, even one that claims bytes past the data (%s)',
+    async (mode) => {
+      const { bytes, finalBatchEnd } = await buildFinalBatchLog(mode);
+      const lastRecordStart = finalBatchEnd - recordBytes;
+      for (let bit = 0; bit < 32; bit += 1) {
+        const damaged = Buffer.from(bytes);
+        damaged.writeUInt32LE((damaged.readUInt32LE(lastRecordStart) ^ (1 << bit)) >>> 0, lastRecordStart);
+        await expectCorruptAt(mode, damaged, lastRecordStart, /complete frame/, `${mode}, length bit ${bit}`);
+      }
+    },
+  );
 
   it.each(modes)('refuses a lost sector in an acknowledged batch followed by later batches (%s)', async (mode) => {
     const dir = await freshDir();
@@ -275,46 +336,52 @@ describe('recovery: damaged acknowledged data', () => {
     await expectCorruptAt(mode, damaged, damagedRecordStart, /later write batch/, mode);
   });
 
-  it.each(modes)('refuses a lost sector in the next-to-last batch when only the final batch, one record, follows it (%s)', async (mode) => {
-    const dir = await freshDir();
-    const { log } = await openDurableLog(dir, optionsOf(mode));
-    log.append(undefined, [entry(1)]);
-    await log.sync();
-    const bigRecordStart = log.stats().bytesWritten;
-    log.append(undefined, [entry(2, 1, 0, 'b'.repeat(1500))]);
-    await log.sync();
-    log.append(undefined, [entry(3)]);
-    await log.close();
-    const bytes = await readFile(join(dir, segmentName));
-    const sectorInside = Math.ceil((bigRecordStart + 40) / sectorBytes) * sectorBytes;
-    expect(sectorInside + sectorBytes).toBeLessThan(bigRecordStart + 9 + 20 + 1500);
-    const damaged = Buffer.from(bytes).fill(0, sectorInside, sectorInside + sectorBytes);
-    await expectCorruptAt(mode, damaged, bigRecordStart, /later write batch/, mode);
-  });
-
-  it.each(modes)('refuses a lost write of the final batch before a clean close: a hole before the close record (%s)', async (mode) => {
-    const dir = await freshDir();
-    const { log } = await openDurableLog(dir, optionsOf(mode));
-    for (let slot = 1; slot <= 5; slot += 1) {
-      log.append(undefined, [entry(slot, 1, 0, valueOf(slot))]);
+  it.each(modes)(
+    'refuses a lost sector in the next-to-last batch when only the final batch, one record, follows it (%s)',
+    async (mode) => {
+      const dir = await freshDir();
+      const { log } = await openDurableLog(dir, optionsOf(mode));
+      log.append(undefined, [entry(1)]);
       await log.sync();
-    }
-    const finalBatchStart = log.stats().bytesWritten;
-    for (let slot = 6; slot <= 20; slot += 1) log.append(undefined, [entry(slot, 1, 0, valueOf(slot))]);
-    await log.sync();
-    const closeRecordStart = log.stats().bytesWritten;
-    await log.close();
-    const bytes = await readFile(join(dir, segmentName));
-    const intact = await openDurableLog(await dirWithSegment(bytes), optionsOf(mode));
-    expect(intact.recovered.cleanShutdown).toBe(true);
-    await intact.log.close();
-    // The disk acknowledged the final batch's write and never stored it; the close record's
-    // write landed, and with it the sector it shares with the end of the batch.
-    const lostEnd = closeRecordStart - (closeRecordStart % sectorBytes);
-    expect(lostEnd - finalBatchStart).toBeGreaterThan(sectorBytes);
-    const damaged = Buffer.from(bytes).fill(0, finalBatchStart, lostEnd);
-    await expectCorruptAt(mode, damaged, finalBatchStart, /later write batch/, mode);
-  });
+      const bigRecordStart = log.stats().bytesWritten;
+      log.append(undefined, [entry(2, 1, 0, 'b'.repeat(1500))]);
+      await log.sync();
+      log.append(undefined, [entry(3)]);
+      await log.close();
+      const bytes = await readFile(join(dir, segmentName));
+      const sectorInside = Math.ceil((bigRecordStart + 40) / sectorBytes) * sectorBytes;
+      expect(sectorInside + sectorBytes).toBeLessThan(bigRecordStart + 9 + 20 + 1500);
+      const damaged = Buffer.from(bytes).fill(0, sectorInside, sectorInside + sectorBytes);
+      await expectCorruptAt(mode, damaged, bigRecordStart, /later write batch/, mode);
+    },
+  );
+
+  it.each(modes)(
+    'refuses a lost write of the final batch before a clean close: a hole before the close record (%s)',
+    async (mode) => {
+      const dir = await freshDir();
+      const { log } = await openDurableLog(dir, optionsOf(mode));
+      for (let slot = 1; slot <= 5; slot += 1) {
+        log.append(undefined, [entry(slot, 1, 0, valueOf(slot))]);
+        await log.sync();
+      }
+      const finalBatchStart = log.stats().bytesWritten;
+      for (let slot = 6; slot <= 20; slot += 1) log.append(undefined, [entry(slot, 1, 0, valueOf(slot))]);
+      await log.sync();
+      const closeRecordStart = log.stats().bytesWritten;
+      await log.close();
+      const bytes = await readFile(join(dir, segmentName));
+      const intact = await openDurableLog(await dirWithSegment(bytes), optionsOf(mode));
+      expect(intact.recovered.cleanShutdown).toBe(true);
+      await intact.log.close();
+      // The disk acknowledged the final batch's write and never stored it; the close record's
+      // write landed, and with it the sector it shares with the end of the batch.
+      const lostEnd = closeRecordStart - (closeRecordStart % sectorBytes);
+      expect(lostEnd - finalBatchStart).toBeGreaterThan(sectorBytes);
+      const damaged = Buffer.from(bytes).fill(0, finalBatchStart, lostEnd);
+      await expectCorruptAt(mode, damaged, finalBatchStart, /later write batch/, mode);
+    },
+  );
 
   it('documented limit: a lost write of the whole final batch (zeros where it was) reads as the end of the records', async () => {
     // After a crash nothing in the log can tell it from a crash before the write; cleanShutdown
@@ -339,7 +406,10 @@ describe('recovery: damaged acknowledged data', () => {
       damaged[offset] = damaged[offset]! ^ 0x01;
       const failure = openDurableLog(await dirWithSegment(damaged), { noSync: true });
       await expect(failure, `flip at ${offset}`).rejects.toBeInstanceOf(CorruptLogError);
-      await expect(failure).rejects.toMatchObject({ file: expect.stringMatching(new RegExp(`/${segmentName}$`)), offset: start });
+      await expect(failure).rejects.toMatchObject({
+        file: expect.stringMatching(new RegExp(`/${segmentName}$`)),
+        offset: start,
+      });
     }
   });
 
@@ -418,6 +488,8 @@ describe('recovery: damaged acknowledged data', () => {
     expect(opened.recovered.entries.map((stored) => stored.slot)).toEqual([2, 3]);
     await opened.log.close();
     expect((await segmentFiles(dir)).length).toBe(1);
-    expect((await readdir(dir)).filter((name) => name.startsWith('snapshot'))).toEqual(['snapshot-00000000000000000001.snap']);
+    expect((await readdir(dir)).filter((name) => name.startsWith('snapshot'))).toEqual([
+      'snapshot-00000000000000000001.snap',
+    ]);
   });
 });

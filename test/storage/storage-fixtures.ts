@@ -21,7 +21,9 @@ export async function segmentFiles(dir: string): Promise<string[]> {
   return (await readdir(dir)).filter((name) => name.endsWith('.seg')).sort();
 }
 
-export function plain(entries: readonly StoredEntry[]): Array<{ slot: number; round: number; ordinal: number; value: string }> {
+export function plain(
+  entries: readonly StoredEntry[],
+): Array<{ slot: number; round: number; ordinal: number; value: string }> {
   return entries.map((stored) => ({
     slot: stored.slot,
     round: stored.ballot.round,

@@ -17,7 +17,8 @@ export async function pollUntil<T>(
       lastError = error;
     }
     if (Date.now() >= deadline) {
-      const cause = lastError instanceof Error ? `: ${lastError.message}` : lastError !== undefined ? `: ${String(lastError)}` : '';
+      const cause =
+        lastError instanceof Error ? `: ${lastError.message}` : lastError !== undefined ? `: ${String(lastError)}` : '';
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${cause}`);
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));

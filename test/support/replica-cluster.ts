@@ -7,7 +7,13 @@ import { createWriteStream } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { BankClient, Consistency, type ClusterStatusReply, type ReplicaStatus, type TransferReply } from '../../node/gen/shardbank/v1/bank.js';
+import {
+  BankClient,
+  Consistency,
+  type ClusterStatusReply,
+  type ReplicaStatus,
+  type TransferReply,
+} from '../../node/gen/shardbank/v1/bank.js';
 import type { Topology } from '../../node/cluster/topology.js';
 import { shardOfItem } from '../../node/cluster/topology.js';
 import { asyncBankClient, type AsyncBankClient } from '../../node/replica/forwarder.js';
@@ -68,7 +74,15 @@ export class ReplicaCluster {
       const group: ReplicaProcess[] = [];
       for (let ordinal = 0; ordinal < topology.replicasPerShard; ordinal += 1) {
         const [port, httpPort] = ports.splice(0, 2) as [number, number];
-        group.push({ shard, ordinal, address: `127.0.0.1:${port}`, httpPort, dataDir: path.join(root, `s${shard}-${ordinal}`), child: undefined, exited: undefined });
+        group.push({
+          shard,
+          ordinal,
+          address: `127.0.0.1:${port}`,
+          httpPort,
+          dataDir: path.join(root, `s${shard}-${ordinal}`),
+          child: undefined,
+          exited: undefined,
+        });
       }
       cluster.replicas.push(group);
     }
@@ -85,26 +99,43 @@ export class ReplicaCluster {
     const args = [
       ...(this.options.nodeArgs ?? []),
       REPLICA_MAIN,
-      '--cluster', this.cluster,
-      '--incarnation', `it-${path.basename(this.root)}`,
-      '--shard', String(replica.shard),
-      '--ordinal', String(replica.ordinal),
-      '--shards', String(topology.shards),
-      '--replicas-per-shard', String(topology.replicasPerShard),
-      '--items-per-shard', String(topology.itemsPerShard),
-      '--initial-balance', String(topology.initialBalance),
-      '--max-transfer-amount', String(this.options.maxTransferAmount ?? 1_000_000),
-      '--peers', this.peersFlag,
-      '--data-dir', replica.dataDir,
-      '--listen-host', '127.0.0.1',
-      '--grpc-port', replica.address.split(':')[1]!,
-      '--http-port', String(replica.httpPort),
+      '--cluster',
+      this.cluster,
+      '--incarnation',
+      `it-${path.basename(this.root)}`,
+      '--shard',
+      String(replica.shard),
+      '--ordinal',
+      String(replica.ordinal),
+      '--shards',
+      String(topology.shards),
+      '--replicas-per-shard',
+      String(topology.replicasPerShard),
+      '--items-per-shard',
+      String(topology.itemsPerShard),
+      '--initial-balance',
+      String(topology.initialBalance),
+      '--max-transfer-amount',
+      String(this.options.maxTransferAmount ?? 1_000_000),
+      '--peers',
+      this.peersFlag,
+      '--data-dir',
+      replica.dataDir,
+      '--listen-host',
+      '127.0.0.1',
+      '--grpc-port',
+      replica.address.split(':')[1]!,
+      '--http-port',
+      String(replica.httpPort),
       ...(this.options.natsUrl ? ['--nats-url', this.options.natsUrl] : []),
       ...(this.options.extraArgs ?? []),
       ...(process.env.SHARDBANK_TEST_REPLICA_ARGS ? process.env.SHARDBANK_TEST_REPLICA_ARGS.split(' ') : []),
     ];
     const log = createWriteStream(path.join(this.root, `s${replica.shard}-${replica.ordinal}.log`), { flags: 'a' });
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...this.options.env } });
+    const child = spawn(process.execPath, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...this.options.env },
+    });
     liveChildren.add(child);
     child.once('exit', () => liveChildren.delete(child));
     child.stdout!.pipe(log);
@@ -147,17 +178,29 @@ export class ReplicaCluster {
 
   async replicaStatus(shard: number, ordinal: number): Promise<ReplicaStatus | undefined> {
     const address = this.replicas[shard]![ordinal]!.address;
-    const reply: ClusterStatusReply = await this.client(address).clusterStatusAsync({ cluster: this.cluster, localOnly: true }, new grpc.Metadata(), { deadline: Date.now() + 2000 });
+    const reply: ClusterStatusReply = await this.client(address).clusterStatusAsync(
+      { cluster: this.cluster, localOnly: true },
+      new grpc.Metadata(),
+      { deadline: Date.now() + 2000 },
+    );
     return reply.shards[0]?.replicas[0];
   }
 
   /** The ordinal of the shard's ready leader, polling until there is exactly one. */
   async leaderOf(shard: number, timeoutMs = 60_000, excluding = -1): Promise<number> {
-    return pollUntil(`a leader of shard ${shard}`, async () => {
-      const statuses = await Promise.all(this.replicas[shard]!.map((r) => (r.child ? this.replicaStatus(shard, r.ordinal).catch(() => undefined) : undefined)));
-      const leaders = statuses.filter((s) => s?.role === 'leader' && s.ready && s.ordinal !== excluding);
-      return leaders.length === 1 ? leaders[0]!.ordinal : undefined;
-    }, timeoutMs);
+    return pollUntil(
+      `a leader of shard ${shard}`,
+      async () => {
+        const statuses = await Promise.all(
+          this.replicas[shard]!.map((r) =>
+            r.child ? this.replicaStatus(shard, r.ordinal).catch(() => undefined) : undefined,
+          ),
+        );
+        const leaders = statuses.filter((s) => s?.role === 'leader' && s.ready && s.ordinal !== excluding);
+        return leaders.length === 1 ? leaders[0]!.ordinal : undefined;
+      },
+      timeoutMs,
+    );
   }
 
   async waitForLeaders(timeoutMs = 90_000): Promise<number[]> {
@@ -173,22 +216,37 @@ export class ReplicaCluster {
     const key = `${shard}/${clientId}`;
     const known = this.sessionEpochs.get(key);
     if (known !== undefined) return known;
-    const reply = await pollUntil(`a session for ${clientId} on shard ${shard}`, async () => {
-      for (const replica of this.replicas[shard]!.filter((r) => r.child)) {
-        try {
-          return await this.client(replica.address).openSessionAsync({ cluster: this.cluster, clientId, shard }, new grpc.Metadata(), { deadline: Date.now() + 10_000 });
-        } catch {
-          // another replica, or the next round
+    const reply = await pollUntil(
+      `a session for ${clientId} on shard ${shard}`,
+      async () => {
+        for (const replica of this.replicas[shard]!.filter((r) => r.child)) {
+          try {
+            return await this.client(replica.address).openSessionAsync(
+              { cluster: this.cluster, clientId, shard },
+              new grpc.Metadata(),
+              { deadline: Date.now() + 10_000 },
+            );
+          } catch {
+            // another replica, or the next round
+          }
         }
-      }
-      return undefined;
-    }, timeoutMs);
+        return undefined;
+      },
+      timeoutMs,
+    );
     this.sessionEpochs.set(key, reply.sessionEpoch);
     return reply.sessionEpoch;
   }
 
   /** Transfer through any replica of the owning shard, retrying with the same id until a definite answer. */
-  async transfer(clientId: string, requestId: number, from: number, to: number, amount: number, timeoutMs = 60_000): Promise<TransferReply> {
+  async transfer(
+    clientId: string,
+    requestId: number,
+    from: number,
+    to: number,
+    amount: number,
+    timeoutMs = 60_000,
+  ): Promise<TransferReply> {
     const shard = shardOfItem(this.options.topology, from);
     const sessionEpoch = await this.sessionEpoch(clientId, shard, timeoutMs);
     const deadline = Date.now() + timeoutMs;
@@ -223,7 +281,12 @@ export class ReplicaCluster {
     throw new Error(`transfer ${clientId}/${requestId} had no definite outcome: ${String(lastError)}`);
   }
 
-  async balances(shard: number, ordinal: number, items: number[], consistency = Consistency.ANY_REPLICA): Promise<number[]> {
+  async balances(
+    shard: number,
+    ordinal: number,
+    items: number[],
+    consistency = Consistency.ANY_REPLICA,
+  ): Promise<number[]> {
     const reply = await this.client(this.replicas[shard]![ordinal]!.address).getBalanceAsync(
       { cluster: this.cluster, items, consistency },
       new grpc.Metadata(),
@@ -240,10 +303,15 @@ export class ReplicaCluster {
     const result: number[] = [];
     for (const item of items) {
       const shard = shardOfItem(this.options.topology, item);
-      const [balance] = await pollUntil(`a linearizable read of item ${item}`, async () => {
-        const leader = await this.leaderOf(shard, timeoutMs);
-        return this.balances(shard, leader, [item], Consistency.LINEARIZABLE);
-      }, timeoutMs, 100);
+      const [balance] = await pollUntil(
+        `a linearizable read of item ${item}`,
+        async () => {
+          const leader = await this.leaderOf(shard, timeoutMs);
+          return this.balances(shard, leader, [item], Consistency.LINEARIZABLE);
+        },
+        timeoutMs,
+        100,
+      );
       result.push(balance!);
     }
     return result;

@@ -8,17 +8,38 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { HealthClient, HealthService, HealthCheckResponse_ServingStatus } from '../../node/gen/grpc/health/v1/health.js';
+import {
+  HealthClient,
+  HealthService,
+  HealthCheckResponse_ServingStatus,
+} from '../../node/gen/grpc/health/v1/health.js';
 import { PeerFrame, type PaxosMessage } from '../../node/gen/shardbank/v1/peer.js';
 import { parseReplicaConfig } from '../../node/replica/replica-config.js';
-import { FrameReader, PEER_MAGIC, PeerTransport, encodeFrame, encodeFramesWithinLimit, peerSocketPath, splitHostPort } from '../../node/transport/peer-transport.js';
+import {
+  FrameReader,
+  PEER_MAGIC,
+  PeerTransport,
+  encodeFrame,
+  encodeFramesWithinLimit,
+  peerSocketPath,
+  splitHostPort,
+} from '../../node/transport/peer-transport.js';
 import { listenSharedPort, type SharedPort } from '../../node/transport/shared-port.js';
 import { pollUntil } from '../support/poll.js';
 
 const logger = pino({ level: 'silent' });
 
 function heartbeat(to: number, round: number): PaxosMessage {
-  return { shard: 0, from: 1, to, ballot: { round, ordinal: 1 }, body: { $case: 'reject', reject: { promised: { round, ordinal: 1 }, behind: false, snapshotIndex: 0, leaderHint: 0, hasLeaderHint: false } } };
+  return {
+    shard: 0,
+    from: 1,
+    to,
+    ballot: { round, ordinal: 1 },
+    body: {
+      $case: 'reject',
+      reject: { promised: { round, ordinal: 1 }, behind: false, snapshotIndex: 0, leaderHint: 0, hasLeaderHint: false },
+    },
+  };
 }
 
 function frame(cluster: string, round: number): PeerFrame {
@@ -27,7 +48,11 @@ function frame(cluster: string, round: number): PeerFrame {
 
 describe('FrameReader', () => {
   it('splits a byte stream into frames whatever the chunk boundaries', () => {
-    const frames = [frame('c', 1), frame('c', 2), { ...frame('c', 3), paxos: Array.from({ length: 50 }, (_, i) => heartbeat(0, 100 + i)) }];
+    const frames = [
+      frame('c', 1),
+      frame('c', 2),
+      { ...frame('c', 3), paxos: Array.from({ length: 50 }, (_, i) => heartbeat(0, 100 + i)) },
+    ];
     const stream = Buffer.concat(frames.map(encodeFrame));
     for (const chunkSize of [1, 3, 4, 5, 17, stream.length]) {
       const seen: number[] = [];
@@ -36,7 +61,8 @@ describe('FrameReader', () => {
         seen.push(decoded.paxos.length === 1 ? decoded.paxos[0]!.ballot!.round : decoded.paxos.length);
         return true;
       });
-      for (let offset = 0; offset < stream.length; offset += chunkSize) expect(reader.push(stream.subarray(offset, offset + chunkSize))).toBe(true);
+      for (let offset = 0; offset < stream.length; offset += chunkSize)
+        expect(reader.push(stream.subarray(offset, offset + chunkSize))).toBe(true);
       expect(seen, `chunks of ${chunkSize}`).toEqual([1, 2, 50]);
     }
   });
@@ -62,12 +88,20 @@ describe('peer connections on the gRPC port', () => {
     for (const cleanup of cleanups.splice(0)) cleanup();
   });
 
-  async function receiver(cluster: string, port = 0): Promise<{ port: SharedPort; frames: PeerFrame[]; server: grpc.Server }> {
+  async function receiver(
+    cluster: string,
+    port = 0,
+  ): Promise<{ port: SharedPort; frames: PeerFrame[]; server: grpc.Server }> {
     const frames: PeerFrame[] = [];
     const server = new grpc.Server();
-    server.addService(HealthService, { check: (_call: unknown, callback: grpc.sendUnaryData<{ status: number }>) => callback(null, { status: HealthCheckResponse_ServingStatus.SERVING }) } as never);
+    server.addService(HealthService, {
+      check: (_call: unknown, callback: grpc.sendUnaryData<{ status: number }>) =>
+        callback(null, { status: HealthCheckResponse_ServingStatus.SERVING }),
+    } as never);
     const transport = new PeerTransport(cluster, { shard: 0, ordinal: 0 }, [], logger);
-    const shared = await listenSharedPort('127.0.0.1', port, server, (socket, rest) => transport.acceptConnection(socket, rest, { onFrame: (f) => frames.push(f) }));
+    const shared = await listenSharedPort('127.0.0.1', port, server, (socket, rest) =>
+      transport.acceptConnection(socket, rest, { onFrame: (f) => frames.push(f) }),
+    );
     cleanups.push(() => {
       transport.close();
       shared.destroy();
@@ -86,7 +120,9 @@ describe('peer connections on the gRPC port', () => {
     const { port, frames } = await receiver('bank');
     const client = new HealthClient(`127.0.0.1:${port.port}`, grpc.credentials.createInsecure());
     cleanups.push(() => client.close());
-    const status = await new Promise<number>((resolve, reject) => client.check({ service: '' }, (error, reply) => (error ? reject(error) : resolve(reply.status))));
+    const status = await new Promise<number>((resolve, reject) =>
+      client.check({ service: '' }, (error, reply) => (error ? reject(error) : resolve(reply.status))),
+    );
     expect(status).toBe(HealthCheckResponse_ServingStatus.SERVING);
 
     const transport = sender('bank', port.port);
@@ -95,7 +131,9 @@ describe('peer connections on the gRPC port', () => {
       if (round % 7 === 0) await new Promise((resolve) => setImmediate(resolve)); // several frames
     }
     await pollUntil('200 messages delivered', () => frames.flatMap((f) => f.paxos).length === 200, 30_000);
-    expect(frames.flatMap((f) => f.paxos.map((m) => m.ballot!.round))).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+    expect(frames.flatMap((f) => f.paxos.map((m) => m.ballot!.round))).toEqual(
+      Array.from({ length: 200 }, (_, i) => i + 1),
+    );
     expect(frames.length).toBeGreaterThan(1);
     expect(frames.every((f) => f.cluster === 'bank' && f.senderOrdinal === 1)).toBe(true);
   });
@@ -109,7 +147,13 @@ describe('peer connections on the gRPC port', () => {
     const server = new grpc.Server();
     const receiving = new PeerTransport('bank', { shard: 0, ordinal: 0 }, [], logger);
     // TCP port 0 and an address nobody listens on for the sender: only the socket can work.
-    const shared = await listenSharedPort('127.0.0.1', 0, server, (socket, rest) => receiving.acceptConnection(socket, rest, { onFrame: (f) => frames.push(f) }), path);
+    const shared = await listenSharedPort(
+      '127.0.0.1',
+      0,
+      server,
+      (socket, rest) => receiving.acceptConnection(socket, rest, { onFrame: (f) => frames.push(f) }),
+      path,
+    );
     cleanups.push(() => {
       receiving.close();
       shared.destroy();
@@ -120,16 +164,29 @@ describe('peer connections on the gRPC port', () => {
     cleanups.push(() => sending.close());
     for (let round = 1; round <= 50; round += 1) sending.sendPaxos(0, 0, heartbeat(0, round));
     await pollUntil('50 messages over the Unix socket', () => frames.flatMap((f) => f.paxos).length === 50, 30_000);
-    expect(frames.flatMap((f) => f.paxos.map((m) => m.ballot!.round))).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    expect(frames.flatMap((f) => f.paxos.map((m) => m.ballot!.round))).toEqual(
+      Array.from({ length: 50 }, (_, i) => i + 1),
+    );
     shared.destroy();
     await pollUntil('socket file removed', () => !existsSync(path), 10_000);
   });
 
   it('refuses a socket directory whose paths the kernel would not take, naming the flag', () => {
-    const base = ['--cluster', 'c', '--shard', '0', '--ordinal', '0', '--peers', '127.0.0.1:1,127.0.0.1:2,127.0.0.1:3;127.0.0.1:4,127.0.0.1:5,127.0.0.1:6;127.0.0.1:7,127.0.0.1:8,127.0.0.1:9'];
+    const base = [
+      '--cluster',
+      'c',
+      '--shard',
+      '0',
+      '--ordinal',
+      '0',
+      '--peers',
+      '127.0.0.1:1,127.0.0.1:2,127.0.0.1:3;127.0.0.1:4,127.0.0.1:5,127.0.0.1:6;127.0.0.1:7,127.0.0.1:8,127.0.0.1:9',
+    ];
     expect(parseReplicaConfig([...base, '--peer-socket-dir', '/tmp/s'], {}).peerSocketDir).toBe('/tmp/s');
     expect(parseReplicaConfig(base, {}).peerSocketDir).toBeUndefined();
-    expect(() => parseReplicaConfig([...base, '--peer-socket-dir', `/tmp/${'x'.repeat(120)}`], {})).toThrow(/--peer-socket-dir .* longer than 107 bytes/);
+    expect(() => parseReplicaConfig([...base, '--peer-socket-dir', `/tmp/${'x'.repeat(120)}`], {})).toThrow(
+      /--peer-socket-dir .* longer than 107 bytes/,
+    );
   });
 
   it('closes a connection whose frames name another cluster, delivering none of them', async () => {
@@ -163,10 +220,14 @@ describe('peer connections on the gRPC port', () => {
     // Sends before the sender notices the old connection closed may be lost: the protocols
     // above retransmit, so keep sending until one arrives.
     let round = 2;
-    await pollUntil('a message through the new connection', () => {
-      transport.sendPaxos(0, 0, heartbeat(0, round++));
-      return second.frames.length > 0;
-    }, 30_000);
+    await pollUntil(
+      'a message through the new connection',
+      () => {
+        transport.sendPaxos(0, 0, heartbeat(0, round++));
+        return second.frames.length > 0;
+      },
+      30_000,
+    );
   });
 
   it('drops and re-dials a connection whose receiver stays silent (half-open)', async () => {
@@ -179,19 +240,43 @@ describe('peer connections on the gRPC port', () => {
     cleanups.push(() => silent.close());
     const transport = sender('bank', (silent.address() as net.AddressInfo).port);
     let round = 1;
-    await pollUntil('a second connection', () => {
-      transport.sendPaxos(0, 0, heartbeat(0, round++));
-      return accepted >= 2;
-    }, 60_000, 250);
+    await pollUntil(
+      'a second connection',
+      () => {
+        transport.sendPaxos(0, 0, heartbeat(0, round++));
+        return accepted >= 2;
+      },
+      60_000,
+      250,
+    );
   });
 });
 
 describe('frames within the size limit', () => {
   const accept = (to: number, bytes: number): PaxosMessage => ({
-    shard: 0, from: 0, to, ballot: { round: 1, ordinal: 0 },
-    body: { $case: 'accept', accept: { entries: [{ slot: 1, value: Buffer.alloc(bytes, 7) }], commitIndex: 0, readSeq: 0, promiseQuorumMask: 0, readyIndex: 0 } },
+    shard: 0,
+    from: 0,
+    to,
+    ballot: { round: 1, ordinal: 0 },
+    body: {
+      $case: 'accept',
+      accept: {
+        entries: [{ slot: 1, value: Buffer.alloc(bytes, 7) }],
+        commitIndex: 0,
+        readSeq: 0,
+        promiseQuorumMask: 0,
+        readyIndex: 0,
+      },
+    },
   });
-  const frameOf = (paxos: PaxosMessage[]): PeerFrame => ({ cluster: 'c', paxos, tx: [], senderShard: 0, senderOrdinal: 0, forwarded: false });
+  const frameOf = (paxos: PaxosMessage[]): PeerFrame => ({
+    cluster: 'c',
+    paxos,
+    tx: [],
+    senderShard: 0,
+    senderOrdinal: 0,
+    forwarded: false,
+  });
 
   it('a turn whose messages exceed one frame goes as several frames, in order, none over the limit', () => {
     const messages = Array.from({ length: 10 }, (_, i) => accept(i, 3000));
@@ -206,7 +291,10 @@ describe('frames within the size limit', () => {
   });
 
   it('a single message longer than any frame is dropped and counted, the rest still go', () => {
-    const { frames, dropped } = encodeFramesWithinLimit(frameOf([accept(1, 100), accept(2, 50_000), accept(3, 100)]), 10_000);
+    const { frames, dropped } = encodeFramesWithinLimit(
+      frameOf([accept(1, 100), accept(2, 50_000), accept(3, 100)]),
+      10_000,
+    );
     expect(dropped).toBe(1);
     expect(frames.flatMap((bytes) => PeerFrame.decode(bytes.subarray(4)).paxos.map((m) => m.to))).toEqual([1, 3]);
   });

@@ -32,8 +32,10 @@ export function parseWorkloadArgs(argv: readonly string[]): { clients: number; s
   const [clientsText = '1', secondsText = '10'] = argv;
   const clients = Number(clientsText);
   const seconds = Number(secondsText);
-  if (!Number.isSafeInteger(clients) || clients < 1 || clients > 1024) throw new Error(`CLIENTS: expected an integer from 1 to 1024, got ${JSON.stringify(clientsText)}`);
-  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 3600) throw new Error(`SECONDS: expected a number from 0 to 3600, got ${JSON.stringify(secondsText)}`);
+  if (!Number.isSafeInteger(clients) || clients < 1 || clients > 1024)
+    throw new Error(`CLIENTS: expected an integer from 1 to 1024, got ${JSON.stringify(clientsText)}`);
+  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 3600)
+    throw new Error(`SECONDS: expected a number from 0 to 3600, got ${JSON.stringify(secondsText)}`);
   return { clients, seconds };
 }
 
@@ -54,7 +56,11 @@ export function quantile(sorted: readonly number[], q: number): number {
 const round = (value: number, digits: number) => Number(value.toFixed(digits));
 
 /** Runs the closed loop on connections already open; errors are counted and the loop goes on. */
-export async function closedLoop(system: string, connections: readonly BankConnection[], seconds: number): Promise<WorkloadResult> {
+export async function closedLoop(
+  system: string,
+  connections: readonly BankConnection[],
+  seconds: number,
+): Promise<WorkloadResult> {
   const latencies: number[] = [];
   let insufficient = 0;
   let retries = 0;
@@ -81,7 +87,8 @@ export async function closedLoop(system: string, connections: readonly BankConne
     }),
   );
   const elapsedS = (performance.now() - startedAt) / 1000;
-  if (firstError !== undefined) process.stderr.write(`${system}: ${errors} failed transfers, the first: ${String(firstError)}\n`);
+  if (firstError !== undefined)
+    process.stderr.write(`${system}: ${errors} failed transfers, the first: ${String(firstError)}\n`);
   latencies.sort((a, b) => a - b);
   return {
     system,

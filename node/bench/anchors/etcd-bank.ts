@@ -3,7 +3,14 @@
 // transfer changed either in between. `node dist/node/bench/anchors/etcd-bank.js CLIENTS SECONDS`
 // after etcd-up.sh; members from ETCD_ENDPOINTS (default the three etcd-up.sh starts).
 // Prints one JSON line.
-import { ACCOUNTS, closedLoop, INITIAL_BALANCE, parseWorkloadArgs, type BankConnection, type TransferDone } from './closed-loop.js';
+import {
+  ACCOUNTS,
+  closedLoop,
+  INITIAL_BALANCE,
+  parseWorkloadArgs,
+  type BankConnection,
+  type TransferDone,
+} from './closed-loop.js';
 import { loadAnchorClient } from './deps.js';
 
 export const DEFAULT_ETCD_ENDPOINTS = 'http://127.0.0.1:32379,http://127.0.0.1:32381,http://127.0.0.1:32383';
@@ -37,7 +44,9 @@ async function setUp(client: Etcd3Client): Promise<void> {
   const accounts = Array.from({ length: ACCOUNTS }, (_, index) => index + 1);
   // 64 puts in flight at a time: etcd batches them into its log.
   for (let start = 0; start < accounts.length; start += 64) {
-    await Promise.all(accounts.slice(start, start + 64).map((account) => client.put(key(account)).value(String(INITIAL_BALANCE))));
+    await Promise.all(
+      accounts.slice(start, start + 64).map((account) => client.put(key(account)).value(String(INITIAL_BALANCE))),
+    );
   }
 }
 
@@ -54,7 +63,10 @@ function bankConnection(client: Etcd3Client): BankConnection {
         const txn = await client
           .if(key(from), 'Mod', '==', a.mod_revision)
           .and(key(to), 'Mod', '==', b.mod_revision)
-          .then(client.put(key(from)).value(String(balance - amount)), client.put(key(to)).value(String(Number(b.value.toString()) + amount)))
+          .then(
+            client.put(key(from)).value(String(balance - amount)),
+            client.put(key(to)).value(String(Number(b.value.toString()) + amount)),
+          )
           .commit();
         if (txn.succeeded) return { applied: true, retries };
         if (retries >= 1000) throw new Error(`transfer ${from} -> ${to}: still conflicting after ${retries} retries`);

@@ -2,7 +2,14 @@
 // two UPDATEs in one transaction. `node dist/node/bench/anchors/pg-bank.js CLIENTS SECONDS`
 // after pg-up.sh; connection from PGHOST (127.0.0.1), PGPORT (5432), PGUSER, PGPASSWORD and
 // PGDATABASE (all shardbank_bench). Prints one JSON line.
-import { ACCOUNTS, closedLoop, INITIAL_BALANCE, parseWorkloadArgs, type BankConnection, type TransferDone } from './closed-loop.js';
+import {
+  ACCOUNTS,
+  closedLoop,
+  INITIAL_BALANCE,
+  parseWorkloadArgs,
+  type BankConnection,
+  type TransferDone,
+} from './closed-loop.js';
 import { loadAnchorClient } from './deps.js';
 
 /** The part of the `pg` client used here. */
@@ -38,17 +45,26 @@ async function connect(pg: PgModule): Promise<PgClient> {
 async function setUp(client: PgClient): Promise<{ fsync: string; synchronousCommit: string; version: string }> {
   await client.query('CREATE TABLE IF NOT EXISTS accounts (id integer PRIMARY KEY, balance bigint NOT NULL)');
   await client.query('TRUNCATE accounts');
-  await client.query('INSERT INTO accounts (id, balance) SELECT g, $1 FROM generate_series(1, $2::integer) AS g', [INITIAL_BALANCE, ACCOUNTS]);
+  await client.query('INSERT INTO accounts (id, balance) SELECT g, $1 FROM generate_series(1, $2::integer) AS g', [
+    INITIAL_BALANCE,
+    ACCOUNTS,
+  ]);
   await client.query('VACUUM ANALYZE accounts');
   const setting = async (name: string) => String((await client.query(`SHOW ${name}`)).rows[0]![name]);
-  return { fsync: await setting('fsync'), synchronousCommit: await setting('synchronous_commit'), version: (await setting('server_version')).split(' ')[0]! };
+  return {
+    fsync: await setting('fsync'),
+    synchronousCommit: await setting('synchronous_commit'),
+    version: (await setting('server_version')).split(' ')[0]!,
+  };
 }
 
 function bankConnection(client: PgClient): BankConnection {
   // Row locks are taken in id order (the lower id's UPDATE first), so two transfers over the
   // same pair in opposite directions wait for each other instead of deadlocking.
-  const debit = (from: number, amount: number) => client.query('UPDATE accounts SET balance = balance - $2 WHERE id = $1 AND balance >= $2', [from, amount]);
-  const credit = (to: number, amount: number) => client.query('UPDATE accounts SET balance = balance + $2 WHERE id = $1', [to, amount]);
+  const debit = (from: number, amount: number) =>
+    client.query('UPDATE accounts SET balance = balance - $2 WHERE id = $1 AND balance >= $2', [from, amount]);
+  const credit = (to: number, amount: number) =>
+    client.query('UPDATE accounts SET balance = balance + $2 WHERE id = $1', [to, amount]);
   const once = async (from: number, to: number, amount: number): Promise<boolean> => {
     await client.query('BEGIN');
     try {
@@ -88,7 +104,9 @@ async function main(): Promise<void> {
   const settings = await setUp(admin);
   await admin.end();
   if (settings.fsync !== 'on' || settings.synchronousCommit === 'off') {
-    throw new Error(`PostgreSQL runs with fsync=${settings.fsync}, synchronous_commit=${settings.synchronousCommit}: the comparison needs durable commits (pg-up.sh sets them)`);
+    throw new Error(
+      `PostgreSQL runs with fsync=${settings.fsync}, synchronous_commit=${settings.synchronousCommit}: the comparison needs durable commits (pg-up.sh sets them)`,
+    );
   }
   const connections = await Promise.all(Array.from({ length: clients }, async () => bankConnection(await connect(pg))));
   try {

@@ -10,12 +10,21 @@ export interface StatusShape {
   ready?: string;
   leaders?: string;
   conditions?: { type: string; status: string; reason: string; message: string; observedGeneration?: number }[];
-  shards?: { shard: number; readyReplicas: number; leader?: { ordinal: number; pod: string; address: string; ballot: { round: number; ordinal: number } } }[];
+  shards?: {
+    shard: number;
+    readyReplicas: number;
+    leader?: { ordinal: number; pod: string; address: string; ballot: { round: number; ordinal: number } };
+  }[];
 }
 
 export type BankClusterObject = KubeObject & { spec: Record<string, unknown>; status?: StatusShape };
 
-export function createBankCluster(client: KubeClient, namespace: string, name: string, spec: Record<string, unknown>): Promise<BankClusterObject> {
+export function createBankCluster(
+  client: KubeClient,
+  namespace: string,
+  name: string,
+  spec: Record<string, unknown>,
+): Promise<BankClusterObject> {
   return client.create<BankClusterObject>(RESOURCES.bankCluster, {
     apiVersion: 'shardbank.io/v1alpha1',
     kind: 'BankCluster',
@@ -32,7 +41,12 @@ export function condition(o: BankClusterObject, type: string) {
   return o.status?.conditions?.find((c) => c.type === type);
 }
 
-export async function getOrUndefined<T extends KubeObject>(client: KubeClient, resource: (typeof RESOURCES)[keyof typeof RESOURCES], namespace: string, name: string): Promise<T | undefined> {
+export async function getOrUndefined<T extends KubeObject>(
+  client: KubeClient,
+  resource: (typeof RESOURCES)[keyof typeof RESOURCES],
+  namespace: string,
+  name: string,
+): Promise<T | undefined> {
   try {
     return await client.get<T>(resource, namespace, name);
   } catch (err) {
@@ -42,7 +56,12 @@ export async function getOrUndefined<T extends KubeObject>(client: KubeClient, r
 }
 
 /** Plays the StatefulSet controller (none runs here): reports replicas as rolled out and ready. */
-export async function reportStatefulSetStatus(client: KubeClient, namespace: string, name: string, readyReplicas: number): Promise<void> {
+export async function reportStatefulSetStatus(
+  client: KubeClient,
+  namespace: string,
+  name: string,
+  readyReplicas: number,
+): Promise<void> {
   const sts = await client.get<KubeObject & { spec: { replicas: number } }>(RESOURCES.statefulSet, namespace, name);
   await client.request({
     method: 'PATCH',

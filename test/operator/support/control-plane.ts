@@ -20,7 +20,9 @@ export interface TestControlPlane {
   stop(): Promise<void>;
 }
 
-export async function startTestControlPlane(options: { extraApiserverArgs?: string[] } = {}): Promise<TestControlPlane> {
+export async function startTestControlPlane(
+  options: { extraApiserverArgs?: string[] } = {},
+): Promise<TestControlPlane> {
   binaries({ need: ['etcd', 'kube-apiserver'] });
   const dir = mkdtempSync(join(tmpdir(), 'shardbank-cp-'));
   let cp: ControlPlane | undefined;
@@ -55,7 +57,10 @@ export async function startTestControlPlane(options: { extraApiserverArgs?: stri
     kubeconfigPath: started.kubeconfigPath,
     client,
     createNamespace: async (name) => {
-      await client.create({ apiVersion: 'v1', kind: 'Namespace', plural: 'namespaces', namespaced: false }, { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
+      await client.create(
+        { apiVersion: 'v1', kind: 'Namespace', plural: 'namespaces', namespaced: false },
+        { apiVersion: 'v1', kind: 'Namespace', metadata: { name } },
+      );
     },
     stop: async () => {
       process.removeListener('exit', killOnExit);

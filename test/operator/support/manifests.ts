@@ -38,11 +38,18 @@ export function readManifests(path: string): KubeObject[] {
   return parseManifests(readFileSync(path, 'utf8'));
 }
 
-export async function applyManifests(client: KubeClient, objects: KubeObject[], options: { dryRun?: boolean; namespace?: string } = {}): Promise<KubeObject[]> {
+export async function applyManifests(
+  client: KubeClient,
+  objects: KubeObject[],
+  options: { dryRun?: boolean; namespace?: string } = {},
+): Promise<KubeObject[]> {
   const out: KubeObject[] = [];
   for (const o of objects) {
     const resource = resourceOf(o);
-    const object = resource.namespaced && !o.metadata.namespace ? { ...o, metadata: { ...o.metadata, namespace: options.namespace ?? 'default' } } : o;
+    const object =
+      resource.namespaced && !o.metadata.namespace
+        ? { ...o, metadata: { ...o.metadata, namespace: options.namespace ?? 'default' } }
+        : o;
     out.push(await client.apply<KubeObject>(resource, object, { dryRun: options.dryRun }));
   }
   return out;

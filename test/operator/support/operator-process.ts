@@ -13,7 +13,24 @@ export async function compileOperator(): Promise<{ main: string; dir: string }> 
   const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
   await promisify(execFile)(
     process.execPath,
-    [tsc, '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--strict', '--skipLibCheck', '--types', 'node', '--rootDir', root, '--outDir', dir, join(root, 'operator', 'main.ts')],
+    [
+      tsc,
+      '--module',
+      'nodenext',
+      '--moduleResolution',
+      'nodenext',
+      '--target',
+      'es2022',
+      '--strict',
+      '--skipLibCheck',
+      '--types',
+      'node',
+      '--rootDir',
+      root,
+      '--outDir',
+      dir,
+      join(root, 'operator', 'main.ts'),
+    ],
     { cwd: root, timeout: 300_000 },
   );
   symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'));
@@ -21,7 +38,10 @@ export async function compileOperator(): Promise<{ main: string; dir: string }> 
   return { main: join(dir, 'operator', 'main.js'), dir };
 }
 
-export function runOperator(main: string, env: Record<string, string>): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
+export function runOperator(
+  main: string,
+  env: Record<string, string>,
+): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
   const child = spawn(process.execPath, [main], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-20_000)));

@@ -5,7 +5,10 @@ import type { TestControlPlane } from './control-plane.js';
 
 export const OPERATOR_NAMESPACE = 'shardbank-system';
 
-export async function startTestOperator(tcp: TestControlPlane, options: Partial<OperatorOptions> = {}): Promise<Operator> {
+export async function startTestOperator(
+  tcp: TestControlPlane,
+  options: Partial<OperatorOptions> = {},
+): Promise<Operator> {
   const operator = new Operator({
     kubeConfig: tcp.kubeConfig,
     leaseNamespace: OPERATOR_NAMESPACE,
