@@ -147,7 +147,8 @@ describe('local runtime with stand-in replicas', () => {
       Array(9).fill('down'),
     );
     const transfer = await shardbank(['transfer', '1', '2', '3']);
-    expect(transfer.code).toBe(2);
+    // docs/CLI.md: 3 = cannot reach the cluster (not a usage error).
+    expect(transfer.code).toBe(3);
     expect(transfer.stderr).toMatch(/not running/);
   }, 120_000);
 
