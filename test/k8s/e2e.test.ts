@@ -57,28 +57,18 @@ spec:
   volumes: [{name: tmp, emptyDir: {}}]
 `;
 
+/** `kubectl` arguments that run the shardbank CLI inside the client pod. */
+const CLIENT_CLI = ['exec', '-n', NS, 'bank-client', '--', 'node', 'dist/node/cli/main.js'];
+
 describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
   let kc = '';
   const k = (...args: string[]) => kubectl(kc, args);
   /** The shardbank CLI inside the client pod, against the cluster's per-pod DNS names. */
   const cli = async (...args: string[]) =>
-    JSON.parse(
-      await k(
-        'exec',
-        '-n',
-        NS,
-        'bank-client',
-        '--',
-        'node',
-        'dist/node/cli/main.js',
-        ...args,
-        '--endpoints',
-        ENDPOINTS,
-        '--cluster',
-        CLUSTER,
-        '--json',
-      ),
-    ) as Record<string, unknown>;
+    JSON.parse(await k(...CLIENT_CLI, ...args, '--endpoints', ENDPOINTS, '--cluster', CLUSTER, '--json')) as Record<
+      string,
+      unknown
+    >;
   let requestId = 0;
   /** A transfer retried with the same ids until it is decided (at most one effect). */
   const transfer = async (from: number, to: number, amount: number, timeoutMs = 120_000) => {
@@ -318,13 +308,7 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
     async () => {
       for (const clients of [16, 64]) {
         const out = await k(
-          'exec',
-          '-n',
-          NS,
-          'bank-client',
-          '--',
-          'node',
-          'dist/node/cli/main.js',
+          ...CLIENT_CLI,
           'bench',
           '--endpoints',
           ENDPOINTS,
@@ -361,13 +345,7 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
       const out = await kubectl(
         kc,
         [
-          'exec',
-          '-n',
-          NS,
-          'bank-client',
-          '--',
-          'node',
-          'dist/node/cli/main.js',
+          ...CLIENT_CLI,
           'chaos',
           '--kubernetes',
           '--cluster',
@@ -443,13 +421,7 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
       const bench = kubectl(
         kc,
         [
-          'exec',
-          '-n',
-          NS,
-          'bank-client',
-          '--',
-          'node',
-          'dist/node/cli/main.js',
+          ...CLIENT_CLI,
           'bench',
           '--endpoints',
           ENDPOINTS,
