@@ -13,7 +13,7 @@
 // Pure: no timers, files or sockets. The driver talks to small ports; the storage port says
 // whether a persist is durable at once (a synchronous write), pending (it calls back), or
 // failed (the port fail-stops the process: nothing more is carried out).
-import { assert } from '../util/assert.js';
+import { assert, invariantViolated } from '../util/assert.js';
 import type { PaxosMessage, TxMessage } from '../gen/shardbank/v1/peer.js';
 import type { CoreEvent, PersistWork } from '../paxos/paxos-core.js';
 import type { ClientReply } from './shard-node.js';
@@ -130,7 +130,8 @@ export class ReadyDriver<R extends DrivenReady> {
       return spoke;
     }
     if (this.halted) return false; // a port stopped the process while handling this Ready
-    assert(this.pending.length < PENDING_PERSISTS_MAX, `more than ${PENDING_PERSISTS_MAX} persists pending`);
+    if (!(this.pending.length < PENDING_PERSISTS_MAX))
+      invariantViolated(`more than ${PENDING_PERSISTS_MAX} persists pending`);
     const entry: PendingPersist = { id: persist.id, after: ready.messagesAfterPersist, durable: false };
     const quiet = this.pending.length === 0;
     this.pending.push(entry);
@@ -157,7 +158,7 @@ export class ReadyDriver<R extends DrivenReady> {
 
   private completed(entry: PendingPersist): void {
     if (this.halted) return;
-    assert(!entry.durable, `persist ${entry.id} completed twice`);
+    if (entry.durable) invariantViolated(`persist ${entry.id} completed twice`);
     entry.durable = true;
     this.handBack();
     this.ports.progress();

@@ -7,7 +7,7 @@
 // ballot.
 import { join } from 'node:path';
 
-import { assert } from '../util/assert.js';
+import { assert, invariantViolated } from '../util/assert.js';
 import type {
   Ballot,
   DurableLog,
@@ -231,7 +231,8 @@ class SegmentedDurableLog implements DurableLog {
   private syncQueued(): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     if (this.durableRecords === this.appendedRecords) return Promise.resolve();
-    assert(this.waiters.length < syncWaitersMax, `more than ${syncWaitersMax} concurrent sync() calls`);
+    if (!(this.waiters.length < syncWaitersMax))
+      invariantViolated(`more than ${syncWaitersMax} concurrent sync() calls`);
     const appendedRecords = this.appendedRecords;
     const promise = new Promise<void>((resolve, reject) => this.waiters.push({ appendedRecords, resolve, reject }));
     if (!this.flushing) void this.runFlushes();

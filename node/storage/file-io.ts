@@ -1,5 +1,5 @@
 // Small file-system helpers shared by the segment and snapshot writers.
-import { assert } from '../util/assert.js';
+import { invariantViolated } from '../util/assert.js';
 import { nodeFileSystem, type FileSystem, type StorageFile } from './file-system.js';
 
 /** A write may be partial (signals, full disks); loop until every byte is in the file, from `position` on. */
@@ -7,10 +7,10 @@ export async function writeAll(file: StorageFile, bytes: Buffer, position: numbe
   let written = 0;
   while (written < bytes.length) {
     const bytesWritten = await file.write(bytes, written, bytes.length - written, position + written);
-    assert(bytesWritten > 0, `write made no progress at byte ${written} of ${bytes.length}`);
+    if (!(bytesWritten > 0)) invariantViolated(`write made no progress at byte ${written} of ${bytes.length}`);
     written += bytesWritten;
   }
-  assert(written === bytes.length, `wrote ${written} bytes, expected ${bytes.length}`);
+  if (!(written === bytes.length)) invariantViolated(`wrote ${written} bytes, expected ${bytes.length}`);
 }
 
 /** writeAll on the calling thread (a synchronous system call). */
@@ -18,7 +18,7 @@ export function writeAllNow(file: StorageFile, bytes: Buffer, position: number):
   let written = 0;
   while (written < bytes.length) {
     const bytesWritten = file.writeNow(bytes, written, bytes.length - written, position + written);
-    assert(bytesWritten > 0, `write made no progress at byte ${written} of ${bytes.length}`);
+    if (!(bytesWritten > 0)) invariantViolated(`write made no progress at byte ${written} of ${bytes.length}`);
     written += bytesWritten;
   }
 }

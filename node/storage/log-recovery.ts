@@ -3,7 +3,7 @@
 // here and listed in RecoveredState.truncated; damaged acknowledged data throws.
 import { dirname, join } from 'node:path';
 
-import { assert } from '../util/assert.js';
+import { assert, invariantViolated } from '../util/assert.js';
 import type { HardState, RecoveredState, StoredEntry, StoredSnapshot, TruncatedTail } from './durable-log-interface.js';
 import type { FileSystem } from './file-system.js';
 import { RecordType, type DecodedRecord } from './record-codec.js';
@@ -20,7 +20,8 @@ export function preparedSegmentFileName(segmentSeq: number): string {
 }
 
 export function segmentFileName(segmentSeq: number): string {
-  assert(Number.isSafeInteger(segmentSeq) && segmentSeq >= 1, `segment sequence ${segmentSeq} must be >= 1`);
+  if (!(Number.isSafeInteger(segmentSeq) && segmentSeq >= 1))
+    invariantViolated(`segment sequence ${segmentSeq} must be >= 1`);
   return `log-${String(segmentSeq).padStart(6, '0')}.seg`;
 }
 
@@ -228,7 +229,7 @@ async function truncateTornTail(fs: FileSystem, path: string, validBytes: number
     await file.truncate(validBytes);
     if (!noSync) await file.sync();
     const size = await file.size();
-    assert(size === validBytes, `${path}: truncated to ${size} bytes, expected ${validBytes}`);
+    if (!(size === validBytes)) invariantViolated(`${path}: truncated to ${size} bytes, expected ${validBytes}`);
   } finally {
     await file.close();
   }

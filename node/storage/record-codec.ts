@@ -11,7 +11,7 @@
 // acknowledged batches.
 import { crc32 } from 'node:zlib';
 
-import { assert, assertNever } from '../util/assert.js';
+import { assert, assertNever, invariantViolated } from '../util/assert.js';
 import type { HardState, StoredEntry } from './durable-log-interface.js';
 
 export const RecordType = { segmentHeader: 1, hardState: 2, entry: 3, logClosed: 4 } as const;
@@ -65,7 +65,8 @@ export type FrameResult =
   | { status: 'malformed'; reason: string };
 
 function writeU64(buffer: Buffer, offset: number, value: number): void {
-  assert(Number.isSafeInteger(value) && value >= 0, `u64 field must be a safe non-negative integer, got ${value}`);
+  if (!(Number.isSafeInteger(value) && value >= 0))
+    invariantViolated(`u64 field must be a safe non-negative integer, got ${value}`);
   buffer.writeUInt32LE(value % 0x1_0000_0000, offset);
   buffer.writeUInt32LE(Math.floor(value / 0x1_0000_0000), offset + 4);
 }
@@ -79,8 +80,10 @@ function readU64(buffer: Buffer, offset: number): number | undefined {
 }
 
 function assertBallot(round: number, ordinal: number): void {
-  assert(Number.isInteger(round) && round >= 0 && round <= u32Max, `ballot round ${round} must be a u32`);
-  assert(Number.isInteger(ordinal) && ordinal >= 0 && ordinal <= u32Max, `ballot ordinal ${ordinal} must be a u32`);
+  if (!(Number.isInteger(round) && round >= 0 && round <= u32Max))
+    invariantViolated(`ballot round ${round} must be a u32`);
+  if (!(Number.isInteger(ordinal) && ordinal >= 0 && ordinal <= u32Max))
+    invariantViolated(`ballot ordinal ${ordinal} must be a u32`);
 }
 
 function allocateFrame(type: RecordType, payloadBytes: number): Buffer {
@@ -97,7 +100,8 @@ function allocateFrame(type: RecordType, payloadBytes: number): Buffer {
 
 /** `previousSegmentBytes`: the records' length in the previous segment (0 for the first). */
 export function encodeSegmentHeader(segmentSeq: number, previousSegmentBytes: number): Buffer {
-  assert(Number.isSafeInteger(segmentSeq) && segmentSeq >= 1, `segment sequence ${segmentSeq} must be >= 1`);
+  if (!(Number.isSafeInteger(segmentSeq) && segmentSeq >= 1))
+    invariantViolated(`segment sequence ${segmentSeq} must be >= 1`);
   const frame = allocateFrame(RecordType.segmentHeader, segmentHeaderPayloadBytes);
   frame.writeUInt32LE(segmentMagic, 13);
   frame.writeUInt32LE(segmentFormatVersion, 17);
@@ -123,7 +127,7 @@ export function encodeLogClosed(): Buffer {
 /** Copies the value, so the caller may reuse its buffer after append(). */
 export function encodeEntry(entry: StoredEntry): Buffer {
   assertBallot(entry.ballot.round, entry.ballot.ordinal);
-  assert(Buffer.isBuffer(entry.value), `slot ${entry.slot}: value must be a Buffer`);
+  if (!Buffer.isBuffer(entry.value)) invariantViolated(`slot ${entry.slot}: value must be a Buffer`);
   assert(
     entry.value.length <= valueBytesMax,
     `slot ${entry.slot}: value of ${entry.value.length} bytes exceeds ${valueBytesMax}`,
@@ -149,7 +153,8 @@ export function sealBatch(batch: Buffer): number {
   let offset = 0;
   let frames = 0;
   while (offset < batch.length) {
-    assert(batch.length - offset >= frameHeaderBytes + batchOffsetBytes, `batch frame at ${offset} is cut short`);
+    if (!(batch.length - offset >= frameHeaderBytes + batchOffsetBytes))
+      invariantViolated(`batch frame at ${offset} is cut short`);
     const payloadBytes = batch.readUInt32LE(offset);
     assert(
       payloadBytes >= batchOffsetBytes && payloadBytes <= payloadBytesMax,
@@ -160,7 +165,7 @@ export function sealBatch(batch: Buffer): number {
     offset += frameHeaderBytes + payloadBytes;
     frames += 1;
   }
-  assert(offset === batch.length, `batch frames overrun the batch: ${offset} > ${batch.length}`);
+  if (!(offset === batch.length)) invariantViolated(`batch frames overrun the batch: ${offset} > ${batch.length}`);
   return frames;
 }
 
@@ -194,7 +199,7 @@ function fixedPayloadBytes(type: number): number | undefined {
  * its type, else only the frame header. At least the 9 header bytes; may run past the buffer.
  */
 export function claimedFrameBytes(bytes: Buffer, offset: number): number {
-  assert(bytes.length - offset >= frameHeaderBytes, `frame header at ${offset} is cut short`);
+  if (!(bytes.length - offset >= frameHeaderBytes)) invariantViolated(`frame header at ${offset} is cut short`);
   const payloadBytes = bytes.readUInt32LE(offset);
   const type = bytes.readUInt8(offset + 8);
   if (expectedPayloadBytes(type, payloadBytes)) return frameHeaderBytes + payloadBytes;
@@ -207,7 +212,7 @@ export function claimedFrameBytes(bytes: Buffer, offset: number): number {
  * whose length field took a bit flip), or undefined. At most 32 checksums, on damage only.
  */
 export function lengthBitFlipRepair(bytes: Buffer, offset: number): number | undefined {
-  assert(bytes.length - offset >= frameHeaderBytes, `frame header at ${offset} is cut short`);
+  if (!(bytes.length - offset >= frameHeaderBytes)) invariantViolated(`frame header at ${offset} is cut short`);
   const stored = bytes.readUInt32LE(offset);
   const type = bytes.readUInt8(offset + 8);
   const storedChecksum = bytes.readUInt32LE(offset + 4);
@@ -224,7 +229,8 @@ export function lengthBitFlipRepair(bytes: Buffer, offset: number): number | und
 
 /** Reads the frame that starts at `offset`. Never throws on bad input. */
 export function decodeFrameAt(bytes: Buffer, offset: number): FrameResult {
-  assert(Number.isSafeInteger(offset) && offset >= 0 && offset <= bytes.length, `decode offset ${offset} out of range`);
+  if (!(Number.isSafeInteger(offset) && offset >= 0 && offset <= bytes.length))
+    invariantViolated(`decode offset ${offset} out of range`);
   if (bytes.length - offset < frameHeaderBytes) return { status: 'bad', reason: 'frame header cut short' };
   const payloadBytes = bytes.readUInt32LE(offset);
   const type = bytes.readUInt8(offset + 8);

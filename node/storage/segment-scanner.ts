@@ -31,7 +31,7 @@
 // A segment written into a preallocated, zero-filled file ends in zeros: a bad frame followed
 // only by zero bytes is the end of the records, in any segment. (That a non-last segment's
 // records really end there is checked by recovery against the next segment's header.)
-import { assert } from '../util/assert.js';
+import { invariantViolated } from '../util/assert.js';
 import {
   claimedFrameBytes,
   decodeFrameAt,
@@ -77,7 +77,7 @@ export function scanSegment(bytes: Buffer, context: SegmentScanContext, sink: Re
     batchStart = recordBatchStart;
     offset += frame.frameBytes;
   }
-  assert(offset === bytes.length, `scan overran ${context.fileName}: ${offset} > ${bytes.length}`);
+  if (!(offset === bytes.length)) invariantViolated(`scan overran ${context.fileName}: ${offset} > ${bytes.length}`);
   return { validBytes: offset, tornTailBytes: 0, zeroTailBytes: 0 };
 }
 
@@ -177,7 +177,8 @@ function incompleteWriteEvidence(bytes: Buffer, offset: number): string | { comp
  * before `from` belongs to earlier records and is ignored: a lost sector keeps those bytes.
  */
 function unwrittenSectorStart(bytes: Buffer, from: number, claimedEnd: number): number | undefined {
-  assert(claimedEnd > from && claimedEnd <= bytes.length, `claimed extent ${from}..${claimedEnd} outside the segment`);
+  if (!(claimedEnd > from && claimedEnd <= bytes.length))
+    invariantViolated(`claimed extent ${from}..${claimedEnd} outside the segment`);
   for (let sectorStart = from - (from % sectorBytes); sectorStart < claimedEnd; sectorStart += sectorBytes) {
     const start = Math.max(sectorStart, from);
     const end = Math.min(sectorStart + sectorBytes, bytes.length);

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 
-import { assert } from '../util/assert.js';
+import { assert, invariantViolated } from '../util/assert.js';
 import type { StoredSnapshot } from './durable-log-interface.js';
 import { writeAll } from './file-io.js';
 import type { FileSystem } from './file-system.js';
@@ -21,7 +21,8 @@ export const snapshotBytesMax = 1024 * 1024 * 1024;
 const snapshotNamePattern = /^snapshot-(\d{20})\.snap$/;
 
 export function snapshotFileName(index: number): string {
-  assert(Number.isSafeInteger(index) && index >= 0, `snapshot index ${index} must be a safe non-negative integer`);
+  if (!(Number.isSafeInteger(index) && index >= 0))
+    invariantViolated(`snapshot index ${index} must be a safe non-negative integer`);
   return `snapshot-${String(index).padStart(20, '0')}.snap`;
 }
 
@@ -82,7 +83,7 @@ export async function writeSnapshotFile(
 
 export async function readSnapshotFile(fs: FileSystem, directory: string, name: string): Promise<StoredSnapshot> {
   const expectedIndex = parseSnapshotFileName(name);
-  assert(expectedIndex !== undefined, `${name} is not a snapshot file name`);
+  if (!(expectedIndex !== undefined)) invariantViolated(`${name} is not a snapshot file name`);
   const bytes = await fs.readFile(join(directory, name));
   const corrupt = (offset: number, reason: string): CorruptLogError => new CorruptLogError(name, offset, reason);
   if (bytes.length < snapshotHeaderBytes)
