@@ -133,11 +133,9 @@ function classifyBadFrame(
   }
   const incomplete = incompleteWriteEvidence(bytes, badOffset);
   if (typeof incomplete !== 'string') {
-    throw new CorruptLogError(
-      context.fileName,
-      badOffset,
-      `${reason} in a complete frame (${incomplete.complete}): acknowledged data is damaged`,
-    );
+    // One line: scripts/mutants.json edits it (storage-complete-damaged-frame-truncated).
+    // prettier-ignore
+    throw new CorruptLogError(context.fileName, badOffset, `${reason} in a complete frame (${incomplete.complete}): acknowledged data is damaged`);
   }
   checkNothingLaterFollows(bytes, context, badOffset, lastBatchStart, reason, lastNonZero);
   return {
