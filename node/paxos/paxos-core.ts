@@ -45,6 +45,13 @@ export interface PaxosConfig {
   messageValueBytesMax?: number;
   /** 'probing' for a replica whose data dir was empty (see VotingState); default 'voter'. */
   votingState?: VotingState;
+  /**
+   * The durable first-start memory of the data dir (node/storage/not-voting-marker.ts):
+   * `identity`, drawn when its NOT_VOTING marker was created and kept in it (absent: none
+   * durable, this life's probe nonce stands in); `countedEmpty`, the peers (ordinal to
+   * identity) it counted empty when it decided on a first start, durable before it voted.
+   */
+  firstStart?: { identity?: number; countedEmpty?: ReadonlyMap<number, number> };
   /** Deterministic randomness (seeded in simulation). Returns [0, 1). */
   random: () => number;
 }
@@ -89,9 +96,16 @@ export type CoreEvent =
   /**
    * A non-voting replica may vote now: its peers showed the shard never ran (first start) or
    * it re-learned what it may have promised or accepted (rebuilt). The driver makes that
-   * durable (removes its not-voting marker), then calls startVoting().
+   * durable (writes its VOTER record with `firstStart.countedEmpty`, then removes its
+   * not-voting marker), then calls startVoting(). `firstStart`: its identity and the peers
+   * (ordinal to identity) it counted empty at a first start, in this life or an earlier one
+   * (see VotingState).
    */
-  | { type: 'voting-ready'; reason: 'first-start' | 'rebuilt' };
+  | {
+      type: 'voting-ready';
+      reason: 'first-start' | 'rebuilt';
+      firstStart: { identity: number; countedEmpty: ReadonlyMap<number, number> };
+    };
 
 /**
  * Protocol-aware recovery. A voter votes. A replica that started with an empty data dir is
@@ -104,16 +118,30 @@ export type CoreEvent =
  * First start, staggered: replica F decides on a first start (`majority` empty replies, all
  * from peers) and, being a voter, answers later probes with has_state; a peer P still probing
  * then would rebuild, waiting for a leader elected by every other replica, which cannot come
- * while F is the only voter. So F remembers, per peer, the life nonce (`replier_nonce`) of
- * each empty reply it counted, and answers a probe carrying that same nonce with
- * `counted_empty`; P, probing or rebuilding in that same life, then becomes a voter too
- * ('first-start'). Safe: F's decision means that, when F counted them, a majority of peers
- * were empty, so the shard had never run (the single-failure model the first-start rule
- * already relies on) and P had never voted before this life; and in this life P has been
- * probing or rebuilding since it started, which never promises, accepts or confirms a read.
- * So P is an acceptor that never voted, and may vote. The nonce ties the claim to P's life:
- * a P that restarted since (a new nonce) may have voted in between and is not told so. The
- * memory is F's, in memory only: if F restarts before its peers are told, they rebuild.
+ * while F is the only voter. So F remembers, per peer, the first-start identity
+ * (`replier_identity`) of each empty reply it counted, and answers a probe carrying that same
+ * identity with `counted_empty`; P, probing or rebuilding, then becomes a voter too
+ * ('first-start'). Rebuilding replicas keep probing, so they hear it.
+ *
+ * Restarts during the first start (the driver's files, node/storage/not-voting-marker.ts):
+ * - P's identity is drawn when its NOT_VOTING marker is created and kept in it (durable before
+ *   it is first sent), so P presents the same one across restarts while the marker stands; the
+ *   marker is removed durably before P ever votes, so P presents it only while it never voted
+ *   since the marker was created.
+ * - F answers counted_empty only from a list made durable before it votes (startVoting()), and
+ *   reloads it in every later life: a peer it told never depends on a memory a crash can take.
+ * - A replica that may vote writes the VOTER record before its marker goes, and votes in every
+ *   later life whatever its log holds: a vote is sent only once durable in its log, so an
+ *   empty log in that same data dir means it never voted (as a brand-new acceptor).
+ * Safe: F's decision means that, when F counted them, a majority of peers were empty, so the
+ * shard had never run (the single-failure model the first-start rule already relies on) and
+ * P had never voted before its marker was created; since then P has been probing or rebuilding
+ * (the marker stands), which never promises, accepts or confirms a read. So P is an acceptor
+ * that never voted, and may vote. The identity ties the claim to P's data dir: a P whose disk
+ * was lost lost the marker (and any VOTER record) with it, draws a new identity (52 random
+ * bits) which F never counted, and rebuilds. An unreadable marker or list is replaced or
+ * forgotten: forgetting an identity only costs a rebuild, never safety. Remembering one is
+ * what needs the argument above, so nothing but the marker ever supplies a prober's identity.
  */
 export const VOTING_STATES = ['voter', 'probing', 'rebuilding'] as const;
 export type VotingState = (typeof VOTING_STATES)[number];
@@ -189,15 +217,23 @@ export class PaxosCore {
   readonly config: PaxosConfig;
   private readonly messageValueBytesMax: number;
   private votingStateValue: VotingState = 'voter';
-  /** Probing: the peers that answered empty, each with the life nonce it replied with. */
+  /** Probing: the peers that answered empty, each with the first-start identity it replied with. */
   private readonly probeReplies = new Map<number, number>();
-  /** Decided on a first start: the peers counted empty, each with its life nonce then. */
-  private countedEmpty: ReadonlyMap<number, number> = new Map();
+  /**
+   * Decided on a first start: the peers counted empty, each with its identity then. Answered
+   * with counted_empty only once durable (loaded at start, or made durable before startVoting()):
+   * a peer told must never depend on a memory that a crash can take.
+   */
+  private countedEmpty: ReadonlyMap<number, number>;
+  /** Decided in this life, durable once the driver calls startVoting(). */
+  private countedDecided: ReadonlyMap<number, number> | undefined;
   private votingReadyEmitted = false;
   /** Rebuilding: the last slot the leader (at that ballot) had proposed when it answered our probe. */
   private rebuildTarget: { ballot: Ballot; slot: number } | undefined;
   /** Names this life's probes (drawn at start), so a reply to an earlier life's probe is ignored. */
   private readonly probeNonce: number;
+  /** The first-start identity this replica presents (see VotingState): its marker's, else the probe nonce. */
+  private readonly identity: number;
   /** Leader: the ordinals whose promises elected it, itself included (a bit mask). */
   private promiseQuorumMask = 0;
   private becameLeaderTick = 0;
@@ -262,9 +298,11 @@ export class PaxosCore {
     this.messageValueBytesMax = config.messageValueBytesMax ?? MESSAGE_VALUE_BYTES_MAX;
     // A single replica has nobody to ask: an empty data dir is its first start.
     this.votingStateValue = config.replicaCount > 1 ? (config.votingState ?? 'voter') : 'voter';
-    // Wide (52 bits): a restarted peer must not draw the nonce a first-start voter remembers
-    // from its earlier life, or it would be told counted_empty (see VotingState).
+    // Wide (52 bits), as the identity that stands in for a marker's: a replica after a lost
+    // disk must not draw one a first-start voter remembers (see VotingState).
     this.probeNonce = 1 + Math.floor(config.random() * 2 ** 52);
+    this.identity = config.firstStart?.identity ?? this.probeNonce;
+    this.countedEmpty = config.firstStart?.countedEmpty ?? new Map();
     assert(this.messageValueBytesMax > 0, 'messageValueBytesMax must be positive');
     if (recovered) this.restore(recovered);
     this.resetElectionTimer();
@@ -362,11 +400,11 @@ export class PaxosCore {
     }
     if (this.votingStateValue !== 'voter') {
       // Never a candidate: its own log may lack what it promised or accepted before.
-      // Probing asks whether the shard ran; rebuilding asks the leader how far it proposed.
+      // Probing asks whether the shard ran; rebuilding asks the leader how far it proposed, and
+      // keeps asking (a peer that counted it empty at the first start may answer counted_empty:
+      // the only way out when the leader it waits for cannot be elected without it).
       const probeDue = this.tickNow % this.config.heartbeatTicks === 1 % this.config.heartbeatTicks;
-      const targetKnown =
-        this.rebuildTarget !== undefined && ballotEquals(this.rebuildTarget.ballot, this.leaderBallotValue);
-      if (probeDue && (this.votingStateValue === 'probing' || !targetKnown)) this.sendProbes();
+      if (probeDue) this.sendProbes();
       return;
     }
     this.electionElapsed += 1;
@@ -415,13 +453,14 @@ export class PaxosCore {
   startVoting(): void {
     assert(this.votingReadyEmitted && this.votingStateValue !== 'voter', 'startVoting() without a voting-ready event');
     this.votingStateValue = 'voter';
+    if (this.countedDecided) this.countedEmpty = this.countedDecided;
     this.resetElectionTimer();
   }
 
   private sendProbes(): void {
     for (let peer = 0; peer < this.config.replicaCount; peer += 1) {
       if (peer !== this.config.ordinal)
-        this.sendNow(peer, ZERO_BALLOT, { $case: 'probe', probe: { nonce: this.probeNonce } });
+        this.sendNow(peer, ZERO_BALLOT, { $case: 'probe', probe: { nonce: this.probeNonce, identity: this.identity } });
     }
   }
 
@@ -438,8 +477,8 @@ export class PaxosCore {
    * run, the other members of the quorum that elected its first leader hold state, and any
    * `majority` of our peers includes one of them).
    */
-  private onProbeReply(from: number, hasState: boolean, replierNonce: number, countedEmpty: boolean): void {
-    // A first-start voter counted us empty in this life (the caller checked the nonce): we
+  private onProbeReply(from: number, hasState: boolean, replierIdentity: number, countedEmpty: boolean): void {
+    // A first-start voter counted us empty under the identity our marker still holds: we
     // never voted, so we may vote, probing or rebuilding (see VotingState).
     if (countedEmpty && this.votingStateValue !== 'voter') {
       this.emitVotingReady('first-start');
@@ -450,9 +489,9 @@ export class PaxosCore {
       this.votingStateValue = 'rebuilding';
       return;
     }
-    this.probeReplies.set(from, replierNonce);
-    if (this.probeReplies.size >= this.majority) {
-      this.countedEmpty = new Map(this.probeReplies);
+    this.probeReplies.set(from, replierIdentity);
+    if (this.probeReplies.size >= this.majority && !this.votingReadyEmitted) {
+      this.countedDecided = new Map([...this.countedEmpty, ...this.probeReplies]);
       this.emitVotingReady('first-start');
     }
   }
@@ -460,7 +499,11 @@ export class PaxosCore {
   private emitVotingReady(reason: 'first-start' | 'rebuilt'): void {
     if (this.votingReadyEmitted) return;
     this.votingReadyEmitted = true;
-    this.events.push({ type: 'voting-ready', reason });
+    this.events.push({
+      type: 'voting-ready',
+      reason,
+      firstStart: { identity: this.identity, countedEmpty: this.countedDecided ?? this.countedEmpty },
+    });
   }
 
   /**
@@ -531,19 +574,24 @@ export class PaxosCore {
             leader: leading,
             lastSlot: leading ? this.nextSlot - 1 : 0,
             nonce: body.probe.nonce,
-            replierNonce: this.probeNonce,
-            countedEmpty: this.countedEmpty.get(message.from) === body.probe.nonce,
+            replierIdentity: this.identity,
+            countedEmpty: body.probe.identity > 0 && this.countedEmpty.get(message.from) === body.probe.identity,
           },
         });
         return;
       }
       case 'probeReply':
         if (body.probeReply.nonce !== this.probeNonce) return;
-        if (body.probeReply.leader) this.rebuildTarget = { ballot, slot: body.probeReply.lastSlot };
+        // The first target of a leader's ballot stays (a later one would move it ahead under load).
+        if (
+          body.probeReply.leader &&
+          !(this.rebuildTarget !== undefined && ballotEquals(this.rebuildTarget.ballot, ballot))
+        )
+          this.rebuildTarget = { ballot, slot: body.probeReply.lastSlot };
         return this.onProbeReply(
           message.from,
           body.probeReply.hasState,
-          body.probeReply.replierNonce,
+          body.probeReply.replierIdentity,
           body.probeReply.countedEmpty,
         );
       case 'reject':

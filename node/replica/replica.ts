@@ -11,8 +11,13 @@ import { assert } from '../util/assert.js';
 import type { PeerFrame } from '../gen/shardbank/v1/peer.js';
 import { openDurableLog } from '../storage/durable-log.js';
 import type { DurableLog, RecoveredState } from '../storage/durable-log-interface.js';
-import { decideVotingState as decideVotingStateOnDisk, removeNotVotingMarker } from '../storage/not-voting-marker.js';
-import type { PersistWork, VotingState } from '../paxos/paxos-core.js';
+import {
+  decideVotingState as decideVotingStateOnDisk,
+  removeNotVotingMarker,
+  type FirstStartMemory,
+  type VotingDecision,
+} from '../storage/not-voting-marker.js';
+import type { PersistWork } from '../paxos/paxos-core.js';
 import { ReadyDriver, type PersistStart } from '../shard/ready-driver.js';
 import {
   ShardNode,
@@ -94,7 +99,7 @@ export class Replica {
         ? 'the log was closed cleanly'
         : 'the log was not closed cleanly (a crash): recovered up to its last complete write',
     );
-    const votingState = await decideVotingState(config, recovered, logger);
+    const { votingState, firstStart } = await decideVotingState(config, recovered, logger);
     const node = new ShardNode(
       {
         topology: config.topology,
@@ -112,6 +117,7 @@ export class Replica {
           entriesPerMessageMax: 256,
           thriftyAccepts: config.thriftyAccepts,
           votingState,
+          firstStart,
         },
         timing: {
           ...DEFAULT_TIMING,
@@ -261,7 +267,7 @@ export class Replica {
           this.metrics.elections += 1;
           this.logger.info({ ballot: event.ballot }, 'became leader');
         } else if (event.type === 'stepped-down') this.logger.info({ ballot: event.ballot }, 'stepped down');
-        else if (event.type === 'voting-ready') this.startVoting(event.reason);
+        else if (event.type === 'voting-ready') this.startVoting(event.reason, event.firstStart);
       },
       progress: () => this.scheduleProcess(),
     });
@@ -302,11 +308,11 @@ export class Replica {
     return 'pending';
   }
 
-  /** The core may vote: make that durable (remove the marker) first, then let it. */
-  private startVoting(reason: 'first-start' | 'rebuilt'): void {
+  /** The core may vote: make that durable (the voter record written, the marker removed) first, then let it. */
+  private startVoting(reason: 'first-start' | 'rebuilt', firstStart: FirstStartMemory): void {
     this.persistChain = this.persistChain
       .then(async () => {
-        await removeNotVotingMarker(this.config.dataDir);
+        await removeNotVotingMarker(this.config.dataDir, firstStart);
         if (this.stopped) return;
         this.logger.info(
           { reason },
@@ -379,18 +385,14 @@ async function decideVotingState(
   config: ReplicaConfig,
   recovered: RecoveredState,
   logger: Logger,
-): Promise<VotingState> {
-  const { votingState, emptyLog } = await decideVotingStateOnDisk(
-    config.dataDir,
-    recovered,
-    config.topology.replicasPerShard,
-  );
-  if (votingState !== 'voter')
+): Promise<VotingDecision> {
+  const decision = await decideVotingStateOnDisk(config.dataDir, recovered, config.topology.replicasPerShard);
+  if (decision.votingState !== 'voter')
     logger.warn(
-      { emptyLog },
+      { emptyLog: decision.emptyLog },
       'not voting until the peers show this is the first start or the lost state is re-learned (protocol-aware recovery)',
     );
-  return votingState;
+  return decision;
 }
 
 /** Two replica processes on one data dir would corrupt it: the second one refuses to start. */

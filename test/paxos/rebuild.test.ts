@@ -2,7 +2,7 @@
 // votes in no promise or accept quorum until it knows the shard never ran (first start) or has
 // re-learned what it may have promised or accepted (Paxos Made Live's non-voting rebuild).
 import { describe, expect, it } from 'vitest';
-import { PaxosCore } from '../../node/paxos/paxos-core.js';
+import { PaxosCore, type Ready } from '../../node/paxos/paxos-core.js';
 import type { PaxosMessage } from '../../node/gen/shardbank/v1/peer.js';
 import { Harness, base } from './paxos-harness.js';
 
@@ -266,6 +266,123 @@ describe('protocol-aware recovery of an empty replica', () => {
     h.tick(150);
     expect(h.cores[1]!.votingState).toBe('voter');
     expect(h.leader()).toBeDefined();
+  });
+
+  it("restart during the first start: replicas counted empty that restart under their markers' identities are told counted_empty, and vote", () => {
+    // r0 counts r1 and r2 empty and campaigns before they hear from it; then both restart (a
+    // new life: a new probe nonce) while still probing, their NOT_VOTING markers (and the
+    // identity in each) kept. Before the identity, each came back under a new life nonce that
+    // r0 never counted: both rebuilt, waiting for a leader elected by every other replica.
+    const h = new Harness();
+    for (const ordinal of [0, 1, 2])
+      h.wipe(ordinal, [0.1, 0.5, 0.9][ordinal], { firstStart: { identity: 1001 + ordinal } });
+    h.drop = (m) => m.body?.$case === 'probeReply' && m.to !== 0;
+    h.tick(30);
+    expect(h.cores[0]!.votingState).toBe('voter');
+    expect(h.cores[0]!.role).toBe('candidate');
+    for (const ordinal of [1, 2])
+      h.wipe(ordinal, [0.3, 0.7][ordinal - 1], { firstStart: { identity: 1001 + ordinal } });
+    h.drop = () => false;
+    h.tick(80);
+    expect(h.cores.map((core) => core.votingState)).toEqual(['voter', 'voter', 'voter']);
+    const leader = h.leader();
+    expect(leader).toBeDefined();
+    leader!.propose(Buffer.from('a'));
+    h.tick(6);
+    for (const ordinal of [0, 1, 2]) expect([...h.applied[ordinal]!.values()].filter((v) => v !== '')).toEqual(['a']);
+  });
+
+  it('restart during the first start: the first-start voter restarts from its durable counted list and still tells its peers', () => {
+    const run = (remembered: boolean): PaxosCore[] => {
+      const h = new Harness();
+      for (const ordinal of [0, 1, 2])
+        h.wipe(ordinal, [0.1, 0.5, 0.9][ordinal], { firstStart: { identity: 1001 + ordinal } });
+      h.drop = (m) => m.body?.$case === 'probeReply' && m.to !== 0;
+      h.tick(30);
+      expect(h.cores[0]!.role).toBe('candidate');
+      // r0 restarts with its promise (has_state), and with or without its VOTER record's list.
+      const promised = h.cores[0]!.promisedBallot;
+      expect(promised.round).toBeGreaterThan(0);
+      h.cores[0] = new PaxosCore(
+        {
+          ...base,
+          ordinal: 0,
+          random: () => 0.2,
+          ...(remembered
+            ? {
+                firstStart: {
+                  countedEmpty: new Map([
+                    [1, 1002],
+                    [2, 1003],
+                  ]),
+                },
+              }
+            : {}),
+        },
+        { hardState: { promised }, snapshot: undefined, entries: [] },
+      );
+      h.drop = () => false;
+      h.tick(120);
+      return h.cores;
+    };
+    expect(run(false).map((core) => core.votingState)).toEqual(['voter', 'rebuilding', 'rebuilding']);
+    const cores = run(true);
+    expect(cores.map((core) => core.votingState)).toEqual(['voter', 'voter', 'voter']);
+    expect(cores.filter((core) => core.isReadyLeader)).toHaveLength(1);
+  });
+
+  it('a first-start voter answers counted_empty only once its decision is durable (after startVoting)', () => {
+    const core = new PaxosCore({
+      ...base,
+      ordinal: 0,
+      random: () => 0.4,
+      votingState: 'probing',
+      firstStart: { identity: 7 },
+    });
+    const probeReply = (from: number, nonce: number): PaxosMessage => ({
+      shard: 0,
+      from,
+      to: 0,
+      ballot: undefined,
+      body: {
+        $case: 'probeReply',
+        probeReply: {
+          hasState: false,
+          leader: false,
+          lastSlot: 0,
+          nonce,
+          replierIdentity: 100 + from,
+          countedEmpty: false,
+        },
+      },
+    });
+    const probeFrom = (from: number): PaxosMessage => ({
+      shard: 0,
+      from,
+      to: 0,
+      ballot: undefined,
+      body: { $case: 'probe', probe: { nonce: 5, identity: 100 + from } },
+    });
+    const countedEmptyIn = (ready: Ready) =>
+      ready.messages.filter((m) => m.body?.$case === 'probeReply' && m.body.probeReply.countedEmpty).map((m) => m.to);
+    for (let i = 0; i < base.heartbeatTicks; i += 1) core.tick();
+    const probes = core.ready().messages.filter((m) => m.body?.$case === 'probe');
+    expect(probes.map((m) => (m.body?.$case === 'probe' ? m.body.probe.identity : 0))).toEqual([7, 7]);
+    const nonce = probes[0]!.body?.$case === 'probe' ? probes[0]!.body.probe.nonce : 0;
+    core.step(probeReply(1, nonce));
+    core.step(probeReply(2, nonce));
+    const decided = core.ready();
+    const event = decided.events.find((e) => e.type === 'voting-ready');
+    expect(event?.type === 'voting-ready' && [...event.firstStart.countedEmpty]).toEqual([
+      [1, 101],
+      [2, 102],
+    ]);
+    core.step(probeFrom(1));
+    expect(countedEmptyIn(core.ready())).toEqual([]);
+    core.startVoting();
+    core.step(probeFrom(1));
+    core.step({ ...probeFrom(2), body: { $case: 'probe', probe: { nonce: 5, identity: 999 } } });
+    expect(countedEmptyIn(core.ready())).toEqual([1]);
   });
 
   it('a single replica with an empty data dir is at its first start', () => {

@@ -51,7 +51,6 @@ for (const [index, [scenario, seed]] of runs.entries()) {
   const options = { ...scenarioFor(scenario, seed), earlyAfterPersist: values['early-after-persist'] };
   if (values['known-bugs'] === 'none') {
     options.knownBugDecidedCreditsIgnored = false;
-    options.knownBugFirstStartProbeDeadlock = false;
   } else if (values['known-bugs'] !== 'skip')
     throw new Error(`--known-bugs: expected skip or none, got ${JSON.stringify(values['known-bugs'])}`);
   if (values.trace) options.trace = (line: string) => console.log(line);

@@ -43,20 +43,6 @@ export const BASE_SETTINGS: SimSettings = {
 };
 
 /**
- * - first-start probe deadlock (found by the storage scenario): when replicas restart with empty
- *   logs (a whole shard lost power before anything was written) they all probe; one concludes
- *   "first start", votes and runs an election (its promise rises), and the others, still
- *   probing, then see a peer with state and turn to rebuilding, which needs a leader elected by
- *   every other replica: with two of three rebuilding none is ever elected (npm run sim --
- *   --scenario storage --seed 112 --known-bugs none --trace). While set, a replica that never
- *   acknowledged anything restarts as a voter (what the in-memory disk model does; safe: it
- *   claimed nothing durable), so the rest of the storage checks run. Partly fixed: the first-start
- *   voter's counted_empty answer (docs/ARCHITECTURE.md "Disk loss and protocol-aware recovery")
- *   admits peers it counted empty in the same life, so a staggered start converges (scenario
- *   first-start, seed 112 here); still open when a replica restarts during the shard's first
- *   start (a new life, so a new nonce: never admitted), 29 of storage seeds 1000-3999 with this
- *   false (e.g. --seed 1213). The fix: a stable identity in the NOT_VOTING marker and a durable
- *   list of the peers counted empty.
  * Known bugs of the code under test that the simulator finds but the default plan must not
  * fail on until they are fixed (see issue 15). Set to false once fixed.
  * - bug 6: a final INSUFFICIENT_FUNDS that a decided, answered cross-shard credit contradicts
@@ -66,7 +52,7 @@ export const BASE_SETTINGS: SimSettings = {
  *   (test/sim/scripted.test.ts shows it deterministically; while true that test asserts the
  *   failure, once false it asserts a clean run).
  */
-export const KNOWN_BUGS = { decidedCreditsIgnored: false, collectedTombstone: false, firstStartProbeDeadlock: true };
+export const KNOWN_BUGS = { decidedCreditsIgnored: false, collectedTombstone: false };
 
 export const SCENARIOS = [
   'single-shard',
@@ -244,7 +230,6 @@ export function scenarioFor(name: string, seed: number): SimOptions {
     case 'storage':
       return {
         ...base,
-        knownBugFirstStartProbeDeadlock: KNOWN_BUGS.firstStartProbeDeadlock,
         topology: { ...base.topology, shards: 2 },
         clients: 4,
         requestsPerClient: 10,
@@ -317,7 +302,6 @@ function swarm(seed: number): SimOptions {
     // (about twice as slow as the in-memory model; scenario storage runs it on every seed).
     ...(rng.chance(1 / 16)
       ? {
-          knownBugFirstStartProbeDeadlock: KNOWN_BUGS.firstStartProbeDeadlock,
           storage: {
             faults: {
               latencyMsMax: rng.pick([0.5, 3, 10]),
@@ -357,7 +341,7 @@ export function describeOptions(options: SimOptions): string {
 }
 
 export function replayCommand(options: SimOptions): string {
-  return `npm run sim -- --scenario ${options.scenario ?? '?'} --seed ${options.seed}${options.earlyAfterPersist ? ' --early-after-persist' : ''}${options.knownBugDecidedCreditsIgnored || options.knownBugFirstStartProbeDeadlock ? '' : ' --known-bugs none'} --trace`;
+  return `npm run sim -- --scenario ${options.scenario ?? '?'} --seed ${options.seed}${options.earlyAfterPersist ? ' --early-after-persist' : ''}${options.knownBugDecidedCreditsIgnored ? '' : ' --known-bugs none'} --trace`;
 }
 
 /** One seed. Runs under SimOptions.storage are asynchronous (the real DurableLog's promises); the rest stay synchronous. */

@@ -95,6 +95,38 @@ describe('scripted simulation', () => {
     sim.finish();
   });
 
+  it('first start, restarted: replicas counted empty that crash and restart before they are told still vote', () => {
+    // As above, r0 decides on a first start counting r1 and r2 empty and campaigns before they
+    // hear from it; then r1 and r2 crash and restart, still probing (their NOT_VOTING markers
+    // stand). Before their marker held a stable identity, each came back under a new life
+    // nonce, which r0 had never counted: both rebuilt, waiting for a leader elected by every
+    // other replica, with r0 the only voter: never.
+    const sim = new SimCluster(scriptedOptions(1, 1, 3, { firstStart: { startMsMax: 3000 } }));
+    const [r0, r1, r2] = sim.group(0);
+    sim.dropPaxosWhere((m) => m.from === 0 && m.body?.$case === 'probeReply');
+    sim.runUntil('every replica started', () => sim.group(0).every((r) => r.up));
+    sim.runUntil(
+      'r0 votes and campaigns',
+      () => r0!.node.core.votingState === 'voter' && r0!.node.core.role === 'candidate',
+    );
+    for (const ordinal of [1, 2]) sim.crashNow(0, ordinal);
+    sim.runFor(300);
+    for (const ordinal of [1, 2]) sim.restartReplicaNow(0, ordinal);
+    expect([r1!.up, r2!.up]).toEqual([true, true]);
+    expect(sim.group(0).map((r) => r.node.core.votingState)).toEqual(['voter', 'probing', 'probing']);
+    sim.dropPaxosWhere(undefined);
+    sim.runUntil(
+      'every replica votes and a leader is elected',
+      () => sim.group(0).every((r) => r.node.core.votingState === 'voter') && sim.leader(0) !== undefined,
+    );
+    sim.openSessions(['x']);
+    const x = sim.addRequest('x', 1, 2, 3);
+    sim.send(x, sim.leader(0)!);
+    sim.runUntil('X committed', () => x.outcome !== undefined);
+    sim.runFor(500);
+    sim.finish();
+  });
+
   it("an old leader's unchosen tail resurfaces after its request was retried and committed elsewhere: it runs once", () => {
     const sim = scripted(1);
     sim.runUntil('a first leader', () => sim.leader(0) !== undefined);

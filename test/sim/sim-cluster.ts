@@ -55,7 +55,11 @@ import { ReadyDriver, type PersistStart } from '../../node/shard/ready-driver.js
 import { txIdOf, txKey } from '../../node/bank/txid.js';
 import { openDurableLog, CorruptLogError } from '../../node/storage/durable-log.js';
 import type { DurableLog, RecoveredState } from '../../node/storage/durable-log-interface.js';
-import { decideVotingState, removeNotVotingMarker } from '../../node/storage/not-voting-marker.js';
+import {
+  decideVotingState,
+  removeNotVotingMarker,
+  type FirstStartMemory,
+} from '../../node/storage/not-voting-marker.js';
 import type { FileSystem } from '../../node/storage/file-system.js';
 import { Prng } from './prng.js';
 import { isInjectedIoError, SimFileSystem, type SimDiskFaults } from './sim-file-system.js';
@@ -160,8 +164,6 @@ export interface SimOptions {
    * in-memory disk model. Runs only through runAsync().
    */
   storage?: SimStorage;
-  /** See KNOWN_BUGS.firstStartProbeDeadlock in scenarios.ts: a replica that never acknowledged anything restarts as a voter. */
-  knownBugFirstStartProbeDeadlock?: boolean;
   /** One line per event (crash, restart, pause, partition, role change, commit, 2PC step, reply). */
   trace?: (line: string) => void;
 }
@@ -242,8 +244,16 @@ export class SimReplica {
   incarnation = 0;
   /** Opening its log (recovery) after a restart; not up yet. */
   starting = false;
-  /** The cluster's very first start: the operator knows it, so the replica votes at once. */
+  /** The cluster's very first start (its files are empty): it probes as in production. */
   firstBoot = false;
+  /**
+   * The in-memory disk model's not-voting marker identity and FIRST_START list (the storage
+   * runs keep them in files, node/storage/not-voting-marker.ts): durable at once.
+   */
+  markerIdentity: number | undefined;
+  countedDurable: ReadonlyMap<number, number> = new Map();
+  /** Draws first-start identities (its own stream: the run's other draws do not shift). */
+  readonly identityRng: Prng;
   persistChain: Promise<void> = Promise.resolve();
 
   constructor(
@@ -251,9 +261,15 @@ export class SimReplica {
     readonly ordinal: number,
     readonly tickPeriodMs: number,
     firstTickMs: number,
-    private readonly makeNode: (recovered: RecoveredAcceptorState | undefined, votingState: VotingState) => ShardNode,
+    private readonly makeNode: (
+      recovered: RecoveredAcceptorState | undefined,
+      votingState: VotingState,
+      firstStart?: FirstStartMemory,
+    ) => ShardNode,
     private readonly makeDriver: (replica: SimReplica) => ReadyDriver<ShardReady>,
+    identitySeed: number,
   ) {
+    this.identityRng = new Prng(identitySeed);
     this.node = makeNode(undefined, 'voter');
     this.driver = makeDriver(this);
     this.nextTickMs = firstTickMs;
@@ -271,6 +287,9 @@ export class SimReplica {
   loseDisk(): void {
     this.disk = { hardState: undefined, entries: new Map(), snapshot: undefined };
     this.diskLost = true;
+    this.lostAfterChosen = 0;
+    this.markerIdentity = undefined;
+    this.countedDurable = new Map();
     this.fs?.wipe();
   }
 
@@ -281,6 +300,8 @@ export class SimReplica {
 
   /** Restarted after a disk loss and not voting yet. */
   diskLost = false;
+  /** The shard's highest slot applied anywhere when this disk was lost (0: before it ran). */
+  lostAfterChosen = 0;
 
   crash(): number {
     this.quickFollowerChangesBefore += this.node.core.quickFollowerChanges;
@@ -302,10 +323,16 @@ export class SimReplica {
 
   restart(nowMs: number): void {
     const entries = [...this.disk.entries.values()].sort((a, b) => a.slot - b.slot);
-    // The not-voting marker is durable (in the sim, at once) and survives crashes until removed.
+    // The not-voting marker (with its identity) is durable (in the sim, at once) and survives
+    // crashes until removed.
+    if (this.diskLost) this.markerIdentity ??= 1 + Math.floor(this.identityRng.next() * 2 ** 52);
     this.node = this.makeNode(
       { hardState: this.disk.hardState, snapshot: this.disk.snapshot, entries },
       this.diskLost ? 'probing' : 'voter',
+      {
+        ...(this.diskLost ? { identity: this.markerIdentity } : {}),
+        countedEmpty: this.countedDurable,
+      },
     );
     this.driver = this.makeDriver(this);
     this.up = true;
@@ -314,7 +341,13 @@ export class SimReplica {
   }
 
   /** Starts a new process on what recovery read back from its files. */
-  startFromLog(log: DurableLog, recovered: RecoveredState, votingState: VotingState, nowMs: number): void {
+  startFromLog(
+    log: DurableLog,
+    recovered: RecoveredState,
+    votingState: VotingState,
+    firstStart: FirstStartMemory,
+    nowMs: number,
+  ): void {
     this.durableLog = log;
     this.disk = {
       hardState: recovered.hardState,
@@ -324,6 +357,7 @@ export class SimReplica {
     this.node = this.makeNode(
       { hardState: recovered.hardState, snapshot: recovered.snapshot, entries: recovered.entries },
       votingState,
+      firstStart,
     );
     this.driver = this.makeDriver(this);
     this.up = true;
@@ -498,7 +532,11 @@ export class SimCluster {
       const group: SimReplica[] = [];
       for (let ordinal = 0; ordinal < topology.replicasPerShard; ordinal += 1) {
         const nodeRng = this.rng.fork();
-        const makeNode = (recovered: RecoveredAcceptorState | undefined, votingState: VotingState) =>
+        const makeNode = (
+          recovered: RecoveredAcceptorState | undefined,
+          votingState: VotingState,
+          firstStart?: FirstStartMemory,
+        ) =>
           new ShardNode(
             {
               topology,
@@ -513,6 +551,7 @@ export class SimCluster {
                 entriesPerMessageMax: settings.entriesPerMessageMax,
                 thriftyAccepts: !settings.eagerAccepts,
                 votingState,
+                ...(firstStart ? { firstStart } : {}),
               },
               timing: { ...DEFAULT_TIMING, txAbortTicks: 60, txInquiryTicks: 12 },
               commandsPerSlotMax: settings.commandsPerSlotMax,
@@ -524,8 +563,14 @@ export class SimCluster {
             recovered,
           );
         const period = TICK_MS * (1 + faults.tickDrift * (2 * this.rng.next() - 1));
-        const replica = new SimReplica(shard, ordinal, period, this.rng.next() * period, makeNode, (r) =>
-          this.makeDriver(r),
+        const replica = new SimReplica(
+          shard,
+          ordinal,
+          period,
+          this.rng.next() * period,
+          makeNode,
+          (r) => this.makeDriver(r),
+          (options.seed * 104729 + shard * 977 + ordinal * 31 + 11) >>> 0,
         );
         if (options.storage) this.attachDisk(replica, options.storage);
         group.push(replica);
@@ -1029,6 +1074,7 @@ export class SimCluster {
         ) {
           this.stats.diskLosses += 1;
           replica.loseDisk();
+          replica.lostAfterChosen = this.maxChosen[replica.shard]!;
           this.crashReplica(replica, 'disk lost (data dir wiped)');
         } else if (
           !replica.paused &&
@@ -1403,10 +1449,10 @@ export class SimCluster {
       this.firstStartOpen[replica.shard] = false;
   }
 
-  private removeMarkerThenVote(replica: SimReplica): void {
+  private removeMarkerThenVote(replica: SimReplica, firstStart: FirstStartMemory): void {
     const incarnation = replica.incarnation;
     replica.persistChain = replica.persistChain
-      .then(() => removeNotVotingMarker(DATA_DIR, replica.processFs!))
+      .then(() => removeNotVotingMarker(DATA_DIR, firstStart, replica.processFs!))
       .then(
         () =>
           this.guard(() => {
@@ -1437,22 +1483,23 @@ export class SimCluster {
     const fs = disk.forProcess();
     let opened: { log: DurableLog; recovered: RecoveredState };
     let votingState: VotingState;
+    let firstStart: FirstStartMemory;
     try {
       opened = await openDurableLog(LOG_DIR, {
         fileSystem: fs,
         segmentBytesMax: storage.segmentBytesMax,
         preallocateSegments: storage.preallocateSegments,
       });
-      const neverAcknowledged =
-        !replica.diskLost &&
-        replica.disk.hardState === undefined &&
-        replica.disk.entries.size === 0 &&
-        replica.disk.snapshot === undefined;
-      votingState =
-        replica.firstBoot || (this.options.knownBugFirstStartProbeDeadlock && neverAcknowledged)
-          ? 'voter'
-          : (await decideVotingState(DATA_DIR, opened.recovered, this.options.topology.replicasPerShard, fs))
-              .votingState;
+      // The production decision, at the first start too (every replica probes).
+      const decision = await decideVotingState(
+        DATA_DIR,
+        opened.recovered,
+        this.options.topology.replicasPerShard,
+        fs,
+        () => replica.identityRng.next(),
+      );
+      votingState = decision.votingState;
+      firstStart = decision.firstStart;
     } catch (error) {
       if (incarnation !== replica.incarnation) return;
       replica.starting = false;
@@ -1482,7 +1529,7 @@ export class SimCluster {
     disk.corruptions.length = 0; // whatever was damaged, recovery read back everything acknowledged
     replica.processFs = fs;
     replica.firstBoot = false;
-    replica.startFromLog(opened.log, opened.recovered, votingState, this.nowMs);
+    replica.startFromLog(opened.log, opened.recovered, votingState, firstStart, this.nowMs);
     const r = opened.recovered;
     this.log(
       replica.name,
@@ -1550,6 +1597,7 @@ export class SimCluster {
       );
     this.stats.corruptRefusals += 1;
     replica.loseDisk();
+    replica.lostAfterChosen = this.maxChosen[replica.shard]!;
     replica.restartAtMs = this.nowMs + this.faultRng.int(50, 1500);
     this.log(
       replica.name,
@@ -1607,9 +1655,19 @@ export class SimCluster {
       // The driver removes the marker durably (at once here), then lets the core vote.
       this.stats.rebuilds += 1;
       this.log(replica.name, `voting again (${event.reason})  ${this.shardStatus(replica.shard)}`);
+      // A disk lost after its shard chose a slot may have held promises it no longer keeps: it
+      // must rebuild. (A disk is lost only while every other replica votes, so the first-start
+      // rule's single-failure model holds, and no first-start claim can be true of it.)
+      if (replica.diskLost && event.reason === 'first-start' && replica.lostAfterChosen > 0)
+        this.fail(
+          'safety',
+          `${replica.name} lost its disk after its shard chose slot ${replica.lostAfterChosen}, yet was admitted to vote as at a first start instead of rebuilding`,
+        );
       replica.diskLost = false;
-      if (replica.fs) this.removeMarkerThenVote(replica);
+      if (replica.fs) this.removeMarkerThenVote(replica, event.firstStart);
       else {
+        replica.countedDurable = event.firstStart.countedEmpty;
+        replica.markerIdentity = undefined;
         replica.node.core.startVoting();
         this.noteVoting(replica);
       }

@@ -79,6 +79,11 @@ export interface PaxosMessage {
 export interface Probe {
   /** Echoed in the reply: a reply to a probe of an earlier life of this replica is ignored. */
   nonce: number;
+  /**
+   * The sender's first-start identity: drawn when its NOT_VOTING marker was created and kept in
+   * it, so the same across restarts while the marker stands (a lost disk draws a new one).
+   */
+  identity: number;
 }
 
 export interface ProbeReply {
@@ -96,14 +101,15 @@ export interface ProbeReply {
   lastSlot: number;
   nonce: number;
   /**
-   * The sender's own life nonce (the nonce of its own probes): a replica that decides on a
-   * first start remembers it for each empty reply it counted.
+   * The sender's first-start identity (Probe.identity): a replica that decides on a first
+   * start remembers it, durably, for each empty reply it counted.
    */
-  replierNonce: number;
+  replierIdentity: number;
   /**
-   * The sender decided on a first start counting an empty reply from the receiver in this
-   * life (the probe's nonce is the replier_nonce it remembered): the receiver never voted,
-   * so it may vote now, even if it is rebuilding (see the VotingState doc in paxos-core.ts).
+   * The sender decided on a first start counting an empty reply from the receiver under the
+   * identity this probe carries (its NOT_VOTING marker still stands, so it has not voted
+   * since): the receiver never voted, so it may vote now, even if it is rebuilding (see the
+   * VotingState doc in paxos-core.ts).
    */
   countedEmpty: boolean;
 }
@@ -1132,13 +1138,16 @@ export const PaxosMessage: MessageFns<PaxosMessage> = {
 };
 
 function createBaseProbe(): Probe {
-  return { nonce: 0 };
+  return { nonce: 0, identity: 0 };
 }
 
 export const Probe: MessageFns<Probe> = {
   encode(message: Probe, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.nonce !== 0) {
       writeUint64(writer.uint32(8), message.nonce);
+    }
+    if (message.identity !== 0) {
+      writeUint64(writer.uint32(16), message.identity);
     }
     return writer;
   },
@@ -1164,6 +1173,14 @@ export const Probe: MessageFns<Probe> = {
             message.nonce = readUint64(reader);
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.identity = readUint64(reader);
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1177,13 +1194,19 @@ export const Probe: MessageFns<Probe> = {
   },
 
   fromJSON(object: any): Probe {
-    return { nonce: isSet(object.nonce) ? globalThis.Number(object.nonce) : 0 };
+    return {
+      nonce: isSet(object.nonce) ? globalThis.Number(object.nonce) : 0,
+      identity: isSet(object.identity) ? globalThis.Number(object.identity) : 0,
+    };
   },
 
   toJSON(message: Probe): unknown {
     const obj: any = {};
     if (message.nonce !== 0) {
       obj.nonce = Math.round(message.nonce);
+    }
+    if (message.identity !== 0) {
+      obj.identity = Math.round(message.identity);
     }
     return obj;
   },
@@ -1194,12 +1217,13 @@ export const Probe: MessageFns<Probe> = {
   fromPartial(object: DeepPartial<Probe>): Probe {
     const message = createBaseProbe();
     message.nonce = object.nonce ?? 0;
+    message.identity = object.identity ?? 0;
     return message;
   },
 };
 
 function createBaseProbeReply(): ProbeReply {
-  return { hasState: false, leader: false, lastSlot: 0, nonce: 0, replierNonce: 0, countedEmpty: false };
+  return { hasState: false, leader: false, lastSlot: 0, nonce: 0, replierIdentity: 0, countedEmpty: false };
 }
 
 export const ProbeReply: MessageFns<ProbeReply> = {
@@ -1216,8 +1240,8 @@ export const ProbeReply: MessageFns<ProbeReply> = {
     if (message.nonce !== 0) {
       writeUint64(writer.uint32(32), message.nonce);
     }
-    if (message.replierNonce !== 0) {
-      writeUint64(writer.uint32(40), message.replierNonce);
+    if (message.replierIdentity !== 0) {
+      writeUint64(writer.uint32(40), message.replierIdentity);
     }
     if (message.countedEmpty !== false) {
       writer.uint32(48).bool(message.countedEmpty);
@@ -1275,7 +1299,7 @@ export const ProbeReply: MessageFns<ProbeReply> = {
               break;
             }
 
-            message.replierNonce = readUint64(reader);
+            message.replierIdentity = readUint64(reader);
             continue;
           }
           case 6: {
@@ -1312,10 +1336,10 @@ export const ProbeReply: MessageFns<ProbeReply> = {
         ? globalThis.Number(object.last_slot)
         : 0,
       nonce: isSet(object.nonce) ? globalThis.Number(object.nonce) : 0,
-      replierNonce: isSet(object.replierNonce)
-        ? globalThis.Number(object.replierNonce)
-        : isSet(object.replier_nonce)
-        ? globalThis.Number(object.replier_nonce)
+      replierIdentity: isSet(object.replierIdentity)
+        ? globalThis.Number(object.replierIdentity)
+        : isSet(object.replier_identity)
+        ? globalThis.Number(object.replier_identity)
         : 0,
       countedEmpty: isSet(object.countedEmpty)
         ? globalThis.Boolean(object.countedEmpty)
@@ -1339,8 +1363,8 @@ export const ProbeReply: MessageFns<ProbeReply> = {
     if (message.nonce !== 0) {
       obj.nonce = Math.round(message.nonce);
     }
-    if (message.replierNonce !== 0) {
-      obj.replierNonce = Math.round(message.replierNonce);
+    if (message.replierIdentity !== 0) {
+      obj.replierIdentity = Math.round(message.replierIdentity);
     }
     if (message.countedEmpty !== false) {
       obj.countedEmpty = message.countedEmpty;
@@ -1357,7 +1381,7 @@ export const ProbeReply: MessageFns<ProbeReply> = {
     message.leader = object.leader ?? false;
     message.lastSlot = object.lastSlot ?? 0;
     message.nonce = object.nonce ?? 0;
-    message.replierNonce = object.replierNonce ?? 0;
+    message.replierIdentity = object.replierIdentity ?? 0;
     message.countedEmpty = object.countedEmpty ?? false;
     return message;
   },
