@@ -247,7 +247,7 @@ export class SimReplica {
   /** The cluster's very first start (its files are empty): it probes as in production. */
   firstBoot = false;
   /**
-   * The in-memory disk model's not-voting marker identity and FIRST_START list (the storage
+   * The in-memory disk model's not-voting marker identity and VOTER record list (the storage
    * runs keep them in files, node/storage/not-voting-marker.ts): durable at once.
    */
   markerIdentity: number | undefined;
