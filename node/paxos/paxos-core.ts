@@ -582,10 +582,11 @@ export class PaxosCore {
       }
       case 'probeReply':
         if (body.probeReply.nonce !== this.probeNonce) return;
-        // The first target of a leader's ballot stays (a later one would move it ahead under load).
+        // The first answer of a leader's ballot stays (rebuilding keeps probing; a later answer
+        // would move the target ahead under load), and an earlier ballot's never replaces it.
         if (
           body.probeReply.leader &&
-          !(this.rebuildTarget !== undefined && ballotEquals(this.rebuildTarget.ballot, ballot))
+          (this.rebuildTarget === undefined || ballotLess(this.rebuildTarget.ballot, ballot))
         )
           this.rebuildTarget = { ballot, slot: body.probeReply.lastSlot };
         return this.onProbeReply(
