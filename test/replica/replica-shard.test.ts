@@ -1,6 +1,6 @@
 // One shard of three real replica processes on loopback: exactly-once transfers through
 // leader crashes, catch-up after restart and after a wiped data dir (snapshot transfer).
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
@@ -435,6 +435,10 @@ describe('a shard of three replica processes', () => {
     expect(lines).toContain('rebuilt from the live majority: voting again');
     expect(lines).not.toContain('first start of the shard');
     expect((await cluster.replicaStatus(0, follower))?.voting).toBe('voter');
+    // Made durable before it voted: the voter record in place of the marker.
+    const files = await readdir(cluster.replicas[0]![follower]!.dataDir);
+    expect(files).toContain('VOTER');
+    expect(files).not.toContain('NOT_VOTING');
     const balances = await convergedBalances(cluster);
     expect(balances[follower]).toEqual(balances[(follower + 1) % 3]);
   });
