@@ -13,6 +13,7 @@
 //   voted), and it lists the peers it counted empty when it decided on a first start, so it
 //   answers them with counted_empty in every later life.
 // Shared by the replica and the simulator.
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 
 import type { VotingState } from '../paxos/paxos-core.js';
@@ -45,14 +46,15 @@ export interface VotingDecision {
  * Voter when the data dir holds the voter record, when its log holds state and no marker says
  * otherwise (a data dir from before the record existed), or when the shard has one replica;
  * else probing, with the marker (and the identity in it) made durable. `random` draws a new
- * identity ([0, 1), like Math.random): for a new marker, or when the marker's is unreadable.
+ * identity ([0, 1), like Math.random; the simulator passes its seeded stream): for a new marker,
+ * or when the marker's is unreadable.
  */
 export async function decideVotingState(
   dataDir: string,
   recovered: RecoveredState,
   replicasPerShard: number,
   fs: FileSystem = nodeFileSystem,
-  random: () => number = Math.random,
+  random: () => number = cryptoRandom,
 ): Promise<VotingDecision> {
   const marker = join(dataDir, NOT_VOTING_MARKER);
   const emptyLog =
@@ -93,6 +95,12 @@ export async function removeNotVotingMarker(
   const counted = [...firstStart.countedEmpty].map(([ordinal, identity]) => `counted ${ordinal} ${identity}\n`);
   await writeDurably(dataDir, VOTER_RECORD, `${VOTER_TEXT}${counted.join('')}`, fs);
   await removeDurably(dataDir, NOT_VOTING_MARKER, fs);
+}
+
+/** [0, 1) from the operating system's randomness (56 bits, of which an identity uses 52). */
+function cryptoRandom(): number {
+  const bytes = randomBytes(7);
+  return (bytes.readUIntBE(0, 3) * 2 ** 32 + bytes.readUInt32BE(3)) / 2 ** 56;
 }
 
 function parseIdentity(bytes: Buffer): number | undefined {
