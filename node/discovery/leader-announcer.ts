@@ -4,6 +4,7 @@
 // the replica, and the replica keeps running without NATS.
 import { Events, type KV, type NatsConnection } from 'nats';
 import { pino, type Logger } from 'pino';
+import { childLogger } from '../util/child-logger.js';
 import {
   decode,
   encode,
@@ -95,7 +96,7 @@ export class LeaderAnnouncer {
 
   constructor(options: LeaderAnnouncerOptions) {
     this.identity = options.identity;
-    this.logger = (options.logger ?? pino({ level: 'warn' })).child({
+    this.logger = childLogger(options.logger ?? pino({ level: 'warn' }), {
       component: 'leader-announcer',
       cluster: options.identity.cluster,
       shard: options.identity.shard,

@@ -6,6 +6,7 @@
 // The records are hints for routing; safety comes from Paxos ballots.
 import { Events, type KV, type KvEntry, type NatsConnection, type Subscription } from 'nats';
 import { pino, type Logger } from 'pino';
+import { childLogger } from '../util/child-logger.js';
 import {
   compareBallots,
   decode,
@@ -92,7 +93,7 @@ export class LeaderWatcher {
     this.namespace = options.namespace;
     this.cluster = options.cluster;
     this.incarnation = options.incarnation;
-    this.logger = (options.logger ?? pino({ level: 'warn' })).child({
+    this.logger = childLogger(options.logger ?? pino({ level: 'warn' }), {
       component: 'leader-watcher',
       cluster: options.cluster,
     });
