@@ -89,7 +89,11 @@ describe('helm chart', () => {
         'podLabels.app\\.kubernetes\\.io/instance=x',
       ]),
     );
-    const pod = labelled.find((o) => o.kind === 'Deployment')!.spec.template.metadata;
+    const pod = (
+      labelled.find((o) => o.kind === 'Deployment') as unknown as {
+        spec: { template: { metadata: { labels: Record<string, string> } } };
+      }
+    ).spec.template.metadata;
     expect(pod.labels.team).toBe('payments');
     // A pod label may not take over a selector label: the Deployment would stop matching its pods.
     expect(pod.labels['app.kubernetes.io/instance']).toBe('t');
