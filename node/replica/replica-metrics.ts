@@ -11,7 +11,8 @@
 //   on every observe(): about 600 ns against 30 ns measured here).
 // - Timestamps: one performance.now() per turn of the event loop at most (turnNow), shared by
 //   every arrival, reply, proposal and 2PC step of that turn.
-import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import { Counter, Gauge, type Registry, type Metric } from 'prom-client';
+import { processRegistry } from '../util/prometheus.js';
 import { Outcome } from '../gen/shardbank/v1/bank.js';
 import { ABORT_REASONS } from '../bank/bank-state.js';
 import type { ClientReply, ErrorCode, ShardNode } from '../shard/shard-node.js';
@@ -101,18 +102,6 @@ export class FastHistogram {
   }
 }
 
-/**
- * prom-client's default metrics include three gauges named `_total` (nodejs_active_handles_total,
- * nodejs_active_requests_total, nodejs_active_resources_total), against the naming rules: each
- * repeats the sum of its labelled gauge without the suffix, which stays.
- */
-export function dropTotalGauges(registry: Registry): void {
-  for (const metric of registry.getMetricsAsArray()) {
-    const { name, type } = metric as unknown as { name: string; type: string };
-    if (type === 'gauge' && name.endsWith('_total')) registry.removeSingleMetric(name);
-  }
-}
-
 /** Outcome label of a transfer's reply: the Outcome name, or the error code in the same style. */
 const ERROR_OUTCOMES: Record<ErrorCode, number> = {
   'not-leader': 0,
@@ -148,7 +137,7 @@ export interface MetricsSources {
 }
 
 export class ReplicaMetrics implements TxPhaseObserver {
-  readonly registry = new Registry();
+  readonly registry: Registry;
   // Counts kept here (read at scrape time).
   electionsWon = 0;
   leaderChanges = 0;
@@ -180,14 +169,12 @@ export class ReplicaMetrics implements TxPhaseObserver {
   private sources: MetricsSources | undefined;
 
   constructor(labels: { cluster: string; shard: number; replica: number }) {
-    const registry = this.registry;
-    registry.setDefaultLabels({
+    const registry = processRegistry({
       cluster: labels.cluster,
       shard: String(labels.shard),
       replica: String(labels.replica),
     });
-    collectDefaultMetrics({ register: registry });
-    dropTotalGauges(registry);
+    this.registry = registry;
     const histogram = (name: string, help: string, buckets: readonly number[]) => {
       const h = new FastHistogram(name, help, buckets);
       registry.registerMetric(h as unknown as Metric);
@@ -310,11 +297,6 @@ export class ReplicaMetrics implements TxPhaseObserver {
 
   // ---- Scrape ----
 
-  /** For prom-client's collect() callbacks, whose `this` is the metric. */
-  private get self(): this {
-    return this;
-  }
-
   async render(): Promise<string> {
     return this.registry.metrics();
   }
@@ -325,7 +307,7 @@ export class ReplicaMetrics implements TxPhaseObserver {
 
   private registerCounters(): void {
     const registers = [this.registry];
-    const self = this.self;
+    const self = this.collectView();
     const counter = (name: string, help: string, read: (s: MetricsSources) => number) =>
       new Counter({
         name,
@@ -413,7 +395,7 @@ export class ReplicaMetrics implements TxPhaseObserver {
 
   private registerGauges(): void {
     const registers = [this.registry];
-    const self = this.self;
+    const self = this.collectView();
     const gauge = (name: string, help: string, read: (s: MetricsSources) => number) =>
       new Gauge({
         name,
@@ -466,6 +448,11 @@ export class ReplicaMetrics implements TxPhaseObserver {
         this.set(self.scanInDoubt().oldestSeconds);
       },
     });
+  }
+
+  /** This object, for prom-client's collect() callbacks (their `this` is the metric). */
+  private collectView(): this {
+    return this;
   }
 
   private lastScan = { at: Number.NaN, count: 0, oldestSeconds: 0 };

@@ -86,7 +86,9 @@ function parseSample(raw: string, n: number): Sample {
       rest = rest.slice(whole.length);
     }
   }
-  const value = valueText === '+Inf' ? Infinity : valueText === '-Inf' ? -Infinity : Number(valueText);
-  if (valueText !== 'NaN' && Number.isNaN(value)) throw new Error(`line ${n}: bad value ${valueText}`);
+  // As Prometheus reads them (Go's ParseFloat): NaN and Inf in any case; prom-client writes `Nan`.
+  const special = valueText.toLowerCase();
+  const value = special === '+inf' || special === 'inf' ? Infinity : special === '-inf' ? -Infinity : Number(valueText);
+  if (special !== 'nan' && Number.isNaN(value)) throw new Error(`line ${n}: bad value ${valueText}`);
   return { name, labels, value };
 }
