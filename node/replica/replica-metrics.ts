@@ -414,6 +414,11 @@ export class ReplicaMetrics implements TxPhaseObserver {
       (s) => (s.node.core.leaderOrdinal >= 0 ? 1 : 0),
     );
     gauge(
+      'shardbank_shard_replicas',
+      'Replicas of each shard in the topology (a majority of them is a quorum).',
+      (s) => s.node.config.topology.replicasPerShard,
+    );
+    gauge(
       'shardbank_commit_index',
       'Highest log slot known chosen, with every slot before it.',
       (s) => s.node.core.commitIndex,

@@ -18,20 +18,20 @@ export class OperatorMetrics {
 
   readonly reconciles = new Counter({
     name: 'shardbank_operator_reconcile_total',
-    help: 'Reconciles by resource (kind, namespace, name) and result (success, error, requeue: success with a later look asked for).',
-    labelNames: ['resource', 'namespace', 'name', 'result'] as const,
+    help: 'Reconciles by resource (kind, resource_namespace, resource_name) and result (success, error, requeue: success with a later look asked for).',
+    labelNames: ['resource', 'resource_namespace', 'resource_name', 'result'] as const,
     registers: [this.registry],
   });
   readonly reconcileErrors = new Counter({
     name: 'shardbank_operator_reconcile_errors_total',
-    help: 'Reconciles that failed (retried with backoff), by resource (kind, namespace, name).',
-    labelNames: ['resource', 'namespace', 'name'] as const,
+    help: 'Reconciles that failed (retried with backoff), by resource (kind, resource_namespace, resource_name).',
+    labelNames: ['resource', 'resource_namespace', 'resource_name'] as const,
     registers: [this.registry],
   });
   readonly reconcileDuration = new Histogram({
     name: 'shardbank_operator_reconcile_duration_seconds',
-    help: 'Time one reconcile took, whatever its result, by resource (kind, namespace, name).',
-    labelNames: ['resource', 'namespace', 'name'] as const,
+    help: 'Time one reconcile took, whatever its result, by resource (kind, resource_namespace, resource_name).',
+    labelNames: ['resource', 'resource_namespace', 'resource_name'] as const,
     buckets: RECONCILE_BUCKETS,
     registers: [this.registry],
   });
@@ -48,8 +48,8 @@ export class OperatorMetrics {
   });
   readonly clusterReady = new Gauge({
     name: 'shardbank_operator_cluster_ready',
-    help: '1 when a BankCluster is Ready, else 0, by namespace and cluster.',
-    labelNames: ['namespace', 'cluster'] as const,
+    help: '1 when a BankCluster is Ready, else 0, by resource_namespace and resource_name (not namespace: Prometheus gives that label to the scraped pod).',
+    labelNames: ['resource_namespace', 'resource_name'] as const,
     registers: [this.registry],
   });
 
@@ -91,7 +91,7 @@ export class OperatorMetrics {
 
   /** Counts and times one reconcile of a resource. */
   reconciled(resource: { kind: string; namespace: string; name: string }, result: string, seconds: number): void {
-    const labels = { resource: resource.kind, namespace: resource.namespace, name: resource.name };
+    const labels = { resource: resource.kind, resource_namespace: resource.namespace, resource_name: resource.name };
     this.reconciles.inc({ ...labels, result });
     if (result === 'error') this.reconcileErrors.inc(labels);
     this.reconcileDuration.observe(labels, seconds);

@@ -291,7 +291,7 @@ export class Reconciler {
       now,
     });
     this.deps.metrics.clusterReady.set(
-      { namespace: cluster.metadata.namespace ?? '', cluster: cluster.metadata.name },
+      { resource_namespace: cluster.metadata.namespace ?? '', resource_name: cluster.metadata.name },
       status.phase === PHASE.ready ? 1 : 0,
     );
     if (stableJson(status) !== stableJson(previous)) {

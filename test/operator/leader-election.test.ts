@@ -116,14 +116,14 @@ describe('operator high availability', () => {
       if (family.type === 'gauge') expect(name, 'a gauge named _total').not.toMatch(/_total$/);
       if (family.type === 'counter') expect(name, 'a counter not named _total').toMatch(/_total$/);
     }
-    const resource = { resource: 'BankCluster', namespace: NS, name: 'ha' };
+    const resource = { resource: 'BankCluster', resource_namespace: NS, resource_name: 'ha' };
     const sample = (name: string, labels: Record<string, string>) =>
       families
         .get(name.replace(/_(bucket|sum|count)$/, ''))
         ?.samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
     const reconciles = families
       .get('shardbank_operator_reconcile_total')!
-      .samples.filter((s) => s.labels.name === 'ha')
+      .samples.filter((s) => s.labels.resource_name === 'ha')
       .reduce((sum, s) => sum + s.value, 0);
     expect(reconciles).toBeGreaterThanOrEqual(1);
     expect(sample('shardbank_operator_reconcile_duration_seconds_count', resource)).toBe(reconciles);

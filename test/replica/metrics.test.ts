@@ -64,6 +64,7 @@ describe('replica /metrics', () => {
       'nodejs_eventloop_lag_seconds',
       'shardbank_is_leader',
       'shardbank_leader_known',
+      'shardbank_shard_replicas',
       'shardbank_commit_index',
       'shardbank_elections_won_total',
       'shardbank_elections_started_total',
