@@ -164,6 +164,7 @@ export class ReplicaMetrics implements TxPhaseObserver {
   private readonly proposedSlot = new Float64Array(SLOT_RING).fill(-1);
   private trackedProposed = 0;
   private trackedCommit = 0;
+  private leading = false;
   /** In-doubt transactions by key: when a scrape first saw each (ms). */
   private readonly inDoubtSince = new Map<string, number>();
   private sources: MetricsSources | undefined;
@@ -259,6 +260,16 @@ export class ReplicaMetrics implements TxPhaseObserver {
   afterPass(node: ShardNode): void {
     const proposed = node.counters.lastProposedSlot;
     const commit = node.core.commitIndex;
+    if (node.core.role !== 'leader') {
+      // Slots this replica proposed in an earlier term may be chosen with another leader's
+      // value, much later: forget them.
+      if (this.leading) this.proposedSlot.fill(-1);
+      this.leading = false;
+      this.trackedProposed = Math.max(proposed, commit);
+      this.trackedCommit = commit;
+      return;
+    }
+    this.leading = true;
     if (proposed > this.trackedProposed) {
       const t = this.now();
       for (let s = Math.max(this.trackedProposed, commit, proposed - SLOT_RING) + 1; s <= proposed; s += 1) {

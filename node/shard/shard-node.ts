@@ -489,7 +489,7 @@ export class ShardNode {
       case 'coord-prepared':
         return this.twoPhaseCommit.onCoordPrepared(event.record);
       case 'coord-decided':
-        if (event.record.state === 'aborted' && event.record.abortReason < 5)
+        if (event.record.state === 'aborted' && event.record.abortReason < this.counters.txAborts.length)
           this.counters.txAborts[event.record.abortReason]! += 1;
         this.resolveCoordinated(event.record);
         return this.twoPhaseCommit.onCoordDecided(event.record, this.bankState);
