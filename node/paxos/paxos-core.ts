@@ -252,6 +252,8 @@ export class PaxosCore {
   private snapshotToApply: Snapshot | undefined;
   private readsReady: ReadReady[] = [];
   private events: CoreEvent[] = [];
+  /** Elections this replica stood in (for /metrics). */
+  electionsStarted = 0;
 
   constructor(config: PaxosConfig, recovered?: RecoveredAcceptorState) {
     assert(config.replicaCount >= 1 && config.replicaCount % 2 === 1, 'replicaCount must be odd');
@@ -769,6 +771,7 @@ export class PaxosCore {
 
   private startElection(force: boolean): void {
     assert(this.votingStateValue === 'voter', 'a non-voting replica stood for election');
+    this.electionsStarted += 1;
     const round = Math.max(this.highestSeenRound, this.promised.round) + 1;
     const ballot: Ballot = { round, ordinal: this.config.ordinal };
     this.highestSeenRound = round;
