@@ -384,7 +384,7 @@ ${summaryRows}
 </table>
 <h2>Per second</h2>
 <p>${legend()}</p>
-<p class="stalls" data-stalls="${stalls.length}">${stalls.length === 0 ? 'No stall: every second had a completed transfer.' : `Stalls (no transfer completed): ${escapeHtml(stalls.join(', '))}`}</p>
+<p class="${stalls.length === 0 ? 'no-stalls' : 'stalls'}" data-stalls="${stalls.length}">${stalls.length === 0 ? 'No stall: every second had a completed transfer.' : `Stalls (no transfer completed): ${escapeHtml(stalls.join(', '))}`}</p>
 ${chart('throughput', 'Transfers', 'per second')}
 ${chart('latency', 'p99 latency', 'ms')}
 <h2>Events</h2>
