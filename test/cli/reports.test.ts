@@ -140,6 +140,56 @@ describe('bench progress', () => {
   });
 });
 
+describe('bench progress while running, against scripted replicas', () => {
+  let replicas: FakeReplica[] = [];
+  beforeAll(async () => {
+    replicas = await Promise.all(
+      [0, 1].map((shard) =>
+        startFakeReplica({
+          transfer: () => committed(9, shard),
+          clusterStatus: () => replicaStatus(shard, 0, 'leader', { round: 2 }),
+        }),
+      ),
+    );
+  });
+  afterAll(async () => {
+    await Promise.all(replicas.map((replica) => replica.stop()));
+  });
+  const bench = (extra: string[]) => [
+    'bench',
+    '--clients',
+    '2',
+    '--duration',
+    '1500ms',
+    '--no-coalesce',
+    '--endpoints',
+    `${replicas[0]!.address};${replicas[1]!.address}`,
+    '--cluster',
+    'test',
+    ...extra,
+  ];
+
+  it('on a terminal: a bar with the current rate on stderr, even with --json; stdout only the result', async () => {
+    const chunks: string[] = [];
+    const io = { ...captureIo(), stderrIsTTY: true, progress: (text: string) => void chunks.push(text) };
+    expect(await runCli(bench(['--json']), io)).toBe(0);
+    expect(io.stdout).toHaveLength(1);
+    expect(JSON.parse(io.stdout[0]!).transfers).toBeGreaterThan(0);
+    expect(chunks.length).toBeGreaterThan(1);
+    expect(chunks[0]).toMatch(/^\r\[[#.]+\] \d+% {2}\d+ transfers {2}now \d+\/s {2}avg \d+\/s/);
+    expect(chunks.at(-1)).toMatch(/\] 100% {2}.*\n$/);
+  });
+
+  it('not a terminal: progress lines on stderr in text mode', async () => {
+    const io = captureIo();
+    expect(await runCli(bench([]), io)).toBe(0);
+    expect(io.stderr.length).toBeGreaterThan(0);
+    for (const line of io.stderr) expect(line).toMatch(/^bench: \d+\.\ds of 1\.5s {2}\d+ transfers {2}now \d+\/s/);
+    expect(io.stdout.join('\n')).toMatch(/^bench: 2 clients/);
+    expect(io.stdout.join('\n')).not.toMatch(/ now /);
+  });
+});
+
 function attribute(html: string, selector: RegExp): string[] {
   return [...html.matchAll(selector)].map((m) => m[1]!);
 }
