@@ -2,10 +2,12 @@
 // would: uncaught exceptions, console errors, log errors (CSP violations, failed loads),
 // every request the page made, and the value of a DOM query. Talks the DevTools protocol
 // over --remote-debugging-pipe (fds 3 and 4, NUL-terminated JSON), so it needs no npm
-// package and no WebSocket. Chromium is kept off the network: a file:// URL, a proxy on a
-// closed loopback port, a host resolver that resolves nothing, background features off.
+// package and no WebSocket. Chromium is kept off the network: a file:// URL, background
+// features off, a host resolver that resolves nothing, and as its proxy a loopback socket
+// that counts and drops every connection (what would have gone out; the check wants none).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -51,12 +53,18 @@ export const OFFLINE_FLAGS = [
   '--disable-sync',
   '--disable-domain-reliability',
   '--disable-client-side-phishing-detection',
-  '--disable-features=Translate,OptimizationHints,MediaRouter,AutofillServerCommunication,CertificateTransparencyComponentUpdater',
+  // One --disable-features: a later one would replace it.
+  '--disable-features=Translate,OptimizationHints,MediaRouter,AutofillServerCommunication,CertificateTransparencyComponentUpdater,NetworkTimeServiceQuerying',
   '--metrics-recording-only',
   '--no-pings',
-  '--proxy-server=127.0.0.1:9',
-  '--host-resolver-rules=MAP * ~NOTFOUND',
+  // Nothing resolves but the proxy's address.
+  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
   '--mute-audio',
+  // Still started despite the flags above (Chromium 156): the component updater, the sign-in
+  // check and network time. Pointed at a closed loopback port, so they fail at once, locally.
+  '--allow-browser-signin=false',
+  '--component-updater=url-source=http://127.0.0.1:1',
+  '--gaia-url=http://127.0.0.1:1',
 ];
 
 export interface PageReport {
@@ -68,6 +76,19 @@ export interface PageReport {
   requests: string[];
   /** The value of `evaluate` after the load event. */
   value: unknown;
+  /** Connections Chromium opened to its proxy: anything it tried to fetch from a network. */
+  proxyConnections: number;
+}
+
+/** A proxy that refuses to proxy: it counts connections and closes them. */
+async function countingProxy(): Promise<{ server: Server; port: number; connections: () => number }> {
+  let connections = 0;
+  const server = createServer((socket) => {
+    connections += 1;
+    socket.destroy();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as AddressInfo).port, connections: () => connections };
 }
 
 interface CdpMessage {
@@ -151,7 +172,9 @@ function describeConsole(params: Record<string, unknown>): string {
  */
 export async function loadInChromium(chromium: string, file: string, expression: string): Promise<PageReport> {
   const profile = mkdtempSync(join(tmpdir(), 'shardbank-chromium-'));
-  const child: ChildProcess = spawn(chromium, [...OFFLINE_FLAGS, `--user-data-dir=${profile}`, 'about:blank'], {
+  const proxy = await countingProxy();
+  const flags = [...OFFLINE_FLAGS, `--proxy-server=127.0.0.1:${proxy.port}`, `--user-data-dir=${profile}`];
+  const child: ChildProcess = spawn(chromium, [...flags, 'about:blank'], {
     stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'],
     // Its own process group: whatever it leaves behind (crashpad, zygote) is ended with it.
     detached: true,
@@ -206,6 +229,7 @@ export async function loadInChromium(chromium: string, file: string, expression:
           : [],
       ),
       value: (evaluated.result?.result as { value?: unknown } | undefined)?.value,
+      proxyConnections: proxy.connections(),
     };
   };
   try {
@@ -226,5 +250,6 @@ export async function loadInChromium(chromium: string, file: string, expression:
       // The group is gone already.
     }
     rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+    await new Promise((resolve) => proxy.server.close(resolve));
   }
 }

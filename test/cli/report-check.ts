@@ -54,6 +54,7 @@ export function pageProblems(page: PageReport, html: string): string[] {
     ...page.errors,
     ...page.logErrors.map((e) => `log error: ${e}`),
     ...page.requests.filter((url) => !url.startsWith('file://')).map((url) => `requested ${url}`),
+    ...(page.proxyConnections > 0 ? [`${page.proxyConnections} connections to the network (the proxy)`] : []),
     ...(/https?:\/\//.test(html) ? ['the report names an http(s) URL'] : []),
   ];
 }

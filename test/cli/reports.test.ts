@@ -341,6 +341,10 @@ describe.skipIf(!chromium && !required)(
         .replace(/<meta http-equiv="Content-Security-Policy"[^>]*>/, '')
         .replace('</body>', '<script>document.querySelector("#none").click()</script></body>');
       expect((await check('throwing.html', throwing)).problems.join('\n')).toMatch(/uncaught: TypeError/);
+      // Without the CSP a remote image is fetched: it reaches the counting proxy, not the network.
+      const fetching = throwing.replace('</body>', '<img src="https://assets.invalid/x.png"></body>');
+      const fetched = (await check('fetching.html', fetching)).problems.join('\n');
+      expect(fetched).toMatch(/connections to the network/);
       const remote = html.replace('</body>', '<img src="https://assets.invalid/x.png"><script>1</script></body>');
       const problems = (await check('remote.html', remote)).problems.join('\n');
       expect(problems).toMatch(/Content Security Policy/);
