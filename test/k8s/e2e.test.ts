@@ -365,7 +365,8 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
         undefined,
         1_500_000,
       );
-      const verdict = JSON.parse(out) as {
+      // One JSON line per fault as it happened, then the verdict.
+      const verdict = JSON.parse(out.trim().split('\n').at(-1)!) as {
         ok: boolean;
         faults: { replicaKills: number };
         transfers: number;
