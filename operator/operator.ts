@@ -66,6 +66,10 @@ export class Operator {
       },
       this.logger,
     );
+    this.metrics.attach({
+      isLeader: () => this.elector.isLeader,
+      informerStats: () => this.controller?.informerStats() ?? [],
+    });
   }
 
   get httpPort(): number | undefined {
@@ -98,12 +102,7 @@ export class Operator {
     this.logger.info({ identity: this.identity, httpPort: this.http?.port }, 'operator started; waiting for the lease');
   }
 
-  private renderMetrics(): string {
-    this.metrics.isLeader.set(this.elector.isLeader ? 1 : 0);
-    for (const s of this.controller?.informerStats() ?? []) {
-      this.metrics.relists.set(s.relists, { resource: s.resource });
-      this.metrics.stalls.set(s.stalls, { resource: s.resource });
-    }
+  private renderMetrics(): Promise<string> {
     return this.metrics.render();
   }
 

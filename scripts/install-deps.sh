@@ -12,4 +12,4 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-node -e 'const [a,b]=process.versions.node.split(".").map(Number); if (a<20||(a===20&&b<15)) { console.error("Node >= 20.15 is required, found "+process.version); process.exit(1) }'
+node -e 'const [a]=process.versions.node.split(".").map(Number); if (a<24) { console.error("Node >= 24 is required, found "+process.version+" (source scripts/node-runtime.sh installs Node 24 LTS)"); process.exit(1) }'

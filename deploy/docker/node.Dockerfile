@@ -2,7 +2,7 @@
 # Multi-stage: compile TypeScript in a build stage, ship only dist/ and production
 # dependencies. Runs as a non-root user; the StatefulSet mounts a read-only root
 # filesystem with writable /var/lib/shardbank (PVC) and /tmp (emptyDir).
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json tsconfig.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
@@ -14,7 +14,7 @@ RUN npx tsc -p tsconfig.json \
     && npm uninstall --ignore-scripts --no-audit --no-fund @kubernetes/client-node \
     && npm prune --omit=dev --ignore-scripts
 
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /src/package.json ./package.json

@@ -1,6 +1,6 @@
 # shardbank operator image: `docker build -f deploy/docker/operator.Dockerfile -t shardbank/operator:0.1.0 .`
 # Multi-stage; non-root; the Deployment runs it with a read-only root filesystem.
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json tsconfig.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
@@ -8,7 +8,7 @@ COPY node ./node
 COPY operator ./operator
 RUN npx tsc -p tsconfig.json && npm prune --omit=dev --ignore-scripts
 
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /src/package.json ./package.json

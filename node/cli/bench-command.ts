@@ -25,6 +25,7 @@ import { PairGenerator } from './workload.js';
 export const BENCH_CLIENTS_MAX = 4096;
 export const BENCH_BATCH_MAX = 1000;
 export const PROGRESS_INTERVAL_MS = 250;
+export const RATE_WINDOW_MS = 1_000;
 
 export const BENCH_HELP = `Usage: shardbank bench [--clients N] [--duration 10s] [--cross-shard-ratio R] [--zipf S] [--batch B] [--json] [--report FILE.html]
 
@@ -129,11 +130,48 @@ export function benchText(result: BenchResultJson): string {
   ].join('\n');
 }
 
-export function progressBar(elapsedMs: number, totalMs: number, transfers: number, width = 30): string {
-  const fraction = Math.min(1, elapsedMs / totalMs);
+/** The rate over the last second or so: the progress shows a stall as it happens. */
+export class RateWindow {
+  private readonly samples: { atMs: number; count: number }[] = [];
+  constructor(private readonly windowMs = RATE_WINDOW_MS) {}
+  /** Adds a sample (a running total at a time) and returns the rate over the window, per second. */
+  add(atMs: number, count: number): number {
+    this.samples.push({ atMs, count });
+    while (this.samples.length > 2 && this.samples[1]!.atMs <= atMs - this.windowMs) this.samples.shift();
+    const first = this.samples[0]!;
+    return atMs > first.atMs ? Math.round(((count - first.count) / (atMs - first.atMs)) * 1000) : 0;
+  }
+}
+
+export interface ProgressState {
+  elapsedMs: number;
+  totalMs: number;
+  transfers: number;
+  /** Finished without a definite answer so far. */
+  failed: number;
+  nowPerS: number;
+}
+
+function progressNumbers(state: ProgressState): string {
+  const average = state.elapsedMs > 0 ? Math.round((state.transfers / state.elapsedMs) * 1000) : 0;
+  return `${state.transfers} transfers  now ${state.nowPerS}/s  avg ${average}/s${state.failed > 0 ? `  ${state.failed} failed` : ''}`;
+}
+
+/** The terminal's progress bar (redrawn in place). */
+export function progressBar(state: ProgressState, width = 30): string {
+  const fraction = Math.min(1, state.elapsedMs / state.totalMs);
   const filled = Math.round(fraction * width);
-  const rate = elapsedMs > 0 ? Math.round((transfers / elapsedMs) * 1000) : 0;
-  return `\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${Math.round(fraction * 100)}%  ${transfers} transfers  ${rate}/s`;
+  return `\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${Math.round(fraction * 100)}%  ${progressNumbers(state)}\u001b[K`;
+}
+
+/** The progress line on stderr when it is not a terminal (a log, CI). */
+export function progressLine(state: ProgressState): string {
+  return `bench: ${(state.elapsedMs / 1000).toFixed(1)}s of ${state.totalMs / 1000}s  ${progressNumbers(state)}`;
+}
+
+/** About five lines per run, at most one a second and at least one every 5 s. */
+export function progressLineIntervalMs(durationMs: number): number {
+  return Math.min(5_000, Math.max(1_000, Math.round(durationMs / 5)));
 }
 
 /** Every client sends at least one request, however short the duration. */
@@ -202,13 +240,7 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
   const stats = new RunStats(startedAtMs);
   const tracker = new LeaderTracker(client, startedAtMs);
   if (values.report) tracker.start();
-  const progress =
-    io.stderrIsTTY && !values.json
-      ? setInterval(
-          () => io.progress(progressBar(Date.now() - startedAtMs, settings.durationMs, stats.transfers)),
-          PROGRESS_INTERVAL_MS,
-        )
-      : undefined;
+  const progress = startProgress(io, values.json, settings.durationMs, startedAtMs, stats);
   try {
     const endAtMs = startedAtMs + settings.durationMs;
     await Promise.all(
@@ -217,10 +249,7 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
       ),
     );
     const elapsedMs = Date.now() - startedAtMs;
-    if (progress) {
-      clearInterval(progress);
-      io.progress(`${progressBar(elapsedMs, settings.durationMs, stats.transfers)}\n`);
-    }
+    progress.stop();
     const result = benchJson(settings, stats, elapsedMs);
     io.out(values.json ? JSON.stringify(result) : benchText(result));
     if (values.report) {
@@ -229,9 +258,7 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
         renderHtmlReport({
           title: `shardbank bench: ${settings.clients} clients, batch ${settings.batchSize}`,
           generatedAt: new Date().toISOString(),
-          series: stats
-            .series(Math.ceil(elapsedMs / 1000))
-            .map((point) => ({ second: point.second, transfersPerS: point.transfers, p99Ms: point.p99Ms })),
+          series: stats.reportSeries(elapsedMs),
           markers: tracker.markers,
           summary: benchSummaryRows(result, settings),
         }),
@@ -253,10 +280,51 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
     }
     return EXIT.failure;
   } finally {
-    if (progress) clearInterval(progress);
+    progress.stop();
     tracker.stop();
     await client.close();
   }
+}
+
+/**
+ * Progress on stderr, never stdout: a bar redrawn in place on a terminal (with --json too);
+ * otherwise a line now and then, but not with --json, whose stderr carries only JSON.
+ */
+function startProgress(
+  io: CliIo,
+  json: boolean,
+  totalMs: number,
+  startedAtMs: number,
+  stats: RunStats,
+): { stop(): void } {
+  if (!io.stderrIsTTY && json) return { stop: () => undefined };
+  const window = new RateWindow();
+  const state = (): ProgressState => {
+    const now = Date.now();
+    const failed = stats.transfers - (stats.outcomes.COMMITTED ?? 0) - (stats.outcomes.INSUFFICIENT_FUNDS ?? 0);
+    return {
+      elapsedMs: now - startedAtMs,
+      totalMs,
+      transfers: stats.transfers,
+      failed,
+      nowPerS: window.add(now, stats.transfers),
+    };
+  };
+  window.add(startedAtMs, 0);
+  const tty = io.stderrIsTTY;
+  const timer = setInterval(
+    () => (tty ? io.progress(progressBar(state())) : io.err(progressLine(state()))),
+    tty ? PROGRESS_INTERVAL_MS : progressLineIntervalMs(totalMs),
+  );
+  let stopped = false;
+  return {
+    stop: () => {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(timer);
+      if (tty) io.progress(`${progressBar(state())}\n`);
+    },
+  };
 }
 
 function benchSummaryRows(result: BenchResultJson, settings: BenchSettings): [string, string | number][] {

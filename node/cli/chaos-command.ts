@@ -8,13 +8,13 @@ import { readAllBalances, readShardReplicas, waitQuiescent } from '../client/ban
 import { sleep } from '../client/backoff.js';
 import { ShardbankClient, type ClientSession } from '../client/bank-client.js';
 import { checkBank, ExpectationLedger, type BankVerdict, type ShardReplicaReads } from '../client/bank-invariants.js';
-import type { ClusterView } from '../client/status-view.js';
+import { compareBallots, type BallotPair, type ClusterView, type LeaderView } from '../client/status-view.js';
 import { readAddressBook, type AddressBook } from '../local/address-book.js';
 import { parseCommandArgs, parseDurationMs, parseIntegerOption, parseNumberOption, resolveTarget } from './args.js';
 import { KubeApiError } from './kube-api.js';
 import { kubernetesTarget, type KubernetesTarget } from './kube-chaos.js';
 import { CliError, EXIT, UsageError, warn, type CliIo } from './cli-io.js';
-import { renderHtmlReport, type ReportMarker } from './html-report.js';
+import { renderHtmlReport, type ReportFault, type ReportMarker } from './html-report.js';
 import { LeaderTracker } from './leader-tracker.js';
 import { RunStats } from './run-stats.js';
 import { PairGenerator } from './workload.js';
@@ -22,6 +22,11 @@ import { PairGenerator } from './workload.js';
 export const CHAOS_CLIENTS_MAX = 64;
 export const CALL_DEADLINE_MS = 8_000;
 export const AMOUNT_MAX = 3;
+/** After a leader fault, ClusterStatus is asked this often until the shard has a new leader... */
+export const FAILOVER_POLL_MS = 100;
+export const FAILOVER_POLL_TIMEOUT_MS = 500;
+/** ...for at most this long; then the fault's line says no new leader was seen. */
+export const FAILOVER_WATCH_MS = 30_000;
 
 export const CHAOS_HELP = `Usage: shardbank chaos [--duration 60s] [--interval 5s] [--target leader|random] [--kill-nats] [--json] [--report FILE.html]
 
@@ -32,6 +37,10 @@ unknown (retrying with the same request id), waits until no transaction is in fl
 the replicas have caught up, and checks: total money conserved, no negative balance,
 every COMMITTED transfer applied exactly once, replicas of each shard agree.
 Exit code 0 only when every invariant held.
+
+Each fault is printed on stdout as it happens (with --json, one JSON object per line; the
+verdict is the last line), a leader fault once its shard has a new leader:
+  12.3s kill shard 1 replica 2 (leader, pid 4242) -> new leader replica 0 (ballot 5.0) after 0.84s
 
 Options:
   --duration D          how long the workload and the kills run (default 60s)
@@ -97,12 +106,87 @@ interface PendingTransfer {
   firstAttemptAtMs?: number;
 }
 
-/** What a fault hit: a label for markers and the shard of the replica. */
+/** What a fault hit: a label for markers, the replica, how it was found (pid, pod name). */
 export interface Victim {
   label: string;
   shard: number;
+  ordinal: number;
   /** It led its shard when it was chosen. */
   leader: boolean;
+  detail: string;
+}
+
+/** One fault chaos injected, and (for a leader) what followed. */
+export interface ReplicaFault {
+  atMs: number;
+  atS: number;
+  action: string;
+  label: string;
+  shard: number;
+  replica: number;
+  leader: boolean;
+  detail: string;
+  /** The ballot the killed leader led with, when known: its successor has a higher one. */
+  oldBallot?: BallotPair;
+  /** A leader fault: the next leader seen, null when none was seen within FAILOVER_WATCH_MS. */
+  newLeader?: { replica: number; ballot: BallotPair } | null;
+  /** A leader fault: from the kill call to the first ClusterStatus answer naming the new leader. */
+  failoverMs?: number | null;
+  recoveredMs?: number;
+}
+
+export type FaultEvent =
+  | ({ target: 'replica' } & ReplicaFault)
+  | { target: 'nats-server'; atS: number; action: string; detail: string }
+  | { target: 'failed'; atS: number; action: string; message: string };
+
+const seconds = (ms: number) => Math.round(ms / 10) / 100;
+
+/** The line a fault prints as it happens (docs/CLI.md). */
+export function faultText(event: FaultEvent): string {
+  const at = `${event.atS.toFixed(1)}s ${event.action}`;
+  switch (event.target) {
+    case 'nats-server':
+      return `${at} nats-server (${event.detail})`;
+    case 'failed':
+      return `${at} failed: ${event.message}`;
+    case 'replica': {
+      const what = `${at} shard ${event.shard} replica ${event.replica} (${event.leader ? 'leader, ' : ''}${event.detail})`;
+      if (!event.leader || event.newLeader === undefined) return what;
+      if (event.newLeader === null || event.failoverMs == null)
+        return `${what} -> no new leader within ${FAILOVER_WATCH_MS / 1000}s`;
+      const { replica, ballot } = event.newLeader;
+      return `${what} -> new leader replica ${replica} (ballot ${ballot[0]}.${ballot[1]}) after ${seconds(event.failoverMs).toFixed(2)}s`;
+    }
+  }
+}
+
+/** The JSON line of a fault (docs/CLI.md). */
+export function faultJson(event: FaultEvent): Record<string, unknown> {
+  const head = { type: 'fault', atS: Math.round(event.atS * 1000) / 1000, action: event.action };
+  switch (event.target) {
+    case 'nats-server':
+      return { ...head, target: 'nats-server', detail: event.detail };
+    case 'failed':
+      return { ...head, target: 'failed', message: event.message };
+    case 'replica':
+      return {
+        ...head,
+        target: 'replica',
+        shard: event.shard,
+        replica: event.replica,
+        leader: event.leader,
+        detail: event.detail,
+        newLeader: event.newLeader ?? null,
+        failoverS: event.failoverMs == null ? null : seconds(event.failoverMs),
+      };
+  }
+}
+
+/** A leader after a fault is new if it leads with a higher ballot (or, not knowing that, is another replica). */
+export function isNewLeader(fault: ReplicaFault, leader: LeaderView | null): leader is LeaderView {
+  if (leader === null) return false;
+  return fault.oldBallot ? compareBallots(leader.ballot, fault.oldBallot) > 0 : leader.ordinal !== fault.replica;
 }
 
 /**
@@ -126,6 +210,8 @@ interface Faults {
 export interface Faulter {
   /** The action, for markers ("SIGKILL replica", "delete pod"). */
   readonly verb: string;
+  /** The action, for the fault lines ("kill", "delete pod"). */
+  readonly action: string;
   /** Kills one replica; null: the cluster is gone (stop), undefined: nothing to kill now. */
   replica(view: ClusterView | undefined, target: 'leader' | 'random'): Promise<Victim | null | undefined>;
   nats(): Promise<string | undefined>;
@@ -134,6 +220,7 @@ export interface Faulter {
 function localFaulter(stateDir: string): Faulter {
   return {
     verb: 'SIGKILL replica',
+    action: 'kill',
     replica: async (view, target) => {
       const book = readAddressBook(stateDir);
       return book === undefined ? null : killReplica(book, view, target);
@@ -141,7 +228,7 @@ function localFaulter(stateDir: string): Faulter {
     nats: async () => {
       const book = readAddressBook(stateDir);
       if (book === undefined || book.natsPid === null || !kill(book.natsPid)) return undefined;
-      return `SIGKILL nats-server (pid ${book.natsPid})`;
+      return `pid ${book.natsPid}`;
     },
   };
 }
@@ -200,7 +287,9 @@ function killReplica(
   return {
     label: `s${victim.shard}-${victim.ordinal} (pid ${victim.pid}${leader ? ', leader' : ''})`,
     shard: victim.shard,
+    ordinal: victim.ordinal,
     leader,
+    detail: `pid ${victim.pid}`,
   };
 }
 
@@ -209,7 +298,11 @@ class ChaosRun {
   readonly unresolved: PendingTransfer[] = [];
   readonly faults: Faults = { replicaKills: 0, natsKills: 0 };
   /** Leader faults, oldest first; those not yet recovered are matched by later commits. */
-  readonly recoveries: Recovery[] = [];
+  readonly recoveries: ReplicaFault[] = [];
+  /** Every fault, in the order they happened, for the report. */
+  readonly events: FaultEvent[] = [];
+  /** The failover watches still running. */
+  readonly watches: Promise<void>[] = [];
   /** Transfers whose outcome was unknown at some point, and later attempts made for them. */
   outcomeUnknownSeen = 0;
   resolvedRetries = 0;
@@ -221,6 +314,8 @@ class ChaosRun {
     readonly settings: ChaosSettings,
     readonly faulter: Faulter,
     readonly startedAtMs: number,
+    /** Prints a fault's line (stdout) as it happens. */
+    readonly emit: (event: FaultEvent) => void,
   ) {
     this.stats = new RunStats(startedAtMs);
     this.tracker = new LeaderTracker(client, startedAtMs);
@@ -281,24 +376,79 @@ class ChaosRun {
       const nextAtMs = this.startedAtMs + tick * this.settings.intervalMs;
       if (nextAtMs >= endAtMs) return;
       await sleep(nextAtMs - Date.now());
-      const atMs = Date.now();
-      const atS = (atMs - this.startedAtMs) / 1000;
-      const victim = await this.faulter.replica(this.tracker.latest, this.settings.target).catch((err: Error) => {
-        this.tracker.addMarker({ atS, kind: 'kill', label: `${this.faulter.verb} failed: ${err.message}` });
-        return undefined;
-      });
-      if (victim === null) return;
-      if (victim) {
-        this.faults.replicaKills += 1;
-        this.tracker.addMarker({ atS, kind: 'kill', label: `${this.faulter.verb} ${victim.label}` });
-        if (victim.leader) this.recoveries.push({ label: victim.label, shard: victim.shard, atMs });
-      }
-      const nats = this.settings.nats && tick % 2 === 1 ? await this.faulter.nats().catch(() => undefined) : undefined;
-      if (nats) {
-        this.faults.natsKills += 1;
-        this.tracker.addMarker({ atS, kind: 'nats-kill', label: nats });
-      }
+      if ((await this.faultReplica()) === null) return;
+      if (this.settings.nats && tick % 2 === 1) await this.faultNats();
     }
+  }
+
+  private record(event: FaultEvent, emitNow = true): void {
+    this.events.push(event);
+    if (emitNow) this.emit(event);
+  }
+
+  /** A fresh view to choose the victim from (and to know the ballot it led with); the tracker's if none. */
+  private async currentView(): Promise<ClusterView | undefined> {
+    const view = await this.client.clusterStatus(FAILOVER_POLL_TIMEOUT_MS).catch(() => undefined);
+    return view?.shards.some((shard) => shard.leader !== null) ? view : this.tracker.latest;
+  }
+
+  /** Kills one replica; null when the cluster is gone. */
+  private async faultReplica(): Promise<null | undefined> {
+    const view = await this.currentView();
+    const atMs = Date.now();
+    const atS = (atMs - this.startedAtMs) / 1000;
+    const victim = await this.faulter.replica(view, this.settings.target).catch((err: Error) => {
+      this.record({ target: 'failed', atS, action: this.faulter.action, message: err.message });
+      return undefined;
+    });
+    if (victim === null) return null;
+    if (victim === undefined) return undefined;
+    this.faults.replicaKills += 1;
+    const leaderView = view?.shards[victim.shard]?.leader ?? null;
+    const leader = victim.leader || leaderView?.ordinal === victim.ordinal;
+    const fault: ReplicaFault = {
+      atMs,
+      atS,
+      action: this.faulter.action,
+      label: `${this.faulter.verb} ${victim.label}`,
+      shard: victim.shard,
+      replica: victim.ordinal,
+      leader,
+      detail: victim.detail,
+      ...(leader && leaderView?.ordinal === victim.ordinal ? { oldBallot: leaderView.ballot } : {}),
+    };
+    const event: FaultEvent = { target: 'replica', ...fault };
+    this.record(event, !leader);
+    if (!leader) return undefined;
+    // The same object: commits matched later (noteCommit) and the watch fill it in.
+    this.recoveries.push(event);
+    this.watches.push(this.watchFailover(event).then(() => this.emit(event)));
+    return undefined;
+  }
+
+  private async faultNats(): Promise<void> {
+    const atS = (Date.now() - this.startedAtMs) / 1000;
+    const detail = await this.faulter.nats().catch(() => undefined);
+    if (detail === undefined) return;
+    this.faults.natsKills += 1;
+    this.record({ target: 'nats-server', atS, action: this.faulter.action, detail });
+  }
+
+  /** Asks ClusterStatus until the shard of a killed leader has a new one, or FAILOVER_WATCH_MS passed. */
+  private async watchFailover(fault: ReplicaFault): Promise<void> {
+    const deadlineAtMs = fault.atMs + FAILOVER_WATCH_MS;
+    while (Date.now() < deadlineAtMs) {
+      const view = await this.client.clusterStatus(FAILOVER_POLL_TIMEOUT_MS).catch(() => undefined);
+      const leader = view?.shards[fault.shard]?.leader ?? null;
+      if (isNewLeader(fault, leader)) {
+        fault.failoverMs = Date.now() - fault.atMs;
+        fault.newLeader = { replica: leader.ordinal, ballot: leader.ballot };
+        return;
+      }
+      await sleep(FAILOVER_POLL_MS);
+    }
+    fault.newLeader = null;
+    fault.failoverMs = null;
   }
 
   /** Retries every outcome-unknown transfer with its own id until it has a definite answer. */
@@ -331,11 +481,25 @@ export interface RecoverySummary {
 
 /** Leader fault to the shard's next new committed transfer, over the run's leader faults. */
 export function recoverySummary(recoveries: readonly Recovery[]): RecoverySummary {
-  const samples = recoveries.flatMap((r) => (r.recoveredMs === undefined ? [] : [r.recoveredMs]));
+  return durationSummary(
+    recoveries.flatMap((r) => (r.recoveredMs === undefined ? [] : [r.recoveredMs])),
+    recoveries.length,
+  );
+}
+
+/** Leader fault to the new leader in ClusterStatus, over the run's leader faults. */
+export function failoverSummary(faults: readonly Pick<ReplicaFault, 'failoverMs'>[]): RecoverySummary {
+  return durationSummary(
+    faults.flatMap((f) => (typeof f.failoverMs === 'number' ? [f.failoverMs] : [])),
+    faults.length,
+  );
+}
+
+function durationSummary(samples: number[], total: number): RecoverySummary {
   const sorted = [...samples].sort((a, b) => a - b);
   return {
     measured: samples.length,
-    unmeasured: recoveries.length - samples.length,
+    unmeasured: total - samples.length,
     p50Ms: sorted.length === 0 ? null : sorted[Math.ceil(sorted.length / 2) - 1]!,
     maxMs: sorted.length === 0 ? null : sorted[sorted.length - 1]!,
     samplesMs: samples,
@@ -350,13 +514,16 @@ export function chaosJson(
   elapsedMs: number,
   resolution: Resolution,
   recovery?: RecoverySummary,
+  failover?: RecoverySummary,
 ): Record<string, unknown> {
   return {
+    type: 'verdict',
     ok: verdict.ok,
     durationS: Math.round(elapsedMs) / 1000,
     target: settings.target,
     faults,
     resolution,
+    ...(failover ? { failover } : {}),
     ...(recovery ? { leaderRecovery: recovery } : {}),
     transfers: stats.transfers,
     outcomes: { ...stats.outcomes },
@@ -370,12 +537,18 @@ export function chaosText(
   faults: Faults,
   resolution: Resolution,
   recovery?: RecoverySummary,
+  failover?: RecoverySummary,
 ): string {
   const lines = Object.entries(verdict.checks).map(
     ([name, check]) => `${check.ok ? 'ok  ' : 'FAIL'} ${name}: ${check.detail}`,
   );
   const counts = verdict.counts;
   lines.push(`faults: ${faults.replicaKills} replica kills, ${faults.natsKills} nats-server kills`);
+  if (failover && failover.measured + failover.unmeasured > 0) {
+    lines.push(
+      `leader fault to a new leader in ClusterStatus: p50 ${failover.p50Ms ?? '-'} ms, max ${failover.maxMs ?? '-'} ms over ${failover.measured} faults (${failover.unmeasured} without a new leader within ${FAILOVER_WATCH_MS / 1000} s)`,
+    );
+  }
   if (recovery && recovery.measured + recovery.unmeasured > 0) {
     lines.push(
       `leader fault to the shard's next new committed transfer: p50 ${recovery.p50Ms ?? '-'} ms, max ${recovery.maxMs ?? '-'} ms over ${recovery.measured} faults (${recovery.unmeasured} not followed by one before the run ended)`,
@@ -467,7 +640,9 @@ async function runChaos(
   }
   const startBalances = await readAllBalances(client);
   const startedAtMs = Date.now();
-  const run = new ChaosRun(client, settings, faulter, startedAtMs);
+  const run = new ChaosRun(client, settings, faulter, startedAtMs, (event) =>
+    io.out(json ? JSON.stringify(faultJson(event)) : faultText(event)),
+  );
   run.tracker.start();
   const endAtMs = startedAtMs + settings.durationMs;
   log(
@@ -483,6 +658,7 @@ async function runChaos(
     ...Array.from({ length: settings.clients }, () => run.worker(generator, endAtMs)),
   ]);
   const workloadMs = Date.now() - startedAtMs;
+  await Promise.all(run.watches);
   const pendingAtEnd = run.unresolved.length;
   log(`workload done; resolving ${pendingAtEnd} transfers with unknown outcome`);
   await run.resolve(Date.now() + settings.settleMs);
@@ -509,37 +685,60 @@ async function runChaos(
   }
   const resolution = { outcomeUnknown: run.outcomeUnknownSeen, pendingAtEnd };
   const recovery = recoverySummary(run.recoveries);
+  const failover = failoverSummary(run.recoveries);
   io.out(
     json
-      ? JSON.stringify(chaosJson(verdict, run.faults, settings, run.stats, workloadMs, resolution, recovery))
-      : chaosText(verdict, run.faults, resolution, recovery),
+      ? JSON.stringify(chaosJson(verdict, run.faults, settings, run.stats, workloadMs, resolution, recovery, failover))
+      : chaosText(verdict, run.faults, resolution, recovery, failover),
   );
   if (report) writeChaosReport(report, run, verdict, workloadMs);
   return verdict.ok ? EXIT.ok : EXIT.failure;
 }
 
+/** A fault as the report shows it. */
+export function reportFault(event: FaultEvent): ReportFault {
+  switch (event.target) {
+    case 'nats-server':
+      return { atS: event.atS, kind: 'nats-kill', label: `${event.action} nats-server (${event.detail})` };
+    case 'failed':
+      return { atS: event.atS, kind: 'kill', label: `${event.action} failed: ${event.message}` };
+    case 'replica': {
+      const label = `${event.action} shard ${event.shard} replica ${event.replica} (${event.leader ? 'leader, ' : ''}${event.detail})`;
+      if (!event.leader) return { atS: event.atS, kind: 'kill', label };
+      return {
+        atS: event.atS,
+        kind: 'kill',
+        label,
+        ...(event.newLeader
+          ? { newLeader: `replica ${event.newLeader.replica} (ballot ${event.newLeader.ballot.join('.')})` }
+          : {}),
+        failoverS: typeof event.failoverMs === 'number' ? event.failoverMs / 1000 : null,
+        recoveryS: event.recoveredMs === undefined ? null : event.recoveredMs / 1000,
+      };
+    }
+  }
+}
+
 function writeChaosReport(path: string, run: ChaosRun, verdict: BankVerdict, workloadMs: number): void {
   const markers: ReportMarker[] = run.tracker.markers;
   const recovery = recoverySummary(run.recoveries);
+  const failover = failoverSummary(run.recoveries);
+  const summaryMs = (s: RecoverySummary) =>
+    s.measured === 0 ? '-' : `${s.p50Ms} ms / ${s.maxMs} ms over ${s.measured} faults`;
   writeFileSync(
     path,
     renderHtmlReport({
       title: `shardbank chaos: ${run.settings.target} ${run.faulter.verb === 'delete pod' ? 'pod deletions' : 'kills'} every ${run.settings.intervalMs / 1000} s${run.settings.nats ? ' + nats-server' : ''}`,
       generatedAt: new Date().toISOString(),
-      series: run.stats
-        .series(Math.ceil(workloadMs / 1000))
-        .map((point) => ({ second: point.second, transfersPerS: point.transfers, p99Ms: point.p99Ms })),
+      series: run.stats.reportSeries(workloadMs),
       markers,
+      faults: run.events.map(reportFault),
       summary: [
         ['verdict', verdict.ok ? 'PASS' : 'FAIL'],
         ['replica kills', run.faults.replicaKills],
         ['nats-server kills', run.faults.natsKills],
-        [
-          'leader fault to the next new commit on its shard (p50 / max)',
-          recovery.measured === 0
-            ? '-'
-            : `${recovery.p50Ms} ms / ${recovery.maxMs} ms over ${recovery.measured} faults`,
-        ],
+        ['leader fault to a new leader (p50 / max)', summaryMs(failover)],
+        ['leader fault to the next new commit on its shard (p50 / max)', summaryMs(recovery)],
         ['transfers with an unknown outcome, retried', run.outcomeUnknownSeen],
         ['transfers (attempts)', run.stats.transfers],
         ['committed', verdict.counts.committed],

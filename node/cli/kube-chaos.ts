@@ -98,6 +98,7 @@ export async function kubernetesTarget(values: {
   };
   const faulter: Faulter = {
     verb: 'delete pod',
+    action: 'delete pod',
     replica: async (view: ClusterView | undefined, target) => {
       let shard = Math.floor(Math.random() * topology.shards);
       let ordinal = Math.floor(Math.random() * topology.replicasPerShard);
@@ -109,7 +110,9 @@ export async function kubernetesTarget(values: {
         if (chosen) ({ shard, ordinal, leader } = { ...chosen, leader: true });
       }
       const name = podName(cluster, shard, ordinal);
-      return (await deletePod(name)) ? { label: `${name}${leader ? ' (leader)' : ''}`, shard, leader } : undefined;
+      return (await deletePod(name))
+        ? { label: `${name}${leader ? ' (leader)' : ''}`, shard, ordinal, leader, detail: name }
+        : undefined;
     },
     nats: async () => undefined,
   };

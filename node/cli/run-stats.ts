@@ -1,5 +1,6 @@
 // Latency and outcome statistics of a bench or chaos run: overall percentiles and a
 // per-second series (throughput, p99) for the HTML report. Bounded memory: reservoirs.
+import type { ReportPoint } from './html-report.js';
 
 export const LATENCY_SAMPLES_MAX = 500_000;
 export const SECOND_SAMPLES_MAX = 5_000;
@@ -15,7 +16,16 @@ export interface SecondPoint {
   second: number;
   transfers: number;
   committed: number;
+  /** COMMITTED or INSUFFICIENT_FUNDS: the cluster answered. */
+  definite: number;
+  /** Finished without a definite answer (UNKNOWN, ABORTED, refused). */
+  failed: number;
   p99Ms: number | null;
+}
+
+/** Outcomes that are the cluster's definite answer. */
+export function isDefinite(outcome: string): boolean {
+  return outcome === 'COMMITTED' || outcome === 'INSUFFICIENT_FUNDS';
 }
 
 /** Reservoir sampling (Algorithm R): a uniform sample of at most `capacity` values. */
@@ -49,7 +59,7 @@ function round(value: number): number {
 
 export class RunStats {
   private readonly latencies = new Reservoir(LATENCY_SAMPLES_MAX);
-  private readonly seconds: { transfers: number; committed: number; latencies: Reservoir }[] = [];
+  private readonly seconds: { transfers: number; committed: number; definite: number; latencies: Reservoir }[] = [];
   readonly outcomes: Record<string, number> = {};
   transfers = 0;
 
@@ -61,10 +71,11 @@ export class RunStats {
     this.latencies.add(latencyMs);
     const second = Math.max(0, Math.floor((atMs - this.startedAtMs) / 1000));
     while (this.seconds.length <= second)
-      this.seconds.push({ transfers: 0, committed: 0, latencies: new Reservoir(SECOND_SAMPLES_MAX) });
+      this.seconds.push({ transfers: 0, committed: 0, definite: 0, latencies: new Reservoir(SECOND_SAMPLES_MAX) });
     const bucket = this.seconds[second]!;
     bucket.transfers += 1;
     if (outcome === 'COMMITTED') bucket.committed += 1;
+    if (isDefinite(outcome)) bucket.definite += 1;
     bucket.latencies.add(latencyMs);
   }
 
@@ -84,7 +95,7 @@ export class RunStats {
     for (let second = 0; second < seconds; second += 1) {
       const bucket = this.seconds[second];
       if (bucket === undefined) {
-        points.push({ second, transfers: 0, committed: 0, p99Ms: null });
+        points.push({ second, transfers: 0, committed: 0, definite: 0, failed: 0, p99Ms: null });
         continue;
       }
       const sorted = [...bucket.latencies.values].sort((a, b) => a - b);
@@ -92,9 +103,25 @@ export class RunStats {
         second,
         transfers: bucket.transfers,
         committed: bucket.committed,
+        definite: bucket.definite,
+        failed: bucket.transfers - bucket.definite,
         p99Ms: sorted.length === 0 ? null : round(percentile(sorted, 0.99)),
       });
     }
     return points;
+  }
+
+  /** The report's series over `elapsedMs`: every second, the last one as far as the run went. */
+  reportSeries(elapsedMs: number): ReportPoint[] {
+    const seconds = Math.max(1, Math.ceil(elapsedMs / 1000));
+    return this.series(seconds).map((point) => ({
+      second: point.second,
+      ...(point.second === seconds - 1 && elapsedMs < seconds * 1000
+        ? { spanS: Math.max(0.001, elapsedMs / 1000 - point.second) }
+        : {}),
+      definite: point.definite,
+      failed: point.failed,
+      p99Ms: point.p99Ms,
+    }));
   }
 }

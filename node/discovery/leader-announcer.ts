@@ -2,8 +2,10 @@
 // instant a connection is back) and a compare-and-set write of the KV key (which new
 // watchers read as their initial value). NATS is a hint: nothing here ever throws into
 // the replica, and the replica keeps running without NATS.
-import { Events, type KV, type NatsConnection } from 'nats';
+import type { KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { pino, type Logger } from 'pino';
+import { childLogger } from '../util/child-logger.js';
 import {
   decode,
   encode,
@@ -95,7 +97,7 @@ export class LeaderAnnouncer {
 
   constructor(options: LeaderAnnouncerOptions) {
     this.identity = options.identity;
-    this.logger = (options.logger ?? pino({ level: 'warn' })).child({
+    this.logger = childLogger(options.logger ?? pino({ level: 'warn' }), {
       component: 'leader-announcer',
       cluster: options.identity.cluster,
       shard: options.identity.shard,
@@ -324,11 +326,11 @@ export class LeaderAnnouncer {
     void (async () => {
       for await (const status of statusIterator) {
         if (this.closed) return;
-        if (status.type === Events.Disconnect) {
+        if (status.type === 'disconnect') {
           this.connected = false;
           this.logger.warn('nats disconnected');
         }
-        if (status.type === Events.Reconnect) {
+        if (status.type === 'reconnect') {
           this.connected = true;
           this.logger.info('nats reconnected: re-announcing');
           // The server may have restarted without its store: reopen the bucket.

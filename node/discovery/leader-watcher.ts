@@ -4,8 +4,10 @@
 // once, while a KV watch (an ordered JetStream consumer) only noticed the loss after its
 // missed idle heartbeats, about 10 s. So the KV watch is also renewed on every reconnect.
 // The records are hints for routing; safety comes from Paxos ballots.
-import { Events, type KV, type KvEntry, type NatsConnection, type Subscription } from 'nats';
+import type { KV, KvWatchEntry } from '@nats-io/kv';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { pino, type Logger } from 'pino';
+import { childLogger } from '../util/child-logger.js';
 import {
   compareBallots,
   decode,
@@ -92,7 +94,7 @@ export class LeaderWatcher {
     this.namespace = options.namespace;
     this.cluster = options.cluster;
     this.incarnation = options.incarnation;
-    this.logger = (options.logger ?? pino({ level: 'warn' })).child({
+    this.logger = childLogger(options.logger ?? pino({ level: 'warn' }), {
       component: 'leader-watcher',
       cluster: options.cluster,
     });
@@ -326,8 +328,8 @@ export class LeaderWatcher {
     void (async () => {
       for await (const status of statusIterator) {
         if (this.closed) return;
-        if (status.type === Events.Disconnect) this.logger.warn('nats disconnected');
-        if (status.type === Events.Reconnect) {
+        if (status.type === 'disconnect') this.logger.warn('nats disconnected');
+        if (status.type === 'reconnect') {
           this.logger.info('nats reconnected: renewing the kv watch');
           this.renewKvWatch(connection);
         }
@@ -363,23 +365,35 @@ export class LeaderWatcher {
   }
 
   private async consumeKvWatch(bucket: KV, current: () => boolean): Promise<void> {
-    const iterator = await bucket.watch({
-      key: keyWildcardFor(this.namespace, this.cluster),
-      initializedFn: () => this.markSynced(),
-    });
+    const key = keyWildcardFor(this.namespace, this.cluster);
+    // The watch delivers each key's last value first; the last of those is marked isUpdate
+    // (and so is every later change), which is when this watcher has caught up. With no key at
+    // all nothing is delivered, so an empty bucket counts as caught up once the watch is open.
+    const keys = await bucket.keys(key);
+    let anyKey = false;
+    for await (const found of keys) {
+      void found;
+      anyKey = true;
+      break;
+    }
+    stopIterator(keys);
+    if (!current()) return;
+    const iterator = await bucket.watch({ key });
     if (!current()) {
       iterator.stop();
       return;
     }
     this.kvIterator = iterator;
+    if (!anyKey) this.markSynced();
     for await (const entry of iterator) {
       if (!current()) break;
       this.ingestEntry(entry);
+      if (entry.isUpdate) this.markSynced();
     }
     iterator.stop();
   }
 
-  private ingestEntry(entry: KvEntry): void {
+  private ingestEntry(entry: KvWatchEntry): void {
     // Deletes and purges are ignored: a hint stays until a better one replaces it.
     if (entry.operation !== 'PUT') return;
     this.ingest(entry.value, entry.key, LeaderSource.kv);

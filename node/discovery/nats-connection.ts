@@ -1,7 +1,9 @@
 // The NATS plumbing shared by the announcer and the watcher: a connection that keeps
 // trying forever without blocking its owner, and the one place that opens (and, the
 // first time, creates) the leader bucket, so that every creator uses the same config.
-import { connect, type KV, type NatsConnection } from 'nats';
+import { jetstream, JetStreamApiError } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { leaderBucketName, recordBytesMax } from './leader-record.js';
 
@@ -93,9 +95,9 @@ export async function openLeaderBucket(nc: NatsConnection, timeoutMs = requestTi
   let lastError: unknown;
   for (let attempt = 0; attempt < bucketOpenAttemptsMax; attempt++) {
     try {
-      const js = nc.jetstream({ timeout: timeoutMs });
+      // create(): opens the bucket, creating it first when it does not exist.
       // allow_direct false: compare-and-set reads go to the stream leader, never a lagging mirror.
-      return await js.views.kv(leaderBucketName, {
+      return await new Kvm(jetstream(nc, { timeout: timeoutMs })).create(leaderBucketName, {
         history: bucketHistory,
         // Headers (the compare-and-set's expected revision) count towards the limit too.
         maxValueSize: recordBytesMax * 4,
@@ -111,12 +113,10 @@ export async function openLeaderBucket(nc: NatsConnection, timeoutMs = requestTi
 
 /** True if a KV create/update failed because the key's revision moved on. */
 export function isRevisionConflict(error: unknown): boolean {
-  if (typeof error !== 'object' || error === null) return false;
-  const apiError = (error as { api_error?: { err_code?: number } }).api_error;
-  return apiError?.err_code === wrongLastSequenceErrorCode;
+  return error instanceof JetStreamApiError && error.code === wrongLastSequenceErrorCode;
 }
 
-/** Stops an iterator nats.js hands out (status(), kv.watch()) whose type hides stop(). */
+/** Stops an iterator nats.js hands out (status(), kv.watch(), kv.keys()), whatever its type says. */
 export function stopIterator(iterator: unknown): void {
   const stoppable = iterator as { stop?: () => void } | undefined;
   stoppable?.stop?.();

@@ -288,6 +288,8 @@ export class PaxosCore {
   private snapshotToApply: Snapshot | undefined;
   private readsReady: ReadReady[] = [];
   private events: CoreEvent[] = [];
+  /** Elections this replica stood in (for /metrics). */
+  electionsStarted = 0;
 
   constructor(config: PaxosConfig, recovered?: RecoveredAcceptorState) {
     assert(config.replicaCount >= 1 && config.replicaCount % 2 === 1, 'replicaCount must be odd');
@@ -514,10 +516,11 @@ export class PaxosCore {
     if (this.votingStateValue !== 'rebuilding') return;
     const everyoneElse = ((1 << this.config.replicaCount) - 1) & ~(1 << this.config.ordinal);
     if (leaderMask !== everyoneElse || leaderReadyIndex === 0) return;
-    if (this.commitIndexValue < leaderReadyIndex) return;
-    // The lost disk may have accepted (and helped choose) slots this leader proposed after its
-    // recovered prefix: they are all at or below what it had proposed when it answered a probe
-    // sent after this restart, so apply up to there first.
+    // What this leader had proposed when it answered a probe sent after this restart: its
+    // recovered prefix (a leader proposes the no-op at readyIndex as it takes office, so any
+    // answer it gives at this ballot covers it), and every slot it proposed after the prefix,
+    // which the lost disk may have accepted (and helped choose). Only an answer of this leader
+    // at this ballot counts: an earlier leader's lastSlot may lie below this one's prefix.
     const target = this.rebuildTarget;
     if (target === undefined || !ballotEquals(target.ballot, this.leaderBallotValue)) return;
     if (this.commitIndexValue < target.slot) return;
@@ -817,6 +820,7 @@ export class PaxosCore {
 
   private startElection(force: boolean): void {
     assert(this.votingStateValue === 'voter', 'a non-voting replica stood for election');
+    this.electionsStarted += 1;
     const round = Math.max(this.highestSeenRound, this.promised.round) + 1;
     const ballot: Ballot = { round, ordinal: this.config.ordinal };
     this.highestSeenRound = round;

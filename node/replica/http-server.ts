@@ -1,5 +1,6 @@
 // The replica's HTTP endpoints: /healthz (the process serves), /readyz (it can take
-// traffic: a ready leader, or a follower that knows its leader), /status (JSON), /metrics.
+// traffic: a ready leader, or a follower that knows its leader), /status (JSON), /metrics
+// (Prometheus text format, node/replica/replica-metrics.ts).
 import http from 'node:http';
 import type { BankService } from './bank-service.js';
 import type { Replica } from './replica.js';
@@ -23,36 +24,12 @@ export function startHttpServer(
         return service.isReady() ? send(200, 'ready\n') : send(503, 'not ready: no leader known yet\n');
       case '/status':
         return send(200, `${JSON.stringify(service.localStatus())}\n`, 'application/json');
-      case '/metrics': {
-        const status = service.localStatus();
-        const storage = replica.stats();
-        const { cluster, shard, ordinal } = replica.config;
-        const body = replica.metrics.render(
-          {
-            commit_index: status.commitIndex,
-            applied_index: status.appliedIndex,
-            snapshot_index: status.snapshotIndex,
-            is_leader: status.role === 'leader' ? 1 : 0,
-            inflight_transactions: status.inflightTransactions,
-            ballot_round: status.ballot?.round ?? 0,
-            fsyncs_total: storage.syncs,
-            log_bytes_written_total: storage.bytesWritten,
-            log_segments: storage.segments,
-            shard_total_balance: status.shardTotal,
-            process_resident_memory_bytes: process.memoryUsage().rss,
-            heap_used_bytes: process.memoryUsage().heapUsed,
-            heap_total_bytes: process.memoryUsage().heapTotal,
-            external_memory_bytes: process.memoryUsage().external,
-            commands_proposed_total: replica.node.counters.commandsProposed,
-            slots_proposed_total: replica.node.counters.slotsProposed,
-            pacing_holds_total: replica.node.counters.pacingHolds,
-            tx_messages_sent_total: replica.node.counters.txMessagesSent,
-            peer_frames_sent_total: replica.transport.framesSent,
-          },
-          { cluster, shard, replica: ordinal },
+      case '/metrics':
+        replica.metrics.render().then(
+          (body) => send(200, body, replica.metrics.contentType),
+          (error: unknown) => send(500, `metrics failed: ${error instanceof Error ? error.message : String(error)}\n`),
         );
-        return send(200, body, 'text/plain; version=0.0.4');
-      }
+        return;
       default:
         return send(404, 'not found\n');
     }

@@ -44,7 +44,6 @@ export class Replica {
   readonly node: ShardNode;
   readonly transport: PeerTransport;
   readonly router: TxRouter;
-  readonly metrics = new ReplicaMetrics();
   private readonly calls = new Map<number, ReplyHandler>();
   private nextToken = 1;
   private readonly driver: ReadyDriver<ShardReady>;
@@ -55,6 +54,7 @@ export class Replica {
   private stopped = false;
   private failed: Error | undefined;
   private leaderListeners: ((leading: boolean) => void)[] = [];
+  private readonly itemsPerShard: number;
 
   private constructor(
     readonly config: ReplicaConfig,
@@ -62,8 +62,10 @@ export class Replica {
     private readonly log: DurableLog,
     node: ShardNode,
     readonly logger: Logger,
+    readonly metrics: ReplicaMetrics,
   ) {
     this.node = node;
+    this.itemsPerShard = config.topology.itemsPerShard;
     this.transport = new PeerTransport(
       config.cluster,
       { shard: config.shard, ordinal: config.ordinal },
@@ -73,6 +75,12 @@ export class Replica {
     );
     this.router = new TxRouter(config, this.transport);
     this.driver = this.makeDriver();
+    metrics.attach({
+      node,
+      storage: () => log.stats(),
+      framesSent: () => this.transport.framesSent,
+      shardTotal: () => node.bank.shardTotal(),
+    });
   }
 
   static async open(config: ReplicaConfig, logger: Logger): Promise<Replica> {
@@ -80,6 +88,7 @@ export class Replica {
     await lockDataDir(config.dataDir);
     await checkTopology(config);
     const incarnation = await loadIncarnation(config);
+    const metrics = new ReplicaMetrics({ cluster: config.cluster, shard: config.shard, replica: config.ordinal });
     // 16 MiB segments: the oldest is deleted as soon as a snapshot covers it, so a replica's
     // log stays within a few segments whatever the load. Preallocated (zero-filled, the next
     // one in the background): a durable write then overwrites allocated blocks instead of
@@ -88,6 +97,7 @@ export class Replica {
       noSync: config.unsafeNoFsync,
       segmentBytesMax: LOG_SEGMENT_BYTES,
       preallocateSegments: config.preallocateSegments,
+      onSync: metrics.onSync,
     });
     // A torn tail is an O_DSYNC write that never returned, so nothing in it was acknowledged:
     // the replica votes as before. (Abstaining after every crash would leave a shard that lost
@@ -134,6 +144,7 @@ export class Replica {
           ? { pacing: { minWaiters: config.pacingMinWaiters, targetCommands: config.pacingTargetCommands } }
           : {}),
         random: Math.random,
+        txPhases: metrics,
       },
       { hardState: recovered.hardState, snapshot: recovered.snapshot, entries: recovered.entries },
     );
@@ -145,7 +156,7 @@ export class Replica {
       },
       'recovered acceptor state',
     );
-    return new Replica(config, incarnation, log, node, logger);
+    return new Replica(config, incarnation, log, node, logger, metrics);
   }
 
   start(): void {
@@ -169,6 +180,8 @@ export class Replica {
   submitTransfer(input: TransferInput, handler: ReplyHandler): void {
     const token = this.register(handler);
     if (token === undefined) return;
+    // Cross-shard: the destination item is another shard's (the input is validated already).
+    this.metrics.transferArrived(token, Math.floor((input.to - 1) / this.itemsPerShard) !== this.config.shard);
     this.node.submitTransfer(input, token);
     this.scheduleProcess();
   }
@@ -241,9 +254,17 @@ export class Replica {
 
   private process(): void {
     if (this.stopped || this.failed) return;
+    // The metrics' turn clock: replies and proposals of this pass share one fresh timestamp.
+    this.metrics.endTurn();
+    this.passes();
+    this.metrics.endTurn();
+  }
+
+  private passes(): void {
     for (let round = 0; round < 4; round += 1) {
       const wasLeader = this.node.isReadyLeader;
       const did = this.driver.pass();
+      this.metrics.afterPass(this.node);
       const busy = did || this.node.hasQueuedWork();
       if (this.node.proposalsHeld) this.armPacingRelease();
       if (wasLeader !== this.node.isReadyLeader)
@@ -263,8 +284,9 @@ export class Replica {
       sendTx: (message) => this.router.send(message),
       reply: (reply) => this.reply(reply),
       event: (event) => {
-        if (event.type === 'became-leader') {
-          this.metrics.elections += 1;
+        if (event.type === 'leader-changed') this.metrics.leaderChanges += 1;
+        else if (event.type === 'became-leader') {
+          this.metrics.electionsWon += 1;
           this.logger.info({ ballot: event.ballot }, 'became leader');
         } else if (event.type === 'stepped-down') this.logger.info({ ballot: event.ballot }, 'stepped down');
         else if (event.type === 'voting-ready') this.startVoting(event.reason, event.firstStart);
@@ -330,7 +352,7 @@ export class Replica {
     const handler = this.calls.get(reply.token);
     if (!handler) return;
     this.calls.delete(reply.token);
-    if (reply.kind === 'transfer') this.metrics.countOutcome(reply.outcome);
+    this.metrics.replied(reply);
     handler(reply);
   }
 

@@ -14,7 +14,7 @@ import { CommandBatch } from '../gen/shardbank/v1/peer.js';
 import { BankState, ABORT_REASONS, type ApplyEvent, type TxRecord } from '../bank/bank-state.js';
 import { txIdOf } from '../bank/txid.js';
 import { ProposalQueue, PENDING_ACKS_MAX } from './proposal-queue.js';
-import { TwoPhaseCommit, type TwoPhaseCommitTiming } from './two-phase-commit.js';
+import { TwoPhaseCommit, type TwoPhaseCommitTiming, type TxPhaseObserver } from './two-phase-commit.js';
 import { LinearizableReads } from './linearizable-reads.js';
 import { expiredMessage, transferDigest } from '../bank/session-table.js';
 import {
@@ -61,6 +61,8 @@ export interface ShardNodeConfig {
   random: () => number;
   /** Observation hook (simulator, tests): every applied slot, in order. Must not mutate. */
   onApply?: (slot: number, value: Buffer) => void;
+  /** Observation hook (the replica's metrics): 2PC phase durations on the coordinator. */
+  txPhases?: TxPhaseObserver;
 }
 
 export const DEFAULT_TIMING: ShardTimingConfig = {
@@ -127,8 +129,18 @@ export class ShardNode {
   private readonly proposedCommands = new WeakMap<Buffer, Command[]>();
   private retries: { dueTick: number; key: string }[] = [];
   private readonly reads: LinearizableReads;
-  /** Counters for /metrics: how well commands batch into slots. */
-  readonly counters = { commandsProposed: 0, slotsProposed: 0, txMessagesSent: 0, pacingHolds: 0 };
+  /**
+   * Counters for /metrics: how well commands batch into slots, the last slot proposed (for the
+   * commit latency) and the ABORT decisions applied as leader, by reason (ABORT_REASONS).
+   */
+  readonly counters = {
+    commandsProposed: 0,
+    slotsProposed: 0,
+    txMessagesSent: 0,
+    pacingHolds: 0,
+    lastProposedSlot: 0,
+    txAborts: [0, 0, 0, 0, 0],
+  };
   // Outputs.
   private replies: ClientReply[] = [];
 
@@ -140,7 +152,7 @@ export class ShardNode {
       recovered,
     );
     this.bankState = new BankState(topology, shard);
-    this.twoPhaseCommit = new TwoPhaseCommit(shard, ordinal, config.timing, this.queue);
+    this.twoPhaseCommit = new TwoPhaseCommit(shard, ordinal, config.timing, this.queue, config.txPhases);
     this.reads = new LinearizableReads(config.timing.readWaitTicksMax);
   }
 
@@ -432,6 +444,7 @@ export class ShardNode {
       assert(slot !== undefined, 'canPropose promised a slot');
       this.counters.commandsProposed += commands.length;
       this.counters.slotsProposed += 1;
+      this.counters.lastProposedSlot = slot;
     }
   }
 
@@ -476,6 +489,8 @@ export class ShardNode {
       case 'coord-prepared':
         return this.twoPhaseCommit.onCoordPrepared(event.record);
       case 'coord-decided':
+        if (event.record.state === 'aborted' && event.record.abortReason < this.counters.txAborts.length)
+          this.counters.txAborts[event.record.abortReason]! += 1;
         this.resolveCoordinated(event.record);
         return this.twoPhaseCommit.onCoordDecided(event.record, this.bankState);
       case 'coord-finished':

@@ -21,6 +21,16 @@ export interface TwoPhaseCommitTiming {
   txInquiryTicks: number;
 }
 
+/**
+ * Optional timing of the coordinator's phases (the replica's metrics; the simulator has none):
+ * now() in ms, prepareVoted/decisionAcked get the time the PREPARE / decision went out.
+ */
+export interface TxPhaseObserver {
+  now(): number;
+  prepareVoted(sentAtMs: number): void;
+  decisionAcked(sentAtMs: number): void;
+}
+
 export type TxBody = NonNullable<TxMessage['body']>;
 type BodyOf<K extends TxBody['$case']> = Extract<TxBody, { $case: K }>;
 
@@ -47,6 +57,9 @@ interface LeaderTx {
   seenInScan: number;
   sinceTick: number;
   lastSentTick: number;
+  /** Coordinator, with a TxPhaseObserver: when the first PREPARE / the decision went out (0: not timed). */
+  prepareSentAt: number;
+  decisionSentAt: number;
 }
 
 /** Leader records at once: bounded by the transactions in flight, which client limits bound. */
@@ -65,6 +78,7 @@ export class TwoPhaseCommit {
     private readonly ordinal: number,
     private readonly timing: TwoPhaseCommitTiming,
     private readonly queue: ProposalQueue,
+    private readonly phases?: TxPhaseObserver,
   ) {}
 
   /** The 2PC messages produced since the last call, for the driver to route. */
@@ -89,7 +103,9 @@ export class TwoPhaseCommit {
   ): TxId {
     this.txSeq += 1;
     const txid: TxId = { shard: this.shard, round: ballot.round, ordinal: ballot.ordinal, seq: this.txSeq };
-    this.record(txKey(txid)).proposedTo = toShard;
+    const tx = this.record(txKey(txid));
+    tx.proposedTo = toShard;
+    if (this.phases) tx.prepareSentAt = this.phases.now();
     this.send(toShard, { $case: 'prepare', prepare: { ...prepare, txid, watermark: bank.ownWatermark() } });
     return txid;
   }
@@ -114,6 +130,7 @@ export class TwoPhaseCommit {
     tx.decisionProposed = false;
     this.sendDecision(record, bank);
     this.touchTimer(tx, true);
+    if (this.phases && record.peerShard >= 0) tx.decisionSentAt = this.phases.now();
   }
 
   onCoordFinished(txid: TxId): void {
@@ -160,6 +177,7 @@ export class TwoPhaseCommit {
   onVote(fromShard: number, txid: TxId, yes: boolean, bank: BankState): void {
     if (txid.shard !== this.shard) return;
     const key = txKey(txid);
+    if (this.phases) this.voteArrived(key);
     const record = bank.transaction(txid);
     if (record && record.role === 'coordinator') {
       // Only the transaction's own participant shard votes.
@@ -208,6 +226,10 @@ export class TwoPhaseCommit {
     const record = bank.transaction(txid);
     if (!record || record.state === 'prepared') return;
     const tx = this.record(txKey(txid));
+    if (this.phases && tx.decisionSentAt > 0) {
+      this.phases.decisionAcked(tx.decisionSentAt);
+      tx.decisionSentAt = 0;
+    }
     if (tx.ackQueued) return;
     tx.ackQueued = true;
     this.queue.pushAck(txid);
@@ -290,6 +312,13 @@ export class TwoPhaseCommit {
 
   // ---- Helpers ----
 
+  private voteArrived(key: string): void {
+    const tx = this.txs.get(key);
+    if (tx === undefined || !(tx.prepareSentAt > 0)) return;
+    this.phases!.prepareVoted(tx.prepareSentAt);
+    tx.prepareSentAt = 0;
+  }
+
   private proposeDecision(txid: TxId, commit: boolean, reason: number, participantShard: number): void {
     const tx = this.record(txKey(txid));
     if (tx.decisionProposed) return;
@@ -331,6 +360,8 @@ export class TwoPhaseCommit {
         seenInScan: 0,
         sinceTick: 0,
         lastSentTick: 0,
+        prepareSentAt: 0,
+        decisionSentAt: 0,
       };
       this.txs.set(key, tx);
       if (!(this.txs.size <= LEADER_TXS_MAX))

@@ -105,4 +105,9 @@ export interface DurableLogOptions {
   preallocateSegments?: boolean;
   /** Where the files live (default: node:fs). The simulator passes its in-memory one. */
   fileSystem?: FileSystem;
+  /**
+   * Observes each durable write (the replica's metrics): its duration in seconds, and whether
+   * it was syncNow()'s synchronous write (else sync()'s flush on the thread pool).
+   */
+  onSync?: (seconds: number, synchronous: boolean) => void;
 }

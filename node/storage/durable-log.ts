@@ -179,6 +179,7 @@ class SegmentedDurableLog implements DurableLog {
     recovered: RecoveredState,
     preludeNeeded: PreludeNeeded,
     snapshotFile: string | undefined,
+    private readonly onSync: ((seconds: number, synchronous: boolean) => void) | undefined,
   ) {
     assert(segments.at(-1)?.segmentSeq === active.segmentSeq, 'the active segment must be the last segment');
     this.appendedHardState = recovered.hardState;
@@ -266,12 +267,14 @@ class SegmentedDurableLog implements DurableLog {
   private async flushQueued(): Promise<void> {
     if (this.queueOverflowsSegment()) await this.rollSegment();
     const batch = this.takeBatch();
+    const started = this.onSync ? performance.now() : 0;
     // Segments are opened with O_DSYNC: a write returns once its data (and the file size) is
     // on stable storage, the guarantee of write + fdatasync in one system call and one trip
     // through the thread pool, which matters on a loaded machine.
     await writeAll(this.active.handle, batch.bytes, this.active.bytes);
     // A new segment file is only durable once its directory entry is.
     if (batch.startsSegment && !this.noSync) await this.fs.syncDirectory(this.directory);
+    if (this.onSync) this.onSync((performance.now() - started) / 1000, false);
     this.batchWritten(batch);
   }
 
@@ -288,11 +291,13 @@ class SegmentedDurableLog implements DurableLog {
     if (this.preludeNeeded.header) return false;
     if (this.queueOverflowsSegment()) return false;
     const batch = this.takeBatch();
+    const started = this.onSync ? performance.now() : 0;
     try {
       writeAllNow(this.active.handle, batch.bytes, this.active.bytes);
     } catch (error) {
       throw this.fail('sync', error);
     }
+    if (this.onSync) this.onSync((performance.now() - started) / 1000, true);
     this.batchWritten(batch);
     return true;
   }
@@ -536,6 +541,7 @@ export async function openDurableLog(
     layout.recovered,
     preludeNeeded,
     layout.snapshotFile,
+    options.onSync,
   );
   try {
     await log.writePendingPrelude();

@@ -120,17 +120,18 @@ export class Controller implements ObjectCache {
       this.metrics.queueDepth.set(this.queue.length);
       const [namespace, name] = key.split('/') as [string, string];
       const started = process.hrtime.bigint();
+      let result = 'error';
       try {
-        const result = await this.reconciler!.reconcile(namespace, name);
+        const reconciled = await this.reconciler!.reconcile(namespace, name);
         this.queue.forget(key);
-        this.metrics.reconciles.inc({ result: result.requeueAfterMs ? 'requeue' : 'success' });
-        if (result.requeueAfterMs) this.queue.addAfter(key, result.requeueAfterMs);
+        result = reconciled.requeueAfterMs ? 'requeue' : 'success';
+        if (reconciled.requeueAfterMs) this.queue.addAfter(key, reconciled.requeueAfterMs);
       } catch (err) {
         const delay = this.queue.addRateLimited(key);
-        this.metrics.reconciles.inc({ result: 'error' });
         this.logger.warn({ key, err: errorMessage(err), retryInMs: delay }, 'reconcile failed');
       } finally {
-        this.metrics.reconcileSeconds.inc({}, Number(process.hrtime.bigint() - started) / 1e9);
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        this.metrics.reconciled({ kind: KIND, namespace, name }, result, seconds);
         this.queue.done(key);
       }
     }

@@ -7,7 +7,8 @@ export interface HealthSource {
   healthy(): { ok: boolean; detail: string };
   /** Ready to serve: a leader with synced caches, or a standby waiting on the Lease. */
   ready(): { ok: boolean; detail: string };
-  metrics(): string;
+  /** The Prometheus text format (prom-client's Registry.metrics()). */
+  metrics(): Promise<string>;
 }
 
 export async function startHttpServer(
@@ -18,8 +19,16 @@ export async function startHttpServer(
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/metrics') {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-      res.end(source.metrics());
+      source.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
+          res.end(text);
+        },
+        (error: unknown) => {
+          res.writeHead(500, { 'content-type': 'text/plain' });
+          res.end(`metrics failed: ${error instanceof Error ? error.message : String(error)}\n`);
+        },
+      );
       return;
     }
     if (path === '/healthz' || path === '/readyz') {

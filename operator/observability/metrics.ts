@@ -1,85 +1,107 @@
-// A small Prometheus registry: counters and gauges with labels, rendered as text format.
-type Labels = Record<string, string>;
+// The operator's Prometheus metrics (/metrics): one prom-client Registry per process with its
+// default process metrics. Names and meanings: docs/METRICS.md.
+import { Counter, Gauge, Histogram } from 'prom-client';
+import { processRegistry } from '../../node/util/prometheus.js';
 
-const seriesMax = 10_000;
+/** Seconds: a reconcile is a few API calls, a slow one waits on the API server. */
+const RECONCILE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
-function labelKey(labels: Labels): string {
-  const parts = Object.keys(labels)
-    .sort()
-    .map((k) => `${k}="${labels[k]!.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`);
-  return parts.length ? `{${parts.join(',')}}` : '';
-}
-
-class Metric {
-  protected readonly values = new Map<string, number>();
-  constructor(
-    readonly name: string,
-    readonly help: string,
-    readonly type: 'counter' | 'gauge',
-  ) {}
-
-  protected update(labels: Labels, f: (v: number) => number): void {
-    const key = labelKey(labels);
-    if (!this.values.has(key) && this.values.size >= seriesMax) return;
-    this.values.set(key, f(this.values.get(key) ?? 0));
-  }
-
-  value(labels: Labels = {}): number {
-    return this.values.get(labelKey(labels)) ?? 0;
-  }
-
-  render(): string {
-    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`];
-    for (const [key, v] of this.values) lines.push(`${this.name}${key} ${v}`);
-    return lines.join('\n');
-  }
-}
-
-export class Counter extends Metric {
-  constructor(name: string, help: string) {
-    super(name, help, 'counter');
-  }
-  inc(labels: Labels = {}, by = 1): void {
-    this.update(labels, (v) => v + by);
-  }
-}
-
-export class Gauge extends Metric {
-  constructor(name: string, help: string) {
-    super(name, help, 'gauge');
-  }
-  set(value: number, labels: Labels = {}): void {
-    this.update(labels, () => value);
-  }
+/** What the scrape reads from the running operator. */
+export interface OperatorSources {
+  isLeader(): boolean;
+  informerStats(): { resource: string; relists: number; stalls: number }[];
 }
 
 export class OperatorMetrics {
-  readonly reconciles = new Counter(
-    'shardbank_operator_reconcile_total',
-    'Reconciles by result (success, error, requeue).',
-  );
-  readonly reconcileSeconds = new Counter('shardbank_operator_reconcile_seconds_total', 'Time spent reconciling.');
-  readonly applies = new Counter('shardbank_operator_apply_total', 'Server-side applies by kind.');
-  readonly queueDepth = new Gauge('shardbank_operator_workqueue_depth', 'Keys waiting in the work queue.');
-  readonly isLeader = new Gauge('shardbank_operator_leader', '1 while this replica holds the Lease.');
-  readonly relists = new Gauge(
-    'shardbank_operator_informer_relists',
-    'Full lists per informer (410 Gone and restarts).',
-  );
-  readonly stalls = new Gauge('shardbank_operator_informer_stalls', 'Watch streams aborted by the watchdog.');
-  readonly clusterPhase = new Gauge('shardbank_operator_cluster_ready', '1 when a BankCluster is Ready.');
+  readonly registry = processRegistry();
+  private sources: OperatorSources | undefined;
 
-  render(): string {
-    const all = [
-      this.reconciles,
-      this.reconcileSeconds,
-      this.applies,
-      this.queueDepth,
-      this.isLeader,
-      this.relists,
-      this.stalls,
-      this.clusterPhase,
-    ];
-    return all.map((m) => m.render()).join('\n') + '\n';
+  readonly reconciles = new Counter({
+    name: 'shardbank_operator_reconcile_total',
+    help: 'Reconciles by resource (kind, resource_namespace, resource_name) and result (success, error, requeue: success with a later look asked for).',
+    labelNames: ['resource', 'resource_namespace', 'resource_name', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly reconcileErrors = new Counter({
+    name: 'shardbank_operator_reconcile_errors_total',
+    help: 'Reconciles that failed (retried with backoff), by resource (kind, resource_namespace, resource_name).',
+    labelNames: ['resource', 'resource_namespace', 'resource_name'] as const,
+    registers: [this.registry],
+  });
+  readonly reconcileDuration = new Histogram({
+    name: 'shardbank_operator_reconcile_duration_seconds',
+    help: 'Time one reconcile took, whatever its result, by resource (kind, resource_namespace, resource_name).',
+    labelNames: ['resource', 'resource_namespace', 'resource_name'] as const,
+    buckets: RECONCILE_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly applies = new Counter({
+    name: 'shardbank_operator_apply_total',
+    help: 'Server-side applies of owned objects that changed them, by kind.',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly queueDepth = new Gauge({
+    name: 'shardbank_operator_workqueue_depth',
+    help: 'Keys waiting in the work queue.',
+    registers: [this.registry],
+  });
+  readonly clusterReady = new Gauge({
+    name: 'shardbank_operator_cluster_ready',
+    help: '1 when a BankCluster is Ready, else 0, by resource_namespace and resource_name (not namespace: Prometheus gives that label to the scraped pod).',
+    labelNames: ['resource_namespace', 'resource_name'] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    const here = () => this.sources;
+    new Gauge({
+      name: 'shardbank_operator_leader',
+      help: '1 while this operator replica holds the Lease (and reconciles), else 0.',
+      registers: [this.registry],
+      collect() {
+        this.set(here()?.isLeader() ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: 'shardbank_operator_informer_relists_total',
+      help: 'Full lists per informer (the first list, after 410 Gone, after restarts), by resource.',
+      labelNames: ['resource'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const s of here()?.informerStats() ?? []) this.labels(s.resource).inc(s.relists);
+      },
+    });
+    new Counter({
+      name: 'shardbank_operator_informer_stalls_total',
+      help: 'Watch streams aborted by the watchdog (no event nor bookmark in time), by resource.',
+      labelNames: ['resource'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const s of here()?.informerStats() ?? []) this.labels(s.resource).inc(s.stalls);
+      },
+    });
+  }
+
+  attach(sources: OperatorSources): void {
+    this.sources = sources;
+  }
+
+  /** Counts and times one reconcile of a resource. */
+  reconciled(resource: { kind: string; namespace: string; name: string }, result: string, seconds: number): void {
+    const labels = { resource: resource.kind, resource_namespace: resource.namespace, resource_name: resource.name };
+    this.reconciles.inc({ ...labels, result });
+    if (result === 'error') this.reconcileErrors.inc(labels);
+    this.reconcileDuration.observe(labels, seconds);
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
   }
 }

@@ -290,10 +290,10 @@ export class Reconciler {
       reconcileError,
       now,
     });
-    this.deps.metrics.clusterPhase.set(status.phase === PHASE.ready ? 1 : 0, {
-      namespace: cluster.metadata.namespace ?? '',
-      cluster: cluster.metadata.name,
-    });
+    this.deps.metrics.clusterReady.set(
+      { resource_namespace: cluster.metadata.namespace ?? '', resource_name: cluster.metadata.name },
+      status.phase === PHASE.ready ? 1 : 0,
+    );
     if (stableJson(status) !== stableJson(previous)) {
       await this.applyStatus(raw, status);
       if (previous.phase !== status.phase) {

@@ -14,6 +14,7 @@ export function binaries(options?: {
   | 'kube-proxy'
   | 'kubectl'
   | 'helm'
+  | 'promtool'
   | 'coredns'
   | 'local-path-provisioner'
   | 'pause',

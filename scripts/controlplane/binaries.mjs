@@ -43,6 +43,7 @@ export function binaries({ need = ['etcd', 'kube-apiserver'] } = {}) {
   const paths = {
     etcd: join(bin, 'etcd'),
     helm: join(bin, `helm-${v.HELM_VERSION}`),
+    promtool: join(bin, `promtool-${v.PROMTOOL_VERSION}`),
     coredns: join(bin, `coredns-${v.COREDNS_VERSION}`),
     'local-path-provisioner': join(bin, `local-path-provisioner-${v.LOCAL_PATH_PROVISIONER_VERSION}`),
     pause: join(bin, 'pause-1'),

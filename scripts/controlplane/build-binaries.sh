@@ -4,6 +4,8 @@
 #   kube-apiserver  alone, or with kube-controller-manager, kube-scheduler, kubelet, kube-proxy and
 #                   kubectl (`kubernetes`), from the k8s.io/kubernetes Go module, one stamped go build
 #   helm            via `go install helm.sh/helm/v3/cmd/helm@<version>`
+#   promtool        via `go install github.com/prometheus/prometheus/cmd/promtool@<version>` (checks
+#                   and unit-tests the chart's PrometheusRule; ~3-6 min of 2 cores when cold)
 #   etcd            from the Debian package etcd-server (apt-get)
 #   coredns         a small main with the kubernetes plugin (no forward), from the Go module proxy
 #   local-path-provisioner  via `go install` (CGO_ENABLED=0)
@@ -94,6 +96,19 @@ ensure_helm() {
   log "helm built: $out"
 }
 
+# promtool: `promtool check rules` and `promtool test rules` on the chart's alerting rules.
+ensure_promtool() {
+  local out="$bin/promtool-$PROMTOOL_VERSION"
+  if [ -x "$out" ]; then log "promtool $PROMTOOL_VERSION cached"; return; fi
+  log "building promtool $PROMTOOL_VERSION"
+  local gobin="$cache/src/promtool-$PROMTOOL_VERSION-bin"
+  mkdir -p "$gobin"
+  GOBIN="$gobin" CGO_ENABLED=0 nice -n 10 go install "${gobuild_flags[@]}" \
+    "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION"
+  mv "$gobin/promtool" "$out"
+  log "promtool built: $out"
+}
+
 # CoreDNS: a small main with only the plugins the node needs (kubernetes, no forward).
 ensure_coredns() {
   local out="$bin/coredns-$COREDNS_VERSION"
@@ -177,6 +192,7 @@ for what in "${@:-etcd kube-apiserver helm}"; do
       kube-apiserver) ensure_kubernetes kube-apiserver ;;
       kubernetes) ensure_kubernetes "${kube_commands[@]}" ;;
       helm) ensure_helm ;;
+      promtool) ensure_promtool ;;
       coredns) ensure_coredns ;;
       local-path-provisioner) ensure_local_path_provisioner ;;
       pause) ensure_pause ;;

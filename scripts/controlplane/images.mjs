@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `npm run images`: builds the node and operator images from deploy/docker with buildah (no
-// registry: --pull=never on a locally made stand-in for the node:20-bookworm-slim base, i.e.
+// registry: --pull=never on a locally made stand-in for the node:24-bookworm-slim base, i.e.
 // Debian minbase from debootstrap plus this machine's Node, npm and CA bundle), a NATS image
 // (the machine's nats-server on the same base, under the name deploy/ uses), saves each as an archive in
 // ${SHARDBANK_CACHE}/images (k8s:up imports them all) and imports them into the running
@@ -24,7 +24,7 @@ import { buildahArgs, containerdSocket, HELPER_IMAGE, importImage, nodeDirs } fr
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const version = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')).version;
-export const BASE_IMAGE = 'node:20-bookworm-slim';
+export const BASE_IMAGE = 'node:24-bookworm-slim';
 export const NODE_IMAGE = `shardbank/node:${version}`;
 export const OPERATOR_IMAGE = `shardbank/operator:${version}`;
 // NATS: the machine's nats-server on the base, under the name deploy/nats.yaml and the chart
@@ -32,6 +32,13 @@ export const OPERATOR_IMAGE = `shardbank/operator:${version}`;
 // stand-in, like the base image; no registry).
 export const NATS_IMAGE = 'nats:2.10-alpine';
 const log = (m) => console.error(`images: ${m}`);
+if (Number(process.versions.node.split('.')[0]) < 24) {
+  // The images carry the node that runs this script: never an older one under the Node 24 name.
+  console.error(
+    `images: Node 24 or later must run this (found ${process.version}); source scripts/node-runtime.sh first`,
+  );
+  process.exit(2);
+}
 const b = buildahArgs();
 
 function buildah(args, opts = {}) {
@@ -73,7 +80,9 @@ function ensureBase() {
     rmSync(join(rootfs, 'var/cache/apt/archives'), { recursive: true, force: true });
     mkdirSync(join(rootfs, 'var/cache/apt/archives/partial'), { recursive: true });
     rmSync(join(rootfs, 'var/lib/apt/lists'), { recursive: true, force: true });
-    execFileSync('cp', ['-a', '/usr/bin/node', join(rootfs, 'usr/bin/node')]);
+    // The node that runs this build (Node 24 LTS: .ci/run puts it first on PATH), not the
+    // distribution's /usr/bin/node, which may be older.
+    execFileSync('cp', ['-L', process.execPath, join(rootfs, 'usr/bin/node')]);
     mkdirSync(join(rootfs, 'usr/lib/node_modules'), { recursive: true });
     execFileSync('cp', ['-a', '/usr/lib/node_modules/npm', join(rootfs, 'usr/lib/node_modules/npm')]);
     execFileSync('ln', ['-sf', '../lib/node_modules/npm/bin/npm-cli.js', join(rootfs, 'usr/bin/npm')]);
@@ -171,6 +180,8 @@ function save(name, file) {
 
 // Until 2026-12: the NATS image was shardbank.local/nats:1 in nats-1.tar (k8s:up imports every archive).
 rmSync(join(cacheDir(), 'images', 'nats-1.tar'), { force: true });
+// Until 2026-12: the base (Node 20) was shardbank.local/base:1 in base-1.tar.
+rmSync(join(cacheDir(), 'images', 'base-1.tar'), { force: true });
 const started = Date.now();
 const step = (what) => log(`${what} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
 ensureBase();
@@ -181,7 +192,7 @@ step('node image built');
 bud('operator.Dockerfile', OPERATOR_IMAGE);
 step('operator image built');
 const archives = [
-  save(HELPER_IMAGE, 'base-1.tar'),
+  save(HELPER_IMAGE, 'base-2.tar'),
   save(NATS_IMAGE, 'nats.tar'),
   save(NODE_IMAGE, 'shardbank-node.tar'),
   save(OPERATOR_IMAGE, 'shardbank-operator.tar'),

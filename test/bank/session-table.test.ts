@@ -322,3 +322,24 @@ describe('transfer digest', () => {
       expect(transferDigest(from, to, amount), `${from} ${to} ${amount}`).toBe(digest);
   });
 });
+
+describe('transferDigest', () => {
+  // The digest is replicated state (snapshots keep it, and a retry is checked against it), so
+  // its value may never change between versions: replicas of two versions during a rolling
+  // update must judge the same retry alike. These values are those of the first version.
+  it('keeps the values of the first version (FNV-1a over the decimal text of each argument)', () => {
+    expect(transferDigest(0, 0, 0)).toBe(3197064569);
+    expect(transferDigest(1001, 3001, 1)).toBe(4065402710);
+    expect(transferDigest(2999, 5, 1_000_000_000)).toBe(3090159378);
+    expect(transferDigest(123456789, 42, Number.MAX_SAFE_INTEGER)).toBe(4247195120);
+    expect(transferDigest(1, 2, 1.5)).toBe(3153426984);
+  });
+
+  it('differs when any argument differs', () => {
+    const base = transferDigest(10, 20, 30);
+    expect(transferDigest(11, 20, 30)).not.toBe(base);
+    expect(transferDigest(10, 21, 30)).not.toBe(base);
+    expect(transferDigest(10, 20, 31)).not.toBe(base);
+    expect(transferDigest(102, 0, 30)).not.toBe(base); // the separator keeps "10","20" apart from "102","0"
+  });
+});

@@ -118,13 +118,20 @@ describe('run statistics and bench output', () => {
     stats.record('COMMITTED', 2, 100);
     stats.record('INSUFFICIENT_FUNDS', 4, 900);
     stats.record('COMMITTED', 8, 2500);
+    stats.record('UNKNOWN', 9, 2600);
     expect(stats.series(4)).toEqual([
-      { second: 0, transfers: 2, committed: 1, p99Ms: 4 },
-      { second: 1, transfers: 0, committed: 0, p99Ms: null },
-      { second: 2, transfers: 1, committed: 1, p99Ms: 8 },
-      { second: 3, transfers: 0, committed: 0, p99Ms: null },
+      { second: 0, transfers: 2, committed: 1, definite: 2, failed: 0, p99Ms: 4 },
+      { second: 1, transfers: 0, committed: 0, definite: 0, failed: 0, p99Ms: null },
+      { second: 2, transfers: 2, committed: 1, definite: 1, failed: 1, p99Ms: 9 },
+      { second: 3, transfers: 0, committed: 0, definite: 0, failed: 0, p99Ms: null },
     ]);
-    expect(stats.latencySummary()).toEqual({ p50: 4, p95: 8, p99: 8, max: 8 });
+    // The report's series: the last second only as far as the run went.
+    expect(stats.reportSeries(2_500)).toEqual([
+      { second: 0, definite: 2, failed: 0, p99Ms: 4 },
+      { second: 1, definite: 0, failed: 0, p99Ms: null },
+      { second: 2, spanS: 0.5, definite: 1, failed: 1, p99Ms: 9 },
+    ]);
+    expect(stats.latencySummary()).toEqual({ p50: 4, p95: 9, p99: 9, max: 9 });
   });
   it('bench --json has exactly the SPEC keys', () => {
     const stats = new RunStats(0);
@@ -151,7 +158,9 @@ describe('run statistics and bench output', () => {
       outcomes: { COMMITTED: 10 },
     });
     expect(benchText(result)).toContain('p99 9');
-    expect(progressBar(500, 1000, 10, 10)).toBe('\r[#####.....] 50%  10 transfers  20/s');
+    expect(progressBar({ elapsedMs: 500, totalMs: 1000, transfers: 10, failed: 0, nowPerS: 12 }, 10)).toBe(
+      '\r[#####.....] 50%  10 transfers  now 12/s  avg 20/s\u001b[K',
+    );
   });
 });
 
@@ -160,9 +169,9 @@ describe('HTML report', () => {
     title: 'chaos <test>',
     generatedAt: '2026-01-01T00:00:00Z',
     series: [
-      { second: 0, transfersPerS: 10, p99Ms: 5 },
-      { second: 1, transfersPerS: 0, p99Ms: null },
-      { second: 2, transfersPerS: 20, p99Ms: 7.5 },
+      { second: 0, definite: 10, failed: 0, p99Ms: 5 },
+      { second: 1, definite: 0, failed: 0, p99Ms: null },
+      { second: 2, definite: 20, failed: 0, p99Ms: 7.5 },
     ],
     markers: [
       { atS: 1.2, kind: 'kill', label: 'SIGKILL replica s0-1' },
@@ -177,7 +186,8 @@ describe('HTML report', () => {
   it('is self-contained: inline SVG, no scripts, no external assets', () => {
     expect(html.startsWith('<!DOCTYPE html>')).toBe(true);
     expect(html.match(/<svg /g)).toHaveLength(2);
-    expect(html).not.toMatch(/<script|<link|src=|url\(|https?:\/\/(?!www\.w3\.org\/2000\/svg)/);
+    expect(html).not.toMatch(/<script|<link|src=|url\(|https?:\/\//);
+    expect(html).toContain(`content="default-src 'none'; style-src 'unsafe-inline'"`);
   });
   it('shows series, markers and final numbers, escaped', () => {
     expect(html).toContain('chaos &lt;test&gt;');
@@ -263,6 +273,7 @@ describe('chaos output', () => {
       ),
     );
     expect(Object.keys(json)).toEqual([
+      'type',
       'ok',
       'durationS',
       'target',

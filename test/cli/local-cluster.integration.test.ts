@@ -8,12 +8,15 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findChromium } from './headless-chromium.js';
+import { checkReport, SKIP_REASON } from './report-check.js';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const CLI = join(REPO, 'bin/shardbank.js');
 const REPLICA_MAIN = join(REPO, 'dist/node/replica/main.js');
 const CLI_MAIN = join(REPO, 'dist/node/cli/main.js');
 const COMMAND_TIMEOUT_MS = 240_000;
+const CHROMIUM = findChromium();
 const POLL_MS = 1_000;
 
 interface Run {
@@ -250,8 +253,17 @@ describe('shardbank local cluster (real processes)', () => {
     expect(transfer.outcome).toBe('COMMITTED');
   }, 300_000);
 
-  it('bench --json prints the SPEC shape', async () => {
-    const result = await json<Record<string, unknown>>(['bench', '--clients', '4', '--duration', '3s']);
+  it('bench --json prints the SPEC shape; its report renders in Chromium', async () => {
+    const report = join(stateDir, 'bench.html');
+    const result = await json<Record<string, unknown>>([
+      'bench',
+      '--clients',
+      '4',
+      '--duration',
+      '3s',
+      '--report',
+      report,
+    ]);
     expect(Object.keys(result)).toEqual([
       'clients',
       'durationS',
@@ -264,6 +276,10 @@ describe('shardbank local cluster (real processes)', () => {
     ]);
     expect(result.clients).toBe(4);
     expect(result.transfers).toBeGreaterThan(0);
+    if (!CHROMIUM) return console.warn(`bench report not checked in Chromium: ${SKIP_REASON}`);
+    const { problems, dom } = await checkReport(CHROMIUM, report);
+    expect(problems).toEqual([]);
+    expect(dom).toMatchObject({ charts: 2, completed: 1, p99: expect.any(Number), overlaps: 0 });
   }, 180_000);
 
   it('a short chaos run with leader and nats-server kills keeps every invariant', async () => {
@@ -273,12 +289,36 @@ describe('shardbank local cluster (real processes)', () => {
       600_000,
     );
     expect(run.code, describeRun(run)).toBe(0);
-    const verdict = JSON.parse(run.stdout);
+    // One JSON object per line: a line per fault as it happened, the verdict last.
+    const lines = run.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    const verdict = lines.at(-1)!;
+    expect(verdict.type).toBe('verdict');
     expect(verdict.ok).toBe(true);
-    expect(verdict.faults.replicaKills).toBeGreaterThan(0);
-    expect(verdict.faults.natsKills).toBeGreaterThan(0);
-    expect(verdict.counts.committed).toBeGreaterThan(0);
+    const faults = lines.slice(0, -1);
+    expect(faults.every((line) => line.type === 'fault')).toBe(true);
+    const replicaFaults = faults.filter((line) => line.target === 'replica');
+    expect(replicaFaults).toHaveLength((verdict.faults as { replicaKills: number }).replicaKills);
+    expect(faults.filter((line) => line.target === 'nats-server')).toHaveLength(
+      (verdict.faults as { natsKills: number }).natsKills,
+    );
+    expect(verdict.faults).toMatchObject({ replicaKills: expect.any(Number), natsKills: expect.any(Number) });
+    expect(replicaFaults.length).toBeGreaterThan(0);
+    expect((verdict.faults as { natsKills: number }).natsKills).toBeGreaterThan(0);
+    // Leader kills: each line names the new leader (a higher ballot) and the failover time.
+    const failovers = replicaFaults.filter((line) => line.leader === true && line.newLeader !== null);
+    expect(failovers.length).toBeGreaterThan(0);
+    for (const line of failovers) expect(line.failoverS).toEqual(expect.any(Number));
+    expect((verdict.counts as { committed: number }).committed).toBeGreaterThan(0);
     expect(readFileSync(report, 'utf8')).toMatch(/<svg/);
+    if (!CHROMIUM) return console.warn(`chaos report not checked in Chromium: ${SKIP_REASON}`);
+    const { problems, dom } = await checkReport(CHROMIUM, report);
+    expect(problems).toEqual([]);
+    expect(dom).toMatchObject({ charts: 2, completed: 1, overlaps: 0 });
+    expect(dom.markers).toBeGreaterThanOrEqual(faults.length);
+    expect(dom.failoverSpans).toBe(failovers.length);
   }, 660_000);
 
   it('down stops every process; the data stays', async () => {

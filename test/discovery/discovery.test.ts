@@ -1,5 +1,6 @@
 // Leader discovery against a real nats-server with JetStream.
-import { connect, KvWatchInclude, type KvEntry, type NatsConnection } from 'nats';
+import { KvWatchInclude } from '@nats-io/kv';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compareBallots, decode, keyFor, type LeaderRecord } from '../../node/discovery/leader-record.js';
@@ -168,7 +169,7 @@ describe('compare-and-set', () => {
     const history: LeaderRecord[] = [];
     const watch = await kv.watch({ key, include: KvWatchInclude.UpdatesOnly });
     const collecting = (async () => {
-      for await (const entry of watch as AsyncIterable<KvEntry>) {
+      for await (const entry of watch) {
         const decoded = decode(entry.value);
         if (decoded.ok) history.push(decoded.value);
       }

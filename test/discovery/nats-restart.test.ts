@@ -1,7 +1,7 @@
 // Leader discovery across nats-server failures: SIGKILL and restart on the same store dir,
 // restart with a lost store, and components started while NATS is down.
 import { rmSync } from 'node:fs';
-import { connect, type NatsConnection } from 'nats';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { decode, keyFor, subjectFor, type LeaderRecord } from '../../node/discovery/leader-record.js';

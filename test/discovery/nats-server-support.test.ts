@@ -1,7 +1,8 @@
 // The nats-server test support that other integration tests (replicas, the CLI) rely on.
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { connect } from 'nats';
+import { Kvm } from '@nats-io/kv';
+import { connect } from '@nats-io/transport-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { findNatsServer, freePort, startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 
@@ -41,7 +42,7 @@ describe('test support: nats-server', () => {
     servers.push(server);
     expect(server.url).toBe(`nats://127.0.0.1:${server.port}`);
     let nc = await connect({ servers: server.url });
-    let kv = await nc.jetstream().views.kv('support-test');
+    let kv = await new Kvm(nc).create('support-test');
     await kv.put('k', 'v1');
     await nc.close();
 
@@ -54,7 +55,7 @@ describe('test support: nats-server', () => {
     expect(server.pid).not.toBe(firstPid);
 
     nc = await connect({ servers: server.url });
-    kv = await nc.jetstream().views.kv('support-test');
+    kv = await new Kvm(nc).create('support-test');
     expect((await kv.get('k'))?.string()).toBe('v1');
     await nc.close();
 

@@ -13,6 +13,7 @@ import { eventually } from './support/eventually.js';
 import { applyManifests, readManifests } from './support/manifests.js';
 import { OPERATOR_NAMESPACE, startTestOperator } from './support/operator.js';
 import { createBankCluster } from './support/bank-clusters.js';
+import { parsePrometheusText } from '../support/prometheus-text.js';
 
 const root = join(import.meta.dirname, '..', '..');
 const NS = 'ha';
@@ -108,6 +109,28 @@ describe('operator high availability', () => {
     expect((await httpGet(a, '/metrics')).body).toMatch(/^shardbank_operator_leader 1$/m);
     expect((await httpGet(b, '/metrics')).body).toMatch(/^shardbank_operator_leader 0$/m);
     expect((await httpGet(a, '/healthz')).status).toBe(200);
+    // prom-client's text format: HELP and TYPE on every metric, reconciles counted and timed per resource.
+    const families = parsePrometheusText((await httpGet(a, '/metrics')).body);
+    for (const [name, family] of families) {
+      expect(family.help, `HELP of ${name}`).toBeTruthy();
+      if (family.type === 'gauge') expect(name, 'a gauge named _total').not.toMatch(/_total$/);
+      if (family.type === 'counter') expect(name, 'a counter not named _total').toMatch(/_total$/);
+    }
+    const resource = { resource: 'BankCluster', resource_namespace: NS, resource_name: 'ha' };
+    const sample = (name: string, labels: Record<string, string>) =>
+      families
+        .get(name.replace(/_(bucket|sum|count)$/, ''))
+        ?.samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
+    const reconciles = families
+      .get('shardbank_operator_reconcile_total')!
+      .samples.filter((s) => s.labels.resource_name === 'ha')
+      .reduce((sum, s) => sum + s.value, 0);
+    expect(reconciles).toBeGreaterThanOrEqual(1);
+    expect(sample('shardbank_operator_reconcile_duration_seconds_count', resource)).toBe(reconciles);
+    expect(sample('shardbank_operator_reconcile_duration_seconds_sum', resource)).toBeGreaterThan(0);
+    expect(families.get('shardbank_operator_reconcile_errors_total')?.type).toBe('counter');
+    expect(families.get('shardbank_operator_informer_relists_total')!.samples.length).toBeGreaterThan(0);
+    expect(families.has('process_cpu_seconds_total')).toBe(true);
   });
 
   it('the second replica takes over when the first stops, and reconciles', async () => {

@@ -71,6 +71,37 @@ describe('helm chart', () => {
     );
   });
 
+  it('takes fullnameOverride, nameOverride and podLabels as charts usually do (selector labels stay)', () => {
+    const named = parseManifests(helmRun(['template', 't', chart, '--set', 'fullnameOverride=bank-op']));
+    const deployment = named.find((o) => o.kind === 'Deployment' && o.metadata.name === 'bank-op');
+    expect(deployment, 'the operator Deployment is named by fullnameOverride').toBeDefined();
+    expect(named.some((o) => o.kind === 'StatefulSet' && o.metadata.name === 'bank-op-nats')).toBe(true);
+    const renamed = parseManifests(helmRun(['template', 't', chart, '--set', 'nameOverride=ledger']));
+    expect(renamed.some((o) => o.kind === 'Deployment' && o.metadata.name === 't-ledger')).toBe(true);
+    const labelled = parseManifests(
+      helmRun([
+        'template',
+        't',
+        chart,
+        '--set',
+        'podLabels.team=payments',
+        '--set',
+        'podLabels.app\\.kubernetes\\.io/instance=x',
+      ]),
+    );
+    const pod = (
+      labelled.find((o) => o.kind === 'Deployment') as unknown as {
+        spec: { template: { metadata: { labels: Record<string, string> } } };
+      }
+    ).spec.template.metadata;
+    expect(pod.labels.team).toBe('payments');
+    // A pod label may not take over a selector label: the Deployment would stop matching its pods.
+    expect(pod.labels['app.kubernetes.io/instance']).toBe('t');
+    expect(() => helmRun(['template', 't', chart, '--set', 'fullnameOverride=' + 'x'.repeat(64)])).toThrow(
+      /fullnameOverride/,
+    );
+  });
+
   it('templates the CRD (so helm upgrade upgrades it), kept on uninstall, left out with crd.install=false', () => {
     const crds = parseManifests(helmRun(['template', 't', chart])).filter((o) => o.kind === 'CustomResourceDefinition');
     expect(crds.map((o) => o.metadata.name)).toEqual(['bankclusters.shardbank.io']);

@@ -170,6 +170,80 @@ describe('protocol-aware recovery of an empty replica', () => {
     expect([...h.applied[1]!.values()].filter((v) => v !== '')).toEqual(['a', 'b']);
   });
 
+  it("an earlier leader's answer to the probe does not count: no vote before the prefix of the leader it rebuilds under", () => {
+    // r2 leads first (ballot B1, its no-op at slot 1). It pauses (a process pause: it keeps its
+    // volatile state) and r0 is elected by r0 and r1 (B0); they choose 'x' together. r1's disk
+    // is lost. r2 wakes for a moment, cut off but for probes, still believing it leads at B1,
+    // and answers r1's probe with its own lastSlot (1). Then r0 re-runs its election for r1
+    // (B2, by r0 and r2: it qualifies) and recovers 'x' in its prefix, but r1 and r2 get none
+    // of the slots from 'x' on, and r1 hears no later answer to its probes. Had r1 taken r2's
+    // stale answer for its target it would vote with the prefix it has (below 'x'), and once r0
+    // crashes, r1 and r2 would elect a leader that fills 'x''s slot with a no-op.
+    const h = new Harness([0.5, 0.9, 0.0]);
+    h.tick(25);
+    expect(h.leader()?.ordinal).toBe(2);
+    h.down.add(2);
+    h.tick(40);
+    const leader = h.leader()!;
+    expect(leader.ordinal).toBe(0);
+    const xSlot = leader.propose(Buffer.from('x'))!;
+    h.tick(3);
+    expect(leader.commitIndex).toBe(xSlot);
+    expect(xSlot).toBeGreaterThan(1);
+    h.wipe(1);
+    // From now on, nothing of r0's from slot xSlot on reaches r1 or r2.
+    const push = h.inbox.push.bind(h.inbox);
+    h.inbox.push = (...messages: PaxosMessage[]) =>
+      push(
+        ...messages.map((m) =>
+          m.body?.$case === 'accept' && m.from === 0
+            ? {
+                ...m,
+                body: {
+                  ...m.body,
+                  accept: { ...m.body.accept, entries: m.body.accept.entries.filter((e) => e.slot < xSlot) },
+                },
+              }
+            : m,
+        ),
+      );
+    h.drop = (m) =>
+      ((m.from === 2 || m.to === 2) && m.body?.$case !== 'probe' && m.body?.$case !== 'probeReply') ||
+      (m.body?.$case === 'probeReply' && m.to === 1 && m.from !== 2);
+    h.down.delete(2);
+    const stale = tickRecording(h, 4);
+    expect(
+      stale.some((m) => m.from === 2 && m.to === 1 && m.body?.$case === 'probeReply' && m.body.probeReply.leader),
+    ).toBe(true);
+    h.down.add(2);
+    h.tick(2);
+    // r2 wakes for good, and learns it no longer leads. No further answer to its probes
+    // reaches r1.
+    h.down.delete(2);
+    h.drop = (m) => m.body?.$case === 'probeReply' && m.to === 1;
+    const seen = tickRecording(h, 120);
+    // r0 re-ran its election and leads, qualifying for r1 (elected by r0 and r2); it cannot
+    // choose its new no-op, which r2 never gets.
+    expect(h.cores.map((core) => core.role)).toEqual(['leader', 'follower', 'follower']);
+    expect(seen.some((m) => m.from === 0 && m.to === 2 && m.body?.$case === 'prepare')).toBe(true);
+    expect(h.cores[1]!.commitIndex).toBeLessThan(xSlot);
+    expect(h.cores[1]!.votingState).toBe('rebuilding');
+    expect(votesFrom(seen, 1)).toEqual([]);
+    // r0 crashes: r1 and r2 hold nothing from 'x' on, and must not choose without it.
+    // (With the ballot test dropped from checkRebuilt, r1 votes above, and without those two
+    // assertions r1 and r2 apply a no-op here at the slot where 'x' was chosen.)
+    h.down.add(0);
+    h.tick(80);
+    for (const ordinal of [1, 2]) expect(h.applied[ordinal]!.get(xSlot) ?? 'x').toBe('x');
+    // r0 returns, and everything reaches everyone: r1 rebuilds, and 'x' is at its slot everywhere.
+    h.inbox.push = push;
+    h.drop = () => false;
+    h.down.delete(0);
+    h.tick(150);
+    expect(h.cores[1]!.votingState).toBe('voter');
+    for (const ordinal of [0, 1, 2]) expect(h.applied[ordinal]!.get(xSlot)).toBe('x');
+  });
+
   it('staggered first start: a replica that probes after the first one voted is told it was counted empty, and votes', () => {
     // The Kubernetes run: all three start probing; r0's probes are answered first, r0 decides on
     // a first start and campaigns (it promised itself: it now reports has_state). Only then are

@@ -451,7 +451,7 @@ describe('a shard of three replica processes', () => {
     expect((await get('/readyz')).status).toBe(200);
     const metrics = await (await get('/metrics')).text();
     expect(metrics).toMatch(/shardbank_commit_index\{cluster="test",shard="0",replica="\d"\} \d+/);
-    expect(metrics).toMatch(/shardbank_transfers_total\{[^}]*outcome="COMMITTED"\} \d+/);
+    expect(metrics).toMatch(/shardbank_transfers_total\{[^}]*outcome="COMMITTED"[^}]*\} \d+/);
     const status = (await (await get('/status')).json()) as { role: string };
     expect(status.role).toBe('leader');
     const health = await new Promise<Buffer>((resolve, reject) =>

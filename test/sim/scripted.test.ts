@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { SimCluster, type SimFaults, type SimOptions, type SimSettings } from './sim-cluster.js';
 import { BASE_SETTINGS, KNOWN_BUGS } from './scenarios.js';
 import { Outcome } from '../../node/gen/shardbank/v1/bank.js';
+import type { PaxosMessage } from '../../node/gen/shardbank/v1/peer.js';
 
 const QUIET: SimFaults = {
   dropProbability: 0,
@@ -336,6 +337,57 @@ describe('scripted simulation', () => {
       s.runUntil('Y committed', () => y.outcome !== undefined);
       s.runUntil("a1's records all finished", () => a1.node.bank.inflightCount() === 0, 20_000);
     });
+    sim.finish();
+  });
+
+  it("a rebuilding replica hears a stale leader's answer to its probe: it votes only after the current leader's prefix", () => {
+    // a leads and pauses (it keeps its beliefs); b is elected by b and c, and they choose X.
+    // c's disk is lost. a wakes for a moment, cut off but for probes, still leading its old
+    // ballot, and answers c's probe with its own last slot (below X's). b re-runs its election
+    // for c (b and a: it qualifies) and recovers X in its prefix, but nothing of b's from X's
+    // slot on reaches a or c. Had c taken a's stale answer for its target, it would vote with
+    // the prefix it has, and once b crashes, a and c would fill X's slot with a no-op.
+    const sim = scripted(1, 1, 3, { entriesPerMessageMax: 1 });
+    sim.runUntil('a first leader', () => sim.leader(0) !== undefined);
+    const a = sim.leader(0)!;
+    const probes = (m: PaxosMessage) => m.body?.$case === 'probe' || m.body?.$case === 'probeReply';
+    sim.dropPaxosWhere((m) => (m.from === a.ordinal || m.to === a.ordinal) && !probes(m));
+    sim.pauseNow(0, a.ordinal);
+    sim.runUntil('another leader', () => sim.leader(0) !== undefined);
+    const b = sim.leader(0)!;
+    const c = sim.group(0).find((r) => r !== a && r !== b)!;
+    const x = sim.addRequest('x', 1, 2, 3);
+    sim.send(x, b);
+    sim.runUntil('X committed', () => x.outcome !== undefined);
+    expect(x.outcome).toBe(Outcome.COMMITTED);
+    const xSlot = sim.slotOf(0, 'x', 1)!;
+    sim.loseDiskNow(0, c.ordinal);
+    let staleAnswer = false;
+    const withheld = (m: PaxosMessage) =>
+      (m.body?.$case === 'probeReply' && m.to === c.ordinal && m.from !== a.ordinal) ||
+      (m.from === b.ordinal && m.body?.$case === 'accept' && m.body.accept.entries.some((e) => e.slot >= xSlot));
+    sim.dropPaxosWhere((m) => {
+      if (m.from === a.ordinal && m.to === c.ordinal && m.body?.$case === 'probeReply' && m.body.probeReply.leader)
+        staleAnswer = true;
+      return ((m.from === a.ordinal || m.to === a.ordinal) && !probes(m)) || withheld(m);
+    });
+    sim.wakeNow(0, a.ordinal);
+    sim.runUntil("a (still leading its old ballot) answered c's probe", () => staleAnswer);
+    sim.pauseNow(0, a.ordinal);
+    // a wakes for good and rejoins; c hears no other answer to its probes.
+    sim.dropPaxosWhere((m) => withheld(m) || (m.body?.$case === 'probeReply' && m.to === c.ordinal));
+    sim.wakeNow(0, a.ordinal);
+    sim.runUntil('b re-elected by b and a', () => b.node.core.role === 'leader' && a.node.core.role === 'follower');
+    sim.runFor(3000);
+    expect(c.node.core.commitIndex).toBeLessThan(xSlot);
+    expect(c.node.core.votingState).toBe('rebuilding');
+    // b crashes: a and c hold nothing of b's from X's slot on, and must not choose without it.
+    sim.crashNow(0, b.ordinal);
+    sim.runFor(3000);
+    expect(c.node.core.votingState).toBe('rebuilding');
+    sim.dropPaxosWhere(undefined);
+    sim.restartReplicaNow(0, b.ordinal);
+    sim.runUntil('c rebuilt', () => c.node.core.votingState === 'voter', 20_000);
     sim.finish();
   });
 

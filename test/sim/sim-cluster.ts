@@ -757,6 +757,27 @@ export class SimCluster {
     if (!replica.up) this.restartReplica(replica);
   }
 
+  /** A process pause: the replica keeps its volatile state, and wakes (wakeNow) to a backlog with stale beliefs. */
+  pauseNow(shard: number, ordinal: number): void {
+    const replica = this.replicas[shard]![ordinal]!;
+    replica.pausedUntilMs = Number.POSITIVE_INFINITY;
+    this.log(replica.name, `script: pause (${replica.node.core.role})`);
+  }
+
+  wakeNow(shard: number, ordinal: number): void {
+    const replica = this.replicas[shard]![ordinal]!;
+    if (replica.paused) this.wake(replica);
+  }
+
+  /** The data dir of a replica is lost: it crashes and restarts at once, empty and not voting. */
+  loseDiskNow(shard: number, ordinal: number): void {
+    const replica = this.replicas[shard]![ordinal]!;
+    replica.loseDisk();
+    this.crashReplica(replica, 'script: disk lost (data dir wiped)');
+    replica.restartAtMs = Number.POSITIVE_INFINITY;
+    this.restartReplica(replica);
+  }
+
   /** Held 2PC messages are discarded (their sender died before it sent them), and no more are held. */
   dropHeldTx(): number {
     const dropped = this.heldTx.length;
