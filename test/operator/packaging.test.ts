@@ -2,7 +2,8 @@
 // (server-side dry run); RBAC in both says the same; Dockerfiles are multi-stage,
 // non-root and name no registry host.
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -69,6 +70,43 @@ describe('helm chart', () => {
     expect(helmRun(['template', 't', chart, '--set', 'global.imageRegistry=x', '--set', 'global.other=1'])).toContain(
       'kind: Deployment',
     );
+  });
+
+  it('works as a subchart: a parent chart that depends on it templates, passing global and its own values', () => {
+    const parent = mkdtempSync(join(tmpdir(), 'shardbank-parent-chart-'));
+    try {
+      writeFileSync(
+        join(parent, 'Chart.yaml'),
+        [
+          'apiVersion: v2',
+          'name: platform',
+          'version: 1.0.0',
+          'dependencies:',
+          '  - name: shardbank-operator',
+          '    version: ">=0.0.0-0"',
+          `    repository: file://${chart}`,
+          '',
+        ].join('\n'),
+      );
+      writeFileSync(
+        join(parent, 'values.yaml'),
+        ['global:', '  imageRegistry: internal', 'shardbank-operator:', '  replicaCount: 1', ''].join('\n'),
+      );
+      helmRun(['dependency', 'update', parent]);
+      const objects = parseManifests(helmRun(['template', 'plat', parent]));
+      const deployment = objects.find(
+        (o) => o.kind === 'Deployment' && o.metadata.name === 'plat-shardbank-operator',
+      ) as (KubeObject & { spec: { replicas: number } }) | undefined;
+      expect(deployment, 'the subchart Deployment, named from the parent release').toBeDefined();
+      expect(deployment!.spec.replicas).toBe(1);
+      expect(objects.some((o) => o.kind === 'CustomResourceDefinition')).toBe(true);
+      // The subchart's schema still applies under the parent.
+      expect(() => helmRun(['template', 'plat', parent, '--set', 'shardbank-operator.replicaCount=0'])).toThrow(
+        /replicaCount/,
+      );
+    } finally {
+      rmSync(parent, { recursive: true, force: true });
+    }
   });
 
   it('takes fullnameOverride, nameOverride and podLabels as charts usually do (selector labels stay)', () => {
