@@ -8,7 +8,7 @@ import { HealthService, HealthCheckResponse_ServingStatus, type HealthServer } f
 import { LeaderAnnouncer, LeaderWatcher } from '../discovery/index.js';
 import { MESSAGE_BYTES_MAX, peerSocketPath } from '../transport/peer-transport.js';
 import { listenSharedPort } from '../transport/shared-port.js';
-import { PeerTls } from '../security/peer-tls.js';
+import { PeerTls, privateDirectoryProblem } from '../security/peer-tls.js';
 import { ConfigError, parseReplicaConfig, type ReplicaConfig } from './replica-config.js';
 import { Replica } from './replica.js';
 import { BankService } from './bank-service.js';
@@ -42,6 +42,8 @@ async function main(): Promise<void> {
           replicasPerShard: config.topology.replicasPerShard,
         })
       : undefined;
+    const problem = peerTls && config.peerSocketDir ? privateDirectoryProblem(config.peerSocketDir) : undefined;
+    if (problem) throw new Error(problem);
   } catch (error) {
     process.stderr.write(`shardbank replica: ${(error as Error).message}\n`);
     process.exit(2);

@@ -5,7 +5,7 @@
 //
 // The files are read at start and again on reload() (SIGHUP): new connections use the new
 // certificate, open ones keep theirs until they break.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type net from 'node:net';
 import tls from 'node:tls';
 import { authorizePeer, type PeerPolicy, type ReplicaIdentity } from './identity.js';
@@ -139,6 +139,26 @@ export class PeerTls {
       },
     });
   }
+}
+
+/**
+ * Why a peer socket directory cannot stand in for TLS, or undefined if it can: peers on a Unix
+ * socket are authenticated by the file system, so the directory must be this user's and
+ * closed to everyone else (0700).
+ */
+export function privateDirectoryProblem(directory: string): string | undefined {
+  let info;
+  try {
+    info = statSync(directory);
+  } catch (error) {
+    return `--peer-socket-dir ${directory}: ${(error as Error).message}`;
+  }
+  if (!info.isDirectory()) return `--peer-socket-dir ${directory} is not a directory`;
+  if (process.getuid && info.uid !== process.getuid())
+    return `--peer-socket-dir ${directory} belongs to uid ${info.uid}, not to this user (${process.getuid()}): with peer TLS its sockets would be open to another user`;
+  if ((info.mode & 0o077) !== 0)
+    return `--peer-socket-dir ${directory} has mode ${(info.mode & 0o777).toString(8)}: with peer TLS it must be 0700 (its sockets skip TLS)`;
+  return undefined;
 }
 
 export interface AcceptCallbacks {

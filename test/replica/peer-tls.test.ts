@@ -5,7 +5,7 @@
 // another sender are refused, logged, and change nothing; the shard keeps committing.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -270,5 +270,26 @@ describe('peer mTLS between replica processes', () => {
     } finally {
       rogue.kill('SIGKILL');
     }
+  });
+
+  it('refuses to start with peer TLS and a socket directory open to others (its sockets skip TLS)', async () => {
+    const sockets = await mkdtemp(path.join(certDir, 'sockets-'));
+    await chmod(sockets, 0o755);
+    const files = path.join(certDir, 'replica-s0-0');
+    const child = spawn(
+      process.execPath,
+      [
+        REPLICA_MAIN,
+        ...['--cluster', 'test', '--shard', '0', '--ordinal', '0', '--shards', '1', '--replicas-per-shard', '1'],
+        ...['--peers', '127.0.0.1:1', '--data-dir', path.join(sockets, 'data'), '--peer-socket-dir', sockets],
+        ...['--peer-tls-cert', `${files}.crt`, '--peer-tls-key', `${files}.key`, '--peer-tls-ca', ca.cert],
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(code).toBe(2);
+    expect(stderr).toContain(`--peer-socket-dir ${sockets} has mode 755: with peer TLS it must be 0700`);
   });
 });
