@@ -4,6 +4,7 @@
 // certificate, no certificate, plaintext) and an authenticated peer whose frames claim
 // another sender are refused, logged, and change nothing; the shard keeps committing.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
@@ -13,7 +14,13 @@ import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Outcome } from '../../node/gen/shardbank/v1/bank.js';
 import type { PeerFrame } from '../../node/gen/shardbank/v1/peer.js';
-import { ensureCa, ensureClusterCertificates, ensureLeaf, type PemPaths } from '../../node/security/certs.js';
+import {
+  ensureCa,
+  ensureClusterCertificates,
+  ensureLeaf,
+  issueLeaf,
+  type PemPaths,
+} from '../../node/security/certs.js';
 import { replicaIdentityUri } from '../../node/security/identity.js';
 import { encodeFrame, PEER_MAGIC, PEER_TLS_MAGIC } from '../../node/transport/peer-transport.js';
 import { freeListeningPorts } from '../../node/util/listen-ports.js';
@@ -85,6 +92,36 @@ async function attack(
   const result = await closed;
   raw.destroy();
   return result;
+}
+
+/** The SHA-256 fingerprint of the certificate a replica's peer port presents now. */
+async function presentedFingerprint(address: string, credential: { cert: string; key: string }): Promise<string> {
+  const [host, port] = address.split(':') as [string, string];
+  const raw = net.connect({ host, port: Number(port) });
+  raw.on('error', () => undefined);
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      raw.write(PEER_TLS_MAGIC);
+      raw.once('data', () => {
+        raw.pause();
+        const secure = tls.connect({
+          socket: raw,
+          minVersion: 'TLSv1.3',
+          rejectUnauthorized: false,
+          cert: readFileSyncText(credential.cert),
+          key: readFileSyncText(credential.key),
+        });
+        secure.on('error', reject);
+        secure.once('secureConnect', () => {
+          resolve(secure.getPeerCertificate().fingerprint256);
+          secure.destroy();
+        });
+      });
+      raw.once('close', () => reject(new Error('closed before the handshake')));
+    });
+  } finally {
+    raw.destroy();
+  }
 }
 
 const pemCache = new Map<string, string>();
@@ -291,5 +328,58 @@ describe('peer mTLS between replica processes', () => {
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
     expect(code).toBe(2);
     expect(stderr).toContain(`--peer-socket-dir ${sockets} has mode 755: with peer TLS it must be 0700`);
+  });
+
+  it('rotates every replica certificate with SIGHUP under load and loses no transfer', async () => {
+    const files = (ordinal: number) => ({
+      cert: path.join(certDir, `replica-s0-${ordinal}.crt`),
+      key: path.join(certDir, `replica-s0-${ordinal}.key`),
+    });
+    const before = ITEMS.length * topology.initialBalance;
+    let done = false;
+    const outcomes: Outcome[] = [];
+    const workload = Array.from({ length: 4 }, async (_, c) => {
+      for (let r = 1; !done || r <= 10; r += 1) {
+        const reply = await cluster.transfer(
+          `rotate-${c}`,
+          r,
+          1 + ((c + r) % 20),
+          1 + ((c + 3 * r + 1) % 20),
+          1,
+          90_000,
+        );
+        outcomes.push(reply.outcome);
+        if (r > 200) break;
+      }
+    });
+    try {
+      for (const ordinal of [0, 1, 2]) {
+        const paths = files(ordinal);
+        await issueLeaf(ca, paths.cert, paths.key, {
+          commonName: `test shard 0 replica ${ordinal} rotated`,
+          uris: [replicaIdentityUri({ namespace: 'default', cluster: 'test', shard: 0, ordinal })],
+          server: true,
+        });
+        await cachePems({ ...paths, ca: ca.cert });
+        const expected = new X509Certificate(await readFile(paths.cert)).fingerprint256;
+        cluster.replicas[0]![ordinal]!.child!.kill('SIGHUP');
+        const prober = files((ordinal + 1) % 3);
+        await pollUntil(`replica ${ordinal} to present its new certificate`, async () =>
+          (await presentedFingerprint(cluster.replicas[0]![ordinal]!.address, prober)) === expected ? true : undefined,
+        );
+      }
+      // A restarted replica reads the new files, and its peers dial it with their new ones:
+      // every connection of the shard is then on the rotated certificates.
+      const leader = await cluster.leaderOf(0);
+      await cluster.restart(0, leader);
+      await cluster.leaderOf(0, 90_000);
+    } finally {
+      done = true;
+    }
+    await Promise.all(workload);
+    expect(outcomes.length).toBeGreaterThanOrEqual(40);
+    expect(outcomes.every((outcome) => outcome === Outcome.COMMITTED)).toBe(true);
+    expect((await cluster.readLinearizable(ITEMS)).reduce((a, b) => a + b, 0)).toBe(before);
+    expect(await logsOf(cluster)).toContain('peer TLS files re-read');
   });
 });
