@@ -35,6 +35,8 @@ export class PeerTls {
       ...options,
       minVersion: 'TLSv1.3',
       requestCert: true,
+      // As the shared port's sniffer: a connection that does not finish its handshake goes.
+      handshakeTimeout: 10_000,
       // Checked in onSecure, so that a refusal can say what the certificate was.
       rejectUnauthorized: false,
     });

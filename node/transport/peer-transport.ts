@@ -145,12 +145,11 @@ export class PeerTransport {
     const peer = kind.local ? 'unix socket' : `${socket.remoteAddress}:${socket.remotePort}`;
     if (kind.tls) {
       if (!this.tls || rest.length > 0) {
-        this.logger.warn(
-          { peer },
-          this.tls
-            ? 'TLS peer connection sent bytes before the acknowledgement: closing the connection'
-            : 'TLS peer connection refused: this replica has no peer certificate (--peer-tls-cert)',
-        );
+        const message = this.tls
+          ? 'TLS peer connection sent bytes before the acknowledgement: closing the connection'
+          : 'TLS peer connection refused: this replica has no peer certificate (--peer-tls-cert)';
+        const repeats = this.refusalRepeats(`${message}|${socket.remoteAddress}`);
+        if (repeats !== undefined) this.logger.warn({ peer, repeats }, message);
         socket.destroy();
         return;
       }
@@ -173,17 +172,22 @@ export class PeerTransport {
             `peer refused: ${reason}`,
           );
         },
-        onFailed: (error) =>
-          this.logger.warn({ peer, err: error.message }, 'peer TLS handshake failed: closing the connection'),
+        onFailed: (error) => {
+          const repeats = this.refusalRepeats(`${error.message}|${socket.remoteAddress}`);
+          if (repeats !== undefined)
+            this.logger.warn(
+              { peer, err: error.message, repeats },
+              'peer TLS handshake failed: closing the connection',
+            );
+        },
       });
       socket.write(TLS_ACK);
       return;
     }
     if (this.tls && !kind.local) {
-      this.logger.warn(
-        { peer },
-        'plaintext peer connection refused: this replica requires TLS from its peers (--peer-tls-cert)',
-      );
+      const message = 'plaintext peer connection refused: this replica requires TLS from its peers (--peer-tls-cert)';
+      const repeats = this.refusalRepeats(`${message}|${socket.remoteAddress}`);
+      if (repeats !== undefined) this.logger.warn({ peer, repeats }, message);
       socket.destroy();
       return;
     }
