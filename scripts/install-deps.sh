@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the system packages shardbank needs (idempotent): nats-server for leader
-# discovery, protoc for regenerating protos. Run as root, or with sudo available.
+# discovery, protoc for regenerating protos, openssl for certificates (node/security/certs.ts).
+# Run as root, or with sudo available.
 set -euo pipefail
 need=()
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

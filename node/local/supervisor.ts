@@ -2,7 +2,17 @@
 // replica as supervised child processes, each replica with its own data dir and log
 // file, and the address book kept up to date with their pids.
 import { randomUUID } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import type { BankCluster } from '../cluster/bankcluster.js';
 import type { Topology } from '../cluster/topology.js';
@@ -274,7 +284,9 @@ export class LocalSupervisor {
   private peerSocketDirectory(): string | undefined {
     const directory = join(this.options.stateDir, 'sockets');
     if (peerSocketPathTooLong(directory, this.book.topology) !== undefined) return undefined;
-    mkdirSync(directory, { recursive: true });
+    // 0700: a peer on a Unix socket is authenticated by the file system (docs/SECURITY.md).
+    mkdirSync(directory, { recursive: true, mode: 0o700 });
+    chmodSync(directory, 0o700);
     return directory;
   }
 

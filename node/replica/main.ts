@@ -8,6 +8,7 @@ import { HealthService, HealthCheckResponse_ServingStatus, type HealthServer } f
 import { LeaderAnnouncer, LeaderWatcher } from '../discovery/index.js';
 import { MESSAGE_BYTES_MAX, peerSocketPath } from '../transport/peer-transport.js';
 import { listenSharedPort } from '../transport/shared-port.js';
+import { PeerTls, privateDirectoryProblem } from '../security/peer-tls.js';
 import { ConfigError, parseReplicaConfig, type ReplicaConfig } from './replica-config.js';
 import { Replica } from './replica.js';
 import { BankService } from './bank-service.js';
@@ -31,7 +32,23 @@ async function main(): Promise<void> {
     level: config.logLevel,
     base: { cluster: config.cluster, shard: config.shard, replica: config.ordinal },
   });
-  const replica = await Replica.open(config, logger);
+  let peerTls: PeerTls | undefined;
+  try {
+    peerTls = config.peerTls
+      ? new PeerTls(config.peerTls, {
+          namespace: config.namespace,
+          cluster: config.cluster,
+          shards: config.topology.shards,
+          replicasPerShard: config.topology.replicasPerShard,
+        })
+      : undefined;
+    const problem = peerTls && config.peerSocketDir ? privateDirectoryProblem(config.peerSocketDir) : undefined;
+    if (problem) throw new Error(problem);
+  } catch (error) {
+    process.stderr.write(`shardbank replica: ${(error as Error).message}\n`);
+    process.exit(2);
+  }
+  const replica = await Replica.open(config, logger, peerTls);
   const advertised = config.peers[config.shard]![config.ordinal]!;
   const forwarder = new Forwarder(config.peers);
   const service = new BankService(replica, forwarder, advertised);
@@ -60,7 +77,7 @@ async function main(): Promise<void> {
     config.listenHost,
     config.grpcPort,
     server,
-    (socket, rest) => replica.transport.acceptConnection(socket, rest, replica),
+    (socket, rest, kind) => replica.transport.acceptConnection(socket, rest, replica, kind),
     peerSocket,
   );
   const grpcPort = listener.port;
@@ -73,6 +90,7 @@ async function main(): Promise<void> {
       grpcPort,
       httpPort: (http.address() as { port: number }).port,
       nats: config.natsUrl ?? null,
+      peerTls: peerTls ? 'on' : 'off (plaintext peers)',
       incarnation: replica.incarnation,
     },
     'replica started',
@@ -102,6 +120,17 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+  if (peerTls) {
+    // Rotation: new peer connections use the re-read files; open ones keep their certificate.
+    process.on('SIGHUP', () => {
+      try {
+        peerTls.reload();
+        logger.info('peer TLS files re-read');
+      } catch (error) {
+        logger.error({ err: (error as Error).message }, 'peer TLS files not re-read: keeping the old ones');
+      }
+    });
+  }
 }
 
 async function startDiscovery(config: ReplicaConfig, replica: Replica, advertised: string, logger: pino.Logger) {

@@ -34,6 +34,8 @@ export interface ReplicaConfig {
   preallocateSegments: boolean;
   /** Every replica of the cluster listens for peers in this directory too (same host only). */
   peerSocketDir: string | undefined;
+  /** Peer TLS (docs/SECURITY.md): all three files, or none (plaintext peers). */
+  peerTls: { cert: string; key: string; ca: string } | undefined;
 }
 
 export class ConfigError extends Error {
@@ -64,6 +66,9 @@ const OPTIONS = {
   'thrifty-accepts': { type: 'string' },
   'preallocate-segments': { type: 'string' },
   'peer-socket-dir': { type: 'string' },
+  'peer-tls-cert': { type: 'string' },
+  'peer-tls-key': { type: 'string' },
+  'peer-tls-ca': { type: 'string' },
   'pacing-hold-ms': { type: 'string' },
   'pacing-min-waiters': { type: 'string' },
   'pacing-target-commands': { type: 'string' },
@@ -124,6 +129,17 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
       `--peer-socket-dir ${peerSocketDir}: socket paths such as ${tooLong} are longer than ${UNIX_SOCKET_PATH_BYTES_MAX} bytes`,
     );
   }
+  const tlsFiles = { cert: get('peer-tls-cert'), key: get('peer-tls-key'), ca: get('peer-tls-ca') };
+  const tlsGiven = Object.entries(tlsFiles).filter(([, file]) => file !== undefined);
+  if (tlsGiven.length > 0 && tlsGiven.length < 3) {
+    const missing = Object.entries(tlsFiles)
+      .filter(([, file]) => file === undefined)
+      .map(([name]) => `--peer-tls-${name}`);
+    throw new ConfigError(
+      `peer TLS needs --peer-tls-cert, --peer-tls-key and --peer-tls-ca; missing ${missing.join(', ')}`,
+    );
+  }
+  const peerTls = tlsGiven.length === 3 ? { cert: tlsFiles.cert!, key: tlsFiles.key!, ca: tlsFiles.ca! } : undefined;
   const pullBool = (flag: Flag): boolean => {
     const value = parsed[flag];
     if (typeof value === 'boolean') return value;
@@ -152,6 +168,7 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
     thriftyAccepts: int('thrifty-accepts', 1, 0, 1) === 1,
     preallocateSegments: int('preallocate-segments', 1, 0, 1) === 1,
     peerSocketDir,
+    peerTls,
     // On (2 ms) since the TransferStream: streamed requests arrive a few at a time, and holding
     // a short queue for 2 ms measured x1.09-1.18 at 64 clients (docs/PERFORMANCE.md item 21).
     pacingHoldMs: int('pacing-hold-ms', 2, 0, 100),

@@ -27,6 +27,7 @@ import {
   type TransferInput,
 } from '../shard/shard-node.js';
 import { PeerTransport } from '../transport/peer-transport.js';
+import type { PeerTls } from '../security/peer-tls.js';
 import type { ReplicaConfig } from './replica-config.js';
 import { TxRouter } from './tx-router.js';
 import { ReplicaMetrics } from './replica-metrics.js';
@@ -63,6 +64,7 @@ export class Replica {
     node: ShardNode,
     readonly logger: Logger,
     readonly metrics: ReplicaMetrics,
+    peerTls: PeerTls | undefined,
   ) {
     this.node = node;
     this.itemsPerShard = config.topology.itemsPerShard;
@@ -72,6 +74,7 @@ export class Replica {
       config.peers,
       logger,
       config.peerSocketDir,
+      peerTls,
     );
     this.router = new TxRouter(config, this.transport);
     this.driver = this.makeDriver();
@@ -83,7 +86,7 @@ export class Replica {
     });
   }
 
-  static async open(config: ReplicaConfig, logger: Logger): Promise<Replica> {
+  static async open(config: ReplicaConfig, logger: Logger, peerTls?: PeerTls): Promise<Replica> {
     await mkdir(config.dataDir, { recursive: true });
     await lockDataDir(config.dataDir);
     await checkTopology(config);
@@ -156,7 +159,7 @@ export class Replica {
       },
       'recovered acceptor state',
     );
-    return new Replica(config, incarnation, log, node, logger, metrics);
+    return new Replica(config, incarnation, log, node, logger, metrics, peerTls);
   }
 
   start(): void {

@@ -17,10 +17,21 @@
 // drops what it held and is re-opened on the next send. A receiver writes one byte back every
 // second; a sender that hears nothing for LIVENESS_TIMEOUT_MS drops the connection and dials
 // again (resolving the name again), so a peer that came back at a new address is found.
+//
+// With peer TLS (`--peer-tls-*`, node/security/peer-tls.ts) a TCP connection opens with
+// PEER_TLS_MAGIC instead; the acceptor answers TLS_ACK and both run a TLS 1.3 handshake with
+// client certificates on the same socket (the ack keeps the dialer's ClientHello out of the
+// bytes the port sniffer read, so the acceptor hands the raw socket to TLS untouched). Frames
+// are read only once the peer's certificate is verified, and each must speak for that
+// certificate's identity (frameRefusal). A Unix socket peer stays plaintext: the socket lives
+// in the replicas' 0700 directory, so only this user can connect (docs/SECURITY.md).
 import net from 'node:net';
 import { join } from 'node:path';
+import type tls from 'node:tls';
 import type { Logger } from 'pino';
 import { PeerFrame, type PaxosMessage, type TxMessage } from '../gen/shardbank/v1/peer.js';
+import { frameRefusal, type ReplicaIdentity } from '../security/identity.js';
+import type { PeerTls } from '../security/peer-tls.js';
 import { NextTurn } from '../util/next-turn.js';
 
 /** Largest message on any replica connection (peer frames, client calls). */
@@ -28,6 +39,18 @@ export const MESSAGE_BYTES_MAX = 64 * 1024 * 1024;
 
 /** The first bytes of a peer connection; no HTTP/2 connection starts this way. */
 export const PEER_MAGIC = Buffer.from('SBPEER01', 'latin1');
+/** The first bytes of a peer connection that continues as TLS (same length as PEER_MAGIC). */
+export const PEER_TLS_MAGIC = Buffer.from('SBPEERT1', 'latin1');
+/** The acceptor's answer to PEER_TLS_MAGIC: the dialer starts its TLS handshake on it. */
+const TLS_ACK = Buffer.from([0x54]);
+
+/** How a peer connection arrived (from the shared port's sniffer). */
+export interface PeerConnectionKind {
+  /** It opened with PEER_TLS_MAGIC. */
+  tls: boolean;
+  /** It came through the Unix socket (authenticated by the directory's permissions). */
+  local: boolean;
+}
 
 /** Frames queued for a destination whose connection is not draining are dropped past this. */
 const BUFFERED_BYTES_MAX = 32 * 1024 * 1024;
@@ -35,6 +58,8 @@ const RECONNECT_BACKOFF_MS_MAX = 1000;
 const KEEPALIVE_INTERVAL_MS = 1000;
 const LIVENESS_TIMEOUT_MS = 5000;
 const KEEPALIVE_BYTE = Buffer.from([0]);
+/** The same refusal (reason and certificate) is logged at most this often. */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
 
 /** Longest Unix socket path the kernel takes (sun_path is 108 bytes with its terminating NUL). */
 export const UNIX_SOCKET_PATH_BYTES_MAX = 107;
@@ -57,12 +82,18 @@ export function peerSocketPathTooLong(
 }
 
 interface Destination {
+  shard: number;
+  ordinal: number;
   host: string;
   port: number;
   /** A Unix socket to dial instead of host:port (replicas sharing a socket directory). */
   socketPath: string | undefined;
   socket: net.Socket | undefined;
+  /** Frames may be written to `socket` (false while a TLS connection is being set up). */
+  writable: boolean;
   connected: boolean;
+  /** The last reason a TLS dial failed, logged once until it changes. */
+  lastRefusal: string | undefined;
   lastHeardMs: number;
   paxos: PaxosMessage[];
   tx: TxMessage[];
@@ -81,6 +112,8 @@ export class PeerTransport {
   private readonly flushNextTurn = new NextTurn(() => this.flush());
   private closed = false;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  /** Refusal -> when it was last logged and how often it happened since (a re-dialling peer). */
+  private readonly refusals = new Map<string, { loggedMs: number; since: number }>();
   framesSent = 0;
 
   constructor(
@@ -90,13 +123,100 @@ export class PeerTransport {
     private readonly logger: Logger,
     /** A directory where every peer listens on peerSocketPath(); TCP when undefined. */
     private readonly socketDirectory?: string,
+    /** Peer TLS: TCP connections both ways are TLS with verified identities. */
+    private readonly tls?: PeerTls,
   ) {}
 
   /**
-   * Takes over an accepted connection whose first bytes were PEER_MAGIC; `rest` holds what
-   * was read after the magic. Frames for another cluster close the connection.
+   * Takes over an accepted connection whose first bytes were PEER_MAGIC or PEER_TLS_MAGIC;
+   * `rest` holds what was read after the magic. Frames for another cluster close the
+   * connection; with peer TLS, so does a plaintext TCP peer or one whose certificate fails.
    */
-  acceptConnection(socket: net.Socket, rest: Buffer, sink: FrameSink): void {
+  acceptConnection(
+    socket: net.Socket,
+    rest: Buffer,
+    sink: FrameSink,
+    kind: PeerConnectionKind = { tls: false, local: false },
+  ): void {
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    const peer = kind.local ? 'unix socket' : `${socket.remoteAddress}:${socket.remotePort}`;
+    if (kind.tls) {
+      if (!this.tls || rest.length > 0) {
+        const message = this.tls
+          ? 'TLS peer connection sent bytes before the acknowledgement: closing the connection'
+          : 'TLS peer connection refused: this replica has no peer certificate (--peer-tls-cert)';
+        const repeats = this.refusalRepeats(`${message}|${socket.remoteAddress}`);
+        if (repeats !== undefined) this.logger.warn({ peer, repeats }, message);
+        socket.destroy();
+        return;
+      }
+      socket.setNoDelay(true);
+      socket.on('error', () => undefined);
+      this.tls.accept(socket, {
+        onIdentity: (secure, identity) => this.serveFrames(secure, Buffer.alloc(0), sink, identity),
+        onRefused: (secure, reason, certificate) => {
+          secure.destroy();
+          const repeats = this.refusalRepeats(`${reason}|${certificate.subjectAltName}|${certificate.subject}`);
+          if (repeats === undefined) return;
+          this.logger.warn(
+            {
+              peer,
+              subject: certificate.subject,
+              issuer: certificate.issuer,
+              san: certificate.subjectAltName ?? null,
+              repeats,
+            },
+            `peer refused: ${reason}`,
+          );
+        },
+        onFailed: (error) => {
+          const repeats = this.refusalRepeats(`${error.message}|${socket.remoteAddress}`);
+          if (repeats !== undefined)
+            this.logger.warn(
+              { peer, err: error.message, repeats },
+              'peer TLS handshake failed: closing the connection',
+            );
+        },
+      });
+      socket.write(TLS_ACK);
+      return;
+    }
+    if (this.tls && !kind.local) {
+      const message = 'plaintext peer connection refused: this replica requires TLS from its peers (--peer-tls-cert)';
+      const repeats = this.refusalRepeats(`${message}|${socket.remoteAddress}`);
+      if (repeats !== undefined) this.logger.warn({ peer, repeats }, message);
+      socket.destroy();
+      return;
+    }
+    this.serveFrames(socket, rest, sink, undefined);
+  }
+
+  /**
+   * undefined if this refusal was logged within REFUSAL_LOG_INTERVAL_MS (a refused peer
+   * re-dials every second); otherwise how often it happened since it was last logged.
+   */
+  private refusalRepeats(key: string): number | undefined {
+    const now = Date.now();
+    const seen = this.refusals.get(key);
+    if (seen && now - seen.loggedMs < REFUSAL_LOG_INTERVAL_MS) {
+      seen.since += 1;
+      return undefined;
+    }
+    if (this.refusals.size > 1000) this.refusals.clear();
+    this.refusals.set(key, { loggedMs: now, since: 0 });
+    return seen?.since ?? 0;
+  }
+
+  /** Reads frames from a peer; with an authenticated `identity`, each must speak for it. */
+  private serveFrames(
+    socket: net.Socket | tls.TLSSocket,
+    rest: Buffer,
+    sink: FrameSink,
+    identity: ReplicaIdentity | undefined,
+  ): void {
     if (this.closed) {
       socket.destroy();
       return;
@@ -125,6 +245,17 @@ export class PeerTransport {
         );
         socket.destroy();
         return false;
+      }
+      if (identity) {
+        const refusal = frameRefusal(frame, identity, this.self.shard);
+        if (refusal !== undefined) {
+          this.logger.warn(
+            { peer: `shard ${identity.shard} replica ${identity.ordinal}`, address: socket.remoteAddress },
+            `peer frame refused: ${refusal}: closing the connection`,
+          );
+          socket.destroy();
+          return false;
+        }
       }
       sink.onFrame(frame);
       return true;
@@ -175,11 +306,15 @@ export class PeerTransport {
       const socketPath =
         this.socketDirectory === undefined ? undefined : peerSocketPath(this.socketDirectory, shard, ordinal);
       destination = {
+        shard,
+        ordinal,
         host,
         port,
         socketPath,
         socket: undefined,
+        writable: false,
         connected: false,
+        lastRefusal: undefined,
         lastHeardMs: 0,
         paxos: [],
         tx: [],
@@ -209,7 +344,7 @@ export class PeerTransport {
       destination.tx = [];
       destination.forwarded = false;
       const socket = this.openConnection(destination);
-      if (!socket) continue;
+      if (!socket || !destination.writable) continue; // a TLS connection being set up: dropped
       if (socket.writableLength > BUFFERED_BYTES_MAX) continue; // the peer is not keeping up: drop
       const { frames, dropped } = encodeFramesWithinLimit(frame, MESSAGE_BYTES_MAX);
       if (dropped > 0)
@@ -229,34 +364,72 @@ export class PeerTransport {
     if (now - destination.lastOpenAttemptMs < backoff) return undefined;
     destination.lastOpenAttemptMs = now;
     destination.lastHeardMs = now;
-    const socket =
+    const peerTls = destination.socketPath === undefined ? this.tls : undefined;
+    const raw =
       destination.socketPath !== undefined
         ? net.connect({ path: destination.socketPath })
         : net.connect({ host: destination.host, port: destination.port, noDelay: true });
-    destination.socket = socket;
+    const address = destination.socketPath ?? `${destination.host}:${destination.port}`;
+    destination.socket = raw;
     destination.connected = false;
-    socket.write(PEER_MAGIC);
-    socket.on('connect', () => {
+    destination.writable = peerTls === undefined;
+    const onUp = (socket: net.Socket) => {
+      if (destination.socket !== socket) return;
       destination.connected = true;
+      destination.writable = true;
       destination.openFailures = 0;
       destination.lastHeardMs = Date.now();
+      destination.lastRefusal = undefined;
+    };
+    const watch = (socket: net.Socket, handshake: boolean) => {
+      socket.on('error', (error) => {
+        if (handshake && error.message !== destination.lastRefusal) {
+          // A certificate problem repeats on every re-dial: log it once until it changes.
+          destination.lastRefusal = error.message;
+          this.logger.warn({ peer: address, err: error.message }, 'peer TLS connection failed');
+        } else {
+          this.logger.debug({ peer: address, err: error.message }, 'peer connection failed');
+        }
+      });
+      socket.on('close', () => {
+        if (destination.socket !== socket) return;
+        if (!destination.connected) destination.openFailures += 1;
+        destination.socket = undefined;
+        destination.connected = false;
+        destination.writable = false;
+      });
+    };
+    if (!peerTls) {
+      raw.write(PEER_MAGIC);
+      raw.on('connect', () => onUp(raw));
+      raw.on('data', () => {
+        destination.lastHeardMs = Date.now();
+      });
+      watch(raw, false);
+      return raw;
+    }
+    raw.write(PEER_TLS_MAGIC);
+    watch(raw, false);
+    raw.once('data', (ack) => {
+      if (destination.socket !== raw) return;
+      raw.pause();
+      if (!ack.equals(TLS_ACK)) {
+        this.logger.warn({ peer: address }, 'peer did not acknowledge TLS (a replica without peer TLS?)');
+        raw.destroy();
+        return;
+      }
+      raw.removeAllListeners('close');
+      raw.removeAllListeners('error');
+      raw.on('error', () => undefined);
+      const secure = peerTls.connect(raw, { shard: destination.shard, ordinal: destination.ordinal });
+      destination.socket = secure;
+      secure.on('secureConnect', () => onUp(secure));
+      secure.on('data', () => {
+        destination.lastHeardMs = Date.now();
+      });
+      watch(secure, true);
     });
-    socket.on('data', () => {
-      destination.lastHeardMs = Date.now();
-    });
-    socket.on('error', (error) => {
-      this.logger.debug(
-        { peer: destination.socketPath ?? `${destination.host}:${destination.port}`, err: error.message },
-        'peer connection failed',
-      );
-    });
-    socket.on('close', () => {
-      if (destination.socket !== socket) return;
-      if (!destination.connected) destination.openFailures += 1;
-      destination.socket = undefined;
-      destination.connected = false;
-    });
-    return socket;
+    return raw;
   }
 
   /**

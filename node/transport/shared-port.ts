@@ -1,12 +1,12 @@
 // One listening port for everything a replica serves over TCP: the client API and health
 // (gRPC, HTTP/2) and the peer protocol (peer-transport.ts). The first bytes of a connection
-// decide: PEER_MAGIC makes it a peer stream; anything else (an HTTP/2 preface) is handed, with
+// decide: PEER_MAGIC (or PEER_TLS_MAGIC) makes it a peer stream; anything else (an HTTP/2 preface) is handed, with
 // the bytes already read, to the gRPC server through its connection injector. The same
 // listener may also accept on a Unix socket (peers on the same host; see peer-transport.ts).
 import { rmSync } from 'node:fs';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { PEER_MAGIC } from './peer-transport.js';
+import { PEER_MAGIC, PEER_TLS_MAGIC, type PeerConnectionKind } from './peer-transport.js';
 
 /** A connection that has not said what it is within this time is closed. */
 const SNIFF_TIMEOUT_MS = 10_000;
@@ -23,12 +23,12 @@ export async function listenSharedPort(
   host: string,
   port: number,
   grpcServer: grpc.Server,
-  onPeerConnection: (socket: net.Socket, rest: Buffer) => void,
+  onPeerConnection: (socket: net.Socket, rest: Buffer, kind: PeerConnectionKind) => void,
   unixSocketPath?: string,
 ): Promise<SharedPort> {
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const open = new Set<net.Socket>();
-  const onConnection = (socket: net.Socket) => {
+  const onConnection = (socket: net.Socket, local: boolean) => {
     open.add(socket);
     socket.on('close', () => open.delete(socket));
     socket.on('error', () => undefined);
@@ -37,13 +37,14 @@ export async function listenSharedPort(
     const onData = (chunk: Buffer) => {
       head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
       const compared = Math.min(head.length, PEER_MAGIC.length);
-      const peer = head.subarray(0, compared).equals(PEER_MAGIC.subarray(0, compared));
-      if (peer && head.length < PEER_MAGIC.length) return; // need more bytes to decide
+      const plain = head.subarray(0, compared).equals(PEER_MAGIC.subarray(0, compared));
+      const secure = head.subarray(0, compared).equals(PEER_TLS_MAGIC.subarray(0, compared));
+      if ((plain || secure) && head.length < PEER_MAGIC.length) return; // need more bytes to decide
       clearTimeout(timer);
       socket.off('data', onData);
       socket.pause();
-      if (peer) {
-        onPeerConnection(socket, head.subarray(PEER_MAGIC.length));
+      if (plain || secure) {
+        onPeerConnection(socket, head.subarray(PEER_MAGIC.length), { tls: secure, local });
       } else {
         socket.unshift(head);
         injector.injectConnection(socket);
@@ -51,14 +52,14 @@ export async function listenSharedPort(
     };
     socket.on('data', onData);
   };
-  const server = net.createServer(onConnection);
+  const server = net.createServer((socket) => onConnection(socket, false));
   await listen(server, (callback) => server.listen(port, host, callback));
   let unixServer: net.Server | undefined;
   if (unixSocketPath !== undefined) {
     // A socket file left by a replica that died is in the way; the data directory's lock
     // already ensures no other process is this replica.
     rmSync(unixSocketPath, { force: true });
-    const listening = net.createServer(onConnection);
+    const listening = net.createServer((socket) => onConnection(socket, true));
     try {
       await listen(listening, (callback) => listening.listen(unixSocketPath, callback));
     } catch (error) {

@@ -47,6 +47,8 @@ export interface ClusterOptions {
   natsUrl?: string;
   maxTransferAmount?: number;
   extraArgs?: string[];
+  /** Flags for one replica (e.g. its own certificate). */
+  replicaArgs?: (shard: number, ordinal: number) => string[];
   env?: Record<string, string>;
   /** Node flags for the replica processes (e.g. --cpu-prof for profiling runs). */
   nodeArgs?: string[];
@@ -129,6 +131,7 @@ export class ReplicaCluster {
       String(replica.httpPort),
       ...(this.options.natsUrl ? ['--nats-url', this.options.natsUrl] : []),
       ...(this.options.extraArgs ?? []),
+      ...(this.options.replicaArgs?.(replica.shard, replica.ordinal) ?? []),
       ...(process.env.SHARDBANK_TEST_REPLICA_ARGS ? process.env.SHARDBANK_TEST_REPLICA_ARGS.split(' ') : []),
     ];
     const log = createWriteStream(path.join(this.root, `s${replica.shard}-${replica.ordinal}.log`), { flags: 'a' });

@@ -1,0 +1,158 @@
+// The identity rules of peer mTLS (node/security/identity.ts), the replica's peer TLS flags,
+// and the socket directory check, without processes (test/replica/peer-tls.test.ts runs them
+// with real TLS and real replicas).
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PeerFrame, TxMessage } from '../../node/gen/shardbank/v1/peer.js';
+import { ConfigError, parseReplicaConfig } from '../../node/replica/replica-config.js';
+import {
+  authorizePeer,
+  clientIdentityUri,
+  frameRefusal,
+  parseIdentityUri,
+  replicaIdentityUri,
+} from '../../node/security/identity.js';
+import { privateDirectoryProblem } from '../../node/security/peer-tls.js';
+
+const policy = { namespace: 'default', cluster: 'bank', shards: 2, replicasPerShard: 3 };
+const san = (uri: string) => `URI:${uri}, DNS:localhost, IP Address:127.0.0.1`;
+
+describe('identity URIs', () => {
+  it('round-trips replica and client identities and rejects anything else', () => {
+    const replica = { namespace: 'default', cluster: 'bank', shard: 1, ordinal: 2 };
+    expect(replicaIdentityUri(replica)).toBe('shardbank://default/bank/shard/1/replica/2');
+    expect(parseIdentityUri(replicaIdentityUri(replica))).toEqual({ kind: 'replica', ...replica });
+    const client = { namespace: 'prod', cluster: 'bank', role: 'read' as const, name: 'reports' };
+    expect(parseIdentityUri(clientIdentityUri(client))).toEqual({ kind: 'client', ...client });
+    for (const bad of [
+      'https://default/bank/shard/1/replica/2',
+      'shardbank://default/bank/shard/01/replica/2',
+      'shardbank://default/bank/shard/1/replica/-1',
+      'shardbank://default/bank/shard/1/replica/2/extra',
+      'shardbank://Default/bank/shard/1/replica/2',
+      'shardbank://default/bank/client/admin/reports',
+      'shardbank://default/bank/client/read/',
+    ])
+      expect(parseIdentityUri(bad), bad).toBeUndefined();
+  });
+});
+
+describe('authorizePeer', () => {
+  it('accepts a member of the topology', () => {
+    expect(authorizePeer(san('shardbank://default/bank/shard/1/replica/2'), policy)).toEqual({
+      identity: { kind: 'replica', namespace: 'default', cluster: 'bank', shard: 1, ordinal: 2 },
+    });
+  });
+
+  it.each([
+    ['another cluster', 'shardbank://default/other/shard/0/replica/0', 'names cluster default/other'],
+    ['another namespace', 'shardbank://prod/bank/shard/0/replica/0', 'names cluster prod/bank'],
+    ['a shard outside the topology', 'shardbank://default/bank/shard/2/replica/0', 'names shard 2'],
+    ['an unknown ordinal', 'shardbank://default/bank/shard/0/replica/3', 'names replica 3'],
+    ['a client', 'shardbank://default/bank/client/transfer/app', 'names a client'],
+  ])('refuses %s', (_name, uri, reason) => {
+    const verdict = authorizePeer(san(uri), policy);
+    expect('refused' in verdict && verdict.refused).toContain(reason);
+  });
+
+  it('refuses a certificate with no identity or two', () => {
+    expect(authorizePeer('DNS:localhost', policy)).toEqual({
+      refused: 'the certificate names 0 shardbank identities, expected one',
+    });
+    const two = 'URI:shardbank://default/bank/shard/0/replica/0, URI:shardbank://default/bank/shard/0/replica/1';
+    expect(authorizePeer(two, policy)).toEqual({
+      refused: 'the certificate names 2 shardbank identities, expected one',
+    });
+  });
+});
+
+describe('frameRefusal', () => {
+  const peer = { namespace: 'default', cluster: 'bank', shard: 1, ordinal: 2 };
+  const tx = (fromShard: number, fromOrdinal: number): TxMessage => ({
+    fromShard,
+    toShard: 0,
+    fromOrdinal,
+    body: { $case: 'inquiry', inquiry: { txid: undefined } } as TxMessage['body'],
+  });
+  const frame = (over: Partial<PeerFrame>): PeerFrame => ({
+    cluster: 'bank',
+    paxos: [],
+    tx: [],
+    senderShard: 1,
+    senderOrdinal: 2,
+    forwarded: false,
+    ...over,
+  });
+  const paxos = [{ shard: 1, from: 2, to: 0, ballot: { round: 1, ordinal: 2 }, body: undefined }];
+
+  it('accepts frames that speak for the connection', () => {
+    expect(frameRefusal(frame({ tx: [tx(1, 2)] }), peer, 0)).toBeUndefined();
+    expect(frameRefusal(frame({ paxos }), peer, 1)).toBeUndefined();
+    expect(frameRefusal(frame({ tx: [tx(0, 1)], forwarded: true }), peer, 1)).toBeUndefined();
+  });
+
+  it('refuses a frame claiming another sender', () => {
+    expect(frameRefusal(frame({ senderOrdinal: 0 }), peer, 0)).toContain('claims to come from shard 1 replica 0');
+    expect(frameRefusal(frame({ senderShard: 0 }), peer, 0)).toContain('claims to come from shard 0 replica 2');
+  });
+
+  it('refuses Paxos messages from another shard', () => {
+    expect(frameRefusal(frame({ paxos }), peer, 0)).toBe('Paxos messages from shard 1, this replica is in shard 0');
+  });
+
+  it('refuses a 2PC message naming another sender, and forwarding from another shard', () => {
+    expect(frameRefusal(frame({ tx: [tx(1, 2), tx(1, 0)] }), peer, 0)).toContain(
+      'a 2PC message claims to come from shard 1 replica 0',
+    );
+    expect(frameRefusal(frame({ tx: [tx(0, 1)], forwarded: true }), peer, 0)).toBe(
+      'forwarded 2PC messages from shard 1',
+    );
+  });
+});
+
+describe('replica peer TLS flags', () => {
+  const base = ['--cluster', 'bank', '--shard', '0', '--ordinal', '0', '--shards', '1', '--replicas-per-shard', '1'];
+  const peers = ['--peers', '127.0.0.1:50051'];
+
+  it('takes all three files or none', () => {
+    expect(parseReplicaConfig([...base, ...peers], {}).peerTls).toBeUndefined();
+    const files = ['--peer-tls-cert', 'c.crt', '--peer-tls-key', 'c.key', '--peer-tls-ca', 'ca.crt'];
+    expect(parseReplicaConfig([...base, ...peers, ...files], {}).peerTls).toEqual({
+      cert: 'c.crt',
+      key: 'c.key',
+      ca: 'ca.crt',
+    });
+    expect(() => parseReplicaConfig([...base, ...peers, '--peer-tls-cert', 'c.crt'], {})).toThrow(
+      new ConfigError(
+        'peer TLS needs --peer-tls-cert, --peer-tls-key and --peer-tls-ca; missing --peer-tls-key, --peer-tls-ca',
+      ),
+    );
+  });
+
+  it('reads them from the environment too', () => {
+    const env = { SHARDBANK_PEER_TLS_CERT: 'a', SHARDBANK_PEER_TLS_KEY: 'b', SHARDBANK_PEER_TLS_CA: 'c' };
+    expect(parseReplicaConfig([...base, ...peers], env).peerTls).toEqual({ cert: 'a', key: 'b', ca: 'c' });
+  });
+});
+
+describe('privateDirectoryProblem', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'shardbank-sockets-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('accepts a 0700 directory of this user and refuses one open to others', async () => {
+    await chmod(dir, 0o700);
+    expect(privateDirectoryProblem(dir)).toBeUndefined();
+    await chmod(dir, 0o755);
+    expect(privateDirectoryProblem(dir)).toBe(
+      `--peer-socket-dir ${dir} has mode 755: with peer TLS it must be 0700 (its sockets skip TLS)`,
+    );
+    expect(privateDirectoryProblem(path.join(dir, 'missing'))).toContain('ENOENT');
+  });
+});
