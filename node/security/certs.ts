@@ -83,29 +83,12 @@ export async function ensureCa(directory: string, commonName: string): Promise<{
   const key = path.join(directory, 'ca.key');
   if ((await exists(cert)) && (await exists(key))) return { cert, key };
   await writeKey(key);
-  await withConfig(
-    ['basicConstraints = critical, CA:TRUE', 'keyUsage = critical, keyCertSign, cRLSign'],
-    async (config) => {
-      await openssl([
-        'req',
-        '-x509',
-        '-new',
-        '-config',
-        config,
-        '-extensions',
-        'ext',
-        '-key',
-        key,
-        '-subj',
-        subject(commonName),
-        '-days',
-        String(CA_DAYS),
-        '-sha256',
-        '-out',
-        cert,
-      ]);
-    },
-  );
+  await reqX509(['basicConstraints = critical, CA:TRUE', 'keyUsage = critical, keyCertSign, cRLSign'], {
+    key,
+    commonName,
+    days: CA_DAYS,
+    out: cert,
+  });
   return { cert, key };
 }
 
@@ -147,41 +130,50 @@ export async function issueLeaf(
     ...(request.server ? ['DNS:localhost', 'IP:127.0.0.1', 'IP:::1'] : []),
     ...(request.dnsNames ?? []).map((dns) => `DNS:${dns}`),
   ];
-  await withConfig(
+  const staged = `${cert}.new`;
+  await reqX509(
     [
       'basicConstraints = critical, CA:FALSE',
       'keyUsage = critical, digitalSignature',
       `extendedKeyUsage = ${request.server ? 'serverAuth, clientAuth' : 'clientAuth'}`,
       `subjectAltName = ${san.join(', ')}`,
     ],
-    async (config) => {
-      const staged = `${cert}.new`;
-      await openssl([
-        'req',
-        '-x509',
-        '-new',
-        '-config',
-        config,
-        '-extensions',
-        'ext',
-        '-key',
-        key,
-        '-CA',
-        ca.cert,
-        '-CAkey',
-        ca.key,
-        '-subj',
-        subject(request.commonName),
-        '-days',
-        String(request.days ?? LEAF_DAYS),
-        '-sha256',
-        '-out',
-        staged,
-      ]);
-      // A rename, so a replica re-reading the files never sees half a certificate.
-      await run('mv', ['-f', staged, cert]);
-    },
+    { key, commonName: request.commonName, days: request.days ?? LEAF_DAYS, out: staged, issuer: ca },
   );
+  // A rename, so a replica re-reading the files never sees half a certificate.
+  await run('mv', ['-f', staged, cert]);
+}
+
+/**
+ * `openssl req -x509 -new` with `extensions`: self-signed, or signed by `issuer` (-CA/-CAkey).
+ * The one place the CA and the leaf certificates are made.
+ */
+async function reqX509(
+  extensions: string[],
+  cert: { key: string; commonName: string; days: number; out: string; issuer?: { cert: string; key: string } },
+): Promise<void> {
+  const issuer = cert.issuer ? ['-CA', cert.issuer.cert, '-CAkey', cert.issuer.key] : [];
+  await withConfig(extensions, async (config) => {
+    await openssl([
+      'req',
+      '-x509',
+      '-new',
+      '-config',
+      config,
+      '-extensions',
+      'ext',
+      '-key',
+      cert.key,
+      ...issuer,
+      '-subj',
+      subject(cert.commonName),
+      '-days',
+      String(cert.days),
+      '-sha256',
+      '-out',
+      cert.out,
+    ]);
+  });
 }
 
 async function writeKey(file: string): Promise<void> {
