@@ -66,9 +66,9 @@ const OPTIONS = {
   'thrifty-accepts': { type: 'string' },
   'preallocate-segments': { type: 'string' },
   'peer-socket-dir': { type: 'string' },
-  'peer-tls-cert': { type: 'string' },
-  'peer-tls-key': { type: 'string' },
-  'peer-tls-ca': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'tls-ca': { type: 'string' },
   'pacing-hold-ms': { type: 'string' },
   'pacing-min-waiters': { type: 'string' },
   'pacing-target-commands': { type: 'string' },
@@ -129,15 +129,13 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
       `--peer-socket-dir ${peerSocketDir}: socket paths such as ${tooLong} are longer than ${UNIX_SOCKET_PATH_BYTES_MAX} bytes`,
     );
   }
-  const tlsFiles = { cert: get('peer-tls-cert'), key: get('peer-tls-key'), ca: get('peer-tls-ca') };
+  const tlsFiles = { cert: get('tls-cert'), key: get('tls-key'), ca: get('tls-ca') };
   const tlsGiven = Object.entries(tlsFiles).filter(([, file]) => file !== undefined);
   if (tlsGiven.length > 0 && tlsGiven.length < 3) {
     const missing = Object.entries(tlsFiles)
       .filter(([, file]) => file === undefined)
-      .map(([name]) => `--peer-tls-${name}`);
-    throw new ConfigError(
-      `peer TLS needs --peer-tls-cert, --peer-tls-key and --peer-tls-ca; missing ${missing.join(', ')}`,
-    );
+      .map(([name]) => `--tls-${name}`);
+    throw new ConfigError(`TLS needs --tls-cert, --tls-key and --tls-ca; missing ${missing.join(', ')}`);
   }
   const peerTls = tlsGiven.length === 3 ? { cert: tlsFiles.cert!, key: tlsFiles.key!, ca: tlsFiles.ca! } : undefined;
   const pullBool = (flag: Flag): boolean => {

@@ -65,9 +65,9 @@ export class PeerTls {
       }
     };
     return {
-      cert: read('--peer-tls-cert', files.cert),
-      key: read('--peer-tls-key', files.key),
-      ca: read('--peer-tls-ca', files.ca),
+      cert: read('--tls-cert', files.cert),
+      key: read('--tls-key', files.key),
+      ca: read('--tls-ca', files.ca),
     };
   }
 
@@ -76,7 +76,7 @@ export class PeerTls {
       return tls.createSecureContext({ ...options, minVersion: 'TLSv1.3' });
     } catch (error) {
       throw new Error(
-        `--peer-tls-cert ${files.cert} / --peer-tls-key ${files.key} / --peer-tls-ca ${files.ca}: ${(error as Error).message}`,
+        `--tls-cert ${files.cert} / --tls-key ${files.key} / --tls-ca ${files.ca}: ${(error as Error).message}`,
       );
     }
   }

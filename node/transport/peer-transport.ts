@@ -18,7 +18,7 @@
 // second; a sender that hears nothing for LIVENESS_TIMEOUT_MS drops the connection and dials
 // again (resolving the name again), so a peer that came back at a new address is found.
 //
-// With peer TLS (`--peer-tls-*`, node/security/peer-tls.ts) a TCP connection opens with
+// With peer TLS (`--tls-*`, node/security/peer-tls.ts) a TCP connection opens with
 // PEER_TLS_MAGIC instead; the acceptor answers TLS_ACK and both run a TLS 1.3 handshake with
 // client certificates on the same socket (the ack keeps the dialer's ClientHello out of the
 // bytes the port sniffer read, so the acceptor hands the raw socket to TLS untouched). Frames
@@ -147,7 +147,7 @@ export class PeerTransport {
       if (!this.tls || rest.length > 0) {
         const message = this.tls
           ? 'TLS peer connection sent bytes before the acknowledgement: closing the connection'
-          : 'TLS peer connection refused: this replica has no peer certificate (--peer-tls-cert)';
+          : 'TLS peer connection refused: this replica has no peer certificate (--tls-cert)';
         const repeats = this.refusalRepeats(`${message}|${socket.remoteAddress}`);
         if (repeats !== undefined) this.logger.warn({ peer, repeats }, message);
         socket.destroy();
@@ -185,7 +185,7 @@ export class PeerTransport {
       return;
     }
     if (this.tls && !kind.local) {
-      const message = 'plaintext peer connection refused: this replica requires TLS from its peers (--peer-tls-cert)';
+      const message = 'plaintext peer connection refused: this replica requires TLS from its peers (--tls-cert)';
       const repeats = this.refusalRepeats(`${message}|${socket.remoteAddress}`);
       if (repeats !== undefined) this.logger.warn({ peer, repeats }, message);
       socket.destroy();

@@ -29,7 +29,7 @@ describe('cross-shard transfers over peer mTLS (2 shards x 3 replicas)', () => {
       topology,
       replicaArgs: (shard, ordinal) => {
         const files = certs.replicas[shard]![ordinal]!;
-        return ['--peer-tls-cert', files.cert, '--peer-tls-key', files.key, '--peer-tls-ca', files.ca];
+        return ['--tls-cert', files.cert, '--tls-key', files.key, '--tls-ca', files.ca];
       },
     });
     await cluster.waitForLeaders();

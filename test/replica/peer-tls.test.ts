@@ -1,5 +1,5 @@
 // Peer mTLS with real certificates (openssl) and real replica processes: a shard of three
-// replicas with --peer-tls-* commits transfers; peers that are not members of its topology
+// replicas with --tls-* commits transfers; peers that are not members of its topology
 // (another CA, another cluster, a shard or ordinal outside the topology, a client
 // certificate, no certificate, plaintext) and an authenticated peer whose frames claim
 // another sender are refused, logged, and change nothing; the shard keeps committing.
@@ -173,7 +173,7 @@ describe('peer mTLS between replica processes', () => {
       topology,
       replicaArgs: (shard, ordinal) => {
         const files = certs.replicas[shard]![ordinal]!;
-        return ['--peer-tls-cert', files.cert, '--peer-tls-key', files.key, '--peer-tls-ca', files.ca];
+        return ['--tls-cert', files.cert, '--tls-key', files.key, '--tls-ca', files.ca];
       },
     });
     await cluster.waitForLeaders();
@@ -279,8 +279,8 @@ describe('peer mTLS between replica processes', () => {
         ...['--cluster', 'test', '--shard', '0', '--ordinal', '3', '--shards', '1', '--replicas-per-shard', '5'],
         ...['--items-per-shard', '20', '--initial-balance', '100', '--peers', peers.join(',')],
         ...['--data-dir', dataDir, '--listen-host', '127.0.0.1', '--grpc-port', String(port3)],
-        ...['--http-port', String(http), '--peer-tls-cert', files.cert, '--peer-tls-key', files.key],
-        ...['--peer-tls-ca', ca.cert],
+        ...['--http-port', String(http), '--tls-cert', files.cert, '--tls-key', files.key],
+        ...['--tls-ca', ca.cert],
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -319,7 +319,7 @@ describe('peer mTLS between replica processes', () => {
         REPLICA_MAIN,
         ...['--cluster', 'test', '--shard', '0', '--ordinal', '0', '--shards', '1', '--replicas-per-shard', '1'],
         ...['--peers', '127.0.0.1:1', '--data-dir', path.join(sockets, 'data'), '--peer-socket-dir', sockets],
-        ...['--peer-tls-cert', `${files}.crt`, '--peer-tls-key', `${files}.key`, '--peer-tls-ca', ca.cert],
+        ...['--tls-cert', `${files}.crt`, '--tls-key', `${files}.key`, '--tls-ca', ca.cert],
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );

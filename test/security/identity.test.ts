@@ -118,21 +118,19 @@ describe('replica peer TLS flags', () => {
 
   it('takes all three files or none', () => {
     expect(parseReplicaConfig([...base, ...peers], {}).peerTls).toBeUndefined();
-    const files = ['--peer-tls-cert', 'c.crt', '--peer-tls-key', 'c.key', '--peer-tls-ca', 'ca.crt'];
+    const files = ['--tls-cert', 'c.crt', '--tls-key', 'c.key', '--tls-ca', 'ca.crt'];
     expect(parseReplicaConfig([...base, ...peers, ...files], {}).peerTls).toEqual({
       cert: 'c.crt',
       key: 'c.key',
       ca: 'ca.crt',
     });
-    expect(() => parseReplicaConfig([...base, ...peers, '--peer-tls-cert', 'c.crt'], {})).toThrow(
-      new ConfigError(
-        'peer TLS needs --peer-tls-cert, --peer-tls-key and --peer-tls-ca; missing --peer-tls-key, --peer-tls-ca',
-      ),
+    expect(() => parseReplicaConfig([...base, ...peers, '--tls-cert', 'c.crt'], {})).toThrow(
+      new ConfigError('peer TLS needs --tls-cert, --tls-key and --tls-ca; missing --tls-key, --tls-ca'),
     );
   });
 
   it('reads them from the environment too', () => {
-    const env = { SHARDBANK_PEER_TLS_CERT: 'a', SHARDBANK_PEER_TLS_KEY: 'b', SHARDBANK_PEER_TLS_CA: 'c' };
+    const env = { SHARDBANK_TLS_CERT: 'a', SHARDBANK_TLS_KEY: 'b', SHARDBANK_TLS_CA: 'c' };
     expect(parseReplicaConfig([...base, ...peers], env).peerTls).toEqual({ cert: 'a', key: 'b', ca: 'c' });
   });
 });

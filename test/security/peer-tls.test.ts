@@ -70,13 +70,13 @@ describe('PeerTls', () => {
   it('names the flag of a missing or bad file, and keeps the old files on a bad reload', async () => {
     const files = certs.replicas[0]![0]!;
     expect(() => new PeerTls({ ...files, key: path.join(dir, 'missing.key') }, policy)).toThrow(
-      /^--peer-tls-key .*missing\.key: ENOENT/,
+      /^--tls-key .*missing\.key: ENOENT/,
     );
     const copy = path.join(dir, 'copy.crt');
     await copyFile(files.cert, copy);
     const tls = new PeerTls({ ...files, cert: copy }, policy);
     tls.reload();
     await writeFile(copy, 'not a certificate');
-    expect(() => tls.reload()).toThrow(/^--peer-tls-cert .*copy\.crt/);
+    expect(() => tls.reload()).toThrow(/^--tls-cert .*copy\.crt/);
   });
 });
