@@ -125,7 +125,7 @@ describe('replica peer TLS flags', () => {
       ca: 'ca.crt',
     });
     expect(() => parseReplicaConfig([...base, ...peers, '--tls-cert', 'c.crt'], {})).toThrow(
-      new ConfigError('peer TLS needs --tls-cert, --tls-key and --tls-ca; missing --tls-key, --tls-ca'),
+      new ConfigError('TLS needs --tls-cert, --tls-key and --tls-ca; missing --tls-key, --tls-ca'),
     );
   });
 
