@@ -941,12 +941,20 @@ function failureOutcome(error: CallError): Pick<TransferResult, 'outcome' | 'mes
   const outcome: TransferOutcome =
     error.codeName === 'INVALID_ARGUMENT'
       ? 'INVALID_ARGUMENT'
-      : error.codeName === 'FAILED_PRECONDITION'
+      : // Refused credentials or rights: definitely not run (errorCode says which).
+        error.codeName === 'FAILED_PRECONDITION' ||
+          error.codeName === 'UNAUTHENTICATED' ||
+          error.codeName === 'PERMISSION_DENIED'
         ? 'FAILED_PRECONDITION'
         : error.codeName === 'ABORTED'
           ? 'ABORTED'
           : 'UNKNOWN';
-  return { outcome, message: error.details, errorCode: codeName(error.code) };
+  const refused = error.codeName === 'UNAUTHENTICATED' || error.codeName === 'PERMISSION_DENIED';
+  return {
+    outcome,
+    message: refused ? `${error.codeName}: ${error.details}` : error.details,
+    errorCode: codeName(error.code),
+  };
 }
 
 function batchEntryOutcome(outcome: Outcome): TransferOutcome {
