@@ -190,9 +190,6 @@ export function clientIdAllowed(name: string, clientId: string): boolean {
   return clientId === name || (clientId.length > name.length + 1 && clientId.startsWith(`${name}/`));
 }
 
-/** Connections without TLS when the cluster requires it: every call gets this refusal. */
-export const PLAINTEXT_REFUSAL = REQUIRES_TLS;
-
 /** The key grpc-js's `call.getPeer()` gives for this connection: `<address>:<port>`. */
 function connectionKey(socket: net.Socket): string {
   return `${socket.remoteAddress}:${socket.remotePort}`;
