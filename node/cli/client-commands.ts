@@ -253,6 +253,7 @@ export async function statusCommand(argv: readonly string[], io: CliIo): Promise
           ...(statusJson(view, target.book !== undefined) as object),
           healthy: problems.length === 0,
           problems,
+          security: target.options.tls === undefined ? 'insecure' : 'tls',
         }),
       );
       if (!answered) reportError(io, 'status', new UnavailableError(NO_ANSWER), true);

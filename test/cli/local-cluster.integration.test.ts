@@ -74,6 +74,7 @@ async function poll<T>(what: string, deadlineMs: number, probe: () => Promise<T 
 
 interface StatusJson {
   cluster: string;
+  security: 'tls' | 'insecure';
   shards: {
     shard: number;
     items: [number, number];
@@ -209,6 +210,7 @@ describe('shardbank local cluster (real processes)', () => {
       return current.shards.every((s) => s.leader !== null) ? current : undefined;
     });
     expect(status.cluster).toBe('local');
+    expect(status.security).toBe('tls');
     // One replica's address is enough: the CLI learns the rest from its ClusterStatus. The
     // cluster runs TLS: without --ca/--cert/--key the call is refused and says why.
     const remote = ['balance', '2001', '5001', '--json', '--endpoints', status.shards[2]!.replicas[1]!.address];
@@ -407,6 +409,8 @@ describe('shardbank local cluster (real processes)', () => {
       const transfer = await run(['transfer', '1', '2', '1', '--json']);
       expect(transfer.code, describeRun(transfer)).toBe(0);
       expect(JSON.parse(transfer.stdout).outcome).toBe('COMMITTED');
+      const statusJson = await run(['status', '--json']);
+      expect(JSON.parse(statusJson.stdout).security).toBe('insecure');
       const status = await run(['status']);
       expect(status.stdout.split('\n')[0]).toBe(
         `cluster plain (local, ${insecureDir}) INSECURE (plaintext, no authentication)`,
