@@ -39,6 +39,11 @@ export interface AddressBook {
   supervisorLog: string | null;
   stateDir: string;
   startedAtMs: number | null;
+  /**
+   * How clients and peers talk (docs/SECURITY.md): 'tls' (certificates in <stateDir>/certs) or
+   * 'insecure' (`up --insecure`); absent in books written before TLS (plaintext).
+   */
+  security?: 'tls' | 'insecure';
 }
 
 export class AddressBookError extends Error {

@@ -31,6 +31,7 @@ import { describeTopology, manifestTopology, sameTopology } from './manifest.js'
 import { findNatsServer, NATS_INSTALL_HELP } from './nats-binary.js';
 import { freePorts, isPortFree, LOOPBACK_HOST, waitForPort } from './ports.js';
 import { SupervisedProcess } from './supervised-process.js';
+import { ensureClusterCertificates } from '../security/certs.js';
 
 export const NATS_READY_TIMEOUT_MS = 15_000;
 export const LOCK_FILE = 'supervisor.lock';
@@ -48,6 +49,8 @@ export interface SupervisorOptions {
   readonly replicaMain: string;
   readonly logLevel?: string;
   readonly log: (line: string) => void;
+  /** TLS for clients and peers with certificates in <stateDir>/certs (default), or plaintext. */
+  readonly security?: 'tls' | 'insecure';
 }
 
 /** Refuses a state dir whose cluster is running, or whose data was written for another cluster or topology. */
@@ -139,6 +142,8 @@ export class LocalSupervisor {
     acquireLock(stateDir);
     try {
       const book = await planAddressBook(options);
+      book.security = options.security ?? 'tls';
+      if (book.security === 'tls') await ensureLocalCertificates(stateDir, book);
       const supervisor = new LocalSupervisor(book, options);
       const marker: DataMarker = { cluster: book.cluster, topology: book.topology, incarnation: book.incarnation };
       writeFileSync(join(stateDir, 'data', TOPOLOGY_MARKER_FILE), `${JSON.stringify(marker, null, 2)}\n`);
@@ -271,6 +276,7 @@ export class LocalSupervisor {
       this.options.logLevel ?? 'info',
     ];
     if (book.natsUrl) args.push('--nats-url', book.natsUrl);
+    args.push(...replicaSecurityArgs(this.options.stateDir, book, entry));
     const socketDirectory = this.peerSocketDirectory();
     if (socketDirectory !== undefined) args.push('--peer-socket-dir', socketDirectory);
     return args;
@@ -370,6 +376,30 @@ async function planAddressBook(options: SupervisorOptions): Promise<AddressBook>
     stateDir,
     startedAtMs: Date.now(),
   };
+}
+
+/**
+ * The CA, every replica's certificate and the CLI's admin client certificate (role transfer)
+ * in <stateDir>/certs, made where missing (docs/SECURITY.md).
+ */
+async function ensureLocalCertificates(stateDir: string, book: AddressBook): Promise<void> {
+  await ensureClusterCertificates(
+    join(stateDir, 'certs'),
+    {
+      namespace: book.namespace,
+      cluster: book.cluster,
+      shards: book.topology.shards,
+      replicasPerShard: book.topology.replicasPerShard,
+    },
+    { admin: 'transfer' },
+  );
+}
+
+/** `--tls-*` with the replica's own certificate, or `--insecure`. */
+function replicaSecurityArgs(stateDir: string, book: AddressBook, entry: ReplicaEntry): string[] {
+  if (book.security !== 'tls') return ['--insecure'];
+  const file = join(stateDir, 'certs', `replica-s${entry.shard}-${entry.ordinal}`);
+  return ['--tls-cert', `${file}.crt`, '--tls-key', `${file}.key`, '--tls-ca', join(stateDir, 'certs', 'ca.crt')];
 }
 
 async function checkPortsFree(ports: readonly number[], stateDir: string): Promise<void> {

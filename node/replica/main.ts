@@ -9,6 +9,9 @@ import { LeaderAnnouncer, LeaderWatcher } from '../discovery/index.js';
 import { MESSAGE_BYTES_MAX, peerSocketPath } from '../transport/peer-transport.js';
 import { listenSharedPort } from '../transport/shared-port.js';
 import { PeerTls, privateDirectoryProblem } from '../security/peer-tls.js';
+import { ClientTls } from '../security/client-tls.js';
+import { authorizePeer } from '../security/identity.js';
+import { loadClientTls, tlsChannelCredentials, tlsChannelOptions, type LoadedClientTls } from '../client/tls.js';
 import { ConfigError, parseReplicaConfig, type ReplicaConfig } from './replica-config.js';
 import { Replica } from './replica.js';
 import { BankService } from './bank-service.js';
@@ -33,15 +36,20 @@ async function main(): Promise<void> {
     base: { cluster: config.cluster, shard: config.shard, replica: config.ordinal },
   });
   let peerTls: PeerTls | undefined;
+  let clientTls: ClientTls | undefined;
+  /** The replica's own certificate as a gRPC client (the Forwarder), re-read on SIGHUP. */
+  let forwarderTls: LoadedClientTls | undefined;
+  const policy = {
+    namespace: config.namespace,
+    cluster: config.cluster,
+    shards: config.topology.shards,
+    replicasPerShard: config.topology.replicasPerShard,
+  };
+  const tlsFlags = { ca: '--tls-ca', cert: '--tls-cert', key: '--tls-key' };
   try {
-    peerTls = config.peerTls
-      ? new PeerTls(config.peerTls, {
-          namespace: config.namespace,
-          cluster: config.cluster,
-          shards: config.topology.shards,
-          replicasPerShard: config.topology.replicasPerShard,
-        })
-      : undefined;
+    peerTls = config.peerTls ? new PeerTls(config.peerTls, policy) : undefined;
+    clientTls = config.peerTls ? new ClientTls(config.peerTls, policy) : undefined;
+    forwarderTls = config.peerTls ? loadClientTls(config.peerTls, tlsFlags) : undefined;
     const problem = peerTls && config.peerSocketDir ? privateDirectoryProblem(config.peerSocketDir) : undefined;
     if (problem) throw new Error(problem);
   } catch (error) {
@@ -50,8 +58,18 @@ async function main(): Promise<void> {
   }
   const replica = await Replica.open(config, logger, peerTls);
   const advertised = config.peers[config.shard]![config.ordinal]!;
-  const forwarder = new Forwarder(config.peers);
-  const service = new BankService(replica, forwarder, advertised);
+  // Another replica is checked by its SAN URI (a member of this cluster), not by the host name
+  // it was dialled with: the same rule as the peer protocol's dialer.
+  const replicaServerIdentity = (_host: string, certificate: { subjectaltname?: string }) => {
+    const verdict = authorizePeer(certificate.subjectaltname, policy);
+    return 'refused' in verdict ? new Error(`replica certificate refused: ${verdict.refused}`) : undefined;
+  };
+  const forwarder = new Forwarder(
+    config.peers,
+    forwarderTls ? () => tlsChannelCredentials(forwarderTls!, replicaServerIdentity) : undefined,
+    forwarderTls ? tlsChannelOptions : undefined,
+  );
+  const service = new BankService(replica, forwarder, advertised, clientTls);
 
   const server = new grpc.Server({
     'grpc.max_receive_message_length': MESSAGE_BYTES_MAX,
@@ -63,12 +81,18 @@ async function main(): Promise<void> {
   });
   server.addService(BankServiceDefinition, service.implementation());
   const health: HealthServer = {
-    check: (_call, callback) =>
+    check: (call, callback) => {
+      const refusal = clientTls?.refusal(call.getPeer(), 'read', []);
+      if (refusal) {
+        callback({ code: refusal.code, details: refusal.message });
+        return;
+      }
       callback(null, {
         status: service.isReady()
           ? HealthCheckResponse_ServingStatus.SERVING
           : HealthCheckResponse_ServingStatus.NOT_SERVING,
-      }),
+      });
+    },
   };
   server.addService(HealthService, health);
   const peerSocket =
@@ -79,6 +103,7 @@ async function main(): Promise<void> {
     server,
     (socket, rest, kind) => replica.transport.acceptConnection(socket, rest, replica, kind),
     peerSocket,
+    clientTls,
   );
   const grpcPort = listener.port;
   const http = await startHttpServer(replica, service, config.listenHost, config.httpPort);
@@ -91,6 +116,7 @@ async function main(): Promise<void> {
       httpPort: (http.address() as { port: number }).port,
       nats: config.natsUrl ?? null,
       peerTls: peerTls ? 'on' : 'off (plaintext peers)',
+      clientTls: clientTls ? 'on' : config.insecure ? 'off (--insecure)' : 'off (plaintext clients)',
       incarnation: replica.incarnation,
     },
     'replica started',
@@ -120,14 +146,19 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
-  if (peerTls) {
-    // Rotation: new peer connections use the re-read files; open ones keep their certificate.
+  if (peerTls && clientTls) {
+    // Rotation: new peer and client connections use the re-read files, and new forwarding
+    // channels the new certificate; open connections keep theirs.
     process.on('SIGHUP', () => {
       try {
         peerTls.reload();
+        clientTls.reload();
+        forwarderTls = loadClientTls(config.peerTls!, tlsFlags);
+        forwarder.renewChannels();
         logger.info('peer TLS files re-read');
+        logger.info('client TLS files re-read');
       } catch (error) {
-        logger.error({ err: (error as Error).message }, 'peer TLS files not re-read: keeping the old ones');
+        logger.error({ err: (error as Error).message }, 'TLS files not re-read: keeping the old ones');
       }
     });
   }

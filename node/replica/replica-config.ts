@@ -34,8 +34,13 @@ export interface ReplicaConfig {
   preallocateSegments: boolean;
   /** Every replica of the cluster listens for peers in this directory too (same host only). */
   peerSocketDir: string | undefined;
-  /** Peer TLS (docs/SECURITY.md): all three files, or none (plaintext peers). */
+  /**
+   * TLS (docs/SECURITY.md): all three files, or none. The one replica certificate serves the
+   * peer protocol (mTLS) and the gRPC client API (TLS, clients authenticated by certificate).
+   */
   peerTls: { cert: string; key: string; ca: string } | undefined;
+  /** `--insecure`: plaintext peers and clients, said explicitly (today also the default). */
+  insecure: boolean;
 }
 
 export class ConfigError extends Error {
@@ -69,6 +74,7 @@ const OPTIONS = {
   'tls-cert': { type: 'string' },
   'tls-key': { type: 'string' },
   'tls-ca': { type: 'string' },
+  insecure: { type: 'boolean' },
   'pacing-hold-ms': { type: 'string' },
   'pacing-min-waiters': { type: 'string' },
   'pacing-target-commands': { type: 'string' },
@@ -131,6 +137,17 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
   }
   const tlsFiles = { cert: get('tls-cert'), key: get('tls-key'), ca: get('tls-ca') };
   const tlsGiven = Object.entries(tlsFiles).filter(([, file]) => file !== undefined);
+  const pullBool = (flag: Flag): boolean => {
+    const value = parsed[flag];
+    if (typeof value === 'boolean') return value;
+    const fromEnv = env[`SHARDBANK_${flag.toUpperCase().replaceAll('-', '_')}`];
+    return fromEnv === 'true' || fromEnv === '1';
+  };
+  const insecure = pullBool('insecure');
+  if (insecure && tlsGiven.length > 0)
+    throw new ConfigError(
+      `--insecure and ${tlsGiven.map(([name]) => `--tls-${name}`).join(', ')} contradict each other: give the TLS files or --insecure, not both`,
+    );
   if (tlsGiven.length > 0 && tlsGiven.length < 3) {
     const missing = Object.entries(tlsFiles)
       .filter(([, file]) => file === undefined)
@@ -138,12 +155,7 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
     throw new ConfigError(`TLS needs --tls-cert, --tls-key and --tls-ca; missing ${missing.join(', ')}`);
   }
   const peerTls = tlsGiven.length === 3 ? { cert: tlsFiles.cert!, key: tlsFiles.key!, ca: tlsFiles.ca! } : undefined;
-  const pullBool = (flag: Flag): boolean => {
-    const value = parsed[flag];
-    if (typeof value === 'boolean') return value;
-    const fromEnv = env[`SHARDBANK_${flag.toUpperCase().replaceAll('-', '_')}`];
-    return fromEnv === 'true' || fromEnv === '1';
-  };
+
   return {
     cluster,
     namespace,
@@ -167,6 +179,7 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
     preallocateSegments: int('preallocate-segments', 1, 0, 1) === 1,
     peerSocketDir,
     peerTls,
+    insecure,
     // On (2 ms) since the TransferStream: streamed requests arrive a few at a time, and holding
     // a short queue for 2 ms measured x1.09-1.18 at 64 clients (docs/PERFORMANCE.md item 21).
     pacingHoldMs: int('pacing-hold-ms', 2, 0, 100),

@@ -101,6 +101,12 @@ export interface LeafRequest {
   /** Extra SAN DNS names (servers). */
   dnsNames?: string[];
   days?: number;
+  /**
+   * An explicit validity window instead of `days` from now (tests: an expired certificate).
+   * Made with `openssl ca`, whose -startdate/-enddate the installed OpenSSL 3.0 has (its
+   * `req -x509` cannot backdate).
+   */
+  validity?: { notBefore: Date; notAfter: Date };
 }
 
 /** `<name>.crt` and `<name>.key` in `directory`, signed by `ca`, made if missing. */
@@ -131,15 +137,22 @@ export async function issueLeaf(
     ...(request.dnsNames ?? []).map((dns) => `DNS:${dns}`),
   ];
   const staged = `${cert}.new`;
-  await reqX509(
-    [
-      'basicConstraints = critical, CA:FALSE',
-      'keyUsage = critical, digitalSignature',
-      `extendedKeyUsage = ${request.server ? 'serverAuth, clientAuth' : 'clientAuth'}`,
-      `subjectAltName = ${san.join(', ')}`,
-    ],
-    { key, commonName: request.commonName, days: request.days ?? LEAF_DAYS, out: staged, issuer: ca },
-  );
+  const extensions = [
+    'basicConstraints = critical, CA:FALSE',
+    'keyUsage = critical, digitalSignature',
+    `extendedKeyUsage = ${request.server ? 'serverAuth, clientAuth' : 'clientAuth'}`,
+    `subjectAltName = ${san.join(', ')}`,
+  ];
+  if (request.validity)
+    await caSign(extensions, { key, commonName: request.commonName, out: staged, issuer: ca, ...request.validity });
+  else
+    await reqX509(extensions, {
+      key,
+      commonName: request.commonName,
+      days: request.days ?? LEAF_DAYS,
+      out: staged,
+      issuer: ca,
+    });
   // A rename, so a replica re-reading the files never sees half a certificate.
   await run('mv', ['-f', staged, cert]);
 }
@@ -174,6 +187,72 @@ async function reqX509(
       cert.out,
     ]);
   });
+}
+
+/** `openssl ca` with an explicit validity window (a throwaway CA database). */
+async function caSign(
+  extensions: string[],
+  cert: { key: string; commonName: string; out: string; issuer: { cert: string; key: string } } & {
+    notBefore: Date;
+    notAfter: Date;
+  },
+): Promise<void> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'shardbank-openssl-ca-'));
+  try {
+    const config = path.join(dir, 'ca.cnf');
+    await writeFile(path.join(dir, 'index.txt'), '');
+    await writeFile(
+      config,
+      [
+        '[ca]',
+        'default_ca = d',
+        '[d]',
+        `database = ${path.join(dir, 'index.txt')}`,
+        `new_certs_dir = ${dir}`,
+        'rand_serial = yes',
+        'default_md = sha256',
+        'policy = p',
+        'unique_subject = no',
+        '[p]',
+        'commonName = supplied',
+        'organizationName = optional',
+        '[req]',
+        'distinguished_name = dn',
+        '[dn]',
+        '[ext]',
+        ...extensions,
+        '',
+      ].join('\n'),
+    );
+    const csr = path.join(dir, 'leaf.csr');
+    await openssl(['req', '-new', '-config', config, '-key', cert.key, '-subj', subject(cert.commonName), '-out', csr]);
+    const asn1 = (date: Date) => `${date.toISOString().replace(/[-:T]/g, '').slice(0, 14)}Z`;
+    await openssl([
+      'ca',
+      '-batch',
+      '-notext',
+      '-config',
+      config,
+      '-cert',
+      cert.issuer.cert,
+      '-keyfile',
+      cert.issuer.key,
+      '-in',
+      csr,
+      '-out',
+      cert.out,
+      '-startdate',
+      asn1(cert.notBefore),
+      '-enddate',
+      asn1(cert.notAfter),
+      '-extfile',
+      config,
+      '-extensions',
+      'ext',
+    ]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 async function writeKey(file: string): Promise<void> {

@@ -74,6 +74,7 @@ async function poll<T>(what: string, deadlineMs: number, probe: () => Promise<T 
 
 interface StatusJson {
   cluster: string;
+  security: 'tls' | 'insecure';
   shards: {
     shard: number;
     items: [number, number];
@@ -134,6 +135,11 @@ describe('shardbank local cluster (real processes)', () => {
     const book = JSON.parse(readFileSync(join(stateDir, 'cluster.json'), 'utf8'));
     expect(book.replicas).toHaveLength(9);
     expect(book.natsUrl).toMatch(/^nats:\/\/127\.0\.0\.1:\d+$/);
+    // TLS by default: certificates made, every replica serving TLS to clients.
+    expect(book.security).toBe('tls');
+    for (const file of ['ca.crt', 'client-admin.crt', 'client-admin.key', 'replica-s2-1.key'])
+      expect(existsSync(join(stateDir, 'certs', file)), file).toBe(true);
+    expect(readFileSync(join(stateDir, 'logs', 's0-0.log'), 'utf8')).toContain('"clientTls":"on"');
   }, 300_000);
 
   it('a second up on the running state dir is refused', async () => {
@@ -149,7 +155,14 @@ describe('shardbank local cluster (real processes)', () => {
   }, 180_000);
 
   it('a repeated transfer with the same client and request id has one effect', async () => {
-    const args = ['transfer', '2001', '5001', '3', '--client-id', 'it-retry', '--request-id', '1'];
+    // The CLI's certificate names client admin: its client ids are admin or admin/...
+    const foreign = await shardbank(['transfer', '2001', '5001', '3', '--client-id', 'it-retry', '--json']);
+    expect(foreign.code, describeRun(foreign)).toBe(1);
+    expect(JSON.parse(foreign.stdout)).toMatchObject({
+      outcome: 'FAILED_PRECONDITION',
+      message: 'PERMISSION_DENIED: client admin (role transfer) may use client_id admin or admin/..., not "it-retry"',
+    });
+    const args = ['transfer', '2001', '5001', '3', '--client-id', 'admin/it-retry', '--request-id', '1'];
     const first = await json<{ outcome: string; sessionEpoch: number; deduplicated: boolean }>(args);
     const second = await json<{ outcome: string; sessionEpoch: number; deduplicated: boolean }>(args);
     expect([first.outcome, second.outcome]).toEqual(['COMMITTED', 'COMMITTED']);
@@ -168,7 +181,7 @@ describe('shardbank local cluster (real processes)', () => {
       '5001',
       '3',
       '--client-id',
-      'it-retry',
+      'admin/it-retry',
       '--request-id',
       '2',
       '--session-epoch',
@@ -178,7 +191,7 @@ describe('shardbank local cluster (real processes)', () => {
     expect(wrong.code, describeRun(wrong)).not.toBe(0);
     expect(JSON.parse(wrong.stdout)).toMatchObject({
       outcome: 'FAILED_PRECONDITION',
-      message: expect.stringMatching(/^session_epoch: \d+ was never issued to client it-retry/),
+      message: expect.stringMatching(/^session_epoch: \d+ was never issued to client admin\/it-retry/),
     });
     expect(await json(['balance', '2001', '5001'])).toEqual({ balances: { 2001: 7, 5001: 13 } });
     const poor = await shardbank(['transfer', '1001', '3001', '5', '--json']);
@@ -197,16 +210,20 @@ describe('shardbank local cluster (real processes)', () => {
       return current.shards.every((s) => s.leader !== null) ? current : undefined;
     });
     expect(status.cluster).toBe('local');
-    // One replica's address is enough: the CLI learns the rest from its ClusterStatus.
+    expect(status.security).toBe('tls');
+    // One replica's address is enough: the CLI learns the rest from its ClusterStatus. The
+    // cluster runs TLS: without --ca/--cert/--key the call is refused and says why.
+    const remote = ['balance', '2001', '5001', '--json', '--endpoints', status.shards[2]!.replicas[1]!.address];
+    const plaintext = await shardbank([...remote, '--cluster', 'local']);
+    expect(plaintext.code, describeRun(plaintext)).not.toBe(0);
+    expect(plaintext.stderr).toContain('UNAUTHENTICATED: this cluster requires TLS');
+    const certs = join(stateDir, 'certs');
     const one = await shardbank([
-      'balance',
-      '2001',
-      '5001',
-      '--json',
-      '--endpoints',
-      status.shards[2]!.replicas[1]!.address,
+      ...remote,
       '--cluster',
       'local',
+      ...['--ca', join(certs, 'ca.crt'), '--cert', join(certs, 'client-admin.crt')],
+      ...['--key', join(certs, 'client-admin.key')],
     ]);
     expect(one.code, describeRun(one)).toBe(0);
     expect(JSON.parse(one.stdout)).toEqual({ balances: { 2001: 7, 5001: 13 } });
@@ -362,6 +379,46 @@ describe('shardbank local cluster (real processes)', () => {
       '20',
     ]);
     expect(after.balances).toEqual(balancesBeforeDown);
+    const status = await shardbank(['status']);
+    expect(status.stdout.split('\n')[0]).toBe(`cluster local (local, ${stateDir})`);
+  }, 300_000);
+
+  it('up --insecure runs plaintext, records it, and status says INSECURE', async () => {
+    const insecureDir = mkdtempSync(join(tmpdir(), 'shardbank-insecure-'));
+    const manifest = join(insecureDir, 'one.yaml');
+    writeFileSync(
+      manifest,
+      'apiVersion: shardbank.io/v1alpha1\nkind: BankCluster\nmetadata: {name: plain}\nspec: {shards: 1, replicasPerShard: 1}\n',
+    );
+    const run = (args: readonly string[]) =>
+      new Promise<Run>((done) =>
+        execFile(
+          process.execPath,
+          [CLI, ...args, '--state-dir', insecureDir],
+          { cwd: REPO, timeout: COMMAND_TIMEOUT_MS },
+          (error, stdout, stderr) =>
+            done({ code: error ? Number((error as { code?: unknown }).code ?? 1) : 0, stdout, stderr }),
+        ),
+      );
+    try {
+      const up = await run(['up', '--detach', '--insecure', '-f', manifest]);
+      expect(up.code, describeRun(up)).toBe(0);
+      const book = JSON.parse(readFileSync(join(insecureDir, 'cluster.json'), 'utf8'));
+      expect(book.security).toBe('insecure');
+      expect(existsSync(join(insecureDir, 'certs'))).toBe(false);
+      const transfer = await run(['transfer', '1', '2', '1', '--json']);
+      expect(transfer.code, describeRun(transfer)).toBe(0);
+      expect(JSON.parse(transfer.stdout).outcome).toBe('COMMITTED');
+      const statusJson = await run(['status', '--json']);
+      expect(JSON.parse(statusJson.stdout).security).toBe('insecure');
+      const status = await run(['status']);
+      expect(status.stdout.split('\n')[0]).toBe(
+        `cluster plain (local, ${insecureDir}) INSECURE (plaintext, no authentication)`,
+      );
+    } finally {
+      await run(['down']);
+      rmSync(insecureDir, { recursive: true, force: true });
+    }
   }, 300_000);
 });
 
