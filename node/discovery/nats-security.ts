@@ -91,6 +91,36 @@ export function credentialsModeProblem(file: string): string | undefined {
   return `${file} has mode 0${mode.toString(8)}: a NATS password should be readable by its owner only (chmod 600)`;
 }
 
+/**
+ * Undefined if both files of `security` are usable now, else why not, naming the file by
+ * `names` (the flags the caller took them from, say `--nats-ca`). Checked at start so that a
+ * wrong path fails fast instead of as endless reconnects.
+ */
+export function natsSecurityProblem(
+  security: NatsSecurity,
+  names: { readonly caFile: string; readonly credentialsFile: string },
+): string | undefined {
+  if (security.caFile !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(security.caFile, 'utf8');
+    } catch (error) {
+      return `${names.caFile} ${security.caFile}: cannot read it (${(error as Error).message})`;
+    }
+    if (!text.includes('-----BEGIN CERTIFICATE-----')) {
+      return `${names.caFile} ${security.caFile}: not a PEM certificate (the CA that signed nats-server's certificate)`;
+    }
+  }
+  if (security.credentialsFile !== undefined) {
+    try {
+      readNatsCredentials(security.credentialsFile);
+    } catch (error) {
+      return `${names.credentialsFile} ${(error as Error).message}`;
+    }
+  }
+  return undefined;
+}
+
 /** The inbox prefix a generated credentials file gives `user`. */
 export function inboxPrefixFor(user: string): string {
   return `_INBOX_${user}`;
