@@ -7,6 +7,7 @@ import { EndpointsError, isHostPort, parseEndpoints } from '../client/endpoints.
 import type { ShardbankClientOptions } from '../client/bank-client.js';
 import { AddressBookError, isSupervisorRunning, readAddressBook, type AddressBook } from '../local/address-book.js';
 import { clientOptionsFromBook } from '../local/cluster-client.js';
+import { natsSecurityProblem, type NatsSecurity } from '../discovery/nats-security.js';
 import { resolveStateDir } from '../local/runtime.js';
 import { CliError, EXIT, UnavailableError, UsageError } from './cli-io.js';
 
@@ -20,6 +21,8 @@ export const TARGET_OPTIONS = {
   'items-per-shard': { type: 'string' },
   'initial-balance': { type: 'string' },
   'nats-url': { type: 'string' },
+  'nats-ca': { type: 'string' },
+  'nats-creds': { type: 'string' },
   namespace: { type: 'string' },
   json: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
@@ -34,6 +37,8 @@ export const TARGET_HELP = `Cluster selection (default: the local cluster of --s
   --items-per-shard N     its items per shard (with a full list; default 3000)
   --initial-balance N     its initial balance per item (default 10)
   --nats-url URL          its NATS, for leader discovery (optional)
+  --nats-ca FILE          the CA of its NATS server's certificate: NATS over TLS
+  --nats-creds FILE       NATS user and password (JSON {"user","password"}; the watcher user)
   --namespace NS          its namespace in NATS keys (default "default")`;
 
 const NEGATIVE_NUMBER = /^-[0-9]/;
@@ -111,6 +116,8 @@ export interface TargetValues {
   'items-per-shard'?: string;
   'initial-balance'?: string;
   'nats-url'?: string;
+  'nats-ca'?: string;
+  'nats-creds'?: string;
   namespace?: string;
 }
 
@@ -164,11 +171,32 @@ export async function discoveredTarget(values: TargetValues): Promise<Target> {
       endpoints,
       namespace: values.namespace ?? 'default',
       ...(values['nats-url'] ? { natsUrl: values['nats-url'] } : {}),
+      ...natsSecurityFromValues(values),
     },
     book: undefined,
     stateDir: undefined,
     running: true,
   };
+}
+
+/**
+ * `--nats-ca` and `--nats-creds` (which win over what a local address book records), checked
+ * now so that a wrong path is a usage error naming the flag, not a silent NATS outage.
+ */
+export function natsSecurityFromValues(
+  values: TargetValues,
+  recorded: NatsSecurity | undefined = undefined,
+): { natsSecurity?: NatsSecurity } {
+  const caFile = values['nats-ca'] ?? recorded?.caFile;
+  const credentialsFile = values['nats-creds'] ?? recorded?.credentialsFile;
+  if (caFile === undefined && credentialsFile === undefined) return {};
+  const natsSecurity: NatsSecurity = {
+    ...(caFile !== undefined ? { caFile } : {}),
+    ...(credentialsFile !== undefined ? { credentialsFile } : {}),
+  };
+  const problem = natsSecurityProblem(natsSecurity, { caFile: '--nats-ca', credentialsFile: '--nats-creds' });
+  if (problem !== undefined) throw new UsageError(problem);
+  return { natsSecurity };
 }
 
 /** A single host:port: learn the rest from it. */
@@ -199,6 +227,7 @@ export function endpointsTarget(values: TargetValues): Target {
       endpoints,
       namespace: values.namespace ?? 'default',
       ...(values['nats-url'] ? { natsUrl: values['nats-url'] } : {}),
+      ...natsSecurityFromValues(values),
     },
     book: undefined,
     stateDir: undefined,
@@ -229,5 +258,11 @@ export async function resolveTarget(values: TargetValues, requireRunning: boolea
       `cannot reach the cluster: the local cluster in ${stateDir} is not running: start it with 'shardbank up --detach --state-dir ${stateDir}'`,
     );
   }
-  return { options: clientOptionsFromBook(book), book, stateDir, running };
+  const options = clientOptionsFromBook(book);
+  return {
+    options: { ...options, ...natsSecurityFromValues(values, options.natsSecurity) },
+    book,
+    stateDir,
+    running,
+  };
 }
