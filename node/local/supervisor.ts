@@ -29,6 +29,7 @@ import {
 } from './address-book.js';
 import { describeTopology, manifestTopology, sameTopology } from './manifest.js';
 import { findNatsServer, NATS_INSTALL_HELP } from './nats-binary.js';
+import { prepareNatsSecurity, type LocalNatsSecurity } from './nats-security-files.js';
 import { freePorts, isPortFree, LOOPBACK_HOST, waitForPort } from './ports.js';
 import { SupervisedProcess } from './supervised-process.js';
 
@@ -48,6 +49,11 @@ export interface SupervisorOptions {
   readonly replicaMain: string;
   readonly logLevel?: string;
   readonly log: (line: string) => void;
+  /**
+   * A managed nats-server with TLS and the replica/watcher users (docs/SECURITY.md); default
+   * true. False keeps today's plaintext NATS without users (what `--insecure` will select).
+   */
+  readonly natsSecurity?: boolean;
 }
 
 /** Refuses a state dir whose cluster is running, or whose data was written for another cluster or topology. */
@@ -124,6 +130,8 @@ function acquireLock(stateDir: string): void {
 export class LocalSupervisor {
   private readonly replicas: SupervisedProcess[] = [];
   private nats: SupervisedProcess | undefined;
+  /** Set when the managed nats-server runs with TLS and users. */
+  private natsSecurity: LocalNatsSecurity | undefined;
   private stopping: Promise<void> | undefined;
 
   private constructor(
@@ -163,12 +171,13 @@ export class LocalSupervisor {
     const port = this.book.natsPort!;
     const storeDir = join(this.options.stateDir, 'nats');
     mkdirSync(storeDir, { recursive: true });
+    const args = await this.natsServerArgs(port, storeDir);
     const spawnError: { value?: NodeJS.ErrnoException } = {};
     this.nats = new SupervisedProcess(
       {
         name: 'nats-server',
         command: binary,
-        args: ['-js', '-a', LOOPBACK_HOST, '-p', String(port), '-sd', storeDir],
+        args,
         logFile: join(this.options.stateDir, 'logs', 'nats-server.log'),
       },
       {
@@ -195,6 +204,18 @@ export class LocalSupervisor {
         `nats-server did not listen on ${LOOPBACK_HOST}:${port} within ${NATS_READY_TIMEOUT_MS} ms; see ${join(this.options.stateDir, 'logs', 'nats-server.log')}`,
       );
     }
+  }
+
+  /** Plain flags, or (natsSecurity, the default) a config file with TLS and the two users. */
+  private async natsServerArgs(port: number, storeDir: string): Promise<string[]> {
+    if (this.options.natsSecurity === false) {
+      return ['-js', '-a', LOOPBACK_HOST, '-p', String(port), '-sd', storeDir];
+    }
+    this.natsSecurity = await prepareNatsSecurity(this.options.stateDir, this.book, { port, storeDir });
+    this.book.natsUrl = `tls://${LOOPBACK_HOST}:${port}`;
+    this.book.natsCa = this.natsSecurity.caFile;
+    this.book.natsCreds = this.natsSecurity.watcherCredentials;
+    return ['-c', this.natsSecurity.configFile];
   }
 
   private startReplicas(): void {
@@ -271,6 +292,9 @@ export class LocalSupervisor {
       this.options.logLevel ?? 'info',
     ];
     if (book.natsUrl) args.push('--nats-url', book.natsUrl);
+    if (this.natsSecurity !== undefined) {
+      args.push('--nats-ca', this.natsSecurity.caFile, '--nats-creds', this.natsSecurity.replicaCredentials);
+    }
     const socketDirectory = this.peerSocketDirectory();
     if (socketDirectory !== undefined) args.push('--peer-socket-dir', socketDirectory);
     return args;
