@@ -20,6 +20,7 @@ import {
   parseNatsCredentials,
   readNatsCredentials,
 } from '../../node/discovery/nats-security.js';
+import { NatsLeaderDirectory } from '../../operator/leaders/leader-directory.js';
 import type { NatsServerHandle } from '../support/nats-server.js';
 import { makeNatsSecrets, startSecureNatsServer, type NatsSecrets } from '../support/secure-nats.js';
 import { eventually } from './poll.js';
@@ -152,6 +153,25 @@ describe('NATS with TLS and users', () => {
     cleanups.push(() => late.close());
     expect(await late.whenSynced(deadlineMs)).toBe(true);
     expect(late.leader(0)).toEqual(r);
+  });
+
+  it("the operator's leader directory reads leaders with the watcher credentials", async () => {
+    const changed: string[] = [];
+    const directory = new NatsLeaderDirectory((ns, name) => changed.push(`${ns}/${name}`), logger);
+    cleanups.push(() => directory.close());
+    const ref = {
+      namespace,
+      name: cluster,
+      incarnation: 'uid-1',
+      natsUrl: server.url,
+      natsSecurity: secrets.security.watcher,
+    };
+    await directory.ensure(ref);
+    const r = record(3, 2, 1);
+    await announceAsReplica(r);
+    const known = await eventually(() => directory.leader(ref, 3), 'the leader in the directory', deadlineMs);
+    expect(known).toEqual({ ordinal: 1, address: r.address, ballot: { round: 2, ordinal: 1 } });
+    expect(changed).toContain(`${namespace}/${cluster}`);
   });
 
   it('the watcher user can neither publish a leader nor write, delete or purge the bucket', async () => {
