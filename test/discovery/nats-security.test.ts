@@ -7,7 +7,7 @@ import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import type { KV } from '@nats-io/kv';
 import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, jetstreamManager } from '@nats-io/jetstream';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { decode, encode, keyFor, subjectFor, type LeaderRecord } from '../../node/discovery/leader-record.js';
@@ -220,6 +220,48 @@ describe('NATS with TLS and users', () => {
     await expect(jsm.streams.update('KV_shardbank-leaders', { ...info.config, max_msg_size: 1 })).rejects.toThrow(
       /Permissions Violation/,
     );
+    // Its right to create the bucket cannot change the existing one.
+    await expect(jsm.streams.add({ ...info.config, max_msg_size: 1 })).rejects.toThrow(/already in use/);
+    expect((await jsm.streams.info('KV_shardbank-leaders')).config.max_msg_size).toBe(info.config.max_msg_size);
+  });
+
+  it('a watcher replaying stored records onto the leader subject cannot roll watchers back', async () => {
+    // nats-server does not check a push consumer's deliver subject against its creator's
+    // publish permissions (docs/SECURITY.md): the watcher user can replay stored, genuine
+    // records. The ballot rule keeps every watcher on the newest.
+    const older = record(4, 1, 0);
+    const newer = record(4, 2, 1);
+    await announceAsReplica(older);
+    await announceAsReplica(newer);
+    const watcher = await LeaderWatcher.start({
+      servers: server.url,
+      security: secrets.security.watcher,
+      namespace,
+      cluster,
+      logger,
+    });
+    cleanups.push(() => watcher.close());
+    expect(await watcher.waitFor(4, (x) => x.ballot.round === 2, deadlineMs)).toEqual(newer);
+    const seen = await subjectRecorder(4);
+    const changes: number[] = [];
+    watcher.onChange((change) => {
+      if (change.shard === 4 && change.record) changes.push(change.record.ballot.round);
+    });
+    const jsm = await jetstreamManager(await as('watcher'));
+    await jsm.consumers.add('KV_shardbank-leaders', {
+      name: 'replay',
+      filter_subject: `$KV.shardbank-leaders.${keyFor(namespace, cluster, 4)}`,
+      deliver_subject: subjectFor(namespace, cluster, 4),
+      deliver_policy: DeliverPolicy.All,
+      ack_policy: AckPolicy.None,
+    });
+    await eventually(() => seen.find((x) => x.ballot.round === 1), 'the replayed older record', deadlineMs);
+    const sentinel = record(4, 3, 1);
+    await announceAsReplica(sentinel);
+    expect(await watcher.waitFor(4, (x) => x.ballot.round === 3, deadlineMs)).toEqual(sentinel);
+    await eventually(() => seen.find((x) => x.ballot.round === 3), 'the sentinel on the subject', deadlineMs);
+    // Between the replay and the sentinel the watcher never went back to round 1.
+    expect(changes).toEqual([3]);
   });
 
   it('an unauthenticated or wrongly authenticated connection is refused', async () => {
