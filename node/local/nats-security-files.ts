@@ -4,6 +4,8 @@
 // start, so a changed port or store dir is always in it).
 import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { connect } from '@nats-io/transport-node';
+import { natsSecurityOptions } from '../discovery/nats-connection.js';
 import { ensureNatsCredentials, natsServerConfig } from '../discovery/nats-security.js';
 import { ensureClusterCertificates } from '../security/certs.js';
 import type { AddressBook } from './address-book.js';
@@ -58,4 +60,30 @@ export async function prepareNatsSecurity(
   rmSync(configFile, { force: true });
   writeFileSync(configFile, config, { mode: 0o600, flag: 'wx' });
   return { caFile: certs.ca.cert, replicaCredentials, watcherCredentials, configFile };
+}
+
+const readyPollMs = 100;
+
+/**
+ * True once the watcher user completes a TLS connection to `url` within `deadlineMs`. A bare
+ * TCP probe would do too, but nats-server logs each one as a failed TLS handshake; this also
+ * proves the certificate and the passwords work before any replica starts.
+ */
+export async function waitForSecureNats(
+  url: string,
+  security: LocalNatsSecurity,
+  deadlineMs: number,
+): Promise<boolean> {
+  const deadlineAtMs = Date.now() + deadlineMs;
+  while (Date.now() < deadlineAtMs) {
+    try {
+      const options = natsSecurityOptions({ caFile: security.caFile, credentialsFile: security.watcherCredentials });
+      const nc = await connect({ servers: url, timeout: readyPollMs * 20, reconnect: false, ...options });
+      await nc.close();
+      return true;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, readyPollMs));
+    }
+  }
+  return false;
 }

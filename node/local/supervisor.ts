@@ -29,7 +29,7 @@ import {
 } from './address-book.js';
 import { describeTopology, manifestTopology, sameTopology } from './manifest.js';
 import { findNatsServer, NATS_INSTALL_HELP } from './nats-binary.js';
-import { prepareNatsSecurity, type LocalNatsSecurity } from './nats-security-files.js';
+import { prepareNatsSecurity, waitForSecureNats, type LocalNatsSecurity } from './nats-security-files.js';
 import { freePorts, isPortFree, LOOPBACK_HOST, waitForPort } from './ports.js';
 import { SupervisedProcess } from './supervised-process.js';
 
@@ -197,7 +197,10 @@ export class LocalSupervisor {
       },
     );
     this.nats.start();
-    if (!(await waitForPort(port, NATS_READY_TIMEOUT_MS))) {
+    const ready = this.natsSecurity
+      ? await waitForSecureNats(this.book.natsUrl!, this.natsSecurity, NATS_READY_TIMEOUT_MS)
+      : await waitForPort(port, NATS_READY_TIMEOUT_MS);
+    if (!ready) {
       await this.nats.stop(1000);
       if (spawnError.value?.code === 'ENOENT') throw new LocalRuntimeError(NATS_INSTALL_HELP);
       throw new LocalRuntimeError(
