@@ -8,6 +8,7 @@ import type { ShardbankClientOptions } from '../client/bank-client.js';
 import { ClientTlsError, loadClientTls, type ClientTlsFiles } from '../client/tls.js';
 import { AddressBookError, isSupervisorRunning, readAddressBook, type AddressBook } from '../local/address-book.js';
 import { clientOptionsFromBook, localClientTls } from '../local/cluster-client.js';
+import { natsSecurityProblem, type NatsSecurity } from '../discovery/nats-security.js';
 import { resolveStateDir } from '../local/runtime.js';
 import { CliError, EXIT, UnavailableError, UsageError } from './cli-io.js';
 
@@ -21,6 +22,8 @@ export const TARGET_OPTIONS = {
   'items-per-shard': { type: 'string' },
   'initial-balance': { type: 'string' },
   'nats-url': { type: 'string' },
+  'nats-ca': { type: 'string' },
+  'nats-creds': { type: 'string' },
   namespace: { type: 'string' },
   ca: { type: 'string' },
   cert: { type: 'string' },
@@ -45,6 +48,8 @@ export const TARGET_HELP = `Cluster selection (default: the local cluster of --s
   --items-per-shard N     its items per shard (with a full list; default 3000)
   --initial-balance N     its initial balance per item (default 10)
   --nats-url URL          its NATS, for leader discovery (optional)
+  --nats-ca FILE          the CA of its NATS server's certificate: NATS over TLS
+  --nats-creds FILE       NATS user and password (JSON {"user","password"}; the watcher user)
   --namespace NS          its namespace in NATS keys (default "default")
 
 TLS (a local cluster started with TLS is found and used without these):
@@ -127,6 +132,8 @@ export interface TargetValues {
   'items-per-shard'?: string;
   'initial-balance'?: string;
   'nats-url'?: string;
+  'nats-ca'?: string;
+  'nats-creds'?: string;
   namespace?: string;
   ca?: string;
   cert?: string;
@@ -214,11 +221,32 @@ export async function discoveredTarget(values: TargetValues): Promise<Target> {
       namespace: values.namespace ?? 'default',
       ...(values['nats-url'] ? { natsUrl: values['nats-url'] } : {}),
       ...(tls ? { tls } : {}),
+      ...natsSecurityFromValues(values),
     },
     book: undefined,
     stateDir: undefined,
     running: true,
   };
+}
+
+/**
+ * `--nats-ca` and `--nats-creds` (which win over what a local address book records), checked
+ * now so that a wrong path is a usage error naming the flag, not a silent NATS outage.
+ */
+export function natsSecurityFromValues(
+  values: TargetValues,
+  recorded: NatsSecurity | undefined = undefined,
+): { natsSecurity?: NatsSecurity } {
+  const caFile = values['nats-ca'] ?? recorded?.caFile;
+  const credentialsFile = values['nats-creds'] ?? recorded?.credentialsFile;
+  if (caFile === undefined && credentialsFile === undefined) return {};
+  const natsSecurity: NatsSecurity = {
+    ...(caFile !== undefined ? { caFile } : {}),
+    ...(credentialsFile !== undefined ? { credentialsFile } : {}),
+  };
+  const problem = natsSecurityProblem(natsSecurity, { caFile: '--nats-ca', credentialsFile: '--nats-creds' });
+  if (problem !== undefined) throw new UsageError(problem);
+  return { natsSecurity };
 }
 
 /** A single host:port: learn the rest from it. */
@@ -251,6 +279,7 @@ export function endpointsTarget(values: TargetValues): Target {
       namespace: values.namespace ?? 'default',
       ...(values['nats-url'] ? { natsUrl: values['nats-url'] } : {}),
       ...(tls ? { tls } : {}),
+      ...natsSecurityFromValues(values),
     },
     book: undefined,
     stateDir: undefined,
@@ -283,7 +312,8 @@ export async function resolveTarget(values: TargetValues, requireRunning: boolea
   }
   // The cluster's mode is the address book's; --ca/--cert/--key choose other files.
   const tls = tlsFromFlags(values);
-  const options = clientOptionsFromBook(book);
+  const fromBook = clientOptionsFromBook(book);
+  const options = { ...fromBook, ...natsSecurityFromValues(values, fromBook.natsSecurity) };
   if (tls) return { options: { ...options, tls }, book, stateDir, running };
   if (options.tls) checkTlsFiles(localClientTls(book.stateDir));
   return { options, book, stateDir, running };

@@ -9,6 +9,7 @@ import { parseCommandArgs, parseDurationMs } from './args.js';
 export const UP_HELP = `Usage: shardbank up [-f bankcluster.yaml] [--detach] [--state-dir DIR] [--nats-url URL] [--insecure]
 
 Starts a local cluster: nats-server (from PATH, with JetStream, on a free loopback port,
+with TLS and the users replica and watcher, whose files are in DIR/certs and DIR/nats-auth;
 unless --nats-url is given) and every replica as a supervised process with its own data dir
 under DIR/data; logs go to DIR/logs. A replica that dies is restarted with its data.
 Running 'up' again on the same state dir resumes from the data on disk.

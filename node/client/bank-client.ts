@@ -21,6 +21,7 @@ import { chunk } from '../util/chunk.js';
 import { backoffDelayMs, DEFAULT_BACKOFF, sleep, type BackoffPolicy } from './backoff.js';
 import { codeName, isRetryable, unaryCall, type CallError, type CallResult } from './grpc-call.js';
 import { startLeaderSource, type LeaderSource } from './leader-source.js';
+import type { NatsSecurity } from '../discovery/nats-security.js';
 import { mergeClusterStatus, type ClusterView, type ReplicaProbe } from './status-view.js';
 import { checkClientId, checkRequestId, checkTransferInput, type InputCheck } from './transfer-input.js';
 import { TransferCoalescer, type CoalescedResult } from './transfer-coalescer.js';
@@ -64,6 +65,8 @@ export interface ShardbankClientOptions {
   /** Addresses by `[shard][ordinal]`. */
   readonly endpoints: readonly (readonly string[])[];
   readonly natsUrl?: string;
+  /** TLS (CA file) and the `watcher` credentials for `natsUrl` (docs/SECURITY.md). */
+  readonly natsSecurity?: NatsSecurity;
   readonly namespace?: string;
   readonly incarnation?: string;
   readonly clientId?: string;
@@ -292,6 +295,7 @@ export class ShardbankClient {
   private async startWatcher(natsUrl: string): Promise<void> {
     const started = await startLeaderSource({
       servers: natsUrl,
+      ...(this.options.natsSecurity ? { security: this.options.natsSecurity } : {}),
       namespace: this.options.namespace ?? 'default',
       cluster: this.options.cluster,
       ...(this.options.incarnation ? { incarnation: this.options.incarnation } : {}),

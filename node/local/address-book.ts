@@ -32,6 +32,12 @@ export interface AddressBook {
   natsManaged: boolean;
   natsPort: number | null;
   natsPid: number | null;
+  /**
+   * NATS TLS and credentials every CLI command connects with (the `watcher` user), when the
+   * supervisor runs nats-server with TLS and users; absent or null for a plaintext NATS.
+   */
+  natsCa?: string | null;
+  natsCreds?: string | null;
   topology: Topology;
   maxTransferAmount: number;
   replicas: ReplicaEntry[];

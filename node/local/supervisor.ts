@@ -29,6 +29,7 @@ import {
 } from './address-book.js';
 import { describeTopology, manifestTopology, sameTopology } from './manifest.js';
 import { findNatsServer, NATS_INSTALL_HELP } from './nats-binary.js';
+import { prepareNatsSecurity, waitForSecureNats, type LocalNatsSecurity } from './nats-security-files.js';
 import { freePorts, isPortFree, LOOPBACK_HOST, waitForPort } from './ports.js';
 import { SupervisedProcess } from './supervised-process.js';
 import { ensureClusterCertificates } from '../security/certs.js';
@@ -49,7 +50,11 @@ export interface SupervisorOptions {
   readonly replicaMain: string;
   readonly logLevel?: string;
   readonly log: (line: string) => void;
-  /** TLS for clients and peers with certificates in <stateDir>/certs (default), or plaintext. */
+  /**
+   * 'tls' (default): TLS for clients and peers with certificates in <stateDir>/certs, and a
+   * managed nats-server with TLS and the replica/watcher users (docs/SECURITY.md).
+   * 'insecure': all of it plaintext, NATS without users.
+   */
   readonly security?: 'tls' | 'insecure';
 }
 
@@ -127,6 +132,8 @@ function acquireLock(stateDir: string): void {
 export class LocalSupervisor {
   private readonly replicas: SupervisedProcess[] = [];
   private nats: SupervisedProcess | undefined;
+  /** Set when the managed nats-server runs with TLS and users. */
+  private natsSecurity: LocalNatsSecurity | undefined;
   private stopping: Promise<void> | undefined;
 
   private constructor(
@@ -168,12 +175,13 @@ export class LocalSupervisor {
     const port = this.book.natsPort!;
     const storeDir = join(this.options.stateDir, 'nats');
     mkdirSync(storeDir, { recursive: true });
+    const args = await this.natsServerArgs(port, storeDir);
     const spawnError: { value?: NodeJS.ErrnoException } = {};
     this.nats = new SupervisedProcess(
       {
         name: 'nats-server',
         command: binary,
-        args: ['-js', '-a', LOOPBACK_HOST, '-p', String(port), '-sd', storeDir],
+        args,
         logFile: join(this.options.stateDir, 'logs', 'nats-server.log'),
       },
       {
@@ -193,13 +201,28 @@ export class LocalSupervisor {
       },
     );
     this.nats.start();
-    if (!(await waitForPort(port, NATS_READY_TIMEOUT_MS))) {
+    const ready = this.natsSecurity
+      ? await waitForSecureNats(this.book.natsUrl!, this.natsSecurity, NATS_READY_TIMEOUT_MS)
+      : await waitForPort(port, NATS_READY_TIMEOUT_MS);
+    if (!ready) {
       await this.nats.stop(1000);
       if (spawnError.value?.code === 'ENOENT') throw new LocalRuntimeError(NATS_INSTALL_HELP);
       throw new LocalRuntimeError(
         `nats-server did not listen on ${LOOPBACK_HOST}:${port} within ${NATS_READY_TIMEOUT_MS} ms; see ${join(this.options.stateDir, 'logs', 'nats-server.log')}`,
       );
     }
+  }
+
+  /** Plain flags (insecure), or a config file with TLS and the two users (the default). */
+  private async natsServerArgs(port: number, storeDir: string): Promise<string[]> {
+    if (this.options.security === 'insecure') {
+      return ['-js', '-a', LOOPBACK_HOST, '-p', String(port), '-sd', storeDir];
+    }
+    this.natsSecurity = await prepareNatsSecurity(this.options.stateDir, this.book, { port, storeDir });
+    this.book.natsUrl = `tls://${LOOPBACK_HOST}:${port}`;
+    this.book.natsCa = this.natsSecurity.caFile;
+    this.book.natsCreds = this.natsSecurity.watcherCredentials;
+    return ['-c', this.natsSecurity.configFile];
   }
 
   private startReplicas(): void {
@@ -277,6 +300,9 @@ export class LocalSupervisor {
     ];
     if (book.natsUrl) args.push('--nats-url', book.natsUrl);
     args.push(...replicaSecurityArgs(this.options.stateDir, book, entry));
+    if (this.natsSecurity !== undefined) {
+      args.push('--nats-ca', this.natsSecurity.caFile, '--nats-creds', this.natsSecurity.replicaCredentials);
+    }
     const socketDirectory = this.peerSocketDirectory();
     if (socketDirectory !== undefined) args.push('--peer-socket-dir', socketDirectory);
     return args;

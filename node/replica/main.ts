@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { BankService as BankServiceDefinition } from '../gen/shardbank/v1/bank.js';
 import { HealthService, HealthCheckResponse_ServingStatus, type HealthServer } from '../gen/grpc/health/v1/health.js';
 import { LeaderAnnouncer, LeaderWatcher } from '../discovery/index.js';
+import { credentialsModeProblem, natsSecurityProblem } from '../discovery/nats-security.js';
 import { MESSAGE_BYTES_MAX, peerSocketPath } from '../transport/peer-transport.js';
 import { listenSharedPort } from '../transport/shared-port.js';
 import { PeerTls, privateDirectoryProblem } from '../security/peer-tls.js';
@@ -52,10 +53,18 @@ async function main(): Promise<void> {
     forwarderTls = config.peerTls ? loadClientTls(config.peerTls, tlsFlags) : undefined;
     const problem = peerTls && config.peerSocketDir ? privateDirectoryProblem(config.peerSocketDir) : undefined;
     if (problem) throw new Error(problem);
+    const natsProblem = natsSecurityProblem(config.natsSecurity, {
+      caFile: '--nats-ca',
+      credentialsFile: '--nats-creds',
+    });
+    if (natsProblem) throw new Error(natsProblem);
   } catch (error) {
     process.stderr.write(`shardbank replica: ${(error as Error).message}\n`);
     process.exit(2);
   }
+  const credentialsFile = config.natsSecurity.credentialsFile;
+  const openCredentials = credentialsFile === undefined ? undefined : credentialsModeProblem(credentialsFile);
+  if (openCredentials) logger.warn({ flag: '--nats-creds' }, openCredentials);
   const replica = await Replica.open(config, logger, peerTls);
   const advertised = config.peers[config.shard]![config.ordinal]!;
   // Another replica is checked by its SAN URI (a member of this cluster), not by the host name
@@ -115,6 +124,8 @@ async function main(): Promise<void> {
       grpcPort,
       httpPort: (http.address() as { port: number }).port,
       nats: config.natsUrl ?? null,
+      natsTls: config.natsSecurity.caFile ? 'on' : 'off',
+      natsUser: config.natsSecurity.credentialsFile ? 'from --nats-creds' : 'none',
       peerTls: peerTls ? 'on' : 'off (plaintext peers)',
       clientTls: clientTls ? 'on' : config.insecure ? 'off (--insecure)' : 'off (plaintext clients)',
       incarnation: replica.incarnation,
@@ -171,9 +182,11 @@ async function startDiscovery(config: ReplicaConfig, replica: Replica, advertise
     shard: config.shard,
     ordinal: config.ordinal,
   };
-  const announcer = new LeaderAnnouncer({ servers: config.natsUrl!, identity, logger });
+  const security = config.natsSecurity;
+  const announcer = new LeaderAnnouncer({ servers: config.natsUrl!, security, identity, logger });
   const watcher = await LeaderWatcher.start({
     servers: config.natsUrl!,
+    security,
     namespace: config.namespace,
     cluster: config.cluster,
     incarnation: replica.incarnation,

@@ -2,6 +2,7 @@
 // SHARDBANK_<FLAG> in the environment. Bad values fail fast with a message naming the flag.
 import { parseArgs } from 'node:util';
 import type { Topology } from '../cluster/topology.js';
+import type { NatsSecurity } from '../discovery/nats-security.js';
 import { peerSocketPathTooLong, UNIX_SOCKET_PATH_BYTES_MAX } from '../transport/peer-transport.js';
 
 export interface ReplicaConfig {
@@ -16,6 +17,8 @@ export interface ReplicaConfig {
   peers: string[][];
   dataDir: string;
   natsUrl: string | undefined;
+  /** NATS TLS (`--nats-ca`) and the `replica` user's credentials (`--nats-creds`); {} for neither. */
+  natsSecurity: NatsSecurity;
   listenHost: string;
   grpcPort: number;
   httpPort: number;
@@ -62,6 +65,8 @@ const OPTIONS = {
   'peer-address-template': { type: 'string' },
   'data-dir': { type: 'string' },
   'nats-url': { type: 'string' },
+  'nats-ca': { type: 'string' },
+  'nats-creds': { type: 'string' },
   'listen-host': { type: 'string' },
   'grpc-port': { type: 'string' },
   'http-port': { type: 'string' },
@@ -155,7 +160,12 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
     throw new ConfigError(`TLS needs --tls-cert, --tls-key and --tls-ca; missing ${missing.join(', ')}`);
   }
   const peerTls = tlsGiven.length === 3 ? { cert: tlsFiles.cert!, key: tlsFiles.key!, ca: tlsFiles.ca! } : undefined;
-
+  const natsUrl = get('nats-url') ?? (env.NATS_URL || undefined);
+  const natsCa = get('nats-ca');
+  const natsCreds = get('nats-creds');
+  if (natsUrl === undefined && (natsCa !== undefined || natsCreds !== undefined)) {
+    throw new ConfigError(`--${natsCa !== undefined ? 'nats-ca' : 'nats-creds'} needs --nats-url`);
+  }
   return {
     cluster,
     namespace,
@@ -166,7 +176,11 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
     maxTransferAmount: int('max-transfer-amount', 1_000_000_000, 1, Number.MAX_SAFE_INTEGER),
     peers,
     dataDir: get('data-dir') ?? '/var/lib/shardbank',
-    natsUrl: get('nats-url') ?? (env.NATS_URL || undefined),
+    natsUrl,
+    natsSecurity: {
+      ...(natsCa !== undefined ? { caFile: natsCa } : {}),
+      ...(natsCreds !== undefined ? { credentialsFile: natsCreds } : {}),
+    },
     listenHost: get('listen-host') ?? '0.0.0.0',
     grpcPort,
     httpPort: int('http-port', 8080, 0, 65535),

@@ -23,6 +23,8 @@ const { values } = parseArgs({
       'peers',
       'data-dir',
       'nats-url',
+      'nats-ca',
+      'nats-creds',
       'listen-host',
       'grpc-port',
       'http-port',

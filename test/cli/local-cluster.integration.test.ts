@@ -4,10 +4,14 @@
 // data. Needs `npm run build` (npm test runs it) and nats-server. Polls with generous
 // deadlines; never asserts on timing.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { connect } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decode, keyFor } from '../../node/discovery/leader-record.js';
+import { LeaderWatcher } from '../../node/discovery/leader-watcher.js';
+import { natsSecurityOptions, openLeaderBucket } from '../../node/discovery/nats-connection.js';
 import { findChromium } from './headless-chromium.js';
 import { checkReport, SKIP_REASON } from './report-check.js';
 
@@ -134,7 +138,8 @@ describe('shardbank local cluster (real processes)', () => {
     expect(run.code, describeRun(run)).toBe(0);
     const book = JSON.parse(readFileSync(join(stateDir, 'cluster.json'), 'utf8'));
     expect(book.replicas).toHaveLength(9);
-    expect(book.natsUrl).toMatch(/^nats:\/\/127\.0\.0\.1:\d+$/);
+    // NATS with TLS and users by default (docs/SECURITY.md).
+    expect(book.natsUrl).toMatch(/^tls:\/\/127\.0\.0\.1:\d+$/);
     // TLS by default: certificates made, every replica serving TLS to clients.
     expect(book.security).toBe('tls');
     for (const file of ['ca.crt', 'client-admin.crt', 'client-admin.key', 'replica-s2-1.key'])
@@ -243,6 +248,62 @@ describe('shardbank local cluster (real processes)', () => {
       }
     }
   }, 60_000);
+
+  it('NATS with TLS and users: every leader announced, as status sees it; rogue writers refused', async () => {
+    const book = JSON.parse(readFileSync(join(stateDir, 'cluster.json'), 'utf8')) as {
+      natsUrl: string;
+      natsCa: string;
+      natsCreds: string;
+    };
+    const auth = join(stateDir, 'nats-auth');
+    expect(statSync(auth).mode & 0o777).toBe(0o700);
+    for (const file of ['replica.json', 'watcher.json', 'nats-server.conf'])
+      expect(statSync(join(auth, file)).mode & 0o777, file).toBe(0o600);
+    expect(book.natsCreds).toBe(join(auth, 'watcher.json'));
+    const security = { caFile: book.natsCa, credentialsFile: book.natsCreds };
+    // The CLI's credentials (the watcher user) read what the replicas (the replica user) announced.
+    const watcher = await LeaderWatcher.start({
+      servers: book.natsUrl,
+      security,
+      namespace: 'default',
+      cluster: 'local',
+    });
+    try {
+      await poll('NATS and status to agree on every leader', 120_000, async () => {
+        const status = await json<StatusJson>(['status']);
+        const agree = status.shards.every((s) => {
+          const announced = watcher.leader(s.shard);
+          return (
+            s.leader !== null &&
+            announced?.leaderOrdinal === s.leader.ordinal &&
+            announced.ballot.round === s.leader.ballot[0] &&
+            announced.address === s.leader.address
+          );
+        });
+        return agree ? true : undefined;
+      });
+    } finally {
+      await watcher.close();
+    }
+    // Replicas, the CLI and the watcher above never hit a permission they lack.
+    const natsLog = readFileSync(join(stateDir, 'logs', 'nats-server.log'), 'utf8');
+    expect(natsLog).toMatch(/TLS required for client connections/);
+    expect(natsLog).not.toMatch(/Violation|authentication error/);
+
+    await expect(connect({ servers: book.natsUrl, tls: { caFile: book.natsCa } })).rejects.toThrow(
+      /Authorization Violation/,
+    );
+    const nc = await connect({ servers: book.natsUrl, ...natsSecurityOptions(security) });
+    try {
+      const kv = await openLeaderBucket(nc, 5_000, { create: false });
+      const key = keyFor('default', 'local', 0);
+      await expect(kv.put(key, new TextEncoder().encode('{"rogue":true}'))).rejects.toThrow(/Permissions Violation/);
+      const entry = await kv.get(key);
+      expect(entry === null ? undefined : decode(entry.value).ok).toBe(true);
+    } finally {
+      await nc.close();
+    }
+  }, 180_000);
 
   it('after SIGKILL of a shard leader, status shows a new leader and the replica comes back', async () => {
     const before = await poll('a leader of shard 0', 120_000, async () => {
