@@ -325,6 +325,14 @@ describe('spec.tls: Secrets the user provides', () => {
     expect(condition(ok, 'CertificatesReady')?.reason).toBe('ProvidedSecretsValid');
     expect(condition(ok, 'Degraded')?.status).toBe('False');
 
+    // The issuer renews a certificate (cert-manager rewrites the Secret): the shard rolls onto it.
+    const before = await digestOf('byo-s0');
+    await userSecret('byo-certs-s0-1', uri(1));
+    await poke();
+    await eventually('byo-s0 digest moved after a renewal', async () =>
+      (await digestOf('byo-s0')) !== before ? true : undefined,
+    );
+
     // Deleting the cluster leaves the user's Secrets alone.
     await tcp.client.delete(RESOURCES.bankCluster, NS, 'byo');
     await eventually('BankCluster byo gone', async () =>
