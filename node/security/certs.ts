@@ -94,6 +94,8 @@ export interface LeafRequest {
   /** Extra SAN DNS names (servers). */
   dnsNames?: string[];
   days?: number;
+  /** An explicit validity window instead of `days` from now (tests: an expired certificate). */
+  validity?: { notBefore: Date; notAfter: Date };
 }
 
 /** `<name>.crt` and `<name>.key` in `directory`, signed by `ca`, made if missing. */
@@ -126,6 +128,7 @@ export async function issueLeaf(
     },
     server: request.server,
     lifetimeMs: (request.days ?? LEAF_DAYS) * 86_400_000,
+    ...(request.validity ? { validity: request.validity } : {}),
   });
   await rm(key, { force: true });
   await writeKey(key, leaf.keyPem);

@@ -337,9 +337,11 @@ export interface LeafOptions {
   subjectAltNames: SubjectAltNames;
   /** A TLS server too (serverAuth and clientAuth); otherwise a client (clientAuth). */
   server: boolean;
-  /** Lifetime in milliseconds from now. */
+  /** Lifetime in milliseconds from now (a minute of clock skew is added before now). */
   lifetimeMs: number;
   now?: Date;
+  /** An explicit validity window instead (tests: an expired or not yet valid certificate). */
+  validity?: { notBefore: Date; notAfter: Date };
 }
 
 /** A new key and a leaf certificate for it, signed by `issuer`. */
@@ -350,8 +352,8 @@ export function issueLeafCertificate(issuer: Issuer, options: LeafOptions): Issu
     {
       commonName: options.commonName,
       organization: 'shardbank',
-      notBefore: new Date(now.getTime() - 60_000),
-      notAfter: new Date(now.getTime() + options.lifetimeMs),
+      notBefore: options.validity?.notBefore ?? new Date(now.getTime() - 60_000),
+      notAfter: options.validity?.notAfter ?? new Date(now.getTime() + options.lifetimeMs),
       ca: false,
       extendedKeyUsage: options.server ? ['serverAuth', 'clientAuth'] : ['clientAuth'],
       subjectAltNames: options.subjectAltNames,

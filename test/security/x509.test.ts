@@ -106,6 +106,16 @@ describe('x509 issuer', () => {
     expect(leaf.subjectAltName).toContain('IP Address:0:0:0:0:0:FFFF:A01:203');
     expect(leaf.subjectAltName).toContain('IP Address:FE80:0:0:0:0:0:0:1');
     expect(new Date(leaf.validTo).getUTCFullYear()).toBeGreaterThanOrEqual(2060);
+    const expired = new X509Certificate(
+      issueLeafCertificate(ca, {
+        commonName: 'old',
+        subjectAltNames: {},
+        server: false,
+        lifetimeMs: 0,
+        validity: { notBefore: new Date('2020-01-01T00:00:00Z'), notAfter: new Date('2020-01-02T00:00:00Z') },
+      }).certPem,
+    );
+    expect([expired.validFrom, expired.validTo]).toEqual(['Jan  1 00:00:00 2020 GMT', 'Jan  2 00:00:00 2020 GMT']);
     expect(leaf.verify(new X509Certificate(ca.certPem).publicKey)).toBe(true);
     expect(() =>
       issueLeafCertificate(ca, { commonName: 'x', subjectAltNames: { ips: ['10.0.0'] }, server: true, lifetimeMs: 1 }),
