@@ -24,9 +24,9 @@ const ENDPOINTS = Array.from({ length: SHARDS }, (_, s) =>
 
 // The client credentials the operator issues for spec.clients entry `e2e` (the sample lists
 // it), mounted into the client pod. With client TLS on the gRPC API (docs/SECURITY.md, what
-// is left 1) the CLI gets them as CLIENT_TLS_FLAGS.
+// is left 1) the CLI gets them as CLIENT_TLS_FLAGS, once it takes them (tlsFlags below).
 const CLIENT_TLS_DIR = '/etc/shardbank/client';
-export const CLIENT_TLS_FLAGS = [
+const CLIENT_TLS_FLAGS = [
   '--ca',
   `${CLIENT_TLS_DIR}/ca.crt`,
   '--cert',
@@ -105,11 +105,15 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
   let kc = '';
   const k = (...args: string[]) => kubectl(kc, args);
   /** The shardbank CLI inside the client pod, against the cluster's per-pod DNS names. */
+  /**
+   * CLIENT_TLS_FLAGS once the CLI takes them (client TLS on the gRPC API): then every replica
+   * the operator runs requires a client certificate. Decided from the CLI's own help in the pod.
+   */
+  let tlsFlags: string[] = [];
   const cli = async (...args: string[]) =>
-    JSON.parse(await k(...CLIENT_CLI, ...args, '--endpoints', ENDPOINTS, '--cluster', CLUSTER, '--json')) as Record<
-      string,
-      unknown
-    >;
+    JSON.parse(
+      await k(...CLIENT_CLI, ...args, ...tlsFlags, '--endpoints', ENDPOINTS, '--cluster', CLUSTER, '--json'),
+    ) as Record<string, unknown>;
   let requestId = 0;
   /** A transfer retried with the same ids until it is decided (at most one effect). */
   const transfer = async (from: number, to: number, amount: number, timeoutMs = 120_000) => {
@@ -315,6 +319,9 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
     async () => {
       await kubectl(kc, ['apply', '-f', '-'], clientPod);
       await k('wait', '--for=condition=Ready', `pod/bank-client`, '-n', NS, '--timeout=120s');
+      const help = await k(...CLIENT_CLI, 'balance', '--help').catch((err: Error) => err.message);
+      if (help.includes('--cert FILE')) tlsFlags = CLIENT_TLS_FLAGS;
+      console.log(`client pod CLI: ${tlsFlags.length > 0 ? 'client TLS flags passed' : 'no client TLS flags yet'}`);
       const r = await transfer(1001, 3001, 10);
       expect(r.outcome).toBe('COMMITTED');
       expect(await balances(1001, 3001)).toEqual({ '1001': 0, '3001': 20 });
@@ -409,6 +416,7 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
         const out = await k(
           ...CLIENT_CLI,
           'bench',
+          ...tlsFlags,
           '--endpoints',
           ENDPOINTS,
           '--cluster',
@@ -446,6 +454,7 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
         [
           ...CLIENT_CLI,
           'chaos',
+          ...tlsFlags,
           '--kubernetes',
           '--cluster',
           CLUSTER,
@@ -523,6 +532,7 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
         [
           ...CLIENT_CLI,
           'bench',
+          ...tlsFlags,
           '--endpoints',
           ENDPOINTS,
           '--cluster',
