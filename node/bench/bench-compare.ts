@@ -94,15 +94,20 @@ async function startShardbank(
   durationS: number,
   warmupS: number,
   log: (text: string) => void,
+  insecure = false,
 ): Promise<SystemSession> {
+  // `up` runs TLS (client certificates) unless --insecure; the rows say which.
+  const label = insecure ? 'shardbank 3x3 insecure' : 'shardbank 3x3';
   const stateDir = await mkdtemp(path.join(os.tmpdir(), 'shardbank-bench-'));
   const stop = async () => {
     await run(process.execPath, [CLI, 'down', '--state-dir', stateDir], { timeoutMs: 60_000 }).catch(() => undefined);
     await rm(stateDir, { recursive: true, force: true });
   };
   await startOrStop(async () => {
-    log('starting the reference cluster (3 shards x 3 replicas, fsync on)');
-    await run(process.execPath, [CLI, 'up', '--detach', '--state-dir', stateDir], { timeoutMs: 180_000 });
+    log(`starting the reference cluster (3 shards x 3 replicas, fsync on, ${insecure ? 'plaintext' : 'TLS'})`);
+    await run(process.execPath, [CLI, 'up', '--detach', '--state-dir', stateDir, ...(insecure ? ['--insecure'] : [])], {
+      timeoutMs: 180_000,
+    });
     // A freshly started replica spends its first seconds of load in the JIT compiler (15% of
     // all CPU in profiles of the first 8 s) and reaches its steady throughput after about 30 s
     // (64 clients: ~1,300/s in the first 4 s, ~3,800/s from 30 s on). PostgreSQL and etcd are
@@ -144,11 +149,7 @@ async function startShardbank(
       ];
       const report = lastJsonLine(await run(process.execPath, args, { timeoutMs: (durationS + warmupS + 120) * 1000 }));
       const latency = report.latencyMs as Record<string, number>;
-      const system = kind
-        ? `shardbank 3x3 (${kind} only)`
-        : coalesce
-          ? 'shardbank 3x3'
-          : 'shardbank 3x3 (no client batching)';
+      const system = kind ? `${label} (${kind} only)` : coalesce ? label : `${label} (no client batching)`;
       rows.push({
         system,
         clients,
@@ -160,7 +161,7 @@ async function startShardbank(
     }
     return rows;
   };
-  return { name: 'shardbank', measure, stop };
+  return { name: insecure ? 'shardbank-insecure' : 'shardbank', measure, stop };
 }
 
 /** The comparison workloads: scripts in node/bench/anchors/, compiled workloads in dist/. */
@@ -270,8 +271,13 @@ async function main(): Promise<void> {
       rounds: { type: 'string', default: '3' },
       'batch-clients': { type: 'string', default: '16' },
       only: { type: 'string' },
+      // tls (what `shardbank up` runs), insecure (`up --insecure`), or both, measured in turn.
+      security: { type: 'string', default: 'tls' },
     },
   });
+  const security = values.security!;
+  if (!['tls', 'insecure', 'both'].includes(security))
+    throw new Error(`--security must be tls, insecure or both, got ${JSON.stringify(security)}`);
   const durationS = Number(values.duration);
   const warmupS = Number(values.warmup);
   const roundCount = Number(values.rounds);
@@ -299,7 +305,8 @@ async function main(): Promise<void> {
   const sessions: SystemSession[] = [];
   const rounds: Row[][] = [];
   try {
-    if (runs.length > 0) sessions.push(await startShardbank(runs, durationS, warmupS, log));
+    if (runs.length > 0 && security !== 'insecure') sessions.push(await startShardbank(runs, durationS, warmupS, log));
+    if (runs.length > 0 && security !== 'tls') sessions.push(await startShardbank(runs, durationS, warmupS, log, true));
     if (want('postgresql') || want('etcd')) {
       if (want('postgresql'))
         await startPostgres(clients, durationS, log).then(

@@ -48,6 +48,12 @@ export function ratios(rows: Row[]): Record<string, number> {
   for (const clients of new Set(rows.map((r) => r.clients))) {
     const ours = find('shardbank', clients);
     if (!ours) continue;
+    // What TLS costs: the TLS cluster against the same run on `up --insecure`.
+    const plain = find('shardbank 3x3 insecure', clients);
+    if (plain && plain !== ours && plain.transfersPerS > 0)
+      result[`shardbank tls/insecure throughput @${clients}`] = Number(
+        (ours.transfersPerS / plain.transfersPerS).toFixed(2),
+      );
     for (const [name, prefix] of [
       ['postgresql', 'postgresql'],
       ['etcd', 'etcd'],

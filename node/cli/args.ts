@@ -5,8 +5,10 @@ import type { Topology } from '../cluster/topology.js';
 import { discoverCluster } from '../client/discover.js';
 import { EndpointsError, isHostPort, parseEndpoints } from '../client/endpoints.js';
 import type { ShardbankClientOptions } from '../client/bank-client.js';
+import { ClientTlsError, loadClientTls, type ClientTlsFiles } from '../client/tls.js';
 import { AddressBookError, isSupervisorRunning, readAddressBook, type AddressBook } from '../local/address-book.js';
-import { clientOptionsFromBook } from '../local/cluster-client.js';
+import { clientOptionsFromBook, localClientTls } from '../local/cluster-client.js';
+import { natsSecurityProblem, type NatsSecurity } from '../discovery/nats-security.js';
 import { resolveStateDir } from '../local/runtime.js';
 import { CliError, EXIT, UnavailableError, UsageError } from './cli-io.js';
 
@@ -20,9 +22,21 @@ export const TARGET_OPTIONS = {
   'items-per-shard': { type: 'string' },
   'initial-balance': { type: 'string' },
   'nats-url': { type: 'string' },
+  'nats-ca': { type: 'string' },
+  'nats-creds': { type: 'string' },
   namespace: { type: 'string' },
+  ca: { type: 'string' },
+  cert: { type: 'string' },
+  key: { type: 'string' },
   json: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
+} as const satisfies OptionSpec;
+
+/** --ca, --cert, --key: TLS with a client certificate (docs/SECURITY.md). */
+export const TLS_OPTIONS = {
+  ca: { type: 'string' },
+  cert: { type: 'string' },
+  key: { type: 'string' },
 } as const satisfies OptionSpec;
 
 export const TARGET_HELP = `Cluster selection (default: the local cluster of --state-dir):
@@ -34,7 +48,14 @@ export const TARGET_HELP = `Cluster selection (default: the local cluster of --s
   --items-per-shard N     its items per shard (with a full list; default 3000)
   --initial-balance N     its initial balance per item (default 10)
   --nats-url URL          its NATS, for leader discovery (optional)
-  --namespace NS          its namespace in NATS keys (default "default")`;
+  --nats-ca FILE          the CA of its NATS server's certificate: NATS over TLS
+  --nats-creds FILE       NATS user and password (JSON {"user","password"}; the watcher user)
+  --namespace NS          its namespace in NATS keys (default "default")
+
+TLS (a local cluster started with TLS is found and used without these):
+  --ca FILE               the cluster CA to verify replicas with
+  --cert FILE             this client's certificate (its identity and role)
+  --key FILE              its private key`;
 
 const NEGATIVE_NUMBER = /^-[0-9]/;
 const NEGATIVE_MARK = '\u0000';
@@ -111,7 +132,41 @@ export interface TargetValues {
   'items-per-shard'?: string;
   'initial-balance'?: string;
   'nats-url'?: string;
+  'nats-ca'?: string;
+  'nats-creds'?: string;
   namespace?: string;
+  ca?: string;
+  cert?: string;
+  key?: string;
+}
+
+/**
+ * The TLS files --ca, --cert and --key name (all three or none), checked readable; undefined
+ * without them.
+ */
+export function tlsFromFlags(values: { ca?: string; cert?: string; key?: string }): ClientTlsFiles | undefined {
+  const given = (['ca', 'cert', 'key'] as const).filter((flag) => values[flag] !== undefined);
+  if (given.length === 0) return undefined;
+  if (given.length < 3) {
+    const missing = (['ca', 'cert', 'key'] as const).filter((flag) => values[flag] === undefined);
+    throw new UsageError(
+      `TLS needs --ca, --cert and --key; missing ${missing.map((flag) => `--${flag}`).join(', ')}`,
+      `--${missing[0]}`,
+    );
+  }
+  const files = { ca: values.ca!, cert: values.cert!, key: values.key! };
+  checkTlsFiles(files);
+  return files;
+}
+
+/** Reads the files once, so that a missing one is bad input naming its flag, not a failed call. */
+export function checkTlsFiles(files: ClientTlsFiles): void {
+  try {
+    loadClientTls(files);
+  } catch (error) {
+    if (error instanceof ClientTlsError) throw new UsageError(error.message, error.message.split(' ')[0]);
+    throw error;
+  }
 }
 
 export interface Target {
@@ -130,7 +185,8 @@ export async function discoveredTarget(values: TargetValues): Promise<Target> {
   if (values.cluster === undefined)
     throw new UsageError('--endpoints needs --cluster NAME (requests name the cluster they are meant for)');
   const address = values.endpoints!.trim();
-  const found = await discoverCluster(address, values.cluster);
+  const tls = tlsFromFlags(values);
+  const found = await discoverCluster(address, values.cluster, undefined, tls);
   if (!found.ok) {
     const { codeName, details } = found.error;
     if (codeName === 'UNAVAILABLE' || codeName === 'DEADLINE_EXCEEDED')
@@ -164,11 +220,33 @@ export async function discoveredTarget(values: TargetValues): Promise<Target> {
       endpoints,
       namespace: values.namespace ?? 'default',
       ...(values['nats-url'] ? { natsUrl: values['nats-url'] } : {}),
+      ...(tls ? { tls } : {}),
+      ...natsSecurityFromValues(values),
     },
     book: undefined,
     stateDir: undefined,
     running: true,
   };
+}
+
+/**
+ * `--nats-ca` and `--nats-creds` (which win over what a local address book records), checked
+ * now so that a wrong path is a usage error naming the flag, not a silent NATS outage.
+ */
+export function natsSecurityFromValues(
+  values: TargetValues,
+  recorded: NatsSecurity | undefined = undefined,
+): { natsSecurity?: NatsSecurity } {
+  const caFile = values['nats-ca'] ?? recorded?.caFile;
+  const credentialsFile = values['nats-creds'] ?? recorded?.credentialsFile;
+  if (caFile === undefined && credentialsFile === undefined) return {};
+  const natsSecurity: NatsSecurity = {
+    ...(caFile !== undefined ? { caFile } : {}),
+    ...(credentialsFile !== undefined ? { credentialsFile } : {}),
+  };
+  const problem = natsSecurityProblem(natsSecurity, { caFile: '--nats-ca', credentialsFile: '--nats-creds' });
+  if (problem !== undefined) throw new UsageError(problem);
+  return { natsSecurity };
 }
 
 /** A single host:port: learn the rest from it. */
@@ -192,6 +270,7 @@ export function endpointsTarget(values: TargetValues): Target {
     itemsPerShard: parseIntegerOption('items-per-shard', values['items-per-shard'], 3000, 1, 1_000_000),
     initialBalance: parseIntegerOption('initial-balance', values['initial-balance'], 10, 0, Number.MAX_SAFE_INTEGER),
   };
+  const tls = tlsFromFlags(values);
   return {
     options: {
       cluster: values.cluster,
@@ -199,6 +278,8 @@ export function endpointsTarget(values: TargetValues): Target {
       endpoints,
       namespace: values.namespace ?? 'default',
       ...(values['nats-url'] ? { natsUrl: values['nats-url'] } : {}),
+      ...(tls ? { tls } : {}),
+      ...natsSecurityFromValues(values),
     },
     book: undefined,
     stateDir: undefined,
@@ -229,5 +310,11 @@ export async function resolveTarget(values: TargetValues, requireRunning: boolea
       `cannot reach the cluster: the local cluster in ${stateDir} is not running: start it with 'shardbank up --detach --state-dir ${stateDir}'`,
     );
   }
-  return { options: clientOptionsFromBook(book), book, stateDir, running };
+  // The cluster's mode is the address book's; --ca/--cert/--key choose other files.
+  const tls = tlsFromFlags(values);
+  const fromBook = clientOptionsFromBook(book);
+  const options = { ...fromBook, ...natsSecurityFromValues(values, fromBook.natsSecurity) };
+  if (tls) return { options: { ...options, tls }, book, stateDir, running };
+  if (options.tls) checkTlsFiles(localClientTls(book.stateDir));
+  return { options, book, stateDir, running };
 }

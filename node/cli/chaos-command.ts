@@ -10,7 +10,15 @@ import { ShardbankClient, type ClientSession } from '../client/bank-client.js';
 import { checkBank, ExpectationLedger, type BankVerdict, type ShardReplicaReads } from '../client/bank-invariants.js';
 import { compareBallots, type BallotPair, type ClusterView, type LeaderView } from '../client/status-view.js';
 import { readAddressBook, type AddressBook } from '../local/address-book.js';
-import { parseCommandArgs, parseDurationMs, parseIntegerOption, parseNumberOption, resolveTarget } from './args.js';
+import {
+  parseCommandArgs,
+  parseDurationMs,
+  parseIntegerOption,
+  parseNumberOption,
+  resolveTarget,
+  tlsFromFlags,
+  TLS_OPTIONS,
+} from './args.js';
 import { KubeApiError } from './kube-api.js';
 import { kubernetesTarget, type KubernetesTarget } from './kube-chaos.js';
 import { CliError, EXIT, UsageError, warn, type CliIo } from './cli-io.js';
@@ -60,7 +68,8 @@ Options:
                         names, so run it inside the cluster (a pod), or give reachable --endpoints
   --cluster NAME        with --kubernetes: the BankCluster (required)
   --namespace NS        with --kubernetes: its namespace (default "default")
-  --kubeconfig FILE     with --kubernetes: credentials (default $KUBECONFIG, else the pod's ServiceAccount)`;
+  --kubeconfig FILE     with --kubernetes: credentials (default $KUBECONFIG, else the pod's ServiceAccount)
+  --ca, --cert, --key   TLS files (a local cluster started with TLS is found without them)`;
 
 const CHAOS_OPTIONS = {
   'state-dir': { type: 'string' },
@@ -69,6 +78,7 @@ const CHAOS_OPTIONS = {
   cluster: { type: 'string' },
   namespace: { type: 'string' },
   kubeconfig: { type: 'string' },
+  ...TLS_OPTIONS,
   duration: { type: 'string' },
   interval: { type: 'string' },
   target: { type: 'string' },
@@ -594,7 +604,8 @@ export async function chaosCommand(argv: readonly string[], io: CliIo): Promise<
     log(
       `BankCluster ${kube.namespace}/${kube.cluster}: ${kube.options.topology.shards} shards x ${kube.options.topology.replicasPerShard} replicas`,
     );
-    const client = await ShardbankClient.connect({ ...kube.options, pidOf: undefined });
+    const tls = tlsFromFlags(values);
+    const client = await ShardbankClient.connect({ ...kube.options, ...(tls ? { tls } : {}), pidOf: undefined });
     try {
       return await runChaos(client, settings, kube.faulter, io, log, values.json, values.report);
     } finally {

@@ -253,6 +253,7 @@ export async function statusCommand(argv: readonly string[], io: CliIo): Promise
           ...(statusJson(view, target.book !== undefined) as object),
           healthy: problems.length === 0,
           problems,
+          security: target.options.tls === undefined ? 'insecure' : 'tls',
         }),
       );
       if (!answered) reportError(io, 'status', new UnavailableError(NO_ANSWER), true);
@@ -264,7 +265,9 @@ export async function statusCommand(argv: readonly string[], io: CliIo): Promise
         : target.running
           ? ` (local, ${target.stateDir})`
           : ` (local, NOT RUNNING, ${target.stateDir})`;
-    io.out(`cluster ${view.cluster}${state}`);
+    // Plaintext is said in the header: a local book without TLS, or a remote cluster without --ca.
+    const insecure = target.options.tls === undefined ? ' INSECURE (plaintext, no authentication)' : '';
+    io.out(`cluster ${view.cluster}${state}${insecure}`);
     const book = target.book;
     const restartsOf = (shard: number) =>
       book?.replicas.filter((r) => r.shard === shard).reduce((sum, r) => sum + r.restarts, 0) ?? 0;

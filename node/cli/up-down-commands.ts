@@ -6,12 +6,17 @@ import { AddressBookError } from '../local/address-book.js';
 import { CliError, EXIT, UsageError, warn, type CliIo } from './cli-io.js';
 import { parseCommandArgs, parseDurationMs } from './args.js';
 
-export const UP_HELP = `Usage: shardbank up [-f bankcluster.yaml] [--detach] [--state-dir DIR] [--nats-url URL]
+export const UP_HELP = `Usage: shardbank up [-f bankcluster.yaml] [--detach] [--state-dir DIR] [--nats-url URL] [--insecure]
 
 Starts a local cluster: nats-server (from PATH, with JetStream, on a free loopback port,
+with TLS and the users replica and watcher, whose files are in DIR/certs and DIR/nats-auth;
 unless --nats-url is given) and every replica as a supervised process with its own data dir
 under DIR/data; logs go to DIR/logs. A replica that dies is restarted with its data.
 Running 'up' again on the same state dir resumes from the data on disk.
+
+Clients and replicas talk TLS: the first start makes a CA and certificates in DIR/certs
+(one per replica, and client-admin for the CLI, which every command then uses);
+--insecure runs plaintext without authentication instead ('status' says INSECURE).
 
 Options:
   -f, --file FILE      BankCluster manifest (YAML or JSON); default: 3 shards x 3 replicas
@@ -20,6 +25,7 @@ Options:
   --nats-url URL       use this NATS instead of starting nats-server (--nats URL: deprecated)
   --wait DURATION      with --detach: how long to wait for leaders (default 120s)
   --log-level LEVEL    replicas' log level (default info)
+  --insecure           plaintext gRPC and peers, no client authentication (default: TLS)
   --json               errors as one JSON line on stderr
   -h, --help           this help
 
@@ -40,6 +46,7 @@ const UP_OPTIONS = {
   nats: { type: 'string' },
   wait: { type: 'string' },
   'log-level': { type: 'string' },
+  insecure: { type: 'boolean', default: false },
   supervise: { type: 'boolean', default: false },
   json: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
@@ -77,6 +84,7 @@ export async function upCommand(argv: readonly string[], io: CliIo): Promise<num
       ...(natsUrl ? { natsUrl } : {}),
       ...(waitMs ? { waitMs } : {}),
       ...(values['log-level'] ? { logLevel: values['log-level'] } : {}),
+      ...(values.insecure ? { insecure: true } : {}),
     };
     const output = { out: io.out, err: io.err };
     if (values.supervise) return await upSupervise(options, output);

@@ -3,7 +3,7 @@
 // hint, then the last replica that answered), and retries outcome-unknown failures with
 // the SAME request id until an overall deadline: exactly-once on the server makes that safe.
 import { randomBytes } from 'node:crypto';
-import { credentials } from '@grpc/grpc-js';
+import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
 import { shardOfItem, type Topology } from '../cluster/topology.js';
 import {
   BankClient as BankStub,
@@ -21,10 +21,18 @@ import { chunk } from '../util/chunk.js';
 import { backoffDelayMs, DEFAULT_BACKOFF, sleep, type BackoffPolicy } from './backoff.js';
 import { codeName, isRetryable, unaryCall, type CallError, type CallResult } from './grpc-call.js';
 import { startLeaderSource, type LeaderSource } from './leader-source.js';
+import type { NatsSecurity } from '../discovery/nats-security.js';
 import { mergeClusterStatus, type ClusterView, type ReplicaProbe } from './status-view.js';
 import { checkClientId, checkRequestId, checkTransferInput, type InputCheck } from './transfer-input.js';
 import { TransferCoalescer, type CoalescedResult } from './transfer-coalescer.js';
 import { TransferStreamChannel, type ChannelBreak } from './transfer-stream-channel.js';
+import {
+  clientIdPrefixOf,
+  loadClientTls,
+  tlsChannelCredentials,
+  tlsChannelOptions,
+  type ClientTlsFiles,
+} from './tls.js';
 
 export { Consistency } from '../gen/shardbank/v1/bank.js';
 
@@ -57,6 +65,8 @@ export interface ShardbankClientOptions {
   /** Addresses by `[shard][ordinal]`. */
   readonly endpoints: readonly (readonly string[])[];
   readonly natsUrl?: string;
+  /** TLS (CA file) and the `watcher` credentials for `natsUrl` (docs/SECURITY.md). */
+  readonly natsSecurity?: NatsSecurity;
   readonly namespace?: string;
   readonly incarnation?: string;
   readonly clientId?: string;
@@ -80,6 +90,12 @@ export interface ShardbankClientOptions {
    * it (default true): each result comes back as soon as its transfer is decided.
    */
   readonly stream?: boolean;
+  /**
+   * TLS with a client certificate (PEM file paths; docs/SECURITY.md). The certificate's
+   * identity bounds the client_ids: generated ones are `<name>/c-<random>`. Without it the
+   * client speaks plaintext (a cluster with TLS on refuses it, UNAUTHENTICATED).
+   */
+  readonly tls?: ClientTlsFiles;
 }
 
 export interface TransferRequestInput {
@@ -204,8 +220,9 @@ type SessionOpen = { ok: true; epoch: number } | { ok: false; error: CallError }
 
 const SENT_UNDER_MAX = 65_536;
 
-export function randomClientId(): string {
-  return `c-${randomBytes(12).toString('hex')}`;
+/** A fresh client id; `prefix` is the TLS identity's `<name>/` (clientIdPrefixOf). */
+export function randomClientId(prefix = ''): string {
+  return `${prefix}c-${randomBytes(12).toString('hex')}`;
 }
 
 interface RouteState {
@@ -229,6 +246,10 @@ export class ShardbankClient {
   private leaderSource: LeaderSource | undefined;
   private watcherStarting: Promise<void> | undefined;
   private readonly options: ShardbankClientOptions;
+  private readonly channelCredentials: ChannelCredentials;
+  private readonly tlsOn: boolean;
+  /** `<name>/` of the TLS identity: generated client ids must carry it. */
+  readonly clientIdPrefix: string;
   private closed = false;
   private readonly coalescer = new TransferCoalescer(
     (shard, entries) => this.sendCoalesced(shard, entries),
@@ -254,7 +275,11 @@ export class ShardbankClient {
     this.cluster = options.cluster;
     this.topology = options.topology;
     this.endpoints = options.endpoints;
-    this.session = new ClientSession(options.clientId ?? randomClientId());
+    const tls = options.tls ? loadClientTls(options.tls) : undefined;
+    this.channelCredentials = tls ? tlsChannelCredentials(tls) : credentials.createInsecure();
+    this.tlsOn = tls !== undefined;
+    this.clientIdPrefix = clientIdPrefixOf(tls);
+    this.session = new ClientSession(options.clientId ?? randomClientId(this.clientIdPrefix));
     this.leaderSource = options.leaderSource;
     if (options.natsUrl && !options.leaderSource) this.watcherStarting = this.startWatcher(options.natsUrl);
   }
@@ -270,6 +295,7 @@ export class ShardbankClient {
   private async startWatcher(natsUrl: string): Promise<void> {
     const started = await startLeaderSource({
       servers: natsUrl,
+      ...(this.options.natsSecurity ? { security: this.options.natsSecurity } : {}),
       namespace: this.options.namespace ?? 'default',
       cluster: this.options.cluster,
       ...(this.options.incarnation ? { incarnation: this.options.incarnation } : {}),
@@ -280,7 +306,7 @@ export class ShardbankClient {
   }
 
   newSession(clientId?: string): ClientSession {
-    return new ClientSession(clientId ?? randomClientId());
+    return new ClientSession(clientId ?? randomClientId(this.clientIdPrefix));
   }
 
   async transfer(input: TransferRequestInput, options: CallOptions = {}): Promise<TransferResult> {
@@ -739,7 +765,8 @@ export class ShardbankClient {
     let stub = this.stubs.get(address);
     if (stub === undefined) {
       assert(!this.closed, 'client is closed');
-      stub = new BankStub(address, credentials.createInsecure(), {
+      stub = new BankStub(address, this.channelCredentials, {
+        ...(this.tlsOn ? tlsChannelOptions(address) : {}),
         'grpc.initial_reconnect_backoff_ms': 100,
         'grpc.max_reconnect_backoff_ms': 1000,
         'grpc.enable_retries': 0,
@@ -918,12 +945,20 @@ function failureOutcome(error: CallError): Pick<TransferResult, 'outcome' | 'mes
   const outcome: TransferOutcome =
     error.codeName === 'INVALID_ARGUMENT'
       ? 'INVALID_ARGUMENT'
-      : error.codeName === 'FAILED_PRECONDITION'
+      : // Refused credentials or rights: definitely not run (errorCode says which).
+        error.codeName === 'FAILED_PRECONDITION' ||
+          error.codeName === 'UNAUTHENTICATED' ||
+          error.codeName === 'PERMISSION_DENIED'
         ? 'FAILED_PRECONDITION'
         : error.codeName === 'ABORTED'
           ? 'ABORTED'
           : 'UNKNOWN';
-  return { outcome, message: error.details, errorCode: codeName(error.code) };
+  const refused = error.codeName === 'UNAUTHENTICATED' || error.codeName === 'PERMISSION_DENIED';
+  return {
+    outcome,
+    message: refused ? `${error.codeName}: ${error.details}` : error.details,
+    errorCode: codeName(error.code),
+  };
 }
 
 function batchEntryOutcome(outcome: Outcome): TransferOutcome {

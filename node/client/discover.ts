@@ -2,6 +2,7 @@
 // Service in front of them, names every replica of every shard and each shard's items; the
 // client learns the topology and the addresses from it.
 import { credentials } from '@grpc/grpc-js';
+import { loadClientTls, tlsChannelCredentials, tlsChannelOptions, type ClientTlsFiles } from './tls.js';
 import type { Topology } from '../cluster/topology.js';
 import { BankClient as BankStub, type ClusterStatusReply } from '../gen/shardbank/v1/bank.js';
 import { unaryCall, type CallError } from './grpc-call.js';
@@ -41,8 +42,14 @@ export function clusterFromStatus(reply: ClusterStatusReply): DiscoveredCluster 
   return { topology: { shards: shards.length, replicasPerShard, itemsPerShard }, endpoints };
 }
 
-export async function discoverCluster(address: string, cluster: string, timeoutMs = 5_000): Promise<Discovery> {
-  const stub = new BankStub(address, credentials.createInsecure(), {
+export async function discoverCluster(
+  address: string,
+  cluster: string,
+  timeoutMs = 5_000,
+  tls?: ClientTlsFiles,
+): Promise<Discovery> {
+  const stub = new BankStub(address, tls ? tlsChannelCredentials(loadClientTls(tls)) : credentials.createInsecure(), {
+    ...(tls ? tlsChannelOptions(address) : {}),
     'grpc.enable_retries': 0,
     'grpc.enable_channelz': 0,
   });

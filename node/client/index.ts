@@ -12,3 +12,11 @@ export {
 } from './status-view.js';
 export type { LeaderSource, LeaderRecordView } from './leader-source.js';
 export * from './bank-audit.js';
+export {
+  loadClientTls,
+  tlsChannelCredentials,
+  clientIdPrefixOf,
+  ClientTlsError,
+  type ClientTlsFiles,
+  type LoadedClientTls,
+} from './tls.js';

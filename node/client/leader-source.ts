@@ -3,6 +3,7 @@
 // replicas' hints and probing, when NATS is not configured or not reachable.
 import { pino } from 'pino';
 import { LeaderWatcher } from '../discovery/leader-watcher.js';
+import type { NatsSecurity } from '../discovery/nats-security.js';
 
 export interface LeaderBallot {
   readonly round: number;
@@ -24,6 +25,8 @@ export interface LeaderSource {
 
 export interface LeaderSourceOptions {
   readonly servers: string;
+  /** TLS and the `watcher` user's credentials, for a secured NATS. */
+  readonly security?: NatsSecurity;
   readonly namespace: string;
   readonly cluster: string;
   readonly incarnation?: string;
@@ -36,6 +39,7 @@ export async function startLeaderSource(
   try {
     const watcher = await LeaderWatcher.start({
       servers: options.servers,
+      ...(options.security ? { security: options.security } : {}),
       namespace: options.namespace,
       cluster: options.cluster,
       ...(options.incarnation ? { incarnation: options.incarnation } : {}),

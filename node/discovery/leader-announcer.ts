@@ -26,6 +26,7 @@ import {
   sleep,
   stopIterator,
 } from './nats-connection.js';
+import type { NatsSecurity } from './nats-security.js';
 
 export interface ReplicaIdentity {
   readonly namespace: string;
@@ -38,6 +39,8 @@ export interface LeaderAnnouncerOptions {
   /** An existing connection (not closed by close()), or `servers` for an owned one. */
   readonly connection?: NatsConnection;
   readonly servers?: string | string[];
+  /** TLS and credentials of an owned connection (the `replica` user, docs/SECURITY.md). */
+  readonly security?: NatsSecurity;
   readonly identity: ReplicaIdentity;
   readonly logger?: Logger;
   /** How often the last record is announced again while leading. */
@@ -79,6 +82,7 @@ export class LeaderAnnouncer {
   private readonly logger: Logger;
   private readonly requestTimeoutMs: number;
   private readonly ownsConnection: boolean;
+  private readonly security: NatsSecurity;
   private readonly abort = new AbortController();
   private connection: NatsConnection | undefined;
   /** False between a Disconnect and the next Reconnect status event. */
@@ -105,6 +109,7 @@ export class LeaderAnnouncer {
     });
     this.requestTimeoutMs = options.requestTimeoutMs ?? requestTimeoutMsDefault;
     this.ownsConnection = options.connection === undefined;
+    this.security = options.security ?? {};
     const intervalMs = options.reannounceIntervalMs ?? reannounceIntervalMsDefault;
     this.timer = setInterval(() => this.reannounce('periodic'), intervalMs);
     this.timer.unref();
@@ -289,7 +294,7 @@ export class LeaderAnnouncer {
   private async connectOwned(servers: string | string[]): Promise<void> {
     const id = this.identity;
     const name = `shardbank-announcer-${id.namespace}-${id.cluster}-s${id.shard}-${id.ordinal}`;
-    const connection = await connectForever(servers, name, this.logger, this.abort.signal);
+    const connection = await connectForever(servers, name, this.logger, this.abort.signal, this.security);
     if (connection === undefined) return;
     if (this.closed) {
       await connection.close().catch(() => undefined);

@@ -22,17 +22,21 @@ import {
 import {
   connectForever,
   errorMessage,
+  isBucketMissing,
   openLeaderBucket,
   redialDelayMs,
   requestTimeoutMsDefault,
   sleep,
   stopIterator,
 } from './nats-connection.js';
+import type { NatsSecurity } from './nats-security.js';
 
 export interface LeaderWatcherOptions {
   /** An existing connection (not closed by close()), or `servers` for an owned one. */
   readonly connection?: NatsConnection;
   readonly servers?: string | string[];
+  /** TLS and credentials of an owned connection (the `watcher` user, docs/SECURITY.md). */
+  readonly security?: NatsSecurity;
   readonly namespace: string;
   readonly cluster: string;
   /** The cluster's current incarnation, if known: its records win over other incarnations'. */
@@ -73,6 +77,7 @@ export class LeaderWatcher {
   private readonly kvRetryMs: number;
   private readonly requestTimeoutMs: number;
   private readonly ownsConnection: boolean;
+  private readonly security: NatsSecurity;
   private readonly abort = new AbortController();
   private readonly records = new Map<number, LeaderRecord>();
   private readonly listeners = new Set<LeaderChangeListener>();
@@ -101,6 +106,7 @@ export class LeaderWatcher {
     this.kvRetryMs = options.kvRetryMs ?? kvRetryMsDefault;
     this.requestTimeoutMs = options.requestTimeoutMs ?? requestTimeoutMsDefault;
     this.ownsConnection = options.connection === undefined;
+    this.security = options.security ?? {};
   }
 
   /**
@@ -276,7 +282,7 @@ export class LeaderWatcher {
 
   private async connectOwned(servers: string | string[]): Promise<void> {
     const name = `shardbank-watcher-${this.namespace}-${this.cluster}`;
-    const connection = await connectForever(servers, name, this.logger, this.abort.signal);
+    const connection = await connectForever(servers, name, this.logger, this.abort.signal, this.security);
     if (connection === undefined) return;
     if (this.closed) {
       await connection.close().catch(() => undefined);
@@ -352,12 +358,17 @@ export class LeaderWatcher {
     const current = (): boolean => !this.closed && generation === this.kvGeneration;
     while (current() && !connection.isClosed()) {
       try {
-        const bucket = await openLeaderBucket(connection, this.requestTimeoutMs);
+        // Bind only: a watcher may not create the bucket (whoever creates it picks its config).
+        const bucket = await openLeaderBucket(connection, this.requestTimeoutMs, { create: false });
         if (!current()) return;
         await this.consumeKvWatch(bucket, current);
         if (current()) this.logger.info('kv watch ended, starting another');
       } catch (error) {
-        if (current()) this.logger.warn({ err: errorMessage(error) }, 'kv watch failed, retrying');
+        if (isBucketMissing(error)) {
+          // No replica has written a leader yet: there is nothing to catch up on.
+          if (current()) this.markSynced();
+          this.logger.debug('no leader bucket yet, watching again shortly');
+        } else if (current()) this.logger.warn({ err: errorMessage(error) }, 'kv watch failed, retrying');
       }
       if (!current()) return;
       await sleep(this.kvRetryMs, this.abort.signal);

@@ -3,9 +3,10 @@
 // first time, creates) the leader bucket, so that every creator uses the same config.
 import { jetstream, JetStreamApiError } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { leaderBucketName, recordBytesMax } from './leader-record.js';
+import { readNatsCredentials, type NatsSecurity } from './nats-security.js';
 
 export const requestTimeoutMsDefault = 5_000;
 /** Pause before dialing again after nats.js closed an owned connection for good. */
@@ -18,6 +19,8 @@ const bucketHistory = 5;
 const bucketOpenAttemptsMax = 3;
 /** NATS JetStream error code "wrong last sequence": the compare-and-set lost a race. */
 const wrongLastSequenceErrorCode = 10071;
+/** NATS JetStream error code "stream not found": the leader bucket does not exist (yet). */
+const streamNotFoundErrorCode = 10059;
 
 /** A promise-based sleep that ends early (resolving false) when `signal` aborts. */
 export function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
@@ -54,6 +57,7 @@ export async function connectForever(
   name: string,
   logger: Logger,
   signal: AbortSignal,
+  security: NatsSecurity = {},
 ): Promise<NatsConnection | undefined> {
   let retryMs = connectRetryMsMin;
   let attempts = 0;
@@ -68,6 +72,8 @@ export async function connectForever(
         waitOnFirstConnect: false,
         pingInterval: pingIntervalMs,
         timeout: requestTimeoutMsDefault,
+        // Read on every dial: a rotated password or CA is picked up by the next connection.
+        ...natsSecurityOptions(security),
       });
       if (signal.aborted) {
         await nc.close().catch(() => undefined);
@@ -87,11 +93,48 @@ export async function connectForever(
 }
 
 /**
- * Opens bucket `shardbank-leaders`, creating it if absent. Idempotent under races: two
- * creators with the same config both succeed, and a creator that loses a race with a
- * different config simply binds on the next attempt.
+ * The nats.js options for `security`: TLS verified against the CA file (a server without TLS
+ * is then refused: no downgrade), and the user, password and inbox prefix of the credentials
+ * file. Throws NatsCredentialsError (naming the file) when that file is unreadable or malformed.
  */
-export async function openLeaderBucket(nc: NatsConnection, timeoutMs = requestTimeoutMsDefault): Promise<KV> {
+export function natsSecurityOptions(security: NatsSecurity): Partial<ConnectionOptions> {
+  const options: { -readonly [K in keyof ConnectionOptions]?: ConnectionOptions[K] } = {};
+  if (security.caFile !== undefined) options.tls = { caFile: security.caFile };
+  if (security.credentialsFile !== undefined) {
+    const credentials = readNatsCredentials(security.credentialsFile);
+    options.user = credentials.user;
+    options.pass = credentials.password;
+    if (credentials.inboxPrefix !== undefined) options.inboxPrefix = credentials.inboxPrefix;
+  }
+  return options;
+}
+
+export interface OpenLeaderBucketOptions {
+  /**
+   * Create the bucket when it is absent (replicas). Watchers only bind: they may not create
+   * streams, since whoever creates the bucket chooses its config (docs/SECURITY.md).
+   */
+  readonly create?: boolean;
+}
+
+/**
+ * Opens bucket `shardbank-leaders`, creating it if absent (unless `create` is false: then a
+ * missing bucket is a JetStreamApiError that isBucketMissing() recognises). Idempotent under
+ * races: two creators with the same config both succeed, and a creator that loses a race
+ * with a different config simply binds on the next attempt.
+ */
+export async function openLeaderBucket(
+  nc: NatsConnection,
+  timeoutMs = requestTimeoutMsDefault,
+  options: OpenLeaderBucketOptions = {},
+): Promise<KV> {
+  if (options.create === false) {
+    const kvm = new Kvm(jetstream(nc, { timeout: timeoutMs }));
+    const bucket = await kvm.open(leaderBucketName, { allow_direct: false, timeout: timeoutMs });
+    // open() only binds; status() asks for the stream's info, so a missing bucket shows here.
+    await bucket.status();
+    return bucket;
+  }
   let lastError: unknown;
   for (let attempt = 0; attempt < bucketOpenAttemptsMax; attempt++) {
     try {
@@ -109,6 +152,11 @@ export async function openLeaderBucket(nc: NatsConnection, timeoutMs = requestTi
     }
   }
   throw lastError;
+}
+
+/** True if opening the bucket without creating it failed because it does not exist. */
+export function isBucketMissing(error: unknown): boolean {
+  return error instanceof JetStreamApiError && error.code === streamNotFoundErrorCode;
 }
 
 /** True if a KV create/update failed because the key's revision moved on. */

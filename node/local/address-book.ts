@@ -32,6 +32,12 @@ export interface AddressBook {
   natsManaged: boolean;
   natsPort: number | null;
   natsPid: number | null;
+  /**
+   * NATS TLS and credentials every CLI command connects with (the `watcher` user), when the
+   * supervisor runs nats-server with TLS and users; absent or null for a plaintext NATS.
+   */
+  natsCa?: string | null;
+  natsCreds?: string | null;
   topology: Topology;
   maxTransferAmount: number;
   replicas: ReplicaEntry[];
@@ -39,6 +45,11 @@ export interface AddressBook {
   supervisorLog: string | null;
   stateDir: string;
   startedAtMs: number | null;
+  /**
+   * How clients and peers talk (docs/SECURITY.md): 'tls' (certificates in <stateDir>/certs) or
+   * 'insecure' (`up --insecure`); absent in books written before TLS (plaintext).
+   */
+  security?: 'tls' | 'insecure';
 }
 
 export class AddressBookError extends Error {

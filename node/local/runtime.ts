@@ -45,6 +45,8 @@ export interface UpOptions {
   readonly natsUrl?: string;
   readonly waitMs?: number;
   readonly logLevel?: string;
+  /** `up --insecure`: plaintext clients and peers (the default is TLS). */
+  readonly insecure?: boolean;
 }
 
 function checkReplicaMain(): string {
@@ -65,12 +67,15 @@ export async function upForeground(options: UpOptions, output: Output): Promise<
     replicaMain: checkReplicaMain(),
     ...(options.natsUrl ? { natsUrl: options.natsUrl } : {}),
     ...(options.logLevel ? { logLevel: options.logLevel } : {}),
+    security: options.insecure ? 'insecure' : 'tls',
     log: (line) => {
       appendLog(options.stateDir, line);
       table.note(line);
     },
   });
-  output.out(`cluster "${supervisor.book.cluster}" starting from ${options.stateDir} (Ctrl-C stops it)`);
+  output.out(
+    `cluster "${supervisor.book.cluster}" starting from ${options.stateDir}${options.insecure ? ' INSECURE (plaintext, no authentication)' : ' with TLS'} (Ctrl-C stops it)`,
+  );
   const client = await connectToBook(supervisor.book);
   let stopRequested = false;
   const stopSignal = stopRequest(() => {
@@ -120,6 +125,7 @@ export async function upSupervise(options: UpOptions, output: Output): Promise<n
     log,
     ...(options.natsUrl ? { natsUrl: options.natsUrl } : {}),
     ...(options.logLevel ? { logLevel: options.logLevel } : {}),
+    security: options.insecure ? 'insecure' : 'tls',
   });
   supervisor.book.supervisorLog = join(options.stateDir, 'logs', SUPERVISOR_LOG_FILE);
   writeAddressBook(options.stateDir, supervisor.book);
@@ -147,6 +153,7 @@ export async function upDetached(options: UpOptions, output: Output): Promise<nu
   const args = [cliMainPath(), 'up', '--supervise', '--state-dir', options.stateDir, '-f', manifestCopy];
   if (options.natsUrl) args.push('--nats-url', options.natsUrl);
   if (options.logLevel) args.push('--log-level', options.logLevel);
+  if (options.insecure) args.push('--insecure');
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', logFd, logFd], cwd: process.cwd() });
   closeSync(logFd);
   let exited = false;

@@ -29,8 +29,10 @@ import {
 } from './address-book.js';
 import { describeTopology, manifestTopology, sameTopology } from './manifest.js';
 import { findNatsServer, NATS_INSTALL_HELP } from './nats-binary.js';
+import { prepareNatsSecurity, waitForSecureNats, type LocalNatsSecurity } from './nats-security-files.js';
 import { freePorts, isPortFree, LOOPBACK_HOST, waitForPort } from './ports.js';
 import { SupervisedProcess } from './supervised-process.js';
+import { ensureClusterCertificates } from '../security/certs.js';
 
 export const NATS_READY_TIMEOUT_MS = 15_000;
 export const LOCK_FILE = 'supervisor.lock';
@@ -48,6 +50,12 @@ export interface SupervisorOptions {
   readonly replicaMain: string;
   readonly logLevel?: string;
   readonly log: (line: string) => void;
+  /**
+   * 'tls' (default): TLS for clients and peers with certificates in <stateDir>/certs, and a
+   * managed nats-server with TLS and the replica/watcher users (docs/SECURITY.md).
+   * 'insecure': all of it plaintext, NATS without users.
+   */
+  readonly security?: 'tls' | 'insecure';
 }
 
 /** Refuses a state dir whose cluster is running, or whose data was written for another cluster or topology. */
@@ -124,6 +132,8 @@ function acquireLock(stateDir: string): void {
 export class LocalSupervisor {
   private readonly replicas: SupervisedProcess[] = [];
   private nats: SupervisedProcess | undefined;
+  /** Set when the managed nats-server runs with TLS and users. */
+  private natsSecurity: LocalNatsSecurity | undefined;
   private stopping: Promise<void> | undefined;
 
   private constructor(
@@ -139,6 +149,8 @@ export class LocalSupervisor {
     acquireLock(stateDir);
     try {
       const book = await planAddressBook(options);
+      book.security = options.security ?? 'tls';
+      if (book.security === 'tls') await ensureLocalCertificates(stateDir, book);
       const supervisor = new LocalSupervisor(book, options);
       const marker: DataMarker = { cluster: book.cluster, topology: book.topology, incarnation: book.incarnation };
       writeFileSync(join(stateDir, 'data', TOPOLOGY_MARKER_FILE), `${JSON.stringify(marker, null, 2)}\n`);
@@ -163,12 +175,13 @@ export class LocalSupervisor {
     const port = this.book.natsPort!;
     const storeDir = join(this.options.stateDir, 'nats');
     mkdirSync(storeDir, { recursive: true });
+    const args = await this.natsServerArgs(port, storeDir);
     const spawnError: { value?: NodeJS.ErrnoException } = {};
     this.nats = new SupervisedProcess(
       {
         name: 'nats-server',
         command: binary,
-        args: ['-js', '-a', LOOPBACK_HOST, '-p', String(port), '-sd', storeDir],
+        args,
         logFile: join(this.options.stateDir, 'logs', 'nats-server.log'),
       },
       {
@@ -188,13 +201,28 @@ export class LocalSupervisor {
       },
     );
     this.nats.start();
-    if (!(await waitForPort(port, NATS_READY_TIMEOUT_MS))) {
+    const ready = this.natsSecurity
+      ? await waitForSecureNats(this.book.natsUrl!, this.natsSecurity, NATS_READY_TIMEOUT_MS)
+      : await waitForPort(port, NATS_READY_TIMEOUT_MS);
+    if (!ready) {
       await this.nats.stop(1000);
       if (spawnError.value?.code === 'ENOENT') throw new LocalRuntimeError(NATS_INSTALL_HELP);
       throw new LocalRuntimeError(
         `nats-server did not listen on ${LOOPBACK_HOST}:${port} within ${NATS_READY_TIMEOUT_MS} ms; see ${join(this.options.stateDir, 'logs', 'nats-server.log')}`,
       );
     }
+  }
+
+  /** Plain flags (insecure), or a config file with TLS and the two users (the default). */
+  private async natsServerArgs(port: number, storeDir: string): Promise<string[]> {
+    if (this.options.security === 'insecure') {
+      return ['-js', '-a', LOOPBACK_HOST, '-p', String(port), '-sd', storeDir];
+    }
+    this.natsSecurity = await prepareNatsSecurity(this.options.stateDir, this.book, { port, storeDir });
+    this.book.natsUrl = `tls://${LOOPBACK_HOST}:${port}`;
+    this.book.natsCa = this.natsSecurity.caFile;
+    this.book.natsCreds = this.natsSecurity.watcherCredentials;
+    return ['-c', this.natsSecurity.configFile];
   }
 
   private startReplicas(): void {
@@ -271,6 +299,10 @@ export class LocalSupervisor {
       this.options.logLevel ?? 'info',
     ];
     if (book.natsUrl) args.push('--nats-url', book.natsUrl);
+    args.push(...replicaSecurityArgs(this.options.stateDir, book, entry));
+    if (this.natsSecurity !== undefined) {
+      args.push('--nats-ca', this.natsSecurity.caFile, '--nats-creds', this.natsSecurity.replicaCredentials);
+    }
     const socketDirectory = this.peerSocketDirectory();
     if (socketDirectory !== undefined) args.push('--peer-socket-dir', socketDirectory);
     return args;
@@ -370,6 +402,30 @@ async function planAddressBook(options: SupervisorOptions): Promise<AddressBook>
     stateDir,
     startedAtMs: Date.now(),
   };
+}
+
+/**
+ * The CA, every replica's certificate and the CLI's admin client certificate (role transfer)
+ * in <stateDir>/certs, made where missing (docs/SECURITY.md).
+ */
+async function ensureLocalCertificates(stateDir: string, book: AddressBook): Promise<void> {
+  await ensureClusterCertificates(
+    join(stateDir, 'certs'),
+    {
+      namespace: book.namespace,
+      cluster: book.cluster,
+      shards: book.topology.shards,
+      replicasPerShard: book.topology.replicasPerShard,
+    },
+    { admin: 'transfer' },
+  );
+}
+
+/** `--tls-*` with the replica's own certificate, or `--insecure`. */
+function replicaSecurityArgs(stateDir: string, book: AddressBook, entry: ReplicaEntry): string[] {
+  if (book.security !== 'tls') return ['--insecure'];
+  const file = join(stateDir, 'certs', `replica-s${entry.shard}-${entry.ordinal}`);
+  return ['--tls-cert', `${file}.crt`, '--tls-key', `${file}.key`, '--tls-ca', join(stateDir, 'certs', 'ca.crt')];
 }
 
 async function checkPortsFree(ports: readonly number[], stateDir: string): Promise<void> {

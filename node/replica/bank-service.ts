@@ -19,6 +19,7 @@ import {
   type TransferRequest,
 } from '../gen/shardbank/v1/bank.js';
 import type { ClientReply, ErrorCode, TransferInput } from '../shard/shard-node.js';
+import { clientIdAllowed, type CallNeed, type ClientAuthorizer } from '../security/client-tls.js';
 import { Forwarder, FORWARDED_HEADER, type AsyncBankClient } from './forwarder.js';
 import type { Replica } from './replica.js';
 import {
@@ -65,6 +66,8 @@ export class BankService {
     private readonly replica: Replica,
     private readonly forwarder: Forwarder,
     private readonly advertisedAddress: string,
+    /** With TLS on: who may make which call (docs/SECURITY.md); without, every call runs. */
+    private readonly authorizer?: ClientAuthorizer,
   ) {
     const { cluster, topology, maxTransferAmount } = replica.config;
     this.context = { cluster, topology, maxTransferAmount };
@@ -72,13 +75,42 @@ export class BankService {
 
   implementation(): BankServer {
     return {
-      openSession: (call, callback) =>
-        this.unary(callback, (served) => this.openSession(call.request, call.metadata, served)),
-      transfer: (call, callback) =>
-        this.unary(callback, (served) => this.transfer(call.request, call.metadata, served)),
-      batchTransfer: (call, callback) =>
-        this.unary(callback, (served) => this.batchTransfer(call.request, call.metadata, served)),
-      transferStream: (call) =>
+      openSession: (call, callback) => {
+        if (this.refused(call, callback, 'transfer', [call.request.clientId])) return;
+        this.unary(callback, (served) => this.openSession(call.request, call.metadata, served));
+      },
+      transfer: (call, callback) => {
+        if (this.refused(call, callback, 'transfer', [call.request.clientId])) return;
+        this.unary(callback, (served) => this.transfer(call.request, call.metadata, served));
+      },
+      batchTransfer: (call, callback) => {
+        const { request } = call;
+        const clientIds =
+          request.entries.length === 0
+            ? [request.clientId]
+            : request.entries.map((e) => e.clientId || request.clientId);
+        if (this.refused(call, callback, 'transfer', clientIds)) return;
+        this.unary(callback, (served) => this.batchTransfer(request, call.metadata, served));
+      },
+      transferStream: (call) => {
+        let entryRefusal: ((clientId: string) => string | undefined) | undefined;
+        if (this.authorizer) {
+          const peer = call.getPeer();
+          const refusal = this.authorizer.refusal(peer, 'transfer', []);
+          if (refusal) {
+            call.emit('error', { code: refusal.code, details: refusal.message, metadata: new grpc.Metadata() });
+            return;
+          }
+          // Decided once per stream: a client identity's entries must use its own client_ids.
+          const identity = this.authorizer.identityOf(peer);
+          if (identity?.kind === 'client') {
+            const { name, role } = identity;
+            entryRefusal = (clientId) =>
+              clientIdAllowed(name, clientId)
+                ? undefined
+                : `client ${name} (role ${role}) may use client_id ${name} or ${name}/..., not ${JSON.stringify(clientId)}`;
+          }
+        }
         serveTransferStream(call, {
           context: this.context,
           shard: this.replica.config.shard,
@@ -89,14 +121,39 @@ export class BankService {
             this.replica.metrics.grpcRequests += 1;
             this.replica.metrics.transferStreamEntries += entries;
           },
-        }),
-      getBalance: (call, callback) =>
+          entryRefusal,
+        });
+      },
+      getBalance: (call, callback) => {
+        if (this.refused(call, callback, 'read', [])) return;
         this.unary(callback, (served) =>
           this.getBalance(call.request.cluster, call.request.items, call.request.consistency, call.metadata, served),
-        ),
-      clusterStatus: (call, callback) =>
-        this.unary(callback, () => this.clusterStatus(call.request.cluster, call.request.localOnly)),
+        );
+      },
+      clusterStatus: (call, callback) => {
+        if (this.refused(call, callback, 'read', [])) return;
+        this.unary(callback, () => this.clusterStatus(call.request.cluster, call.request.localOnly));
+      },
     };
+  }
+
+  /**
+   * With TLS on, answers a call its identity may not make (UNAUTHENTICATED or
+   * PERMISSION_DENIED, naming what was wrong) and returns true; it runs before validation
+   * and before anything reaches the shard, so a refused call changes nothing.
+   */
+  private refused<Res>(
+    call: { getPeer(): string },
+    callback: grpc.sendUnaryData<Res>,
+    need: CallNeed,
+    clientIds: readonly string[],
+  ): boolean {
+    if (!this.authorizer) return false;
+    const refusal = this.authorizer.refusal(call.getPeer(), need, clientIds);
+    if (!refusal) return false;
+    this.replica.metrics.grpcRequests += 1;
+    callback({ code: refusal.code, details: refusal.message, metadata: new grpc.Metadata() });
+    return true;
   }
 
   /**

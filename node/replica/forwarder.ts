@@ -92,14 +92,34 @@ export function isRetryableElsewhere(error: unknown): boolean {
 }
 
 export class Forwarder {
-  private readonly clients = new Map<string, AsyncBankClient & { raw: BankClient }>();
+  private clients = new Map<string, AsyncBankClient & { raw: BankClient }>();
 
-  constructor(private readonly peers: string[][]) {}
+  /**
+   * `credentials()` gives the channel credentials for a new channel: with TLS on, the
+   * replica's own certificate (a replica identity may use any client_id, docs/SECURITY.md).
+   */
+  constructor(
+    private readonly peers: string[][],
+    private readonly credentials: () => grpc.ChannelCredentials = () => grpc.credentials.createInsecure(),
+    private readonly channelOptions: (address: string) => grpc.ChannelOptions = () => ({}),
+  ) {}
+
+  /**
+   * New channels from now on use new credentials (a rotated certificate); the old channels
+   * are closed once the calls they carry can have finished.
+   */
+  renewChannels(): void {
+    const old = this.clients;
+    this.clients = new Map();
+    setTimeout(() => {
+      for (const client of old.values()) client.raw.close();
+    }, FORWARD_DEADLINE_MS + 1_000).unref();
+  }
 
   client(address: string): AsyncBankClient {
     let client = this.clients.get(address);
     if (!client) {
-      const raw = new BankClient(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+      const raw = new BankClient(address, this.credentials(), { ...CHANNEL_OPTIONS, ...this.channelOptions(address) });
       client = Object.assign(asyncBankClient(raw), { raw });
       this.clients.set(address, client);
     }

@@ -6,9 +6,13 @@ import { pino } from 'pino';
 import { BankService as BankServiceDefinition } from '../gen/shardbank/v1/bank.js';
 import { HealthService, HealthCheckResponse_ServingStatus, type HealthServer } from '../gen/grpc/health/v1/health.js';
 import { LeaderAnnouncer, LeaderWatcher } from '../discovery/index.js';
+import { credentialsModeProblem, natsSecurityProblem } from '../discovery/nats-security.js';
 import { MESSAGE_BYTES_MAX, peerSocketPath } from '../transport/peer-transport.js';
 import { listenSharedPort } from '../transport/shared-port.js';
 import { PeerTls, privateDirectoryProblem } from '../security/peer-tls.js';
+import { ClientTls } from '../security/client-tls.js';
+import { authorizePeer } from '../security/identity.js';
+import { loadClientTls, tlsChannelCredentials, tlsChannelOptions, type LoadedClientTls } from '../client/tls.js';
 import { ConfigError, parseReplicaConfig, type ReplicaConfig } from './replica-config.js';
 import { Replica } from './replica.js';
 import { BankService } from './bank-service.js';
@@ -33,25 +37,48 @@ async function main(): Promise<void> {
     base: { cluster: config.cluster, shard: config.shard, replica: config.ordinal },
   });
   let peerTls: PeerTls | undefined;
+  let clientTls: ClientTls | undefined;
+  /** The replica's own certificate as a gRPC client (the Forwarder), re-read on SIGHUP. */
+  let forwarderTls: LoadedClientTls | undefined;
+  const policy = {
+    namespace: config.namespace,
+    cluster: config.cluster,
+    shards: config.topology.shards,
+    replicasPerShard: config.topology.replicasPerShard,
+  };
+  const tlsFlags = { ca: '--tls-ca', cert: '--tls-cert', key: '--tls-key' };
   try {
-    peerTls = config.peerTls
-      ? new PeerTls(config.peerTls, {
-          namespace: config.namespace,
-          cluster: config.cluster,
-          shards: config.topology.shards,
-          replicasPerShard: config.topology.replicasPerShard,
-        })
-      : undefined;
+    peerTls = config.peerTls ? new PeerTls(config.peerTls, policy) : undefined;
+    clientTls = config.peerTls ? new ClientTls(config.peerTls, policy) : undefined;
+    forwarderTls = config.peerTls ? loadClientTls(config.peerTls, tlsFlags) : undefined;
     const problem = peerTls && config.peerSocketDir ? privateDirectoryProblem(config.peerSocketDir) : undefined;
     if (problem) throw new Error(problem);
+    const natsProblem = natsSecurityProblem(config.natsSecurity, {
+      caFile: '--nats-ca',
+      credentialsFile: '--nats-creds',
+    });
+    if (natsProblem) throw new Error(natsProblem);
   } catch (error) {
     process.stderr.write(`shardbank replica: ${(error as Error).message}\n`);
     process.exit(2);
   }
+  const credentialsFile = config.natsSecurity.credentialsFile;
+  const openCredentials = credentialsFile === undefined ? undefined : credentialsModeProblem(credentialsFile);
+  if (openCredentials) logger.warn({ flag: '--nats-creds' }, openCredentials);
   const replica = await Replica.open(config, logger, peerTls);
   const advertised = config.peers[config.shard]![config.ordinal]!;
-  const forwarder = new Forwarder(config.peers);
-  const service = new BankService(replica, forwarder, advertised);
+  // Another replica is checked by its SAN URI (a member of this cluster), not by the host name
+  // it was dialled with: the same rule as the peer protocol's dialer.
+  const replicaServerIdentity = (_host: string, certificate: { subjectaltname?: string }) => {
+    const verdict = authorizePeer(certificate.subjectaltname, policy);
+    return 'refused' in verdict ? new Error(`replica certificate refused: ${verdict.refused}`) : undefined;
+  };
+  const forwarder = new Forwarder(
+    config.peers,
+    forwarderTls ? () => tlsChannelCredentials(forwarderTls!, replicaServerIdentity) : undefined,
+    forwarderTls ? tlsChannelOptions : undefined,
+  );
+  const service = new BankService(replica, forwarder, advertised, clientTls);
 
   const server = new grpc.Server({
     'grpc.max_receive_message_length': MESSAGE_BYTES_MAX,
@@ -63,12 +90,18 @@ async function main(): Promise<void> {
   });
   server.addService(BankServiceDefinition, service.implementation());
   const health: HealthServer = {
-    check: (_call, callback) =>
+    check: (call, callback) => {
+      const refusal = clientTls?.refusal(call.getPeer(), 'read', []);
+      if (refusal) {
+        callback({ code: refusal.code, details: refusal.message });
+        return;
+      }
       callback(null, {
         status: service.isReady()
           ? HealthCheckResponse_ServingStatus.SERVING
           : HealthCheckResponse_ServingStatus.NOT_SERVING,
-      }),
+      });
+    },
   };
   server.addService(HealthService, health);
   const peerSocket =
@@ -79,6 +112,7 @@ async function main(): Promise<void> {
     server,
     (socket, rest, kind) => replica.transport.acceptConnection(socket, rest, replica, kind),
     peerSocket,
+    clientTls,
   );
   const grpcPort = listener.port;
   const http = await startHttpServer(replica, service, config.listenHost, config.httpPort);
@@ -90,7 +124,10 @@ async function main(): Promise<void> {
       grpcPort,
       httpPort: (http.address() as { port: number }).port,
       nats: config.natsUrl ?? null,
+      natsTls: config.natsSecurity.caFile ? 'on' : 'off',
+      natsUser: config.natsSecurity.credentialsFile ? 'from --nats-creds' : 'none',
       peerTls: peerTls ? 'on' : 'off (plaintext peers)',
+      clientTls: clientTls ? 'on' : config.insecure ? 'off (--insecure)' : 'off (plaintext clients)',
       incarnation: replica.incarnation,
     },
     'replica started',
@@ -120,14 +157,19 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
-  if (peerTls) {
-    // Rotation: new peer connections use the re-read files; open ones keep their certificate.
+  if (peerTls && clientTls) {
+    // Rotation: new peer and client connections use the re-read files, and new forwarding
+    // channels the new certificate; open connections keep theirs.
     process.on('SIGHUP', () => {
       try {
         peerTls.reload();
+        clientTls.reload();
+        forwarderTls = loadClientTls(config.peerTls!, tlsFlags);
+        forwarder.renewChannels();
         logger.info('peer TLS files re-read');
+        logger.info('client TLS files re-read');
       } catch (error) {
-        logger.error({ err: (error as Error).message }, 'peer TLS files not re-read: keeping the old ones');
+        logger.error({ err: (error as Error).message }, 'TLS files not re-read: keeping the old ones');
       }
     });
   }
@@ -140,9 +182,11 @@ async function startDiscovery(config: ReplicaConfig, replica: Replica, advertise
     shard: config.shard,
     ordinal: config.ordinal,
   };
-  const announcer = new LeaderAnnouncer({ servers: config.natsUrl!, identity, logger });
+  const security = config.natsSecurity;
+  const announcer = new LeaderAnnouncer({ servers: config.natsUrl!, security, identity, logger });
   const watcher = await LeaderWatcher.start({
     servers: config.natsUrl!,
+    security,
     namespace: config.namespace,
     cluster: config.cluster,
     incarnation: replica.incarnation,

@@ -2,6 +2,7 @@
 // SHARDBANK_<FLAG> in the environment. Bad values fail fast with a message naming the flag.
 import { parseArgs } from 'node:util';
 import type { Topology } from '../cluster/topology.js';
+import type { NatsSecurity } from '../discovery/nats-security.js';
 import { peerSocketPathTooLong, UNIX_SOCKET_PATH_BYTES_MAX } from '../transport/peer-transport.js';
 
 export interface ReplicaConfig {
@@ -16,6 +17,8 @@ export interface ReplicaConfig {
   peers: string[][];
   dataDir: string;
   natsUrl: string | undefined;
+  /** NATS TLS (`--nats-ca`) and the `replica` user's credentials (`--nats-creds`); {} for neither. */
+  natsSecurity: NatsSecurity;
   listenHost: string;
   grpcPort: number;
   httpPort: number;
@@ -34,8 +37,13 @@ export interface ReplicaConfig {
   preallocateSegments: boolean;
   /** Every replica of the cluster listens for peers in this directory too (same host only). */
   peerSocketDir: string | undefined;
-  /** Peer TLS (docs/SECURITY.md): all three files, or none (plaintext peers). */
+  /**
+   * TLS (docs/SECURITY.md): all three files, or none. The one replica certificate serves the
+   * peer protocol (mTLS) and the gRPC client API (TLS, clients authenticated by certificate).
+   */
   peerTls: { cert: string; key: string; ca: string } | undefined;
+  /** `--insecure`: plaintext peers and clients, said explicitly (today also the default). */
+  insecure: boolean;
 }
 
 export class ConfigError extends Error {
@@ -57,6 +65,8 @@ const OPTIONS = {
   'peer-address-template': { type: 'string' },
   'data-dir': { type: 'string' },
   'nats-url': { type: 'string' },
+  'nats-ca': { type: 'string' },
+  'nats-creds': { type: 'string' },
   'listen-host': { type: 'string' },
   'grpc-port': { type: 'string' },
   'http-port': { type: 'string' },
@@ -69,6 +79,7 @@ const OPTIONS = {
   'tls-cert': { type: 'string' },
   'tls-key': { type: 'string' },
   'tls-ca': { type: 'string' },
+  insecure: { type: 'boolean' },
   'pacing-hold-ms': { type: 'string' },
   'pacing-min-waiters': { type: 'string' },
   'pacing-target-commands': { type: 'string' },
@@ -131,6 +142,17 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
   }
   const tlsFiles = { cert: get('tls-cert'), key: get('tls-key'), ca: get('tls-ca') };
   const tlsGiven = Object.entries(tlsFiles).filter(([, file]) => file !== undefined);
+  const pullBool = (flag: Flag): boolean => {
+    const value = parsed[flag];
+    if (typeof value === 'boolean') return value;
+    const fromEnv = env[`SHARDBANK_${flag.toUpperCase().replaceAll('-', '_')}`];
+    return fromEnv === 'true' || fromEnv === '1';
+  };
+  const insecure = pullBool('insecure');
+  if (insecure && tlsGiven.length > 0)
+    throw new ConfigError(
+      `--insecure and ${tlsGiven.map(([name]) => `--tls-${name}`).join(', ')} contradict each other: give the TLS files or --insecure, not both`,
+    );
   if (tlsGiven.length > 0 && tlsGiven.length < 3) {
     const missing = Object.entries(tlsFiles)
       .filter(([, file]) => file === undefined)
@@ -138,12 +160,12 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
     throw new ConfigError(`TLS needs --tls-cert, --tls-key and --tls-ca; missing ${missing.join(', ')}`);
   }
   const peerTls = tlsGiven.length === 3 ? { cert: tlsFiles.cert!, key: tlsFiles.key!, ca: tlsFiles.ca! } : undefined;
-  const pullBool = (flag: Flag): boolean => {
-    const value = parsed[flag];
-    if (typeof value === 'boolean') return value;
-    const fromEnv = env[`SHARDBANK_${flag.toUpperCase().replaceAll('-', '_')}`];
-    return fromEnv === 'true' || fromEnv === '1';
-  };
+  const natsUrl = get('nats-url') ?? (env.NATS_URL || undefined);
+  const natsCa = get('nats-ca');
+  const natsCreds = get('nats-creds');
+  if (natsUrl === undefined && (natsCa !== undefined || natsCreds !== undefined)) {
+    throw new ConfigError(`--${natsCa !== undefined ? 'nats-ca' : 'nats-creds'} needs --nats-url`);
+  }
   return {
     cluster,
     namespace,
@@ -154,7 +176,11 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
     maxTransferAmount: int('max-transfer-amount', 1_000_000_000, 1, Number.MAX_SAFE_INTEGER),
     peers,
     dataDir: get('data-dir') ?? '/var/lib/shardbank',
-    natsUrl: get('nats-url') ?? (env.NATS_URL || undefined),
+    natsUrl,
+    natsSecurity: {
+      ...(natsCa !== undefined ? { caFile: natsCa } : {}),
+      ...(natsCreds !== undefined ? { credentialsFile: natsCreds } : {}),
+    },
     listenHost: get('listen-host') ?? '0.0.0.0',
     grpcPort,
     httpPort: int('http-port', 8080, 0, 65535),
@@ -167,6 +193,7 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
     preallocateSegments: int('preallocate-segments', 1, 0, 1) === 1,
     peerSocketDir,
     peerTls,
+    insecure,
     // On (2 ms) since the TransferStream: streamed requests arrive a few at a time, and holding
     // a short queue for 2 ms measured x1.09-1.18 at 64 clients (docs/PERFORMANCE.md item 21).
     pacingHoldMs: int('pacing-hold-ms', 2, 0, 100),

@@ -37,6 +37,12 @@ export interface TransferStreamHost {
   submit(input: TransferInput, done: (reply: ClientReply) => void): void;
   /** Counts a stream message and its entries (the replica's metrics). */
   countMessage(entries: number): void;
+  /**
+   * With TLS on, why the stream's identity may not use an entry's client_id (undefined: it
+   * may). One refused entry ends the stream PERMISSION_DENIED before any entry of its message
+   * is submitted.
+   */
+  entryRefusal?: ((clientId: string) => string | undefined) | undefined;
 }
 
 const OUTCOME_BY_ERROR: Record<ErrorCode, Outcome> = {
@@ -100,6 +106,16 @@ export function serveTransferStream(
   call.on('data', (request: TransferStreamRequest) => {
     host.countMessage(request.entries.length);
     if (!open) return;
+    const { entryRefusal } = host;
+    if (entryRefusal) {
+      for (const entry of request.entries) {
+        const refused = entryRefusal(entry.clientId);
+        if (refused !== undefined) {
+          fail(grpc.status.PERMISSION_DENIED, refused);
+          return;
+        }
+      }
+    }
     const wrongCluster = checkCluster(request.cluster, host.context);
     if (wrongCluster) {
       fail(grpcStatusOf(wrongCluster), wrongCluster.message);

@@ -28,6 +28,8 @@ export interface ClusterCertificates {
   /** [shard][ordinal] */
   replicas: PemPaths[][];
   clients: Record<string, PemPaths>;
+  /** nats-server's TLS server certificate (loopback names only: the local runtime's NATS). */
+  natsServer: PemPaths;
 }
 
 export interface ClusterIdentity {
@@ -70,7 +72,12 @@ export async function ensureClusterCertificates(
       server: false,
     });
   }
-  return { ca, replicas, clients: issued };
+  const natsServer = await ensureLeaf(directory, ca, 'nats-server', {
+    commonName: `${identity.cluster} nats-server`,
+    uris: [],
+    server: true,
+  });
+  return { ca, replicas, clients: issued, natsServer };
 }
 
 /** A self-signed CA (ca.crt, ca.key) in `directory`, made if missing. */
@@ -87,7 +94,7 @@ export async function ensureCa(directory: string, commonName: string): Promise<{
 
 export interface LeafRequest {
   commonName: string;
-  /** SAN URIs: the identity. */
+  /** SAN URIs: the identity (none for nats-server, which is not a shardbank identity). */
   uris: string[];
   /** Also a TLS server (replicas): serverAuth and loopback names; clients get clientAuth only. */
   server: boolean;

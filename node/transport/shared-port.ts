@@ -1,12 +1,19 @@
 // One listening port for everything a replica serves over TCP: the client API and health
 // (gRPC, HTTP/2) and the peer protocol (peer-transport.ts). The first bytes of a connection
-// decide: PEER_MAGIC (or PEER_TLS_MAGIC) makes it a peer stream; anything else (an HTTP/2 preface) is handed, with
-// the bytes already read, to the gRPC server through its connection injector. The same
+// decide: PEER_MAGIC (or PEER_TLS_MAGIC) makes it a peer stream; a TLS ClientHello (0x16), when the
+// replica runs TLS, goes through the client TLS handshake (node/security/client-tls.ts) and then,
+// decrypted, to the gRPC server's connection injector; anything else (an HTTP/2 preface) is
+// handed, with the bytes already read, to the same injector (with TLS on, every call on such a
+// plaintext connection is refused UNAUTHENTICATED by the service's per-call check). The same
 // listener may also accept on a Unix socket (peers on the same host; see peer-transport.ts).
 import { rmSync } from 'node:fs';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
+import type { ClientTls } from '../security/client-tls.js';
 import { PEER_MAGIC, PEER_TLS_MAGIC, type PeerConnectionKind } from './peer-transport.js';
+
+/** The first byte of a TLS record carrying a handshake (a ClientHello). */
+const TLS_HANDSHAKE = 0x16;
 
 /** A connection that has not said what it is within this time is closed. */
 const SNIFF_TIMEOUT_MS = 10_000;
@@ -25,6 +32,7 @@ export async function listenSharedPort(
   grpcServer: grpc.Server,
   onPeerConnection: (socket: net.Socket, rest: Buffer, kind: PeerConnectionKind) => void,
   unixSocketPath?: string,
+  clientTls?: ClientTls,
 ): Promise<SharedPort> {
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const open = new Set<net.Socket>();
@@ -45,6 +53,9 @@ export async function listenSharedPort(
       socket.pause();
       if (plain || secure) {
         onPeerConnection(socket, head.subarray(PEER_MAGIC.length), { tls: secure, local });
+      } else if (clientTls && !local && head[0] === TLS_HANDSHAKE) {
+        socket.unshift(head); // the TLS layer reads what is buffered first
+        clientTls.accept(socket, (decrypted) => injector.injectConnection(decrypted));
       } else {
         socket.unshift(head);
         injector.injectConnection(socket);

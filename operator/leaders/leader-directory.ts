@@ -3,6 +3,7 @@
 // cluster. Only records of the cluster's current incarnation (its UID) are used.
 import type { Logger } from 'pino';
 import { LeaderWatcher } from '../../node/discovery/leader-watcher.js';
+import type { NatsSecurity } from '../../node/discovery/nats-security.js';
 import { errorMessage } from '../kube/api-error.js';
 
 export interface KnownLeader {
@@ -25,10 +26,14 @@ export interface ClusterRef {
   name: string;
   incarnation: string;
   natsUrl: string | undefined;
+  /** NATS TLS and the `watcher` user's credentials files for this cluster (docs/SECURITY.md). */
+  natsSecurity?: NatsSecurity;
 }
 
 interface Entry {
   natsUrl: string;
+  /** The files the watcher was started with: a change starts it again. */
+  natsSecurityKey: string;
   incarnation: string;
   watcher: LeaderWatcher;
   unsubscribe: () => void;
@@ -51,19 +56,27 @@ export class NatsLeaderDirectory implements LeaderDirectory {
   async ensure(ref: ClusterRef): Promise<void> {
     const id = NatsLeaderDirectory.id(ref);
     const existing = this.entries.get(id);
-    if (existing && existing.natsUrl === ref.natsUrl && existing.incarnation === ref.incarnation) return;
+    const natsSecurityKey = JSON.stringify(ref.natsSecurity ?? {});
+    if (
+      existing &&
+      existing.natsUrl === ref.natsUrl &&
+      existing.incarnation === ref.incarnation &&
+      existing.natsSecurityKey === natsSecurityKey
+    )
+      return;
     if (existing) await this.forget(ref);
     if (!ref.natsUrl) return;
     if (this.entries.size >= clustersMax) throw new Error(`leader directory: more than ${clustersMax} clusters`);
     const watcher = await LeaderWatcher.start({
       servers: ref.natsUrl,
+      ...(ref.natsSecurity ? { security: ref.natsSecurity } : {}),
       namespace: ref.namespace,
       cluster: ref.name,
       incarnation: ref.incarnation,
       logger: this.logger,
     });
     const unsubscribe = watcher.onChange(() => this.onChange(ref.namespace, ref.name));
-    this.entries.set(id, { natsUrl: ref.natsUrl, incarnation: ref.incarnation, watcher, unsubscribe });
+    this.entries.set(id, { natsUrl: ref.natsUrl, natsSecurityKey, incarnation: ref.incarnation, watcher, unsubscribe });
   }
 
   leader(ref: ClusterRef, shard: number): KnownLeader | undefined {

@@ -60,4 +60,23 @@ describe('bench:compare table', () => {
     expect(ratios(rows)).toEqual({ 'shardbank/etcd throughput @64': 3 });
     expect(table(rows).split('\n')).toHaveLength(rows.length + 1);
   });
+
+  it('gives what TLS costs: the TLS cluster against `up --insecure`, per client count', () => {
+    const rows = [
+      row('shardbank 3x3', 64, 2700),
+      row('shardbank 3x3', 1, 400),
+      row('shardbank 3x3 insecure', 64, 3000),
+      row('shardbank 3x3 insecure', 1, 400),
+      row('postgresql', 64, 3000),
+    ];
+    expect(ratios(rows)).toEqual({
+      'shardbank tls/insecure throughput @64': 0.9,
+      'shardbank tls/insecure throughput @1': 1,
+      'shardbank/postgresql throughput @64': 0.9,
+    });
+    // Insecure alone: compared with the others, no TLS ratio.
+    expect(ratios([row('shardbank 3x3 insecure', 64, 3000), row('postgresql', 64, 3000)])).toEqual({
+      'shardbank/postgresql throughput @64': 1,
+    });
+  });
 });

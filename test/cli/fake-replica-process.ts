@@ -3,6 +3,7 @@
 // answers ClusterStatus about itself (ordinal 0 leads) and exits 0 on SIGTERM.
 // Run as `SHARDBANK_REPLICA_MAIN=dist/test/cli/fake-replica-process.js shardbank up`.
 import { Server, ServerCredentials, status } from '@grpc/grpc-js';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { BankService } from '../../node/gen/shardbank/v1/bank.js';
 
@@ -22,14 +23,21 @@ const { values } = parseArgs({
       'peers',
       'data-dir',
       'nats-url',
+      'nats-ca',
+      'nats-creds',
       'listen-host',
       'grpc-port',
       'http-port',
       'log-level',
       'peer-socket-dir',
+      'tls-cert',
+      'tls-key',
+      'tls-ca',
     ].map((flag) => [flag, { type: 'string' as const }]),
   ),
   strict: true,
+  // The real replica's --insecure (a boolean) means plaintext, as here without --tls-*.
+  args: process.argv.slice(2).filter((arg) => arg !== '--insecure'),
 });
 const shard = Number(values.shard);
 const ordinal = Number(values.ordinal);
@@ -76,7 +84,16 @@ server.addService(BankService, {
     });
   },
 });
-server.bindAsync(`${values['listen-host']}:${values['grpc-port']}`, ServerCredentials.createInsecure(), (error) => {
+// With the local runtime's --tls-* the stand-in serves TLS with the replica's certificate
+// (no client authentication: that is the real replica's, tested in test/security).
+const credentials = values['tls-cert']
+  ? ServerCredentials.createSsl(
+      readFileSync(values['tls-ca']!),
+      [{ cert_chain: readFileSync(values['tls-cert']), private_key: readFileSync(values['tls-key']!) }],
+      false,
+    )
+  : ServerCredentials.createInsecure();
+server.bindAsync(`${values['listen-host']}:${values['grpc-port']}`, credentials, (error) => {
   if (error) {
     console.error(error.message);
     process.exit(1);

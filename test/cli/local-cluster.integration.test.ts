@@ -4,10 +4,14 @@
 // data. Needs `npm run build` (npm test runs it) and nats-server. Polls with generous
 // deadlines; never asserts on timing.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { connect } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decode, keyFor } from '../../node/discovery/leader-record.js';
+import { LeaderWatcher } from '../../node/discovery/leader-watcher.js';
+import { natsSecurityOptions, openLeaderBucket } from '../../node/discovery/nats-connection.js';
 import { findChromium } from './headless-chromium.js';
 import { checkReport, SKIP_REASON } from './report-check.js';
 
@@ -74,6 +78,7 @@ async function poll<T>(what: string, deadlineMs: number, probe: () => Promise<T 
 
 interface StatusJson {
   cluster: string;
+  security: 'tls' | 'insecure';
   shards: {
     shard: number;
     items: [number, number];
@@ -133,7 +138,13 @@ describe('shardbank local cluster (real processes)', () => {
     expect(run.code, describeRun(run)).toBe(0);
     const book = JSON.parse(readFileSync(join(stateDir, 'cluster.json'), 'utf8'));
     expect(book.replicas).toHaveLength(9);
-    expect(book.natsUrl).toMatch(/^nats:\/\/127\.0\.0\.1:\d+$/);
+    // NATS with TLS and users by default (docs/SECURITY.md).
+    expect(book.natsUrl).toMatch(/^tls:\/\/127\.0\.0\.1:\d+$/);
+    // TLS by default: certificates made, every replica serving TLS to clients.
+    expect(book.security).toBe('tls');
+    for (const file of ['ca.crt', 'client-admin.crt', 'client-admin.key', 'replica-s2-1.key'])
+      expect(existsSync(join(stateDir, 'certs', file)), file).toBe(true);
+    expect(readFileSync(join(stateDir, 'logs', 's0-0.log'), 'utf8')).toContain('"clientTls":"on"');
   }, 300_000);
 
   it('a second up on the running state dir is refused', async () => {
@@ -149,7 +160,14 @@ describe('shardbank local cluster (real processes)', () => {
   }, 180_000);
 
   it('a repeated transfer with the same client and request id has one effect', async () => {
-    const args = ['transfer', '2001', '5001', '3', '--client-id', 'it-retry', '--request-id', '1'];
+    // The CLI's certificate names client admin: its client ids are admin or admin/...
+    const foreign = await shardbank(['transfer', '2001', '5001', '3', '--client-id', 'it-retry', '--json']);
+    expect(foreign.code, describeRun(foreign)).toBe(1);
+    expect(JSON.parse(foreign.stdout)).toMatchObject({
+      outcome: 'FAILED_PRECONDITION',
+      message: 'PERMISSION_DENIED: client admin (role transfer) may use client_id admin or admin/..., not "it-retry"',
+    });
+    const args = ['transfer', '2001', '5001', '3', '--client-id', 'admin/it-retry', '--request-id', '1'];
     const first = await json<{ outcome: string; sessionEpoch: number; deduplicated: boolean }>(args);
     const second = await json<{ outcome: string; sessionEpoch: number; deduplicated: boolean }>(args);
     expect([first.outcome, second.outcome]).toEqual(['COMMITTED', 'COMMITTED']);
@@ -168,7 +186,7 @@ describe('shardbank local cluster (real processes)', () => {
       '5001',
       '3',
       '--client-id',
-      'it-retry',
+      'admin/it-retry',
       '--request-id',
       '2',
       '--session-epoch',
@@ -178,7 +196,7 @@ describe('shardbank local cluster (real processes)', () => {
     expect(wrong.code, describeRun(wrong)).not.toBe(0);
     expect(JSON.parse(wrong.stdout)).toMatchObject({
       outcome: 'FAILED_PRECONDITION',
-      message: expect.stringMatching(/^session_epoch: \d+ was never issued to client it-retry/),
+      message: expect.stringMatching(/^session_epoch: \d+ was never issued to client admin\/it-retry/),
     });
     expect(await json(['balance', '2001', '5001'])).toEqual({ balances: { 2001: 7, 5001: 13 } });
     const poor = await shardbank(['transfer', '1001', '3001', '5', '--json']);
@@ -197,16 +215,20 @@ describe('shardbank local cluster (real processes)', () => {
       return current.shards.every((s) => s.leader !== null) ? current : undefined;
     });
     expect(status.cluster).toBe('local');
-    // One replica's address is enough: the CLI learns the rest from its ClusterStatus.
+    expect(status.security).toBe('tls');
+    // One replica's address is enough: the CLI learns the rest from its ClusterStatus. The
+    // cluster runs TLS: without --ca/--cert/--key the call is refused and says why.
+    const remote = ['balance', '2001', '5001', '--json', '--endpoints', status.shards[2]!.replicas[1]!.address];
+    const plaintext = await shardbank([...remote, '--cluster', 'local']);
+    expect(plaintext.code, describeRun(plaintext)).not.toBe(0);
+    expect(plaintext.stderr).toContain('UNAUTHENTICATED: this cluster requires TLS');
+    const certs = join(stateDir, 'certs');
     const one = await shardbank([
-      'balance',
-      '2001',
-      '5001',
-      '--json',
-      '--endpoints',
-      status.shards[2]!.replicas[1]!.address,
+      ...remote,
       '--cluster',
       'local',
+      ...['--ca', join(certs, 'ca.crt'), '--cert', join(certs, 'client-admin.crt')],
+      ...['--key', join(certs, 'client-admin.key')],
     ]);
     expect(one.code, describeRun(one)).toBe(0);
     expect(JSON.parse(one.stdout)).toEqual({ balances: { 2001: 7, 5001: 13 } });
@@ -226,6 +248,62 @@ describe('shardbank local cluster (real processes)', () => {
       }
     }
   }, 60_000);
+
+  it('NATS with TLS and users: every leader announced, as status sees it; rogue writers refused', async () => {
+    const book = JSON.parse(readFileSync(join(stateDir, 'cluster.json'), 'utf8')) as {
+      natsUrl: string;
+      natsCa: string;
+      natsCreds: string;
+    };
+    const auth = join(stateDir, 'nats-auth');
+    expect(statSync(auth).mode & 0o777).toBe(0o700);
+    for (const file of ['replica.json', 'watcher.json', 'nats-server.conf'])
+      expect(statSync(join(auth, file)).mode & 0o777, file).toBe(0o600);
+    expect(book.natsCreds).toBe(join(auth, 'watcher.json'));
+    const security = { caFile: book.natsCa, credentialsFile: book.natsCreds };
+    // The CLI's credentials (the watcher user) read what the replicas (the replica user) announced.
+    const watcher = await LeaderWatcher.start({
+      servers: book.natsUrl,
+      security,
+      namespace: 'default',
+      cluster: 'local',
+    });
+    try {
+      await poll('NATS and status to agree on every leader', 120_000, async () => {
+        const status = await json<StatusJson>(['status']);
+        const agree = status.shards.every((s) => {
+          const announced = watcher.leader(s.shard);
+          return (
+            s.leader !== null &&
+            announced?.leaderOrdinal === s.leader.ordinal &&
+            announced.ballot.round === s.leader.ballot[0] &&
+            announced.address === s.leader.address
+          );
+        });
+        return agree ? true : undefined;
+      });
+    } finally {
+      await watcher.close();
+    }
+    // Replicas, the CLI and the watcher above never hit a permission they lack.
+    const natsLog = readFileSync(join(stateDir, 'logs', 'nats-server.log'), 'utf8');
+    expect(natsLog).toMatch(/TLS required for client connections/);
+    expect(natsLog).not.toMatch(/Violation|authentication error/);
+
+    await expect(connect({ servers: book.natsUrl, tls: { caFile: book.natsCa } })).rejects.toThrow(
+      /Authorization Violation/,
+    );
+    const nc = await connect({ servers: book.natsUrl, ...natsSecurityOptions(security) });
+    try {
+      const kv = await openLeaderBucket(nc, 5_000, { create: false });
+      const key = keyFor('default', 'local', 0);
+      await expect(kv.put(key, new TextEncoder().encode('{"rogue":true}'))).rejects.toThrow(/Permissions Violation/);
+      const entry = await kv.get(key);
+      expect(entry === null ? undefined : decode(entry.value).ok).toBe(true);
+    } finally {
+      await nc.close();
+    }
+  }, 180_000);
 
   it('after SIGKILL of a shard leader, status shows a new leader and the replica comes back', async () => {
     const before = await poll('a leader of shard 0', 120_000, async () => {
@@ -362,6 +440,46 @@ describe('shardbank local cluster (real processes)', () => {
       '20',
     ]);
     expect(after.balances).toEqual(balancesBeforeDown);
+    const status = await shardbank(['status']);
+    expect(status.stdout.split('\n')[0]).toBe(`cluster local (local, ${stateDir})`);
+  }, 300_000);
+
+  it('up --insecure runs plaintext, records it, and status says INSECURE', async () => {
+    const insecureDir = mkdtempSync(join(tmpdir(), 'shardbank-insecure-'));
+    const manifest = join(insecureDir, 'one.yaml');
+    writeFileSync(
+      manifest,
+      'apiVersion: shardbank.io/v1alpha1\nkind: BankCluster\nmetadata: {name: plain}\nspec: {shards: 1, replicasPerShard: 1}\n',
+    );
+    const run = (args: readonly string[]) =>
+      new Promise<Run>((done) =>
+        execFile(
+          process.execPath,
+          [CLI, ...args, '--state-dir', insecureDir],
+          { cwd: REPO, timeout: COMMAND_TIMEOUT_MS },
+          (error, stdout, stderr) =>
+            done({ code: error ? Number((error as { code?: unknown }).code ?? 1) : 0, stdout, stderr }),
+        ),
+      );
+    try {
+      const up = await run(['up', '--detach', '--insecure', '-f', manifest]);
+      expect(up.code, describeRun(up)).toBe(0);
+      const book = JSON.parse(readFileSync(join(insecureDir, 'cluster.json'), 'utf8'));
+      expect(book.security).toBe('insecure');
+      expect(existsSync(join(insecureDir, 'certs'))).toBe(false);
+      const transfer = await run(['transfer', '1', '2', '1', '--json']);
+      expect(transfer.code, describeRun(transfer)).toBe(0);
+      expect(JSON.parse(transfer.stdout).outcome).toBe('COMMITTED');
+      const statusJson = await run(['status', '--json']);
+      expect(JSON.parse(statusJson.stdout).security).toBe('insecure');
+      const status = await run(['status']);
+      expect(status.stdout.split('\n')[0]).toBe(
+        `cluster plain (local, ${insecureDir}) INSECURE (plaintext, no authentication)`,
+      );
+    } finally {
+      await run(['down']);
+      rmSync(insecureDir, { recursive: true, force: true });
+    }
   }, 300_000);
 });
 

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Outcome } from '../../node/gen/shardbank/v1/bank.js';
 import { ensureClusterCertificates } from '../../node/security/certs.js';
+import { loadClientTls, tlsChannelCredentials } from '../../node/client/tls.js';
 import { ReplicaCluster, pollUntil } from '../support/replica-cluster.js';
 
 const topology = { shards: 2, replicasPerShard: 3, itemsPerShard: 10, initialBalance: 100 };
@@ -19,14 +20,21 @@ describe('cross-shard transfers over peer mTLS (2 shards x 3 replicas)', () => {
 
   beforeAll(async () => {
     certDir = await mkdtemp(path.join(os.tmpdir(), 'shardbank-certs-'));
-    const certs = await ensureClusterCertificates(certDir, {
-      namespace: 'default',
-      cluster: 'test',
-      shards: 2,
-      replicasPerShard: 3,
-    });
+    const certs = await ensureClusterCertificates(
+      certDir,
+      {
+        namespace: 'default',
+        cluster: 'test',
+        shards: 2,
+        replicasPerShard: 3,
+      },
+      { app: 'transfer' },
+    );
+    // The replicas' --tls-* also turn on client TLS: the test's calls are client `app`'s.
+    const app = loadClientTls(certs.clients.app!);
     cluster = await ReplicaCluster.start({
       topology,
+      clientCredentials: () => tlsChannelCredentials(app),
       replicaArgs: (shard, ordinal) => {
         const files = certs.replicas[shard]![ordinal]!;
         return ['--tls-cert', files.cert, '--tls-key', files.key, '--tls-ca', files.ca];
@@ -49,7 +57,7 @@ describe('cross-shard transfers over peer mTLS (2 shards x 3 replicas)', () => {
         const forward = (c + r) % 2 === 0;
         const a = 1 + ((c * 3 + r) % 10);
         const b = 11 + ((c * 7 + r * 3) % 10);
-        const reply = await cluster.transfer(`x-${c}`, r, forward ? a : b, forward ? b : a, 1 + (r % 3), 120_000);
+        const reply = await cluster.transfer(`app/x-${c}`, r, forward ? a : b, forward ? b : a, 1 + (r % 3), 120_000);
         outcomes.push(reply.outcome);
         progress += 1;
       }

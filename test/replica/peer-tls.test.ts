@@ -23,6 +23,7 @@ import {
 } from '../../node/security/certs.js';
 import { replicaIdentityUri } from '../../node/security/identity.js';
 import { encodeFrame, PEER_MAGIC, PEER_TLS_MAGIC } from '../../node/transport/peer-transport.js';
+import { loadClientTls, tlsChannelCredentials } from '../../node/client/tls.js';
 import { freeListeningPorts } from '../../node/util/listen-ports.js';
 import { ReplicaCluster, pollUntil } from '../support/replica-cluster.js';
 
@@ -169,8 +170,11 @@ describe('peer mTLS between replica processes', () => {
     const certs = await ensureClusterCertificates(certDir, identity, { app: 'transfer' });
     ca = certs.ca;
     await cachePems(...certs.replicas[0]!, certs.clients.app!);
+    // The replicas' --tls-* also turn on client TLS: the test's calls are client `app`'s.
+    const app = loadClientTls(certs.clients.app!);
     cluster = await ReplicaCluster.start({
       topology,
+      clientCredentials: () => tlsChannelCredentials(app),
       replicaArgs: (shard, ordinal) => {
         const files = certs.replicas[shard]![ordinal]!;
         return ['--tls-cert', files.cert, '--tls-key', files.key, '--tls-ca', files.ca];
@@ -187,7 +191,7 @@ describe('peer mTLS between replica processes', () => {
   it('writes keys 0600 and commits transfers over TLS', async () => {
     expect((await stat(path.join(certDir, 'ca.key'))).mode & 0o777).toBe(0o600);
     expect((await stat(path.join(certDir, 'replica-s0-1.key'))).mode & 0o777).toBe(0o600);
-    await committedTransfers('tls-a', 10);
+    await committedTransfers('app/tls-a', 10);
     expect(await logsOf(cluster)).toContain('"peerTls":"on"');
     const total = (await cluster.readLinearizable(ITEMS)).reduce((a, b) => a + b, 0);
     expect(total).toBe(topology.itemsPerShard * topology.initialBalance);
@@ -262,7 +266,7 @@ describe('peer mTLS between replica processes', () => {
       const status = await cluster.replicaStatus(0, ordinal);
       expect(status?.ballot?.round ?? 0, `replica ${ordinal}'s ballot`).toBeLessThan(ROGUE_ROUND);
     }
-    await committedTransfers('tls-b', 5);
+    await committedTransfers('app/tls-b', 5);
   });
 
   it('refuses a real replica process with a valid certificate of an unknown ordinal', async () => {
@@ -299,7 +303,7 @@ describe('peer mTLS between replica processes', () => {
         },
         90_000,
       );
-      await committedTransfers('tls-c', 5);
+      await committedTransfers('app/tls-c', 5);
       for (const ordinal of [0, 1, 2]) {
         const status = await cluster.replicaStatus(0, ordinal);
         expect(status?.role === 'leader' || status?.role === 'follower', `replica ${ordinal} still serves`).toBe(true);
@@ -341,7 +345,7 @@ describe('peer mTLS between replica processes', () => {
     const workload = Array.from({ length: 4 }, async (_, c) => {
       for (let r = 1; !done || r <= 10; r += 1) {
         const reply = await cluster.transfer(
-          `rotate-${c}`,
+          `app/rotate-${c}`,
           r,
           1 + ((c + r) % 20),
           1 + ((c + 3 * r + 1) % 20),

@@ -15,6 +15,8 @@ import {
   replicaIdentityUri,
 } from '../../node/security/identity.js';
 import { privateDirectoryProblem } from '../../node/security/peer-tls.js';
+import { clientIdAllowed } from '../../node/security/client-tls.js';
+import { tlsChannelOptions } from '../../node/client/tls.js';
 
 const policy = { namespace: 'default', cluster: 'bank', shards: 2, replicasPerShard: 3 };
 const san = (uri: string) => `URI:${uri}, DNS:localhost, IP Address:127.0.0.1`;
@@ -132,6 +134,38 @@ describe('replica peer TLS flags', () => {
   it('reads them from the environment too', () => {
     const env = { SHARDBANK_TLS_CERT: 'a', SHARDBANK_TLS_KEY: 'b', SHARDBANK_TLS_CA: 'c' };
     expect(parseReplicaConfig([...base, ...peers], env).peerTls).toEqual({ cert: 'a', key: 'b', ca: 'c' });
+  });
+
+  it('takes --insecure alone, and refuses it with a TLS file, naming both', () => {
+    expect(parseReplicaConfig([...base, ...peers, '--insecure'], {}).insecure).toBe(true);
+    expect(parseReplicaConfig([...base, ...peers], {}).insecure).toBe(false);
+    expect(() => parseReplicaConfig([...base, ...peers, '--insecure', '--tls-ca', 'ca.crt'], {})).toThrow(
+      new ConfigError('--insecure and --tls-ca contradict each other: give the TLS files or --insecure, not both'),
+    );
+    const files = ['--tls-cert', 'c.crt', '--tls-key', 'c.key', '--tls-ca', 'ca.crt'];
+    expect(() => parseReplicaConfig([...base, ...peers, ...files], { SHARDBANK_INSECURE: 'true' })).toThrow(
+      '--insecure and --tls-cert, --tls-key, --tls-ca contradict each other',
+    );
+  });
+});
+
+describe('client identities and client_ids', () => {
+  it('allows <name> and <name>/<anything>, nothing else', () => {
+    expect(clientIdAllowed('app', 'app')).toBe(true);
+    expect(clientIdAllowed('app', 'app/c-1')).toBe(true);
+    expect(clientIdAllowed('app', 'app/a/b')).toBe(true);
+    expect(clientIdAllowed('app', 'app/')).toBe(false);
+    expect(clientIdAllowed('app', 'appx')).toBe(false);
+    expect(clientIdAllowed('app', 'ap')).toBe(false);
+    expect(clientIdAllowed('app', 'other/app')).toBe(false);
+    expect(clientIdAllowed('app', '')).toBe(false);
+  });
+
+  it('checks loopback IPs as localhost (replica certificates name it), other hosts as they are', () => {
+    expect(tlsChannelOptions('127.0.0.1:5000')).toEqual({ 'grpc.ssl_target_name_override': 'localhost' });
+    expect(tlsChannelOptions('[::1]:5000')).toEqual({ 'grpc.ssl_target_name_override': 'localhost' });
+    expect(tlsChannelOptions('bank-s0-1.bank.default.svc:50051')).toEqual({});
+    expect(tlsChannelOptions('10.0.0.7:50051')).toEqual({});
   });
 });
 

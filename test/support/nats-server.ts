@@ -36,6 +36,11 @@ export interface NatsServerOptions {
   readyTimeoutMs?: number;
   /** Extra command line arguments. */
   extraArgs?: readonly string[];
+  /**
+   * A config file (`-c`), say with TLS and users (node/discovery/nats-security.ts); the
+   * command line's port, address and store dir still win over its listen and store_dir.
+   */
+  configFile?: string;
 }
 
 const readyTimeoutMsDefault = 30_000;
@@ -229,7 +234,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
       binary,
       ownsStoreDir,
       options.readyTimeoutMs ?? readyTimeoutMsDefault,
-      options.extraArgs ?? [],
+      [...(options.configFile === undefined ? [] : ['-c', options.configFile]), ...(options.extraArgs ?? [])],
     );
     try {
       await server.start();

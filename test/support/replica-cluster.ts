@@ -17,6 +17,7 @@ import {
 import type { Topology } from '../../node/cluster/topology.js';
 import { shardOfItem } from '../../node/cluster/topology.js';
 import { asyncBankClient, type AsyncBankClient } from '../../node/replica/forwarder.js';
+import { tlsChannelOptions } from '../../node/client/tls.js';
 import { freeListeningPorts } from '../../node/util/listen-ports.js';
 import { pollUntil } from './poll.js';
 
@@ -52,6 +53,8 @@ export interface ClusterOptions {
   env?: Record<string, string>;
   /** Node flags for the replica processes (e.g. --cpu-prof for profiling runs). */
   nodeArgs?: string[];
+  /** The test's own gRPC calls (default plaintext; a TLS cluster needs a client certificate). */
+  clientCredentials?: () => grpc.ChannelCredentials;
 }
 
 export class ReplicaCluster {
@@ -167,7 +170,10 @@ export class ReplicaCluster {
   client(address: string): AsyncBankClient {
     let entry = this.clients.get(address);
     if (!entry) {
-      const raw = new BankClient(address, grpc.credentials.createInsecure());
+      const tls = this.options.clientCredentials;
+      const raw = tls
+        ? new BankClient(address, tls(), tlsChannelOptions(address))
+        : new BankClient(address, grpc.credentials.createInsecure());
       entry = { raw, async: asyncBankClient(raw) };
       this.clients.set(address, entry);
     }
