@@ -5,6 +5,10 @@
 //   SHARDBANK_HTTP_PORT        /metrics, /healthz, /readyz (default 8081)
 //   SHARDBANK_MANAGED_NATS_URL NATS for BankClusters with spec.nats.managed (default none)
 //   SHARDBANK_LEASE_NAME       (default shardbank-operator)
+//   SHARDBANK_MONITORING_NAMESPACE  namespace whose pods may scrape the replicas' HTTP port
+//                              (each cluster's NetworkPolicy; default none)
+//   SHARDBANK_CERTIFICATE_DAYS lifetime of the certificates the operator issues (default 90;
+//                              each is renewed at two thirds of it)
 //   KUBECONFIG                 outside a cluster; in a pod the service account is used
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
@@ -21,9 +25,21 @@ const operator = new Operator({
   identity: process.env.POD_NAME,
   httpPort: Number(process.env.SHARDBANK_HTTP_PORT ?? 8081),
   managedNatsUrl: process.env.SHARDBANK_MANAGED_NATS_URL || undefined,
+  monitoringNamespace: process.env.SHARDBANK_MONITORING_NAMESPACE || undefined,
+  certificateLifetimeMs: certificateDays() * 86_400_000,
   logger,
   exitOnLostLease: true,
 });
+
+function certificateDays(): number {
+  const text = process.env.SHARDBANK_CERTIFICATE_DAYS ?? '90';
+  const days = Number(text);
+  if (!Number.isFinite(days) || days < 1 || days > 825) {
+    logger.fatal(`SHARDBANK_CERTIFICATE_DAYS must be a number of days from 1 to 825, got ${JSON.stringify(text)}`);
+    process.exit(2);
+  }
+  return days;
+}
 
 let exiting = false;
 async function shutdown(signal: string): Promise<void> {

@@ -25,6 +25,10 @@ export interface OperatorOptions {
   httpPort?: number;
   httpHost?: string;
   managedNatsUrl?: string;
+  /** Namespace allowed to reach the replicas' HTTP port through each cluster's NetworkPolicy. */
+  monitoringNamespace?: string;
+  /** Lifetime of the certificates the operator issues (default 90 days; renewed at 2/3). */
+  certificateLifetimeMs?: number;
   logger?: Logger;
   leaseDurationMs?: number;
   renewDeadlineMs?: number;
@@ -121,7 +125,8 @@ export class Operator {
         events,
         metrics: this.metrics,
         logger,
-        build: { managedNatsUrl: this.options.managedNatsUrl },
+        build: { managedNatsUrl: this.options.managedNatsUrl, monitoringNamespace: this.options.monitoringNamespace },
+        certificates: { leafLifetimeMs: this.options.certificateLifetimeMs },
         notReadyRequeueMs: this.options.notReadyRequeueMs,
       }),
     );

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages shardbank needs (idempotent): nats-server for leader
-# discovery, protoc for regenerating protos, openssl for certificates (node/security/certs.ts).
+# discovery, protoc for regenerating protos, openssl for the X.509 issuer's
+# tests (test/security/x509.test.ts; the certificates themselves are made without it).
 # Run as root, or with sudo available.
 set -euo pipefail
 need=()

@@ -9,6 +9,9 @@ export const KIND = 'BankCluster';
 
 export const LIMITS = {
   shardsMax: 64,
+  clientsMax: 64,
+  clientNameLengthMax: 63,
+  secretNamePrefixLengthMax: 200,
   replicasPerShardMax: 7,
   itemsPerShardMax: 1_000_000,
   initialBalanceMax: 1_000_000_000_000,
@@ -30,6 +33,25 @@ export interface NatsSpec {
   managed: boolean;
 }
 
+/**
+ * Certificates the user provides (cert-manager compatible): one Secret per replica, named
+ * `<secretNamePrefix>-s<shard>-<ordinal>`, each with `ca.crt`, `tls.crt` and `tls.key`; the
+ * certificate names the replica's identity as its one shardbank SAN URI. Without spec.tls the
+ * operator runs its own CA and issues every certificate (docs/SECURITY.md).
+ */
+export interface TlsSpec {
+  secretNamePrefix: string;
+}
+
+export const CLIENT_ROLES = ['read', 'transfer'] as const;
+export type ClientRoleName = (typeof CLIENT_ROLES)[number];
+
+/** An application the operator issues a client certificate for (Secret `<cluster>-client-<name>`). */
+export interface ClientSpec {
+  name: string;
+  role: ClientRoleName;
+}
+
 export interface PodTemplateOverrides {
   affinity?: Record<string, unknown>;
   tolerations?: Record<string, unknown>[];
@@ -49,7 +71,8 @@ export interface BankClusterSpec {
   resources?: Record<string, unknown>;
   storage: StorageSpec;
   nats: NatsSpec;
-  tls?: { secretName: string };
+  tls?: TlsSpec;
+  clients: ClientSpec[];
   podTemplate?: PodTemplateOverrides;
   paused: boolean;
 }
@@ -82,6 +105,7 @@ export const DEFAULT_SPEC: BankClusterSpec = {
   imagePullPolicy: 'IfNotPresent',
   storage: { size: '1Gi', retainOnDelete: true },
   nats: { managed: true },
+  clients: [],
   paused: false,
 };
 
@@ -101,6 +125,13 @@ export const RULE_MESSAGES = {
   storageImmutable: 'is immutable: a StatefulSet cannot change its volume claim template',
   natsUrl: 'must be a nats:// or tls:// URL',
   metadataName: 'must be a lowercase DNS label of at most 40 characters',
+  tlsSecretName:
+    'is replaced by spec.tls.secretNamePrefix: each replica needs its own certificate, in Secret <secretNamePrefix>-s<shard>-<ordinal>',
+  tlsSecretNamePrefix: 'must be a lowercase DNS name prefix of at most 200 characters',
+  clientName: 'must be a lowercase DNS label of at most 63 characters',
+  clientNamesUnique: 'client names must be unique',
+  clientsWithUserTls:
+    'the operator issues client certificates only with its own CA (without spec.tls); with spec.tls, issue them from the same issuer as the replicas',
 } as const;
 
 /** The patterns behind RULE_MESSAGES (the CRD uses the same source text). */
@@ -110,6 +141,8 @@ export const RULE_PATTERNS = {
   quantity: '^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$',
   natsUrl: '^(nats|tls)://',
   zeroQuantity: '^0+(\\.0+)?[A-Za-z]*$',
+  clientName: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$',
+  secretNamePrefix: '^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$',
 } as const;
 
 export class ManifestError extends Error {
@@ -128,6 +161,8 @@ const NAME_PATTERN = new RegExp(RULE_PATTERNS.name);
 const QUANTITY_PATTERN = new RegExp(RULE_PATTERNS.quantity);
 const NATS_URL_PATTERN = new RegExp(RULE_PATTERNS.natsUrl);
 const ZERO_QUANTITY_PATTERN = new RegExp(RULE_PATTERNS.zeroQuantity);
+const CLIENT_NAME_PATTERN = new RegExp(RULE_PATTERNS.clientName);
+const SECRET_PREFIX_PATTERN = new RegExp(RULE_PATTERNS.secretNamePrefix);
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -172,12 +207,13 @@ const KNOWN_FIELDS: Record<string, readonly string[]> = {
     'storage',
     'nats',
     'tls',
+    'clients',
     'podTemplate',
     'paused',
   ],
   'spec.storage': ['size', 'storageClassName', 'retainOnDelete'],
   'spec.nats': ['url', 'managed'],
-  'spec.tls': ['secretName'],
+  'spec.tls': ['secretNamePrefix'],
   'spec.podTemplate': ['affinity', 'tolerations', 'nodeSelector', 'labels', 'annotations'],
   'spec.resources': ['limits', 'requests'],
 };
@@ -309,6 +345,7 @@ function buildSpec(raw: Record<string, unknown>, errors: ManifestError[]): BankC
     imagePullPolicy: imagePullPolicy as ImagePullPolicy,
     storage,
     nats,
+    clients: buildClients(raw.clients, errors),
     paused: paused as boolean,
   };
   if (raw.resources !== undefined) {
@@ -316,15 +353,83 @@ function buildSpec(raw: Record<string, unknown>, errors: ManifestError[]): BankC
     else errors.push(new ManifestError('spec.resources', 'must be an object'));
   }
   if (raw.tls !== undefined) {
-    if (isRecord(raw.tls) && typeof raw.tls.secretName === 'string' && raw.tls.secretName.length > 0) {
-      spec.tls = { secretName: raw.tls.secretName };
-    } else errors.push(new ManifestError('spec.tls.secretName', 'must be a non-empty string'));
+    const tls = buildTls(raw.tls, errors);
+    if (tls) spec.tls = tls;
+    if (tls && spec.clients.length > 0)
+      errors.push(new ManifestError('spec.clients', RULE_MESSAGES.clientsWithUserTls));
   }
   if (raw.podTemplate !== undefined) {
     if (isRecord(raw.podTemplate)) spec.podTemplate = raw.podTemplate as PodTemplateOverrides;
     else errors.push(new ManifestError('spec.podTemplate', 'must be an object'));
   }
   return spec;
+}
+
+function buildTls(raw: unknown, errors: ManifestError[]): TlsSpec | undefined {
+  if (!isRecord(raw)) {
+    errors.push(new ManifestError('spec.tls', 'must be an object'));
+    return undefined;
+  }
+  if (raw.secretName !== undefined) {
+    errors.push(new ManifestError('spec.tls.secretName', RULE_MESSAGES.tlsSecretName));
+    return undefined;
+  }
+  const prefix = raw.secretNamePrefix;
+  if (
+    typeof prefix !== 'string' ||
+    prefix.length > LIMITS.secretNamePrefixLengthMax ||
+    !SECRET_PREFIX_PATTERN.test(prefix)
+  ) {
+    errors.push(
+      new ManifestError(
+        'spec.tls.secretNamePrefix',
+        `${RULE_MESSAGES.tlsSecretNamePrefix}, got ${JSON.stringify(prefix)}`,
+      ),
+    );
+    return undefined;
+  }
+  return { secretNamePrefix: prefix };
+}
+
+function buildClients(raw: unknown, errors: ManifestError[]): ClientSpec[] {
+  if (raw === undefined) return [];
+  if (!Array.isArray(raw)) {
+    errors.push(new ManifestError('spec.clients', 'must be a list of {name, role}'));
+    return [];
+  }
+  if (raw.length > LIMITS.clientsMax) {
+    errors.push(new ManifestError('spec.clients', `must have at most ${LIMITS.clientsMax} entries, got ${raw.length}`));
+    return [];
+  }
+  const out: ClientSpec[] = [];
+  raw.forEach((entry: unknown, i) => {
+    const field = `spec.clients[${i}]`;
+    if (!isRecord(entry)) {
+      errors.push(new ManifestError(field, 'must be an object with name and role'));
+      return;
+    }
+    for (const key of Object.keys(entry)) {
+      if (key !== 'name' && key !== 'role')
+        errors.push(new ManifestError(`${field}.${key}`, 'unknown field; known fields here: name, role'));
+    }
+    const { name, role } = entry;
+    let ok = true;
+    if (typeof name !== 'string' || name.length > LIMITS.clientNameLengthMax || !CLIENT_NAME_PATTERN.test(name)) {
+      errors.push(new ManifestError(`${field}.name`, `${RULE_MESSAGES.clientName}, got ${JSON.stringify(name)}`));
+      ok = false;
+    } else if (out.some((c) => c.name === name)) {
+      errors.push(new ManifestError('spec.clients', `${RULE_MESSAGES.clientNamesUnique}, ${name} is listed twice`));
+      ok = false;
+    }
+    if (!CLIENT_ROLES.includes(role as ClientRoleName)) {
+      errors.push(
+        new ManifestError(`${field}.role`, `must be one of ${CLIENT_ROLES.join(', ')}, got ${JSON.stringify(role)}`),
+      );
+      ok = false;
+    }
+    if (ok) out.push({ name: name as string, role: role as ClientRoleName });
+  });
+  return out;
 }
 
 function buildStorage(raw: unknown, errors: ManifestError[]): StorageSpec {
@@ -423,4 +528,11 @@ export const names = {
   clientService: (cluster: string) => `${cluster}-client`,
   topologyConfigMap: (cluster: string) => `${cluster}-topology`,
   pdb: (cluster: string, shard: number) => `${cluster}-s${shard}`,
+  networkPolicy: (cluster: string) => `${cluster}`,
+  /** The operator's CA (without spec.tls). */
+  caSecret: (cluster: string) => `${cluster}-ca`,
+  /** A replica's certificate: the operator's, or `<spec.tls.secretNamePrefix>-s<shard>-<ordinal>`. */
+  replicaTlsSecret: (cluster: string, shard: number, ordinal: number, prefix?: string) =>
+    prefix === undefined ? `${cluster}-s${shard}-${ordinal}-tls` : `${prefix}-s${shard}-${ordinal}`,
+  clientSecret: (cluster: string, client: string) => `${cluster}-client-${client}`,
 } as const;

@@ -1,21 +1,17 @@
 // Certificates for the local runtime and the tests: a cluster CA and the certificates it
-// signs, made with the `openssl` CLI (Node's crypto verifies X.509 but cannot create it; the
-// CLI is in every Debian image and scripts/install-deps.sh ensures it, so there is no npm
-// dependency). Keys are ECDSA P-256 (cheap handshakes), written 0600 by this process before
-// any byte of them exists on disk; certificates are 0644. Existing files are kept, so calling
+// signs, made by our own X.509 issuer on Node's crypto (x509.ts: no openssl CLI, no npm
+// dependency; the operator issues with the same code). Keys are ECDSA P-256 (cheap
+// handshakes), written 0600 with O_EXCL so that no key ever exists with wider permissions;
+// certificates are 0644. Existing files are kept, so calling
 // ensureClusterCertificates() on every start makes them once (like `cockroach cert`).
 //
 // Identities are SAN URIs (docs/SECURITY.md): a replica is
 // shardbank://<namespace>/<cluster>/shard/<s>/replica/<o>, a client
 // shardbank://<namespace>/<cluster>/client/<role>/<name>.
-import { execFile } from 'node:child_process';
-import { mkdtemp, mkdir, rm, stat, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { clientIdentityUri, replicaIdentityUri, type ClientRole } from './identity.js';
-
-const run = promisify(execFile);
+import { createCa, issueLeafCertificate } from './x509.js';
 
 /** Days a CA is valid; leaf certificates live shorter (rotation is re-issuing them). */
 const CA_DAYS = 3650;
@@ -89,13 +85,10 @@ export async function ensureCa(directory: string, commonName: string): Promise<{
   const cert = path.join(directory, 'ca.crt');
   const key = path.join(directory, 'ca.key');
   if ((await exists(cert)) && (await exists(key))) return { cert, key };
-  await writeKey(key);
-  await reqX509(['basicConstraints = critical, CA:TRUE', 'keyUsage = critical, keyCertSign, cRLSign'], {
-    key,
-    commonName,
-    days: CA_DAYS,
-    out: cert,
-  });
+  const ca = createCa(commonName, { days: CA_DAYS });
+  await rm(key, { force: true });
+  await writeKey(key, ca.keyPem);
+  await writeCertificate(cert, ca.certPem);
   return { cert, key };
 }
 
@@ -108,11 +101,7 @@ export interface LeafRequest {
   /** Extra SAN DNS names (servers). */
   dnsNames?: string[];
   days?: number;
-  /**
-   * An explicit validity window instead of `days` from now (tests: an expired certificate).
-   * Made with `openssl ca`, whose -startdate/-enddate the installed OpenSSL 3.0 has (its
-   * `req -x509` cannot backdate).
-   */
+  /** An explicit validity window instead of `days` from now (tests: an expired certificate). */
   validity?: { notBefore: Date; notAfter: Date };
 }
 
@@ -136,164 +125,34 @@ export async function issueLeaf(
   key: string,
   request: LeafRequest,
 ): Promise<void> {
-  await rm(key, { force: true });
-  await writeKey(key);
-  const san = [
-    ...request.uris.map((uri) => `URI:${uri}`),
-    ...(request.server ? ['DNS:localhost', 'IP:127.0.0.1', 'IP:::1'] : []),
-    ...(request.dnsNames ?? []).map((dns) => `DNS:${dns}`),
-  ];
-  const staged = `${cert}.new`;
-  const extensions = [
-    'basicConstraints = critical, CA:FALSE',
-    'keyUsage = critical, digitalSignature',
-    `extendedKeyUsage = ${request.server ? 'serverAuth, clientAuth' : 'clientAuth'}`,
-    `subjectAltName = ${san.join(', ')}`,
-  ];
-  if (request.validity)
-    await caSign(extensions, { key, commonName: request.commonName, out: staged, issuer: ca, ...request.validity });
-  else
-    await reqX509(extensions, {
-      key,
-      commonName: request.commonName,
-      days: request.days ?? LEAF_DAYS,
-      out: staged,
-      issuer: ca,
-    });
-  // A rename, so a replica re-reading the files never sees half a certificate.
-  await run('mv', ['-f', staged, cert]);
-}
-
-/**
- * `openssl req -x509 -new` with `extensions`: self-signed, or signed by `issuer` (-CA/-CAkey).
- * The one place the CA and the leaf certificates are made.
- */
-async function reqX509(
-  extensions: string[],
-  cert: { key: string; commonName: string; days: number; out: string; issuer?: { cert: string; key: string } },
-): Promise<void> {
-  const issuer = cert.issuer ? ['-CA', cert.issuer.cert, '-CAkey', cert.issuer.key] : [];
-  await withConfig(extensions, async (config) => {
-    await openssl([
-      'req',
-      '-x509',
-      '-new',
-      '-config',
-      config,
-      '-extensions',
-      'ext',
-      '-key',
-      cert.key,
-      ...issuer,
-      '-subj',
-      subject(cert.commonName),
-      '-days',
-      String(cert.days),
-      '-sha256',
-      '-out',
-      cert.out,
-    ]);
+  const issuer = { certPem: await readFile(ca.cert, 'utf8'), keyPem: await readFile(ca.key, 'utf8') };
+  const leaf = issueLeafCertificate(issuer, {
+    commonName: request.commonName,
+    subjectAltNames: {
+      uris: request.uris,
+      dnsNames: [...(request.server ? ['localhost'] : []), ...(request.dnsNames ?? [])],
+      ips: request.server ? ['127.0.0.1', '::1'] : [],
+    },
+    server: request.server,
+    lifetimeMs: (request.days ?? LEAF_DAYS) * 86_400_000,
+    ...(request.validity ? { validity: request.validity } : {}),
   });
+  await rm(key, { force: true });
+  await writeKey(key, leaf.keyPem);
+  await writeCertificate(cert, leaf.certPem);
 }
 
-/** `openssl ca` with an explicit validity window (a throwaway CA database). */
-async function caSign(
-  extensions: string[],
-  cert: { key: string; commonName: string; out: string; issuer: { cert: string; key: string } } & {
-    notBefore: Date;
-    notAfter: Date;
-  },
-): Promise<void> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'shardbank-openssl-ca-'));
-  try {
-    const config = path.join(dir, 'ca.cnf');
-    await writeFile(path.join(dir, 'index.txt'), '');
-    await writeFile(
-      config,
-      [
-        '[ca]',
-        'default_ca = d',
-        '[d]',
-        `database = ${path.join(dir, 'index.txt')}`,
-        `new_certs_dir = ${dir}`,
-        'rand_serial = yes',
-        'default_md = sha256',
-        'policy = p',
-        'unique_subject = no',
-        '[p]',
-        'commonName = supplied',
-        'organizationName = optional',
-        '[req]',
-        'distinguished_name = dn',
-        '[dn]',
-        '[ext]',
-        ...extensions,
-        '',
-      ].join('\n'),
-    );
-    const csr = path.join(dir, 'leaf.csr');
-    await openssl(['req', '-new', '-config', config, '-key', cert.key, '-subj', subject(cert.commonName), '-out', csr]);
-    const asn1 = (date: Date) => `${date.toISOString().replace(/[-:T]/g, '').slice(0, 14)}Z`;
-    await openssl([
-      'ca',
-      '-batch',
-      '-notext',
-      '-config',
-      config,
-      '-cert',
-      cert.issuer.cert,
-      '-keyfile',
-      cert.issuer.key,
-      '-in',
-      csr,
-      '-out',
-      cert.out,
-      '-startdate',
-      asn1(cert.notBefore),
-      '-enddate',
-      asn1(cert.notAfter),
-      '-extfile',
-      config,
-      '-extensions',
-      'ext',
-    ]);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
-async function writeKey(file: string): Promise<void> {
-  const { stdout } = await openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256']);
+async function writeKey(file: string, keyPem: string): Promise<void> {
   // 'wx' with mode 0600: the file never exists with wider permissions, and an existing key
   // is never silently replaced here.
-  await writeFile(file, stdout, { mode: 0o600, flag: 'wx' });
+  await writeFile(file, keyPem, { mode: 0o600, flag: 'wx' });
 }
 
-/** A throwaway openssl config whose [ext] section holds `extensions` (no system defaults). */
-async function withConfig<T>(extensions: string[], body: (config: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'shardbank-openssl-'));
-  const config = path.join(dir, 'openssl.cnf');
-  await writeFile(config, ['[req]', 'distinguished_name = dn', '[dn]', '[ext]', ...extensions, ''].join('\n'));
-  try {
-    return await body(config);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
-async function openssl(args: string[]): Promise<{ stdout: string }> {
-  try {
-    return await run('openssl', args, { encoding: 'utf8' });
-  } catch (error) {
-    const { code, stderr } = error as { code?: string; stderr?: string };
-    if (code === 'ENOENT')
-      throw new Error('openssl is not installed (scripts/install-deps.sh installs it): cannot create certificates');
-    throw new Error(`openssl ${args[0]} failed: ${stderr?.trim() ?? String(error)}`);
-  }
-}
-
-function subject(commonName: string): string {
-  return `/O=shardbank/CN=${commonName.replaceAll('/', '\\/')}`;
+/** Through a rename, so a replica re-reading the files never sees half a certificate. */
+async function writeCertificate(file: string, certPem: string): Promise<void> {
+  const staged = `${file}.new`;
+  await writeFile(staged, certPem, { mode: 0o644 });
+  await rename(staged, file);
 }
 
 async function exists(file: string): Promise<boolean> {

@@ -3,15 +3,25 @@
 // and zones, and the replica flags of docs/CONTRACTS.md. A pure function of the spec.
 import type { V1Container, V1PodSpec, V1StatefulSet, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { names, type BankCluster } from '../../node/cluster/bankcluster.js';
+import { SECRET_KEYS, TLS_DIGEST_ANNOTATION } from './certificates.js';
 import { namespaceOf, ownedMetadata, shardLabels, shardSelector } from './labels.js';
 import { DATA_DIR, DATA_VOLUME, GRPC_PORT, HTTP_PORT, PEER_ADDRESS_TEMPLATE } from './ports.js';
 
 export interface BuildOptions {
   /** NATS URL used when the BankCluster asks for a managed NATS (spec.nats.url unset). */
   managedNatsUrl?: string;
+  /**
+   * Per shard, a digest of its replicas' certificates (operator/reconcile/certificates.ts): a
+   * re-issued or replaced certificate changes the pod template, so the operator's rolling
+   * update (followers first, the leader last) moves every pod onto it.
+   */
+  tlsDigests?: string[];
+  /** Namespace whose pods may reach the replicas' HTTP port (operator/builders/network-policy.ts). */
+  monitoringNamespace?: string;
 }
 
-const TLS_DIR = '/etc/shardbank/tls';
+/** Each replica's files are under `<TLS_DIR>/<pod name>/` (see tlsVolume). */
+export const TLS_DIR = '/etc/shardbank/tls';
 const RUN_AS_USER = 10001;
 export const TERMINATION_GRACE_SECONDS = 60;
 
@@ -37,6 +47,11 @@ export function replicaArgs(cluster: BankCluster, shard: number, options: BuildO
     `--data-dir=${DATA_DIR}`,
     `--grpc-port=${GRPC_PORT}`,
     `--http-port=${HTTP_PORT}`,
+    // Each pod of the shard sees every replica's files (one projected volume per StatefulSet)
+    // and takes its own: the kubelet expands $(POD_NAME) from the env below.
+    `--tls-cert=${TLS_DIR}/$(POD_NAME)/${SECRET_KEYS.cert}`,
+    `--tls-key=${TLS_DIR}/$(POD_NAME)/${SECRET_KEYS.key}`,
+    `--tls-ca=${TLS_DIR}/$(POD_NAME)/${SECRET_KEYS.ca}`,
   ];
   const natsUrl = natsUrlOf(cluster, options);
   if (natsUrl) args.push(`--nats-url=${natsUrl}`);
@@ -48,7 +63,7 @@ function container(cluster: BankCluster, shard: number, options: BuildOptions): 
     { name: DATA_VOLUME, mountPath: DATA_DIR },
     { name: 'tmp', mountPath: '/tmp' },
   ];
-  if (cluster.spec.tls) mounts.push({ name: 'tls', mountPath: TLS_DIR, readOnly: true });
+  mounts.push({ name: 'tls', mountPath: TLS_DIR, readOnly: true });
   return {
     name: 'replica',
     image: cluster.spec.image,
@@ -91,10 +106,37 @@ function container(cluster: BankCluster, shard: number, options: BuildOptions): 
   };
 }
 
+/**
+ * A StatefulSet cannot mount a different Secret in each pod, so every pod of a shard mounts
+ * all of its shard's replica Secrets, each under `<pod name>/`, and picks its own by name.
+ * A replica can therefore read its shard siblings' keys; that widens nothing, because a
+ * replica key already has full power over its shard (docs/SECURITY.md), and no pod sees
+ * another shard's keys or the CA key.
+ */
+export function tlsVolume(cluster: BankCluster, shard: number): V1Volume {
+  const prefix = cluster.spec.tls?.secretNamePrefix;
+  return {
+    name: 'tls',
+    projected: {
+      // Owner and fsGroup read (the replica runs as RUN_AS_USER with fsGroup RUN_AS_USER).
+      defaultMode: 0o440,
+      sources: Array.from({ length: cluster.spec.replicasPerShard }, (_, ordinal) => {
+        const pod = names.pod(cluster.metadata.name, shard, ordinal);
+        return {
+          secret: {
+            name: names.replicaTlsSecret(cluster.metadata.name, shard, ordinal, prefix),
+            items: [SECRET_KEYS.ca, SECRET_KEYS.cert, SECRET_KEYS.key].map((key) => ({ key, path: `${pod}/${key}` })),
+          },
+        };
+      }),
+    },
+  };
+}
+
 function podSpec(cluster: BankCluster, shard: number, options: BuildOptions): V1PodSpec {
   const overrides = cluster.spec.podTemplate ?? {};
   const volumes: V1Volume[] = [{ name: 'tmp', emptyDir: { sizeLimit: '64Mi' } }];
-  if (cluster.spec.tls) volumes.push({ name: 'tls', secret: { secretName: cluster.spec.tls.secretName } });
+  volumes.push(tlsVolume(cluster, shard));
   const spread = (topologyKey: string) => ({
     maxSkew: 1,
     topologyKey,
@@ -127,6 +169,8 @@ export function buildStatefulSet(cluster: BankCluster, shard: number, options: B
   const labels = shardLabels(cluster, shard);
   const overrides = cluster.spec.podTemplate ?? {};
   const storage = cluster.spec.storage;
+  const tlsDigest = options.tlsDigests?.[shard];
+  const digest = tlsDigest ? { [TLS_DIGEST_ANNOTATION]: tlsDigest } : undefined;
   return {
     apiVersion: 'apps/v1',
     kind: 'StatefulSet',
@@ -147,7 +191,7 @@ export function buildStatefulSet(cluster: BankCluster, shard: number, options: B
       template: {
         metadata: {
           labels: { ...(overrides.labels ?? {}), ...labels },
-          ...(overrides.annotations ? { annotations: overrides.annotations } : {}),
+          ...(overrides.annotations || digest ? { annotations: { ...(overrides.annotations ?? {}), ...digest } } : {}),
         },
         spec: podSpec(cluster, shard, options),
       },

@@ -25,6 +25,8 @@ const OWNED: ResourceKind[] = [
   RESOURCES.service,
   RESOURCES.podDisruptionBudget,
   RESOURCES.configMap,
+  RESOURCES.secret,
+  RESOURCES.networkPolicy,
 ];
 
 export class Controller implements ObjectCache {

@@ -5,6 +5,7 @@
 import {
   API_GROUP,
   API_VERSION,
+  CLIENT_ROLES,
   DEFAULT_SPEC,
   IMAGE_PULL_POLICIES,
   KIND,
@@ -124,8 +125,60 @@ function specSchema(): Schema {
       },
       tls: {
         type: 'object',
-        required: ['secretName'],
-        properties: { secretName: { type: 'string', minLength: 1, maxLength: 253 } },
+        description:
+          'Certificates from your issuer (e.g. cert-manager): one Secret per replica, <secretNamePrefix>-s<shard>-<ordinal>, with ca.crt, tls.crt and tls.key, naming the replica identity shardbank://<namespace>/<cluster>/shard/<s>/replica/<o> as a SAN URI. Unset: the operator runs its own CA (Secret <cluster>-ca) and issues and renews every certificate.',
+        properties: {
+          secretNamePrefix: {
+            type: 'string',
+            maxLength: LIMITS.secretNamePrefixLengthMax,
+            'x-kubernetes-validations': [
+              {
+                rule: `self.matches('${celString(RULE_PATTERNS.secretNamePrefix)}')`,
+                message: RULE_MESSAGES.tlsSecretNamePrefix,
+              },
+            ],
+          },
+          // Kept in the schema (not pruned) so that an old manifest is refused, not silently
+          // given the operator's certificates.
+          secretName: {
+            type: 'string',
+            'x-kubernetes-validations': [{ rule: 'false', message: RULE_MESSAGES.tlsSecretName }],
+          },
+        },
+        'x-kubernetes-validations': [
+          {
+            rule: 'has(self.secretNamePrefix)',
+            message: RULE_MESSAGES.tlsSecretNamePrefix,
+            fieldPath: '.secretNamePrefix',
+          },
+        ],
+      },
+      clients: {
+        type: 'array',
+        description:
+          'Applications that get a client certificate from the operator, each in Secret <cluster>-client-<name> (ca.crt, tls.crt, tls.key). Only without spec.tls.',
+        maxItems: LIMITS.clientsMax,
+        items: {
+          type: 'object',
+          required: ['name', 'role'],
+          properties: {
+            name: {
+              type: 'string',
+              maxLength: LIMITS.clientNameLengthMax,
+              'x-kubernetes-validations': [
+                { rule: `self.matches('${celString(RULE_PATTERNS.clientName)}')`, message: RULE_MESSAGES.clientName },
+              ],
+            },
+            role: {
+              type: 'string',
+              enum: [...CLIENT_ROLES],
+              description: 'read: balances and status; transfer: also transfers (its own client ids).',
+            },
+          },
+        },
+        'x-kubernetes-validations': [
+          { rule: 'self.all(c, self.exists_one(d, d.name == c.name))', message: RULE_MESSAGES.clientNamesUnique },
+        ],
       },
       podTemplate: {
         type: 'object',
@@ -139,6 +192,13 @@ function specSchema(): Schema {
       },
       paused: { type: 'boolean', default: d.paused, description: 'Stop reconciling (workloads are left as they are).' },
     },
+    'x-kubernetes-validations': [
+      {
+        rule: '!has(self.tls) || !has(self.clients) || size(self.clients) == 0',
+        message: RULE_MESSAGES.clientsWithUserTls,
+        fieldPath: '.clients',
+      },
+    ],
   };
 }
 

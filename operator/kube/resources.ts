@@ -19,6 +19,13 @@ export const RESOURCES = {
     namespaced: true,
   },
   pod: { apiVersion: 'v1', kind: 'Pod', plural: 'pods', namespaced: true },
+  secret: { apiVersion: 'v1', kind: 'Secret', plural: 'secrets', namespaced: true },
+  networkPolicy: {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'NetworkPolicy',
+    plural: 'networkpolicies',
+    namespaced: true,
+  },
   persistentVolumeClaim: {
     apiVersion: 'v1',
     kind: 'PersistentVolumeClaim',

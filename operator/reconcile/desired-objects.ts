@@ -1,5 +1,6 @@
 // Every object a BankCluster should own, built by the pure builders, in apply order.
 import type { BankCluster } from '../../node/cluster/bankcluster.js';
+import { buildNetworkPolicy } from '../builders/network-policy.js';
 import { buildPodDisruptionBudget } from '../builders/pod-disruption-budget.js';
 import { buildClientService, buildHeadlessService } from '../builders/services.js';
 import { buildStatefulSet, type BuildOptions } from '../builders/statefulset.js';
@@ -12,8 +13,17 @@ export interface DesiredObject {
   object: KubeObject;
 }
 
-export function desiredObjects(cluster: BankCluster, options: BuildOptions): DesiredObject[] {
+/**
+ * `statefulSets: false` leaves the StatefulSets out (their certificates are not usable yet:
+ * pods made now could not start, and pods rolled now would lose their peers).
+ */
+export function desiredObjects(
+  cluster: BankCluster,
+  options: BuildOptions,
+  { statefulSets = true }: { statefulSets?: boolean } = {},
+): DesiredObject[] {
   const out: DesiredObject[] = [
+    { resource: RESOURCES.networkPolicy, object: buildNetworkPolicy(cluster, options) as unknown as KubeObject },
     { resource: RESOURCES.configMap, object: buildTopologyConfigMap(cluster) as KubeObject },
     { resource: RESOURCES.service, object: buildClientService(cluster) as KubeObject },
   ];
@@ -21,7 +31,8 @@ export function desiredObjects(cluster: BankCluster, options: BuildOptions): Des
     out.push({ resource: RESOURCES.service, object: buildHeadlessService(cluster, shard) as KubeObject });
     const pdb = buildPodDisruptionBudget(cluster, shard);
     if (pdb) out.push({ resource: RESOURCES.podDisruptionBudget, object: pdb as KubeObject });
-    out.push({ resource: RESOURCES.statefulSet, object: buildStatefulSet(cluster, shard, options) as KubeObject });
+    if (statefulSets)
+      out.push({ resource: RESOURCES.statefulSet, object: buildStatefulSet(cluster, shard, options) as KubeObject });
   }
   return out;
 }

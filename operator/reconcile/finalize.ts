@@ -59,6 +59,11 @@ export async function finalizeCluster(client: KubeClient, cluster: BankCluster):
     await deleteIfOwned(client, RESOURCES.service, cluster, names.headlessService(name, shard), out.deleted);
   }
   await deleteIfOwned(client, RESOURCES.service, cluster, names.clientService(name), out.deleted);
+  await deleteIfOwned(client, RESOURCES.networkPolicy, cluster, names.networkPolicy(name), out.deleted);
+  // The operator's certificates (never the user's spec.tls Secrets: deleteIfOwned checks).
+  const secrets = await client.list<KubeObject>(RESOURCES.secret, namespace, `${LABEL_CLUSTER}=${name}`);
+  for (const secret of secrets.items)
+    await deleteIfOwned(client, RESOURCES.secret, cluster, secret.metadata.name, out.deleted);
   await deleteIfOwned(client, RESOURCES.configMap, cluster, names.topologyConfigMap(name), out.deleted);
   const pvcs = await client.list<KubeObject>(RESOURCES.persistentVolumeClaim, namespace, `${LABEL_CLUSTER}=${name}`);
   for (const pvc of pvcs.items) {

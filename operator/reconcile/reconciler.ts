@@ -16,6 +16,7 @@ import type { EventRecorder } from '../observability/event-recorder.js';
 import type { OperatorMetrics } from '../observability/metrics.js';
 import { computeStatus, PHASE, type BankClusterStatus, type ObservedShard } from '../status/bankcluster-status.js';
 import { AppliedMemo, applyIfChanged, hashOf } from './apply-if-changed.js';
+import { Certificates, type CertificateOptions, type CertificateOutcome } from './certificates.js';
 import { desiredObjects } from './desired-objects.js';
 import { addFinalizer, finalizeCluster, removeFinalizer } from './finalize.js';
 import { labelLeaderPods } from './leader-labels.js';
@@ -35,6 +36,7 @@ export interface ReconcilerDeps {
   metrics: OperatorMetrics;
   logger: Logger;
   build: BuildOptions;
+  certificates?: CertificateOptions;
   /** How often to look again at a cluster that is not Ready yet. */
   notReadyRequeueMs?: number;
 }
@@ -42,13 +44,16 @@ export interface ReconcilerDeps {
 const DONE: ReconcileResult = {};
 /** How soon to look again at a shard whose rolling update waits (pod events also wake it). */
 const ROLLOUT_REQUEUE_MS = 2_000;
+const CERTIFICATE_REQUEUE_MAX_MS = 6 * 3_600_000;
 
 export class Reconciler {
   private readonly memo = new AppliedMemo();
   private readonly rollout: Rollout;
+  private readonly certificates: Certificates;
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.rollout = new Rollout(deps.client, deps.cache);
+    this.certificates = new Certificates(deps.client, deps.cache, deps.certificates);
   }
 
   async reconcile(namespace: string, name: string): Promise<ReconcileResult> {
@@ -69,19 +74,48 @@ export class Reconciler {
     if (cluster.spec.paused) return this.writeStatus(raw, cluster, undefined);
     let reconcileError: string | undefined;
     let rollouts: ShardRollout[] = [];
+    let certificates: CertificateOutcome | undefined;
     try {
-      await this.applyObjects(cluster);
+      certificates = await this.certificates.ensure(cluster);
+      await this.reportCertificates(raw, certificates);
+      await this.applyObjects(cluster, certificates);
       await this.deleteStalePdbs(cluster);
       rollouts = await this.rollOut(cluster, raw, ref);
       await this.labelLeaders(cluster, ref);
     } catch (err) {
       reconcileError = errorMessage(err);
     }
-    const result = await this.writeStatus(raw, cluster, reconcileError, rollouts);
+    const result = await this.writeStatus(raw, cluster, reconcileError, rollouts, certificates);
     if (reconcileError) throw new Error(reconcileError);
+    let requeueAfterMs = result.requeueAfterMs;
     if (rollouts.some((r) => r.step.kind !== 'done'))
-      return { requeueAfterMs: Math.min(result.requeueAfterMs ?? ROLLOUT_REQUEUE_MS, ROLLOUT_REQUEUE_MS) };
-    return result;
+      requeueAfterMs = Math.min(requeueAfterMs ?? ROLLOUT_REQUEUE_MS, ROLLOUT_REQUEUE_MS);
+    // The next certificate renewal (or look at the user's Secrets).
+    if (certificates && Number.isFinite(certificates.recheckAtMs)) {
+      // Capped: a timer longer than 2^31 ms fires at once, and a renewal months away can wait
+      // for a later look as well.
+      const untilRecheck = Math.min(CERTIFICATE_REQUEUE_MAX_MS, Math.max(1_000, certificates.recheckAtMs - Date.now()));
+      requeueAfterMs = Math.min(requeueAfterMs ?? untilRecheck, untilRecheck);
+    }
+    return requeueAfterMs === undefined ? DONE : { requeueAfterMs };
+  }
+
+  /** Events for certificates issued or renewed, client Secrets removed, and unusable Secrets. */
+  private async reportCertificates(raw: KubeObject, certificates: CertificateOutcome): Promise<void> {
+    const target = this.target(raw);
+    if (certificates.issued.length > 0) {
+      this.deps.logger.info({ cluster: raw.metadata.name, secrets: certificates.issued }, 'certificates issued');
+      await this.deps.events.record(target, 'Normal', 'CertificatesIssued', `issued ${certificates.issued.join(', ')}`);
+    }
+    if (certificates.deleted.length > 0)
+      await this.deps.events.record(
+        target,
+        'Normal',
+        'ClientCredentialsDeleted',
+        `deleted ${certificates.deleted.join(', ')} (no longer in spec.clients)`,
+      );
+    if (certificates.problems.length > 0)
+      await this.deps.events.record(target, 'Warning', 'InvalidTLSSecrets', certificates.problems.join('; '));
   }
 
   /** One step of each shard's rolling update (followers first, the leader last). */
@@ -174,14 +208,16 @@ export class Reconciler {
       );
     await this.deps.leaders.forget({ namespace: cluster.metadata.namespace ?? 'default', name: cluster.metadata.name });
     this.rollout.forget(cluster.metadata.namespace ?? 'default', cluster.metadata.name);
+    this.certificates.forget(cluster.metadata.namespace ?? 'default', cluster.metadata.name);
     await removeFinalizer(this.deps.client, raw);
     this.deps.logger.info({ cluster: cluster.metadata.name, ...outcome }, 'BankCluster finalized');
     return DONE;
   }
 
-  private async applyObjects(cluster: BankCluster): Promise<void> {
+  private async applyObjects(cluster: BankCluster, certificates: CertificateOutcome): Promise<void> {
     const namespace = cluster.metadata.namespace ?? 'default';
-    for (const { resource, object } of desiredObjects(cluster, this.deps.build)) {
+    const build = { ...this.deps.build, tlsDigests: certificates.digests };
+    for (const { resource, object } of desiredObjects(cluster, build, { statefulSets: certificates.ready })) {
       // The caches only hold objects with our labels: one missing there may still exist.
       const live =
         this.deps.cache.get(resource, namespace, object.metadata.name) ??
@@ -278,6 +314,7 @@ export class Reconciler {
     cluster: BankCluster,
     reconcileError: string | undefined,
     rollouts: ShardRollout[] = [],
+    certificates?: CertificateOutcome,
   ): Promise<ReconcileResult> {
     const previous = (raw.status ?? {}) as Partial<BankClusterStatus>;
     const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
@@ -288,6 +325,7 @@ export class Reconciler {
       previous,
       leadersKnowable,
       reconcileError,
+      ...(certificates ? { certificates } : {}),
       now,
     });
     this.deps.metrics.clusterReady.set(

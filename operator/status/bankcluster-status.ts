@@ -9,6 +9,7 @@ export const CONDITION = {
   progressing: 'Progressing',
   degraded: 'Degraded',
   quorumProtected: 'QuorumProtected',
+  certificatesReady: 'CertificatesReady',
 } as const;
 
 export const PHASE = {
@@ -68,6 +69,8 @@ export interface StatusInput {
   leadersKnowable: boolean;
   /** A reconcile step failed with this message. */
   reconcileError?: string;
+  /** What the certificate step found (operator/reconcile/certificates.ts). */
+  certificates?: { ready: boolean; source: 'operator' | 'user'; problems: string[] };
   now: string;
 }
 
@@ -132,8 +135,36 @@ export function computeStatus(input: StatusInput): BankClusterStatus {
       message: 'every StatefulSet is up to date and ready',
     });
   }
+  const certs = input.certificates;
+  if (certs) {
+    set(
+      certs.ready
+        ? {
+            type: CONDITION.certificatesReady,
+            status: 'True',
+            reason: certs.source === 'operator' ? 'IssuedByOperator' : 'ProvidedSecretsValid',
+            message:
+              certs.source === 'operator'
+                ? 'every replica and client certificate is issued by the operator CA and current'
+                : 'every spec.tls Secret holds a valid certificate for its replica',
+          }
+        : {
+            type: CONDITION.certificatesReady,
+            status: 'False',
+            reason: 'InvalidTLSSecrets',
+            message: certs.problems.join('; '),
+          },
+    );
+  }
   if (input.reconcileError) {
     set({ type: CONDITION.degraded, status: 'True', reason: 'ReconcileFailed', message: input.reconcileError });
+  } else if (certs && !certs.ready) {
+    set({
+      type: CONDITION.degraded,
+      status: 'True',
+      reason: 'CertificatesInvalid',
+      message: `StatefulSets left as they are until the spec.tls Secrets are usable: ${certs.problems.join('; ')}`,
+    });
   } else if (belowQuorumSettled > 0) {
     set({
       type: CONDITION.degraded,

@@ -22,7 +22,21 @@ const ENDPOINTS = Array.from({ length: SHARDS }, (_, s) =>
   Array.from({ length: REPLICAS }, (_, r) => `${CLUSTER}-s${s}-${r}.${CLUSTER}-s${s}.${NS}.svc:50051`).join(','),
 ).join(';');
 
-// The client pod's ServiceAccount may read the BankCluster and delete its pods (chaos).
+// The client credentials the operator issues for spec.clients entry `e2e` (the sample lists
+// it), mounted into the client pod. With client TLS on the gRPC API (docs/SECURITY.md, what
+// is left 1) the CLI gets them as CLIENT_TLS_FLAGS, once it takes them (tlsFlags below).
+const CLIENT_TLS_DIR = '/etc/shardbank/client';
+const CLIENT_TLS_FLAGS = [
+  '--ca',
+  `${CLIENT_TLS_DIR}/ca.crt`,
+  '--cert',
+  `${CLIENT_TLS_DIR}/tls.crt`,
+  '--key',
+  `${CLIENT_TLS_DIR}/tls.key`,
+];
+
+// The client pod's ServiceAccount may read the BankCluster and delete its pods (chaos). Its
+// label lets it through the cluster's NetworkPolicy; it passes Pod Security restricted.
 const clientPod = `apiVersion: v1
 kind: ServiceAccount
 metadata: {name: bank-chaos, namespace: ${NS}}
@@ -42,10 +56,10 @@ subjects: [{kind: ServiceAccount, name: bank-chaos, namespace: ${NS}}]
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: bank-client, namespace: ${NS}}
+metadata: {name: bank-client, namespace: ${NS}, labels: {shardbank.io/client: ${CLUSTER}}}
 spec:
   serviceAccountName: bank-chaos
-  securityContext: {runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, seccompProfile: {type: RuntimeDefault}}
+  securityContext: {runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, fsGroup: 10001, seccompProfile: {type: RuntimeDefault}}
   containers:
   - name: client
     image: shardbank/node:0.1.0
@@ -53,8 +67,35 @@ spec:
     command: [node, -e, "process.on('SIGTERM', () => process.exit(0)); setInterval(() => {}, 1 << 30)"]
     securityContext: {readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
     resources: {requests: {cpu: 50m, memory: 64Mi}}
-    volumeMounts: [{name: tmp, mountPath: /tmp}]
-  volumes: [{name: tmp, emptyDir: {}}]
+    volumeMounts: [{name: tmp, mountPath: /tmp}, {name: client-tls, mountPath: ${CLIENT_TLS_DIR}, readOnly: true}]
+  volumes: [{name: tmp, emptyDir: {}}, {name: client-tls, secret: {secretName: ${CLUSTER}-client-e2e, defaultMode: 0440}}]
+`;
+
+/**
+ * Run in the client pod (ES module): a peer with a certificate of a foreign CA that claims
+ * replica 1 of shard 0 dials replica 0's peer port; prints whether the replica closed it.
+ */
+const FOREIGN_PEER = `
+import net from 'node:net';
+import tls from 'node:tls';
+import { createCa, issueLeafCertificate } from '/app/dist/node/security/x509.js';
+const ca = createCa('intruder CA', { days: 1 });
+const leaf = issueLeafCertificate(ca, {
+  commonName: 'intruder',
+  subjectAltNames: { uris: ['shardbank://${NS}/${CLUSTER}/shard/0/replica/1'] },
+  server: true,
+  lifetimeMs: 3600000,
+});
+const raw = net.connect({ host: '${CLUSTER}-s0-0.${CLUSTER}-s0.${NS}.svc', port: 50051 });
+raw.on('error', () => {});
+const timer = setTimeout(() => { console.log('open'); process.exit(0); }, 30000);
+raw.once('close', () => { clearTimeout(timer); console.log('closed'); process.exit(0); });
+raw.write('SBPEERT1');
+raw.once('data', () => {
+  raw.pause();
+  const secure = tls.connect({ socket: raw, minVersion: 'TLSv1.3', rejectUnauthorized: false, cert: leaf.certPem, key: leaf.keyPem });
+  secure.on('error', () => {});
+});
 `;
 
 /** `kubectl` arguments that run the shardbank CLI inside the client pod. */
@@ -64,11 +105,15 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
   let kc = '';
   const k = (...args: string[]) => kubectl(kc, args);
   /** The shardbank CLI inside the client pod, against the cluster's per-pod DNS names. */
+  /**
+   * CLIENT_TLS_FLAGS once the CLI takes them (client TLS on the gRPC API): then every replica
+   * the operator runs requires a client certificate. Decided from the CLI's own help in the pod.
+   */
+  let tlsFlags: string[] = [];
   const cli = async (...args: string[]) =>
-    JSON.parse(await k(...CLIENT_CLI, ...args, '--endpoints', ENDPOINTS, '--cluster', CLUSTER, '--json')) as Record<
-      string,
-      unknown
-    >;
+    JSON.parse(
+      await k(...CLIENT_CLI, ...args, ...tlsFlags, '--endpoints', ENDPOINTS, '--cluster', CLUSTER, '--json'),
+    ) as Record<string, unknown>;
   let requestId = 0;
   /** A transfer retried with the same ids until it is decided (at most one effect). */
   const transfer = async (from: number, to: number, amount: number, timeoutMs = 120_000) => {
@@ -212,6 +257,8 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
   it(
     'kubectl apply of a 3x3 BankCluster: every replica Ready, READY and LEADERS in kubectl get',
     async () => {
+      // Pod Security restricted is enforced where the cluster runs: its pods must pass it.
+      await k('label', 'namespace', NS, 'pod-security.kubernetes.io/enforce=restricted', '--overwrite');
       await k('apply', '-f', SAMPLE);
       await bankReady();
       const table = await k('get', 'bankclusters', '-n', NS);
@@ -236,10 +283,45 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
   );
 
   it(
+    'the operator made the CA and each replica a certificate; every replica runs peer mTLS and refuses a foreign CA',
+    async () => {
+      const secrets = JSON.parse(
+        await k('get', 'secrets', '-n', NS, '-l', `shardbank.io/cluster=${CLUSTER}`, '-o', 'json'),
+      ) as { items: { metadata: { name: string }; type: string }[] };
+      const secretNames = secrets.items.map((x) => x.metadata.name);
+      expect(secretNames).toContain(`${CLUSTER}-ca`);
+      expect(secretNames).toContain(`${CLUSTER}-client-e2e`);
+      for (let s = 0; s < SHARDS; s++)
+        for (let r = 0; r < REPLICAS; r++) expect(secretNames).toContain(`${CLUSTER}-s${s}-${r}-tls`);
+      expect((await k('get', 'networkpolicy', CLUSTER, '-n', NS, '-o', 'name')).trim()).toBe(
+        `networkpolicy.networking.k8s.io/${CLUSTER}`,
+      );
+      const bankcluster = JSON.parse(await k('get', 'bankcluster', CLUSTER, '-n', NS, '-o', 'json')) as {
+        status: { conditions: { type: string; status: string; reason: string }[] };
+      };
+      expect(bankcluster.status.conditions.find((c) => c.type === 'CertificatesReady')).toMatchObject({
+        status: 'True',
+        reason: 'IssuedByOperator',
+      });
+      // Each replica says so when it starts (node/replica/main.ts).
+      for (let s = 0; s < SHARDS; s++)
+        for (let r = 0; r < REPLICAS; r++) {
+          const log = await k('logs', `${CLUSTER}-s${s}-${r}`, '-n', NS);
+          expect(log, `${CLUSTER}-s${s}-${r}`).toContain('"peerTls":"on"');
+          expect(log).not.toContain('peer refused');
+        }
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
     'transfers commit from a client pod (non-root, read-only root fs) through the cluster DNS names',
     async () => {
       await kubectl(kc, ['apply', '-f', '-'], clientPod);
       await k('wait', '--for=condition=Ready', `pod/bank-client`, '-n', NS, '--timeout=120s');
+      const help = await k(...CLIENT_CLI, 'balance', '--help').catch((err: Error) => err.message);
+      if (help.includes('--cert FILE')) tlsFlags = CLIENT_TLS_FLAGS;
+      console.log(`client pod CLI: ${tlsFlags.length > 0 ? 'client TLS flags passed' : 'no client TLS flags yet'}`);
       const r = await transfer(1001, 3001, 10);
       expect(r.outcome).toBe('COMMITTED');
       expect(await balances(1001, 3001)).toEqual({ '1001': 0, '3001': 20 });
@@ -247,6 +329,30 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
       const probe =
         "try { require.resolve('@kubernetes/client-node'); console.log('present') } catch { console.log('absent') }";
       expect((await k('exec', '-n', NS, 'bank-client', '--', 'node', '-e', probe)).trim()).toBe('absent');
+      // The operator's client credentials for `e2e`, as the pod sees them.
+      const [ca, cert, key] = [1, 3, 5].map((i) => CLIENT_TLS_FLAGS[i]!);
+      const check = `const { X509Certificate, createPrivateKey } = require('crypto'); const fs = require('fs');
+        const c = new X509Certificate(fs.readFileSync('${cert}')); const ca = new X509Certificate(fs.readFileSync('${ca}'));
+        console.log(JSON.stringify({ san: c.subjectAltName, signed: c.verify(ca.publicKey), key: c.checkPrivateKey(createPrivateKey(fs.readFileSync('${key}'))) }))`;
+      expect(JSON.parse(await k('exec', '-n', NS, 'bank-client', '--', 'node', '-e', check))).toEqual({
+        san: `URI:shardbank://${NS}/${CLUSTER}/client/transfer/e2e`,
+        signed: true,
+        key: true,
+      });
+      // A peer with a foreign CA's certificate is refused and logged; the shard keeps committing.
+      const outcome = await k('exec', '-n', NS, 'bank-client', '--', 'node', '--input-type=module', '-e', FOREIGN_PEER);
+      expect(outcome.trim()).toBe('closed');
+      const refusal = await until(
+        'the refusal in the replica log',
+        async () => {
+          const log = await k('logs', `${CLUSTER}-s0-0`, '-n', NS);
+          return log.split('\n').find((l) => l.includes('peer refused') && l.includes('intruder'));
+        },
+        60_000,
+      );
+      console.log(`foreign peer refused: ${refusal}`);
+      expect((await transfer(1005, 1006, 1)).outcome).toBe('COMMITTED');
+      expect(await balances(1005, 1006)).toEqual({ '1005': 9, '1006': 11 });
     },
     TEST_TIMEOUT_MS,
   );
@@ -310,6 +416,7 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
         const out = await k(
           ...CLIENT_CLI,
           'bench',
+          ...tlsFlags,
           '--endpoints',
           ENDPOINTS,
           '--cluster',
@@ -347,6 +454,7 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
         [
           ...CLIENT_CLI,
           'chaos',
+          ...tlsFlags,
           '--kubernetes',
           '--cluster',
           CLUSTER,
@@ -424,6 +532,7 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
         [
           ...CLIENT_CLI,
           'bench',
+          ...tlsFlags,
           '--endpoints',
           ENDPOINTS,
           '--cluster',

@@ -90,6 +90,9 @@ describe('buildStatefulSet', () => {
                   '--data-dir=/var/lib/shardbank',
                   '--grpc-port=50051',
                   '--http-port=8080',
+                  '--tls-cert=/etc/shardbank/tls/$(POD_NAME)/tls.crt',
+                  '--tls-key=/etc/shardbank/tls/$(POD_NAME)/tls.key',
+                  '--tls-ca=/etc/shardbank/tls/$(POD_NAME)/ca.crt',
                   '--nats-url=nats://nats.shardbank-system.svc:4222',
                 ],
                 env: [
@@ -122,6 +125,7 @@ describe('buildStatefulSet', () => {
                 volumeMounts: [
                   { name: 'data', mountPath: '/var/lib/shardbank' },
                   { name: 'tmp', mountPath: '/tmp' },
+                  { name: 'tls', mountPath: '/etc/shardbank/tls', readOnly: true },
                 ],
                 securityContext: {
                   allowPrivilegeEscalation: false,
@@ -131,7 +135,25 @@ describe('buildStatefulSet', () => {
                 },
               },
             ],
-            volumes: [{ name: 'tmp', emptyDir: { sizeLimit: '64Mi' } }],
+            volumes: [
+              { name: 'tmp', emptyDir: { sizeLimit: '64Mi' } },
+              {
+                name: 'tls',
+                projected: {
+                  defaultMode: 0o440,
+                  sources: [0, 1, 2].map((o) => ({
+                    secret: {
+                      name: `demo-s1-${o}-tls`,
+                      items: [
+                        { key: 'ca.crt', path: `demo-s1-${o}/ca.crt` },
+                        { key: 'tls.crt', path: `demo-s1-${o}/tls.crt` },
+                        { key: 'tls.key', path: `demo-s1-${o}/tls.key` },
+                      ],
+                    },
+                  })),
+                },
+              },
+            ],
           },
         },
         volumeClaimTemplates: [
@@ -151,7 +173,7 @@ describe('buildStatefulSet', () => {
       cluster({
         resources: { limits: { memory: '1Gi' } },
         storage: { size: '5Gi', storageClassName: 'fast', retainOnDelete: false },
-        tls: { secretName: 'bank-tls' },
+        tls: { secretNamePrefix: 'bank-tls' },
         podTemplate: {
           labels: { team: 'payments', 'shardbank.io/shard': 'spoofed' },
           annotations: { a: 'b' },
@@ -169,7 +191,14 @@ describe('buildStatefulSet', () => {
       storageClassName: 'fast',
     });
     expect(sts.spec!.persistentVolumeClaimRetentionPolicy).toEqual({ whenDeleted: 'Delete', whenScaled: 'Retain' });
-    expect(pod.volumes).toContainEqual({ name: 'tls', secret: { secretName: 'bank-tls' } });
+    // spec.tls: the user's Secrets, one per replica, <prefix>-s<shard>-<ordinal>.
+    const tls = pod.volumes!.find((v) => v.name === 'tls')!.projected!.sources!.map((s) => s.secret!.name);
+    expect(tls).toEqual(['bank-tls-s0-0', 'bank-tls-s0-1', 'bank-tls-s0-2']);
+    // A certificate digest goes on the pod template (a new certificate rolls the pods).
+    const rolled = buildStatefulSet(cluster({ podTemplate: { annotations: { a: 'b' } } }), 2, {
+      tlsDigests: ['x', 'y', 'z'],
+    });
+    expect(rolled.spec!.template.metadata!.annotations).toEqual({ a: 'b', 'shardbank.io/tls-digest': 'z' });
     expect(pod.containers[0]!.volumeMounts).toContainEqual({
       name: 'tls',
       mountPath: '/etc/shardbank/tls',
@@ -198,7 +227,10 @@ describe('buildStatefulSet', () => {
     const c = cluster({ shards: 2, itemsPerShard: 50, initialBalance: 7, maxTransferAmount: 99 });
     const container = buildStatefulSet(c, 1, { managedNatsUrl: 'nats://nats:4222' }).spec!.template.spec!
       .containers[0]!;
-    const config = parseReplicaConfig(container.args!, { POD_NAME: 'demo-s1-2', POD_NAMESPACE: 'money' });
+    // The kubelet expands $(POD_NAME) in args from the container's env.
+    const args = container.args!.map((a) => a.replaceAll('$(POD_NAME)', 'demo-s1-2'));
+    expect(container.env!.map((e) => e.name)).toContain('POD_NAME');
+    const config = parseReplicaConfig(args, { POD_NAME: 'demo-s1-2', POD_NAMESPACE: 'money' });
     expect(config).toMatchObject({
       cluster: 'demo',
       namespace: 'money',
@@ -211,6 +243,11 @@ describe('buildStatefulSet', () => {
       natsUrl: 'nats://nats:4222',
       grpcPort: 50051,
       httpPort: 8080,
+      peerTls: {
+        cert: '/etc/shardbank/tls/demo-s1-2/tls.crt',
+        key: '/etc/shardbank/tls/demo-s1-2/tls.key',
+        ca: '/etc/shardbank/tls/demo-s1-2/ca.crt',
+      },
     });
     expect(config.peers[1]).toEqual([
       'demo-s1-0.demo-s1.money.svc:50051',
@@ -292,6 +329,7 @@ describe('Services, PodDisruptionBudget, ConfigMap', () => {
   it('lists every desired object once, each owned by the cluster', () => {
     const objects = desiredObjects(cluster(), {});
     expect(objects.map((o) => `${o.resource.kind}/${o.object.metadata.name}`)).toEqual([
+      'NetworkPolicy/demo',
       'ConfigMap/demo-topology',
       'Service/demo-client',
       'Service/demo-s0',

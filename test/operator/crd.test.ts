@@ -122,6 +122,42 @@ describe('BankCluster CRD', () => {
     ['zero storage size', { storage: { size: '0Gi' } }, 'spec.storage.size', RULE_MESSAGES.storageSizePositive],
     ['bad NATS url', { nats: { url: 'http://nats:4222' } }, 'spec.nats.url', RULE_MESSAGES.natsUrl],
     ['bad pull policy', { imagePullPolicy: 'Sometimes' }, 'spec.imagePullPolicy', undefined],
+    [
+      'a client name with a slash',
+      { clients: [{ name: 'a/b', role: 'read' }] },
+      'spec.clients[0].name',
+      RULE_MESSAGES.clientName,
+    ],
+    ['an unknown client role', { clients: [{ name: 'a', role: 'admin' }] }, 'spec.clients[0].role', undefined],
+    [
+      'a client listed twice',
+      {
+        clients: [
+          { name: 'a', role: 'read' },
+          { name: 'a', role: 'transfer' },
+        ],
+      },
+      'spec.clients',
+      RULE_MESSAGES.clientNamesUnique,
+    ],
+    [
+      'clients with spec.tls',
+      { tls: { secretNamePrefix: 'certs' }, clients: [{ name: 'a', role: 'read' }] },
+      'spec.clients',
+      RULE_MESSAGES.clientsWithUserTls,
+    ],
+    [
+      'the old spec.tls.secretName',
+      { tls: { secretName: 'certs' } },
+      'spec.tls.secretName',
+      RULE_MESSAGES.tlsSecretName,
+    ],
+    [
+      'a bad secretNamePrefix',
+      { tls: { secretNamePrefix: 'Certs' } },
+      'spec.tls.secretNamePrefix',
+      RULE_MESSAGES.tlsSecretNamePrefix,
+    ],
   ];
   for (const [what, spec, field, message] of invalid) {
     it(`rejects ${what} in both places, naming ${field}`, async () => {

@@ -83,13 +83,31 @@ afterAll(async () => {
 });
 
 describe('operator high availability', () => {
-  it('runs with least privilege: the service account cannot read Secrets', async () => {
+  it('runs with least privilege: the service account cannot list nodes, exec into pods or grant RBAC', async () => {
+    // It reads and writes Secrets (the clusters' certificates) but nothing beyond its table.
     const client = new KubeClient(serviceAccountConfig, 'probe');
-    const err = await client
-      .list({ apiVersion: 'v1', kind: 'Secret', plural: 'secrets', namespaced: true }, NS)
-      .catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(KubeApiError);
-    expect((err as KubeApiError).statusCode).toBe(403);
+    const status = (p: Promise<unknown>) =>
+      p.then(
+        () => 200,
+        (e: unknown) => (e instanceof KubeApiError ? e.statusCode : -1),
+      );
+    expect(await status(client.list({ apiVersion: 'v1', kind: 'Node', plural: 'nodes', namespaced: false }))).toBe(403);
+    expect(
+      await status(
+        client.request({ method: 'POST', path: `/api/v1/namespaces/${NS}/pods/x/exec?command=true`, body: '{}' }),
+      ),
+    ).toBe(403);
+    expect(
+      await status(
+        client.list(
+          { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', plural: 'rolebindings', namespaced: true },
+          NS,
+        ),
+      ),
+    ).toBe(403);
+    expect(
+      await status(client.list({ apiVersion: 'v1', kind: 'Secret', plural: 'secrets', namespaced: true }, NS)),
+    ).toBe(200);
   });
 
   it('the first replica takes the Lease and reconciles; the second waits', async () => {

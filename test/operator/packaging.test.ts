@@ -64,6 +64,23 @@ describe('helm chart', () => {
   it('rejects values that break its schema', () => {
     expect(() => helmRun(['template', 't', chart, '--set', 'replicaCount=0'])).toThrow(/replicaCount/);
     expect(() => helmRun(['template', 't', chart, '--set', 'crd.bogus=1'])).toThrow(/crd/);
+    expect(() => helmRun(['template', 't', chart, '--set', 'security.certificateDays=0'])).toThrow(/certificateDays/);
+    expect(() => helmRun(['template', 't', chart, '--set', 'security.monitoringNamespace=Prom'])).toThrow(
+      /monitoringNamespace/,
+    );
+  });
+
+  it('passes the certificate lifetime and the monitoring namespace to the operator', () => {
+    const env = (args: string[]) => {
+      const deployment = parseManifests(helmRun(['template', 't', chart, ...args])).find(
+        (o) => o.kind === 'Deployment',
+      ) as unknown as { spec: { template: { spec: { containers: { env: { name: string; value?: string }[] }[] } } } };
+      return Object.fromEntries(deployment.spec.template.spec.containers[0]!.env.map((e) => [e.name, e.value]));
+    };
+    expect(env([])).toMatchObject({ SHARDBANK_CERTIFICATE_DAYS: '90', SHARDBANK_MONITORING_NAMESPACE: '' });
+    expect(
+      env(['--set', 'security.certificateDays=30', '--set', 'security.monitoringNamespace=monitoring']),
+    ).toMatchObject({ SHARDBANK_CERTIFICATE_DAYS: '30', SHARDBANK_MONITORING_NAMESPACE: 'monitoring' });
   });
 
   it('accepts global values, as a subchart gets them from its parent', () => {

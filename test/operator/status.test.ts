@@ -31,6 +31,29 @@ const types = (s: ReturnType<typeof computeStatus>) =>
   Object.fromEntries(s.conditions.map((c) => [c.type, `${c.status}/${c.reason}`]));
 
 describe('computeStatus', () => {
+  it('reports the certificates: Ready with the operator CA; Degraded naming each unusable spec.tls Secret', () => {
+    const base = { cluster: cluster(), shards: [rolled(3, 0), rolled(3, 2)], leadersKnowable: true, now: T0 };
+    const own = computeStatus({ ...base, certificates: { ready: true, source: 'operator', problems: [] } });
+    expect(own.phase).toBe('Ready');
+    expect(types(own)).toMatchObject({ CertificatesReady: 'True/IssuedByOperator', Degraded: 'False/AsExpected' });
+    const problems = ['Secret c-s0-1 has no tls.key', 'Secret c-s1-0 (replica 1/0) not found'];
+    const bad = computeStatus({ ...base, certificates: { ready: false, source: 'user', problems } });
+    expect(bad.phase).toBe('Degraded');
+    expect(types(bad)).toMatchObject({
+      CertificatesReady: 'False/InvalidTLSSecrets',
+      Degraded: 'True/CertificatesInvalid',
+    });
+    const message = bad.conditions.find((c) => c.type === 'CertificatesReady')!.message;
+    expect(message).toBe(problems.join('; '));
+    // A reconcile error still says what failed first.
+    const failed = computeStatus({
+      ...base,
+      reconcileError: 'boom',
+      certificates: { ready: false, source: 'user', problems },
+    });
+    expect(types(failed).Degraded).toBe('True/ReconcileFailed');
+  });
+
   it('is Pending and Progressing before any StatefulSet exists', () => {
     const s = computeStatus({
       cluster: cluster(),
