@@ -160,6 +160,12 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
     throw new ConfigError(`TLS needs --tls-cert, --tls-key and --tls-ca; missing ${missing.join(', ')}`);
   }
   const peerTls = tlsGiven.length === 3 ? { cert: tlsFiles.cert!, key: tlsFiles.key!, ca: tlsFiles.ca! } : undefined;
+  // Secure by default: plaintext (anyone who reaches the port moves money and speaks Paxos)
+  // only when asked for by name.
+  if (peerTls === undefined && !insecure)
+    throw new ConfigError(
+      'a replica runs TLS: give --tls-cert, --tls-key and --tls-ca (its certificate, docs/SECURITY.md), or --insecure for plaintext with no authentication',
+    );
   const natsUrl = get('nats-url') ?? (env.NATS_URL || undefined);
   const natsCa = get('nats-ca');
   const natsCreds = get('nats-creds');

@@ -11,7 +11,19 @@ import { UsageError } from '../../node/cli/cli-io.js';
 import { ConfigError, parseReplicaConfig } from '../../node/replica/replica-config.js';
 
 const REPLICA_MAIN = join(resolve(import.meta.dirname, '../..'), 'dist/node/replica/main.js');
-const base = ['--cluster', 'bank', '--shard', '0', '--ordinal', '0', '--shards', '1', '--replicas-per-shard', '1'];
+const base = [
+  '--cluster',
+  'bank',
+  '--shard',
+  '0',
+  '--ordinal',
+  '0',
+  '--shards',
+  '1',
+  '--replicas-per-shard',
+  '1',
+  '--insecure',
+];
 const peers = ['--peers', '127.0.0.1:50051'];
 let directory = '';
 let caFile = '';

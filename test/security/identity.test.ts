@@ -119,7 +119,7 @@ describe('replica peer TLS flags', () => {
   const peers = ['--peers', '127.0.0.1:50051'];
 
   it('takes all three files or none', () => {
-    expect(parseReplicaConfig([...base, ...peers], {}).peerTls).toBeUndefined();
+    expect(parseReplicaConfig([...base, ...peers, '--insecure'], {}).peerTls).toBeUndefined();
     const files = ['--tls-cert', 'c.crt', '--tls-key', 'c.key', '--tls-ca', 'ca.crt'];
     expect(parseReplicaConfig([...base, ...peers, ...files], {}).peerTls).toEqual({
       cert: 'c.crt',
@@ -136,9 +136,20 @@ describe('replica peer TLS flags', () => {
     expect(parseReplicaConfig([...base, ...peers], env).peerTls).toEqual({ cert: 'a', key: 'b', ca: 'c' });
   });
 
+  it('refuses to start with neither TLS files nor --insecure (secure by default)', () => {
+    expect(() => parseReplicaConfig([...base, ...peers], {})).toThrow(
+      new ConfigError(
+        'a replica runs TLS: give --tls-cert, --tls-key and --tls-ca (its certificate, docs/SECURITY.md), or --insecure for plaintext with no authentication',
+      ),
+    );
+  });
+
   it('takes --insecure alone, and refuses it with a TLS file, naming both', () => {
     expect(parseReplicaConfig([...base, ...peers, '--insecure'], {}).insecure).toBe(true);
-    expect(parseReplicaConfig([...base, ...peers], {}).insecure).toBe(false);
+    expect(
+      parseReplicaConfig([...base, ...peers, ...['--tls-cert', 'c', '--tls-key', 'k', '--tls-ca', 'a']], {}).insecure,
+    ).toBe(false);
+    expect(parseReplicaConfig([...base, ...peers], { SHARDBANK_INSECURE: '1' }).insecure).toBe(true);
     expect(() => parseReplicaConfig([...base, ...peers, '--insecure', '--tls-ca', 'ca.crt'], {})).toThrow(
       new ConfigError('--insecure and --tls-ca contradict each other: give the TLS files or --insecure, not both'),
     );

@@ -137,6 +137,8 @@ export class ReplicaCluster {
       ...(this.options.replicaArgs?.(replica.shard, replica.ordinal) ?? []),
       ...(process.env.SHARDBANK_TEST_REPLICA_ARGS ? process.env.SHARDBANK_TEST_REPLICA_ARGS.split(' ') : []),
     ];
+    // A replica refuses to start without TLS files or an explicit --insecure.
+    if (!args.some((arg) => arg.startsWith('--tls-') || arg === '--insecure')) args.push('--insecure');
     const log = createWriteStream(path.join(this.root, `s${replica.shard}-${replica.ordinal}.log`), { flags: 'a' });
     const child = spawn(process.execPath, args, {
       stdio: ['ignore', 'pipe', 'pipe'],

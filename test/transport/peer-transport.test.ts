@@ -181,6 +181,7 @@ describe('peer connections on the gRPC port', () => {
       '0',
       '--peers',
       '127.0.0.1:1,127.0.0.1:2,127.0.0.1:3;127.0.0.1:4,127.0.0.1:5,127.0.0.1:6;127.0.0.1:7,127.0.0.1:8,127.0.0.1:9',
+      '--insecure',
     ];
     expect(parseReplicaConfig([...base, '--peer-socket-dir', '/tmp/s'], {}).peerSocketDir).toBe('/tmp/s');
     expect(parseReplicaConfig(base, {}).peerSocketDir).toBeUndefined();
