@@ -158,15 +158,21 @@ function encode(files: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(files).map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
 }
 
-/** The operator's CA: certificate and key (the key never leaves this Secret). */
+/**
+ * The operator's CA: certificate and key (the key never leaves this Secret). Not owned by the
+ * BankCluster, on purpose: like the PVCs it outlives a deleted BankCluster, so that one
+ * re-created on the same data keeps its CA and the credentials applications already hold stay
+ * valid (a new CA would leave every mounted ca.crt wrong until the kubelet refreshes it).
+ */
 export function buildCaSecret(cluster: BankCluster, certPem: string, keyPem: string): V1Secret {
   return {
     apiVersion: 'v1',
     kind: 'Secret',
-    metadata: ownedMetadata(cluster, names.caSecret(cluster.metadata.name), {
-      ...clusterLabels(cluster),
-      [LABEL_COMPONENT]: 'ca',
-    }),
+    metadata: {
+      name: names.caSecret(cluster.metadata.name),
+      namespace: namespaceOf(cluster),
+      labels: { ...clusterLabels(cluster), [LABEL_COMPONENT]: 'ca' },
+    },
     type: 'Opaque',
     data: encode({ [SECRET_KEYS.ca]: certPem, 'ca.key': keyPem }),
   };

@@ -100,10 +100,16 @@ export class Certificates {
    * last (or any version, if we wrote none); otherwise from the API server (the cache may lag
    * behind our own write, or the Secret may have been deleted or changed since).
    */
-  private async read(cluster: BankCluster, name: string, owned: boolean): Promise<Files | undefined> {
+  private async read(
+    cluster: BankCluster,
+    name: string,
+    owned: boolean,
+    labelled?: Record<string, string>,
+  ): Promise<Files | undefined> {
     const namespace = namespaceOf(cluster);
     const written = this.written.get(`${namespace}/${name}`);
-    let live: KubeObject | undefined = owned ? this.cache.get(RESOURCES.secret, namespace, name) : undefined;
+    let live: KubeObject | undefined =
+      owned || labelled ? this.cache.get(RESOURCES.secret, namespace, name) : undefined;
     if (!live || (written !== undefined && live.metadata.resourceVersion !== written)) {
       try {
         live = await this.client.get<KubeObject>(RESOURCES.secret, namespace, name);
@@ -114,6 +120,12 @@ export class Certificates {
     }
     if (owned && !ownedBy(live, cluster.metadata.uid))
       throw new Error(`Secret ${name} exists and is not owned by this BankCluster; not touching it`);
+    if (labelled && Object.entries(labelled).some(([key, value]) => live.metadata.labels?.[key] !== value))
+      throw new Error(
+        `Secret ${name} exists and is not labelled as this cluster's CA (${Object.entries(labelled)
+          .map(([key, value]) => `${key}=${value}`)
+          .join(', ')}); not touching it`,
+      );
     return secretFiles(live as { data?: Record<string, string> });
   }
 
@@ -198,7 +210,12 @@ export class Certificates {
 
   private async ensureCa(cluster: BankCluster, issued: string[]): Promise<{ certPem: string; keyPem: string }> {
     const name = names.caSecret(cluster.metadata.name);
-    const files = await this.read(cluster, name, true);
+    // Kept when the BankCluster is deleted (buildCaSecret), so not owned: the labels say it is
+    // this cluster's CA, made by the operator; any other Secret of that name is left alone.
+    const files = await this.read(cluster, name, false, {
+      [LABEL_CLUSTER]: cluster.metadata.name,
+      [LABEL_COMPONENT]: 'ca',
+    });
     if (files?.[SECRET_KEYS.ca] && files['ca.key'])
       return { certPem: files[SECRET_KEYS.ca]!, keyPem: files['ca.key']! };
     // Made once per cluster. Losing it (a deleted Secret) re-issues every certificate under

@@ -3,6 +3,7 @@
 // spec.storage.retainOnDelete is false, then drop the finalizer.
 import { names, type BankCluster } from '../../node/cluster/bankcluster.js';
 import { FINALIZER, LABEL_CLUSTER } from '../builders/labels.js';
+import { LABEL_COMPONENT } from '../builders/certificates.js';
 import { DATA_VOLUME } from '../builders/ports.js';
 import { isNotFound } from '../kube/api-error.js';
 import type { KubeClient } from '../kube/kube-client.js';
@@ -64,6 +65,17 @@ export async function finalizeCluster(client: KubeClient, cluster: BankCluster):
   const secrets = await client.list<KubeObject>(RESOURCES.secret, namespace, `${LABEL_CLUSTER}=${name}`);
   for (const secret of secrets.items)
     await deleteIfOwned(client, RESOURCES.secret, cluster, secret.metadata.name, out.deleted);
+  // The CA is not owned: it stays with the PVCs (a re-created cluster keeps its clients'
+  // credentials valid) and goes with them.
+  const ca = secrets.items.find((s) => s.metadata.name === names.caSecret(name));
+  if (!cluster.spec.storage.retainOnDelete && ca?.metadata.labels?.[LABEL_COMPONENT] === 'ca') {
+    try {
+      await client.delete(RESOURCES.secret, namespace, ca.metadata.name);
+      out.deleted.push(`${RESOURCES.secret.kind}/${ca.metadata.name}`);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
   await deleteIfOwned(client, RESOURCES.configMap, cluster, names.topologyConfigMap(name), out.deleted);
   const pvcs = await client.list<KubeObject>(RESOURCES.persistentVolumeClaim, namespace, `${LABEL_CLUSTER}=${name}`);
   for (const pvc of pvcs.items) {

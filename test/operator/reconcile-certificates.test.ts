@@ -59,7 +59,7 @@ function signedBy(s: Secret, ca: Secret): boolean {
 describe('operator-made certificates', () => {
   let uid = '';
 
-  it('issues a CA and one certificate per replica and per client, all owned; a NetworkPolicy; pods mount their shard', async () => {
+  it('issues a CA (kept, like the PVCs, when the BankCluster goes) and one owned certificate per replica and per client; a NetworkPolicy; pods mount their shard', async () => {
     const created = await createBankCluster(tcp.client, NS, 'secure', {
       shards: 2,
       replicasPerShard: 3,
@@ -71,7 +71,10 @@ describe('operator-made certificates', () => {
     uid = created.metadata.uid!;
     const owned = (o: KubeObject) => o.metadata.ownerReferences?.some((r) => r.uid === uid && r.controller);
     const ca = await eventually('Secret secure-ca', () => secret('secure-ca'));
-    expect(owned(ca)).toBe(true);
+    // Not owned, so a BankCluster re-created on its PVCs finds the same CA (applications'
+    // mounted ca.crt and client certificates stay valid); labelled as this cluster's CA.
+    expect(ca.metadata.ownerReferences ?? []).toEqual([]);
+    expect(ca.metadata.labels).toMatchObject({ 'shardbank.io/cluster': 'secure', 'app.kubernetes.io/component': 'ca' });
     expect(new X509Certificate(file(ca, 'ca.crt')).ca).toBe(true);
     expect(file(ca, 'ca.key')).toContain('PRIVATE KEY');
     for (const shard of [0, 1]) {
@@ -175,16 +178,29 @@ describe('operator-made certificates', () => {
     expect(issued.map((e) => e.message).join(' | ')).toContain('secure-s1-2-tls');
   });
 
-  it('deleting the BankCluster deletes its certificates and its NetworkPolicy', async () => {
+  it('deleting the BankCluster deletes its certificates and its NetworkPolicy, and keeps its CA as the PVCs', async () => {
+    const caBefore = file((await secret('secure-ca'))!, 'ca.crt');
     await tcp.client.delete(RESOURCES.bankCluster, NS, 'secure');
     await eventually('BankCluster secure gone', async () =>
       (await getOrUndefined(tcp.client, RESOURCES.bankCluster, NS, 'secure')) === undefined ? true : undefined,
     );
-    for (const name of ['secure-ca', 'secure-s0-0-tls', 'secure-s1-2-tls', 'secure-client-app']) {
+    const ca = await secret('secure-ca');
+    expect(ca?.metadata.deletionTimestamp).toBeUndefined();
+    expect(file(ca!, 'ca.crt')).toBe(caBefore);
+    for (const name of ['secure-s0-0-tls', 'secure-s1-2-tls', 'secure-client-app']) {
       const s = await secret(name);
       expect(s === undefined || s.metadata.deletionTimestamp !== undefined, name).toBe(true);
     }
     expect(await getOrUndefined(tcp.client, RESOURCES.networkPolicy, NS, 'secure')).toBeUndefined();
+    // Re-created (as on its kept PVCs): the same CA signs the new certificates.
+    await createBankCluster(tcp.client, NS, 'secure', { shards: 1, replicasPerShard: 3 });
+    const again = await eventually('Secret secure-s0-0-tls re-issued', async () => {
+      const s = await secret('secure-s0-0-tls');
+      return s && s.metadata.deletionTimestamp === undefined && file(s, 'ca.crt') ? s : undefined;
+    });
+    expect(file(again, 'ca.crt')).toBe(caBefore);
+    expect(file((await secret('secure-ca'))!, 'ca.crt')).toBe(caBefore);
+    await tcp.client.delete(RESOURCES.bankCluster, NS, 'secure');
   });
 });
 
