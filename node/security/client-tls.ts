@@ -10,12 +10,11 @@
 // {} when the socket is not `authorized`), so a call could not say "expired" or "another CA";
 // and with createSsl(..., true) a bad certificate fails the handshake, which the client sees
 // as a bare UNAVAILABLE.
-import { readFileSync } from 'node:fs';
 import type net from 'node:net';
 import tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { identitiesOf, type Identity, type PeerPolicy } from './identity.js';
-import type { PeerTlsFiles } from './peer-tls.js';
+import { readTlsFiles, type PeerTlsFiles } from './peer-tls.js';
 
 /** Whether a call only reads (balances, status, health) or may change state. */
 export type CallNeed = 'read' | 'transfer';
@@ -54,7 +53,7 @@ export class ClientTls implements ClientAuthorizer {
     readonly policy: PeerPolicy,
   ) {
     this.server = tls.createServer({
-      ...ClientTls.read(files),
+      ...readTlsFiles(files),
       minVersion: 'TLSv1.3',
       ALPNProtocols: ['h2'],
       requestCert: true,
@@ -71,24 +70,13 @@ export class ClientTls implements ClientAuthorizer {
 
   /** Re-reads the files (SIGHUP): new connections use them; throws naming the file on a bad one. */
   reload(): void {
-    const options = ClientTls.read(this.files);
+    const options = readTlsFiles(this.files);
     tls.createSecureContext({ ...options, minVersion: 'TLSv1.3' }); // throws on a bad pair
     this.server.setSecureContext({
       ...options,
       minVersion: 'TLSv1.3',
       ALPNProtocols: ['h2'],
     } as tls.SecureContextOptions);
-  }
-
-  private static read(files: PeerTlsFiles): { cert: Buffer; key: Buffer; ca: Buffer } {
-    const read = (flag: string, file: string): Buffer => {
-      try {
-        return readFileSync(file);
-      } catch (error) {
-        throw new Error(`${flag} ${file}: ${(error as Error).message}`);
-      }
-    };
-    return { cert: read('--tls-cert', files.cert), key: read('--tls-key', files.key), ca: read('--tls-ca', files.ca) };
   }
 
   /** Runs the TLS handshake on a TCP connection, then hands the decrypted stream to `inject`. */

@@ -16,6 +16,25 @@ export interface PeerTlsFiles {
   ca: string;
 }
 
+/**
+ * Reads the replica's three TLS files (--tls-cert, --tls-key, --tls-ca), which serve both the
+ * peer protocol and the client API; throws naming the flag and the file of one it cannot read.
+ */
+export function readTlsFiles(files: PeerTlsFiles): { cert: Buffer; key: Buffer; ca: Buffer } {
+  const read = (flag: string, file: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (error) {
+      throw new Error(`${flag} ${file}: ${(error as Error).message}`);
+    }
+  };
+  return {
+    cert: read('--tls-cert', files.cert),
+    key: read('--tls-key', files.key),
+    ca: read('--tls-ca', files.ca),
+  };
+}
+
 export class PeerTls {
   private context: tls.SecureContext;
   /**
@@ -29,7 +48,7 @@ export class PeerTls {
     readonly files: PeerTlsFiles,
     readonly policy: PeerPolicy,
   ) {
-    const options = PeerTls.read(files);
+    const options = readTlsFiles(files);
     this.context = PeerTls.secureContext(files, options);
     this.server = tls.createServer({
       ...options,
@@ -50,25 +69,10 @@ export class PeerTls {
 
   /** Re-reads the files; on a bad file keeps the old ones and throws (naming the file). */
   reload(): void {
-    const options = PeerTls.read(this.files);
+    const options = readTlsFiles(this.files);
     const context = PeerTls.secureContext(this.files, options);
     this.server.setSecureContext({ ...options, minVersion: 'TLSv1.3' });
     this.context = context;
-  }
-
-  private static read(files: PeerTlsFiles): { cert: Buffer; key: Buffer; ca: Buffer } {
-    const read = (flag: string, file: string): Buffer => {
-      try {
-        return readFileSync(file);
-      } catch (error) {
-        throw new Error(`${flag} ${file}: ${(error as Error).message}`);
-      }
-    };
-    return {
-      cert: read('--tls-cert', files.cert),
-      key: read('--tls-key', files.key),
-      ca: read('--tls-ca', files.ca),
-    };
   }
 
   private static secureContext(files: PeerTlsFiles, options: tls.SecureContextOptions): tls.SecureContext {

@@ -8,8 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Outcome } from '../../node/gen/shardbank/v1/bank.js';
 import { ensureClusterCertificates } from '../../node/security/certs.js';
-import { loadClientTls, tlsChannelCredentials } from '../../node/client/tls.js';
-import { ReplicaCluster, pollUntil } from '../support/replica-cluster.js';
+import { ReplicaCluster, pollUntil, tlsClusterOptions } from '../support/replica-cluster.js';
 
 const topology = { shards: 2, replicasPerShard: 3, itemsPerShard: 10, initialBalance: 100 };
 const ITEMS = Array.from({ length: topology.shards * topology.itemsPerShard }, (_, i) => i + 1);
@@ -31,15 +30,7 @@ describe('cross-shard transfers over peer mTLS (2 shards x 3 replicas)', () => {
       { app: 'transfer' },
     );
     // The replicas' --tls-* also turn on client TLS: the test's calls are client `app`'s.
-    const app = loadClientTls(certs.clients.app!);
-    cluster = await ReplicaCluster.start({
-      topology,
-      clientCredentials: () => tlsChannelCredentials(app),
-      replicaArgs: (shard, ordinal) => {
-        const files = certs.replicas[shard]![ordinal]!;
-        return ['--tls-cert', files.cert, '--tls-key', files.key, '--tls-ca', files.ca];
-      },
-    });
+    cluster = await ReplicaCluster.start({ topology, ...tlsClusterOptions(certs, 'app') });
     await cluster.waitForLeaders();
   });
 

@@ -23,9 +23,8 @@ import {
 } from '../../node/security/certs.js';
 import { replicaIdentityUri } from '../../node/security/identity.js';
 import { encodeFrame, PEER_MAGIC, PEER_TLS_MAGIC } from '../../node/transport/peer-transport.js';
-import { loadClientTls, tlsChannelCredentials } from '../../node/client/tls.js';
 import { freeListeningPorts } from '../../node/util/listen-ports.js';
-import { ReplicaCluster, pollUntil } from '../support/replica-cluster.js';
+import { ReplicaCluster, pollUntil, tlsClusterOptions } from '../support/replica-cluster.js';
 
 const topology = { shards: 1, replicasPerShard: 3, itemsPerShard: 20, initialBalance: 100 };
 const ITEMS = Array.from({ length: topology.itemsPerShard }, (_, i) => i + 1);
@@ -171,15 +170,7 @@ describe('peer mTLS between replica processes', () => {
     ca = certs.ca;
     await cachePems(...certs.replicas[0]!, certs.clients.app!);
     // The replicas' --tls-* also turn on client TLS: the test's calls are client `app`'s.
-    const app = loadClientTls(certs.clients.app!);
-    cluster = await ReplicaCluster.start({
-      topology,
-      clientCredentials: () => tlsChannelCredentials(app),
-      replicaArgs: (shard, ordinal) => {
-        const files = certs.replicas[shard]![ordinal]!;
-        return ['--tls-cert', files.cert, '--tls-key', files.key, '--tls-ca', files.ca];
-      },
-    });
+    cluster = await ReplicaCluster.start({ topology, ...tlsClusterOptions(certs, 'app') });
     await cluster.waitForLeaders();
   });
 

@@ -31,7 +31,7 @@ import {
   type PemPaths,
 } from '../../node/security/certs.js';
 import { clientIdentityUri, replicaIdentityUri } from '../../node/security/identity.js';
-import { ReplicaCluster, pollUntil } from '../support/replica-cluster.js';
+import { ReplicaCluster, pollUntil, tlsClusterOptions } from '../support/replica-cluster.js';
 
 const topology = { shards: 1, replicasPerShard: 3, itemsPerShard: 20, initialBalance: 100 };
 const ITEMS = Array.from({ length: topology.itemsPerShard }, (_, i) => i + 1);
@@ -108,15 +108,7 @@ describe('TLS and client authentication on the gRPC API', () => {
       reader: 'read',
     });
     caPem.set(certs.ca.cert, await readFile(certs.ca.cert));
-    const app = loadClientTls(certs.clients.app!);
-    cluster = await ReplicaCluster.start({
-      topology,
-      clientCredentials: () => tlsChannelCredentials(app),
-      replicaArgs: (shard, ordinal) => {
-        const files = certs.replicas[shard]![ordinal]!;
-        return ['--tls-cert', files.cert, '--tls-key', files.key, '--tls-ca', files.ca];
-      },
-    });
+    cluster = await ReplicaCluster.start({ topology, ...tlsClusterOptions(certs, 'app') });
     await cluster.waitForLeaders();
   });
 

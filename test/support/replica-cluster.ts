@@ -17,7 +17,8 @@ import {
 import type { Topology } from '../../node/cluster/topology.js';
 import { shardOfItem } from '../../node/cluster/topology.js';
 import { asyncBankClient, type AsyncBankClient } from '../../node/replica/forwarder.js';
-import { tlsChannelOptions } from '../../node/client/tls.js';
+import { loadClientTls, tlsChannelCredentials, tlsChannelOptions } from '../../node/client/tls.js';
+import type { ClusterCertificates } from '../../node/security/certs.js';
 import { freeListeningPorts } from '../../node/util/listen-ports.js';
 import { pollUntil } from './poll.js';
 
@@ -55,6 +56,24 @@ export interface ClusterOptions {
   nodeArgs?: string[];
   /** The test's own gRPC calls (default plaintext; a TLS cluster needs a client certificate). */
   clientCredentials?: () => grpc.ChannelCredentials;
+}
+
+/**
+ * Runs every replica on its own certificate of `certs` (`--tls-*`: peer and client TLS) and
+ * the test's own calls as client `client` of `certs`.
+ */
+export function tlsClusterOptions(
+  certs: ClusterCertificates,
+  client: string,
+): Pick<ClusterOptions, 'clientCredentials' | 'replicaArgs'> {
+  const credentials = loadClientTls(certs.clients[client]!);
+  return {
+    clientCredentials: () => tlsChannelCredentials(credentials),
+    replicaArgs: (shard, ordinal) => {
+      const files = certs.replicas[shard]![ordinal]!;
+      return ['--tls-cert', files.cert, '--tls-key', files.key, '--tls-ca', files.ca];
+    },
+  };
 }
 
 export class ReplicaCluster {
