@@ -185,17 +185,14 @@ export function buildReplicaSecret(
   ordinal: number,
   files: { ca: string; cert: string; key: string },
 ): V1Secret {
-  return {
-    apiVersion: 'v1',
-    kind: 'Secret',
-    metadata: ownedMetadata(cluster, names.replicaTlsSecret(cluster.metadata.name, shard, ordinal), {
+  return tlsSecret(
+    ownedMetadata(cluster, names.replicaTlsSecret(cluster.metadata.name, shard, ordinal), {
       ...clusterLabels(cluster),
       [LABEL_COMPONENT]: 'replica-certificate',
       'shardbank.io/shard': String(shard),
     }),
-    type: 'kubernetes.io/tls',
-    data: encode({ [SECRET_KEYS.ca]: files.ca, [SECRET_KEYS.cert]: files.cert, [SECRET_KEYS.key]: files.key }),
-  };
+    files,
+  );
 }
 
 /** An application's client credentials (mount it, or read it, in the application's pod). */
@@ -204,14 +201,22 @@ export function buildClientSecret(
   client: ClientSpec,
   files: { ca: string; cert: string; key: string },
 ): V1Secret {
-  return {
-    apiVersion: 'v1',
-    kind: 'Secret',
-    metadata: ownedMetadata(cluster, names.clientSecret(cluster.metadata.name, client.name), {
+  return tlsSecret(
+    ownedMetadata(cluster, names.clientSecret(cluster.metadata.name, client.name), {
       ...clusterLabels(cluster),
       [LABEL_COMPONENT]: 'client-credential',
       [LABEL_CLIENT_NAME]: client.name,
     }),
+    files,
+  );
+}
+
+/** cert-manager's layout: type kubernetes.io/tls with ca.crt, tls.crt and tls.key. */
+function tlsSecret(metadata: V1Secret['metadata'], files: { ca: string; cert: string; key: string }): V1Secret {
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata,
     type: 'kubernetes.io/tls',
     data: encode({ [SECRET_KEYS.ca]: files.ca, [SECRET_KEYS.cert]: files.cert, [SECRET_KEYS.key]: files.key }),
   };
