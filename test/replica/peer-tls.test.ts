@@ -76,15 +76,7 @@ async function attack(
   if (plaintext) {
     raw.write(Buffer.concat([PEER_MAGIC, encodeFrame(frame)]));
   } else {
-    raw.write(PEER_TLS_MAGIC);
-    raw.once('data', () => {
-      raw.pause();
-      const secure = tls.connect({
-        socket: raw,
-        minVersion: 'TLSv1.3',
-        rejectUnauthorized: false,
-        ...(credential ? { cert: readFileSyncText(credential.cert), key: readFileSyncText(credential.key) } : {}),
-      });
+    startPeerTls(raw, credential, (secure) => {
       secure.on('error', () => undefined);
       secure.once('secureConnect', () => secure.write(encodeFrame(frame)));
     });
@@ -94,6 +86,30 @@ async function attack(
   return result;
 }
 
+/**
+ * Opens the peer protocol's TLS on `raw` as a dialer does (PEER_TLS_MAGIC, the acceptor's
+ * one-byte answer, then a TLS 1.3 handshake with `credential` if given, the server's chain
+ * not checked) and hands the TLS socket to `use` before its handshake completes.
+ */
+function startPeerTls(
+  raw: net.Socket,
+  credential: { cert: string; key: string } | undefined,
+  use: (secure: tls.TLSSocket) => void,
+): void {
+  raw.write(PEER_TLS_MAGIC);
+  raw.once('data', () => {
+    raw.pause();
+    use(
+      tls.connect({
+        socket: raw,
+        minVersion: 'TLSv1.3',
+        rejectUnauthorized: false,
+        ...(credential ? { cert: readFileSyncText(credential.cert), key: readFileSyncText(credential.key) } : {}),
+      }),
+    );
+  });
+}
+
 /** The SHA-256 fingerprint of the certificate a replica's peer port presents now. */
 async function presentedFingerprint(address: string, credential: { cert: string; key: string }): Promise<string> {
   const [host, port] = address.split(':') as [string, string];
@@ -101,16 +117,7 @@ async function presentedFingerprint(address: string, credential: { cert: string;
   raw.on('error', () => undefined);
   try {
     return await new Promise<string>((resolve, reject) => {
-      raw.write(PEER_TLS_MAGIC);
-      raw.once('data', () => {
-        raw.pause();
-        const secure = tls.connect({
-          socket: raw,
-          minVersion: 'TLSv1.3',
-          rejectUnauthorized: false,
-          cert: readFileSyncText(credential.cert),
-          key: readFileSyncText(credential.key),
-        });
+      startPeerTls(raw, credential, (secure) => {
         secure.on('error', reject);
         secure.once('secureConnect', () => {
           resolve(secure.getPeerCertificate().fingerprint256);
