@@ -85,6 +85,12 @@ export class BankState {
   readonly firstItem: number;
   private readonly balances: number[];
   private readonly pendingDebit = new Map<number, number>();
+  /**
+   * Item -> keys of the prepared outgoing debits (coordinator side). With parallel commits a
+   * prepared debit may already be answered COMMITTED, so a linearizable read of the item waits
+   * for its decision, as for a credit.
+   */
+  private readonly pendingDebitTx = new Map<number, Set<string>>();
   /** Item -> keys of prepared incoming credits; reads of such an item wait for the decision. */
   private readonly pendingCredit = new Map<number, Set<string>>();
   private readonly transactions = new Map<string, TxRecord>();
@@ -126,6 +132,10 @@ export class BankState {
 
   pendingCreditKeys(item: number): ReadonlySet<string> | undefined {
     return this.pendingCredit.get(item);
+  }
+
+  pendingDebitKeys(item: number): ReadonlySet<string> | undefined {
+    return this.pendingDebitTx.get(item);
   }
 
   transaction(txid: TxId): TxRecord | undefined {
@@ -492,6 +502,7 @@ export class BankState {
       return [{ kind: 'coord-decided', record }];
     }
     this.pendingDebit.set(p.from, (this.pendingDebit.get(p.from) ?? 0) + p.amount);
+    addKey(this.pendingDebitTx, p.from, txKey(txid));
     const record = this.newCoordinatorRecord(index, p, 'prepared', 0);
     this.sessions.record(p.clientId, p.requestId, { digest, state: 'inflight', outcome: 0, index, txid });
     return [{ kind: 'coord-prepared', record }];
@@ -539,17 +550,20 @@ export class BankState {
       invariantViolated(`reservation of item ${record.from} is smaller than its prepared debit`);
     if (pending === record.amount) this.pendingDebit.delete(record.from);
     else this.pendingDebit.set(record.from, pending - record.amount);
+    removeKey(this.pendingDebitTx, record.from, txKey(txid));
     record.decisionIndex = index;
     const digest = transferDigest(record.from, record.to, record.amount);
     if (commit) {
       this.setBalance(record.from, this.balance(record.from) - record.amount);
       this.totalDelta -= record.amount;
       record.state = 'committed';
+      // The reply's index is the PREPARE's: parallel commits answer COMMITTED from there, and a
+      // retry answered from the session must name the same index.
       this.sessions.record(record.clientId, record.requestId, {
         digest,
         state: 'final',
         outcome: Outcome.COMMITTED,
-        index,
+        index: record.prepareIndex,
         txid,
       });
     } else {
@@ -619,9 +633,7 @@ export class BankState {
       abortReason: 0,
       tombstone: false,
     });
-    let credits = this.pendingCredit.get(p.to);
-    if (!credits) this.pendingCredit.set(p.to, (credits = new Set()));
-    credits.add(key);
+    addKey(this.pendingCredit, p.to, key);
     return [{ kind: 'part-voted', txid, coordinatorShard, yes: true }];
   }
 
@@ -656,9 +668,7 @@ export class BankState {
         invariantViolated(`conflicting decisions for ${key}`);
       return [{ kind: 'part-decided', txid, coordinatorShard }];
     }
-    const credits = this.pendingCredit.get(record.to);
-    credits?.delete(key);
-    if (credits && credits.size === 0) this.pendingCredit.delete(record.to);
+    removeKey(this.pendingCredit, record.to, key);
     record.decisionIndex = index;
     if (commit) {
       this.setBalance(record.to, this.balance(record.to) + record.amount);
@@ -706,10 +716,9 @@ export class BankState {
       if (record.state !== 'prepared') continue;
       if (record.role === 'coordinator') {
         state.pendingDebit.set(record.from, (state.pendingDebit.get(record.from) ?? 0) + record.amount);
+        addKey(state.pendingDebitTx, record.from, key);
       } else {
-        let credits = state.pendingCredit.get(record.to);
-        if (!credits) state.pendingCredit.set(record.to, (credits = new Set()));
-        credits.add(key);
+        addKey(state.pendingCredit, record.to, key);
       }
     }
     state.sessions = SessionTable.fromRecords(snapshot.sessions, snapshot.nextSessionEpoch);
@@ -781,4 +790,19 @@ function recordFromMessage(m: TxRecordMessage): TxRecord {
     abortReason: m.abortReason,
     tombstone: m.tombstone,
   };
+}
+
+/** Adds a transaction's key to the set of an item (pending debits or credits). */
+function addKey(byItem: Map<number, Set<string>>, item: number, key: string): void {
+  let keys = byItem.get(item);
+  if (!keys) byItem.set(item, (keys = new Set()));
+  keys.add(key);
+}
+
+/** Removes a transaction's key from an item's set; an emptied set goes. */
+function removeKey(byItem: Map<number, Set<string>>, item: number, key: string): void {
+  const keys = byItem.get(item);
+  if (!keys) return;
+  keys.delete(key);
+  if (keys.size === 0) byItem.delete(item);
 }

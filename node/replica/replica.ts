@@ -136,7 +136,6 @@ export class Replica {
           ...DEFAULT_TIMING,
           txScanTicks: Math.max(1, Math.round(50 / config.tickMs)),
           txResendTicks: Math.max(2, Math.round(200 / config.tickMs)),
-          txAbortTicks: Math.round(5000 / config.tickMs),
           txInquiryTicks: Math.round(1000 / config.tickMs),
           readWaitTicksMax: Math.round(2000 / config.tickMs),
           conflictBackoffTicksMax: 4,

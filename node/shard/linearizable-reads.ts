@@ -1,7 +1,8 @@
 // Linearizable reads on the leader: read-index (the core confirms leadership with a majority
-// and names the index to wait for), then a wait for the credits pending on the items at that
-// point, so a read never shows a prepared change and always shows a credit whose transfer was
-// acknowledged. Owns the reads in flight and calls nothing: ShardNode asks the core for the
+// and names the index to wait for), then a wait for the cross-shard transfers pending on the
+// items at that point (debits and credits alike), so a read never shows a prepared change and
+// always shows a transfer that was acknowledged: with parallel commits a prepared debit may
+// already be answered COMMITTED, and a prepared credit may be too. Owns the reads in flight and calls nothing: ShardNode asks the core for the
 // read index, feeds the core's answers in, and drains the outcomes.
 import { invariantViolated } from '../util/assert.js';
 import type { BankState } from '../bank/bank-state.js';
@@ -14,7 +15,7 @@ interface WaitingRead {
   token: number;
   items: number[];
   index: number;
-  /** Keys of the credits pending on the items at the read point; undefined until it is applied. */
+  /** Keys of the transfers pending on the items at the read point; undefined until it is applied. */
   waitKeys: Set<string> | undefined;
   deadlineTick: number;
 }
@@ -55,7 +56,7 @@ export class LinearizableReads {
     });
   }
 
-  /** A majority confirmed leadership: serve the read once `index` is applied and its credits decided. */
+  /** A majority confirmed leadership: serve the read once `index` is applied and its pending transfers decided. */
   onReadIndex(id: number, index: number, nowTick: number): void {
     const read = this.byCoreId.get(id);
     if (!read) return;
@@ -79,10 +80,15 @@ export class LinearizableReads {
       }
       if (!read.waitKeys) {
         read.waitKeys = new Set();
-        for (const item of read.items) for (const key of bank.pendingCreditKeys(item) ?? []) read.waitKeys.add(key);
+        for (const item of read.items) {
+          for (const key of bank.pendingCreditKeys(item) ?? []) read.waitKeys.add(key);
+          for (const key of bank.pendingDebitKeys(item) ?? []) read.waitKeys.add(key);
+        }
       }
       for (const key of [...read.waitKeys]) {
-        const stillPending = read.items.some((item) => bank.pendingCreditKeys(item)?.has(key));
+        const stillPending = read.items.some(
+          (item) => bank.pendingCreditKeys(item)?.has(key) || bank.pendingDebitKeys(item)?.has(key),
+        );
         if (!stillPending) read.waitKeys.delete(key);
       }
       if (read.waitKeys.size > 0) {
@@ -99,7 +105,7 @@ export class LinearizableReads {
     this.waiting = still;
   }
 
-  /** A read whose credits stay undecided past its deadline is UNAVAILABLE (retry). */
+  /** A read whose pending transfers stay undecided past its deadline is UNAVAILABLE (retry). */
   expire(nowTick: number): void {
     if (this.waiting.length === 0) return;
     const still: WaitingRead[] = [];

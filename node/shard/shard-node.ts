@@ -68,7 +68,6 @@ export interface ShardNodeConfig {
 export const DEFAULT_TIMING: ShardTimingConfig = {
   txScanTicks: 2,
   txResendTicks: 8,
-  txAbortTicks: 200,
   txInquiryTicks: 40,
   readWaitTicksMax: 80,
   conflictRetriesMax: 6,
@@ -335,6 +334,10 @@ export class ShardNode {
       assert(this.bankState.appliedIndex === core.snapshotToApply.index, 'snapshot index mismatch');
     }
     for (const entry of core.committed) this.applySlot(entry.slot, entry.value);
+    // Parallel commits: a cross-shard transfer is answered once its PREPARE applied here and the
+    // participant voted YES (in an apply above or a vote since the last pass), not at its decision.
+    for (const record of this.twoPhaseCommit.takeCommitted())
+      this.resolve(requestKey(record.clientId, record.requestId), Outcome.COMMITTED, record.prepareIndex);
     for (const event of core.events) if (event.type === 'read-failed') this.reads.onReadFailed(event.id);
     for (const read of core.readsReady) this.reads.onReadIndex(read.id, read.index, this.ticks);
     this.reads.serve(this.bankState);
@@ -517,7 +520,7 @@ export class ShardNode {
   private resolveCoordinated(record: TxRecord): void {
     if (record.tombstone || record.abortReason === ABORT_REASONS.rejected) return;
     const waiterKey = requestKey(record.clientId, record.requestId);
-    if (record.state === 'committed') this.resolve(waiterKey, Outcome.COMMITTED, record.decisionIndex);
+    if (record.state === 'committed') this.resolve(waiterKey, Outcome.COMMITTED, record.prepareIndex);
     else if (record.abortReason === ABORT_REASONS.insufficientFunds)
       this.resolve(waiterKey, Outcome.INSUFFICIENT_FUNDS, record.decisionIndex);
     else this.retryOrAbort(waiterKey);

@@ -5,6 +5,14 @@
 // decision here reads and never writes. Effects go into the proposal queue and the outbox that
 // ShardNode drains; nothing here calls back up. A new leader starts empty and rebuilds from the
 // replicated state (see onLeadershipReady).
+//
+// Parallel commits: a transfer is answered COMMITTED as soon as our own PREPARE is applied (its
+// funds check passed) and the participant voted YES (a vote it sends only once its PREPARE is
+// chosen and applied); the CoordDecision follows in the background. From that moment nothing
+// may decide ABORT, so the coordinator never aborts on a timeout: a prepared transaction
+// without a vote keeps asking the participant (its PREPARE again) until the participant answers
+// from its replicated state, YES (commit) or NO (it has durably refused: a tombstone, an
+// aborted record or the watermark), whichever leader of either shard asks or answers.
 import { invariantViolated } from '../util/assert.js';
 import type { TxId, TxMessage } from '../gen/shardbank/v1/peer.js';
 import { ABORT_REASONS, type BankState, type TxRecord } from '../bank/bank-state.js';
@@ -14,9 +22,8 @@ import type { ProposalQueue } from './proposal-queue.js';
 export interface TwoPhaseCommitTiming {
   /** Ticks between scans of in-flight transactions for resends and timeouts. */
   txScanTicks: number;
+  /** Ticks between resends of a PREPARE without a vote, or of a decision without an ack. */
   txResendTicks: number;
-  /** A coordinator that has no vote after this long decides ABORT. */
-  txAbortTicks: number;
   /** A prepared participant asks the coordinator for the outcome after this long. */
   txInquiryTicks: number;
 }
@@ -42,6 +49,10 @@ interface LeaderTx {
   earlyVote: boolean | undefined;
   /** Coordinator: a CoordDecision is proposed and not applied yet. */
   decisionProposed: boolean;
+  /** Coordinator: the decision proposed is COMMIT. */
+  decisionCommit: boolean;
+  /** Coordinator: this leader answered the client COMMITTED before the decision applied. */
+  answeredCommitted: boolean;
   /** Coordinator: the participant's acknowledgement is queued for a CoordAck. */
   ackQueued: boolean;
   /** Participant: a PartPrepare is proposed and not applied yet. */
@@ -71,6 +82,7 @@ export class TwoPhaseCommit {
   private ticks = 0;
   private scans = 0;
   private outbox: TxMessage[] = [];
+  private committed: TxRecord[] = [];
   messagesSent = 0;
 
   constructor(
@@ -86,6 +98,16 @@ export class TwoPhaseCommit {
     const messages = this.outbox;
     this.outbox = [];
     return messages;
+  }
+
+  /**
+   * The prepared transactions that may be answered COMMITTED now (parallel commits), for the
+   * driver to answer their clients; each one once per leader.
+   */
+  takeCommitted(): TxRecord[] {
+    const committed = this.committed;
+    if (committed.length > 0) this.committed = [];
+    return committed;
   }
 
   // ---- Coordinator: a new attempt ----
@@ -120,14 +142,19 @@ export class TwoPhaseCommit {
     const vote = tx.earlyVote;
     if (vote === undefined) return;
     tx.earlyVote = undefined;
-    this.proposeDecision(record.txid, vote, vote ? 0 : ABORT_REASONS.participantNo, record.peerShard);
+    if (vote) this.commit(record);
+    else invariantViolated(`${key}: the participant voted NO on a transaction prepared here`);
   }
 
   onCoordDecided(record: TxRecord, bank: BankState): void {
     const tx = this.record(txKey(record.txid));
+    if (tx.answeredCommitted && record.state !== 'committed')
+      invariantViolated(`${txKey(record.txid)} was answered COMMITTED, then decided ${record.state}`);
+    tx.answeredCommitted = false;
     tx.proposedTo = undefined;
     tx.earlyVote = undefined;
     tx.decisionProposed = false;
+    tx.decisionCommit = false;
     this.sendDecision(record, bank);
     this.touchTimer(tx, true);
     if (this.phases && record.peerShard >= 0) tx.decisionSentAt = this.phases.now();
@@ -182,9 +209,13 @@ export class TwoPhaseCommit {
     if (record && record.role === 'coordinator') {
       // Only the transaction's own participant shard votes.
       if (record.peerShard !== fromShard) return;
-      if (record.state === 'prepared')
-        this.proposeDecision(txid, yes, yes ? 0 : ABORT_REASONS.participantNo, record.peerShard);
-      else this.sendDecision(record, bank);
+      if (record.state !== 'prepared') this.sendDecision(record, bank);
+      else if (yes) this.commit(record);
+      // A participant refuses only a transaction it holds aborted (so we decided ABORT, and our
+      // record would not be prepared) or one below our watermark (which stays at or below every
+      // prepared record of ours): a NO here means an earlier leader's COMMITTED answer could be
+      // contradicted, so it stops the replica rather than decide ABORT.
+      else invariantViolated(`${txKey(txid)}: the participant voted NO on a transaction prepared here`);
       return;
     }
     const tx = this.txs.get(key);
@@ -258,9 +289,9 @@ export class TwoPhaseCommit {
       const resendDue = this.ticks - timer.lastSentTick >= t.txResendTicks;
       if (record.role === 'coordinator') {
         if (record.state === 'prepared') {
-          if (this.ticks - timer.sinceTick >= t.txAbortTicks) {
-            this.proposeDecision(record.txid, false, ABORT_REASONS.timeout, record.peerShard);
-          } else if (resendDue) {
+          // No vote yet: ask again, however long it takes (never ABORT on a timeout: an earlier
+          // leader may have answered COMMITTED on a YES that this leader never saw).
+          if (resendDue) {
             timer.lastSentTick = this.ticks;
             this.send(record.peerShard, {
               $case: 'prepare',
@@ -319,10 +350,23 @@ export class TwoPhaseCommit {
     tx.prepareSentAt = 0;
   }
 
+  /**
+   * Our PREPARE is applied and the participant voted YES: propose COMMIT and answer the client
+   * now, unless this leader already proposed ABORT (then the decision answers when it applies).
+   */
+  private commit(record: TxRecord): void {
+    const tx = this.record(txKey(record.txid));
+    this.proposeDecision(record.txid, true, 0, record.peerShard);
+    if (!tx.decisionCommit || tx.answeredCommitted) return;
+    tx.answeredCommitted = true;
+    if (!record.tombstone) this.committed.push(record);
+  }
+
   private proposeDecision(txid: TxId, commit: boolean, reason: number, participantShard: number): void {
     const tx = this.record(txKey(txid));
     if (tx.decisionProposed) return;
     tx.decisionProposed = true;
+    tx.decisionCommit = commit;
     this.queue.push({ body: { $case: 'coordDecision', coordDecision: { txid, commit, reason, participantShard } } });
   }
 
@@ -353,6 +397,8 @@ export class TwoPhaseCommit {
         proposedTo: undefined,
         earlyVote: undefined,
         decisionProposed: false,
+        decisionCommit: false,
+        answeredCommitted: false,
         ackQueued: false,
         prepareProposed: false,
         decisionApplyProposed: false,

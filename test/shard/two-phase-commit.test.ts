@@ -7,7 +7,7 @@ import { ProposalQueue } from '../../node/shard/proposal-queue.js';
 import { TwoPhaseCommit } from '../../node/shard/two-phase-commit.js';
 
 const topology = { shards: 3, replicasPerShard: 3, itemsPerShard: 10, initialBalance: 10 };
-const timing = { txScanTicks: 1, txResendTicks: 4, txAbortTicks: 50, txInquiryTicks: 10 };
+const timing = { txScanTicks: 1, txResendTicks: 4, txInquiryTicks: 10 };
 
 function coordinator(): { bank: BankState; queue: ProposalQueue; tpc: TwoPhaseCommit } {
   const bank = new BankState(topology, 0);
@@ -81,14 +81,81 @@ describe('two-phase commit, coordinator side', () => {
     ]);
   });
 
-  it('a prepared transaction with no vote is aborted after txAbortTicks, and a decision is proposed once', () => {
+  it('a prepared transaction with no vote is never aborted on a timeout: it keeps asking the participant', () => {
     const { bank, queue, tpc } = coordinator();
     const txid: TxId = { shard: 0, round: 1, ordinal: 0, seq: 1 };
     prepared(bank, txid, 2);
     tpc.onLeadershipReady(bank);
-    for (let tick = 0; tick < timing.txAbortTicks + 5; tick += 1) tpc.tick(true, bank);
-    const decisions = decisionsIn(queue);
-    expect(decisions).toHaveLength(1);
-    expect(decisions[0]?.body).toMatchObject({ coordDecision: { commit: false, reason: 4 } });
+    for (let tick = 0; tick < 2_000; tick += 1) tpc.tick(true, bank);
+    expect(decisionsIn(queue)).toEqual([]);
+    const prepares = tpc.takeMessages().filter((m) => m.body?.$case === 'prepare');
+    // One at once (a new leader re-asks), then one per txResendTicks.
+    expect(prepares.length).toBeGreaterThanOrEqual(2_000 / timing.txResendTicks);
+    expect(prepares.every((m) => m.toShard === 1)).toBe(true);
+    expect(tpc.takeCommitted()).toEqual([]);
+  });
+});
+
+describe('two-phase commit, parallel commits', () => {
+  it('a YES vote on an applied PREPARE answers COMMITTED at once, before the decision applies, and proposes COMMIT', () => {
+    const { bank, queue, tpc } = coordinator();
+    const txid: TxId = { shard: 0, round: 1, ordinal: 0, seq: 1 };
+    prepared(bank, txid, 2);
+    expect(tpc.takeCommitted()).toEqual([]);
+    tpc.onVote(1, txid, true, bank);
+    const committed = tpc.takeCommitted();
+    expect(committed.map((r) => [r.clientId, r.requestId, r.prepareIndex])).toEqual([['c', 2, 2]]);
+    expect(decisionsIn(queue)[0]?.body).toMatchObject({ coordDecision: { commit: true } });
+    // A duplicated vote neither answers again nor proposes a second decision.
+    tpc.onVote(1, txid, true, bank);
+    expect(tpc.takeCommitted()).toEqual([]);
+    expect(decisionsIn(queue)).toEqual([]);
+  });
+
+  it('a vote that arrives before our own PREPARE applied answers only once the PREPARE applies', () => {
+    const { bank, queue, tpc } = coordinator();
+    const txid = tpc.beginAttempt({ round: 1, ordinal: 0 }, 1, { from: 1, to: 11, amount: 3 }, bank);
+    tpc.onVote(1, txid, true, bank);
+    expect(tpc.takeCommitted()).toEqual([]);
+    expect(decisionsIn(queue)).toEqual([]);
+    prepared(bank, txid, 2);
+    tpc.onCoordPrepared(bank.transaction(txid)!);
+    expect(tpc.takeCommitted()).toHaveLength(1);
+    expect(decisionsIn(queue)[0]?.body).toMatchObject({ coordDecision: { commit: true } });
+  });
+
+  it('a NO vote on a transaction prepared here stops the replica instead of deciding ABORT', () => {
+    // Our participant can refuse only what we decided ABORT or what is below our watermark,
+    // neither true of a prepared record: a NO would mean an earlier COMMITTED answer is at risk.
+    const { bank, queue, tpc } = coordinator();
+    const txid: TxId = { shard: 0, round: 1, ordinal: 0, seq: 1 };
+    prepared(bank, txid, 2);
+    expect(() => tpc.onVote(1, txid, false, bank)).toThrow(/voted NO on a transaction prepared here/);
+    expect(tpc.takeCommitted()).toEqual([]);
+    expect(decisionsIn(queue)).toEqual([]);
+  });
+
+  it('an ABORT applied after an early COMMITTED answer is an invariant violation', () => {
+    const { bank, tpc } = coordinator();
+    const txid: TxId = { shard: 0, round: 1, ordinal: 0, seq: 1 };
+    prepared(bank, txid, 2);
+    tpc.onVote(1, txid, true, bank);
+    expect(tpc.takeCommitted()).toHaveLength(1);
+    bank.apply(3, {
+      body: { $case: 'coordDecision', coordDecision: { txid, commit: false, reason: 0, participantShard: 1 } },
+    });
+    expect(() => tpc.onCoordDecided(bank.transaction(txid)!, bank)).toThrow(/answered COMMITTED, then decided aborted/);
+  });
+
+  it('a new leader answers COMMITTED on the YES it gets by asking again', () => {
+    const { bank, tpc } = coordinator();
+    const txid: TxId = { shard: 0, round: 1, ordinal: 0, seq: 1 };
+    prepared(bank, txid, 2);
+    tpc.onLeadershipLost();
+    tpc.onLeadershipReady(bank);
+    tpc.tick(true, bank);
+    expect(tpc.takeMessages().some((m) => m.body?.$case === 'prepare' && m.toShard === 1)).toBe(true);
+    tpc.onVote(1, txid, true, bank);
+    expect(tpc.takeCommitted()).toHaveLength(1);
   });
 });

@@ -228,6 +228,160 @@ describe('scripted simulation', () => {
     sim.finish();
   });
 
+  /**
+   * Parallel commits, the early answer: the coordinator leader answers COMMITTED on its own
+   * applied PREPARE and the participant's YES, and is cut off before its decision can be chosen,
+   * then crashes. Nothing of the decision survives; the next leader of shard 0 finds the
+   * transaction prepared, asks the participant again and commits it: it may never ABORT. Reads
+   * of both items sent right after the answer wait for the decision and show the transfer.
+   */
+  it('parallel commits: the coordinator leader answers COMMITTED, then dies before its decision is chosen: the next leader commits', () => {
+    const sim = scripted(2);
+    sim.runUntil('leaders in both shards', () => sim.leader(0) !== undefined && sim.leader(1) !== undefined);
+    const a0 = sim.leader(0)!;
+    const b0 = sim.leader(1)!;
+    sim.holdTxWhere((m) => m.fromShard === 1 && m.body?.$case === 'vote');
+    const x = sim.addRequest('x', 1, 11, 3);
+    sim.send(x, a0);
+    sim.runUntil(
+      'both PREPAREs applied',
+      () => a0.node.bank.inflightCount() === 1 && b0.node.bank.inflightCount() === 1,
+    );
+    expect(x.outcome).toBeUndefined();
+    sim.cut(0, a0.ordinal);
+    expect(sim.releaseTx()).toBeGreaterThan(0);
+    sim.runUntil('x answered by a0', () => x.outcome !== undefined);
+    expect(x.outcome).toBe(Outcome.COMMITTED);
+    // Answered before the decision is chosen: no replica of shard 0 has moved the debit.
+    expect(sim.group(0).map((r) => r.node.bank.balance(1))).toEqual([10, 10, 10]);
+    sim.crashNow(0, a0.ordinal);
+    sim.uncutAll();
+    sim.runUntil('another leader of shard 0', () => sim.leader(0) !== undefined && sim.leader(0) !== a0);
+    const readsBefore = sim.readsAnswered;
+    sim.sendRead(1, sim.leader(0)!);
+    sim.sendRead(11, sim.leader(1)!);
+    sim.runUntil('both reads answered', () => sim.readsAnswered === readsBefore + 2);
+    sim.runUntil(
+      'both shards applied the commit',
+      () =>
+        sim.group(0).every((r) => !r.up || r.node.bank.balance(1) === 7) &&
+        sim.group(1).every((r) => r.node.bank.balance(11) === 13),
+    );
+    sim.restartReplicaNow(0, a0.ordinal);
+    sim.finish();
+  });
+
+  /**
+   * Parallel commits, never ABORT on a timeout: after the early answer and the coordinator
+   * leader's crash, the participant shard is silent for far longer than any timeout. The next
+   * coordinator leader keeps the transaction prepared and asks again until the participant
+   * answers YES; an ABORT here would contradict the COMMITTED answer.
+   */
+  it('parallel commits: after the early answer the participant shard is silent for long: the next coordinator leader waits and commits', () => {
+    const sim = scripted(2);
+    sim.runUntil('leaders in both shards', () => sim.leader(0) !== undefined && sim.leader(1) !== undefined);
+    const a0 = sim.leader(0)!;
+    const b0 = sim.leader(1)!;
+    sim.holdTxWhere((m) => m.fromShard === 1 && m.body?.$case === 'vote');
+    const x = sim.addRequest('x', 1, 11, 3);
+    sim.send(x, a0);
+    sim.runUntil(
+      'both PREPAREs applied',
+      () => a0.node.bank.inflightCount() === 1 && b0.node.bank.inflightCount() === 1,
+    );
+    sim.cut(0, a0.ordinal);
+    sim.releaseTx();
+    sim.runUntil('x answered by a0', () => x.outcome !== undefined);
+    expect(x.outcome).toBe(Outcome.COMMITTED);
+    // From now on nothing shard 1 says reaches shard 0: no vote, no inquiry.
+    sim.holdTxWhere((m) => m.fromShard === 1);
+    sim.crashNow(0, a0.ordinal);
+    sim.uncutAll();
+    sim.runUntil('another leader of shard 0', () => sim.leader(0) !== undefined && sim.leader(0) !== a0);
+    sim.runFor(20_000);
+    const a1 = sim.leader(0)!;
+    expect(a1.node.bank.inflightCount()).toBe(1);
+    expect(sim.group(0).map((r) => (r.up ? r.node.bank.balance(1) : 10))).toEqual([10, 10, 10]);
+    expect(sim.group(1).map((r) => r.node.bank.inflightCount())).toEqual([1, 1, 1]);
+    sim.releaseTx();
+    sim.runUntil(
+      'both shards applied the commit',
+      () =>
+        sim.group(0).every((r) => !r.up || r.node.bank.balance(1) === 7) &&
+        sim.group(1).every((r) => r.node.bank.balance(11) === 13),
+    );
+    sim.restartReplicaNow(0, a0.ordinal);
+    sim.finish();
+  });
+
+  /**
+   * Parallel commits, the participant's side: its leader is cut off from its followers, so its
+   * PREPARE cannot be chosen, and it dies. No COMMITTED answer may go out before the
+   * participant's PREPARE is chosen (else a read of the credited item on the next participant
+   * leader, which has no pending credit to wait for, would miss an acknowledged transfer).
+   */
+  it("parallel commits: the participant leader's PREPARE is never chosen: nothing is answered until the next participant leader prepares", () => {
+    const sim = scripted(2);
+    sim.runUntil('leaders in both shards', () => sim.leader(0) !== undefined && sim.leader(1) !== undefined);
+    const a0 = sim.leader(0)!;
+    const b0 = sim.leader(1)!;
+    sim.cut(1, b0.ordinal);
+    // The first PREPARE reaches b0; the coordinator's re-asks wait until the next participant
+    // leader has served a read.
+    let prepares = 0;
+    sim.holdTxWhere((m) => m.fromShard === 0 && m.body?.$case === 'prepare' && (prepares += 1) > 1);
+    const x = sim.addRequest('x', 1, 11, 3);
+    sim.send(x, a0);
+    sim.runUntil("a0's PREPARE applied", () => a0.node.bank.inflightCount() === 1);
+    sim.runFor(1000);
+    expect(prepares).toBeGreaterThan(1);
+    expect(x.outcome).toBeUndefined();
+    sim.crashNow(1, b0.ordinal);
+    sim.uncutAll();
+    sim.runUntil('another leader of shard 1', () => sim.leader(1) !== undefined && sim.leader(1) !== b0);
+    expect(sim.leader(1)!.node.bank.inflightCount()).toBe(0);
+    const readsBefore = sim.readsAnswered;
+    sim.sendRead(11, sim.leader(1)!);
+    sim.runUntil('the read answered', () => sim.readsAnswered === readsBefore + 1);
+    expect(x.outcome).toBeUndefined();
+    sim.releaseTx();
+    sim.runUntil('x answered', () => x.outcome !== undefined);
+    expect(x.outcome).toBe(Outcome.COMMITTED);
+    sim.restartReplicaNow(1, b0.ordinal);
+    sim.finish();
+  });
+
+  /**
+   * Parallel commits, a YES before our own PREPARE is chosen: the coordinator leader is cut off
+   * with its PREPARE unchosen while the participant prepares and votes YES. Nothing may be
+   * answered (the funds check has not run in any chosen state); the leader dies, the next one
+   * presumes ABORT on the participant's inquiry, and the client's retry commits exactly once.
+   */
+  it('parallel commits: a YES arrives while the coordinator PREPARE is unchosen and its leader dies: no answer, and the retry commits once', () => {
+    const sim = scripted(2);
+    sim.runUntil('leaders in both shards', () => sim.leader(0) !== undefined && sim.leader(1) !== undefined);
+    const a0 = sim.leader(0)!;
+    const b0 = sim.leader(1)!;
+    sim.cut(0, a0.ordinal);
+    const x = sim.addRequest('x', 1, 11, 3);
+    sim.send(x, a0);
+    sim.runUntil('the participant prepared', () => b0.node.bank.inflightCount() === 1);
+    sim.runFor(500);
+    expect(x.outcome).toBeUndefined();
+    sim.crashNow(0, a0.ordinal);
+    sim.uncutAll();
+    sim.runUntil('another leader of shard 0', () => sim.leader(0) !== undefined && sim.leader(0) !== a0);
+    sim.runUntil('the participant learned the presumed ABORT', () =>
+      sim.group(1).every((r) => r.node.bank.inflightCount() === 0),
+    );
+    expect(sim.group(1).map((r) => r.node.bank.balance(11))).toEqual([10, 10, 10]);
+    sim.startClients();
+    sim.runUntil('x answered', () => x.outcome !== undefined, 20_000);
+    expect(x.outcome).toBe(Outcome.COMMITTED);
+    sim.restartReplicaNow(0, a0.ordinal);
+    sim.finish();
+  });
+
   it('five replicas: a deposed leader that still reaches one follower serves no stale read', () => {
     const sim = scripted(1, 1, 5);
     sim.runUntil('a first leader', () => sim.leader(0) !== undefined);

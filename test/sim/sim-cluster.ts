@@ -553,7 +553,7 @@ export class SimCluster {
                 votingState,
                 ...(firstStart ? { firstStart } : {}),
               },
-              timing: { ...DEFAULT_TIMING, txAbortTicks: 60, txInquiryTicks: 12 },
+              timing: { ...DEFAULT_TIMING, txInquiryTicks: 12 },
               commandsPerSlotMax: settings.commandsPerSlotMax,
               snapshotEverySlots: settings.snapshotEverySlots,
               ...(settings.pacing ? { pacing: settings.pacing } : {}),

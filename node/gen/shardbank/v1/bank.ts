@@ -162,7 +162,11 @@ export interface OpenSessionReply {
 
 export interface TransferReply {
   outcome: Outcome;
-  /** The coordinator shard's log index of the decision (or of the transfer, intra-shard). */
+  /**
+   * The coordinator shard's log index where the outcome was fixed: the transfer (intra-shard);
+   * for a cross-shard transfer its PREPARE (COMMITTED, answered by parallel commits before the
+   * decision, and INSUFFICIENT_FUNDS alike).
+   */
   decisionIndex: number;
   coordinatorShard: number;
   message: string;
