@@ -124,14 +124,24 @@ describe('two-phase commit, parallel commits', () => {
     expect(decisionsIn(queue)[0]?.body).toMatchObject({ coordDecision: { commit: true } });
   });
 
-  it('a NO vote on a transaction prepared here stops the replica instead of deciding ABORT', () => {
-    // Our participant can refuse only what we decided ABORT or what is below our watermark,
-    // neither true of a prepared record: a NO would mean an earlier COMMITTED answer is at risk.
+  it('a NO vote on a transaction prepared here decides nothing: only a leader whose state is behind gets one', () => {
+    // Our participant refuses only what we decided ABORT or what is below our watermark; an
+    // up-to-date prepared record is neither, so the NO comes from a participant that already
+    // forgot a transaction a later leader finished (possibly answered COMMITTED): never ABORT.
     const { bank, queue, tpc } = coordinator();
-    const txid: TxId = { shard: 0, round: 1, ordinal: 0, seq: 1 };
+    const txid = tpc.beginAttempt({ round: 1, ordinal: 0 }, 1, { from: 1, to: 11, amount: 3 }, bank);
     prepared(bank, txid, 2);
-    expect(() => tpc.onVote(1, txid, false, bank)).toThrow(/voted NO on a transaction prepared here/);
+    tpc.onCoordPrepared(bank.transaction(txid)!);
+    tpc.onVote(1, txid, false, bank);
+    expect(tpc.staleNoVotes).toBe(1);
     expect(tpc.takeCommitted()).toEqual([]);
+    expect(decisionsIn(queue)).toEqual([]);
+    // And an early NO, before our own PREPARE applied, is ignored the same way.
+    const next = tpc.beginAttempt({ round: 1, ordinal: 0 }, 1, { from: 1, to: 11, amount: 3 }, bank);
+    tpc.onVote(1, next, false, bank);
+    prepared(bank, next, 3);
+    tpc.onCoordPrepared(bank.transaction(next)!);
+    expect(tpc.staleNoVotes).toBe(2);
     expect(decisionsIn(queue)).toEqual([]);
   });
 

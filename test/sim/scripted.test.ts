@@ -315,6 +315,76 @@ describe('scripted simulation', () => {
   });
 
   /**
+   * Parallel commits, both leaders die after the early answer: the participant's YES is chosen
+   * and the client told COMMITTED, then the coordinator leader (its decision unchosen) and the
+   * participant leader crash together. The next leaders find the transaction prepared on both
+   * sides and commit it.
+   */
+  it('parallel commits: both shard leaders die right after the early answer: the next leaders commit it on both shards', () => {
+    const sim = scripted(2);
+    sim.runUntil('leaders in both shards', () => sim.leader(0) !== undefined && sim.leader(1) !== undefined);
+    const a0 = sim.leader(0)!;
+    const b0 = sim.leader(1)!;
+    sim.holdTxWhere((m) => m.fromShard === 1 && m.body?.$case === 'vote');
+    const x = sim.addRequest('x', 1, 11, 3);
+    sim.send(x, a0);
+    sim.runUntil(
+      'both PREPAREs applied',
+      () => a0.node.bank.inflightCount() === 1 && b0.node.bank.inflightCount() === 1,
+    );
+    sim.cut(0, a0.ordinal);
+    sim.releaseTx();
+    sim.runUntil('x answered by a0', () => x.outcome !== undefined);
+    expect(x.outcome).toBe(Outcome.COMMITTED);
+    sim.crashNow(0, a0.ordinal);
+    sim.crashNow(1, b0.ordinal);
+    sim.uncutAll();
+    sim.runUntil(
+      'new leaders in both shards',
+      () => sim.leader(0) !== undefined && sim.leader(0) !== a0 && sim.leader(1) !== undefined && sim.leader(1) !== b0,
+    );
+    sim.runUntil(
+      'both shards applied the commit',
+      () =>
+        sim.group(0).every((r) => !r.up || r.node.bank.balance(1) === 7) &&
+        sim.group(1).every((r) => !r.up || r.node.bank.balance(11) === 13),
+    );
+    sim.restartReplicaNow(0, a0.ordinal);
+    sim.restartReplicaNow(1, b0.ordinal);
+    sim.finish();
+  });
+
+  /**
+   * Parallel commits, the participant leader dies after its YES: the coordinator answered and
+   * decided, but its DECISION never reached the participant leader, which crashes. The next
+   * participant leader holds the transaction prepared (never aborts it on its own), asks the
+   * coordinator, and applies the COMMIT.
+   */
+  it('parallel commits: the participant leader dies after its YES, before the decision reaches it: the next one applies the COMMIT', () => {
+    const sim = scripted(2);
+    sim.runUntil('leaders in both shards', () => sim.leader(0) !== undefined && sim.leader(1) !== undefined);
+    const a0 = sim.leader(0)!;
+    const b0 = sim.leader(1)!;
+    sim.holdTxWhere((m) => m.fromShard === 0 && m.body?.$case === 'decision');
+    const x = sim.addRequest('x', 1, 11, 3);
+    sim.send(x, a0);
+    sim.runUntil('x answered', () => x.outcome !== undefined);
+    expect(x.outcome).toBe(Outcome.COMMITTED);
+    sim.runUntil('the coordinator applied its decision', () => a0.node.bank.balance(1) === 7);
+    sim.crashNow(1, b0.ordinal);
+    expect(sim.dropHeldTx()).toBeGreaterThan(0);
+    sim.runUntil('another leader of shard 1', () => sim.leader(1) !== undefined && sim.leader(1) !== b0);
+    const readsBefore = sim.readsAnswered;
+    sim.sendRead(11, sim.leader(1)!);
+    sim.runUntil('the read answered', () => sim.readsAnswered === readsBefore + 1);
+    sim.runUntil('the participant shard applied the commit', () =>
+      sim.group(1).every((r) => !r.up || r.node.bank.balance(11) === 13),
+    );
+    sim.restartReplicaNow(1, b0.ordinal);
+    sim.finish();
+  });
+
+  /**
    * Parallel commits, the participant's side: its leader is cut off from its followers, so its
    * PREPARE cannot be chosen, and it dies. No COMMITTED answer may go out before the
    * participant's PREPARE is chosen (else a read of the credited item on the next participant
