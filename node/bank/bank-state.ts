@@ -30,7 +30,14 @@ export const ABORT_REASONS = {
   insufficientFunds: 1,
   conflict: 2,
   rejected: 3,
+  /** Decided by the coordinator on a timeout: the protocol before parallel commits (old log entries only). */
   timeout: 4,
+  /**
+   * Presumed abort: a decision proposed for a transaction the proposer had no record of. It
+   * only ever makes a tombstone: applied to a transaction whose PREPARE applied first (an old
+   * leader's proposal chosen late, after a newer leader's PREPARE), it is a no-op.
+   */
+  presumed: 5,
 } as const;
 
 export type TxState = 'prepared' | 'committed' | 'aborted';
@@ -545,6 +552,12 @@ export class BankState {
       return [{ kind: 'coord-decided', record: tombstone }];
     }
     if (record.state !== 'prepared') return [{ kind: 'noop' }];
+    // Parallel commits: a prepared transaction may already be answered COMMITTED, so the only
+    // ABORT proposed today, a presumed one, must not touch it. Multi-Paxos fills each slot on its
+    // own, so a presumed ABORT proposed by a leader that never saw the PREPARE (a stale one, or
+    // one whose phase 1 missed a PREPARE accepted by a minority) can be chosen in a later slot
+    // than the PREPARE, in a later leader's recovery (coordinator-failover seed 742).
+    if (!commit && reason === ABORT_REASONS.presumed) return [{ kind: 'noop' }];
     const pending = this.pendingDebit.get(record.from) ?? 0;
     if (!(pending >= record.amount))
       invariantViolated(`reservation of item ${record.from} is smaller than its prepared debit`);

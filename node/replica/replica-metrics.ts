@@ -397,7 +397,7 @@ export class ReplicaMetrics implements TxPhaseObserver {
     });
     new Counter({
       name: 'shardbank_tx_aborts_total',
-      help: 'Cross-shard transactions coordinated by this shard that were decided ABORT while this replica led, by reason (participant_no, insufficient_funds, conflict, rejected: a refused request, timeout: kept, always 0 since parallel commits).',
+      help: 'Cross-shard transactions coordinated by this shard that were decided ABORT while this replica led, by reason (participant_no, insufficient_funds, conflict, rejected: a refused request, timeout: kept, always 0 since parallel commits, presumed: a presumed-abort tombstone).',
       labelNames: ['reason'],
       registers,
       collect() {

@@ -138,7 +138,7 @@ export class ShardNode {
     txMessagesSent: 0,
     pacingHolds: 0,
     lastProposedSlot: 0,
-    txAborts: [0, 0, 0, 0, 0],
+    txAborts: [0, 0, 0, 0, 0, 0],
   };
   // Outputs.
   private replies: ClientReply[] = [];

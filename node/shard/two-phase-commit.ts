@@ -233,8 +233,9 @@ export class TwoPhaseCommit {
       this.send(fromShard, { $case: 'decision', decision: { txid, commit: false, watermark: bank.ownWatermark() } });
       return;
     }
-    // Presumed abort: record ABORT first, so that a late PREPARE can never commit.
-    this.proposeDecision(txid, false, ABORT_REASONS.participantNo, fromShard);
+    // Presumed abort: record ABORT first, so that a late PREPARE can never commit (and, should
+    // the PREPARE come first in the log after all, the ABORT is a no-op: BankState).
+    this.proposeDecision(txid, false, ABORT_REASONS.presumed, fromShard);
   }
 
   onDecision(fromShard: number, body: BodyOf<'decision'>, bank: BankState): void {

@@ -157,6 +157,40 @@ describe('two-phase commit, parallel commits', () => {
     expect(() => tpc.onCoordDecided(bank.transaction(txid)!, bank)).toThrow(/answered COMMITTED, then decided aborted/);
   });
 
+  it('a presumed ABORT chosen after the PREPARE it presumed absent is a no-op; the transaction still commits', () => {
+    // An old leader that never saw the PREPARE proposed the tombstone; Multi-Paxos can choose
+    // it in a later slot than a newer leader's PREPARE (coordinator-failover seed 742).
+    const { bank, tpc } = coordinator();
+    const txid: TxId = { shard: 0, round: 1, ordinal: 0, seq: 1 };
+    prepared(bank, txid, 2);
+    tpc.onVote(1, txid, true, bank);
+    expect(tpc.takeCommitted()).toHaveLength(1);
+    const presumed = bank.apply(3, {
+      body: { $case: 'coordDecision', coordDecision: { txid, commit: false, reason: 5, participantShard: 1 } },
+    });
+    expect(presumed).toEqual([{ kind: 'noop' }]);
+    expect(bank.transaction(txid)?.state).toBe('prepared');
+    const decided = bank.apply(4, {
+      body: { $case: 'coordDecision', coordDecision: { txid, commit: true, reason: 0, participantShard: 1 } },
+    });
+    expect(decided[0]).toMatchObject({ kind: 'coord-decided', record: { state: 'committed' } });
+    expect(() => tpc.onCoordDecided(bank.transaction(txid)!, bank)).not.toThrow();
+    expect(bank.balance(1)).toBe(7);
+  });
+
+  it('an ABORT of an older protocol version (reason participant NO or timeout) in the log still aborts a prepared record', () => {
+    // Replaying old log entries must give the state the replicas that applied them have.
+    for (const reason of [0, 4]) {
+      const { bank } = coordinator();
+      const txid: TxId = { shard: 0, round: 1, ordinal: 0, seq: 1 };
+      prepared(bank, txid, 2);
+      bank.apply(3, {
+        body: { $case: 'coordDecision', coordDecision: { txid, commit: false, reason, participantShard: 1 } },
+      });
+      expect(bank.transaction(txid)?.state).toBe('aborted');
+    }
+  });
+
   it('a new leader answers COMMITTED on the YES it gets by asking again', () => {
     const { bank, tpc } = coordinator();
     const txid: TxId = { shard: 0, round: 1, ordinal: 0, seq: 1 };

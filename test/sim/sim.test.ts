@@ -67,6 +67,16 @@ describe('deterministic simulation', () => {
   // 3121 and 3785 failed on the way to the fix (a rebuilding replica that stopped probing, a
   // counted list told before it was durable, an admitted replica that crashed before writing
   // any Paxos state).
+  // Parallel commits (issue 20): coordinator-failover seed 742 answered a transfer COMMITTED
+  // early and then aborted it: a stale leader's presumed-ABORT, proposed without ever seeing a
+  // newer leader's PREPARE, was chosen in a later slot than that PREPARE by a third leader's
+  // recovery. A presumed ABORT is now a no-op on a prepared transaction.
+  it('coordinator-failover: seed 742 (a presumed ABORT chosen after the PREPARE) keeps money', async () => {
+    const options = scenarioFor('coordinator-failover', 742);
+    const result = await runSeed(options);
+    expect(result.seed).toBe(742);
+  }, 120_000);
+
   it('storage: seeds 1213, 2033, 3121, 3785 (restarts during a first start) converge', async () => {
     const failures: string[] = [];
     for (const seed of [1213, 2033, 3121, 3785]) {
