@@ -21,6 +21,7 @@ import { renderHtmlReport } from './html-report.js';
 import { LeaderTracker } from './leader-tracker.js';
 import { RunStats } from './run-stats.js';
 import { PairGenerator } from './workload.js';
+import { TRACING, traceRole, traceStamp } from '../util/stage-trace.js';
 
 export const BENCH_CLIENTS_MAX = 4096;
 export const BENCH_BATCH_MAX = 1000;
@@ -214,6 +215,7 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
     return EXIT.ok;
   }
   const settings = parseBenchSettings(values);
+  traceRole('client');
   if (values.report !== undefined && !values.report.endsWith('.html'))
     throw new UsageError(`--report: expected a FILE.html, got ${JSON.stringify(values.report)}`);
   const target = await resolveTarget(values, true);
@@ -236,6 +238,7 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
       ),
     );
   }
+  if (TRACING) traceStamp('client.measured');
   const startedAtMs = Date.now();
   const stats = new RunStats(startedAtMs);
   const tracker = new LeaderTracker(client, startedAtMs);

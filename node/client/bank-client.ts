@@ -26,6 +26,7 @@ import { mergeClusterStatus, type ClusterView, type ReplicaProbe } from './statu
 import { checkClientId, checkRequestId, checkTransferInput, type InputCheck } from './transfer-input.js';
 import { TransferCoalescer, type CoalescedResult } from './transfer-coalescer.js';
 import { TransferStreamChannel, type ChannelBreak } from './transfer-stream-channel.js';
+import { TRACING, traceStamp } from '../util/stage-trace.js';
 import {
   clientIdPrefixOf,
   loadClientTls,
@@ -310,9 +311,11 @@ export class ShardbankClient {
   }
 
   async transfer(input: TransferRequestInput, options: CallOptions = {}): Promise<TransferResult> {
+    if (TRACING) traceStamp('client.transfer');
     const session = this.sessionFor(input.clientId, options.session);
     const result = await this.transferInSession(input, session, options);
     if (result.outcome !== 'UNKNOWN' && result.outcome !== 'ABORTED') session.complete(result.requestId);
+    if (TRACING) traceStamp('client.done');
     return result;
   }
 

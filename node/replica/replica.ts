@@ -33,6 +33,7 @@ import { TxRouter } from './tx-router.js';
 import { ReplicaMetrics } from './replica-metrics.js';
 import { NextTurn } from '../util/next-turn.js';
 import { isProcessAlive } from '../util/process-alive.js';
+import { TRACING, traceStamp, paxosTraceName } from '../util/stage-trace.js';
 
 export type ReplyHandler = (reply: ClientReply) => void;
 
@@ -56,6 +57,8 @@ export class Replica {
   private failed: Error | undefined;
   private leaderListeners: ((leading: boolean) => void)[] = [];
   private readonly itemsPerShard: number;
+  /** Stage-trace names: `s<shard>L` on the leader, `s<shard>F` on a follower. */
+  private readonly traceWho = () => `s${this.config.shard}${this.node.core.role === 'leader' ? 'L' : 'F'}`;
 
   private constructor(
     readonly config: ReplicaConfig,
@@ -76,6 +79,7 @@ export class Replica {
       config.peerSocketDir,
       peerTls,
     );
+    if (TRACING) this.transport.traceWho = this.traceWho;
     this.router = new TxRouter(config, this.transport);
     this.driver = this.makeDriver();
     metrics.attach({
@@ -222,6 +226,8 @@ export class Replica {
   // ---- Peer frames ----
 
   onFrame(frame: PeerFrame): void {
+    if (TRACING) for (const message of frame.paxos) traceStamp(`${this.traceWho()}.recv-${paxosTraceName(message)}`);
+    if (TRACING) for (const message of frame.tx) traceStamp(`${this.traceWho()}.recv-${message.body?.$case}`);
     for (const message of frame.paxos) this.node.stepPaxos(message);
     if (frame.tx.length > 0) {
       // Only a leader sends 2PC messages, so each names its shard's leader (as of sending).
@@ -281,7 +287,7 @@ export class Replica {
   /** The ports of the shared Ready loop (node/shard/ready-driver.ts): real network and DurableLog. */
   private makeDriver(): ReadyDriver<ShardReady> {
     const { shard } = this.config;
-    return new ReadyDriver<ShardReady>(this.node, {
+    return new ReadyDriver<ShardReady>(TRACING ? this.tracedNode() : this.node, {
       storage: { persist: (work, durable, quiet) => this.persist(work, durable, quiet) },
       send: (message) => this.transport.sendPaxos(shard, message.to, message),
       sendTx: (message) => this.router.send(message),
@@ -298,7 +304,37 @@ export class Replica {
     });
   }
 
+  /** The node as the driver sees it, stamping each pass that applied slots (stage trace only). */
+  private tracedNode(): { ready(): ShardReady; persisted(id: number): void } {
+    const { node } = this;
+    return {
+      ready: () => {
+        const before = node.bank.appliedIndex;
+        const ready = node.ready();
+        if (node.bank.appliedIndex !== before) traceStamp(`${this.traceWho()}.applied`);
+        return ready;
+      },
+      persisted: (id) => node.persisted(id),
+    };
+  }
+
   private persist(work: PersistWork, durable: () => void, quiet: boolean): PersistStart {
+    if (TRACING && work.entries.length > 0) {
+      const who = this.traceWho();
+      traceStamp(`${who}.persist-start`);
+      const done = durable;
+      durable = () => {
+        traceStamp(`${who}.persist-durable`);
+        done();
+      };
+      const started = this.persistNow(work, durable, quiet);
+      if (started === 'durable') traceStamp(`${who}.persist-durable`);
+      return started;
+    }
+    return this.persistNow(work, durable, quiet);
+  }
+
+  private persistNow(work: PersistWork, durable: () => void, quiet: boolean): PersistStart {
     try {
       this.log.append(work.hardState, work.entries);
     } catch (error) {
@@ -355,6 +391,7 @@ export class Replica {
     const handler = this.calls.get(reply.token);
     if (!handler) return;
     this.calls.delete(reply.token);
+    if (TRACING) traceStamp(`${this.traceWho()}.reply`);
     this.metrics.replied(reply);
     handler(reply);
   }
