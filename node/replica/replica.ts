@@ -267,6 +267,8 @@ export class Replica {
     this.metrics.endTurn();
     this.passes();
     this.metrics.endTurn();
+    // The frames this run produced leave now, not one more turn of the event loop later.
+    this.transport.flushNow();
   }
 
   private passes(): void {

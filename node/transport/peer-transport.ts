@@ -331,6 +331,16 @@ export class PeerTransport {
     return destination;
   }
 
+  /**
+   * Writes every queued message now instead of at the next turn of the event loop. The replica
+   * calls this at the end of each run of its Ready loop (everything that run produced is
+   * queued by then, so frames are as full as before) and before it blocks in a durable write:
+   * an Accept must be on its way while the leader's own write runs.
+   */
+  flushNow(): void {
+    this.flush();
+  }
+
   private flush(): void {
     if (this.closed) return;
     for (const destination of this.destinations.values()) {
