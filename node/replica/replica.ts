@@ -39,6 +39,9 @@ export type ReplyHandler = (reply: ClientReply) => void;
 
 const LOG_SEGMENT_BYTES = 16 * 1024 * 1024;
 
+/** A leader with at most this many client requests waiting does its durable write on its own thread. */
+const LEADER_WRITE_ON_THREAD_CALLS_MAX = 1;
+
 /** Limits on client work held in memory while waiting for consensus. */
 const PENDING_CALLS_MAX = 200_000;
 
@@ -343,8 +346,14 @@ export class Replica {
       this.fail(error);
       return 'failed';
     }
-    // A follower with nothing else in flight writes on this thread (see DurableLog.syncNow).
-    if (quiet && !work.snapshot && this.node.core.role !== 'leader') {
+    // A follower with nothing else in flight writes on this thread (see DurableLog.syncNow), and
+    // so does a leader serving a lone client: the thread pool's two hand-offs cost such a
+    // leader's write about twice a follower's (docs/PERFORMANCE.md, item 22). Under load the
+    // leader keeps the pool: it must go on reading requests and Accepted replies meanwhile.
+    const leader = this.node.core.role === 'leader';
+    if (quiet && !work.snapshot && (!leader || this.calls.size <= LEADER_WRITE_ON_THREAD_CALLS_MAX)) {
+      // The Accept this Ready queued must be on its way before this thread blocks in the write.
+      if (leader) this.transport.flushNow();
       try {
         if (this.log.syncNow()) {
           this.metrics.persistBatches += 1;
