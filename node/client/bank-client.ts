@@ -41,7 +41,8 @@ export const TRANSFER_DEADLINE_MS_DEFAULT = 30_000;
 export const ATTEMPT_TIMEOUT_MS_DEFAULT = 5_000;
 export const STATUS_TIMEOUT_MS_DEFAULT = 2_000;
 export const ABORT_RETRIES_MAX_DEFAULT = 8;
-export const BATCH_ENTRIES_MAX = 4096;
+/** Entries per batchTransfer: 8190, TigerBeetle's batch (split per shard, each call within the replica's 10,000). */
+export const BATCH_ENTRIES_MAX = 8190;
 export const BALANCE_ITEMS_PER_CALL_MAX = 4096;
 export const MAX_TRANSFER_AMOUNT_DEFAULT = 1_000_000_000;
 
