@@ -13,7 +13,8 @@
 # Both print transfers/s, latency and the server CPU per transfer (µs, /proc utime+stime of the
 # cluster's replicas and nats-server); concurrent also the bench client's CPU per transfer.
 # Environment: ROUNDS (alternating 4, each benches both; concurrent 3), SECS (15s), CLIENTS (64),
-# BENCH_ARGS (more bench flags, e.g. "--cross-shard-ratio 1" for cross-shard transfers only).
+# BENCH_ARGS (more `shardbank bench` flags, e.g. "--cross-shard-ratio 0" for intra-shard only),
+# UP_ARGS (more `shardbank up` flags, e.g. --insecure).
 set -u
 mode=alternating
 if [ "${1:-}" = --concurrent ]; then mode=concurrent; shift; fi
@@ -23,12 +24,12 @@ state=$(mktemp -d /tmp/shardbank-ab.XXXXXX)
 dir() { [ "$1" = a ] && echo "$a" || echo "$b"; }
 cleanup() { for s in a b; do (cd "$(dir $s)" && node dist/node/cli/main.js down --state-dir "$state/$s" >/dev/null 2>&1); done; rm -rf "$state"; }
 trap cleanup EXIT
-for s in a b; do (cd "$(dir $s)" && node dist/node/cli/main.js up --detach --state-dir "$state/$s" >/dev/null) || exit 1; done
+for s in a b; do (cd "$(dir $s)" && node dist/node/cli/main.js up --detach ${UP_ARGS:-} --state-dir "$state/$s" >/dev/null) || exit 1; done
 cpu() { local t=0; for p in $(pgrep -f "$state/$1"); do [ -r /proc/$p/stat ] && t=$((t + $(awk '{print $14+$15}' /proc/$p/stat))); done; echo $t; }
 # bench S DURATION: one bench of cluster S into $state/S.json, its client CPU into $state/S.time.
 bench() {
-  (cd "$(dir "$1")" && /usr/bin/time -f "%U %S" -o "$state/$1.time" node dist/node/cli/main.js bench --clients "$clients" ${BENCH_ARGS:-} \
-    --duration "$2" --warmup 2s --json --state-dir "$state/$1" 2>/dev/null | tail -1 > "$state/$1.json")
+  (cd "$(dir "$1")" && /usr/bin/time -f "%U %S" -o "$state/$1.time" node dist/node/cli/main.js bench --clients "$clients" \
+    --duration "$2" --warmup 2s ${BENCH_ARGS:-} --json --state-dir "$state/$1" 2>/dev/null | tail -1 > "$state/$1.json")
 }
 
 if [ $mode = concurrent ]; then

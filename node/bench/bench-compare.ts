@@ -1,4 +1,4 @@
-// `npm run bench:compare -- [--json] [--duration 10] [--clients 1,64] [--warmup 30] [--rounds 3] [--batch 1000 --batch-clients 16] [--only shardbank,by-kind,no-coalesce,batch,postgresql,etcd]`:
+// `npm run bench:compare -- [--json] [--duration 10] [--clients 1,64] [--warmup 30] [--rounds 3] [--batch 1000,8190 --batch-clients 16,2] [--only shardbank,by-kind,no-coalesce,batch,postgresql,etcd]`:
 // the reference workload (3 shards x 3 replicas, 9000 items, uniform pairs, amount 1, two in
 // three cross-shard, fsync on) against shardbank and the comparison workloads of
 // node/bench/anchors/ (PostgreSQL one node, etcd three members), in one run on one machine,
@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 
 import { installAnchorClients } from './anchors/deps.js';
 import { medianRows, ratios, table, type Row } from './compare-table.js';
+import { BENCH_BATCH_MAX } from '../cli/bench-command.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const CLI = path.join(REPO, 'bin/shardbank.js');
@@ -266,10 +267,12 @@ async function main(): Promise<void> {
       json: { type: 'boolean', default: false },
       duration: { type: 'string', default: '10' },
       clients: { type: 'string', default: '1,64' },
-      batch: { type: 'string', default: '1000' },
+      // 8190: TigerBeetle's batch size, next to our 1000.
+      batch: { type: 'string', default: '1000,8190' },
       warmup: { type: 'string', default: '30' },
       rounds: { type: 'string', default: '3' },
-      'batch-clients': { type: 'string', default: '16' },
+      // One count per batch size: about 16,000 transfers in flight for each.
+      'batch-clients': { type: 'string', default: '16,2' },
       only: { type: 'string' },
       // tls (what `shardbank up` runs), insecure (`up --insecure`), or both, measured in turn.
       security: { type: 'string', default: 'tls' },
@@ -298,9 +301,9 @@ async function main(): Promise<void> {
   if (want('no-coalesce'))
     runs.push(...clients.filter((n) => n > 1).map((n) => ({ clients: n, batch: 1, coalesce: false })));
   // 16 clients x 1000 keeps 16,000 transfers in flight, enough to saturate the cluster; 64 x
-  // 1000 only lengthens queues (and deadlines pass), it does not add throughput.
-  if (want('batch') && Number(values.batch) > 1)
-    runs.push({ clients: Number(values['batch-clients']), batch: Number(values.batch), coalesce: true });
+  // 1000 only lengthens queues (and deadlines pass), it does not add throughput. So 8190-entry
+  // batches run with 2 clients (16,380 in flight): the row compares batch sizes, not queues.
+  if (want('batch')) runs.push(...batchRuns(values.batch!, values['batch-clients']!));
 
   const sessions: SystemSession[] = [];
   const rounds: Row[][] = [];
@@ -358,6 +361,25 @@ async function main(): Promise<void> {
         .join('\n')}\n\n${perRound}\n`,
     );
   }
+}
+
+/** `--batch 1000,8190 --batch-clients 16,2`: one BatchTransfer row per size (sizes of 1 are skipped). */
+function batchRuns(batchList: string, clientList: string): ShardbankRun[] {
+  const sizes = batchList.split(',').map(Number);
+  const counts = clientList.split(',').map(Number);
+  if (counts.length !== 1 && counts.length !== sizes.length)
+    throw new Error(
+      `--batch-clients: one count, or one per --batch size (${sizes.length}), got ${JSON.stringify(clientList)}`,
+    );
+  for (const size of sizes)
+    if (!Number.isSafeInteger(size) || size < 1 || size > BENCH_BATCH_MAX)
+      throw new Error(`--batch: sizes from 1 to ${BENCH_BATCH_MAX}, got ${JSON.stringify(batchList)}`);
+  for (const count of counts)
+    if (!Number.isSafeInteger(count) || count < 1)
+      throw new Error(`--batch-clients: positive integers, got ${JSON.stringify(clientList)}`);
+  return sizes.flatMap((batch, i) =>
+    batch > 1 ? [{ clients: counts[counts.length === 1 ? 0 : i]!, batch, coalesce: true }] : [],
+  );
 }
 
 function failedSystem(system: string, error: unknown, log: (text: string) => void): Row[] {

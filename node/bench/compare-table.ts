@@ -65,6 +65,25 @@ export function ratios(rows: Row[]): Record<string, number> {
         );
     }
   }
+  return { ...result, ...loneClientRatios(rows) };
+}
+
+/**
+ * A lone client by kind of transfer against PostgreSQL's lone client: shardbank's p50 and p99
+ * of the intra-shard-only and cross-shard-only rows over PostgreSQL's (one node has no kinds),
+ * below 1 when shardbank answers sooner.
+ */
+export function loneClientRatios(rows: Row[]): Record<string, number> {
+  const result: Record<string, number> = {};
+  const postgres = rows.find((r) => r.system.startsWith('postgresql') && r.clients === 1 && r.batchSize === 1);
+  if (!postgres) return result;
+  for (const row of rows) {
+    const kind = /^shardbank 3x3( insecure)? \((intra-shard|cross-shard) only\)$/.exec(row.system);
+    if (!kind || row.clients !== 1) continue;
+    const name = `shardbank${kind[1] ?? ''} ${kind[2]}/postgresql`;
+    if (postgres.p50Ms > 0) result[`${name} p50 @1`] = Number((row.p50Ms / postgres.p50Ms).toFixed(2));
+    if (postgres.p99Ms > 0) result[`${name} p99 @1`] = Number((row.p99Ms / postgres.p99Ms).toFixed(2));
+  }
   return result;
 }
 

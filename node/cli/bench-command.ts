@@ -2,6 +2,7 @@
 // one answered), a progress bar on a terminal, and a report as text, JSON or HTML.
 import { writeFileSync } from 'node:fs';
 import {
+  BATCH_ENTRIES_MAX,
   ShardbankClient,
   type ClientSession,
   type TransferRequestInput,
@@ -21,9 +22,11 @@ import { renderHtmlReport } from './html-report.js';
 import { LeaderTracker } from './leader-tracker.js';
 import { RunStats } from './run-stats.js';
 import { PairGenerator } from './workload.js';
+import { TRACING, traceRole, traceStamp } from '../util/stage-trace.js';
 
 export const BENCH_CLIENTS_MAX = 4096;
-export const BENCH_BATCH_MAX = 1000;
+/** The client library's batch limit: 8190, TigerBeetle's batch size (bench:compare measures it next to 1000). */
+export const BENCH_BATCH_MAX = BATCH_ENTRIES_MAX;
 export const PROGRESS_INTERVAL_MS = 250;
 export const RATE_WINDOW_MS = 1_000;
 
@@ -39,7 +42,7 @@ Options:
   --duration D             how long to run (default 10s)
   --cross-shard-ratio R    share of cross-shard transfers, 0..1 (default 0.67)
   --zipf S                 Zipf exponent for item choice; 0 = uniform (default 0)
-  --batch B                transfers per BatchTransfer call; 1 = single Transfer (default 1)
+  --batch B                transfers per batchTransfer (at most 8190); 1 = single Transfer (default 1)
   --amount N               amount per transfer (default 1)
   --timeout D              deadline per call, retries included (default 10s)
   --warmup D               run the same load for D first, unmeasured (default 0s): a fresh
@@ -214,6 +217,7 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
     return EXIT.ok;
   }
   const settings = parseBenchSettings(values);
+  traceRole('client');
   if (values.report !== undefined && !values.report.endsWith('.html'))
     throw new UsageError(`--report: expected a FILE.html, got ${JSON.stringify(values.report)}`);
   const target = await resolveTarget(values, true);
@@ -236,6 +240,7 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
       ),
     );
   }
+  if (TRACING) traceStamp('client.measured');
   const startedAtMs = Date.now();
   const stats = new RunStats(startedAtMs);
   const tracker = new LeaderTracker(client, startedAtMs);

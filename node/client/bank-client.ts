@@ -26,6 +26,7 @@ import { mergeClusterStatus, type ClusterView, type ReplicaProbe } from './statu
 import { checkClientId, checkRequestId, checkTransferInput, type InputCheck } from './transfer-input.js';
 import { TransferCoalescer, type CoalescedResult } from './transfer-coalescer.js';
 import { TransferStreamChannel, type ChannelBreak } from './transfer-stream-channel.js';
+import { TRACING, traceStamp } from '../util/stage-trace.js';
 import {
   clientIdPrefixOf,
   loadClientTls,
@@ -40,7 +41,8 @@ export const TRANSFER_DEADLINE_MS_DEFAULT = 30_000;
 export const ATTEMPT_TIMEOUT_MS_DEFAULT = 5_000;
 export const STATUS_TIMEOUT_MS_DEFAULT = 2_000;
 export const ABORT_RETRIES_MAX_DEFAULT = 8;
-export const BATCH_ENTRIES_MAX = 4096;
+/** Entries per batchTransfer: 8190, TigerBeetle's batch (split per shard, each call within the replica's 10,000). */
+export const BATCH_ENTRIES_MAX = 8190;
 export const BALANCE_ITEMS_PER_CALL_MAX = 4096;
 export const MAX_TRANSFER_AMOUNT_DEFAULT = 1_000_000_000;
 
@@ -310,9 +312,11 @@ export class ShardbankClient {
   }
 
   async transfer(input: TransferRequestInput, options: CallOptions = {}): Promise<TransferResult> {
+    if (TRACING) traceStamp('client.transfer');
     const session = this.sessionFor(input.clientId, options.session);
     const result = await this.transferInSession(input, session, options);
     if (result.outcome !== 'UNKNOWN' && result.outcome !== 'ABORTED') session.complete(result.requestId);
+    if (TRACING) traceStamp('client.done');
     return result;
   }
 

@@ -14,6 +14,7 @@ import {
 } from '../gen/shardbank/v1/bank.js';
 import { codeName, parseLeaderHint, type LeaderHint } from './grpc-call.js';
 import type { CoalescedResult } from './transfer-coalescer.js';
+import { TRACING, traceStamp } from '../util/stage-trace.js';
 
 export type Deliver = (index: number, result: CoalescedResult) => void;
 
@@ -81,7 +82,9 @@ export class TransferStreamChannel {
       tags[index] = tag;
       this.waiting.set(tag, { deliver, index, sentAtMs });
     }
+    if (TRACING) traceStamp('client.stream-write');
     this.call.write({ cluster: this.cluster, entries: entries as BatchEntry[], tags });
+    if (TRACING) traceStamp('client.stream-written');
   }
 
   close(): void {
@@ -89,6 +92,7 @@ export class TransferStreamChannel {
   }
 
   private receive(reply: TransferStreamReply): void {
+    if (TRACING) traceStamp('client.stream-data');
     let notLeader = false;
     for (let k = 0; k < reply.tags.length; k += 1) {
       const waiting = this.waiting.get(reply.tags[k]!);

@@ -3,6 +3,7 @@
 // announcements, signals.
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
+import { traceRole } from '../util/stage-trace.js';
 import { BankService as BankServiceDefinition } from '../gen/shardbank/v1/bank.js';
 import { HealthService, HealthCheckResponse_ServingStatus, type HealthServer } from '../gen/grpc/health/v1/health.js';
 import { LeaderAnnouncer, LeaderWatcher } from '../discovery/index.js';
@@ -32,6 +33,7 @@ async function main(): Promise<void> {
     }
     throw error;
   }
+  traceRole(`s${config.shard}r${config.ordinal}`);
   const logger = pino({
     level: config.logLevel,
     base: { cluster: config.cluster, shard: config.shard, replica: config.ordinal },

@@ -33,10 +33,14 @@ import { TxRouter } from './tx-router.js';
 import { ReplicaMetrics } from './replica-metrics.js';
 import { NextTurn } from '../util/next-turn.js';
 import { isProcessAlive } from '../util/process-alive.js';
+import { TRACING, traceStamp, paxosTraceName } from '../util/stage-trace.js';
 
 export type ReplyHandler = (reply: ClientReply) => void;
 
 const LOG_SEGMENT_BYTES = 16 * 1024 * 1024;
+
+/** A leader with at most this many client requests waiting does its durable write on its own thread. */
+const LEADER_WRITE_ON_THREAD_CALLS_MAX = 1;
 
 /** Limits on client work held in memory while waiting for consensus. */
 const PENDING_CALLS_MAX = 200_000;
@@ -56,6 +60,8 @@ export class Replica {
   private failed: Error | undefined;
   private leaderListeners: ((leading: boolean) => void)[] = [];
   private readonly itemsPerShard: number;
+  /** Stage-trace names: `s<shard>L` on the leader, `s<shard>F` on a follower. */
+  private readonly traceWho = () => `s${this.config.shard}${this.node.core.role === 'leader' ? 'L' : 'F'}`;
 
   private constructor(
     readonly config: ReplicaConfig,
@@ -76,6 +82,7 @@ export class Replica {
       config.peerSocketDir,
       peerTls,
     );
+    if (TRACING) this.transport.traceWho = this.traceWho;
     this.router = new TxRouter(config, this.transport);
     this.driver = this.makeDriver();
     metrics.attach({
@@ -221,6 +228,8 @@ export class Replica {
   // ---- Peer frames ----
 
   onFrame(frame: PeerFrame): void {
+    if (TRACING) for (const message of frame.paxos) traceStamp(`${this.traceWho()}.recv-${paxosTraceName(message)}`);
+    if (TRACING) for (const message of frame.tx) traceStamp(`${this.traceWho()}.recv-${message.body?.$case}`);
     for (const message of frame.paxos) this.node.stepPaxos(message);
     if (frame.tx.length > 0) {
       // Only a leader sends 2PC messages, so each names its shard's leader (as of sending).
@@ -260,6 +269,8 @@ export class Replica {
     this.metrics.endTurn();
     this.passes();
     this.metrics.endTurn();
+    // The frames this run produced leave now, not one more turn of the event loop later.
+    this.transport.flushNow();
   }
 
   private passes(): void {
@@ -280,7 +291,7 @@ export class Replica {
   /** The ports of the shared Ready loop (node/shard/ready-driver.ts): real network and DurableLog. */
   private makeDriver(): ReadyDriver<ShardReady> {
     const { shard } = this.config;
-    return new ReadyDriver<ShardReady>(this.node, {
+    return new ReadyDriver<ShardReady>(TRACING ? this.tracedNode() : this.node, {
       storage: { persist: (work, durable, quiet) => this.persist(work, durable, quiet) },
       send: (message) => this.transport.sendPaxos(shard, message.to, message),
       sendTx: (message) => this.router.send(message),
@@ -297,15 +308,51 @@ export class Replica {
     });
   }
 
+  /** The node as the driver sees it, stamping each pass that applied slots (stage trace only). */
+  private tracedNode(): { ready(): ShardReady; persisted(id: number): void } {
+    const { node } = this;
+    return {
+      ready: () => {
+        const before = node.bank.appliedIndex;
+        const ready = node.ready();
+        if (node.bank.appliedIndex !== before) traceStamp(`${this.traceWho()}.applied`);
+        return ready;
+      },
+      persisted: (id) => node.persisted(id),
+    };
+  }
+
   private persist(work: PersistWork, durable: () => void, quiet: boolean): PersistStart {
+    if (TRACING && work.entries.length > 0) {
+      const who = this.traceWho();
+      traceStamp(`${who}.persist-start`);
+      const done = durable;
+      durable = () => {
+        traceStamp(`${who}.persist-durable`);
+        done();
+      };
+      const started = this.persistNow(work, durable, quiet);
+      if (started === 'durable') traceStamp(`${who}.persist-durable`);
+      return started;
+    }
+    return this.persistNow(work, durable, quiet);
+  }
+
+  private persistNow(work: PersistWork, durable: () => void, quiet: boolean): PersistStart {
     try {
       this.log.append(work.hardState, work.entries);
     } catch (error) {
       this.fail(error);
       return 'failed';
     }
-    // A follower with nothing else in flight writes on this thread (see DurableLog.syncNow).
-    if (quiet && !work.snapshot && this.node.core.role !== 'leader') {
+    // A follower with nothing else in flight writes on this thread (see DurableLog.syncNow), and
+    // so does a leader serving a lone client: the thread pool's two hand-offs cost such a
+    // leader's write about twice a follower's (docs/PERFORMANCE.md, item 22). Under load the
+    // leader keeps the pool: it must go on reading requests and Accepted replies meanwhile.
+    const leader = this.node.core.role === 'leader';
+    if (quiet && !work.snapshot && (!leader || this.calls.size <= LEADER_WRITE_ON_THREAD_CALLS_MAX)) {
+      // The Accept this Ready queued must be on its way before this thread blocks in the write.
+      if (leader) this.transport.flushNow();
       try {
         if (this.log.syncNow()) {
           this.metrics.persistBatches += 1;
@@ -354,6 +401,7 @@ export class Replica {
     const handler = this.calls.get(reply.token);
     if (!handler) return;
     this.calls.delete(reply.token);
+    if (TRACING) traceStamp(`${this.traceWho()}.reply`);
     this.metrics.replied(reply);
     handler(reply);
   }

@@ -19,6 +19,7 @@ import {
 } from '../gen/shardbank/v1/bank.js';
 import type { ClientReply, ErrorCode, TransferInput } from '../shard/shard-node.js';
 import { NextTurn } from '../util/next-turn.js';
+import { TRACING, traceStamp } from '../util/stage-trace.js';
 import {
   checkCluster,
   checkTransferFields,
@@ -87,7 +88,9 @@ export function serveTransferStream(
     if (out.tags.length > 0) {
       const message = out;
       out = { tags: [], results: [], leaderHint: '' };
+      if (TRACING) traceStamp(`s${host.shard}L.stream-write`);
       if (open) call.write(message);
+      if (TRACING) traceStamp(`s${host.shard}L.stream-written`);
     }
     finishIfDone();
   });
@@ -104,6 +107,7 @@ export function serveTransferStream(
   };
 
   call.on('data', (request: TransferStreamRequest) => {
+    if (TRACING) traceStamp(`s${host.shard}L.stream-data`);
     host.countMessage(request.entries.length);
     if (!open) return;
     const { entryRefusal } = host;

@@ -33,6 +33,7 @@ import { PeerFrame, type PaxosMessage, type TxMessage } from '../gen/shardbank/v
 import { frameRefusal, type ReplicaIdentity } from '../security/identity.js';
 import type { PeerTls } from '../security/peer-tls.js';
 import { NextTurn } from '../util/next-turn.js';
+import { TRACING, traceStamp, paxosTraceName } from '../util/stage-trace.js';
 
 /** Largest message on any replica connection (peer frames, client calls). */
 export const MESSAGE_BYTES_MAX = 64 * 1024 * 1024;
@@ -115,6 +116,8 @@ export class PeerTransport {
   /** Refusal -> when it was last logged and how often it happened since (a re-dialling peer). */
   private readonly refusals = new Map<string, { loggedMs: number; since: number }>();
   framesSent = 0;
+  /** Stage-trace prefix of this process's stamps (set by the replica when tracing). */
+  traceWho: () => string = () => 'peer';
 
   constructor(
     private readonly cluster: string,
@@ -328,6 +331,16 @@ export class PeerTransport {
     return destination;
   }
 
+  /**
+   * Writes every queued message now instead of at the next turn of the event loop. The replica
+   * calls this at the end of each run of its Ready loop (everything that run produced is
+   * queued by then, so frames are as full as before) and before it blocks in a durable write:
+   * an Accept must be on its way while the leader's own write runs.
+   */
+  flushNow(): void {
+    this.flush();
+  }
+
   private flush(): void {
     if (this.closed) return;
     for (const destination of this.destinations.values()) {
@@ -352,7 +365,13 @@ export class PeerTransport {
           { dropped },
           `peer messages larger than the ${MESSAGE_BYTES_MAX}-byte frame limit were dropped`,
         );
+      if (TRACING) {
+        const who = this.traceWho();
+        for (const message of frame.paxos) traceStamp(`${who}.send-${paxosTraceName(message)}`);
+        for (const message of frame.tx) traceStamp(`${who}.send-${message.body?.$case}`);
+      }
       for (const bytes of frames) socket.write(bytes);
+      if (TRACING) traceStamp(`${this.traceWho()}.frame-written`);
       this.framesSent += frames.length;
     }
   }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { medianRows, ratios, table, type Row } from '../../node/bench/compare-table.js';
+import { loneClientRatios, medianRows, ratios, table, type Row } from '../../node/bench/compare-table.js';
 
 const row = (system: string, clients: number, transfersPerS: number, p50Ms = 1, p99Ms = 2, batchSize = 1): Row => ({
   system,
@@ -57,8 +57,33 @@ describe('bench:compare table', () => {
       row('etcd', 64, 1000),
       row('postgresql', 1, 1000),
     ];
-    expect(ratios(rows)).toEqual({ 'shardbank/etcd throughput @64': 3 });
+    expect(ratios(rows)).toEqual({
+      'shardbank/etcd throughput @64': 3,
+      // The lone-client rows by kind are compared by latency only (below).
+      'shardbank cross-shard/postgresql p50 @1': 1,
+      'shardbank cross-shard/postgresql p99 @1': 1,
+    });
     expect(table(rows).split('\n')).toHaveLength(rows.length + 1);
+  });
+
+  it("compares a lone client's latency by kind with PostgreSQL's lone client, p50 and p99", () => {
+    const rows = [
+      row('shardbank 3x3 (intra-shard only)', 1, 1200, 0.6, 2.4),
+      row('shardbank 3x3 (cross-shard only)', 1, 500, 1.6, 6),
+      row('shardbank 3x3 insecure (intra-shard only)', 1, 1300, 0.5, 2),
+      row('shardbank 3x3 (intra-shard only)', 64, 9000, 7, 20), // not a lone client: no ratio
+      row('postgresql 15, one node, fsync on', 1, 1500, 0.8, 1.6),
+    ];
+    expect(loneClientRatios(rows)).toEqual({
+      'shardbank intra-shard/postgresql p50 @1': 0.75,
+      'shardbank intra-shard/postgresql p99 @1': 1.5,
+      'shardbank cross-shard/postgresql p50 @1': 2,
+      'shardbank cross-shard/postgresql p99 @1': 3.75,
+      'shardbank insecure intra-shard/postgresql p50 @1': 0.63,
+      'shardbank insecure intra-shard/postgresql p99 @1': 1.25,
+    });
+    // Without PostgreSQL's lone client there is nothing to compare with.
+    expect(loneClientRatios(rows.slice(0, 4))).toEqual({});
   });
 
   it('gives what TLS costs: the TLS cluster against `up --insecure`, per client count', () => {

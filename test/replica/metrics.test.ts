@@ -94,6 +94,19 @@ describe('replica /metrics', () => {
     }
   });
 
+  it('a leader serving a lone client writes its log on its own thread, as followers do', async () => {
+    const leader = await cluster.leaderOf(0);
+    const onThread = (families: Map<string, MetricFamily>) =>
+      value(families, 'shardbank_log_fsync_duration_seconds_count', { path: 'sync_now' }) ?? 0;
+    const before = onThread((await scrape(0, leader)).families);
+    // One transfer at a time within shard 0: the leader has one request waiting per slot.
+    for (let r = 1; r <= 5; r += 1)
+      expect((await cluster.transfer('lone-client', r, r, r + 10, 1)).outcome).toBe(Outcome.COMMITTED);
+    expect(await cluster.leaderOf(0)).toBe(leader);
+    // Each transfer's slot is one durable write of the leader, none through the thread pool.
+    expect(onThread((await scrape(0, leader)).families) - before).toBeGreaterThanOrEqual(5);
+  });
+
   it('times intra- and cross-shard transfers, commits, fsyncs and the 2PC phases', async () => {
     const leader0 = await cluster.leaderOf(0);
     const before = (await scrape(0, leader0)).families;
