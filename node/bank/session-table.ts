@@ -16,8 +16,13 @@ import type { SessionRecord, TxId } from '../gen/shardbank/v1/peer.js';
 
 export const SESSION_LIMITS = {
   sessionsMax: 10_000,
-  /** Finished outcomes kept per session (attempts in flight are kept in addition, always). */
-  resultsPerSessionMax: 2048,
+  /**
+   * Finished outcomes kept per session (attempts in flight are kept in addition, always). At
+   * least two of the largest batches (REQUEST_LIMITS.batchEntriesMax, asserted there): a batch
+   * of one client id on one shard must never trim an outcome its client has not seen yet (an
+   * 8190-entry batch against 2,048 lost 78 of 65,520 outcomes to FAILED_PRECONDITION).
+   */
+  resultsPerSessionMax: 20_000,
   /** Bounds the snapshot: whole least-recently-used sessions go once the total passes this. */
   resultsTotalMax: 200_000,
   clientIdBytesMax: 128,

@@ -12,6 +12,11 @@ export const REQUEST_LIMITS = {
   clientIdBytesMax: SESSION_LIMITS.clientIdBytesMax,
 } as const;
 
+// A batch of one client id on one shard, and the one after it, must fit in the session's window
+// of finished outcomes, or outcomes the client has not seen yet are trimmed.
+if (!(SESSION_LIMITS.resultsPerSessionMax >= 2 * REQUEST_LIMITS.batchEntriesMax))
+  throw new Error('SESSION_LIMITS.resultsPerSessionMax must hold two of the largest batches');
+
 export type Invalid = { ok: false; code: 'invalid-argument' | 'failed-precondition'; message: string };
 export type Checked<T> = { ok: true; value: T } | Invalid;
 

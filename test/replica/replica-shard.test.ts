@@ -4,7 +4,14 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
-import { Outcome, type TransferStreamReply, type TransferStreamRequest } from '../../node/gen/shardbank/v1/bank.js';
+import {
+  Outcome,
+  type TransferReply,
+  type TransferStreamReply,
+  type TransferStreamRequest,
+} from '../../node/gen/shardbank/v1/bank.js';
+import { SESSION_LIMITS } from '../../node/bank/session-table.js';
+import { REQUEST_LIMITS } from '../../node/replica/request-validation.js';
 import { ShardbankClient } from '../../node/client/bank-client.js';
 import { ReplicaCluster, pollUntil } from '../support/replica-cluster.js';
 import { BankLedger } from '../support/bank-ledger.js';
@@ -104,11 +111,13 @@ describe('a shard of three replica processes', () => {
     expect(first.outcome).toBe(Outcome.COMMITTED);
     await expect(cluster.transfer('reuse', 1, 1, 2, 4)).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
 
-    // One client with more results than its session keeps (2048): the oldest are evicted and
-    // their ids, retried, get FAILED_PRECONDITION instead of running again.
+    // One client with more results than its session keeps (SESSION_LIMITS.resultsPerSessionMax,
+    // 20,000): the oldest are evicted and their ids, retried, get FAILED_PRECONDITION instead of
+    // running again. Sent as batches of the largest size, one after another.
     const leader = cluster.replicas[0]![await cluster.leaderOf(0)]!;
     const sessionEpoch = await cluster.sessionEpoch('evicted', 0);
-    const entries = Array.from({ length: 2100 }, (_, i) => ({
+    const count = SESSION_LIMITS.resultsPerSessionMax + 100;
+    const entries = Array.from({ length: count }, (_, i) => ({
       requestId: i + 1,
       from: 9 + (i % 2),
       to: 11 + (i % 2),
@@ -117,11 +126,19 @@ describe('a shard of three replica processes', () => {
       acknowledgedBelow: 0,
       sessionEpoch,
     }));
-    const batch = await cluster
-      .client(leader.address)
-      .batchTransferAsync({ cluster: cluster.cluster, clientId: 'evicted', entries }, new grpc.Metadata(), {
-        deadline: Date.now() + 60_000,
-      });
+    const batch: { results: TransferReply[] } = { results: [] };
+    for (let first = 0; first < count; first += REQUEST_LIMITS.batchEntriesMax) {
+      const part = await cluster.client(leader.address).batchTransferAsync(
+        {
+          cluster: cluster.cluster,
+          clientId: 'evicted',
+          entries: entries.slice(first, first + REQUEST_LIMITS.batchEntriesMax),
+        },
+        new grpc.Metadata(),
+        { deadline: Date.now() + 120_000 },
+      );
+      batch.results.push(...part.results);
+    }
     const definite = (outcome: number) => outcome === Outcome.COMMITTED || outcome === Outcome.INSUFFICIENT_FUNDS;
     // Entries caught by a leader change come back UNAVAILABLE: retried in order with their ids.
     for (const [index, result] of batch.results.entries()) {
@@ -141,15 +158,15 @@ describe('a shard of three replica processes', () => {
         });
     }
     expect(batch.results.filter((r) => definite(r.outcome) || r.outcome === Outcome.FAILED_PRECONDITION)).toHaveLength(
-      2100,
+      count,
     );
     const before = await cluster.readLinearizable([9, 10, 11, 12]);
     await expect(cluster.transfer('evicted', 1, 9, 11, 1)).rejects.toMatchObject({
       code: grpc.status.FAILED_PRECONDITION,
     });
     expect(await cluster.readLinearizable([9, 10, 11, 12])).toEqual(before);
-    const recent = await cluster.transfer('evicted', 2100, entries[2099]!.from, entries[2099]!.to, 1);
-    expect(recent.outcome).toBe(batch.results[2099]!.outcome);
+    const recent = await cluster.transfer('evicted', count, entries[count - 1]!.from, entries[count - 1]!.to, 1);
+    expect(recent.outcome).toBe(batch.results[count - 1]!.outcome);
   });
 
   it('OpenSession: served or forwarded by any replica, repeatable; a transfer under another epoch is refused, never run', async () => {
