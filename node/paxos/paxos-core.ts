@@ -418,10 +418,14 @@ export class PaxosCore {
       this.nextSlot <= this.commitIndexValue + CONFIGURATION_WINDOW_SLOTS
     );
   }
-  /** Followers' known chosen prefixes (leader only): used to pick a hand-over target. */
+  /** Voting followers' known chosen prefixes (leader only): used to pick a hand-over target. */
   followerCommitIndexes(): Map<number, number> {
     const result = new Map<number, number>();
-    for (const [ordinal, progress] of this.followers) result.set(ordinal, progress.commitIndex);
+    for (const [ordinal, progress] of this.followers) {
+      // A learner cannot take over: only voters of the configuration in force and of the newest.
+      if (isVoter(this.configuration, ordinal) && isVoter(this.history.latest, ordinal))
+        result.set(ordinal, progress.commitIndex);
+    }
     return result;
   }
   private get majority(): number {
