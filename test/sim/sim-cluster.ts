@@ -1197,9 +1197,20 @@ export class SimCluster {
   /** A voter's disk is lost for good: it must be replaced by a new member (one per shard at a time). */
   private loseDiskForGood(shard: number): void {
     const group = this.replicas[shard]!;
-    const latest = this.histories[shard]!.latest;
+    const history = this.histories[shard]!;
+    const latest = history.latest;
     if ([...latest.voters, ...latest.learners].some((id) => this.retired.has(group[id]!))) return;
-    const candidates = latest.voters.filter((id) => group[id]!.up);
+    const leader = this.leader(shard);
+    if (!leader || leader.node.core.configurationChangeInFlight) return;
+    // Only a loss every configuration still to govern a slot survives: a majority of its voters
+    // stays (losing one of two voters, as losing two of three, voids every guarantee).
+    const configurations = history.from(this.maxChosen[shard]! + 1);
+    const survives = (lost: number) =>
+      configurations.every(
+        (c) =>
+          c.voters.filter((id) => id !== lost && !this.retired.has(group[id]!)).length >= majorityOfConfiguration(c),
+      );
+    const candidates = latest.voters.filter((id) => group[id]!.up && survives(id));
     if (candidates.length === 0) return;
     this.stats.diskLosses += 1;
     this.retire(group[this.faultRng.pick(candidates)]!, 'disk lost for good: it comes back as a new member');
@@ -2493,6 +2504,12 @@ class ChosenConfigurations {
   }
   get latest(): Configuration {
     return this.epochs.at(-1)!.configuration;
+  }
+  /** Every configuration that governs some slot from `slot` on. */
+  from(slot: number): Configuration[] {
+    const result = [this.inForceAt(slot)];
+    for (const epoch of this.epochs) if (epoch.fromSlot > slot) result.push(epoch.configuration);
+    return result;
   }
 }
 
