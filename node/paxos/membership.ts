@@ -320,22 +320,21 @@ export class ConfigurationHistory {
   }
 
   /**
-   * A configuration entry at `slot` was chosen and is being applied (in slot order). Every
-   * replica checks the succession rule here, whatever the leader checked.
+   * A configuration entry at `slot` was chosen and is being applied (in slot order). It takes
+   * effect (from slot + α) only if no earlier change is still coming into force and it is one
+   * step from the newest configuration; otherwise it is void, a no-op. Leaders never propose
+   * such an entry, but a later leader's recovery can choose two leaders' proposals side by side
+   * (an old leader's unchosen entry resurrected next to its successor's), so the rule is the
+   * state machine's, decided by the chosen log alone: every replica voids the same entries.
+   * Returns whether the entry took effect.
    */
-  recordChosen(slot: number, configuration: Configuration): void {
+  recordChosen(slot: number, configuration: Configuration): boolean {
     if (!(slot > this.lastEntrySlotValue)) invariantViolated(`configuration entry at ${slot} recorded out of order`);
-    const previous = this.latest;
-    const problem = successionProblem(previous, configuration);
-    if (problem !== undefined) invariantViolated(`configuration entry at slot ${slot}: ${problem}`);
-    // One change in flight: a leader proposes a change only once the one before is in force.
-    if (!(slot >= this.latestFromSlot))
-      invariantViolated(
-        `configuration entry at slot ${slot} while the change at ${this.lastEntrySlotValue} is in flight`,
-      );
-    const fromSlot = slot + CONFIGURATION_WINDOW_SLOTS;
-    this.epochs.push({ fromSlot, configuration });
     this.lastEntrySlotValue = slot;
+    if (slot < this.latestFromSlot) return false;
+    if (successionProblem(this.latest, configuration) !== undefined) return false;
+    this.epochs.push({ fromSlot: slot + CONFIGURATION_WINDOW_SLOTS, configuration });
+    return true;
   }
 
   /** The epochs a snapshot at `index` must carry: the one in force at index + 1 and every later one. */

@@ -490,9 +490,8 @@ export class PaxosCore {
     for (let slot = from + 1; slot <= to; slot += 1) {
       const entry = this.log.get(slot);
       if (entry === undefined || !isConfigurationEntry(entry.value)) continue;
-      this.history.recordChosen(slot, decodeConfigurationEntry(entry.value));
       this.unchosenConfigurations.delete(slot);
-      changed = true;
+      changed = this.history.recordChosen(slot, decodeConfigurationEntry(entry.value)) || changed;
     }
     if (this.roleValue !== 'leader') return;
     if (changed) this.syncFollowers();
@@ -899,7 +898,10 @@ export class PaxosCore {
     }
     if (fromSlot - 1 < this.snapshot.index) {
       // The candidate lacks chosen slots this replica already compacted: it must catch up first.
-      this.sendReject(from, ballot, true);
+      // Said only by a replica that may lead (and so bring it the snapshot): a learner's or a
+      // removed member's "behind" would end every candidacy while it never campaigns itself
+      // (reconfig seed 238); without its promise the candidate can still win with the others.
+      if (this.mayStandForElection) this.sendReject(from, ballot, true);
       return;
     }
     this.raisePromise(ballot);

@@ -141,17 +141,20 @@ describe('configuration history: in force from slot c + α, never before it is c
     expect(history.inForceBetween(11, 11 + ALPHA)).toEqual([initialConfiguration(3), grown]);
   });
 
-  it('asserts one change in flight, and one voter per step, whatever the leader checked', () => {
+  it('a change chosen while another comes into force, or of two voters at once, is void on every replica', () => {
     const history = ConfigurationHistory.initial(3);
     const grown = step(initialConfiguration(3), { type: 'add-learner' });
-    history.recordChosen(10, grown);
+    expect(history.recordChosen(10, grown)).toBe(true);
     const again = step(grown, { type: 'add-learner' });
-    // A second change chosen before the first is in force: the second would start before the first.
-    expect(() => history.recordChosen(10 + ALPHA - 1, again)).toThrow(/is in flight/);
+    // Two leaders' proposals chosen side by side by a later leader's recovery: the second is void.
+    expect(history.recordChosen(10 + ALPHA - 1, again)).toBe(false);
+    expect(history.latest).toEqual(grown);
+    expect(history.inForceAt(10 + ALPHA + ALPHA)).toEqual(grown);
+    expect(history.recordChosen(10 + ALPHA, again)).toBe(true);
     const h2 = ConfigurationHistory.initial(3);
-    expect(() => h2.recordChosen(5, { voters: [0], learners: [], nextMemberId: 3 })).toThrow(
-      /more than one voter changes/,
-    );
+    expect(h2.recordChosen(5, { voters: [0], learners: [], nextMemberId: 3 })).toBe(false);
+    expect(h2.latest).toEqual(initialConfiguration(3));
+    expect(() => h2.recordChosen(4, grown)).toThrow(/out of order/);
   });
 
   it('a snapshot keeps what governs the slots after it', () => {

@@ -58,6 +58,7 @@ import {
   isConfigurationEntry,
   isMember,
   isVoter,
+  successionProblem,
   type Configuration,
   type ConfigurationChange,
 } from '../../node/paxos/membership.js';
@@ -1891,11 +1892,11 @@ export class SimCluster {
       // Durable on a majority of the voters of the configuration in force at this slot.
       const configuration = this.histories[shard]!.inForceAt(slot);
       if (isConfigurationEntry(value)) {
-        this.histories[shard]!.record(slot, decodeConfigurationEntry(value));
-        this.stats.configurationsChosen += 1;
+        const effective = this.histories[shard]!.record(slot, decodeConfigurationEntry(value));
+        if (effective) this.stats.configurationsChosen += 1;
         this.log(
           `s${shard}`,
-          `membership: slot ${slot} chose ${describeConfiguration(decodeConfigurationEntry(value))}`,
+          `membership: slot ${slot} chose ${describeConfiguration(decodeConfigurationEntry(value))}${effective ? '' : ' (void: another change is coming into force)'}`,
         );
       }
       let durable = 0;
@@ -2494,8 +2495,12 @@ class ChosenConfigurations {
   constructor(initial: Configuration) {
     this.epochs = [{ fromSlot: 1, configuration: initial }];
   }
-  record(slot: number, configuration: Configuration): void {
+  /** Void (a no-op) while an earlier change comes into force, or if not one step from the newest. */
+  record(slot: number, configuration: Configuration): boolean {
+    const last = this.epochs.at(-1)!;
+    if (slot < last.fromSlot || successionProblem(last.configuration, configuration) !== undefined) return false;
     this.epochs.push({ fromSlot: slot + CONFIGURATION_WINDOW_SLOTS_EXPECTED, configuration });
+    return true;
   }
   inForceAt(slot: number): Configuration {
     let found = this.epochs[0]!.configuration;
