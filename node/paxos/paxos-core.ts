@@ -442,6 +442,16 @@ export class PaxosCore {
   get latestConfiguration(): Configuration {
     return this.history.latest;
   }
+  /**
+   * The newest configuration is in force at the applied index but the durable snapshot is older:
+   * the state machine should snapshot now. A replica restarts with its commit index at its
+   * snapshot, and the configuration it then works with is the one in force there; one whose
+   * voters are gone (removed, their pods deleted) could never elect a leader again.
+   */
+  get configurationSnapshotDue(): boolean {
+    const fromSlot = this.history.latestFromSlot;
+    return fromSlot > 1 && this.snapshot.index < fromSlot - 1 && this.appliedIndexValue >= fromSlot - 1;
+  }
   /** A chosen change not in force yet, or a proposed one not chosen yet (leader). */
   get configurationChangeInFlight(): boolean {
     return this.history.changePendingAfter(this.commitIndexValue) || this.unchosenConfigurations.size > 0;

@@ -605,7 +605,9 @@ export class ShardNode {
 
   private maybeSnapshot(): void {
     const applied = this.bankState.appliedIndex;
-    if (applied - this.lastSnapshotIndex < this.config.snapshotEverySlots) return;
+    // Also once a configuration comes into force: a restart must never fall back to one older.
+    const due = applied - this.lastSnapshotIndex >= this.config.snapshotEverySlots;
+    if (!due && !this.core.configurationSnapshotDue) return;
     this.lastSnapshotIndex = applied;
     this.core.compact(applied, this.bankState.toSnapshot());
   }

@@ -1205,7 +1205,12 @@ export class SimCluster {
     if (!leader || leader.node.core.configurationChangeInFlight) return;
     // Only a loss every configuration still to govern a slot survives: a majority of its voters
     // stays (losing one of two voters, as losing two of three, voids every guarantee).
-    const configurations = history.from(this.maxChosen[shard]! + 1);
+    // From the oldest durable snapshot of a member on: a restart starts from the configuration there.
+    const oldestSnapshot = Math.min(
+      ...group.filter((r) => this.active(r)).map((r) => r.disk.snapshot?.index ?? 0),
+      this.maxChosen[shard]!,
+    );
+    const configurations = history.from(oldestSnapshot + 1);
     const survives = (lost: number) =>
       configurations.every(
         (c) =>
@@ -1230,11 +1235,17 @@ export class SimCluster {
     const group = this.replicas[shard]!;
     const inForce = core.configuration;
     const latest = core.latestConfiguration;
-    // A member removed, once its removal is in force: its pod is deleted.
+    // A member removed, once its removal is in force and every member's durable snapshot is past
+    // it (a restart starts from the configuration in force at its snapshot): its pod is deleted.
+    const history = this.histories[shard]!;
+    const restartConfigurations = group
+      .filter((r) => this.active(r))
+      .map((r) => history.inForceAt((r.disk.snapshot?.index ?? 0) + 1));
     for (const replica of group) {
       if (this.retired.has(replica) || replica.ordinal >= latest.nextMemberId) continue;
-      if (!isMember(inForce, replica.ordinal) && !isMember(latest, replica.ordinal))
-        this.retire(replica, 'removed from the configuration: its pod is deleted');
+      if (isMember(inForce, replica.ordinal) || isMember(latest, replica.ordinal)) continue;
+      if (restartConfigurations.some((c) => isMember(c, replica.ordinal))) continue;
+      this.retire(replica, 'removed from the configuration: its pod is deleted');
     }
     if (core.configurationChangeInFlight) return;
     const gone = (id: number) => this.retired.has(group[id]!);
