@@ -16,13 +16,32 @@
 import { assert, invariantViolated } from '../util/assert.js';
 import type { Accepted, AcceptedEntry, Ballot, PaxosMessage, Promised, SlotValue } from '../gen/shardbank/v1/peer.js';
 import { ballotEquals, ballotLess, ballotOf, maxBallot, ZERO_BALLOT } from './ballot.js';
+import {
+  applyChange,
+  CONFIGURATION_WINDOW_SLOTS,
+  ConfigurationHistory,
+  decodeConfigurationEntry,
+  encodeConfigurationEntry,
+  hasMajority,
+  hasMajorityOfEach,
+  isConfigurationEntry,
+  isVoter,
+  MEMBER_ID_LIMIT,
+  unwrapSnapshot,
+  wrapSnapshot,
+  type ChangeResult,
+  type Configuration,
+  type ConfigurationChange,
+} from './membership.js';
 
 export const ROLES = ['follower', 'candidate', 'leader'] as const;
 export type Role = (typeof ROLES)[number];
 
 export interface PaxosConfig {
   shard: number;
+  /** This replica's member id (docs/ARCHITECTURE.md, "Membership"): 0..replicaCount-1 for the first members. */
   ordinal: number;
+  /** The first configuration: voters 0..replicaCount-1 (the log and snapshots say what it is now). */
   replicaCount: number;
   /** Election timeouts are drawn uniformly from [min, max) ticks. */
   electionTimeoutTicksMin: number;
@@ -213,6 +232,13 @@ interface PromiseInProgress {
 
 type BodyCase = NonNullable<PaxosMessage['body']>;
 
+/** The voters of a configuration as a bit mask (member ids are below MEMBER_ID_LIMIT). */
+function votersMask(configuration: Configuration): number {
+  let mask = 0;
+  for (const id of configuration.voters) mask |= 1 << id;
+  return mask;
+}
+
 export class PaxosCore {
   readonly config: PaxosConfig;
   private readonly messageValueBytesMax: number;
@@ -240,6 +266,11 @@ export class PaxosCore {
   private lastReelectionTick = Number.NEGATIVE_INFINITY;
   /** Leader: followers that said they do not vote (rebuilding), and when. */
   private readonly nonVotingSeenTick = new Map<number, number>();
+  /**
+   * The configurations of the chosen prefix by slot (docs/ARCHITECTURE.md, "Membership"),
+   * recorded as the commit index passes their entries, carried in the snapshot.
+   */
+  private history: ConfigurationHistory;
   // Durable acceptor state (mirrored by storage through `persist`).
   private promised: Ballot = ZERO_BALLOT;
   private readonly log = new Map<number, { ballot: Ballot; value: Buffer }>();
@@ -293,7 +324,7 @@ export class PaxosCore {
 
   constructor(config: PaxosConfig, recovered?: RecoveredAcceptorState) {
     assert(config.replicaCount >= 1 && config.replicaCount % 2 === 1, 'replicaCount must be odd');
-    assert(config.ordinal >= 0 && config.ordinal < config.replicaCount, 'ordinal out of range');
+    assert(config.ordinal >= 0 && config.ordinal < MEMBER_ID_LIMIT, 'ordinal out of range');
     assert(config.electionTimeoutTicksMin < config.electionTimeoutTicksMax, 'election timeout range is empty');
     assert(config.heartbeatTicks < config.electionTimeoutTicksMin, 'heartbeats must be faster than elections');
     this.config = config;
@@ -305,6 +336,7 @@ export class PaxosCore {
     this.probeNonce = 1 + Math.floor(config.random() * 2 ** 52);
     this.identity = config.firstStart?.identity ?? this.probeNonce;
     this.countedEmpty = config.firstStart?.countedEmpty ?? new Map();
+    this.history = ConfigurationHistory.initial(config.replicaCount);
     assert(this.messageValueBytesMax > 0, 'messageValueBytesMax must be positive');
     if (recovered) this.restore(recovered);
     this.resetElectionTimer();
@@ -317,7 +349,7 @@ export class PaxosCore {
       this.snapshot = recovered.snapshot;
       this.commitIndexValue = recovered.snapshot.index;
       this.appliedIndexValue = recovered.snapshot.index;
-      this.snapshotToApply = recovered.snapshot;
+      this.snapshotToApply = this.adoptSnapshotConfiguration(recovered.snapshot);
     }
     for (const entry of recovered.entries) {
       if (entry.slot <= this.snapshot.index) continue;
@@ -380,16 +412,196 @@ export class PaxosCore {
   }
   /** Room to propose more slots now (the caller batches commands while this is false). */
   get canPropose(): boolean {
-    return this.isReadyLeader && this.inflight.size < this.config.inflightSlotsMax;
+    return (
+      this.isReadyLeader &&
+      this.inflight.size < this.config.inflightSlotsMax &&
+      this.nextSlot <= this.commitIndexValue + CONFIGURATION_WINDOW_SLOTS
+    );
   }
-  /** Followers' known chosen prefixes (leader only): used to pick a hand-over target. */
+  /** Voting followers' known chosen prefixes (leader only): used to pick a hand-over target. */
   followerCommitIndexes(): Map<number, number> {
     const result = new Map<number, number>();
-    for (const [ordinal, progress] of this.followers) result.set(ordinal, progress.commitIndex);
+    for (const [ordinal, progress] of this.followers) {
+      // A learner cannot take over: only voters of the configuration in force and of the newest.
+      if (isVoter(this.configuration, ordinal) && isVoter(this.history.latest, ordinal))
+        result.set(ordinal, progress.commitIndex);
+    }
     return result;
   }
   private get majority(): number {
-    return Math.floor(this.config.replicaCount / 2) + 1;
+    return Math.floor(this.configuration.voters.length / 2) + 1;
+  }
+
+  // ---- Membership (docs/ARCHITECTURE.md, "Membership") ----
+
+  /** The configuration in force for the next slot to be chosen. */
+  get configuration(): Configuration {
+    return this.history.inForceAt(this.commitIndexValue + 1);
+  }
+  /** The newest chosen configuration (it may still be coming into force). */
+  get latestConfiguration(): Configuration {
+    return this.history.latest;
+  }
+  /**
+   * The newest configuration is in force at the applied index but the durable snapshot is older:
+   * the state machine should snapshot now. A replica restarts with its commit index at its
+   * snapshot, and the configuration it then works with is the one in force there; one whose
+   * voters are gone (removed, their pods deleted) could never elect a leader again.
+   */
+  get configurationSnapshotDue(): boolean {
+    const fromSlot = this.history.latestFromSlot;
+    return fromSlot > 1 && this.snapshot.index < fromSlot - 1 && this.appliedIndexValue >= fromSlot - 1;
+  }
+  /** A chosen change not in force yet, or a proposed one not chosen yet (leader). */
+  get configurationChangeInFlight(): boolean {
+    return this.history.changePendingAfter(this.commitIndexValue) || this.unchosenConfigurations.size > 0;
+  }
+
+  /**
+   * Leader: proposes one step of the membership. Refused (as a value) unless this is the ready
+   * leader, no change is in flight, the step is valid against the newest configuration, the
+   * leader stays a voter (hand leadership over first), and a promoted learner is caught up.
+   */
+  proposeConfigurationChange(change: ConfigurationChange): ChangeResult & { slot?: number } {
+    if (!this.isReadyLeader) return { ok: false, error: 'not the ready leader' };
+    if (this.configurationChangeInFlight) return { ok: false, error: 'a configuration change is in flight' };
+    const result = applyChange(this.history.latest, change);
+    if (!result.ok) return result;
+    if (!isVoter(result.configuration, this.config.ordinal))
+      return { ok: false, error: 'the leader cannot remove itself: hand leadership over first' };
+    if (change.type === 'promote' && !this.isCaughtUp(change.member))
+      return { ok: false, error: `member ${change.member} is not caught up` };
+    const slot = this.propose(encodeConfigurationEntry(result.configuration));
+    if (slot === undefined) return { ok: false, error: 'the pipeline is full; retry' };
+    return { ok: true, configuration: result.configuration, slot };
+  }
+
+  /** Heard within an election timeout, and has what this leader announced a heartbeat ago. */
+  private isCaughtUp(member: number): boolean {
+    const progress = this.followers.get(member);
+    if (progress === undefined) return false;
+    const recent = this.tickNow - progress.lastAckTick < this.config.electionTimeoutTicksMin;
+    return recent && progress.commitIndex >= this.commitAnnouncedBefore;
+  }
+
+  /** Leader: configuration entries it proposed or recovered that are not chosen yet, by slot. */
+  private readonly unchosenConfigurations = new Map<number, Configuration>();
+
+  /** Takes the configurations a snapshot carries; returns it with the state machine's data unwrapped. */
+  private adoptSnapshotConfiguration(snapshot: Snapshot): Snapshot {
+    const { epochs, data } = unwrapSnapshot(snapshot.data);
+    this.history = epochs ? new ConfigurationHistory(epochs) : ConfigurationHistory.initial(this.config.replicaCount);
+    return { index: snapshot.index, data };
+  }
+
+  /** The commit index passed from `from` to `to`: record the configuration entries chosen. */
+  private noteCommitted(from: number, to: number): void {
+    let changed = false;
+    for (let slot = from + 1; slot <= to; slot += 1) {
+      const entry = this.log.get(slot);
+      if (entry === undefined || !isConfigurationEntry(entry.value)) continue;
+      this.unchosenConfigurations.delete(slot);
+      changed = this.history.recordChosen(slot, decodeConfigurationEntry(entry.value)) || changed;
+    }
+    if (this.roleValue !== 'leader') return;
+    if (changed) this.syncFollowers();
+    if (changed || this.quickConfiguration !== this.configuration) this.chooseQuickFollowers();
+  }
+
+  /** Everyone who must hear this replica as leader or candidate: members of every configuration it knows. */
+  private knownMembers(): Set<number> {
+    const members = new Set<number>();
+    const add = (configuration: Configuration) => {
+      for (const id of configuration.voters) members.add(id);
+      for (const id of configuration.learners) members.add(id);
+    };
+    for (const configuration of this.history.inForceBetween(this.commitIndexValue + 1, Number.POSITIVE_INFINITY))
+      add(configuration);
+    for (const configuration of this.unchosenConfigurations.values()) add(configuration);
+    for (const [slot, entry] of this.log) {
+      if (slot > this.commitIndexValue && isConfigurationEntry(entry.value)) add(decodeConfigurationEntry(entry.value));
+    }
+    members.delete(this.config.ordinal);
+    return members;
+  }
+
+  /** Leader: a follower progress for every member it knows, none for anyone else. */
+  private syncFollowers(): void {
+    const members = this.knownMembers();
+    for (const peer of [...this.followers.keys()]) {
+      if (members.has(peer)) continue;
+      this.flushDeferredAccepts(peer);
+      this.followers.delete(peer);
+    }
+    for (const peer of members) {
+      if (this.followers.has(peer)) continue;
+      this.followers.set(peer, {
+        commitIndex: 0,
+        lastAckTick: this.tickNow,
+        readSeqAcked: 0,
+        catchupSentTick: Number.NEGATIVE_INFINITY,
+        catchupSentUpTo: 0,
+        snapshotSentTick: Number.NEGATIVE_INFINITY,
+      });
+    }
+  }
+
+  /** The configurations whose majorities a candidate preparing from `k + 1` needs (see "Phase 1"). */
+  private phaseOneConfigurations(): Configuration[] {
+    const k = this.promiseFromSlot - 1;
+    const configurations = this.history.inForceBetween(k + 1, k + CONFIGURATION_WINDOW_SLOTS);
+    const consider = (slot: number, value: Buffer) => {
+      if (slot > k && isConfigurationEntry(value)) configurations.push(decodeConfigurationEntry(value));
+    };
+    for (const [slot, entry] of this.log) consider(slot, entry.value);
+    for (const promise of this.promises.values()) {
+      if (promise.nextSlot !== 0) continue;
+      for (const entry of promise.accepted) consider(entry.slot, entry.value);
+    }
+    return configurations;
+  }
+
+  /** The configurations a read confirmation and check-quorum need majorities of (see "Read-index"). */
+  private leaderConfigurations(): Configuration[] {
+    return this.history.inForceBetween(this.commitIndexValue + 1, this.nextSlot - 1 + CONFIGURATION_WINDOW_SLOTS);
+  }
+
+  private isChosenBy(slot: number, votes: ReadonlySet<number>): boolean {
+    return hasMajority(this.history.inForceAt(slot), (member) => votes.has(member));
+  }
+
+  /** A learner, or a replica removed, never stands for election. */
+  private get mayStandForElection(): boolean {
+    return isVoter(this.history.latest, this.config.ordinal) || isVoter(this.configuration, this.config.ordinal);
+  }
+
+  /**
+   * Leader: a chosen configuration comes into force 256 slots after its entry; with nothing
+   * else to propose the leader fills the gap with no-ops, so a change completes promptly.
+   */
+  private padTowardsConfiguration(): void {
+    if (!this.isReadyLeader) return;
+    const target = this.history.latestFromSlot;
+    while (this.nextSlot < target && this.nextSlot <= this.commitIndexValue + CONFIGURATION_WINDOW_SLOTS) {
+      this.proposeAt(this.nextSlot, NOOP_VALUE);
+      this.nextSlot += 1;
+    }
+  }
+
+  /** Leader: recovered slots wait until the window reaches them (a slot s needs s - α chosen). */
+  private backlog: { slot: number; value: Buffer }[] = [];
+
+  private drainBacklog(): void {
+    let taken = 0;
+    while (
+      taken < this.backlog.length &&
+      this.backlog[taken]!.slot <= this.commitIndexValue + CONFIGURATION_WINDOW_SLOTS
+    ) {
+      const { slot, value } = this.backlog[taken]!;
+      this.proposeAt(slot, value);
+      taken += 1;
+    }
+    if (taken > 0) this.backlog.splice(0, taken);
   }
 
   // ---- Inputs ----
@@ -409,6 +621,7 @@ export class PaxosCore {
       if (probeDue) this.sendProbes();
       return;
     }
+    if (!this.mayStandForElection) return;
     this.electionElapsed += 1;
     if (this.electionElapsed >= this.electionTimeout) this.startElection(false);
   }
@@ -444,7 +657,7 @@ export class PaxosCore {
     if (this.roleValue === 'leader') {
       for (const [slot, entry] of this.inflight) {
         if (entry.selfPersistId <= id) entry.votes.add(this.config.ordinal);
-        if (entry.votes.size >= this.majority) this.markChosen(slot);
+        if (this.isChosenBy(slot, entry.votes)) this.markChosen(slot);
       }
       this.advanceLeaderCommit();
       this.resolveReads();
@@ -460,9 +673,8 @@ export class PaxosCore {
   }
 
   private sendProbes(): void {
-    for (let peer = 0; peer < this.config.replicaCount; peer += 1) {
-      if (peer !== this.config.ordinal)
-        this.sendNow(peer, ZERO_BALLOT, { $case: 'probe', probe: { nonce: this.probeNonce, identity: this.identity } });
+    for (const peer of this.knownMembers()) {
+      this.sendNow(peer, ZERO_BALLOT, { $case: 'probe', probe: { nonce: this.probeNonce, identity: this.identity } });
     }
   }
 
@@ -514,7 +726,7 @@ export class PaxosCore {
    */
   private checkRebuilt(leaderMask: number, leaderReadyIndex: number): void {
     if (this.votingStateValue !== 'rebuilding') return;
-    const everyoneElse = ((1 << this.config.replicaCount) - 1) & ~(1 << this.config.ordinal);
+    const everyoneElse = votersMask(this.configuration) & ~(1 << this.config.ordinal);
     if (leaderMask !== everyoneElse || leaderReadyIndex === 0) return;
     // What this leader had proposed when it answered a probe sent after this restart: its
     // recovered prefix (a leader proposes the no-op at readyIndex as it takes office, so any
@@ -532,7 +744,9 @@ export class PaxosCore {
     if (!(index <= this.appliedIndexValue))
       invariantViolated(`cannot snapshot past the applied index ${this.appliedIndexValue}`);
     if (index <= this.snapshot.index) return;
-    this.snapshot = { index, data };
+    // The snapshot carries what governs the slots after it (docs/ARCHITECTURE.md, "Membership").
+    this.snapshot = { index, data: wrapSnapshot(this.history.epochsAfter(index), data) };
+    this.history.trim(index);
     for (const slot of [...this.log.keys()]) if (slot <= index) this.log.delete(slot);
     this.snapshotToPersist = this.snapshot;
   }
@@ -545,7 +759,7 @@ export class PaxosCore {
 
   step(message: PaxosMessage): void {
     if (message.shard !== this.config.shard || message.to !== this.config.ordinal) return;
-    if (message.from === this.config.ordinal || message.from >= this.config.replicaCount) return;
+    if (message.from === this.config.ordinal || message.from < 0 || message.from >= MEMBER_ID_LIMIT) return;
     const body = message.body;
     if (!body) return;
     const ballot = ballotOf(message.ballot);
@@ -565,7 +779,7 @@ export class PaxosCore {
       case 'installSnapshot':
         return this.onInstallSnapshot(message.from, ballot, body.installSnapshot.index, body.installSnapshot.data);
       case 'timeoutNow':
-        if (this.votingStateValue !== 'voter') return;
+        if (this.votingStateValue !== 'voter' || !this.mayStandForElection) return;
         if (ballotEquals(ballot, this.leaderBallotValue) && this.roleValue !== 'leader') this.startElection(true);
         return;
       case 'probe': {
@@ -694,7 +908,10 @@ export class PaxosCore {
     }
     if (fromSlot - 1 < this.snapshot.index) {
       // The candidate lacks chosen slots this replica already compacted: it must catch up first.
-      this.sendReject(from, ballot, true);
+      // Said only by a replica that may lead (and so bring it the snapshot): a learner's or a
+      // removed member's "behind" would end every candidacy while it never campaigns itself
+      // (reconfig seed 238); without its promise the candidate can still win with the others.
+      if (this.mayStandForElection) this.sendReject(from, ballot, true);
       return;
     }
     this.raisePromise(ballot);
@@ -783,7 +1000,9 @@ export class PaxosCore {
       if (!entry || !ballotEquals(entry.ballot, ballot)) break;
       commit += 1;
     }
+    const before = this.commitIndexValue;
     this.commitIndexValue = commit;
+    this.noteCommitted(before, commit);
   }
 
   private onInstallSnapshot(from: number, ballot: Ballot, index: number, data: Buffer): void {
@@ -802,7 +1021,7 @@ export class PaxosCore {
     this.commitIndexValue = index;
     this.appliedIndexValue = index;
     this.snapshotToPersist = this.snapshot;
-    this.snapshotToApply = this.snapshot;
+    this.snapshotToApply = this.adoptSnapshotConfiguration(this.snapshot);
     this.sendNow(from, ballot, {
       $case: 'accepted',
       accepted: { slots: [], commitIndex: index, readSeq: 0, nonVoting: this.votingStateValue !== 'voter' },
@@ -833,9 +1052,33 @@ export class PaxosCore {
     this.promiseFromSlot = this.commitIndexValue + 1;
     this.selfPromisePersistId = this.pendingPersistId;
     this.resetElectionTimer();
-    for (let peer = 0; peer < this.config.replicaCount; peer += 1) {
-      if (peer === this.config.ordinal) continue;
-      this.sendNow(peer, ballot, { $case: 'prepare', prepare: { fromSlot: this.promiseFromSlot, force } });
+    this.electionForce = force;
+    this.prepared = new Set();
+    this.sendPrepares(this.knownMembers());
+  }
+
+  /** Candidate: whether its Prepares asked for a forced election (a hand-over). */
+  private electionForce = false;
+  /** Candidate: the members its first Prepare went to. */
+  private prepared = new Set<number>();
+
+  private sendPrepares(members: Iterable<number>): void {
+    for (const peer of members) {
+      if (peer === this.config.ordinal || this.prepared.has(peer)) continue;
+      this.prepared.add(peer);
+      this.sendNow(peer, this.promised, {
+        $case: 'prepare',
+        prepare: { fromSlot: this.promiseFromSlot, force: this.electionForce },
+      });
+    }
+  }
+
+  /** Candidate: a promise revealed configuration entries; their members must be asked too. */
+  private prepareRevealedMembers(accepted: readonly AcceptedEntry[]): void {
+    for (const entry of accepted) {
+      if (entry.slot < this.promiseFromSlot || !isConfigurationEntry(entry.value)) continue;
+      const configuration = decodeConfigurationEntry(entry.value);
+      this.sendPrepares([...configuration.voters, ...configuration.learners]);
     }
   }
 
@@ -863,6 +1106,7 @@ export class PaxosCore {
     assert(promised.nextSlot === 0 || promised.nextSlot > promised.fromSlot, 'a Promised page must make progress');
     promise.accepted.push(...promised.accepted);
     promise.nextSlot = promised.nextSlot;
+    this.prepareRevealedMembers(promised.accepted);
     if (promise.nextSlot !== 0) {
       this.sendNow(from, ballot, { $case: 'prepare', prepare: { fromSlot: promise.nextSlot, force: false } });
       return;
@@ -879,7 +1123,11 @@ export class PaxosCore {
   private tryWinElection(): void {
     if (this.roleValue !== 'candidate') return;
     const selfDurable = this.selfPromisePersistId !== 0 && this.durableId >= this.selfPromisePersistId;
-    if (!selfDurable || this.completePromises + 1 < this.majority) return;
+    if (!selfDurable) return;
+    const promisers = new Set<number>([this.config.ordinal]);
+    for (const [peer, promise] of this.promises) if (promise.nextSlot === 0) promisers.add(peer);
+    // A majority of every configuration that could have chosen at or after our first slot.
+    if (!hasMajorityOfEach(this.phaseOneConfigurations(), (member) => promisers.has(member))) return;
     this.becomeLeader();
   }
 
@@ -914,30 +1162,30 @@ export class PaxosCore {
     this.lastLeaderContactTick = this.tickNow;
     this.heartbeatElapsed = 0;
     this.followers.clear();
-    for (let peer = 0; peer < this.config.replicaCount; peer += 1) {
-      if (peer === this.config.ordinal) continue;
-      const promise = this.promises.get(peer);
-      this.followers.set(peer, {
-        commitIndex: promise && promise.nextSlot === 0 ? promise.commitIndex : 0,
-        lastAckTick: this.tickNow,
-        readSeqAcked: 0,
-        catchupSentTick: Number.NEGATIVE_INFINITY,
-        catchupSentUpTo: 0,
-        snapshotSentTick: Number.NEGATIVE_INFINITY,
-      });
+    for (let slot = fromSlot; slot <= maxSlot; slot += 1) {
+      const value = best.get(slot)?.value;
+      if (value !== undefined && isConfigurationEntry(value))
+        this.unchosenConfigurations.set(slot, decodeConfigurationEntry(value));
+    }
+    this.syncFollowers();
+    for (const [peer, promise] of this.promises) {
+      const progress = this.followers.get(peer);
+      if (progress && promise.nextSlot === 0) progress.commitIndex = promise.commitIndex;
     }
     this.commitAnnouncedLast = this.commitIndexValue;
     this.commitAnnouncedBefore = this.commitIndexValue;
     this.chooseQuickFollowers();
-    this.nextSlot = maxSlot + 1;
+    // Recovered slots are re-proposed in order, each once the window reaches it (s - α chosen).
+    this.backlog = [];
     for (let slot = fromSlot; slot <= maxSlot; slot += 1) {
-      this.proposeAt(slot, best.get(slot)?.value ?? NOOP_VALUE);
+      this.backlog.push({ slot, value: best.get(slot)?.value ?? NOOP_VALUE });
     }
     // A no-op in a fresh slot marks the end of the recovered prefix: once it is applied, every
     // value chosen under an earlier ballot has been applied here, so the leader may serve.
-    this.readyIndex = this.nextSlot;
-    this.proposeAt(this.nextSlot, NOOP_VALUE);
-    this.nextSlot += 1;
+    this.readyIndex = maxSlot + 1;
+    this.backlog.push({ slot: maxSlot + 1, value: NOOP_VALUE });
+    this.nextSlot = maxSlot + 2;
+    this.drainBacklog();
     this.events.push({ type: 'became-leader', ballot });
   }
 
@@ -946,9 +1194,15 @@ export class PaxosCore {
   private proposeAt(slot: number, value: Buffer): void {
     assert(this.roleValue === 'leader', 'only a leader proposes');
     if (!(slot > this.snapshot.index)) invariantViolated(`slot ${slot} is already compacted`);
+    if (!(slot <= this.commitIndexValue + CONFIGURATION_WINDOW_SLOTS))
+      invariantViolated(`slot ${slot} proposed beyond the window of commit index ${this.commitIndexValue}`);
     const ballot = this.leaderBallotValue;
     this.log.set(slot, { ballot, value });
     this.entriesToPersist.push({ slot, ballot, value });
+    if (isConfigurationEntry(value) && !this.unchosenConfigurations.has(slot)) {
+      this.unchosenConfigurations.set(slot, decodeConfigurationEntry(value));
+      this.syncFollowers();
+    }
     this.inflight.set(slot, { value, votes: new Set(), selfPersistId: this.pendingPersistId, sentTick: this.tickNow });
     if (this.pendingAccepts.length > 0 && this.pendingAcceptsBytes + entryBytes(value) > this.messageValueBytesMax)
       this.flushAccepts();
@@ -993,19 +1247,37 @@ export class PaxosCore {
     this.sendAccept(peer, deferred.entries, 0);
   }
 
-  /** Thrifty Accepts: the first majority-1 followers after us, in ordinal order, start as quick. */
+  /** The configuration the quick followers were chosen for. */
+  private quickConfiguration: Configuration | undefined;
+
+  /**
+   * Thrifty Accepts: the first voters after us, in id order, enough with us for a majority of
+   * the configuration in force, start as quick. Learners are never quick. While a chosen change
+   * is coming into force, every voter of both configurations is quick.
+   */
   private chooseQuickFollowers(): void {
+    for (const peer of [...this.deferredAccepts.keys()]) this.flushDeferredAccepts(peer);
     this.quickFollowers = [];
     this.deferredAccepts.clear();
-    const n = this.config.replicaCount;
-    for (let step = 1; step < n && this.quickFollowers.length < this.majority - 1; step += 1) {
-      this.quickFollowers.push((this.config.ordinal + step) % n);
+    const configuration = this.configuration;
+    this.quickConfiguration = configuration;
+    if (this.history.changePendingAfter(this.commitIndexValue)) {
+      const voters = new Set([...configuration.voters, ...this.history.latest.voters]);
+      voters.delete(this.config.ordinal);
+      this.quickFollowers = [...voters];
+      return;
     }
+    const self = this.config.ordinal;
+    const others = configuration.voters.filter((id) => id !== self);
+    const needed = this.majority - (isVoter(configuration, self) ? 1 : 0);
+    const after = [...others.filter((id) => id > self), ...others.filter((id) => id < self)];
+    this.quickFollowers = after.slice(0, needed);
   }
 
   /** A deferred follower's vote chose a slot before the quick ones answered: it becomes quick. */
   private promoteQuickFollower(from: number, entry: InflightSlot): void {
     if (!this.config.thriftyAccepts || this.quickFollowers.includes(from)) return;
+    if (!isVoter(this.configuration, from)) return;
     const silent = this.quickFollowers.findIndex((peer) => !entry.votes.has(peer));
     if (silent === -1) return;
     this.quickFollowers[silent] = from;
@@ -1047,7 +1319,7 @@ export class PaxosCore {
       const entry = this.inflight.get(slot);
       if (!entry) continue;
       entry.votes.add(from);
-      if (entry.votes.size >= this.majority) {
+      if (this.isChosenBy(slot, entry.votes)) {
         this.promoteQuickFollower(from, entry);
         this.markChosen(slot);
       }
@@ -1070,10 +1342,15 @@ export class PaxosCore {
   }
 
   private advanceLeaderCommit(): void {
+    const before = this.commitIndexValue;
     while (this.chosenSlots.has(this.commitIndexValue + 1)) {
       this.chosenSlots.delete(this.commitIndexValue + 1);
       this.commitIndexValue += 1;
     }
+    if (this.commitIndexValue === before) return;
+    this.noteCommitted(before, this.commitIndexValue);
+    this.drainBacklog();
+    this.padTowardsConfiguration();
   }
 
   /** Sends a lagging follower the chosen slots it misses, or the snapshot if they are compacted. */
@@ -1120,6 +1397,7 @@ export class PaxosCore {
       this.commitAnnouncedLast = this.commitIndexValue;
       for (const peer of this.followers.keys()) this.sendAccept(peer, [], this.readSeq);
     }
+    this.padTowardsConfiguration();
     this.retransmit();
     this.checkQuorum();
     this.reelectForRebuild();
@@ -1135,13 +1413,14 @@ export class PaxosCore {
     if (this.nonVotingSeenTick.size === 0 || this.roleValue !== 'leader') return;
     const { electionTimeoutTicksMin: min, electionTimeoutTicksMax: max } = this.config;
     if (this.tickNow - this.becameLeaderTick < min || this.tickNow - this.lastReelectionTick < 2 * max) return;
-    const all = (1 << this.config.replicaCount) - 1;
+    const all = votersMask(this.configuration);
     for (const [peer, seenTick] of this.nonVotingSeenTick) {
       if (this.tickNow - seenTick >= min) continue;
       if (this.promiseQuorumMask === (all & ~(1 << peer))) continue; // qualifies already
       let othersLive = true;
       for (const [other, progress] of this.followers) {
-        if (other !== peer && this.tickNow - progress.lastAckTick >= min) othersLive = false;
+        if (other === peer || !isVoter(this.configuration, other)) continue;
+        if (this.tickNow - progress.lastAckTick >= min) othersLive = false;
       }
       if (!othersLive) return;
       this.lastReelectionTick = this.tickNow;
@@ -1170,14 +1449,22 @@ export class PaxosCore {
     for (const [peer, list] of resend) this.sendAccept(peer, list.entries, 0);
   }
 
-  /** A leader that has not heard from a majority for an election timeout steps down. */
+  /**
+   * A leader that has not heard from a majority (of every configuration it may still be deciding
+   * under) for an election timeout steps down; so does one that is no voter of the configuration
+   * in force (removed: the driver should have handed leadership over first).
+   */
   private checkQuorum(): void {
     if (this.tickNow % this.config.electionTimeoutTicksMin !== 0) return;
-    let live = 1;
-    for (const progress of this.followers.values()) {
-      if (this.tickNow - progress.lastAckTick < this.config.electionTimeoutTicksMin) live += 1;
-    }
-    if (live < this.majority) this.becomeFollower(-1, this.leaderBallotValue);
+    const self = this.config.ordinal;
+    const live = (member: number) => {
+      if (member === self) return true;
+      const progress = this.followers.get(member);
+      return progress !== undefined && this.tickNow - progress.lastAckTick < this.config.electionTimeoutTicksMin;
+    };
+    const removed = !isVoter(this.configuration, self) && !isVoter(this.history.latest, self);
+    if (removed || !hasMajorityOfEach(this.leaderConfigurations(), live))
+      this.becomeFollower(-1, this.leaderBallotValue);
   }
 
   private onReject(from: number, ballot: Ballot, reject: { promised: Ballot | undefined; behind: boolean }): void {
@@ -1214,12 +1501,16 @@ export class PaxosCore {
 
   private resolveReads(): void {
     if (this.pendingReads.length === 0) return;
-    let confirmedSeq = 0;
-    const acks = [...this.followers.values()].map((p) => p.readSeqAcked).sort((a, b) => b - a);
-    // Our own vote is implicit; the (majority-1)-th highest follower ack is confirmed by a majority.
-    const needed = this.majority - 1;
-    confirmedSeq = needed === 0 ? Number.POSITIVE_INFINITY : (acks[needed - 1] ?? 0);
-    while (this.pendingReads.length > 0 && this.pendingReads[0]!.seq <= confirmedSeq) {
+    // Confirmed once the voters that acknowledged its round (we are one if we vote) hold a
+    // majority of every configuration a later leader could be elected under.
+    const configurations = this.leaderConfigurations();
+    const self = this.config.ordinal;
+    const confirmed = (seq: number) =>
+      hasMajorityOfEach(
+        configurations,
+        (member) => member === self || (this.followers.get(member)?.readSeqAcked ?? 0) >= seq,
+      );
+    while (this.pendingReads.length > 0 && confirmed(this.pendingReads[0]!.seq)) {
       const read = this.pendingReads.shift()!;
       this.readsReady.push({ id: read.id, index: read.index });
     }
@@ -1248,6 +1539,9 @@ export class PaxosCore {
     this.pendingAcceptsBytes = 0;
     this.quickFollowers = [];
     this.deferredAccepts.clear();
+    this.quickConfiguration = undefined;
+    this.backlog = [];
+    this.unchosenConfigurations.clear();
     this.readyIndex = Number.POSITIVE_INFINITY;
     for (const read of this.pendingReads) this.events.push({ type: 'read-failed', id: read.id });
     this.pendingReads.length = 0;

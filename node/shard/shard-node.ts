@@ -11,6 +11,7 @@ import { shardOfItem } from '../cluster/topology.js';
 import { Outcome } from '../gen/shardbank/v1/bank.js';
 import type { Command, PaxosMessage, TxMessage } from '../gen/shardbank/v1/peer.js';
 import { CommandBatch } from '../gen/shardbank/v1/peer.js';
+import { isConfigurationEntry } from '../paxos/membership.js';
 import { BankState, ABORT_REASONS, type ApplyEvent, type TxRecord } from '../bank/bank-state.js';
 import { txIdOf } from '../bank/txid.js';
 import { ProposalQueue, PENDING_ACKS_MAX } from './proposal-queue.js';
@@ -461,7 +462,8 @@ export class ShardNode {
 
   private applySlot(slot: number, value: Buffer): void {
     this.config.onApply?.(slot, value);
-    if (value.length === 0) {
+    // A configuration entry is the Paxos core's (docs/ARCHITECTURE.md, "Membership"): a no-op here.
+    if (value.length === 0 || isConfigurationEntry(value)) {
       this.bankState.apply(slot, { body: { $case: 'noop', noop: {} } });
       return;
     }
@@ -606,7 +608,9 @@ export class ShardNode {
 
   private maybeSnapshot(): void {
     const applied = this.bankState.appliedIndex;
-    if (applied - this.lastSnapshotIndex < this.config.snapshotEverySlots) return;
+    // Also once a configuration comes into force: a restart must never fall back to one older.
+    const due = applied - this.lastSnapshotIndex >= this.config.snapshotEverySlots;
+    if (!due && !this.core.configurationSnapshotDue) return;
     this.lastSnapshotIndex = applied;
     this.core.compact(applied, this.bankState.toSnapshot());
   }

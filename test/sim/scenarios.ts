@@ -66,6 +66,7 @@ export const SCENARIOS = [
   'first-start',
   'stormy',
   'storage',
+  'reconfig',
 ] as const;
 
 /**
@@ -102,6 +103,7 @@ export const DEFAULT_PLAN: readonly [string, number][] = [
   ['eager-accepts', 80],
   ['coordinator-failover', 80],
   ['first-start', 150],
+  ['reconfig', 60],
   ['swarm', 1000],
 ];
 
@@ -202,6 +204,23 @@ export function scenarioFor(name: string, seed: number): SimOptions {
         firstStart: { startMsMax: 3000 },
         faults: { ...BASE_FAULTS, slowProbability: 0.15, slowDelayMsMax: 1500, diskLossProbabilityPerStep: 0.002 },
       };
+    case 'reconfig':
+      // Online membership changes (docs/ARCHITECTURE.md, "Membership"): each shard goes 3 -> 5
+      // -> 3 voters one step at a time while clients transfer (half of them across shards),
+      // under every fault: crashes at any instant (of the leader, of the new member while it
+      // catches up), partitions, pauses, power loss, the leader being the one removed (it
+      // hands over first), and voters whose disk is lost for good, replaced by new members.
+      return {
+        ...base,
+        topology: { shards: 2, replicasPerShard: 3, itemsPerShard: 10, initialBalance: 10 },
+        clients: 4,
+        requestsPerClient: 12,
+        safetyMs: 8000,
+        livenessMsMax: 40_000,
+        crossShardRatio: 0.5,
+        settings: { ...BASE_SETTINGS, snapshotEverySlots: 24 },
+        reconfig: { sparesPerShard: 6, stepProbability: 0.15, retireProbabilityPerStep: 0.0008 },
+      };
     case 'swarm':
       return swarm(seed);
     case 'stormy':
@@ -279,7 +298,7 @@ function swarm(seed: number): SimOptions {
     burstMax: rng.pick([1, 2, 4, 16]),
     ...(rng.chance(0.2) ? { pacing: { minWaiters: rng.int(1, 4), targetCommands: rng.int(2, 9) } } : {}),
   };
-  return {
+  const options: SimOptions = {
     seed,
     scenario: 'swarm',
     topology: {
@@ -318,6 +337,11 @@ function swarm(seed: number): SimOptions {
         }
       : {}),
   };
+  // Drawn last as well: one in-memory seed of 3 or 5 replicas in 8 changes its membership
+  // online (as scenario reconfig does on every seed).
+  if (options.storage === undefined && replicasPerShard >= 3 && replicasPerShard <= 5 && rng.chance(1 / 8))
+    options.reconfig = { sparesPerShard: 6, stepProbability: 0.15, retireProbabilityPerStep: 0.0008 };
+  return options;
 }
 
 /** The drawn shape, settings and fault rates of a run, printed with a failure. */
@@ -333,7 +357,7 @@ export function describeOptions(options: SimOptions): string {
     `${t.shards} shard(s) x ${t.replicasPerShard} replicas, ${t.itemsPerShard} items/shard at ${t.initialBalance}; ` +
     `${options.clients} clients x ${options.requestsPerClient} requests, cross ${options.crossShardRatio.toFixed(2)}, hot ${options.hotItems}, safety ${options.safetyMs} ms; ` +
     `inflightSlotsMax=${s.inflightSlotsMax} snapshotEverySlots=${s.snapshotEverySlots} commandsPerSlotMax=${s.commandsPerSlotMax} entriesPerMessageMax=${s.entriesPerMessageMax} ` +
-    `eagerAccepts=${s.eagerAccepts} burstMax=${s.burstMax} pacing=${s.pacing ? `${s.pacing.minWaiters}/${s.pacing.targetCommands}` : 'off'}${options.earlyAfterPersist ? ' earlyAfterPersist' : ''}${options.firstStart ? ` firstStart=${options.firstStart.startMsMax}ms` : ''}; ${rates}` +
+    `eagerAccepts=${s.eagerAccepts} burstMax=${s.burstMax} pacing=${s.pacing ? `${s.pacing.minWaiters}/${s.pacing.targetCommands}` : 'off'}${options.earlyAfterPersist ? ' earlyAfterPersist' : ''}${options.firstStart ? ` firstStart=${options.firstStart.startMsMax}ms` : ''}${options.reconfig ? ` reconfig=${JSON.stringify(options.reconfig)}` : ''}; ${rates}` +
     (options.storage
       ? `; storage: DurableLog over SimFileSystem ${JSON.stringify(options.storage)}`
       : '; storage: in-memory disk model')

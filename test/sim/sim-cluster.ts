@@ -52,6 +52,16 @@ import {
   type ShardReady,
 } from '../../node/shard/shard-node.js';
 import { ReadyDriver, type PersistStart } from '../../node/shard/ready-driver.js';
+import {
+  decodeConfigurationEntry,
+  initialConfiguration,
+  isConfigurationEntry,
+  isMember,
+  isVoter,
+  successionProblem,
+  type Configuration,
+  type ConfigurationChange,
+} from '../../node/paxos/membership.js';
 import { txIdOf, txKey } from '../../node/bank/txid.js';
 import { openDurableLog, CorruptLogError } from '../../node/storage/durable-log.js';
 import type { DurableLog, RecoveredState } from '../../node/storage/durable-log-interface.js';
@@ -166,6 +176,24 @@ export interface SimOptions {
   storage?: SimStorage;
   /** One line per event (crash, restart, pause, partition, role change, commit, 2PC step, reply). */
   trace?: (line: string) => void;
+  /** Online membership changes (scenario reconfig): see SimReconfig. */
+  reconfig?: SimReconfig;
+}
+
+/**
+ * Membership changes driven as the operator would (docs/ARCHITECTURE.md, "Membership"): each
+ * shard moves between 3 and 5 voters one step at a time (add a learner, promote it once caught
+ * up, remove a voter, the oldest first, handing leadership over first when it leads), under
+ * every fault. A *retired* replica is gone for good: a lost disk (its pod comes back as a new
+ * member: one of the spares, under the next member id) or a removed member (its pod deleted).
+ */
+export interface SimReconfig {
+  /** Replicas per shard beyond replicasPerShard, ids replicasPerShard.., each used once as a new member. */
+  sparesPerShard: number;
+  /** Per shard and step: the driver looks at the leader and proposes the next step. */
+  stepProbability: number;
+  /** Per shard and step: a voter loses its disk for good and must be replaced. */
+  retireProbabilityPerStep: number;
 }
 
 /** The production storage under the simulator: settings and fault rates. */
@@ -438,6 +466,8 @@ export interface SimResult {
   crashesAfterSend: number;
   powerLosses: number;
   diskLosses: number;
+  /** Configuration entries chosen (scenario reconfig). */
+  configurationsChosen: number;
   rebuilds: number;
   pauses: number;
   partitions: number;
@@ -503,6 +533,7 @@ export class SimCluster {
     bitFlips: 0,
     diskAudits: 0,
     diskLosses: 0,
+    configurationsChosen: 0,
     rebuilds: 0,
     crashes: 0,
     crashesAfterSend: 0,
@@ -530,7 +561,10 @@ export class SimCluster {
       this.maxChosen.push(0);
       this.requestSlots.push(new Map());
       const group: SimReplica[] = [];
-      for (let ordinal = 0; ordinal < topology.replicasPerShard; ordinal += 1) {
+      this.histories.push(new ChosenConfigurations(initialConfiguration(topology.replicasPerShard)));
+      this.reconfigTarget.push(topology.replicasPerShard);
+      const replicas = topology.replicasPerShard + (options.reconfig?.sparesPerShard ?? 0);
+      for (let ordinal = 0; ordinal < replicas; ordinal += 1) {
         const nodeRng = this.rng.fork();
         const makeNode = (
           recovered: RecoveredAcceptorState | undefined,
@@ -593,6 +627,17 @@ export class SimCluster {
 
   /** Per shard: at its first start (options.firstStart) and not every replica votes yet. */
   private readonly firstStartOpen: boolean[] = [];
+  /** Per shard: the configurations of the chosen log, as the simulator saw its slots first applied. */
+  private readonly histories: ChosenConfigurations[] = [];
+  /** Replicas gone for good (a lost disk replaced by a new member, or a member removed). */
+  private readonly retired = new Set<SimReplica>();
+  /** Per shard: the voters the membership driver moves towards (3 or 5). */
+  private readonly reconfigTarget: number[] = [];
+
+  /** A member of its shard's newest chosen configuration that is not gone for good. */
+  private active(replica: SimReplica): boolean {
+    return !this.retired.has(replica) && isMember(this.histories[replica.shard]!.latest, replica.ordinal);
+  }
 
   // ---- Scripted scenarios (replica_test.zig style): quiet network, the script acts ----
 
@@ -989,6 +1034,7 @@ export class SimCluster {
       crashesAfterSend: s.crashesAfterSend,
       powerLosses: s.powerLosses,
       diskLosses: s.diskLosses,
+      configurationsChosen: s.configurationsChosen,
       rebuilds: s.rebuilds,
       pauses: s.pauses,
       partitions: s.partitions,
@@ -1022,6 +1068,7 @@ export class SimCluster {
     this.partitions = [];
     for (const group of this.replicas) {
       for (const replica of group) {
+        if (this.retired.has(replica)) continue;
         if (!replica.up && !replica.starting) this.restartReplica(replica);
         else if (replica.paused) this.wake(replica);
       }
@@ -1030,7 +1077,9 @@ export class SimCluster {
 
   private done(): boolean {
     if (this.requests.some((r) => r.outcome === undefined)) return false;
-    for (const group of this.replicas) {
+    for (const all of this.replicas) {
+      const group = all.filter((replica) => this.active(replica));
+      if (this.options.reconfig && !this.membershipSettled(all[0]!.shard)) return false;
       for (const replica of group) {
         if (!replica.up || replica.paused) return false;
         if (replica.node.bank.inflightCount() > 0) return false;
@@ -1041,7 +1090,7 @@ export class SimCluster {
       if (!leader) return false;
       const applied = group.map((r) => r.node.bank.appliedIndex);
       if (new Set(applied).size !== 1) return false;
-      if (applied[0]! < this.maxChosen[group[0]!.shard]!) return false;
+      if (applied[0]! < this.maxChosen[all[0]!.shard]!) return false;
     }
     return true;
   }
@@ -1057,7 +1106,7 @@ export class SimCluster {
     return `s${shard}[${group
       .map(
         (r) =>
-          `${r.ordinal}:${!r.up ? 'x' : r.paused ? 'p' : r.node.core.role[0]!.toUpperCase()}@${r.node.bank.appliedIndex}${r.up && r.node.bank.inflightCount() > 0 ? `/tx${r.node.bank.inflightCount()}` : ''}`,
+          `${r.ordinal}:${this.retired.has(r) ? 'gone' : !this.active(r) ? '-' : !r.up ? 'x' : r.paused ? 'p' : r.node.core.role[0]!.toUpperCase()}@${r.node.bank.appliedIndex}${r.up && r.node.bank.inflightCount() > 0 ? `/tx${r.node.bank.inflightCount()}` : ''}`,
       )
       .join(' ')}]`;
   }
@@ -1071,7 +1120,8 @@ export class SimCluster {
       for (const replica of group) {
         if (!replica.up) {
           // (Only a replica that refused to start or fail-stopped while faults are off is down then.)
-          if (!replica.starting && this.nowMs >= replica.restartAtMs) this.restartReplica(replica);
+          if (!replica.starting && !this.retired.has(replica) && this.nowMs >= replica.restartAtMs)
+            this.restartReplica(replica);
           continue;
         }
         if (!this.faultsOn || this.firstStartOpen[replica.shard]) continue;
@@ -1129,7 +1179,121 @@ export class SimCluster {
       }
       if (this.partitions.length < 2 && rng.chance(f.partitionProbabilityPerStep)) this.newPartition();
     }
+    if (this.options.reconfig) this.driveMembership(this.options.reconfig);
     this.driveClients();
+  }
+
+  // ---- Membership changes (SimOptions.reconfig), driven as the operator would ----
+
+  private driveMembership(reconfig: SimReconfig): void {
+    const rng = this.faultRng;
+    for (let shard = 0; shard < this.replicas.length; shard += 1) {
+      if (this.faultsOn && rng.chance(reconfig.retireProbabilityPerStep)) this.loseDiskForGood(shard);
+      if (!rng.chance(reconfig.stepProbability)) continue;
+      const leader = this.leader(shard);
+      if (leader) this.call(leader, () => this.membershipStep(shard, leader));
+    }
+  }
+
+  /** A voter's disk is lost for good: it must be replaced by a new member (one per shard at a time). */
+  private loseDiskForGood(shard: number): void {
+    const group = this.replicas[shard]!;
+    const history = this.histories[shard]!;
+    const latest = history.latest;
+    if ([...latest.voters, ...latest.learners].some((id) => this.retired.has(group[id]!))) return;
+    const leader = this.leader(shard);
+    if (!leader || leader.node.core.configurationChangeInFlight) return;
+    // Only a loss every configuration still to govern a slot survives: a majority of its voters
+    // stays (losing one of two voters, as losing two of three, voids every guarantee).
+    // From the oldest durable snapshot of a member on: a restart starts from the configuration there.
+    const oldestSnapshot = Math.min(
+      ...group.filter((r) => this.active(r)).map((r) => r.disk.snapshot?.index ?? 0),
+      this.maxChosen[shard]!,
+    );
+    const configurations = history.from(oldestSnapshot + 1);
+    const survives = (lost: number) =>
+      configurations.every(
+        (c) =>
+          c.voters.filter((id) => id !== lost && !this.retired.has(group[id]!)).length >= majorityOfConfiguration(c),
+      );
+    const candidates = latest.voters.filter((id) => group[id]!.up && survives(id));
+    if (candidates.length === 0) return;
+    this.stats.diskLosses += 1;
+    this.retire(group[this.faultRng.pick(candidates)]!, 'disk lost for good: it comes back as a new member');
+  }
+
+  private retire(replica: SimReplica, why: string): void {
+    this.retired.add(replica);
+    if (replica.up) replica.crash();
+    this.log(replica.name, `${why}  ${this.shardStatus(replica.shard)}`);
+  }
+
+  /** One step towards the target size, at the ready leader, as the operator would make it. */
+  private membershipStep(shard: number, leader: SimReplica): void {
+    const core = leader.node.core;
+    if (!leader.up || !core.isReadyLeader) return;
+    const group = this.replicas[shard]!;
+    const inForce = core.configuration;
+    const latest = core.latestConfiguration;
+    // A member removed, once its removal is in force and every member's durable snapshot is past
+    // it (a restart starts from the configuration in force at its snapshot): its pod is deleted.
+    const history = this.histories[shard]!;
+    const restartConfigurations = group
+      .filter((r) => this.active(r))
+      .map((r) => history.inForceAt((r.disk.snapshot?.index ?? 0) + 1));
+    for (const replica of group) {
+      if (this.retired.has(replica) || replica.ordinal >= latest.nextMemberId) continue;
+      if (isMember(inForce, replica.ordinal) || isMember(latest, replica.ordinal)) continue;
+      if (restartConfigurations.some((c) => isMember(c, replica.ordinal))) continue;
+      this.retire(replica, 'removed from the configuration: its pod is deleted');
+    }
+    if (core.configurationChangeInFlight) return;
+    const gone = (id: number) => this.retired.has(group[id]!);
+    const target = this.reconfigTarget[shard]!;
+    const lost = [...latest.voters, ...latest.learners].find(gone);
+    let change: ConfigurationChange;
+    if (lost !== undefined) change = { type: 'remove', member: lost };
+    else if (latest.voters.length < target && latest.learners.length > 0)
+      change = { type: 'promote', member: latest.learners[0]! };
+    else if (latest.voters.length + latest.learners.length < target) {
+      const spare = group[latest.nextMemberId];
+      if (spare === undefined || !spare.up) return;
+      change = { type: 'add-learner' };
+    } else if (latest.voters.length > target) {
+      const victim = latest.voters[0]!;
+      if (victim === leader.ordinal) {
+        // The leader is the one to go: it hands leadership over first.
+        let to = -1;
+        let best = -1;
+        for (const [ordinal, commit] of core.followerCommitIndexes()) {
+          if (commit > best) [to, best] = [ordinal, commit];
+        }
+        if (to >= 0) core.transferLeadership(to);
+        this.log(leader.name, `membership: hands leadership over to ${to} before its removal`);
+        return;
+      }
+      change = { type: 'remove', member: victim };
+    } else if (latest.learners.length > 0) change = { type: 'remove', member: latest.learners[0]! };
+    else {
+      // At the target: go to the other size while the faults run and spares remain.
+      if (!this.faultsOn || group[latest.nextMemberId + 1] === undefined) return;
+      this.reconfigTarget[shard] = target === 3 ? 5 : 3;
+      return;
+    }
+    const result = core.proposeConfigurationChange(change);
+    this.log(
+      leader.name,
+      `membership: ${describeChange(change)} ${result.ok ? `proposed at slot ${result.slot}` : `refused: ${result.error}`}`,
+    );
+  }
+
+  /** The healed phase converges once no lost member is left in the configuration and no change runs. */
+  private membershipSettled(shard: number): boolean {
+    const group = this.replicas[shard]!;
+    const latest = this.histories[shard]!.latest;
+    if ([...latest.voters, ...latest.learners].some((id) => this.retired.has(group[id]!))) return false;
+    const leader = group.find((r) => r.up && r.node.isReadyLeader);
+    return leader !== undefined && !leader.node.core.configurationChangeInFlight;
   }
 
   /** One disk of a shard at a time: every other replica is up with its disk and votes. */
@@ -1736,8 +1900,19 @@ export class SimCluster {
     const previous = chosen.get(slot);
     if (previous === undefined) {
       chosen.set(slot, digest);
+      // Durable on a majority of the voters of the configuration in force at this slot.
+      const configuration = this.histories[shard]!.inForceAt(slot);
+      if (isConfigurationEntry(value)) {
+        const effective = this.histories[shard]!.record(slot, decodeConfigurationEntry(value));
+        if (effective) this.stats.configurationsChosen += 1;
+        this.log(
+          `s${shard}`,
+          `membership: slot ${slot} chose ${describeConfiguration(decodeConfigurationEntry(value))}${effective ? '' : ' (void: another change is coming into force)'}`,
+        );
+      }
       let durable = 0;
       for (const replica of this.replicas[shard]!) {
+        if (!isVoter(configuration, replica.ordinal)) continue;
         const entry = replica.disk.entries.get(slot);
         if (
           this.lostAndRebuilding(replica) ||
@@ -1746,10 +1921,10 @@ export class SimCluster {
         )
           durable += 1;
       }
-      if (durable < majorityOf(this.options.topology.replicasPerShard)) {
+      if (durable < majorityOfConfiguration(configuration)) {
         this.fail(
           'safety',
-          `shard ${shard} slot ${slot}: applied by replica ${ordinal} while durable on only ${durable} of ${this.options.topology.replicasPerShard} replicas`,
+          `shard ${shard} slot ${slot}: applied by replica ${ordinal} while durable on only ${durable} of the ${configuration.voters.length} voters ${configuration.voters.join(',')}`,
         );
       }
       this.noteRepeats(shard, slot, value);
@@ -1767,7 +1942,7 @@ export class SimCluster {
    * retry ran elsewhere): the state machine must treat the later ones as duplicates.
    */
   private noteRepeats(shard: number, slot: number, value: Buffer): void {
-    if (value.length === 0) return;
+    if (value.length === 0 || isConfigurationEntry(value)) return;
     const seen = this.requestSlots[shard]!;
     for (const command of CommandBatch.decode(value).commands) {
       const body = command.body;
@@ -1797,15 +1972,18 @@ export class SimCluster {
 
   /** A new leader's ballot must be durably promised by a majority, itself included. */
   private checkLeaderPromises(replica: SimReplica, ballot: Ballot): void {
+    // A majority of the voters in force at the first slot it recovered (its phase 1 needs at least that).
+    const configuration = this.histories[replica.shard]!.inForceAt(replica.node.core.commitIndex + 1);
     let durable = 0;
     for (const peer of this.replicas[replica.shard]!) {
+      if (!isVoter(configuration, peer.ordinal)) continue;
       const promised = peer.disk.hardState?.promised;
       if (this.lostAndRebuilding(peer) || (promised && !ballotLess(promised, ballot))) durable += 1;
     }
-    if (durable < majorityOf(this.options.topology.replicasPerShard)) {
+    if (durable < majorityOfConfiguration(configuration)) {
       this.fail(
         'safety',
-        `${replica.name} leads at ballot ${ballotString(ballot)} durably promised by only ${durable} replicas`,
+        `${replica.name} leads at ballot ${ballotString(ballot)} durably promised by only ${durable} of the voters ${configuration.voters.join(',')}`,
       );
     }
   }
@@ -2227,11 +2405,14 @@ export class SimCluster {
     }
     let total = 0;
     for (let shard = 0; shard < topology.shards; shard += 1) {
-      const group = this.replicas[shard]!;
+      const group = this.replicas[shard]!.filter((replica) => this.active(replica));
       const reference = group[0]!.node.bank;
       for (const replica of group) {
         if (replica.node.bank.fingerprint() !== reference.fingerprint()) {
-          this.fail('invariant', `shard ${shard}: replica ${replica.ordinal} disagrees with replica 0`);
+          this.fail(
+            'invariant',
+            `shard ${shard}: replica ${replica.ordinal} disagrees with replica ${group[0]!.ordinal}`,
+          );
         }
       }
       const balances = reference.balancesCopy();
@@ -2313,8 +2494,51 @@ export class SimCluster {
   }
 }
 
-function majorityOf(replicas: number): number {
-  return Math.floor(replicas / 2) + 1;
+/**
+ * The simulator's own account of which voters choose which slot, kept apart from the core's
+ * (node/paxos/membership.ts ConfigurationHistory), so a mutation there cannot move the oracle
+ * with it: a configuration chosen at slot c governs slots from c + 256 (docs/ARCHITECTURE.md).
+ */
+const CONFIGURATION_WINDOW_SLOTS_EXPECTED = 256;
+
+class ChosenConfigurations {
+  private readonly epochs: { fromSlot: number; configuration: Configuration }[];
+  constructor(initial: Configuration) {
+    this.epochs = [{ fromSlot: 1, configuration: initial }];
+  }
+  /** Void (a no-op) while an earlier change comes into force, or if not one step from the newest. */
+  record(slot: number, configuration: Configuration): boolean {
+    const last = this.epochs.at(-1)!;
+    if (slot < last.fromSlot || successionProblem(last.configuration, configuration) !== undefined) return false;
+    this.epochs.push({ fromSlot: slot + CONFIGURATION_WINDOW_SLOTS_EXPECTED, configuration });
+    return true;
+  }
+  inForceAt(slot: number): Configuration {
+    let found = this.epochs[0]!.configuration;
+    for (const epoch of this.epochs) if (epoch.fromSlot <= slot) found = epoch.configuration;
+    return found;
+  }
+  get latest(): Configuration {
+    return this.epochs.at(-1)!.configuration;
+  }
+  /** Every configuration that governs some slot from `slot` on. */
+  from(slot: number): Configuration[] {
+    const result = [this.inForceAt(slot)];
+    for (const epoch of this.epochs) if (epoch.fromSlot > slot) result.push(epoch.configuration);
+    return result;
+  }
+}
+
+function majorityOfConfiguration(configuration: Configuration): number {
+  return Math.floor(configuration.voters.length / 2) + 1;
+}
+
+function describeConfiguration(configuration: Configuration): string {
+  return `voters ${configuration.voters.join(',')} learners ${configuration.learners.join(',') || '-'}`;
+}
+
+function describeChange(change: ConfigurationChange): string {
+  return change.type === 'add-learner' ? 'add a learner' : `${change.type} ${change.member}`;
 }
 
 /** Whether some subset of `values` sums to `target` (values are small: a set of reachable sums). */
