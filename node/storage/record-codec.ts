@@ -157,9 +157,10 @@ export function encodeEntry(entry: StoredEntry): Buffer {
 }
 
 /** The checksum's starting value: 0, or (version 4) the crc32 of the segment sequence and the frame's offset in it. */
+const placement = Buffer.alloc(16); // reused: JavaScript runs one placementSeed at a time
+
 function placementSeed(binding: ChecksumBinding, position: number): number {
   if (binding === undefined) return 0;
-  const placement = Buffer.alloc(16);
   writeU64(placement, 0, binding);
   writeU64(placement, 8, position);
   return crc32(placement);
