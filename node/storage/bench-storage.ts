@@ -95,7 +95,7 @@ async function benchFsyncPerEntry(baseDir: string, writers: number, durationMs: 
     latenciesMs: [],
   };
   const record = encodeEntry({ slot: 1, ballot: { round: 1, ordinal: 0 }, value: Buffer.alloc(valueBytes, 0x61) });
-  sealBatch(record);
+  sealBatch(record, 1, 0);
   await runWriters(
     writers,
     durationMs,

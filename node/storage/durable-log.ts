@@ -21,7 +21,14 @@ import type {
 import { writeAll, writeAllNow } from './file-io.js';
 import { nodeFileSystem, OPEN_FLAGS as fsConstants, type FileSystem, type StorageFile } from './file-system.js';
 import { preparedSegmentFileName, recoverDirectory, segmentFileName, type SegmentInfo } from './log-recovery.js';
-import { encodeEntry, encodeHardState, encodeLogClosed, encodeSegmentHeader, sealBatch } from './record-codec.js';
+import {
+  type ChecksumBinding,
+  encodeEntry,
+  encodeHardState,
+  encodeLogClosed,
+  encodeSegmentHeader,
+  sealBatch,
+} from './record-codec.js';
 import { snapshotBytesMax, writeSnapshotFile } from './snapshot-file.js';
 import { DurableLogFailedError } from './storage-errors.js';
 
@@ -52,6 +59,11 @@ interface ActiveSegment {
   payloadBatches: number;
   /** Bytes of records in the previous segment, for this segment's header. */
   previousSegmentBytes: number;
+  /**
+   * What its checksums bind (record-codec.ts): the sequence number in a segment this code
+   * started; undefined when it continues a segment of format version 1-3.
+   */
+  binding: ChecksumBinding;
 }
 
 /** The next segment, being zero-filled in the background (preallocateSegments). */
@@ -320,7 +332,8 @@ class SegmentedDurableLog implements DurableLog {
     this.queuedHardState = undefined;
     const prelude = this.takePrelude();
     const bytes = Buffer.concat([...prelude.frames, ...chunks]);
-    const records = sealBatch(bytes);
+    // Sealed for the place it is written to: takeBatch is always followed by the write at active.bytes.
+    const records = sealBatch(bytes, this.active.binding, this.active.bytes);
     assert(records === prelude.frames.length + chunks.length, 'sealed record count differs from the queue');
     return {
       bytes,
@@ -368,7 +381,14 @@ class SegmentedDurableLog implements DurableLog {
     const segmentSeq = this.active.segmentSeq + 1;
     const handle = await this.openNewSegment(segmentSeq);
     const previous = this.active.handle;
-    this.active = { segmentSeq, handle, bytes: 0, payloadBatches: 0, previousSegmentBytes: this.active.bytes };
+    this.active = {
+      segmentSeq,
+      handle,
+      bytes: 0,
+      payloadBatches: 0,
+      previousSegmentBytes: this.active.bytes,
+      binding: segmentSeq,
+    };
     this.segments.push({ segmentSeq, slotMax: -1 });
     this.preludeNeeded = { header: true, hardState: true };
     await previous.close();
@@ -527,6 +547,7 @@ export async function openDurableLog(
     bytes,
     payloadBatches: bytes > 0 ? 1 : 0,
     previousSegmentBytes: layout.previousSegmentBytes,
+    binding: isNewFile ? segmentSeq : layout.lastSegmentBinding,
   };
   const hasHardState = layout.recovered.hardState !== undefined;
   const preludeNeeded = { header: bytes === 0, hardState: hasHardState && !layout.lastSegmentHasHardState };

@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { assert, invariantViolated } from '../util/assert.js';
 import type { HardState, RecoveredState, StoredEntry, StoredSnapshot, TruncatedTail } from './durable-log-interface.js';
 import type { FileSystem } from './file-system.js';
-import { RecordType, type DecodedRecord } from './record-codec.js';
+import { RecordType, type ChecksumBinding, type DecodedRecord } from './record-codec.js';
 import { scanSegment } from './segment-scanner.js';
 import { isSnapshotTempFileName, parseSnapshotFileName, readSnapshotFile } from './snapshot-file.js';
 import { CorruptLogError } from './storage-errors.js';
@@ -47,6 +47,8 @@ export interface RecoveredLayout {
   /** Bytes of records in the segment before the last (0 if none): its header records it. */
   previousSegmentBytes: number;
   lastSegmentHasHardState: boolean;
+  /** How the last segment's checksums bind their place (record-codec.ts); appends continue alike. */
+  lastSegmentBinding: ChecksumBinding;
   snapshotFile: string | undefined;
 }
 
@@ -71,6 +73,7 @@ export async function recoverDirectory(fs: FileSystem, directory: string, noSync
   const latestBySlot = new Map<number, StoredEntry>();
   let hardState: HardState | undefined;
   let lastSegmentHasHardState = false;
+  let lastSegmentBinding: ChecksumBinding;
   let lastRecordClosesLog = false;
   let lastSegmentBytes = 0;
   let previousSegmentBytes = 0;
@@ -123,6 +126,7 @@ export async function recoverDirectory(fs: FileSystem, directory: string, noSync
     lastSegmentBytes = scan.validBytes;
     previousZeroTailBytes = scan.zeroTailBytes;
     lastSegmentHasHardState = segmentHasHardState;
+    lastSegmentBinding = scan.binding;
     lastRecordClosesLog = segmentEndsWithClose && scan.tornTailBytes === 0;
   }
   const entries = [...latestBySlot.values()].sort((left, right) => left.slot - right.slot);
@@ -139,7 +143,16 @@ export async function recoverDirectory(fs: FileSystem, directory: string, noSync
     truncated,
     cleanShutdown: lastRecordClosesLog,
   };
-  return { recovered, segments, lastSegmentBytes, previousSegmentBytes, lastSegmentHasHardState, snapshotFile };
+  return {
+    recovered,
+    segments,
+    lastSegmentBytes,
+    previousSegmentBytes,
+    lastSegmentHasHardState,
+    // An empty last segment (its header lost) gets a new header: version 4, bound.
+    lastSegmentBinding: lastSegmentBytes === 0 ? segments.at(-1)?.segmentSeq : lastSegmentBinding,
+    snapshotFile,
+  };
 }
 
 /**

@@ -5,6 +5,13 @@
 // The checksum (zlib.crc32, the IEEE polynomial) covers the length, the type and the payload,
 // so a damaged length field is caught like any other damaged byte.
 //
+// Version 4 binds each checksum to where the frame belongs: the crc32 starts from the
+// segment's sequence number and the frame's byte offset in the segment (16 bytes that are
+// not stored). A write the disk put at the wrong place (a misdirected write, over older
+// records of this or another segment) then fails its checksums there even when it lands on
+// a frame boundary, instead of reading as a valid batch that replaced acknowledged records.
+// Versions 1-3 (no binding) are still read.
+//
 // `batchOffset` is the distance in bytes from the start of the write batch (one sync) that
 // holds the record back to the record's own start. Recovery uses it to tell a torn final
 // batch (pages of one unsynced write persisted out of order) from damage to earlier,
@@ -37,8 +44,17 @@ export const segmentMagic = 0x474c4253; // "SBLG" read as little endian bytes.
  * Versions 1 (append-only files) and 2 are still read, and close records are read in any
  * segment: a binary older than version 3 must not read a log a version 3 binary wrote.
  */
-export const segmentFormatVersion = 3;
-const segmentFormatVersions: readonly number[] = [1, 2, 3];
+export const segmentFormatVersion = 4;
+const segmentFormatVersions: readonly number[] = [1, 2, 3, 4];
+/** From version 4 on, every frame's checksum covers its segment and offset (see the top of this file). */
+export const firstPositionBoundVersion = 4;
+
+/**
+ * Where a frame is checked or sealed: its segment's sequence number (the checksum of a
+ * version 4 segment covers it and the frame's offset), or undefined for a segment of version
+ * 1-3, whose checksums cover the frame alone.
+ */
+export type ChecksumBinding = number | undefined;
 
 /** The largest value one slot may hold; a batch of commands must fit in it. */
 export const valueBytesMax = 16 * 1024 * 1024;
@@ -140,16 +156,37 @@ export function encodeEntry(entry: StoredEntry): Buffer {
   return frame;
 }
 
-function frameChecksum(bytes: Buffer, offset: number, payloadBytes: number): number {
-  const lengthChecksum = crc32(bytes.subarray(offset, offset + 4));
+/** The checksum's starting value: 0, or (version 4) the crc32 of the segment sequence and the frame's offset in it. */
+const placement = Buffer.alloc(16); // reused: JavaScript runs one placementSeed at a time
+
+function placementSeed(binding: ChecksumBinding, position: number): number {
+  if (binding === undefined) return 0;
+  writeU64(placement, 0, binding);
+  writeU64(placement, 8, position);
+  return crc32(placement);
+}
+
+/** `position`: the frame's offset in its segment (only used under a binding). */
+function frameChecksum(
+  bytes: Buffer,
+  offset: number,
+  payloadBytes: number,
+  binding: ChecksumBinding,
+  position: number,
+): number {
+  const lengthChecksum = crc32(bytes.subarray(offset, offset + 4), placementSeed(binding, position));
   return crc32(bytes.subarray(offset + 8, offset + frameHeaderBytes + payloadBytes), lengthChecksum);
 }
 
 /**
  * Stamps every frame of a contiguous batch (the bytes one sync writes) with its batchOffset
- * and checksum. Returns the number of frames.
+ * and checksum. `binding` and `batchPosition` say where the batch is written: the segment
+ * (undefined: a segment of version 1-3) and the batch's offset in it. Returns the number of
+ * frames.
  */
-export function sealBatch(batch: Buffer): number {
+export function sealBatch(batch: Buffer, binding: ChecksumBinding, batchPosition: number): number {
+  if (!(Number.isSafeInteger(batchPosition) && batchPosition >= 0))
+    invariantViolated(`batch position ${batchPosition} must be a safe non-negative integer`);
   let offset = 0;
   let frames = 0;
   while (offset < batch.length) {
@@ -161,7 +198,7 @@ export function sealBatch(batch: Buffer): number {
       `batch frame at ${offset} has length ${payloadBytes}`,
     );
     batch.writeUInt32LE(offset, offset + frameHeaderBytes);
-    batch.writeUInt32LE(frameChecksum(batch, offset, payloadBytes), offset + 4);
+    batch.writeUInt32LE(frameChecksum(batch, offset, payloadBytes, binding, batchPosition + offset), offset + 4);
     offset += frameHeaderBytes + payloadBytes;
     frames += 1;
   }
@@ -211,7 +248,7 @@ export function claimedFrameBytes(bytes: Buffer, offset: number): number {
  * one, under which the whole frame lies in `bytes` and its checksum matches (a complete frame
  * whose length field took a bit flip), or undefined. At most 32 checksums, on damage only.
  */
-export function lengthBitFlipRepair(bytes: Buffer, offset: number): number | undefined {
+export function lengthBitFlipRepair(bytes: Buffer, offset: number, binding: ChecksumBinding): number | undefined {
   if (!(bytes.length - offset >= frameHeaderBytes)) invariantViolated(`frame header at ${offset} is cut short`);
   const stored = bytes.readUInt32LE(offset);
   const type = bytes.readUInt8(offset + 8);
@@ -221,14 +258,20 @@ export function lengthBitFlipRepair(bytes: Buffer, offset: number): number | und
     if (!expectedPayloadBytes(type, candidate) || bytes.length - offset < frameHeaderBytes + candidate) continue;
     const lengthField = Buffer.alloc(4);
     lengthField.writeUInt32LE(candidate, 0);
-    const checksum = crc32(bytes.subarray(offset + 8, offset + frameHeaderBytes + candidate), crc32(lengthField));
+    const checksum = crc32(
+      bytes.subarray(offset + 8, offset + frameHeaderBytes + candidate),
+      crc32(lengthField, placementSeed(binding, offset)),
+    );
     if (checksum === storedChecksum) return candidate;
   }
   return undefined;
 }
 
-/** Reads the frame that starts at `offset`. Never throws on bad input. */
-export function decodeFrameAt(bytes: Buffer, offset: number): FrameResult {
+/**
+ * Reads the frame that starts at `offset` of a segment's bytes (`bytes` starts at the
+ * segment's first byte: under a binding the checksum covers `offset`). Never throws on bad input.
+ */
+export function decodeFrameAt(bytes: Buffer, offset: number, binding: ChecksumBinding): FrameResult {
   if (!(Number.isSafeInteger(offset) && offset >= 0 && offset <= bytes.length))
     invariantViolated(`decode offset ${offset} out of range`);
   if (bytes.length - offset < frameHeaderBytes) return { status: 'bad', reason: 'frame header cut short' };
@@ -239,7 +282,7 @@ export function decodeFrameAt(bytes: Buffer, offset: number): FrameResult {
   }
   const frameBytes = frameHeaderBytes + payloadBytes;
   if (bytes.length - offset < frameBytes) return { status: 'bad', reason: 'frame cut short' };
-  if (bytes.readUInt32LE(offset + 4) !== frameChecksum(bytes, offset, payloadBytes)) {
+  if (bytes.readUInt32LE(offset + 4) !== frameChecksum(bytes, offset, payloadBytes, binding, offset)) {
     return { status: 'bad', reason: 'checksum mismatch' };
   }
   const batchOffset = bytes.readUInt32LE(offset + frameHeaderBytes);

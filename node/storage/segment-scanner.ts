@@ -28,13 +28,24 @@
 // reports every torn tail (RecoveredState.truncated) and whether the log was closed cleanly
 // (cleanShutdown), so the replica can re-learn from its peers before it votes.
 //
+// Misdirected writes. From format version 4 a frame's checksum covers its segment's sequence
+// number and its offset (record-codec.ts), so a batch the disk wrote to the wrong place fails
+// there: where it landed over acknowledged records it is a complete damaged frame
+// (CorruptLogError), and the place it belonged keeps its old bytes (zeros at the end of the
+// records: the end of the log, as for any lost final write). Without the binding, a batch
+// that landed on a frame boundary read as valid records that replaced acknowledged ones. The
+// binding is chosen per segment from its header: a header of version 1-3 was written
+// without it and so is the rest of that segment.
+//
 // A segment written into a preallocated, zero-filled file ends in zeros: a bad frame followed
 // only by zero bytes is the end of the records, in any segment. (That a non-last segment's
 // records really end there is checked by recovery against the next segment's header.)
 import { invariantViolated } from '../util/assert.js';
 import {
+  type ChecksumBinding,
   claimedFrameBytes,
   decodeFrameAt,
+  firstPositionBoundVersion,
   frameHeaderBytes,
   lengthBitFlipRepair,
   RecordType,
@@ -56,20 +67,24 @@ export interface SegmentScanResult {
   tornReason?: string;
   /** Zero bytes after the records (the unused part of a preallocated segment). */
   zeroTailBytes: number;
+  /** The segment's checksums bind their place (version 4 on): the writer continues the same way. */
+  binding: ChecksumBinding;
 }
 
 export type RecordSink = (record: DecodedRecord, offset: number) => void;
 
 export function scanSegment(bytes: Buffer, context: SegmentScanContext, sink: RecordSink): SegmentScanResult {
+  const binding = segmentBinding(bytes, context);
   let offset = 0;
   let batchStart = 0;
   while (offset < bytes.length) {
-    const frame = decodeFrameAt(bytes, offset);
+    const frame = decodeFrameAt(bytes, offset, binding);
     if (frame.status === 'malformed') throw new CorruptLogError(context.fileName, offset, frame.reason);
     if (frame.status === 'bad') {
       const lastNonZero = lastNonZeroByte(bytes, offset);
-      if (lastNonZero < offset) return { validBytes: offset, tornTailBytes: 0, zeroTailBytes: bytes.length - offset };
-      return classifyBadFrame(bytes, context, offset, batchStart, frame.reason, lastNonZero);
+      const zeroTail = { validBytes: offset, tornTailBytes: 0, zeroTailBytes: bytes.length - offset, binding };
+      if (lastNonZero < offset) return zeroTail;
+      return { ...classifyBadFrame(bytes, context, binding, offset, batchStart, frame.reason, lastNonZero), binding };
     }
     const recordBatchStart = offset - frame.batchOffset;
     checkPlacement(context, offset, frame.record, recordBatchStart, batchStart);
@@ -78,7 +93,41 @@ export function scanSegment(bytes: Buffer, context: SegmentScanContext, sink: Re
     offset += frame.frameBytes;
   }
   if (!(offset === bytes.length)) invariantViolated(`scan overran ${context.fileName}: ${offset} > ${bytes.length}`);
-  return { validBytes: offset, tornTailBytes: 0, zeroTailBytes: 0 };
+  return { validBytes: offset, tornTailBytes: 0, zeroTailBytes: 0, binding };
+}
+
+/**
+ * Whether this segment's checksums bind their place (version 4 on): its header, checked both
+ * ways, says which. A header that is valid under neither is left to the scan as a bad frame
+ * (bound: what this code writes).
+ */
+function segmentBinding(bytes: Buffer, context: SegmentScanContext): ChecksumBinding {
+  const bound = decodeFrameAt(bytes, 0, context.segmentSeq);
+  if (bound.status !== 'bad') return context.segmentSeq;
+  const unbound = decodeFrameAt(bytes, 0, undefined);
+  if (
+    unbound.status === 'valid' &&
+    unbound.record.type === RecordType.segmentHeader &&
+    unbound.record.version < firstPositionBoundVersion
+  )
+    return undefined;
+  // A version 4 header sealed for another segment: a renamed or misplaced file, said as such.
+  // The header's sequence field: frame header (9), batch offset (4), magic (4), version (4).
+  const headerSeqAt = 21;
+  if (bytes.length >= headerSeqAt + 16) {
+    const claimedSeq = bytes.readUInt32LE(headerSeqAt) + bytes.readUInt32LE(headerSeqAt + 4) * 0x1_0000_0000;
+    if (Number.isSafeInteger(claimedSeq) && claimedSeq >= 1 && claimedSeq !== context.segmentSeq) {
+      const other = decodeFrameAt(bytes, 0, claimedSeq);
+      if (other.status === 'valid' && other.record.type === RecordType.segmentHeader) {
+        throw new CorruptLogError(
+          context.fileName,
+          0,
+          `segment header says segment ${other.record.segmentSeq}, file name says ${context.segmentSeq}`,
+        );
+      }
+    }
+  }
+  return context.segmentSeq;
 }
 
 /** Index of the last non-zero byte at or after `from`, or from - 1 when there is none. */
@@ -123,21 +172,22 @@ export const sectorBytes = 512;
 function classifyBadFrame(
   bytes: Buffer,
   context: SegmentScanContext,
+  binding: ChecksumBinding,
   badOffset: number,
   lastBatchStart: number,
   reason: string,
   lastNonZero: number,
-): SegmentScanResult {
+): Omit<SegmentScanResult, 'binding'> {
   if (!context.isLastSegment) {
     throw new CorruptLogError(context.fileName, badOffset, `${reason} in a segment that is not the last one`);
   }
-  const incomplete = incompleteWriteEvidence(bytes, badOffset);
+  const incomplete = incompleteWriteEvidence(bytes, badOffset, binding);
   if (typeof incomplete !== 'string') {
     // One line: scripts/mutants.json edits it (storage-complete-damaged-frame-truncated).
     // prettier-ignore
     throw new CorruptLogError(context.fileName, badOffset, `${reason} in a complete frame (${incomplete.complete}): acknowledged data is damaged`);
   }
-  checkNothingLaterFollows(bytes, context, badOffset, lastBatchStart, reason, lastNonZero);
+  checkNothingLaterFollows(bytes, context, binding, badOffset, lastBatchStart, reason, lastNonZero);
   return {
     validBytes: badOffset,
     tornTailBytes: bytes.length - badOffset,
@@ -151,10 +201,14 @@ function classifyBadFrame(
  * Incomplete: the file ends inside its claimed extent, or a sector overlapping that extent
  * is all zeros from the frame's start on. See the comment at the top of this file.
  */
-function incompleteWriteEvidence(bytes: Buffer, offset: number): string | { complete: string } {
+function incompleteWriteEvidence(
+  bytes: Buffer,
+  offset: number,
+  binding: ChecksumBinding,
+): string | { complete: string } {
   const presentBytes = bytes.length - offset;
   if (presentBytes < frameHeaderBytes) return `the file ends ${presentBytes} bytes into the frame header`;
-  const repairedPayloadBytes = lengthBitFlipRepair(bytes, offset);
+  const repairedPayloadBytes = lengthBitFlipRepair(bytes, offset, binding);
   if (repairedPayloadBytes !== undefined) {
     return {
       complete: `its length field reads ${bytes.readUInt32LE(offset)}, one bit away from ${repairedPayloadBytes}, under which its checksum matches`,
@@ -198,6 +252,7 @@ function isAllZero(bytes: Buffer, start: number, end: number): boolean {
 function checkNothingLaterFollows(
   bytes: Buffer,
   context: SegmentScanContext,
+  binding: ChecksumBinding,
   badOffset: number,
   lastBatchStart: number,
   reason: string,
@@ -206,7 +261,7 @@ function checkNothingLaterFollows(
   let tornBatchStart: number | undefined;
   let cursor = badOffset + 1;
   for (;;) {
-    const found = nextValidFrame(bytes, cursor, lastNonZero);
+    const found = nextValidFrame(bytes, cursor, lastNonZero, binding);
     if (found === undefined) return;
     const foundBatchStart = found.offset - found.batchOffset;
     const sameBatchAsDamage = foundBatchStart === badOffset || foundBatchStart === lastBatchStart;
@@ -231,13 +286,14 @@ function nextValidFrame(
   bytes: Buffer,
   from: number,
   lastNonZero: number,
+  binding: ChecksumBinding,
 ): { offset: number; batchOffset: number; frameBytes: number } | undefined {
   for (let offset = from; offset <= lastNonZero && offset + frameHeaderBytes <= bytes.length; offset += 1) {
     // Cheap filter before the checksum: a real frame's batch offset never points before the
     // file start. Without it, random bytes make this search spend seconds on checksums.
     const batchOffsetAt = offset + frameHeaderBytes;
     if (batchOffsetAt + 4 <= bytes.length && bytes.readUInt32LE(batchOffsetAt) > offset) continue;
-    const frame = decodeFrameAt(bytes, offset);
+    const frame = decodeFrameAt(bytes, offset, binding);
     if (frame.status === 'valid') return { offset, batchOffset: frame.batchOffset, frameBytes: frame.frameBytes };
   }
   return undefined;

@@ -92,6 +92,41 @@ describe('SimFileSystem under the production DurableLog', () => {
     expect(Math.abs((error as CorruptLogError).offset - offset)).toBeLessThan(300);
   });
 
+  it('a misdirected write that lands on a frame boundary over acknowledged records is refused with the file and offset', async () => {
+    // The shape of swarm seed 709649: a batch misdirected one sector back lands exactly where an
+    // acknowledged batch (the promise and an entry) began and covers it up to the end of the
+    // records; the place it belonged keeps its zeros. Each of its frames is intact, so with
+    // checksums over the frame alone the log read as valid and the promise silently went back.
+    const { fs, run } = harness();
+    const open = () =>
+      run(openDurableLog(DIR, { fileSystem: fs.forProcess(), segmentBytesMax: 4096, preallocateSegments: true }));
+    const { log } = await open();
+    const at = (round: number, slot: number, valueBytes: number) => ({
+      slot,
+      ballot: ballot(round),
+      value: Buffer.alloc(valueBytes, slot),
+    });
+    // Segment header (37 bytes), then a batch of 150 bytes at 37 and one of exactly 512 at 187.
+    log.append({ promised: ballot(1) }, [at(1, 1, 100)]);
+    await run(log.sync());
+    log.append({ promised: ballot(2) }, [at(2, 2, 462)]);
+    await run(log.sync());
+    expect(log.stats().bytesWritten).toBe(37 + 150 + 512);
+    // The next batch belongs at 699 (in the second sector: only a one-sector shift is possible).
+    fs.faults.misdirectedWriteProbability = 1;
+    fs.corruptionAllowed = () => true;
+    log.append(undefined, [at(2, 3, 600)]);
+    await run(log.sync());
+    expect(fs.corruptions).toEqual([{ kind: 'misdirected-write', path: `${DIR}/log-000001.seg`, offset: 187 }]);
+    fs.crash();
+    const outcome = await open().then(
+      ({ recovered }) => recovered,
+      (error: unknown) => error,
+    );
+    expect(outcome).toBeInstanceOf(CorruptLogError);
+    expect(outcome).toMatchObject({ file: `${DIR}/log-000001.seg`, offset: 187 });
+  });
+
   it('an I/O error fails the log: the sync rejects and every later append throws (the replica must fail-stop)', async () => {
     const { fs, run, open } = harness();
     const { log } = await open();

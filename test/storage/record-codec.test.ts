@@ -13,10 +13,23 @@ import { scanSegment, sectorBytes } from '../../node/storage/segment-scanner.js'
 import { CorruptLogError } from '../../node/storage/storage-errors.js';
 import { InvariantViolation } from '../../node/util/assert.js';
 
-function batchOf(...frames: Buffer[]): Buffer {
+/** One batch sealed for offset `position` of segment 1 (a frame's checksum covers its segment and offset). */
+function batchAt(position: number, ...frames: Buffer[]): Buffer {
   const batch = Buffer.concat(frames);
-  sealBatch(batch);
+  sealBatch(batch, 1, position);
   return batch;
+}
+
+/** A batch at the start of segment 1. */
+function batchOf(...frames: Buffer[]): Buffer {
+  return batchAt(0, ...frames);
+}
+
+/** Segment 1 made of these batches (each a list of frames), each sealed where it lands. */
+function segmentOf(...batches: Buffer[][]): Buffer {
+  let segment = Buffer.alloc(0);
+  for (const frames of batches) segment = Buffer.concat([segment, batchAt(segment.length, ...frames)]);
+  return segment;
 }
 
 describe('record codec', () => {
@@ -32,7 +45,7 @@ describe('record codec', () => {
     );
     const records = [];
     for (let offset = 0; offset < batch.length;) {
-      const frame = decodeFrameAt(batch, offset);
+      const frame = decodeFrameAt(batch, offset, 1);
       expect(frame.status).toBe('valid');
       if (frame.status !== 'valid') break;
       expect(frame.batchOffset).toBe(offset);
@@ -40,7 +53,7 @@ describe('record codec', () => {
       offset += frame.frameBytes;
     }
     expect(records).toEqual([
-      { type: RecordType.segmentHeader, segmentSeq: 3, version: 3, previousSegmentBytes: 123_456_789 },
+      { type: RecordType.segmentHeader, segmentSeq: 3, version: 4, previousSegmentBytes: 123_456_789 },
       { type: RecordType.hardState, hardState: { promised: { round: 0xffff_ffff, ordinal: 4 } } },
       {
         type: RecordType.entry,
@@ -57,8 +70,8 @@ describe('record codec', () => {
     v1.writeUInt32LE(0x474c4253, 13);
     v1.writeUInt32LE(1, 17);
     v1.writeUInt32LE(7, 21);
-    sealBatch(v1);
-    const frame = decodeFrameAt(v1, 0);
+    sealBatch(v1, undefined, 0);
+    const frame = decodeFrameAt(v1, 0, undefined);
     expect(frame.status === 'valid' && frame.record).toEqual({
       type: RecordType.segmentHeader,
       segmentSeq: 7,
@@ -67,15 +80,37 @@ describe('record codec', () => {
     });
     // A version 2 number on a version 1 length is refused, not misread.
     v1.writeUInt32LE(2, 17);
-    sealBatch(v1);
-    expect(decodeFrameAt(v1, 0).status).toBe('malformed');
+    sealBatch(v1, undefined, 0);
+    expect(decodeFrameAt(v1, 0, undefined).status).toBe('malformed');
   });
 
   it('reports every strict prefix of a frame as bad, never throwing', () => {
     const frame = batchOf(encodeEntry({ slot: 1, ballot: { round: 1, ordinal: 0 }, value: Buffer.from('abc') }));
     for (let length = 0; length < frame.length; length += 1) {
-      expect(decodeFrameAt(frame.subarray(0, length), 0).status).toBe('bad');
+      expect(decodeFrameAt(frame.subarray(0, length), 0, 1).status).toBe('bad');
     }
+  });
+
+  it('binds a checksum to its segment and offset (version 4): the same bytes elsewhere are a bad frame', () => {
+    const frames = [
+      encodeHardState({ promised: { round: 2, ordinal: 1 } }),
+      encodeEntry({ slot: 33, ballot: { round: 2, ordinal: 1 }, value: Buffer.from('abc') }),
+    ];
+    const batchBytes = Buffer.concat(frames).length;
+    const at600 = Buffer.alloc(600 + batchBytes);
+    Buffer.concat(frames).copy(at600, 600);
+    sealBatch(at600.subarray(600), 1, 600);
+    expect(decodeFrameAt(at600, 600, 1).status).toBe('valid');
+    // Segment 2, or 512 bytes earlier (a misdirected write on a frame boundary): no longer valid.
+    expect(decodeFrameAt(at600, 600, 2)).toEqual({ status: 'bad', reason: 'checksum mismatch' });
+    const moved = Buffer.alloc(88 + batchBytes);
+    at600.copy(moved, 88, 600);
+    expect(decodeFrameAt(moved, 88, 1)).toEqual({ status: 'bad', reason: 'checksum mismatch' });
+    // A segment of version 1-3 (no binding) is read as before.
+    const legacy = Buffer.concat(frames);
+    sealBatch(legacy, undefined, 0);
+    expect(decodeFrameAt(legacy, 0, undefined).status).toBe('valid');
+    expect(decodeFrameAt(legacy, 0, 1).status).toBe('bad');
   });
 
   it('asserts its own invariants on encode', () => {
@@ -91,17 +126,17 @@ describe('record codec', () => {
 
 describe('segment scanner', () => {
   const context = { fileName: 'log-000001.seg', segmentSeq: 1, isLastSegment: true };
-  const segment = Buffer.concat([
-    batchOf(encodeSegmentHeader(1, 0), encodeHardState({ promised: { round: 1, ordinal: 0 } })),
-    batchOf(encodeEntry({ slot: 1, ballot: { round: 1, ordinal: 0 }, value: Buffer.from('one') })),
-    batchOf(encodeEntry({ slot: 2, ballot: { round: 1, ordinal: 0 }, value: Buffer.from('two') })),
-  ]);
+  const segment = segmentOf(
+    [encodeSegmentHeader(1, 0), encodeHardState({ promised: { round: 1, ordinal: 0 } })],
+    [encodeEntry({ slot: 1, ballot: { round: 1, ordinal: 0 }, value: Buffer.from('one') })],
+    [encodeEntry({ slot: 2, ballot: { round: 1, ordinal: 0 }, value: Buffer.from('two') })],
+  );
 
   it('pushes each good record into the sink, in order', () => {
     const types: number[] = [];
     const result = scanSegment(segment, context, (record) => types.push(record.type));
     expect(types).toEqual([RecordType.segmentHeader, RecordType.hardState, RecordType.entry, RecordType.entry]);
-    expect(result).toEqual({ validBytes: segment.length, tornTailBytes: 0, zeroTailBytes: 0 });
+    expect(result).toEqual({ validBytes: segment.length, tornTailBytes: 0, zeroTailBytes: 0, binding: 1 });
   });
 
   it('ends the records at a zero-filled tail (a preallocated segment), in any segment, truncating nothing', () => {
@@ -109,7 +144,7 @@ describe('segment scanner', () => {
     for (const isLastSegment of [true, false]) {
       const types: number[] = [];
       const result = scanSegment(preallocated, { ...context, isLastSegment }, (record) => types.push(record.type));
-      expect(result).toEqual({ validBytes: segment.length, tornTailBytes: 0, zeroTailBytes: 4096 });
+      expect(result).toEqual({ validBytes: segment.length, tornTailBytes: 0, zeroTailBytes: 4096, binding: 1 });
       expect(types).toHaveLength(4);
     }
   });
@@ -134,7 +169,10 @@ describe('segment scanner', () => {
   });
 
   it('a flipped bit in the length field is caught even when the frame then claims bytes past the data', () => {
-    const big = batchOf(encodeEntry({ slot: 3, ballot: { round: 1, ordinal: 0 }, value: Buffer.alloc(3000, 7) }));
+    const big = batchAt(
+      segment.length,
+      encodeEntry({ slot: 3, ballot: { round: 1, ordinal: 0 }, value: Buffer.alloc(3000, 7) }),
+    );
     const withBig = Buffer.concat([segment, big]);
     for (const zeroTail of [0, 70_000]) {
       for (let bit = 0; bit < 32; bit += 1) {
@@ -149,7 +187,10 @@ describe('segment scanner', () => {
   });
 
   it('a final record cut at any sector boundary (the rest zeros or gone) is a torn tail in the last segment only', () => {
-    const big = batchOf(encodeEntry({ slot: 3, ballot: { round: 1, ordinal: 0 }, value: Buffer.alloc(3000, 7) }));
+    const big = batchAt(
+      segment.length,
+      encodeEntry({ slot: 3, ballot: { round: 1, ordinal: 0 }, value: Buffer.alloc(3000, 7) }),
+    );
     const whole = Buffer.concat([segment, big]);
     for (
       let cut = Math.ceil((segment.length + 1) / sectorBytes) * sectorBytes;
@@ -177,7 +218,8 @@ describe('segment scanner', () => {
   });
 
   it('documented limit: a flipped bit in a record whose value holds a whole zero sector reads as torn', () => {
-    const zeroValue = batchOf(
+    const zeroValue = batchAt(
+      segment.length,
       encodeEntry({ slot: 3, ballot: { round: 1, ordinal: 0 }, value: Buffer.alloc(2 * sectorBytes) }),
     );
     const damaged = Buffer.concat([segment, zeroValue]);
@@ -206,9 +248,7 @@ describe('segment scanner', () => {
   });
 
   it('refuses a segment that does not start with its own header', () => {
-    const headerless = segment.subarray(
-      batchOf(encodeSegmentHeader(1, 0), encodeHardState({ promised: { round: 1, ordinal: 0 } })).length,
-    );
+    const headerless = segmentOf([encodeHardState({ promised: { round: 1, ordinal: 0 } })]);
     expect(() => scanSegment(headerless, context, () => undefined)).toThrow(/does not start with a segment header/);
   });
 });

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { CorruptLogError, openDurableLog } from '../../node/storage/durable-log.js';
+import { encodeEntry, encodeHardState, encodeSegmentHeader, sealBatch } from '../../node/storage/record-codec.js';
 import { sectorBytes } from '../../node/storage/segment-scanner.js';
 import { entry, makeTempDir, plain, removeDir, segmentFiles } from './storage-fixtures.js';
 
@@ -438,6 +439,27 @@ describe('recovery: damaged acknowledged data', () => {
     expect((await segmentFiles(dir)).length).toBeGreaterThan(2);
     await unlink(join(dir, 'log-000002.seg'));
     await expect(openDurableLog(dir, { noSync: true })).rejects.toThrow(/missing/);
+  });
+
+  it('reads a version 3 segment (checksums over the frame alone) and continues it the same way', async () => {
+    const header = encodeSegmentHeader(1, 0);
+    header.writeUInt32LE(3, 17); // the format version field
+    const prelude = Buffer.concat([header, encodeHardState({ promised: { round: 2, ordinal: 0 } })]);
+    const batch = Buffer.concat([encodeEntry(entry(1, 2)), encodeEntry(entry(2, 2))]);
+    sealBatch(prelude, undefined, 0);
+    sealBatch(batch, undefined, prelude.length);
+    const dir = await freshDir();
+    await writeFile(join(dir, segmentName), Buffer.concat([prelude, batch]));
+    const opened = await openDurableLog(dir, { noSync: true });
+    expect(opened.recovered.hardState).toEqual({ promised: { round: 2, ordinal: 0 } });
+    expect(plain(opened.recovered.entries)).toEqual(plain([entry(1, 2), entry(2, 2)]));
+    opened.log.append(undefined, [entry(3, 2)]);
+    await opened.log.sync();
+    await opened.log.close();
+    const reopened = await openDurableLog(dir, { noSync: true });
+    expect(plain(reopened.recovered.entries)).toEqual(plain([entry(1, 2), entry(2, 2), entry(3, 2)]));
+    expect(reopened.recovered.cleanShutdown).toBe(true);
+    await reopened.log.close();
   });
 
   it('throws when a segment file carries another segment number', async () => {
