@@ -223,7 +223,8 @@ export class Certificates {
     if (nats.serverCertificate) {
       const files = await ensureLeaf(
         names.natsTlsSecret(cluster.metadata.name),
-        { dnsNames: natsDnsNames(cluster) },
+        // localhost too: kubectl port-forward (nats.js checks a loopback IP as localhost).
+        { dnsNames: [...natsDnsNames(cluster), 'localhost'] },
         (f) => buildNatsTlsSecret(cluster, f) as KubeObject,
         `${cluster.metadata.name} NATS`,
         true,
