@@ -132,7 +132,7 @@ export const RULE_MESSAGES = {
   natsUrl: 'must be a nats:// or tls:// URL',
   natsCredentialsSecret: 'must be a Secret name (a lowercase DNS name of at most 253 characters)',
   natsCredentialsSecretRequired:
-    'is required with spec.nats.url: a Secret with that NATS\'s ca.crt and the credentials files replica.json and watcher.json (docs/SECURITY.md)',
+    "is required with spec.nats.url: a Secret with that NATS's ca.crt and the credentials files replica.json and watcher.json (docs/SECURITY.md)",
   natsCredentialsSecretWithoutUrl:
     'is only for an external NATS (spec.nats.url); the operator makes the credentials of the NATS it runs itself',
   metadataName: 'must be a lowercase DNS label of at most 40 characters',

@@ -102,7 +102,10 @@ export class Certificates {
     return this.options.now?.() ?? Date.now();
   }
 
-  async ensure(cluster: BankCluster, nats: NatsCertificateRequest = { serverCertificate: false }): Promise<CertificateOutcome> {
+  async ensure(
+    cluster: BankCluster,
+    nats: NatsCertificateRequest = { serverCertificate: false },
+  ): Promise<CertificateOutcome> {
     return cluster.spec.tls ? this.checkUserSecrets(cluster, nats) : this.issue(cluster, nats);
   }
 

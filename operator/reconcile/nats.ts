@@ -76,7 +76,9 @@ export class NatsStep {
         return {
           mode,
           ready: false,
-          problems: ['spec.nats.credentialsSecret: required with spec.nats.url (a Secret with ca.crt, replica.json, watcher.json)'],
+          problems: [
+            'spec.nats.credentialsSecret: required with spec.nats.url (a Secret with ca.crt, replica.json, watcher.json)',
+          ],
           url: url!,
         };
       const check = checkExternalNatsFiles(name, await this.readSecret(cluster, name, false));
@@ -105,7 +107,14 @@ export class NatsStep {
       // which the config and the pods then follow.
       users[role] = credentials?.user === role ? credentials : generateNatsCredentials(role);
     }
-    return { mode, ready: true, problems: [], url: url!, users, watcher: { credentials: credentialsJson(users.watcher) } };
+    return {
+      mode,
+      ready: true,
+      problems: [],
+      url: url!,
+      users,
+      watcher: { credentials: credentialsJson(users.watcher) },
+    };
   }
 
   /** What the certificate step must do for NATS: a server certificate, the client Secrets' extra files. */
@@ -126,7 +135,11 @@ export class NatsStep {
   }
 
   /** A Secret's files: the informer cache first (owned Secrets), else the API server. */
-  private async readSecret(cluster: BankCluster, name: string, owned: boolean): Promise<Record<string, string> | undefined> {
+  private async readSecret(
+    cluster: BankCluster,
+    name: string,
+    owned: boolean,
+  ): Promise<Record<string, string> | undefined> {
     const namespace = namespaceOf(cluster);
     let live: KubeObject | undefined = owned ? this.cache.get(RESOURCES.secret, namespace, name) : undefined;
     if (!live) {
@@ -160,7 +173,8 @@ export class OperatorNatsFiles {
     const credentialsFile = join(target, 'watcher.json');
     writeFileSync(caFile, files.ca, { mode: 0o600 });
     writeFileSync(credentialsFile, files.credentials, { mode: 0o600 });
-    for (const old of readdirSync(clusterDir)) if (old !== digest) rmSync(join(clusterDir, old), { recursive: true, force: true });
+    for (const old of readdirSync(clusterDir))
+      if (old !== digest) rmSync(join(clusterDir, old), { recursive: true, force: true });
     return { caFile, credentialsFile };
   }
 

@@ -145,7 +145,10 @@ export class Reconciler {
     const namespace = cluster.metadata.namespace ?? 'default';
     const ca = nats.watcher?.ca ?? certificates.natsTls?.ca;
     if (nats.watcher && ca) {
-      const security = this.natsFiles.write(namespace, cluster.metadata.name, { ca, credentials: nats.watcher.credentials });
+      const security = this.natsFiles.write(namespace, cluster.metadata.name, {
+        ca,
+        credentials: nats.watcher.credentials,
+      });
       this.natsSecurity.set(`${namespace}/${cluster.metadata.name}`, security);
     }
     return this.ensureLeaders(cluster);

@@ -177,9 +177,14 @@ export function computeStatus(input: StatusInput): BankClusterStatus {
             message:
               nats.mode === 'managed'
                 ? `NATS ${names.nats(cluster.metadata.name)} run by the operator: TLS from the cluster CA, users replica and watcher`
-                : 'spec.nats.credentialsSecret holds the NATS CA and both users\' credentials',
+                : "spec.nats.credentialsSecret holds the NATS CA and both users' credentials",
           }
-        : { type: CONDITION.natsReady, status: 'False', reason: 'InvalidNatsSecret', message: nats.problems.join('; ') },
+        : {
+            type: CONDITION.natsReady,
+            status: 'False',
+            reason: 'InvalidNatsSecret',
+            message: nats.problems.join('; '),
+          },
     );
   }
   if (input.reconcileError) {

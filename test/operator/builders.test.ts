@@ -247,8 +247,7 @@ describe('buildStatefulSet', () => {
 
   it('passes arguments the replica itself accepts (its own flag parser, env as the pod gets it)', () => {
     const c = cluster({ shards: 2, itemsPerShard: 50, initialBalance: 7, maxTransferAmount: 99 });
-    const container = buildStatefulSet(c, 1, { natsImage: 'nats:2' }).spec!.template.spec!
-      .containers[0]!;
+    const container = buildStatefulSet(c, 1, { natsImage: 'nats:2' }).spec!.template.spec!.containers[0]!;
     // The kubelet expands $(POD_NAME) in args from the container's env.
     const args = container.args!.map((a) => a.replaceAll('$(POD_NAME)', 'demo-s1-2'));
     expect(container.env!.map((e) => e.name)).toContain('POD_NAME');

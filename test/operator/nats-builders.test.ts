@@ -62,17 +62,25 @@ describe('the managed NATS', () => {
       cluster(),
       { natsImage: 'nats:test' },
       { nats: { users, tls: { ...tls, cert: 'NEW' } } },
-    ).find((o) => o.object.metadata.name === 'demo-nats' && o.resource.kind === 'StatefulSet')!.object as unknown as typeof sts;
+    ).find((o) => o.object.metadata.name === 'demo-nats' && o.resource.kind === 'StatefulSet')!
+      .object as unknown as typeof sts;
     expect(other.spec!.template.metadata!.annotations!['shardbank.io/nats-digest']).not.toBe(
       pod.metadata!.annotations!['shardbank.io/nats-digest'],
     );
   });
 
   it('gets no StatefulSet before its certificate is usable, and none without spec.nats.managed', () => {
-    const names = (o: ReturnType<typeof desiredObjects>) => o.map((x) => `${x.resource.kind}/${x.object.metadata.name}`);
-    expect(names(desiredObjects(cluster(), { natsImage: 'n' }, { nats: { users } }))).not.toContain('StatefulSet/demo-nats');
-    expect(names(desiredObjects(cluster(), { natsImage: 'n' }, { nats: { users } }))).toContain('Secret/demo-nats-replica');
-    expect(names(desiredObjects(cluster({ nats: { managed: false } }), { natsImage: 'n' })).join()).not.toContain('nats');
+    const names = (o: ReturnType<typeof desiredObjects>) =>
+      o.map((x) => `${x.resource.kind}/${x.object.metadata.name}`);
+    expect(names(desiredObjects(cluster(), { natsImage: 'n' }, { nats: { users } }))).not.toContain(
+      'StatefulSet/demo-nats',
+    );
+    expect(names(desiredObjects(cluster(), { natsImage: 'n' }, { nats: { users } }))).toContain(
+      'Secret/demo-nats-replica',
+    );
+    expect(names(desiredObjects(cluster({ nats: { managed: false } }), { natsImage: 'n' })).join()).not.toContain(
+      'nats',
+    );
   });
 
   it('names its Service DNS names in its certificate', () => {
@@ -93,9 +101,12 @@ describe("the replicas' NATS files", () => {
     ]);
     // spec.tls: the NATS certificate comes from the user's issuer too.
     expect(
-      replicaNatsVolume(cluster({ tls: { secretNamePrefix: 'certs' } }), 'nats:2')!.projected!.sources![0]!.secret!.name,
+      replicaNatsVolume(cluster({ tls: { secretNamePrefix: 'certs' } }), 'nats:2')!.projected!.sources![0]!.secret!
+        .name,
     ).toBe('certs-nats');
-    const external = cluster({ nats: { url: 'tls://nats.platform:4222', managed: false, credentialsSecret: 'platform' } });
+    const external = cluster({
+      nats: { url: 'tls://nats.platform:4222', managed: false, credentialsSecret: 'platform' },
+    });
     expect(replicaNatsVolume(external, undefined)!.projected!.sources).toEqual([
       {
         secret: {
@@ -123,7 +134,11 @@ describe('an external NATS Secret', () => {
   const bad: [string, Record<string, string> | undefined, string][] = [
     ['missing', undefined, 'Secret platform not found'],
     ['without a CA', { ...good, 'ca.crt': 'nope' }, 'has no ca.crt'],
-    ['without the replica user', { 'ca.crt': good['ca.crt'], 'watcher.json': good['watcher.json'] }, 'has no replica.json'],
+    [
+      'without the replica user',
+      { 'ca.crt': good['ca.crt'], 'watcher.json': good['watcher.json'] },
+      'has no replica.json',
+    ],
     ['with a broken watcher file', { ...good, 'watcher.json': '{"user": "w"}' }, 'watcher.json: "password"'],
     ['with one user for both', { ...good, 'watcher.json': good['replica.json'] }, 'name the same user replica'],
   ];

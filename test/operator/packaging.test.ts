@@ -223,13 +223,7 @@ describe('deploy/', () => {
   it('kustomization resources and the sample BankCluster are accepted by the API server', async () => {
     const objects = kustomizeResources();
     expect(objects.map((o) => o.kind)).toEqual(
-      expect.arrayContaining([
-        'CustomResourceDefinition',
-        'Namespace',
-        'ServiceAccount',
-        'ClusterRole',
-        'Deployment',
-      ]),
+      expect.arrayContaining(['CustomResourceDefinition', 'Namespace', 'ServiceAccount', 'ClusterRole', 'Deployment']),
     );
     // No shared NATS: the operator runs one per BankCluster.
     expect(objects.map((o) => o.kind)).not.toContain('StatefulSet');

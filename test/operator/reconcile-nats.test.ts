@@ -248,14 +248,14 @@ describe("the operator's NATS for a BankCluster", () => {
     const asReplica = await connect({ servers: server.url, ...natsSecurityOptions(replicaFiles) });
     cleanups.push(() => asReplica.close());
     const replicaKv = await openLeaderBucket(asReplica, 5_000, { create: false });
-    await expect(
-      replicaKv.put(keyFor(NS, 'other', 0), encode(record(1, 0, 'x:1', 'other'))),
-    ).rejects.toThrow(/Permissions Violation/);
+    await expect(replicaKv.put(keyFor(NS, 'other', 0), encode(record(1, 0, 'x:1', 'other')))).rejects.toThrow(
+      /Permissions Violation/,
+    );
     // The watcher still sees the genuine leader.
     expect(watcher.leader(0)).toEqual(genuine);
   });
 
-  it('deleting the BankCluster deletes its NATS, its users and the operator\'s watcher files', async () => {
+  it("deleting the BankCluster deletes its NATS, its users and the operator's watcher files", async () => {
     const ref = directory.refs.find((r) => r.name === 'ledger' && r.natsSecurity !== undefined)!;
     await tcp.client.delete(RESOURCES.bankCluster, NS, 'ledger');
     await eventually('NATS objects gone', async () => {
@@ -268,7 +268,9 @@ describe("the operator's NATS for a BankCluster", () => {
       ].filter((o) => o !== undefined);
       return left.length === 0 ? true : undefined;
     });
-    await eventually('watcher files removed', () => (existsSync(ref.natsSecurity!.credentialsFile!) ? undefined : true));
+    await eventually('watcher files removed', () =>
+      existsSync(ref.natsSecurity!.credentialsFile!) ? undefined : true,
+    );
   });
 
   it('an external NATS without a usable credentialsSecret: named in the status and an event, no StatefulSet until it is', async () => {
