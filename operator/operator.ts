@@ -131,7 +131,11 @@ export class Operator {
         events,
         metrics: this.metrics,
         logger,
-        build: { natsImage: this.options.natsImage, monitoringNamespace: this.options.monitoringNamespace },
+        build: {
+          natsImage: this.options.natsImage,
+          monitoringNamespace: this.options.monitoringNamespace,
+          operatorNamespace: this.options.leaseNamespace,
+        },
         ...(this.options.natsFilesDir ? { natsFilesDir: this.options.natsFilesDir } : {}),
         certificates: { leafLifetimeMs: this.options.certificateLifetimeMs },
         notReadyRequeueMs: this.options.notReadyRequeueMs,

@@ -561,6 +561,11 @@ export const names = {
     prefix === undefined ? `${cluster}-nats-tls` : `${prefix}-nats`,
   /** Its nats.conf (a Secret: it holds the users' passwords). */
   natsConfigSecret: (cluster: string) => `${cluster}-nats-config`,
+  /**
+   * Its NetworkPolicy. A dot, which no cluster name has: `<cluster>-nats` would be the
+   * NetworkPolicy of a BankCluster named `<cluster>-nats`.
+   */
+  natsNetworkPolicy: (cluster: string) => `${cluster}.nats`,
   /** A NATS user's credentials (ca.crt, credentials.json): role `replica` or `watcher`. */
   natsCredentialsSecret: (cluster: string, role: string) => `${cluster}-nats-${role}`,
 } as const;

@@ -12,8 +12,9 @@ import {
   parseNatsCredentials,
   type NatsCredentials,
 } from '../../node/discovery/nats-security.js';
-import { LABEL_COMPONENT } from './certificates.js';
+import { LABEL_CLIENT, LABEL_COMPONENT } from './certificates.js';
 import { clusterLabels, namespaceOf, ownedMetadata } from './labels.js';
+import { replicaPodSelector, type NetworkPolicy } from './network-policy.js';
 
 export const NATS_PORT = 4222;
 export const NATS_MONITOR_PORT = 8222;
@@ -286,6 +287,41 @@ export function buildNatsStatefulSet(cluster: BankCluster, image: string, digest
           ],
         },
       },
+    },
+  };
+}
+
+/**
+ * Ingress to the managed NATS: its client port only from the cluster's replica pods, pods
+ * labelled shardbank.io/client=<cluster> (they hold the watcher's files) and the operator's
+ * namespace (its leader watch); the monitor port from the monitoring namespace. TLS and the
+ * passwords decide who may do what; the policy keeps everyone else off the port.
+ */
+export function buildNatsNetworkPolicy(
+  cluster: BankCluster,
+  options: { operatorNamespace?: string; monitoringNamespace?: string } = {},
+): NetworkPolicy {
+  const namespace = (ns: string) => ({ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } } });
+  return {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'NetworkPolicy',
+    metadata: ownedMetadata(cluster, names.natsNetworkPolicy(cluster.metadata.name), natsObjectLabels(cluster)),
+    spec: {
+      podSelector: { matchLabels: { [LABEL_NATS]: cluster.metadata.name } },
+      policyTypes: ['Ingress'],
+      ingress: [
+        {
+          from: [
+            { podSelector: { matchLabels: replicaPodSelector(cluster) } },
+            { podSelector: { matchLabels: { [LABEL_CLIENT]: cluster.metadata.name } } },
+            ...(options.operatorNamespace ? [namespace(options.operatorNamespace)] : []),
+          ],
+          ports: [{ protocol: 'TCP', port: NATS_PORT }],
+        },
+        ...(options.monitoringNamespace
+          ? [{ from: [namespace(options.monitoringNamespace)], ports: [{ protocol: 'TCP', port: NATS_MONITOR_PORT }] }]
+          : []),
+      ],
     },
   };
 }

@@ -22,6 +22,8 @@ export interface BuildOptions {
   tlsDigests?: string[];
   /** Namespace whose pods may reach the replicas' HTTP port (operator/builders/network-policy.ts). */
   monitoringNamespace?: string;
+  /** The operator's own namespace: its leader watch may reach the managed NATS. */
+  operatorNamespace?: string;
 }
 
 /** Each replica's files are under `<TLS_DIR>/<pod name>/` (see tlsVolume). */

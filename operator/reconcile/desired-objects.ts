@@ -4,6 +4,7 @@ import type { NatsCredentials, NatsRole } from '../../node/discovery/nats-securi
 import {
   buildNatsConfigSecret,
   buildNatsCredentialsSecret,
+  buildNatsNetworkPolicy,
   buildNatsService,
   buildNatsStatefulSet,
   DEFAULT_NATS_IMAGE,
@@ -52,6 +53,10 @@ export function desiredObjects(
     const conf = natsConfFor(cluster, nats.users);
     out.push({ resource: RESOURCES.secret, object: buildNatsConfigSecret(cluster, conf) as KubeObject });
     out.push({ resource: RESOURCES.service, object: buildNatsService(cluster) as KubeObject });
+    out.push({
+      resource: RESOURCES.networkPolicy,
+      object: buildNatsNetworkPolicy(cluster, options) as unknown as KubeObject,
+    });
     if (nats.tls && statefulSets)
       out.push({
         resource: RESOURCES.statefulSet,

@@ -83,6 +83,38 @@ describe('the managed NATS', () => {
     );
   });
 
+  it('is reachable through its NetworkPolicy only from the replicas, labelled clients, the operator and monitoring', () => {
+    const objects = desiredObjects(
+      cluster(),
+      { natsImage: 'n', operatorNamespace: 'shardbank-system', monitoringNamespace: 'prom' },
+      { nats: { users, tls } },
+    );
+    const policy = objects.find((o) => o.resource.kind === 'NetworkPolicy' && o.object.metadata.name === 'demo.nats')!
+      .object as unknown as { spec: unknown };
+    expect(policy.spec).toEqual({
+      podSelector: { matchLabels: { 'shardbank.io/nats': 'demo' } },
+      policyTypes: ['Ingress'],
+      ingress: [
+        {
+          from: [
+            {
+              podSelector: {
+                matchLabels: { 'shardbank.io/cluster': 'demo', 'app.kubernetes.io/component': 'replica' },
+              },
+            },
+            { podSelector: { matchLabels: { 'shardbank.io/client': 'demo' } } },
+            { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'shardbank-system' } } },
+          ],
+          ports: [{ protocol: 'TCP', port: 4222 }],
+        },
+        {
+          from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'prom' } } }],
+          ports: [{ protocol: 'TCP', port: 8222 }],
+        },
+      ],
+    });
+  });
+
   it('names its Service DNS names in its certificate', () => {
     expect(natsDnsNames(cluster())).toEqual([
       'demo-nats.money.svc',

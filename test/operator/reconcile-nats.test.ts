@@ -120,6 +120,18 @@ describe("the operator's NATS for a BankCluster", () => {
     expect(nats.spec.template.spec.containers[0]!.image).toBe('nats:test');
     expect(nats.spec.template.metadata.labels?.['shardbank.io/cluster']).toBeUndefined();
     expect((await getOrUndefined(tcp.client, RESOURCES.service, NS, 'ledger-nats'))?.metadata.name).toBe('ledger-nats');
+    // Its NetworkPolicy admits the operator's namespace (its leader watch).
+    const policy = await eventually('NetworkPolicy ledger.nats', () =>
+      getOrUndefined<KubeObject & { spec: { ingress: { from: unknown[] }[] } }>(
+        tcp.client,
+        RESOURCES.networkPolicy,
+        NS,
+        'ledger.nats',
+      ),
+    );
+    expect(policy.spec.ingress[0]!.from).toContainEqual({
+      namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': OPERATOR_NAMESPACE } },
+    });
 
     // Replicas: the URL, the CA and the replica user, never the watcher's or the config.
     const shard = await eventually('StatefulSet ledger-s0', () => sts('ledger-s0'));
@@ -262,6 +274,7 @@ describe("the operator's NATS for a BankCluster", () => {
       const left = [
         await sts('ledger-nats'),
         await getOrUndefined(tcp.client, RESOURCES.service, NS, 'ledger-nats'),
+        await getOrUndefined(tcp.client, RESOURCES.networkPolicy, NS, 'ledger.nats'),
         ...(await Promise.all(
           ['ledger-nats-tls', 'ledger-nats-replica', 'ledger-nats-watcher', 'ledger-nats-config'].map(secret),
         )),
