@@ -3,7 +3,8 @@
 //   POD_NAMESPACE              namespace of the leader-election Lease (default: default)
 //   POD_NAME                   identity in the Lease (default: hostname-pid)
 //   SHARDBANK_HTTP_PORT        /metrics, /healthz, /readyz (default 8081)
-//   SHARDBANK_MANAGED_NATS_URL NATS for BankClusters with spec.nats.managed (default none)
+//   SHARDBANK_NATS_IMAGE       the nats-server image run for each BankCluster with
+//                              spec.nats.managed (default nats:2.10-alpine; "none": no NATS)
 //   SHARDBANK_LEASE_NAME       (default shardbank-operator)
 //   SHARDBANK_MONITORING_NAMESPACE  namespace whose pods may scrape the replicas' HTTP port
 //                              (each cluster's NetworkPolicy; default none)
@@ -12,6 +13,7 @@
 //   KUBECONFIG                 outside a cluster; in a pod the service account is used
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
+import { DEFAULT_NATS_IMAGE } from './builders/nats.js';
 import { Operator } from './operator.js';
 
 const logger = pino({ name: 'shardbank-operator', level: process.env.SHARDBANK_LOG_LEVEL ?? 'info' });
@@ -24,12 +26,17 @@ const operator = new Operator({
   leaseName: process.env.SHARDBANK_LEASE_NAME,
   identity: process.env.POD_NAME,
   httpPort: Number(process.env.SHARDBANK_HTTP_PORT ?? 8081),
-  managedNatsUrl: process.env.SHARDBANK_MANAGED_NATS_URL || undefined,
+  natsImage: natsImage(),
   monitoringNamespace: process.env.SHARDBANK_MONITORING_NAMESPACE || undefined,
   certificateLifetimeMs: certificateDays() * 86_400_000,
   logger,
   exitOnLostLease: true,
 });
+
+function natsImage(): string | undefined {
+  const image = process.env.SHARDBANK_NATS_IMAGE || DEFAULT_NATS_IMAGE;
+  return image === 'none' ? undefined : image;
+}
 
 function certificateDays(): number {
   const text = process.env.SHARDBANK_CERTIFICATE_DAYS ?? '90';

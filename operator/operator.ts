@@ -24,7 +24,13 @@ export interface OperatorOptions {
   /** 0 picks a free port; undefined serves no HTTP. */
   httpPort?: number;
   httpHost?: string;
-  managedNatsUrl?: string;
+  /**
+   * The nats-server image to run, one NATS per BankCluster with spec.nats.managed
+   * (operator/builders/nats.ts); undefined: such clusters get no NATS (leaders by probing).
+   */
+  natsImage?: string;
+  /** Where to keep each cluster's NATS watcher files (the operator's own leader watch). */
+  natsFilesDir?: string;
   /** Namespace allowed to reach the replicas' HTTP port through each cluster's NetworkPolicy. */
   monitoringNamespace?: string;
   /** Lifetime of the certificates the operator issues (default 90 days; renewed at 2/3). */
@@ -125,7 +131,12 @@ export class Operator {
         events,
         metrics: this.metrics,
         logger,
-        build: { managedNatsUrl: this.options.managedNatsUrl, monitoringNamespace: this.options.monitoringNamespace },
+        build: {
+          natsImage: this.options.natsImage,
+          monitoringNamespace: this.options.monitoringNamespace,
+          operatorNamespace: this.options.leaseNamespace,
+        },
+        ...(this.options.natsFilesDir ? { natsFilesDir: this.options.natsFilesDir } : {}),
         certificates: { leafLifetimeMs: this.options.certificateLifetimeMs },
         notReadyRequeueMs: this.options.notReadyRequeueMs,
       }),

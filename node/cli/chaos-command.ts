@@ -15,6 +15,7 @@ import {
   parseDurationMs,
   parseIntegerOption,
   parseNumberOption,
+  natsSecurityFromValues,
   resolveTarget,
   tlsFromFlags,
   TLS_OPTIONS,
@@ -69,6 +70,8 @@ Options:
   --cluster NAME        with --kubernetes: the BankCluster (required)
   --namespace NS        with --kubernetes: its namespace (default "default")
   --kubeconfig FILE     with --kubernetes: credentials (default $KUBECONFIG, else the pod's ServiceAccount)
+  --nats-url URL, --nats-ca FILE, --nats-creds FILE
+                        with --kubernetes: the cluster's NATS for leader discovery (the watcher user)
   --ca, --cert, --key   TLS files (a local cluster started with TLS is found without them)`;
 
 const CHAOS_OPTIONS = {
@@ -78,6 +81,9 @@ const CHAOS_OPTIONS = {
   cluster: { type: 'string' },
   namespace: { type: 'string' },
   kubeconfig: { type: 'string' },
+  'nats-url': { type: 'string' },
+  'nats-ca': { type: 'string' },
+  'nats-creds': { type: 'string' },
   ...TLS_OPTIONS,
   duration: { type: 'string' },
   interval: { type: 'string' },
@@ -605,14 +611,20 @@ export async function chaosCommand(argv: readonly string[], io: CliIo): Promise<
       `BankCluster ${kube.namespace}/${kube.cluster}: ${kube.options.topology.shards} shards x ${kube.options.topology.replicasPerShard} replicas`,
     );
     const tls = tlsFromFlags(values);
-    const client = await ShardbankClient.connect({ ...kube.options, ...(tls ? { tls } : {}), pidOf: undefined });
+    const client = await ShardbankClient.connect({
+      ...kube.options,
+      ...(tls ? { tls } : {}),
+      ...(values['nats-url'] ? { natsUrl: values['nats-url'] } : {}),
+      ...natsSecurityFromValues(values),
+      pidOf: undefined,
+    });
     try {
       return await runChaos(client, settings, kube.faulter, io, log, values.json, values.report);
     } finally {
       await client.close();
     }
   }
-  for (const k of ['cluster', 'namespace', 'kubeconfig'] as const) {
+  for (const k of ['cluster', 'namespace', 'kubeconfig', 'nats-url', 'nats-ca', 'nats-creds'] as const) {
     if (values[k] !== undefined) throw new UsageError(`--${k}: only with --kubernetes`);
   }
   if (values.endpoints !== undefined)

@@ -31,6 +31,12 @@ export interface NatsSpec {
   /** An existing NATS; empty means the operator (or `shardbank up`) runs one. */
   url?: string;
   managed: boolean;
+  /**
+   * With `url` (the operator only): the Secret holding that NATS's CA (`ca.crt`) and the two
+   * users' credentials files (`replica.json`, `watcher.json`; docs/SECURITY.md, "NATS").
+   * Ignored by `shardbank up -f`, which has its own NATS files.
+   */
+  credentialsSecret?: string;
 }
 
 /**
@@ -124,6 +130,11 @@ export const RULE_MESSAGES = {
   storageSizePositive: 'must be greater than zero',
   storageImmutable: 'is immutable: a StatefulSet cannot change its volume claim template',
   natsUrl: 'must be a nats:// or tls:// URL',
+  natsCredentialsSecret: 'must be a Secret name (a lowercase DNS name of at most 253 characters)',
+  natsCredentialsSecretRequired:
+    "is required with spec.nats.url: a Secret with that NATS's ca.crt and the credentials files replica.json and watcher.json (docs/SECURITY.md)",
+  natsCredentialsSecretWithoutUrl:
+    'is only for an external NATS (spec.nats.url); the operator makes the credentials of the NATS it runs itself',
   metadataName: 'must be a lowercase DNS label of at most 40 characters',
   tlsSecretName:
     'is replaced by spec.tls.secretNamePrefix: each replica needs its own certificate, in Secret <secretNamePrefix>-s<shard>-<ordinal>',
@@ -212,7 +223,7 @@ const KNOWN_FIELDS: Record<string, readonly string[]> = {
     'paused',
   ],
   'spec.storage': ['size', 'storageClassName', 'retainOnDelete'],
-  'spec.nats': ['url', 'managed'],
+  'spec.nats': ['url', 'managed', 'credentialsSecret'],
   'spec.tls': ['secretNamePrefix'],
   'spec.podTemplate': ['affinity', 'tolerations', 'nodeSelector', 'labels', 'annotations'],
   'spec.resources': ['limits', 'requests'],
@@ -475,6 +486,14 @@ function buildNats(raw: unknown, errors: ManifestError[]): NatsSpec {
     if (typeof raw.managed !== 'boolean') errors.push(new ManifestError('spec.nats.managed', 'must be true or false'));
     else nats.managed = raw.managed;
   }
+  if (raw.credentialsSecret !== undefined) {
+    const name = raw.credentialsSecret;
+    if (typeof name !== 'string' || name.length > 253 || !SECRET_PREFIX_PATTERN.test(name))
+      errors.push(new ManifestError('spec.nats.credentialsSecret', RULE_MESSAGES.natsCredentialsSecret));
+    else if (raw.url === undefined)
+      errors.push(new ManifestError('spec.nats.credentialsSecret', RULE_MESSAGES.natsCredentialsSecretWithoutUrl));
+    else nats.credentialsSecret = name;
+  }
   return nats;
 }
 
@@ -535,4 +554,18 @@ export const names = {
   replicaTlsSecret: (cluster: string, shard: number, ordinal: number, prefix?: string) =>
     prefix === undefined ? `${cluster}-s${shard}-${ordinal}-tls` : `${prefix}-s${shard}-${ordinal}`,
   clientSecret: (cluster: string, client: string) => `${cluster}-client-${client}`,
+  /** The NATS the operator runs for the cluster (spec.nats.managed): StatefulSet and Service. */
+  nats: (cluster: string) => `${cluster}-nats`,
+  /** Its server certificate: the operator's, or `<spec.tls.secretNamePrefix>-nats`. */
+  natsTlsSecret: (cluster: string, prefix?: string) =>
+    prefix === undefined ? `${cluster}-nats-tls` : `${prefix}-nats`,
+  /** Its nats.conf (a Secret: it holds the users' passwords). */
+  natsConfigSecret: (cluster: string) => `${cluster}-nats-config`,
+  /**
+   * Its NetworkPolicy. A dot, which no cluster name has: `<cluster>-nats` would be the
+   * NetworkPolicy of a BankCluster named `<cluster>-nats`.
+   */
+  natsNetworkPolicy: (cluster: string) => `${cluster}.nats`,
+  /** A NATS user's credentials (ca.crt, credentials.json): role `replica` or `watcher`. */
+  natsCredentialsSecret: (cluster: string, role: string) => `${cluster}-nats-${role}`,
 } as const;

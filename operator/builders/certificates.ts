@@ -68,7 +68,8 @@ export function secretFiles(secret: { data?: Record<string, string> } | undefine
 }
 
 export interface ExpectedLeaf {
-  uri: string;
+  /** Its one shardbank identity; undefined for a certificate that has none (the NATS server's). */
+  uri?: string;
   /** DNS names it must carry (the operator's own certificates); unchecked when undefined. */
   dnsNames?: string[];
 }
@@ -108,7 +109,10 @@ export function checkLeaf(
   if (nowMs < notBeforeMs) return { ok: false, problem: `${SECRET_KEYS.cert} is not valid before ${leaf.validFrom}` };
   if (nowMs >= notAfterMs) return { ok: false, problem: `${SECRET_KEYS.cert} expired at ${leaf.validTo}` };
   // Exactly one shardbank identity, and it is the expected one (itself a shardbank identity).
-  if (identitiesOf(leaf.subjectAltName).length !== 1 || !sanUris(leaf.subjectAltName).includes(expected.uri))
+  if (
+    expected.uri !== undefined &&
+    (identitiesOf(leaf.subjectAltName).length !== 1 || !sanUris(leaf.subjectAltName).includes(expected.uri))
+  )
     return {
       ok: false,
       problem: `${SECRET_KEYS.cert} must name exactly one shardbank identity, ${expected.uri}; it has SAN ${leaf.subjectAltName ?? '(none)'}`,
@@ -200,6 +204,7 @@ export function buildClientSecret(
   cluster: BankCluster,
   client: ClientSpec,
   files: { ca: string; cert: string; key: string },
+  extra: Record<string, string> = {},
 ): V1Secret {
   return tlsSecret(
     ownedMetadata(cluster, names.clientSecret(cluster.metadata.name, client.name), {
@@ -208,16 +213,43 @@ export function buildClientSecret(
       [LABEL_CLIENT_NAME]: client.name,
     }),
     files,
+    extra,
   );
 }
 
-/** cert-manager's layout: type kubernetes.io/tls with ca.crt, tls.crt and tls.key. */
-function tlsSecret(metadata: V1Secret['metadata'], files: { ca: string; cert: string; key: string }): V1Secret {
+/**
+ * The managed NATS's server certificate (no shardbank identity: DNS names of its Service),
+ * in the same layout; the replicas and clients verify it against ca.crt.
+ */
+export function buildNatsTlsSecret(cluster: BankCluster, files: { ca: string; cert: string; key: string }): V1Secret {
+  return tlsSecret(
+    ownedMetadata(cluster, names.natsTlsSecret(cluster.metadata.name), {
+      ...clusterLabels(cluster),
+      [LABEL_COMPONENT]: 'nats-certificate',
+    }),
+    files,
+  );
+}
+
+/**
+ * cert-manager's layout: type kubernetes.io/tls with ca.crt, tls.crt and tls.key (and, for a
+ * client, the NATS files of operator/builders/nats.ts CLIENT_NATS_KEYS).
+ */
+function tlsSecret(
+  metadata: V1Secret['metadata'],
+  files: { ca: string; cert: string; key: string },
+  extra: Record<string, string> = {},
+): V1Secret {
   return {
     apiVersion: 'v1',
     kind: 'Secret',
     metadata,
     type: 'kubernetes.io/tls',
-    data: encode({ [SECRET_KEYS.ca]: files.ca, [SECRET_KEYS.cert]: files.cert, [SECRET_KEYS.key]: files.key }),
+    data: encode({
+      ...extra,
+      [SECRET_KEYS.ca]: files.ca,
+      [SECRET_KEYS.cert]: files.cert,
+      [SECRET_KEYS.key]: files.key,
+    }),
   };
 }

@@ -5,11 +5,15 @@ import type { V1Container, V1PodSpec, V1StatefulSet, V1Volume, V1VolumeMount } f
 import { names, type BankCluster } from '../../node/cluster/bankcluster.js';
 import { SECRET_KEYS, TLS_DIGEST_ANNOTATION } from './certificates.js';
 import { namespaceOf, ownedMetadata, shardLabels, shardSelector } from './labels.js';
+import { REPLICA_NATS_DIR, replicaNatsArgs, replicaNatsVolume } from './nats.js';
 import { DATA_DIR, DATA_VOLUME, GRPC_PORT, HTTP_PORT, PEER_ADDRESS_TEMPLATE } from './ports.js';
 
 export interface BuildOptions {
-  /** NATS URL used when the BankCluster asks for a managed NATS (spec.nats.url unset). */
-  managedNatsUrl?: string;
+  /**
+   * The nats-server image the operator runs for a BankCluster with spec.nats.managed (one NATS
+   * per cluster, operator/builders/nats.ts); undefined: such clusters get no NATS.
+   */
+  natsImage?: string;
   /**
    * Per shard, a digest of its replicas' certificates (operator/reconcile/certificates.ts): a
    * re-issued or replaced certificate changes the pod template, so the operator's rolling
@@ -18,18 +22,14 @@ export interface BuildOptions {
   tlsDigests?: string[];
   /** Namespace whose pods may reach the replicas' HTTP port (operator/builders/network-policy.ts). */
   monitoringNamespace?: string;
+  /** The operator's own namespace: its leader watch may reach the managed NATS. */
+  operatorNamespace?: string;
 }
 
 /** Each replica's files are under `<TLS_DIR>/<pod name>/` (see tlsVolume). */
 export const TLS_DIR = '/etc/shardbank/tls';
 const RUN_AS_USER = 10001;
 export const TERMINATION_GRACE_SECONDS = 60;
-
-/** The NATS URL a cluster's replicas use, or undefined for none (hints and probing only). */
-export function natsUrlOf(cluster: BankCluster, options: BuildOptions = {}): string | undefined {
-  if (cluster.spec.nats.url) return cluster.spec.nats.url;
-  return cluster.spec.nats.managed ? options.managedNatsUrl : undefined;
-}
 
 export function replicaArgs(cluster: BankCluster, shard: number, options: BuildOptions = {}): string[] {
   const s = cluster.spec;
@@ -53,8 +53,7 @@ export function replicaArgs(cluster: BankCluster, shard: number, options: BuildO
     `--tls-key=${TLS_DIR}/$(POD_NAME)/${SECRET_KEYS.key}`,
     `--tls-ca=${TLS_DIR}/$(POD_NAME)/${SECRET_KEYS.ca}`,
   ];
-  const natsUrl = natsUrlOf(cluster, options);
-  if (natsUrl) args.push(`--nats-url=${natsUrl}`);
+  args.push(...replicaNatsArgs(cluster, options.natsImage));
   return args;
 }
 
@@ -64,6 +63,8 @@ function container(cluster: BankCluster, shard: number, options: BuildOptions): 
     { name: 'tmp', mountPath: '/tmp' },
   ];
   mounts.push({ name: 'tls', mountPath: TLS_DIR, readOnly: true });
+  if (replicaNatsVolume(cluster, options.natsImage))
+    mounts.push({ name: 'nats', mountPath: REPLICA_NATS_DIR, readOnly: true });
   return {
     name: 'replica',
     image: cluster.spec.image,
@@ -137,6 +138,8 @@ function podSpec(cluster: BankCluster, shard: number, options: BuildOptions): V1
   const overrides = cluster.spec.podTemplate ?? {};
   const volumes: V1Volume[] = [{ name: 'tmp', emptyDir: { sizeLimit: '64Mi' } }];
   volumes.push(tlsVolume(cluster, shard));
+  const nats = replicaNatsVolume(cluster, options.natsImage);
+  if (nats) volumes.push(nats);
   const spread = (topologyKey: string) => ({
     maxSkew: 1,
     topologyKey,

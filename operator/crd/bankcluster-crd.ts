@@ -111,7 +111,8 @@ function specSchema(): Schema {
       nats: {
         type: 'object',
         default: {},
-        description: 'NATS for leader announcements: an existing one (url) or one the operator runs (managed).',
+        description:
+          'NATS for leader announcements: an existing one (url, with credentialsSecret) or one the operator runs for this cluster (managed), with TLS and two users either way.',
         properties: {
           url: {
             type: 'string',
@@ -121,7 +122,31 @@ function specSchema(): Schema {
             ],
           },
           managed: { type: 'boolean' },
+          credentialsSecret: {
+            type: 'string',
+            maxLength: 253,
+            description:
+              'With url: a Secret with the NATS server CA (ca.crt) and the credentials files of the two users, replica.json and watcher.json ({"user", "password", "inboxPrefix"}). Without url the operator runs a NATS for this cluster (TLS from the cluster CA, its own users) and makes these itself.',
+            'x-kubernetes-validations': [
+              {
+                rule: `self.matches('${celString(RULE_PATTERNS.secretNamePrefix)}')`,
+                message: RULE_MESSAGES.natsCredentialsSecret,
+              },
+            ],
+          },
         },
+        'x-kubernetes-validations': [
+          {
+            rule: '!has(self.url) || has(self.credentialsSecret)',
+            message: RULE_MESSAGES.natsCredentialsSecretRequired,
+            fieldPath: '.credentialsSecret',
+          },
+          {
+            rule: 'has(self.url) || !has(self.credentialsSecret)',
+            message: RULE_MESSAGES.natsCredentialsSecretWithoutUrl,
+            fieldPath: '.credentialsSecret',
+          },
+        ],
       },
       tls: {
         type: 'object',

@@ -22,6 +22,7 @@ import { createCa, issueLeafCertificate } from '../../node/security/x509.js';
 import {
   buildCaSecret,
   buildClientSecret,
+  buildNatsTlsSecret,
   buildReplicaSecret,
   CA_DAYS,
   checkLeaf,
@@ -37,6 +38,7 @@ import {
   trustOf,
 } from '../builders/certificates.js';
 import { LABEL_CLUSTER, namespaceOf } from '../builders/labels.js';
+import { natsDnsNames } from '../builders/nats.js';
 import { isNotFound } from '../kube/api-error.js';
 import type { KubeClient } from '../kube/kube-client.js';
 import type { KubeObject } from '../kube/kube-object.js';
@@ -66,6 +68,19 @@ export interface CertificateOutcome {
   deleted: string[];
   /** When to look again (the next renewal, or the next check of user Secrets). */
   recheckAtMs: number;
+  /** The managed NATS's server certificate (its CA and leaf), when one was asked for and is usable. */
+  natsTls?: { ca: string; cert: string };
+}
+
+/** What the NATS step (operator/reconcile/nats.ts) needs from the certificate step. */
+export interface NatsCertificateRequest {
+  /** The cluster runs the operator's NATS: issue (or, with spec.tls, check) its server certificate. */
+  serverCertificate: boolean;
+  /**
+   * Files each client Secret gets besides its certificate (the watcher's NATS credentials):
+   * `ca` undefined means the CA of the NATS server certificate.
+   */
+  client?: (natsCa: string) => Record<string, string>;
 }
 
 const USER_RECHECK_MS = 5 * 60_000;
@@ -87,8 +102,11 @@ export class Certificates {
     return this.options.now?.() ?? Date.now();
   }
 
-  async ensure(cluster: BankCluster): Promise<CertificateOutcome> {
-    return cluster.spec.tls ? this.checkUserSecrets(cluster) : this.issue(cluster);
+  async ensure(
+    cluster: BankCluster,
+    nats: NatsCertificateRequest = { serverCertificate: false },
+  ): Promise<CertificateOutcome> {
+    return cluster.spec.tls ? this.checkUserSecrets(cluster, nats) : this.issue(cluster, nats);
   }
 
   forget(namespace: string, name: string): void {
@@ -135,7 +153,7 @@ export class Certificates {
     this.written.set(`${secret.metadata.namespace}/${secret.metadata.name}`, result.metadata.resourceVersion ?? '');
   }
 
-  private async issue(cluster: BankCluster): Promise<CertificateOutcome> {
+  private async issue(cluster: BankCluster, nats: NatsCertificateRequest): Promise<CertificateOutcome> {
     const nowMs = this.now();
     const lifetimeMs = this.options.leafLifetimeMs ?? DEFAULT_LEAF_LIFETIME_MS;
     const issued: string[] = [];
@@ -145,22 +163,30 @@ export class Certificates {
     let recheckAtMs = Number.POSITIVE_INFINITY;
     const ensureLeaf = async (
       name: string,
-      expected: { uri: string; dnsNames?: string[] },
+      expected: { uri?: string; dnsNames?: string[] },
       make: (files: { ca: string; cert: string; key: string }) => KubeObject,
       commonName: string,
       server: boolean,
+      extra: Files = {},
     ): Promise<Files> => {
       const files = await this.read(cluster, name, true);
       const check = files ? checkLeaf(files, trust.trust, expected, nowMs) : undefined;
       // The CA file in the Secret must be the current CA too (a re-made CA re-issues everything).
       if (files && check?.ok && check.renewAtMs > nowMs && files[SECRET_KEYS.ca] === ca.certPem) {
         recheckAtMs = Math.min(recheckAtMs, check.renewAtMs);
+        // The same certificate, other extra files (a client's NATS credentials): rewrite them.
+        if (Object.entries(extra).some(([key, value]) => files[key] !== value)) {
+          const current = { ca: ca.certPem, cert: files[SECRET_KEYS.cert]!, key: files[SECRET_KEYS.key]! };
+          await this.write(make(current));
+          issued.push(name);
+          return { ...files, ...extra };
+        }
         return files;
       }
       const leaf = issueLeafCertificate(ca, {
         commonName,
         subjectAltNames: {
-          uris: [expected.uri],
+          uris: expected.uri === undefined ? [] : [expected.uri],
           dnsNames: expected.dnsNames ?? [],
           ips: server ? ['127.0.0.1', '::1'] : [],
         },
@@ -169,6 +195,7 @@ export class Certificates {
         now: new Date(nowMs),
       });
       const written = {
+        ...extra,
         [SECRET_KEYS.ca]: ca.certPem,
         [SECRET_KEYS.cert]: leaf.certPem,
         [SECRET_KEYS.key]: leaf.keyPem,
@@ -195,17 +222,40 @@ export class Certificates {
       }
       digests.push(tlsDigest(shardFiles));
     }
+    let natsTls: CertificateOutcome['natsTls'];
+    if (nats.serverCertificate) {
+      const files = await ensureLeaf(
+        names.natsTlsSecret(cluster.metadata.name),
+        // localhost too: kubectl port-forward (nats.js checks a loopback IP as localhost).
+        { dnsNames: [...natsDnsNames(cluster), 'localhost'] },
+        (f) => buildNatsTlsSecret(cluster, f) as KubeObject,
+        `${cluster.metadata.name} NATS`,
+        true,
+      );
+      natsTls = { ca: files[SECRET_KEYS.ca]!, cert: files[SECRET_KEYS.cert]! };
+    }
+    const clientExtra = nats.client?.(natsTls?.ca ?? ca.certPem) ?? {};
     for (const client of cluster.spec.clients) {
       await ensureLeaf(
         names.clientSecret(cluster.metadata.name, client.name),
         { uri: clientUri(cluster, client) },
-        (files) => buildClientSecret(cluster, client, files) as KubeObject,
+        (files) => buildClientSecret(cluster, client, files, clientExtra) as KubeObject,
         `${cluster.metadata.name} client ${client.name} (${client.role})`,
         false,
+        clientExtra,
       );
     }
     const deleted = await this.deleteStaleClientSecrets(cluster);
-    return { ready: true, source: 'operator', problems: [], digests, issued, deleted, recheckAtMs };
+    return {
+      ready: true,
+      source: 'operator',
+      problems: [],
+      digests,
+      issued,
+      deleted,
+      recheckAtMs,
+      ...(natsTls ? { natsTls } : {}),
+    };
   }
 
   private async ensureCa(cluster: BankCluster, issued: string[]): Promise<{ certPem: string; keyPem: string }> {
@@ -251,7 +301,7 @@ export class Certificates {
     return deleted;
   }
 
-  private async checkUserSecrets(cluster: BankCluster): Promise<CertificateOutcome> {
+  private async checkUserSecrets(cluster: BankCluster, nats: NatsCertificateRequest): Promise<CertificateOutcome> {
     const nowMs = this.now();
     const prefix = cluster.spec.tls!.secretNamePrefix;
     const problems: string[] = [];
@@ -294,9 +344,36 @@ export class Certificates {
           `the ca.crt of Secret ${untrusted[0]} does not trust the certificate of Secret ${untrusted[1]}: those replicas would refuse each other`,
         );
     }
+    // The operator's NATS needs a server certificate from the same issuer: <prefix>-nats,
+    // naming the NATS Service's DNS names (no shardbank identity).
+    let natsTls: CertificateOutcome['natsTls'];
+    if (nats.serverCertificate) {
+      const name = names.natsTlsSecret(cluster.metadata.name, prefix);
+      const files = await this.read(cluster, name, false);
+      const trust = files ? trustOf(files[SECRET_KEYS.ca]) : undefined;
+      if (!files) problems.push(`Secret ${name} (the NATS server certificate) not found`);
+      else if (trust && 'problem' in trust) problems.push(`Secret ${name} ${trust.problem}`);
+      else {
+        const check = checkLeaf(files, trust!.trust, { dnsNames: natsDnsNames(cluster) }, nowMs);
+        if (!check.ok) problems.push(`Secret ${name} ${check.problem}`);
+        else {
+          recheckAtMs = Math.min(recheckAtMs, check.notAfterMs);
+          natsTls = { ca: files[SECRET_KEYS.ca]!, cert: files[SECRET_KEYS.cert]! };
+        }
+      }
+    }
     const digests = Array.from({ length: cluster.spec.shards }, (_, shard) =>
       tlsDigest(replicas.filter((r) => r.shard === shard).map((r) => r.files ?? {})),
     );
-    return { ready: problems.length === 0, source: 'user', problems, digests, issued: [], deleted: [], recheckAtMs };
+    return {
+      ready: problems.length === 0,
+      source: 'user',
+      problems,
+      digests,
+      issued: [],
+      deleted: [],
+      recheckAtMs,
+      ...(natsTls ? { natsTls } : {}),
+    };
   }
 }

@@ -60,6 +60,10 @@ export async function finalizeCluster(client: KubeClient, cluster: BankCluster):
     await deleteIfOwned(client, RESOURCES.service, cluster, names.headlessService(name, shard), out.deleted);
   }
   await deleteIfOwned(client, RESOURCES.service, cluster, names.clientService(name), out.deleted);
+  // The cluster's own NATS (spec.nats.managed): leader hints only, nothing to keep.
+  await deleteIfOwned(client, RESOURCES.statefulSet, cluster, names.nats(name), out.deleted);
+  await deleteIfOwned(client, RESOURCES.service, cluster, names.nats(name), out.deleted);
+  await deleteIfOwned(client, RESOURCES.networkPolicy, cluster, names.natsNetworkPolicy(name), out.deleted);
   await deleteIfOwned(client, RESOURCES.networkPolicy, cluster, names.networkPolicy(name), out.deleted);
   // The operator's certificates (never the user's spec.tls Secrets: deleteIfOwned checks).
   const secrets = await client.list<KubeObject>(RESOURCES.secret, namespace, `${LABEL_CLUSTER}=${name}`);

@@ -1,11 +1,15 @@
 // Reconcile one BankCluster: a flat list of guarded steps (load → validate → finalize on
 // deletion → finalizer → paused → objects → leader labels → status). Each step either
 // lets the next one run or ends the reconcile with a result.
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { API_GROUP, API_VERSION, KIND, validateBankCluster, type BankCluster } from '../../node/cluster/bankcluster.js';
 import { names } from '../../node/cluster/bankcluster.js';
 import { FINALIZER } from '../builders/labels.js';
-import { natsUrlOf, type BuildOptions } from '../builders/statefulset.js';
+import { natsModeOf, natsUrlOf } from '../builders/nats.js';
+import type { BuildOptions } from '../builders/statefulset.js';
+import type { NatsSecurity } from '../../node/discovery/nats-security.js';
 import { errorMessage, isNotFound } from '../kube/api-error.js';
 import type { KubeClient } from '../kube/kube-client.js';
 import type { KubeObject } from '../kube/kube-object.js';
@@ -20,6 +24,7 @@ import { Certificates, type CertificateOptions, type CertificateOutcome } from '
 import { desiredObjects } from './desired-objects.js';
 import { addFinalizer, finalizeCluster, removeFinalizer } from './finalize.js';
 import { labelLeaderPods } from './leader-labels.js';
+import { NatsStep, OperatorNatsFiles, type NatsOutcome } from './nats.js';
 import { ownedBy, type ObjectCache } from './object-cache.js';
 import { Rollout, type ShardRollout } from './rollout.js';
 
@@ -39,6 +44,8 @@ export interface ReconcilerDeps {
   certificates?: CertificateOptions;
   /** How often to look again at a cluster that is not Ready yet. */
   notReadyRequeueMs?: number;
+  /** Where the operator keeps each cluster's NATS watcher files (default under the temp dir). */
+  natsFilesDir?: string;
 }
 
 const DONE: ReconcileResult = {};
@@ -50,10 +57,29 @@ export class Reconciler {
   private readonly memo = new AppliedMemo();
   private readonly rollout: Rollout;
   private readonly certificates: Certificates;
+  private readonly nats: NatsStep;
+  private readonly natsFiles: OperatorNatsFiles;
+  /** Per namespace/name: the watcher files the operator's leader directory connects with. */
+  private readonly natsSecurity = new Map<string, NatsSecurity>();
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.rollout = new Rollout(deps.client, deps.cache);
     this.certificates = new Certificates(deps.client, deps.cache, deps.certificates);
+    this.nats = new NatsStep(deps.client, deps.cache, deps.build.natsImage);
+    this.natsFiles = new OperatorNatsFiles(deps.natsFilesDir ?? join(tmpdir(), 'shardbank-operator-nats'));
+  }
+
+  /**
+   * Starts (or keeps) the cluster's leader watch. A cluster with NATS is watched only once
+   * its watcher files exist: a watch without them would only be refused by the server.
+   */
+  private async ensureLeaders(cluster: BankCluster): Promise<ClusterRef> {
+    const ref = this.clusterRef(cluster);
+    if (natsModeOf(cluster, this.deps.build.natsImage) !== 'none' && ref.natsSecurity === undefined) return ref;
+    await this.deps.leaders
+      .ensure(ref)
+      .catch((err: unknown) => this.deps.logger.warn({ err: errorMessage(err) }, 'leader watch failed'));
+    return ref;
   }
 
   async reconcile(namespace: string, name: string): Promise<ReconcileResult> {
@@ -67,25 +93,26 @@ export class Reconciler {
     const cluster: BankCluster = { ...parsed.value, metadata: { ...parsed.value.metadata, namespace } };
     if (raw.metadata.deletionTimestamp) return this.finalize(raw, cluster);
     if (!(raw.metadata.finalizers ?? []).includes(FINALIZER)) await addFinalizer(this.deps.client, raw);
-    const ref = this.clusterRef(cluster);
-    await this.deps.leaders
-      .ensure(ref)
-      .catch((err: unknown) => this.deps.logger.warn({ err: errorMessage(err) }, 'leader watch failed'));
+    let ref = await this.ensureLeaders(cluster);
     if (cluster.spec.paused) return this.writeStatus(raw, cluster, undefined);
     let reconcileError: string | undefined;
     let rollouts: ShardRollout[] = [];
     let certificates: CertificateOutcome | undefined;
+    let nats: NatsOutcome | undefined;
     try {
-      certificates = await this.certificates.ensure(cluster);
+      nats = await this.nats.prepare(cluster);
+      certificates = await this.certificates.ensure(cluster, NatsStep.certificateRequest(nats));
       await this.reportCertificates(raw, certificates);
-      await this.applyObjects(cluster, certificates);
+      await this.reportNats(raw, nats);
+      await this.applyObjects(cluster, certificates, nats);
+      ref = await this.useNatsFiles(cluster, nats, certificates);
       await this.deleteStalePdbs(cluster);
       rollouts = await this.rollOut(cluster, raw, ref);
       await this.labelLeaders(cluster, ref);
     } catch (err) {
       reconcileError = errorMessage(err);
     }
-    const result = await this.writeStatus(raw, cluster, reconcileError, rollouts, certificates);
+    const result = await this.writeStatus(raw, cluster, reconcileError, rollouts, certificates, nats);
     if (reconcileError) throw new Error(reconcileError);
     let requeueAfterMs = result.requeueAfterMs;
     if (rollouts.some((r) => r.step.kind !== 'done'))
@@ -97,7 +124,34 @@ export class Reconciler {
       const untilRecheck = Math.min(CERTIFICATE_REQUEUE_MAX_MS, Math.max(1_000, certificates.recheckAtMs - Date.now()));
       requeueAfterMs = Math.min(requeueAfterMs ?? untilRecheck, untilRecheck);
     }
+    // The user's NATS Secret is not watched: look at it again.
+    if (nats?.mode === 'external')
+      requeueAfterMs = Math.min(requeueAfterMs ?? NatsStep.externalRecheckMs, NatsStep.externalRecheckMs);
     return requeueAfterMs === undefined ? DONE : { requeueAfterMs };
+  }
+
+  /** A Warning event naming what is wrong with spec.nats.credentialsSecret. */
+  private async reportNats(raw: KubeObject, nats: NatsOutcome): Promise<void> {
+    if (nats.problems.length > 0)
+      await this.deps.events.record(this.target(raw), 'Warning', 'InvalidNatsSecret', nats.problems.join('; '));
+  }
+
+  /** The watcher's files for the operator's own leader directory, then the watch with them. */
+  private async useNatsFiles(
+    cluster: BankCluster,
+    nats: NatsOutcome,
+    certificates: CertificateOutcome,
+  ): Promise<ClusterRef> {
+    const namespace = cluster.metadata.namespace ?? 'default';
+    const ca = nats.watcher?.ca ?? certificates.natsTls?.ca;
+    if (nats.watcher && ca) {
+      const security = this.natsFiles.write(namespace, cluster.metadata.name, {
+        ca,
+        credentials: nats.watcher.credentials,
+      });
+      this.natsSecurity.set(`${namespace}/${cluster.metadata.name}`, security);
+    }
+    return this.ensureLeaders(cluster);
   }
 
   /** Events for certificates issued or renewed, client Secrets removed, and unusable Secrets. */
@@ -151,11 +205,13 @@ export class Reconciler {
   }
 
   private clusterRef(cluster: BankCluster): ClusterRef {
+    const security = this.natsSecurity.get(`${cluster.metadata.namespace ?? 'default'}/${cluster.metadata.name}`);
     return {
       namespace: cluster.metadata.namespace ?? 'default',
       name: cluster.metadata.name,
       incarnation: cluster.metadata.uid ?? '',
-      natsUrl: natsUrlOf(cluster, this.deps.build),
+      natsUrl: natsUrlOf(cluster, this.deps.build.natsImage),
+      ...(security ? { natsSecurity: security } : {}),
     };
   }
 
@@ -209,15 +265,24 @@ export class Reconciler {
     await this.deps.leaders.forget({ namespace: cluster.metadata.namespace ?? 'default', name: cluster.metadata.name });
     this.rollout.forget(cluster.metadata.namespace ?? 'default', cluster.metadata.name);
     this.certificates.forget(cluster.metadata.namespace ?? 'default', cluster.metadata.name);
+    this.natsFiles.forget(cluster.metadata.namespace ?? 'default', cluster.metadata.name);
+    this.natsSecurity.delete(`${cluster.metadata.namespace ?? 'default'}/${cluster.metadata.name}`);
     await removeFinalizer(this.deps.client, raw);
     this.deps.logger.info({ cluster: cluster.metadata.name, ...outcome }, 'BankCluster finalized');
     return DONE;
   }
 
-  private async applyObjects(cluster: BankCluster, certificates: CertificateOutcome): Promise<void> {
+  private async applyObjects(cluster: BankCluster, certificates: CertificateOutcome, nats: NatsOutcome): Promise<void> {
     const namespace = cluster.metadata.namespace ?? 'default';
     const build = { ...this.deps.build, tlsDigests: certificates.digests };
-    for (const { resource, object } of desiredObjects(cluster, build, { statefulSets: certificates.ready })) {
+    const managed =
+      nats.mode === 'managed' && nats.users
+        ? { users: nats.users, ...(certificates.natsTls ? { tls: certificates.natsTls } : {}) }
+        : undefined;
+    for (const { resource, object } of desiredObjects(cluster, build, {
+      statefulSets: certificates.ready && nats.ready,
+      ...(managed ? { nats: managed } : {}),
+    })) {
       // The caches only hold objects with our labels: one missing there may still exist.
       const live =
         this.deps.cache.get(resource, namespace, object.metadata.name) ??
@@ -315,6 +380,7 @@ export class Reconciler {
     reconcileError: string | undefined,
     rollouts: ShardRollout[] = [],
     certificates?: CertificateOutcome,
+    nats?: NatsOutcome,
   ): Promise<ReconcileResult> {
     const previous = (raw.status ?? {}) as Partial<BankClusterStatus>;
     const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
@@ -326,6 +392,7 @@ export class Reconciler {
       leadersKnowable,
       reconcileError,
       ...(certificates ? { certificates } : {}),
+      ...(nats ? { nats } : {}),
       now,
     });
     this.deps.metrics.clusterReady.set(

@@ -10,6 +10,7 @@ export const CONDITION = {
   degraded: 'Degraded',
   quorumProtected: 'QuorumProtected',
   certificatesReady: 'CertificatesReady',
+  natsReady: 'NatsReady',
 } as const;
 
 export const PHASE = {
@@ -71,6 +72,8 @@ export interface StatusInput {
   reconcileError?: string;
   /** What the certificate step found (operator/reconcile/certificates.ts). */
   certificates?: { ready: boolean; source: 'operator' | 'user'; problems: string[] };
+  /** What the NATS step found (operator/reconcile/nats.ts). */
+  nats?: { mode: 'managed' | 'external' | 'none'; ready: boolean; problems: string[] };
   now: string;
 }
 
@@ -156,8 +159,43 @@ export function computeStatus(input: StatusInput): BankClusterStatus {
           },
     );
   }
+  const nats = input.nats;
+  if (nats?.mode === 'none') {
+    set({
+      type: CONDITION.natsReady,
+      status: 'False',
+      reason: 'NoNats',
+      message: 'no NATS (spec.nats.managed is false and no spec.nats.url): leaders are found by probing',
+    });
+  } else if (nats) {
+    set(
+      nats.ready
+        ? {
+            type: CONDITION.natsReady,
+            status: 'True',
+            reason: nats.mode === 'managed' ? 'ManagedByOperator' : 'CredentialsSecretValid',
+            message:
+              nats.mode === 'managed'
+                ? `NATS ${names.nats(cluster.metadata.name)} run by the operator: TLS from the cluster CA, users replica and watcher`
+                : "spec.nats.credentialsSecret holds the NATS CA and both users' credentials",
+          }
+        : {
+            type: CONDITION.natsReady,
+            status: 'False',
+            reason: 'InvalidNatsSecret',
+            message: nats.problems.join('; '),
+          },
+    );
+  }
   if (input.reconcileError) {
     set({ type: CONDITION.degraded, status: 'True', reason: 'ReconcileFailed', message: input.reconcileError });
+  } else if (nats && !nats.ready) {
+    set({
+      type: CONDITION.degraded,
+      status: 'True',
+      reason: 'NatsCredentialsInvalid',
+      message: `StatefulSets left as they are until the NATS credentials are usable: ${nats.problems.join('; ')}`,
+    });
   } else if (certs && !certs.ready) {
     set({
       type: CONDITION.degraded,

@@ -2,7 +2,7 @@
 // `npm run images`: builds the node and operator images from deploy/docker with buildah (no
 // registry: --pull=never on a locally made stand-in for the node:24-bookworm-slim base, i.e.
 // Debian minbase from debootstrap plus this machine's Node, npm and CA bundle), a NATS image
-// (the machine's nats-server on the same base, under the name deploy/ uses), saves each as an archive in
+// (the machine's nats-server on the same base, under the name the operator runs for each BankCluster), saves each as an archive in
 // ${SHARDBANK_CACHE}/images (k8s:up imports them all) and imports them into the running
 // node's containerd (those that changed; --import-all: every one). Images are cached in
 // buildah's storage under ${SHARDBANK_CACHE}/buildah.
@@ -27,7 +27,7 @@ const version = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8'))
 export const BASE_IMAGE = 'node:24-bookworm-slim';
 export const NODE_IMAGE = `shardbank/node:${version}`;
 export const OPERATOR_IMAGE = `shardbank/operator:${version}`;
-// NATS: the machine's nats-server on the base, under the name deploy/nats.yaml and the chart
+// NATS: the machine's nats-server on the base, under the name deploy/operator.yaml and the chart
 // use by default, so `kubectl apply -k deploy/` and `helm install` work here as typed (a local
 // stand-in, like the base image; no registry).
 export const NATS_IMAGE = 'nats:2.10-alpine';

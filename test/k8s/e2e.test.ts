@@ -23,9 +23,18 @@ const ENDPOINTS = Array.from({ length: SHARDS }, (_, s) =>
 ).join(';');
 
 // The client credentials the operator issues for spec.clients entry `e2e` (the sample lists
-// it), mounted into the client pod. With client TLS on the gRPC API (docs/SECURITY.md, what
-// is left 1) the CLI gets them as CLIENT_TLS_FLAGS, once it takes them (tlsFlags below).
+// it), mounted into the client pod: its certificate for the gRPC API and the NATS `watcher`
+// user of the cluster's own NATS (docs/SECURITY.md), passed to the CLI, bench and chaos.
 const CLIENT_TLS_DIR = '/etc/shardbank/client';
+const NATS_URL = `nats://${CLUSTER}-nats.${NS}.svc:4222`;
+const NATS_FLAGS = [
+  '--nats-url',
+  NATS_URL,
+  '--nats-ca',
+  `${CLIENT_TLS_DIR}/nats-ca.crt`,
+  '--nats-creds',
+  `${CLIENT_TLS_DIR}/nats-credentials.json`,
+];
 const CLIENT_TLS_FLAGS = [
   '--ca',
   `${CLIENT_TLS_DIR}/ca.crt`,
@@ -98,6 +107,79 @@ raw.once('data', () => {
 });
 `;
 
+/**
+ * Run in the client pod (ES module): a LeaderWatcher with the pod's watcher credentials over
+ * TLS; prints whether it synced and each shard's leader record.
+ */
+const WATCH_LEADERS = `
+import { LeaderWatcher } from '/app/dist/node/discovery/leader-watcher.js';
+const security = { caFile: '${CLIENT_TLS_DIR}/nats-ca.crt', credentialsFile: '${CLIENT_TLS_DIR}/nats-credentials.json' };
+const w = await LeaderWatcher.start({ servers: '${NATS_URL}', security, namespace: '${NS}', cluster: '${CLUSTER}' });
+const synced = await w.whenSynced(60000);
+const leaders = [];
+for (let s = 0; s < ${SHARDS}; s++) {
+  const r = await w.waitFor(s, () => true, 60000);
+  leaders.push(r ? { shard: s, address: r.address, ordinal: r.leaderOrdinal } : null);
+}
+console.log(JSON.stringify({ synced, leaders }));
+await w.close();
+process.exit(0);
+`;
+
+/**
+ * Run in the client pod (ES module): rogue writers on the pod network try to shadow shard 0's
+ * leader: no credentials, the watcher credentials without the cluster CA, and the watcher credentials
+ * (every client holds them) writing the bucket and publishing the leader subject.
+ */
+const ROGUE_NATS = `
+import { connect } from '@nats-io/transport-node';
+import { natsSecurityOptions, openLeaderBucket } from '/app/dist/node/discovery/nats-connection.js';
+import { encode, keyFor, subjectFor } from '/app/dist/node/discovery/leader-record.js';
+const servers = '${NATS_URL}';
+const security = { caFile: '${CLIENT_TLS_DIR}/nats-ca.crt', credentialsFile: '${CLIENT_TLS_DIR}/nats-credentials.json' };
+const rogue = { cluster: '${CLUSTER}', namespace: '${NS}', shard: 0, ballot: { round: 1000000, ordinal: 0 }, leaderOrdinal: 0,
+  address: '203.0.113.7:50051', incarnation: 'rogue', announcedAtMs: Date.now() };
+const result = {};
+const attempt = async (name, fn) => {
+  try { await fn(); result[name] = 'accepted'; } catch (e) { result[name] = 'refused: ' + e.message; }
+};
+await attempt('anonymous', async () => {
+  const nc = await connect({ servers, tls: { caFile: security.caFile }, reconnect: false, timeout: 15000 });
+  await nc.close();
+});
+await attempt('watcherWithoutCa', async () => {
+  const { tls, ...plain } = natsSecurityOptions(security);
+  const nc = await connect({ servers, ...plain, reconnect: false, timeout: 15000 });
+  await nc.close();
+});
+await attempt('watcherPut', async () => {
+  const nc = await connect({ servers, ...natsSecurityOptions(security), timeout: 15000 });
+  try {
+    const kv = await openLeaderBucket(nc, 15000, { create: false });
+    await kv.put(keyFor('${NS}', '${CLUSTER}', 0), encode(rogue));
+  } finally { await nc.close(); }
+});
+await attempt('watcherPublish', async () => {
+  const nc = await connect({ servers, ...natsSecurityOptions(security), timeout: 15000 });
+  const statuses = nc.status();
+  const violation = (async () => {
+    for await (const st of statuses) if (st.type === 'error' && /Permissions Violation/.test(st.error.message)) return st.error.message;
+    return undefined;
+  })();
+  const none = new Promise((resolve) => setTimeout(() => resolve(undefined), 20000));
+  nc.publish(subjectFor('${NS}', '${CLUSTER}', 0), encode(rogue));
+  await nc.flush();
+  const message = await Promise.race([violation, none]);
+  await nc.close();
+  if (message) throw new Error(message);
+});
+console.log(JSON.stringify(result));
+process.exit(0);
+`;
+
+/** The last line of a script's output (its JSON result; a library may log warnings before it). */
+const lastLine = (out: string) => out.trim().split('\n').at(-1)!;
+
 /** `kubectl` arguments that run the shardbank CLI inside the client pod. */
 const CLIENT_CLI = ['exec', '-n', NS, 'bank-client', '--', 'node', 'dist/node/cli/main.js'];
 
@@ -163,11 +245,10 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
   }, 120_000);
 
   it(
-    'kubectl apply -k deploy/ (as a user types it) runs the operator and NATS; kubectl delete -k removes them',
+    'kubectl apply -k deploy/ (as a user types it) runs the operator; kubectl delete -k removes it',
     async () => {
       await k('apply', '-k', join(repoRoot, 'deploy'));
       await k('rollout', 'status', 'deployment/shardbank-operator', '-n', 'shardbank-system', '--timeout=300s');
-      await k('rollout', 'status', 'statefulset/nats', '-n', 'shardbank-system', '--timeout=300s');
       const dep = JSON.parse(
         await k('get', 'deployment', 'shardbank-operator', '-n', 'shardbank-system', '-o', 'json'),
       ) as { status: { readyReplicas?: number } };
@@ -206,7 +287,7 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
   );
 
   it(
-    'helm install (as a user types it) runs two operator pods and NATS on a dynamically provisioned PVC',
+    'helm install (as a user types it) runs two operator pods (NATS comes per BankCluster)',
     async () => {
       await helm(kc, [
         'install',
@@ -223,10 +304,9 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
         await k('get', 'deployment', 'shardbank-operator', '-n', 'shardbank-system', '-o', 'json'),
       ) as { status: { readyReplicas?: number } };
       expect(dep.status.readyReplicas).toBe(2);
-      const pvc = JSON.parse(await k('get', 'pvc', '-n', 'shardbank-system', '-o', 'json')) as {
-        items: { status: { phase: string } }[];
-      };
-      expect(pvc.items.map((p) => p.status.phase)).toEqual(['Bound']);
+      // No shared NATS in the operator's namespace (one plaintext NATS for every cluster was the
+      // hole): each BankCluster gets its own, with TLS and users.
+      expect((await k('get', 'statefulsets', '-n', 'shardbank-system', '-o', 'name')).trim()).toBe('');
       // The CRD belongs to the release, so helm upgrade upgrades it too.
       const crdRelease = () =>
         k(
@@ -319,9 +399,8 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
     async () => {
       await kubectl(kc, ['apply', '-f', '-'], clientPod);
       await k('wait', '--for=condition=Ready', `pod/bank-client`, '-n', NS, '--timeout=120s');
-      const help = await k(...CLIENT_CLI, 'balance', '--help').catch((err: Error) => err.message);
-      if (help.includes('--cert FILE')) tlsFlags = CLIENT_TLS_FLAGS;
-      console.log(`client pod CLI: ${tlsFlags.length > 0 ? 'client TLS flags passed' : 'no client TLS flags yet'}`);
+      // The client certificate for the gRPC API and the NATS watcher user, from the pod's Secret.
+      tlsFlags = [...CLIENT_TLS_FLAGS, ...NATS_FLAGS];
       const r = await transfer(1001, 3001, 10);
       expect(r.outcome).toBe('COMMITTED');
       expect(await balances(1001, 3001)).toEqual({ '1001': 0, '3001': 20 });
@@ -353,6 +432,58 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
       console.log(`foreign peer refused: ${refusal}`);
       expect((await transfer(1005, 1006, 1)).outcome).toBe('COMMITTED');
       expect(await balances(1005, 1006)).toEqual({ '1005': 9, '1006': 11 });
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
+    "NATS: the cluster's own, TLS and two users; replicas announce as `replica`, the client pod watches as `watcher`, rogues on the pod network are refused",
+    async () => {
+      await k('rollout', 'status', `statefulset/${CLUSTER}-nats`, '-n', NS, '--timeout=300s');
+      const secrets = JSON.parse(
+        await k('get', 'secrets', '-n', NS, '-l', `shardbank.io/cluster=${CLUSTER}`, '-o', 'json'),
+      ) as { items: { metadata: { name: string } }[] };
+      const secretNames = secrets.items.map((x) => x.metadata.name);
+      for (const n of ['nats-tls', 'nats-config', 'nats-replica', 'nats-watcher'])
+        expect(secretNames).toContain(`${CLUSTER}-${n}`);
+      // Every replica connected with TLS (--nats-ca) and the replica user (--nats-creds).
+      for (let s = 0; s < SHARDS; s++)
+        for (let r = 0; r < REPLICAS; r++) {
+          const log = await k('logs', `${CLUSTER}-s${s}-${r}`, '-n', NS);
+          const started = log.split('\n').find((l) => l.includes('"replica started"'));
+          expect(started, `${CLUSTER}-s${s}-${r}`).toContain('"natsTls":"on"');
+          expect(started).toContain('"natsUser":"from --nats-creds"');
+          expect(started).toContain(`"nats":"${NATS_URL}"`);
+        }
+      // The operator's LEADERS column comes from its own watch (TLS, the watcher user).
+      await bankReady();
+      // The client pod's watcher (its Secret's NATS files) sees every leader the replicas announced.
+      const watched = JSON.parse(
+        lastLine(await k('exec', '-n', NS, 'bank-client', '--', 'node', '--input-type=module', '-e', WATCH_LEADERS)),
+      ) as { synced: boolean; leaders: ({ shard: number; address: string; ordinal: number } | null)[] };
+      expect(watched.synced).toBe(true);
+      for (let s = 0; s < SHARDS; s++)
+        expect(watched.leaders[s]?.address).toMatch(new RegExp(`^${CLUSTER}-s${s}-\\d\\.${CLUSTER}-s${s}\\.`));
+      // No permission violation so far: the allow lists cover what the replicas and watchers send.
+      const natsLogBefore = await k('logs', `${CLUSTER}-nats-0`, '-n', NS);
+      expect(natsLogBefore).not.toMatch(/Permissions Violation/);
+      // Rogue writers on the pod network.
+      const rogue = JSON.parse(
+        lastLine(await k('exec', '-n', NS, 'bank-client', '--', 'node', '--input-type=module', '-e', ROGUE_NATS)),
+      ) as Record<string, string>;
+      console.log(`rogue NATS writers: ${JSON.stringify(rogue)}`);
+      expect(rogue.anonymous).toMatch(/^refused: .*Authorization Violation/i);
+      // nats.js upgrades to TLS (the server requires it); without the cluster CA it trusts no server, so
+      // the password is never sent (a raw plaintext client: test/discovery/nats-security.test.ts).
+      expect(rogue.watcherWithoutCa).toMatch(/^refused: /);
+      expect(rogue.watcherPut).toMatch(/^refused: .*Permissions Violation/);
+      expect(rogue.watcherPublish).toMatch(/^refused: .*Permissions Violation/);
+      // The leaders are still the replicas', and the shard commits.
+      const after = JSON.parse(
+        lastLine(await k('exec', '-n', NS, 'bank-client', '--', 'node', '--input-type=module', '-e', WATCH_LEADERS)),
+      ) as typeof watched;
+      for (const l of after.leaders) expect(l?.address).not.toContain('203.0.113.7');
+      expect((await transfer(1007, 1008, 1)).outcome).toBe('COMMITTED');
     },
     TEST_TIMEOUT_MS,
   );

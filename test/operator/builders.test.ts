@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { defaultBankCluster, type BankCluster } from '../../node/cluster/bankcluster.js';
 import { buildPodDisruptionBudget, quorumSize } from '../../operator/builders/pod-disruption-budget.js';
 import { buildClientService, buildHeadlessService } from '../../operator/builders/services.js';
-import { buildStatefulSet, natsUrlOf } from '../../operator/builders/statefulset.js';
+import { buildStatefulSet } from '../../operator/builders/statefulset.js';
+import { natsUrlOf } from '../../operator/builders/nats.js';
 import { buildTopologyConfigMap } from '../../operator/builders/topology-config-map.js';
 import { desiredObjects } from '../../operator/reconcile/desired-objects.js';
 import { isClusterPvcName } from '../../operator/reconcile/finalize.js';
@@ -46,7 +47,7 @@ describe('buildStatefulSet', () => {
       whenUnsatisfiable: 'ScheduleAnyway',
       labelSelector: { matchLabels: selector1 },
     });
-    expect(buildStatefulSet(cluster(), 1, { managedNatsUrl: 'nats://nats.shardbank-system.svc:4222' })).toEqual({
+    expect(buildStatefulSet(cluster(), 1, { natsImage: 'nats:2.10-alpine' })).toEqual({
       apiVersion: 'apps/v1',
       kind: 'StatefulSet',
       metadata: { name: 'demo-s1', namespace: 'money', labels: labels1, ownerReferences: owner },
@@ -93,7 +94,9 @@ describe('buildStatefulSet', () => {
                   '--tls-cert=/etc/shardbank/tls/$(POD_NAME)/tls.crt',
                   '--tls-key=/etc/shardbank/tls/$(POD_NAME)/tls.key',
                   '--tls-ca=/etc/shardbank/tls/$(POD_NAME)/ca.crt',
-                  '--nats-url=nats://nats.shardbank-system.svc:4222',
+                  '--nats-url=nats://demo-nats.money.svc:4222',
+                  '--nats-ca=/etc/shardbank/nats/ca.crt',
+                  '--nats-creds=/etc/shardbank/nats/credentials.json',
                 ],
                 env: [
                   { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
@@ -126,6 +129,7 @@ describe('buildStatefulSet', () => {
                   { name: 'data', mountPath: '/var/lib/shardbank' },
                   { name: 'tmp', mountPath: '/tmp' },
                   { name: 'tls', mountPath: '/etc/shardbank/tls', readOnly: true },
+                  { name: 'nats', mountPath: '/etc/shardbank/nats', readOnly: true },
                 ],
                 securityContext: {
                   allowPrivilegeEscalation: false,
@@ -151,6 +155,22 @@ describe('buildStatefulSet', () => {
                       ],
                     },
                   })),
+                },
+              },
+              {
+                // The CA of the cluster's own NATS and the `replica` user (never the watcher's).
+                name: 'nats',
+                projected: {
+                  defaultMode: 0o440,
+                  sources: [
+                    { secret: { name: 'demo-nats-tls', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+                    {
+                      secret: {
+                        name: 'demo-nats-replica',
+                        items: [{ key: 'credentials.json', path: 'credentials.json' }],
+                      },
+                    },
+                  ],
                 },
               },
             ],
@@ -214,10 +234,12 @@ describe('buildStatefulSet', () => {
 
   it('uses spec.nats.url, the managed NATS, or none', () => {
     expect(
-      natsUrlOf(cluster({ nats: { url: 'nats://mine:4222', managed: false } }), { managedNatsUrl: 'nats://op:4222' }),
+      natsUrlOf(cluster({ nats: { url: 'nats://mine:4222', managed: false, credentialsSecret: 's' } }), 'nats:2'),
     ).toBe('nats://mine:4222');
-    expect(natsUrlOf(cluster(), { managedNatsUrl: 'nats://op:4222' })).toBe('nats://op:4222');
-    expect(natsUrlOf(cluster({ nats: { managed: false } }), { managedNatsUrl: 'nats://op:4222' })).toBeUndefined();
+    expect(natsUrlOf(cluster(), 'nats:2')).toBe('nats://demo-nats.money.svc:4222');
+    expect(natsUrlOf(cluster({ nats: { managed: false } }), 'nats:2')).toBeUndefined();
+    // An operator without a NATS image runs none.
+    expect(natsUrlOf(cluster(), undefined)).toBeUndefined();
     expect(
       buildStatefulSet(cluster(), 0).spec!.template.spec!.containers[0]!.args!.some((a) => a.startsWith('--nats-url')),
     ).toBe(false);
@@ -225,8 +247,7 @@ describe('buildStatefulSet', () => {
 
   it('passes arguments the replica itself accepts (its own flag parser, env as the pod gets it)', () => {
     const c = cluster({ shards: 2, itemsPerShard: 50, initialBalance: 7, maxTransferAmount: 99 });
-    const container = buildStatefulSet(c, 1, { managedNatsUrl: 'nats://nats:4222' }).spec!.template.spec!
-      .containers[0]!;
+    const container = buildStatefulSet(c, 1, { natsImage: 'nats:2' }).spec!.template.spec!.containers[0]!;
     // The kubelet expands $(POD_NAME) in args from the container's env.
     const args = container.args!.map((a) => a.replaceAll('$(POD_NAME)', 'demo-s1-2'));
     expect(container.env!.map((e) => e.name)).toContain('POD_NAME');
@@ -240,7 +261,8 @@ describe('buildStatefulSet', () => {
       topology: { shards: 2, replicasPerShard: 3, itemsPerShard: 50, initialBalance: 7 },
       maxTransferAmount: 99,
       dataDir: '/var/lib/shardbank',
-      natsUrl: 'nats://nats:4222',
+      natsUrl: 'nats://demo-nats.money.svc:4222',
+      natsSecurity: { caFile: '/etc/shardbank/nats/ca.crt', credentialsFile: '/etc/shardbank/nats/credentials.json' },
       grpcPort: 50051,
       httpPort: 8080,
       peerTls: {

@@ -123,6 +123,18 @@ describe('BankCluster CRD', () => {
     ['bad NATS url', { nats: { url: 'http://nats:4222' } }, 'spec.nats.url', RULE_MESSAGES.natsUrl],
     ['bad pull policy', { imagePullPolicy: 'Sometimes' }, 'spec.imagePullPolicy', undefined],
     [
+      'NATS credentials without a NATS url',
+      { nats: { credentialsSecret: 'mine' } },
+      'spec.nats.credentialsSecret',
+      RULE_MESSAGES.natsCredentialsSecretWithoutUrl,
+    ],
+    [
+      'a bad NATS credentials Secret name',
+      { nats: { url: 'nats://nats:4222', credentialsSecret: 'Mine' } },
+      'spec.nats.credentialsSecret',
+      RULE_MESSAGES.natsCredentialsSecret,
+    ],
+    [
       'a client name with a slash',
       { clients: [{ name: 'a/b', role: 'read' }] },
       'spec.clients[0].name',
@@ -159,6 +171,13 @@ describe('BankCluster CRD', () => {
       RULE_MESSAGES.tlsSecretNamePrefix,
     ],
   ];
+  // The API server alone: `shardbank up -f` runs its own NATS files for an external url.
+  it('rejects an external NATS url without spec.nats.credentialsSecret, naming the field', async () => {
+    const server = await serverRejection('bad-nats-without-credentials', { nats: { url: 'nats://nats:4222' } });
+    expect(server).toContain('spec.nats.credentialsSecret: ');
+    expect(server).toContain(RULE_MESSAGES.natsCredentialsSecretRequired);
+  });
+
   for (const [what, spec, field, message] of invalid) {
     it(`rejects ${what} in both places, naming ${field}`, async () => {
       const server = await serverRejection(`bad-${what.replaceAll(' ', '-').toLowerCase()}`, spec);

@@ -1,13 +1,22 @@
-// Leaders announced on a real nats-server (JetStream KV bucket shardbank-leaders) appear
-// in BankCluster status, the leader pod gets the label shardbank.io/role=leader, and the
+// Leaders announced on a real nats-server (JetStream KV bucket shardbank-leaders) with TLS and
+// the two users (an external NATS: spec.nats.url and spec.nats.credentialsSecret, which the
+// operator's own leader watch connects with, as the `watcher` user) appear in BankCluster status, the leader pod gets the label shardbank.io/role=leader, and the
 // label follows a new leader. Records of another incarnation (an older cluster of the
 // same name) are ignored. Pods are created by the test: no kubelet or StatefulSet
 // controller runs here.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LeaderAnnouncer, KvOutcome } from '../../node/discovery/leader-announcer.js';
 import type { LeaderRecord } from '../../node/discovery/leader-record.js';
+import type { KubeObject } from '../../operator/kube/kube-object.js';
 import type { Operator } from '../../operator/operator.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+
+interface PodSpec {
+  containers: { args?: string[] }[];
+  volumes: { name: string; projected?: { sources: unknown[] } }[];
+}
+import { readFileSync } from 'node:fs';
+import type { NatsServerHandle } from '../support/nats-server.js';
+import { makeNatsSecrets, startSecureNatsServer, type NatsSecrets } from '../support/secure-nats.js';
 import { startTestControlPlane, RESOURCES, type TestControlPlane } from './support/control-plane.js';
 import { eventually } from './support/eventually.js';
 import { OPERATOR_NAMESPACE, startTestOperator } from './support/operator.js';
@@ -16,17 +25,30 @@ import { condition, createBankCluster, getBankCluster, reportStatefulSetStatus }
 const NS = 'bank';
 const CLUSTER = 'ledger';
 let nats: NatsServerHandle;
+let secrets: NatsSecrets;
 let tcp: TestControlPlane;
 let operator: Operator;
 const announcers: LeaderAnnouncer[] = [];
 let uid = '';
 
 beforeAll(async () => {
-  nats = await startNatsServer();
+  secrets = await makeNatsSecrets(NS, CLUSTER);
+  nats = await startSecureNatsServer(secrets, NS, CLUSTER);
   tcp = await startTestControlPlane();
   await tcp.createNamespace(OPERATOR_NAMESPACE);
   await tcp.createNamespace(NS);
-  operator = await startTestOperator(tcp, { managedNatsUrl: nats.url });
+  const b64 = (file: string) => readFileSync(file).toString('base64');
+  await tcp.client.create(RESOURCES.secret, {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'platform-nats', namespace: NS },
+    data: {
+      'ca.crt': b64(secrets.caFile),
+      'replica.json': b64(secrets.security.replica.credentialsFile!),
+      'watcher.json': b64(secrets.security.watcher.credentialsFile!),
+    },
+  });
+  operator = await startTestOperator(tcp);
 });
 
 afterAll(async () => {
@@ -34,10 +56,15 @@ afterAll(async () => {
   await operator?.stop();
   await tcp?.stop();
   await nats?.stop();
+  secrets?.remove();
 });
 
 function announcer(shard: number, ordinal: number): LeaderAnnouncer {
-  const a = new LeaderAnnouncer({ servers: nats.url, identity: { namespace: NS, cluster: CLUSTER, shard, ordinal } });
+  const a = new LeaderAnnouncer({
+    servers: nats.url,
+    security: secrets.security.replica,
+    identity: { namespace: NS, cluster: CLUSTER, shard, ordinal },
+  });
   announcers.push(a);
   return a;
 }
@@ -73,6 +100,7 @@ describe('leaders from NATS', () => {
       shards: 2,
       replicasPerShard: 3,
       itemsPerShard: 10,
+      nats: { url: nats.url, credentialsSecret: 'platform-nats' },
     });
     uid = created.metadata.uid!;
     for (const shard of [0, 1]) {
@@ -92,6 +120,36 @@ describe('leaders from NATS', () => {
     await eventually(
       'StatefulSets created',
       async () => (await tcp.client.list(RESOURCES.statefulSet, NS)).items.length === 2,
+    );
+    // The replicas get the `replica` user's file and the CA from the user's Secret, never the watcher's.
+    const sts = await tcp.client.get<KubeObject & { spec: { template: { spec: PodSpec } } }>(
+      RESOURCES.statefulSet,
+      NS,
+      `${CLUSTER}-s0`,
+    );
+    const podSpec = sts.spec.template.spec;
+    expect(podSpec.containers[0]!.args).toEqual(
+      expect.arrayContaining([
+        `--nats-url=${nats.url}`,
+        '--nats-ca=/etc/shardbank/nats/ca.crt',
+        '--nats-creds=/etc/shardbank/nats/credentials.json',
+      ]),
+    );
+    expect(podSpec.volumes.find((v) => v.name === 'nats')?.projected?.sources).toEqual([
+      {
+        secret: {
+          name: 'platform-nats',
+          items: [
+            { key: 'ca.crt', path: 'ca.crt' },
+            { key: 'replica.json', path: 'credentials.json' },
+          ],
+        },
+      },
+    ]);
+    await eventually('NatsReady', async () =>
+      condition(await getBankCluster(tcp.client, NS, CLUSTER), 'NatsReady')?.reason === 'CredentialsSecretValid'
+        ? true
+        : undefined,
     );
     await reportStatefulSetStatus(tcp.client, NS, `${CLUSTER}-s0`, 3);
     await reportStatefulSetStatus(tcp.client, NS, `${CLUSTER}-s1`, 3);

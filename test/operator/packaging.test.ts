@@ -130,7 +130,6 @@ describe('helm chart', () => {
     const named = parseManifests(helmRun(['template', 't', chart, '--set', 'fullnameOverride=bank-op']));
     const deployment = named.find((o) => o.kind === 'Deployment' && o.metadata.name === 'bank-op');
     expect(deployment, 'the operator Deployment is named by fullnameOverride').toBeDefined();
-    expect(named.some((o) => o.kind === 'StatefulSet' && o.metadata.name === 'bank-op-nats')).toBe(true);
     const renamed = parseManifests(helmRun(['template', 't', chart, '--set', 'nameOverride=ledger']));
     expect(renamed.some((o) => o.kind === 'Deployment' && o.metadata.name === 't-ledger')).toBe(true);
     const labelled = parseManifests(
@@ -170,7 +169,7 @@ describe('helm chart', () => {
 
   it('templates manifests that the API server accepts (server-side dry run), with and without NATS', async () => {
     await tcp.createNamespace('shardbank-system');
-    for (const extra of [[], ['--set', 'nats.enabled=false', '--set', 'nats.managedUrl=nats://nats.example:4222']]) {
+    for (const extra of [[], ['--set', 'nats.enabled=false']]) {
       const objects = parseManifests(helmRun(['template', 'sb', chart, '--namespace', 'shardbank-system', ...extra]));
       const kinds = objects.map((o) => o.kind);
       expect(kinds).toEqual(
@@ -184,7 +183,16 @@ describe('helm chart', () => {
           'Deployment',
         ]),
       );
-      expect(kinds.includes('StatefulSet')).toBe(extra.length === 0);
+      // No shared NATS: the operator runs one per BankCluster (SHARDBANK_NATS_IMAGE), or none.
+      expect(kinds.includes('StatefulSet')).toBe(false);
+      const env = (
+        objects.find((o) => o.kind === 'Deployment') as unknown as {
+          spec: { template: { spec: { containers: { env: { name: string; value?: string }[] }[] } } };
+        }
+      ).spec.template.spec.containers[0]!.env;
+      expect(env.find((e) => e.name === 'SHARDBANK_NATS_IMAGE')?.value).toBe(
+        extra.length === 0 ? 'nats:2.10-alpine' : 'none',
+      );
       const applied = await applyManifests(tcp.client, objects, { dryRun: true, namespace: 'shardbank-system' });
       expect(applied).toHaveLength(objects.length);
     }
@@ -215,17 +223,10 @@ describe('deploy/', () => {
   it('kustomization resources and the sample BankCluster are accepted by the API server', async () => {
     const objects = kustomizeResources();
     expect(objects.map((o) => o.kind)).toEqual(
-      expect.arrayContaining([
-        'CustomResourceDefinition',
-        'Namespace',
-        'ServiceAccount',
-        'ClusterRole',
-        'Deployment',
-        'StatefulSet',
-        'Service',
-        'ConfigMap',
-      ]),
+      expect.arrayContaining(['CustomResourceDefinition', 'Namespace', 'ServiceAccount', 'ClusterRole', 'Deployment']),
     );
+    // No shared NATS: the operator runs one per BankCluster.
+    expect(objects.map((o) => o.kind)).not.toContain('StatefulSet');
     // The namespace for real (a dry run cannot create objects inside a dry-run namespace).
     const [namespaces, rest] = [
       objects.filter((o) => o.kind === 'Namespace'),

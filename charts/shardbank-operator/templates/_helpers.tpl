@@ -36,10 +36,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
-{{- define "shardbank-operator.natsUrl" -}}
-{{- if .Values.nats.managedUrl -}}
-{{- .Values.nats.managedUrl -}}
-{{- else if .Values.nats.enabled -}}
-{{- printf "nats://%s-nats.%s.svc:4222" (include "shardbank-operator.fullname" .) .Release.Namespace -}}
+{{- define "shardbank-operator.natsImage" -}}
+{{- if .Values.nats.enabled -}}
+{{- printf "%s:%s" .Values.nats.image.repository .Values.nats.image.tag -}}
+{{- else -}}
+none
 {{- end -}}
 {{- end -}}
