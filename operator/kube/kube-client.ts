@@ -6,7 +6,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { createInterface } from 'node:readline';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { KubeApiError } from './api-error.js';
+import { isNotFound, KubeApiError } from './api-error.js';
 import type { KubeList, KubeObject } from './kube-object.js';
 import { resourcePath, type ResourceKind } from './resources.js';
 
@@ -116,6 +116,20 @@ export class KubeClient {
 
   get<T extends KubeObject>(r: ResourceKind, namespace: string | undefined, name: string): Promise<T> {
     return this.request<T>({ method: 'GET', path: resourcePath(r, namespace, name) });
+  }
+
+  /** get(), but undefined for an object that does not exist (404); other errors throw. */
+  async getIfExists<T extends KubeObject>(
+    r: ResourceKind,
+    namespace: string | undefined,
+    name: string,
+  ): Promise<T | undefined> {
+    try {
+      return await this.get<T>(r, namespace, name);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
   }
 
   list<T extends KubeObject>(r: ResourceKind, namespace?: string, labelSelector?: string): Promise<KubeList<T>> {

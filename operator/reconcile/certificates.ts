@@ -129,12 +129,8 @@ export class Certificates {
     let live: KubeObject | undefined =
       owned || labelled ? this.cache.get(RESOURCES.secret, namespace, name) : undefined;
     if (!live || (written !== undefined && live.metadata.resourceVersion !== written)) {
-      try {
-        live = await this.client.get<KubeObject>(RESOURCES.secret, namespace, name);
-      } catch (err) {
-        if (isNotFound(err)) return undefined;
-        throw err;
-      }
+      live = await this.client.getIfExists<KubeObject>(RESOURCES.secret, namespace, name);
+      if (!live) return undefined;
     }
     if (owned && !ownedBy(live, cluster.metadata.uid))
       throw new Error(`Secret ${name} exists and is not owned by this BankCluster; not touching it`);

@@ -34,7 +34,6 @@ import {
   natsUrlOf,
   type NatsMode,
 } from '../builders/nats.js';
-import { isNotFound } from '../kube/api-error.js';
 import type { KubeClient } from '../kube/kube-client.js';
 import type { KubeObject } from '../kube/kube-object.js';
 import { RESOURCES } from '../kube/resources.js';
@@ -142,14 +141,8 @@ export class NatsStep {
   ): Promise<Record<string, string> | undefined> {
     const namespace = namespaceOf(cluster);
     let live: KubeObject | undefined = owned ? this.cache.get(RESOURCES.secret, namespace, name) : undefined;
-    if (!live) {
-      try {
-        live = await this.client.get<KubeObject>(RESOURCES.secret, namespace, name);
-      } catch (err) {
-        if (isNotFound(err)) return undefined;
-        throw err;
-      }
-    }
+    live ??= await this.client.getIfExists<KubeObject>(RESOURCES.secret, namespace, name);
+    if (!live) return undefined;
     if (owned && !ownedBy(live, cluster.metadata.uid))
       throw new Error(`Secret ${name} exists and is not owned by this BankCluster; not touching it`);
     return secretFiles(live as { data?: Record<string, string> });

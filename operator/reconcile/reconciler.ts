@@ -195,13 +195,8 @@ export class Reconciler {
     return out;
   }
 
-  private async load(namespace: string, name: string): Promise<KubeObject | undefined> {
-    try {
-      return await this.deps.client.get<KubeObject>(RESOURCES.bankCluster, namespace, name);
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    }
+  private load(namespace: string, name: string): Promise<KubeObject | undefined> {
+    return this.deps.client.getIfExists<KubeObject>(RESOURCES.bankCluster, namespace, name);
   }
 
   private clusterRef(cluster: BankCluster): ClusterRef {
@@ -305,13 +300,8 @@ export class Reconciler {
     }
   }
 
-  private async getLive(resource: ResourceKind, namespace: string, name: string): Promise<KubeObject | undefined> {
-    try {
-      return await this.deps.client.get<KubeObject>(resource, namespace, name);
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    }
+  private getLive(resource: ResourceKind, namespace: string, name: string): Promise<KubeObject | undefined> {
+    return this.deps.client.getIfExists<KubeObject>(resource, namespace, name);
   }
 
   /** A cluster scaled to one replica per shard keeps no PodDisruptionBudget. */
