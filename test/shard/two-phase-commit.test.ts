@@ -36,6 +36,10 @@ const prepared = (bank: BankState, txid: TxId, index: number): void => {
   expect(bank.apply(index, command)[0]?.kind).toBe('coord-prepared');
 };
 
+/** Applies a CoordDecision for `txid` (participant shard 1) at `index`: the events it made. */
+const decide = (bank: BankState, index: number, txid: TxId, commit: boolean, reason: number) =>
+  bank.apply(index, { body: { $case: 'coordDecision', coordDecision: { txid, commit, reason, participantShard: 1 } } });
+
 const decisionsIn = (queue: ProposalQueue) => queue.take(100).filter((c) => c.body?.$case === 'coordDecision');
 
 describe('two-phase commit, coordinator side', () => {
@@ -69,9 +73,7 @@ describe('two-phase commit, coordinator side', () => {
     tpc.onVote(1, unknown, true, bank);
     expect(decisionsIn(queue)[0]?.body).toMatchObject({ coordDecision: { commit: false, participantShard: 1 } });
     // The tombstone applies, is acknowledged and collected: the watermark passes it.
-    bank.apply(2, {
-      body: { $case: 'coordDecision', coordDecision: { txid: unknown, commit: false, reason: 0, participantShard: 1 } },
-    });
+    decide(bank, 2, unknown, false, 0);
     bank.apply(3, { body: { $case: 'coordAck', coordAck: { txid: undefined, txids: [unknown] } } });
     tpc.takeMessages();
     tpc.onVote(1, unknown, true, bank);
@@ -151,9 +153,7 @@ describe('two-phase commit, parallel commits', () => {
     prepared(bank, txid, 2);
     tpc.onVote(1, txid, true, bank);
     expect(tpc.takeCommitted()).toHaveLength(1);
-    bank.apply(3, {
-      body: { $case: 'coordDecision', coordDecision: { txid, commit: false, reason: 0, participantShard: 1 } },
-    });
+    decide(bank, 3, txid, false, 0);
     expect(() => tpc.onCoordDecided(bank.transaction(txid)!, bank)).toThrow(/answered COMMITTED, then decided aborted/);
   });
 
@@ -165,14 +165,10 @@ describe('two-phase commit, parallel commits', () => {
     prepared(bank, txid, 2);
     tpc.onVote(1, txid, true, bank);
     expect(tpc.takeCommitted()).toHaveLength(1);
-    const presumed = bank.apply(3, {
-      body: { $case: 'coordDecision', coordDecision: { txid, commit: false, reason: 5, participantShard: 1 } },
-    });
+    const presumed = decide(bank, 3, txid, false, 5);
     expect(presumed).toEqual([{ kind: 'noop' }]);
     expect(bank.transaction(txid)?.state).toBe('prepared');
-    const decided = bank.apply(4, {
-      body: { $case: 'coordDecision', coordDecision: { txid, commit: true, reason: 0, participantShard: 1 } },
-    });
+    const decided = decide(bank, 4, txid, true, 0);
     expect(decided[0]).toMatchObject({ kind: 'coord-decided', record: { state: 'committed' } });
     expect(() => tpc.onCoordDecided(bank.transaction(txid)!, bank)).not.toThrow();
     expect(bank.balance(1)).toBe(7);
@@ -184,9 +180,7 @@ describe('two-phase commit, parallel commits', () => {
       const { bank } = coordinator();
       const txid: TxId = { shard: 0, round: 1, ordinal: 0, seq: 1 };
       prepared(bank, txid, 2);
-      bank.apply(3, {
-        body: { $case: 'coordDecision', coordDecision: { txid, commit: false, reason, participantShard: 1 } },
-      });
+      decide(bank, 3, txid, false, reason);
       expect(bank.transaction(txid)?.state).toBe('aborted');
     }
   });

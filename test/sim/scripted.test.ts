@@ -65,6 +65,29 @@ function scripted(shards: number, seed = 1, replicasPerShard = 3, settings: Part
 /** Every client id the scripts below use: their sessions are open before a script begins. */
 const SCRIPT_CLIENTS = ['w', 'x', 'y', 'f1', 'f2', 'f3', 'f4', 'f5', 'f6', 'f7', 'f8'];
 
+/**
+ * Parallel commits' early answer, set up for a script: leaders in both shards, a 1 -> 11
+ * transfer whose participant YES is held until both PREPAREs applied, then the coordinator
+ * leader a0 cut off from its shard and the YES released: a0 answers COMMITTED while its
+ * decision cannot be chosen (no replica of shard 0 has moved the debit).
+ */
+function answeredEarlyThenCutOff(sim: SimCluster) {
+  sim.runUntil('leaders in both shards', () => sim.leader(0) !== undefined && sim.leader(1) !== undefined);
+  const a0 = sim.leader(0)!;
+  const b0 = sim.leader(1)!;
+  sim.holdTxWhere((m) => m.fromShard === 1 && m.body?.$case === 'vote');
+  const x = sim.addRequest('x', 1, 11, 3);
+  sim.send(x, a0);
+  sim.runUntil('both PREPAREs applied', () => a0.node.bank.inflightCount() === 1 && b0.node.bank.inflightCount() === 1);
+  expect(x.outcome).toBeUndefined();
+  sim.cut(0, a0.ordinal);
+  expect(sim.releaseTx()).toBeGreaterThan(0);
+  sim.runUntil('x answered by a0', () => x.outcome !== undefined);
+  expect(x.outcome).toBe(Outcome.COMMITTED);
+  expect(sim.group(0).map((r) => r.node.bank.balance(1))).toEqual([10, 10, 10]);
+  return { a0, b0, x };
+}
+
 describe('scripted simulation', () => {
   it('first start, staggered (the Kubernetes run): the replicas that probe after the first one voted vote too', () => {
     // Every replica starts empty and probing, seconds apart. r0's probes are answered (its
@@ -237,23 +260,7 @@ describe('scripted simulation', () => {
    */
   it('parallel commits: the coordinator leader answers COMMITTED, then dies before its decision is chosen: the next leader commits', () => {
     const sim = scripted(2);
-    sim.runUntil('leaders in both shards', () => sim.leader(0) !== undefined && sim.leader(1) !== undefined);
-    const a0 = sim.leader(0)!;
-    const b0 = sim.leader(1)!;
-    sim.holdTxWhere((m) => m.fromShard === 1 && m.body?.$case === 'vote');
-    const x = sim.addRequest('x', 1, 11, 3);
-    sim.send(x, a0);
-    sim.runUntil(
-      'both PREPAREs applied',
-      () => a0.node.bank.inflightCount() === 1 && b0.node.bank.inflightCount() === 1,
-    );
-    expect(x.outcome).toBeUndefined();
-    sim.cut(0, a0.ordinal);
-    expect(sim.releaseTx()).toBeGreaterThan(0);
-    sim.runUntil('x answered by a0', () => x.outcome !== undefined);
-    expect(x.outcome).toBe(Outcome.COMMITTED);
-    // Answered before the decision is chosen: no replica of shard 0 has moved the debit.
-    expect(sim.group(0).map((r) => r.node.bank.balance(1))).toEqual([10, 10, 10]);
+    const { a0 } = answeredEarlyThenCutOff(sim);
     sim.crashNow(0, a0.ordinal);
     sim.uncutAll();
     sim.runUntil('another leader of shard 0', () => sim.leader(0) !== undefined && sim.leader(0) !== a0);
@@ -279,20 +286,7 @@ describe('scripted simulation', () => {
    */
   it('parallel commits: after the early answer the participant shard is silent for long: the next coordinator leader waits and commits', () => {
     const sim = scripted(2);
-    sim.runUntil('leaders in both shards', () => sim.leader(0) !== undefined && sim.leader(1) !== undefined);
-    const a0 = sim.leader(0)!;
-    const b0 = sim.leader(1)!;
-    sim.holdTxWhere((m) => m.fromShard === 1 && m.body?.$case === 'vote');
-    const x = sim.addRequest('x', 1, 11, 3);
-    sim.send(x, a0);
-    sim.runUntil(
-      'both PREPAREs applied',
-      () => a0.node.bank.inflightCount() === 1 && b0.node.bank.inflightCount() === 1,
-    );
-    sim.cut(0, a0.ordinal);
-    sim.releaseTx();
-    sim.runUntil('x answered by a0', () => x.outcome !== undefined);
-    expect(x.outcome).toBe(Outcome.COMMITTED);
+    const { a0 } = answeredEarlyThenCutOff(sim);
     // From now on nothing shard 1 says reaches shard 0: no vote, no inquiry.
     sim.holdTxWhere((m) => m.fromShard === 1);
     sim.crashNow(0, a0.ordinal);
@@ -322,20 +316,7 @@ describe('scripted simulation', () => {
    */
   it('parallel commits: both shard leaders die right after the early answer: the next leaders commit it on both shards', () => {
     const sim = scripted(2);
-    sim.runUntil('leaders in both shards', () => sim.leader(0) !== undefined && sim.leader(1) !== undefined);
-    const a0 = sim.leader(0)!;
-    const b0 = sim.leader(1)!;
-    sim.holdTxWhere((m) => m.fromShard === 1 && m.body?.$case === 'vote');
-    const x = sim.addRequest('x', 1, 11, 3);
-    sim.send(x, a0);
-    sim.runUntil(
-      'both PREPAREs applied',
-      () => a0.node.bank.inflightCount() === 1 && b0.node.bank.inflightCount() === 1,
-    );
-    sim.cut(0, a0.ordinal);
-    sim.releaseTx();
-    sim.runUntil('x answered by a0', () => x.outcome !== undefined);
-    expect(x.outcome).toBe(Outcome.COMMITTED);
+    const { a0, b0 } = answeredEarlyThenCutOff(sim);
     sim.crashNow(0, a0.ordinal);
     sim.crashNow(1, b0.ordinal);
     sim.uncutAll();
