@@ -22,6 +22,7 @@ import type { ClientReply, ErrorCode, TransferInput } from '../shard/shard-node.
 import { clientIdAllowed, type CallNeed, type ClientAuthorizer } from '../security/client-tls.js';
 import { Forwarder, FORWARDED_HEADER, type AsyncBankClient } from './forwarder.js';
 import type { Replica } from './replica.js';
+import type { Configuration } from '../paxos/membership.js';
 import {
   checkClientId,
   checkCluster,
@@ -470,6 +471,7 @@ export class BankService {
       snapshotIndex: core.snapshotIndex,
       shardTotal: this.replica.node.bank.shardTotal(),
       voting: core.votingState,
+      memberRole: memberRoleOf(core.latestConfiguration, ordinal),
     };
   }
 
@@ -513,6 +515,10 @@ export class BankService {
         replicas,
         inflightTransactions:
           leader?.inflightTransactions ?? Math.max(0, ...replicas.map((r) => r.inflightTransactions)),
+        // Filled from the replicas' own roles; the Membership service has the full view.
+        voters: replicas.filter((r) => r.memberRole === 'voter').map((r) => r.ordinal),
+        learners: replicas.filter((r) => r.memberRole === 'learner').map((r) => r.ordinal),
+        membershipChangeInFlight: false,
       });
     }
     return { cluster: this.replica.config.cluster, shards };
@@ -535,7 +541,13 @@ function downStatus(shard: number, ordinal: number, address: string): ReplicaSta
     snapshotIndex: 0,
     shardTotal: 0,
     voting: '',
+    memberRole: '',
   };
+}
+
+function memberRoleOf(configuration: Configuration, member: number): 'voter' | 'learner' | 'none' {
+  if (configuration.voters.includes(member)) return 'voter';
+  return configuration.learners.includes(member) ? 'learner' : 'none';
 }
 
 function unavailableResult(shard: number, message: string): TransferReply {

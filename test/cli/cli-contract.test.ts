@@ -297,6 +297,9 @@ describe('shardbank CLI contract (real processes)', () => {
       leaderBallot: undefined,
       leaderAddress: address,
       inflightTransactions: 0,
+      voters: [0],
+      learners: [],
+      membershipChangeInFlight: false,
       replicas: [
         {
           ...(replicaStatus(shard, 0, 'leader') as { value: ClusterStatusReply }).value.shards[0]!.replicas[0]!,

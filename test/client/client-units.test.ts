@@ -82,6 +82,7 @@ function status(shard: number, ordinal: number, role: string, round: number, com
     snapshotIndex: 0,
     shardTotal: 0,
     voting: 'voter',
+    memberRole: 'voter',
   };
 }
 

@@ -147,6 +147,9 @@ export function replicaStatus(
           leaderBallot: undefined,
           leaderAddress: '',
           inflightTransactions: extra.inflight ?? 0,
+          voters: [ordinal],
+          learners: [],
+          membershipChangeInFlight: false,
           replicas: [
             {
               shard,
@@ -163,6 +166,7 @@ export function replicaStatus(
               snapshotIndex: 0,
               shardTotal: 0,
               voting: 'voter',
+              memberRole: 'voter',
             },
           ],
         },

@@ -280,6 +280,8 @@ export interface ReplicaStatus {
    * once it knows the shard never ran or has re-learned what it may have promised (disk loss).
    */
   voting: string;
+  /** voter | learner | none: this replica's place in the newest chosen configuration. */
+  memberRole: string;
 }
 
 export interface ShardStatus {
@@ -292,11 +294,72 @@ export interface ShardStatus {
   leaderAddress: string;
   replicas: ReplicaStatus[];
   inflightTransactions: number;
+  /** The newest chosen configuration's member ids (docs/ARCHITECTURE.md, "Membership"). */
+  voters: number[];
+  learners: number[];
+  /** A membership change is chosen but not in force yet, or proposed but not chosen. */
+  membershipChangeInFlight: boolean;
 }
 
 export interface ClusterStatusReply {
   cluster: string;
   shards: ShardStatus[];
+}
+
+export interface GetMembershipRequest {
+  cluster: string;
+  shard: number;
+}
+
+export interface MemberView {
+  /** The member id: never reused; the first members of a shard are 0..replicasPerShard-1. */
+  id: number;
+  /** Its peer address, as the configuration records it. */
+  address: string;
+  voter: boolean;
+  /** Leader's view: heard within an election timeout and has the leader's announced commit index. */
+  caughtUp: boolean;
+  commitIndex: number;
+}
+
+export interface MembershipReply {
+  ok: boolean;
+  /** Why a change was refused (names the rule), empty when ok. */
+  error: string;
+  /** The member id of the leader this replica knows, -1 when unknown. */
+  leaderId: number;
+  leaderAddress: string;
+  /** The newest chosen configuration (it may still be coming into force). */
+  members: MemberView[];
+  nextMemberId: number;
+  /** The log slot whose entry chose that configuration (0: the initial configuration). */
+  configurationSlot: number;
+  /** A change chosen but not yet in force, or proposed but not yet chosen. */
+  changeInFlight: boolean;
+  commitIndex: number;
+  /** On an accepted change: the slot it was proposed at. */
+  proposedSlot: number;
+}
+
+export interface AddLearner {
+  /** The new member's peer address; it gets the id next_member_id. */
+  address: string;
+}
+
+export interface ChangeMembershipRequest {
+  cluster: string;
+  shard: number;
+  /**
+   * Compare-and-set: the configuration_slot the caller read. Refused when the newest chosen
+   * configuration is another one (a retried step that already landed is never applied twice).
+   */
+  expectedConfigurationSlot: number;
+  change:
+    | { $case: "addLearner"; addLearner: AddLearner }
+    | { $case: "promote"; promote: number }
+    | { $case: "demote"; demote: number }
+    | { $case: "remove"; remove: number }
+    | undefined;
 }
 
 function createBaseTransferRequest(): TransferRequest {
@@ -1977,6 +2040,7 @@ function createBaseReplicaStatus(): ReplicaStatus {
     snapshotIndex: 0,
     shardTotal: 0,
     voting: "",
+    memberRole: "",
   };
 }
 
@@ -2023,6 +2087,9 @@ export const ReplicaStatus: MessageFns<ReplicaStatus> = {
     }
     if (message.voting !== "") {
       writer.uint32(114).string(message.voting);
+    }
+    if (message.memberRole !== "") {
+      writer.uint32(122).string(message.memberRole);
     }
     return writer;
   },
@@ -2152,6 +2219,14 @@ export const ReplicaStatus: MessageFns<ReplicaStatus> = {
             message.voting = reader.string();
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.memberRole = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2204,6 +2279,11 @@ export const ReplicaStatus: MessageFns<ReplicaStatus> = {
         ? globalThis.Number(object.shard_total)
         : 0,
       voting: isSet(object.voting) ? globalThis.String(object.voting) : "",
+      memberRole: isSet(object.memberRole)
+        ? globalThis.String(object.memberRole)
+        : isSet(object.member_role)
+        ? globalThis.String(object.member_role)
+        : "",
     };
   },
 
@@ -2251,6 +2331,9 @@ export const ReplicaStatus: MessageFns<ReplicaStatus> = {
     if (message.voting !== "") {
       obj.voting = message.voting;
     }
+    if (message.memberRole !== "") {
+      obj.memberRole = message.memberRole;
+    }
     return obj;
   },
 
@@ -2275,6 +2358,7 @@ export const ReplicaStatus: MessageFns<ReplicaStatus> = {
     message.snapshotIndex = object.snapshotIndex ?? 0;
     message.shardTotal = object.shardTotal ?? 0;
     message.voting = object.voting ?? "";
+    message.memberRole = object.memberRole ?? "";
     return message;
   },
 };
@@ -2289,6 +2373,9 @@ function createBaseShardStatus(): ShardStatus {
     leaderAddress: "",
     replicas: [],
     inflightTransactions: 0,
+    voters: [],
+    learners: [],
+    membershipChangeInFlight: false,
   };
 }
 
@@ -2317,6 +2404,23 @@ export const ShardStatus: MessageFns<ShardStatus> = {
     }
     if (message.inflightTransactions !== 0) {
       writer.uint32(64).uint32(message.inflightTransactions);
+    }
+    if (message.voters.length !== 0) {
+      writer.uint32(74).fork();
+      for (const v of message.voters) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.learners.length !== 0) {
+      writer.uint32(82).fork();
+      for (const v of message.learners) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.membershipChangeInFlight !== false) {
+      writer.uint32(88).bool(message.membershipChangeInFlight);
     }
     return writer;
   },
@@ -2398,6 +2502,50 @@ export const ShardStatus: MessageFns<ShardStatus> = {
             message.inflightTransactions = reader.uint32();
             continue;
           }
+          case 9: {
+            if (tag === 72) {
+              message.voters.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 74) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.voters.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 10: {
+            if (tag === 80) {
+              message.learners.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 82) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.learners.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.membershipChangeInFlight = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2446,6 +2594,17 @@ export const ShardStatus: MessageFns<ShardStatus> = {
         : isSet(object.inflight_transactions)
         ? globalThis.Number(object.inflight_transactions)
         : 0,
+      voters: globalThis.Array.isArray(object?.voters)
+        ? object.voters.map((e: any) => globalThis.Number(e))
+        : [],
+      learners: globalThis.Array.isArray(object?.learners)
+        ? object.learners.map((e: any) => globalThis.Number(e))
+        : [],
+      membershipChangeInFlight: isSet(object.membershipChangeInFlight)
+        ? globalThis.Boolean(object.membershipChangeInFlight)
+        : isSet(object.membership_change_in_flight)
+        ? globalThis.Boolean(object.membership_change_in_flight)
+        : false,
     };
   },
 
@@ -2475,6 +2634,15 @@ export const ShardStatus: MessageFns<ShardStatus> = {
     if (message.inflightTransactions !== 0) {
       obj.inflightTransactions = Math.round(message.inflightTransactions);
     }
+    if (message.voters?.length) {
+      obj.voters = message.voters.map((e) => Math.round(e));
+    }
+    if (message.learners?.length) {
+      obj.learners = message.learners.map((e) => Math.round(e));
+    }
+    if (message.membershipChangeInFlight !== false) {
+      obj.membershipChangeInFlight = message.membershipChangeInFlight;
+    }
     return obj;
   },
 
@@ -2493,6 +2661,9 @@ export const ShardStatus: MessageFns<ShardStatus> = {
     message.leaderAddress = object.leaderAddress ?? "";
     message.replicas = object.replicas?.map((e) => ReplicaStatus.fromPartial(e)) || [];
     message.inflightTransactions = object.inflightTransactions ?? 0;
+    message.voters = object.voters?.map((e) => e) || [];
+    message.learners = object.learners?.map((e) => e) || [];
+    message.membershipChangeInFlight = object.membershipChangeInFlight ?? false;
     return message;
   },
 };
@@ -2578,6 +2749,748 @@ export const ClusterStatusReply: MessageFns<ClusterStatusReply> = {
     const message = createBaseClusterStatusReply();
     message.cluster = object.cluster ?? "";
     message.shards = object.shards?.map((e) => ShardStatus.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseGetMembershipRequest(): GetMembershipRequest {
+  return { cluster: "", shard: 0 };
+}
+
+export const GetMembershipRequest: MessageFns<GetMembershipRequest> = {
+  encode(message: GetMembershipRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.cluster !== "") {
+      writer.uint32(10).string(message.cluster);
+    }
+    if (message.shard !== 0) {
+      writer.uint32(16).uint32(message.shard);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetMembershipRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetMembershipRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.cluster = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.shard = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetMembershipRequest {
+    return {
+      cluster: isSet(object.cluster) ? globalThis.String(object.cluster) : "",
+      shard: isSet(object.shard) ? globalThis.Number(object.shard) : 0,
+    };
+  },
+
+  toJSON(message: GetMembershipRequest): unknown {
+    const obj: any = {};
+    if (message.cluster !== "") {
+      obj.cluster = message.cluster;
+    }
+    if (message.shard !== 0) {
+      obj.shard = Math.round(message.shard);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetMembershipRequest>): GetMembershipRequest {
+    return GetMembershipRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetMembershipRequest>): GetMembershipRequest {
+    const message = createBaseGetMembershipRequest();
+    message.cluster = object.cluster ?? "";
+    message.shard = object.shard ?? 0;
+    return message;
+  },
+};
+
+function createBaseMemberView(): MemberView {
+  return { id: 0, address: "", voter: false, caughtUp: false, commitIndex: 0 };
+}
+
+export const MemberView: MessageFns<MemberView> = {
+  encode(message: MemberView, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint32(message.id);
+    }
+    if (message.address !== "") {
+      writer.uint32(18).string(message.address);
+    }
+    if (message.voter !== false) {
+      writer.uint32(24).bool(message.voter);
+    }
+    if (message.caughtUp !== false) {
+      writer.uint32(32).bool(message.caughtUp);
+    }
+    if (message.commitIndex !== 0) {
+      writeUint64(writer.uint32(40), message.commitIndex);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MemberView {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMemberView();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.voter = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.caughtUp = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.commitIndex = readUint64(reader);
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MemberView {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      voter: isSet(object.voter) ? globalThis.Boolean(object.voter) : false,
+      caughtUp: isSet(object.caughtUp)
+        ? globalThis.Boolean(object.caughtUp)
+        : isSet(object.caught_up)
+        ? globalThis.Boolean(object.caught_up)
+        : false,
+      commitIndex: isSet(object.commitIndex)
+        ? globalThis.Number(object.commitIndex)
+        : isSet(object.commit_index)
+        ? globalThis.Number(object.commit_index)
+        : 0,
+    };
+  },
+
+  toJSON(message: MemberView): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.voter !== false) {
+      obj.voter = message.voter;
+    }
+    if (message.caughtUp !== false) {
+      obj.caughtUp = message.caughtUp;
+    }
+    if (message.commitIndex !== 0) {
+      obj.commitIndex = Math.round(message.commitIndex);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<MemberView>): MemberView {
+    return MemberView.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<MemberView>): MemberView {
+    const message = createBaseMemberView();
+    message.id = object.id ?? 0;
+    message.address = object.address ?? "";
+    message.voter = object.voter ?? false;
+    message.caughtUp = object.caughtUp ?? false;
+    message.commitIndex = object.commitIndex ?? 0;
+    return message;
+  },
+};
+
+function createBaseMembershipReply(): MembershipReply {
+  return {
+    ok: false,
+    error: "",
+    leaderId: 0,
+    leaderAddress: "",
+    members: [],
+    nextMemberId: 0,
+    configurationSlot: 0,
+    changeInFlight: false,
+    commitIndex: 0,
+    proposedSlot: 0,
+  };
+}
+
+export const MembershipReply: MessageFns<MembershipReply> = {
+  encode(message: MembershipReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ok !== false) {
+      writer.uint32(8).bool(message.ok);
+    }
+    if (message.error !== "") {
+      writer.uint32(18).string(message.error);
+    }
+    if (message.leaderId !== 0) {
+      writer.uint32(24).int32(message.leaderId);
+    }
+    if (message.leaderAddress !== "") {
+      writer.uint32(34).string(message.leaderAddress);
+    }
+    for (const v of message.members) {
+      MemberView.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.nextMemberId !== 0) {
+      writer.uint32(48).uint32(message.nextMemberId);
+    }
+    if (message.configurationSlot !== 0) {
+      writeUint64(writer.uint32(56), message.configurationSlot);
+    }
+    if (message.changeInFlight !== false) {
+      writer.uint32(64).bool(message.changeInFlight);
+    }
+    if (message.commitIndex !== 0) {
+      writeUint64(writer.uint32(72), message.commitIndex);
+    }
+    if (message.proposedSlot !== 0) {
+      writeUint64(writer.uint32(80), message.proposedSlot);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MembershipReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMembershipReply();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.ok = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.leaderId = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.leaderAddress = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.members.push(MemberView.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.nextMemberId = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.configurationSlot = readUint64(reader);
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.changeInFlight = reader.bool();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.commitIndex = readUint64(reader);
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.proposedSlot = readUint64(reader);
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MembershipReply {
+    return {
+      ok: isSet(object.ok) ? globalThis.Boolean(object.ok) : false,
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+      leaderId: isSet(object.leaderId)
+        ? globalThis.Number(object.leaderId)
+        : isSet(object.leader_id)
+        ? globalThis.Number(object.leader_id)
+        : 0,
+      leaderAddress: isSet(object.leaderAddress)
+        ? globalThis.String(object.leaderAddress)
+        : isSet(object.leader_address)
+        ? globalThis.String(object.leader_address)
+        : "",
+      members: globalThis.Array.isArray(object?.members) ? object.members.map((e: any) => MemberView.fromJSON(e)) : [],
+      nextMemberId: isSet(object.nextMemberId)
+        ? globalThis.Number(object.nextMemberId)
+        : isSet(object.next_member_id)
+        ? globalThis.Number(object.next_member_id)
+        : 0,
+      configurationSlot: isSet(object.configurationSlot)
+        ? globalThis.Number(object.configurationSlot)
+        : isSet(object.configuration_slot)
+        ? globalThis.Number(object.configuration_slot)
+        : 0,
+      changeInFlight: isSet(object.changeInFlight)
+        ? globalThis.Boolean(object.changeInFlight)
+        : isSet(object.change_in_flight)
+        ? globalThis.Boolean(object.change_in_flight)
+        : false,
+      commitIndex: isSet(object.commitIndex)
+        ? globalThis.Number(object.commitIndex)
+        : isSet(object.commit_index)
+        ? globalThis.Number(object.commit_index)
+        : 0,
+      proposedSlot: isSet(object.proposedSlot)
+        ? globalThis.Number(object.proposedSlot)
+        : isSet(object.proposed_slot)
+        ? globalThis.Number(object.proposed_slot)
+        : 0,
+    };
+  },
+
+  toJSON(message: MembershipReply): unknown {
+    const obj: any = {};
+    if (message.ok !== false) {
+      obj.ok = message.ok;
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    if (message.leaderId !== 0) {
+      obj.leaderId = Math.round(message.leaderId);
+    }
+    if (message.leaderAddress !== "") {
+      obj.leaderAddress = message.leaderAddress;
+    }
+    if (message.members?.length) {
+      obj.members = message.members.map((e) => MemberView.toJSON(e));
+    }
+    if (message.nextMemberId !== 0) {
+      obj.nextMemberId = Math.round(message.nextMemberId);
+    }
+    if (message.configurationSlot !== 0) {
+      obj.configurationSlot = Math.round(message.configurationSlot);
+    }
+    if (message.changeInFlight !== false) {
+      obj.changeInFlight = message.changeInFlight;
+    }
+    if (message.commitIndex !== 0) {
+      obj.commitIndex = Math.round(message.commitIndex);
+    }
+    if (message.proposedSlot !== 0) {
+      obj.proposedSlot = Math.round(message.proposedSlot);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<MembershipReply>): MembershipReply {
+    return MembershipReply.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<MembershipReply>): MembershipReply {
+    const message = createBaseMembershipReply();
+    message.ok = object.ok ?? false;
+    message.error = object.error ?? "";
+    message.leaderId = object.leaderId ?? 0;
+    message.leaderAddress = object.leaderAddress ?? "";
+    message.members = object.members?.map((e) => MemberView.fromPartial(e)) || [];
+    message.nextMemberId = object.nextMemberId ?? 0;
+    message.configurationSlot = object.configurationSlot ?? 0;
+    message.changeInFlight = object.changeInFlight ?? false;
+    message.commitIndex = object.commitIndex ?? 0;
+    message.proposedSlot = object.proposedSlot ?? 0;
+    return message;
+  },
+};
+
+function createBaseAddLearner(): AddLearner {
+  return { address: "" };
+}
+
+export const AddLearner: MessageFns<AddLearner> = {
+  encode(message: AddLearner, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.address !== "") {
+      writer.uint32(10).string(message.address);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddLearner {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddLearner();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AddLearner {
+    return { address: isSet(object.address) ? globalThis.String(object.address) : "" };
+  },
+
+  toJSON(message: AddLearner): unknown {
+    const obj: any = {};
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AddLearner>): AddLearner {
+    return AddLearner.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AddLearner>): AddLearner {
+    const message = createBaseAddLearner();
+    message.address = object.address ?? "";
+    return message;
+  },
+};
+
+function createBaseChangeMembershipRequest(): ChangeMembershipRequest {
+  return { cluster: "", shard: 0, expectedConfigurationSlot: 0, change: undefined };
+}
+
+export const ChangeMembershipRequest: MessageFns<ChangeMembershipRequest> = {
+  encode(message: ChangeMembershipRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.cluster !== "") {
+      writer.uint32(10).string(message.cluster);
+    }
+    if (message.shard !== 0) {
+      writer.uint32(16).uint32(message.shard);
+    }
+    if (message.expectedConfigurationSlot !== 0) {
+      writeUint64(writer.uint32(24), message.expectedConfigurationSlot);
+    }
+    switch (message.change?.$case) {
+      case "addLearner":
+        AddLearner.encode(message.change.addLearner, writer.uint32(34).fork()).join();
+        break;
+      case "promote":
+        writer.uint32(40).uint32(message.change.promote);
+        break;
+      case "demote":
+        writer.uint32(48).uint32(message.change.demote);
+        break;
+      case "remove":
+        writer.uint32(56).uint32(message.change.remove);
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChangeMembershipRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChangeMembershipRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.cluster = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.shard = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.expectedConfigurationSlot = readUint64(reader);
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.change = { $case: "addLearner", addLearner: AddLearner.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.change = { $case: "promote", promote: reader.uint32() };
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.change = { $case: "demote", demote: reader.uint32() };
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.change = { $case: "remove", remove: reader.uint32() };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ChangeMembershipRequest {
+    return {
+      cluster: isSet(object.cluster) ? globalThis.String(object.cluster) : "",
+      shard: isSet(object.shard) ? globalThis.Number(object.shard) : 0,
+      expectedConfigurationSlot: isSet(object.expectedConfigurationSlot)
+        ? globalThis.Number(object.expectedConfigurationSlot)
+        : isSet(object.expected_configuration_slot)
+        ? globalThis.Number(object.expected_configuration_slot)
+        : 0,
+      change: isSet(object.addLearner)
+        ? { $case: "addLearner", addLearner: AddLearner.fromJSON(object.addLearner) }
+        : isSet(object.add_learner)
+        ? { $case: "addLearner", addLearner: AddLearner.fromJSON(object.add_learner) }
+        : isSet(object.promote)
+        ? { $case: "promote", promote: globalThis.Number(object.promote) }
+        : isSet(object.demote)
+        ? { $case: "demote", demote: globalThis.Number(object.demote) }
+        : isSet(object.remove)
+        ? { $case: "remove", remove: globalThis.Number(object.remove) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: ChangeMembershipRequest): unknown {
+    const obj: any = {};
+    if (message.cluster !== "") {
+      obj.cluster = message.cluster;
+    }
+    if (message.shard !== 0) {
+      obj.shard = Math.round(message.shard);
+    }
+    if (message.expectedConfigurationSlot !== 0) {
+      obj.expectedConfigurationSlot = Math.round(message.expectedConfigurationSlot);
+    }
+    if (message.change?.$case === "addLearner") {
+      obj.addLearner = AddLearner.toJSON(message.change.addLearner);
+    } else if (message.change?.$case === "promote") {
+      obj.promote = Math.round(message.change.promote);
+    } else if (message.change?.$case === "demote") {
+      obj.demote = Math.round(message.change.demote);
+    } else if (message.change?.$case === "remove") {
+      obj.remove = Math.round(message.change.remove);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ChangeMembershipRequest>): ChangeMembershipRequest {
+    return ChangeMembershipRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ChangeMembershipRequest>): ChangeMembershipRequest {
+    const message = createBaseChangeMembershipRequest();
+    message.cluster = object.cluster ?? "";
+    message.shard = object.shard ?? 0;
+    message.expectedConfigurationSlot = object.expectedConfigurationSlot ?? 0;
+    switch (object.change?.$case) {
+      case "addLearner": {
+        if (object.change?.addLearner !== undefined && object.change?.addLearner !== null) {
+          message.change = { $case: "addLearner", addLearner: AddLearner.fromPartial(object.change.addLearner) };
+        }
+        break;
+      }
+      case "promote": {
+        if (object.change?.promote !== undefined && object.change?.promote !== null) {
+          message.change = { $case: "promote", promote: object.change.promote };
+        }
+        break;
+      }
+      case "demote": {
+        if (object.change?.demote !== undefined && object.change?.demote !== null) {
+          message.change = { $case: "demote", demote: object.change.demote };
+        }
+        break;
+      }
+      case "remove": {
+        if (object.change?.remove !== undefined && object.change?.remove !== null) {
+          message.change = { $case: "remove", remove: object.change.remove };
+        }
+        break;
+      }
+    }
     return message;
   },
 };
@@ -2782,6 +3695,84 @@ export interface BankClient extends Client {
 export const BankClient = makeGenericClientConstructor(BankService, "shardbank.v1.Bank") as unknown as {
   new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): BankClient;
   service: typeof BankService;
+  serviceName: string;
+};
+
+/**
+ * A shard's membership (docs/ARCHITECTURE.md, "Membership"): its voters and learners. Served by
+ * every replica; only the shard's ready leader proposes a change (any other replica answers
+ * ok=false with the leader it knows). Needs the `admin` client role. The operator and
+ * `shardbank up -f` drive it one step at a time: add a learner, wait until it is caught up,
+ * promote it; or demote and remove a voter. Each step names the configuration it applies to,
+ * so a step retried after a lost reply is refused rather than applied twice.
+ */
+export type MembershipService = typeof MembershipService;
+export const MembershipService = {
+  getMembership: {
+    path: "/shardbank.v1.Membership/GetMembership" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetMembershipRequest): Buffer => Buffer.from(GetMembershipRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetMembershipRequest => GetMembershipRequest.decode(value),
+    responseSerialize: (value: MembershipReply): Buffer => Buffer.from(MembershipReply.encode(value).finish()),
+    responseDeserialize: (value: Buffer): MembershipReply => MembershipReply.decode(value),
+  },
+  changeMembership: {
+    path: "/shardbank.v1.Membership/ChangeMembership" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ChangeMembershipRequest): Buffer =>
+      Buffer.from(ChangeMembershipRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ChangeMembershipRequest => ChangeMembershipRequest.decode(value),
+    responseSerialize: (value: MembershipReply): Buffer => Buffer.from(MembershipReply.encode(value).finish()),
+    responseDeserialize: (value: Buffer): MembershipReply => MembershipReply.decode(value),
+  },
+} as const;
+
+export interface MembershipServer extends UntypedServiceImplementation {
+  getMembership: handleUnaryCall<GetMembershipRequest, MembershipReply>;
+  changeMembership: handleUnaryCall<ChangeMembershipRequest, MembershipReply>;
+}
+
+export interface MembershipClient extends Client {
+  getMembership(
+    request: GetMembershipRequest,
+    callback: (error: ServiceError | null, response: MembershipReply) => void,
+  ): ClientUnaryCall;
+  getMembership(
+    request: GetMembershipRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: MembershipReply) => void,
+  ): ClientUnaryCall;
+  getMembership(
+    request: GetMembershipRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: MembershipReply) => void,
+  ): ClientUnaryCall;
+  changeMembership(
+    request: ChangeMembershipRequest,
+    callback: (error: ServiceError | null, response: MembershipReply) => void,
+  ): ClientUnaryCall;
+  changeMembership(
+    request: ChangeMembershipRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: MembershipReply) => void,
+  ): ClientUnaryCall;
+  changeMembership(
+    request: ChangeMembershipRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: MembershipReply) => void,
+  ): ClientUnaryCall;
+}
+
+export const MembershipClient = makeGenericClientConstructor(
+  MembershipService,
+  "shardbank.v1.Membership",
+) as unknown as {
+  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): MembershipClient;
+  service: typeof MembershipService;
   serviceName: string;
 };
 
