@@ -17,6 +17,9 @@ import type { Replica } from './replica.js';
 /** How long a change may take to be chosen before the caller is told to re-read. */
 export const CHANGE_CHOSEN_TIMEOUT_MS = 10_000;
 const CHANGE_POLL_MS = 10;
+/** The core's refusal while its pipeline is full, and how long a change waits for room. */
+const PIPELINE_FULL = 'the pipeline is full; retry';
+const PIPELINE_WAIT_MS_MAX = 2_000;
 
 type Validated<T> = { ok: true; value: T } | { ok: false; error: string };
 
@@ -158,7 +161,19 @@ export class MembershipService {
       );
     }
     const ballot = core.leaderBallot;
-    const proposed = core.proposeConfigurationChange(change);
+    let proposed = core.proposeConfigurationChange(change);
+    // A full pipeline (its slots in flight) frees within a round trip: wait a little here
+    // rather than send the caller round again.
+    for (
+      let waited = 0;
+      !proposed.ok && proposed.error === PIPELINE_FULL && waited < PIPELINE_WAIT_MS_MAX;
+      waited += 5
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      if (!core.isReadyLeader || core.latestConfigurationSlot !== slot)
+        return this.refusal('the leader or the configuration changed meanwhile: re-read and retry');
+      proposed = core.proposeConfigurationChange(change);
+    }
     if (!proposed.ok) return this.refusal(proposed.error);
     this.replica.poke();
     const at = proposed.slot!;

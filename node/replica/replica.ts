@@ -285,6 +285,8 @@ export class Replica {
   onFrame(frame: PeerFrame): void {
     if (TRACING) for (const message of frame.paxos) traceStamp(`${this.traceWho()}.recv-${paxosTraceName(message)}`);
     if (TRACING) for (const message of frame.tx) traceStamp(`${this.traceWho()}.recv-${message.body?.$case}`);
+    if (frame.senderShard === this.config.shard)
+      for (const message of frame.paxos) this.transport.noteMemberSlot(message.from, frame.senderOrdinal);
     for (const message of frame.paxos) this.node.stepPaxos(message);
     if (frame.tx.length > 0) {
       // Only a leader sends 2PC messages, so each names its shard's leader (as of sending).

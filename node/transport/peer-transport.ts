@@ -319,6 +319,19 @@ export class PeerTransport {
     return address;
   }
 
+  /**
+   * A frame from `slot` of this shard carried Paxos messages from `member`: if no configuration
+   * this replica knows gives that member's address yet (a new learner has only the founding
+   * configuration until the log reaches it, and its leader may be a member added since), the
+   * slot's address in the static table is where it answers. Frames are authenticated per slot
+   * (docs/SECURITY.md), and an id's address never changes, so the first one found stays.
+   */
+  noteMemberSlot(member: number, slot: number): void {
+    if (this.memberAddresses.has(member) || this.addressOfMember(member) !== undefined) return;
+    const address = this.peers[this.self.shard]?.[slot];
+    if (address !== undefined) this.memberAddresses.set(member, address);
+  }
+
   /** The slot of this shard's static peer table holding `address`, or undefined. */
   slotOfAddress(address: string): number | undefined {
     const slot = this.peers[this.self.shard]?.indexOf(address) ?? -1;
