@@ -274,6 +274,12 @@ export async function statusCommand(argv: readonly string[], io: CliIo): Promise
     for (const line of renderShardTable(view, restartsOf)) io.out(line);
     io.out('');
     for (const shard of view.shards) {
+      const ids = (list: number[]) => (list.length === 0 ? '-' : list.join(','));
+      const change = shard.membershipChangeInFlight ? ' (membership change in flight)' : '';
+      io.out(`s${shard.shard} members: voters ${ids(shard.voters)} learners ${ids(shard.learners)}${change}`);
+    }
+    io.out('');
+    for (const shard of view.shards) {
       for (const replica of shard.replicas) {
         const pid = replica.pid === null ? '' : ` pid ${replica.pid}`;
         const http = book?.replicas.find((r) => r.shard === shard.shard && r.ordinal === replica.ordinal)?.httpAddress;

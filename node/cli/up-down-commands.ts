@@ -1,6 +1,6 @@
 // `shardbank up` and `shardbank down`.
 import { ManifestLoadError, loadManifest } from '../local/manifest.js';
-import { down, resolveStateDir, upDetached, upForeground, upSupervise } from '../local/runtime.js';
+import { down, resizeIfRunning, resolveStateDir, upDetached, upForeground, upSupervise } from '../local/runtime.js';
 import { LocalRuntimeError } from '../local/supervisor.js';
 import { AddressBookError } from '../local/address-book.js';
 import { CliError, EXIT, UsageError, warn, type CliIo } from './cli-io.js';
@@ -13,6 +13,11 @@ with TLS and the users replica and watcher, whose files are in DIR/certs and DIR
 unless --nats-url is given) and every replica as a supervised process with its own data dir
 under DIR/data; logs go to DIR/logs. A replica that dies is restarted with its data.
 Running 'up' again on the same state dir resumes from the data on disk.
+On a running cluster, 'up -f' with another spec.replicasPerShard (odd; 1 for development
+only) changes every shard's membership online, one step at a time, printing each step with
+its duration: grow starts the next slot's replica, adds it as a learner, waits until it is
+caught up and promotes it; shrink demotes and removes the highest slot's member (its leader
+hands over first), then stops its process. Rerun it to continue a change that stopped.
 
 Clients and replicas talk TLS: the first start makes a CA and certificates in DIR/certs
 (one per replica, and client-admin for the CLI, which every command then uses);
@@ -88,6 +93,8 @@ export async function upCommand(argv: readonly string[], io: CliIo): Promise<num
     };
     const output = { out: io.out, err: io.err };
     if (values.supervise) return await upSupervise(options, output);
+    const resized = await resizeIfRunning(options, output);
+    if (resized !== undefined) return resized;
     if (values.detach) return await upDetached(options, output);
     return await upForeground(options, output);
   } catch (error) {

@@ -35,6 +35,10 @@ export interface ShardView {
   replicas: ReplicaView[];
   /** The highest count any answering replica reports (the leader's is authoritative). */
   inflightTransactions: number;
+  /** Member ids of the newest configuration (docs/ARCHITECTURE.md, "Membership"), as the leader (else the most advanced replica) sees it. */
+  voters: number[];
+  learners: number[];
+  membershipChangeInFlight: boolean;
 }
 
 export interface ClusterView {
@@ -113,12 +117,20 @@ export function mergeClusterStatus(cluster: string, topology: Topology, probes: 
       .sort((a, b) => a.ordinal - b.ordinal)
       .map(replicaView);
     const inflight = Math.max(0, ...replicas.map((replica) => replica.inflightTransactions ?? 0));
+    const leader = pickLeader(replicas);
+    const answered = probes.filter((probe) => probe.shard === shard && probe.status !== undefined);
+    const source =
+      answered.find((probe) => leader !== null && probe.ordinal === leader.ordinal)?.status ??
+      answered.map((probe) => probe.status!).sort((a, b) => b.commitIndex - a.commitIndex)[0];
     shards.push({
       shard,
       items: [range.first, range.last],
-      leader: pickLeader(replicas),
+      leader,
       replicas,
       inflightTransactions: inflight,
+      voters: [...(source?.voters ?? [])],
+      learners: [...(source?.learners ?? [])],
+      membershipChangeInFlight: source?.membershipChangeInFlight ?? false,
     });
   }
   return { cluster, shards };

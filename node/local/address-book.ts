@@ -39,6 +39,12 @@ export interface AddressBook {
   natsCa?: string | null;
   natsCreds?: string | null;
   topology: Topology;
+  /**
+   * The size the shards were founded with (`--founding-replicas`): the Paxos core's initial
+   * configuration forever; `topology.replicasPerShard` is the current size. Absent in books
+   * written before membership changes: equal to topology.replicasPerShard.
+   */
+  foundingReplicas?: number;
   maxTransferAmount: number;
   replicas: ReplicaEntry[];
   supervisorPid: number | null;

@@ -124,6 +124,8 @@ async function runStep(
   const started = Date.now();
   const deadline = started + (context.stepTimeoutMs ?? 120_000);
   let lastRefusal = '';
+  /** A step found done at the first look (a rerun) is not logged. */
+  let acted = false;
   for (;;) {
     if (Date.now() > deadline)
       throw new Error(
@@ -139,9 +141,10 @@ async function runStep(
     const request = decide(leader.view);
     if (request === undefined) {
       const ms = Date.now() - started;
-      context.log(`shard ${context.shard}: ${name}: done in ${ms} ms`);
+      if (acted) context.log(`shard ${context.shard}: ${name}: done in ${ms} ms`);
       return { step: name, ms };
     }
+    acted = true;
     if (request === 'wait' || leader.view.changeInFlight) {
       await sleep(POLL_MS);
       continue;

@@ -13,6 +13,8 @@ import { connectToBook } from './cluster-client.js';
 import { LiveTable, renderShardTable } from './live-table.js';
 import { findNatsServer, NATS_INSTALL_HELP } from './nats-binary.js';
 import { checkStateDir, LocalRuntimeError, LocalSupervisor } from './supervisor.js';
+import { requestResize, serveResizeRequests } from './resize.js';
+import { manifestTopology } from './manifest.js';
 
 export const DEFAULT_STATE_DIR = '.shardbank';
 export const DETACH_WAIT_MS_DEFAULT = 120_000;
@@ -56,6 +58,33 @@ function checkReplicaMain(): string {
   return path;
 }
 
+/**
+ * `up -f` on a running cluster whose manifest asks for another replicasPerShard (and nothing
+ * else different): the running supervisor changes each shard's membership online. Returns
+ * undefined when the cluster is not running or the size is the same (the usual `up` rules).
+ */
+export async function resizeIfRunning(options: UpOptions, output: Output): Promise<number | undefined> {
+  const book = readAddressBook(options.stateDir);
+  if (book === undefined || !isSupervisorRunning(book)) return undefined;
+  const wanted = manifestTopology(options.manifest);
+  if (wanted.replicasPerShard === book.topology.replicasPerShard) return undefined;
+  const { shards, itemsPerShard, initialBalance } = book.topology;
+  if (
+    book.cluster !== options.manifest.metadata.name ||
+    wanted.shards !== shards ||
+    wanted.itemsPerShard !== itemsPerShard ||
+    wanted.initialBalance !== initialBalance
+  ) {
+    throw new LocalRuntimeError(
+      `a running cluster changes only spec.replicasPerShard online; the manifest changes more (cluster ${options.manifest.metadata.name}, ${wanted.shards} shards, ${wanted.itemsPerShard} items per shard, initial balance ${wanted.initialBalance})`,
+    );
+  }
+  output.out(
+    `cluster "${book.cluster}" is running: changing replicasPerShard ${book.topology.replicasPerShard} -> ${wanted.replicasPerShard} online, one step at a time`,
+  );
+  return requestResize(book, wanted.replicasPerShard, output);
+}
+
 /** Runs the cluster in this process with a live table until Ctrl-C or SIGTERM. */
 export async function upForeground(options: UpOptions, output: Output): Promise<number> {
   // After a terminal hang-up, writes fail (EIO); the cluster must still be stopped in order.
@@ -76,6 +105,7 @@ export async function upForeground(options: UpOptions, output: Output): Promise<
   output.out(
     `cluster "${supervisor.book.cluster}" starting from ${options.stateDir}${options.insecure ? ' INSECURE (plaintext, no authentication)' : ' with TLS'} (Ctrl-C stops it)`,
   );
+  serveResizeRequests(supervisor);
   const client = await connectToBook(supervisor.book);
   let stopRequested = false;
   const stopSignal = stopRequest(() => {
@@ -133,6 +163,7 @@ export async function upSupervise(options: UpOptions, output: Output): Promise<n
     `supervisor ${process.pid} running cluster "${supervisor.book.cluster}" (${supervisor.book.replicas.length} replicas)`,
   );
   process.on('SIGHUP', () => log('SIGHUP ignored'));
+  serveResizeRequests(supervisor);
   await stopRequest(() => undefined, ['SIGINT', 'SIGTERM']);
   log('stop requested');
   await supervisor.stop();

@@ -227,7 +227,12 @@ export class LocalSupervisor {
 
   private startReplicas(): void {
     const peers = formatEndpoints(endpointsFromEntries(this.book));
-    for (const entry of this.book.replicas) {
+    for (const entry of this.book.replicas) this.startReplica(entry, peers);
+  }
+
+  /** Starts (and supervises) the replica of one address book entry with this peer list. */
+  private startReplica(entry: ReplicaEntry, peers: string): void {
+    {
       mkdirSync(entry.dataDir, { recursive: true });
       const process = new SupervisedProcess(
         {
@@ -257,8 +262,77 @@ export class LocalSupervisor {
         },
       );
       this.replicas.push(process);
+      this.processes.set(entry, process);
       process.start();
     }
+  }
+
+  private readonly processes = new Map<ReplicaEntry, SupervisedProcess>();
+
+  /**
+   * Membership changes (node/local/resize.ts): a new slot's entry (ports, data dir, its
+   * certificate) started with the full peer list; the running replicas keep theirs (they learn
+   * its address from the shard's configuration).
+   */
+  async addSlot(shard: number): Promise<ReplicaEntry> {
+    const ordinal = this.book.replicas.filter((entry) => entry.shard === shard).length;
+    const [grpcPort, httpPort] = (await freePorts(2)) as [number, number];
+    const entry: ReplicaEntry = {
+      shard,
+      ordinal,
+      grpcPort,
+      httpPort,
+      pid: null,
+      restarts: 0,
+      address: `${LOOPBACK_HOST}:${grpcPort}`,
+      httpAddress: `${LOOPBACK_HOST}:${httpPort}`,
+      dataDir: join(this.options.stateDir, 'data', `s${shard}-${ordinal}`),
+      logFile: join(this.options.stateDir, 'logs', `s${shard}-${ordinal}.log`),
+    };
+    // A slot used before (a shrink, then a grow) starts empty: its old member was removed.
+    rmSync(entry.dataDir, { recursive: true, force: true });
+    this.book.replicas.push(entry);
+    if (this.book.security === 'tls') await ensureLocalCertificates(this.options.stateDir, this.book, ordinal + 1);
+    this.save();
+    this.startReplica(entry, formatEndpoints(endpointsFromEntries(this.book)));
+    return entry;
+  }
+
+  /** The replica of the highest slot of `shard` (already removed from the configuration): stopped, its data dir and entry gone. */
+  async removeSlot(entry: ReplicaEntry): Promise<void> {
+    const process = this.processes.get(entry);
+    if (process !== undefined) {
+      await process.stop();
+      this.processes.delete(entry);
+      this.replicas.splice(this.replicas.indexOf(process), 1);
+    }
+    rmSync(entry.dataDir, { recursive: true, force: true });
+    this.book.replicas.splice(this.book.replicas.indexOf(entry), 1);
+    this.save();
+  }
+
+  /** The current size is recorded once every shard has it (the data marker too). */
+  recordReplicasPerShard(replicasPerShard: number): void {
+    this.book.topology = { ...this.book.topology, replicasPerShard };
+    this.save();
+    const marker: DataMarker = {
+      cluster: this.book.cluster,
+      topology: this.book.topology,
+      incarnation: this.book.incarnation,
+    };
+    writeFileSync(
+      join(this.options.stateDir, 'data', TOPOLOGY_MARKER_FILE),
+      `${JSON.stringify(marker, null, 2)}
+`,
+    );
+  }
+
+  get stateDir(): string {
+    return this.options.stateDir;
+  }
+
+  get log(): (line: string) => void {
+    return this.options.log;
   }
 
   private replicaArgs(entry: ReplicaEntry, peers: string): string[] {
@@ -279,6 +353,8 @@ export class LocalSupervisor {
       String(book.topology.shards),
       '--replicas-per-shard',
       String(book.topology.replicasPerShard),
+      '--founding-replicas',
+      String(book.foundingReplicas ?? book.topology.replicasPerShard),
       '--items-per-shard',
       String(book.topology.itemsPerShard),
       '--initial-balance',
@@ -395,6 +471,7 @@ async function planAddressBook(options: SupervisorOptions): Promise<AddressBook>
     natsPort,
     natsPid: null,
     topology,
+    foundingReplicas: previous?.foundingReplicas ?? previous?.topology.replicasPerShard ?? topology.replicasPerShard,
     maxTransferAmount: manifest.spec.maxTransferAmount,
     replicas,
     supervisorPid: process.pid,
@@ -404,20 +481,24 @@ async function planAddressBook(options: SupervisorOptions): Promise<AddressBook>
   };
 }
 
+/** The CLI's client certificate for membership changes (role admin), in <stateDir>/certs. */
+export const MEMBERSHIP_CLIENT = 'membership';
+
 /**
- * The CA, every replica's certificate and the CLI's admin client certificate (role transfer)
+ * The CA, every replica's certificate (`slots` per shard), the CLI's client certificate
+ * `admin` (role transfer) and `membership` (role admin: `up -f` changing the replica count)
  * in <stateDir>/certs, made where missing (docs/SECURITY.md).
  */
-async function ensureLocalCertificates(stateDir: string, book: AddressBook): Promise<void> {
+async function ensureLocalCertificates(stateDir: string, book: AddressBook, slots?: number): Promise<void> {
   await ensureClusterCertificates(
     join(stateDir, 'certs'),
     {
       namespace: book.namespace,
       cluster: book.cluster,
       shards: book.topology.shards,
-      replicasPerShard: book.topology.replicasPerShard,
+      replicasPerShard: Math.max(slots ?? 0, book.topology.replicasPerShard),
     },
-    { admin: 'transfer' },
+    { admin: 'transfer', [MEMBERSHIP_CLIENT]: 'admin' },
   );
 }
 

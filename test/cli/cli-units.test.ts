@@ -207,6 +207,9 @@ describe('leader change markers', () => {
       items: [1, 2],
       replicas: [],
       inflightTransactions: 0,
+      voters: [0, 1, 2],
+      learners: [],
+      membershipChangeInFlight: false,
       leader: leader === null ? null : { ordinal: leader[0], ballot: [leader[1], leader[2]], address: 'a' },
     })),
   });

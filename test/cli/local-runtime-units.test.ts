@@ -126,6 +126,9 @@ describe('local runtime helpers', () => {
           shard: 0,
           items: [1, 3000],
           inflightTransactions: 0,
+          voters: [0, 1, 2],
+          learners: [],
+          membershipChangeInFlight: false,
           leader: { ordinal: 1, ballot: [4, 1], address: '127.0.0.1:9' },
           replicas: [0, 1, 2].map((ordinal) => ({
             shard: 0,
