@@ -210,6 +210,11 @@ export async function removeVoter(context: DriverContext, address: string): Prom
       return member === undefined ? undefined : { change: { $case: 'remove', remove: member.id } };
     }),
   );
+  // In force (its 256-slot window passed) before the caller stops the process: until then the
+  // removed member still votes for the slots it governs.
+  timings.push(
+    await runStep(context, `removal of ${address} in force`, (view) => (view.changeInFlight ? 'wait' : undefined)),
+  );
   return timings;
 }
 

@@ -39,3 +39,32 @@ export function startHttpServer(
     server.listen(port, host, () => resolve(server));
   });
 }
+
+/**
+ * Before the replica is open (its data dir recovering, or a new data dir waiting to be added to
+ * the shard: node/replica/membership-join.ts): /healthz says the process lives, /readyz and
+ * /status that it serves nothing yet, so a startup probe does not restart a process that waits
+ * to be added. Closed once the replica's own server takes the port.
+ */
+export function startWaitingHttpServer(host: string, port: number, state: () => string): Promise<http.Server> {
+  const server = http.createServer((request, response) => {
+    const url = (request.url ?? '/').split('?')[0];
+    const send = (code: number, body: string, type = 'text/plain; charset=utf-8') => {
+      response.writeHead(code, { 'content-type': type });
+      response.end(body);
+    };
+    if (url === '/healthz') return send(200, `ok (${state()})\n`);
+    if (url === '/readyz') return send(503, `not ready: ${state()}\n`);
+    if (url === '/status')
+      return send(
+        200,
+        `${JSON.stringify({ role: 'none', ready: false, memberRole: 'none', state: state() })}\n`,
+        'application/json',
+      );
+    return send(404, 'not found\n');
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve(server));
+  });
+}

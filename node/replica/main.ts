@@ -25,7 +25,7 @@ import { BankService } from './bank-service.js';
 import { MembershipService } from './membership-service.js';
 import { joinShard } from './membership-join.js';
 import { Forwarder } from './forwarder.js';
-import { startHttpServer } from './http-server.js';
+import { startHttpServer, startWaitingHttpServer } from './http-server.js';
 
 const SHUTDOWN_GRACE_MS = 8_000;
 
@@ -99,9 +99,22 @@ async function main(): Promise<void> {
       log: (message) => logger.info(message),
       stopped: () => joinStopped,
     });
-  const replica = await Replica.open(config, logger, peerTls, join);
+  let waitingState = 'opening the data dir';
+  const waitingHttp =
+    config.httpPort === 0
+      ? undefined
+      : await startWaitingHttpServer(config.listenHost, config.httpPort, () => waitingState).catch(() => undefined);
+  const replica = await Replica.open(config, logger, peerTls, () => {
+    waitingState = 'asking the shard which member this replica is (waiting to be added)';
+    return join();
+  });
   process.off('SIGTERM', stopJoin);
   process.off('SIGINT', stopJoin);
+  await new Promise<void>((resolve) => {
+    if (!waitingHttp) return resolve();
+    waitingHttp.close(() => resolve());
+    waitingHttp.closeAllConnections();
+  });
   if (replica === undefined) {
     logger.info('stopped while waiting to be added to the shard');
     process.exit(0);

@@ -320,6 +320,11 @@ describe('peer mTLS between replica processes', () => {
         socket.once('error', () => resolve(false));
       });
       expect(listening, 'the non-member serves nothing').toBe(false);
+      // Alive for probes, never ready.
+      expect((await fetch(`http://127.0.0.1:${http}/healthz`)).status).toBe(200);
+      const ready = await fetch(`http://127.0.0.1:${http}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(await ready.text()).toContain('waiting to be added');
       expect(rogue.exitCode, 'the non-member keeps waiting').toBeNull();
       expect(await rogueSays()).toContain('not a member of the shard yet');
     } finally {
