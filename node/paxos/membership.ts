@@ -27,13 +27,19 @@ export interface Configuration {
   readonly learners: readonly number[];
   /** The id the next added member gets; ids are never reused. */
   readonly nextMemberId: number;
+  /**
+   * Peer addresses (host:port) of members added with one, by member id (like etcd's member
+   * list). The founding members have none: their address is the static peer table's. Absent
+   * in every configuration of a shard that never recorded an address (the simulator's).
+   */
+  readonly addresses?: Readonly<Record<number, string>>;
 }
 
 export const CONFIGURATION_CHANGES = ['add-learner', 'promote', 'demote', 'remove'] as const;
 export type ConfigurationChangeType = (typeof CONFIGURATION_CHANGES)[number];
 /** One step: add a learner (it gets id nextMemberId), promote a learner, demote a voter, remove a member. */
 export type ConfigurationChange =
-  | { type: 'add-learner' }
+  | { type: 'add-learner'; address?: string }
   | { type: 'promote'; member: number }
   | { type: 'demote'; member: number }
   | { type: 'remove'; member: number };
@@ -68,7 +74,40 @@ export function configurationProblem(configuration: Configuration): string | und
   }
   const both = voters.find((id) => learners.includes(id));
   if (both !== undefined) return `voters, learners: member ${both} is both a voter and a learner`;
+  for (const [key, address] of Object.entries(configuration.addresses ?? {})) {
+    const id = Number(key);
+    if (!voters.includes(id) && !learners.includes(id)) return `addresses: member ${key} is not a member`;
+    if (addressProblem(address) !== undefined) return `addresses: member ${key}: ${addressProblem(address)}`;
+  }
   return undefined;
+}
+
+/** Why a peer address is unusable (host:port, no spaces), or undefined. */
+export function addressProblem(address: unknown): string | undefined {
+  if (typeof address !== 'string' || !/^[^\s:/]+:\d{1,5}$/.test(address) || address.length > 253)
+    return `${JSON.stringify(address)} is not host:port`;
+  const port = Number(address.slice(address.lastIndexOf(':') + 1));
+  return port >= 1 && port <= 65535 ? undefined : `${JSON.stringify(address)}: port out of range`;
+}
+
+/** The address the configuration records for a member, if any. */
+export function addressOf(configuration: Configuration, member: number): string | undefined {
+  return configuration.addresses?.[member];
+}
+
+/** The configuration's addresses restricted to `members` (a member removed takes its address along). */
+function addressesOf(configuration: Configuration, members: readonly number[], extra?: [number, string]) {
+  const result: Record<number, string> = {};
+  for (const id of members) {
+    const address = configuration.addresses?.[id];
+    if (address !== undefined) result[id] = address;
+  }
+  if (extra !== undefined) result[extra[0]] = extra[1];
+  return Object.keys(result).length === 0 ? undefined : result;
+}
+
+function withAddresses(configuration: Configuration, addresses: Record<number, string> | undefined): Configuration {
+  return addresses === undefined ? configuration : { ...configuration, addresses };
 }
 
 export function assertConfiguration(configuration: Configuration): void {
@@ -106,7 +145,8 @@ export function configurationsEqual(a: Configuration, b: Configuration): boolean
     a.voters.length === b.voters.length &&
     a.learners.length === b.learners.length &&
     a.voters.every((id, i) => b.voters[i] === id) &&
-    a.learners.every((id, i) => b.learners[i] === id)
+    a.learners.every((id, i) => b.learners[i] === id) &&
+    JSON.stringify(a.addresses ?? {}) === JSON.stringify(b.addresses ?? {})
   );
 }
 
@@ -150,33 +190,54 @@ export function applyChange(configuration: Configuration, change: ConfigurationC
   const { voters, learners, nextMemberId } = configuration;
   let next: Configuration;
   switch (change.type) {
-    case 'add-learner':
-      next = { voters, learners: sorted([...learners, nextMemberId]), nextMemberId: nextMemberId + 1 };
+    case 'add-learner': {
+      if (change.address !== undefined && addressProblem(change.address) !== undefined)
+        return { ok: false, error: `address: ${addressProblem(change.address)}` };
+      const added = sorted([...learners, nextMemberId]);
+      const extra: [number, string] | undefined =
+        change.address === undefined ? undefined : [nextMemberId, change.address];
+      next = withAddresses(
+        { voters, learners: added, nextMemberId: nextMemberId + 1 },
+        addressesOf(configuration, [...voters, ...learners], extra),
+      );
       break;
+    }
     case 'promote':
       if (!learners.includes(change.member)) return { ok: false, error: `member ${change.member} is not a learner` };
-      next = {
-        voters: sorted([...voters, change.member]),
-        learners: learners.filter((id) => id !== change.member),
-        nextMemberId,
-      };
+      next = withAddresses(
+        {
+          voters: sorted([...voters, change.member]),
+          learners: learners.filter((id) => id !== change.member),
+          nextMemberId,
+        },
+        addressesOf(configuration, [...voters, ...learners]),
+      );
       break;
     case 'demote':
       if (!voters.includes(change.member)) return { ok: false, error: `member ${change.member} is not a voter` };
-      next = {
-        voters: voters.filter((id) => id !== change.member),
-        learners: sorted([...learners, change.member]),
-        nextMemberId,
-      };
+      next = withAddresses(
+        {
+          voters: voters.filter((id) => id !== change.member),
+          learners: sorted([...learners, change.member]),
+          nextMemberId,
+        },
+        addressesOf(configuration, [...voters, ...learners]),
+      );
       break;
     case 'remove':
       if (!isMember(configuration, change.member))
         return { ok: false, error: `member ${change.member} is not a member` };
-      next = {
-        voters: voters.filter((id) => id !== change.member),
-        learners: learners.filter((id) => id !== change.member),
-        nextMemberId,
-      };
+      next = withAddresses(
+        {
+          voters: voters.filter((id) => id !== change.member),
+          learners: learners.filter((id) => id !== change.member),
+          nextMemberId,
+        },
+        addressesOf(
+          configuration,
+          [...voters, ...learners].filter((id) => id !== change.member),
+        ),
+      );
       break;
     default: {
       const unknown: never = change;
@@ -194,11 +255,14 @@ export const CONFIGURATION_ENTRY_MAGIC = 0x07;
 const ENTRY_KIND = 0x43; // 'C'
 const SNAPSHOT_KIND = 0x53; // 'S'
 const CODEC_VERSION = 1;
+/** Version 2 entries carry member addresses; a configuration without any is still written as version 1. */
+const CODEC_VERSION_ADDRESSES = 2;
 
 interface ConfigurationJson {
   voters: number[];
   learners: number[];
   nextMemberId: number;
+  addresses?: Record<number, string>;
 }
 
 function toJson(configuration: Configuration): ConfigurationJson {
@@ -206,6 +270,7 @@ function toJson(configuration: Configuration): ConfigurationJson {
     voters: [...configuration.voters],
     learners: [...configuration.learners],
     nextMemberId: configuration.nextMemberId,
+    ...(configuration.addresses !== undefined ? { addresses: { ...configuration.addresses } } : {}),
   };
 }
 
@@ -218,10 +283,14 @@ function fromJson(value: unknown, where: string): Configuration {
       throw new Error(`${where}.${field}: not a list of member ids`);
   }
   if (typeof record.nextMemberId !== 'number') throw new Error(`${where}.nextMemberId: not a number`);
+  const addresses = record.addresses;
+  if (addresses !== undefined && (typeof addresses !== 'object' || addresses === null || Array.isArray(addresses)))
+    throw new Error(`${where}.addresses: not an object of member id to address`);
   const configuration: Configuration = {
     voters: record.voters as number[],
     learners: record.learners as number[],
     nextMemberId: record.nextMemberId,
+    ...(addresses !== undefined ? { addresses: addresses as Record<number, string> } : {}),
   };
   const problem = configurationProblem(configuration);
   if (problem !== undefined) throw new Error(`${where}: ${problem}`);
@@ -235,12 +304,14 @@ export function isConfigurationEntry(value: Buffer): boolean {
 export function encodeConfigurationEntry(configuration: Configuration): Buffer {
   assertConfiguration(configuration);
   const body = Buffer.from(JSON.stringify(toJson(configuration)), 'utf8');
-  return Buffer.concat([Buffer.from([CONFIGURATION_ENTRY_MAGIC, ENTRY_KIND, CODEC_VERSION]), body]);
+  const version = configuration.addresses === undefined ? CODEC_VERSION : CODEC_VERSION_ADDRESSES;
+  return Buffer.concat([Buffer.from([CONFIGURATION_ENTRY_MAGIC, ENTRY_KIND, version]), body]);
 }
 
 export function decodeConfigurationEntry(value: Buffer): Configuration {
   if (!isConfigurationEntry(value)) throw new Error('configuration entry: missing its marker bytes');
-  if (value[2] !== CODEC_VERSION) throw new Error(`configuration entry: unknown version ${value[2]}`);
+  if (value[2] !== CODEC_VERSION && value[2] !== CODEC_VERSION_ADDRESSES)
+    throw new Error(`configuration entry: unknown version ${value[2]}`);
   let parsed: unknown;
   try {
     parsed = JSON.parse(value.subarray(3).toString('utf8'));
@@ -337,14 +408,25 @@ export class ConfigurationHistory {
     return true;
   }
 
-  /** The epochs a snapshot at `index` must carry: the one in force at index + 1 and every later one. */
+  /**
+   * The epochs a snapshot at `index` must carry: the one in force at index + 1 and every later
+   * one. Each keeps its first slot (the first one governs every slot below it anyway), so the
+   * slot of the entry that chose a configuration (`latestEntrySlot`) survives snapshots: the
+   * Membership service's compare-and-set names a configuration by it.
+   */
   epochsAfter(index: number): ConfigurationEpoch[] {
     const result: ConfigurationEpoch[] = [];
     for (const epoch of this.epochs) {
-      if (epoch.fromSlot <= index + 1) result[0] = { fromSlot: 1, configuration: epoch.configuration };
+      if (epoch.fromSlot <= index + 1) result[0] = epoch;
       else result.push(epoch);
     }
     return result;
+  }
+
+  /** The slot of the entry that chose the newest configuration; 0 for the initial one. */
+  get latestEntrySlot(): number {
+    const fromSlot = this.latestFromSlot;
+    return fromSlot <= 1 ? 0 : fromSlot - CONFIGURATION_WINDOW_SLOTS;
   }
 
   /** Forgets what governs only slots at or below `index` (after a snapshot). */

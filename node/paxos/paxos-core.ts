@@ -452,6 +452,37 @@ export class PaxosCore {
     const fromSlot = this.history.latestFromSlot;
     return fromSlot > 1 && this.snapshot.index < fromSlot - 1 && this.appliedIndexValue >= fromSlot - 1;
   }
+  /** The slot of the entry that chose the newest configuration (0: the initial one); survives snapshots. */
+  get latestConfigurationSlot(): number {
+    return this.history.latestEntrySlot;
+  }
+  /**
+   * Every configuration this replica knows, newest first: configuration entries in its log
+   * above the commit index (maybe never chosen), the leader's unchosen proposals, then the
+   * chosen history. Read-only; the peer transport resolves member addresses from it.
+   */
+  knownConfigurations(): Configuration[] {
+    const unchosen: { slot: number; configuration: Configuration }[] = [];
+    for (const [slot, configuration] of this.unchosenConfigurations) unchosen.push({ slot, configuration });
+    for (const [slot, entry] of this.log) {
+      if (slot > this.commitIndexValue && isConfigurationEntry(entry.value))
+        unchosen.push({ slot, configuration: decodeConfigurationEntry(entry.value) });
+    }
+    unchosen.sort((a, b) => b.slot - a.slot);
+    const chosen = this.history.epochList.map((epoch) => epoch.configuration).reverse();
+    return [...unchosen.map((item) => item.configuration), ...chosen];
+  }
+  /**
+   * Leader only: what it knows of a member's progress (undefined for itself, a non-member, or
+   * on a follower). `caughtUp`: heard within an election timeout with the commit index this
+   * leader announced a heartbeat ago, the rule a promotion is held to.
+   */
+  memberProgress(member: number): { commitIndex: number; caughtUp: boolean } | undefined {
+    if (this.roleValue !== 'leader') return undefined;
+    const progress = this.followers.get(member);
+    if (progress === undefined) return undefined;
+    return { commitIndex: progress.commitIndex, caughtUp: this.isCaughtUp(member) };
+  }
   /** A chosen change not in force yet, or a proposed one not chosen yet (leader). */
   get configurationChangeInFlight(): boolean {
     return this.history.changePendingAfter(this.commitIndexValue) || this.unchosenConfigurations.size > 0;

@@ -267,9 +267,12 @@ export class BankService {
     return metadata;
   }
 
+  /** `<slot>,<address>` of this shard's leader (its member id when its slot is not in the peer table). */
   private leaderHintText(): string {
     const leader = this.replica.node.core.leaderOrdinal;
-    return leader >= 0 ? `${leader},${this.replica.config.peers[this.replica.config.shard]![leader]}` : '';
+    const address = this.replica.addressOfMember(leader);
+    if (address === undefined) return '';
+    return `${this.replica.transport.slotOfAddress(address) ?? leader},${address}`;
   }
 
   /**
@@ -293,7 +296,7 @@ export class BankService {
       targetShard === shard ? this.replica.node.core.leaderOrdinal : this.replica.router.leaderOf(targetShard);
     if (
       alreadyForwarded ||
-      (targetShard === shard && (leader === undefined || leader < 0 || leader === this.replica.config.ordinal))
+      (targetShard === shard && (leader === undefined || leader < 0 || leader === this.replica.member))
     ) {
       throw new ServiceError(
         grpc.status.UNAVAILABLE,
@@ -303,9 +306,22 @@ export class BankService {
     }
     this.replica.metrics.forwardedRequests += 1;
     const sameShard = targetShard === shard;
-    return this.forwarder.call(targetShard, leader, call, (ordinal, address) => {
-      if (served && sameShard) Object.assign(served, { ordinal, address });
-    });
+    // Within the shard the leader is a member id: its address, and its slot if the table has it.
+    const leaderAddress = sameShard ? this.replica.addressOfMember(leader!) : undefined;
+    const leaderSlot = sameShard
+      ? leaderAddress === undefined
+        ? undefined
+        : this.replica.transport.slotOfAddress(leaderAddress)
+      : leader;
+    return this.forwarder.call(
+      targetShard,
+      leaderSlot,
+      call,
+      (ordinal, address) => {
+        if (served && sameShard) Object.assign(served, { ordinal, address });
+      },
+      leaderSlot === undefined ? leaderAddress : undefined,
+    );
   }
 
   // ---- BatchTransfer ----
@@ -471,7 +487,11 @@ export class BankService {
       snapshotIndex: core.snapshotIndex,
       shardTotal: this.replica.node.bank.shardTotal(),
       voting: core.votingState,
-      memberRole: memberRoleOf(core.latestConfiguration, ordinal),
+      memberRole: memberRoleOf(core.latestConfiguration, this.replica.member),
+      memberId: this.replica.member,
+      voters: [...core.latestConfiguration.voters],
+      learners: [...core.latestConfiguration.learners],
+      membershipChangeInFlight: core.configurationChangeInFlight,
     };
   }
 
@@ -515,10 +535,8 @@ export class BankService {
         replicas,
         inflightTransactions:
           leader?.inflightTransactions ?? Math.max(0, ...replicas.map((r) => r.inflightTransactions)),
-        // Filled from the replicas' own roles; the Membership service has the full view.
-        voters: replicas.filter((r) => r.memberRole === 'voter').map((r) => r.ordinal),
-        learners: replicas.filter((r) => r.memberRole === 'learner').map((r) => r.ordinal),
-        membershipChangeInFlight: false,
+        // The leader's view (it knows first what is chosen), else the most advanced replica's.
+        ...membershipOf(leader ?? mostAdvanced(replicas)),
       });
     }
     return { cluster: this.replica.config.cluster, shards };
@@ -542,6 +560,25 @@ function downStatus(shard: number, ordinal: number, address: string): ReplicaSta
     shardTotal: 0,
     voting: '',
     memberRole: '',
+    memberId: 0,
+    voters: [],
+    learners: [],
+    membershipChangeInFlight: false,
+  };
+}
+
+function mostAdvanced(replicas: readonly ReplicaStatus[]): ReplicaStatus | undefined {
+  const up = replicas.filter((r) => r.role !== 'down');
+  return up.length === 0 ? undefined : up.reduce((a, b) => (b.commitIndex > a.commitIndex ? b : a));
+}
+
+function membershipOf(
+  status: ReplicaStatus | undefined,
+): Pick<ShardStatus, 'voters' | 'learners' | 'membershipChangeInFlight'> {
+  return {
+    voters: status?.voters ?? [],
+    learners: status?.learners ?? [],
+    membershipChangeInFlight: status?.membershipChangeInFlight ?? false,
   };
 }
 

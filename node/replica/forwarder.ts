@@ -132,10 +132,16 @@ export class Forwarder {
     leader: number | undefined,
     run: (client: AsyncBankClient, metadata: grpc.Metadata, options: grpc.CallOptions) => Promise<T>,
     servedBy?: (ordinal: number, address: string) => void,
+    /** A leader known by address only (a member added at runtime, not in the peer table): tried first. */
+    leaderAddress?: string,
   ): Promise<T> {
-    const group = this.peers[shard] ?? [];
+    const group = [...(this.peers[shard] ?? [])];
     const order = [...group.keys()];
     if (leader !== undefined && leader >= 0) order.sort((a, b) => (a === leader ? -1 : b === leader ? 1 : 0));
+    if (leaderAddress !== undefined && !group.includes(leaderAddress)) {
+      group.push(leaderAddress);
+      order.unshift(group.length - 1);
+    }
     let lastError: unknown = new Error(`no replica of shard ${shard} answered`);
     for (const ordinal of order) {
       const metadata = new grpc.Metadata();

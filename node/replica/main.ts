@@ -4,7 +4,12 @@
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { traceRole } from '../util/stage-trace.js';
-import { BankService as BankServiceDefinition } from '../gen/shardbank/v1/bank.js';
+import {
+  BankService as BankServiceDefinition,
+  MembershipClient,
+  MembershipService as MembershipServiceDefinition,
+  type MembershipReply,
+} from '../gen/shardbank/v1/bank.js';
 import { HealthService, HealthCheckResponse_ServingStatus, type HealthServer } from '../gen/grpc/health/v1/health.js';
 import { LeaderAnnouncer, LeaderWatcher } from '../discovery/index.js';
 import { credentialsModeProblem, natsSecurityProblem } from '../discovery/nats-security.js';
@@ -17,6 +22,8 @@ import { loadClientTls, tlsChannelCredentials, tlsChannelOptions, type LoadedCli
 import { ConfigError, parseReplicaConfig, type ReplicaConfig } from './replica-config.js';
 import { Replica } from './replica.js';
 import { BankService } from './bank-service.js';
+import { MembershipService } from './membership-service.js';
+import { joinShard } from './membership-join.js';
 import { Forwarder } from './forwarder.js';
 import { startHttpServer } from './http-server.js';
 
@@ -67,7 +74,6 @@ async function main(): Promise<void> {
   const credentialsFile = config.natsSecurity.credentialsFile;
   const openCredentials = credentialsFile === undefined ? undefined : credentialsModeProblem(credentialsFile);
   if (openCredentials) logger.warn({ flag: '--nats-creds' }, openCredentials);
-  const replica = await Replica.open(config, logger, peerTls);
   const advertised = config.peers[config.shard]![config.ordinal]!;
   // Another replica is checked by its SAN URI (a member of this cluster), not by the host name
   // it was dialled with: the same rule as the peer protocol's dialer.
@@ -75,6 +81,31 @@ async function main(): Promise<void> {
     const verdict = authorizePeer(certificate.subjectaltname, policy);
     return 'refused' in verdict ? new Error(`replica certificate refused: ${verdict.refused}`) : undefined;
   };
+  const peerCredentials = () =>
+    forwarderTls ? tlsChannelCredentials(forwarderTls, replicaServerIdentity) : grpc.credentials.createInsecure();
+  let joinStopped = false;
+  const stopJoin = () => {
+    joinStopped = true;
+  };
+  process.once('SIGTERM', stopJoin);
+  process.once('SIGINT', stopJoin);
+  const join = () =>
+    joinShard({
+      selfAddress: advertised,
+      slot: config.ordinal,
+      foundingReplicas: config.foundingReplicas,
+      peers: config.peers[config.shard]!,
+      ask: (address) => askMembership(address, config, peerCredentials, forwarderTls ? tlsChannelOptions : undefined),
+      log: (message) => logger.info(message),
+      stopped: () => joinStopped,
+    });
+  const replica = await Replica.open(config, logger, peerTls, join);
+  process.off('SIGTERM', stopJoin);
+  process.off('SIGINT', stopJoin);
+  if (replica === undefined) {
+    logger.info('stopped while waiting to be added to the shard');
+    process.exit(0);
+  }
   const forwarder = new Forwarder(
     config.peers,
     forwarderTls ? () => tlsChannelCredentials(forwarderTls!, replicaServerIdentity) : undefined,
@@ -91,6 +122,7 @@ async function main(): Promise<void> {
     'grpc.enable_channelz': 0,
   });
   server.addService(BankServiceDefinition, service.implementation());
+  server.addService(MembershipServiceDefinition, new MembershipService(replica, clientTls).implementation());
   const health: HealthServer = {
     check: (call, callback) => {
       const refusal = clientTls?.refusal(call.getPeer(), 'read', []);
@@ -224,6 +256,24 @@ async function startDiscovery(config: ReplicaConfig, replica: Replica, advertise
       await Promise.allSettled([announcer.close(), watcher.close()]);
     },
   };
+}
+
+/** One GetMembership of a peer (as this replica: read access), undefined when it does not answer in time. */
+function askMembership(
+  address: string,
+  config: ReplicaConfig,
+  credentials: () => grpc.ChannelCredentials,
+  options: ((address: string) => grpc.ChannelOptions) | undefined,
+): Promise<MembershipReply | undefined> {
+  const client = new MembershipClient(address, credentials(), options?.(address) ?? {});
+  return new Promise<MembershipReply | undefined>((resolve) => {
+    client.getMembership(
+      { cluster: config.cluster, shard: config.shard },
+      new grpc.Metadata(),
+      { deadline: Date.now() + 1_500 },
+      (error, reply) => resolve(error ? undefined : reply),
+    );
+  }).finally(() => client.close());
 }
 
 main().catch((error: unknown) => {

@@ -4,14 +4,22 @@ import { parseArgs } from 'node:util';
 import type { Topology } from '../cluster/topology.js';
 import type { NatsSecurity } from '../discovery/nats-security.js';
 import { peerSocketPathTooLong, UNIX_SOCKET_PATH_BYTES_MAX } from '../transport/peer-transport.js';
+import { REPLICA_SLOTS_MAX } from '../security/identity.js';
 
 export interface ReplicaConfig {
   cluster: string;
   namespace: string;
   incarnation: string | undefined;
   shard: number;
+  /** The replica's slot: its pod ordinal, its place in the peer table and its certificate's name. */
   ordinal: number;
   topology: Topology;
+  /**
+   * The shard's founding size (`--founding-replicas`, default --replicas-per-shard): the Paxos
+   * core's initial configuration forever (docs/ARCHITECTURE.md, "Membership"). The current size
+   * (`topology.replicasPerShard`) is governed by the log and may change while the data dir lives.
+   */
+  foundingReplicas: number;
   maxTransferAmount: number;
   /** [shard][ordinal] -> host:port */
   peers: string[][];
@@ -58,6 +66,7 @@ const OPTIONS = {
   ordinal: { type: 'string' },
   shards: { type: 'string' },
   'replicas-per-shard': { type: 'string' },
+  'founding-replicas': { type: 'string' },
   'items-per-shard': { type: 'string' },
   'initial-balance': { type: 'string' },
   'max-transfer-amount': { type: 'string' },
@@ -127,12 +136,19 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
     initialBalance: int('initial-balance', 10, 0, 1_000_000_000_000),
   };
   if (topology.replicasPerShard % 2 === 0) throw new ConfigError('--replicas-per-shard must be odd');
+  const foundingReplicas = int('founding-replicas', topology.replicasPerShard, 1, 7);
+  if (foundingReplicas % 2 === 0) throw new ConfigError('--founding-replicas must be odd');
   if (shard >= topology.shards) throw new ConfigError(`--shard ${shard} is not below --shards ${topology.shards}`);
-  const ordinal = get('ordinal') !== undefined ? int('ordinal', undefined, 0, 6) : ordinalFromPodName(env.POD_NAME);
-  if (ordinal >= topology.replicasPerShard)
-    throw new ConfigError(`--ordinal ${ordinal} is not below --replicas-per-shard ${topology.replicasPerShard}`);
+  const ordinal =
+    get('ordinal') !== undefined
+      ? int('ordinal', undefined, 0, REPLICA_SLOTS_MAX - 1)
+      : ordinalFromPodName(env.POD_NAME);
   const grpcPort = int('grpc-port', 50051, 1, 65535);
   const peers = parsePeers(get('peers'), get('peer-address-template'), { cluster, namespace, topology, grpcPort });
+  // The own shard's peer list may be longer than --replicas-per-shard while a change runs
+  // (a member being removed still has its slot), never shorter than the slot.
+  if (ordinal >= peers[shard]!.length)
+    throw new ConfigError(`--ordinal ${ordinal}: the peer list of shard ${shard} has ${peers[shard]!.length} replicas`);
   const peerSocketDir = get('peer-socket-dir') || undefined;
   const tooLong = peerSocketDir === undefined ? undefined : peerSocketPathTooLong(peerSocketDir, topology);
   if (tooLong !== undefined) {
@@ -179,6 +195,7 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
     shard,
     ordinal,
     topology,
+    foundingReplicas,
     maxTransferAmount: int('max-transfer-amount', 1_000_000_000, 1, Number.MAX_SAFE_INTEGER),
     peers,
     dataDir: get('data-dir') ?? '/var/lib/shardbank',
@@ -225,9 +242,10 @@ function parsePeers(
     if (shards.length !== topology.shards)
       throw new ConfigError(`--peers lists ${shards.length} shards, expected ${topology.shards}`);
     shards.forEach((group, shard) => {
-      if (group.length !== topology.replicasPerShard) {
+      // A shard in the middle of a membership change has one slot more or less than the others.
+      if (group.length < 1 || group.length > REPLICA_SLOTS_MAX) {
         throw new ConfigError(
-          `--peers lists ${group.length} replicas for shard ${shard}, expected ${topology.replicasPerShard}`,
+          `--peers lists ${group.length} replicas for shard ${shard}, expected 1 to ${REPLICA_SLOTS_MAX}`,
         );
       }
       for (const address of group) {

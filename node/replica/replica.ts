@@ -31,6 +31,7 @@ import type { PeerTls } from '../security/peer-tls.js';
 import type { ReplicaConfig } from './replica-config.js';
 import { TxRouter } from './tx-router.js';
 import { ReplicaMetrics } from './replica-metrics.js';
+import type { JoinDecision } from './membership-join.js';
 import { NextTurn } from '../util/next-turn.js';
 import { isProcessAlive } from '../util/process-alive.js';
 import { TRACING, traceStamp, paxosTraceName } from '../util/stage-trace.js';
@@ -83,6 +84,7 @@ export class Replica {
       peerTls,
     );
     if (TRACING) this.transport.traceWho = this.traceWho;
+    this.transport.memberAddress = (member) => this.resolveMemberAddress(member);
     this.router = new TxRouter(config, this.transport);
     this.driver = this.makeDriver();
     metrics.attach({
@@ -93,10 +95,33 @@ export class Replica {
     });
   }
 
-  static async open(config: ReplicaConfig, logger: Logger, peerTls?: PeerTls): Promise<Replica> {
+  /**
+   * Opens the data dir. One without topology.json is new: `join` says which member of the
+   * shard this replica is (node/replica/membership-join.ts; without it, the member on its slot);
+   * undefined from `join` (shutdown while waiting to be added) opens nothing.
+   */
+  static async open(
+    config: ReplicaConfig,
+    logger: Logger,
+    peerTls?: PeerTls,
+    join?: () => Promise<JoinDecision | undefined>,
+  ): Promise<Replica | undefined> {
     await mkdir(config.dataDir, { recursive: true });
     await lockDataDir(config.dataDir);
-    await checkTopology(config);
+    let member = await checkTopology(config);
+    if (member === undefined) {
+      const decision = join ? await join() : { kind: 'founding' as const, member: config.ordinal };
+      if (decision === undefined) return undefined;
+      logger.info({ decision }, 'new data dir: member of the shard decided');
+      if (decision.kind === 'learner') {
+        // A new member id: an acceptor that never voted (ids are never reused), so it votes
+        // from its first message; made durable before topology.json names the member, so a
+        // crash in between asks the shard again.
+        await removeNotVotingMarker(config.dataDir, { countedEmpty: new Map() });
+      }
+      await writeTopology(config, decision.member);
+      member = decision.member;
+    }
     const incarnation = await loadIncarnation(config);
     const metrics = new ReplicaMetrics({ cluster: config.cluster, shard: config.shard, replica: config.ordinal });
     // 16 MiB segments: the oldest is deleted as soon as a snapshot covers it, so a replica's
@@ -125,6 +150,8 @@ export class Replica {
         topology: config.topology,
         shard: config.shard,
         ordinal: config.ordinal,
+        member,
+        foundingReplicas: config.foundingReplicas,
         paxos: {
           // Long enough that a replica starved of CPU for a moment (9 replicas on 2 cores) does
           // not cause an election; short enough to fail over well within 3 s.
@@ -168,11 +195,39 @@ export class Replica {
     return new Replica(config, incarnation, log, node, logger, metrics, peerTls);
   }
 
+  /** This replica's member id in its shard's configuration. */
+  get member(): number {
+    return this.node.core.ordinal;
+  }
+
+  /**
+   * The peer address of a member of this shard: the newest configuration that records one,
+   * else the static peer table for a founding id (docs/ARCHITECTURE.md, "Membership").
+   */
+  private resolveMemberAddress(member: number): string | undefined {
+    if (member === this.member) return this.config.peers[this.config.shard]![this.config.ordinal];
+    for (const configuration of this.node.core.knownConfigurations()) {
+      const address = configuration.addresses?.[member];
+      if (address !== undefined) return address;
+    }
+    return member < this.config.foundingReplicas ? this.config.peers[this.config.shard]?.[member] : undefined;
+  }
+
+  /** The address of a member of this shard, or undefined (not known yet). */
+  addressOfMember(member: number): string | undefined {
+    return member < 0 ? undefined : this.transport.addressOfMember(member);
+  }
+
   start(): void {
     this.ticker = setInterval(() => {
       this.node.tick();
       this.scheduleProcess();
     }, this.config.tickMs);
+    this.scheduleProcess();
+  }
+
+  /** Runs the Ready loop soon (after the core was changed from outside, e.g. a membership change). */
+  poke(): void {
     this.scheduleProcess();
   }
 
@@ -230,6 +285,8 @@ export class Replica {
   onFrame(frame: PeerFrame): void {
     if (TRACING) for (const message of frame.paxos) traceStamp(`${this.traceWho()}.recv-${paxosTraceName(message)}`);
     if (TRACING) for (const message of frame.tx) traceStamp(`${this.traceWho()}.recv-${message.body?.$case}`);
+    if (frame.senderShard === this.config.shard)
+      for (const message of frame.paxos) this.transport.noteMemberSlot(message.from, frame.senderOrdinal);
     for (const message of frame.paxos) this.node.stepPaxos(message);
     if (frame.tx.length > 0) {
       // Only a leader sends 2PC messages, so each names its shard's leader (as of sending).
@@ -237,9 +294,9 @@ export class Replica {
         if (message.fromShard !== this.config.shard) this.router.learnLeader(message.fromShard, message.fromOrdinal);
       }
       const leader = this.node.core.leaderOrdinal;
-      if (!this.node.isReadyLeader && !frame.forwarded && leader >= 0 && leader !== this.config.ordinal) {
+      if (!this.node.isReadyLeader && !frame.forwarded && leader >= 0 && leader !== this.member) {
         // Only the leader acts on 2PC messages; a follower passes them on, once.
-        for (const message of frame.tx) this.transport.sendTx(this.config.shard, leader, message, true);
+        for (const message of frame.tx) this.transport.sendTxToMember(leader, message, true);
       } else {
         for (const message of frame.tx) this.node.stepTx(message);
       }
@@ -458,7 +515,8 @@ async function decideVotingState(
   recovered: RecoveredState,
   logger: Logger,
 ): Promise<VotingDecision> {
-  const decision = await decideVotingStateOnDisk(config.dataDir, recovered, config.topology.replicasPerShard);
+  // The founding size: the core's own rule (a founding single replica has nobody to ask).
+  const decision = await decideVotingStateOnDisk(config.dataDir, recovered, config.foundingReplicas);
   if (decision.votingState !== 'voter')
     logger.warn(
       { emptyLog: decision.emptyLog },
@@ -493,28 +551,78 @@ async function lockDataDir(dataDir: string): Promise<void> {
   throw new Error(`could not lock data dir ${dataDir}`);
 }
 
-async function checkTopology(config: ReplicaConfig): Promise<void> {
+/** What topology.json records: the data dir's cluster, place and the founding size, and its member id. */
+interface TopologyRecord {
+  cluster: string;
+  shard: number;
+  ordinal: number;
+  shards: number;
+  replicasPerShard: number;
+  itemsPerShard: number;
+  initialBalance: number;
+  /** Absent in files written before membership changes: the founding size was replicasPerShard. */
+  foundingReplicas?: number;
+  /** Absent in files written before membership changes: the member id is the slot (`ordinal`). */
+  member?: number;
+}
+
+function topologyRecord(config: ReplicaConfig, member: number): TopologyRecord {
+  return {
+    cluster: config.cluster,
+    shard: config.shard,
+    ordinal: config.ordinal,
+    ...config.topology,
+    foundingReplicas: config.foundingReplicas,
+    member,
+  };
+}
+
+async function writeTopology(config: ReplicaConfig, member: number): Promise<void> {
   const file = path.join(config.dataDir, 'topology.json');
-  const wanted = { cluster: config.cluster, shard: config.shard, ordinal: config.ordinal, ...config.topology };
+  await writeFile(`${file}.tmp`, JSON.stringify(topologyRecord(config, member)));
+  await rename(`${file}.tmp`, file);
+}
+
+/**
+ * The member id topology.json records, or undefined for a new data dir. Refuses a data dir of
+ * another cluster, shard, slot, item range or founding size; a changed replicasPerShard is the
+ * log's business (membership changes), and is recorded.
+ */
+export async function checkTopology(config: ReplicaConfig): Promise<number | undefined> {
+  const file = path.join(config.dataDir, 'topology.json');
   let existing: string | undefined;
   try {
     existing = await readFile(file, 'utf8');
   } catch {
-    existing = undefined;
+    return undefined;
   }
-  if (existing === undefined) {
-    await writeFile(`${file}.tmp`, JSON.stringify(wanted));
-    await rename(`${file}.tmp`, file);
-    return;
-  }
-  const previous = JSON.parse(existing) as Record<string, unknown>;
-  for (const [key, value] of Object.entries(wanted)) {
-    if (previous[key] !== value) {
+  const previous = JSON.parse(existing) as Partial<TopologyRecord>;
+  const recordedFounding = previous.foundingReplicas ?? previous.replicasPerShard;
+  const member = previous.member ?? previous.ordinal ?? config.ordinal;
+  const wanted = topologyRecord(config, member);
+  const compared: (keyof TopologyRecord)[] = [
+    'cluster',
+    'shard',
+    'ordinal',
+    'shards',
+    'itemsPerShard',
+    'initialBalance',
+  ];
+  for (const key of compared) {
+    if (previous[key] !== wanted[key]) {
       throw new Error(
-        `data dir ${config.dataDir} belongs to a different topology: ${key} was ${JSON.stringify(previous[key])}, now ${JSON.stringify(value)}; refusing to start`,
+        `data dir ${config.dataDir} belongs to a different topology: ${key} was ${JSON.stringify(previous[key])}, now ${JSON.stringify(wanted[key])}; refusing to start`,
       );
     }
   }
+  if (recordedFounding !== config.foundingReplicas) {
+    throw new Error(
+      `data dir ${config.dataDir} belongs to a shard founded with ${recordedFounding} replicas, --founding-replicas is ${config.foundingReplicas}; refusing to start (the founding size never changes: pass --founding-replicas ${recordedFounding})`,
+    );
+  }
+  if (previous.replicasPerShard !== wanted.replicasPerShard || previous.member === undefined)
+    await writeTopology(config, member);
+  return member;
 }
 
 async function loadIncarnation(config: ReplicaConfig): Promise<string> {

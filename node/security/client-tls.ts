@@ -13,11 +13,12 @@
 import type net from 'node:net';
 import tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import { identitiesOf, type Identity, type PeerPolicy } from './identity.js';
+import { identitiesOf, REPLICA_SLOTS_MAX, type Identity, type PeerPolicy } from './identity.js';
 import { readTlsFiles, type PeerTlsFiles } from './peer-tls.js';
 
 /** Whether a call only reads (balances, status, health) or may change state. */
-export type CallNeed = 'read' | 'transfer';
+/** What a call needs: read (any client or replica), transfer (role transfer), admin (role admin: Membership). */
+export type CallNeed = 'read' | 'transfer' | 'admin';
 
 export interface Refusal {
   code: grpc.status;
@@ -132,10 +133,7 @@ export class ClientTls implements ClientAuthorizer {
       return unauthenticated(
         `the client certificate names cluster ${identity.namespace}/${identity.cluster}, this is ${namespace}/${cluster}: ${described}`,
       );
-    if (
-      identity.kind === 'replica' &&
-      (identity.shard >= this.policy.shards || identity.ordinal >= this.policy.replicasPerShard)
-    )
+    if (identity.kind === 'replica' && (identity.shard >= this.policy.shards || identity.ordinal >= REPLICA_SLOTS_MAX))
       return unauthenticated(
         `the certificate names shard ${identity.shard} replica ${identity.ordinal}, outside the topology: ${described}`,
       );
@@ -151,7 +149,18 @@ export class ClientTls implements ClientAuthorizer {
     if (!verdict) return REQUIRES_TLS;
     if ('refusal' in verdict) return verdict.refusal;
     const { identity, label } = verdict;
-    if (identity.kind === 'replica') return undefined; // forwarding: the first replica checked
+    if (identity.kind === 'replica') {
+      // Forwarding: the first replica checked. A replica never changes membership itself; it
+      // reads it (GetMembership when it starts on an empty data dir).
+      if (need === 'admin')
+        return { code: grpc.status.PERMISSION_DENIED, message: `${label} may not change membership` };
+      return undefined;
+    }
+    if (need === 'admin' && identity.role !== 'admin')
+      return {
+        code: grpc.status.PERMISSION_DENIED,
+        message: `${label}: membership changes need a client certificate of role admin`,
+      };
     if (need === 'transfer' && identity.role !== 'transfer')
       return {
         code: grpc.status.PERMISSION_DENIED,

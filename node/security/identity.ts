@@ -1,10 +1,19 @@
 // Identities in certificates (docs/SECURITY.md): one SAN URI each,
 //   shardbank://<namespace>/<cluster>/shard/<s>/replica/<o>   a replica
-//   shardbank://<namespace>/<cluster>/client/<role>/<name>    a client (role: read | transfer)
+//   shardbank://<namespace>/<cluster>/client/<role>/<name>    a client (role: read | transfer | admin)
 // and the rules a replica applies to a peer connection's identity and the frames it sends.
 import type { PeerFrame } from '../gen/shardbank/v1/peer.js';
+import { MEMBERS_MAX } from '../paxos/membership.js';
 
-export type ClientRole = 'read' | 'transfer';
+/** read: balances and status; transfer: also moves money; admin: reads and changes membership (no transfers). */
+export const CLIENT_ROLES = ['read', 'transfer', 'admin'] as const;
+export type ClientRole = (typeof CLIENT_ROLES)[number];
+
+/**
+ * Replica slots a certificate may name: a slot is a place in the peer table (a pod ordinal),
+ * and a shard never has more members than MEMBERS_MAX, so never more slots in use at once.
+ */
+export const REPLICA_SLOTS_MAX = MEMBERS_MAX;
 
 export interface ReplicaIdentity {
   namespace: string;
@@ -50,8 +59,8 @@ export function parseIdentityUri(uri: string): Identity | undefined {
   if (parts.length === 5 && parts[2] === 'client') {
     const role = parts[3];
     const name = parts[4]!;
-    if ((role !== 'read' && role !== 'transfer') || !NAME.test(name)) return undefined;
-    return { kind: 'client', namespace, cluster, role, name };
+    if (!(CLIENT_ROLES as readonly string[]).includes(role ?? '') || !NAME.test(name)) return undefined;
+    return { kind: 'client', namespace, cluster, role: role as ClientRole, name };
   }
   return undefined;
 }
@@ -102,9 +111,11 @@ export function authorizePeer(
     };
   if (identity.shard >= policy.shards)
     return { refused: `the certificate names shard ${identity.shard}, the cluster has ${policy.shards}` };
-  if (identity.ordinal >= policy.replicasPerShard)
+  // Not the shard's current size: a shard grows (a new member's pod has the next slot) and
+  // shrinks while its members keep running (docs/SECURITY.md, "Membership").
+  if (identity.ordinal >= REPLICA_SLOTS_MAX)
     return {
-      refused: `the certificate names replica ${identity.ordinal}, shards have ${policy.replicasPerShard}`,
+      refused: `the certificate names replica slot ${identity.ordinal}, slots are below ${REPLICA_SLOTS_MAX}`,
     };
   return { identity };
 }
@@ -112,8 +123,11 @@ export function authorizePeer(
 /**
  * Whether an authenticated peer may send this frame to a replica of `selfShard`; undefined if
  * so, otherwise why not. A frame speaks for its sender only: the sender fields must be the
- * connection's identity, Paxos messages come only from the shard's own replicas, and 2PC
- * messages name their sender, except those a follower of this shard passes on (forwarded).
+ * connection's identity (its slot), Paxos messages come only from the shard's own replicas, and
+ * 2PC messages name their sender, except those a follower of this shard passes on (forwarded).
+ * A Paxos message's member id (`from`) is not tied to the slot: a replica of the shard may
+ * speak as any member (docs/SECURITY.md, "Membership": the protocol tolerates crashes, not
+ * lies, and a replica of the shard that lied could already do so as itself).
  */
 export function frameRefusal(frame: PeerFrame, peer: ReplicaIdentity, selfShard: number): string | undefined {
   if (frame.senderShard !== peer.shard || frame.senderOrdinal !== peer.ordinal)

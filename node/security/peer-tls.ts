@@ -126,8 +126,12 @@ export class PeerTls {
     else callbacks.onIdentity(secure, verdict.identity);
   }
 
-  /** The client side on a connected socket, expecting the replica `expected`. */
-  connect(socket: net.Socket, expected: { shard: number; ordinal: number }): tls.TLSSocket {
+  /**
+   * The client side on a connected socket, expecting the replica `expected`: its slot when the
+   * address came from the static peer table; any slot of the shard (ordinal undefined) when it
+   * came from the shard's configuration (a member added at runtime).
+   */
+  connect(socket: net.Socket, expected: { shard: number; ordinal: number | undefined }): tls.TLSSocket {
     return tls.connect({
       socket,
       secureContext: this.context,
@@ -137,9 +141,9 @@ export class PeerTls {
         const verdict = authorizePeer(certificate.subjectaltname, this.policy);
         if ('refused' in verdict) return new Error(`peer certificate refused: ${verdict.refused}`);
         const { shard, ordinal } = verdict.identity;
-        if (shard !== expected.shard || ordinal !== expected.ordinal)
+        if (shard !== expected.shard || (expected.ordinal !== undefined && ordinal !== expected.ordinal))
           return new Error(
-            `peer certificate refused: dialled shard ${expected.shard} replica ${expected.ordinal}, the certificate names shard ${shard} replica ${ordinal}`,
+            `peer certificate refused: dialled shard ${expected.shard} replica ${expected.ordinal ?? '(any slot)'}, the certificate names shard ${shard} replica ${ordinal}`,
           );
         return undefined;
       },

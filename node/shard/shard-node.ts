@@ -52,7 +52,12 @@ export interface PacingConfig {
 export interface ShardNodeConfig {
   topology: Topology;
   shard: number;
+  /** The replica's slot (its place in the peer table): the sender 2PC messages name. */
   ordinal: number;
+  /** Its member id in the shard's configuration (docs/ARCHITECTURE.md, "Membership"); default: the slot. */
+  member?: number;
+  /** The shard's founding size, the core's initial configuration forever; default: topology.replicasPerShard. */
+  foundingReplicas?: number;
   paxos: Omit<PaxosConfig, 'shard' | 'ordinal' | 'replicaCount' | 'random'>;
   timing: ShardTimingConfig;
   commandsPerSlotMax: number;
@@ -147,8 +152,10 @@ export class ShardNode {
   constructor(config: ShardNodeConfig, recovered?: RecoveredAcceptorState) {
     this.config = config;
     const { topology, shard, ordinal } = config;
+    const member = config.member ?? ordinal;
+    const replicaCount = config.foundingReplicas ?? topology.replicasPerShard;
     this.core = new PaxosCore(
-      { ...config.paxos, shard, ordinal, replicaCount: topology.replicasPerShard, random: config.random },
+      { ...config.paxos, shard, ordinal: member, replicaCount, random: config.random },
       recovered,
     );
     this.bankState = new BankState(topology, shard);

@@ -33,6 +33,7 @@ import { PeerFrame, type PaxosMessage, type TxMessage } from '../gen/shardbank/v
 import { frameRefusal, type ReplicaIdentity } from '../security/identity.js';
 import type { PeerTls } from '../security/peer-tls.js';
 import { NextTurn } from '../util/next-turn.js';
+import { assert } from '../util/assert.js';
 import { TRACING, traceStamp, paxosTraceName } from '../util/stage-trace.js';
 
 /** Largest message on any replica connection (peer frames, client calls). */
@@ -84,7 +85,8 @@ export function peerSocketPathTooLong(
 
 interface Destination {
   shard: number;
-  ordinal: number;
+  /** Its slot in the static peer table; undefined for a member known by its address only. */
+  ordinal: number | undefined;
   host: string;
   port: number;
   /** A Unix socket to dial instead of host:port (replicas sharing a socket directory). */
@@ -118,6 +120,14 @@ export class PeerTransport {
   framesSent = 0;
   /** Stage-trace prefix of this process's stamps (set by the replica when tracing). */
   traceWho: () => string = () => 'peer';
+  /**
+   * Member id -> peer address in this replica's own shard (docs/ARCHITECTURE.md, "Membership"):
+   * the shard's configurations first, the static peer table for the founding ids. Set by the
+   * replica; an id with no address yet gets its messages dropped (Paxos resends).
+   */
+  memberAddress: (member: number) => string | undefined = (member) => this.peers[this.self.shard]?.[member];
+  /** Found addresses by member id: an id is never reused, so its address never changes. */
+  private readonly memberAddresses = new Map<number, string>();
 
   constructor(
     private readonly cluster: string,
@@ -271,21 +281,74 @@ export class PeerTransport {
     socket.resume();
   }
 
-  sendPaxos(shard: number, ordinal: number, message: PaxosMessage): void {
-    this.destination(shard, ordinal).paxos.push(message);
+  /** A Paxos message to a member of this replica's shard (`member`: its id in the configuration). */
+  sendPaxos(shard: number, member: number, message: PaxosMessage): void {
+    assert(shard === this.self.shard, 'Paxos messages stay within the shard');
+    const destination = this.memberDestination(member);
+    if (destination === undefined) return;
+    destination.paxos.push(message);
     this.flushNextTurn.request();
   }
 
+  /** A 2PC message to the replica in `ordinal` (its slot in the static peer table) of `shard`. */
   sendTx(shard: number, ordinal: number, message: TxMessage, forwarded = false): void {
-    const destination = this.destination(shard, ordinal);
+    const address = this.peers[shard]?.[ordinal];
+    if (address === undefined) return; // a slot this replica has no address for (a newer member): the router rotates on
+    this.pushTx(this.destination(shard, ordinal, address), message, forwarded);
+  }
+
+  /** A 2PC message passed on to a member of this replica's own shard (its leader). */
+  sendTxToMember(member: number, message: TxMessage, forwarded: boolean): void {
+    const destination = this.memberDestination(member);
+    if (destination !== undefined) this.pushTx(destination, message, forwarded);
+  }
+
+  private pushTx(destination: Destination, message: TxMessage, forwarded: boolean): void {
     destination.tx.push(message);
     destination.forwarded ||= forwarded;
     this.flushNextTurn.request();
   }
 
+  /** The address of a member of this shard, as the transport resolves it. */
+  addressOfMember(member: number): string | undefined {
+    let address = this.memberAddresses.get(member);
+    if (address === undefined) {
+      address = this.memberAddress(member);
+      if (address !== undefined) this.memberAddresses.set(member, address);
+    }
+    return address;
+  }
+
+  /**
+   * A frame from `slot` of this shard carried Paxos messages from `member`: if no configuration
+   * this replica knows gives that member's address yet (a new learner has only the founding
+   * configuration until the log reaches it, and its leader may be a member added since), the
+   * slot's address in the static table is where it answers. Frames are authenticated per slot
+   * (docs/SECURITY.md), and an id's address never changes, so the first one found stays.
+   */
+  noteMemberSlot(member: number, slot: number): void {
+    if (this.memberAddresses.has(member) || this.addressOfMember(member) !== undefined) return;
+    const address = this.peers[this.self.shard]?.[slot];
+    if (address !== undefined) this.memberAddresses.set(member, address);
+  }
+
+  /** The slot of this shard's static peer table holding `address`, or undefined. */
+  slotOfAddress(address: string): number | undefined {
+    const slot = this.peers[this.self.shard]?.indexOf(address) ?? -1;
+    return slot >= 0 ? slot : undefined;
+  }
+
+  private memberDestination(member: number): Destination | undefined {
+    const address = this.addressOfMember(member);
+    if (address === undefined) return undefined;
+    return this.destination(this.self.shard, this.slotOfAddress(address), address);
+  }
+
   /** Whether the connection to a replica is up or worth trying (used to skip dead replicas when routing). */
   isReachable(shard: number, ordinal: number): boolean {
-    const destination = this.destinations.get(`${shard}/${ordinal}`);
+    const address = this.peers[shard]?.[ordinal];
+    if (address === undefined) return false;
+    const destination = this.destinations.get(`${shard}@${address}`);
     if (!destination) return true;
     return destination.connected || destination.openFailures < 3;
   }
@@ -299,15 +362,15 @@ export class PeerTransport {
     this.accepted.clear();
   }
 
-  private destination(shard: number, ordinal: number): Destination {
-    const key = `${shard}/${ordinal}`;
+  private destination(shard: number, ordinal: number | undefined, address: string): Destination {
+    const key = `${shard}@${address}`;
     let destination = this.destinations.get(key);
     if (!destination) {
-      const address = this.peers[shard]?.[ordinal];
-      if (!address) throw new Error(`no address for shard ${shard} replica ${ordinal}`);
       const { host, port } = splitHostPort(address);
       const socketPath =
-        this.socketDirectory === undefined ? undefined : peerSocketPath(this.socketDirectory, shard, ordinal);
+        this.socketDirectory === undefined || ordinal === undefined
+          ? undefined
+          : peerSocketPath(this.socketDirectory, shard, ordinal);
       destination = {
         shard,
         ordinal,

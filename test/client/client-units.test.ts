@@ -83,6 +83,10 @@ function status(shard: number, ordinal: number, role: string, round: number, com
     shardTotal: 0,
     voting: 'voter',
     memberRole: 'voter',
+    memberId: 0,
+    voters: [],
+    learners: [],
+    membershipChangeInFlight: false,
   };
 }
 

@@ -165,7 +165,7 @@ describe('configuration history: in force from slot c + α, never before it is c
       { fromSlot: 1, configuration: initialConfiguration(3) },
       { fromSlot: 10 + ALPHA, configuration: grown },
     ]);
-    expect(history.epochsAfter(10 + ALPHA)).toEqual([{ fromSlot: 1, configuration: grown }]);
+    expect(history.epochsAfter(10 + ALPHA)).toEqual([{ fromSlot: 10 + ALPHA, configuration: grown }]);
     history.trim(10 + ALPHA);
     expect(history.epochList).toEqual([{ fromSlot: 10 + ALPHA, configuration: grown }]);
     expect(history.inForceAt(10 + ALPHA + 1)).toEqual(grown);

@@ -200,7 +200,7 @@ describe('TLS and client authentication on the gRPC API', () => {
       'no shardbank identity': { kind: 'certificate', files: await leaf(['spiffe://example.org/app']) },
       'a replica outside the topology': {
         kind: 'certificate',
-        files: await leaf([replicaIdentityUri({ ...identity, shard: 0, ordinal: 5 })]),
+        files: await leaf([replicaIdentityUri({ ...identity, shard: 0, ordinal: 9 })]),
       },
       reader: { kind: 'certificate', files: certs.clients.reader! },
       mallory: { kind: 'certificate', files: certs.clients.mallory! },
@@ -222,7 +222,7 @@ describe('TLS and client authentication on the gRPC API', () => {
       ['expired', 'the client certificate expired on'],
       ['another cluster', 'names cluster default/other, this is default/test'],
       ['no shardbank identity', 'names 0 shardbank identities, expected one'],
-      ['a replica outside the topology', 'shard 0 replica 5, outside the topology'],
+      ['a replica outside the topology', 'shard 0 replica 9, outside the topology'],
     ];
     const cases: {
       name: string;

@@ -34,7 +34,7 @@ describe('identity URIs', () => {
       'shardbank://default/bank/shard/1/replica/-1',
       'shardbank://default/bank/shard/1/replica/2/extra',
       'shardbank://Default/bank/shard/1/replica/2',
-      'shardbank://default/bank/client/admin/reports',
+      'shardbank://default/bank/client/root/reports',
       'shardbank://default/bank/client/read/',
     ])
       expect(parseIdentityUri(bad), bad).toBeUndefined();
@@ -42,6 +42,14 @@ describe('identity URIs', () => {
 });
 
 describe('authorizePeer', () => {
+  it('accepts a slot above the current size (a member being added or removed: any slot below MEMBERS_MAX)', () => {
+    expect(authorizePeer(san('shardbank://default/bank/shard/0/replica/4'), policy)).toEqual({
+      identity: { kind: 'replica', namespace: 'default', cluster: 'bank', shard: 0, ordinal: 4 },
+    });
+    const admin = { namespace: 'default', cluster: 'bank', role: 'admin' as const, name: 'ops' };
+    expect(parseIdentityUri(clientIdentityUri(admin))).toEqual({ kind: 'client', ...admin });
+  });
+
   it('accepts a member of the topology', () => {
     expect(authorizePeer(san('shardbank://default/bank/shard/1/replica/2'), policy)).toEqual({
       identity: { kind: 'replica', namespace: 'default', cluster: 'bank', shard: 1, ordinal: 2 },
@@ -52,7 +60,7 @@ describe('authorizePeer', () => {
     ['another cluster', 'shardbank://default/other/shard/0/replica/0', 'names cluster default/other'],
     ['another namespace', 'shardbank://prod/bank/shard/0/replica/0', 'names cluster prod/bank'],
     ['a shard outside the topology', 'shardbank://default/bank/shard/2/replica/0', 'names shard 2'],
-    ['an unknown ordinal', 'shardbank://default/bank/shard/0/replica/3', 'names replica 3'],
+    ['a slot no shard can have', 'shardbank://default/bank/shard/0/replica/9', 'names replica slot 9'],
     ['a client', 'shardbank://default/bank/client/transfer/app', 'names a client'],
   ])('refuses %s', (_name, uri, reason) => {
     const verdict = authorizePeer(san(uri), policy);

@@ -114,6 +114,28 @@ export class ReplicaCluster {
     return cluster;
   }
 
+  /**
+   * A new replica process in the next slot of `shard`, on an empty data dir (a membership
+   * change: it asks the shard what it is, and waits until it is added). The running replicas
+   * keep their flags: they learn its address from the configuration.
+   */
+  async addReplica(shard: number): Promise<ReplicaProcess> {
+    const group = this.replicas[shard]!;
+    const [port, httpPort] = (await freeListeningPorts(2)) as [number, number];
+    const replica: ReplicaProcess = {
+      shard,
+      ordinal: group.length,
+      address: `127.0.0.1:${port}`,
+      httpPort,
+      dataDir: path.join(this.root, `s${shard}-${group.length}`),
+      child: undefined,
+      exited: undefined,
+    };
+    group.push(replica);
+    this.spawn(replica);
+    return replica;
+  }
+
   get peersFlag(): string {
     return this.replicas.map((group) => group.map((r) => r.address).join(',')).join(';');
   }

@@ -300,3 +300,26 @@ describe('frames within the size limit', () => {
     expect(frames.flatMap((bytes) => PeerFrame.decode(bytes.subarray(4)).paxos.map((m) => m.to))).toEqual([1, 3]);
   });
 });
+
+describe('member addresses (issue 19: member ids are not slots)', () => {
+  const peers = [['10.0.0.1:1', '10.0.0.2:1', '10.0.0.3:1', '10.0.0.4:1', '10.0.0.5:1']];
+
+  it('resolves a member from the configuration, a founding id from the table, and learns an unknown leader from its frames', () => {
+    const transport = new PeerTransport('bank', { shard: 0, ordinal: 4 }, peers, logger);
+    const known: Record<number, string> = { 0: '10.0.0.1:1', 1: '10.0.0.2:1', 2: '10.0.0.3:1', 7: '10.0.0.9:1' };
+    transport.memberAddress = (member) => known[member];
+    expect(transport.addressOfMember(7)).toBe('10.0.0.9:1');
+    expect(transport.slotOfAddress('10.0.0.9:1')).toBeUndefined();
+    // A new learner knows only the founding configuration; its leader, member 3 on slot 3, is
+    // reachable through the slot its frames come from.
+    expect(transport.addressOfMember(3)).toBeUndefined();
+    transport.noteMemberSlot(3, 3);
+    expect(transport.addressOfMember(3)).toBe('10.0.0.4:1');
+    // What a configuration says is never overridden by a frame.
+    transport.noteMemberSlot(7, 1);
+    expect(transport.addressOfMember(7)).toBe('10.0.0.9:1');
+    // Unknown slots route nowhere (and are not reachable), not to an exception.
+    expect(transport.isReachable(0, 8)).toBe(false);
+    transport.close();
+  });
+});

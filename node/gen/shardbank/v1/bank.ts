@@ -282,6 +282,12 @@ export interface ReplicaStatus {
   voting: string;
   /** voter | learner | none: this replica's place in the newest chosen configuration. */
   memberRole: string;
+  /** Its member id in the shard's configuration (the founding members: their slot, `ordinal`). */
+  memberId: number;
+  /** This replica's view of the newest chosen configuration (ClusterStatus takes the leader's). */
+  voters: number[];
+  learners: number[];
+  membershipChangeInFlight: boolean;
 }
 
 export interface ShardStatus {
@@ -339,6 +345,8 @@ export interface MembershipReply {
   commitIndex: number;
   /** On an accepted change: the slot it was proposed at. */
   proposedSlot: number;
+  /** This reply comes from the shard's ready leader (its view of the configuration is current). */
+  fromLeader: boolean;
 }
 
 export interface AddLearner {
@@ -2041,6 +2049,10 @@ function createBaseReplicaStatus(): ReplicaStatus {
     shardTotal: 0,
     voting: "",
     memberRole: "",
+    memberId: 0,
+    voters: [],
+    learners: [],
+    membershipChangeInFlight: false,
   };
 }
 
@@ -2090,6 +2102,26 @@ export const ReplicaStatus: MessageFns<ReplicaStatus> = {
     }
     if (message.memberRole !== "") {
       writer.uint32(122).string(message.memberRole);
+    }
+    if (message.memberId !== 0) {
+      writer.uint32(128).uint32(message.memberId);
+    }
+    if (message.voters.length !== 0) {
+      writer.uint32(138).fork();
+      for (const v of message.voters) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.learners.length !== 0) {
+      writer.uint32(146).fork();
+      for (const v of message.learners) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.membershipChangeInFlight !== false) {
+      writer.uint32(152).bool(message.membershipChangeInFlight);
     }
     return writer;
   },
@@ -2227,6 +2259,58 @@ export const ReplicaStatus: MessageFns<ReplicaStatus> = {
             message.memberRole = reader.string();
             continue;
           }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.memberId = reader.uint32();
+            continue;
+          }
+          case 17: {
+            if (tag === 136) {
+              message.voters.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 138) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.voters.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 18: {
+            if (tag === 144) {
+              message.learners.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 146) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.learners.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.membershipChangeInFlight = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2284,6 +2368,22 @@ export const ReplicaStatus: MessageFns<ReplicaStatus> = {
         : isSet(object.member_role)
         ? globalThis.String(object.member_role)
         : "",
+      memberId: isSet(object.memberId)
+        ? globalThis.Number(object.memberId)
+        : isSet(object.member_id)
+        ? globalThis.Number(object.member_id)
+        : 0,
+      voters: globalThis.Array.isArray(object?.voters)
+        ? object.voters.map((e: any) => globalThis.Number(e))
+        : [],
+      learners: globalThis.Array.isArray(object?.learners)
+        ? object.learners.map((e: any) => globalThis.Number(e))
+        : [],
+      membershipChangeInFlight: isSet(object.membershipChangeInFlight)
+        ? globalThis.Boolean(object.membershipChangeInFlight)
+        : isSet(object.membership_change_in_flight)
+        ? globalThis.Boolean(object.membership_change_in_flight)
+        : false,
     };
   },
 
@@ -2334,6 +2434,18 @@ export const ReplicaStatus: MessageFns<ReplicaStatus> = {
     if (message.memberRole !== "") {
       obj.memberRole = message.memberRole;
     }
+    if (message.memberId !== 0) {
+      obj.memberId = Math.round(message.memberId);
+    }
+    if (message.voters?.length) {
+      obj.voters = message.voters.map((e) => Math.round(e));
+    }
+    if (message.learners?.length) {
+      obj.learners = message.learners.map((e) => Math.round(e));
+    }
+    if (message.membershipChangeInFlight !== false) {
+      obj.membershipChangeInFlight = message.membershipChangeInFlight;
+    }
     return obj;
   },
 
@@ -2359,6 +2471,10 @@ export const ReplicaStatus: MessageFns<ReplicaStatus> = {
     message.shardTotal = object.shardTotal ?? 0;
     message.voting = object.voting ?? "";
     message.memberRole = object.memberRole ?? "";
+    message.memberId = object.memberId ?? 0;
+    message.voters = object.voters?.map((e) => e) || [];
+    message.learners = object.learners?.map((e) => e) || [];
+    message.membershipChangeInFlight = object.membershipChangeInFlight ?? false;
     return message;
   },
 };
@@ -2991,6 +3107,7 @@ function createBaseMembershipReply(): MembershipReply {
     changeInFlight: false,
     commitIndex: 0,
     proposedSlot: 0,
+    fromLeader: false,
   };
 }
 
@@ -3025,6 +3142,9 @@ export const MembershipReply: MessageFns<MembershipReply> = {
     }
     if (message.proposedSlot !== 0) {
       writeUint64(writer.uint32(80), message.proposedSlot);
+    }
+    if (message.fromLeader !== false) {
+      writer.uint32(88).bool(message.fromLeader);
     }
     return writer;
   },
@@ -3122,6 +3242,14 @@ export const MembershipReply: MessageFns<MembershipReply> = {
             message.proposedSlot = readUint64(reader);
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.fromLeader = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3174,6 +3302,11 @@ export const MembershipReply: MessageFns<MembershipReply> = {
         : isSet(object.proposed_slot)
         ? globalThis.Number(object.proposed_slot)
         : 0,
+      fromLeader: isSet(object.fromLeader)
+        ? globalThis.Boolean(object.fromLeader)
+        : isSet(object.from_leader)
+        ? globalThis.Boolean(object.from_leader)
+        : false,
     };
   },
 
@@ -3209,6 +3342,9 @@ export const MembershipReply: MessageFns<MembershipReply> = {
     if (message.proposedSlot !== 0) {
       obj.proposedSlot = Math.round(message.proposedSlot);
     }
+    if (message.fromLeader !== false) {
+      obj.fromLeader = message.fromLeader;
+    }
     return obj;
   },
 
@@ -3227,6 +3363,7 @@ export const MembershipReply: MessageFns<MembershipReply> = {
     message.changeInFlight = object.changeInFlight ?? false;
     message.commitIndex = object.commitIndex ?? 0;
     message.proposedSlot = object.proposedSlot ?? 0;
+    message.fromLeader = object.fromLeader ?? false;
     return message;
   },
 };
