@@ -24,7 +24,10 @@ export interface AdminCredentials {
 
 export interface MembershipRead {
   view: MembershipView;
-  /** Peer addresses whose replicas report an empty data dir not voting (voting rebuilding/probing, or no role). */
+  /**
+   * Peer addresses whose replicas say they are no member (member_role none): at the address of
+   * a voter, a replica that lost its disk and waits to be replaced by a new member.
+   */
   emptyReplicas: string[];
   /** The address that answered. */
   from: string;
@@ -158,13 +161,17 @@ export class GrpcMembershipApi implements MembershipApi {
     return undefined;
   }
 
-  /** Replicas of the shard that say they started empty and do not vote (a lost disk). */
+  /**
+   * Replicas of the shard that say they are no member. Not those rebuilding (voting
+   * rebuilding/probing) as the member they were: the disk-loss path of the Safety issue brings
+   * such a replica back as itself, and a new member at its address would never catch up.
+   */
   private async emptyReplicas(bank: BankClient, cluster: BankCluster, shard: number): Promise<string[]> {
     const reply = await unary<unknown, ClusterStatusReply>(bank, 'clusterStatus', { cluster: cluster.metadata.name });
     if (!reply.ok) return [];
     const replicas = reply.value.shards.find((s) => s.shard === shard)?.replicas ?? [];
     return replicas
-      .filter((r) => r.voting === 'rebuilding' || r.voting === 'probing' || r.memberRole === 'none')
+      .filter((r) => r.memberRole === 'none')
       .map((r) => r.address);
   }
 

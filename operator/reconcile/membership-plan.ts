@@ -39,8 +39,8 @@ export interface PodView {
   running: boolean;
   ready: boolean;
   /**
-   * Its replica says it started on an empty data dir at an address the configuration gives a
-   * member that still needs its state (it reports voting rebuilding/probing, or no role).
+   * Its replica says it is no member (it started on an empty data dir) while the configuration
+   * gives its address to a member that is not caught up: that member's disk is lost.
    */
   lostDisk: boolean;
 }
