@@ -170,9 +170,7 @@ export class GrpcMembershipApi implements MembershipApi {
     const reply = await unary<unknown, ClusterStatusReply>(bank, 'clusterStatus', { cluster: cluster.metadata.name });
     if (!reply.ok) return [];
     const replicas = reply.value.shards.find((s) => s.shard === shard)?.replicas ?? [];
-    return replicas
-      .filter((r) => r.memberRole === 'none')
-      .map((r) => r.address);
+    return replicas.filter((r) => r.memberRole === 'none').map((r) => r.address);
   }
 
   async change(

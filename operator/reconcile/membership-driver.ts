@@ -32,6 +32,10 @@ export interface DriverOutcome {
   memberships: (ShardMembership | undefined)[];
   /** The change that runs, if any: the shard and what its step is. */
   changing?: { shard: number; message: string; retrying?: string };
+  /** Shards whose configuration no replica gave (not created yet, or none answered). */
+  unread: number[];
+  /** The change waits for DriverInput.hold (a rolling update goes first). */
+  held?: boolean;
   /** Events to record (reason, message). */
   events: { type: 'Normal' | 'Warning'; reason: string; message: string }[];
   /** Look again this soon (a change runs, or a failed step waits for its retry). */
@@ -159,6 +163,7 @@ export class MembershipDriver {
         podViews,
         membership: sts ? view : undefined,
         ordinalOf: (address: string) => ordinalOfAddress(cluster, shard, address),
+
         addressOf: (ordinal: number) => podAddress(cluster, shard, ordinal),
       });
     }
@@ -177,7 +182,7 @@ export class MembershipDriver {
         this.running.delete(key);
       }
       this.backoff.delete(key);
-      return { shapes, memberships, events };
+      return { shapes, memberships, events, unread: unreadOf(memberships) };
     }
     const { shard, step } = next;
     const message = 'message' in step ? step.message : '';
@@ -189,19 +194,21 @@ export class MembershipDriver {
     const outcome: DriverOutcome = {
       shapes,
       memberships,
+      unread: unreadOf(memberships),
       changing: { shard, message },
       events,
       requeueAfterMs: CHANGE_REQUEUE_MS,
     };
+    if (step.kind === 'settled') return outcome;
+    if (input.hold) {
+      outcome.changing = { shard, message: `${message} (held: ${input.hold})` };
+      outcome.held = true;
+      return outcome;
+    }
     if (step.kind === 'wait' || step.kind === 'blocked') {
       if (step.kind === 'blocked' && change.lastMessage !== message)
         events.push({ type: 'Warning', reason: 'MembershipBlocked', message });
       change.lastMessage = message;
-      return outcome;
-    }
-    if (step.kind === 'settled') return outcome;
-    if (input.hold) {
-      outcome.changing = { shard, message: `${message} (held: ${input.hold})` };
       return outcome;
     }
     const failed = this.backoff.get(key);
@@ -334,6 +341,10 @@ export class MembershipDriver {
     }
     if (claims.size === 0) this.orphanedClaims.delete(key);
   }
+}
+
+function unreadOf(memberships: (ShardMembership | undefined)[]): number[] {
+  return memberships.flatMap((m, shard) => (m ? [] : [shard]));
 }
 
 function membershipOf(cluster: BankCluster, shard: number, view: MembershipView): ShardMembership {

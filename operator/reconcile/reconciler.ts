@@ -271,8 +271,9 @@ export class Reconciler {
     const out: ShardRollout[] = [];
     const leadersKnowable = ref.natsUrl !== undefined;
     for (let shard = 0; shard < cluster.spec.shards; shard++) {
-      // Pods are not replaced while a shard's membership changes (and the other way round).
-      if (membership.changing) {
+      // Pods are not replaced while a shard's membership changes (a change held for a rolling
+      // update lets it finish first).
+      if (membership.changing && !membership.held) {
         out.push({ shard, step: { kind: 'done' }, evicted: false });
         continue;
       }
@@ -514,7 +515,7 @@ export class Reconciler {
       cluster,
       shards: this.observeShards(cluster, rollouts, membership),
       foundingReplicasPerShard: membership?.shapes[0]?.foundingReplicas ?? previous.foundingReplicasPerShard,
-      ...(membership ? { membershipChange: membership.changing ?? null } : {}),
+      ...(membership ? { membershipChange: membership.changing ?? null, membershipUnread: membership.unread } : {}),
       previous,
       leadersKnowable,
       reconcileError,

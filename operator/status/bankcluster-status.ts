@@ -93,6 +93,8 @@ export interface StatusInput {
    * reconcile/membership-driver.ts.
    */
   membershipChange?: { shard: number; message: string; retrying?: string } | null;
+  /** Shards whose configuration the driver could not read (no replica answered yet). */
+  membershipUnread?: number[];
   now: string;
 }
 
@@ -266,12 +268,22 @@ export function computeStatus(input: StatusInput): BankClusterStatus {
       message: change.retrying ? `${change.message}; ${change.retrying}` : change.message,
     });
   } else if (change === null) {
-    set({
-      type: CONDITION.membershipChanging,
-      status: 'False',
-      reason: 'Settled',
-      message: `every shard has its ${desired} voters, one per pod`,
-    });
+    const unread = input.membershipUnread ?? [];
+    set(
+      unread.length === 0
+        ? {
+            type: CONDITION.membershipChanging,
+            status: 'False',
+            reason: 'Settled',
+            message: `every shard has its ${desired} voters, one per pod`,
+          }
+        : {
+            type: CONDITION.membershipChanging,
+            status: 'False',
+            reason: 'NotObserved',
+            message: `no change asked for (every shard has its ${desired} pods); no replica of shards ${unread.join(', ')} answered GetMembership yet`,
+          },
+    );
   }
   if (desired === 1) {
     set({

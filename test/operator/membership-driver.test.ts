@@ -133,6 +133,7 @@ describe('membership driver', () => {
     expect(api.changes).toEqual([]);
     expect(held.shapes).toEqual([{ foundingReplicas: 3, pods: 3, voters: 3 }]);
     expect(held.changing?.message).toBe('shard 0: add pod 3 (3/5 voters) (held: rolling update: shard 0)');
+    expect(held.held).toBe(true);
   });
 
   it('scales through the shape it returns and reads the founding size from the live StatefulSet', async () => {

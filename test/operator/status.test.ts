@@ -94,6 +94,9 @@ describe('computeStatus', () => {
     expect(retrying.foundingReplicasPerShard).toBe(3);
     const settled = computeStatus({ ...base, previous: retrying, foundingReplicasPerShard: 3, membershipChange: null });
     expect(types(settled).MembershipChanging).toBe('False/Settled');
+    const unread = computeStatus({ ...base, membershipChange: null, membershipUnread: [1] });
+    expect(types(unread).MembershipChanging).toBe('False/NotObserved');
+    expect(unread.conditions.find((c) => c.type === 'MembershipChanging')!.message).toContain('shards 1 answered');
   });
 
   it('is Pending and Progressing before any StatefulSet exists', () => {
