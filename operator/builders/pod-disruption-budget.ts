@@ -34,7 +34,8 @@ export function buildPodDisruptionBudget(
     kind: 'PodDisruptionBudget',
     metadata: ownedMetadata(cluster, names.pdb(cluster.metadata.name, shard), shardLabels(cluster, shard)),
     spec: {
-      maxUnavailable: voters - quorumSize(voters),
+      // A voter being replaced (a lost disk) is already gone: it uses up the slack.
+      maxUnavailable: Math.max(0, voters - (shapeOf(cluster, shard, shapes).deadVoters ?? 0) - quorumSize(voters)),
       selector: { matchLabels: shardSelector(cluster, shard) },
     },
   };

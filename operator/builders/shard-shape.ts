@@ -14,6 +14,11 @@ export interface ShardShape {
   pods: number;
   /** Voters of the shard's newest configuration, when known. */
   voters?: number;
+  /**
+   * Of those, voters replaced by a newer member at their pod (a lost disk being replaced): they
+   * count in every majority and can never vote again.
+   */
+  deadVoters?: number;
 }
 
 /**

@@ -153,7 +153,7 @@ export class MembershipDriver {
       shapes.push({
         foundingReplicas: founding,
         pods,
-        ...(view ? { voters: view.members.filter((m) => m.voter).length } : {}),
+        ...(view ? votersOf(view) : {}),
       });
       memberships.push(view ? membershipOf(cluster, shard, view) : undefined);
       plans.push({
@@ -341,6 +341,13 @@ export class MembershipDriver {
     }
     if (claims.size === 0) this.orphanedClaims.delete(key);
   }
+}
+
+/** Voters, and those a newer member at the same address replaced (they never vote again). */
+function votersOf(view: MembershipView): { voters: number; deadVoters?: number } {
+  const voters = view.members.filter((m) => m.voter);
+  const dead = voters.filter((v) => view.members.some((m) => m.address === v.address && m.id > v.id)).length;
+  return { voters: voters.length, ...(dead > 0 ? { deadVoters: dead } : {}) };
 }
 
 function unreadOf(memberships: (ShardMembership | undefined)[]): number[] {

@@ -393,6 +393,11 @@ describe('Services, PodDisruptionBudget, ConfigMap', () => {
     expect(buildPodDisruptionBudget(cluster({ shards: 1, replicasPerShard: 5 }), 0, grown)!.spec).toMatchObject({
       maxUnavailable: 2,
     });
+    // A lost disk being replaced: 4 voters, one of them gone for good: no slack left.
+    const replacing = [{ foundingReplicas: 3, pods: 3, voters: 4, deadVoters: 1 }];
+    expect(buildPodDisruptionBudget(cluster({ shards: 1, replicasPerShard: 3 }), 0, replacing)!.spec).toMatchObject({
+      maxUnavailable: 0,
+    });
     // Voters unknown: no more than the pods that exist may vote.
     const unknown = [{ foundingReplicas: 3, pods: 3 }];
     expect(buildPodDisruptionBudget(cluster({ shards: 1, replicasPerShard: 5 }), 0, unknown)!.spec).toMatchObject({
