@@ -50,7 +50,9 @@ export interface MembershipApi {
   close(): void;
 }
 
-const CALL_TIMEOUT_MS = 3_000;
+const READ_TIMEOUT_MS = 3_000;
+/** A change is answered once chosen: a loaded shard may take a while (a timeout is a retry after a re-read). */
+const CHANGE_TIMEOUT_MS = 20_000;
 
 function viewOf(reply: MembershipReply): MembershipView {
   return {
@@ -66,6 +68,7 @@ function unary<Req, Rep>(
   stub: object,
   method: string,
   request: Req,
+  timeoutMs = READ_TIMEOUT_MS,
 ): Promise<{ ok: true; value: Rep } | { ok: false; error: string }> {
   return new Promise((resolve) => {
     const fn = (stub as Record<string, unknown>)[method] as (
@@ -75,7 +78,7 @@ function unary<Req, Rep>(
       cb: (e: ServiceError | null, v: Rep) => void,
     ) => void;
     try {
-      fn.call(stub, request, new Metadata(), { deadline: Date.now() + CALL_TIMEOUT_MS }, (error, value) =>
+      fn.call(stub, request, new Metadata(), { deadline: Date.now() + timeoutMs }, (error, value) =>
         resolve(error ? { ok: false, error: `${error.code}: ${error.details || error.message}` } : { ok: true, value }),
       );
     } catch (error) {
@@ -192,6 +195,7 @@ export class GrpcMembershipApi implements MembershipApi {
         stubs.membership,
         'changeMembership',
         request,
+        CHANGE_TIMEOUT_MS,
       );
       if (reply.ok && reply.value.ok) return { ok: true, view: viewOf(reply.value) };
       if (reply.ok) {
