@@ -56,6 +56,8 @@ const BASE_BACKOFF_MS = 1_000;
 const MAX_BACKOFF_MS = 30_000;
 /** How soon to look again while a change runs (pod events and leader changes also wake it). */
 export const CHANGE_REQUEUE_MS = 2_000;
+/** How long a scale the cache does not show yet is taken as made (then it is made again). */
+const PENDING_SCALE_MS = 30_000;
 const FOUNDING_ARG = /^--founding-replicas=(\d+)$/;
 const LEGACY_SIZE_ARG = /^--replicas-per-shard=(\d+)$/;
 
@@ -95,6 +97,8 @@ export class MembershipDriver {
   private readonly backoff = new Map<string, Backoff>();
   /** PVCs of pods scaled away, to delete once their pod is gone: key -> names. */
   private readonly orphanedClaims = new Map<string, Set<string>>();
+  /** Scales made whose StatefulSet the cache does not show yet: key/shard -> pods, when. */
+  private readonly pendingScales = new Map<string, { pods: number; atMs: number }>();
 
   constructor(
     private readonly client: KubeClient,
@@ -108,6 +112,7 @@ export class MembershipDriver {
     this.running.delete(key);
     this.backoff.delete(key);
     this.orphanedClaims.delete(key);
+    for (const k of this.pendingScales.keys()) if (k.startsWith(`${key}/`)) this.pendingScales.delete(k);
   }
 
   close(): void {
@@ -184,7 +189,17 @@ export class MembershipDriver {
       this.backoff.delete(key);
       return { shapes, memberships, events, unread: unreadOf(memberships) };
     }
-    const { shard, step } = next;
+    const { shard } = next;
+    let { step } = next;
+    // A scale this driver made that the cache does not show yet is not made (or announced) twice.
+    const pendingKey = `${key}/${shard}`;
+    const pending = this.pendingScales.get(pendingKey);
+    if (pending && (shapes[shard]!.pods === pending.pods || this.now() - pending.atMs > PENDING_SCALE_MS))
+      this.pendingScales.delete(pendingKey);
+    else if (pending && step.kind === 'scale' && step.pods === pending.pods) {
+      shapes[shard]!.pods = pending.pods;
+      step = { kind: 'wait', message: `shard ${shard}: waiting for StatefulSet to show ${pending.pods} pods` };
+    }
     const message = 'message' in step ? step.message : '';
     let change = running;
     if (!change || change.shard !== shard) {
@@ -272,6 +287,10 @@ export class MembershipDriver {
         this.orphanedClaims.set(key, claims);
       }
       shape.pods = step.pods;
+      this.pendingScales.set(`${cluster.metadata.namespace ?? 'default'}/${cluster.metadata.name}/${shard}`, {
+        pods: step.pods,
+        atMs: this.now(),
+      });
       return { ok: true };
     }
     const addresses = this.addresses(cluster, shard, podViews, leader);

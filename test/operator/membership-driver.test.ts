@@ -156,6 +156,29 @@ describe('membership driver', () => {
     expect(foundingOfStatefulSet(undefined)).toBeUndefined();
   });
 
+  it('a scale the cache does not show yet is neither made nor announced twice, and not undone', async () => {
+    const api = new Api();
+    let now = 5_000_000;
+    // The cache keeps showing 3 pods (an informer behind the write).
+    const driver = new MembershipDriver(
+      noClient,
+      cacheWith([sts(3, ['--founding-replicas=3']), pod(0), pod(1), pod(2)]),
+      api,
+      () => now,
+    );
+    const input = { cluster: cluster(5), recordedFounding: 3, leaderAddress: () => undefined };
+    const first = await driver.run(input);
+    expect(first.events.map((e) => e.message)).toEqual([expect.stringMatching(/^shard 0: add pod 3 /)]);
+    now += 2_000;
+    const second = await driver.run(input);
+    expect(second.events).toEqual([]);
+    expect(second.shapes[0]!.pods).toBe(4);
+    expect(second.changing?.message).toBe('shard 0: waiting for StatefulSet to show 4 pods');
+    // Still not shown after 30 s: made again.
+    now += 31_000;
+    expect((await driver.run(input)).events.map((e) => e.reason)).toEqual(['MembershipStep']);
+  });
+
   it('a new cluster (no StatefulSet yet) is founded with the spec and asks no replica', async () => {
     const api = new Api();
     let reads = 0;
