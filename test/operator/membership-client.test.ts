@@ -11,8 +11,9 @@ import {
   BankService,
   MembershipService,
   type ChangeMembershipRequest,
+  MembershipReply,
+  ReplicaStatus,
   type ClusterStatusReply,
-  type MembershipReply,
 } from '../../node/gen/shardbank/v1/bank.js';
 import { createCa, issueLeafCertificate } from '../../node/security/x509.js';
 import { sanUris } from '../../node/security/identity.js';
@@ -44,8 +45,9 @@ interface Scripted {
 const LEADER = 1;
 const replicas: Scripted[] = [];
 
+// fromPartial: the generated messages grow fields (the replica side adds some); defaults for those.
 function membershipReply(over: Partial<MembershipReply> = {}): MembershipReply {
-  return {
+  return MembershipReply.fromPartial({
     ok: true,
     error: '',
     leaderId: LEADER,
@@ -57,7 +59,7 @@ function membershipReply(over: Partial<MembershipReply> = {}): MembershipReply {
     commitIndex: 10,
     proposedSlot: 0,
     ...over,
-  };
+  });
 }
 
 async function startReplica(ordinal: number): Promise<Scripted> {
@@ -100,23 +102,24 @@ async function startReplica(ordinal: number): Promise<Scripted> {
     getBalance: unimplemented,
     clusterStatus: (call: ServerUnaryCall<unknown, ClusterStatusReply>, cb: sendUnaryData<ClusterStatusReply>) => {
       record('clusterStatus', call);
-      const replica = (o: number, voting: string, memberRole: string) => ({
-        shard: 0,
-        ordinal: o,
-        role: 'follower',
-        ready: voting === 'voter',
-        address: address(o),
-        commitIndex: 0,
-        appliedIndex: 0,
-        ballot: { round: 0, ordinal: 0 },
-        leaderOrdinal: LEADER,
-        inflightTransactions: 0,
-        pid: 1,
-        snapshotIndex: 0,
-        shardTotal: 0,
-        voting,
-        memberRole,
-      });
+      const replica = (o: number, voting: string, memberRole: string) =>
+        ReplicaStatus.fromPartial({
+          shard: 0,
+          ordinal: o,
+          role: 'follower',
+          ready: voting === 'voter',
+          address: address(o),
+          commitIndex: 0,
+          appliedIndex: 0,
+          ballot: { round: 0, ordinal: 0 },
+          leaderOrdinal: LEADER,
+          inflightTransactions: 0,
+          pid: 1,
+          snapshotIndex: 0,
+          shardTotal: 0,
+          voting,
+          memberRole,
+        });
       cb(null, {
         cluster: 'demo',
         shards: [
