@@ -13,7 +13,7 @@ import { NatsLeaderDirectory, type LeaderDirectory } from './leaders/leader-dire
 import { EventRecorder } from './observability/event-recorder.js';
 import { startHttpServer } from './observability/http-server.js';
 import { OperatorMetrics } from './observability/metrics.js';
-import { Reconciler } from './reconcile/reconciler.js';
+import { Reconciler, type ReconcilerDeps } from './reconcile/reconciler.js';
 
 export interface OperatorOptions {
   kubeConfig: KubeConfig;
@@ -41,6 +41,8 @@ export interface OperatorOptions {
   retryPeriodMs?: number;
   notReadyRequeueMs?: number;
   informer?: InformerOptions;
+  /** How the membership driver reaches replicas (tests give a scripted one; default gRPC). */
+  membership?: ReconcilerDeps['membership'];
   /** Exit the process (code 1) when the Lease is lost, so the Deployment restarts it clean. */
   exitOnLostLease?: boolean;
   /** Replaces the NATS leader directory (tests). */
@@ -50,6 +52,7 @@ export interface OperatorOptions {
 export class Operator {
   private controller: Controller | undefined;
   private leaders: LeaderDirectory | undefined;
+  private reconciler: Reconciler | undefined;
   private http: { port: number; close(): Promise<void> } | undefined;
   private stopping = false;
   readonly metrics = new OperatorMetrics();
@@ -123,24 +126,24 @@ export class Operator {
     this.controller = controller;
     this.leaders = this.options.leaders ?? new NatsLeaderDirectory((ns, name) => controller.enqueue(ns, name), logger);
     const events = new EventRecorder(this.client, FIELD_MANAGER, this.identity, logger);
-    controller.setReconciler(
-      new Reconciler({
-        client: this.client,
-        cache: controller,
-        leaders: this.leaders,
-        events,
-        metrics: this.metrics,
-        logger,
-        build: {
-          natsImage: this.options.natsImage,
-          monitoringNamespace: this.options.monitoringNamespace,
-          operatorNamespace: this.options.leaseNamespace,
-        },
-        ...(this.options.natsFilesDir ? { natsFilesDir: this.options.natsFilesDir } : {}),
-        certificates: { leafLifetimeMs: this.options.certificateLifetimeMs },
-        notReadyRequeueMs: this.options.notReadyRequeueMs,
-      }),
-    );
+    this.reconciler = new Reconciler({
+      client: this.client,
+      cache: controller,
+      leaders: this.leaders,
+      events,
+      metrics: this.metrics,
+      logger,
+      build: {
+        natsImage: this.options.natsImage,
+        monitoringNamespace: this.options.monitoringNamespace,
+        operatorNamespace: this.options.leaseNamespace,
+      },
+      ...(this.options.natsFilesDir ? { natsFilesDir: this.options.natsFilesDir } : {}),
+      certificates: { leafLifetimeMs: this.options.certificateLifetimeMs },
+      notReadyRequeueMs: this.options.notReadyRequeueMs,
+      ...(this.options.membership ? { membership: this.options.membership } : {}),
+    });
+    controller.setReconciler(this.reconciler);
     await controller.start();
     this.logger.info('caches synced; reconciling');
   }
@@ -155,6 +158,7 @@ export class Operator {
     await this.controller?.stop();
     await this.elector.stop();
     await this.leaders?.close();
+    this.reconciler?.close();
     await this.http?.close();
     this.logger.info('operator stopped');
     if (exitCode !== undefined && this.options.exitOnLostLease) process.exit(exitCode);

@@ -120,9 +120,7 @@ export const DEFAULT_SPEC: BankClusterSpec = {
  * from these), so `kubectl apply` and `shardbank up -f` say the same thing.
  */
 export const RULE_MESSAGES = {
-  replicasPerShardOdd: 'must be odd (1, 3, 5 or 7)',
-  replicasPerShardImmutable:
-    'is immutable until online membership change exists: replicas refuse a changed topology (create a new BankCluster to change it)',
+  replicasPerShardOdd: 'must be odd (1, 3, 5 or 7; 1 for development only)',
   shardsImmutable: 'is immutable: resharding a running cluster is not supported',
   itemsPerShardImmutable: 'is immutable: it decides which shard owns each item',
   initialBalanceImmutable: 'is immutable: it defines the money the cluster holds',
@@ -497,14 +495,15 @@ function buildNats(raw: unknown, errors: ManifestError[]): NatsSpec {
   return nats;
 }
 
-/** Changes the running system cannot make safely (mirrored by CEL rules in the CRD). */
+/**
+ * Changes the running system cannot make safely (mirrored by CEL rules in the CRD).
+ * spec.replicasPerShard is not one of them: a change is an online membership change, one
+ * voter at a time (docs/ARCHITECTURE.md, "Membership"; the operator's membership driver).
+ */
 export function validateBankClusterUpdate(previous: BankClusterSpec, next: BankClusterSpec): ManifestError[] {
   const errors: ManifestError[] = [];
   if (previous.shards !== next.shards) {
     errors.push(new ManifestError('spec.shards', RULE_MESSAGES.shardsImmutable));
-  }
-  if (previous.replicasPerShard !== next.replicasPerShard) {
-    errors.push(new ManifestError('spec.replicasPerShard', RULE_MESSAGES.replicasPerShardImmutable));
   }
   if (previous.itemsPerShard !== next.itemsPerShard) {
     errors.push(new ManifestError('spec.itemsPerShard', RULE_MESSAGES.itemsPerShardImmutable));

@@ -941,8 +941,13 @@ export class PaxosCore {
       // The candidate lacks chosen slots this replica already compacted: it must catch up first.
       // Said only by a replica that may lead (and so bring it the snapshot): a learner's or a
       // removed member's "behind" would end every candidacy while it never campaigns itself
-      // (reconfig seed 238); without its promise the candidate can still win with the others.
+      // (reconfig seed 238). It hands the candidate its snapshot instead, under the candidate's
+      // own ballot: a chosen prefix is a fact anyone may pass on, and it can be the only copy
+      // left. In reconfig seeds 1688, 1758 and 1903 a voter of the old configuration that was
+      // removed held the only snapshot past slots the two survivors of the new one had not
+      // learned (its last member's disk was lost): its silence left the shard without a leader.
       if (this.mayStandForElection) this.sendReject(from, ballot, true);
+      else this.sendNow(from, ballot, { $case: 'installSnapshot', installSnapshot: { ...this.snapshot } });
       return;
     }
     this.raisePromise(ballot);
@@ -1041,22 +1046,40 @@ export class PaxosCore {
       this.sendReject(from, ballot, false);
       return;
     }
+    if (
+      this.roleValue === 'candidate' &&
+      ballotEquals(ballot, this.promised) &&
+      ballot.ordinal === this.config.ordinal
+    ) {
+      // An answer to our own Prepare from a member that may not lead (see onPrepare): take the
+      // chosen prefix and campaign again from its end, under the configuration in force there.
+      if (index <= this.commitIndexValue) return;
+      this.adoptSnapshot({ index, data });
+      if (this.mayStandForElection) this.startElection(this.electionForce);
+      else this.becomeFollower(-1, ballot);
+      return;
+    }
     this.raisePromise(ballot);
     if (this.roleValue !== 'follower' || this.leaderOrdinalValue !== from) this.becomeFollower(from, ballot);
     this.electionElapsed = 0;
     this.lastLeaderContactTick = this.tickNow;
     if (index <= this.commitIndexValue) return;
-    this.snapshot = { index, data };
-    for (const slot of [...this.log.keys()]) if (slot <= index) this.log.delete(slot);
-    this.entriesToPersist = this.entriesToPersist.filter((e) => e.slot > index);
-    this.commitIndexValue = index;
-    this.appliedIndexValue = index;
-    this.snapshotToPersist = this.snapshot;
-    this.snapshotToApply = this.adoptSnapshotConfiguration(this.snapshot);
+    this.adoptSnapshot({ index, data });
     this.sendNow(from, ballot, {
       $case: 'accepted',
       accepted: { slots: [], commitIndex: index, readSeq: 0, nonVoting: this.votingStateValue !== 'voter' },
     });
+  }
+
+  /** Replaces the log up to `snapshot.index` with the chosen prefix it stands for. */
+  private adoptSnapshot(snapshot: Snapshot): void {
+    this.snapshot = snapshot;
+    for (const slot of [...this.log.keys()]) if (slot <= snapshot.index) this.log.delete(slot);
+    this.entriesToPersist = this.entriesToPersist.filter((e) => e.slot > snapshot.index);
+    this.commitIndexValue = snapshot.index;
+    this.appliedIndexValue = snapshot.index;
+    this.snapshotToPersist = this.snapshot;
+    this.snapshotToApply = this.adoptSnapshotConfiguration(this.snapshot);
   }
 
   private raisePromise(ballot: Ballot): void {

@@ -144,7 +144,13 @@ export function parseReplicaConfig(argv: string[], env: NodeJS.ProcessEnv): Repl
       ? int('ordinal', undefined, 0, REPLICA_SLOTS_MAX - 1)
       : ordinalFromPodName(env.POD_NAME);
   const grpcPort = int('grpc-port', 50051, 1, 65535);
-  const peers = parsePeers(get('peers'), get('peer-address-template'), { cluster, namespace, topology, grpcPort });
+  const peers = parsePeers(get('peers'), get('peer-address-template'), {
+    cluster,
+    namespace,
+    topology,
+    grpcPort,
+    self: { shard, ordinal },
+  });
   // The own shard's peer list may be longer than --replicas-per-shard while a change runs
   // (a member being removed still has its slot), never shorter than the slot.
   if (ordinal >= peers[shard]!.length)
@@ -234,7 +240,13 @@ function ordinalFromPodName(podName: string | undefined): number {
 function parsePeers(
   list: string | undefined,
   template: string | undefined,
-  context: { cluster: string; namespace: string; topology: Topology; grpcPort: number },
+  context: {
+    cluster: string;
+    namespace: string;
+    topology: Topology;
+    grpcPort: number;
+    self: { shard: number; ordinal: number };
+  },
 ): string[][] {
   const { topology } = context;
   if (list) {
@@ -259,7 +271,13 @@ function parsePeers(
     const result: string[][] = [];
     for (let shard = 0; shard < topology.shards; shard += 1) {
       const group: string[] = [];
-      for (let ordinal = 0; ordinal < topology.replicasPerShard; ordinal += 1) {
+      // A pod added beyond the founding size (a membership change) is in its own shard's list;
+      // the peers it learns of later come from the configuration (docs/ARCHITECTURE.md, "Membership").
+      const slots =
+        shard === context.self.shard
+          ? Math.max(topology.replicasPerShard, context.self.ordinal + 1)
+          : topology.replicasPerShard;
+      for (let ordinal = 0; ordinal < slots; ordinal += 1) {
         group.push(
           template
             .replaceAll('{cluster}', context.cluster)

@@ -4,7 +4,9 @@
 // /metrics, /status) from the same pods and from the monitoring namespace. The kubelet's
 // probes come from the node, which NetworkPolicy implementations let through. Which replica a
 // peer is, and which client, is decided by certificates: the policy only keeps everything
-// else off the port (and the handshakes it would cost).
+// else off the port (and the handshakes it would cost). The gRPC port also admits the
+// operator's namespace: its membership driver calls the replicas' Membership service (with
+// an `admin` client certificate it issues itself).
 import type { V1LabelSelector, V1ObjectMeta } from '@kubernetes/client-node';
 import { names, type BankCluster } from '../../node/cluster/bankcluster.js';
 import { LABEL_CLIENT, LABEL_COMPONENT } from './certificates.js';
@@ -31,6 +33,8 @@ export interface NetworkPolicy {
 export interface NetworkPolicyOptions {
   /** Namespace allowed to reach the HTTP port (Prometheus); none when undefined. */
   monitoringNamespace?: string;
+  /** The operator's namespace: allowed on the gRPC port (membership changes); none when undefined. */
+  operatorNamespace?: string;
 }
 
 /** The label selector of a cluster's replica pods (what the policy protects). */
@@ -56,7 +60,16 @@ export function buildNetworkPolicy(cluster: BankCluster, options: NetworkPolicyO
       podSelector: { matchLabels: replicaPodSelector(cluster) },
       policyTypes: ['Ingress'],
       ingress: [
-        { from: [replicas, clients], ports: [{ protocol: 'TCP', port: GRPC_PORT }] },
+        {
+          from: [
+            replicas,
+            clients,
+            ...(options.operatorNamespace
+              ? [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': options.operatorNamespace } } }]
+              : []),
+          ],
+          ports: [{ protocol: 'TCP', port: GRPC_PORT }],
+        },
         { from: [replicas, clients, ...monitoring], ports: [{ protocol: 'TCP', port: HTTP_PORT }] },
       ],
     },

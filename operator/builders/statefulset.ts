@@ -1,12 +1,16 @@
 // Desired StatefulSet of one shard: stable pod identity `<cluster>-s<shard>-<ordinal>`,
 // one PVC per replica, probes on the replica's HTTP port, replicas spread across nodes
-// and zones, and the replica flags of docs/CONTRACTS.md. A pure function of the spec.
+// and zones, and the replica flags of docs/CONTRACTS.md. A pure function of the spec and the
+// shard's shape (builders/shard-shape.ts). The pod template does not depend on the shard's
+// current size (spec.replicasPerShard): a change of size is an online membership change
+// (reconcile/membership-driver.ts) that only moves spec.replicas, so no pod restarts.
 import type { V1Container, V1PodSpec, V1StatefulSet, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { names, type BankCluster } from '../../node/cluster/bankcluster.js';
 import { SECRET_KEYS, TLS_DIGEST_ANNOTATION } from './certificates.js';
 import { namespaceOf, ownedMetadata, shardLabels, shardSelector } from './labels.js';
 import { REPLICA_NATS_DIR, replicaNatsArgs, replicaNatsVolume } from './nats.js';
 import { DATA_DIR, DATA_VOLUME, GRPC_PORT, HTTP_PORT, PEER_ADDRESS_TEMPLATE } from './ports.js';
+import { POD_SLOTS, shapeOf, type ShardShape } from './shard-shape.js';
 
 export interface BuildOptions {
   /**
@@ -24,6 +28,11 @@ export interface BuildOptions {
   monitoringNamespace?: string;
   /** The operator's own namespace: its leader watch may reach the managed NATS. */
   operatorNamespace?: string;
+  /**
+   * Per shard, its founding size and current pod count (reconcile/membership-driver.ts);
+   * undefined for a shard: one being created now, founded with spec.replicasPerShard.
+   */
+  shapes?: ShardShape[];
 }
 
 /** Each replica's files are under `<TLS_DIR>/<pod name>/` (see tlsVolume). */
@@ -33,13 +42,17 @@ export const TERMINATION_GRACE_SECONDS = 60;
 
 export function replicaArgs(cluster: BankCluster, shard: number, options: BuildOptions = {}): string[] {
   const s = cluster.spec;
+  const founding = shapeOf(cluster, shard, options.shapes).foundingReplicas;
   const args = [
     `--cluster=${cluster.metadata.name}`,
     `--namespace=${namespaceOf(cluster)}`,
     `--incarnation=${cluster.metadata.uid ?? ''}`,
     `--shard=${shard}`,
     `--shards=${s.shards}`,
-    `--replicas-per-shard=${s.replicasPerShard}`,
+    // The founding size, never the current one: it fixes the shard's initial configuration
+    // (members 0..n-1) forever; members added since are in the configuration itself.
+    `--replicas-per-shard=${founding}`,
+    `--founding-replicas=${founding}`,
     `--items-per-shard=${s.itemsPerShard}`,
     `--initial-balance=${s.initialBalance}`,
     `--max-transfer-amount=${s.maxTransferAmount}`,
@@ -110,6 +123,9 @@ function container(cluster: BankCluster, shard: number, options: BuildOptions): 
 /**
  * A StatefulSet cannot mount a different Secret in each pod, so every pod of a shard mounts
  * all of its shard's replica Secrets, each under `<pod name>/`, and picks its own by name.
+ * It lists every pod slot a configuration can use (POD_SLOTS), each optional: the operator
+ * issues a slot's certificate before it adds that pod, and the template stays the same
+ * whatever the shard's size.
  * A replica can therefore read its shard siblings' keys; that widens nothing, because a
  * replica key already has full power over its shard (docs/SECURITY.md), and no pod sees
  * another shard's keys or the CA key.
@@ -121,11 +137,12 @@ export function tlsVolume(cluster: BankCluster, shard: number): V1Volume {
     projected: {
       // Owner and fsGroup read (the replica runs as RUN_AS_USER with fsGroup RUN_AS_USER).
       defaultMode: 0o440,
-      sources: Array.from({ length: cluster.spec.replicasPerShard }, (_, ordinal) => {
+      sources: Array.from({ length: POD_SLOTS }, (_, ordinal) => {
         const pod = names.pod(cluster.metadata.name, shard, ordinal);
         return {
           secret: {
             name: names.replicaTlsSecret(cluster.metadata.name, shard, ordinal, prefix),
+            optional: true,
             items: [SECRET_KEYS.ca, SECRET_KEYS.cert, SECRET_KEYS.key].map((key) => ({ key, path: `${pod}/${key}` })),
           },
         };
@@ -180,7 +197,8 @@ export function buildStatefulSet(cluster: BankCluster, shard: number, options: B
     metadata: ownedMetadata(cluster, name, labels),
     spec: {
       serviceName: names.headlessService(cluster.metadata.name, shard),
-      replicas: cluster.spec.replicasPerShard,
+      // The membership driver's pod count (one pod at a time during a change of size).
+      replicas: shapeOf(cluster, shard, options.shapes).pods,
       // Paxos needs a majority up before any replica is ready: start them all at once.
       podManagementPolicy: 'Parallel',
       // The operator rolls pods itself, followers first and the leader last

@@ -4,8 +4,10 @@ import { names, topologyOf, type BankCluster } from '../../node/cluster/bankclus
 import { shardItemRange } from '../../node/cluster/topology.js';
 import { clusterLabels, namespaceOf, ownedMetadata } from './labels.js';
 import { GRPC_PORT } from './ports.js';
+import { shapeOf, type ShardShape } from './shard-shape.js';
 
-export function buildTopologyConfigMap(cluster: BankCluster): V1ConfigMap {
+/** `shapes`: each shard's current pods (the replicas listed); default spec.replicasPerShard. */
+export function buildTopologyConfigMap(cluster: BankCluster, shapes?: readonly ShardShape[]): V1ConfigMap {
   const name = cluster.metadata.name;
   const namespace = namespaceOf(cluster);
   const topology = topologyOf(cluster.spec);
@@ -17,7 +19,7 @@ export function buildTopologyConfigMap(cluster: BankCluster): V1ConfigMap {
       items: [first, last],
       statefulSet: names.statefulSet(name, shard),
       replicas: Array.from(
-        { length: cluster.spec.replicasPerShard },
+        { length: shapeOf(cluster, shard, shapes).pods },
         (_, ordinal) => `${names.pod(name, shard, ordinal)}.${service}.${namespace}.svc:${GRPC_PORT}`,
       ),
     };

@@ -89,11 +89,8 @@ function specSchema(): Schema {
       }),
       replicasPerShard: integer(1, LIMITS.replicasPerShardMax, d.replicasPerShard, {
         description:
-          'Replicas per shard: 1 (development only), 3, 5 or 7. Immutable (no online membership change yet).',
-        'x-kubernetes-validations': [
-          { rule: 'self % 2 == 1', message: RULE_MESSAGES.replicasPerShardOdd },
-          ...immutable(RULE_MESSAGES.replicasPerShardImmutable),
-        ],
+          'Replicas (voters) per shard: 1 (development only), 3, 5 or 7. A change is made online, one voter at a time: the operator adds a pod, lets it catch up as a learner and promotes it, or demotes and removes the member on the highest pod before removing that pod (condition MembershipChanging).',
+        'x-kubernetes-validations': [{ rule: 'self % 2 == 1', message: RULE_MESSAGES.replicasPerShardOdd }],
       }),
       itemsPerShard: integer(1, LIMITS.itemsPerShardMax, d.itemsPerShard, {
         description: 'Accounts per shard. Immutable.',

@@ -34,6 +34,21 @@ const shardStatus: Schema = {
         },
       },
     },
+    voters: {
+      type: 'array',
+      items: { type: 'integer' },
+      description: 'member ids of the newest chosen configuration that vote',
+    },
+    learners: {
+      type: 'array',
+      items: { type: 'integer' },
+      description: 'member ids that receive the log and do not vote (catching up before promotion)',
+    },
+    members: {
+      type: 'array',
+      items: { type: 'string' },
+      description: 'each member as <id>:<pod> (a replaced member has a new id on its old pod)',
+    },
   },
 };
 
@@ -47,6 +62,11 @@ export function statusSchema(): Schema {
       leaders: { type: 'string', description: 'shards with a known leader / shards, for kubectl get' },
       readyReplicas: { type: 'integer' },
       incarnation: { type: 'string' },
+      foundingReplicasPerShard: {
+        type: 'integer',
+        description:
+          'spec.replicasPerShard when the cluster was created: the founding members (ids 0..n-1) of every shard; never changes',
+      },
       conditions: {
         type: 'array',
         items: condition,

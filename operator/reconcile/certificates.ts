@@ -16,6 +16,12 @@
 // a new certificate rolls the shard's pods (followers first, the leader last), which is how
 // a replica picks up a renewed file (it reads them at start; the operator has no way, and no
 // right, to signal a process in a pod).
+//
+// Pod slots (issue 19): a shard has a certificate for every pod it has or is about to get
+// (max of its pods and spec.replicasPerShard), so the membership driver can add a pod at
+// once. The digest covers the founding slots only, so adding a slot's certificate rolls no
+// pod; a slot beyond them is issued with slot 0's validity window, so it is renewed in the
+// same reconcile as slot 0, whose renewal changes the digest and rolls every pod.
 import { X509Certificate } from 'node:crypto';
 import { names, type BankCluster } from '../../node/cluster/bankcluster.js';
 import { createCa, issueLeafCertificate } from '../../node/security/x509.js';
@@ -44,6 +50,13 @@ import type { KubeClient } from '../kube/kube-client.js';
 import type { KubeObject } from '../kube/kube-object.js';
 import { RESOURCES } from '../kube/resources.js';
 import { ownedBy, type ObjectCache } from './object-cache.js';
+import { shapeOf, type ShardShape } from '../builders/shard-shape.js';
+
+/** Pod slots of a shard that need a certificate: its pods, and those a change of size adds. */
+export function certificateSlots(cluster: BankCluster, shard: number, shapes?: readonly ShardShape[]): number {
+  const shape = shapeOf(cluster, shard, shapes);
+  return Math.max(shape.pods, shape.foundingReplicas, cluster.spec.replicasPerShard);
+}
 
 export interface CertificateOptions {
   /** Lifetime of the leaves the operator issues (default 90 days). */
@@ -70,6 +83,26 @@ export interface CertificateOutcome {
   recheckAtMs: number;
   /** The managed NATS's server certificate (its CA and leaf), when one was asked for and is usable. */
   natsTls?: { ca: string; cert: string };
+  /**
+   * The operator's own `admin` client identity for this cluster (membership changes): issued in
+   * memory from the operator's CA, or with spec.tls read from Secret `<prefix>-admin`.
+   */
+  admin?: { ca: string; cert: string; key: string };
+  /** Why there is no admin identity (spec.tls without its Secret, or that Secret unusable). */
+  adminProblem?: string;
+}
+
+/** The operator's admin identity's name (SAN URI shardbank://<ns>/<cluster>/client/admin/operator). */
+export const ADMIN_CLIENT_NAME = 'operator';
+const ADMIN_LIFETIME_MS = 86_400_000;
+
+export function adminUri(cluster: BankCluster): string {
+  return `shardbank://${namespaceOf(cluster)}/${cluster.metadata.name}/client/admin/${ADMIN_CLIENT_NAME}`;
+}
+
+/** With spec.tls: the Secret holding the operator's admin certificate. */
+export function adminSecretName(prefix: string): string {
+  return `${prefix}-admin`;
 }
 
 /** What the NATS step (operator/reconcile/nats.ts) needs from the certificate step. */
@@ -91,6 +124,8 @@ type Files = Record<string, string>;
 export class Certificates {
   /** The resourceVersion of what this process wrote last, by namespace/name. */
   private readonly written = new Map<string, string>();
+  /** Per namespace/name: the admin identity issued in memory, and when to issue the next. */
+  private readonly admins = new Map<string, { ca: string; cert: string; key: string; renewAtMs: number }>();
 
   constructor(
     private readonly client: KubeClient,
@@ -105,12 +140,31 @@ export class Certificates {
   async ensure(
     cluster: BankCluster,
     nats: NatsCertificateRequest = { serverCertificate: false },
+    shapes?: readonly ShardShape[],
   ): Promise<CertificateOutcome> {
-    return cluster.spec.tls ? this.checkUserSecrets(cluster, nats) : this.issue(cluster, nats);
+    return cluster.spec.tls ? this.checkUserSecrets(cluster, nats, shapes) : this.issue(cluster, nats, shapes);
   }
 
   forget(namespace: string, name: string): void {
     for (const key of this.written.keys()) if (key.startsWith(`${namespace}/${name}-`)) this.written.delete(key);
+    this.admins.delete(`${namespace}/${name}`);
+  }
+
+  /** The operator's admin client certificate, kept in memory (never in a Secret) and renewed daily. */
+  private adminFrom(cluster: BankCluster, ca: { certPem: string; keyPem: string }, nowMs: number) {
+    const key = `${namespaceOf(cluster)}/${cluster.metadata.name}`;
+    const known = this.admins.get(key);
+    if (known && known.ca === ca.certPem && known.renewAtMs > nowMs) return known;
+    const leaf = issueLeafCertificate(ca, {
+      commonName: `${cluster.metadata.name} operator (admin)`,
+      subjectAltNames: { uris: [adminUri(cluster)], dnsNames: [], ips: [] },
+      server: false,
+      lifetimeMs: ADMIN_LIFETIME_MS,
+      now: new Date(nowMs),
+    });
+    const admin = { ca: ca.certPem, cert: leaf.certPem, key: leaf.keyPem, renewAtMs: nowMs + ADMIN_LIFETIME_MS / 2 };
+    this.admins.set(key, admin);
+    return admin;
   }
 
   /**
@@ -149,7 +203,11 @@ export class Certificates {
     this.written.set(`${secret.metadata.namespace}/${secret.metadata.name}`, result.metadata.resourceVersion ?? '');
   }
 
-  private async issue(cluster: BankCluster, nats: NatsCertificateRequest): Promise<CertificateOutcome> {
+  private async issue(
+    cluster: BankCluster,
+    nats: NatsCertificateRequest,
+    shapes?: readonly ShardShape[],
+  ): Promise<CertificateOutcome> {
     const nowMs = this.now();
     const lifetimeMs = this.options.leafLifetimeMs ?? DEFAULT_LEAF_LIFETIME_MS;
     const issued: string[] = [];
@@ -164,11 +222,15 @@ export class Certificates {
       commonName: string,
       server: boolean,
       extra: Files = {},
+      validity?: { notBefore: Date; notAfter: Date },
     ): Promise<Files> => {
       const files = await this.read(cluster, name, true);
       const check = files ? checkLeaf(files, trust.trust, expected, nowMs) : undefined;
       // The CA file in the Secret must be the current CA too (a re-made CA re-issues everything).
-      if (files && check?.ok && check.renewAtMs > nowMs && files[SECRET_KEYS.ca] === ca.certPem) {
+      // A slot beyond the founding ones keeps slot 0's window (a slot 0 re-issued early, e.g.
+      // after its Secret was deleted, re-issues it in the same reconcile).
+      const aligned = !validity || (check?.ok === true && check.notBeforeMs === validity.notBefore.getTime());
+      if (files && check?.ok && aligned && check.renewAtMs > nowMs && files[SECRET_KEYS.ca] === ca.certPem) {
         recheckAtMs = Math.min(recheckAtMs, check.renewAtMs);
         // The same certificate, other extra files (a client's NATS credentials): rewrite them.
         if (Object.entries(extra).some(([key, value]) => files[key] !== value)) {
@@ -189,6 +251,7 @@ export class Certificates {
         server,
         lifetimeMs,
         now: new Date(nowMs),
+        ...(validity ? { validity } : {}),
       });
       const written = {
         ...extra,
@@ -199,13 +262,22 @@ export class Certificates {
       await this.write(make({ ca: ca.certPem, cert: leaf.certPem, key: leaf.keyPem }));
       issued.push(name);
       // notBefore is a minute early (clock skew): renew at two thirds from there.
-      recheckAtMs = Math.min(recheckAtMs, nowMs - 60_000 + Math.floor((lifetimeMs + 60_000) * (2 / 3)));
+      const renewAtMs = validity
+        ? validity.notBefore.getTime() +
+          Math.floor((validity.notAfter.getTime() - validity.notBefore.getTime()) * (2 / 3))
+        : nowMs - 60_000 + Math.floor((lifetimeMs + 60_000) * (2 / 3));
+      recheckAtMs = Math.min(recheckAtMs, renewAtMs);
       return written;
     };
     const digests: string[] = [];
     for (let shard = 0; shard < cluster.spec.shards; shard++) {
       const shardFiles: Files[] = [];
-      for (let ordinal = 0; ordinal < cluster.spec.replicasPerShard; ordinal++) {
+      const founding = shapeOf(cluster, shard, shapes).foundingReplicas;
+      const slots = certificateSlots(cluster, shard, shapes);
+      for (let ordinal = 0; ordinal < slots; ordinal++) {
+        // Slot 0 comes first: a later slot takes its (current) validity window.
+        const first = shardFiles[0]?.[SECRET_KEYS.cert];
+        const window = ordinal >= founding && first ? new X509Certificate(first) : undefined;
         shardFiles.push(
           await ensureLeaf(
             names.replicaTlsSecret(cluster.metadata.name, shard, ordinal),
@@ -213,10 +285,12 @@ export class Certificates {
             (files) => buildReplicaSecret(cluster, shard, ordinal, files) as KubeObject,
             `${cluster.metadata.name} shard ${shard} replica ${ordinal}`,
             true,
+            {},
+            window ? { notBefore: new Date(window.validFrom), notAfter: new Date(window.validTo) } : undefined,
           ),
         );
       }
-      digests.push(tlsDigest(shardFiles));
+      digests.push(tlsDigest(shardFiles.slice(0, founding)));
     }
     let natsTls: CertificateOutcome['natsTls'];
     if (nats.serverCertificate) {
@@ -242,6 +316,7 @@ export class Certificates {
       );
     }
     const deleted = await this.deleteStaleClientSecrets(cluster);
+    const admin = this.adminFrom(cluster, ca, nowMs);
     return {
       ready: true,
       source: 'operator',
@@ -249,8 +324,10 @@ export class Certificates {
       digests,
       issued,
       deleted,
+      // The admin identity needs no requeue: it is re-issued by the reconcile that uses it.
       recheckAtMs,
       ...(natsTls ? { natsTls } : {}),
+      admin: { ca: admin.ca, cert: admin.cert, key: admin.key },
     };
   }
 
@@ -297,31 +374,35 @@ export class Certificates {
     return deleted;
   }
 
-  private async checkUserSecrets(cluster: BankCluster, nats: NatsCertificateRequest): Promise<CertificateOutcome> {
+  private async checkUserSecrets(
+    cluster: BankCluster,
+    nats: NatsCertificateRequest,
+    shapes?: readonly ShardShape[],
+  ): Promise<CertificateOutcome> {
     const nowMs = this.now();
     const prefix = cluster.spec.tls!.secretNamePrefix;
     const problems: string[] = [];
-    const replicas: { name: string; shard: number; files?: Files; trust?: X509Certificate[] }[] = [];
+    const replicas: { name: string; shard: number; ordinal: number; files?: Files; trust?: X509Certificate[] }[] = [];
     let recheckAtMs = nowMs + (this.options.userSecretRecheckMs ?? USER_RECHECK_MS);
     for (let shard = 0; shard < cluster.spec.shards; shard++) {
-      for (let ordinal = 0; ordinal < cluster.spec.replicasPerShard; ordinal++) {
+      for (let ordinal = 0; ordinal < certificateSlots(cluster, shard, shapes); ordinal++) {
         const name = names.replicaTlsSecret(cluster.metadata.name, shard, ordinal, prefix);
         const files = await this.read(cluster, name, false);
         if (!files) {
           problems.push(`Secret ${name} (replica ${shard}/${ordinal}) not found`);
-          replicas.push({ name, shard });
+          replicas.push({ name, shard, ordinal });
           continue;
         }
         const trust = trustOf(files[SECRET_KEYS.ca]);
         if ('problem' in trust) {
           problems.push(`Secret ${name} ${trust.problem}`);
-          replicas.push({ name, shard, files });
+          replicas.push({ name, shard, ordinal, files });
           continue;
         }
         const check = checkLeaf(files, trust.trust, { uri: replicaUri(cluster, shard, ordinal) }, nowMs);
         if (!check.ok) problems.push(`Secret ${name} ${check.problem}`);
         else recheckAtMs = Math.min(recheckAtMs, check.notAfterMs);
-        replicas.push({ name, shard, files, trust: trust.trust });
+        replicas.push({ name, shard, ordinal, files, trust: trust.trust });
       }
     }
     // Peers verify each other with their own ca.crt: every replica's CA file must trust
@@ -358,8 +439,30 @@ export class Certificates {
         }
       }
     }
+    // The operator's admin identity, from the same issuer (optional: only membership changes need it).
+    let admin: CertificateOutcome['admin'];
+    let adminProblem: string | undefined;
+    {
+      const name = adminSecretName(prefix);
+      const files = await this.read(cluster, name, false);
+      const trust = files ? trustOf(files[SECRET_KEYS.ca]) : undefined;
+      if (!files) adminProblem = `Secret ${name} (the operator's admin identity, ${adminUri(cluster)}) not found`;
+      else if (trust && 'problem' in trust) adminProblem = `Secret ${name} ${trust.problem}`;
+      else {
+        const check = checkLeaf(files, trust!.trust, { uri: adminUri(cluster) }, nowMs);
+        if (!check.ok) adminProblem = `Secret ${name} ${check.problem}`;
+        else {
+          recheckAtMs = Math.min(recheckAtMs, check.notAfterMs);
+          admin = { ca: files[SECRET_KEYS.ca]!, cert: files[SECRET_KEYS.cert]!, key: files[SECRET_KEYS.key]! };
+        }
+      }
+    }
     const digests = Array.from({ length: cluster.spec.shards }, (_, shard) =>
-      tlsDigest(replicas.filter((r) => r.shard === shard).map((r) => r.files ?? {})),
+      tlsDigest(
+        replicas
+          .filter((r) => r.shard === shard && r.ordinal < shapeOf(cluster, shard, shapes).foundingReplicas)
+          .map((r) => r.files ?? {}),
+      ),
     );
     return {
       ready: problems.length === 0,
@@ -370,6 +473,8 @@ export class Certificates {
       deleted: [],
       recheckAtMs,
       ...(natsTls ? { natsTls } : {}),
+      ...(admin ? { admin } : {}),
+      ...(adminProblem ? { adminProblem } : {}),
     };
   }
 }

@@ -41,7 +41,7 @@ export function desiredObjects(
 ): DesiredObject[] {
   const out: DesiredObject[] = [
     { resource: RESOURCES.networkPolicy, object: buildNetworkPolicy(cluster, options) as unknown as KubeObject },
-    { resource: RESOURCES.configMap, object: buildTopologyConfigMap(cluster) as KubeObject },
+    { resource: RESOURCES.configMap, object: buildTopologyConfigMap(cluster, options.shapes) as KubeObject },
     { resource: RESOURCES.service, object: buildClientService(cluster) as KubeObject },
   ];
   if (nats) {
@@ -69,7 +69,7 @@ export function desiredObjects(
   }
   for (let shard = 0; shard < cluster.spec.shards; shard++) {
     out.push({ resource: RESOURCES.service, object: buildHeadlessService(cluster, shard) as KubeObject });
-    const pdb = buildPodDisruptionBudget(cluster, shard);
+    const pdb = buildPodDisruptionBudget(cluster, shard, options.shapes);
     if (pdb) out.push({ resource: RESOURCES.podDisruptionBudget, object: pdb as KubeObject });
     if (statefulSets)
       out.push({ resource: RESOURCES.statefulSet, object: buildStatefulSet(cluster, shard, options) as KubeObject });

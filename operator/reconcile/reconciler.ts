@@ -22,11 +22,15 @@ import { computeStatus, PHASE, type BankClusterStatus, type ObservedShard } from
 import { AppliedMemo, applyIfChanged, hashOf } from './apply-if-changed.js';
 import { Certificates, type CertificateOptions, type CertificateOutcome } from './certificates.js';
 import { desiredObjects } from './desired-objects.js';
+import { protectedVoters } from '../builders/pod-disruption-budget.js';
 import { addFinalizer, finalizeCluster, removeFinalizer } from './finalize.js';
 import { labelLeaderPods } from './leader-labels.js';
 import { NatsStep, OperatorNatsFiles, type NatsOutcome } from './nats.js';
 import { ownedBy, type ObjectCache } from './object-cache.js';
 import { Rollout, type ShardRollout } from './rollout.js';
+import { GrpcMembershipApi, type AdminCredentials, type MembershipApi } from './membership-client.js';
+import { MembershipDriver, type DriverOutcome } from './membership-driver.js';
+import { ordinalOfAddress, type ShardShape } from '../builders/shard-shape.js';
 
 export interface ReconcileResult {
   /** Reconcile again after this long even without a change (status not final yet). */
@@ -46,6 +50,11 @@ export interface ReconcilerDeps {
   notReadyRequeueMs?: number;
   /** Where the operator keeps each cluster's NATS watcher files (default under the temp dir). */
   natsFilesDir?: string;
+  /**
+   * How the membership driver reaches the replicas (default: gRPC with the operator's admin
+   * identity for the cluster, from the certificate step).
+   */
+  membership?: (admin: (cluster: BankCluster) => AdminCredentials | undefined) => MembershipApi;
 }
 
 const DONE: ReconcileResult = {};
@@ -61,12 +70,28 @@ export class Reconciler {
   private readonly natsFiles: OperatorNatsFiles;
   /** Per namespace/name: the watcher files the operator's leader directory connects with. */
   private readonly natsSecurity = new Map<string, NatsSecurity>();
+  /** Per namespace/name: the operator's admin identity (membership calls). */
+  private readonly admins = new Map<string, AdminCredentials>();
+  /** Per namespace/name: shards whose rolling update had not finished at the last reconcile. */
+  private readonly rollingOut = new Map<string, string>();
+  private readonly membership: MembershipDriver;
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.rollout = new Rollout(deps.client, deps.cache);
     this.certificates = new Certificates(deps.client, deps.cache, deps.certificates);
     this.nats = new NatsStep(deps.client, deps.cache, deps.build.natsImage);
     this.natsFiles = new OperatorNatsFiles(deps.natsFilesDir ?? join(tmpdir(), 'shardbank-operator-nats'));
+    const admin = (cluster: BankCluster) => this.admins.get(this.key(cluster));
+    const api = deps.membership ? deps.membership(admin) : new GrpcMembershipApi(admin);
+    this.membership = new MembershipDriver(deps.client, deps.cache, api);
+  }
+
+  private key(cluster: BankCluster): string {
+    return `${cluster.metadata.namespace ?? 'default'}/${cluster.metadata.name}`;
+  }
+
+  close(): void {
+    this.membership.close();
   }
 
   /**
@@ -99,22 +124,34 @@ export class Reconciler {
     let rollouts: ShardRollout[] = [];
     let certificates: CertificateOutcome | undefined;
     let nats: NatsOutcome | undefined;
+    let membership: DriverOutcome | undefined;
+    const recordedFounding = (raw.status as Partial<BankClusterStatus> | undefined)?.foundingReplicasPerShard;
     try {
       nats = await this.nats.prepare(cluster);
-      certificates = await this.certificates.ensure(cluster, NatsStep.certificateRequest(nats));
+      // Certificates for every pod the shards have or a change of size adds (before the driver adds one).
+      certificates = await this.certificates.ensure(
+        cluster,
+        NatsStep.certificateRequest(nats),
+        this.liveShapes(cluster, recordedFounding),
+      );
+      if (certificates.admin) this.admins.set(this.key(cluster), certificates.admin);
+      else this.admins.delete(this.key(cluster));
       await this.reportCertificates(raw, certificates);
       await this.reportNats(raw, nats);
-      await this.applyObjects(cluster, certificates, nats);
+      membership = await this.changeMembership(cluster, raw, ref, recordedFounding, certificates, nats);
+      await this.applyObjects(cluster, certificates, nats, membership.shapes);
       ref = await this.useNatsFiles(cluster, nats, certificates);
-      await this.deleteStalePdbs(cluster);
-      rollouts = await this.rollOut(cluster, raw, ref);
+      await this.deleteStalePdbs(cluster, membership.shapes);
+      rollouts = await this.rollOut(cluster, raw, ref, membership);
       await this.labelLeaders(cluster, ref);
     } catch (err) {
       reconcileError = errorMessage(err);
     }
-    const result = await this.writeStatus(raw, cluster, reconcileError, rollouts, certificates, nats);
+    const result = await this.writeStatus(raw, cluster, reconcileError, rollouts, certificates, nats, membership);
     if (reconcileError) throw new Error(reconcileError);
     let requeueAfterMs = result.requeueAfterMs;
+    if (membership?.requeueAfterMs !== undefined)
+      requeueAfterMs = Math.min(requeueAfterMs ?? membership.requeueAfterMs, membership.requeueAfterMs);
     if (rollouts.some((r) => r.step.kind !== 'done'))
       requeueAfterMs = Math.min(requeueAfterMs ?? ROLLOUT_REQUEUE_MS, ROLLOUT_REQUEUE_MS);
     // The next certificate renewal (or look at the user's Secrets).
@@ -128,6 +165,58 @@ export class Reconciler {
     if (nats?.mode === 'external')
       requeueAfterMs = Math.min(requeueAfterMs ?? NatsStep.externalRecheckMs, NatsStep.externalRecheckMs);
     return requeueAfterMs === undefined ? DONE : { requeueAfterMs };
+  }
+
+  /** Each shard's founding size and current pods, as the live StatefulSets say (before the driver moves them). */
+  private liveShapes(cluster: BankCluster, recordedFounding: number | undefined): ShardShape[] {
+    const namespace = cluster.metadata.namespace ?? 'default';
+    const founding = this.membership.foundingOf(cluster, recordedFounding);
+    return Array.from({ length: cluster.spec.shards }, (_, shard) => {
+      const sts = this.deps.cache.get(
+        RESOURCES.statefulSet,
+        namespace,
+        names.statefulSet(cluster.metadata.name, shard),
+      );
+      return {
+        foundingReplicas: founding,
+        pods: (sts?.spec as { replicas?: number } | undefined)?.replicas ?? founding,
+      };
+    });
+  }
+
+  /**
+   * One step of the membership driver (reconcile/membership-driver.ts), held while a rolling
+   * update runs or the certificates or NATS are not usable; its events recorded.
+   */
+  private async changeMembership(
+    cluster: BankCluster,
+    raw: KubeObject,
+    ref: ClusterRef,
+    recordedFounding: number | undefined,
+    certificates: CertificateOutcome,
+    nats: NatsOutcome,
+  ): Promise<DriverOutcome> {
+    const rolling = this.rollingOut.get(this.key(cluster));
+    const hold = !certificates.ready
+      ? 'certificates not usable'
+      : !nats.ready
+        ? 'NATS credentials not usable'
+        : !certificates.admin
+          ? (certificates.adminProblem ?? 'no admin identity')
+          : rolling
+            ? `rolling update: ${rolling}`
+            : undefined;
+    const outcome = await this.membership.run({
+      cluster,
+      recordedFounding,
+      leaderAddress: (shard) => this.deps.leaders.leader(ref, shard)?.address,
+      ...(hold ? { hold } : {}),
+    });
+    for (const event of outcome.events) {
+      this.deps.logger.info({ cluster: cluster.metadata.name, reason: event.reason }, event.message);
+      await this.deps.events.record(this.target(raw), event.type, event.reason, event.message);
+    }
+    return outcome;
   }
 
   /** A Warning event naming what is wrong with spec.nats.credentialsSecret. */
@@ -173,11 +262,28 @@ export class Reconciler {
   }
 
   /** One step of each shard's rolling update (followers first, the leader last). */
-  private async rollOut(cluster: BankCluster, raw: KubeObject, ref: ClusterRef): Promise<ShardRollout[]> {
+  private async rollOut(
+    cluster: BankCluster,
+    raw: KubeObject,
+    ref: ClusterRef,
+    membership: DriverOutcome,
+  ): Promise<ShardRollout[]> {
     const out: ShardRollout[] = [];
     const leadersKnowable = ref.natsUrl !== undefined;
     for (let shard = 0; shard < cluster.spec.shards; shard++) {
-      const r = await this.rollout.step(cluster, shard, this.deps.leaders.leader(ref, shard)?.ordinal, leadersKnowable);
+      // Pods are not replaced while a shard's membership changes (a change held for a rolling
+      // update lets it finish first).
+      if (membership.changing && !membership.held) {
+        out.push({ shard, step: { kind: 'done' }, evicted: false });
+        continue;
+      }
+      const r = await this.rollout.step(
+        cluster,
+        shard,
+        this.leaderPod(cluster, ref, shard),
+        leadersKnowable,
+        membership.shapes[shard]?.pods ?? cluster.spec.replicasPerShard,
+      );
       if (r.evicted && r.step.kind === 'evict') {
         this.deps.logger.info(
           { cluster: cluster.metadata.name, shard, pod: r.step.pod.name, role: r.step.role },
@@ -192,7 +298,17 @@ export class Reconciler {
       }
       out.push(r);
     }
+    const busy = out.filter((r) => r.step.kind !== 'done').map((r) => `shard ${r.shard}`);
+    if (busy.length > 0) this.rollingOut.set(this.key(cluster), busy.join(', '));
+    else this.rollingOut.delete(this.key(cluster));
     return out;
+  }
+
+  /** The pod ordinal of a shard's leader: from its address (a member added later has a new id on an old pod). */
+  private leaderPod(cluster: BankCluster, ref: ClusterRef, shard: number): number | undefined {
+    const leader = this.deps.leaders.leader(ref, shard);
+    if (!leader) return undefined;
+    return ordinalOfAddress(cluster, shard, leader.address) ?? leader.ordinal;
   }
 
   private load(namespace: string, name: string): Promise<KubeObject | undefined> {
@@ -262,14 +378,22 @@ export class Reconciler {
     this.certificates.forget(cluster.metadata.namespace ?? 'default', cluster.metadata.name);
     this.natsFiles.forget(cluster.metadata.namespace ?? 'default', cluster.metadata.name);
     this.natsSecurity.delete(`${cluster.metadata.namespace ?? 'default'}/${cluster.metadata.name}`);
+    this.membership.forget(cluster.metadata.namespace ?? 'default', cluster.metadata.name);
+    this.admins.delete(this.key(cluster));
+    this.rollingOut.delete(this.key(cluster));
     await removeFinalizer(this.deps.client, raw);
     this.deps.logger.info({ cluster: cluster.metadata.name, ...outcome }, 'BankCluster finalized');
     return DONE;
   }
 
-  private async applyObjects(cluster: BankCluster, certificates: CertificateOutcome, nats: NatsOutcome): Promise<void> {
+  private async applyObjects(
+    cluster: BankCluster,
+    certificates: CertificateOutcome,
+    nats: NatsOutcome,
+    shapes: ShardShape[],
+  ): Promise<void> {
     const namespace = cluster.metadata.namespace ?? 'default';
-    const build = { ...this.deps.build, tlsDigests: certificates.digests };
+    const build = { ...this.deps.build, tlsDigests: certificates.digests, shapes };
     const managed =
       nats.mode === 'managed' && nats.users
         ? { users: nats.users, ...(certificates.natsTls ? { tls: certificates.natsTls } : {}) }
@@ -304,11 +428,14 @@ export class Reconciler {
     return this.deps.client.getIfExists<KubeObject>(resource, namespace, name);
   }
 
-  /** A cluster scaled to one replica per shard keeps no PodDisruptionBudget. */
-  private async deleteStalePdbs(cluster: BankCluster): Promise<void> {
-    if (cluster.spec.replicasPerShard > 1) return;
+  /** A shard down to one voter keeps no PodDisruptionBudget. */
+  private async deleteStalePdbs(cluster: BankCluster, shapes: ShardShape[]): Promise<void> {
+    const single = Array.from({ length: cluster.spec.shards }, (_, shard) => shard).filter(
+      (shard) => protectedVoters(cluster, shard, shapes) < 2,
+    );
+    if (single.length === 0) return;
     const namespace = cluster.metadata.namespace ?? 'default';
-    for (let shard = 0; shard < cluster.spec.shards; shard++) {
+    for (const shard of single) {
       const name = names.pdb(cluster.metadata.name, shard);
       const live = this.deps.cache.get(RESOURCES.podDisruptionBudget, namespace, name);
       if (live && ownedBy(live, cluster.metadata.uid)) {
@@ -321,7 +448,7 @@ export class Reconciler {
       this.target(cluster as unknown as KubeObject),
       'Warning',
       'NoDisruptionBudget',
-      'replicasPerShard is 1: no PodDisruptionBudget can keep a majority; a node drain stops each shard',
+      `shards ${single.join(', ')} have one voter: no PodDisruptionBudget can keep a majority; a node drain stops them`,
     );
   }
 
@@ -337,7 +464,11 @@ export class Reconciler {
     }
   }
 
-  private observeShards(cluster: BankCluster, rollouts: ShardRollout[] = []): ObservedShard[] {
+  private observeShards(
+    cluster: BankCluster,
+    rollouts: ShardRollout[] = [],
+    membership?: DriverOutcome,
+  ): ObservedShard[] {
     const namespace = cluster.metadata.namespace ?? 'default';
     const ref = this.clusterRef(cluster);
     return Array.from({ length: cluster.spec.shards }, (_, shard) => {
@@ -349,7 +480,11 @@ export class Reconciler {
       const status = (sts?.status ?? {}) as Record<string, unknown>;
       const leader = this.deps.leaders.leader(ref, shard);
       const step = rollouts.find((r) => r.shard === shard)?.step;
+      const members = membership?.memberships[shard];
+      const leaderPod = leader ? (ordinalOfAddress(cluster, shard, leader.address) ?? leader.ordinal) : undefined;
       return {
+        ...(members ? { membership: members } : {}),
+        ...(leaderPod !== undefined ? { leaderPod } : {}),
         exists: sts !== undefined && !sts.metadata.deletionTimestamp,
         generation: sts?.metadata.generation,
         observedGeneration: status.observedGeneration as number | undefined,
@@ -371,13 +506,16 @@ export class Reconciler {
     rollouts: ShardRollout[] = [],
     certificates?: CertificateOutcome,
     nats?: NatsOutcome,
+    membership?: DriverOutcome,
   ): Promise<ReconcileResult> {
     const previous = (raw.status ?? {}) as Partial<BankClusterStatus>;
     const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
     const leadersKnowable = this.clusterRef(cluster).natsUrl !== undefined;
     const status = computeStatus({
       cluster,
-      shards: this.observeShards(cluster, rollouts),
+      shards: this.observeShards(cluster, rollouts, membership),
+      foundingReplicasPerShard: membership?.shapes[0]?.foundingReplicas ?? previous.foundingReplicasPerShard,
+      ...(membership ? { membershipChange: membership.changing ?? null, membershipUnread: membership.unread } : {}),
       previous,
       leadersKnowable,
       reconcileError,

@@ -159,6 +159,8 @@ export class Rollout {
     shard: number,
     leaderOrdinal: number | undefined,
     leadersKnowable: boolean,
+    /** The pods the shard has now (the membership driver's count, not necessarily the spec's). */
+    desired: number = cluster.spec.replicasPerShard,
   ): Promise<ShardRollout> {
     const namespace = cluster.metadata.namespace ?? 'default';
     const key = `${namespace}/${cluster.metadata.name}/${shard}`;
@@ -173,7 +175,7 @@ export class Rollout {
       this.evicted.delete(key);
     }
     const step = nextRolloutStep({
-      desired: cluster.spec.replicasPerShard,
+      desired,
       updateRevision: updateRevisionOf(sts),
       pods,
       leaderOrdinal,

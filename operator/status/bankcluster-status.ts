@@ -11,6 +11,7 @@ export const CONDITION = {
   quorumProtected: 'QuorumProtected',
   certificatesReady: 'CertificatesReady',
   natsReady: 'NatsReady',
+  membershipChanging: 'MembershipChanging',
 } as const;
 
 export const PHASE = {
@@ -34,6 +35,11 @@ export interface ShardStatus {
   replicas: number;
   readyReplicas: number;
   leader?: ShardLeaderStatus;
+  /** Member ids of the newest chosen configuration (absent: no replica answered). */
+  voters?: number[];
+  learners?: number[];
+  /** The pod of each member, `<id>:<pod>` (a member added later has a new id on an old pod). */
+  members?: string[];
 }
 
 export interface BankClusterStatus {
@@ -45,6 +51,8 @@ export interface BankClusterStatus {
   incarnation?: string;
   conditions: Condition[];
   shards: ShardStatus[];
+  /** spec.replicasPerShard when the cluster was created: fixes each shard's founding members forever. */
+  foundingReplicasPerShard?: number;
 }
 
 /** What the operator saw of one shard's StatefulSet (undefined fields: not reported yet). */
@@ -60,6 +68,10 @@ export interface ObservedShard {
   leader?: { ordinal: number; address: string; ballot: { round: number; ordinal: number } };
   /** What the operator's rolling update of this shard is doing (operator/reconcile/rollout.ts). */
   rollout?: string;
+  /** The leader's pod ordinal (its member id may differ). */
+  leaderPod?: number;
+  /** The shard's configuration as read by the membership driver. */
+  membership?: { voters: number[]; learners: number[]; pods: Record<number, number> };
 }
 
 export interface StatusInput {
@@ -74,6 +86,15 @@ export interface StatusInput {
   certificates?: { ready: boolean; source: 'operator' | 'user'; problems: string[] };
   /** What the NATS step found (operator/reconcile/nats.ts). */
   nats?: { mode: 'managed' | 'external' | 'none'; ready: boolean; problems: string[] };
+  /** The founding size to record (never changes once recorded). */
+  foundingReplicasPerShard?: number;
+  /**
+   * What the membership driver does (undefined: it did not run; null: no change runs).
+   * reconcile/membership-driver.ts.
+   */
+  membershipChange?: { shard: number; message: string; retrying?: string } | null;
+  /** Shards whose configuration the driver could not read (no replica answered yet). */
+  membershipUnread?: number[];
   now: string;
 }
 
@@ -93,7 +114,15 @@ function rolledOut(cluster: BankCluster, s: ObservedShard): boolean {
 function shardStatus(cluster: BankCluster, shard: number, s: ObservedShard): ShardStatus {
   const out: ShardStatus = { shard, replicas: cluster.spec.replicasPerShard, readyReplicas: s.readyReplicas ?? 0 };
   if (s.leader) {
-    out.leader = { ...s.leader, pod: names.pod(cluster.metadata.name, shard, s.leader.ordinal) };
+    out.leader = { ...s.leader, pod: names.pod(cluster.metadata.name, shard, s.leaderPod ?? s.leader.ordinal) };
+  }
+  if (s.membership) {
+    const m = s.membership;
+    out.voters = m.voters;
+    out.learners = m.learners;
+    out.members = [...m.voters, ...m.learners]
+      .sort((a, b) => a - b)
+      .map((id) => `${id}:${m.pods[id] === undefined ? '?' : names.pod(cluster.metadata.name, shard, m.pods[id])}`);
   }
   return out;
 }
@@ -230,6 +259,32 @@ export function computeStatus(input: StatusInput): BankClusterStatus {
           message: `${leaders} of ${shards.length} shards have a known leader; ${readyReplicas} of ${shards.length * desired} replicas ready`,
         },
   );
+  const change = input.membershipChange;
+  if (change) {
+    set({
+      type: CONDITION.membershipChanging,
+      status: 'True',
+      reason: change.retrying ? 'StepRetrying' : 'Changing',
+      message: change.retrying ? `${change.message}; ${change.retrying}` : change.message,
+    });
+  } else if (change === null) {
+    const unread = input.membershipUnread ?? [];
+    set(
+      unread.length === 0
+        ? {
+            type: CONDITION.membershipChanging,
+            status: 'False',
+            reason: 'Settled',
+            message: `every shard has its ${desired} voters, one per pod`,
+          }
+        : {
+            type: CONDITION.membershipChanging,
+            status: 'False',
+            reason: 'NotObserved',
+            message: `no change asked for (every shard has its ${desired} pods); no replica of shards ${unread.join(', ')} answered GetMembership yet`,
+          },
+    );
+  }
   if (desired === 1) {
     set({
       type: CONDITION.quorumProtected,
@@ -260,5 +315,8 @@ export function computeStatus(input: StatusInput): BankClusterStatus {
     ...(cluster.metadata.uid ? { incarnation: cluster.metadata.uid } : {}),
     conditions,
     shards,
+    ...(input.foundingReplicasPerShard !== undefined
+      ? { foundingReplicasPerShard: input.previous?.foundingReplicasPerShard ?? input.foundingReplicasPerShard }
+      : {}),
   };
 }

@@ -8,9 +8,27 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseReplicaConfig } from '../../node/replica/replica-config.js';
 import { K8S_E2E, helm, k8s, k8sUp, kubectl, repoRoot, until } from './support/node.js';
 
 const NS = 'default';
+/**
+ * The membership cases (issue 19) need the replica side (--founding-replicas, the Membership
+ * service, the admin role): built from this tree, the image has it exactly when this parser does.
+ */
+const MEMBERSHIP_E2E = (() => {
+  try {
+    parseReplicaConfig(
+      ['--cluster=x', '--shard=0', '--ordinal=0', '--founding-replicas=3', '--insecure', '--peers=a:1'],
+      {
+        SHARDBANK_SHARDS: '1',
+      },
+    );
+    return true;
+  } catch (error) {
+    return !String((error as Error).message).includes('founding-replicas');
+  }
+})();
 // Each step polls with its own generous deadline; this only bounds a step that hangs (the
 // machine is shared: pods get little CPU while others run benchmarks).
 const TEST_TIMEOUT_MS = 1_200_000;
@@ -789,6 +807,157 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
       // No transfer failed beyond a retry with the same id.
       expect(Object.keys(result.outcomes).filter((o) => o !== 'COMMITTED' && o !== 'INSUFFICIENT_FUNDS')).toEqual([]);
       expect(result.outcomes.COMMITTED).toBeGreaterThan(0);
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  /** Every shard has `voters` voters, one per pod 0..voters-1, and no change runs. */
+  const membershipSettled = (voters: number) =>
+    until(
+      `every shard at ${voters} voters, MembershipChanging False`,
+      async () => {
+        const b = (await bank()) as {
+          status?: {
+            shards?: { voters?: number[]; learners?: number[]; members?: string[] }[];
+            conditions?: { type: string; status: string; message: string }[];
+          };
+        };
+        const changing = b.status?.conditions?.find((c) => c.type === 'MembershipChanging');
+        const shards = b.status?.shards ?? [];
+        const ok =
+          changing?.status === 'False' &&
+          shards.length === SHARDS &&
+          shards.every(
+            (s) =>
+              s.voters?.length === voters &&
+              s.learners?.length === 0 &&
+              new Set((s.members ?? []).map((m) => m.split(':')[1])).size === voters,
+          );
+        return ok ? b : undefined;
+      },
+      1_200_000,
+      2_000,
+    );
+
+  it.skipIf(!MEMBERSHIP_E2E)(
+    'kubectl patch replicasPerShard 3 -> 5 -> 3 under chaos: no pod restarted by the change, one step at a time, the chaos verdict passes',
+    async () => {
+      const pods = async () =>
+        (
+          JSON.parse(await k('get', 'pods', '-n', NS, '-l', `shardbank.io/cluster=${CLUSTER}`, '-o', 'json')) as {
+            items: { metadata: { name: string; uid: string; labels?: Record<string, string> } }[];
+          }
+        ).items.filter((p) => p.metadata.labels?.['app.kubernetes.io/component'] === 'replica');
+      const before = new Map((await pods()).map((p) => [p.metadata.name, p.metadata.uid]));
+      const templates = async () =>
+        Array.from({ length: SHARDS }, async (_, s) =>
+          JSON.stringify(
+            (
+              JSON.parse(await k('get', 'statefulset', `${CLUSTER}-s${s}`, '-n', NS, '-o', 'json')) as {
+                spec: { template: unknown };
+              }
+            ).spec.template,
+          ),
+        );
+      const templatesBefore = await Promise.all(await templates());
+      const chaos = kubectl(
+        kc,
+        [
+          ...CLIENT_CLI,
+          'chaos',
+          ...tlsFlags,
+          '--kubernetes',
+          '--cluster',
+          CLUSTER,
+          '--namespace',
+          NS,
+          '--duration',
+          '600s',
+          '--interval',
+          '60s',
+          '--settle-timeout',
+          '300s',
+          '--json',
+        ],
+        undefined,
+        2_400_000,
+      );
+      const startedAt = Date.now();
+      await k('patch', 'bankcluster', CLUSTER, '-n', NS, '--type', 'merge', '-p', '{"spec":{"replicasPerShard":5}}');
+      await membershipSettled(5);
+      const grownAfterS = (Date.now() - startedAt) / 1000;
+      await k('patch', 'bankcluster', CLUSTER, '-n', NS, '--type', 'merge', '-p', '{"spec":{"replicasPerShard":3}}');
+      await membershipSettled(3);
+      const shrunkAfterS = (Date.now() - startedAt) / 1000;
+      const lines = (await chaos)
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      const verdict = lines.at(-1) as { ok: boolean; transfers: number; checks: Record<string, { ok: boolean }> };
+      const killed = new Set(
+        lines
+          .filter((l) => l.type === 'fault' && l.target === 'replica')
+          .map((l) => `${CLUSTER}-s${String(l.shard)}-${String(l.replica)}`),
+      );
+      const events = (
+        JSON.parse(
+          await k('get', 'events', '-n', NS, '--field-selector', `involvedObject.name=${CLUSTER}`, '-o', 'json'),
+        ) as { items: { reason: string; message: string }[] }
+      ).items.filter((e) => e.reason.startsWith('Membership'));
+      console.log(
+        `membership 3 -> 5 -> 3 under chaos: 5 voters after ${grownAfterS.toFixed(0)} s, 3 after ${shrunkAfterS.toFixed(0)} s; chaos ${JSON.stringify({ ok: verdict.ok, transfers: verdict.transfers, kills: killed.size })}; steps: ${events.map((e) => e.message).join(' | ')}`,
+      );
+      expect(Object.entries(verdict.checks).filter(([, c]) => !c.ok)).toEqual([]);
+      expect(verdict.ok).toBe(true);
+      expect(verdict.transfers).toBeGreaterThan(0);
+      // The change restarted no pod: every original pod chaos did not delete has its uid.
+      const after = new Map((await pods()).map((p) => [p.metadata.name, p.metadata.uid]));
+      for (const [name, uid] of before) if (!killed.has(name)) expect(after.get(name), name).toBe(uid);
+      expect(await Promise.all(await templates())).toEqual(templatesBefore);
+      // Per shard: pod, learner, promotion, twice; then demotion, removal, pod, twice.
+      for (let s = 0; s < SHARDS; s++) {
+        const steps = events
+          .filter((e) => e.reason === 'MembershipStep' && e.message.startsWith(`shard ${s}: `))
+          .map((e) => e.message.replace(/ \(.*$/, '').replace(/^shard \d+: /, ''))
+          // A step made again after a lost reply or a restart of the operator is the same step.
+          .filter((m, i, all) => m !== all[i - 1]);
+        expect(steps.filter((m) => /^(add pod|add a learner|promote learner)/.test(m)).length, steps.join('; ')).toBe(
+          6,
+        );
+        expect(steps.filter((m) => /^(demote voter|remove learner|remove pod)/.test(m)).length, steps.join('; ')).toBe(
+          6,
+        );
+      }
+      await bankReady();
+    },
+    2_700_000,
+  );
+
+  it.skipIf(!MEMBERSHIP_E2E)(
+    'a pod deleted together with its PVC (a lost disk) comes back safely: the shard keeps three voters on three pods and the money',
+    async () => {
+      const victim = `${CLUSTER}-s0-2`;
+      const before = await balances(...watched);
+      await k('delete', 'pvc', `data-${victim}`, '-n', NS, '--wait=false');
+      await k('delete', 'pod', victim, '-n', NS, '--wait=false');
+      // A new claim (empty disk) and a pod on it, then Ready again.
+      await until(
+        `${victim} Ready on a new claim`,
+        async () => {
+          const pod = JSON.parse(await k('get', 'pod', victim, '-n', NS, '-o', 'json').catch(() => '{}')) as {
+            status?: { conditions?: { type: string; status: string }[] };
+          };
+          return pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? true : undefined;
+        },
+        900_000,
+        2_000,
+      );
+      const settled = (await membershipSettled(3)) as { status?: { shards?: { members?: string[] }[] } };
+      console.log(`lost disk of ${victim}: shard 0 members ${JSON.stringify(settled.status?.shards?.[0]?.members)}`);
+      // Whether it rebuilt as its member or was replaced by a new id, it is a voter on pod 2.
+      expect(settled.status!.shards![0]!.members!.some((m) => m.endsWith(`:${victim}`))).toBe(true);
+      await bankReady();
+      expect(await balances(...watched)).toEqual(before);
     },
     TEST_TIMEOUT_MS,
   );

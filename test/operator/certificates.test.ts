@@ -165,6 +165,14 @@ describe('buildNetworkPolicy', () => {
     const labels = buildStatefulSet(cluster(), 0).spec!.template.metadata!.labels!;
     for (const [k, v] of Object.entries(replicas.podSelector.matchLabels)) expect(labels[k]).toBe(v);
     expect(buildNetworkPolicy(cluster()).spec.ingress[1]!.from).toEqual([replicas, clients]);
+    // The operator's namespace reaches gRPC (its membership driver), not HTTP.
+    const withOperator = buildNetworkPolicy(cluster(), { operatorNamespace: 'shardbank-system' }).spec.ingress;
+    expect(withOperator[0]!.from).toEqual([
+      replicas,
+      clients,
+      { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'shardbank-system' } } },
+    ]);
+    expect(withOperator[1]!.from).toEqual([replicas, clients]);
   });
 
   it('makes pods that pass Pod Security restricted', () => {

@@ -203,7 +203,6 @@ describe('BankCluster CRD', () => {
 
   const immutable: [string, Record<string, unknown>, string, string][] = [
     ['shards', { shards: 4 }, 'spec.shards', RULE_MESSAGES.shardsImmutable],
-    ['replicasPerShard', { replicasPerShard: 5 }, 'spec.replicasPerShard', RULE_MESSAGES.replicasPerShardImmutable],
     ['itemsPerShard', { itemsPerShard: 10 }, 'spec.itemsPerShard', RULE_MESSAGES.itemsPerShardImmutable],
     ['initialBalance', { initialBalance: 11 }, 'spec.initialBalance', RULE_MESSAGES.initialBalanceImmutable],
     ['storage.size', { storage: { size: '2Gi' } }, 'spec.storage.size', RULE_MESSAGES.storageImmutable],
@@ -243,6 +242,30 @@ describe('BankCluster CRD', () => {
       }
     });
   }
+
+  it('allows an online change of replicasPerShard to another odd size, in both places, and refuses an even one naming the field', async () => {
+    const created = await createBankCluster(tcp.client, NS, 'resize', { replicasPerShard: 3 });
+    const grown = await tcp.client.mergePatch<
+      { spec: Record<string, unknown> } & import('../../operator/kube/kube-object.js').KubeObject
+    >(RESOURCES.bankCluster, NS, 'resize', { spec: { replicasPerShard: 5 } });
+    expect(grown.spec.replicasPerShard).toBe(5);
+    const before = validateBankCluster(created);
+    const after = validateBankCluster(grown);
+    expect(before.ok && after.ok).toBe(true);
+    if (before.ok && after.ok) expect(validateBankClusterUpdate(before.value.spec, after.value.spec)).toEqual([]);
+    let serverMessage = '';
+    try {
+      await tcp.client.mergePatch(RESOURCES.bankCluster, NS, 'resize', { spec: { replicasPerShard: 4 } });
+    } catch (err) {
+      serverMessage = (err as Error).message;
+    }
+    expect(serverMessage).toContain('spec.replicasPerShard: Invalid value');
+    expect(serverMessage).toContain(RULE_MESSAGES.replicasPerShardOdd);
+    const even = validateBankCluster({ ...grown, spec: { ...grown.spec, replicasPerShard: 4 } });
+    expect(even.ok ? [] : even.errors.map((e) => e.message)).toEqual([
+      `spec.replicasPerShard: ${RULE_MESSAGES.replicasPerShardOdd}, got 4`,
+    ]);
+  });
 
   it('allows what may change: image, resources, paused', async () => {
     await createBankCluster(tcp.client, NS, 'mutable', {});

@@ -77,14 +77,14 @@ describe('operator reconcile', () => {
       expect(svc.spec.clusterIP).toBe('None');
       expect(owned(svc)).toBe(true);
       const pdb = await eventually(`PDB demo-s${shard}`, () =>
-        getOrUndefined<KubeObject & { spec: { minAvailable: number } }>(
+        getOrUndefined<KubeObject & { spec: { maxUnavailable: number } }>(
           tcp.client,
           RESOURCES.podDisruptionBudget,
           NS,
           `demo-s${shard}`,
         ),
       );
-      expect(pdb.spec.minAvailable).toBe(2);
+      expect(pdb.spec.maxUnavailable).toBe(1);
       expect(owned(pdb)).toBe(true);
     }
     const client = await eventually('client Service', () =>

@@ -54,6 +54,51 @@ describe('computeStatus', () => {
     expect(types(failed).Degraded).toBe('True/ReconcileFailed');
   });
 
+  it("shows each shard's voters and learners, keeps the founding size once recorded, and says while a membership change runs", () => {
+    const shard0: ObservedShard = {
+      ...rolled(3, 5),
+      leader: { ordinal: 5, address: 'demo-s0-1.demo-s0.ns.svc:50051', ballot: { round: 3, ordinal: 5 } },
+      leaderPod: 1,
+      membership: { voters: [0, 2, 5], learners: [6], pods: { 0: 0, 2: 2, 5: 1, 6: 3 } },
+    };
+    const base = { cluster: cluster(), shards: [shard0, rolled(3, 0)], leadersKnowable: true, now: T0 };
+    const running = computeStatus({
+      ...base,
+      foundingReplicasPerShard: 3,
+      membershipChange: { shard: 0, message: 'shard 0: learner 6 (pod 3) is catching up (3/5 voters)' },
+    });
+    expect(running.shards[0]).toMatchObject({
+      voters: [0, 2, 5],
+      learners: [6],
+      members: ['0:demo-s0-0', '2:demo-s0-2', '5:demo-s0-1', '6:demo-s0-3'],
+      // Member 5 leads from pod 1.
+      leader: { ordinal: 5, pod: 'demo-s0-1' },
+    });
+    expect(running.shards[1]!.voters).toBeUndefined();
+    expect(running.foundingReplicasPerShard).toBe(3);
+    expect(types(running).MembershipChanging).toBe('True/Changing');
+    expect(running.conditions.find((c) => c.type === 'MembershipChanging')!.message).toBe(
+      'shard 0: learner 6 (pod 3) is catching up (3/5 voters)',
+    );
+    const retrying = computeStatus({
+      ...base,
+      previous: running,
+      foundingReplicasPerShard: 5,
+      membershipChange: { shard: 0, message: 'shard 0: demote voter 4', retrying: 'attempt 2 failed: handing over' },
+    });
+    expect(types(retrying).MembershipChanging).toBe('True/StepRetrying');
+    expect(retrying.conditions.find((c) => c.type === 'MembershipChanging')!.message).toBe(
+      'shard 0: demote voter 4; attempt 2 failed: handing over',
+    );
+    // Recorded once, never changed.
+    expect(retrying.foundingReplicasPerShard).toBe(3);
+    const settled = computeStatus({ ...base, previous: retrying, foundingReplicasPerShard: 3, membershipChange: null });
+    expect(types(settled).MembershipChanging).toBe('False/Settled');
+    const unread = computeStatus({ ...base, membershipChange: null, membershipUnread: [1] });
+    expect(types(unread).MembershipChanging).toBe('False/NotObserved');
+    expect(unread.conditions.find((c) => c.type === 'MembershipChanging')!.message).toContain('shards 1 answered');
+  });
+
   it('is Pending and Progressing before any StatefulSet exists', () => {
     const s = computeStatus({
       cluster: cluster(),
