@@ -62,7 +62,7 @@ import {
   type Configuration,
   type ConfigurationChange,
 } from '../../node/paxos/membership.js';
-import { txIdOf, txKey } from '../../node/bank/txid.js';
+import { txIdOf, txName } from '../../node/bank/txid.js';
 import { openDurableLog, CorruptLogError } from '../../node/storage/durable-log.js';
 import type { DurableLog, RecoveredState } from '../../node/storage/durable-log-interface.js';
 import {
@@ -2558,15 +2558,15 @@ function describeTx(message: TxMessage): string {
   if (!body) return '?';
   switch (body.$case) {
     case 'prepare':
-      return `PREPARE ${txKey(txIdOf(body.prepare.txid))} ${body.prepare.from}->${body.prepare.to} ${body.prepare.amount}`;
+      return `PREPARE ${txName(txIdOf(body.prepare.txid))} ${body.prepare.from}->${body.prepare.to} ${body.prepare.amount}`;
     case 'vote':
-      return `VOTE ${txKey(txIdOf(body.vote.txid))} ${body.vote.yes ? 'yes' : 'no'}`;
+      return `VOTE ${txName(txIdOf(body.vote.txid))} ${body.vote.yes ? 'yes' : 'no'}`;
     case 'inquiry':
-      return `INQUIRY ${txKey(txIdOf(body.inquiry.txid))}`;
+      return `INQUIRY ${txName(txIdOf(body.inquiry.txid))}`;
     case 'decision':
-      return `DECISION ${txKey(txIdOf(body.decision.txid))} ${body.decision.commit ? 'commit' : 'abort'}`;
+      return `DECISION ${txName(txIdOf(body.decision.txid))} ${body.decision.commit ? 'commit' : 'abort'}`;
     case 'ack':
-      return `ACK ${txKey(txIdOf(body.ack.txid))}`;
+      return `ACK ${txName(txIdOf(body.ack.txid))}`;
     default:
       return '?';
   }
