@@ -10,7 +10,7 @@ import type { Topology } from '../cluster/topology.js';
 import { shardOfItem } from '../cluster/topology.js';
 import { Outcome } from '../gen/shardbank/v1/bank.js';
 import type { Command, PaxosMessage, TxMessage } from '../gen/shardbank/v1/peer.js';
-import { CommandBatch } from '../gen/shardbank/v1/peer.js';
+import { decodeCommandBatch, encodeCommandBatch } from './command-codec.js';
 import { isConfigurationEntry } from '../paxos/membership.js';
 import { BankState, ABORT_REASONS, type ApplyEvent, type TxRecord } from '../bank/bank-state.js';
 import { txIdOf } from '../bank/txid.js';
@@ -442,7 +442,7 @@ export class ShardNode {
     this.queue.queueAcks();
     while (this.queue.length > 0 && this.core.canPropose) {
       const commands = this.queue.take(this.config.commandsPerSlotMax);
-      const value = Buffer.from(CommandBatch.encode({ commands }).finish());
+      const value = encodeCommandBatch(commands);
       this.proposedCommands.set(value, commands);
       const slot = this.core.propose(value);
       assert(slot !== undefined, 'canPropose promised a slot');
@@ -469,7 +469,7 @@ export class ShardNode {
     }
     // The very buffer this replica proposed comes back when it is chosen: apply the commands it
     // was encoded from instead of decoding it again (identity, so never another value's).
-    const commands = this.proposedCommands.get(value) ?? CommandBatch.decode(value).commands;
+    const commands = this.proposedCommands.get(value) ?? decodeCommandBatch(value);
     this.proposedCommands.delete(value);
     const leader = this.core.role === 'leader';
     for (const command of commands) {

@@ -32,7 +32,8 @@ import type { Topology } from '../../node/cluster/topology.js';
 import { initialClusterTotal, itemCount, shardOfItem } from '../../node/cluster/topology.js';
 import { Outcome } from '../../node/gen/shardbank/v1/bank.js';
 import type { PaxosMessage, TxMessage } from '../../node/gen/shardbank/v1/peer.js';
-import { CommandBatch, PaxosMessage as PaxosCodec, TxMessage as TxCodec } from '../../node/gen/shardbank/v1/peer.js';
+import { PaxosMessage as PaxosCodec, TxMessage as TxCodec } from '../../node/gen/shardbank/v1/peer.js';
+import { decodeCommandBatch } from '../../node/shard/command-codec.js';
 import type { Ballot } from '../../node/paxos/ballot.js';
 import { ballotEquals, ballotLess, ballotOf, ballotString } from '../../node/paxos/ballot.js';
 import type {
@@ -1944,7 +1945,7 @@ export class SimCluster {
   private noteRepeats(shard: number, slot: number, value: Buffer): void {
     if (value.length === 0 || isConfigurationEntry(value)) return;
     const seen = this.requestSlots[shard]!;
-    for (const command of CommandBatch.decode(value).commands) {
+    for (const command of decodeCommandBatch(value)) {
       const body = command.body;
       const request =
         body?.$case === 'transfer' ? body.transfer : body?.$case === 'coordPrepare' ? body.coordPrepare : undefined;
