@@ -17,7 +17,12 @@ const { ShardNode, DEFAULT_TIMING } = await import(`${root}/node/shard/shard-nod
 const { PaxosMessage, TxMessage } = await import(`${root}/node/gen/shardbank/v1/peer.js`);
 let seed = 12345;
 const rnd = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
-const topology = { shards: 3, itemsPerShard: 3000, replicasPerShard: 3, initialBalance: Number(process.env.BALANCE ?? 10) };
+const topology = {
+  shards: 3,
+  itemsPerShard: 3000,
+  replicasPerShard: 3,
+  initialBalance: Number(process.env.BALANCE ?? 10),
+};
 const nodes = [];
 for (let s = 0; s < 3; s++) {
   const g = [];

@@ -27,7 +27,7 @@ const SEQ_SPAN = 2 ** 32;
 
 export function txKey(t: TxId): TxKey {
   const { shard, round, ordinal, seq } = t;
-  if ((seq >>> 0) === seq && (round & 1023) === round && (ordinal & 31) === ordinal && (shard & 63) === shard)
+  if (seq >>> 0 === seq && (round & 1023) === round && (ordinal & 31) === ordinal && (shard & 63) === shard)
     return ((round * 32 + ordinal) * 64 + shard) * SEQ_SPAN + seq;
   return `${shard}.${round}.${ordinal}.${seq}`;
 }

@@ -1,5 +1,6 @@
-// The log value of a slot: a batch of bank commands in a compact binary form (log format 2 of
-// the commands; format 1 is the protobuf CommandBatch, still decoded so that old logs replay).
+// The value of a slot: a batch of bank commands in a compact binary form with a version byte.
+// Logs written before it hold protobuf CommandBatches, which are still decoded, so old logs
+// replay (the storage record format around values, node/storage, is unaffected).
 //
 // Why not protobuf: every command carried its client id as a string (26+ bytes, decoded into
 // a new string per command on every follower), each TxId as a length-delimited submessage, and
@@ -72,7 +73,8 @@ class Writer {
 
   /** A non-negative safe integer as a little-endian base-128 varint (at most 8 bytes). */
   uint(v: number, field: string): void {
-    if (!(Number.isSafeInteger(v) && v >= 0)) throw new CommandCodecError(`${field}: ${v} is not a non-negative safe integer`);
+    if (!(Number.isSafeInteger(v) && v >= 0))
+      throw new CommandCodecError(`${field}: ${v} is not a non-negative safe integer`);
     this.room(8);
     const buf = this.buf;
     let pos = this.pos;
@@ -122,7 +124,7 @@ class Writer {
  */
 const scratch = new Writer();
 
-/** The batch in format 2 (the only one written). */
+/** The batch in the binary form (the only one written). */
 export function encodeCommandBatch(commands: readonly Command[]): Buffer {
   // Client ids, each once, in order of first use.
   const ids = new Map<string, number>();
@@ -303,14 +305,14 @@ class Reader {
   }
 }
 
-/** A slot's commands, from either format (format 1: protobuf CommandBatch, older logs). */
+/** A slot's commands, from either form (the binary batch, or a protobuf CommandBatch of an older log). */
 export function decodeCommandBatch(value: Buffer): Command[] {
   if (value.length === 0 || value[0] !== COMMAND_BATCH_MAGIC) {
     try {
       return CommandBatch.decode(value).commands;
     } catch (error) {
       throw new CommandCodecError(
-        `neither format 2 (first byte 0x${(value[0] ?? 0).toString(16)}) nor a protobuf batch: ${error instanceof Error ? error.message : String(error)}`,
+        `neither a binary batch (first byte 0x${(value[0] ?? 0).toString(16)}) nor a protobuf batch: ${error instanceof Error ? error.message : String(error)}`,
       );
     }
   }
@@ -398,7 +400,9 @@ function decodeCommand(r: Reader, names: readonly string[]): Command {
       return { body: { $case: 'partDecision', partDecision: { txid, commit, coordWatermark } } };
     }
     case KIND.openSession:
-      return { body: { $case: 'openSession', openSession: { clientId: clientIdAt(r, names, 'openSession.clientId') } } };
+      return {
+        body: { $case: 'openSession', openSession: { clientId: clientIdAt(r, names, 'openSession.clientId') } },
+      };
     default:
       throw new CommandCodecError(`unknown command kind ${kind}`);
   }

@@ -577,7 +577,11 @@ export class ShardNode {
   private retryOrAbort(waiter: Waiter | undefined): void {
     if (!waiter) return;
     if (waiter.attempts >= this.config.timing.conflictRetriesMax) {
-      this.rejectWaiter(waiter, 'aborted', 'transaction aborted after repeated conflicts; retry with the same request id');
+      this.rejectWaiter(
+        waiter,
+        'aborted',
+        'transaction aborted after repeated conflicts; retry with the same request id',
+      );
       return;
     }
     waiter.attempts += 1;

@@ -1,4 +1,4 @@
-// The log value codec of a slot's commands: format 2 round trips every command exactly, the
+// The codec of a slot's commands: the binary batch round trips every command exactly, the
 // protobuf batches of older logs still decode, and damaged values are refused by name.
 import { describe, expect, it } from 'vitest';
 import type { Command } from '../../node/gen/shardbank/v1/peer.js';
@@ -66,7 +66,9 @@ const EVERY_KIND: Command[] = [
     },
   },
   { body: { $case: 'coordDecision', coordDecision: { txid: tx(9), commit: true, reason: 0, participantShard: 2 } } },
-  { body: { $case: 'coordDecision', coordDecision: { txid: undefined, commit: false, reason: 5, participantShard: 0 } } },
+  {
+    body: { $case: 'coordDecision', coordDecision: { txid: undefined, commit: false, reason: 5, participantShard: 0 } },
+  },
   { body: { $case: 'coordAck', coordAck: { txid: undefined, txids: [tx(1), tx(2), tx(BIG)] } } },
   { body: { $case: 'coordAck', coordAck: { txid: tx(4), txids: [] } } },
   {
@@ -115,7 +117,7 @@ describe('command batch codec', () => {
     expect(value.toString('latin1').split('c-0123456789abcdef01234567').length - 1).toBe(1);
   });
 
-  it('decodes the protobuf batches of older logs (format 1) as before', () => {
+  it('decodes the protobuf batches of older logs as before', () => {
     const old = Buffer.from(CommandBatch.encode({ commands: EVERY_KIND.filter((c) => c.body) }).finish());
     expect(old[0]).not.toBe(COMMAND_BATCH_MAGIC);
     expect(decodeCommandBatch(old)).toEqual(CommandBatch.decode(old).commands);
@@ -135,7 +137,8 @@ describe('command batch codec', () => {
     refuse(Buffer.from([COMMAND_BATCH_MAGIC, 9, 0, 0]), /version 9 is not known/);
     refuse(Buffer.from([COMMAND_BATCH_MAGIC]), /version undefined is not known/);
     // Cut anywhere inside: always refused, never a shorter batch.
-    for (let cut = 2; cut < value.length; cut += 1) expect(() => decodeCommandBatch(value.subarray(0, cut))).toThrow(CommandCodecError);
+    for (let cut = 2; cut < value.length; cut += 1)
+      expect(() => decodeCommandBatch(value.subarray(0, cut))).toThrow(CommandCodecError);
     refuse(Buffer.concat([value, Buffer.from([0])]), /1 bytes after the last command/);
     // No client ids, one command of an unknown kind.
     refuse(Buffer.from([COMMAND_BATCH_MAGIC, 1, 0, 1, 99]), /unknown command kind 99/);
@@ -152,7 +155,12 @@ describe('command batch codec', () => {
   });
 
   it('refuses to encode a number that is not a non-negative safe integer, naming the field', () => {
-    const bad: Command = { body: { $case: 'partPrepare', partPrepare: { txid: tx(1), from: 1, to: 2, amount: -1, coordWatermark: undefined } } };
+    const bad: Command = {
+      body: {
+        $case: 'partPrepare',
+        partPrepare: { txid: tx(1), from: 1, to: 2, amount: -1, coordWatermark: undefined },
+      },
+    };
     expect(() => encodeCommandBatch([bad])).toThrow(/partPrepare.amount: -1 is not a non-negative safe integer/);
   });
 });
