@@ -29,8 +29,7 @@ function leader(): { node: ShardNode; opens: () => number } {
     snapshotEverySlots: 3,
     random: () => 0.5,
     onApply: (_slot, value) => {
-      if (value.length > 0)
-        opens += decodeCommandBatch(value).filter((c) => c.body?.$case === 'openSession').length;
+      if (value.length > 0) opens += decodeCommandBatch(value).filter((c) => c.body?.$case === 'openSession').length;
     },
   });
   for (let tick = 0; tick < 50 && !node.isReadyLeader; tick += 1) {
