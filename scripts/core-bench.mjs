@@ -3,6 +3,9 @@
 // encoded through a FIFO. 64 closed-loop clients, two in three cross-shard, amount 1.
 // Prints CPU µs per committed transfer. Works on old (no sessions) and new trees.
 // Usage: npm run build && node scripts/core-bench.mjs [DIST_ROOT (default ./dist)] [transfers (default 60000)]
+// Batch load (the BatchTransfer path): CLIENTS=16 WINDOW=1000 keeps 1000 transfers in flight
+// per client (16,000 in all, as bench:compare's 16 x 1000 row); defaults CLIENTS=64 WINDOW=1. BALANCE
+// (default 10) is every item's initial balance: 1000 keeps a 16,000-deep window mostly committing.
 // Why: on a shared 2-core machine the throughput of real clusters drifts by tens of percent
 // within minutes; CPU time per transfer of this deterministic run is far steadier, so it is
 // the A/B for the core (run it against another checkout's dist, interleaved, several times).
@@ -14,7 +17,12 @@ const { ShardNode, DEFAULT_TIMING } = await import(`${root}/node/shard/shard-nod
 const { PaxosMessage, TxMessage } = await import(`${root}/node/gen/shardbank/v1/peer.js`);
 let seed = 12345;
 const rnd = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
-const topology = { shards: 3, itemsPerShard: 3000, replicasPerShard: 3, initialBalance: 10 };
+const topology = {
+  shards: 3,
+  itemsPerShard: 3000,
+  replicasPerShard: 3,
+  initialBalance: Number(process.env.BALANCE ?? 10),
+};
 const nodes = [];
 for (let s = 0; s < 3; s++) {
   const g = [];
@@ -115,8 +123,10 @@ const leaderOf = (s) => nodes[s].find((n) => n.core.isReadyLeader);
 if (!nodes.every((g, s) => leaderOf(s))) throw new Error('no leaders');
 const sessions = typeof nodes[0][0].submitOpenSession === 'function';
 const clients = [];
-for (let c = 0; c < 64; c++)
-  clients.push({ id: `c-${String(c).padStart(24, '0')}`, req: 0, epochs: [0, 0, 0], ack: 0 });
+const clientCount = Number(process.env.CLIENTS ?? 64);
+const window = Number(process.env.WINDOW ?? 1);
+for (let c = 0; c < clientCount; c++)
+  clients.push({ id: `c-${String(c).padStart(24, '0')}`, req: 0, epochs: [0, 0, 0], ack: 0, done: new Set() });
 if (sessions) {
   for (const cl of clients)
     for (let s = 0; s < 3; s++) {
@@ -152,7 +162,9 @@ function start(cl) {
       if (r.kind === 'transfer') {
         if (r.outcome === 1) committed++;
         else insufficient++;
-        cl.ack = requestId;
+        // The acknowledged watermark: every id up to it is answered.
+        cl.done.add(requestId);
+        while (cl.done.delete(cl.ack + 1)) cl.ack += 1;
         queueMicrotask(() => start(cl));
       } else {
         other++;
@@ -166,7 +178,7 @@ function start(cl) {
       from,
       to,
       amount: 1,
-      acknowledgedBelow: cl.ack + 1 > requestId ? 0 : cl.ack,
+      acknowledgedBelow: cl.ack >= requestId ? 0 : cl.ack,
       sessionEpoch: cl.epochs[fromShard],
     };
     n.submitTransfer(input, t);
@@ -177,7 +189,7 @@ function start(cl) {
 const retries = [];
 const t0 = process.cpuUsage();
 const w0 = Date.now();
-for (const cl of clients) start(cl);
+for (const cl of clients) for (let w = 0; w < window; w++) start(cl);
 let ticks = 0;
 let lastDone = -1;
 while (committed + insufficient < total) {
@@ -206,6 +218,8 @@ console.log(
   JSON.stringify({
     root,
     sessions,
+    clients: clientCount,
+    window,
     transfers: committed + insufficient,
     committed,
     insufficient,

@@ -23,7 +23,7 @@ import type {
 import { BankSnapshot as BankSnapshotCodec } from '../gen/shardbank/v1/peer.js';
 import { Outcome } from '../gen/shardbank/v1/bank.js';
 import { SessionTable, expiredMessage, transferDigest, type SessionCheck } from './session-table.js';
-import { compareTxIds, nextTxId, txIdOf, txKey, ZERO_TXID } from './txid.js';
+import { compareTxIds, nextTxId, txIdOf, txKey, txName, ZERO_TXID, type TxKey } from './txid.js';
 
 export const ABORT_REASONS = {
   participantNo: 0,
@@ -97,10 +97,10 @@ export class BankState {
    * prepared debit may already be answered COMMITTED, so a linearizable read of the item waits
    * for its decision, as for a credit.
    */
-  private readonly pendingDebitTx = new Map<number, Set<string>>();
+  private readonly pendingDebitTx = new Map<number, Set<TxKey>>();
   /** Item -> keys of prepared incoming credits; reads of such an item wait for the decision. */
-  private readonly pendingCredit = new Map<number, Set<string>>();
-  private readonly transactions = new Map<string, TxRecord>();
+  private readonly pendingCredit = new Map<number, Set<TxKey>>();
+  private readonly transactions = new Map<TxKey, TxRecord>();
   private sessions = new SessionTable();
   /** Participant side: per coordinator shard, ids below this are finished everywhere. */
   private readonly watermarks = new Map<number, TxId>();
@@ -137,11 +137,11 @@ export class BankState {
     return this.balances[item - this.firstItem]!;
   }
 
-  pendingCreditKeys(item: number): ReadonlySet<string> | undefined {
+  pendingCreditKeys(item: number): ReadonlySet<TxKey> | undefined {
     return this.pendingCredit.get(item);
   }
 
-  pendingDebitKeys(item: number): ReadonlySet<string> | undefined {
+  pendingDebitKeys(item: number): ReadonlySet<TxKey> | undefined {
     return this.pendingDebitTx.get(item);
   }
 
@@ -150,7 +150,7 @@ export class BankState {
   }
 
   /** Records with their keys (txKey of their txid), for scans that need both. */
-  transactionEntries(): IterableIterator<[string, TxRecord]> {
+  transactionEntries(): IterableIterator<[TxKey, TxRecord]> {
     return this.transactions.entries();
   }
 
@@ -202,7 +202,7 @@ export class BankState {
     // record ever created (tombstones too), so the watermark can only rise. It must: a
     // participant forgets decided records below it and a CoordPrepare below it is refused.
     if (!(compareTxIds(watermark, this.ownWatermarkLast) >= 0))
-      invariantViolated(`coordinator watermark went down: ${txKey(watermark)} after ${txKey(this.ownWatermarkLast)}`);
+      invariantViolated(`coordinator watermark went down: ${txName(watermark)} after ${txName(this.ownWatermarkLast)}`);
     this.ownWatermarkLast = watermark;
     this.ownWatermarkCache = watermark;
     return watermark;
@@ -438,7 +438,7 @@ export class BankState {
   /** Keeps the watermark cache valid without a scan in the common case (ids only grow). */
   private noteCoordinatorRecordAdded(txid: TxId): void {
     if (!(compareTxIds(txid, this.ownWatermark()) >= 0))
-      invariantViolated(`coordinator record ${txKey(txid)} below the watermark`);
+      invariantViolated(`coordinator record ${txName(txid)} below the watermark`);
     if (compareTxIds(txid, this.lastCoordinatorTxid) > 0) this.lastCoordinatorTxid = txid;
     const cached = this.ownWatermarkCache;
     if (cached && compareTxIds(txid, cached) < 0) this.ownWatermarkCache = undefined;
@@ -657,7 +657,7 @@ export class BankState {
     const record = this.transactions.get(key);
     if (!record) {
       if (compareTxIds(txid, this.watermarkOf(coordinatorShard)) >= 0) {
-        if (commit) invariantViolated(`COMMIT for transaction ${key} that this participant never prepared`);
+        if (commit) invariantViolated(`COMMIT for transaction ${txName(txid)} that this participant never prepared`);
         this.transactions.set(key, {
           txid,
           role: 'participant',
@@ -678,7 +678,7 @@ export class BankState {
     }
     if (record.state !== 'prepared') {
       if (!((record.state === 'committed') === commit || record.tombstone))
-        invariantViolated(`conflicting decisions for ${key}`);
+        invariantViolated(`conflicting decisions for ${txName(txid)}`);
       return [{ kind: 'part-decided', txid, coordinatorShard }];
     }
     removeKey(this.pendingCredit, record.to, key);
@@ -748,7 +748,7 @@ export class BankState {
   /** A fingerprint of the whole state, for replica-agreement checks. */
   fingerprint(): string {
     const txs = [...this.transactions.values()]
-      .map((r) => `${txKey(r.txid)}:${r.role}:${r.state}:${r.amount}`)
+      .map((r) => `${txName(r.txid)}:${r.role}:${r.state}:${r.amount}`)
       .sort()
       .join(',');
     return `${this.appliedIndex}|${this.balances.join(',')}|${txs}|${this.sessions.fingerprint()}|${this.totalDelta}`;
@@ -806,14 +806,14 @@ function recordFromMessage(m: TxRecordMessage): TxRecord {
 }
 
 /** Adds a transaction's key to the set of an item (pending debits or credits). */
-function addKey(byItem: Map<number, Set<string>>, item: number, key: string): void {
+function addKey(byItem: Map<number, Set<TxKey>>, item: number, key: TxKey): void {
   let keys = byItem.get(item);
   if (!keys) byItem.set(item, (keys = new Set()));
   keys.add(key);
 }
 
 /** Removes a transaction's key from an item's set; an emptied set goes. */
-function removeKey(byItem: Map<number, Set<string>>, item: number, key: string): void {
+function removeKey(byItem: Map<number, Set<TxKey>>, item: number, key: TxKey): void {
   const keys = byItem.get(item);
   if (!keys) return;
   keys.delete(key);

@@ -12,7 +12,28 @@ export function compareTxIds(a: TxId, b: TxId): number {
   return 0;
 }
 
-export function txKey(t: TxId): string {
+/**
+ * A transaction's key in the maps of the applied state and the leader: a number for every id
+ * whose fields fit (seq below 2^32, round below 1024, ordinal below 32, shard below 64: the
+ * usual case), a string otherwise. The string form costs four number-to-string conversions, a
+ * concatenation and a hash of the new string at every lookup, and lookups run tens of times
+ * per transfer on every replica; a number below 2^53 is hashed from its value. Both forms are
+ * injective and a given id always gets the same one, so a map holds one key per transaction.
+ * Never persisted, never compared across versions: for messages use txName.
+ */
+export type TxKey = number | string;
+
+const SEQ_SPAN = 2 ** 32;
+
+export function txKey(t: TxId): TxKey {
+  const { shard, round, ordinal, seq } = t;
+  if (seq >>> 0 === seq && (round & 1023) === round && (ordinal & 31) === ordinal && (shard & 63) === shard)
+    return ((round * 32 + ordinal) * 64 + shard) * SEQ_SPAN + seq;
+  return `${shard}.${round}.${ordinal}.${seq}`;
+}
+
+/** A transaction id for people (errors, logs, traces): shard.round.ordinal.seq. */
+export function txName(t: TxId): string {
   return `${t.shard}.${t.round}.${t.ordinal}.${t.seq}`;
 }
 

@@ -15,6 +15,7 @@ import { Counter, Gauge, type Registry, type Metric } from 'prom-client';
 import { processRegistry } from '../util/prometheus.js';
 import { Outcome } from '../gen/shardbank/v1/bank.js';
 import { ABORT_REASONS } from '../bank/bank-state.js';
+import type { TxKey } from '../bank/txid.js';
 import type { ClientReply, ErrorCode, ShardNode } from '../shard/shard-node.js';
 import type { TxPhaseObserver } from '../shard/two-phase-commit.js';
 import type { DurableLogStats } from '../storage/durable-log-interface.js';
@@ -170,7 +171,7 @@ export class ReplicaMetrics implements TxPhaseObserver {
   private trackedCommit = 0;
   private leading = false;
   /** In-doubt transactions by key: when a scrape first saw each (ms). */
-  private readonly inDoubtSince = new Map<string, number>();
+  private readonly inDoubtSince = new Map<TxKey, number>();
   private sources: MetricsSources | undefined;
 
   constructor(labels: { cluster: string; shard: number; replica: number }) {
@@ -484,7 +485,7 @@ export class ReplicaMetrics implements TxPhaseObserver {
     const node = this.sources?.node;
     let count = 0;
     let oldest = now;
-    const seen = new Set<string>();
+    const seen = new Set<TxKey>();
     if (node) {
       for (const [key, record] of node.bank.transactionEntries()) {
         if (record.role !== 'participant' || record.state !== 'prepared') continue;

@@ -6,6 +6,7 @@
 // read index, feeds the core's answers in, and drains the outcomes.
 import { invariantViolated } from '../util/assert.js';
 import type { BankState } from '../bank/bank-state.js';
+import type { TxKey } from '../bank/txid.js';
 
 export type ReadOutcome =
   | { token: number; kind: 'read'; balances: number[]; index: number }
@@ -16,7 +17,7 @@ interface WaitingRead {
   items: number[];
   index: number;
   /** Keys of the transfers pending on the items at the read point; undefined until it is applied. */
-  waitKeys: Set<string> | undefined;
+  waitKeys: Set<TxKey> | undefined;
   deadlineTick: number;
 }
 

@@ -5,12 +5,12 @@
 // messages, ticks and persistence acknowledgements, and carry out its ShardReady.
 //
 // Replies to clients and messages to other shards are produced only from applied state.
-import { assert } from '../util/assert.js';
+import { assert, invariantViolated } from '../util/assert.js';
 import type { Topology } from '../cluster/topology.js';
 import { shardOfItem } from '../cluster/topology.js';
 import { Outcome } from '../gen/shardbank/v1/bank.js';
 import type { Command, PaxosMessage, TxMessage } from '../gen/shardbank/v1/peer.js';
-import { CommandBatch } from '../gen/shardbank/v1/peer.js';
+import { decodeCommandBatch, encodeCommandBatch } from './command-codec.js';
 import { isConfigurationEntry } from '../paxos/membership.js';
 import { BankState, ABORT_REASONS, type ApplyEvent, type TxRecord } from '../bank/bank-state.js';
 import { txIdOf } from '../bank/txid.js';
@@ -123,7 +123,7 @@ export class ShardNode {
   private lastSnapshotIndex = 0;
   private wasReadyLeader = false;
   // Leader-volatile state; rebuilt from replicated state by each new leader.
-  private readonly waiters = new Map<string, Waiter>();
+  private readonly waiters = new WaiterTable();
   /** OpenSession requests by client id, answered when their command applies. */
   private readonly openWaiters = new Map<string, number[]>();
   private readonly queue = new ProposalQueue();
@@ -132,7 +132,7 @@ export class ShardNode {
   private held = false;
   private holdReleased = false;
   private readonly proposedCommands = new WeakMap<Buffer, Command[]>();
-  private retries: { dueTick: number; key: string }[] = [];
+  private retries: { dueTick: number; clientId: string; requestId: number }[] = [];
   private readonly reads: LinearizableReads;
   /**
    * Counters for /metrics: how well commands batch into slots, the last slot proposed (for the
@@ -198,8 +198,7 @@ export class ShardNode {
       this.replyError(token, 'not-leader', 'not the leader of this shard');
       return;
     }
-    const key = requestKey(input.clientId, input.requestId);
-    const existing = this.waiters.get(key);
+    const existing = this.waiters.get(input.clientId, input.requestId);
     if (existing) {
       if (existing.input.sessionEpoch !== input.sessionEpoch) {
         this.replyError(
@@ -254,7 +253,7 @@ export class ShardNode {
       return;
     }
     const waiter: Waiter = { tokens: [token], input, attempts: 0 };
-    this.waiters.set(key, waiter);
+    this.waiters.add(waiter);
     // A request already in flight (an attempt by an earlier leader) is joined, not re-run.
     if (check.kind === 'duplicate') return;
     this.startAttempt(waiter);
@@ -345,7 +344,7 @@ export class ShardNode {
     // Parallel commits: a cross-shard transfer is answered once its PREPARE applied here and the
     // participant voted YES (in an apply above or a vote since the last pass), not at its decision.
     for (const record of this.twoPhaseCommit.takeCommitted())
-      this.resolve(requestKey(record.clientId, record.requestId), Outcome.COMMITTED, record.prepareIndex);
+      this.resolve(this.waiters.get(record.clientId, record.requestId), Outcome.COMMITTED, record.prepareIndex);
     for (const event of core.events) if (event.type === 'read-failed') this.reads.onReadFailed(event.id);
     for (const read of core.readsReady) this.reads.onReadIndex(read.id, read.index, this.ticks);
     this.reads.serve(this.bankState);
@@ -399,7 +398,7 @@ export class ShardNode {
     // ABORT, and under contention such attempts can outrun a slow participant for good (each
     // one delays the votes that would release the reservation; swarm seed 46844).
     if (this.bankState.debitWouldConflict(input.from, input.amount)) {
-      this.retryOrAbort(requestKey(input.clientId, input.requestId));
+      this.retryOrAbort(this.waiters.get(input.clientId, input.requestId));
       return;
     }
     // The participant prepares in parallel with our own PREPARE.
@@ -449,7 +448,7 @@ export class ShardNode {
     this.queue.queueAcks();
     while (this.queue.length > 0 && this.core.canPropose) {
       const commands = this.queue.take(this.config.commandsPerSlotMax);
-      const value = Buffer.from(CommandBatch.encode({ commands }).finish());
+      const value = encodeCommandBatch(commands);
       this.proposedCommands.set(value, commands);
       const slot = this.core.propose(value);
       assert(slot !== undefined, 'canPropose promised a slot');
@@ -476,7 +475,7 @@ export class ShardNode {
     }
     // The very buffer this replica proposed comes back when it is chosen: apply the commands it
     // was encoded from instead of decoding it again (identity, so never another value's).
-    const commands = this.proposedCommands.get(value) ?? CommandBatch.decode(value).commands;
+    const commands = this.proposedCommands.get(value) ?? decodeCommandBatch(value);
     this.proposedCommands.delete(value);
     const leader = this.core.role === 'leader';
     for (const command of commands) {
@@ -490,14 +489,14 @@ export class ShardNode {
       case 'noop':
         return;
       case 'transfer-final':
-        return this.resolve(requestKey(event.clientId, event.requestId), event.outcome, event.index);
+        return this.resolve(this.waiters.get(event.clientId, event.requestId), event.outcome, event.index);
       case 'transfer-conflict':
-        return this.retryOrAbort(requestKey(event.clientId, event.requestId));
+        return this.retryOrAbort(this.waiters.get(event.clientId, event.requestId));
       case 'request-rejected':
-        return this.rejectWaiter(requestKey(event.clientId, event.requestId), event.code, event.message);
+        return this.rejectWaiter(this.waiters.get(event.clientId, event.requestId), event.code, event.message);
       case 'request-duplicate':
         if (event.inflightTxid) return; // joined: resolved when that attempt is decided
-        return this.resolve(requestKey(event.clientId, event.requestId), event.outcome, event.index, true);
+        return this.resolve(this.waiters.get(event.clientId, event.requestId), event.outcome, event.index, true);
       case 'coord-prepared':
         return this.twoPhaseCommit.onCoordPrepared(event.record);
       case 'coord-decided':
@@ -528,7 +527,7 @@ export class ShardNode {
   /** The client's outcome of a coordinated transfer, once its decision applied. */
   private resolveCoordinated(record: TxRecord): void {
     if (record.tombstone || record.abortReason === ABORT_REASONS.rejected) return;
-    const waiterKey = requestKey(record.clientId, record.requestId);
+    const waiterKey = this.waiters.get(record.clientId, record.requestId);
     if (record.state === 'committed') this.resolve(waiterKey, Outcome.COMMITTED, record.prepareIndex);
     else if (record.abortReason === ABORT_REASONS.insufficientFunds)
       this.resolve(waiterKey, Outcome.INSUFFICIENT_FUNDS, record.decisionIndex);
@@ -540,7 +539,7 @@ export class ShardNode {
   }
 
   private onLeadershipLost(): void {
-    for (const [, waiter] of this.waiters) {
+    for (const waiter of this.waiters.values()) {
       for (const token of waiter.tokens) {
         this.replies.push({
           token,
@@ -564,10 +563,9 @@ export class ShardNode {
 
   // ---- Client outcomes ----
 
-  private resolve(key: string, outcome: number, index: number, deduplicated = false): void {
-    const waiter = this.waiters.get(key);
+  private resolve(waiter: Waiter | undefined, outcome: number, index: number, deduplicated = false): void {
     if (!waiter) return;
-    this.waiters.delete(key);
+    this.waiters.remove(waiter);
     for (const token of waiter.tokens)
       this.replies.push(
         deduplicated
@@ -576,25 +574,28 @@ export class ShardNode {
       );
   }
 
-  private rejectWaiter(key: string, code: ErrorCode, message: string): void {
-    const waiter = this.waiters.get(key);
+  private rejectWaiter(waiter: Waiter | undefined, code: ErrorCode, message: string): void {
     if (!waiter) return;
-    this.waiters.delete(key);
+    this.waiters.remove(waiter);
     for (const token of waiter.tokens) this.replyError(token, code, message);
   }
 
   /** A transient conflict is retried within a bound, then returned as a retryable ABORTED. */
-  private retryOrAbort(key: string): void {
-    const waiter = this.waiters.get(key);
+  private retryOrAbort(waiter: Waiter | undefined): void {
     if (!waiter) return;
     if (waiter.attempts >= this.config.timing.conflictRetriesMax) {
-      this.rejectWaiter(key, 'aborted', 'transaction aborted after repeated conflicts; retry with the same request id');
+      this.rejectWaiter(
+        waiter,
+        'aborted',
+        'transaction aborted after repeated conflicts; retry with the same request id',
+      );
       return;
     }
     waiter.attempts += 1;
     const spread = Math.min(2 ** waiter.attempts, this.config.timing.conflictBackoffTicksMax);
     const delay = 1 + Math.floor(this.config.random() * spread);
-    this.retries.push({ dueTick: this.ticks + delay, key });
+    const { clientId, requestId } = waiter.input;
+    this.retries.push({ dueTick: this.ticks + delay, clientId, requestId });
   }
 
   private runRetries(): void {
@@ -602,7 +603,7 @@ export class ShardNode {
     const due = this.retries.filter((r) => r.dueTick <= this.ticks);
     this.retries = this.retries.filter((r) => r.dueTick > this.ticks);
     for (const retry of due) {
-      const waiter = this.waiters.get(retry.key);
+      const waiter = this.waiters.get(retry.clientId, retry.requestId);
       if (waiter) this.startAttempt(waiter);
     }
   }
@@ -623,9 +624,59 @@ export class ShardNode {
   }
 }
 
-export function requestKey(clientId: string, requestId: number): string {
-  return `${clientId}\u0000${requestId}`;
+/**
+ * The leader's waiting requests by client id, then request id. Not one map keyed by a string
+ * made of both: that string was built and hashed several times per transfer, while the client
+ * id strings of a batch are one string whose hash is computed once, and request ids are numbers.
+ */
+class WaiterTable {
+  private readonly byClient = new Map<string, Map<number, Waiter>>();
+  /** Clients whose map is empty: kept for reuse (no map per request), swept past a bound. */
+  private empty = 0;
+  size = 0;
+
+  get(clientId: string, requestId: number): Waiter | undefined {
+    return this.byClient.get(clientId)?.get(requestId);
+  }
+
+  /** Adds a waiter for a request that has none. */
+  add(waiter: Waiter): void {
+    const { clientId, requestId } = waiter.input;
+    let requests = this.byClient.get(clientId);
+    if (requests === undefined) this.byClient.set(clientId, (requests = new Map()));
+    else if (requests.size === 0) this.empty -= 1;
+    if (requests.has(requestId)) invariantViolated(`two waiters for request ${requestId} of client ${clientId}`);
+    requests.set(requestId, waiter);
+    this.size += 1;
+  }
+
+  /** Removes this waiter (no other of the same request). */
+  remove(waiter: Waiter): void {
+    const { clientId, requestId } = waiter.input;
+    const requests = this.byClient.get(clientId);
+    if (requests === undefined || requests.get(requestId) !== waiter) return;
+    requests.delete(requestId);
+    this.size -= 1;
+    if (requests.size > 0) return;
+    this.empty += 1;
+    if (this.empty > WAITER_CLIENTS_EMPTY_MAX) {
+      for (const [id, map] of this.byClient) if (map.size === 0) this.byClient.delete(id);
+      this.empty = 0;
+    }
+  }
+
+  *values(): IterableIterator<Waiter> {
+    for (const requests of this.byClient.values()) yield* requests.values();
+  }
+
+  clear(): void {
+    this.byClient.clear();
+    this.empty = 0;
+    this.size = 0;
+  }
 }
+
+const WAITER_CLIENTS_EMPTY_MAX = 1024;
 
 function sameTransfer(a: TransferInput, b: TransferInput): boolean {
   return (

@@ -16,7 +16,7 @@
 import { invariantViolated } from '../util/assert.js';
 import type { TxId, TxMessage } from '../gen/shardbank/v1/peer.js';
 import { ABORT_REASONS, type BankState, type TxRecord } from '../bank/bank-state.js';
-import { compareTxIds, txIdOf, txKey } from '../bank/txid.js';
+import { compareTxIds, txIdOf, txKey, txName, type TxKey } from '../bank/txid.js';
 import type { ProposalQueue } from './proposal-queue.js';
 
 export interface TwoPhaseCommitTiming {
@@ -77,7 +77,7 @@ interface LeaderTx {
 const LEADER_TXS_MAX = 4_000_000;
 
 export class TwoPhaseCommit {
-  private readonly txs = new Map<string, LeaderTx>();
+  private readonly txs = new Map<TxKey, LeaderTx>();
   private txSeq = 0;
   private ticks = 0;
   private scans = 0;
@@ -152,7 +152,7 @@ export class TwoPhaseCommit {
   onCoordDecided(record: TxRecord, bank: BankState): void {
     const tx = this.record(txKey(record.txid));
     if (tx.answeredCommitted && record.state !== 'committed')
-      invariantViolated(`${txKey(record.txid)} was answered COMMITTED, then decided ${record.state}`);
+      invariantViolated(`${txName(record.txid)} was answered COMMITTED, then decided ${record.state}`);
     tx.answeredCommitted = false;
     tx.proposedTo = undefined;
     tx.earlyVote = undefined;
@@ -348,7 +348,7 @@ export class TwoPhaseCommit {
 
   // ---- Helpers ----
 
-  private voteArrived(key: string): void {
+  private voteArrived(key: TxKey): void {
     const tx = this.txs.get(key);
     if (tx === undefined || !(tx.prepareSentAt > 0)) return;
     this.phases!.prepareVoted(tx.prepareSentAt);
@@ -395,7 +395,7 @@ export class TwoPhaseCommit {
     tx.seenInScan = this.scans;
   }
 
-  private record(key: string): LeaderTx {
+  private record(key: TxKey): LeaderTx {
     let tx = this.txs.get(key);
     if (tx === undefined) {
       tx = {
@@ -422,7 +422,7 @@ export class TwoPhaseCommit {
   }
 
   /** A record with nothing left to remember goes. */
-  private tidy(key: string, tx: LeaderTx): void {
+  private tidy(key: TxKey, tx: LeaderTx): void {
     const idle =
       tx.proposedTo === undefined &&
       tx.earlyVote === undefined &&

@@ -2,7 +2,7 @@
 // reaches the target or is released; with few waiting, nothing is held.
 import { describe, expect, it } from 'vitest';
 import { ShardNode, DEFAULT_TIMING, type PacingConfig, type ShardReady } from '../../node/shard/shard-node.js';
-import { CommandBatch } from '../../node/gen/shardbank/v1/peer.js';
+import { decodeCommandBatch } from '../../node/shard/command-codec.js';
 import { instantDriver } from '../support/instant-driver.js';
 
 const topology = { shards: 1, replicasPerShard: 1, itemsPerShard: 100, initialBalance: 10 };
@@ -29,7 +29,7 @@ function leader(pacing: PacingConfig | undefined): { node: ShardNode; proposed: 
     random: () => 0.5,
     ...(pacing ? { pacing } : {}),
     onApply: (_slot, value) => {
-      if (value.length > 0) proposed.push(CommandBatch.decode(value).commands.length);
+      if (value.length > 0) proposed.push(decodeCommandBatch(value).length);
     },
   });
   for (let tick = 0; tick < 50 && !node.isReadyLeader; tick += 1) {

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { SESSION_LIMITS } from '../../node/bank/session-table.js';
 import { Outcome } from '../../node/gen/shardbank/v1/bank.js';
-import { CommandBatch } from '../../node/gen/shardbank/v1/peer.js';
+import { decodeCommandBatch } from '../../node/shard/command-codec.js';
 import { ShardNode, DEFAULT_TIMING, type ClientReply, type ShardReady } from '../../node/shard/shard-node.js';
 import { instantDriver } from '../support/instant-driver.js';
 
@@ -29,8 +29,7 @@ function leader(): { node: ShardNode; opens: () => number } {
     snapshotEverySlots: 3,
     random: () => 0.5,
     onApply: (_slot, value) => {
-      if (value.length > 0)
-        opens += CommandBatch.decode(value).commands.filter((c) => c.body?.$case === 'openSession').length;
+      if (value.length > 0) opens += decodeCommandBatch(value).filter((c) => c.body?.$case === 'openSession').length;
     },
   });
   for (let tick = 0; tick < 50 && !node.isReadyLeader; tick += 1) {

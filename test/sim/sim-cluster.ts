@@ -32,7 +32,8 @@ import type { Topology } from '../../node/cluster/topology.js';
 import { initialClusterTotal, itemCount, shardOfItem } from '../../node/cluster/topology.js';
 import { Outcome } from '../../node/gen/shardbank/v1/bank.js';
 import type { PaxosMessage, TxMessage } from '../../node/gen/shardbank/v1/peer.js';
-import { CommandBatch, PaxosMessage as PaxosCodec, TxMessage as TxCodec } from '../../node/gen/shardbank/v1/peer.js';
+import { PaxosMessage as PaxosCodec, TxMessage as TxCodec } from '../../node/gen/shardbank/v1/peer.js';
+import { decodeCommandBatch } from '../../node/shard/command-codec.js';
 import type { Ballot } from '../../node/paxos/ballot.js';
 import { ballotEquals, ballotLess, ballotOf, ballotString } from '../../node/paxos/ballot.js';
 import type {
@@ -62,7 +63,7 @@ import {
   type Configuration,
   type ConfigurationChange,
 } from '../../node/paxos/membership.js';
-import { txIdOf, txKey } from '../../node/bank/txid.js';
+import { txIdOf, txName } from '../../node/bank/txid.js';
 import { openDurableLog, CorruptLogError } from '../../node/storage/durable-log.js';
 import type { DurableLog, RecoveredState } from '../../node/storage/durable-log-interface.js';
 import {
@@ -1944,7 +1945,7 @@ export class SimCluster {
   private noteRepeats(shard: number, slot: number, value: Buffer): void {
     if (value.length === 0 || isConfigurationEntry(value)) return;
     const seen = this.requestSlots[shard]!;
-    for (const command of CommandBatch.decode(value).commands) {
+    for (const command of decodeCommandBatch(value)) {
       const body = command.body;
       const request =
         body?.$case === 'transfer' ? body.transfer : body?.$case === 'coordPrepare' ? body.coordPrepare : undefined;
@@ -2558,15 +2559,15 @@ function describeTx(message: TxMessage): string {
   if (!body) return '?';
   switch (body.$case) {
     case 'prepare':
-      return `PREPARE ${txKey(txIdOf(body.prepare.txid))} ${body.prepare.from}->${body.prepare.to} ${body.prepare.amount}`;
+      return `PREPARE ${txName(txIdOf(body.prepare.txid))} ${body.prepare.from}->${body.prepare.to} ${body.prepare.amount}`;
     case 'vote':
-      return `VOTE ${txKey(txIdOf(body.vote.txid))} ${body.vote.yes ? 'yes' : 'no'}`;
+      return `VOTE ${txName(txIdOf(body.vote.txid))} ${body.vote.yes ? 'yes' : 'no'}`;
     case 'inquiry':
-      return `INQUIRY ${txKey(txIdOf(body.inquiry.txid))}`;
+      return `INQUIRY ${txName(txIdOf(body.inquiry.txid))}`;
     case 'decision':
-      return `DECISION ${txKey(txIdOf(body.decision.txid))} ${body.decision.commit ? 'commit' : 'abort'}`;
+      return `DECISION ${txName(txIdOf(body.decision.txid))} ${body.decision.commit ? 'commit' : 'abort'}`;
     case 'ack':
-      return `ACK ${txKey(txIdOf(body.ack.txid))}`;
+      return `ACK ${txName(txIdOf(body.ack.txid))}`;
     default:
       return '?';
   }
