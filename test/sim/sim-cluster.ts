@@ -1205,17 +1205,20 @@ export class SimCluster {
     const leader = this.leader(shard);
     if (!leader || leader.node.core.configurationChangeInFlight) return;
     // Only a loss every configuration still to govern a slot survives: a majority of its voters
-    // stays (losing one of two voters, as losing two of three, voids every guarantee).
+    // stays able to vote (losing one of two voters, as losing two of three, voids every guarantee).
+    // A voter still rebuilding a lost disk does not vote, and it votes again only under a leader
+    // elected by every other voter: one gone for good as well would leave it waiting forever
+    // (swarm seed 721741: voters 0,1,2,3 with 2 rebuilding when 3 was lost, no leader again).
     // From the oldest durable snapshot of a member on: a restart starts from the configuration there.
     const oldestSnapshot = Math.min(
       ...group.filter((r) => this.active(r)).map((r) => r.disk.snapshot?.index ?? 0),
       this.maxChosen[shard]!,
     );
     const configurations = history.from(oldestSnapshot + 1);
+    const votes = (id: number) => !this.retired.has(group[id]!) && !group[id]!.diskLost;
     const survives = (lost: number) =>
       configurations.every(
-        (c) =>
-          c.voters.filter((id) => id !== lost && !this.retired.has(group[id]!)).length >= majorityOfConfiguration(c),
+        (c) => c.voters.filter((id) => id !== lost && votes(id)).length >= majorityOfConfiguration(c),
       );
     const candidates = latest.voters.filter((id) => group[id]!.up && survives(id));
     if (candidates.length === 0) return;

@@ -94,6 +94,23 @@ describe('deterministic simulation', () => {
     expect(failures).toEqual([]);
   }, 300_000);
 
+  // The simulator's own fault policy (issue 19): swarm seeds 721741 and 2605 took a voter's
+  // disk for good while another voter was still rebuilding a lost disk, two of four (or three)
+  // voters unable to vote, which no configuration survives: the permanent loss now counts a
+  // rebuilding voter as not voting.
+  it('swarm: seeds 721741, 2605 (a disk lost for good while another rebuilds) converge', async () => {
+    const failures: string[] = [];
+    for (const seed of [721741, 2605]) {
+      const options = scenarioFor('swarm', seed);
+      try {
+        await runSeed(options);
+      } catch (error) {
+        failures.push(`${String(error instanceof Error ? error.message : error)}\n  replay: ${replayCommand(options)}`);
+      }
+    }
+    expect(failures).toEqual([]);
+  }, 300_000);
+
   it('storage: seeds 1213, 2033, 3121, 3785 (restarts during a first start) converge', async () => {
     const failures: string[] = [];
     for (const seed of [1213, 2033, 3121, 3785]) {
