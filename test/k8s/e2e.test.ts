@@ -12,11 +12,11 @@ import { K8S_E2E, helm, k8s, k8sUp, kubectl, repoRoot, until } from './support/n
 
 const NS = 'default';
 /**
- * The membership cases (issue 19): replicasPerShard 3 -> 5 -> 3 under chaos, and a lost disk.
- * Off unless SHARDBANK_K8S_MEMBERSHIP_E2E=1 (docs/TESTING.md): in their first run here every
- * shard grew to 5 and shrank back to 3 in 76 s, one step at a time, but the `shardbank chaos`
- * run around the change had not finished its settle phase 20 minutes later, with the cluster
- * quiet and healthy: not yet understood, so not in CI until it is.
+ * The membership change under chaos (issue 19): off unless SHARDBANK_K8S_MEMBERSHIP_E2E=1
+ * (docs/TESTING.md). In its first run here every shard grew to 5 and shrank back to 3 in 76 s,
+ * one step at a time, but the `shardbank chaos` run around the change ended with exit code 1
+ * after 30 minutes of its settle phase, with the cluster quiet and healthy: not understood yet,
+ * so not in CI until it is. The lost-disk case runs (it passed in the same run).
  */
 const MEMBERSHIP_E2E = process.env.SHARDBANK_K8S_MEMBERSHIP_E2E === '1';
 // Each step polls with its own generous deadline; this only bounds a step that hangs (the
@@ -923,7 +923,7 @@ describe.skipIf(!K8S_E2E)('shardbank on a real single-node Kubernetes', () => {
     2_700_000,
   );
 
-  it.skipIf(!MEMBERSHIP_E2E)(
+  it(
     'a pod deleted together with its PVC (a lost disk) comes back safely: the shard keeps three voters on three pods and the money',
     async () => {
       const victim = `${CLUSTER}-s0-2`;
