@@ -1053,10 +1053,11 @@ export class PaxosCore {
     ) {
       // An answer to our own Prepare from a member that may not lead (see onPrepare): take the
       // chosen prefix and campaign again from its end, under the configuration in force there.
-      if (index <= this.commitIndexValue) return;
-      this.adoptSnapshot({ index, data });
-      if (this.mayStandForElection) this.startElection(this.electionForce);
-      else this.becomeFollower(-1, ballot);
+      if (index > this.commitIndexValue) {
+        this.adoptSnapshot({ index, data });
+        if (this.mayStandForElection) this.startElection(this.electionForce);
+        else this.becomeFollower(-1, ballot);
+      }
       return;
     }
     this.raisePromise(ballot);
