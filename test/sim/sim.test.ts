@@ -13,6 +13,20 @@ const planned = DEFAULT_PLAN.reduce((sum, [, n]) => sum + n, 0);
 const scale = Number(process.env.SHARDBANK_SIM_SEEDS ?? '0') / planned || 1;
 const failFast = process.env.SHARDBANK_SIM_FAIL_FAST === '1';
 
+/** Runs the given seeds of a scenario; each failure with its replay command. */
+async function failuresOf(scenario: Parameters<typeof scenarioFor>[0], seeds: readonly number[]): Promise<string[]> {
+  const failures: string[] = [];
+  for (const seed of seeds) {
+    const options = scenarioFor(scenario, seed);
+    try {
+      await runSeed(options);
+    } catch (error) {
+      failures.push(`${String(error instanceof Error ? error.message : error)}\n  replay: ${replayCommand(options)}`);
+    }
+  }
+  return failures;
+}
+
 describe('deterministic simulation', () => {
   for (const [scenario, planSeeds] of DEFAULT_PLAN) {
     const seeds = Math.max(1, Math.round(planSeeds * scale));
@@ -82,16 +96,7 @@ describe('deterministic simulation', () => {
   // a removed voter, which stayed silent to their Prepares (it may not lead): no leader ever
   // again. A member that may not lead now hands such a candidate its snapshot.
   it('reconfig: seeds 1688, 1758, 1903 (a removed voter holds the only snapshot) elect a leader', async () => {
-    const failures: string[] = [];
-    for (const seed of [1688, 1758, 1903]) {
-      const options = scenarioFor('reconfig', seed);
-      try {
-        await runSeed(options);
-      } catch (error) {
-        failures.push(`${String(error instanceof Error ? error.message : error)}\n  replay: ${replayCommand(options)}`);
-      }
-    }
-    expect(failures).toEqual([]);
+    expect(await failuresOf('reconfig', [1688, 1758, 1903])).toEqual([]);
   }, 300_000);
 
   // The simulator's own fault policy (issue 19): swarm seeds 721741 and 2605 took a voter's
@@ -99,28 +104,10 @@ describe('deterministic simulation', () => {
   // voters unable to vote, which no configuration survives: the permanent loss now counts a
   // rebuilding voter as not voting.
   it('swarm: seeds 721741, 2605 (a disk lost for good while another rebuilds) converge', async () => {
-    const failures: string[] = [];
-    for (const seed of [721741, 2605]) {
-      const options = scenarioFor('swarm', seed);
-      try {
-        await runSeed(options);
-      } catch (error) {
-        failures.push(`${String(error instanceof Error ? error.message : error)}\n  replay: ${replayCommand(options)}`);
-      }
-    }
-    expect(failures).toEqual([]);
+    expect(await failuresOf('swarm', [721741, 2605])).toEqual([]);
   }, 300_000);
 
   it('storage: seeds 1213, 2033, 3121, 3785 (restarts during a first start) converge', async () => {
-    const failures: string[] = [];
-    for (const seed of [1213, 2033, 3121, 3785]) {
-      const options = scenarioFor('storage', seed);
-      try {
-        await runSeed(options);
-      } catch (error) {
-        failures.push(`${String(error instanceof Error ? error.message : error)}\n  replay: ${replayCommand(options)}`);
-      }
-    }
-    expect(failures).toEqual([]);
+    expect(await failuresOf('storage', [1213, 2033, 3121, 3785])).toEqual([]);
   }, 300_000);
 });
